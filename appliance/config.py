@@ -1,0 +1,168 @@
+"""Settings: one msgspec Struct tree, read from TOML, overridden by environment variables.
+
+The appliance runs with no config file at all: every field has a default. A TOML file
+(``--config FILE`` or ``FOOTFALL_CONFIG``) overrides the defaults, and environment
+variables named ``FOOTFALL_<SECTION>_<SETTING>`` (or ``FOOTFALL_<SETTING>`` for top-level
+settings) override both. ``config.example.toml`` documents every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tls_certificate: str = ""
+    tls_private_key: str = ""
+    trusted_proxies: list[str] = []
+    public_url: str = ""
+
+
+class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_body_bytes: int = 1_048_576
+    max_batch_items: int = 1000
+    commit_interval_ms: int = 25
+    commit_max_events: int = 5000
+    clock_skew_seconds: int = 300
+
+
+class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    initial_map_mb: int = 64
+    grow_when_percent_full: int = 75
+    min_free_disk_mb: int = 64
+
+
+class LiveSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    ring_size: int = 2000
+
+
+class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    token_ttl_seconds: int = 86_400
+    min_password_length: int = 10
+
+
+class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    disabled: list[str] = []
+    directory: str = ""
+
+
+class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    retention_days: int = 400
+    timezone: str = "UTC"
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = "./data"
+    demo: bool = True
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    live: LiveSettings = msgspec.field(default_factory=LiveSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+    sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+class ConfigError(ValueError):
+    """The config file or an environment override names an unknown setting or a bad value."""
+
+
+def _environment_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn ``FOOTFALL_SECTION_SETTING`` variables into a nested dict of raw strings."""
+    overrides: dict[str, Any] = {}
+    sections = {
+        field.name: {inner.name for inner in msgspec.structs.fields(field.type)}
+        for field in msgspec.structs.fields(Settings)
+        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
+    }
+    top_level = {f.name for f in msgspec.structs.fields(Settings)} - set(sections)
+    for key, value in environ.items():
+        if not key.startswith("FOOTFALL_") or key == "FOOTFALL_CONFIG":
+            continue
+        name = key.removeprefix("FOOTFALL_").lower()
+        if name in top_level:
+            overrides[name] = value
+            continue
+        for section, settings in sections.items():
+            prefix = section + "_"
+            if name.startswith(prefix) and name.removeprefix(prefix) in settings:
+                overrides.setdefault(section, {})[name.removeprefix(prefix)] = value
+                break
+        else:
+            raise ConfigError(f"{key}: no such setting")
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _coerce_strings(raw: dict[str, Any], struct_type: type) -> dict[str, Any]:
+    """Environment values are strings: convert them to each field's declared type."""
+    fields = {f.name: f for f in msgspec.structs.fields(struct_type)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = fields.get(key)
+        if field is None:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _coerce_strings(value, field.type)
+        elif isinstance(value, str) and field.type is not str:
+            if field.type is bool:
+                out[key] = value.strip().lower() in {"1", "true", "yes", "on"}
+            elif field.type is int:
+                try:
+                    out[key] = int(value)
+                except ValueError:
+                    raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+            else:  # list[str]
+                out[key] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from defaults, an optional TOML file, the environment and overrides.
+
+    ``overrides`` are top-level settings given on the command line (``data_dir=...``); they
+    win over everything else.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    config_file = config_file or environ.get("FOOTFALL_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if config_file:
+        try:
+            raw = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{config_file}: {error}") from None
+    raw = _merge(raw, _coerce_strings(_environment_overrides(environ), Settings))
+    raw = _merge(raw, {key: value for key, value in overrides.items() if value is not None})
+    try:
+        return msgspec.convert(raw, Settings)
+    except msgspec.ValidationError as error:
+        raise ConfigError(str(error)) from None

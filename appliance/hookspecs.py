@@ -1,0 +1,82 @@
+"""Footfall's hook specifications: the surface that built-in and third-party plugins implement.
+
+Grouped by phase. Built-in plugins (``plugins/``) use exactly these hooks, registered through
+the same plugin manager as third-party plugins from the ``footfall`` entry-point group.
+Implement a hook with ``@footfall.hookimpl`` (re-exported as ``appliance.hookspecs.hookimpl``)
+in a module and register that module via the entry point.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from appliance.core import Appliance
+    from appliance.models import Event, RequestContext
+
+hookspec = pluggy.HookspecMarker("footfall")
+hookimpl = pluggy.HookimplMarker("footfall")
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+@hookspec
+def startup(appliance: Appliance) -> None:
+    """Called once when the appliance has opened its storage, before it serves any request.
+
+    :param appliance: the running :class:`appliance.core.Appliance`; a plugin may keep a
+        reference to read settings (``appliance.settings``) or query stats.
+    Return value is ignored.
+    """
+
+
+@hookspec
+def shutdown(appliance: Appliance) -> None:
+    """Called once when the appliance closes, after the last batch was committed.
+
+    :param appliance: the appliance being closed. Return value is ignored.
+    """
+
+
+# -- ingest -------------------------------------------------------------------------------
+@hookspec(firstresult=True)
+def filter_event(event: Event, context: RequestContext) -> str | None:
+    """Decide whether an incoming event is dropped, before it is enriched.
+
+    Runs on the request's hot path: keep it fast and free of I/O.
+
+    :param event: the validated event (site resolved, not yet enriched).
+    :param context: the request: client IP (never stored), user agent, query parameters.
+    :return: ``None`` to keep the event, or a short reason string (for example ``"bot"``)
+        to drop it; the reason is counted in ``/api/v1/health``. ``firstresult``: the first
+        plugin that returns a reason wins.
+    """
+
+
+@hookspec
+def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None:
+    """Add derived fields to an event (browser, source, channel, country, ...).
+
+    Runs on the request's hot path: keep it fast, cache expensive lookups.
+
+    :param event: the event as validated; fields set by other enrichers are not visible
+        (enrichers run independently and their answers are merged).
+    :param context: the request: client IP (never stored), user agent, query parameters.
+    :return: a dict of :class:`appliance.models.Event` field names to values, or ``None``.
+        When two plugins set the same field, the one registered later wins.
+    """
+
+
+# -- after commit -------------------------------------------------------------------------
+@hookspec
+def events_committed(appliance: Appliance, events: list[Event]) -> None:
+    """Called once per committed batch, after the write transaction is durable.
+
+    Runs on the writer thread: exporters and alerts should hand slow work (network calls)
+    to their own thread or queue. An exception is logged and does not affect ingestion.
+
+    :param appliance: the running appliance.
+    :param events: the events of the batch, in commit order.
+    Return value is ignored.
+    """

@@ -1,0 +1,160 @@
+"""The Structs that cross Footfall's boundaries: API bodies in, enriched events, API answers out.
+
+Incoming bodies keep the seed's public shapes (``/api/v1/events``, ``/api/v1/conversions``);
+the tracker posts the compact :class:`CollectBody`. All of them become one frozen
+:class:`Event` as they pass through the ingest pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+MetadataValue = str | int | float | bool | None
+
+
+class EventBody(msgspec.Struct, kw_only=True):
+    """``POST /api/v1/events``: the seed's Track Event body."""
+
+    event_type: str
+    user_id: str | None = None
+    session_id: str | None = None
+    timestamp: datetime | None = None
+    site: str | None = None
+    metadata: dict[str, MetadataValue] = {}
+
+
+class ConversionBody(msgspec.Struct, kw_only=True):
+    """``POST /api/v1/conversions``: the seed's Track Conversion body."""
+
+    conversion_type: str
+    user_id: str | None = None
+    session_id: str | None = None
+    timestamp: datetime | None = None
+    site: str | None = None
+    metadata: dict[str, MetadataValue] = {}
+
+
+class CollectBody(msgspec.Struct, kw_only=True):
+    """``POST /api/v1/collect``: the tracker's compact body (sent as text/plain).
+
+    ``k`` kind (pageview, event, conversion, engagement), ``s`` site, ``u`` page URL,
+    ``r`` referrer, ``n`` event or conversion name, ``p`` properties, ``w`` screen width,
+    ``l`` language, ``z`` time zone, ``a`` amount, ``c`` currency, ``e`` engaged
+    milliseconds, ``d`` maximum scroll depth in percent.
+    """
+
+    k: str = "pageview"
+    s: str | None = None
+    u: str
+    r: str | None = None
+    n: str | None = None
+    p: dict[str, MetadataValue] = {}
+    w: int | None = None
+    l: str | None = None  # noqa: E741 - one-letter wire names keep the tracker small
+    z: str | None = None
+    a: float | None = None
+    c: str | None = None
+    e: int | None = None
+    d: int | None = None
+
+
+class EventKind(enum.IntEnum):
+    PAGEVIEW = 1
+    CUSTOM = 2
+    CONVERSION = 3
+    ENGAGEMENT = 4
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One accepted event, as enriched by the pipeline and stored in the event log.
+
+    Never holds a raw IP address or a raw user id: ``visitor_id`` is a keyed hash.
+    ``revenue`` is in integer minor units of ``currency`` (cents for USD).
+    """
+
+    kind: EventKind
+    site_id: int
+    timestamp: float
+    name: str
+    visitor_id: int = 0
+    session_hint: str = ""
+    user_hashed: bool = False
+    hostname: str = ""
+    path: str = "/"
+    referrer: str = ""
+    referrer_host: str = ""
+    source: str = ""
+    medium: str = ""
+    channel: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    device: str = ""
+    country: str = ""
+    region: str = ""
+    screen: str = ""
+    language: str = ""
+    timezone: str = ""
+    props: dict[str, str] = {}
+    revenue: int = 0
+    currency: str = ""
+    engaged_ms: int = 0
+    scroll_depth: int = 0
+
+
+class RequestContext(msgspec.Struct, kw_only=True):
+    """What the pipeline knows about the HTTP request an event came in. Never stored.
+
+    ``page_query`` holds the query parameters of the tracked page URL (utm_*, ref, gclid...).
+    """
+
+    client_ip: str
+    user_agent: str
+    received_at: float
+    page_query: dict[str, str] = {}
+
+
+class DropReason(enum.StrEnum):
+    """Why the pipeline refused an event. Counted per reason, visible in ``/api/v1/health``."""
+
+    UNKNOWN_SITE = "unknown_site"
+    HOSTNAME_NOT_ALLOWED = "hostname_not_allowed"
+    BOT = "bot"
+    TOO_OLD = "too_old"
+    IN_FUTURE = "in_future"
+    INVALID = "invalid"
+    FILTERED = "filtered_by_plugin"
+    RATE_LIMITED = "rate_limited"
+
+
+class Site(msgspec.Struct, kw_only=True):
+    """A tracked site, keyed by its domain."""
+
+    id: int
+    domain: str
+    name: str = ""
+    timezone: str = "UTC"
+    retention_days: int = 400
+    allowed_hostnames: list[str] = []
+    public: bool = False
+    created_at: float = 0.0
+
+
+class ItemResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One item's answer in a batch response."""
+
+    status: str
+    event_id: str | None = None
+    conversion_id: str | None = None
+    error: dict[str, Any] | None = None
+    reason: str | None = None

@@ -1,0 +1,79 @@
+"""The plugin manager: built-ins from ``DEFAULT_PLUGINS``, third parties from entry points.
+
+One manager per :class:`appliance.core.Appliance` (never a module global), so tests can run
+several appliances with different plugins side by side. Plugins are disabled by name in
+config (``[plugins] disabled = ["geo"]``). Third-party plugins come from the ``footfall``
+entry-point group and from ``*.py`` files in ``[plugins] directory``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+
+import pluggy
+
+from appliance import hookspecs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.bots",
+    "plugins.useragent",
+    "plugins.referrers",
+    "plugins.geo",
+)
+ENTRY_POINT_GROUP = "footfall"
+
+
+def short_name(module_name: str) -> str:
+    return module_name.rsplit(".", 1)[-1]
+
+
+def make_plugin_manager(disabled: list[str] | tuple[str, ...] = (), directory: str = "") -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("footfall")
+    manager.add_hookspecs(hookspecs)
+    blocked = set(disabled)
+    for name in blocked:
+        manager.set_blocked(name)
+    for module_name in DEFAULT_PLUGINS:
+        name = short_name(module_name)
+        if name in blocked:
+            continue
+        manager.register(importlib.import_module(module_name), name=name)
+    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    if directory:
+        for path in sorted(Path(directory).glob("*.py")):
+            name = path.stem
+            if name in blocked or manager.has_plugin(name):
+                continue
+            spec = importlib.util.spec_from_file_location(f"footfall_plugin_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            manager.register(module, name=name)
+    manager.check_pending()
+    return manager
+
+
+def describe_plugins(manager: pluggy.PluginManager) -> list[dict[str, object]]:
+    """Name, source and hooks of every loaded plugin (for ``footfall plugins`` and the API)."""
+    described = []
+    distributions = {id(plugin): dist for plugin, dist in manager.list_plugin_distinfo()}
+    for name, plugin in sorted(manager.list_name_plugin(), key=lambda pair: pair[0]):
+        if plugin is None:
+            continue
+        dist = distributions.get(id(plugin))
+        hooks = sorted(caller.name for caller in manager.get_hookcallers(plugin) or [])
+        described.append(
+            {
+                "name": name,
+                "builtin": getattr(plugin, "__name__", "") in DEFAULT_PLUGINS,
+                "package": f"{dist.project_name} {dist.version}" if dist else None,
+                "hooks": hooks,
+            }
+        )
+    return described

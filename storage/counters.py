@@ -1,0 +1,70 @@
+"""Time-bucketed integer counters.
+
+Writers gather deltas in a dict keyed by packed bucket keys and apply them in one transaction
+in sorted key order (sequential page access). Readers scan a bucket range per metric.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+
+_VALUE = struct.Struct(">q")
+
+
+class Counters:
+    def __init__(self, store) -> None:
+        self._db = store.db(b"counters")
+
+    def apply(self, txn, deltas: dict[bytes, int]) -> None:
+        """Add each delta to its counter (keys from :func:`storage.keys.pack_bucket_key`)."""
+        db = self._db
+        cursor = txn.cursor(db=db)
+        for key in sorted(deltas):
+            delta = deltas[key]
+            if not delta:
+                continue
+            current = cursor.get(key)
+            value = _VALUE.unpack(current)[0] + delta if current is not None else delta
+            cursor.put(key, _VALUE.pack(value))
+
+    def scan(
+        self, txn, site: int, granularity: int, metric: int, first_bucket: int, last_bucket: int
+    ) -> Iterator[tuple[int, int, int]]:
+        """Yield ``(bucket, dimension, value)`` for buckets in ``[first_bucket, last_bucket]``."""
+        prefix = bucket_prefix(site, granularity, metric)
+        start = pack_bucket_key(site, granularity, metric, first_bucket, 0)
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(start):
+            return
+        unpack_value = _VALUE.unpack
+        for key, value in cursor:
+            if key[:7] != prefix:
+                return
+            _, _, _, bucket, dimension = unpack_bucket_key(key)
+            if bucket > last_bucket:
+                return
+            yield bucket, dimension, unpack_value(value)[0]
+
+    def get(self, txn, key: bytes) -> int:
+        value = txn.get(key, db=self._db)
+        return _VALUE.unpack(value)[0] if value is not None else 0
+
+    def delete_site(self, txn, site: int) -> int:
+        return _delete_prefix(txn, self._db, struct.pack(">I", site))
+
+
+def _delete_prefix(txn, db, prefix: bytes) -> int:
+    cursor = txn.cursor(db=db)
+    removed = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while cursor.key()[: len(prefix)] == prefix:
+        if not cursor.delete():
+            break
+        removed += 1
+        if not cursor.key():
+            break
+    return removed

@@ -1,0 +1,152 @@
+"""The LMDB environment: opened once per path, named databases, a map that grows before it fills.
+
+``Store.write(fn)`` runs ``fn(txn)`` in one write transaction. When the map is close to full
+it is grown first; if LMDB still answers ``MapFullError`` the map is grown and the transaction
+retried, so that error never reaches a caller. When the disk itself cannot hold a bigger map,
+:class:`StorageFullError` is raised and nothing of the failed transaction is kept: what was
+committed before stays intact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+T = TypeVar("T")
+
+DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences")
+_GROWTH_STEP = 2  # multiply the map by this much each time it grows
+_MAX_GROWTH_BYTES = 4 << 30  # never grow by more than 4 GiB at once
+
+
+class StorageFullError(RuntimeError):
+    """The disk has no room to grow the LMDB map: new writes are refused, old data is intact."""
+
+
+class Store:
+    """One LMDB environment with Footfall's named databases.
+
+    Thread model: any number of readers; writes are serialised by a lock (LMDB allows one
+    writer), and in practice come from the group-commit writer thread.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        initial_map_bytes: int = 64 << 20,
+        grow_when_fraction: float = 0.75,
+        min_free_disk_bytes: int = 64 << 20,
+    ) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._grow_when = grow_when_fraction
+        self._min_free_disk = min_free_disk_bytes
+        self._write_lock = threading.Lock()
+        existing = self.path / "data.mdb"
+        map_size = max(initial_map_bytes, existing.stat().st_size if existing.exists() else 0)
+        self.env = lmdb.open(
+            str(self.path),
+            map_size=map_size,
+            max_dbs=len(DATABASES) + 8,
+            max_readers=256,
+            subdir=True,
+            sync=True,
+            metasync=True,
+            readahead=False,
+            lock=True,
+        )
+        self.dbs: dict[bytes, lmdb._Database] = {}
+        with self.env.begin(write=True) as txn:
+            for name in DATABASES:
+                self.dbs[name] = self.env.open_db(name, txn=txn)
+
+    def db(self, name: bytes):
+        return self.dbs[name]
+
+    # -- map management ---------------------------------------------------------------
+    def map_usage(self) -> tuple[int, int]:
+        """(bytes in use, map size)."""
+        info = self.env.info()
+        stat = self.env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"], info["map_size"]
+
+    def _grow(self, minimum_extra: int = 0) -> None:
+        used, size = self.map_usage()
+        new_size = max(size + minimum_extra, min(size * _GROWTH_STEP, size + _MAX_GROWTH_BYTES))
+        free_disk = shutil.disk_usage(self.path).free
+        current_file = (self.path / "data.mdb").stat().st_size
+        # The file only grows as pages are written, but the map must fit on the disk.
+        if new_size - current_file > free_disk - self._min_free_disk:
+            new_size = current_file + free_disk - self._min_free_disk
+            if new_size <= size:
+                raise StorageFullError(
+                    f"disk full: {free_disk} bytes free under {self.path}, cannot grow the store"
+                )
+        self.env.set_mapsize(new_size)
+
+    def _ensure_headroom(self) -> None:
+        used, size = self.map_usage()
+        if used > size * self._grow_when:
+            self._grow()
+
+    # -- transactions -----------------------------------------------------------------
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in one write transaction, growing the map as needed.
+
+        ``fn`` may run more than once (after a ``MapFullError``), so it must not have side
+        effects outside the transaction.
+        """
+        with self._write_lock:
+            self._ensure_headroom()
+            for _attempt in range(8):
+                txn = self.env.begin(write=True)
+                try:
+                    result = fn(txn)
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    self._grow()
+                except lmdb.DiskError as error:
+                    txn.abort()
+                    raise StorageFullError(f"disk error while writing: {error}") from error
+                except OSError as error:
+                    txn.abort()
+                    if error.errno == 28:  # ENOSPC
+                        raise StorageFullError("disk full while writing") from error
+                    raise
+                except BaseException:
+                    txn.abort()
+                    raise
+            raise StorageFullError("could not grow the store enough for one transaction")
+
+    def read(self) -> lmdb.Transaction:
+        """A read-only transaction, to be used as a context manager."""
+        return self.env.begin(write=False, buffers=False)
+
+    def disk_bytes(self) -> int:
+        return (self.path / "data.mdb").stat().st_size
+
+    def database_bytes(self, name: bytes) -> int:
+        """Pages used by one named database, in bytes."""
+        with self.env.begin() as txn:
+            stat = txn.stat(self.dbs[name])
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return pages * stat["psize"]
+
+    def entries(self, name: bytes) -> int:
+        with self.env.begin() as txn:
+            return txn.stat(self.dbs[name])["entries"]
+
+    def sync(self) -> None:
+        self.env.sync(True)
+
+    def close(self) -> None:
+        self.env.close()

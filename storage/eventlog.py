@@ -1,0 +1,80 @@
+"""The raw event log: every accepted event, in time order per site.
+
+Keys are ``site u32 | timestamp_ms u64 | sequence u32``; values are whatever compact bytes
+the caller encodes (the appliance stores msgspec MessagePack arrays of interned ids). The
+sequence is global and persisted, so two events in the same millisecond never collide, even
+across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from storage.keys import pack_event_key, pack_u64, unpack_event_key, unpack_u64
+
+_SEQUENCE_KEY = b"event_sequence"
+
+
+class EventLog:
+    def __init__(self, store) -> None:
+        self._db = store.db(b"events")
+        self._sequences = store.db(b"sequences")
+        with store.read() as txn:
+            raw = txn.get(_SEQUENCE_KEY, db=self._sequences)
+        self._next_sequence = unpack_u64(raw) if raw else 1
+
+    def append(self, txn, entries: list[tuple[int, int, bytes]]) -> list[bytes]:
+        """Store ``(site, timestamp_ms, value)`` entries; return their keys.
+
+        Call :meth:`committed` after the transaction commits, or :meth:`rolled_back`.
+        """
+        keys = []
+        sequence = self._next_sequence
+        cursor = txn.cursor(db=self._db)
+        for site, timestamp_ms, value in entries:
+            key = pack_event_key(site, timestamp_ms, sequence & 0xFFFFFFFF)
+            sequence += 1
+            cursor.put(key, value)
+            keys.append(key)
+        txn.put(_SEQUENCE_KEY, pack_u64(sequence), db=self._sequences)
+        self._pending_sequence = sequence
+        return keys
+
+    def committed(self) -> None:
+        self._next_sequence = getattr(self, "_pending_sequence", self._next_sequence)
+
+    def rolled_back(self) -> None:
+        self._pending_sequence = self._next_sequence
+
+    def scan(self, txn, site: int, start_ms: int, end_ms: int) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` for the site's events with ``start_ms <= t < end_ms``."""
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(pack_event_key(site, start_ms, 0)):
+            return
+        end = pack_event_key(site, end_ms, 0)
+        for key, value in cursor:
+            if key >= end:
+                return
+            yield key, value
+
+    def get(self, txn, key: bytes) -> bytes | None:
+        return txn.get(key, db=self._db)
+
+    def delete_range(self, txn, site: int, start_ms: int, end_ms: int) -> int:
+        cursor = txn.cursor(db=self._db)
+        removed = 0
+        end = pack_event_key(site, end_ms, 0)
+        if not cursor.set_range(pack_event_key(site, start_ms, 0)):
+            return 0
+        while True:
+            key = cursor.key()
+            if not key or key >= end:
+                break
+            if not cursor.delete():
+                break
+            removed += 1
+        return removed
+
+    @staticmethod
+    def split_key(key: bytes) -> tuple[int, int, int]:
+        return unpack_event_key(key)

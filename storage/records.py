@@ -1,0 +1,58 @@
+"""Metadata records (users, sites, tokens, salts, settings) and id sequences.
+
+A record lives under ``kind/identifier``; its value is opaque bytes (the appliance stores
+msgspec MessagePack). Kinds are short ASCII names chosen by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from storage.keys import pack_u64, unpack_u64
+
+
+def _key(kind: str, identifier: str) -> bytes:
+    return f"{kind}/{identifier}".encode()
+
+
+class Records:
+    def __init__(self, store) -> None:
+        self._store = store
+        self._db = store.db(b"records")
+        self._sequences = store.db(b"sequences")
+
+    def get(self, kind: str, identifier: str, txn=None) -> bytes | None:
+        if txn is not None:
+            return txn.get(_key(kind, identifier), db=self._db)
+        with self._store.read() as own:
+            return own.get(_key(kind, identifier), db=self._db)
+
+    def put(self, txn, kind: str, identifier: str, value: bytes) -> None:
+        txn.put(_key(kind, identifier), value, db=self._db)
+
+    def delete(self, txn, kind: str, identifier: str) -> bool:
+        return txn.delete(_key(kind, identifier), db=self._db)
+
+    def scan(self, kind: str, txn=None) -> Iterator[tuple[str, bytes]]:
+        prefix = f"{kind}/".encode()
+        if txn is None:
+            with self._store.read() as own:
+                yield from list(self._scan(own, prefix))
+        else:
+            yield from self._scan(txn, prefix)
+
+    def _scan(self, txn, prefix: bytes) -> Iterator[tuple[str, bytes]]:
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield key[len(prefix) :].decode(), value
+
+    def next_id(self, txn, name: str) -> int:
+        key = f"id/{name}".encode()
+        raw = txn.get(key, db=self._sequences)
+        value = unpack_u64(raw) if raw else 1
+        txn.put(key, pack_u64(value + 1), db=self._sequences)
+        return value

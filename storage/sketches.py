@@ -1,0 +1,179 @@
+"""Unique-visitor sketches: exact small sets that turn into HyperLogLog sketches as they grow.
+
+A sketch is stored under a bucket key (see :mod:`storage.keys`). While it holds at most
+``exact_limit`` distinct 64-bit visitor hashes it is an exact sorted set; past that it becomes
+a ``hyperloglog.HyperLogLog`` of the requested precision, whose int8 registers are stored
+zlib-compressed. Unions over any range merge exact sets exactly and sketches register-wise
+(``max``), so visitors over a month are a union of daily sketches, never a sum.
+
+Error bound: with precision ``p`` the relative standard error is ``1.04 / sqrt(2**p)``:
+p=14 gives 0.81 % (site totals), p=12 gives 1.63 % (per-dimension breakdowns). Tests check
+estimates within three standard errors. Exact sets are exact.
+
+Encoding: ``b"E"`` + sorted 8-byte hashes, or ``b"H"`` + precision byte + zlib(registers).
+Values are always added as 8-byte ``bytes`` (the package hashes ``str`` and ``bytes``
+differently, so Footfall only ever adds one type).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from hyperloglog import HyperLogLog
+from hyperloglog.hll import get_alpha
+
+from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+
+SITE_PRECISION = 14
+DIMENSION_PRECISION = 12
+EXACT_LIMIT = 256
+_HASH = struct.Struct(">Q")
+
+
+def standard_error(precision: int) -> float:
+    return 1.04 / (2**precision) ** 0.5
+
+
+def new_hll(precision: int, registers: np.ndarray | None = None) -> HyperLogLog:
+    sketch = HyperLogLog.__new__(HyperLogLog)
+    m = 1 << precision
+    sketch.__setstate__(
+        {
+            "alpha": get_alpha(precision),
+            "p": precision,
+            "m": m,
+            "M": registers if registers is not None else np.zeros(m, np.int8),
+        }
+    )
+    return sketch
+
+
+class Sketch:
+    """An exact set of visitor hashes or a HyperLogLog, with one interface."""
+
+    __slots__ = ("exact", "hll", "precision", "exact_limit")
+
+    def __init__(self, precision: int, exact_limit: int = EXACT_LIMIT) -> None:
+        self.precision = precision
+        self.exact_limit = exact_limit
+        self.exact: set[int] | None = set()
+        self.hll: HyperLogLog | None = None
+
+    # -- building ---------------------------------------------------------------------
+    def add_many(self, hashes: Iterable[int]) -> None:
+        if self.exact is not None:
+            self.exact.update(hashes)
+            if len(self.exact) > self.exact_limit:
+                self._to_hll()
+        else:
+            self._hll_add(hashes)
+
+    def _hll_add(self, hashes: Iterable[int]) -> None:
+        values = [_HASH.pack(h) for h in hashes]
+        if values:
+            self.hll.add_bulk(values)
+
+    def _to_hll(self) -> None:
+        members = self.exact or set()
+        self.exact = None
+        self.hll = new_hll(self.precision)
+        self._hll_add(members)
+
+    def merge(self, other: Sketch) -> None:
+        if other.exact is not None:
+            self.add_many(other.exact)
+            return
+        if self.exact is not None:
+            self._to_hll()
+        if other.hll.p != self.hll.p:
+            raise ValueError("cannot merge sketches of different precision")
+        self.hll.update(other.hll)
+
+    def count(self) -> int:
+        if self.exact is not None:
+            return len(self.exact)
+        return round(self.hll.card())
+
+    @property
+    def is_exact(self) -> bool:
+        return self.exact is not None
+
+    # -- bytes ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if self.exact is not None:
+            return b"E" + b"".join(_HASH.pack(h) for h in sorted(self.exact))
+        return b"H" + bytes([self.precision]) + zlib.compress(self.hll.M.tobytes(), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, exact_limit: int = EXACT_LIMIT) -> Sketch:
+        if data[:1] == b"E":
+            body = memoryview(data)[1:]
+            sketch = cls(DIMENSION_PRECISION, exact_limit)
+            sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
+            return sketch
+        precision = data[1]
+        registers = np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()
+        sketch = cls(precision, exact_limit)
+        sketch.exact = None
+        sketch.hll = new_hll(precision, registers)
+        return sketch
+
+
+class Sketches:
+    def __init__(self, store) -> None:
+        self._db = store.db(b"sketches")
+
+    def add(self, txn, additions: dict[bytes, tuple[int, list[int]]]) -> None:
+        """Add visitor hashes to sketches: ``{key: (precision, [hash, ...])}``, sorted key order."""
+        cursor = txn.cursor(db=self._db)
+        for key in sorted(additions):
+            precision, hashes = additions[key]
+            current = cursor.get(key)
+            sketch = Sketch.from_bytes(current) if current is not None else Sketch(precision)
+            if sketch.exact is None and sketch.precision != precision:
+                raise ValueError("precision changed for an existing sketch")
+            sketch.precision = precision
+            sketch.add_many(hashes)
+            cursor.put(key, sketch.to_bytes())
+
+    def scan(
+        self, txn, site: int, granularity: int, metric: int, first_bucket: int, last_bucket: int
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """Yield ``(bucket, dimension, raw sketch)`` for buckets in the range."""
+        prefix = bucket_prefix(site, granularity, metric)
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(pack_bucket_key(site, granularity, metric, first_bucket, 0)):
+            return
+        for key, value in cursor:
+            if key[:7] != prefix:
+                return
+            _, _, _, bucket, dimension = unpack_bucket_key(key)
+            if bucket > last_bucket:
+                return
+            yield bucket, dimension, value
+
+    def union(
+        self,
+        txn,
+        site: int,
+        granularity: int,
+        metric: int,
+        first_bucket: int,
+        last_bucket: int,
+        precision: int,
+        dimensions: set[int] | None = None,
+    ) -> dict[int, Sketch]:
+        """Union of each dimension's sketches over the bucket range."""
+        merged: dict[int, Sketch] = {}
+        for _, dimension, raw in self.scan(txn, site, granularity, metric, first_bucket, last_bucket):
+            if dimensions is not None and dimension not in dimensions:
+                continue
+            sketch = Sketch.from_bytes(raw)
+            target = merged.get(dimension)
+            if target is None:
+                target = merged[dimension] = Sketch(precision)
+            target.merge(sketch)
+        return merged

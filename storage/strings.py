@@ -1,0 +1,92 @@
+"""String interning: long strings (paths, referrers, browser names) become short integer ids.
+
+Ids keep counter and event-log keys fixed-width and far under LMDB's 511-byte key limit.
+Id 0 is the empty string. New ids are allocated inside the caller's write transaction and
+only enter the in-memory cache once that transaction commits (``commit``); ``rollback``
+forgets them, so an aborted transaction never leaves a dangling id in the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from storage.keys import pack_u32, unpack_u32
+
+MAX_STRING_BYTES = 480
+_NEXT_ID_KEY = b"string_id"
+
+
+def _encode(text: str) -> bytes:
+    data = text.encode("utf-8", "replace")
+    if len(data) > MAX_STRING_BYTES:
+        data = data[:MAX_STRING_BYTES].decode("utf-8", "ignore").encode()
+    return data
+
+
+class StringTable:
+    def __init__(self, store) -> None:
+        self._store = store
+        self._ids: dict[str, int] = {"": 0}
+        self._texts: dict[int, str] = {0: ""}
+        self._pending: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._by_text = store.db(b"strings")
+        self._by_id = store.db(b"string_ids")
+        self._sequences = store.db(b"sequences")
+
+    def intern(self, txn, text: str) -> int:
+        """The id of ``text``, allocating one in ``txn`` if it is new."""
+        found = self._ids.get(text)
+        if found is not None:
+            return found
+        found = self._pending.get(text)
+        if found is not None:
+            return found
+        data = _encode(text)
+        stored = txn.get(data, db=self._by_text)
+        if stored is not None:
+            string_id = unpack_u32(stored)
+        else:
+            raw_next = txn.get(_NEXT_ID_KEY, db=self._sequences)
+            string_id = unpack_u32(raw_next) if raw_next else 1
+            txn.put(_NEXT_ID_KEY, pack_u32(string_id + 1), db=self._sequences)
+            txn.put(data, pack_u32(string_id), db=self._by_text)
+            txn.put(pack_u32(string_id), data, db=self._by_id)
+        self._pending[text] = string_id
+        return string_id
+
+    def commit(self) -> None:
+        with self._lock:
+            for text, string_id in self._pending.items():
+                self._ids[text] = string_id
+                self._texts[string_id] = text
+        self._pending.clear()
+
+    def rollback(self) -> None:
+        self._pending.clear()
+
+    def lookup(self, text: str, txn=None) -> int | None:
+        """The id of ``text`` if it was ever interned, without allocating."""
+        found = self._ids.get(text)
+        if found is not None:
+            return found
+        if txn is None:
+            with self._store.read() as own:
+                stored = own.get(_encode(text), db=self._by_text)
+        else:
+            stored = txn.get(_encode(text), db=self._by_text)
+        return unpack_u32(stored) if stored is not None else None
+
+    def text(self, string_id: int, txn=None) -> str:
+        found = self._texts.get(string_id)
+        if found is not None:
+            return found
+        if txn is None:
+            with self._store.read() as own:
+                data = own.get(pack_u32(string_id), db=self._by_id)
+        else:
+            data = txn.get(pack_u32(string_id), db=self._by_id)
+        text = data.decode("utf-8") if data is not None else ""
+        with self._lock:
+            self._texts[string_id] = text
+        return text
