@@ -1,0 +1,173 @@
+"""The Appliance: one object that owns the store, the pipeline, the writer and the queries.
+
+``Appliance(settings).open()`` opens LMDB under ``settings.data_dir``, loads plugins, starts
+the group-commit writer and calls the ``startup`` hook; ``close()`` commits what is pending,
+calls ``shutdown`` and closes the store. The web room and the CLI both drive this object.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from appliance.accounts import Accounts
+from appliance.config import Settings
+from appliance.live import LiveBuffer
+from appliance.models import Event, Site
+from appliance.pipeline import Pipeline
+from appliance.plugins import make_plugin_manager
+from appliance.recorder import aggregate, decode_event, encode_event
+from appliance.sites import SiteRegistry
+from appliance.stats import Stats
+from appliance.visitors import VisitorHasher
+from appliance.writer import Writer
+from storage import Store
+from storage.counters import Counters
+from storage.eventlog import EventLog
+from storage.records import Records
+from storage.sketches import Sketches
+from storage.strings import StringTable
+
+log = logging.getLogger(__name__)
+
+
+class Appliance:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self._open = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> Appliance:
+        settings = self.settings
+        data = Path(settings.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = Store(
+            data / "footfall.lmdb",
+            initial_map_bytes=settings.storage.initial_map_mb << 20,
+            grow_when_fraction=settings.storage.grow_when_percent_full / 100,
+            min_free_disk_bytes=settings.storage.min_free_disk_mb << 20,
+        )
+        self.records = Records(self.store)
+        self.strings = StringTable(self.store)
+        self.counters = Counters(self.store)
+        self.sketches = Sketches(self.store)
+        self.eventlog = EventLog(self.store)
+        self.sites = SiteRegistry(
+            self.store, self.records, settings.sites.timezone, settings.sites.retention_days
+        )
+        self.accounts = Accounts(
+            self.store,
+            self.records,
+            min_password_length=settings.auth.min_password_length,
+            token_ttl_seconds=settings.auth.token_ttl_seconds,
+        )
+        self.visitors = VisitorHasher(self.store, self.records)
+        plugin_directory = settings.plugins.directory
+        if not plugin_directory and (data / "plugins").is_dir():
+            plugin_directory = str(data / "plugins")
+        self.plugin_manager = make_plugin_manager(settings.plugins.disabled, plugin_directory)
+        self.live = LiveBuffer(settings.live.ring_size)
+        self.pipeline = Pipeline(self)
+        self.stats = Stats(self)
+        self.writer = Writer(
+            self._commit,
+            self._after_commit,
+            interval_ms=settings.ingest.commit_interval_ms,
+            max_events=settings.ingest.commit_max_events,
+        )
+        self.writer.start()
+        self._open = True
+        self.plugin_manager.hook.startup(appliance=self)
+        return self
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.writer.stop()
+        try:
+            self.plugin_manager.hook.shutdown(appliance=self)
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Appliance:
+        return self.open() if not self._open else self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------------------------
+    def _commit(self, events: list[Event]) -> list[bytes]:
+        timezones = {site.id: site.timezone for site in self.sites.all()}
+        strings = self.strings
+
+        def transaction(txn):
+            def intern(text: str) -> int:
+                return strings.intern(txn, text)
+
+            writes = aggregate(events, timezones, intern)
+            entries = [
+                (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))
+                for event in events
+            ]
+            self.counters.apply(txn, writes.counters)
+            self.sketches.add(txn, writes.sketches)
+            return self.eventlog.append(txn, entries)
+
+        try:
+            keys = self.store.write(transaction)
+        except BaseException:
+            strings.rollback()
+            self.eventlog.rolled_back()
+            raise
+        strings.commit()
+        self.eventlog.committed()
+        return keys
+
+    def _after_commit(self, events: list[Event], keys: list[bytes]) -> None:
+        self.live.extend(list(zip((event_id(key) for key in keys), events, strict=True)))
+        try:
+            self.plugin_manager.hook.events_committed(appliance=self, events=events)
+        except Exception:
+            log.exception("an events_committed hook failed")
+
+    def record_sync(self, events: list[Event]) -> list[str]:
+        """Write already-built events and wait until they are durable (CLI, demo, imports)."""
+        return [event_id(key) for key in self.writer.write_sync(events)]
+
+    # -- reading --------------------------------------------------------------------------
+    def read_events(self, site: Site, start: float, end: float) -> list[Event]:
+        """Events of ``site`` with ``start <= timestamp < end``, in time order."""
+        text = self.strings.text
+        out = []
+        with self.store.read() as txn:
+            for key, value in self.eventlog.scan(txn, site.id, int(start * 1000), int(end * 1000)):
+                _, timestamp_ms, _ = self.eventlog.split_key(key)
+                out.append(decode_event(site.id, timestamp_ms, value, lambda i: text(i, txn)))
+        return out
+
+    def delete_site_data(self, txn, site: Site) -> None:
+        self.counters.delete_site(txn, site.id)
+        from storage.counters import _delete_prefix
+
+        _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
+        self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
+
+    def health(self) -> dict[str, object]:
+        used, map_size = self.store.map_usage()
+        return {
+            "status": "ok" if self.writer.last_error is None else "degraded",
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "events_accepted": self.writer.events_committed,
+            "batches_committed": self.writer.batches_committed,
+            "drops": dict(self.pipeline.drops),
+            "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
+            "last_error": self.writer.last_error,
+            "sites": len(self.sites.all()),
+        }
+
+
+def event_id(key: bytes) -> str:
+    return key.hex()

@@ -1,0 +1,44 @@
+"""The vocabulary of stored metrics and dimensions, and their numeric ids in storage keys.
+
+A *metric* id names one family of counters or sketches in LMDB (see :mod:`storage.keys`).
+A *dimension* is an :class:`appliance.models.Event` field that breakdowns group by; each has
+a page-view counter metric and a visitors sketch metric, kept in day buckets. Ids are part
+of the on-disk format: never renumber, only append.
+"""
+
+from __future__ import annotations
+
+# Site totals (dimension value 0), in hour and day buckets.
+PAGEVIEWS = 1
+CUSTOM_EVENTS = 2  # dimension: event name id
+CONVERSIONS = 3  # dimension: conversion type id
+REVENUE = 4  # dimension: id of "type\x1fcurrency", value in minor units
+EVENTS_TOTAL = 5  # every accepted event of any kind
+VISITORS = 100  # sketch: site visitors
+EVENT_VISITORS = 101  # sketch per event name
+CONVERSION_VISITORS = 102  # sketch per conversion type
+
+# Breakdown dimensions: name -> (Event field, page-view counter metric, visitors sketch metric)
+DIMENSIONS: dict[str, tuple[str, int, int]] = {
+    "page": ("path", 10, 110),
+    "source": ("source", 11, 111),
+    "channel": ("channel", 12, 112),
+    "referrer": ("referrer_host", 13, 113),
+    "browser": ("browser", 14, 114),
+    "os": ("os", 15, 115),
+    "device": ("device", 16, 116),
+    "country": ("country", 17, 117),
+    "utm_source": ("utm_source", 18, 118),
+    "utm_medium": ("utm_medium", 19, 119),
+    "utm_campaign": ("utm_campaign", 20, 120),
+    "utm_term": ("utm_term", 21, 121),
+    "utm_content": ("utm_content", 22, 122),
+    "screen": ("screen", 23, 123),
+    "language": ("language", 24, 124),
+    "hostname": ("hostname", 25, 125),
+    "region": ("region", 26, 126),
+    "browser_version": ("browser_version", 27, 127),
+    "os_version": ("os_version", 28, 128),
+}
+
+REVENUE_SEPARATOR = "\x1f"

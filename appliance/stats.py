@@ -1,0 +1,279 @@
+"""Stats queries in one vocabulary: aggregate, timeseries, breakdown, current visitors.
+
+Every consumer (JSON API, seed reports, dashboard, exporters) calls these functions, so a
+number cannot differ between two screens. Unfiltered queries read pre-aggregated counters and
+HyperLogLog sketches: page views are sums of day (or hour) counters, visitors are *unions* of
+sketches over the range, never sums of daily uniques.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+
+import msgspec
+
+from appliance import dimensions as dims
+from appliance.channels import SEED_CATEGORIES, traffic_category
+from appliance.models import Site
+from appliance.periods import (
+    day_from_number,
+    day_number,
+    day_start_timestamp,
+    month_start,
+    week_start,
+)
+from storage.keys import DAY, HOUR
+from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
+
+INTERVALS = ("hour", "day", "week", "month")
+
+
+class QueryError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Query(msgspec.Struct, kw_only=True):
+    """What every stats function takes: a site, an inclusive local date range, an interval."""
+
+    site: Site
+    date_from: date
+    date_to: date
+    interval: str = "day"
+
+    def __post_init__(self) -> None:
+        if self.date_to < self.date_from:
+            raise QueryError("end_date", "must not be before start_date")
+        if (self.date_to - self.date_from).days > 3660:
+            raise QueryError("end_date", "range longer than ten years")
+        if self.interval not in INTERVALS:
+            raise QueryError("interval", f"must be one of {', '.join(INTERVALS)}")
+
+    @property
+    def first_day(self) -> int:
+        return day_number(self.date_from)
+
+    @property
+    def last_day(self) -> int:
+        return day_number(self.date_to)
+
+    def hour_range(self) -> tuple[int, int]:
+        start = day_start_timestamp(self.date_from, self.site.timezone)
+        end = day_start_timestamp(self.date_to + timedelta(days=1), self.site.timezone)
+        return int(start // 3600), int(end // 3600) - 1
+
+
+class Stats:
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
+        self._store = appliance.store
+        self._counters = appliance.counters
+        self._sketches = appliance.sketches
+        self._strings = appliance.strings
+
+    # -- helpers --------------------------------------------------------------------------
+    def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
+        totals: dict[int, int] = {}
+        for _, dimension, value in self._counters.scan(
+            txn, query.site.id, DAY, metric, query.first_day, query.last_day
+        ):
+            totals[dimension] = totals.get(dimension, 0) + value
+        return totals
+
+    def _visitors(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, int]:
+        merged = self._sketches.union(
+            txn, query.site.id, DAY, metric, query.first_day, query.last_day, precision, dimensions
+        )
+        return {dimension: sketch.count() for dimension, sketch in merged.items()}
+
+    # -- the vocabulary -------------------------------------------------------------------
+    def aggregate(self, query: Query) -> dict[str, int]:
+        with self._store.read() as txn:
+            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
+            events = sum(self._sum(txn, query, dims.CUSTOM_EVENTS).values())
+            conversions = sum(self._sum(txn, query, dims.CONVERSIONS).values())
+            converters = self._visitors(txn, query, dims.CONVERSION_VISITORS, DIMENSION_PRECISION)
+        return {
+            "visitors": visitors,
+            "pageviews": pageviews,
+            "events": events,
+            "conversions": conversions,
+            "converting_visitors_by_type": converters,
+        }
+
+    def timeseries(self, query: Query) -> list[dict[str, object]]:
+        with self._store.read() as txn:
+            if query.interval == "hour":
+                return self._hourly(txn, query)
+            pageviews: dict[int, int] = {}
+            for day, _, value in self._counters.scan(
+                txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
+            ):
+                pageviews[day] = pageviews.get(day, 0) + value
+            sketches: dict[int, Sketch] = {}
+            for day, _, raw in self._sketches.scan(
+                txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
+            ):
+                sketches[day] = Sketch.from_bytes(raw)
+        groups: dict[date, list[int]] = {}
+        for number in range(query.first_day, query.last_day + 1):
+            day = day_from_number(number)
+            start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
+            groups.setdefault(start, []).append(number)
+        series = []
+        for start, numbers in groups.items():
+            union = Sketch(SITE_PRECISION)
+            for number in numbers:
+                if number in sketches:
+                    union.merge(sketches[number])
+            series.append(
+                {
+                    "date": start.isoformat(),
+                    "visitors": union.count(),
+                    "pageviews": sum(pageviews.get(number, 0) for number in numbers),
+                }
+            )
+        return series
+
+    def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
+        first, last = query.hour_range()
+        pageviews = {
+            hour: value
+            for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.PAGEVIEWS, first, last)
+        }
+        visitors = {
+            hour: Sketch.from_bytes(raw).count()
+            for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
+        }
+        from datetime import UTC, datetime
+
+        from appliance.periods import zone
+
+        tz = zone(query.site.timezone)
+        return [
+            {
+                "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
+                "visitors": visitors.get(hour, 0),
+                "pageviews": pageviews.get(hour, 0),
+            }
+            for hour in range(first, last + 1)
+        ]
+
+    def breakdown(self, query: Query, dimension: str, limit: int = 10) -> dict[str, object]:
+        """Top ``limit`` values of a dimension by visitors, with page views; plus the rest."""
+        if dimension not in dims.DIMENSIONS:
+            raise QueryError("property", f"unknown dimension {dimension!r}")
+        _, counter_metric, sketch_metric = dims.DIMENSIONS[dimension]
+        with self._store.read() as txn:
+            pageviews = self._sum(txn, query, counter_metric)
+            # Visitors are unions of sketches: compute them for the candidates only.
+            candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 3, 50)]
+            visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
+            rows = [
+                {
+                    "value": self._strings.text(value_id, txn),
+                    "visitors": visitors.get(value_id, 0),
+                    "pageviews": pageviews[value_id],
+                }
+                for value_id in candidates
+            ]
+        rows.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
+        top = rows[:limit]
+        shown = {row["value"] for row in top}
+        rest_pageviews = sum(pageviews.values()) - sum(row["pageviews"] for row in top)
+        return {
+            "dimension": dimension,
+            "results": top,
+            "rest": {"values": len(pageviews) - len(shown), "pageviews": rest_pageviews},
+        }
+
+    def custom_events(self, query: Query) -> list[dict[str, object]]:
+        with self._store.read() as txn:
+            counts = self._sum(txn, query, dims.CUSTOM_EVENTS)
+            visitors = self._visitors(txn, query, dims.EVENT_VISITORS, DIMENSION_PRECISION)
+            rows = [
+                {"name": self._strings.text(i, txn), "events": n, "visitors": visitors.get(i, 0)}
+                for i, n in counts.items()
+            ]
+        return sorted(rows, key=lambda row: (-row["events"], row["name"]))
+
+    def conversions(self, query: Query) -> dict[str, object]:
+        with self._store.read() as txn:
+            site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            counts = self._sum(txn, query, dims.CONVERSIONS)
+            converters_by_type = self._sketches.union(
+                txn, query.site.id, DAY, dims.CONVERSION_VISITORS, query.first_day, query.last_day,
+                DIMENSION_PRECISION,
+            )
+            revenue = self._sum(txn, query, dims.REVENUE)
+            names = {i: self._strings.text(i, txn) for i in counts}
+            revenue_names = {i: self._strings.text(i, txn) for i in revenue}
+        everyone = Sketch(DIMENSION_PRECISION)
+        for sketch in converters_by_type.values():
+            everyone.merge(sketch)
+        converting = everyone.count()
+        revenue_rows: dict[str, dict[str, int]] = {}
+        for revenue_id, amount in revenue.items():
+            name, _, currency = revenue_names[revenue_id].partition(dims.REVENUE_SEPARATOR)
+            revenue_rows.setdefault(name, {})[currency] = amount
+        goals = []
+        for type_id, count in sorted(counts.items(), key=lambda item: -item[1]):
+            name = names[type_id]
+            converters = converters_by_type.get(type_id)
+            unique = converters.count() if converters else 0
+            goals.append(
+                {
+                    "name": name,
+                    "conversions": count,
+                    "visitors": unique,
+                    "conversion_rate": _rate(unique, site_visitors),
+                    "revenue_minor": revenue_rows.get(name, {}),
+                }
+            )
+        return {
+            "visitors": site_visitors,
+            "total_conversions": sum(counts.values()),
+            "converting_visitors": converting,
+            "conversion_rate": _rate(converting, site_visitors),
+            "goals": goals,
+        }
+
+    def current_visitors(self, site: Site, window_seconds: int = 300) -> int:
+        cutoff = time.time() - window_seconds
+        return len(
+            {event.visitor_id for _, event in self._appliance.live.latest(10_000, site.id) if event.timestamp >= cutoff}
+        )
+
+    # -- the seed's reports ---------------------------------------------------------------
+    def traffic_report(self, query: Query) -> dict[str, object]:
+        with self._store.read() as txn:
+            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
+            _, _, channel_metric = dims.DIMENSIONS["channel"]
+            by_channel = self._sketches.union(
+                txn, query.site.id, DAY, channel_metric, query.first_day, query.last_day, DIMENSION_PRECISION
+            )
+            categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
+            for channel_id, sketch in by_channel.items():
+                categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)
+        return {
+            "total_visitors": visitors,
+            "total_page_views": pageviews,
+            "traffic_sources": {name: sketch.count() for name, sketch in categories.items()},
+        }
+
+    def conversions_report(self, query: Query) -> dict[str, object]:
+        report = self.conversions(query)
+        return {
+            "total_conversions": report["total_conversions"],
+            "conversion_rate": report["conversion_rate"],
+            "conversion_types": {goal["name"]: goal["conversions"] for goal in report["goals"]},
+        }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0

@@ -1,0 +1,166 @@
+"""Group commit: requests hand events to one writer thread that commits them in batches.
+
+A request appends its events to the open :class:`Batch` and waits on it. The writer thread
+closes the batch when it holds ``commit_max_events`` events or ``commit_interval_ms`` has
+passed since its first event, writes it in ONE LMDB transaction (counters, sketches, event
+log, all or nothing), and only then completes it, so a request is answered success only for
+events that are durable on disk. After the commit the live buffer and the
+``events_committed`` hook see the batch. On shutdown the open batch is committed once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from appliance.models import Event
+
+log = logging.getLogger(__name__)
+
+
+class Batch:
+    """Events waiting for one commit, and the waiters to wake when it is done."""
+
+    __slots__ = ("events", "keys", "error", "_done", "_loop_futures")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.keys: list[bytes] = []
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._loop_futures: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
+
+    def loop_future(self) -> asyncio.Future:
+        """A future on the running loop, shared by every request of the loop in this batch."""
+        loop = asyncio.get_running_loop()
+        future = self._loop_futures.get(loop)
+        if future is None:
+            future = self._loop_futures[loop] = loop.create_future()
+        return future
+
+    def finish(self) -> None:
+        self._done.set()
+        for loop, future in list(self._loop_futures.items()):
+            with contextlib.suppress(RuntimeError):  # the loop closed while we committed
+                loop.call_soon_threadsafe(_resolve, future, self.error)
+
+    def wait(self, timeout: float | None = None) -> None:
+        if not self._done.wait(timeout):
+            raise TimeoutError("commit did not finish in time")
+        if self.error is not None:
+            raise self.error
+
+
+def _resolve(future: asyncio.Future, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class Writer:
+    def __init__(
+        self,
+        commit: Callable[[list[Event]], list[bytes]],
+        after_commit: Callable[[list[Event], list[bytes]], None],
+        *,
+        interval_ms: int,
+        max_events: int,
+    ) -> None:
+        self._commit = commit
+        self._after_commit = after_commit
+        self._interval = interval_ms / 1000
+        self._max_events = max_events
+        self._condition = threading.Condition()
+        self._batch: Batch | None = None
+        self._opened_at = 0.0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="footfall-writer", daemon=True)
+        self.batches_committed = 0
+        self.events_committed = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, events: list[Event], on_loop: bool = False) -> tuple[Batch, int]:
+        """Queue events; returns the batch and the index of the first of them in it.
+
+        With ``on_loop`` the batch's future for the running event loop is created while the
+        batch is still open, so it cannot complete before the caller starts waiting.
+        """
+        with self._condition:
+            if self._stopping:
+                raise RuntimeError("the writer is shutting down")
+            batch = self._batch
+            if batch is None:
+                batch = self._batch = Batch()
+                self._opened_at = time.monotonic()
+                self._condition.notify()
+            start = len(batch.events)
+            batch.events.extend(events)
+            if on_loop:
+                batch.loop_future()
+            if len(batch.events) >= self._max_events:
+                self._condition.notify()
+            return batch, start
+
+    async def write(self, events: list[Event]) -> list[bytes]:
+        """Submit and wait (async); returns the events' log keys once they are durable."""
+        batch, start = self.submit(events, on_loop=True)
+        await batch.loop_future()
+        return batch.keys[start : start + len(events)]
+
+    def write_sync(self, events: list[Event], timeout: float | None = 60) -> list[bytes]:
+        batch, start = self.submit(events)
+        batch.wait(timeout)
+        return batch.keys[start : start + len(events)]
+
+    def _take_batch(self) -> Batch | None:
+        with self._condition:
+            while True:
+                if self._batch is not None:
+                    due = self._opened_at + self._interval
+                    remaining = due - time.monotonic()
+                    if self._stopping or remaining <= 0 or len(self._batch.events) >= self._max_events:
+                        batch, self._batch = self._batch, None
+                        return batch
+                    self._condition.wait(remaining)
+                elif self._stopping:
+                    return None
+                else:
+                    self._condition.wait()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            try:
+                batch.keys = self._commit(batch.events)
+            except BaseException as error:  # noqa: BLE001 - every waiter must be woken
+                log.exception("commit of %d events failed", len(batch.events))
+                self.last_error = f"{type(error).__name__}: {error}"
+                batch.error = error
+                batch.finish()
+                continue
+            self.batches_committed += 1
+            self.events_committed += len(batch.events)
+            self.last_error = None
+            batch.finish()
+            try:
+                self._after_commit(batch.events, batch.keys)
+            except Exception:
+                log.exception("after-commit work failed")
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        self._thread.join()

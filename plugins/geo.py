@@ -1,0 +1,182 @@
+"""Geolocation: the visitor's country (ISO 3166-1 alpha-2) and, with a city database, region.
+
+The client IP is looked up in memory and forgotten: it is never stored, logged or cached.
+Sources, first answer wins: an optional MaxMind-format city database (country and ISO 3166-2
+subdivision, e.g. ``"DE-BE"``), named by ``FOOTFALL_GEO_CITY_DATABASE`` or the ``[geo]
+city_database`` setting and read with the optional ``maxminddb`` package; then the offline
+country table of ``iptocc``; then, for visitors whose address says nothing (private networks,
+proxies), the browser's IANA time zone mapped to its country through the tz database's
+``zone.tab``, ``zone1970.tab`` and the links in ``tzdata.zi``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import iptocc
+
+from appliance.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from appliance.core import Appliance
+    from appliance.models import Event, RequestContext
+
+log = logging.getLogger(__name__)
+
+CITY_DATABASE_VARIABLE = "FOOTFALL_GEO_CITY_DATABASE"
+# Registries answer with these for ranges that belong to no single country.
+_NOT_COUNTRIES = frozenset({"ZZ", "EU", "AP"})
+_COUNTRY_CODE = re.compile(r"[A-Z]{2}")
+_SUBDIVISION_CODE = re.compile(r"[A-Z0-9]{1,3}")
+
+# Set by ``startup`` from the appliance's settings; the environment variable wins.
+_configured_city_database = ""
+
+
+def public_address(client_ip: str) -> str | None:
+    """``client_ip`` normalised, or ``None`` when it is malformed or not publicly routable."""
+    try:
+        address = ipaddress.ip_address(client_ip.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not address.is_global:
+        return None
+    return str(address)
+
+
+def _country(code: object) -> str:
+    if not isinstance(code, str):
+        return ""
+    code = code.upper()
+    if not _COUNTRY_CODE.fullmatch(code) or code in _NOT_COUNTRIES:
+        return ""
+    return code
+
+
+def city_database_path() -> str:
+    return os.environ.get(CITY_DATABASE_VARIABLE, "") or _configured_city_database
+
+
+@functools.cache
+def open_city_database(path: str) -> Any | None:
+    """The opened MaxMind-format reader for ``path``, or ``None`` if it cannot be used."""
+    try:
+        import maxminddb
+    except ImportError:
+        log.warning("geo: a city database is configured but the maxminddb package is missing")
+        return None
+    try:
+        return maxminddb.open_database(path)
+    except (OSError, ValueError, RuntimeError) as error:
+        log.warning("geo: cannot open city database %s: %s", path, error)
+        return None
+
+
+def _lookup_city_database(address: str) -> tuple[str, str]:
+    path = city_database_path()
+    reader = open_city_database(path) if path else None
+    if reader is None:
+        return "", ""
+    try:
+        record = reader.get(address)
+    except ValueError:
+        return "", ""
+    if not isinstance(record, dict):
+        return "", ""
+    country = _country((record.get("country") or {}).get("iso_code"))
+    if not country:
+        return "", ""
+    region = ""
+    subdivisions = record.get("subdivisions") or []
+    if subdivisions and isinstance(subdivisions[0], dict):
+        code = subdivisions[0].get("iso_code")
+        if isinstance(code, str) and _SUBDIVISION_CODE.fullmatch(code.upper()):
+            region = f"{country}-{code.upper()}"
+    return country, region
+
+
+def _tz_database_directories() -> list[Path]:
+    directories = [Path(directory) for directory in zoneinfo.TZPATH]
+    try:
+        import importlib.resources
+
+        directories.append(Path(str(importlib.resources.files("tzdata") / "zoneinfo")))
+    except ImportError:
+        pass
+    return directories
+
+
+def _read_zone_table(path: Path, countries: dict[str, str]) -> None:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        columns = line.split("\t")
+        if len(columns) >= 3:
+            # zone1970.tab lists every country sharing a zone; the first is the zone's home.
+            countries[columns[2]] = columns[0].split(",")[0]
+
+
+@functools.cache
+def zone_countries() -> dict[str, str]:
+    """IANA time zone name (canonical or alias) to country code, from the tz database."""
+    for directory in _tz_database_directories():
+        zone_table = directory / "zone.tab"
+        zone1970_table = directory / "zone1970.tab"
+        if not (zone_table.is_file() or zone1970_table.is_file()):
+            continue
+        countries: dict[str, str] = {}
+        if zone1970_table.is_file():
+            _read_zone_table(zone1970_table, countries)
+        if zone_table.is_file():
+            # zone.tab names one country per zone, including the zones zone1970.tab merged.
+            _read_zone_table(zone_table, countries)
+        links = directory / "tzdata.zi"
+        if links.is_file():
+            for line in links.read_text(encoding="utf-8").splitlines():
+                if line.startswith("L "):
+                    _, target, alias = line.split()[:3]
+                    if alias not in countries and target in countries:
+                        countries[alias] = countries[target]
+        return countries
+    log.warning("geo: no tz database found (install tzdata); time-zone fallback disabled")
+    return {}
+
+
+def country_from_timezone(timezone: str) -> str:
+    return _country(zone_countries().get(timezone.strip()))
+
+
+@hookimpl
+def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None:
+    if event.country:
+        return None
+    country = region = ""
+    address = public_address(context.client_ip)
+    if address is not None:
+        country, region = _lookup_city_database(address)
+        if not country:
+            country = _country(iptocc.country_code(address))
+    if not country and event.timezone:
+        country = country_from_timezone(event.timezone)
+    if not country:
+        return None
+    return {"country": country, "region": region} if region else {"country": country}
+
+
+@hookimpl
+def startup(appliance: Appliance) -> None:
+    global _configured_city_database
+    geo_settings = getattr(appliance.settings, "geo", None)
+    _configured_city_database = getattr(geo_settings, "city_database", "") or ""
+    if city_database_path():
+        open_city_database(city_database_path())
+    zone_countries()

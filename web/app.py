@@ -1,0 +1,145 @@
+"""The app factory: ``create_app(settings)`` builds the Litestar app around one Appliance.
+
+The appliance opens in the lifespan and closes (committing what is pending) on shutdown.
+``make_app`` is the zero-argument factory granian calls; it reads settings from the
+environment (``FOOTFALL_CONFIG`` and ``FOOTFALL_*``), which ``footfall serve`` sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    PathItem,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+
+from appliance.config import Settings, load_settings
+from appliance.core import Appliance
+from web.api import API_CONTROLLERS
+from web.errors import EXCEPTION_HANDLERS
+from web.ingest import make_ingest_handlers
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+@get("/js/footfall.js", include_in_schema=False, cache=False)
+async def tracker_script() -> Response:
+    return Response(
+        (STATIC / "footfall.js").read_bytes(),
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+@get("/", include_in_schema=False)
+async def index() -> Response:
+    return Response(
+        "<!doctype html><title>Footfall</title><h1>Footfall</h1>"
+        '<p>Web analytics appliance. API schema: <a href="/schema">/schema</a>.</p>',
+        media_type=MediaType.HTML,
+    )
+
+
+def _ingest_operation(summary: str, example: dict) -> PathItem:
+    return PathItem(
+        post=Operation(
+            tags=["ingest"],
+            summary=summary,
+            description=(
+                "Accepts one JSON object or a JSON array (batch, answered per item). Answered only "
+                "after the event is durable. 400/422 name the bad field; 404 unknown site; 413 body "
+                "too large; 503 storage full. Ignored events (bots) get 202 and X-Footfall-Ignored."
+            ),
+            request_body=RequestBody(
+                required=True,
+                content={"application/json": OpenAPIMediaType(schema=Schema(type="object"), example=example)},
+            ),
+            responses={
+                "200": OpenAPIResponse(description="Accepted and committed"),
+                "202": OpenAPIResponse(description="Ignored (reason in X-Footfall-Ignored)"),
+                "400": OpenAPIResponse(description="Malformed body"),
+                "404": OpenAPIResponse(description="Unknown site"),
+                "413": OpenAPIResponse(description="Body too large"),
+                "422": OpenAPIResponse(description="Invalid field"),
+                "503": OpenAPIResponse(description="Storage full"),
+            },
+        )
+    )
+
+
+def _document_ingest(app: Litestar) -> None:
+    """ASGI handlers are invisible to OpenAPI generation: describe them by hand."""
+    schema = app.openapi_schema
+    paths = schema.paths if schema.paths is not None else {}
+    paths["/api/v1/events"] = _ingest_operation(
+        "Track an event (seed API)",
+        {"event_type": "page_view", "user_id": "user123", "session_id": "session456",
+         "timestamp": "2024-07-29T12:34:56Z",
+         "metadata": {"page_url": "https://example.com", "referrer_url": "https://referrer.com",
+                      "browser": "Chrome", "device": "Desktop"}},
+    )
+    paths["/api/v1/conversions"] = _ingest_operation(
+        "Track a conversion (seed API)",
+        {"conversion_type": "purchase", "user_id": "user123", "session_id": "session456",
+         "timestamp": "2024-07-29T12:45:00Z",
+         "metadata": {"product_id": "prod789", "amount": 99.99, "currency": "USD"}},
+    )
+    paths["/api/v1/collect"] = _ingest_operation(
+        "Tracker endpoint (compact body, text/plain)",
+        {"k": "pageview", "s": "example.com", "u": "https://example.com/pricing", "r": "https://news.ycombinator.com/", "w": 1280},
+    )
+    schema.paths = paths
+
+
+def create_app(settings: Settings) -> Litestar:
+    appliance = Appliance(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        appliance.open()
+        app.state.appliance = appliance
+        try:
+            _document_ingest(app)
+        except Exception:  # documentation must never stop the server
+            log.exception("could not add ingest endpoints to the OpenAPI schema")
+        try:
+            yield
+        finally:
+            appliance.close()
+
+    return Litestar(
+        route_handlers=[*make_ingest_handlers(appliance), *API_CONTROLLERS, tracker_script, index],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Footfall",
+            version="0.1.0",
+            description="Self-hosted web analytics: ingestion, reports, stats and administration.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def make_app() -> Litestar:
+    """granian's factory: settings come from the environment set by ``footfall serve``."""
+    return create_app(load_settings())

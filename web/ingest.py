@@ -1,0 +1,226 @@
+"""Ingest endpoints on the hot path, as lean ASGI handlers.
+
+``POST /api/v1/events`` and ``POST /api/v1/conversions`` take the seed's bodies (or a JSON
+array of them, answered per item); ``POST /api/v1/collect`` takes the tracker's compact body
+(sent as text/plain, so browsers skip the CORS preflight). Each request decodes with msgspec,
+runs the pipeline, hands accepted events to the group-commit writer and is answered only after
+their batch is durable. An ignored event (a bot, say) is not an error: it is answered 202 with
+the reason in ``X-Footfall-Ignored`` (GoatCounter's idea), and counted in ``/api/v1/health``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar.handlers import asgi
+from litestar.types import Receive, Scope, Send
+
+from appliance.models import CollectBody, ConversionBody, EventBody, RequestContext
+from appliance.pipeline import (
+    Draft,
+    Dropped,
+    InvalidInput,
+    draft_from_collect_body,
+    draft_from_conversion_body,
+    draft_from_event_body,
+)
+from storage import StorageFullError
+from web.errors import error_body, field_from_msgspec
+
+_json = msgspec.json.Encoder()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type"),
+    (b"access-control-max-age", b"86400"),
+]
+_JSON_HEADERS = [(b"content-type", b"application/json"), *_CORS]
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send, status: int, body: bytes = b"", headers: list | None = None) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers or _JSON_HEADERS}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ClientAddress:
+    """Finds the client IP, trusting ``X-Forwarded-For`` only from configured proxies."""
+
+    def __init__(self, trusted_proxies: list[str]) -> None:
+        self._networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+
+    def _trusted(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+    def __call__(self, scope) -> str:
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        if self._networks and self._trusted(peer):
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
+                    # the right-most address not belonging to a trusted proxy is the client
+                    for hop in reversed(hops):
+                        if not self._trusted(hop):
+                            return hop
+        return peer
+
+
+def _user_agent(scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            return value.decode("latin-1")[:512]
+    return ""
+
+
+def make_ingest_handlers(appliance) -> list:
+    """Build the three ingest handlers around one appliance (opened later, in the lifespan)."""
+    settings = appliance.settings
+    limit = settings.ingest.max_body_bytes
+    max_items = settings.ingest.max_batch_items
+    client_address = ClientAddress(settings.server.trusted_proxies)
+
+    def endpoint(body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool):
+        decoder = msgspec.json.Decoder(body_type)
+        prefix = "cnv_" if id_field == "conversion_id" else "evt_"
+
+        def item_draft(raw: bytes | msgspec.Raw) -> Draft:
+            try:
+                return to_draft(decoder.decode(raw))
+            except msgspec.ValidationError as error:
+                field, message = field_from_msgspec(error)
+                raise InvalidInput(field, message, 400) from None
+            except msgspec.DecodeError as error:
+                raise InvalidInput("$", f"malformed JSON: {error}", 400) from None
+
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            method = scope["method"]
+            if method == "OPTIONS":
+                await _respond(send, 204, headers=_CORS)
+                return
+            if method != "POST":
+                await _respond(send, 405, _json.encode(error_body(None, "use POST")))
+                return
+            try:
+                body = await _read_body(receive, limit)
+            except TooLarge:
+                await _respond(send, 413, _json.encode(error_body("$", f"body larger than {limit} bytes")))
+                return
+            except ConnectionError:
+                return
+            received = time.time()
+            ip = client_address(scope)
+            agent = _user_agent(scope)
+            stripped = body.lstrip()
+            if stripped[:1] == b"[":
+                await _batch(send, body, received, ip, agent)
+                return
+            pipeline = appliance.pipeline
+            try:
+                draft = item_draft(body)
+                event = pipeline.process(draft, RequestContext(client_ip=ip, user_agent=agent, received_at=received))
+            except InvalidInput as error:
+                await _respond(send, error.status, _json.encode(error_body(error.field, error.message)))
+                return
+            except Dropped as drop:
+                headers = [*_JSON_HEADERS, (b"x-footfall-ignored", str(drop.reason).encode())]
+                if compact:
+                    await _respond(send, 202, b"", headers)
+                else:
+                    await _respond(send, 202, _json.encode({"status": "ignored", "reason": str(drop.reason)}), headers)
+                return
+            try:
+                keys = await appliance.writer.write([event])
+            except StorageFullError as error:
+                await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
+                               [*_JSON_HEADERS, (b"retry-after", b"60")])
+                return
+            if compact:
+                await _respond(send, 202, b"")
+            else:
+                await _respond(send, 200, _json.encode({"status": "success", id_field: prefix + keys[0].hex()}))
+
+        async def _batch(send, body: bytes, received: float, ip: str, agent: str) -> None:
+            try:
+                items = _raw_list.decode(body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as error:
+                await _respond(send, 400, _json.encode(error_body("$", f"malformed JSON: {error}")))
+                return
+            if not items:
+                await _respond(send, 422, _json.encode(error_body("$", "empty batch")))
+                return
+            if len(items) > max_items:
+                await _respond(send, 413, _json.encode(error_body("$", f"more than {max_items} items in one batch")))
+                return
+            results: list[dict[str, Any]] = []
+            accepted = []
+            positions = []
+            pipeline = appliance.pipeline
+            for index, raw in enumerate(items):
+                try:
+                    draft = item_draft(raw)
+                    context = RequestContext(client_ip=ip, user_agent=agent, received_at=received)
+                    accepted.append(pipeline.process(draft, context))
+                    positions.append(index)
+                    results.append({"status": "success"})
+                except InvalidInput as error:
+                    results.append({"status": "error", "error": {"field": f"[{index}].{error.field}", "message": error.message}})
+                except Dropped as drop:
+                    results.append({"status": "ignored", "reason": str(drop.reason)})
+            if accepted:
+                try:
+                    keys = await appliance.writer.write(accepted)
+                except StorageFullError as error:
+                    await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
+                                   [*_JSON_HEADERS, (b"retry-after", b"60")])
+                    return
+                for index, key in zip(positions, keys, strict=True):
+                    results[index][id_field] = prefix + key.hex()
+            ok = len(accepted)
+            status = "success" if ok == len(items) else "partial" if ok else "error"
+            code = 200 if ok or any(r["status"] == "ignored" for r in results) else 422
+            await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}))
+
+        return handle
+
+    events = endpoint(EventBody, draft_from_event_body, "event_id", False)
+    conversions = endpoint(ConversionBody, draft_from_conversion_body, "conversion_id", False)
+    collect = endpoint(CollectBody, draft_from_collect_body, "event_id", True)
+
+    return [
+        asgi("/api/v1/events", name="ingest_events", copy_scope=False)(events),
+        asgi("/api/v1/conversions", name="ingest_conversions", copy_scope=False)(conversions),
+        asgi("/api/v1/collect", name="ingest_collect", copy_scope=False)(collect),
+    ]
