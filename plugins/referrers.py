@@ -11,6 +11,7 @@ site itself is internal navigation, not a source. The channel is one of :data:`C
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from referer_parser import Referer
 from appliance.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
 
 MAX_VALUE_LENGTH = 200
@@ -166,23 +168,26 @@ def _without_www(host: str) -> str:
     return host.removeprefix("www.")
 
 
-def referrer_host(referrer: str) -> str:
-    """The lower-case host of a referrer URL without ``www.``, or "" if it has none."""
-    referrer = referrer.strip()
-    if not referrer:
+def hostname(url: str) -> str:
+    """The lower-case host of a URL (or of a bare "host/path"), or "" if it has none."""
+    url = url.strip()
+    if not url:
         return ""
-    if "://" not in referrer:
-        referrer = "https://" + referrer  # a bare "news.ycombinator.com/item?id=1"
+    if "://" not in url:
+        url = "https://" + url
     try:
-        host = urlsplit(referrer).hostname or ""
+        host = urlsplit(url).hostname or ""
     except ValueError:
         return ""
-    return _without_www(host.rstrip("."))[:MAX_VALUE_LENGTH]
+    return host.rstrip(".")[:MAX_VALUE_LENGTH]
 
 
 @lru_cache(maxsize=8192)
 def classify_host(host: str) -> tuple[str, str]:
-    """(source name, category) of a referrer host; the category is "" when it is unknown."""
+    """(source name, category) of a referrer host; both "" when the host is not in the
+    database, the category "" when it is known by name only (``support.google.com``).
+
+    Cached by host: a path-specific database entry (``orange.fr/webmail``) is not used."""
     candidate = host
     while True:
         if candidate in EXTRA_SOURCES:
@@ -205,14 +210,15 @@ def _compact(name: str) -> str:
 @cache
 def _source_names() -> dict[str, tuple[str, str]]:
     """Known source names (compacted: "hackernews", "yahoo") to (name, category)."""
+    with open(referer_parser.JSON_FILE, encoding="utf-8") as database:
+        media = json.load(database)
     names: dict[str, tuple[str, str]] = {}
-    ranks: dict[str, int] = {}
-    for entry in referer_parser.REFERERS.values():
-        key = _compact(entry["name"])
-        rank = _DATABASE_MEDIA.get(entry["medium"], 0)
-        if key and rank >= ranks.get(key, -1):
-            category = entry["medium"] if rank else ""
-            names[key], ranks[key] = (entry["name"], category), rank
+    # Read from the lowest-ranked medium up, so a name listed twice ("Mail.ru" is a search
+    # engine and a social network) ends up with its highest-ranked medium.
+    for medium in sorted(media, key=lambda medium: _DATABASE_MEDIA.get(medium, 0)):
+        category = medium if medium in _DATABASE_MEDIA else ""
+        for name in media[medium]:
+            names[_compact(name)] = (name, category)
     for name, category in EXTRA_SOURCES.values():
         names[_compact(name)] = (name, category)
     names.update(SOURCE_ALIASES)
@@ -223,7 +229,7 @@ def resolve_source(value: str) -> tuple[str, str]:
     """(source name, category) for a ``utm_source`` value: a known name, domain or alias is
     canonicalised ("google" is "Google", "chatgpt.com" is "ChatGPT"), anything else is kept."""
     if "." in value and " " not in value:
-        name, category = classify_host(referrer_host(value))
+        name, category = classify_host(hostname(value))
         if name:
             return name, category
     return _source_names().get(_compact(value), (value, ""))
@@ -282,14 +288,16 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
         "utm_term": _parameter(query, "utm_term"),
         "utm_content": _parameter(query, "utm_content"),
     }
-    host = referrer_host(event.referrer)
+    full_host = hostname(event.referrer)
+    host = _without_www(full_host)
     if host and host == _without_www(event.hostname.lower()):
-        host = ""  # navigation inside the tracked site
+        host = full_host = ""  # navigation inside the tracked site
     source = category = ""
     if utm["utm_source"]:
         source, category = resolve_source(utm["utm_source"])
     elif host:
-        source, category = classify_host(host)
+        # The database names some sites only with their "www.": look up the full host.
+        source, category = classify_host(full_host)
         source = source or host
     else:
         for key, name in CLICK_ID_SOURCES.items():
@@ -305,3 +313,8 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
         **utm,
     }
     return {name: value for name, value in fields.items() if value}
+
+
+@hookimpl
+def startup(appliance: Appliance) -> None:
+    _source_names()  # reads the referrer database's names once, off the request path
