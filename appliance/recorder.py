@@ -52,60 +52,69 @@ _decoder = msgspec.msgpack.Decoder()
 
 
 class BatchWrites:
-    """The storage writes of one batch, gathered before the transaction opens."""
+    """The storage writes of one batch, gathered before the transaction opens.
+
+    Keys are gathered as tuples and packed once per distinct key; visitor hashes are
+    de-duplicated per sketch key before they reach the sketch.
+    """
 
     def __init__(self) -> None:
-        self.counters: dict[bytes, int] = defaultdict(int)
-        self.sketches: dict[bytes, tuple[int, list[int]]] = {}
+        self.counter_deltas: dict[tuple, int] = defaultdict(int)
+        self.sketch_members: dict[tuple, set[int]] = defaultdict(set)
 
-    def count(self, key: bytes, delta: int = 1) -> None:
-        self.counters[key] += delta
+    @property
+    def counters(self) -> dict[bytes, int]:
+        return {pack_bucket_key(*key): delta for key, delta in self.counter_deltas.items()}
 
-    def visitor(self, key: bytes, precision: int, visitor: int) -> None:
-        entry = self.sketches.get(key)
-        if entry is None:
-            self.sketches[key] = (precision, [visitor])
-        else:
-            entry[1].append(visitor)
+    @property
+    def sketches(self) -> dict[bytes, tuple[int, list[int]]]:
+        out = {}
+        for key, members in self.sketch_members.items():
+            precision = SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION
+            out[pack_bucket_key(*key)] = (precision, list(members))
+        return out
 
 
 def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> BatchWrites:
     """Counter deltas and sketch additions for a batch. ``intern(text) -> id`` (in the txn)."""
     writes = BatchWrites()
-    key = pack_bucket_key
+    counts = writes.counter_deltas
+    members = writes.sketch_members
+    known: dict[str, int] = {}
     for event in events:
         site = event.site_id
         hour = hour_bucket(event.timestamp)
         day = day_bucket(event.timestamp, site_timezones.get(site, "UTC"))
         visitor = event.visitor_id
-        writes.count(key(site, HOUR, dims.EVENTS_TOTAL, hour, 0))
-        writes.count(key(site, DAY, dims.EVENTS_TOTAL, day, 0))
+        counts[(site, HOUR, dims.EVENTS_TOTAL, hour, 0)] += 1
+        counts[(site, DAY, dims.EVENTS_TOTAL, day, 0)] += 1
         if event.kind is EventKind.ENGAGEMENT:
             continue
-        writes.visitor(key(site, HOUR, dims.VISITORS, hour, 0), SITE_PRECISION, visitor)
-        writes.visitor(key(site, DAY, dims.VISITORS, day, 0), SITE_PRECISION, visitor)
+        members[(site, HOUR, dims.VISITORS, hour, 0)].add(visitor)
+        members[(site, DAY, dims.VISITORS, day, 0)].add(visitor)
         if event.kind is EventKind.PAGEVIEW:
-            writes.count(key(site, HOUR, dims.PAGEVIEWS, hour, 0))
-            writes.count(key(site, DAY, dims.PAGEVIEWS, day, 0))
+            counts[(site, HOUR, dims.PAGEVIEWS, hour, 0)] += 1
+            counts[(site, DAY, dims.PAGEVIEWS, day, 0)] += 1
             for field, counter_metric, sketch_metric in _DIMENSION_ITEMS:
-                value_id = intern(getattr(event, field))
-                writes.count(key(site, DAY, counter_metric, day, value_id))
-                writes.visitor(key(site, DAY, sketch_metric, day, value_id), DIMENSION_PRECISION, visitor)
+                text = getattr(event, field)
+                value_id = known.get(text)
+                if value_id is None:
+                    value_id = known[text] = intern(text)
+                counts[(site, DAY, counter_metric, day, value_id)] += 1
+                members[(site, DAY, sketch_metric, day, value_id)].add(visitor)
         elif event.kind is EventKind.CUSTOM:
             name_id = intern(event.name)
-            writes.count(key(site, HOUR, dims.CUSTOM_EVENTS, hour, name_id))
-            writes.count(key(site, DAY, dims.CUSTOM_EVENTS, day, name_id))
-            writes.visitor(key(site, DAY, dims.EVENT_VISITORS, day, name_id), DIMENSION_PRECISION, visitor)
+            counts[(site, HOUR, dims.CUSTOM_EVENTS, hour, name_id)] += 1
+            counts[(site, DAY, dims.CUSTOM_EVENTS, day, name_id)] += 1
+            members[(site, DAY, dims.EVENT_VISITORS, day, name_id)].add(visitor)
         elif event.kind is EventKind.CONVERSION:
             type_id = intern(event.name)
-            writes.count(key(site, HOUR, dims.CONVERSIONS, hour, type_id))
-            writes.count(key(site, DAY, dims.CONVERSIONS, day, type_id))
-            writes.visitor(
-                key(site, DAY, dims.CONVERSION_VISITORS, day, type_id), DIMENSION_PRECISION, visitor
-            )
+            counts[(site, HOUR, dims.CONVERSIONS, hour, type_id)] += 1
+            counts[(site, DAY, dims.CONVERSIONS, day, type_id)] += 1
+            members[(site, DAY, dims.CONVERSION_VISITORS, day, type_id)].add(visitor)
             if event.revenue:
                 revenue_id = intern(f"{event.name}{dims.REVENUE_SEPARATOR}{event.currency}")
-                writes.count(key(site, DAY, dims.REVENUE, day, revenue_id), event.revenue)
+                counts[(site, DAY, dims.REVENUE, day, revenue_id)] += event.revenue
     return writes
 
 
