@@ -53,6 +53,10 @@ class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     directory: str = ""
 
 
+class GeoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    city_database: str = ""
+
+
 class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_days: int = 400
     timezone: str = "UTC"
@@ -68,6 +72,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+    geo: GeoSettings = msgspec.field(default_factory=GeoSettings)
 
     @property
     def data_path(self) -> Path:

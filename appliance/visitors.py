@@ -59,12 +59,14 @@ class VisitorHasher:
                 record = msgspec.msgpack.encode(_SaltRecord(day=day, salt=salt))
                 self._store.write(lambda txn: self._records.put(txn, _SALT_KIND, str(day), record))
                 self._salts[day] = salt
-            return salt
+        # A new day's salt: forget the ones older than 48 hours (nothing else calls rotate).
+        self.rotate(day * 86400)
+        return salt
 
     def rotate(self, now: float | None = None) -> int:
         """Delete salts older than 48 hours; returns how many were removed."""
         today = int((time.time() if now is None else now) // 86400)
-        expired = [day for day in self._salts if day < today - 1]
+        expired = [day for day in list(self._salts) if day < today - 1]
         if expired:
 
             def delete(txn):

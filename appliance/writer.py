@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from appliance.models import Event
@@ -79,6 +80,7 @@ class Writer:
         self._max_events = max_events
         self._condition = threading.Condition()
         self._batch: Batch | None = None
+        self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
         self._opened_at = 0.0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="footfall-writer", daemon=True)
@@ -99,6 +101,10 @@ class Writer:
             if self._stopping:
                 raise RuntimeError("the writer is shutting down")
             batch = self._batch
+            if batch is not None and batch.events and len(batch.events) + len(events) > self._max_events:
+                # Full: close it now rather than let it grow past the limit before the writer wakes.
+                self._full.append(batch)
+                batch = self._batch = None
             if batch is None:
                 batch = self._batch = Batch()
                 self._opened_at = time.monotonic()
@@ -125,6 +131,8 @@ class Writer:
     def _take_batch(self) -> Batch | None:
         with self._condition:
             while True:
+                if self._full:
+                    return self._full.popleft()
                 if self._batch is not None:
                     due = self._opened_at + self._interval
                     remaining = due - time.monotonic()

@@ -40,17 +40,21 @@ _SUBDIVISION_CODE = re.compile(r"[A-Z0-9]{1,3}")
 _configured_city_database = ""
 
 
+def normalised_address(client_ip: str) -> str:
+    """``client_ip`` without spaces, and an IPv4-mapped IPv6 address as plain IPv4."""
+    address = client_ip.strip()
+    if address[:7].lower() == "::ffff:" and "." in address:
+        return address[7:]
+    return address
+
+
 def public_address(client_ip: str) -> str | None:
     """``client_ip`` normalised, or ``None`` when it is malformed or not publicly routable."""
     try:
-        address = ipaddress.ip_address(client_ip.strip())
+        address = ipaddress.ip_address(normalised_address(client_ip))
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if not address.is_global:
-        return None
-    return str(address)
+    return str(address) if address.is_global and not address.is_multicast else None
 
 
 def _country(code: object) -> str:
@@ -81,10 +85,13 @@ def open_city_database(path: str) -> Any | None:
         return None
 
 
-def _lookup_city_database(address: str) -> tuple[str, str]:
+def _lookup_city_database(client_ip: str) -> tuple[str, str]:
     path = city_database_path()
     reader = open_city_database(path) if path else None
     if reader is None:
+        return "", ""
+    address = public_address(client_ip)
+    if address is None:
         return "", ""
     try:
         record = reader.get(address)
@@ -159,12 +166,11 @@ def country_from_timezone(timezone: str) -> str:
 def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None:
     if event.country:
         return None
-    country = region = ""
-    address = public_address(context.client_ip)
-    if address is not None:
-        country, region = _lookup_city_database(address)
-        if not country:
-            country = _country(iptocc.country_code(address))
+    country, region = _lookup_city_database(context.client_ip)
+    if not country:
+        # iptocc's registry data has no private, loopback or reserved ranges (they answer
+        # None), so the address needs no ipaddress validation on this, the common, path.
+        country = _country(iptocc.country_code(normalised_address(context.client_ip)))
     if not country and event.timezone:
         country = country_from_timezone(event.timezone)
     if not country:

@@ -5,8 +5,9 @@ The referrer host is named from the maintained database of the ``referer-parser`
 assistants, video sites, newer social networks and search engines). Campaign parameters of
 the tracked page (``utm_*``, with ``ref`` and ``source`` as aliases of ``utm_source``, and the
 ad networks' click ids) override the referrer, as in Plausible. A referrer on the tracked
-site itself is internal navigation, not a source. The channel is one of :data:`CHANNELS`;
-:func:`traffic_category` folds it into the seed API's four traffic-source categories.
+site itself is internal navigation, not a source. The channel is one of
+:data:`appliance.channels.CHANNELS`; :func:`traffic_category` (re-exported from there) folds
+it into the seed API's four traffic-source categories.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from urllib.parse import urlsplit
 import referer_parser
 from referer_parser import Referer
 
+# The channel vocabulary and its seed categories live in the domain, where stats use them;
+# re-exported so a plugin author finds them next to the rules that produce them.
+from appliance.channels import CHANNELS as CHANNELS
+from appliance.channels import traffic_category as traffic_category
 from appliance.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -40,20 +45,6 @@ PAID_OTHER = "Paid Other"
 AFFILIATES = "Affiliates"
 DISPLAY = "Display"
 AI_ASSISTANTS = "AI Assistants"
-CHANNELS: tuple[str, ...] = (
-    DIRECT,
-    ORGANIC_SEARCH,
-    ORGANIC_SOCIAL,
-    ORGANIC_VIDEO,
-    EMAIL,
-    REFERRAL,
-    PAID_SEARCH,
-    PAID_SOCIAL,
-    PAID_OTHER,
-    AFFILIATES,
-    DISPLAY,
-    AI_ASSISTANTS,
-)
 
 # Source categories (the ``medium`` field): the referer-parser media plus two of our own.
 SEARCH = "search"
@@ -134,6 +125,7 @@ CLICK_ID_SOURCES = {
     **ORGANIC_CLICK_IDS,
     **DISPLAY_CLICK_IDS,
 }
+_CLICK_IDS = frozenset(CLICK_ID_SOURCES)
 
 # GA4's default channel group definitions, on the lower-cased utm_medium.
 _PAID_MEDIUM = re.compile(r".*cp.*|ppc|retargeting|paid.*")
@@ -144,24 +136,8 @@ _SOCIAL_MEDIA = frozenset(
 _EMAIL_WORDS = frozenset({"email", "e-mail", "e_mail", "e mail", "newsletter"})
 _AFFILIATE_MEDIA = frozenset({"affiliate", "affiliates"})
 
-_TRAFFIC_CATEGORIES = {
-    DIRECT: "direct",
-    ORGANIC_SEARCH: "search",
-    PAID_SEARCH: "search",
-    ORGANIC_SOCIAL: "social",
-    PAID_SOCIAL: "social",
-    ORGANIC_VIDEO: "social",
-}
-
-
-def traffic_category(channel: str) -> str:
-    """The seed API's traffic source ("direct", "referral", "search", "social") of a channel.
-
-    An event without a channel (ingested with this plugin disabled) counts as direct.
-    """
-    if not channel:
-        return "direct"
-    return _TRAFFIC_CATEGORIES.get(channel, "referral")
+# A dotted domain name (IDNs included) or an IPv6 address: what a referrer host can be.
+_HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
 def _without_www(host: str) -> str:
@@ -176,10 +152,12 @@ def hostname(url: str) -> str:
     if "://" not in url:
         url = "https://" + url
     try:
-        host = urlsplit(url).hostname or ""
+        host = (urlsplit(url).hostname or "").rstrip(".")
     except ValueError:
         return ""
-    return host.rstrip(".")[:MAX_VALUE_LENGTH]
+    if not _HOST.fullmatch(host):
+        return ""  # "javascript:void(0)", "not a url", an intranet name
+    return host[:MAX_VALUE_LENGTH]
 
 
 @lru_cache(maxsize=8192)
@@ -236,19 +214,19 @@ def resolve_source(value: str) -> tuple[str, str]:
 
 
 def channel_for(
-    source: str, category: str, medium: str, query: dict[str, str], *, tagged: bool = False
+    source: str, category: str, medium: str, click_ids: frozenset[str], *, tagged: bool = False
 ) -> str:
-    """The channel of a visit from its source, the source's category, utm_medium and the click
-    ids in ``query``; ``tagged`` says the landing page carried any utm parameter."""
+    """The channel of a visit from its source, the source's category, utm_medium and the ad
+    click ids on the landing page; ``tagged`` says the page carried any utm parameter."""
     medium = medium.lower()
     paid = bool(_PAID_MEDIUM.fullmatch(medium))
-    if any(key in query for key in SEARCH_CLICK_IDS) or (paid and category == SEARCH):
+    if not click_ids.isdisjoint(SEARCH_CLICK_IDS) or (paid and category == SEARCH):
         return PAID_SEARCH
-    if any(key in query for key in SOCIAL_CLICK_IDS) or (
-        paid and (category in (SOCIAL, VIDEO) or "fbclid" in query)
+    if not click_ids.isdisjoint(SOCIAL_CLICK_IDS) or (
+        paid and (category in (SOCIAL, VIDEO) or "fbclid" in click_ids)
     ):
         return PAID_SOCIAL
-    if medium in _DISPLAY_MEDIA or any(key in query for key in DISPLAY_CLICK_IDS):
+    if medium in _DISPLAY_MEDIA or not click_ids.isdisjoint(DISPLAY_CLICK_IDS):
         return DISPLAY
     if paid:
         return PAID_OTHER
@@ -299,12 +277,12 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
         # The database names some sites only with their "www.": look up the full host.
         source, category = classify_host(full_host)
         source = source or host
-    else:
-        for key, name in CLICK_ID_SOURCES.items():
-            if key in query:
-                source, category = resolve_source(name)
-                break
-    channel = channel_for(source, category, utm["utm_medium"], query, tagged=any(utm.values()))
+    click_ids = _CLICK_IDS.intersection(query)
+    if not source and click_ids:
+        # Without a referrer (in-app browsers drop it), the click id still names the network.
+        key = next(key for key in CLICK_ID_SOURCES if key in click_ids)
+        source, category = resolve_source(CLICK_ID_SOURCES[key])
+    channel = channel_for(source, category, utm["utm_medium"], click_ids, tagged=any(utm.values()))
     fields = {
         "referrer_host": host,
         "source": source[:MAX_VALUE_LENGTH],

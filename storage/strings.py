@@ -29,6 +29,7 @@ class StringTable:
         self._ids: dict[str, int] = {"": 0}
         self._texts: dict[int, str] = {0: ""}
         self._pending: dict[str, int] = {}
+        self._pending_txn = None
         self._lock = threading.Lock()
         self._by_text = store.db(b"strings")
         self._by_id = store.db(b"string_ids")
@@ -36,6 +37,11 @@ class StringTable:
 
     def intern(self, txn, text: str) -> int:
         """The id of ``text``, allocating one in ``txn`` if it is new."""
+        if txn is not self._pending_txn:
+            # A new transaction: ids pending from an aborted one (a MapFullError retry in
+            # Store.write reruns the same work) were never stored, so they must not be reused.
+            self._pending.clear()
+            self._pending_txn = txn
         found = self._ids.get(text)
         if found is not None:
             return found
@@ -59,11 +65,14 @@ class StringTable:
         with self._lock:
             for text, string_id in self._pending.items():
                 self._ids[text] = string_id
-                self._texts[string_id] = text
+                # What was stored (truncated), so a long text reads the same after a restart.
+                self._texts[string_id] = _encode(text).decode("utf-8")
         self._pending.clear()
+        self._pending_txn = None
 
     def rollback(self) -> None:
         self._pending.clear()
+        self._pending_txn = None
 
     def lookup(self, text: str, txn=None) -> int | None:
         """The id of ``text`` if it was ever interned, without allocating."""

@@ -122,7 +122,7 @@ def make_ingest_handlers(appliance) -> list:
             except msgspec.ValidationError as error:
                 field, message = field_from_msgspec(error)
                 raise InvalidInput(field, message, 400) from None
-            except msgspec.DecodeError as error:
+            except (msgspec.DecodeError, UnicodeDecodeError) as error:  # invalid UTF-8 in a string
                 raise InvalidInput("$", f"malformed JSON: {error}", 400) from None
 
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
