@@ -9,6 +9,7 @@ Nothing here does I/O or waits: the request hands the finished events to the wri
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from appliance.models import (
     RequestContext,
     Site,
 )
+from appliance.plugins import hot_path_calls
 from appliance.sites import hostname_allowed
 
 MAX_NAME = 120
@@ -97,6 +99,18 @@ class ParsedUrl(msgspec.Struct):
 
 
 def parse_page_url(url: str | None, field: str) -> ParsedUrl:
+    if isinstance(url, str) and url:
+        return _parse_page_url_cached(url, field)
+    return _parse_page_url(url, field)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_page_url_cached(url: str, field: str) -> ParsedUrl:
+    """Page URLs repeat a lot; a parsed URL is immutable in practice (never mutated)."""
+    return _parse_page_url(url, field)
+
+
+def _parse_page_url(url: str | None, field: str) -> ParsedUrl:
     if url is None or url == "":
         return ParsedUrl("", "/", {})
     if not isinstance(url, str):
@@ -120,6 +134,11 @@ def parse_page_url(url: str | None, field: str) -> ParsedUrl:
 def _referrer(url: object) -> str:
     if not url or not isinstance(url, str):
         return ""
+    return _referrer_cached(url)
+
+
+@functools.lru_cache(maxsize=8192)
+def _referrer_cached(url: str) -> str:
     try:
         parts = urlsplit(url[:MAX_URL])
     except ValueError:
@@ -268,6 +287,8 @@ class Pipeline:
         self._hooks = appliance.plugin_manager.hook
         self._visitors = appliance.visitors
         self._skew = appliance.settings.ingest.clock_skew_seconds
+        self._filters = hot_path_calls(self._hooks.filter_event)
+        self._enrichers = hot_path_calls(self._hooks.enrich_event)
         self.drops: Counter[str] = Counter()
         self.accepted = 0
         self._lock = threading.Lock()
@@ -325,14 +346,25 @@ class Pipeline:
         return draft.timestamp
 
     def run_filters(self, event: Event, context: RequestContext) -> None:
-        reason = self._hooks.filter_event(event=event, context=context)
+        if self._filters is None:
+            reason = self._hooks.filter_event(event=event, context=context)
+        else:
+            reason = None
+            for call in self._filters:
+                reason = call(event=event, context=context)
+                if reason is not None:
+                    break
         if reason:
             raise Dropped(reason if isinstance(reason, str) else DropReason.FILTERED)
 
     def run_enrichers(self, event: Event, context: RequestContext) -> Event:
         updates: dict[str, object] = {}
+        if self._enrichers is None:
+            results = self._hooks.enrich_event(event=event, context=context)
+        else:
+            results = [call(event=event, context=context) for call in self._enrichers]
         # pluggy calls later-registered plugins first; apply in registration order.
-        for result in reversed(self._hooks.enrich_event(event=event, context=context)):
+        for result in reversed(results):
             if result:
                 updates.update(result)
         if not updates:

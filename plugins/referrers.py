@@ -12,6 +12,7 @@ it into the seed API's four traffic-source categories.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from functools import cache, lru_cache
@@ -256,9 +257,31 @@ def _parameter(query: dict[str, str], *names: str) -> str:
     return ""
 
 
+_QUERY_NAMES = frozenset(
+    {"utm_source", "source", "ref", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+)
+
+
 @hookimpl
 def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None:
-    query = {key.lower(): value for key, value in context.page_query.items()}
+    relevant: tuple[tuple[str, str], ...] = ()
+    if context.page_query:
+        relevant = tuple(
+            sorted(
+                (key.lower(), value)
+                for key, value in context.page_query.items()
+                if key.lower() in _QUERY_NAMES or key.lower() in _CLICK_IDS
+            )
+        )
+    return _classify(event.referrer, event.hostname.lower(), relevant)
+
+
+@functools.lru_cache(maxsize=16384)
+def _classify(
+    referrer: str, page_host: str, relevant: tuple[tuple[str, str], ...]
+) -> dict[str, Any] | None:
+    """Everything ``enrich_event`` derives, cached: referrers and tags repeat a lot."""
+    query = dict(relevant)
     utm = {
         "utm_source": _parameter(query, "utm_source", "source", "ref"),
         "utm_medium": _parameter(query, "utm_medium"),
@@ -266,9 +289,9 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
         "utm_term": _parameter(query, "utm_term"),
         "utm_content": _parameter(query, "utm_content"),
     }
-    full_host = hostname(event.referrer)
+    full_host = hostname(referrer)
     host = _without_www(full_host)
-    if host and host == _without_www(event.hostname.lower()):
+    if host and host == _without_www(page_host):
         host = full_host = ""  # navigation inside the tracked site
     source = category = ""
     if utm["utm_source"]:
