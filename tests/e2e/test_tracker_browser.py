@@ -169,7 +169,9 @@ def hide(page: Page) -> None:
 def footfall(server) -> Footfall:
     site = f"tracker-{uuid.uuid4().hex[:8]}.test"
     with server.client(headers=server.auth()) as client:
-        response = client.post("/api/v1/sites", json={"domain": site, "name": "Tracker browser test"})
+        response = client.post(
+            "/api/v1/sites", json={"domain": site, "name": "Tracker browser test"}
+        )
     assert response.status_code == 201, response.text
     api = Footfall(server, site)
     yield api
@@ -280,7 +282,11 @@ def test_spa_navigation_counts_path_changes_not_hash_changes(footfall, pages, pa
         lambda: views() == ["/spa/first", "/spa/second", "/spa/first"], "the popstate page view"
     )
     sent_pages = [b["u"] for b in beacons() if b["k"] == "pageview"]
-    assert sent_pages == [f"{pages.url}/spa/first", f"{pages.url}/spa/second", f"{pages.url}/spa/first"]
+    assert sent_pages == [
+        f"{pages.url}/spa/first",
+        f"{pages.url}/spa/second",
+        f"{pages.url}/spa/first",
+    ]
 
     before = len(beacons())
     page.click("#anchor")  # hash-only change: fires popstate and hashchange, same path
@@ -341,7 +347,9 @@ def test_engagement_sent_when_page_is_hidden(footfall, pages, page):
     assert page.evaluate("document.visibilityState") == "visible"
 
     page.mouse.wheel(0, 10_000)  # read to the end
-    page.wait_for_function("() => scrollY + innerHeight >= document.documentElement.scrollHeight - 1")
+    page.wait_for_function(
+        "() => scrollY + innerHeight >= document.documentElement.scrollHeight - 1"
+    )
     # Visible time is the thing measured: let at least a second of it pass in the page.
     start = page.evaluate("performance.now()")
     page.wait_for_function(f"() => performance.now() - {start} > 1200", polling=100)
