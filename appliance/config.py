@@ -59,6 +59,8 @@ class GeoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_days: int = 400
+    visit_timeout_minutes: int = 30
+    max_open_visits: int = 500_000
     timezone: str = "UTC"
 
 

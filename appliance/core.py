@@ -21,6 +21,7 @@ from appliance.recorder import aggregate, decode_event, encode_event
 from appliance.sites import SiteRegistry
 from appliance.stats import Stats
 from appliance.visitors import VisitorHasher
+from appliance.visits import VisitTable
 from appliance.writer import Writer
 from storage import Store
 from storage.counters import Counters
@@ -64,6 +65,10 @@ class Appliance:
             token_ttl_seconds=settings.auth.token_ttl_seconds,
         )
         self.visitors = VisitorHasher(self.store, self.records)
+        self.visits = VisitTable(
+            self.store, settings.sites.visit_timeout_minutes * 60, settings.sites.max_open_visits
+        )
+        self._last_expiry = time.time()
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
             plugin_directory = str(data / "plugins")
@@ -104,10 +109,15 @@ class Appliance:
         strings = self.strings
 
         def transaction(txn):
+            # A retried attempt (after the map grew) starts from the committed state.
+            strings.rollback()
+            self.eventlog.rolled_back()
+
             def intern(text: str) -> int:
                 return strings.intern(txn, text)
 
             writes = aggregate(events, timezones, intern)
+            self.visits.apply(txn, events, timezones, writes.counter_deltas, intern)
             entries = [
                 (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))
                 for event in events
@@ -121,12 +131,21 @@ class Appliance:
         except BaseException:
             strings.rollback()
             self.eventlog.rolled_back()
+            self.visits.rolled_back()
             raise
         strings.commit()
         self.eventlog.committed()
+        self.visits.committed()
         return keys
 
     def _after_commit(self, events: list[Event], keys: list[bytes]) -> None:
+        now = time.time()
+        if now - self._last_expiry > 60:
+            self._last_expiry = now
+            try:
+                self.visits.expire(now)
+            except Exception:
+                log.exception("expiring visits failed")
         self.live.extend(list(zip((event_id(key) for key in keys), events, strict=True)))
         try:
             self.plugin_manager.hook.events_committed(appliance=self, events=events)
@@ -166,6 +185,7 @@ class Appliance:
             "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
             "last_error": self.writer.last_error,
             "sites": len(self.sites.all()),
+            "open_visits": len(self.visits),
         }
 
 

@@ -14,6 +14,10 @@ CUSTOM_EVENTS = 2  # dimension: event name id
 CONVERSIONS = 3  # dimension: conversion type id
 REVENUE = 4  # dimension: id of "type\x1fcurrency", value in minor units
 EVENTS_TOTAL = 5  # every accepted event of any kind
+EXIT_PAGES = 30  # visits by exit page (day of the visit's start)
+ENGAGED_MS = 31  # foreground milliseconds by page, from engagement pings
+ENGAGEMENTS = 32  # engagement pings by page
+SCROLL_DEPTH = 33  # sum of max scroll depth (percent) by page
 VISITORS = 100  # sketch: site visitors
 EVENT_VISITORS = 101  # sketch per event name
 CONVERSION_VISITORS = 102  # sketch per conversion type
@@ -42,3 +46,14 @@ DIMENSIONS: dict[str, tuple[str, int, int]] = {
 }
 
 REVENUE_SEPARATOR = "\x1f"
+
+# Visit metrics (see appliance.visits): the site total under the base id (dimension value 0)
+# and, per breakdown dimension, base + 1 + the dimension's position in DIMENSIONS, keyed by
+# the visit's entry value (for "page": the entry page).
+VISITS = 200
+BOUNCES = 300
+VISIT_DURATION = 400  # seconds
+
+
+def visit_metric(base: int, dimension: str) -> int:
+    return base + 1 + list(DIMENSIONS).index(dimension)

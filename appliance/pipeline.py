@@ -382,6 +382,14 @@ class Pipeline:
         visitor = self._visitors.anonymous_id(
             event.site_id, context.client_ip, context.user_agent, context.received_at
         )
+        visits = self._appliance.visits
+        if not visits.has_open(event.site_id, visitor, event.timestamp):
+            # A visit that spans midnight keeps yesterday's id (Plausible tries the old salt).
+            previous = self._visitors.previous_day_id(
+                event.site_id, context.client_ip, context.user_agent, context.received_at
+            )
+            if previous is not None and visits.has_open(event.site_id, previous, event.timestamp):
+                visitor = previous
         return msgspec.structs.replace(event, visitor_id=visitor)
 
 

@@ -89,6 +89,10 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> Ba
         counts[(site, HOUR, dims.EVENTS_TOTAL, hour, 0)] += 1
         counts[(site, DAY, dims.EVENTS_TOTAL, day, 0)] += 1
         if event.kind is EventKind.ENGAGEMENT:
+            path_id = intern(event.path)
+            counts[(site, DAY, dims.ENGAGEMENTS, day, path_id)] += 1
+            counts[(site, DAY, dims.ENGAGED_MS, day, path_id)] += event.engaged_ms
+            counts[(site, DAY, dims.SCROLL_DEPTH, day, path_id)] += event.scroll_depth
             continue
         members[(site, HOUR, dims.VISITORS, hour, 0)].add(visitor)
         members[(site, DAY, dims.VISITORS, day, 0)].add(visitor)

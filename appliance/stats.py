@@ -97,9 +97,16 @@ class Stats:
             events = sum(self._sum(txn, query, dims.CUSTOM_EVENTS).values())
             conversions = sum(self._sum(txn, query, dims.CONVERSIONS).values())
             converters = self._visitors(txn, query, dims.CONVERSION_VISITORS, DIMENSION_PRECISION)
+            visits = self._sum(txn, query, dims.VISITS).get(0, 0)
+            bounces = self._sum(txn, query, dims.BOUNCES).get(0, 0)
+            duration = self._sum(txn, query, dims.VISIT_DURATION).get(0, 0)
         return {
             "visitors": visitors,
+            "visits": visits,
             "pageviews": pageviews,
+            "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
+            "bounce_rate": _rate(bounces, visits),
+            "visit_duration": round(duration / visits) if visits else 0,
             "events": events,
             "conversions": conversions,
             "converting_visitors_by_type": converters,
@@ -114,6 +121,11 @@ class Stats:
                 txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
             ):
                 pageviews[day] = pageviews.get(day, 0) + value
+            visits: dict[int, int] = {}
+            for day, _, value in self._counters.scan(
+                txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day
+            ):
+                visits[day] = visits.get(day, 0) + value
             sketches: dict[int, Sketch] = {}
             for day, _, raw in self._sketches.scan(
                 txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
@@ -135,6 +147,7 @@ class Stats:
                     "date": start.isoformat(),
                     "visitors": union.count(),
                     "pageviews": sum(pageviews.get(number, 0) for number in numbers),
+                    "visits": sum(visits.get(number, 0) for number in numbers),
                 }
             )
         return series
@@ -173,14 +186,23 @@ class Stats:
             # Visitors are unions of sketches: compute them for the candidates only.
             candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 3, 50)]
             visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
-            rows = [
-                {
-                    "value": self._strings.text(value_id, txn),
-                    "visitors": visitors.get(value_id, 0),
-                    "pageviews": pageviews[value_id],
-                }
-                for value_id in candidates
-            ]
+            visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
+            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
+            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
+            rows = []
+            for value_id in candidates:
+                value_visits = visits.get(value_id, 0)
+                rows.append(
+                    {
+                        "value": self._strings.text(value_id, txn),
+                        "visitors": visitors.get(value_id, 0),
+                        "pageviews": pageviews[value_id],
+                        # visit metrics by the visit's entry value (for pages: entry page)
+                        "visits": value_visits,
+                        "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
+                        "visit_duration": round(durations.get(value_id, 0) / value_visits) if value_visits else 0,
+                    }
+                )
         rows.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
         top = rows[:limit]
         shown = {row["value"] for row in top}
@@ -190,6 +212,58 @@ class Stats:
             "results": top,
             "rest": {"values": len(pageviews) - len(shown), "pageviews": rest_pageviews},
         }
+
+    def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Pages visits started on, with visits, bounce rate and visit duration."""
+        metric = dims.visit_metric(dims.VISITS, "page")
+        with self._store.read() as txn:
+            visits = self._sum(txn, query, metric)
+            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, "page"))
+            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, "page"))
+            top = sorted((i for i in visits if visits[i] > 0), key=lambda i: -visits[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "visits": visits[i],
+                    "bounce_rate": _rate(bounces.get(i, 0), visits[i]),
+                    "visit_duration": round(durations.get(i, 0) / visits[i]),
+                }
+                for i in top
+            ]
+
+    def exit_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Pages visits ended on; exit rate = exits ÷ page views of that page × 100."""
+        _, pageview_metric, _ = dims.DIMENSIONS["page"]
+        with self._store.read() as txn:
+            exits = self._sum(txn, query, dims.EXIT_PAGES)
+            pageviews = self._sum(txn, query, pageview_metric)
+            top = sorted((i for i in exits if exits[i] > 0), key=lambda i: -exits[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "exits": exits[i],
+                    "pageviews": pageviews.get(i, 0),
+                    "exit_rate": _rate(exits[i], pageviews.get(i, 0)),
+                }
+                for i in top
+            ]
+
+    def time_on_page(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Average foreground seconds and scroll depth per page, from engagement pings."""
+        with self._store.read() as txn:
+            engaged = self._sum(txn, query, dims.ENGAGED_MS)
+            pings = self._sum(txn, query, dims.ENGAGEMENTS)
+            depth = self._sum(txn, query, dims.SCROLL_DEPTH)
+            top = sorted(pings, key=lambda i: -pings[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "engagements": pings[i],
+                    "time_on_page": round(engaged.get(i, 0) / pings[i] / 1000, 1) if pings[i] else 0.0,
+                    "scroll_depth": round(depth.get(i, 0) / pings[i]) if pings[i] else 0,
+                }
+                for i in top
+            ]
 
     def custom_events(self, query: Query) -> list[dict[str, object]]:
         with self._store.read() as txn:

@@ -91,6 +91,13 @@ class VisitorHasher:
         salt = self.salt_for(int(now // 86400))
         return self.anonymous_id_with_salt(salt, site_id, client_ip, user_agent)
 
+    def previous_day_id(self, site_id: int, client_ip: str, user_agent: str, now: float) -> int | None:
+        """The id under yesterday's salt, if that salt is still kept (visits across midnight)."""
+        salt = self._salts.get(int(now // 86400) - 1)
+        if salt is None:
+            return None
+        return self.anonymous_id_with_salt(salt, site_id, client_ip, user_agent)
+
     @staticmethod
     def anonymous_id_with_salt(salt: bytes, site_id: int, client_ip: str, user_agent: str) -> int:
         data = f"{site_id}\x1f{client_ip}\x1f{user_agent}".encode()

@@ -213,6 +213,30 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, "day")
         return {"status": "success", "data": _appliance(request).stats.breakdown(query, property, limit)}
 
+    @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration")
+    async def entry_pages(
+        self, request: Request, site: SiteParam = None, start_date: StartParam = None,
+        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+    ) -> dict[str, Any]:
+        query = _query(request, site, start_date, end_date, "day")
+        return {"status": "success", "data": _appliance(request).stats.entry_pages(query, limit)}
+
+    @get("/exit-pages", summary="Pages visits ended on: exits and exit rate")
+    async def exit_pages(
+        self, request: Request, site: SiteParam = None, start_date: StartParam = None,
+        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+    ) -> dict[str, Any]:
+        query = _query(request, site, start_date, end_date, "day")
+        return {"status": "success", "data": _appliance(request).stats.exit_pages(query, limit)}
+
+    @get("/time-on-page", summary="Average foreground time and scroll depth per page")
+    async def time_on_page(
+        self, request: Request, site: SiteParam = None, start_date: StartParam = None,
+        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+    ) -> dict[str, Any]:
+        query = _query(request, site, start_date, end_date, "day")
+        return {"status": "success", "data": _appliance(request).stats.time_on_page(query, limit)}
+
     @get("/events", summary="Custom events with counts and unique visitors")
     async def events(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None

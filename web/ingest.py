@@ -209,7 +209,8 @@ def make_ingest_handlers(appliance) -> list:
                 for index, key in zip(positions, keys, strict=True):
                     results[index][id_field] = prefix + key.hex()
             ok = len(accepted)
-            status = "success" if ok == len(items) else "partial" if ok else "error"
+            ignored_only = all(r["status"] == "ignored" for r in results)
+            status = "success" if ok == len(items) else "partial" if ok else "ignored" if ignored_only else "error"
             code = 200 if ok or any(r["status"] == "ignored" for r in results) else 422
             await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}))
 

@@ -1,0 +1,174 @@
+"""Visits (sessions): runs of one visitor's events on one site with no gap over the timeout.
+
+Plausible's rule: a visit ends after ``visit_timeout_minutes`` (30) without an event — not a
+fixed window. A client-supplied ``session_id`` (seed API) that differs from the open visit's
+starts a new visit. Open visits live in a bounded in-process table; every change is written
+to LMDB in the same transaction as the batch that caused it, so a restart neither splits nor
+loses an open visit.
+
+Visit metrics are counted incrementally into day counters of the day the visit *started*
+(in the site's time zone): ``visits`` +1 when it opens; ``bounces`` +1 when it opens with a page
+view and −1 as soon as it gets a second page view or an interactive event; ``duration`` grows
+by each new gap; the exit page moves with every page view. So a closed day's numbers only
+change while a visit that started on it is still open. Every visit metric is also kept per
+entry dimension value (the source, channel, country... of the visit's first event; for
+pages, the entry page), for breakdowns with visits, bounce rate and duration.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import msgspec
+
+from appliance import dimensions as dims
+from appliance.models import Event, EventKind
+from appliance.periods import day_bucket
+from storage.keys import DAY
+
+_VISIT_KEY = struct.Struct(">IQ")
+
+
+class Visit(msgspec.Struct, array_like=True):
+    """An open visit. ``entry`` holds the interned ids of the entry dimension values."""
+
+    start: float
+    last: float
+    day: int
+    pageviews: int
+    interactive: bool
+    hint: str
+    entry: list[int]
+    exit_path: int
+
+
+class VisitTable:
+    def __init__(self, store, timeout_seconds: int, max_open: int = 500_000) -> None:
+        self._store = store
+        self._db = store.db(b"visits")
+        self.timeout = timeout_seconds
+        self.max_open = max_open
+        self._open: dict[tuple[int, int], Visit] = {}
+        self._pending: dict[tuple[int, int], Visit | None] = {}
+        self._lock = threading.Lock()
+        decoder = msgspec.msgpack.Decoder(Visit)
+        with store.read() as txn:
+            for key, value in txn.cursor(db=self._db):
+                self._open[_VISIT_KEY.unpack(key)] = decoder.decode(value)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def has_open(self, site_id: int, visitor_id: int, now: float) -> bool:
+        visit = self._open.get((site_id, visitor_id))
+        return visit is not None and now - visit.last <= self.timeout
+
+    def _current(self, key):
+        if key in self._pending:
+            return self._pending[key]
+        return self._open.get(key)
+
+    def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> None:
+        """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
+
+        Changes stay pending until :meth:`committed`; :meth:`rolled_back` forgets them.
+        """
+        self._pending.clear()
+        dimension_items = tuple(dims.DIMENSIONS.items())
+        for event in sorted(events, key=lambda item: item.timestamp):
+            if event.kind is EventKind.ENGAGEMENT:
+                continue
+            key = (event.site_id, event.visitor_id)
+            visit = self._current(key)
+            timestamp = event.timestamp
+            is_pageview = event.kind is EventKind.PAGEVIEW
+            path_id = intern(event.path) if is_pageview else 0
+            if visit is not None and timestamp < visit.start - self.timeout:
+                continue  # an old back-filled event: counted in totals, not joined to a visit
+            new_visit = (
+                visit is None
+                or timestamp - visit.last > self.timeout
+                or (event.session_hint and visit.hint and event.session_hint != visit.hint)
+            )
+            if new_visit:
+                day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
+                entry = []
+                for name, (field, _, _) in dimension_items:
+                    entry.append(path_id if name == "page" else intern(getattr(event, field)))
+                visit = Visit(
+                    start=timestamp,
+                    last=timestamp,
+                    day=day,
+                    pageviews=1 if is_pageview else 0,
+                    interactive=not is_pageview,
+                    hint=event.session_hint,
+                    entry=entry,
+                    exit_path=path_id,
+                )
+                bounce = 1 if is_pageview else 0
+                self._count(counts, event.site_id, visit, dims.VISITS, 1)
+                if bounce:
+                    self._count(counts, event.site_id, visit, dims.BOUNCES, 1)
+                if path_id:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, day, path_id)] += 1
+                self._pending[key] = visit
+                continue
+            visit = msgspec.structs.replace(visit)  # never mutate the committed copy
+            was_bounce = visit.pageviews == 1 and not visit.interactive
+            gap = max(0.0, timestamp - visit.last)
+            if gap:
+                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, round(timestamp) - round(visit.last))
+                visit.last = timestamp
+            if is_pageview:
+                visit.pageviews += 1
+                if path_id != visit.exit_path:
+                    if visit.exit_path:
+                        counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, visit.exit_path)] -= 1
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, path_id)] += 1
+                    visit.exit_path = path_id
+            else:
+                visit.interactive = True
+            if was_bounce and (visit.pageviews > 1 or visit.interactive):
+                self._count(counts, event.site_id, visit, dims.BOUNCES, -1)
+            self._pending[key] = visit
+        encoder = msgspec.msgpack.Encoder()
+        for (site_id, visitor_id), visit in self._pending.items():
+            txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
+
+    @staticmethod
+    def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:
+        """Add to a visit metric: the site total and one counter per entry dimension."""
+        counts[(site_id, DAY, metric, visit.day, 0)] += delta
+        for offset, value_id in enumerate(visit.entry):
+            counts[(site_id, DAY, metric + 1 + offset, visit.day, value_id)] += delta
+
+    def committed(self) -> None:
+        with self._lock:
+            for key, visit in self._pending.items():
+                self._open[key] = visit
+        self._pending.clear()
+
+    def rolled_back(self) -> None:
+        self._pending.clear()
+
+    def expire(self, now: float) -> int:
+        """Close visits idle longer than the timeout (memory and LMDB); returns how many."""
+        with self._lock:
+            expired = [key for key, visit in self._open.items() if now - visit.last > self.timeout]
+        if len(self._open) - len(expired) > self.max_open:
+            # Over the bound: close the longest-idle visits early rather than grow without end.
+            by_idle = sorted(self._open.items(), key=lambda item: item[1].last)
+            expired = [key for key, _ in by_idle[: len(self._open) - self.max_open]]
+        if not expired:
+            return 0
+
+        def delete(txn):
+            for key in expired:
+                txn.delete(_VISIT_KEY.pack(*key), db=self._db)
+
+        self._store.write(delete)
+        with self._lock:
+            for key in expired:
+                self._open.pop(key, None)
+        return len(expired)
