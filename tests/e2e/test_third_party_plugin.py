@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -85,13 +84,15 @@ def plugin_site(tmp_path_factory) -> Path:
 
 def plugin_env(site: Path, log: Path, **extra: str) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))
-    return {"PYTHONPATH": path, "FOOTFALL_EXAMPLE_PLUGIN_LOG": str(log), **extra}
+    return {"PYTHONPATH": path, "EXAMPLE_PLUGIN_LOG": str(log), **extra}
 
 
-def cli_plugins(data_dir: Path, env: dict[str, str]) -> dict[str, dict]:
-    result = footfall_cli("plugins", "--json", data_dir=data_dir, env=env)
+def cli_plugins(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """``footfall plugins`` as a user runs it: plugin name -> the rest of its line."""
+    result = footfall_cli("plugins", data_dir=data_dir, env=env)
     assert result.returncode == 0, result.stderr
-    return {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
+    rows = [row.split(None, 1) for row in result.stdout.splitlines() if row.strip()]
+    return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
 
 
 def post_event(client: httpx.Client, path: str, **metadata: Any) -> httpx.Response:
@@ -110,17 +111,12 @@ def test_pip_installed_plugin_is_listed_and_runs_on_real_events(own_server, plug
     env = plugin_env(plugin_site, log)
     data_dir = tmp_path / "data"
 
-    # `footfall plugins` finds the entry point (and is told nothing else about it)
-    result = footfall_cli("plugins", data_dir=data_dir, env=env)
-    assert result.returncode == 0, result.stderr
-    line = next((row for row in result.stdout.splitlines() if row.split()[:1] == ["example"]), None)
-    assert line is not None, result.stdout
-    assert "footfall-example-plugin 0.1.0" in line
-    assert "enrich_event" in line and "events_committed" in line
+    # `footfall plugins` finds the entry point (it is told nothing else about it)
     listed = cli_plugins(data_dir, env)
-    assert set(listed) == BUILTINS | {"example"}
-    # without the PYTHONPATH the package is not importable, so it is not loaded
-    assert "example" not in cli_plugins(data_dir, {})
+    assert set(listed) == BUILTINS | {"example"}, listed
+    assert listed["example"].split() == [
+        "footfall-example-plugin", "0.1.0", "enrich_event,", "events_committed"
+    ]
 
     server = own_server(env=env, data_dir=data_dir)
     with server.client() as client:
@@ -183,67 +179,52 @@ def test_pip_installed_plugin_is_listed_and_runs_on_real_events(own_server, plug
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.parametrize("route", ["data-plugins-folder", "FOOTFALL_PLUGINS_DIRECTORY"])
-def test_single_file_in_the_plugins_folder_is_loaded(own_server, tmp_path, route):
-    data_dir = tmp_path / "data"
-    if route == "data-plugins-folder":
-        folder = data_dir / "plugins"
-        env: dict[str, str] = {}
-    else:
-        folder = tmp_path / "elsewhere"
-        env = {"FOOTFALL_PLUGINS_DIRECTORY": str(folder)}
+def write_folder_plugin(folder: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "folder_example.py").write_text(FOLDER_PLUGIN)
     (folder / "notes.txt").write_text("not a plugin")
 
-    result = footfall_cli("plugins", data_dir=data_dir, env=env)
-    assert result.returncode == 0, result.stderr
-    line = next((row for row in result.stdout.splitlines() if row.startswith("folder_example")), None)
-    assert line is not None, result.stdout
-    assert "plugins folder" in line and "enrich_event" in line
-    listed = cli_plugins(data_dir, env)
-    assert set(listed) == BUILTINS | {"folder_example"}
-    assert listed["folder_example"]["builtin"] is False
-    assert listed["folder_example"]["package"] is None
 
-    server = own_server(env=env, data_dir=data_dir)
-    with server.client() as client:
-        names = {plugin["name"] for plugin in client.get("/api/v1/plugins", headers=server.auth()).json()["data"]}
-        assert "folder_example" in names
+def test_single_file_in_the_data_plugins_folder_is_loaded(own_server, tmp_path):
+    data_dir = tmp_path / "data"
+    write_folder_plugin(data_dir / "plugins")
+
+    listed = cli_plugins(data_dir, {})
+    assert set(listed) == BUILTINS | {"folder_example"}, listed
+    assert listed["folder_example"].split() == ["plugins", "folder", "enrich_event"]
+
+    server = own_server(data_dir=data_dir)
+    with server.client(headers=server.auth()) as client:
+        plugins = {plugin["name"]: plugin for plugin in client.get("/api/v1/plugins").json()["data"]}
+        assert plugins["folder_example"] == {
+            "name": "folder_example", "builtin": False, "package": None, "hooks": ["enrich_event"]
+        }
         response = post_event(client, "/folder", campaign="folder")
         assert response.status_code == 200, response.text
 
         def tagged() -> dict | None:
-            items = client.get("/api/v1/live", params={"site": "localhost"}, headers=server.auth()).json()["data"]
+            items = client.get("/api/v1/live", params={"site": "localhost"}).json()["data"]
             return items[0] if items else None
 
         item = wait_for(tagged, "the event in the live view")
         assert item["props"] == {"campaign": "folder", "folder_plugin": "seen"}
 
 
-def test_disabled_plugins_are_not_loaded(own_server, plugin_site, tmp_path):
+def test_plugins_directory_setting_names_the_folder(tmp_path):
+    folder = tmp_path / "elsewhere"
+    write_folder_plugin(folder)
+    listed = cli_plugins(tmp_path / "data", {"FOOTFALL_PLUGINS_DIRECTORY": str(folder)})
+    assert set(listed) == BUILTINS | {"folder_example"}, listed
+
+
+def test_disabled_plugins_are_not_loaded(plugin_site, tmp_path):
     data_dir = tmp_path / "data"
     log = tmp_path / "example-plugin.log"
     base = plugin_env(plugin_site, log)
 
-    assert set(cli_plugins(data_dir, base)) == BUILTINS | {"example"}
-    assert set(cli_plugins(data_dir, {**base, "FOOTFALL_PLUGINS_DISABLED": "geo"})) == (BUILTINS - {"geo"}) | {"example"}
+    listed = cli_plugins(data_dir, {**base, "FOOTFALL_PLUGINS_DISABLED": "geo"})
+    assert set(listed) == (BUILTINS - {"geo"}) | {"example"}, listed
     # a third-party entry point is disabled by its name like a built-in
-    assert set(cli_plugins(data_dir, {**base, "FOOTFALL_PLUGINS_DISABLED": "geo,example"})) == BUILTINS - {"geo"}
-
-    result = footfall_cli("plugins", data_dir=data_dir, env={**base, "FOOTFALL_PLUGINS_DISABLED": "geo"})
-    assert result.returncode == 0, result.stderr
-    assert not any(row.split()[:1] == ["geo"] for row in result.stdout.splitlines()), result.stdout
-
-    # and the server honours it too: no example hook runs on committed events
-    server = own_server(env={**base, "FOOTFALL_PLUGINS_DISABLED": "geo,example"}, data_dir=data_dir)
-    with server.client() as client:
-        names = {plugin["name"] for plugin in client.get("/api/v1/plugins", headers=server.auth()).json()["data"]}
-        assert names == BUILTINS - {"geo"}
-        assert post_event(client, "/disabled").status_code == 200
-        item = wait_for(
-            lambda: client.get("/api/v1/live", params={"site": "localhost"}, headers=server.auth()).json()["data"],
-            "the event in the live view",
-        )[0]
-        assert "example_plugin" not in item["props"]
+    listed = cli_plugins(data_dir, {**base, "FOOTFALL_PLUGINS_DISABLED": "geo,example"})
+    assert set(listed) == BUILTINS - {"geo"}, listed
     assert not log.exists()

@@ -140,3 +140,44 @@ def test_interned_strings_survive_a_map_full_retry(tmp_path):
         assert fresh.lookup(texts[0]) == ids[0]
     finally:
         reopened.close()
+
+
+def test_map_growth_while_readers_read(tmp_path):
+    """Resizing waits for open read transactions; readers never see an invalid transaction."""
+    import threading
+
+    from storage import Store
+
+    store = Store(tmp_path / "concurrent", initial_map_bytes=64 << 10)
+    db = store.db(b"records")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                with store.read() as txn:
+                    for _ in txn.cursor(db=db):
+                        pass
+            except BaseException as error:  # noqa: BLE001 - any failure is the finding
+                errors.append(error)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    first_size = store.map_usage()[1]
+    try:
+        for batch in range(60):
+            store.write(
+                lambda txn, batch=batch: [
+                    txn.put(f"k{batch}-{i}".encode(), b"x" * 200, db=db) for i in range(100)
+                ]
+            )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert store.map_usage()[1] > first_size, "the map never grew: the test proved nothing"
+    assert errors == []
+    store.close()
