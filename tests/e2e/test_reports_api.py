@@ -82,6 +82,12 @@ class Scenario:
         return self.first + timedelta(days=sent.day)
 
 
+def _recent() -> tuple[str, str]:
+    """Today and yesterday: ranges for "now" events start yesterday (safe over midnight)."""
+    now = datetime.now(UTC)
+    return now.date().isoformat(), (now - timedelta(days=1)).date().isoformat()
+
+
 def _new_site(server, prefix: str) -> str:
     domain = f"{prefix}-{uuid.uuid4().hex[:10]}.test"
     with server.client() as client:
@@ -130,6 +136,11 @@ def _get(client, path: str, params: dict) -> dict:
     answer = response.json()
     assert answer["status"] == "success"
     return answer
+
+
+def _pick(rows: list[dict], *keys: str) -> list[dict]:
+    """The named keys of each row: stats rows may carry more metrics than these tests check."""
+    return [{key: row[key] for key in keys} for row in rows]
 
 
 def _page_views(events=SCENARIO) -> list[Sent]:
@@ -198,7 +209,7 @@ def test_conversion_report_matches_seed_shape_and_numbers(client, scenario):
     assert data["conversion_rate"] == round(converting / _visitors() * 100, 2) == 42.86
     goals = {row["name"]: row for row in data["goals"]}
     assert set(goals) == {"purchase", "signup"}
-    assert goals["purchase"] == {
+    assert _pick([goals["purchase"]], "name", "conversions", "visitors", "conversion_rate", "revenue_minor")[0] == {
         "name": "purchase",
         "conversions": 2,
         "visitors": 2,
@@ -247,7 +258,7 @@ def _expected_series(scenario: Scenario, interval: str) -> list[dict]:
 @pytest.mark.parametrize("interval", ["day", "week", "month"])
 def test_timeseries_by_interval(client, scenario, interval):
     series = _get(client, "/api/v1/stats/timeseries", scenario.params(interval=interval))["data"]
-    assert series == _expected_series(scenario, interval)
+    assert _pick(series, "date", "visitors", "pageviews") == _expected_series(scenario, interval)
     assert sum(row["pageviews"] for row in series) == 9
     # the traffic report carries the same series
     report = _get(client, "/api/v1/reports/traffic", scenario.params(interval=interval))["data"]
@@ -293,7 +304,7 @@ def test_bad_report_parameters(client, scenario):
 # -- stats --------------------------------------------------------------------------------------
 def test_aggregate(client, scenario):
     data = _get(client, "/api/v1/stats/aggregate", scenario.params())["data"]
-    assert data == {
+    assert {key: data[key] for key in ("visitors", "pageviews", "events", "conversions")} == {
         "visitors": 7,
         "pageviews": 9,
         "events": sum(1 for sent in SCENARIO if sent.kind == "event"),
@@ -304,7 +315,7 @@ def test_aggregate(client, scenario):
 def test_breakdown_by_page(client, scenario):
     data = _get(client, "/api/v1/stats/breakdown", scenario.params(property="page"))["data"]
     assert data["dimension"] == "page"
-    assert data["results"] == [
+    assert _pick(data["results"], "value", "visitors", "pageviews") == [
         {"value": "/", "visitors": 4, "pageviews": 5},
         {"value": "/pricing", "visitors": 2, "pageviews": 2},
         {"value": "/blog", "visitors": 1, "pageviews": 1},
@@ -338,7 +349,7 @@ def test_breakdown_unknown_property(client, scenario):
 
 def test_custom_events(client, scenario):
     data = _get(client, "/api/v1/stats/events", scenario.params())["data"]
-    assert data == [
+    assert _pick(data, "name", "events", "visitors") == [
         {"name": "download", "events": 3, "visitors": 2},
         {"name": "newsletter", "events": 1, "visitors": 1},
     ]
@@ -371,8 +382,8 @@ def test_visitors_are_ip_and_user_agent_pairs(own_server):
             headers={"user-agent": SAFARI, "x-forwarded-for": "81.2.69.142"},
         )
         assert converted.status_code == 200, converted.text
-        today = datetime.now(UTC).date().isoformat()
-        params = {"site": site, "start_date": today, "end_date": today}
+        today, yesterday = _recent()
+        params = {"site": site, "start_date": yesterday, "end_date": today}
         client.headers.update(handle.auth())
         traffic = _get(client, "/api/v1/reports/traffic", params)["data"]
         assert traffic["total_visitors"] == 4
@@ -400,9 +411,9 @@ def test_untrusted_forwarded_for_is_ignored(server):
                 headers={"x-forwarded-for": forwarded},
             )
             assert response.status_code == 200, response.text
-        today = datetime.now(UTC).date().isoformat()
+        today, yesterday = _recent()
         client.headers.update(server.auth())
-        data = _get(client, "/api/v1/stats/aggregate", {"site": site, "start_date": today, "end_date": today})["data"]
+        data = _get(client, "/api/v1/stats/aggregate", {"site": site, "start_date": yesterday, "end_date": today})["data"]
     assert data["visitors"] == 1
     assert data["pageviews"] == 3
 
@@ -417,9 +428,9 @@ def test_user_id_makes_a_visitor_per_user(server):
                       "metadata": {"page_url": f"https://{site}/"}},
             )
             assert response.status_code == 200, response.text
-        today = datetime.now(UTC).date().isoformat()
+        today, yesterday = _recent()
         client.headers.update(server.auth())
-        data = _get(client, "/api/v1/stats/aggregate", {"site": site, "start_date": today, "end_date": today})["data"]
+        data = _get(client, "/api/v1/stats/aggregate", {"site": site, "start_date": yesterday, "end_date": today})["data"]
     assert data["visitors"] == 3
     assert data["pageviews"] == 4
 
