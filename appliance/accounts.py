@@ -1,8 +1,16 @@
-"""Users, roles, passwords and bearer tokens.
+"""Users, roles and permissions, passwords, and every kind of credential a user holds.
 
-Passwords are argon2id hashes (argon2-cffi). Usernames and emails are unique
-case-insensitively. Tokens are random, shown once and stored only as SHA-256 digests, with an
-expiry; verifying one never needs the plaintext on disk.
+Passwords are argon2id hashes (argon2-cffi); usernames and emails are unique
+case-insensitively. Three kinds of credential, each random, shown once and stored only as a
+SHA-256 digest, so a copy of the database holds nothing that can be replayed:
+
+- login tokens (``ff_...``) from ``POST /api/v1/authenticate``, which expire;
+- API keys (``ffk_...``) a user creates, names, lists and revokes, optionally read-only;
+- dashboard sessions, carried in a cookie, each with its own CSRF token.
+
+A credential always resolves to the user *now*: a changed role or a deleted user takes
+effect on the next request. The permission matrix (which role may do what) lives here too,
+because it is domain, not web: :data:`ROLE_PERMISSIONS`.
 """
 
 from __future__ import annotations
@@ -20,14 +28,42 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _USER = "user"
 _TOKEN = "token"
+_API_KEY = "apikey"
+_SESSION = "session"
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PURGE_EVERY_SECONDS = 3600
+# A session is refreshed (its idle expiry pushed back) at most this often: one write per
+# user per few minutes rather than one per page.
+_SESSION_TOUCH_SECONDS = 300
 
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
     ANALYST = "analyst"
     VIEWER = "viewer"
+
+
+class Permission(enum.StrEnum):
+    """What a request needs. Site-scoped permissions also need a grant for the site."""
+
+    VIEW_STATS = "view_stats"  # dashboards, reports, stats, live view of granted sites
+    USE_ACCOUNT = "use_account"  # list own sites, manage own API keys, log out
+    DEFINE = "define"  # goals, funnels, segments, saved reports, alerts
+    EXPORT_EVENTS = "export_events"  # raw event export
+    MANAGE_SITES = "manage_sites"  # create, change, delete sites; shared links
+    MANAGE_USERS = "manage_users"  # create, change, delete users; every API key
+    MANAGE_SETTINGS = "manage_settings"  # plugins and settings
+    READ_AUDIT = "read_audit"  # the audit log
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.ANALYST: frozenset(
+        {Permission.VIEW_STATS, Permission.USE_ACCOUNT, Permission.DEFINE, Permission.EXPORT_EVENTS}
+    ),
+    Role.VIEWER: frozenset({Permission.VIEW_STATS, Permission.USE_ACCOUNT}),
+}
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -39,6 +75,12 @@ class User(msgspec.Struct, kw_only=True):
     sites: list[int] = []  # grants for analysts and viewers; admins see every site
     created_at: float = 0.0
 
+    def can(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    def can_read_site(self, site_id: int) -> bool:
+        return self.role is Role.ADMIN or site_id in self.sites
+
 
 class Token(msgspec.Struct, kw_only=True):
     user_id: int
@@ -47,32 +89,75 @@ class Token(msgspec.Struct, kw_only=True):
     kind: str = "session"
 
 
+class ApiKey(msgspec.Struct, kw_only=True):
+    id: int
+    user_id: int
+    username: str
+    name: str
+    prefix: str  # the first characters of the key, to recognise it in a list
+    read_only: bool = False
+    created_at: float = 0.0
+    expires_at: float = 0.0  # 0: never
+
+
+class Session(msgspec.Struct, kw_only=True):
+    user_id: int
+    username: str
+    csrf_token: str
+    created_at: float
+    expires_at: float  # idle expiry, pushed back while the session is used
+    absolute_expires_at: float
+
+
 class AccountError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _role(value: str | Role) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise AccountError("role", "must be one of admin, analyst, viewer") from None
 
 
 class Accounts:
-    def __init__(self, store, records, *, min_password_length: int, token_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        store,
+        records,
+        *,
+        min_password_length: int,
+        token_ttl_seconds: int,
+        session_idle_seconds: int = 7 * 86_400,
+        session_max_seconds: int = 30 * 86_400,
+    ) -> None:
         self._store = store
         self._records = records
         self._min_password = min_password_length
-        self._token_ttl = token_ttl_seconds
-        self._hasher = PasswordHasher()
+        self.token_ttl = token_ttl_seconds
+        self._session_idle = session_idle_seconds
+        self._session_max = session_max_seconds
+        self._hasher = PasswordHasher()  # argon2id with argon2-cffi's RFC 9106 low-memory profile
         self._lock = threading.Lock()
+        self._last_purge = 0.0
         # A hash to verify against when the user does not exist, so timing does not tell.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
     # -- users ----------------------------------------------------------------------------
     def get(self, username: str) -> User | None:
-        raw = self._records.get(_USER, username.lower())
+        raw = self._records.get(_USER, (username or "").lower())
         return msgspec.msgpack.decode(raw, type=User) if raw is not None else None
+
+    def by_id(self, user_id: int) -> User | None:
+        return next((user for user in self.list() if user.id == user_id), None)
 
     def list(self) -> list[User]:
         return sorted(
@@ -83,23 +168,30 @@ class Accounts:
     def count(self) -> int:
         return sum(1 for _ in self._records.scan(_USER))
 
-    def create(self, username: str, password: str, role: str, email: str = "") -> User:
-        if not _USERNAME.match(username or ""):
-            raise AccountError("username", "2-64 letters, digits or _.@- required")
-        if email and not _EMAIL.match(email):
-            raise AccountError("email", "not a valid email address")
+    def _check_password(self, password: str) -> None:
         if len(password or "") < self._min_password:
             raise AccountError("password", f"must be at least {self._min_password} characters")
-        try:
-            role = Role(role)
-        except ValueError:
-            raise AccountError("role", "must be one of admin, analyst, viewer") from None
+
+    def _check_email(self, email: str, user_id: int | None = None) -> None:
+        if not email:
+            return
+        if not _EMAIL.match(email):
+            raise AccountError("email", "not a valid email address")
+        if any(u.email.lower() == email.lower() and u.id != user_id for u in self.list()):
+            raise AccountError("email", "already in use")
+
+    def create(
+        self, username: str, password: str, role: str, email: str = "", sites: list[int] | None = None
+    ) -> User:
+        if not _USERNAME.match(username or ""):
+            raise AccountError("username", "2-64 letters, digits or _.@- required")
+        self._check_password(password)
+        role = _role(role)
         password_hash = self._hasher.hash(password)
         with self._lock:
             if self.get(username) is not None:
                 raise AccountError("username", "already taken")
-            if email and any(u.email.lower() == email.lower() for u in self.list()):
-                raise AccountError("email", "already in use")
+            self._check_email(email)
 
             def create(txn):
                 user = User(
@@ -108,6 +200,7 @@ class Accounts:
                     email=email,
                     role=role,
                     password_hash=password_hash,
+                    sites=list(sites or []),
                     created_at=time.time(),
                 )
                 self._records.put(txn, _USER, username.lower(), msgspec.msgpack.encode(user))
@@ -120,41 +213,253 @@ class Accounts:
             lambda txn: self._records.put(txn, _USER, user.username.lower(), msgspec.msgpack.encode(user))
         )
 
+    def _require(self, username: str) -> User:
+        user = self.get(username)
+        if user is None:
+            raise AccountError("username", f"no such user: {username!r}", 404)
+        return user
+
+    def _admins(self) -> int:
+        return sum(1 for user in self.list() if user.role is Role.ADMIN)
+
+    def update(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        email: str | None = None,
+        sites: list[int] | None = None,
+    ) -> User:
+        """Change a user's role, email or site grants. The last admin cannot be demoted."""
+        with self._lock:
+            user = self._require(username)
+            if role is not None:
+                new_role = _role(role)
+                if user.role is Role.ADMIN and new_role is not Role.ADMIN and self._admins() <= 1:
+                    raise AccountError("role", "cannot demote the last admin", 409)
+                user.role = new_role
+            if email is not None:
+                self._check_email(email, user.id)
+                user.email = email
+            if sites is not None:
+                user.sites = sorted(set(sites))
+            self.save(user)
+            return user
+
+    def set_password(self, username: str, password: str) -> User:
+        """Set a new password and end the user's login tokens and sessions (API keys stay)."""
+        self._check_password(password)
+        password_hash = self._hasher.hash(password)
+        with self._lock:
+            user = self._require(username)
+            user.password_hash = password_hash
+            self.save(user)
+        self._revoke_credentials(user.id, api_keys=False)
+        return user
+
+    def delete(self, username: str) -> User:
+        """Delete a user with every token, session and API key. Never the last admin."""
+        with self._lock:
+            user = self._require(username)
+            if user.role is Role.ADMIN and self._admins() <= 1:
+                raise AccountError("username", "cannot delete the last admin", 409)
+            self._store.write(lambda txn: self._records.delete(txn, _USER, user.username.lower()))
+        self._revoke_credentials(user.id, api_keys=True)
+        return user
+
+    def forget_site(self, site_id: int) -> None:
+        """Drop a deleted site from every user's grants."""
+        with self._lock:
+            for user in self.list():
+                if site_id in user.sites:
+                    user.sites = [granted for granted in user.sites if granted != site_id]
+                    self.save(user)
+
     def verify_password(self, username: str, password: str) -> User | None:
+        """The user if the password matches. argon2 compares in constant time, and an unknown
+        username costs the same hash computation as a known one."""
         user = self.get(username or "")
         try:
             if user is None:
                 self._hasher.verify(self._dummy_hash, password or "")
                 return None
             self._hasher.verify(user.password_hash, password or "")
-            return user
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
+        if self._hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = self._hasher.hash(password)
+            self.save(user)
+        return user
 
-    # -- tokens ---------------------------------------------------------------------------
+    def _resolve(self, user_id: int, username: str) -> User | None:
+        """The live user behind a credential; None if deleted (or replaced by a namesake)."""
+        user = self.get(username)
+        return user if user is not None and user.id == user_id else None
+
+    # -- login tokens ---------------------------------------------------------------------
     def issue_token(self, user: User, ttl_seconds: int | None = None, kind: str = "session") -> str:
+        ttl = self.token_ttl if ttl_seconds is None else max(1, min(ttl_seconds, self.token_ttl))
         token = "ff_" + secrets.token_urlsafe(32)
-        record = Token(
-            user_id=user.id,
-            username=user.username,
-            expires_at=time.time() + (ttl_seconds or self._token_ttl),
-            kind=kind,
-        )
+        record = Token(user_id=user.id, username=user.username, expires_at=time.time() + ttl, kind=kind)
         self._store.write(
-            lambda txn: self._records.put(txn, _TOKEN, _digest(token), msgspec.msgpack.encode(record))
+            lambda txn: self._records.put(txn, _TOKEN, digest(token), msgspec.msgpack.encode(record))
         )
+        self._purge_now_and_then()
         return token
 
     def user_for_token(self, token: str) -> User | None:
         if not token:
             return None
-        raw = self._records.get(_TOKEN, _digest(token))
+        raw = self._records.get(_TOKEN, digest(token))
         if raw is None:
             return None
         record = msgspec.msgpack.decode(raw, type=Token)
         if record.expires_at < time.time():
             return None
-        return self.get(record.username)
+        return self._resolve(record.user_id, record.username)
 
     def revoke_token(self, token: str) -> bool:
-        return self._store.write(lambda txn: self._records.delete(txn, _TOKEN, _digest(token)))
+        return self._store.write(lambda txn: self._records.delete(txn, _TOKEN, digest(token)))
+
+    # -- API keys -------------------------------------------------------------------------
+    def create_api_key(
+        self, user: User, name: str, *, read_only: bool = False, expires_in_days: int | None = None
+    ) -> tuple[str, ApiKey]:
+        """A new key for ``user``: returns (the key, shown only now; its stored record)."""
+        name = (name or "").strip()
+        if not 1 <= len(name) <= 100:
+            raise AccountError("name", "1-100 characters required")
+        if expires_in_days is not None and expires_in_days < 1:
+            raise AccountError("expires_in_days", "must be at least 1")
+        key = "ffk_" + secrets.token_urlsafe(32)
+        now = time.time()
+
+        def create(txn):
+            record = ApiKey(
+                id=self._records.next_id(txn, "apikey"),
+                user_id=user.id,
+                username=user.username,
+                name=name,
+                prefix=key[:10],
+                read_only=read_only,
+                created_at=now,
+                expires_at=now + expires_in_days * 86_400 if expires_in_days else 0.0,
+            )
+            self._records.put(txn, _API_KEY, digest(key), msgspec.msgpack.encode(record))
+            return record
+
+        return key, self._store.write(create)
+
+    def api_keys(self, user_id: int | None = None) -> list[ApiKey]:
+        keys = (msgspec.msgpack.decode(raw, type=ApiKey) for _, raw in self._records.scan(_API_KEY))
+        return sorted((k for k in keys if user_id is None or k.user_id == user_id), key=lambda k: k.id)
+
+    def revoke_api_key(self, key_id: int, user_id: int | None = None) -> ApiKey | None:
+        """Revoke a key by id (only one of ``user_id``'s, when given). None if there is none."""
+        for identifier, raw in self._records.scan(_API_KEY):
+            record = msgspec.msgpack.decode(raw, type=ApiKey)
+            if record.id == key_id and (user_id is None or record.user_id == user_id):
+                self._store.write(lambda txn, i=identifier: self._records.delete(txn, _API_KEY, i))
+                return record
+        return None
+
+    def user_for_api_key(self, key: str) -> tuple[User, ApiKey] | None:
+        if not key:
+            return None
+        raw = self._records.get(_API_KEY, digest(key))
+        if raw is None:
+            return None
+        record = msgspec.msgpack.decode(raw, type=ApiKey)
+        if record.expires_at and record.expires_at < time.time():
+            return None
+        user = self._resolve(record.user_id, record.username)
+        return (user, record) if user is not None else None
+
+    # -- dashboard sessions ---------------------------------------------------------------
+    def create_session(self, user: User) -> tuple[str, Session]:
+        session_id = secrets.token_urlsafe(32)
+        now = time.time()
+        session = Session(
+            user_id=user.id,
+            username=user.username,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + self._session_idle,
+            absolute_expires_at=now + self._session_max,
+        )
+        self._store.write(
+            lambda txn: self._records.put(txn, _SESSION, digest(session_id), msgspec.msgpack.encode(session))
+        )
+        self._purge_now_and_then()
+        return session_id, session
+
+    def session(self, session_id: str) -> tuple[User, Session] | None:
+        if not session_id:
+            return None
+        key = digest(session_id)
+        raw = self._records.get(_SESSION, key)
+        if raw is None:
+            return None
+        session = msgspec.msgpack.decode(raw, type=Session)
+        now = time.time()
+        if session.expires_at < now or session.absolute_expires_at < now:
+            return None
+        user = self._resolve(session.user_id, session.username)
+        if user is None:
+            return None
+        if session.expires_at - self._session_idle < now - _SESSION_TOUCH_SECONDS:
+            session.expires_at = min(now + self._session_idle, session.absolute_expires_at)
+            self._store.write(
+                lambda txn: self._records.put(txn, _SESSION, key, msgspec.msgpack.encode(session))
+            )
+        return user, session
+
+    def end_session(self, session_id: str) -> bool:
+        if not session_id:
+            return False
+        return self._store.write(lambda txn: self._records.delete(txn, _SESSION, digest(session_id)))
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def _revoke_credentials(self, user_id: int, *, api_keys: bool) -> None:
+        kinds = [(_TOKEN, Token), (_SESSION, Session)] + ([(_API_KEY, ApiKey)] if api_keys else [])
+        doomed = [
+            (kind, identifier)
+            for kind, struct in kinds
+            for identifier, raw in self._records.scan(kind)
+            if msgspec.msgpack.decode(raw, type=struct).user_id == user_id
+        ]
+
+        def delete(txn):
+            for kind, identifier in doomed:
+                self._records.delete(txn, kind, identifier)
+
+        if doomed:
+            self._store.write(delete)
+
+    def _purge_now_and_then(self) -> None:
+        now = time.time()
+        if now - self._last_purge < _PURGE_EVERY_SECONDS:
+            return
+        self._last_purge = now
+        self.purge_expired(now)
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete expired login tokens and sessions; returns how many."""
+        now = time.time() if now is None else now
+        doomed = [
+            (_TOKEN, identifier)
+            for identifier, raw in self._records.scan(_TOKEN)
+            if msgspec.msgpack.decode(raw, type=Token).expires_at < now
+        ]
+        for identifier, raw in self._records.scan(_SESSION):
+            session = msgspec.msgpack.decode(raw, type=Session)
+            if min(session.expires_at, session.absolute_expires_at) < now:
+                doomed.append((_SESSION, identifier))
+
+        def delete(txn):
+            for kind, identifier in doomed:
+                self._records.delete(txn, kind, identifier)
+
+        if doomed:
+            self._store.write(delete)
+        return len(doomed)

@@ -61,6 +61,7 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_days: int = 400
     visit_timeout_minutes: int = 30
     max_open_visits: int = 500_000
+    max_dimension_values: int = 20_000
     timezone: str = "UTC"
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from appliance.accounts import Accounts
+from appliance.cardinality import CardinalityGuard
 from appliance.config import Settings
 from appliance.live import LiveBuffer
 from appliance.models import Event, Site
@@ -69,6 +70,7 @@ class Appliance:
             self.store, settings.sites.visit_timeout_minutes * 60, settings.sites.max_open_visits
         )
         self._last_expiry = time.time()
+        self.cardinality = CardinalityGuard(self.counters, settings.sites.max_dimension_values)
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
             plugin_directory = str(data / "plugins")
@@ -116,11 +118,12 @@ class Appliance:
             def intern(text: str) -> int:
                 return strings.intern(txn, text)
 
-            writes = aggregate(events, timezones, intern)
-            self.visits.apply(txn, events, timezones, writes.counter_deltas, intern)
+            bounded = self.cardinality.apply(txn, events, timezones, intern)
+            writes = aggregate(bounded, timezones, intern)
+            self.visits.apply(txn, bounded, timezones, writes.counter_deltas, intern)
             entries = [
                 (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))
-                for event in events
+                for event in bounded
             ]
             self.counters.apply(txn, writes.counters)
             self.sketches.add(txn, writes.sketches)
@@ -132,6 +135,7 @@ class Appliance:
             strings.rollback()
             self.eventlog.rolled_back()
             self.visits.rolled_back()
+            self.cardinality.forget()
             raise
         strings.commit()
         self.eventlog.committed()

@@ -1,13 +1,17 @@
 """Sites: the domains Footfall tracks, each with its own time zone, retention and hostnames.
 
 Kept in LMDB records and mirrored in an in-memory dict, because the ingest hot path resolves
-a site for every event.
+a site for every event. A site may be public (anyone may read its dashboard) and may have a
+shared-link token: a secret, stored only as a digest, that grants read-only access to that
+one site, as Plausible's shared links do.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
+import secrets
 import threading
 import time
 
@@ -17,20 +21,58 @@ from appliance.models import Site
 from appliance.periods import zone
 
 _KIND = "site"
+_SHARE = "share"
+_HOSTNAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
 
 
 class SiteError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
 
 
 def normalise_domain(domain: str) -> str:
     domain = domain.strip().lower()
     domain = re.sub(r"^https?://", "", domain).rstrip("/")
     return domain.removeprefix("www.")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _checked_domain(domain: str) -> str:
+    domain = normalise_domain(domain or "")
+    if not _DOMAIN.match(domain):
+        raise SiteError("domain", f"not a valid domain: {domain!r}")
+    return domain
+
+
+def _checked_timezone(timezone: str) -> str:
+    try:
+        zone(timezone)
+    except Exception:
+        raise SiteError("timezone", f"unknown time zone: {timezone!r}") from None
+    return timezone
+
+
+def _checked_retention(days: int) -> int:
+    if not 1 <= days <= 36_500:
+        raise SiteError("retention_days", "must be between 1 and 36500 days")
+    return days
+
+
+def _checked_hostnames(patterns: list[str]) -> list[str]:
+    cleaned = []
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        if not _HOSTNAME_PATTERN.match(pattern):
+            raise SiteError("allowed_hostnames", f"not a hostname or pattern: {pattern!r}")
+        cleaned.append(pattern)
+    return cleaned
 
 
 class SiteRegistry:
@@ -68,14 +110,10 @@ class SiteRegistry:
         retention_days: int | None = None,
         allowed_hostnames: list[str] | None = None,
     ) -> Site:
-        domain = normalise_domain(domain)
-        if not _DOMAIN.match(domain):
-            raise SiteError("domain", f"not a valid domain: {domain!r}")
-        timezone = timezone or self._default_timezone
-        try:
-            zone(timezone)
-        except Exception:
-            raise SiteError("timezone", f"unknown time zone: {timezone!r}") from None
+        domain = _checked_domain(domain)
+        timezone = _checked_timezone(timezone or self._default_timezone)
+        retention_days = _checked_retention(retention_days or self._default_retention)
+        allowed_hostnames = _checked_hostnames(allowed_hostnames or [])
         with self._lock:
             if domain in self._by_domain:
                 raise SiteError("domain", f"site already exists: {domain}")
@@ -87,8 +125,8 @@ class SiteRegistry:
                     domain=domain,
                     name=name or domain,
                     timezone=timezone,
-                    retention_days=retention_days or self._default_retention,
-                    allowed_hostnames=allowed_hostnames or [],
+                    retention_days=retention_days,
+                    allowed_hostnames=allowed_hostnames,
                     created_at=time.time(),
                 )
                 self._records.put(txn, _KIND, domain, msgspec.msgpack.encode(site))
@@ -98,6 +136,51 @@ class SiteRegistry:
             self._by_domain[domain] = site
             self._by_id[site.id] = site
             return site
+
+    def change(
+        self,
+        domain: str,
+        *,
+        new_domain: str | None = None,
+        name: str | None = None,
+        timezone: str | None = None,
+        retention_days: int | None = None,
+        allowed_hostnames: list[str] | None = None,
+        public: bool | None = None,
+    ) -> Site:
+        """Rename a site (its name or its domain) or change its settings. Its data stays:
+        everything stored is keyed by the site's id, not its domain."""
+        site = self.get(domain)
+        if site is None:
+            raise SiteError("domain", f"unknown site {domain!r}", 404)
+        changed = msgspec.structs.replace(site)
+        if name is not None:
+            changed.name = name.strip() or site.domain
+        if timezone is not None:
+            changed.timezone = _checked_timezone(timezone)
+        if retention_days is not None:
+            changed.retention_days = _checked_retention(retention_days)
+        if allowed_hostnames is not None:
+            changed.allowed_hostnames = _checked_hostnames(allowed_hostnames)
+        if public is not None:
+            changed.public = public
+        with self._lock:
+            if new_domain is not None and _checked_domain(new_domain) != site.domain:
+                changed.domain = _checked_domain(new_domain)
+                if changed.domain in self._by_domain:
+                    raise SiteError("domain", f"site already exists: {changed.domain}", 409)
+
+            def write(txn):
+                if changed.domain != site.domain:
+                    self._records.delete(txn, _KIND, site.domain)
+                self._records.put(txn, _KIND, changed.domain, msgspec.msgpack.encode(changed))
+
+            self._store.write(write)
+            self._by_domain[changed.domain] = changed
+            self._by_id[changed.id] = changed
+            if changed.domain != site.domain:
+                del self._by_domain[site.domain]
+        return changed
 
     def update(self, site: Site) -> Site:
         with self._lock:
@@ -115,14 +198,40 @@ class SiteRegistry:
             if site is None:
                 return False
 
+            # Unlisted first, so ingestion stops resolving it before its data goes.
+            del self._by_domain[site.domain]
+            del self._by_id[site.id]
+
             def remove(txn):
                 delete_data(txn, site)
                 self._records.delete(txn, _KIND, site.domain)
+                self._records.delete(txn, _SHARE, str(site.id))
 
             self._store.write(remove)
-            del self._by_domain[site.domain]
-            del self._by_id[site.id]
             return True
+
+    # -- shared links ---------------------------------------------------------------------
+    def create_share_token(self, site: Site) -> str:
+        """A new shared-link token for ``site`` (replacing any previous one), shown once."""
+        token = "ffs_" + secrets.token_urlsafe(24)
+        self._store.write(lambda txn: self._records.put(txn, _SHARE, str(site.id), _digest(token).encode()))
+        return token
+
+    def delete_share_token(self, site: Site) -> bool:
+        return self._store.write(lambda txn: self._records.delete(txn, _SHARE, str(site.id)))
+
+    def has_share_token(self, site: Site) -> bool:
+        return self._records.get(_SHARE, str(site.id)) is not None
+
+    def site_for_share_token(self, token: str) -> Site | None:
+        """The one site a shared-link token opens, or None."""
+        if not token.startswith("ffs_"):
+            return None
+        wanted = _digest(token).encode()
+        for identifier, stored in self._records.scan(_SHARE):
+            if secrets.compare_digest(stored, wanted):
+                return self._by_id.get(int(identifier))
+        return None
 
 
 def hostname_allowed(site: Site, hostname: str) -> bool:

@@ -60,6 +60,26 @@ class Query(msgspec.Struct, kw_only=True):
     def last_day(self) -> int:
         return day_number(self.date_to)
 
+    def compared(self, mode: str) -> Query:
+        """The period to compare with: ``previous_period`` (same length, just before) or
+        ``year_over_year`` (the same dates one year earlier; 29 February maps to the 28th)."""
+        if mode == "previous_period":
+            length = (self.date_to - self.date_from).days + 1
+            return Query(
+                site=self.site,
+                date_from=self.date_from - timedelta(days=length),
+                date_to=self.date_from - timedelta(days=1),
+                interval=self.interval,
+            )
+        if mode == "year_over_year":
+            return Query(
+                site=self.site,
+                date_from=_year_earlier(self.date_from),
+                date_to=_year_earlier(self.date_to),
+                interval=self.interval,
+            )
+        raise QueryError("compare", "must be previous_period or year_over_year")
+
     def hour_range(self) -> tuple[int, int]:
         start = day_start_timestamp(self.date_from, self.site.timezone)
         end = day_start_timestamp(self.date_to + timedelta(days=1), self.site.timezone)
@@ -110,6 +130,24 @@ class Stats:
             "events": events,
             "conversions": conversions,
             "converting_visitors_by_type": converters,
+        }
+
+    def aggregate_compared(self, query: Query, mode: str) -> dict[str, object]:
+        """Totals for the period and the compared period, with the percent change of each."""
+        current = self.aggregate(query)
+        other_query = query.compared(mode)
+        previous = self.aggregate(other_query)
+        for result in (current, previous):
+            result.pop("converting_visitors_by_type", None)
+        return {
+            "results": current,
+            "comparison": {
+                "mode": mode,
+                "start_date": other_query.date_from.isoformat(),
+                "end_date": other_query.date_to.isoformat(),
+                "results": previous,
+                "change": {key: change(value, previous[key]) for key, value in current.items()},
+            },
         }
 
     def timeseries(self, query: Query) -> list[dict[str, object]]:
@@ -347,6 +385,20 @@ class Stats:
             "conversion_rate": report["conversion_rate"],
             "conversion_types": {goal["name"]: goal["conversions"] for goal in report["goals"]},
         }
+
+
+def _year_earlier(day: date) -> date:
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
+
+
+def change(current: float, previous: float) -> float | None:
+    """Percent change from ``previous`` to ``current``; ``None`` when there was nothing before."""
+    if not previous:
+        return None
+    return round(100 * (current - previous) / previous, 1)
 
 
 def _rate(part: int, whole: int) -> float:

@@ -187,12 +187,20 @@ class StatsController(Controller):
     tags = ["stats"]
     guards = [requires_user]
 
-    @get("/aggregate", summary="Totals for a period")
+    @get("/aggregate", summary="Totals for a period, optionally compared with another period")
     async def aggregate(
-        self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None
+        self, request: Request, site: SiteParam = None, start_date: StartParam = None,
+        end_date: EndParam = None,
+        compare: Annotated[
+            str | None, Parameter(query="compare", description="previous_period or year_over_year")
+        ] = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day")
-        result = _appliance(request).stats.aggregate(query)
+        stats = _appliance(request).stats
+        if compare:
+            compared = stats.aggregate_compared(query, compare)
+            return {"status": "success", "data": compared["results"], "comparison": compared["comparison"]}
+        result = stats.aggregate(query)
         result.pop("converting_visitors_by_type", None)
         return {"status": "success", "data": result}
 

@@ -257,7 +257,7 @@ def test_retention_boundary(server, client, site):
 # -- limits: a server of its own with small limits ------------------------------------------
 @pytest.fixture(scope="module")
 def small_limits(tmp_path_factory):
-    from conftest import start_server
+    from tests.servers import start_server
 
     handle = start_server(
         tmp_path_factory.mktemp("limits") / "data",

@@ -24,7 +24,13 @@ def counters(store) -> Counters:
     return Counters(store)
 
 
-def key(site: int = 1, metric: int = PAGEVIEWS, bucket: int = 100, dimension: int = 0, granularity: int = DAY) -> bytes:
+def key(
+    site: int = 1,
+    metric: int = PAGEVIEWS,
+    bucket: int = 100,
+    dimension: int = 0,
+    granularity: int = DAY,
+) -> bytes:
     return pack_bucket_key(site, granularity, metric, bucket, dimension)
 
 
@@ -59,7 +65,11 @@ def test_a_batch_of_deltas_is_all_or_nothing(store, counters):
 
 
 def test_scan_returns_exactly_the_buckets_in_the_inclusive_range(store, counters):
-    deltas = {key(bucket=bucket, dimension=dimension): bucket * 10 + dimension for bucket in range(20) for dimension in (0, 7)}
+    deltas = {
+        key(bucket=bucket, dimension=dimension): bucket * 10 + dimension
+        for bucket in range(20)
+        for dimension in (0, 7)
+    }
     # Neighbours of the range in every other key field: none of these may leak into the scan.
     deltas[key(site=0, bucket=6)] = 1000
     deltas[key(site=2, bucket=6)] = 1000
@@ -70,7 +80,11 @@ def test_scan_returns_exactly_the_buckets_in_the_inclusive_range(store, counters
 
     rows = read(store, counters, first=5, last=9)
 
-    assert rows == [(bucket, dimension, bucket * 10 + dimension) for bucket in range(5, 10) for dimension in (0, 7)]
+    assert rows == [
+        (bucket, dimension, bucket * 10 + dimension)
+        for bucket in range(5, 10)
+        for dimension in (0, 7)
+    ]
     assert read(store, counters, first=9, last=9) == [(9, 0, 90), (9, 7, 97)]
     assert read(store, counters, first=19, last=500) == [(19, 0, 190), (19, 7, 197)]
     assert read(store, counters, first=20, last=500) == []
@@ -82,7 +96,11 @@ def test_scan_is_in_numeric_bucket_order_across_byte_boundaries(store, counters)
     store.write(lambda txn: counters.apply(txn, {key(bucket=bucket): 1 for bucket in buckets}))
 
     assert [bucket for bucket, _, _ in read(store, counters)] == sorted(buckets)
-    assert [bucket for bucket, _, _ in read(store, counters, first=256, last=65536)] == [256, 65535, 65536]
+    assert [bucket for bucket, _, _ in read(store, counters, first=256, last=65536)] == [
+        256,
+        65535,
+        65536,
+    ]
 
 
 def test_sites_metrics_and_granularities_are_isolated(store, counters):
@@ -200,7 +218,11 @@ def test_delete_site_removes_only_that_site(store, counters):
 
 
 def test_delete_site_at_the_end_of_the_database_and_of_an_unknown_site(store, counters):
-    store.write(lambda txn: counters.apply(txn, {key(site=1): 1, key(site=9, bucket=1): 1, key(site=9, bucket=2): 1}))
+    store.write(
+        lambda txn: counters.apply(
+            txn, {key(site=1): 1, key(site=9, bucket=1): 1, key(site=9, bucket=2): 1}
+        )
+    )
 
     assert store.write(lambda txn: counters.delete_site(txn, 9)) == 2
     assert store.write(lambda txn: counters.delete_site(txn, 9)) == 0
