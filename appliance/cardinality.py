@@ -50,7 +50,10 @@ class CardinalityGuard:
             day = day_bucket(event.timestamp, timezones.get(event.site_id, "UTC"))
             replaced: dict[str, str] = {}
             for field, counter_metric, _ in dims.DIMENSIONS.values():
-                value_id = intern(getattr(event, field))
+                text = getattr(event, field)
+                if not text:
+                    continue
+                value_id = intern(text)
                 values = self._values(txn, event.site_id, counter_metric, day)
                 if value_id in values:
                     continue

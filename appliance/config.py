@@ -28,9 +28,12 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: int = 1_048_576
     max_batch_items: int = 1000
-    commit_interval_ms: int = 25
+    commit_interval_ms: int = 0
     commit_max_events: int = 5000
     clock_skew_seconds: int = 300
+    rate_limit_per_ip: int = 0
+    rate_limit_per_site: int = 0
+    rate_limit_burst_seconds: int = 10
 
 
 class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,6 +49,12 @@ class LiveSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token_ttl_seconds: int = 86_400
     min_password_length: int = 10
+    session_idle_seconds: int = 604_800
+    session_max_seconds: int = 2_592_000
+    login_burst_per_ip: int = 20
+    login_rate_per_ip_per_minute: int = 20
+    login_burst_per_username: int = 5
+    login_rate_per_username_per_minute: int = 6
 
 
 class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

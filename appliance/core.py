@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from appliance.accounts import Accounts
+from appliance.audit import AuditLog
 from appliance.cardinality import CardinalityGuard
 from appliance.config import Settings
 from appliance.live import LiveBuffer
@@ -64,7 +65,10 @@ class Appliance:
             self.records,
             min_password_length=settings.auth.min_password_length,
             token_ttl_seconds=settings.auth.token_ttl_seconds,
+            session_idle_seconds=settings.auth.session_idle_seconds,
+            session_max_seconds=settings.auth.session_max_seconds,
         )
+        self.audit = AuditLog(self.store, self.records)
         self.visitors = VisitorHasher(self.store, self.records)
         self.visits = VisitTable(
             self.store, settings.sites.visit_timeout_minutes * 60, settings.sites.max_open_visits
@@ -115,8 +119,12 @@ class Appliance:
             strings.rollback()
             self.eventlog.rolled_back()
 
+            known = strings.known_ids  # committed ids: a plain dict lookup on the hot path
+            allocate = strings.intern
+
             def intern(text: str) -> int:
-                return strings.intern(txn, text)
+                found = known.get(text)
+                return found if found is not None else allocate(txn, text)
 
             bounded = self.cardinality.apply(txn, events, timezones, intern)
             writes = aggregate(bounded, timezones, intern)
@@ -136,10 +144,12 @@ class Appliance:
             self.eventlog.rolled_back()
             self.visits.rolled_back()
             self.cardinality.forget()
+            self.sketches.forget()
             raise
         strings.commit()
         self.eventlog.committed()
         self.visits.committed()
+        self.sketches.committed()
         return keys
 
     def _after_commit(self, events: list[Event], keys: list[bytes]) -> None:
@@ -177,6 +187,20 @@ class Appliance:
 
         _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
+        _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
+        with self.visits._lock:
+            for key in [key for key in self.visits._open if key[0] == site.id]:
+                del self.visits._open[key]
+
+    def delete_site(self, domain: str) -> Site | None:
+        """Delete a site with all its data: unlisted first (ingest stops resolving it), then
+        the writer is flushed so no event of it is still in flight, then its data goes."""
+        site = self.sites.get(domain)
+        if site is None:
+            return None
+        self.sites.remove(domain, self.delete_site_data, flush=lambda: self.writer.write_sync([]))
+        self.accounts.forget_site(site.id)
+        return site
 
     def health(self) -> dict[str, object]:
         used, map_size = self.store.map_usage()

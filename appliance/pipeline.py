@@ -312,7 +312,8 @@ class Pipeline:
                 session_hint=draft.session_id[:64],
                 **draft.fields,
             )
-            context.page_query = draft.page.query
+            # a copy: the parsed URL is cached and shared between events
+            context.page_query = dict(draft.page.query) if draft.page.query else {}
             self.run_filters(event, context)
             event = self.run_enrichers(event, context)
             return self.identify_visitor(event, draft, context)

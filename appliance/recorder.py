@@ -8,6 +8,7 @@ zone). The event log stores each event as a MessagePack array of interned string
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
 import msgspec
@@ -21,7 +22,6 @@ from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION
 # Event fields stored as interned string ids, in this order (part of the on-disk format).
 STRING_FIELDS: tuple[str, ...] = (
     "name",
-    "session_hint",
     "hostname",
     "path",
     "referrer",
@@ -46,7 +46,10 @@ STRING_FIELDS: tuple[str, ...] = (
     "timezone",
     "currency",
 )
-_DIMENSION_ITEMS = tuple(dims.DIMENSIONS.values())
+_DIMENSION_ITEMS = tuple(
+    (field, counter, sketch, name in dims.COUNT_EMPTY)
+    for name, (field, counter, sketch) in dims.DIMENSIONS.items()
+)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
@@ -99,8 +102,10 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> Ba
         if event.kind is EventKind.PAGEVIEW:
             counts[(site, HOUR, dims.PAGEVIEWS, hour, 0)] += 1
             counts[(site, DAY, dims.PAGEVIEWS, day, 0)] += 1
-            for field, counter_metric, sketch_metric in _DIMENSION_ITEMS:
+            for field, counter_metric, sketch_metric, count_empty in _DIMENSION_ITEMS:
                 text = getattr(event, field)
+                if not text and not count_empty:
+                    continue
                 value_id = known.get(text)
                 if value_id is None:
                     value_id = known[text] = intern(text)
@@ -122,6 +127,13 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> Ba
     return writes
 
 
+def _session_hash(hint: str) -> int:
+    """Client session ids are stored as 64-bit hashes: they are unbounded and never shown."""
+    if not hint:
+        return 0
+    return int.from_bytes(hashlib.blake2b(hint.encode(), digest_size=8).digest(), "big") or 1
+
+
 def encode_event(event: Event, intern) -> bytes:
     props: list[int] = []
     for prop_key, prop_value in event.props.items():
@@ -132,6 +144,7 @@ def encode_event(event: Event, intern) -> bytes:
             int(event.kind),
             event.visitor_id,
             int(event.user_hashed),
+            _session_hash(event.session_hint),
             [intern(getattr(event, field)) for field in STRING_FIELDS],
             props,
             event.revenue,
@@ -143,7 +156,7 @@ def encode_event(event: Event, intern) -> bytes:
 
 def decode_event(site_id: int, timestamp_ms: int, data: bytes, text) -> Event:
     """Rebuild an Event from a log entry; ``text(id) -> str`` resolves interned ids."""
-    kind, visitor, user_hashed, ids, props, revenue, engaged, scroll = _decoder.decode(data)
+    kind, visitor, user_hashed, session, ids, props, revenue, engaged, scroll = _decoder.decode(data)
     fields = {name: text(string_id) for name, string_id in zip(STRING_FIELDS, ids, strict=False)}
     prop_dict = {text(props[i]): text(props[i + 1]) for i in range(0, len(props), 2)}
     return Event(
@@ -152,6 +165,7 @@ def decode_event(site_id: int, timestamp_ms: int, data: bytes, text) -> Event:
         timestamp=timestamp_ms / 1000,
         visitor_id=visitor,
         user_hashed=bool(user_hashed),
+        session_hint=f"{session:016x}" if session else "",
         props=prop_dict,
         revenue=revenue,
         engaged_ms=engaged,

@@ -139,9 +139,11 @@ class VisitTable:
     @staticmethod
     def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:
         """Add to a visit metric: the site total and one counter per entry dimension."""
-        counts[(site_id, DAY, metric, visit.day, 0)] += delta
+        day = visit.day
+        counts[(site_id, DAY, metric, day, 0)] += delta
         for offset, value_id in enumerate(visit.entry):
-            counts[(site_id, DAY, metric + 1 + offset, visit.day, value_id)] += delta
+            if value_id:  # an empty entry value is not a breakdown row
+                counts[(site_id, DAY, metric + 1 + offset, day, value_id)] += delta
 
     def committed(self) -> None:
         with self._lock:

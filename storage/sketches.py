@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -116,7 +117,17 @@ class Sketch:
     def to_bytes(self) -> bytes:
         if self.exact is not None:
             return b"E" + b"".join(_HASH.pack(h) for h in sorted(self.exact))
-        return b"H" + bytes([self.precision]) + zlib.compress(self.hll.M.tobytes(), 1)
+        registers = self.hll.M
+        filled = np.flatnonzero(registers)
+        if len(filled) * 3 < len(registers):
+            # Sparse: (u16 index, u8 rank) pairs; most daily and per-value sketches are.
+            return (
+                b"S"
+                + bytes([self.precision])
+                + filled.astype(">u2").tobytes()
+                + registers[filled].astype(np.uint8).tobytes()
+            )
+        return b"R" + bytes([self.precision]) + registers.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, exact_limit: int = EXACT_LIMIT) -> Sketch:
@@ -125,8 +136,16 @@ class Sketch:
             sketch = cls(DIMENSION_PRECISION, exact_limit)
             sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
             return sketch
-        precision = data[1]
-        registers = np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()
+        kind, precision = data[:1], data[1]
+        if kind == b"R":
+            registers = np.frombuffer(data, dtype=np.int8, offset=2).copy()
+        elif kind == b"S":
+            count = (len(data) - 2) // 3
+            filled = np.frombuffer(data, dtype=">u2", count=count, offset=2).astype(np.intp)
+            registers = np.zeros(1 << precision, np.int8)
+            registers[filled] = np.frombuffer(data, dtype=np.uint8, offset=2 + 2 * count).astype(np.int8)
+        else:  # b"H": zlib-compressed registers
+            registers = np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()
         sketch = cls(precision, exact_limit)
         sketch.exact = None
         sketch.hll = new_hll(precision, registers)
@@ -134,21 +153,50 @@ class Sketch:
 
 
 class Sketches:
-    def __init__(self, store) -> None:
+    """Sketch storage with a write-back cache of recently updated sketches.
+
+    The cache saves decoding a sketch on every commit that touches it (today's sketches are
+    touched by nearly every batch). Cached objects are mutated inside the write transaction,
+    so after a transaction that did not commit the cache is dropped (:meth:`add` notices).
+    """
+
+    def __init__(self, store, cache_size: int = 4096) -> None:
         self._db = store.db(b"sketches")
+        self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
+        self._cache_size = cache_size
+        self._uncommitted = False
+
+    def committed(self) -> None:
+        self._uncommitted = False
+
+    def forget(self) -> None:
+        self._cache.clear()
+        self._uncommitted = False
 
     def add(self, txn, additions: dict[bytes, tuple[int, list[int]]]) -> None:
-        """Add visitor hashes to sketches: ``{key: (precision, [hash, ...])}``, sorted key order."""
+        """Add visitor hashes to sketches: ``{key: (precision, [hash, ...])}``, sorted key order.
+
+        Call :meth:`committed` once the transaction commits.
+        """
+        if self._uncommitted:  # the previous transaction aborted: cached objects are dirty
+            self._cache.clear()
+        self._uncommitted = True
+        cache = self._cache
         cursor = txn.cursor(db=self._db)
         for key in sorted(additions):
             precision, hashes = additions[key]
-            current = cursor.get(key)
-            sketch = Sketch.from_bytes(current) if current is not None else Sketch(precision)
+            sketch = cache.pop(key, None)
+            if sketch is None:
+                current = cursor.get(key)
+                sketch = Sketch.from_bytes(current) if current is not None else Sketch(precision)
             if sketch.exact is None and sketch.precision != precision:
                 raise ValueError("precision changed for an existing sketch")
             sketch.precision = precision
             sketch.add_many(hashes)
             cursor.put(key, sketch.to_bytes())
+            cache[key] = sketch
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
 
     def scan(
         self, txn, site: int, granularity: int, metric: int, first_bucket: int, last_bucket: int

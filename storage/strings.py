@@ -61,6 +61,11 @@ class StringTable:
         self._pending[text] = string_id
         return string_id
 
+    @property
+    def known_ids(self) -> dict[str, int]:
+        """The committed text → id map (read-only for callers)."""
+        return self._ids
+
     def commit(self) -> None:
         with self._lock:
             for text, string_id in self._pending.items():
