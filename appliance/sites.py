@@ -191,8 +191,9 @@ class SiteRegistry:
             self._by_id[site.id] = site
         return site
 
-    def remove(self, domain: str, delete_data) -> bool:
-        """Remove a site; ``delete_data(txn, site)`` removes its counters, sketches and events."""
+    def remove(self, domain: str, delete_data, flush=None) -> bool:
+        """Remove a site; ``delete_data(txn, site)`` removes its counters, sketches and events;
+        ``flush()``, called after the site is unlisted, waits for events still in flight."""
         with self._lock:
             site = self._by_domain.get(normalise_domain(domain))
             if site is None:
@@ -201,6 +202,8 @@ class SiteRegistry:
             # Unlisted first, so ingestion stops resolving it before its data goes.
             del self._by_domain[site.domain]
             del self._by_id[site.id]
+            if flush is not None:
+                flush()
 
             def remove(txn):
                 delete_data(txn, site)
