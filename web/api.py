@@ -1,7 +1,11 @@
-"""The JSON API: authentication, users, sites, the seed's reports, stats, live, health.
+"""The JSON API: authentication, users, API keys, sites, audit, the seed's reports, stats,
+live, health.
 
-Controllers declare their guards at class level and return plain dicts/Structs that Litestar
-encodes with msgspec. Every report calls :mod:`appliance.stats`, the one query vocabulary.
+Controllers declare their guards (:mod:`web.auth`) at class level, or per handler where one
+controller's routes differ, and return plain dicts/Structs that Litestar encodes with msgspec.
+Handlers never check roles: the guard has already resolved the caller and the site. Every
+report calls :mod:`appliance.stats`, the one query vocabulary. Admin actions are written to
+the audit log.
 """
 
 from __future__ import annotations
@@ -10,22 +14,35 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from appliance.accounts import Role
+from appliance.accounts import ApiKey, Role, User
 from appliance.models import Site
 from appliance.periods import local_today
 from appliance.plugins import describe_plugins
 from appliance.stats import Query, QueryError
-from web.auth import can_read_site, current_user, requires_admin, requires_user
+from web.auth import (
+    can_manage_api_keys,
+    can_manage_settings,
+    can_manage_site,
+    can_manage_sites,
+    can_manage_users,
+    can_read_audit,
+    can_view_site,
+    principal_of,
+    requires_user,
+    site_of,
+    throttled_login,
+)
 
 
 class AuthenticateBody(msgspec.Struct, kw_only=True):
     username: str
     password: str
+    expires_in: int | None = None  # seconds; at most auth.token_ttl_seconds
 
 
 class CreateUserBody(msgspec.Struct, kw_only=True):
@@ -36,35 +53,50 @@ class CreateUserBody(msgspec.Struct, kw_only=True):
     sites: list[str] = []
 
 
+class ChangeUserBody(msgspec.Struct, kw_only=True):
+    role: str | None = None
+    email: str | None = None
+    sites: list[str] | None = None
+    password: str | None = None
+
+
 class CreateSiteBody(msgspec.Struct, kw_only=True):
     domain: str
     name: str = ""
     timezone: str | None = None
     retention_days: int | None = None
     allowed_hostnames: list[str] = []
+    public: bool = False
+
+
+class ChangeSiteBody(msgspec.Struct, kw_only=True):
+    domain: str | None = None
+    name: str | None = None
+    timezone: str | None = None
+    retention_days: int | None = None
+    allowed_hostnames: list[str] | None = None
+    public: bool | None = None
+
+
+class CreateApiKeyBody(msgspec.Struct, kw_only=True):
+    name: str
+    read_only: bool = False
+    expires_in_days: int | None = None
 
 
 def _appliance(request: Request):
     return request.app.state.appliance
 
 
-def _site_for(request: Request, domain: str | None) -> Site:
-    appliance = _appliance(request)
-    if domain:
-        site = appliance.sites.get(domain)
-    else:
-        sites = appliance.sites.all()
-        site = sites[0] if len(sites) == 1 else None
-        if site is None:
-            raise QueryError("site", "required: name the site's domain")
-    if site is None:
-        raise NotFoundException(f"unknown site {domain!r}")
-    user = current_user(request)
-    if user is None:
-        raise NotAuthorizedException("a valid bearer token is required")
-    if not can_read_site(user, site):
-        raise PermissionDeniedException("no access to this site")
-    return site
+def _audit(request: Request, action: str, target: str = "", **details: Any) -> None:
+    principal = principal_of(request)
+    actor = principal.name if principal is not None else "(anonymous)"
+    _appliance(request).audit.record(actor, action, target, **details)
+
+
+def _site_for(request: Request, domain: str | None = None) -> Site:
+    """The site the route's guard resolved and authorised (``domain`` is only documentation)."""
+    return site_of(request)
 
 
 def _query(request: Request, site: str | None, start: date | None, end: date | None, interval: str) -> Query:
@@ -73,6 +105,46 @@ def _query(request: Request, site: str | None, start: date | None, end: date | N
     end = end or today
     start = start or (end - timedelta(days=29))
     return Query(site=site_record, date_from=start, date_to=end, interval=interval)
+
+
+def _site_ids(request: Request, domains: list[str]) -> list[int]:
+    ids = []
+    for domain in domains:
+        site = _appliance(request).sites.get(domain)
+        if site is None:
+            raise QueryError("sites", f"unknown site {domain!r}")
+        ids.append(site.id)
+    return ids
+
+
+def _user_view(request: Request, user: User) -> dict[str, Any]:
+    sites = _appliance(request).sites
+    return {
+        "user_id": f"user{user.id}",
+        "username": user.username,
+        "email": user.email,
+        "role": str(user.role),
+        "sites": [site.domain for site in map(sites.by_id, user.sites) if site is not None],
+        "created_at": user.created_at,
+    }
+
+
+def _site_view(request: Request, site: Site) -> dict[str, Any]:
+    view = msgspec.to_builtins(site)
+    view["shared_link"] = _appliance(request).sites.has_share_token(site)
+    return view
+
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "username": key.username,
+        "read_only": key.read_only,
+        "created_at": key.created_at,
+        "expires_at": key.expires_at or None,
+    }
 
 
 SiteParam = Annotated[str | None, Parameter(query="site", description="The site's domain")]
@@ -85,75 +157,214 @@ class AuthController(Controller):
     path = "/api/v1"
     tags = ["users"]
 
-    @post("/authenticate", status_code=HTTP_200_OK, summary="Exchange a username and password for a bearer token")
+    @post(
+        "/authenticate",
+        status_code=HTTP_200_OK,
+        summary="Exchange a username and password for a bearer token",
+        description="Throttled per client IP and per username: 429 with Retry-After.",
+    )
     async def authenticate(self, request: Request, data: AuthenticateBody) -> dict[str, Any]:
-        appliance = _appliance(request)
-        user = appliance.accounts.verify_password(data.username, data.password)
+        user = throttled_login(request, data.username, data.password)
         if user is None:
             raise NotAuthorizedException("wrong username or password")
-        token = appliance.accounts.issue_token(user)
-        return {"status": "success", "token": token, "expires_in": appliance.settings.auth.token_ttl_seconds}
+        accounts = _appliance(request).accounts
+        ttl = accounts.token_ttl if data.expires_in is None else max(1, min(data.expires_in, accounts.token_ttl))
+        token = accounts.issue_token(user, ttl)
+        return {"status": "success", "token": token, "expires_in": ttl}
+
+
+class MeController(Controller):
+    path = "/api/v1/me"
+    tags = ["users"]
+    guards = [requires_user]
+
+    @get("/", summary="Who the caller is: user, role, readable sites, credential kind")
+    async def me(self, request: Request) -> dict[str, Any]:
+        principal = principal_of(request)
+        data = _user_view(request, principal.user)
+        data["credential"] = principal.via
+        data["read_only"] = principal.read_only
+        return {"status": "success", "data": data}
 
 
 class UserController(Controller):
     path = "/api/v1/users"
     tags = ["users"]
-    guards = [requires_admin]
+    guards = [can_manage_users]
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create a user (admin only)")
     async def create_user(self, request: Request, data: CreateUserBody) -> dict[str, Any]:
-        appliance = _appliance(request)
-        user = appliance.accounts.create(data.username, data.password, data.role, data.email)
-        if data.sites:
-            site_ids = []
-            for domain in data.sites:
-                site = appliance.sites.get(domain)
-                if site is None:
-                    raise QueryError("sites", f"unknown site {domain!r}")
-                site_ids.append(site.id)
-            user.sites = site_ids
-            appliance.accounts.save(user)
+        sites = _site_ids(request, data.sites)
+        user = _appliance(request).accounts.create(data.username, data.password, data.role, data.email, sites)
+        _audit(request, "user.create", user.username, role=str(user.role), sites=data.sites)
         return {"status": "success", "user_id": f"user{user.id}"}
 
     @get("/", summary="List users (admin only)")
     async def list_users(self, request: Request) -> dict[str, Any]:
         users = _appliance(request).accounts.list()
-        return {
-            "status": "success",
-            "data": [
-                {"user_id": f"user{u.id}", "username": u.username, "email": u.email, "role": str(u.role)}
-                for u in users
-            ],
-        }
+        return {"status": "success", "data": [_user_view(request, user) for user in users]}
+
+    @get("/{username:str}", summary="One user (admin only)")
+    async def get_user(self, request: Request, username: str) -> dict[str, Any]:
+        user = _appliance(request).accounts.get(username)
+        if user is None:
+            raise NotFoundException(f"no such user: {username!r}")
+        return {"status": "success", "data": _user_view(request, user)}
+
+    @patch("/{username:str}", summary="Change a user's role, email, site grants or password (admin only)")
+    async def change_user(self, request: Request, username: str, data: ChangeUserBody) -> dict[str, Any]:
+        accounts = _appliance(request).accounts
+        sites = _site_ids(request, data.sites) if data.sites is not None else None
+        if data.password is not None:
+            accounts.set_password(username, data.password)
+            _audit(request, "user.reset_password", username)
+        user = accounts.update(username, role=data.role, email=data.email, sites=sites)
+        changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None and k != "password"}
+        if changes:
+            _audit(request, "user.update", user.username, **changes)
+        return {"status": "success", "data": _user_view(request, user)}
+
+    @delete("/{username:str}", status_code=HTTP_200_OK, summary="Delete a user and their credentials (admin only)")
+    async def delete_user(self, request: Request, username: str) -> dict[str, Any]:
+        user = _appliance(request).accounts.delete(username)
+        _audit(request, "user.delete", user.username)
+        return {"status": "success"}
+
+    @get("/{username:str}/apikeys", summary="A user's API keys (admin only)")
+    async def user_api_keys(self, request: Request, username: str) -> dict[str, Any]:
+        accounts = _appliance(request).accounts
+        user = accounts.get(username)
+        if user is None:
+            raise NotFoundException(f"no such user: {username!r}")
+        return {"status": "success", "data": [_key_view(k) for k in accounts.api_keys(user.id)]}
+
+    @delete("/{username:str}/apikeys/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke any user's API key (admin only)")
+    async def revoke_user_api_key(self, request: Request, username: str, key_id: int) -> dict[str, Any]:
+        accounts = _appliance(request).accounts
+        user = accounts.get(username)
+        key = accounts.revoke_api_key(key_id, user.id) if user is not None else None
+        if key is None:
+            raise NotFoundException(f"no API key {key_id} of {username!r}")
+        _audit(request, "apikey.revoke", f"{key.username}/{key.id}", name=key.name)
+        return {"status": "success"}
+
+
+class ApiKeyController(Controller):
+    path = "/api/v1/apikeys"
+    tags = ["users"]
+    guards = [can_manage_api_keys]
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Create an API key for yourself (shown once)")
+    async def create_api_key(self, request: Request, data: CreateApiKeyBody) -> dict[str, Any]:
+        user = principal_of(request).user
+        key, record = _appliance(request).accounts.create_api_key(
+            user, data.name, read_only=data.read_only, expires_in_days=data.expires_in_days
+        )
+        _audit(request, "apikey.create", f"{user.username}/{record.id}", name=record.name, read_only=record.read_only)
+        return {"status": "success", "key": key, "data": _key_view(record)}
+
+    @get("/", summary="Your API keys (never the keys themselves)")
+    async def list_api_keys(self, request: Request) -> dict[str, Any]:
+        keys = _appliance(request).accounts.api_keys(principal_of(request).user.id)
+        return {"status": "success", "data": [_key_view(key) for key in keys]}
+
+    @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke one of your API keys")
+    async def revoke_api_key(self, request: Request, key_id: int) -> dict[str, Any]:
+        user = principal_of(request).user
+        key = _appliance(request).accounts.revoke_api_key(key_id, user.id)
+        if key is None:
+            raise NotFoundException(f"you have no API key {key_id}")
+        _audit(request, "apikey.revoke", f"{user.username}/{key.id}", name=key.name)
+        return {"status": "success"}
 
 
 class SiteController(Controller):
     path = "/api/v1/sites"
     tags = ["sites"]
-    guards = [requires_user]
 
-    @get("/", summary="Sites the caller can read")
+    @get("/", guards=[requires_user], summary="Sites the caller can read")
     async def list_sites(self, request: Request) -> dict[str, Any]:
-        user = current_user(request)
-        sites = [s for s in _appliance(request).sites.all() if can_read_site(user, s)]
-        return {"status": "success", "data": [msgspec.to_builtins(s) for s in sites]}
+        user = principal_of(request).user
+        sites = [s for s in _appliance(request).sites.all() if user.can_read_site(s.id)]
+        return {"status": "success", "data": [_site_view(request, s) for s in sites]}
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[requires_admin], summary="Add a site (admin only)")
+    @post("/", status_code=HTTP_201_CREATED, guards=[can_manage_sites], summary="Add a site (admin only)")
     async def add_site(self, request: Request, data: CreateSiteBody) -> dict[str, Any]:
-        site = _appliance(request).sites.add(
+        sites = _appliance(request).sites
+        site = sites.add(
             data.domain,
             name=data.name,
             timezone=data.timezone,
             retention_days=data.retention_days,
             allowed_hostnames=data.allowed_hostnames,
         )
-        return {"status": "success", "data": msgspec.to_builtins(site)}
+        if data.public:
+            site = sites.change(site.domain, public=True)
+        _audit(request, "site.create", site.domain, timezone=site.timezone, public=site.public)
+        return {"status": "success", "data": _site_view(request, site)}
+
+    @get("/{domain:str}", guards=[can_view_site], summary="One site's settings")
+    async def get_site(self, request: Request, domain: str) -> dict[str, Any]:
+        return {"status": "success", "data": _site_view(request, site_of(request))}
+
+    # Changing a site is an admin's; the guard also resolves the site from the path.
+    @patch("/{domain:str}", guards=[can_manage_site], summary="Rename a site or change its settings (admin only)")
+    async def change_site(self, request: Request, domain: str, data: ChangeSiteBody) -> dict[str, Any]:
+        site = _appliance(request).sites.change(
+            site_of(request).domain,
+            new_domain=data.domain,
+            name=data.name,
+            timezone=data.timezone,
+            retention_days=data.retention_days,
+            allowed_hostnames=data.allowed_hostnames,
+            public=data.public,
+        )
+        changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
+        _audit(request, "site.update", site_of(request).domain, **changes)
+        return {"status": "success", "data": _site_view(request, site)}
+
+    @delete("/{domain:str}", guards=[can_manage_site], status_code=HTTP_200_OK, sync_to_thread=True, summary="Delete a site with all its data (admin only)")
+    def delete_site(self, request: Request, domain: str) -> dict[str, Any]:
+        site = site_of(request)
+        _appliance(request).delete_site(site.domain)
+        _audit(request, "site.delete", site.domain, site_id=site.id)
+        return {"status": "success"}
+
+    @post("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_201_CREATED, summary="Create or replace the site's shared-link token (shown once)")
+    async def create_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
+        site = site_of(request)
+        token = _appliance(request).sites.create_share_token(site)
+        _audit(request, "site.shared_link.create", site.domain)
+        return {"status": "success", "token": token}
+
+    @delete("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_200_OK, summary="Disable the site's shared link")
+    async def delete_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
+        site = site_of(request)
+        if not _appliance(request).sites.delete_share_token(site):
+            raise NotFoundException("this site has no shared link")
+        _audit(request, "site.shared_link.delete", site.domain)
+        return {"status": "success"}
+
+
+class AuditController(Controller):
+    path = "/api/v1/audit"
+    tags = ["users"]
+    guards = [can_read_audit]
+
+    @get("/", summary="The audit log of admin actions, newest first (admin only)")
+    async def audit_log(
+        self, request: Request,
+        limit: Annotated[int, Parameter(query="limit", ge=1, le=10_000)] = 100,
+        action: Annotated[str | None, Parameter(query="action", description="e.g. user or user.create")] = None,
+    ) -> dict[str, Any]:
+        entries = _appliance(request).audit.latest(limit, action)
+        return {"status": "success", "data": [msgspec.to_builtins(entry) for entry in entries]}
 
 
 class ReportController(Controller):
     path = "/api/v1/reports"
     tags = ["reports"]
-    guards = [requires_user]
+    guards = [can_view_site]
 
     @get("/traffic", summary="The seed's traffic report, plus a time series and top dimensions")
     async def traffic(
@@ -185,7 +396,7 @@ class ReportController(Controller):
 class StatsController(Controller):
     path = "/api/v1/stats"
     tags = ["stats"]
-    guards = [requires_user]
+    guards = [can_view_site]
 
     @get("/aggregate", summary="Totals for a period, optionally compared with another period")
     async def aggregate(
@@ -256,7 +467,7 @@ class StatsController(Controller):
 class LiveController(Controller):
     path = "/api/v1/live"
     tags = ["live"]
-    guards = [requires_user]
+    guards = [can_view_site]
 
     @get("/", summary="The latest committed events from the in-memory ring buffer")
     async def live(
@@ -289,15 +500,18 @@ class HealthController(Controller):
     async def health(self, request: Request) -> dict[str, Any]:
         return _appliance(request).health()
 
-    @get("/plugins", guards=[requires_admin], summary="Loaded plugins and their hooks (admin only)")
+    @get("/plugins", guards=[can_manage_settings], summary="Loaded plugins and their hooks (admin only)")
     async def plugins(self, request: Request) -> dict[str, Any]:
         return {"status": "success", "data": describe_plugins(_appliance(request).plugin_manager)}
 
 
 API_CONTROLLERS = [
     AuthController,
+    MeController,
     UserController,
+    ApiKeyController,
     SiteController,
+    AuditController,
     ReportController,
     StatsController,
     LiveController,

@@ -12,7 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Response, Router, get
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -25,14 +26,21 @@ from litestar.openapi.spec import (
     Schema,
     SecurityScheme,
 )
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
 from appliance.config import Settings, load_settings
 from appliance.core import Appliance
+from appliance.ratelimit import LoginThrottle
 from web.api import API_CONTROLLERS
+from web.auth import LoginRequired
 from web.errors import EXCEPTION_HANDLERS
-from web.ingest import make_ingest_handlers
+from web.ingest import ClientAddress, make_ingest_handlers
+from web.login import SessionController, login_required_handler, register_template_helpers
+from web.security import security_headers
 
 STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +57,7 @@ async def tracker_script() -> Response:
 async def index() -> Response:
     return Response(
         "<!doctype html><title>Footfall</title><h1>Footfall</h1>"
-        '<p>Web analytics appliance. API schema: <a href="/schema">/schema</a>.</p>',
+        '<p>Web analytics appliance. <a href="/login">Log in</a>. API schema: <a href="/schema">/schema</a>.</p>',
         media_type=MediaType.HTML,
     )
 
@@ -121,11 +129,34 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             appliance.close()
 
+    auth = settings.auth
+    # Everything but ingest goes through the security-headers middleware; the ingest
+    # handlers stay bare on the hot path.
+    site = Router(
+        path="/",
+        route_handlers=[*API_CONTROLLERS, SessionController, tracker_script, index],
+        middleware=[security_headers],
+    )
     return Litestar(
-        route_handlers=[*make_ingest_handlers(appliance), *API_CONTROLLERS, tracker_script, index],
+        route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        state=State(
+            {
+                "client_address": ClientAddress(settings.server.trusted_proxies),
+                "login_throttle": LoginThrottle(
+                    auth.login_burst_per_ip,
+                    auth.login_rate_per_ip_per_minute,
+                    auth.login_burst_per_username,
+                    auth.login_rate_per_username_per_minute,
+                ),
+            }
+        ),
+        exception_handlers={**EXCEPTION_HANDLERS, LoginRequired: login_required_handler},
+        template_config=TemplateConfig(
+            directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=register_template_helpers
+        ),
         openapi_config=OpenAPIConfig(
+            openapi_router=Router(path="/schema", route_handlers=[], middleware=[security_headers]),
             title="Footfall",
             version="0.1.0",
             description="Self-hosted web analytics: ingestion, reports, stats and administration.",

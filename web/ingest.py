@@ -19,7 +19,7 @@ import msgspec
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 
-from appliance.models import CollectBody, ConversionBody, EventBody, RequestContext
+from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
 from appliance.pipeline import (
     Draft,
     Dropped,
@@ -28,6 +28,7 @@ from appliance.pipeline import (
     draft_from_conversion_body,
     draft_from_event_body,
 )
+from appliance.ratelimit import IngestLimits, retry_after
 from storage import StorageFullError
 from web.errors import error_body, field_from_msgspec
 
@@ -75,6 +76,9 @@ class ClientAddress:
     def __init__(self, trusted_proxies: list[str]) -> None:
         self._networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
 
+    def is_trusted_proxy(self, address: str) -> bool:
+        return self._trusted(address)
+
     def _trusted(self, address: str) -> bool:
         if not self._networks:
             return False
@@ -111,6 +115,18 @@ def make_ingest_handlers(appliance) -> list:
     limit = settings.ingest.max_body_bytes
     max_items = settings.ingest.max_batch_items
     client_address = ClientAddress(settings.server.trusted_proxies)
+    limits = IngestLimits(
+        settings.ingest.rate_limit_per_ip, settings.ingest.rate_limit_per_site, settings.ingest.rate_limit_burst_seconds
+    )
+    per_ip = limits.per_ip  # None when off: the hot path then pays one comparison
+    per_site = limits.per_site
+    rate_limited = str(DropReason.RATE_LIMITED)
+
+    async def _too_many(send, wait: float, drops: int) -> None:
+        appliance.pipeline.drops[rate_limited] += drops
+        seconds = str(retry_after(wait)).encode()
+        await _respond(send, 429, _json.encode(error_body(None, f"rate limited; retry after {seconds.decode()} s")),
+                       [*_JSON_HEADERS, (b"retry-after", seconds)])
 
     def endpoint(body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool):
         decoder = msgspec.json.Decoder(body_type)
@@ -133,6 +149,10 @@ def make_ingest_handlers(appliance) -> list:
             if method != "POST":
                 await _respond(send, 405, _json.encode(error_body(None, "use POST")))
                 return
+            ip = client_address(scope)
+            if per_ip is not None and (wait := per_ip.take(ip)):
+                await _too_many(send, wait, 1)
+                return
             try:
                 body = await _read_body(receive, limit)
             except TooLarge:
@@ -141,7 +161,6 @@ def make_ingest_handlers(appliance) -> list:
             except ConnectionError:
                 return
             received = time.time()
-            ip = client_address(scope)
             agent = _user_agent(scope)
             stripped = body.lstrip()
             if stripped[:1] == b"[":
@@ -160,6 +179,9 @@ def make_ingest_handlers(appliance) -> list:
                     await _respond(send, 202, b"", headers)
                 else:
                     await _respond(send, 202, _json.encode({"status": "ignored", "reason": str(drop.reason)}), headers)
+                return
+            if per_site is not None and (wait := per_site.take(event.site_id)):
+                await _too_many(send, wait, 1)
                 return
             try:
                 keys = await appliance.writer.write([event])
@@ -188,11 +210,18 @@ def make_ingest_handlers(appliance) -> list:
             accepted = []
             positions = []
             pipeline = appliance.pipeline
+            wait = 0.0
             for index, raw in enumerate(items):
                 try:
                     draft = item_draft(raw)
                     context = RequestContext(client_ip=ip, user_agent=agent, received_at=received)
-                    accepted.append(pipeline.process(draft, context))
+                    event = pipeline.process(draft, context)
+                    if per_site is not None and (site_wait := per_site.take(event.site_id)):
+                        wait = max(wait, site_wait)
+                        pipeline.drops[rate_limited] += 1
+                        results.append({"status": "error", "error": {"field": f"[{index}]", "message": "rate limited"}})
+                        continue
+                    accepted.append(event)
                     positions.append(index)
                     results.append({"status": "success"})
                 except InvalidInput as error:
@@ -211,8 +240,9 @@ def make_ingest_handlers(appliance) -> list:
             ok = len(accepted)
             ignored_only = all(r["status"] == "ignored" for r in results)
             status = "success" if ok == len(items) else "partial" if ok else "ignored" if ignored_only else "error"
-            code = 200 if ok or any(r["status"] == "ignored" for r in results) else 422
-            await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}))
+            code = 200 if ok or any(r["status"] == "ignored" for r in results) else 429 if wait else 422
+            headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after(wait)).encode())] if wait else None
+            await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}), headers)
 
         return handle
 
