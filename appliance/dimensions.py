@@ -43,6 +43,7 @@ DIMENSIONS: dict[str, tuple[str, int, int]] = {
     "region": ("region", 26, 126),
     "browser_version": ("browser_version", 27, 127),
     "os_version": ("os_version", 28, 128),
+    "visitor_type": ("visitor_type", 29, 129),  # New / Returning, only with the opt-in marker
 }
 
 REVENUE_SEPARATOR = "\x1f"

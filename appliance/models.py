@@ -44,7 +44,8 @@ class CollectBody(msgspec.Struct, kw_only=True):
     ``k`` kind (pageview, event, conversion, engagement), ``s`` site, ``u`` page URL,
     ``r`` referrer, ``n`` event or conversion name, ``p`` properties, ``w`` screen width,
     ``l`` language, ``z`` time zone, ``a`` amount, ``c`` currency, ``e`` engaged
-    milliseconds, ``d`` maximum scroll depth in percent.
+    milliseconds, ``d`` maximum scroll depth in percent, ``v`` 0/1 new or returning visitor
+    (only when the site opted into the first-party marker).
     """
 
     k: str = "pageview"
@@ -60,6 +61,7 @@ class CollectBody(msgspec.Struct, kw_only=True):
     c: str | None = None
     e: int | None = None
     d: int | None = None
+    v: int | None = None
 
 
 class EventKind(enum.IntEnum):
@@ -110,6 +112,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     currency: str = ""
     engaged_ms: int = 0
     scroll_depth: int = 0
+    visitor_type: str = ""
 
 
 class RequestContext(msgspec.Struct, kw_only=True):

@@ -254,6 +254,8 @@ def draft_from_collect_body(body: CollectBody) -> Draft:
     }
     if kind is EventKind.CONVERSION:
         fields.update(_revenue(body.a, body.c, ""))
+    if kind is EventKind.PAGEVIEW and body.v in (0, 1):
+        fields["visitor_type"] = "Returning" if body.v else "New"
     if kind is EventKind.ENGAGEMENT:
         fields["engaged_ms"] = max(0, min(body.e or 0, 86_400_000))
         fields["scroll_depth"] = max(0, min(body.d or 0, 100))

@@ -45,6 +45,7 @@ STRING_FIELDS: tuple[str, ...] = (
     "language",
     "timezone",
     "currency",
+    "visitor_type",
 )
 _DIMENSION_ITEMS = tuple(
     (field, counter, sketch, name in dims.COUNT_EMPTY)

@@ -56,7 +56,17 @@ def test_size_script_fails_over_limit(tmp_path: Path) -> None:
 )
 def test_no_browser_storage(source: bytes, pattern: str) -> None:
     text = source.decode("utf-8")
-    assert not re.search(pattern, text, re.IGNORECASE), f"tracker must not use {pattern}"
+    # The one exception is the opt-in new-vs-returning marker, on a line of its own that
+    # only runs when the page's script tag says data-returning="on".
+    lines = [line for line in text.splitlines() if 'opt.returning == "on" &&' not in line]
+    assert not re.search(pattern, "\n".join(lines), re.IGNORECASE), f"tracker must not use {pattern}"
+
+
+def test_storage_marker_is_opt_in(source: bytes) -> None:
+    text = source.decode("utf-8")
+    uses = [line for line in text.splitlines() if "localStorage" in line and not line.lstrip().startswith("//")]
+    assert len(uses) == 1
+    assert 'opt.returning == "on" && (' in uses[0]
 
 
 def test_is_plain_ascii(source: bytes) -> None:

@@ -1,4 +1,5 @@
-// Footfall tracker: no cookies, nothing stored. Attributes: data-site, data-api, data-spa="off"
+// Footfall tracker: no cookies, nothing stored. Attributes: data-site, data-api, data-spa="off",
+// data-returning="on" (opt-in: one first-party marker in local storage, for new vs returning)
 ((w, d, n, l) => {
   const el = d.currentScript, opt = el.dataset;
   const site = opt.site || l.hostname;
@@ -44,7 +45,9 @@
     ms = depth = t0 = 0;
     tick(), scroll();
     sent = depth;
-    send("pageview");
+    let v;
+    try { opt.returning == "on" && (v = +!!localStorage.ff, localStorage.ff = 1) } catch (e) {}
+    send("pageview", { v });
   };
   const spa = () => path != l.pathname + l.search && (engage(), view());
 

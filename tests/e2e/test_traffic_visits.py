@@ -187,3 +187,23 @@ def test_time_on_page_from_engagement_pings(proxied):
     )
     rows = response.json()["data"]
     assert rows == [{"value": "/read", "engagements": 2, "time_on_page": 4.0, "scroll_depth": 60}]
+
+
+def test_new_and_returning_visitors_with_the_opt_in_marker(proxied):
+    site = _site(proxied)
+    for (ip, agent), marker in ((ALICE, 0), (BOB, 1), (CAROL, None)):
+        body = f'{{"k":"pageview","s":"{site}","u":"https://{site}/"' + (f',"v":{marker}' if marker is not None else "") + "}"
+        response = httpx.post(
+            f"{proxied.url}/api/v1/collect",
+            content=body,
+            headers={"user-agent": agent, "x-forwarded-for": ip, "content-type": "text/plain"},
+        )
+        assert response.status_code == 202, response.text
+    today = datetime.now(UTC).date().isoformat()
+    response = httpx.get(
+        f"{proxied.url}/api/v1/stats/breakdown",
+        params={"site": site, "start_date": today, "end_date": today, "property": "visitor_type"},
+        headers=proxied.auth(),
+    )
+    rows = {row["value"]: row["visitors"] for row in response.json()["data"]["results"]}
+    assert rows == {"New": 1, "Returning": 1}  # Carol's tracker did not opt in: not counted
