@@ -15,6 +15,7 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.cardinality import CardinalityGuard
 from appliance.config import Settings
+from appliance.jobs import Jobs
 from appliance.live import LiveBuffer
 from appliance.models import Event, Site
 from appliance.pipeline import Pipeline
@@ -89,6 +90,8 @@ class Appliance:
             max_events=settings.ingest.commit_max_events,
         )
         self.writer.start()
+        self.jobs = Jobs(self)
+        self.jobs.start()
         self._open = True
         self.plugin_manager.hook.startup(appliance=self)
         return self
@@ -97,6 +100,7 @@ class Appliance:
         if not self._open:
             return
         self._open = False
+        self.jobs.stop()
         self.writer.stop()
         try:
             self.plugin_manager.hook.shutdown(appliance=self)

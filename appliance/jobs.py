@@ -1,0 +1,83 @@
+"""Background jobs: periodic upkeep that must not run on a request or in the writer's batch.
+
+One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
+(salts older than 48 hours are deleted) and the retention purge (each site's counters,
+sketches and event-log rows older than its retention period are deleted). Jobs write
+through ``Store.write``, which serialises them with the group-commit writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from appliance.periods import day_bucket, hour_bucket
+from storage.retention import delete_buckets_before
+
+log = logging.getLogger(__name__)
+
+
+def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
+    """Delete every site's data older than its retention period; returns counts per kind."""
+    now = time.time() if now is None else now
+    removed = {"counters": 0, "sketches": 0, "events": 0}
+    for site in appliance.sites.all():
+        cutoff = now - site.retention_days * 86400
+        first_hour = hour_bucket(cutoff)
+        first_day = day_bucket(cutoff, site.timezone)
+
+        def purge(txn, site=site, first_hour=first_hour, first_day=first_day, cutoff=cutoff):
+            counts = {
+                "counters": delete_buckets_before(txn, appliance.store.db(b"counters"), site.id, first_hour, first_day),
+                "sketches": delete_buckets_before(txn, appliance.store.db(b"sketches"), site.id, first_hour, first_day),
+                "events": appliance.eventlog.delete_range(txn, site.id, 0, int(cutoff * 1000)),
+            }
+            return counts
+
+        for kind, count in appliance.store.write(purge).items():
+            removed[kind] += count
+    if removed["sketches"]:
+        appliance.sketches.forget()  # never write back a cached copy of a deleted sketch
+    return removed
+
+
+class Jobs:
+    def __init__(self, appliance, interval: float = 3600) -> None:
+        self._appliance = appliance
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="footfall-jobs", daemon=True)
+        self.last_run: dict[str, float] = {}
+        self.last_result: dict[str, object] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def run_once(self, now: float | None = None) -> dict[str, object]:
+        now = time.time() if now is None else now
+        results: dict[str, object] = {}
+        for name, job in (
+            ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
+            ("purge_retention", lambda: purge_expired(self._appliance, now)),
+        ):
+            try:
+                results[name] = job()
+                self.last_run[name] = now
+            except Exception:  # a failing job must not stop the others or the thread
+                log.exception("background job %s failed", name)
+                results[name] = "failed"
+        self.last_result = results
+        return results
+
+    def _run(self) -> None:
+        # First run a minute after start (a restart after downtime catches up), then hourly.
+        delay = min(60.0, self._interval)
+        while not self._stop.wait(delay):
+            self.run_once()
+            delay = self._interval
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

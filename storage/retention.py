@@ -1,0 +1,28 @@
+"""Deleting data past a site's retention: old buckets of counters and sketches, old log rows."""
+
+from __future__ import annotations
+
+from storage.keys import DAY, HOUR, pack_u32, unpack_bucket_key
+
+
+def delete_buckets_before(txn, db, site: int, first_hour: int, first_day: int) -> int:
+    """Delete the site's hour buckets before ``first_hour`` and day buckets before
+    ``first_day`` in a counters or sketches database; returns how many keys went."""
+    prefix = pack_u32(site)
+    cursor = txn.cursor(db=db)
+    removed = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while True:
+        key = cursor.key()
+        if not key or key[:4] != prefix:
+            break
+        _, granularity, _, bucket, _ = unpack_bucket_key(key)
+        expired = (granularity == HOUR and bucket < first_hour) or (granularity == DAY and bucket < first_day)
+        if expired:
+            if not cursor.delete():
+                break
+            removed += 1
+        elif not cursor.next():
+            break
+    return removed
