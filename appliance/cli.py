@@ -1,4 +1,4 @@
-"""The ``footfall`` command: serve, users, sites, plugins.
+"""The ``footfall`` command: serve, users, sites, API keys, the audit log, plugins.
 
 Every command takes ``--data DIR`` and ``--config FILE`` so scripts and tests can point it at
 any data dir. ``serve`` runs granian with one worker around ``web.app:make_app``; on the first
@@ -22,6 +22,7 @@ from appliance.plugins import describe_plugins
 from appliance.sites import SiteError
 
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
+CLI_ACTOR = "cli"  # the audit log's "who" for command-line changes
 DEMO_SITE = "localhost"
 
 
@@ -43,7 +44,10 @@ def bootstrap(settings: Settings) -> list[str]:
     data = Path(settings.data_dir)
     password_file = data / FIRST_PASSWORD_FILE
     with Appliance(settings) as appliance:
-        if appliance.accounts.count() == 0:
+        users = appliance.accounts.list()
+        # No admin at all (a fresh store, or only users made with `footfall user create`):
+        # make one, unless the name is taken by a non-admin.
+        if not any(user.role == "admin" for user in users) and appliance.accounts.get("admin") is None:
             password = secrets.token_urlsafe(12)
             appliance.accounts.create("admin", password, "admin")
             password_file.write_text(password + "\n")
@@ -97,19 +101,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_ids(appliance, domains: list[str] | None) -> list[int]:
+    ids = []
+    for domain in domains or []:
+        site = appliance.sites.get(domain)
+        if site is None:
+            raise SiteError("site", f"unknown site {domain!r}")
+        ids.append(site.id)
+    return ids
+
+
+def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from --password, or a generated one (printed once)."""
+    if args.password:
+        return args.password, False
+    return secrets.token_urlsafe(12), True
+
+
 def cmd_user_create(args: argparse.Namespace) -> int:
-    password = args.password or secrets.token_urlsafe(12)
+    password, generated = _new_password(args)
     with Appliance(_settings(args)) as appliance:
-        user = appliance.accounts.create(args.username, password, args.role, args.email or "")
-        if args.site:
-            for domain in args.site:
-                site = appliance.sites.get(domain)
-                if site is None:
-                    raise SiteError("site", f"unknown site {domain!r}")
-                user.sites.append(site.id)
-            appliance.accounts.save(user)
+        user = appliance.accounts.create(
+            args.username, password, args.role, args.email or "", _site_ids(appliance, args.site)
+        )
+        appliance.audit.record(CLI_ACTOR, "user.create", user.username, role=args.role, sites=args.site or [])
     print(f"created {args.role} {user.username} (user{user.id})")
-    if not args.password:
+    if generated:
         print(f"password: {password}")
     return 0
 
@@ -117,13 +134,46 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 def cmd_user_list(args: argparse.Namespace) -> int:
     with Appliance(_settings(args)) as appliance:
         for user in appliance.accounts.list():
-            print(f"{user.username}\t{user.role}\t{user.email}")
+            sites = ",".join(site.domain for site in map(appliance.sites.by_id, user.sites) if site) or "-"
+            sites = "*" if user.role == "admin" else sites
+            print(f"{user.username}\t{user.role}\t{user.email or '-'}\t{sites}")
+    return 0
+
+
+def cmd_user_set_role(args: argparse.Namespace) -> int:
+    with Appliance(_settings(args)) as appliance:
+        sites = _site_ids(appliance, args.site) if args.site is not None else None
+        user = appliance.accounts.update(args.username, role=args.role, sites=sites)
+        appliance.audit.record(CLI_ACTOR, "user.update", user.username, role=args.role, sites=args.site)
+    print(f"{user.username} is now {user.role}")
+    return 0
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    password, generated = _new_password(args)
+    with Appliance(_settings(args)) as appliance:
+        user = appliance.accounts.set_password(args.username, password)
+        appliance.audit.record(CLI_ACTOR, "user.reset_password", user.username)
+    print(f"password of {user.username} changed; their login tokens and sessions ended")
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    with Appliance(_settings(args)) as appliance:
+        user = appliance.accounts.delete(args.username)
+        appliance.audit.record(CLI_ACTOR, "user.delete", user.username)
+    print(f"deleted {user.username} with their tokens, sessions and API keys")
     return 0
 
 
 def cmd_site_add(args: argparse.Namespace) -> int:
     with Appliance(_settings(args)) as appliance:
-        site = appliance.sites.add(args.domain, timezone=args.timezone)
+        site = appliance.sites.add(
+            args.domain, name=args.name or "", timezone=args.timezone, retention_days=args.retention_days
+        )
+        appliance.audit.record(CLI_ACTOR, "site.create", site.domain, timezone=site.timezone)
     print(f"added {site.domain} (site {site.id}, {site.timezone})")
     return 0
 
@@ -131,7 +181,72 @@ def cmd_site_add(args: argparse.Namespace) -> int:
 def cmd_site_list(args: argparse.Namespace) -> int:
     with Appliance(_settings(args)) as appliance:
         for site in appliance.sites.all():
-            print(f"{site.domain}\t{site.timezone}\tretention {site.retention_days} days")
+            public = "\tpublic" if site.public else ""
+            print(f"{site.domain}\t{site.timezone}\tretention {site.retention_days} days{public}")
+    return 0
+
+
+def cmd_site_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"footfall: this deletes {args.domain} and all its data; add --yes to confirm", file=sys.stderr)
+        return 2
+    with Appliance(_settings(args)) as appliance:
+        site = appliance.delete_site(args.domain)
+        if site is None:
+            raise SiteError("domain", f"unknown site {args.domain!r}")
+        appliance.audit.record(CLI_ACTOR, "site.delete", site.domain, site_id=site.id)
+    print(f"deleted {site.domain} and its data (restart a running server to drop its cached copy)")
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    with Appliance(_settings(args)) as appliance:
+        user = appliance.accounts.get(args.username)
+        if user is None:
+            raise AccountError("username", f"no such user: {args.username!r}")
+        key, record = appliance.accounts.create_api_key(
+            user, args.name, read_only=args.read_only, expires_in_days=args.expires_in_days
+        )
+        appliance.audit.record(CLI_ACTOR, "apikey.create", f"{user.username}/{record.id}", name=record.name,
+                               read_only=record.read_only)
+    print(f"API key {record.id} '{record.name}' for {user.username}{' (read-only)' if record.read_only else ''}")
+    print(f"key: {key}")
+    print("(shown only now: store it somewhere safe)")
+    return 0
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    with Appliance(_settings(args)) as appliance:
+        user_id = None
+        if args.username:
+            user = appliance.accounts.get(args.username)
+            if user is None:
+                raise AccountError("username", f"no such user: {args.username!r}")
+            user_id = user.id
+        for key in appliance.accounts.api_keys(user_id):
+            mode = "read-only" if key.read_only else "full"
+            print(f"{key.id}\t{key.username}\t{key.name}\t{key.prefix}...\t{mode}")
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    with Appliance(_settings(args)) as appliance:
+        key = appliance.accounts.revoke_api_key(args.key_id)
+        if key is None:
+            raise AccountError("key_id", f"no API key {args.key_id}")
+        appliance.audit.record(CLI_ACTOR, "apikey.revoke", f"{key.username}/{key.id}", name=key.name)
+    print(f"revoked API key {key.id} '{key.name}' of {key.username}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    with Appliance(_settings(args)) as appliance:
+        for entry in appliance.audit.latest(args.limit, args.action):
+            when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            details = json.dumps(entry.details, sort_keys=True) if entry.details else ""
+            print(f"{when}\t{entry.actor}\t{entry.action}\t{entry.target}\t{details}")
     return 0
 
 
@@ -164,22 +279,60 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
+    roles = ["admin", "analyst", "viewer"]
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
-    create = user.add_parser("create", parents=[common])
+    create = user.add_parser("create", parents=[common], help="create a user")
     create.add_argument("username")
-    create.add_argument("--role", choices=["admin", "analyst", "viewer"], default="viewer")
-    create.add_argument("--password")
+    create.add_argument("--role", choices=roles, default="viewer")
+    create.add_argument("--password", help="default: generate one and print it")
     create.add_argument("--email")
     create.add_argument("--site", action="append", help="grant a site (repeatable)")
     create.set_defaults(func=cmd_user_create)
-    user.add_parser("list", parents=[common]).set_defaults(func=cmd_user_list)
+    user.add_parser("list", parents=[common], help="list users").set_defaults(func=cmd_user_list)
+    set_role = user.add_parser("set-role", parents=[common], help="change a user's role (and site grants)")
+    set_role.add_argument("username")
+    set_role.add_argument("role", choices=roles)
+    set_role.add_argument("--site", action="append", help="replace the site grants (repeatable)")
+    set_role.set_defaults(func=cmd_user_set_role)
+    reset = user.add_parser("reset-password", parents=[common], help="set a new password")
+    reset.add_argument("username")
+    reset.add_argument("--password", help="default: generate one and print it")
+    reset.set_defaults(func=cmd_user_reset_password)
+    remove = user.add_parser("delete", parents=[common], help="delete a user and their credentials")
+    remove.add_argument("username")
+    remove.set_defaults(func=cmd_user_delete)
 
     site = commands.add_parser("site", help="manage sites").add_subparsers(dest="action", required=True)
-    add = site.add_parser("add", parents=[common])
+    add = site.add_parser("add", parents=[common], help="add a site")
     add.add_argument("domain")
+    add.add_argument("--name")
     add.add_argument("--timezone")
+    add.add_argument("--retention-days", type=int)
     add.set_defaults(func=cmd_site_add)
-    site.add_parser("list", parents=[common]).set_defaults(func=cmd_site_list)
+    site.add_parser("list", parents=[common], help="list sites").set_defaults(func=cmd_site_list)
+    drop = site.add_parser("delete", parents=[common], help="delete a site and all its data")
+    drop.add_argument("domain")
+    drop.add_argument("--yes", action="store_true", help="confirm: the data cannot be recovered")
+    drop.set_defaults(func=cmd_site_delete)
+
+    apikey = commands.add_parser("apikey", help="manage API keys").add_subparsers(dest="action", required=True)
+    make = apikey.add_parser("create", parents=[common], help="create an API key for a user (printed once)")
+    make.add_argument("username")
+    make.add_argument("--name", required=True)
+    make.add_argument("--read-only", action="store_true")
+    make.add_argument("--expires-in-days", type=int)
+    make.set_defaults(func=cmd_apikey_create)
+    keys = apikey.add_parser("list", parents=[common], help="list API keys (never the keys themselves)")
+    keys.add_argument("--user", dest="username")
+    keys.set_defaults(func=cmd_apikey_list)
+    revoke = apikey.add_parser("revoke", parents=[common], help="revoke an API key by id")
+    revoke.add_argument("key_id", type=int)
+    revoke.set_defaults(func=cmd_apikey_revoke)
+
+    audit = commands.add_parser("audit", parents=[common], help="show the audit log, newest first")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--action", help="only this action or prefix, e.g. user or site.delete")
+    audit.set_defaults(func=cmd_audit)
 
     plugins = commands.add_parser("plugins", parents=[common], help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
