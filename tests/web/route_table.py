@@ -28,7 +28,7 @@ PUBLIC = {
     ("GET", "/login"),
     ("POST", "/login"),
 }
-PUBLIC_PREFIXES = ("/schema",)  # the OpenAPI document and its UI
+PUBLIC_PREFIXES = ("/schema", "/static/")  # the OpenAPI document and its UI; vendored assets
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,13 @@ def rule_of(entry: RouteEntry) -> Rule | None:
         return None
     guard = ours[-1]  # the innermost (handler-level) guard is the specific one
     return Rule(guard.permission, guard.site, guard.dashboard, guard.password_login)
+
+
+def docs_row(entry: RouteEntry, rule: Rule) -> str:
+    """The docs/security.md row that describes ``rule`` for ``entry`` (for failure messages)."""
+    credential = "dashboard" if rule.dashboard else "api" + (", password login" if rule.password_login else "")
+    site = "yes" if rule.site else "no"
+    return f"| `{entry.method} {entry.path}` | {rule.permission} | {site} | {credential} |"
 
 
 def role_has(role: Role, permission: Permission) -> bool:

@@ -13,6 +13,7 @@ from appliance.accounts import ROLE_PERMISSIONS
 from appliance.config import load_settings
 from tests.web.route_table import (
     app_routes,
+    docs_row,
     documented_role_permissions,
     documented_rules,
     is_public,
@@ -39,7 +40,10 @@ def test_route_declares_a_guard_or_is_public(entry):
     rule = rule_of(entry)
     assert rule is not None, f"{entry.method} {entry.path} declares no guard and is not public"
     documented = RULES.get((entry.method, entry.path))
-    assert documented is not None, f"{entry.method} {entry.path} is missing from docs/security.md"
+    assert documented is not None, (
+        f"{entry.method} {entry.path} is missing from docs/security.md; if its guard is right, add:\n"
+        + docs_row(entry, rule)
+    )
     assert rule == documented
 
 
