@@ -18,6 +18,7 @@ from pathlib import Path
 from appliance.accounts import AccountError
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.core import Appliance
+from appliance.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.plugins import describe_plugins
 from appliance.sites import SiteError
 
@@ -54,8 +55,14 @@ def bootstrap(settings: Settings) -> list[str]:
             password_file.chmod(0o600)
             lines.append("Created the first admin user.")
         if settings.demo and appliance.sites.get(DEMO_SITE) is None:
-            appliance.sites.add(DEMO_SITE, name="Demo site")
+            demo_site = appliance.sites.add(DEMO_SITE, name="Demo site")
             lines.append(f"Created the demo site '{DEMO_SITE}'.")
+            if settings.demo_days > 0:
+                report = fill_demo_site(appliance, demo_site, days=settings.demo_days)
+                lines.append(
+                    f"Filled it with {settings.demo_days} days of generated traffic "
+                    f"({report.visits} visits, {report.events} events, {report.seconds} s)."
+                )
     if password_file.exists():
         lines.append(f"Admin login: admin / {password_file.read_text().strip()}")
         lines.append(f"  (stored in {password_file}; delete the file once you have changed it)")
@@ -250,6 +257,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fill a site (created if missing) with generated traffic; run it while the server is
+    stopped, as every command that writes to the store."""
+    with Appliance(_settings(args)) as appliance:
+        site = appliance.sites.get(args.site) or appliance.sites.add(args.site, name="Demo site")
+        if not site_is_empty(appliance, site) and not args.force:
+            print(f"footfall: {site.domain} already has events; add --force to add demo traffic anyway",
+                  file=sys.stderr)
+            return 1
+        report = fill_demo_site(appliance, site, days=args.days, visits_per_day=args.visits_per_day,
+                                seed=args.seed)
+    print(f"{site.domain}: {report.visits} visits, {report.events} events over {args.days} days "
+          f"in {report.seconds} s")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     with Appliance(_settings(args)) as appliance:
         plugins = describe_plugins(appliance.plugin_manager)
@@ -333,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=50)
     audit.add_argument("--action", help="only this action or prefix, e.g. user or site.delete")
     audit.set_defaults(func=cmd_audit)
+
+    demo = commands.add_parser("demo", parents=[common], help="fill a site with generated demo traffic")
+    demo.add_argument("--site", default=DEMO_SITE, help=f"the site's domain (default {DEMO_SITE}; created if missing)")
+    demo.add_argument("--days", type=int, default=90, help="days of history ending now (default 90)")
+    demo.add_argument("--visits-per-day", type=int, default=DEMO_VISITS_PER_DAY, help="average visits per weekday")
+    demo.add_argument("--seed", type=int, default=1, help="random seed (the same seed gives the same traffic)")
+    demo.add_argument("--force", action="store_true", help="add demo traffic to a site that already has events")
+    demo.set_defaults(func=cmd_demo)
 
     plugins = commands.add_parser("plugins", parents=[common], help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")

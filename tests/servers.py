@@ -81,7 +81,9 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | 
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{data_dir.name}-{port}.log"
-    full_env = {**os.environ, "FOOTFALL_DEMO": "true", **(env or {})}
+    # The demo site, but empty: tests count exactly what they send (FOOTFALL_DEMO_DAYS=30
+    # in ``env`` gives a server a month of generated traffic).
+    full_env = {**os.environ, "FOOTFALL_DEMO": "true", "FOOTFALL_DEMO_DAYS": "0", **(env or {})}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [*FOOTFALL, "serve", "--data", str(data_dir), "--port", str(port)],

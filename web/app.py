@@ -12,8 +12,9 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from litestar import Litestar, MediaType, Response, Router, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -27,15 +28,18 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
 from litestar.template.config import TemplateConfig
 
 from appliance.config import Settings, load_settings
 from appliance.core import Appliance
 from appliance.ratelimit import LoginThrottle
 from web.api import API_CONTROLLERS
-from web.auth import LoginRequired
+from web.auth import LoginRequired, session_principal
+from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
+from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.security import security_headers
 
@@ -54,10 +58,17 @@ async def tracker_script() -> Response:
 
 
 @get("/", include_in_schema=False)
-async def index() -> Response:
+async def index(request: Request) -> Response:
+    """The front door: a signed-in user goes straight to the site list."""
+    try:
+        signed_in = session_principal(request) is not None
+    except NotAuthorizedException:
+        signed_in = False
+    if signed_in:
+        return Redirect("/sites", status_code=303)
     return Response(
         "<!doctype html><title>Footfall</title><h1>Footfall</h1>"
-        '<p>Web analytics appliance. <a href="/login">Log in</a>. API schema: <a href="/schema">/schema</a>.</p>',
+        '<p>Web analytics appliance. <a href="/login?next=/sites">Log in</a>. API schema: <a href="/schema">/schema</a>.</p>',
         media_type=MediaType.HTML,
     )
 
@@ -113,6 +124,11 @@ def _document_ingest(app: Litestar) -> None:
     schema.paths = paths
 
 
+def _template_helpers(engine) -> None:
+    register_template_helpers(engine)
+    register_dashboard_helpers(engine)
+
+
 def create_app(settings: Settings) -> Litestar:
     appliance = Appliance(settings)
 
@@ -134,7 +150,7 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, SessionController, tracker_script, index],
+        route_handlers=[*API_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, LiveViewController, tracker_script, index],
         middleware=[security_headers],
     )
     return Litestar(
@@ -153,7 +169,7 @@ def create_app(settings: Settings) -> Litestar:
         ),
         exception_handlers={**EXCEPTION_HANDLERS, LoginRequired: login_required_handler},
         template_config=TemplateConfig(
-            directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=register_template_helpers
+            directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_template_helpers
         ),
         openapi_config=OpenAPIConfig(
             openapi_router=Router(path="/schema", route_handlers=[], middleware=[security_headers]),

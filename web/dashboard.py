@@ -1,0 +1,323 @@
+"""The dashboard's pages: the site list, a site's one-page dashboard and its widgets, the
+full breakdowns ("details"), site settings, and the admin pages for users, API keys and
+plugins.
+
+Server-rendered HTML with htmx on top: every link and form works without JavaScript (the URL
+alone reproduces a view, see :mod:`web.views`), and with it, htmx boosts navigation and loads
+each widget (:mod:`web.widgets`) on its own. Pages are guarded like every other route
+(:mod:`web.auth`); templates post their forms with the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from markupsafe import Markup
+
+from appliance.accounts import AccountError, Permission
+from appliance.periods import local_today
+from appliance.plugins import describe_plugins
+from appliance.sites import SiteError
+from appliance.stats import Query
+from web.auth import (
+    Guard,
+    dashboard_admin,
+    dashboard_site_viewer,
+    principal_of,
+    requires_dashboard_user,
+    site_of,
+)
+from web.charts import compact_number, sparkline
+from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS, View, parse_view
+from web.widgets import (
+    DIMENSION_LABELS,
+    LIST_WIDGETS,
+    TAB_LABELS,
+    WIDGETS,
+    country_label,
+    empty_label,
+    flag,
+    money,
+)
+
+STATIC = Path(__file__).parent / "static"
+JS_COOKIE = "footfall_js"  # set by dashboard.js: this browser runs htmx, widgets may load lazily
+DETAILS_PAGE_SIZE = 50
+DETAILS_LIMIT = 1000
+DETAIL_COLUMNS = {
+    "default": (("visitors", "Visitors"), ("pageviews", "Page views"), ("visits", "Visits"),
+                ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
+    "entry": (("visits", "Visits"), ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
+    "exit": (("exits", "Exits"), ("pageviews", "Page views"), ("exit_rate", "Exit rate")),
+}
+
+dashboard_site_admin = Guard(Permission.MANAGE_SITES, site=True, dashboard=True)
+dashboard_settings_admin = Guard(Permission.MANAGE_SETTINGS, dashboard=True)
+
+static_files = create_static_files_router(
+    path="/static", directories=[STATIC], include_in_schema=False, name="static",
+    cache_control=None,
+)
+
+
+def _appliance(request: Request):
+    return request.app.state.appliance
+
+
+def _nav(request: Request) -> dict[str, Any]:
+    principal = principal_of(request)
+    user = principal.user if principal is not None else None
+    return {
+        "user": user,
+        "is_admin": bool(user and user.can(Permission.MANAGE_USERS)),
+        "can_manage_settings": bool(user and user.can(Permission.MANAGE_SETTINGS)),
+        "can_manage_sites": bool(user and user.can(Permission.MANAGE_SITES)),
+    }
+
+
+def _page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
+    return Template(
+        template_name=f"dashboard/{name}", context={**_nav(request), **context},
+        media_type=MediaType.HTML, status_code=status,
+    )
+
+
+def _lazy(request: Request) -> bool:
+    """Load widgets with htmx (the browser runs it) or render them inline (no JavaScript)."""
+    return request.cookies.get(JS_COOKIE) == "1" or request.headers.get("hx-request") == "true"
+
+
+def _widget_context(request: Request, view: View, name: str) -> dict[str, Any]:
+    return WIDGETS[name](_appliance(request).stats, view)
+
+
+def readable_sites(request: Request) -> list:
+    principal = principal_of(request)
+    sites = _appliance(request).sites.all()
+    if principal.user is not None:
+        return [site for site in sites if principal.user.can_read_site(site.id)]
+    return [site for site in sites if site.id == principal.site_id]
+
+
+class SitesController(Controller):
+    """The site list and each site's dashboard, widgets and details."""
+
+    path = "/sites"
+    include_in_schema = False
+
+    @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days")
+    async def site_list(self, request: Request) -> Template:
+        stats = _appliance(request).stats
+        rows = []
+        for site in readable_sites(request):
+            today = local_today(site.timezone)
+            query = Query(site=site, date_from=today.fromordinal(today.toordinal() - 29), date_to=today)
+            series = stats.timeseries(query)
+            values = [float(row["visitors"]) for row in series]
+            rows.append({
+                "site": site,
+                "visitors": stats.aggregate(query)["visitors"],
+                "sparkline": sparkline(values, width=160, height=36,
+                                       label=f"Visitors per day on {site.domain}, last 30 days"),
+                "current": stats.current_visitors(site),
+            })
+        return _page(request, "sites.html", sites=rows)
+
+    @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard")
+    async def site_dashboard(self, request: Request, domain: str) -> Template:
+        site = site_of(request)
+        view = parse_view(site, request.query_params)
+        lazy = _lazy(request)
+        widgets = {} if lazy else {name: _widget_context(request, view, name) for name in WIDGETS}
+        return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, **_view_options())
+
+    @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)")
+    async def widget(self, request: Request, domain: str, name: str) -> Template:
+        if name not in WIDGETS:
+            raise NotFoundException(f"no widget {name!r}")
+        view = parse_view(site_of(request), request.query_params)
+        context = {"view": view, "w": _widget_context(request, view, name), **_view_options()}
+        return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
+
+    @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown")
+    async def details(self, request: Request, domain: str, dimension: str) -> Template:
+        if dimension not in DIMENSION_LABELS:
+            raise NotFoundException(f"no breakdown {dimension!r}")
+        site = site_of(request)
+        view = parse_view(site, request.query_params)
+        stats = _appliance(request).stats
+        query = view.query()
+        if dimension == "entry":
+            rows = [{**r, "label": r["value"], "filter": ("entry_page", r["value"])} for r in stats.entry_pages(query, DETAILS_LIMIT)]
+            columns = DETAIL_COLUMNS["entry"]
+        elif dimension == "exit":
+            rows = [{**r, "label": r["value"], "filter": ("exit_page", r["value"])} for r in stats.exit_pages(query, DETAILS_LIMIT)]
+            columns = DETAIL_COLUMNS["exit"]
+        else:
+            result = stats.breakdown(query, dimension, DETAILS_LIMIT)
+            rows = [{**r, "label": empty_label(dimension, r["value"]), "filter": (dimension, r["value"])}
+                    for r in result["results"]]
+            columns = DETAIL_COLUMNS["default"]
+        keys = [key for key, _ in columns]
+        sort = request.query_params.get("sort") or keys[0]
+        if sort not in (*keys, "label"):
+            sort = keys[0]
+        order = "asc" if request.query_params.get("order") == "asc" else "desc"
+        rows.sort(key=lambda row: (row.get(sort) or 0) if sort != "label" else row["label"].lower(),
+                  reverse=order == "desc")
+        try:
+            page = max(1, int(request.query_params.get("page", "1")))
+        except ValueError:
+            page = 1
+        pages = max(1, -(-len(rows) // DETAILS_PAGE_SIZE))
+        page = min(page, pages)
+        shown = rows[(page - 1) * DETAILS_PAGE_SIZE : page * DETAILS_PAGE_SIZE]
+        if dimension == "country":
+            for row in shown:
+                row["label"] = country_label(row["value"])
+        base = view.url(f"/details/{dimension}")
+        joiner = "&" if "?" in base else "?"
+        return _page(
+            request, "details.html", site=site, view=view, dimension=dimension,
+            dimension_label=DIMENSION_LABELS[dimension], rows=shown, columns=columns, sort=sort, order=order,
+            page=page, pages=pages, total=len(rows), base=base, joiner=joiner, **_view_options(),
+        )
+
+    @get("/{domain:str}/settings", guards=[dashboard_site_viewer], summary="A site's settings and tracking snippet")
+    async def settings_page(self, request: Request, domain: str) -> Template:
+        return _settings_page(request)
+
+    @post("/{domain:str}/settings", guards=[dashboard_site_admin], summary="Change a site's settings (admin)")
+    async def change_settings(self, request: Request, domain: str) -> Response:
+        site = site_of(request)
+        form = await request.form()
+        hostnames = [h.strip() for h in str(form.get("allowed_hostnames", "")).replace(",", "\n").splitlines() if h.strip()]
+        try:
+            retention = int(str(form.get("retention_days", site.retention_days)))
+            changed = _appliance(request).sites.change(
+                site.domain, name=str(form.get("name", site.name)), timezone=str(form.get("timezone", site.timezone)),
+                retention_days=retention, allowed_hostnames=hostnames, public=form.get("public") == "on",
+            )
+        except (SiteError, ValueError) as error:
+            return _settings_page(request, error=getattr(error, "message", str(error)), status=422)
+        _appliance(request).audit.record(principal_of(request).name, "site.update", changed.domain, via="dashboard")
+        return Redirect(f"/sites/{changed.domain}/settings?saved=1", status_code=303)
+
+
+def _settings_page(request: Request, error: str = "", status: int = 200) -> Template:
+    site = site_of(request)
+    settings = _appliance(request).settings
+    origin = settings.server.public_url.rstrip("/") or f"{request.url.scheme}://{request.url.netloc}"
+    snippet = f'<script defer src="{origin}/js/footfall.js" data-site="{site.domain}"></script>'
+    return _page(request, "settings.html", site=site, snippet=snippet, error=error, status=status,
+                 saved=request.query_params.get("saved") == "1")
+
+
+class AdminController(Controller):
+    """Users and their API keys, and the loaded plugins (admins only)."""
+
+    path = "/admin"
+    include_in_schema = False
+
+    @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)")
+    async def users(self, request: Request) -> Template:
+        return _users_page(request)
+
+    @post("/users", guards=[dashboard_admin], summary="Create a user (admin)")
+    async def create_user(self, request: Request) -> Response:
+        form = await request.form()
+        appliance = _appliance(request)
+        domains = form.getall("sites", [])
+        site_ids = [site.id for site in appliance.sites.all() if site.domain in domains]
+        try:
+            user = appliance.accounts.create(
+                str(form.get("username", "")), str(form.get("password", "")), str(form.get("role", "viewer")),
+                str(form.get("email", "")), site_ids,
+            )
+        except AccountError as error:
+            return _users_page(request, error=error.message if hasattr(error, "message") else str(error), status=422)
+        appliance.audit.record(principal_of(request).name, "user.create", user.username, role=str(user.role), via="dashboard")
+        return Redirect("/admin/users?created=" + user.username, status_code=303)
+
+    @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)")
+    async def revoke_key(self, request: Request, username: str, key_id: int) -> Response:
+        appliance = _appliance(request)
+        user = appliance.accounts.get(username)
+        key = appliance.accounts.revoke_api_key(key_id, user.id) if user is not None else None
+        if key is None:
+            raise NotFoundException(f"no API key {key_id} of {username!r}")
+        appliance.audit.record(principal_of(request).name, "apikey.revoke", f"{username}/{key_id}", via="dashboard")
+        return Redirect("/admin/users", status_code=303)
+
+    @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)")
+    async def plugins(self, request: Request) -> Template:
+        plugins = describe_plugins(_appliance(request).plugin_manager)
+        return _page(request, "plugins.html", plugins=plugins)
+
+
+def _users_page(request: Request, error: str = "", status: int = 200) -> Template:
+    appliance = _appliance(request)
+    sites = {site.id: site.domain for site in appliance.sites.all()}
+    keys = appliance.accounts.api_keys()
+    users = [
+        {"user": user, "sites": [sites[i] for i in user.sites if i in sites],
+         "api_keys": [key for key in keys if key.user_id == user.id]}
+        for user in appliance.accounts.list()
+    ]
+    return _page(request, "users.html", users=users, all_sites=sorted(sites.values()), error=error,
+                 status=status, created=request.query_params.get("created", ""))
+
+
+def _view_options() -> dict[str, Any]:
+    return {"periods": PERIODS, "comparisons": COMPARISONS, "chart_metrics": CHART_METRICS,
+            "tabs": TABS, "tab_labels": TAB_LABELS, "list_widgets": LIST_WIDGETS,
+            "dimension_labels": DIMENSION_LABELS}
+
+
+# -- template helpers ---------------------------------------------------------------------
+def duration(seconds: float | int | None) -> str:
+    seconds = int(seconds or 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def metric_value(value: Any, key: str) -> str:
+    if key in ("bounce_rate", "exit_rate", "conversion_rate"):
+        return f"{float(value or 0):.0f}%" if float(value or 0) >= 10 else f"{float(value or 0):.1f}%"
+    if key == "visit_duration":
+        return duration(value)
+    if key == "views_per_visit":
+        return f"{float(value or 0):.2f}"
+    return compact_number(float(value or 0))
+
+
+def change_text(change: float | None) -> str:
+    if change is None:
+        return "—"
+    arrow = "↑" if change > 0 else "↓" if change < 0 else ""
+    return f"{arrow}{abs(change):.0f}%"
+
+
+def register_dashboard_helpers(engine: Any) -> None:
+    """Filters for the dashboard templates: numbers, durations, money, changes."""
+    environment = engine.engine
+    environment.filters["number"] = lambda value: compact_number(float(value or 0))
+    environment.filters["metric"] = metric_value
+    environment.filters["duration"] = duration
+    environment.filters["change"] = change_text
+    environment.filters["money"] = money
+    environment.filters["flag"] = flag
+    environment.globals["icon_external"] = Markup("↗")
+
+
+DASHBOARD_CONTROLLERS = [SitesController, AdminController, static_files]

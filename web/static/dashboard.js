@@ -1,0 +1,57 @@
+/* Footfall dashboard: the little JavaScript htmx does not do for us. No inline scripts (CSP). */
+(function () {
+  "use strict";
+  // Tell the server this browser runs htmx: widgets may then load one by one.
+  document.cookie = "footfall_js=1; path=/; SameSite=Lax";
+
+  // Every unsafe htmx request carries the session's CSRF token.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && meta.content) {
+      event.detail.headers["X-CSRF-Token"] = meta.content;
+    }
+  });
+
+  // A widget swapped in: no longer busy.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.removeAttribute) {
+      target.removeAttribute("aria-busy");
+    }
+  });
+
+  // Close an open menu (period, comparison) with Escape or a click elsewhere.
+  function closeMenus(except) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (menu !== except) {
+        menu.removeAttribute("open");
+      }
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeMenus(event.target.closest ? event.target.closest("details.menu") : null);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      var open = document.querySelector("details.menu[open]");
+      closeMenus(null);
+      if (open) {
+        open.querySelector("summary").focus();
+      }
+    }
+  });
+
+  // The live stream: drop the "waiting" note once events arrive, keep the table short.
+  document.addEventListener("htmx:sseMessage", function (event) {
+    if (event.detail && event.detail.type === "events") {
+      var note = document.querySelector(".empty-stream");
+      if (note) {
+        note.remove();
+      }
+      var rows = document.querySelectorAll("#live-events tr");
+      for (var i = 100; i < rows.length; i++) {
+        rows[i].remove();
+      }
+    }
+  });
+})();

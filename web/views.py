@@ -1,0 +1,234 @@
+"""A dashboard view: everything the URL says about what to show, and how to change it.
+
+The site dashboard keeps its whole state in the query string, so a view can be bookmarked
+and shared and reproduces without JavaScript: the period (``period=7d`` or
+``period=custom&from=...&to=...``), the comparison (``compare=off|previous_period|
+year_over_year``), the chart's interval and metric, the filters (``filter=source:Google``,
+repeatable) and each widget's tab (``sources=channel``). :func:`parse_view` reads it,
+:meth:`View.url` writes it back with one change, and :meth:`View.query` turns it into the
+:class:`~appliance.stats.Query` every stats function takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from urllib.parse import urlencode
+
+from appliance import dimensions as dims
+from appliance.models import Site
+from appliance.periods import local_today
+from appliance.stats import Query
+
+PERIODS: dict[str, str] = {
+    "day": "Today",
+    "yesterday": "Yesterday",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "month": "Month to date",
+    "last_month": "Last month",
+    "year": "Year to date",
+    "12mo": "Last 12 months",
+    "custom": "Custom range",
+}
+DEFAULT_PERIOD = "30d"
+COMPARISONS: dict[str, str] = {
+    "previous_period": "Previous period",
+    "year_over_year": "Year over year",
+    "off": "No comparison",
+}
+CHART_METRICS: dict[str, str] = {"visitors": "Unique visitors", "visits": "Visits", "pageviews": "Page views"}
+TABS: dict[str, tuple[str, ...]] = {
+    "sources": ("channel", "source", "referrer", "utm_source", "utm_medium", "utm_campaign"),
+    "pages": ("page", "entry", "exit"),
+    "locations": ("country", "region"),
+    "devices": ("browser", "os", "device", "screen"),
+}
+FILTERABLE = (*dims.DIMENSIONS, "event", "entry_page", "exit_page")
+MAX_FILTERS = 8
+
+# Query takes filters once the filters work lands; until then chips show and say "unfiltered".
+QUERY_TAKES_FILTERS = "filters" in getattr(Query, "__struct_fields__", ())
+
+
+@dataclass(frozen=True)
+class View:
+    site: Site
+    period: str
+    date_from: date
+    date_to: date
+    compare: str  # "previous_period", "year_over_year" or "off"
+    interval: str
+    metric: str
+    filters: tuple[tuple[str, str], ...] = ()
+    tabs: dict[str, str] = field(default_factory=dict)
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        if self.period != "custom":
+            return PERIODS[self.period]
+        return f"{self.date_from:%-d %b %Y} – {self.date_to:%-d %b %Y}"
+
+    @property
+    def days(self) -> int:
+        return (self.date_to - self.date_from).days + 1
+
+    @property
+    def intervals(self) -> tuple[str, ...]:
+        if self.days <= 2:
+            return ("hour",)
+        if self.days <= 7:
+            return ("hour", "day")
+        if self.days <= 92:
+            return ("day", "week")
+        return ("day", "week", "month")
+
+    @property
+    def comparing(self) -> bool:
+        return self.compare != "off"
+
+    @property
+    def filters_applied(self) -> bool:
+        """Whether the numbers shown honour the filters (False until Query takes them)."""
+        return QUERY_TAKES_FILTERS or not self.filters
+
+    def tab(self, widget: str) -> str:
+        return self.tabs.get(widget) or TABS[widget][0]
+
+    def query(self, interval: str | None = None) -> Query:
+        extra = {"filters": query_filters(self.filters)} if QUERY_TAKES_FILTERS and self.filters else {}
+        return Query(
+            site=self.site, date_from=self.date_from, date_to=self.date_to,
+            interval=interval or self.interval, **extra,
+        )
+
+    # -- writing ------------------------------------------------------------------------
+    def params(self, **changes) -> list[tuple[str, str]]:
+        view = replace(self, **{k: v for k, v in changes.items() if k != "tabs"})
+        tabs = {**self.tabs, **changes.get("tabs", {})}
+        out: list[tuple[str, str]] = [("period", view.period)]
+        if view.period == "custom":
+            out += [("from", view.date_from.isoformat()), ("to", view.date_to.isoformat())]
+        if view.compare != "previous_period":
+            out.append(("compare", view.compare))
+        if view.interval != default_interval(view.days):
+            out.append(("interval", view.interval))
+        if view.metric != "visitors":
+            out.append(("metric", view.metric))
+        out += [("filter", f"{dimension}:{value}") for dimension, value in view.filters]
+        out += [(widget, tab) for widget, tab in sorted(tabs.items()) if tab and tab != TABS[widget][0]]
+        return out
+
+    def qs(self, **changes) -> str:
+        return urlencode(self.params(**changes))
+
+    def url(self, path: str = "", **changes) -> str:
+        """The dashboard's URL (or ``path`` under the site) with ``changes`` applied."""
+        base = f"/sites/{self.site.domain}{path}"
+        query = self.qs(**changes)
+        return f"{base}?{query}" if query else base
+
+    def with_period(self, period: str) -> str:
+        start, end = period_range(period, local_today(self.site.timezone))
+        days = (end - start).days + 1
+        return self.url(period=period, date_from=start, date_to=end, interval=default_interval(days))
+
+    def with_filter(self, dimension: str, value: str) -> str:
+        kept = tuple(f for f in self.filters if f[0] != dimension)
+        return self.url(filters=(*kept, (dimension, value))[:MAX_FILTERS])
+
+    def without_filter(self, dimension: str, value: str) -> str:
+        return self.url(filters=tuple(f for f in self.filters if f != (dimension, value)))
+
+
+def default_interval(days: int) -> str:
+    if days <= 2:
+        return "hour"
+    if days <= 92:
+        return "day"
+    return "month"
+
+
+def period_range(period: str, today: date) -> tuple[date, date]:
+    if period == "day":
+        return today, today
+    if period == "yesterday":
+        return today - timedelta(days=1), today - timedelta(days=1)
+    if period == "7d":
+        return today - timedelta(days=6), today
+    if period == "month":
+        return today.replace(day=1), today
+    if period == "last_month":
+        last = today.replace(day=1) - timedelta(days=1)
+        return last.replace(day=1), last
+    if period == "year":
+        return today.replace(month=1, day=1), today
+    if period == "12mo":
+        first = today.replace(day=1)
+        month, year = first.month - 11, first.year
+        if month < 1:
+            month, year = month + 12, year - 1
+        return date(year, month, 1), today
+    return today - timedelta(days=29), today  # 30d
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_filters(raw: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["source:Google", "country:DE"]`` → pairs; unknown dimensions are ignored, and
+    one value per dimension (the last) is kept."""
+    found: dict[str, str] = {}
+    for item in raw[: MAX_FILTERS * 2]:
+        dimension, sep, value = item.partition(":")
+        if sep and dimension in FILTERABLE and len(value) <= 500:
+            found.pop(dimension, None)
+            found[dimension] = value
+    return tuple(found.items())[:MAX_FILTERS]
+
+
+def query_filters(filters: tuple[tuple[str, str], ...]) -> list:
+    """The filters as ``Query.filters`` takes them: one ``is`` condition per dimension."""
+    from appliance.filters import make_filter  # present once Query takes filters
+
+    return [make_filter("is", dimension, [value]) for dimension, value in filters]
+
+
+def parse_view(site: Site, params, today: date | None = None) -> View:
+    """The view a request's query parameters describe; anything invalid falls back to a default."""
+    today = today or local_today(site.timezone)
+    period = params.get("period") or DEFAULT_PERIOD
+    if period not in PERIODS:
+        period = DEFAULT_PERIOD
+    start, end = period_range(period, today)
+    if period == "custom":
+        custom_from, custom_to = _date(params.get("from")), _date(params.get("to"))
+        if custom_from and custom_to:
+            start, end = sorted((custom_from, custom_to))
+            if (end - start).days > 3660:
+                start = end - timedelta(days=3660)
+        else:
+            period = DEFAULT_PERIOD
+    days = (end - start).days + 1
+    compare = params.get("compare") or "previous_period"
+    if compare not in COMPARISONS:
+        compare = "previous_period"
+    view = View(site=site, period=period, date_from=start, date_to=end, compare=compare,
+                interval=default_interval(days), metric="visitors")
+    interval = params.get("interval")
+    if interval in view.intervals:
+        view = replace(view, interval=interval)
+    elif view.interval not in view.intervals:
+        view = replace(view, interval=view.intervals[0])
+    metric = params.get("metric")
+    if metric in CHART_METRICS:
+        view = replace(view, metric=metric)
+    getall = getattr(params, "getall", None)
+    raw_filters = getall("filter", []) if getall else ([params["filter"]] if params.get("filter") else [])
+    tabs = {widget: params.get(widget) for widget, choices in TABS.items() if params.get(widget) in choices}
+    return replace(view, filters=parse_filters(list(raw_filters)), tabs=tabs)
