@@ -116,7 +116,7 @@ def line_chart(
     if count:
         every = max(1, math.ceil(count / 7))
         for index in range(0, count, every):
-            anchor = "start" if index == 0 else "middle"
+            anchor = "start" if index == 0 else "end" if index == count - 1 else "middle"
             parts.append(
                 f'<text class="axis" x="{_f(x(index))}" y="{height - 8}" text-anchor="{anchor}" fill="{TEXT}">'
                 f"{escape(points[index].tick or points[index].label)}</text>"
