@@ -15,6 +15,7 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.cardinality import CardinalityGuard
 from appliance.config import Settings
+from appliance.goals import Goals
 from appliance.jobs import Jobs
 from appliance.live import LiveBuffer
 from appliance.models import Event, Site
@@ -82,6 +83,7 @@ class Appliance:
         self.plugin_manager = make_plugin_manager(settings.plugins.disabled, plugin_directory)
         self.live = LiveBuffer(settings.live.ring_size)
         self.pipeline = Pipeline(self)
+        self.goals = Goals(self)
         self.stats = Stats(self)
         self.writer = Writer(
             self._commit,
@@ -132,6 +134,7 @@ class Appliance:
 
             bounded = self.cardinality.apply(txn, events, timezones, intern)
             writes = aggregate(bounded, timezones, intern)
+            self.goals.count(bounded, timezones, writes, intern)
             self.visits.apply(txn, bounded, timezones, writes.counter_deltas, intern)
             entries = [
                 (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))

@@ -3,7 +3,9 @@
 Every consumer (JSON API, seed reports, dashboard, exporters) calls these functions, so a
 number cannot differ between two screens. Unfiltered queries read pre-aggregated counters and
 HyperLogLog sketches: page views are sums of day (or hour) counters, visitors are *unions* of
-sketches over the range, never sums of daily uniques.
+sketches over the range, never sums of daily uniques. A query with filters (or a segment)
+takes the filtered path instead (:mod:`appliance.scans`): the same functions and shapes,
+computed by scanning the event log's column blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import msgspec
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
+from appliance.filters import Filter
 from appliance.models import Site
 from appliance.periods import (
     day_from_number,
@@ -37,12 +40,14 @@ class QueryError(ValueError):
 
 
 class Query(msgspec.Struct, kw_only=True):
-    """What every stats function takes: a site, an inclusive local date range, an interval."""
+    """What every stats function takes: a site, an inclusive local date range, an interval,
+    and filters (see :mod:`appliance.filters`; none means the pre-aggregated fast path)."""
 
     site: Site
     date_from: date
     date_to: date
     interval: str = "day"
+    filters: list[Filter] = []
 
     def __post_init__(self) -> None:
         if self.date_to < self.date_from:
@@ -70,6 +75,7 @@ class Query(msgspec.Struct, kw_only=True):
                 date_from=self.date_from - timedelta(days=length),
                 date_to=self.date_from - timedelta(days=1),
                 interval=self.interval,
+                filters=self.filters,
             )
         if mode == "year_over_year":
             return Query(
@@ -77,6 +83,7 @@ class Query(msgspec.Struct, kw_only=True):
                 date_from=_year_earlier(self.date_from),
                 date_to=_year_earlier(self.date_to),
                 interval=self.interval,
+                filters=self.filters,
             )
         raise QueryError("compare", "must be previous_period or year_over_year")
 
@@ -93,6 +100,10 @@ class Stats:
         self._counters = appliance.counters
         self._sketches = appliance.sketches
         self._strings = appliance.strings
+        from appliance.scans import Scans
+
+        self.scans = Scans(appliance)
+
 
     # -- helpers --------------------------------------------------------------------------
     def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
@@ -111,6 +122,8 @@ class Stats:
 
     # -- the vocabulary -------------------------------------------------------------------
     def aggregate(self, query: Query) -> dict[str, int]:
+        if query.filters:
+            return self.scans.aggregate(query)
         with self._store.read() as txn:
             visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
@@ -151,6 +164,8 @@ class Stats:
         }
 
     def timeseries(self, query: Query) -> list[dict[str, object]]:
+        if query.filters:
+            return self.scans.timeseries(query)
         with self._store.read() as txn:
             if query.interval == "hour":
                 return self._hourly(txn, query)
@@ -216,6 +231,8 @@ class Stats:
 
     def breakdown(self, query: Query, dimension: str, limit: int = 10) -> dict[str, object]:
         """Top ``limit`` values of a dimension by visitors, with page views; plus the rest."""
+        if query.filters:
+            return self.scans.breakdown(query, dimension, limit)
         if dimension not in dims.DIMENSIONS:
             raise QueryError("property", f"unknown dimension {dimension!r}")
         _, counter_metric, sketch_metric = dims.DIMENSIONS[dimension]
@@ -253,6 +270,8 @@ class Stats:
 
     def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
         """Pages visits started on, with visits, bounce rate and visit duration."""
+        if query.filters:
+            return self.scans.entry_pages(query, limit)
         metric = dims.visit_metric(dims.VISITS, "page")
         with self._store.read() as txn:
             visits = self._sum(txn, query, metric)
@@ -271,6 +290,8 @@ class Stats:
 
     def exit_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
         """Pages visits ended on; exit rate = exits ÷ page views of that page × 100."""
+        if query.filters:
+            return self.scans.exit_pages(query, limit)
         _, pageview_metric, _ = dims.DIMENSIONS["page"]
         with self._store.read() as txn:
             exits = self._sum(txn, query, dims.EXIT_PAGES)
@@ -288,6 +309,8 @@ class Stats:
 
     def time_on_page(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
         """Average foreground seconds and scroll depth per page, from engagement pings."""
+        if query.filters:
+            return self.scans.time_on_page(query, limit)
         with self._store.read() as txn:
             engaged = self._sum(txn, query, dims.ENGAGED_MS)
             pings = self._sum(txn, query, dims.ENGAGEMENTS)
@@ -304,6 +327,8 @@ class Stats:
             ]
 
     def custom_events(self, query: Query) -> list[dict[str, object]]:
+        if query.filters:
+            return self.scans.custom_events(query)
         with self._store.read() as txn:
             counts = self._sum(txn, query, dims.CUSTOM_EVENTS)
             visitors = self._visitors(txn, query, dims.EVENT_VISITORS, DIMENSION_PRECISION)
@@ -314,6 +339,8 @@ class Stats:
         return sorted(rows, key=lambda row: (-row["events"], row["name"]))
 
     def conversions(self, query: Query) -> dict[str, object]:
+        if query.filters:
+            return self.scans.conversions(query)
         with self._store.read() as txn:
             site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             counts = self._sum(txn, query, dims.CONVERSIONS)
@@ -362,6 +389,8 @@ class Stats:
 
     # -- the seed's reports ---------------------------------------------------------------
     def traffic_report(self, query: Query) -> dict[str, object]:
+        if query.filters:
+            return self.scans.traffic_report(query)
         with self._store.read() as txn:
             visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)

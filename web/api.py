@@ -24,6 +24,7 @@ from appliance.models import Site
 from appliance.periods import local_today
 from appliance.plugins import describe_plugins
 from appliance.stats import Query, QueryError
+from web.api_definitions import FiltersParam, query_filters
 from web.auth import (
     can_manage_api_keys,
     can_manage_settings,
@@ -99,12 +100,16 @@ def _site_for(request: Request, domain: str | None = None) -> Site:
     return site_of(request)
 
 
-def _query(request: Request, site: str | None, start: date | None, end: date | None, interval: str) -> Query:
+def _query(
+    request: Request, site: str | None, start: date | None, end: date | None, interval: str, filters: str | None = None
+) -> Query:
     site_record = _site_for(request, site)
     today = local_today(site_record.timezone)
     end = end or today
     start = start or (end - timedelta(days=29))
-    return Query(site=site_record, date_from=start, date_to=end, interval=interval)
+    return Query(
+        site=site_record, date_from=start, date_to=end, interval=interval, filters=query_filters(request, filters)
+    )
 
 
 def _site_ids(request: Request, domains: list[str]) -> list[int]:
@@ -370,8 +375,9 @@ class ReportController(Controller):
     async def traffic(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, interval: IntervalParam = "day",
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, interval)
+        query = _query(request, site, start_date, end_date, interval, filters)
         stats = _appliance(request).stats
         data = stats.traffic_report(query)
         data["timeseries"] = stats.timeseries(query)
@@ -385,11 +391,13 @@ class ReportController(Controller):
     async def conversions(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         stats = _appliance(request).stats
         data = stats.conversions_report(query)
-        data["goals"] = stats.conversions(query)["goals"]
+        # conversion types as before, then one row per defined goal (with "goal_id")
+        data["goals"] = [*stats.conversions(query)["goals"], *_appliance(request).goals.report(query)]
         return {"status": "success", "data": data}
 
 
@@ -405,8 +413,9 @@ class StatsController(Controller):
         compare: Annotated[
             str | None, Parameter(query="compare", description="previous_period or year_over_year")
         ] = None,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         stats = _appliance(request).stats
         if compare:
             compared = stats.aggregate_compared(query, compare)
@@ -419,8 +428,9 @@ class StatsController(Controller):
     async def timeseries(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, interval: IntervalParam = "day",
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, interval)
+        query = _query(request, site, start_date, end_date, interval, filters)
         return {"status": "success", "data": _appliance(request).stats.timeseries(query)}
 
     @get("/breakdown", summary="Top values of one dimension")
@@ -428,39 +438,44 @@ class StatsController(Controller):
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, property: Annotated[str, Parameter(query="property")] = "page",  # noqa: A002
         limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.breakdown(query, property, limit)}
 
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration")
     async def entry_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.entry_pages(query, limit)}
 
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate")
     async def exit_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.exit_pages(query, limit)}
 
     @get("/time-on-page", summary="Average foreground time and scroll depth per page")
     async def time_on_page(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.time_on_page(query, limit)}
 
     @get("/events", summary="Custom events with counts and unique visitors")
     async def events(
-        self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None
+        self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None,
+        filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        query = _query(request, site, start_date, end_date, "day")
+        query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.custom_events(query)}
 
 

@@ -35,6 +35,7 @@ from appliance.config import Settings, load_settings
 from appliance.core import Appliance
 from appliance.ratelimit import LoginThrottle
 from web.api import API_CONTROLLERS
+from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.errors import EXCEPTION_HANDLERS
@@ -150,7 +151,7 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, LiveViewController, tracker_script, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, LiveViewController, tracker_script, index],
         middleware=[security_headers],
     )
     return Litestar(

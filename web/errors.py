@@ -9,6 +9,8 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.accounts import AccountError
+from appliance.filters import FilterError
+from appliance.goals import DefinitionError
 from appliance.pipeline import InvalidInput
 from appliance.sites import SiteError
 from appliance.stats import QueryError
@@ -70,6 +72,8 @@ def _handle_storage_full(request: Request, exc: StorageFullError) -> Response:
 EXCEPTION_HANDLERS = {
     InvalidInput: _handle_domain_error,
     QueryError: _handle_domain_error,
+    FilterError: _handle_domain_error,
+    DefinitionError: _handle_domain_error,
     AccountError: _handle_domain_error,
     SiteError: _handle_domain_error,
     ValidationException: _handle_validation,

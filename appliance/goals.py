@@ -1,0 +1,594 @@
+"""Goals: what counts as a conversion for a site, counted at ingest and back-filled from the log.
+
+A goal is one of
+
+- ``page``: a page view whose path matches ``page`` (``*`` wildcards, as filters);
+- ``event``: a custom event named ``event``, optionally only with property ``prop_key`` equal
+  to ``prop_value``;
+- ``conversion``: a ``/api/v1/conversions`` (or ``footfall.convert``) event of type
+  ``event``, optionally with a property value.
+
+Completing a goal is one matching event. Per goal and local day the ingest path keeps the
+completions, a visitor sketch, and per currency the revenue (integer minor units) and the
+number of completions carrying it. Those counters are keyed by the goal's ``counter_id``,
+which is new whenever the definition changes, so a changed goal starts from clean counters.
+
+Back-fill: creating or changing a goal first aggregates every committed event, then, in one
+write transaction, stores the definition, reads the event-log sequence ``S`` that the next
+batch will receive and activates the goal for aggregation — all under the appliance's write
+mutex, so no batch is committed or aggregated in between. A background thread
+then counts the logged events with sequence ``< S`` from the column blocks and adds them in
+one transaction that also marks the goal back-filled: every event is counted exactly once,
+and an interrupted back-fill (a restart) starts again from nothing. Progress is reported in
+the goal's ``backfill`` field.
+
+Conversion rate of a goal = unique visitors who completed it ÷ unique visitors, × 100, for
+the period (and, through the filtered path, per dimension value).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import msgspec
+import numpy as np
+
+from appliance import dimensions as dims
+from appliance.columnar import DAY_MS
+from appliance.filters import IdPredicate, text_predicate, wildcard_regex
+from appliance.models import Event, EventKind
+from appliance.periods import day_bucket, day_start_timestamp, local_today
+from storage.keys import DAY, pack_bucket_key, unpack_u64
+from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
+
+log = logging.getLogger(__name__)
+
+# Metric ids (storage keys; see appliance.dimensions — never renumber).
+GOAL_COMPLETIONS = 50  # dimension: counter id
+GOAL_REVENUE = 51  # dimension: id of "counter id\x1fcurrency", minor units
+GOAL_REVENUE_EVENTS = 52  # dimension as GOAL_REVENUE: completions carrying that currency
+GOAL_VISITORS = 150  # sketch per counter id
+KINDS = ("page", "event", "conversion")
+MAX_GOALS_PER_SITE = 200
+_RECORD = "goal"
+_SEPARATOR = "\x1f"
+
+
+class DefinitionError(ValueError):
+    """A goal, funnel or segment that cannot be stored (answered 422), or is unknown (404)."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+class Goal(msgspec.Struct, kw_only=True):
+    id: int
+    site_id: int
+    name: str
+    kind: str
+    page: str = ""
+    event: str = ""
+    prop_key: str = ""
+    prop_value: str = ""
+    counter_id: int = 0
+    backfill_before: int = 0  # event-log sequence: older events come from the back-fill
+    backfilled: bool = False
+    created_at: float = 0.0
+    created_by: str = ""
+
+
+class GoalInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A goal as the API takes it (create, or change with every field given)."""
+
+    name: str
+    kind: str
+    page: str = ""
+    event: str = ""
+    prop_key: str = ""
+    prop_value: str = ""
+
+
+def checked(data: GoalInput) -> GoalInput:
+    name = data.name.strip()
+    if not 1 <= len(name) <= 120:
+        raise DefinitionError("name", "1 to 120 characters")
+    if data.kind not in KINDS:
+        raise DefinitionError("kind", f"one of {', '.join(KINDS)}")
+    if data.kind == "page":
+        if not data.page.strip() or data.event:
+            raise DefinitionError("page", "a page goal needs a page pattern (and no event)")
+    elif not data.event.strip() or data.page:
+        raise DefinitionError("event", f"a {data.kind} goal needs an event name (and no page)")
+    if bool(data.prop_value) and not data.prop_key:
+        raise DefinitionError("prop_key", "a property value needs its key")
+    if data.kind == "page" and data.prop_key:
+        raise DefinitionError("prop_key", "page goals take no property")
+    return msgspec.structs.replace(data, name=name)
+
+
+class _Matcher:
+    """Tests one goal against events on the ingest path (page tests memoised per path)."""
+
+    def __init__(self, goal: Goal) -> None:
+        self.goal = goal
+        self.kind = {"page": EventKind.PAGEVIEW, "event": EventKind.CUSTOM, "conversion": EventKind.CONVERSION}[
+            goal.kind
+        ]
+        self._pattern = wildcard_regex(goal.page) if goal.kind == "page" else None
+        self._paths: dict[str, bool] = {}
+
+    def __call__(self, event: Event) -> bool:
+        if event.kind is not self.kind:
+            return False
+        goal = self.goal
+        if self._pattern is not None:
+            found = self._paths.get(event.path)
+            if found is None:
+                if len(self._paths) > 50_000:
+                    self._paths.clear()
+                found = self._paths[event.path] = self._pattern.fullmatch(event.path) is not None
+            return found
+        if event.name != goal.event:
+            return False
+        return not goal.prop_key or event.props.get(goal.prop_key) == goal.prop_value
+
+
+class Goals:
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
+        self._store = appliance.store
+        self._records = appliance.records
+        self._lock = threading.Lock()
+        self._goals: dict[int, Goal] = {}
+        self._matchers: dict[int, list[_Matcher]] = {}
+        self.progress: dict[int, dict[str, object]] = {}
+        self._threads: list[threading.Thread] = []
+        decoder = msgspec.msgpack.Decoder(Goal)
+        for _, raw in self._records.scan(_RECORD):
+            goal = decoder.decode(raw)
+            self._goals[goal.id] = goal
+        self._rebuild_matchers()
+        self._pending_backfills = [goal for goal in self._goals.values() if not goal.backfilled]
+
+    def start_pending(self) -> None:
+        """Start the back-fills a restart interrupted (called lazily: the appliance must be open)."""
+        pending, self._pending_backfills = self._pending_backfills, []
+        for goal in pending:
+            self._start_backfill(goal)
+
+    def _rebuild_matchers(self) -> None:
+        matchers: dict[int, list[_Matcher]] = defaultdict(list)
+        for goal in self._goals.values():
+            matchers[goal.site_id].append(_Matcher(goal))
+        self._matchers = dict(matchers)
+
+    # -- definitions ----------------------------------------------------------------------
+    def list(self, site_id: int) -> list[Goal]:
+        self.start_pending()
+        return sorted((g for g in self._goals.values() if g.site_id == site_id), key=lambda g: g.id)
+
+    def get(self, site_id: int, goal_id: int) -> Goal:
+        goal = self._goals.get(goal_id)
+        if goal is None or goal.site_id != site_id:
+            raise DefinitionError("goal_id", f"no goal {goal_id} on this site", 404)
+        return goal
+
+    def by_name(self, site_id: int, name: str) -> Goal | None:
+        return next((g for g in self.list(site_id) if g.name == name), None)
+
+    def create(self, site_id: int, data: GoalInput, author: str = "") -> Goal:
+        data = checked(data)
+        existing = self.list(site_id)
+        if len(existing) >= MAX_GOALS_PER_SITE:
+            raise DefinitionError("goals", f"at most {MAX_GOALS_PER_SITE} goals per site")
+        if any(g.name == data.name for g in existing):
+            raise DefinitionError("name", f"a goal named {data.name!r} exists")
+        return self._activate(None, site_id, data, author)
+
+    def change(self, site_id: int, goal_id: int, data: GoalInput) -> Goal:
+        old = self.get(site_id, goal_id)
+        data = checked(data)
+        if any(g.name == data.name and g.id != goal_id for g in self.list(site_id)):
+            raise DefinitionError("name", f"a goal named {data.name!r} exists")
+        same = (old.name, old.kind, old.page, old.event, old.prop_key, old.prop_value) == (
+            data.name, data.kind, data.page, data.event, data.prop_key, data.prop_value
+        )
+        if same:
+            return old
+        if (old.kind, old.page, old.event, old.prop_key, old.prop_value) == (
+            data.kind, data.page, data.event, data.prop_key, data.prop_value
+        ):  # a rename keeps the counters
+            return self._save(msgspec.structs.replace(old, name=data.name))
+        return self._activate(old, site_id, data, old.created_by)
+
+    def delete(self, site_id: int, goal_id: int) -> Goal:
+        goal = self.get(site_id, goal_id)
+
+        def remove(txn):
+            self._records.delete(txn, _RECORD, _identifier(goal))
+            self._goals.pop(goal.id, None)
+            self._rebuild_matchers()
+
+        self._store.write(remove)
+        self.progress.pop(goal.id, None)
+        return goal
+
+    def _save(self, goal: Goal) -> Goal:
+        def write(txn):
+            self._records.put(txn, _RECORD, _identifier(goal), msgspec.msgpack.encode(goal))
+            self._goals[goal.id] = goal
+            self._rebuild_matchers()
+
+        self._store.write(write)
+        return goal
+
+    def _activate(self, old: Goal | None, site_id: int, data: GoalInput, author: str) -> Goal:
+        """Store the definition and start counting it at ingest, in one write transaction."""
+        made: list[Goal] = []
+        sequences = self._store.db(b"sequences")
+
+        def write(txn):
+            made.clear()
+            raw = txn.get(b"event_sequence", db=sequences)
+            goal = Goal(
+                id=old.id if old is not None else self._records.next_id(txn, "goal"),
+                site_id=site_id,
+                counter_id=self._records.next_id(txn, "goal_counter"),
+                backfill_before=unpack_u64(raw) if raw else 1,
+                created_at=old.created_at if old is not None else time.time(),
+                created_by=author,
+                **msgspec.structs.asdict(data),
+            )
+            self._records.put(txn, _RECORD, _identifier(goal), msgspec.msgpack.encode(goal))
+            # Under the store's write lock: the next batch is counted by ingest, not back-filled.
+            self._goals[goal.id] = goal
+            self._rebuild_matchers()
+            made.append(goal)
+
+        appliance = self._appliance
+        mutex = getattr(appliance, "_write_mutex", None)
+        try:
+            if mutex is None:
+                self._store.write(write)
+            else:
+                # Events committed but not yet aggregated must be aggregated *before* the goal
+                # is active (they are < S: the back-fill counts them), and no commit may fall
+                # between reading S and activating.
+                with mutex:
+                    appliance.flush_aggregates()
+                    self._store.write(write)
+        except BaseException:
+            if made and old is not None:
+                self._goals[old.id] = old
+            elif made:
+                self._goals.pop(made[0].id, None)
+            self._rebuild_matchers()
+            raise
+        goal = made[0]
+        self._start_backfill(goal)
+        return goal
+
+    # -- ingest ---------------------------------------------------------------------------
+    def count(self, events: list[Event], timezones: dict[int, str], writes, intern) -> None:
+        """Add goal completions of a batch to its counter deltas and sketch members."""
+        matchers = self._matchers
+        if not matchers:
+            return
+        counts = writes.counter_deltas
+        members = writes.sketch_members
+        for event in events:
+            site_matchers = matchers.get(event.site_id)
+            if not site_matchers:
+                continue
+            day = None
+            for matcher in site_matchers:
+                if not matcher(event):
+                    continue
+                if day is None:
+                    day = day_bucket(event.timestamp, timezones.get(event.site_id, "UTC"))
+                counter = matcher.goal.counter_id
+                counts[(event.site_id, DAY, GOAL_COMPLETIONS, day, counter)] += 1
+                members[(event.site_id, DAY, GOAL_VISITORS, day, counter)].add(event.visitor_id)
+                if event.revenue:
+                    currency = intern(f"{counter}{_SEPARATOR}{event.currency}")
+                    counts[(event.site_id, DAY, GOAL_REVENUE, day, currency)] += event.revenue
+                    counts[(event.site_id, DAY, GOAL_REVENUE_EVENTS, day, currency)] += 1
+
+    # -- the filtered path ----------------------------------------------------------------
+    def mask(self, frame, goal: Goal) -> np.ndarray:
+        """Rows of ``frame`` that complete ``goal``."""
+        strings = self._appliance.strings
+        kind = {"page": EventKind.PAGEVIEW, "event": EventKind.CUSTOM, "conversion": EventKind.CONVERSION}[goal.kind]
+        rows = frame.column("kind") == kind
+        if goal.kind == "page":
+            return rows & frame.mask("path", IdPredicate(text_predicate("matches", (goal.page,)), strings.text))
+        rows &= frame.mask("name", IdPredicate(text_predicate("is", (goal.event,)), strings.text))
+        if goal.prop_key:
+            key_id = strings.lookup(goal.prop_key)
+            if key_id is None:
+                return np.zeros(frame.size, bool)
+            rows &= frame.prop_mask([key_id], IdPredicate(text_predicate("is", (goal.prop_value,)), strings.text))
+        return rows
+
+    # -- back-fill ------------------------------------------------------------------------
+    def _start_backfill(self, goal: Goal) -> None:
+        self.progress[goal.id] = {"status": "queued", "days_done": 0, "days_total": 0}
+        thread = threading.Thread(target=self._backfill, args=(goal,), name=f"goal-backfill-{goal.id}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def wait(self, timeout: float = 60) -> None:
+        """Wait for running back-fills (tests, the CLI)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _backfill(self, goal: Goal) -> None:
+        try:
+            self._run_backfill(goal)
+        except Exception as error:  # noqa: BLE001 - reported in the goal's progress
+            log.exception("back-filling goal %s failed", goal.id)
+            self.progress[goal.id] = {"status": "failed", "error": str(error)}
+
+    def _run_backfill(self, goal: Goal) -> None:
+        appliance = self._appliance
+        site = appliance.sites.by_id(goal.site_id)
+        if site is None:
+            return
+        columns = appliance.stats.scans.columns
+        first_ms = int((time.time() - site.retention_days * 86400) * 1000)
+        first_day, last_day = first_ms // DAY_MS, int(time.time() * 1000) // DAY_MS + 1
+        progress = {"status": "running", "days_done": 0, "days_total": 0}
+        self.progress[goal.id] = progress
+        completions: dict[int, int] = defaultdict(int)
+        visitors: dict[int, set[int]] = defaultdict(set)
+        revenue: dict[tuple[int, str], list[int]] = {}
+        tz = site.timezone
+        days = columns.days_with_events(site.id, first_day, last_day)
+        progress["days_total"] = len(days)
+        for day in days:
+            current = self._goals.get(goal.id)
+            if current is None or current.counter_id != goal.counter_id:
+                progress["status"] = "superseded"
+                return
+            frame = columns.frame(site.id, day * DAY_MS, (day + 1) * DAY_MS)
+            if frame.size:
+                rows = self.mask(frame, goal) & (frame.column("seq") < goal.backfill_before)
+                if rows.any():
+                    ts = frame.column("ts")[rows]
+                    local_days = _local_days(ts, tz)
+                    for local_day, visitor in zip(local_days.tolist(), frame.column("visitor")[rows].tolist(), strict=True):
+                        completions[local_day] += 1
+                        visitors[local_day].add(visitor)
+                    amounts = frame.column("revenue")[rows]
+                    for local_day, currency_id, amount in zip(
+                        local_days[amounts != 0].tolist(),
+                        frame.column("currency")[rows][amounts != 0].tolist(),
+                        amounts[amounts != 0].tolist(),
+                        strict=True,
+                    ):
+                        entry = revenue.setdefault((local_day, appliance.strings.text(currency_id)), [0, 0])
+                        entry[0] += amount
+                        entry[1] += 1
+            progress["days_done"] += 1
+        self._write_backfill(goal, completions, visitors, revenue)
+        progress["status"] = "complete"
+
+    def _write_backfill(self, goal, completions, visitors, revenue) -> None:
+        appliance = self._appliance
+        strings = appliance.strings
+
+        def write(txn):
+            strings.rollback()
+            current = self._goals.get(goal.id)
+            if current is None or current.counter_id != goal.counter_id:
+                return False  # deleted or changed meanwhile: its counters are never read
+            deltas = {pack_bucket_key(goal.site_id, DAY, GOAL_COMPLETIONS, day, goal.counter_id): n for day, n in completions.items()}
+            for (day, currency), (amount, count) in revenue.items():
+                currency_id = strings.intern(txn, f"{goal.counter_id}{_SEPARATOR}{currency}")
+                deltas[pack_bucket_key(goal.site_id, DAY, GOAL_REVENUE, day, currency_id)] = amount
+                deltas[pack_bucket_key(goal.site_id, DAY, GOAL_REVENUE_EVENTS, day, currency_id)] = count
+            appliance.counters.apply(txn, deltas)
+            appliance.sketches.add(
+                txn,
+                {
+                    pack_bucket_key(goal.site_id, DAY, GOAL_VISITORS, day, goal.counter_id): (DIMENSION_PRECISION, list(members))
+                    for day, members in visitors.items()
+                },
+            )
+            done = msgspec.structs.replace(current, backfilled=True)
+            self._records.put(txn, _RECORD, _identifier(done), msgspec.msgpack.encode(done))
+            self._goals[goal.id] = done
+            self._rebuild_matchers()
+            # Still under the store's write lock: the ingest writer cannot be mid-transaction.
+            strings.commit()
+            appliance.sketches.committed()
+            return True
+
+        try:
+            self._store.write(write)
+        except BaseException:
+            strings.rollback()
+            appliance.sketches.forget()
+            raise
+
+    # -- reports (fast path) --------------------------------------------------------------
+    def report(self, query) -> list[dict[str, object]]:
+        """One row per defined goal: completions, unique visitors, conversion rate, revenue."""
+        goals = self.list(query.site.id)
+        if not goals:
+            return []
+        if query.filters:
+            return self._filtered_report(query, goals)
+        appliance = self._appliance
+        site_id = query.site.id
+        _settle(appliance)
+        with appliance.store.read() as txn:
+            site_visitors = appliance.stats._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            counts = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_COMPLETIONS, query.first_day, query.last_day))
+            sketches = appliance.sketches.union(
+                txn, site_id, DAY, GOAL_VISITORS, query.first_day, query.last_day, DIMENSION_PRECISION
+            )
+            amounts = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_REVENUE, query.first_day, query.last_day))
+            paid = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_REVENUE_EVENTS, query.first_day, query.last_day))
+            revenue_names = {i: appliance.strings.text(i, txn) for i in amounts}
+        revenue: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
+        for revenue_id, amount in amounts.items():
+            counter, _, currency = revenue_names[revenue_id].partition(_SEPARATOR)
+            if counter.isdigit():
+                revenue[int(counter)][currency] = _money(amount, paid.get(revenue_id, 0))
+        rows = []
+        for goal in goals:
+            sketch = sketches.get(goal.counter_id)
+            unique = sketch.count() if sketch else 0
+            rows.append(self._row(goal, counts.get(goal.counter_id, 0), unique, site_visitors, revenue.get(goal.counter_id, {})))
+        return rows
+
+    def _filtered_report(self, query, goals: list[Goal]) -> list[dict[str, object]]:
+        scans = self._appliance.stats.scans
+        selection = scans.select(query)
+        frame = selection.frame
+        visitor = frame.column("visitor")
+        site_visitors = len(np.unique(visitor[selection.active]))
+        rows = []
+        for goal in goals:
+            hit = selection.rows & self.mask(frame, goal)
+            revenue: dict[str, dict[str, int]] = {}
+            amounts = frame.column("revenue")[hit]
+            currencies = frame.column("currency")[hit]
+            for currency_id in np.unique(currencies[amounts != 0]).tolist():
+                chosen = (currencies == currency_id) & (amounts != 0)
+                revenue[self._appliance.strings.text(currency_id)] = _money(int(amounts[chosen].sum()), int(chosen.sum()))
+            rows.append(self._row(goal, int(hit.sum()), len(np.unique(visitor[hit])), site_visitors, revenue))
+        return rows
+
+    def _row(self, goal: Goal, completions: int, unique: int, site_visitors: int, revenue) -> dict[str, object]:
+        return {
+            "goal_id": goal.id,
+            "name": goal.name,
+            "kind": goal.kind,
+            "conversions": completions,
+            "visitors": unique,
+            "conversion_rate": round(100 * unique / site_visitors, 2) if site_visitors else 0.0,
+            "revenue": revenue,
+            "backfill": self.status(goal),
+        }
+
+    def status(self, goal: Goal) -> dict[str, object]:
+        if goal.backfilled:
+            return {"status": "complete"}
+        return dict(self.progress.get(goal.id, {"status": "queued"}))
+
+    def timeseries(self, query, goal: Goal) -> list[dict[str, object]]:
+        """Per local day: completions, unique visitors and the conversion rate (fast path)."""
+        appliance = self._appliance
+        _settle(appliance)
+        with appliance.store.read() as txn:
+            counts = {
+                day: value
+                for day, dim, value in appliance.counters.scan(txn, query.site.id, DAY, GOAL_COMPLETIONS, query.first_day, query.last_day)
+                if dim == goal.counter_id
+            }
+            converters = {
+                day: Sketch.from_bytes(raw).count()
+                for day, dim, raw in appliance.sketches.scan(txn, query.site.id, DAY, GOAL_VISITORS, query.first_day, query.last_day)
+                if dim == goal.counter_id
+            }
+            site = {
+                day: Sketch.from_bytes(raw).count()
+                for day, _, raw in appliance.sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day)
+            }
+        from appliance.periods import day_from_number
+
+        return [
+            {
+                "date": day_from_number(day).isoformat(),
+                "conversions": counts.get(day, 0),
+                "visitors": converters.get(day, 0),
+                "conversion_rate": round(100 * converters.get(day, 0) / site[day], 2) if site.get(day) else 0.0,
+            }
+            for day in range(query.first_day, query.last_day + 1)
+        ]
+
+    def breakdown(self, query, goal: Goal, dimension: str, limit: int = 10) -> list[dict[str, object]]:
+        """Conversion rate per value of a dimension: of the visitors with a page view with
+        that value, the share who completed the goal in the period (filtered path, exact)."""
+        if dimension not in dims.DIMENSIONS:
+            raise DefinitionError("property", f"unknown dimension {dimension!r}")
+        field = dims.DIMENSIONS[dimension][0]
+        selection = self._appliance.stats.scans.select(query)
+        frame = selection.frame
+        visitor = frame.column("visitor")
+        converters = np.unique(visitor[selection.rows & self.mask(frame, goal)])
+        pageviews = selection.of_kind(EventKind.PAGEVIEW)
+        values = frame.column(field)[pageviews]
+        pairs_visitor = visitor[pageviews]
+        if dimension not in dims.COUNT_EMPTY:
+            pairs_visitor, values = pairs_visitor[values != 0], values[values != 0]
+        if not len(values):
+            return []
+        order = np.lexsort((pairs_visitor, values))
+        values, pairs_visitor = values[order], pairs_visitor[order]
+        first = np.ones(len(values), bool)
+        first[1:] = (values[1:] != values[:-1]) | (pairs_visitor[1:] != pairs_visitor[:-1])
+        values, pairs_visitor = values[first], pairs_visitor[first]
+        converted = np.isin(pairs_visitor, converters)
+        ids, inverse = np.unique(values, return_inverse=True)
+        totals = np.bincount(inverse, minlength=len(ids))
+        hits = np.bincount(inverse, weights=converted, minlength=len(ids)).astype(int)
+        rows = [
+            {
+                "value": self._appliance.strings.text(int(i)),
+                "visitors": int(t),
+                "converted_visitors": int(h),
+                "conversion_rate": round(100 * h / t, 2) if t else 0.0,
+            }
+            for i, t, h in zip(ids.tolist(), totals.tolist(), hits.tolist(), strict=True)
+        ]
+        rows.sort(key=lambda row: (-row["converted_visitors"], -row["visitors"], row["value"]))
+        return rows[:limit]
+
+
+def _settle(appliance) -> None:
+    """Fold committed events into the counters before reading them (as Stats does)."""
+    flush = getattr(appliance, "flush_aggregates", None)
+    if flush is not None:
+        flush()
+
+
+def _identifier(goal: Goal) -> str:
+    return f"{goal.site_id:010d}/{goal.id:010d}"
+
+
+def _sum(rows) -> dict[int, int]:
+    totals: dict[int, int] = defaultdict(int)
+    for _, dimension, value in rows:
+        totals[dimension] += value
+    return dict(totals)
+
+
+def _money(total: int, count: int) -> dict[str, int]:
+    return {"total_minor": total, "average_minor": round(total / count) if count else 0, "conversions": count}
+
+
+def _local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """Local day numbers (days since 1970-01-01 in ``timezone``) of millisecond timestamps."""
+    if timezone == "UTC":
+        return ts // DAY_MS
+    from appliance.periods import day_from_number, day_number
+
+    first = int(ts.min()) // DAY_MS - 1
+    last = int(ts.max()) // DAY_MS + 1
+    days = [day_from_number(n) for n in range(first, last + 2)]
+    bounds = np.array([int(day_start_timestamp(d, timezone) * 1000) for d in days], np.int64)
+    index = np.searchsorted(bounds, ts, "right") - 1
+    return np.array([day_number(d) for d in days], np.int64)[index]
+
+
+__all__ = ["DefinitionError", "Goal", "GoalInput", "Goals", "local_today"]

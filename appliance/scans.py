@@ -1,0 +1,456 @@
+"""The filtered path of the stats vocabulary: the same reports, computed by scanning columns.
+
+Unfiltered queries read counters and sketches (:mod:`appliance.stats`); a query with filters
+(or a segment) comes here. A :class:`Selection` loads the period's column blocks
+(:mod:`appliance.columnar`), turns each event-level filter into a row mask in one vectorised
+pass, rebuilds visits when a report or a visit-level filter needs them
+(:mod:`appliance.sessions`), and every report is then a few numpy reductions over the masked
+rows. The shapes returned are exactly those of the unfiltered functions.
+
+Semantics under filters (Plausible's):
+
+- page views, events, conversions, revenue: the matching events;
+- unique visitors: the *exact* number of distinct visitor hashes among matching events
+  (``np.unique``, no HyperLogLog on this path);
+- visits: visits with at least one matching event; their bounce rate and duration are those
+  of the whole visit; visit-level filters (``entry_page``, ``exit_page``, ``segment``) keep
+  or drop whole visits, so they restrict every event of a visit alike;
+- breakdown rows, entry and exit pages: as unfiltered, over the matching events and visits.
+
+Engagement pings (time on page) carry no visit; a visit-level filter keeps the pings of
+visitors who have a kept visit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from appliance import dimensions as dims
+from appliance.channels import SEED_CATEGORIES, traffic_category
+from appliance.columnar import ColumnStore
+from appliance.filters import Filter, event_mask, text_predicate
+from appliance.funnels import Funnels
+from appliance.models import EventKind
+from appliance.periods import day_start_timestamp, month_start, week_start, zone
+from appliance.segments import Segments
+from appliance.sessions import Sessions
+
+PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+def distinct(values: np.ndarray) -> int:
+    return int(len(np.unique(values))) if len(values) else 0
+
+
+def grouped_distinct(groups: np.ndarray, values: np.ndarray) -> dict[int, int]:
+    """For each group id, how many distinct ``values`` it has (exact)."""
+    if not len(groups):
+        return {}
+    _, dense = np.unique(values, return_inverse=True)
+    pairs = np.unique((groups.astype(np.uint64) << np.uint64(32)) | dense.astype(np.uint64))
+    ids, counts = np.unique((pairs >> np.uint64(32)).astype(np.int64), return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+
+
+def counts_by(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[int, int]:
+    if not len(groups):
+        return {}
+    ids, inverse = np.unique(groups, return_inverse=True)
+    totals = np.bincount(inverse, weights=weights, minlength=len(ids))
+    return {int(i): int(round(t)) for i, t in zip(ids.tolist(), totals.tolist(), strict=True)}
+
+
+class Selection:
+    """The period's events with the query's filters applied: ``rows`` is the boolean mask."""
+
+    def __init__(self, scans: Scans, query, filters: list[Filter]) -> None:
+        self.scans = scans
+        self.query = query
+        site = query.site
+        start = day_start_timestamp(query.date_from, site.timezone)
+        end = day_start_timestamp(query.date_to + timedelta(days=1), site.timezone)
+        self.start_ms, self.end_ms = int(start * 1000), int(end * 1000)
+        self.frame = scans.columns.frame(site.id, self.start_ms, self.end_ms)
+        self.kind = self.frame.column("kind")
+        self._sessions: Sessions | None = None
+        rows = np.ones(self.frame.size, bool)
+        visit_filters = []
+        for condition in filters:
+            if condition.is_visit_level:
+                visit_filters.append(condition)
+                continue
+            mask = scans.event_mask(self.frame, condition, site)
+            rows &= ~mask if condition.negated else mask
+        if visit_filters:
+            sessions = self.sessions
+            keep = np.ones(sessions.count, bool)
+            for condition in visit_filters:
+                mask = scans.visit_mask(self, condition)
+                keep &= ~mask if condition.negated else mask
+            kept_rows = sessions.rows_in(keep)
+            pings = self.kind == ENGAGEMENT
+            if pings.any():
+                kept_visitors = np.unique(sessions.visitor[keep])
+                kept_rows |= pings & np.isin(self.frame.column("visitor"), kept_visitors)
+            rows &= kept_rows
+        self.rows = rows
+
+    @property
+    def sessions(self) -> Sessions:
+        if self._sessions is None:
+            self._sessions = self.scans.sessions_of(self.frame)
+        return self._sessions
+
+    def of_kind(self, *kinds: int) -> np.ndarray:
+        if len(kinds) == 1:
+            return self.rows & (self.kind == kinds[0])
+        return self.rows & np.isin(self.kind, kinds)
+
+    @property
+    def active(self) -> np.ndarray:
+        """Matching events that count a visitor: everything but engagement pings."""
+        return self.rows & (self.kind != ENGAGEMENT)
+
+    @property
+    def visits(self) -> np.ndarray:
+        """Visits with at least one matching event."""
+        return self.sessions.visits_with(self.active)
+
+    # -- calendar -------------------------------------------------------------------------
+    def day_starts(self) -> tuple[list[date], np.ndarray]:
+        """The local days of the period and their start times (ms), plus the end."""
+        days = [self.query.date_from + timedelta(days=i) for i in range((self.query.date_to - self.query.date_from).days + 1)]
+        tz = self.query.site.timezone
+        bounds = [int(day_start_timestamp(day, tz) * 1000) for day in days]
+        bounds.append(self.end_ms)
+        return days, np.array(bounds, np.int64)
+
+    def day_index(self, ts: np.ndarray) -> np.ndarray:
+        _, bounds = self.day_starts()
+        return np.searchsorted(bounds, ts, "right") - 1
+
+
+class Scans:
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
+        self._strings = appliance.strings
+        self.columns = ColumnStore(appliance)
+        self.timeout_ms = appliance.settings.sites.visit_timeout_minutes * 60_000
+        self.segments = Segments(appliance)
+        self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
+        self._sessions_lock = threading.Lock()
+        self.funnels = Funnels(appliance)
+
+    def sessions_of(self, frame) -> Sessions:
+        """The visits of a frame; the last few are kept, since a dashboard asks many reports
+        of one period (blocks are immutable once built, so the key is exact)."""
+        key = tuple((b.site, b.day, b.built_against, b.count, lo, hi) for b, lo, hi in frame.parts)
+        with self._sessions_lock:
+            found = self._sessions_cache.get(key)
+            if found is not None:
+                self._sessions_cache.move_to_end(key)
+                return found
+        found = Sessions(frame, self.timeout_ms)
+        with self._sessions_lock:
+            self._sessions_cache[key] = found
+            while len(self._sessions_cache) > 4:
+                self._sessions_cache.popitem(last=False)
+        return found
+
+    def forget(self) -> None:
+        """Drop cached blocks and visits (the benchmark's cold runs; tests)."""
+        self.columns.forget()
+        with self._sessions_lock:
+            self._sessions_cache.clear()
+
+    def text(self, string_id: int) -> str:
+        return self._strings.text(string_id)
+
+    def lookup(self, text: str) -> int | None:
+        return self._strings.lookup(text)
+
+    def select(self, query, filters: list[Filter] | None = None) -> Selection:
+        return Selection(self, query, list(query.filters) if filters is None else filters)
+
+    # -- filter evaluation ----------------------------------------------------------------
+    def event_mask(self, frame, condition: Filter, site) -> np.ndarray:
+        """The positive mask of an event-level filter (fields, properties, goals)."""
+        if condition.dimension == "goal":
+            goals = self._appliance.goals
+            mask = np.zeros(frame.size, bool)
+            for name in condition.values:
+                test = text_predicate(condition.positive, (name,))
+                for goal in goals.list(site.id):
+                    if test(goal.name):
+                        mask |= goals.mask(frame, goal)
+            return mask
+        return event_mask(frame, condition, self.text, self.lookup)
+
+    def visit_mask(self, selection: Selection, condition: Filter) -> np.ndarray:
+        """The positive mask of a visit-level filter over the selection's visits."""
+        sessions = selection.sessions
+        if condition.dimension == "segment":
+            from appliance.segments import segment_visits
+
+            keep = np.zeros(sessions.count, bool)
+            for value in condition.values:
+                keep |= segment_visits(self._appliance, selection, value)
+            return keep
+        pages = sessions.entry_page if condition.dimension == "entry_page" else sessions.exit_page
+        test = text_predicate(condition.positive, condition.values)
+        distinct_ids, inverse = np.unique(pages, return_inverse=True)
+        accepted = np.array([bool(test(self.text(int(i)))) for i in distinct_ids], bool)
+        return accepted[inverse] if len(distinct_ids) else np.zeros(0, bool)
+
+    # -- the vocabulary -------------------------------------------------------------------
+    def aggregate(self, query) -> dict[str, object]:
+        selection = self.select(query)
+        return self.aggregate_of(selection)
+
+    def aggregate_of(self, selection: Selection) -> dict[str, object]:
+        frame = selection.frame
+        visitor = frame.column("visitor")
+        visits = selection.visits
+        sessions = selection.sessions
+        visit_count = int(visits.sum())
+        pageviews = int(selection.of_kind(PAGEVIEW).sum())
+        conversions = selection.of_kind(CONVERSION)
+        return {
+            "visitors": distinct(visitor[selection.active]),
+            "visits": visit_count,
+            "pageviews": pageviews,
+            "views_per_visit": round(pageviews / visit_count, 2) if visit_count else 0.0,
+            "bounce_rate": _rate(int(sessions.bounce[visits].sum()), visit_count),
+            "visit_duration": round(int(sessions.duration_ms[visits].sum()) / 1000 / visit_count) if visit_count else 0,
+            "events": int(selection.of_kind(CUSTOM).sum()),
+            "conversions": int(conversions.sum()),
+            "converting_visitors_by_type": grouped_distinct(frame.column("name")[conversions], visitor[conversions]),
+        }
+
+    def timeseries(self, query) -> list[dict[str, object]]:
+        selection = self.select(query)
+        frame = selection.frame
+        ts = frame.column("ts")
+        visitor = frame.column("visitor")
+        active = selection.active
+        pageviews = selection.of_kind(PAGEVIEW)
+        if query.interval == "hour":
+            first, last = query.hour_range()
+            hours = ts // 3_600_000
+            by_hour = grouped_distinct(hours[active], visitor[active])
+            views = counts_by(hours[pageviews])
+            tz = zone(query.site.timezone)
+            return [
+                {
+                    "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
+                    "visitors": by_hour.get(hour, 0),
+                    "pageviews": views.get(hour, 0),
+                }
+                for hour in range(first, last + 1)
+            ]
+        days, _ = selection.day_starts()
+        group_of_day = {"day": lambda d: d, "week": week_start, "month": month_start}[query.interval]
+        labels = [group_of_day(day) for day in days]
+        group_numbers: dict[date, int] = {}
+        day_group = np.array([group_numbers.setdefault(label, len(group_numbers)) for label in labels], np.int64)
+        row_group = day_group[selection.day_index(ts)]
+        visitors = grouped_distinct(row_group[active], visitor[active])
+        views = counts_by(row_group[pageviews])
+        sessions = selection.sessions
+        visits = selection.visits
+        visit_group = day_group[np.clip(selection.day_index(sessions.start[visits]), 0, len(days) - 1)]
+        visit_counts = counts_by(visit_group)
+        return [
+            {
+                "date": label.isoformat(),
+                "visitors": visitors.get(number, 0),
+                "pageviews": views.get(number, 0),
+                "visits": visit_counts.get(number, 0),
+            }
+            for label, number in group_numbers.items()
+        ]
+
+    def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
+        if dimension not in dims.DIMENSIONS:
+            from appliance.stats import QueryError
+
+            raise QueryError("property", f"unknown dimension {dimension!r}")
+        field = dims.DIMENSIONS[dimension][0]
+        selection = self.select(query)
+        frame = selection.frame
+        rows = selection.of_kind(PAGEVIEW)
+        values = frame.column(field)[rows]
+        if dimension not in dims.COUNT_EMPTY:
+            keep = values != 0
+            values = values[keep]
+            visitor = frame.column("visitor")[rows][keep]
+        else:
+            visitor = frame.column("visitor")[rows]
+        pageviews = counts_by(values)
+        visitors = grouped_distinct(values, visitor)
+        sessions = selection.sessions
+        visits = selection.visits
+        if dimension == "page":
+            entry = sessions.entry_page[visits]
+        else:
+            entry = frame.column(field)[sessions.first_row[visits]]
+        inside = entry != 0
+        visit_counts = counts_by(entry[inside])
+        bounces = counts_by(entry[inside], sessions.bounce[visits][inside].astype(float))
+        durations = counts_by(entry[inside], sessions.duration_ms[visits][inside].astype(float))
+        rows_out = []
+        for value_id, views in pageviews.items():
+            value_visits = visit_counts.get(value_id, 0)
+            rows_out.append(
+                {
+                    "value": self.text(value_id),
+                    "visitors": visitors.get(value_id, 0),
+                    "pageviews": views,
+                    "visits": value_visits,
+                    "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
+                    "visit_duration": round(durations.get(value_id, 0) / 1000 / value_visits) if value_visits else 0,
+                }
+            )
+        rows_out.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
+        top = rows_out[:limit]
+        return {
+            "dimension": dimension,
+            "results": top,
+            "rest": {
+                "values": len(rows_out) - len(top),
+                "pageviews": sum(pageviews.values()) - sum(row["pageviews"] for row in top),
+            },
+        }
+
+    def entry_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
+        selection = self.select(query)
+        sessions = selection.sessions
+        visits = selection.visits
+        entry = sessions.entry_page[visits]
+        inside = entry != 0
+        counts = counts_by(entry[inside])
+        bounces = counts_by(entry[inside], sessions.bounce[visits][inside].astype(float))
+        durations = counts_by(entry[inside], sessions.duration_ms[visits][inside].astype(float))
+        top = sorted(counts, key=lambda i: (-counts[i], self.text(i)))[:limit]
+        return [
+            {
+                "value": self.text(i),
+                "visits": counts[i],
+                "bounce_rate": _rate(bounces.get(i, 0), counts[i]),
+                "visit_duration": round(durations.get(i, 0) / 1000 / counts[i]),
+            }
+            for i in top
+        ]
+
+    def exit_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
+        selection = self.select(query)
+        sessions = selection.sessions
+        exits_of = sessions.exit_page[selection.visits]
+        exits = counts_by(exits_of[exits_of != 0])
+        pageviews = counts_by(selection.frame.column("path")[selection.of_kind(PAGEVIEW)])
+        top = sorted(exits, key=lambda i: (-exits[i], self.text(i)))[:limit]
+        return [
+            {
+                "value": self.text(i),
+                "exits": exits[i],
+                "pageviews": pageviews.get(i, 0),
+                "exit_rate": _rate(exits[i], pageviews.get(i, 0)),
+            }
+            for i in top
+        ]
+
+    def time_on_page(self, query, limit: int = 10) -> list[dict[str, object]]:
+        selection = self.select(query)
+        frame = selection.frame
+        rows = selection.of_kind(ENGAGEMENT)
+        paths = frame.column("path")[rows]
+        pings = counts_by(paths)
+        engaged = counts_by(paths, frame.column("engaged")[rows].astype(float))
+        depth = counts_by(paths, frame.column("scroll")[rows].astype(float))
+        top = sorted(pings, key=lambda i: (-pings[i], self.text(i)))[:limit]
+        return [
+            {
+                "value": self.text(i),
+                "engagements": pings[i],
+                "time_on_page": round(engaged.get(i, 0) / pings[i] / 1000, 1),
+                "scroll_depth": round(depth.get(i, 0) / pings[i]),
+            }
+            for i in top
+        ]
+
+    def custom_events(self, query) -> list[dict[str, object]]:
+        selection = self.select(query)
+        frame = selection.frame
+        rows = selection.of_kind(CUSTOM)
+        names = frame.column("name")[rows]
+        counts = counts_by(names)
+        visitors = grouped_distinct(names, frame.column("visitor")[rows])
+        out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
+        return sorted(out, key=lambda row: (-row["events"], row["name"]))
+
+    def conversions(self, query) -> dict[str, object]:
+        selection = self.select(query)
+        frame = selection.frame
+        visitor = frame.column("visitor")
+        site_visitors = distinct(visitor[selection.active])
+        rows = selection.of_kind(CONVERSION)
+        names = frame.column("name")[rows]
+        counts = counts_by(names)
+        converters = grouped_distinct(names, visitor[rows])
+        revenue_rows: dict[int, dict[str, int]] = {}
+        paid = rows & (frame.column("revenue") != 0)
+        for name_id, currency_id, amount in zip(
+            frame.column("name")[paid].tolist(),
+            frame.column("currency")[paid].tolist(),
+            frame.column("revenue")[paid].tolist(),
+            strict=True,
+        ):
+            per_currency = revenue_rows.setdefault(name_id, {})
+            currency = self.text(currency_id)
+            per_currency[currency] = per_currency.get(currency, 0) + amount
+        goals = []
+        for type_id, count in sorted(counts.items(), key=lambda item: (-item[1], self.text(item[0]))):
+            unique = converters.get(type_id, 0)
+            goals.append(
+                {
+                    "name": self.text(type_id),
+                    "conversions": count,
+                    "visitors": unique,
+                    "conversion_rate": _rate(unique, site_visitors),
+                    "revenue_minor": revenue_rows.get(type_id, {}),
+                }
+            )
+        converting = distinct(visitor[rows])
+        return {
+            "visitors": site_visitors,
+            "total_conversions": int(rows.sum()),
+            "converting_visitors": converting,
+            "conversion_rate": _rate(converting, site_visitors),
+            "goals": goals,
+        }
+
+    def traffic_report(self, query) -> dict[str, object]:
+        selection = self.select(query)
+        frame = selection.frame
+        visitor = frame.column("visitor")
+        pageviews = selection.of_kind(PAGEVIEW)
+        rows = pageviews & (frame.column("channel") != 0)  # as the channel sketches: no empty channel
+        channels = frame.column("channel")[rows]
+        distinct_ids, inverse = np.unique(channels, return_inverse=True)
+        category_of = np.array(
+            [SEED_CATEGORIES.index(traffic_category(self.text(int(i)))) for i in distinct_ids], np.int64
+        )
+        by_category = grouped_distinct(category_of[inverse] if len(distinct_ids) else np.zeros(0, np.int64), visitor[rows])
+        return {
+            "total_visitors": distinct(visitor[selection.active]),
+            "total_page_views": int(pageviews.sum()),
+            "traffic_sources": {name: by_category.get(i, 0) for i, name in enumerate(SEED_CATEGORIES)},
+        }

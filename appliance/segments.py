@@ -1,0 +1,259 @@
+"""Segments: named, saved sets of filters and behavioural conditions, applied to visits.
+
+Segment membership is decided per *visit* (as Matomo's segments): a visit is a member when
+
+- for each of the segment's event-level filters, at least one event of the visit matches it
+  (for a negated filter: no event of the visit matches its positive form); ``entry_page`` /
+  ``exit_page`` filters test the visit's own entry and exit page;
+- and every condition holds: ``visited_page`` (a page view whose path matches the pattern),
+  ``did_event`` (a custom event or conversion with that name, optionally with a property
+  value), ``completed_goal`` (a goal, by id), ``min_pageviews`` (at least N page views in the
+  visit), ``min_duration`` (the visit lasted longer than T seconds), ``channel`` (the visit's
+  entry channel is C), ``visitor_type`` (``new``: the visitor's first visit in the period and
+  no visit in the 30 days before it; ``returning``: otherwise).
+
+Viewing a report through a segment (the ``segment`` filter) keeps every event of the member
+visits, then applies the query's other filters. A segment is ``site`` (everyone who can read
+the site sees it) or ``private`` (its author only). Materialised segments are not built yet:
+asking for one is refused (422) rather than silently served from the scan.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import numpy as np
+
+from appliance.columnar import DAY_MS
+from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
+from appliance.goals import DefinitionError
+from appliance.models import EventKind
+
+CONDITIONS = ("visited_page", "did_event", "completed_goal", "min_pageviews", "min_duration", "channel", "visitor_type")
+VISIBILITIES = ("site", "private")
+RETURNING_LOOKBACK_DAYS = 30
+_RECORD = "segment"
+MAX_SEGMENTS_PER_SITE = 200
+
+
+class Condition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: str
+    value: str
+    prop_key: str = ""
+    prop_value: str = ""
+
+
+class SegmentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    filters: list[list] = []  # [operator, dimension, values], as the filters parameter
+    conditions: list[Condition] = []
+    visibility: str = "site"
+    materialised: bool = False
+
+
+class Segment(msgspec.Struct, kw_only=True):
+    id: int
+    site_id: int
+    name: str
+    filters: list[Filter] = []
+    conditions: list[Condition] = []
+    visibility: str = "site"
+    owner_id: int = 0
+    owner: str = ""
+    materialised: bool = False
+    created_at: float = 0.0
+
+
+def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
+    name = data.name.strip()
+    if not 1 <= len(name) <= 120:
+        raise DefinitionError("name", "1 to 120 characters")
+    if data.visibility not in VISIBILITIES:
+        raise DefinitionError("visibility", "site or private")
+    if data.materialised:
+        raise DefinitionError("materialised", "materialised segments are not available yet; segments are computed from the log")
+    filters = []
+    for index, raw in enumerate(data.filters):
+        if not isinstance(raw, list) or len(raw) != 3:
+            raise DefinitionError(f"filters[{index}]", "each filter is [operator, dimension, values]")
+        try:
+            condition = make_filter(str(raw[0]), raw[1], raw[2])
+        except FilterError as error:
+            raise DefinitionError(f"filters[{index}]", error.message) from None
+        if condition.dimension == "segment":
+            raise DefinitionError(f"filters[{index}]", "a segment cannot contain a segment")
+        filters.append(condition)
+    for index, condition in enumerate(data.conditions):
+        where = f"conditions[{index}]"
+        if condition.kind not in CONDITIONS:
+            raise DefinitionError(f"{where}.kind", f"one of {', '.join(CONDITIONS)}")
+        if condition.kind in ("min_pageviews", "min_duration", "completed_goal") and not condition.value.isdigit():
+            raise DefinitionError(f"{where}.value", "a whole number")
+        if condition.kind == "visitor_type" and condition.value not in ("new", "returning"):
+            raise DefinitionError(f"{where}.value", "new or returning")
+        if not condition.value:
+            raise DefinitionError(f"{where}.value", "required")
+    if not filters and not data.conditions:
+        raise DefinitionError("filters", "a segment needs at least one filter or condition")
+    return name, filters, list(data.conditions)
+
+
+class Segments:
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
+        self._store = appliance.store
+        self._records = appliance.records
+
+    def _decode(self, raw: bytes) -> Segment:
+        return msgspec.msgpack.decode(raw, type=Segment)
+
+    def list(self, site_id: int, user_id: int | None = None) -> list[Segment]:
+        """The site's segments visible to ``user_id`` (all of them when None)."""
+        prefix = f"{site_id:010d}/"
+        found = [self._decode(raw) for key, raw in self._records.scan(_RECORD) if key.startswith(prefix)]
+        return [s for s in found if user_id is None or s.visibility == "site" or s.owner_id == user_id]
+
+    def get(self, site_id: int, segment_id: int, user_id: int | None = None) -> Segment:
+        raw = self._records.get(_RECORD, f"{site_id:010d}/{segment_id:010d}")
+        segment = self._decode(raw) if raw is not None else None
+        if segment is None or (user_id is not None and segment.visibility == "private" and segment.owner_id != user_id):
+            raise DefinitionError("segment_id", f"no segment {segment_id} on this site", 404)
+        return segment
+
+    def create(self, site_id: int, data: SegmentInput, owner_id: int = 0, owner: str = "") -> Segment:
+        name, filters, conditions = _checked(data)
+        self._check_goals(site_id, conditions)
+        if len(self.list(site_id)) >= MAX_SEGMENTS_PER_SITE:
+            raise DefinitionError("segments", f"at most {MAX_SEGMENTS_PER_SITE} segments per site")
+        made: list[Segment] = []
+
+        def write(txn):
+            made.clear()
+            segment = Segment(
+                id=self._records.next_id(txn, "segment"), site_id=site_id, name=name, filters=filters,
+                conditions=conditions, visibility=data.visibility, owner_id=owner_id, owner=owner,
+                created_at=time.time(),
+            )
+            self._records.put(txn, _RECORD, f"{site_id:010d}/{segment.id:010d}", msgspec.msgpack.encode(segment))
+            made.append(segment)
+
+        self._store.write(write)
+        return made[0]
+
+    def change(self, site_id: int, segment_id: int, data: SegmentInput, user_id: int | None = None) -> Segment:
+        old = self.get(site_id, segment_id, user_id)
+        name, filters, conditions = _checked(data)
+        self._check_goals(site_id, conditions)
+        segment = msgspec.structs.replace(old, name=name, filters=filters, conditions=conditions, visibility=data.visibility)
+        key = f"{site_id:010d}/{segment_id:010d}"
+        self._store.write(lambda txn: self._records.put(txn, _RECORD, key, msgspec.msgpack.encode(segment)))
+        return segment
+
+    def delete(self, site_id: int, segment_id: int, user_id: int | None = None) -> Segment:
+        segment = self.get(site_id, segment_id, user_id)
+        key = f"{site_id:010d}/{segment_id:010d}"
+        self._store.write(lambda txn: self._records.delete(txn, _RECORD, key))
+        return segment
+
+    def _check_goals(self, site_id: int, conditions: list[Condition]) -> None:
+        for condition in conditions:
+            if condition.kind == "completed_goal":
+                self._appliance.goals.get(site_id, int(condition.value))
+
+    # -- membership -----------------------------------------------------------------------
+    def members(self, selection, segment: Segment) -> np.ndarray:
+        """Per visit of ``selection.sessions``: is it a member of ``segment``?"""
+        appliance = self._appliance
+        scans = appliance.stats.scans
+        sessions = selection.sessions
+        frame = selection.frame
+        kind = selection.kind
+        keep = np.ones(sessions.count, bool)
+        for condition in segment.filters:
+            if condition.is_visit_level:
+                mask = scans.visit_mask(selection, condition)
+            else:
+                mask = sessions.visits_with(scans.event_mask(frame, condition, selection.query.site))
+            keep &= ~mask if condition.negated else mask
+        text = appliance.strings.text
+        for condition in segment.conditions:
+            if condition.kind == "visited_page":
+                rows = (kind == EventKind.PAGEVIEW) & frame.mask("path", IdPredicate(text_predicate("matches", (condition.value,)), text))
+                keep &= sessions.visits_with(rows)
+            elif condition.kind == "did_event":
+                rows = np.isin(kind, (EventKind.CUSTOM, EventKind.CONVERSION)) & frame.mask(
+                    "name", IdPredicate(text_predicate("is", (condition.value,)), text)
+                )
+                if condition.prop_key:
+                    key_id = appliance.strings.lookup(condition.prop_key)
+                    rows &= (
+                        frame.prop_mask([key_id], IdPredicate(text_predicate("is", (condition.prop_value,)), text))
+                        if key_id is not None
+                        else False
+                    )
+                keep &= sessions.visits_with(rows)
+            elif condition.kind == "completed_goal":
+                goal = appliance.goals.get(segment.site_id, int(condition.value))
+                keep &= sessions.visits_with(appliance.goals.mask(frame, goal))
+            elif condition.kind == "min_pageviews":
+                keep &= sessions.pageviews >= int(condition.value)
+            elif condition.kind == "min_duration":
+                keep &= sessions.duration_ms > int(condition.value) * 1000
+            elif condition.kind == "channel":
+                channel = frame.column("channel")[sessions.first_row]
+                accepted = IdPredicate(text_predicate("is", (condition.value,)), text)
+                distinct, inverse = np.unique(channel, return_inverse=True)
+                keep &= accepted(distinct)[inverse] if len(distinct) else np.zeros(0, bool)
+            elif condition.kind == "visitor_type":
+                returning = self._returning(selection)
+                keep &= returning if condition.value == "returning" else ~returning
+        return keep
+
+    def _returning(self, selection) -> np.ndarray:
+        """Per visit: did the same visitor have an earlier visit (in the period or the 30 days
+        before it)? Visits are ordered by visitor then time, so "earlier in the period" means
+        the previous visit has the same visitor."""
+        sessions = selection.sessions
+        earlier = np.zeros(sessions.count, bool)
+        if sessions.count > 1:
+            order = np.lexsort((sessions.start, sessions.visitor))
+            repeated = np.zeros(sessions.count, bool)
+            repeated[1:] = sessions.visitor[order][1:] == sessions.visitor[order][:-1]
+            earlier[order] = repeated
+        columns = self._appliance.stats.scans.columns
+        before = columns.frame(
+            selection.query.site.id, selection.start_ms - RETURNING_LOOKBACK_DAYS * DAY_MS, selection.start_ms
+        )
+        if before.size:
+            seen = before.column("kind") != EventKind.ENGAGEMENT
+            earlier |= np.isin(sessions.visitor, np.unique(before.column("visitor")[seen]))
+        return earlier
+
+
+def segment_visits(appliance, selection, value: str) -> np.ndarray:
+    """The ``segment`` filter: member visits of segment ``value`` (an id) on the query's site.
+    Visibility is checked by the caller (the API) before the query runs."""
+    if not value.isdigit():
+        raise FilterError(f"segment takes a segment id, not {value!r}")
+    segments = appliance.stats.scans.segments
+    return segments.members(selection, segments.get(selection.query.site.id, int(value)))
+
+
+def compare(appliance, query, segment_ids: list[str]) -> list[dict[str, object]]:
+    """Totals side by side: each of ``segment_ids`` (an id, or ``everyone``) over the query."""
+    out = []
+    for value in segment_ids:
+        if value == "everyone":
+            scoped = query
+            label: dict[str, object] = {"segment": "everyone"}
+        else:
+            segment = appliance.stats.scans.segments.get(query.site.id, int(value))
+            scoped = msgspec.structs.replace(query, filters=[*query.filters, make_filter("is", "segment", [value])])
+            label = {"segment": segment.id, "name": segment.name}
+        result = appliance.stats.aggregate(scoped) if scoped.filters else appliance.stats.scans.aggregate(
+            msgspec.structs.replace(scoped, filters=[])
+        )
+        result.pop("converting_visitors_by_type", None)
+        out.append({**label, "results": result})
+    return out
