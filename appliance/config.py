@@ -30,6 +30,8 @@ class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_batch_items: int = 1000
     commit_interval_ms: int = 0
     commit_max_events: int = 5000
+    aggregate_interval_ms: int = 1000
+    aggregate_max_events: int = 20000
     clock_skew_seconds: int = 300
     rate_limit_per_ip: int = 0
     rate_limit_per_site: int = 0

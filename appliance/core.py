@@ -8,6 +8,7 @@ calls ``shutdown`` and closes the store. The web room and the CLI both drive thi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -85,9 +86,18 @@ class Appliance:
         self.pipeline = Pipeline(self)
         self.goals = Goals(self)
         self.stats = Stats(self)
+        self._write_mutex = threading.RLock()
+        self._unaggregated: list[tuple[bytes, Event]] = []
+        self._aggregate_interval = settings.ingest.aggregate_interval_ms / 1000
+        self._aggregate_max = settings.ingest.aggregate_max_events
+        self._last_flush = time.monotonic()
+        if self._replay_pending():
+            self.flush_aggregates()
         self.writer = Writer(
             self._commit,
             self._after_commit,
+            on_idle=self._idle,
+            idle_seconds=max(0.05, self._aggregate_interval),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
         )
@@ -105,6 +115,10 @@ class Appliance:
         self.jobs.stop()
         self.writer.stop()
         try:
+            self.flush_aggregates()
+        except Exception:
+            log.exception("aggregating at close failed; the events stay pending for next start")
+        try:
             self.plugin_manager.hook.shutdown(appliance=self)
         finally:
             self.store.close()
@@ -116,48 +130,142 @@ class Appliance:
         self.close()
 
     # -- writing --------------------------------------------------------------------------
+    # A commit makes events durable by appending them to the event log and to the small
+    # ``pending`` database, in one fsync'd transaction: the least that must be on disk before
+    # a request is answered. Folding them into counters, sketches, visits and goals (many
+    # more pages) happens in ``flush_aggregates``: every ``aggregate_interval`` seconds, when
+    # enough events wait, before any stats query (so reads see every acknowledged event),
+    # and at close. After a crash, ``open`` replays whatever ``pending`` still lists.
+
+    def _timezones(self) -> dict[int, str]:
+        return {site.id: site.timezone for site in self.sites.all()}
+
+    def _interner(self, txn):
+        known = self.strings.known_ids  # committed ids: a plain dict lookup on the hot path
+        allocate = self.strings.intern
+
+        def intern(text: str) -> int:
+            found = known.get(text)
+            return found if found is not None else allocate(txn, text)
+
+        return intern
+
     def _commit(self, events: list[Event]) -> list[bytes]:
-        timezones = {site.id: site.timezone for site in self.sites.all()}
+        timezones = self._timezones()
         strings = self.strings
+        pending_db = self.store.db(b"pending")
 
         def transaction(txn):
             # A retried attempt (after the map grew) starts from the committed state.
             strings.rollback()
             self.eventlog.rolled_back()
-
-            known = strings.known_ids  # committed ids: a plain dict lookup on the hot path
-            allocate = strings.intern
-
-            def intern(text: str) -> int:
-                found = known.get(text)
-                return found if found is not None else allocate(txn, text)
-
+            intern = self._interner(txn)
             bounded = self.cardinality.apply(txn, events, timezones, intern)
-            writes = aggregate(bounded, timezones, intern)
-            self.goals.count(bounded, timezones, writes, intern)
-            self.visits.apply(txn, bounded, timezones, writes.counter_deltas, intern)
             entries = [
                 (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))
                 for event in bounded
             ]
-            self.counters.apply(txn, writes.counters)
-            self.sketches.add(txn, writes.sketches)
-            return self.eventlog.append(txn, entries)
+            keys = self.eventlog.append(txn, entries)
+            if combined is not None:
+                # Space is tight: aggregate now, in this transaction, with whatever waits,
+                # so an acknowledged event can never be stuck unaggregated on a full disk.
+                waiting = combined + list(zip(keys, bounded, strict=True))
+                self._aggregate_in(txn, waiting, timezones)
+            else:
+                for key in keys:
+                    txn.put(key, b"", db=pending_db)
+            return keys, bounded
 
-        try:
-            keys = self.store.write(transaction)
-        except BaseException:
-            strings.rollback()
-            self.eventlog.rolled_back()
-            self.visits.rolled_back()
-            self.cardinality.forget()
-            self.sketches.forget()
-            raise
-        strings.commit()
-        self.eventlog.committed()
-        self.visits.committed()
-        self.sketches.committed()
+        with self._write_mutex:
+            combined = list(self._unaggregated) if self.store.tight else None
+            try:
+                keys, bounded = self.store.write(transaction)
+            except BaseException:
+                strings.rollback()
+                self.eventlog.rolled_back()
+                self.cardinality.forget()
+                if combined is not None:
+                    self.visits.rolled_back()
+                    self.sketches.forget()
+                raise
+            strings.commit()
+            self.eventlog.committed()
+            if combined is not None:
+                self.visits.committed()
+                self.sketches.committed()
+                del self._unaggregated[: len(combined)]
+                self._last_flush = time.monotonic()
+            else:
+                self._unaggregated.extend(zip(keys, bounded, strict=True))
+        if len(self._unaggregated) >= self._aggregate_max or (
+            time.monotonic() - self._last_flush >= self._aggregate_interval
+        ):
+            self.flush_aggregates()
         return keys
+
+    def flush_aggregates(self) -> int:
+        """Fold committed events into counters, sketches, visits and goals; returns how many."""
+        if not self._unaggregated:
+            return 0
+        with self._write_mutex:
+            batch, self._unaggregated = self._unaggregated, []
+            if not batch:
+                return 0
+            timezones = self._timezones()
+            strings = self.strings
+
+            def transaction(txn):
+                strings.rollback()
+                self._aggregate_in(txn, batch, timezones)
+
+            try:
+                self.store.write(transaction)
+            except BaseException:
+                strings.rollback()
+                self.visits.rolled_back()
+                self.sketches.forget()
+                self._unaggregated[:0] = batch  # still pending, on disk and in memory
+                raise
+            strings.commit()
+            self.visits.committed()
+            self.sketches.committed()
+            self._last_flush = time.monotonic()
+            return len(batch)
+
+    def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones) -> None:
+        """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
+        strike them from ``pending``, inside ``txn``."""
+        events = [event for _, event in batch]
+        pending_db = self.store.db(b"pending")
+        intern = self._interner(txn)
+        writes = aggregate(events, timezones, intern)
+        self.goals.count(events, timezones, writes, intern)
+        self.visits.apply(txn, events, timezones, writes.counter_deltas, intern)
+        self.counters.apply(txn, writes.counters)
+        self.sketches.add(txn, writes.sketches)
+        for key, _ in batch:
+            txn.delete(key, db=pending_db)
+
+    def _replay_pending(self) -> int:
+        """After a crash: queue the committed events that were never aggregated."""
+        text = self.strings.text
+        pending_db = self.store.db(b"pending")
+        with self.store.read() as txn:
+            for key, _ in txn.cursor(db=pending_db):
+                value = self.eventlog.get(txn, key)
+                if value is None:
+                    continue
+                site_id, timestamp_ms, _ = self.eventlog.split_key(key)
+                event = decode_event(site_id, timestamp_ms, value, lambda i: text(i, txn))
+                self._unaggregated.append((key, event))
+        return len(self._unaggregated)
+
+    def _idle(self) -> None:
+        """The writer had nothing to commit for a while: aggregate what waits."""
+        try:
+            self.flush_aggregates()
+        except Exception:
+            log.exception("aggregating pending events failed; they stay pending")
 
     def _after_commit(self, events: list[Event], keys: list[bytes]) -> None:
         now = time.time()
@@ -174,8 +282,11 @@ class Appliance:
             log.exception("an events_committed hook failed")
 
     def record_sync(self, events: list[Event]) -> list[str]:
-        """Write already-built events and wait until they are durable (CLI, demo, imports)."""
-        return [event_id(key) for key in self.writer.write_sync(events)]
+        """Write already-built events, wait until they are durable, and aggregate them
+        (CLI, demo, imports)."""
+        ids = [event_id(key) for key in self.writer.write_sync(events)]
+        self.flush_aggregates()
+        return ids
 
     # -- reading --------------------------------------------------------------------------
     def read_events(self, site: Site, start: float, end: float) -> list[Event]:
@@ -189,12 +300,14 @@ class Appliance:
         return out
 
     def delete_site_data(self, txn, site: Site) -> None:
+        self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site.id]
         self.counters.delete_site(txn, site.id)
         from storage.counters import _delete_prefix
 
         _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
         _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
+        _delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
         with self.visits._lock:
             for key in [key for key in self.visits._open if key[0] == site.id]:
                 del self.visits._open[key]

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
     """Delete every site's data older than its retention period; returns counts per kind."""
     now = time.time() if now is None else now
+    appliance.flush_aggregates()  # nothing old may be folded in after the purge
     removed = {"counters": 0, "sketches": 0, "events": 0}
     for site in appliance.sites.all():
         cutoff = now - site.retention_days * 86400

@@ -10,6 +10,7 @@ computed by scanning the event log's column blocks.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import date, timedelta
 
@@ -26,6 +27,7 @@ from appliance.periods import (
     month_start,
     week_start,
 )
+from storage import StorageFullError
 from storage.keys import DAY, HOUR
 from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
 
@@ -104,6 +106,13 @@ class Stats:
 
         self.scans = Scans(appliance)
 
+    def _read(self):
+        """A read transaction that sees every acknowledged event: committed events still
+        waiting to be aggregated are folded into the counters first."""
+        # On a full disk reports still answer from what is aggregated; the rest stays pending.
+        with contextlib.suppress(StorageFullError):
+            self._appliance.flush_aggregates()
+        return self._store.read()
 
     # -- helpers --------------------------------------------------------------------------
     def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
@@ -124,7 +133,7 @@ class Stats:
     def aggregate(self, query: Query) -> dict[str, int]:
         if query.filters:
             return self.scans.aggregate(query)
-        with self._store.read() as txn:
+        with self._read() as txn:
             visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
             events = sum(self._sum(txn, query, dims.CUSTOM_EVENTS).values())
@@ -166,7 +175,7 @@ class Stats:
     def timeseries(self, query: Query) -> list[dict[str, object]]:
         if query.filters:
             return self.scans.timeseries(query)
-        with self._store.read() as txn:
+        with self._read() as txn:
             if query.interval == "hour":
                 return self._hourly(txn, query)
             pageviews: dict[int, int] = {}
@@ -236,7 +245,7 @@ class Stats:
         if dimension not in dims.DIMENSIONS:
             raise QueryError("property", f"unknown dimension {dimension!r}")
         _, counter_metric, sketch_metric = dims.DIMENSIONS[dimension]
-        with self._store.read() as txn:
+        with self._read() as txn:
             pageviews = self._sum(txn, query, counter_metric)
             # Visitors are unions of sketches: compute them for the candidates only.
             candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 3, 50)]
@@ -273,7 +282,7 @@ class Stats:
         if query.filters:
             return self.scans.entry_pages(query, limit)
         metric = dims.visit_metric(dims.VISITS, "page")
-        with self._store.read() as txn:
+        with self._read() as txn:
             visits = self._sum(txn, query, metric)
             bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, "page"))
             durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, "page"))
@@ -293,7 +302,7 @@ class Stats:
         if query.filters:
             return self.scans.exit_pages(query, limit)
         _, pageview_metric, _ = dims.DIMENSIONS["page"]
-        with self._store.read() as txn:
+        with self._read() as txn:
             exits = self._sum(txn, query, dims.EXIT_PAGES)
             pageviews = self._sum(txn, query, pageview_metric)
             top = sorted((i for i in exits if exits[i] > 0), key=lambda i: -exits[i])[:limit]
@@ -311,7 +320,7 @@ class Stats:
         """Average foreground seconds and scroll depth per page, from engagement pings."""
         if query.filters:
             return self.scans.time_on_page(query, limit)
-        with self._store.read() as txn:
+        with self._read() as txn:
             engaged = self._sum(txn, query, dims.ENGAGED_MS)
             pings = self._sum(txn, query, dims.ENGAGEMENTS)
             depth = self._sum(txn, query, dims.SCROLL_DEPTH)
@@ -329,7 +338,7 @@ class Stats:
     def custom_events(self, query: Query) -> list[dict[str, object]]:
         if query.filters:
             return self.scans.custom_events(query)
-        with self._store.read() as txn:
+        with self._read() as txn:
             counts = self._sum(txn, query, dims.CUSTOM_EVENTS)
             visitors = self._visitors(txn, query, dims.EVENT_VISITORS, DIMENSION_PRECISION)
             rows = [
@@ -341,7 +350,7 @@ class Stats:
     def conversions(self, query: Query) -> dict[str, object]:
         if query.filters:
             return self.scans.conversions(query)
-        with self._store.read() as txn:
+        with self._read() as txn:
             site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             counts = self._sum(txn, query, dims.CONVERSIONS)
             converters_by_type = self._sketches.union(
@@ -391,7 +400,7 @@ class Stats:
     def traffic_report(self, query: Query) -> dict[str, object]:
         if query.filters:
             return self.scans.traffic_report(query)
-        with self._store.read() as txn:
+        with self._read() as txn:
             visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
             _, _, channel_metric = dims.DIMENSIONS["channel"]

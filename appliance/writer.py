@@ -73,11 +73,15 @@ class Writer:
         *,
         interval_ms: int,
         max_events: int,
+        on_idle: Callable[[], None] | None = None,
+        idle_seconds: float = 1.0,
     ) -> None:
         self._commit = commit
         self._after_commit = after_commit
         self._interval = interval_ms / 1000
         self._max_events = max_events
+        self._on_idle = on_idle
+        self._idle_seconds = idle_seconds
         self._condition = threading.Condition()
         self._batch: Batch | None = None
         self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
@@ -142,8 +146,12 @@ class Writer:
                     self._condition.wait(remaining)
                 elif self._stopping:
                     return None
-                else:
-                    self._condition.wait()
+                elif not self._condition.wait(self._idle_seconds) and self._on_idle is not None:
+                    self._condition.release()
+                    try:
+                        self._on_idle()
+                    finally:
+                        self._condition.acquire()
 
     def _run(self) -> None:
         while True:

@@ -20,7 +20,7 @@ import lmdb
 
 T = TypeVar("T")
 
-DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"columns")
+DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"pending", b"columns")
 _GROWTH_STEP = 2  # multiply the map by this much each time it grows
 _MAX_GROWTH_BYTES = 4 << 30  # never grow by more than 4 GiB at once
 
@@ -116,6 +116,7 @@ class Store:
         self._min_free_disk = min_free_disk_bytes
         self._write_lock = threading.Lock()
         self._gate = _ResizeGate()
+        self.tight = False  # the map is past its growth threshold and the disk refused more
         existing = self.path / "data.mdb"
         map_size = max(initial_map_bytes, existing.stat().st_size if existing.exists() else 0)
         self.env = lmdb.open(
@@ -157,11 +158,17 @@ class Store:
                     f"disk full: {free_disk} bytes free under {self.path}, cannot grow the store"
                 )
         self._gate.resize(lambda: self.env.set_mapsize(new_size))
+        self.tight = False
 
     def _ensure_headroom(self) -> None:
         used, size = self.map_usage()
         if used > size * self._grow_when:
-            self._grow()
+            try:
+                self._grow()
+            except StorageFullError:
+                # The map cannot grow, but its last quarter is still free: keep writing and
+                # let callers know space is tight (``tight``), so they can spend it wisely.
+                self.tight = True
 
     # -- transactions -----------------------------------------------------------------
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
@@ -180,7 +187,13 @@ class Store:
                     return result
                 except lmdb.MapFullError:
                     txn.abort()
-                    self._grow()
+                    refused = None
+                    try:
+                        self._grow()
+                    except StorageFullError as error:
+                        refused = error
+                    if refused is not None:
+                        raise refused from None  # the full map is the whole story
                 except lmdb.DiskError as error:
                     txn.abort()
                     raise StorageFullError(f"disk error while writing: {error}") from error
