@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.exceptions import NotAuthorizedException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.accounts import ApiKey, Role, User
@@ -152,10 +152,10 @@ def _key_view(key: ApiKey) -> dict[str, Any]:
     }
 
 
-SiteParam = Annotated[str | None, Parameter(query="site", description="The site's domain")]
-StartParam = Annotated[date | None, Parameter(query="start_date", description="First day (inclusive, site time zone); default 29 days before end_date")]
-EndParam = Annotated[date | None, Parameter(query="end_date", description="Last day (inclusive); default today")]
-IntervalParam = Annotated[str, Parameter(query="interval", description="hour, day, week or month")]
+SiteParam = Annotated[str | None, QueryParameter(name="site", description="The site's domain")]
+StartParam = Annotated[date | None, QueryParameter(name="start_date", description="First day (inclusive, site time zone); default 29 days before end_date")]
+EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
+IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
 
 
 class AuthController(Controller):
@@ -359,8 +359,8 @@ class AuditController(Controller):
     @get("/", summary="The audit log of admin actions, newest first (admin only)")
     async def audit_log(
         self, request: Request,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=10_000)] = 100,
-        action: Annotated[str | None, Parameter(query="action", description="e.g. user or user.create")] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=10_000)] = 100,
+        action: Annotated[str | None, QueryParameter(name="action", description="e.g. user or user.create")] = None,
     ) -> dict[str, Any]:
         entries = _appliance(request).audit.latest(limit, action)
         return {"status": "success", "data": [msgspec.to_builtins(entry) for entry in entries]}
@@ -411,7 +411,7 @@ class StatsController(Controller):
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None,
         compare: Annotated[
-            str | None, Parameter(query="compare", description="previous_period or year_over_year")
+            str | None, QueryParameter(name="compare", description="previous_period or year_over_year")
         ] = None,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
@@ -436,8 +436,8 @@ class StatsController(Controller):
     @get("/breakdown", summary="Top values of one dimension")
     async def breakdown(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, property: Annotated[str, Parameter(query="property")] = "page",  # noqa: A002
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, property: Annotated[str, QueryParameter(name="property")] = "page",  # noqa: A002
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -446,7 +446,7 @@ class StatsController(Controller):
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration")
     async def entry_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -455,7 +455,7 @@ class StatsController(Controller):
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate")
     async def exit_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -464,7 +464,7 @@ class StatsController(Controller):
     @get("/time-on-page", summary="Average foreground time and scroll depth per page")
     async def time_on_page(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -487,7 +487,7 @@ class LiveController(Controller):
     @get("/", summary="The latest committed events from the in-memory ring buffer")
     async def live(
         self, request: Request, site: SiteParam = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=5000)] = 100,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=5000)] = 100,
     ) -> dict[str, Any]:
         site_record = _site_for(request, site)
         appliance = _appliance(request)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.filters import Filter, FilterError, parse_filters
@@ -35,10 +35,10 @@ FILTERS_DESCRIPTION = (
     "browser_version, os, os_version, device, screen, language, event, prop:KEY, goal, segment (an id). "
     "Values in one filter are OR-ed, filters AND-ed."
 )
-FiltersParam = Annotated[str | None, Parameter(query="filters", description=FILTERS_DESCRIPTION)]
-SiteParam = Annotated[str | None, Parameter(query="site", description="The site's domain")]
-StartParam = Annotated[date | None, Parameter(query="start_date", description="First day (inclusive); default 29 days before end_date")]
-EndParam = Annotated[date | None, Parameter(query="end_date", description="Last day (inclusive); default today")]
+FiltersParam = Annotated[str | None, QueryParameter(name="filters", description=FILTERS_DESCRIPTION)]
+SiteParam = Annotated[str | None, QueryParameter(name="site", description="The site's domain")]
+StartParam = Annotated[date | None, QueryParameter(name="start_date", description="First day (inclusive); default 29 days before end_date")]
+EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
 
 
 def _appliance(request: Request):
@@ -122,8 +122,8 @@ class GoalController(Controller):
     def goal_stats(
         self, request: Request, goal_id: int, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, filters: FiltersParam = None,
-        property: Annotated[str, Parameter(query="property", description="dimension for the breakdown")] = "source",  # noqa: A002
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 10,
+        property: Annotated[str, QueryParameter(name="property", description="dimension for the breakdown")] = "source",  # noqa: A002
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
     ) -> dict[str, Any]:
         goals = _appliance(request).goals
         goal = goals.get(site_of(request).id, goal_id)
@@ -203,7 +203,7 @@ class SegmentController(Controller):
     def compare_segments(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None,
         filters: FiltersParam = None,
-        segments: Annotated[str, Parameter(query="segments", description="comma-separated ids or 'everyone'")] = "everyone",
+        segments: Annotated[str, QueryParameter(name="segments", description="comma-separated ids or 'everyone'")] = "everyone",
     ) -> dict[str, Any]:
         chosen = [value.strip() for value in segments.split(",") if value.strip()]
         if not 1 <= len(chosen) <= 4:
