@@ -1,8 +1,9 @@
 """Background jobs: periodic upkeep that must not run on a request or in the writer's batch.
 
 One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
-(salts older than 48 hours are deleted) and the retention purge (each site's counters,
-sketches and event-log rows older than its retention period are deleted). Jobs write
+(salts older than 48 hours are deleted), the retention purge (each site's counters,
+sketches and event-log rows older than its retention period are deleted) and the purge of
+expired tokens and sessions. Jobs write
 through ``Store.write``, which serialises them with the group-commit writer.
 """
 
@@ -61,6 +62,7 @@ class Jobs:
         for name, job in (
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
+            ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
         ):
             try:
                 results[name] = job()

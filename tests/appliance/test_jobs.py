@@ -48,4 +48,5 @@ def test_jobs_run_once_rotates_salts_and_purges(appliance):
     assert isinstance(results["rotate_salts"], int)
     assert today - 5 not in appliance.visitors._salts  # older than 48 hours: gone
     assert set(results["purge_retention"]) == {"counters", "sketches", "events"}
+    assert isinstance(results["purge_credentials"], int)
     assert appliance.visitors.current_salts(now)  # today's (and yesterday's) still there
