@@ -185,3 +185,84 @@ def sparkline(values: Sequence[float], *, width: int = 120, height: int = 32, la
         + (f'<polyline class="line" points="{line}" fill="none" stroke="{LINE}" stroke-width="1.5"/>' if count else "")
         + "</svg>"
     )
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+
+
+def funnel_chart(
+    steps: Sequence[Point],
+    *,
+    title: str = "Funnel",
+    metric: str = "Visitors",
+    width: int = 800,
+    height: int = 280,
+    value_text: Callable[[float], str] = compact_number,
+) -> Markup:
+    """A funnel as vertical bars: one per step, each over a pale bar of the step before it, so
+    the gap between the two is the drop-off. Bars scale to step 1 (100 %); above each bar its
+    value and its share of step 1, below it the step's (shortened) label. Hovering or focusing
+    a bar shows the full label, the value, the share of the previous step and the drop-off.
+    """
+    left, right, top, bottom = 44, 12, 30, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    count = len(steps)
+    first = steps[0].value if count else 0
+    ceiling = nice_ceiling(max([p.value for p in steps] + [0]))
+    slot = plot_w / count if count else plot_w
+    bar_w = min(120.0, slot * 0.62)
+
+    def y(value: float) -> float:
+        return top + plot_h - (value / ceiling) * plot_h
+
+    def share(part: float, whole: float) -> str:
+        return f"{100 * part / whole:.0f}%" if whole else "0%"
+
+    summary = f"{metric}: " + ", ".join(f"{p.label} {value_text(p.value)}" for p in steps)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg funnel-svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
+        f'font-family="{FONT}" font-size="12">',
+        f"<title>{escape(title)}</title><desc>{escape(summary)}</desc>",
+    ]
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        gy = y(ceiling * fraction)
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{_f(gy)}" x2="{width - right}" y2="{_f(gy)}" '
+            f'stroke="{GRID}" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text class="axis" x="{left - 6}" y="{_f(gy + 4)}" text-anchor="end" fill="{TEXT}">'
+            f"{escape(value_text(ceiling * fraction))}</text>"
+        )
+    label_chars = max(4, int(slot / 7.5))
+    for index, step in enumerate(steps):
+        centre = left + slot * (index + 0.5)
+        x0 = centre - bar_w / 2
+        previous = steps[index - 1].value if index else None
+        text = f"Step {index + 1} · {step.label}: {value_text(step.value)} {metric.lower()}"
+        if previous is not None:
+            dropped = max(0.0, previous - step.value)
+            text += f" ({share(step.value, previous)} of step {index}; {value_text(dropped)} dropped off)"
+        parts.append(f'<g class="bar-group" tabindex="0" aria-label="{escape(text)}"><title>{escape(text)}</title>')
+        if previous is not None and previous > step.value:
+            parts.append(
+                f'<rect class="bar-previous" x="{_f(x0)}" y="{_f(y(previous))}" width="{_f(bar_w)}" '
+                f'height="{_f(y(0) - y(previous))}" rx="3" fill="{LINE}" fill-opacity="0.15"/>'
+            )
+        parts.append(
+            f'<rect class="bar-value" x="{_f(x0)}" y="{_f(y(step.value))}" width="{_f(bar_w)}" '
+            f'height="{_f(y(0) - y(step.value))}" rx="3" fill="{LINE}"/>'
+        )
+        parts.append(
+            f'<text class="bar-label" x="{_f(centre)}" y="{_f(y(step.value) - 8)}" text-anchor="middle" '
+            f'fill="{TEXT}" font-weight="600">{escape(value_text(step.value))} · {share(step.value, first)}</text>'
+        )
+        parts.append(
+            f'<text class="axis" x="{_f(centre)}" y="{height - 22}" text-anchor="middle" fill="{TEXT}">'
+            f"{escape(_shortened(f'{index + 1}. {step.tick or step.label}', label_chars))}</text>"
+        )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
