@@ -38,6 +38,7 @@ from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
+from web.dashboard_definitions import DEFINITION_PAGES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
 from web.live_view import LiveController as LiveViewController
@@ -151,7 +152,7 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, LiveViewController, tracker_script, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, index],
         middleware=[security_headers],
     )
     return Litestar(

@@ -10,9 +10,12 @@ each widget (:mod:`web.widgets`) on its own. Pages are guarded like every other 
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import anyio
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
@@ -33,7 +36,8 @@ from web.auth import (
     site_of,
 )
 from web.charts import compact_number, sparkline
-from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS, View, parse_view
+from web.dashboard_views import SiteView, parse_site_view
+from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS
 from web.widgets import (
     DIMENSION_LABELS,
     LIST_WIDGETS,
@@ -43,6 +47,7 @@ from web.widgets import (
     empty_label,
     flag,
     money,
+    rows_with_bars,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -57,6 +62,7 @@ DETAIL_COLUMNS = {
 }
 
 dashboard_site_admin = Guard(Permission.MANAGE_SITES, site=True, dashboard=True)
+dashboard_sites_admin = Guard(Permission.MANAGE_SITES, dashboard=True)
 dashboard_settings_admin = Guard(Permission.MANAGE_SETTINGS, dashboard=True)
 
 static_files = create_static_files_router(
@@ -77,6 +83,9 @@ def _nav(request: Request) -> dict[str, Any]:
         "is_admin": bool(user and user.can(Permission.MANAGE_USERS)),
         "can_manage_settings": bool(user and user.can(Permission.MANAGE_SETTINGS)),
         "can_manage_sites": bool(user and user.can(Permission.MANAGE_SITES)),
+        "can_define": bool(user and user.can(Permission.DEFINE)),
+        # a public dashboard or a shared link: read-only, no account, no admin links
+        "visiting": principal is not None and user is None,
     }
 
 
@@ -92,8 +101,32 @@ def _lazy(request: Request) -> bool:
     return request.cookies.get(JS_COOKIE) == "1" or request.headers.get("hx-request") == "true"
 
 
-def _widget_context(request: Request, view: View, name: str) -> dict[str, Any]:
+def _widget_context(request: Request, view: SiteView, name: str) -> dict[str, Any]:
+    if name == "conversions":
+        return goal_conversions(_appliance(request), view)
     return WIDGETS[name](_appliance(request).stats, view)
+
+
+def goal_conversions(appliance, view: SiteView) -> dict[str, Any]:
+    """The conversions widget: one row per defined goal (completions, converters, rate,
+    revenue per currency); a site without goals shows its conversion types instead."""
+    query = view.query()
+    report = appliance.stats.conversions(query)
+    goals = {goal.id: goal for goal in appliance.goals.list(view.site.id)}
+    if not goals:
+        rows = [{**row, "label": row["name"], "filter": ("event", row["name"])} for row in report["goals"]]
+        return {"report": report, "rows": rows_with_bars(rows, "visitors"), "goals": False}
+    rows = []
+    for row in appliance.goals.report(query):
+        goal = goals[row["goal_id"]]
+        if goal.kind == "page":
+            target = ("page", goal.page) if "*" not in goal.page else None
+        else:
+            target = ("event", goal.event)
+        revenue = {currency: money_row["total_minor"] for currency, money_row in row["revenue"].items()}
+        rows.append({**row, "label": row["name"], "filter": target, "revenue_minor": revenue})
+    rows.sort(key=lambda row: -row["visitors"])
+    return {"report": report, "rows": rows_with_bars(rows, "visitors"), "goals": True}
 
 
 def readable_sites(request: Request) -> list:
@@ -112,36 +145,37 @@ class SitesController(Controller):
 
     @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days")
     async def site_list(self, request: Request) -> Template:
-        stats = _appliance(request).stats
-        rows = []
-        for site in readable_sites(request):
-            today = local_today(site.timezone)
-            query = Query(site=site, date_from=today.fromordinal(today.toordinal() - 29), date_to=today)
-            series = stats.timeseries(query)
-            values = [float(row["visitors"]) for row in series]
-            rows.append({
-                "site": site,
-                "visitors": stats.aggregate(query)["visitors"],
-                "sparkline": sparkline(values, width=160, height=36,
-                                       label=f"Visitors per day on {site.domain}, last 30 days"),
-                "current": stats.current_visitors(site),
-            })
-        return _page(request, "sites.html", sites=rows)
+        return _site_list_page(request)
+
+    @post("/", guards=[dashboard_sites_admin], summary="Add a site (admin)")
+    async def add_site(self, request: Request) -> Response:
+        form = await request.form()
+        sites = _appliance(request).sites
+        values = {key: str(form.get(key, "")).strip() for key in ("domain", "name", "timezone")}
+        try:
+            site = sites.add(values["domain"], name=values["name"], timezone=values["timezone"] or None)
+        except SiteError as error:
+            return _site_list_page(request, error=error.message, form=values, status=422)
+        _appliance(request).audit.record(principal_of(request).name, "site.create", site.domain,
+                                         timezone=site.timezone, via="dashboard")
+        return Redirect(f"/sites/{site.domain}/settings?created=1", status_code=303)
 
     @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard")
     async def site_dashboard(self, request: Request, domain: str) -> Template:
         site = site_of(request)
-        view = parse_view(site, request.query_params)
+        view = parse_site_view(request)
         lazy = _lazy(request)
         widgets = {} if lazy else {name: _widget_context(request, view, name) for name in WIDGETS}
-        return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, **_view_options())
+        segments = _appliance(request).stats.scans.segments.list(site.id, _viewer_id(request))
+        return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
+                     **_view_options())
 
     @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)")
     async def widget(self, request: Request, domain: str, name: str) -> Template:
         if name not in WIDGETS:
             raise NotFoundException(f"no widget {name!r}")
-        view = parse_view(site_of(request), request.query_params)
-        context = {"view": view, "w": _widget_context(request, view, name), **_view_options()}
+        view = parse_site_view(request)
+        context = {**_nav(request), "view": view, "w": _widget_context(request, view, name), **_view_options()}
         return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
 
     @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown")
@@ -149,7 +183,7 @@ class SitesController(Controller):
         if dimension not in DIMENSION_LABELS:
             raise NotFoundException(f"no breakdown {dimension!r}")
         site = site_of(request)
-        view = parse_view(site, request.query_params)
+        view = parse_site_view(request)
         stats = _appliance(request).stats
         query = view.query()
         if dimension == "entry":
@@ -208,14 +242,57 @@ class SitesController(Controller):
         _appliance(request).audit.record(principal_of(request).name, "site.update", changed.domain, via="dashboard")
         return Redirect(f"/sites/{changed.domain}/settings?saved=1", status_code=303)
 
+    @post("/{domain:str}/delete", guards=[dashboard_site_admin],
+          summary="Delete a site with all its data, once its domain is typed to confirm (admin)")
+    async def delete_site(self, request: Request, domain: str) -> Response:
+        site = site_of(request)
+        form = await request.form()
+        if str(form.get("confirm", "")).strip().lower() != site.domain:
+            return _settings_page(request, delete_error=f"Type {site.domain} to confirm the deletion.", status=422)
+        appliance = _appliance(request)
+        await anyio.to_thread.run_sync(appliance.delete_site, site.domain)
+        appliance.audit.record(principal_of(request).name, "site.delete", site.domain, site_id=site.id, via="dashboard")
+        return Redirect(f"/sites?deleted={site.domain}", status_code=303)
 
-def _settings_page(request: Request, error: str = "", status: int = 200) -> Template:
+
+def _settings_page(request: Request, error: str = "", delete_error: str = "", status: int = 200) -> Template:
     site = site_of(request)
     settings = _appliance(request).settings
     origin = settings.server.public_url.rstrip("/") or f"{request.url.scheme}://{request.url.netloc}"
     snippet = f'<script defer src="{origin}/js/footfall.js" data-site="{site.domain}"></script>'
-    return _page(request, "settings.html", site=site, snippet=snippet, error=error, status=status,
-                 saved=request.query_params.get("saved") == "1")
+    return _page(request, "settings.html", site=site, snippet=snippet, error=error, delete_error=delete_error,
+                 status=status, saved=request.query_params.get("saved") == "1",
+                 created=request.query_params.get("created") == "1")
+
+
+def _site_list_page(request: Request, error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Template:
+    stats = _appliance(request).stats
+    rows = []
+    for site in readable_sites(request):
+        today = local_today(site.timezone)
+        query = Query(site=site, date_from=today.fromordinal(today.toordinal() - 29), date_to=today)
+        series = stats.timeseries(query)
+        values = [float(row["visitors"]) for row in series]
+        rows.append({
+            "site": site,
+            "visitors": stats.aggregate(query)["visitors"],
+            "sparkline": sparkline(values, width=160, height=36,
+                                   label=f"Visitors per day on {site.domain}, last 30 days"),
+            "current": stats.current_visitors(site),
+        })
+    return _page(request, "sites.html", sites=rows, error=error, form=form or {}, status=status,
+                 timezones=_timezones(), deleted=request.query_params.get("deleted", ""),
+                 default_timezone=_appliance(request).settings.sites.timezone)
+
+
+@functools.cache
+def _timezones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+def _viewer_id(request: Request) -> int:
+    principal = principal_of(request)
+    return principal.user.id if principal is not None and principal.user is not None else -1
 
 
 class AdminController(Controller):

@@ -55,3 +55,49 @@
     }
   });
 })();
+
+/* Definitions pages: confirm deletions, and show funnel step rows one at a time. */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  // A delete form asks first (the form works without JavaScript too, just without asking).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form && form.classList && form.classList.contains("confirm")) {
+      if (!window.confirm(form.getAttribute("data-confirm") || "Are you sure?")) {
+        event.preventDefault();
+        event.stopPropagation();
+      }
+    }
+  }, true);
+
+  // Spare funnel steps (3 to 8, empty) stay hidden until "Add a step" asks for one.
+  function setUpSteps(root) {
+    var forms = (root || document).querySelectorAll(".funnel-form");
+    forms.forEach(function (form) {
+      var button = form.querySelector(".add-step");
+      if (!button || button.dataset.ready) {
+        return;
+      }
+      button.dataset.ready = "1";
+      function refresh() {
+        button.hidden = form.querySelectorAll(".step-spare:not(.shown)").length === 0;
+      }
+      button.addEventListener("click", function () {
+        var next = form.querySelector(".step-spare:not(.shown)");
+        if (next) {
+          next.classList.add("shown");
+          var input = next.querySelector(".step-value");
+          if (input) {
+            input.focus();
+          }
+        }
+        refresh();
+      });
+      refresh();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { setUpSteps(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { setUpSteps(event.target); });
+})();
