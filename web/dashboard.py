@@ -255,14 +255,37 @@ class SitesController(Controller):
         return Redirect(f"/sites?deleted={site.domain}", status_code=303)
 
 
-def _settings_page(request: Request, error: str = "", delete_error: str = "", status: int = 200) -> Template:
+    @post("/{domain:str}/shared-link", guards=[dashboard_site_admin],
+          summary="Create or replace the site's shared link, shown once (admin)")
+    async def create_shared_link(self, request: Request, domain: str) -> Template:
+        site = site_of(request)
+        token = _appliance(request).sites.create_share_token(site)
+        _appliance(request).audit.record(principal_of(request).name, "site.shared_link.create", site.domain,
+                                         via="dashboard")
+        return _settings_page(request, shared_url=f"{_origin(request)}/sites/{site.domain}?auth={token}")
+
+    @post("/{domain:str}/shared-link/delete", guards=[dashboard_site_admin], summary="Disable the site's shared link (admin)")
+    async def delete_shared_link(self, request: Request, domain: str) -> Response:
+        site = site_of(request)
+        _appliance(request).sites.delete_share_token(site)
+        _appliance(request).audit.record(principal_of(request).name, "site.shared_link.delete", site.domain,
+                                         via="dashboard")
+        return Redirect(f"/sites/{site.domain}/settings?saved=1", status_code=303)
+
+
+def _origin(request: Request) -> str:
+    public_url = _appliance(request).settings.server.public_url.rstrip("/")
+    return public_url or f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _settings_page(request: Request, error: str = "", delete_error: str = "", shared_url: str = "",
+                   status: int = 200) -> Template:
     site = site_of(request)
-    settings = _appliance(request).settings
-    origin = settings.server.public_url.rstrip("/") or f"{request.url.scheme}://{request.url.netloc}"
-    snippet = f'<script defer src="{origin}/js/footfall.js" data-site="{site.domain}"></script>'
+    snippet = f'<script defer src="{_origin(request)}/js/footfall.js" data-site="{site.domain}"></script>'
     return _page(request, "settings.html", site=site, snippet=snippet, error=error, delete_error=delete_error,
                  status=status, saved=request.query_params.get("saved") == "1",
-                 created=request.query_params.get("created") == "1")
+                 created=request.query_params.get("created") == "1", shared_url=shared_url,
+                 has_shared_link=_appliance(request).sites.has_share_token(site))
 
 
 def _site_list_page(request: Request, error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Template:

@@ -302,3 +302,21 @@ def test_the_live_view_keeps_the_shared_link(server):
         assert f'href="/sites/{SITE}?auth={token}"' in page and "/settings" not in page
         with anonymous.stream("GET", f"/sites/{SITE}/live/stream", params={"auth": token}) as stream:
             assert stream.status_code == 200
+
+
+def test_admins_make_and_disable_the_shared_link_on_the_settings_page(server, admin, viewer):
+    page = admin.get(f"/sites/{SITE}/settings").text
+    made = admin.post(f"/sites/{SITE}/shared-link", data={"csrf": csrf_of(page)})
+    assert made.status_code == 200 and "shown only once" in made.text
+    url = html.unescape(re.search(r'id="shared-url" class="shared-url" value="([^"]+)"', made.text).group(1))
+    token = url.split("auth=")[1]
+    assert url.startswith(server.url) and token.startswith("ffs_")
+    assert token not in admin.get(f"/sites/{SITE}/settings").text  # shown once
+    with httpx.Client(headers={"user-agent": BROWSER_UA}) as anonymous:
+        assert anonymous.get(url).status_code == 200
+        off = admin.post(f"/sites/{SITE}/shared-link/delete", data={"csrf": csrf_of(page)})
+        assert off.status_code == 303
+        assert anonymous.get(url).status_code == 303  # the link is dead: to the login page
+    mine = viewer.get(f"/sites/{SITE}/settings").text
+    assert "Create a shared link" not in mine
+    assert viewer.post(f"/sites/{SITE}/shared-link", data={"csrf": csrf_of(mine)}).status_code == 403

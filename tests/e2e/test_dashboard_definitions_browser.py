@@ -178,6 +178,14 @@ def test_goal_funnel_segment_and_shared_link_through_the_forms(shop, browser):
     shoot(page, "16-segment-compare.png")
     assert page.errors == [], page.errors
 
+    # the shared link, made on the settings page (shown once)
+    page.get_by_role("navigation", name="Site").get_by_role("link", name="Settings").click()
+    page.get_by_role("button", name="Create a shared link").click()
+    shared_url = page.get_by_role("textbox", name="Shared link").input_value()
+    assert re.fullmatch(rf"{re.escape(shop.url)}/sites/{re.escape(site)}\?auth=ffs_[\w-]+", shared_url)
+    expect(page.get_by_role("button", name="Replace the shared link")).to_be_visible()
+    shoot(page, "23-settings-shared-link.png")
+
     # the phone
     phone = open_page(browser, **PHONE)
     log_in(phone, shop.url, "admin", shop.password)
@@ -196,10 +204,8 @@ def test_goal_funnel_segment_and_shared_link_through_the_forms(shop, browser):
     page.context.close()
 
     # the shared link, in a fresh context with no login
-    with httpx.Client(base_url=shop.url, headers=shop.auth()) as api:
-        token = api.post(f"/api/v1/sites/{site}/shared-link").json()["token"]
     visitor = open_page(browser)
-    visitor.goto(f"{shop.url}/sites/{site}?auth={token}")
+    visitor.goto(shared_url)
     assert top_visitors(visitor) == "3"
     nav = visitor.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Log in")).to_be_visible()
