@@ -308,6 +308,10 @@ class Appliance:
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
         _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
         _delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
+        _delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))
+        for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
+            for identifier in [key for key, _ in self.records.scan(kind, txn) if key.startswith(f"{site.id:010d}/")]:
+                self.records.delete(txn, kind, identifier)
         with self.visits._lock:
             for key in [key for key in self.visits._open if key[0] == site.id]:
                 del self.visits._open[key]
@@ -320,6 +324,7 @@ class Appliance:
             return None
         self.sites.remove(domain, self.delete_site_data, flush=lambda: self.writer.write_sync([]))
         self.accounts.forget_site(site.id)
+        self.goals.forget_site(site.id)
         return site
 
     def health(self) -> dict[str, object]:

@@ -168,6 +168,11 @@ class Goals:
             matchers[goal.site_id].append(_Matcher(goal))
         self._matchers = dict(matchers)
 
+    def forget_site(self, site_id: int) -> None:
+        """Drop a deleted site's goals from memory (its records go with the site's data)."""
+        self._goals = {goal_id: goal for goal_id, goal in self._goals.items() if goal.site_id != site_id}
+        self._rebuild_matchers()
+
     # -- definitions ----------------------------------------------------------------------
     def list(self, site_id: int) -> list[Goal]:
         self.start_pending()

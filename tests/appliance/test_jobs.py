@@ -50,3 +50,16 @@ def test_jobs_run_once_rotates_salts_and_purges(appliance):
     assert set(results["purge_retention"]) == {"counters", "sketches", "events"}
     assert isinstance(results["purge_credentials"], int)
     assert appliance.visitors.current_salts(now)  # today's (and yesterday's) still there
+
+
+def test_deleting_a_site_deletes_its_definitions(appliance):
+    from appliance.goals import GoalInput
+
+    gone = appliance.sites.add("gone-defs.test")
+    kept = appliance.sites.add("kept-defs.test")
+    appliance.goals.create(gone.id, GoalInput(name="Pricing", kind="page", page="/pricing"))
+    appliance.goals.create(kept.id, GoalInput(name="Pricing", kind="page", page="/pricing"))
+    appliance.delete_site("gone-defs.test")
+    assert appliance.goals.list(gone.id) == []
+    assert [goal.name for goal in appliance.goals.list(kept.id)] == ["Pricing"]
+    assert not [key for key, _ in appliance.records.scan("goal") if key.startswith(f"{gone.id:010d}/")]
