@@ -289,15 +289,16 @@ class Appliance:
         return ids
 
     # -- reading --------------------------------------------------------------------------
+    def events(self, site: Site, start: float, end: float):
+        """Yield ``(log key, Event)`` for the events of ``site`` with ``start <= timestamp < end``,
+        in time order, from compacted column blocks and the event log alike."""
+        yield from self.stats.scans.columns.events(
+            site.id, int(start * 1000), int(end * 1000), self.strings.text
+        )
+
     def read_events(self, site: Site, start: float, end: float) -> list[Event]:
         """Events of ``site`` with ``start <= timestamp < end``, in time order."""
-        text = self.strings.text
-        out = []
-        with self.store.read() as txn:
-            for key, value in self.eventlog.scan(txn, site.id, int(start * 1000), int(end * 1000)):
-                _, timestamp_ms, _ = self.eventlog.split_key(key)
-                out.append(decode_event(site.id, timestamp_ms, value, lambda i: text(i, txn)))
-        return out
+        return [event for _, event in self.events(site, start, end)]
 
     def delete_site_data(self, txn, site: Site) -> None:
         self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site.id]
@@ -306,6 +307,7 @@ class Appliance:
 
         _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
+        self.stats.scans.columns.delete_site(txn, site.id)
         _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
         _delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
         _delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))

@@ -2,9 +2,10 @@
 
 One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
-sketches and event-log rows older than its retention period are deleted) and the purge of
-expired tokens and sessions. Jobs write
-through ``Store.write``, which serialises them with the group-commit writer.
+sketches, event-log rows and column-block rows older than its retention period are deleted),
+the compaction of closed days into column blocks (:func:`compact_closed_days`) and the purge
+of expired tokens and sessions. Jobs write through ``Store.write``, which serialises them
+with the group-commit writer.
 """
 
 from __future__ import annotations
@@ -39,9 +40,23 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
 
         for kind, count in appliance.store.write(purge).items():
             removed[kind] += count
+        removed["events"] += appliance.stats.scans.columns.purge_before(site.id, int(cutoff * 1000))
     if removed["sketches"]:
         appliance.sketches.forget()  # never write back a cached copy of a deleted sketch
     return removed
+
+
+def compact_closed_days(appliance) -> dict[str, int]:
+    """Fold every closed day's log rows into its column block (the block becomes the day's
+    copy of record and the rows leave the log), then delete block generations retired long
+    enough ago; see :mod:`appliance.columnar`."""
+    columns = appliance.stats.scans.columns
+    done = {"days": 0, "retired_generations": 0}
+    for site in appliance.sites.all():
+        today = int(time.time() // 86400)
+        done["days"] += columns.compact(site.id, 0, today)
+        done["retired_generations"] += columns.collect(site.id)
+    return done
 
 
 class Jobs:
@@ -62,6 +77,7 @@ class Jobs:
         for name, job in (
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
+            ("compact_columns", lambda: compact_closed_days(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
         ):
             try:

@@ -99,7 +99,7 @@ class Selection:
             pings = self.kind == ENGAGEMENT
             if pings.any():
                 kept_visitors = np.unique(sessions.visitor[keep])
-                kept_rows |= pings & np.isin(self.frame.column("visitor"), kept_visitors)
+                kept_rows[pings] |= np.isin(self.frame.visitor_codes_of(pings), kept_visitors)
             rows &= kept_rows
         self.rows = rows
 
@@ -152,7 +152,7 @@ class Scans:
     def sessions_of(self, frame) -> Sessions:
         """The visits of a frame; the last few are kept, since a dashboard asks many reports
         of one period (blocks are immutable once built, so the key is exact)."""
-        key = tuple((b.site, b.day, b.built_against, b.count, lo, hi) for b, lo, hi in frame.parts)
+        key = frame.key
         with self._sessions_lock:
             found = self._sessions_cache.get(key)
             if found is not None:
@@ -217,14 +217,14 @@ class Scans:
 
     def aggregate_of(self, selection: Selection) -> dict[str, object]:
         frame = selection.frame
-        visitor = frame.column("visitor")
         visits = selection.visits
         sessions = selection.sessions
         visit_count = int(visits.sum())
         pageviews = int(selection.of_kind(PAGEVIEW).sum())
         conversions = selection.of_kind(CONVERSION)
         return {
-            "visitors": distinct(visitor[selection.active]),
+            # every matching active event lies in a matching visit, of the same visitor
+            "visitors": frame.visitors.count(sessions.visitor[visits]),
             "visits": visit_count,
             "pageviews": pageviews,
             "views_per_visit": round(pageviews / visit_count, 2) if visit_count else 0.0,
@@ -232,20 +232,20 @@ class Scans:
             "visit_duration": round(int(sessions.duration_ms[visits].sum()) / 1000 / visit_count) if visit_count else 0,
             "events": int(selection.of_kind(CUSTOM).sum()),
             "conversions": int(conversions.sum()),
-            "converting_visitors_by_type": grouped_distinct(frame.column("name")[conversions], visitor[conversions]),
+            "converting_visitors_by_type": grouped_distinct(frame.column("name")[conversions], frame.visitor_codes_of(conversions)),
         }
 
     def timeseries(self, query) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
         ts = frame.column("ts")
-        visitor = frame.column("visitor")
+        codes = frame.visitor_codes()
         active = selection.active
         pageviews = selection.of_kind(PAGEVIEW)
         if query.interval == "hour":
             first, last = query.hour_range()
             hours = ts // 3_600_000
-            by_hour = grouped_distinct(hours[active], visitor[active])
+            by_hour = frame.visitors.count_groups(hours[active], codes[active])
             views = counts_by(hours[pageviews])
             tz = zone(query.site.timezone)
             return [
@@ -262,7 +262,7 @@ class Scans:
         group_numbers: dict[date, int] = {}
         day_group = np.array([group_numbers.setdefault(label, len(group_numbers)) for label in labels], np.int64)
         row_group = day_group[selection.day_index(ts)]
-        visitors = grouped_distinct(row_group[active], visitor[active])
+        visitors = frame.visitors.count_groups(row_group[active], codes[active])
         views = counts_by(row_group[pageviews])
         sessions = selection.sessions
         visits = selection.visits
@@ -291,9 +291,9 @@ class Scans:
         if dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values = values[keep]
-            visitor = frame.column("visitor")[rows][keep]
+            visitor = frame.visitor_codes_of(rows)[keep]
         else:
-            visitor = frame.column("visitor")[rows]
+            visitor = frame.visitor_codes_of(rows)
         pageviews = counts_by(values)
         visitors = grouped_distinct(values, visitor)
         sessions = selection.sessions
@@ -392,19 +392,18 @@ class Scans:
         rows = selection.of_kind(CUSTOM)
         names = frame.column("name")[rows]
         counts = counts_by(names)
-        visitors = grouped_distinct(names, frame.column("visitor")[rows])
+        visitors = grouped_distinct(names, frame.visitor_codes_of(rows))
         out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
         return sorted(out, key=lambda row: (-row["events"], row["name"]))
 
     def conversions(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame
-        visitor = frame.column("visitor")
-        site_visitors = distinct(visitor[selection.active])
+        site_visitors = frame.visitors.count(frame.visitor_codes_of(selection.active))
         rows = selection.of_kind(CONVERSION)
         names = frame.column("name")[rows]
         counts = counts_by(names)
-        converters = grouped_distinct(names, visitor[rows])
+        converters = grouped_distinct(names, frame.visitor_codes_of(rows))
         revenue_rows: dict[int, dict[str, int]] = {}
         paid = rows & (frame.column("revenue") != 0)
         for name_id, currency_id, amount in zip(
@@ -428,7 +427,7 @@ class Scans:
                     "revenue_minor": revenue_rows.get(type_id, {}),
                 }
             )
-        converting = distinct(visitor[rows])
+        converting = frame.visitors.count(frame.visitor_codes_of(rows))
         return {
             "visitors": site_visitors,
             "total_conversions": int(rows.sum()),
@@ -440,7 +439,6 @@ class Scans:
     def traffic_report(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame
-        visitor = frame.column("visitor")
         pageviews = selection.of_kind(PAGEVIEW)
         rows = pageviews & (frame.column("channel") != 0)  # as the channel sketches: no empty channel
         channels = frame.column("channel")[rows]
@@ -448,9 +446,9 @@ class Scans:
         category_of = np.array(
             [SEED_CATEGORIES.index(traffic_category(self.text(int(i)))) for i in distinct_ids], np.int64
         )
-        by_category = grouped_distinct(category_of[inverse] if len(distinct_ids) else np.zeros(0, np.int64), visitor[rows])
+        by_category = grouped_distinct(category_of[inverse] if len(distinct_ids) else np.zeros(0, np.int64), frame.visitor_codes_of(rows))
         return {
-            "total_visitors": distinct(visitor[selection.active]),
+            "total_visitors": frame.visitors.count(frame.visitor_codes_of(selection.active)),
             "total_page_views": int(pageviews.sum()),
             "traffic_sources": {name: by_category.get(i, 0) for i, name in enumerate(SEED_CATEGORIES)},
         }

@@ -227,7 +227,7 @@ class Segments:
         )
         if before.size:
             seen = before.column("kind") != EventKind.ENGAGEMENT
-            earlier |= np.isin(sessions.visitor, np.unique(before.column("visitor")[seen]))
+            earlier |= np.isin(sessions.visitor_hash, np.unique(before.column("visitor")[seen]))
         return earlier
 
 

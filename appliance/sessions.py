@@ -75,28 +75,24 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
     }
 
 
-def _local(block, lo: int, hi: int, timeout_ms: int) -> dict[str, np.ndarray]:
-    """Visits of one block slice, with row numbers relative to ``lo``; cached for whole blocks."""
-    whole = lo == 0 and hi == block.count
-    key = ("sessions", timeout_ms)
-    if whole:
-        found = block.derived.get(key)
-        if found is not None:
-            return found
-    kind = block.columns["kind"][lo:hi]
+def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str, np.ndarray]:
+    """Visits of one block (or slice of one), numbered in the order of their first row.
+
+    ``visitor`` holds the block's visitor codes (any integers that are equal exactly when the
+    visitors are). Returns per row ``visit_of`` (int32, -1 for engagement pings) and per visit
+    the arrays of ``_VISIT_ARRAYS`` (``first_row`` relative to the slice).
+    """
     rows = np.flatnonzero(kind != EventKind.ENGAGEMENT)
-    result = build(
-        kind,
-        block.columns["visitor"][lo:hi],
-        block.columns["ts"][lo:hi],
-        block.columns["session"][lo:hi],
-        block.ids("path")[lo:hi],
-        rows,
-        timeout_ms,
-    )
-    if whole:
-        block.derived[key] = result
-    return result
+    built = build(kind, visitor, ts, session, path, rows, timeout_ms)
+    rank = np.argsort(built["first_row"], kind="stable")
+    number = np.empty(len(rank), np.int64)
+    number[rank] = np.arange(len(rank))
+    visit_of = np.full(len(kind), -1, np.int32)
+    visit_of[built["order"]] = number[built["visit_sorted"]]
+    out = {"visit_of": visit_of}
+    for name in _VISIT_ARRAYS:
+        out[name] = built[name][rank]
+    return out
 
 
 def _members(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -106,11 +102,44 @@ def _members(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
     return sorted_set[index] == values
 
 
+_JOINED = {
+    "start": np.int64,
+    "end": np.int64,
+    "first_row": np.int64,
+    "pageviews": np.int64,
+    "interactive": bool,
+    "entry_page": np.uint32,
+    "exit_page": np.uint32,
+    "visitor": np.int64,
+}
+
+
 class Sessions:
+    """The visits of a frame. ``visitor`` holds frame visitor codes
+    (:class:`appliance.columnar.VisitorSpace`; ``visitor_hash`` the hashes), ``visit_of`` each
+    row's visit (-1 for engagement pings); the per-visit arrays are joined on first use."""
+
     def __init__(self, frame, timeout_ms: int) -> None:
         parts = frame.parts
-        offsets = np.cumsum([0] + [hi - lo for _, lo, hi in parts])
-        local = [_local(block, lo, hi, timeout_ms) for block, lo, hi in parts]
+        space = frame.visitors
+        self._space = space
+        offsets = np.cumsum([0] + [hi - lo for _, lo, hi in parts]).tolist()
+        local = []
+        for block, lo, hi in parts:
+            if lo == 0 and hi == block.count:
+                local.append(block.local_visits(timeout_ms))
+            else:
+                local.append(
+                    local_visits(
+                        block.scalar("kind")[lo:hi],
+                        block.visitor_codes()[lo:hi],
+                        block.scalar("ts")[lo:hi],
+                        block.scalar("session")[lo:hi],
+                        block.ids("path")[lo:hi],
+                        timeout_ms,
+                    )
+                )
+        visitors = [space.codes(index, result["visitor"]) for index, result in enumerate(local)]
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
         for index in range(len(parts) - 1):
@@ -120,49 +149,97 @@ class Sessions:
             midnight = after.day * 86_400_000
             a, b = local[index], local[index + 1]
             crossing.append(
-                np.intersect1d(a["visitor"][a["end"] >= midnight - timeout_ms], b["visitor"][b["start"] <= midnight + timeout_ms])
+                np.intersect1d(
+                    visitors[index][a["end"] >= midnight - timeout_ms],
+                    visitors[index + 1][b["start"] <= midnight + timeout_ms],
+                )
             )
-        stitched = np.unique(np.concatenate(crossing)) if crossing else np.zeros(0, np.uint64)
-        pieces: dict[str, list[np.ndarray]] = {name: [] for name in (*_VISIT_ARRAYS, "order", "visit_sorted")}
+        stitched = np.unique(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
+        pieces: dict[str, list[np.ndarray]] = {name: [] for name in _JOINED}
+        visit_of_pieces = []
+        stitched_rows = []
         base = 0
-        for offset, result in zip(offsets[:-1], local, strict=True):
-            keep = ~_members(stitched, result["visitor"]) if len(stitched) else np.ones(len(result["visitor"]), bool)
-            renumber = np.cumsum(keep) - 1 + base
-            kept_rows = keep[result["visit_sorted"]]
-            pieces["order"].append(result["order"][kept_rows] + offset)
-            pieces["visit_sorted"].append(renumber[result["visit_sorted"][kept_rows]])
-            for name in _VISIT_ARRAYS:
-                values = result[name][keep]
+        for index, result in enumerate(local):
+            offset = offsets[index]
+            rows_visit = result["visit_of"]
+            if len(stitched):
+                keep = ~_members(stitched, visitors[index])
+                renumber = np.where(keep, np.cumsum(keep) - 1 + base, -1)
+                mapped = np.where(rows_visit >= 0, renumber[np.maximum(rows_visit, 0)], -1) if len(renumber) else rows_visit
+                stitched_rows.append(np.flatnonzero((rows_visit >= 0) & (mapped < 0)) + offset)
+                visit_of_pieces.append(mapped.astype(np.int32))
+            else:
+                keep = None
+                visit_of_pieces.append(np.where(rows_visit >= 0, rows_visit + base, -1).astype(np.int32))
+            for name in _JOINED:
+                values = visitors[index] if name == "visitor" else result[name]
+                if keep is not None:
+                    values = values[keep]
                 pieces[name].append(values + offset if name == "first_row" else values)
-            base += int(keep.sum())
+            base += int(keep.sum()) if keep is not None else len(result["visitor"])
+        visit_of = np.concatenate(visit_of_pieces) if visit_of_pieces else np.zeros(0, np.int32)
         if len(stitched):
-            kind = frame.column("kind")
-            visitor = frame.column("visitor")
-            rows = np.flatnonzero((kind != EventKind.ENGAGEMENT) & _members(stitched, visitor))
-            result = build(kind, visitor, frame.column("ts"), frame.column("session"), frame.column("path"), rows, timeout_ms)
-            pieces["order"].append(result["order"])
-            pieces["visit_sorted"].append(result["visit_sorted"] + base)
-            for name in _VISIT_ARRAYS:
-                pieces[name].append(result[name])
+            rows = np.concatenate(stitched_rows)
+            gathered = {name: _gather(frame, name, rows) for name in ("kind", "ts", "session", "path")}
+            result = build(
+                gathered["kind"], frame.visitor_codes()[rows], gathered["ts"], gathered["session"], gathered["path"],
+                np.arange(len(rows)), timeout_ms,
+            )
+            visit_of[rows[result["order"]]] = (result["visit_sorted"] + base).astype(np.int32)
+            for name in _JOINED:
+                values = result[name]
+                pieces[name].append(rows[values] if name == "first_row" else values)
             base += len(result["visitor"])
-        joined = {name: np.concatenate(values) if values else np.zeros(0, np.int64) for name, values in pieces.items()}
         self.count = base
-        #: rows (non-engagement) grouped by visit, each visit's rows in time order
-        self.order = joined["order"].astype(np.int64)
-        visit_sorted = joined["visit_sorted"].astype(np.int64)
         #: per row of the frame: its visit number, -1 for engagement pings
-        self.visit_of = np.full(frame.size, -1, np.int64)
-        self.visit_of[self.order] = visit_sorted
-        self.visitor = joined["visitor"].astype(np.uint64)
-        self.start = joined["start"].astype(np.int64)
-        self.end = joined["end"].astype(np.int64)
-        self.first_row = joined["first_row"].astype(np.int64)
-        self.pageviews = joined["pageviews"].astype(np.int64)
-        self.interactive = joined["interactive"].astype(bool)
-        self.bounce = (self.pageviews == 1) & ~self.interactive
-        self.duration_ms = self.end - self.start
-        self.entry_page = joined["entry_page"].astype(np.uint32)
-        self.exit_page = joined["exit_page"].astype(np.uint32)
+        self.visit_of = visit_of
+        self._pieces = pieces
+        self._joined: dict[str, np.ndarray] = {}
+
+    def _join(self, name: str) -> np.ndarray:
+        found = self._joined.get(name)
+        if found is None:
+            values = self._pieces[name]
+            found = np.concatenate(values).astype(_JOINED[name]) if values else np.zeros(0, _JOINED[name])
+            self._joined[name] = found
+        return found
+
+    visitor = property(lambda self: self._join("visitor"))
+    start = property(lambda self: self._join("start"))
+    end = property(lambda self: self._join("end"))
+    first_row = property(lambda self: self._join("first_row"))
+    pageviews = property(lambda self: self._join("pageviews"))
+    interactive = property(lambda self: self._join("interactive"))
+    entry_page = property(lambda self: self._join("entry_page"))
+    exit_page = property(lambda self: self._join("exit_page"))
+
+    @property
+    def bounce(self) -> np.ndarray:
+        found = self._joined.get("bounce")
+        if found is None:
+            found = self._joined["bounce"] = (self.pageviews == 1) & ~self.interactive
+        return found
+
+    @property
+    def duration_ms(self) -> np.ndarray:
+        found = self._joined.get("duration")
+        if found is None:
+            found = self._joined["duration"] = self.end - self.start
+        return found
+
+    @property
+    def visitor_hash(self) -> np.ndarray:
+        """Each visit's visitor hash."""
+        return self._space.hashes(self.visitor)
+
+    @property
+    def order(self) -> np.ndarray:
+        """Rows (non-engagement) grouped by visit, each visit's rows in time order."""
+        found = self._joined.get("order")
+        if found is None:
+            rows = np.flatnonzero(self.visit_of >= 0)
+            found = self._joined["order"] = rows[np.argsort(self.visit_of[rows], kind="stable")]
+        return found
 
     def rows_in(self, visits: np.ndarray) -> np.ndarray:
         """Rows (active ones) whose visit is selected by the boolean array ``visits``."""
@@ -177,6 +254,19 @@ class Sessions:
         chosen = self.visit_of[rows]
         out[chosen[chosen >= 0]] = True
         return out
+
+
+def _gather(frame, name: str, rows: np.ndarray) -> np.ndarray:
+    """``frame.column(name)[rows]`` for sorted ``rows``, without joining the whole column."""
+    pieces = []
+    start = 0
+    for block, lo, hi in frame.parts:
+        end = start + hi - lo
+        inside = rows[(rows >= start) & (rows < end)] - start + lo
+        column = block.ids(name) if name == "path" else block.scalar(name)
+        pieces.append(column[inside])
+        start = end
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 
 def _hint_splits(hints: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -1,0 +1,226 @@
+"""Column blocks: the stored format, background compaction, and blocks as the closed days'
+copy of record (the log rows leave; every reader gets the same events back)."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from appliance.columnar import decode_visit_rows, encode_visit_rows
+from appliance.filters import parse_filters
+from appliance.goals import GoalInput
+from appliance.jobs import compact_closed_days, purge_expired
+from appliance.models import Event, EventKind
+from appliance.periods import local_today
+from appliance.stats import Query
+from storage.columns import decode_array, encode_array
+
+
+@pytest.mark.parametrize(
+    ("array", "delta"),
+    [
+        (np.arange(1000, dtype=np.int64) * 37 + 1_700_000_000_000, True),
+        (np.array([5, 3, 9, 9, 2**31], np.uint32), True),
+        (np.random.default_rng(1).integers(0, 2**63, 500, dtype=np.int64).astype(np.uint64), False),
+        (np.zeros(10_000, np.uint8), False),
+        (np.zeros(0, np.int16), True),
+        (np.array([-5, 7, -300], np.int32), True),
+    ],
+)
+def test_arrays_round_trip(array, delta):
+    decoded = decode_array(encode_array(array, delta=delta))
+    assert decoded.dtype == array.dtype
+    assert np.array_equal(decoded, array)
+
+
+def test_compressible_columns_are_stored_compressed():
+    codes = np.random.default_rng(2).integers(0, 12, 100_000).astype(np.uint8)
+    assert len(encode_array(codes)) < 0.6 * codes.nbytes
+    times = np.sort(np.random.default_rng(3).integers(0, 86_400_000, 100_000)).astype(np.int64)
+    assert len(encode_array(times, delta=True)) < 0.3 * times.nbytes
+
+
+def test_visit_rows_round_trip():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        visits = rng.integers(1, 40)
+        rows = np.concatenate([np.full(rng.integers(1, 6), v) for v in range(visits)])
+        first = {}
+        order = rng.permutation(len(rows))
+        shuffled = rows[order]
+        # number visits by first appearance, as blocks do, and sprinkle pings (-1)
+        numbering = {v: first.setdefault(v, len(first)) for v in shuffled.tolist()}
+        visit_of = np.array([numbering[v] for v in shuffled.tolist()], np.int32)
+        pings = rng.integers(0, len(visit_of) + 1, rng.integers(0, 5))
+        visit_of = np.insert(visit_of, pings, -1)
+        assert np.array_equal(decode_visit_rows(encode_visit_rows(visit_of)), visit_of)
+
+
+def _events(site, rng, count, start, span):
+    names = {EventKind.PAGEVIEW: "pageview", EventKind.CUSTOM: "Signup", EventKind.CONVERSION: "purchase"}
+    out = []
+    for _ in range(count):
+        kind = rng.choice([EventKind.PAGEVIEW] * 5 + [EventKind.CUSTOM, EventKind.CONVERSION, EventKind.ENGAGEMENT])
+        out.append(
+            Event(
+                kind=kind,
+                site_id=site.id,
+                timestamp=start + rng.random() * span,
+                name=names.get(kind, "engagement"),
+                visitor_id=rng.randint(1, 2**63),  # hashes: any 64-bit value
+                user_hashed=rng.random() < 0.1,
+                session_hint=rng.choice(["", "", "0123456789abcdef"]),
+                path=rng.choice(["/", "/a", "/b/c", "/pricing"]),
+                country=rng.choice(["DE", "FR", ""]),
+                source=rng.choice(["", "Google"]),
+                props={"plan": rng.choice(["pro", "free"])} if kind is EventKind.CUSTOM else {},
+                revenue=1999 if kind is EventKind.CONVERSION else 0,
+                currency="EUR" if kind is EventKind.CONVERSION else "",
+                engaged_ms=1500 if kind is EventKind.ENGAGEMENT else 0,
+                scroll_depth=40 if kind is EventKind.ENGAGEMENT else 0,
+            )
+        )
+    # a few visitors that come back on later days (user ids: the same hash every day)
+    for day in range(3):
+        out.append(Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=start + day * 86400 + 60, name="pageview", visitor_id=77, path="/"))
+    return sorted(out, key=lambda e: e.timestamp)
+
+
+def _reports(appliance, site):
+    today = local_today(site.timezone)
+    out = []
+    for text in ("country==DE", "page==/b/*;source!=Google", "event==purchase", "entry_page==/a"):
+        query = Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters(text))
+        out.append(appliance.stats.aggregate(query))
+        out.append(appliance.stats.timeseries(query))
+        out.append(appliance.stats.breakdown(query, "page", 10))
+        out.append(appliance.stats.conversions(query))
+        out.append(appliance.stats.entry_pages(query, 10))
+    return out
+
+
+@pytest.fixture
+def filled(appliance):
+    site = appliance.sites.add("blocks.test", timezone="Europe/Berlin")
+    rng = random.Random(5)
+    appliance.record_sync(_events(site, rng, 4000, time.time() - 5 * 86400, 4 * 86400))
+    return appliance, site
+
+
+def test_compaction_moves_closed_days_out_of_the_log_and_changes_no_answer(filled):
+    appliance, site = filled
+    events_before = list(appliance.events(site, 0, time.time() + 10))
+    reports_before = _reports(appliance, site)
+    done = compact_closed_days(appliance)
+    assert done["days"] >= 4
+    # only rows of days not yet closed remain in the log
+    today_start = (int(time.time() // 86400) - 1) * 86400
+    with appliance.store.read() as txn:
+        left = list(appliance.eventlog.scan(txn, site.id, 0, today_start * 1000))
+    assert left == []
+    appliance.stats.scans.forget()
+    assert list(appliance.events(site, 0, time.time() + 10)) == events_before
+    assert _reports(appliance, site) == reports_before
+    assert compact_closed_days(appliance)["days"] == 0  # nothing left to do
+
+
+def test_late_events_join_a_compacted_day_and_are_folded_in_later(filled):
+    appliance, site = filled
+    compact_closed_days(appliance)
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters("page==/late"))
+    late = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 3 * 86400, name="pageview", visitor_id=5, path="/late")
+    appliance.record_sync([late])
+    assert appliance.stats.aggregate(query)["pageviews"] == 1  # block + the late log row
+    events = list(appliance.events(site, 0, time.time() + 10))
+    assert compact_closed_days(appliance)["days"] == 1
+    appliance.stats.scans.forget()
+    assert appliance.stats.aggregate(query)["pageviews"] == 1
+    assert list(appliance.events(site, 0, time.time() + 10)) == events
+
+
+def test_pending_rows_are_never_compacted(appliance):
+    site = appliance.sites.add("pending.test")
+    when = time.time() - 3 * 86400
+    views = [Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=when + i, name="pageview", visitor_id=i + 1) for i in range(5)]
+    appliance.writer.write_sync(views)  # durable, not aggregated yet
+    columns = appliance.stats.scans.columns
+    day = int(when // 86400)
+    pending_db = appliance.store.db(b"pending")
+    with appliance.store.read() as txn:
+        waiting = [key for key, _ in txn.cursor(db=pending_db)]
+    assert len(waiting) == 5
+    # compaction settles first (aggregating), so these rows are no longer pending
+    assert columns.compact_day(site.id, day)
+    with appliance.store.read() as txn:
+        assert all(appliance.eventlog.get(txn, key) is None for key in waiting)
+    assert len(appliance.read_events(site, 0, time.time())) == 5
+
+
+def test_a_goal_created_after_compaction_is_back_filled_from_blocks(filled):
+    appliance, site = filled
+    goal_input = GoalInput(name="Pro signup", kind="event", event="Signup", prop_key="plan", prop_value="pro")
+    first = appliance.goals.create(site.id, goal_input)
+    appliance.goals.wait()
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=7), date_to=today)
+    expected = appliance.goals.report(query)
+    appliance.goals.delete(site.id, first.id)
+    compact_closed_days(appliance)
+    appliance.goals.create(site.id, goal_input)
+    appliance.goals.wait()
+    got = appliance.goals.report(query)
+    assert [(r["conversions"], r["visitors"]) for r in got] == [(r["conversions"], r["visitors"]) for r in expected]
+    assert got[0]["conversions"] > 0
+
+
+def test_retention_trims_blocks_and_deleting_a_site_removes_them(filled):
+    appliance, site = filled
+    compact_closed_days(appliance)
+    every = appliance.read_events(site, 0, time.time() + 10)
+    cutoff = time.time() - 3.5 * 86400
+    now = cutoff + site.retention_days * 86400
+    removed = purge_expired(appliance, now)
+    kept = appliance.read_events(site, 0, time.time() + 10)
+    assert removed["events"] == len(every) - len(kept)
+    assert kept == [e for e in every if e.timestamp >= int(cutoff * 1000) / 1000]
+    columns = appliance.stats.scans.columns
+    with appliance.store.read() as txn:
+        assert columns.blocks.days(txn, site.id)
+    appliance.delete_site(site.domain)
+    with appliance.store.read() as txn:
+        assert columns.blocks.days(txn, site.id) == []
+
+
+def test_a_query_loads_only_the_columns_it_needs(filled):
+    appliance, site = filled
+    compact_closed_days(appliance)
+    appliance.stats.scans.forget()
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters("country==DE"))
+    appliance.stats.aggregate(query)
+    columns = appliance.stats.scans.columns
+    loaded = set()
+    for block in columns._cache.values():
+        if block.stored:
+            loaded |= set(block.columns)
+    assert {"kind", "c.country", "d.country", "s.row"} <= loaded
+    assert not loaded & {"c.browser", "revenue", "d.session", "c.session", "p.key", "seq"}
+
+
+def test_old_generations_stay_readable_until_collected(filled):
+    appliance, site = filled
+    columns = appliance.stats.scans.columns
+    compact_closed_days(appliance)
+    day = int((time.time() - 3 * 86400) // 86400)
+    block = columns.block(site.id, day)
+    late = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=day * 86400 + 100, name="pageview", visitor_id=5, path="/late")
+    appliance.record_sync([late])
+    assert columns.compact_day(site.id, day)
+    assert len(block.column("c.browser")) == block.count  # the old generation, still readable
+    assert columns.collect(site.id, now_ms=int(time.time() * 1000)) == 0  # too recent
+    assert columns.collect(site.id, now_ms=int(time.time() * 1000) + 3600_000) >= 1
