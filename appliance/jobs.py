@@ -3,8 +3,9 @@
 One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
 sketches, event-log rows and column-block rows older than its retention period are deleted),
-the compaction of closed days into column blocks (:func:`compact_closed_days`) and the purge
-of expired tokens and sessions. Jobs write through ``Store.write``, which serialises them
+the compaction of closed days into column blocks (:func:`compact_closed_days`), the
+materialisation of materialised segments' settled days (:func:`materialise_segments`) and the
+purge of expired tokens and sessions. Jobs write through ``Store.write``, which serialises them
 with the group-commit writer.
 """
 
@@ -59,6 +60,18 @@ def compact_closed_days(appliance) -> dict[str, int]:
     return done
 
 
+def materialise_segments(appliance) -> dict[str, int]:
+    """Materialise the settled days of every materialised segment that are missing or stale
+    (late events); see :mod:`appliance.materialised`."""
+    segments = appliance.stats.scans.segments
+    done = {"days": 0}
+    for site in appliance.sites.all():
+        for segment in segments.list(site.id):
+            if segment.materialised and segment.counter_id:
+                done["days"] += segments.materialiser.run(segment)
+    return done
+
+
 class Jobs:
     def __init__(self, appliance, interval: float = 3600) -> None:
         self._appliance = appliance
@@ -78,6 +91,7 @@ class Jobs:
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
             ("compact_columns", lambda: compact_closed_days(self._appliance)),
+            ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
         ):
             try:

@@ -210,8 +210,24 @@ class Scans:
         accepted = np.array([bool(test(self.text(int(i)))) for i in distinct_ids], bool)
         return accepted[inverse] if len(distinct_ids) else np.zeros(0, bool)
 
+    def _materialised(self, query):
+        """The materialised segment a query is viewed through, when that is all it filters by."""
+        if len(query.filters) != 1:
+            return None
+        condition = query.filters[0]
+        if condition.dimension != "segment" or condition.operator != "is" or len(condition.values) != 1:
+            return None
+        value = condition.values[0]
+        segment = self.segments.find(query.site.id, int(value)) if value.isdigit() else None
+        return segment if segment is not None and segment.materialised and segment.counter_id else None
+
     # -- the vocabulary -------------------------------------------------------------------
     def aggregate(self, query) -> dict[str, object]:
+        segment = self._materialised(query)
+        if segment is not None:
+            found = self.segments.materialiser.aggregate(query, segment)
+            if found is not None:
+                return found
         selection = self.select(query)
         return self.aggregate_of(selection)
 
@@ -236,6 +252,11 @@ class Scans:
         }
 
     def timeseries(self, query) -> list[dict[str, object]]:
+        segment = self._materialised(query)
+        if segment is not None:
+            found = self.segments.materialiser.timeseries(query, segment)
+            if found is not None:
+                return found
         selection = self.select(query)
         frame = selection.frame
         ts = frame.column("ts")

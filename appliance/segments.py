@@ -14,8 +14,11 @@ Segment membership is decided per *visit* (as Matomo's segments): a visit is a m
 
 Viewing a report through a segment (the ``segment`` filter) keeps every event of the member
 visits, then applies the query's other filters. A segment is ``site`` (everyone who can read
-the site sees it) or ``private`` (its author only). Materialised segments are not built yet:
-asking for one is refused (422) rather than silently served from the scan.
+the site sees it) or ``private`` (its author only). A segment marked ``materialised`` also
+keeps its dashboard metrics as per-day counters and sketches (:mod:`appliance.materialised`),
+so viewing the dashboard through it costs what the unfiltered dashboard costs; a segment
+with a ``visitor_type`` condition (whose membership depends on the queried period) cannot be
+materialised.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from appliance.columnar import DAY_MS
 from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
 from appliance.goals import DefinitionError
+from appliance.materialised import Materialiser
 from appliance.models import EventKind
 
 CONDITIONS = ("visited_page", "did_event", "completed_goal", "min_pageviews", "min_duration", "channel", "visitor_type")
@@ -63,6 +67,7 @@ class Segment(msgspec.Struct, kw_only=True):
     owner: str = ""
     materialised: bool = False
     created_at: float = 0.0
+    counter_id: int = 0  # materialised figures are keyed by it; new for every definition
 
 
 def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
@@ -71,8 +76,6 @@ def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
         raise DefinitionError("name", "1 to 120 characters")
     if data.visibility not in VISIBILITIES:
         raise DefinitionError("visibility", "site or private")
-    if data.materialised:
-        raise DefinitionError("materialised", "materialised segments are not available yet; segments are computed from the log")
     filters = []
     for index, raw in enumerate(data.filters):
         if not isinstance(raw, list) or len(raw) != 3:
@@ -96,6 +99,10 @@ def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
             raise DefinitionError(f"{where}.value", "required")
     if not filters and not data.conditions:
         raise DefinitionError("filters", "a segment needs at least one filter or condition")
+    if data.materialised and any(c.kind == "visitor_type" for c in data.conditions):
+        raise DefinitionError(
+            "materialised", "a segment with a visitor_type condition depends on the period asked; it cannot be materialised"
+        )
     return name, filters, list(data.conditions)
 
 
@@ -104,6 +111,7 @@ class Segments:
         self._appliance = appliance
         self._store = appliance.store
         self._records = appliance.records
+        self.materialiser = Materialiser(appliance)
 
     def _decode(self, raw: bytes) -> Segment:
         return msgspec.msgpack.decode(raw, type=Segment)
@@ -121,6 +129,20 @@ class Segments:
             raise DefinitionError("segment_id", f"no segment {segment_id} on this site", 404)
         return segment
 
+    def find(self, site_id: int, segment_id: int) -> Segment | None:
+        raw = self._records.get(_RECORD, f"{site_id:010d}/{segment_id:010d}")
+        return self._decode(raw) if raw is not None else None
+
+    def view(self, segment: Segment) -> dict[str, object]:
+        """A segment as the API shows it: its definition and, if materialised, the progress
+        of its back-fill."""
+        out = msgspec.to_builtins(segment)
+        out.pop("counter_id", None)
+        status = self.materialiser.status(segment)
+        if status is not None:
+            out["materialisation"] = status
+        return out
+
     def create(self, site_id: int, data: SegmentInput, owner_id: int = 0, owner: str = "") -> Segment:
         name, filters, conditions = _checked(data)
         self._check_goals(site_id, conditions)
@@ -133,27 +155,50 @@ class Segments:
             segment = Segment(
                 id=self._records.next_id(txn, "segment"), site_id=site_id, name=name, filters=filters,
                 conditions=conditions, visibility=data.visibility, owner_id=owner_id, owner=owner,
-                created_at=time.time(),
+                created_at=time.time(), materialised=data.materialised,
+                counter_id=self._records.next_id(txn, "segment_counter") if data.materialised else 0,
             )
             self._records.put(txn, _RECORD, f"{site_id:010d}/{segment.id:010d}", msgspec.msgpack.encode(segment))
             made.append(segment)
 
         self._store.write(write)
+        if made[0].materialised:
+            self.materialiser.start(made[0])
         return made[0]
 
     def change(self, site_id: int, segment_id: int, data: SegmentInput, user_id: int | None = None) -> Segment:
         old = self.get(site_id, segment_id, user_id)
         name, filters, conditions = _checked(data)
         self._check_goals(site_id, conditions)
-        segment = msgspec.structs.replace(old, name=name, filters=filters, conditions=conditions, visibility=data.visibility)
+        segment = msgspec.structs.replace(
+            old, name=name, filters=filters, conditions=conditions, visibility=data.visibility, materialised=data.materialised
+        )
         key = f"{site_id:010d}/{segment_id:010d}"
-        self._store.write(lambda txn: self._records.put(txn, _RECORD, key, msgspec.msgpack.encode(segment)))
+        redefined = (old.filters, old.conditions, old.materialised) != (filters, conditions, data.materialised)
+        made: list[Segment] = []
+
+        def write(txn):
+            made.clear()
+            counter = self._records.next_id(txn, "segment_counter") if data.materialised else 0
+            changed = msgspec.structs.replace(segment, counter_id=counter) if redefined else segment
+            self._records.put(txn, _RECORD, key, msgspec.msgpack.encode(changed))
+            made.append(changed)
+
+        self._store.write(write)
+        segment = made[0]
+        if redefined:
+            if old.counter_id:
+                self.materialiser.drop(site_id, old.counter_id)
+            if segment.materialised:
+                self.materialiser.start(segment)
         return segment
 
     def delete(self, site_id: int, segment_id: int, user_id: int | None = None) -> Segment:
         segment = self.get(site_id, segment_id, user_id)
         key = f"{site_id:010d}/{segment_id:010d}"
         self._store.write(lambda txn: self._records.delete(txn, _RECORD, key))
+        if segment.counter_id:
+            self.materialiser.drop(site_id, segment.counter_id)
         return segment
 
     def _check_goals(self, site_id: int, conditions: list[Condition]) -> None:

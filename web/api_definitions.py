@@ -187,16 +187,17 @@ class SegmentController(Controller):
 
     @get("/", guards=[can_view_site], summary="Segments visible to the caller (site-wide and their own private ones)")
     async def list_segments(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
-        segments = _appliance(request).stats.scans.segments.list(site_of(request).id, _user_id(request))
-        return {"status": "success", "data": [msgspec.to_builtins(s) for s in segments]}
+        registry = _appliance(request).stats.scans.segments
+        segments = registry.list(site_of(request).id, _user_id(request))
+        return {"status": "success", "data": [registry.view(s) for s in segments]}
 
-    @post("/", guards=[can_define], status_code=HTTP_201_CREATED, summary="Save a segment (site-wide or private)")
+    @post("/", guards=[can_define], status_code=HTTP_201_CREATED,
+          summary="Save a segment (site-wide or private); a materialised one is back-filled from the log")
     async def create_segment(self, request: Request, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
-        segment = _appliance(request).stats.scans.segments.create(
-            site_of(request).id, data, _user_id(request), principal.name if principal else ""
-        )
-        return {"status": "success", "data": msgspec.to_builtins(segment)}
+        registry = _appliance(request).stats.scans.segments
+        segment = registry.create(site_of(request).id, data, _user_id(request), principal.name if principal else "")
+        return {"status": "success", "data": registry.view(segment)}
 
     @get("/compare", guards=[can_view_site], sync_to_thread=True,
          summary="Totals of two or more segments (or everyone) side by side")
@@ -217,15 +218,18 @@ class SegmentController(Controller):
         query = _query(request, start_date, end_date, filters)
         return {"status": "success", "data": compare(_appliance(request), query, chosen)}
 
-    @get("/{segment_id:int}", guards=[can_view_site], summary="One segment")
+    @get("/{segment_id:int}", guards=[can_view_site],
+         summary="One segment (a materialised one with its back-fill progress in materialisation)")
     async def get_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
-        segment = _appliance(request).stats.scans.segments.get(site_of(request).id, segment_id, _user_id(request))
-        return {"status": "success", "data": msgspec.to_builtins(segment)}
+        registry = _appliance(request).stats.scans.segments
+        segment = registry.get(site_of(request).id, segment_id, _user_id(request))
+        return {"status": "success", "data": registry.view(segment)}
 
     @put("/{segment_id:int}", guards=[can_define], summary="Change a segment")
     async def change_segment(self, request: Request, segment_id: int, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
-        segment = _appliance(request).stats.scans.segments.change(site_of(request).id, segment_id, data, _user_id(request))
-        return {"status": "success", "data": msgspec.to_builtins(segment)}
+        registry = _appliance(request).stats.scans.segments
+        segment = registry.change(site_of(request).id, segment_id, data, _user_id(request))
+        return {"status": "success", "data": registry.view(segment)}
 
     @delete("/{segment_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a segment")
     async def delete_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:

@@ -226,3 +226,31 @@ def test_definitions_are_in_the_openapi_schema(server):
         assert path in paths, sorted(paths)
     parameters = {p["name"] for p in paths["/api/v1/stats/aggregate"]["get"]["parameters"]}
     assert "filters" in parameters
+
+
+def test_materialised_segment_reports_progress_and_equals_the_scan(server, scenario):
+    site = scenario["site"]
+    definition = {"conditions": [{"kind": "did_event", "value": "signup"}]}
+    kept = _post(server, "/api/v1/segments", {"name": "Signed up (kept)", "materialised": True, **definition}, site)
+    assert kept.status_code == 201, kept.text
+    kept_id = kept.json()["data"]["id"]
+    assert kept.json()["data"]["materialisation"]["status"] in ("queued", "running", "complete")
+    deadline = time.monotonic() + 60
+    while (state := _get(server, f"/api/v1/segments/{kept_id}", site=site)["materialisation"])["status"] != "complete":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    plain = _post(server, "/api/v1/segments", {"name": "Signed up (scan)", **definition}, site).json()["data"]["id"]
+    through_kept = _get(server, "/api/v1/stats/aggregate", **scenario, filters=f"segment=={kept_id}")
+    through_scan = _get(server, "/api/v1/stats/aggregate", **scenario, filters=f"segment=={plain}")
+    assert through_kept == through_scan
+    assert through_kept["visitors"] == 6  # a c d e g h
+    series = {
+        segment: _get(server, "/api/v1/stats/timeseries", **scenario, filters=f"segment=={segment}")
+        for segment in (kept_id, plain)
+    }
+    assert series[kept_id] == series[plain]
+    refused = _post(
+        server, "/api/v1/segments",
+        {"name": "x", "materialised": True, "conditions": [{"kind": "visitor_type", "value": "new"}]}, site,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "materialised"

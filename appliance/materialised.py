@@ -1,0 +1,496 @@
+"""Materialised segments: a segment's dashboard metrics kept as counters and sketches per day.
+
+A segment marked ``materialised`` is answered like the unfiltered dashboard — counters
+summed and visitor sketches unioned over the period — instead of scanning and re-deciding
+membership for every visit of the period. Membership is per *visit* and can change until
+the visit ends (a later event can satisfy ``did_event`` or break a negated filter), so a
+day is materialised once its visits are over: for each local day ``D`` (the site's time
+zone) that ended :data:`SETTLE_SECONDS` ago, the visits that *started* on ``D`` are rebuilt
+and tested with the scan path's own code (:meth:`appliance.segments.Segments.members`), and
+the member visits are written as
+
+- visits, bounces and duration (ms) in day ``D``'s bucket;
+- page views, custom events, conversions, a visitor sketch and a sketch per conversion type
+  in the bucket of each event's local day (``D`` and, for a visit crossing midnight, the
+  next day),
+
+all under the dimension ``"<counter id>\\x1f<D>"`` (interned), so the day can be
+re-materialised by deleting exactly what it wrote. A per-day record keeps those keys and
+the day's *basis*: the number of events counted (hourly ``EVENTS_TOTAL``) from the visit
+timeout before ``D`` to the visit timeout after its last visit ended. A late event in that
+window changes the count, and the day is stale until the hourly job materialises it again.
+
+Queries (:meth:`Materialiser.aggregate`, :meth:`Materialiser.timeseries`): the period's
+fresh days come from the counters; the days after the last fresh day (today, yesterday
+before it settles) are scanned, keeping the member visits that started on them; a stale day
+inside the period sends the whole query to the scan path. Visits are counted whole, by the
+day they started (as the unfiltered counters count them), where the scan path cuts a visit
+at the period's first midnight; both agree whenever no visit crosses the period's start.
+Visitors are HyperLogLog unions (exact up to 256, as everywhere on the fast path).
+
+A changed definition gets a new counter id and is materialised again from the log
+(back-fill, in a background thread; progress in :meth:`Materialiser.status`). Segments
+whose membership depends on the queried period (``visitor_type``) cannot be materialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+import msgspec
+import numpy as np
+
+from appliance import dimensions as dims
+from appliance.models import EventKind
+from appliance.periods import (
+    day_from_number,
+    day_number,
+    day_start_timestamp,
+    local_today,
+    month_start,
+    week_start,
+)
+from storage.keys import DAY, HOUR, pack_bucket_key
+from storage.sketches import SITE_PRECISION, Sketch
+
+log = logging.getLogger(__name__)
+
+# Metric ids (storage keys; see appliance.dimensions and appliance.goals — never renumber).
+SEGMENT_VISITS = 60  # bucket: the local day the visit started
+SEGMENT_BOUNCES = 61
+SEGMENT_DURATION_MS = 62
+SEGMENT_PAGEVIEWS = 63  # bucket: the local day of the event
+SEGMENT_EVENTS = 64
+SEGMENT_CONVERSIONS = 65
+SEGMENT_VISITORS = 160  # sketch, bucket: the local day of the event
+SEGMENT_CONVERTERS = 161  # sketch per conversion type; dimension "<counter>\x1f<day>\x1f<type>"
+SETTLE_SECONDS = 2 * 3600  # a day is materialised this long after it ends
+CHUNK_DAYS = 7  # days materialised from one frame
+_RECORD = "segment-day"
+_SEPARATOR = "\x1f"
+_PAGEVIEW, _CUSTOM, _CONVERSION = int(EventKind.PAGEVIEW), int(EventKind.CUSTOM), int(EventKind.CONVERSION)
+
+
+class DayRecord(msgspec.Struct, array_like=True):
+    """What materialising one day of one segment wrote, and the events it saw."""
+
+    counter: int
+    first_hour: int
+    last_hour: int
+    events: int
+    keys: list[bytes]
+
+
+_record_decoder = msgspec.msgpack.Decoder(DayRecord)
+
+
+def _identifier(site_id: int, counter: int, day: int) -> str:
+    return f"{site_id:010d}/{counter:010d}/{day:06d}"
+
+
+class Materialiser:
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
+        self._lock = threading.Lock()  # one materialisation at a time
+        self.progress: dict[int, dict[str, object]] = {}
+        self._threads: list[threading.Thread] = []
+
+    # -- what is fresh --------------------------------------------------------------------
+    def _hours(self, txn, site_id: int, first_hour: int, last_hour: int) -> dict[int, int]:
+        counts: dict[int, int] = defaultdict(int)
+        for hour, _, value in self._appliance.counters.scan(txn, site_id, HOUR, dims.EVENTS_TOTAL, first_hour, last_hour):
+            counts[hour] += value
+        return counts
+
+    def _window(self, site, day: int) -> tuple[int, int]:
+        """The hours whose events can change day ``day``'s visits, at the least."""
+        timeout = self._appliance.stats.scans.timeout_ms
+        start = int(day_start_timestamp(day_from_number(day), site.timezone) * 1000)
+        end = int(day_start_timestamp(day_from_number(day + 1), site.timezone) * 1000)
+        return (start - timeout) // 3_600_000, (end + timeout) // 3_600_000
+
+    def fresh_days(self, txn, site, segment, first_day: int, last_day: int) -> set[int]:
+        """Local days of the range whose materialised figures are current."""
+        if not segment.counter_id:
+            return set()
+        first_hour = self._window(site, first_day)[0]
+        last_hour = self._window(site, last_day)[1] + 48
+        hours = self._hours(txn, site.id, first_hour, last_hour)
+        records = self._appliance.records
+        fresh = set()
+        for day in range(first_day, last_day + 1):
+            raw = records.get(_RECORD, _identifier(site.id, segment.counter_id, day), txn)
+            if raw is None:
+                low, high = self._window(site, day)
+                if self._settled(site, day) and not any(hours.get(h, 0) for h in range(low, high + 1)):
+                    fresh.add(day)  # nothing happened that day: nothing to materialise
+                continue
+            record = _record_decoder.decode(raw)
+            if sum(hours.get(h, 0) for h in range(record.first_hour, record.last_hour + 1)) == record.events:
+                fresh.add(day)
+        return fresh
+
+    def _settled(self, site, day: int) -> bool:
+        end = day_start_timestamp(day_from_number(day + 1), site.timezone)
+        return time.time() >= end + SETTLE_SECONDS
+
+    # -- materialising --------------------------------------------------------------------
+    def start(self, segment) -> None:
+        """Back-fill ``segment`` in a background thread (creating or changing it)."""
+        self.progress[segment.id] = {"status": "queued", "days_done": 0, "days_total": 0}
+        thread = threading.Thread(target=self._backfill, args=(segment,), name=f"segment-{segment.id}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _backfill(self, segment) -> None:
+        try:
+            self.run(segment, self.progress.setdefault(segment.id, {}))
+        except Exception as error:  # noqa: BLE001 - reported in the segment's progress
+            log.exception("materialising segment %s failed", segment.id)
+            self.progress[segment.id] = {"status": "failed", "error": str(error)}
+
+    def status(self, segment) -> dict[str, object] | None:
+        if not segment.materialised:
+            return None
+        return dict(self.progress.get(segment.id, {"status": "complete"}))
+
+    def run(self, segment, progress: dict | None = None) -> int:
+        """Materialise every settled, stale day of the segment's site's retention; returns
+        how many days were written."""
+        progress = {} if progress is None else progress
+        appliance = self._appliance
+        site = appliance.sites.by_id(segment.site_id)
+        if site is None or not segment.materialised:
+            return 0
+        today = day_number(local_today(site.timezone))
+        first = day_number(local_today(site.timezone, time.time() - site.retention_days * 86400))
+        last = today
+        while last >= first and not self._settled(site, last):
+            last -= 1
+        progress.update(status="running", days_done=0, days_total=max(0, last - first + 1))
+        written = 0
+        with self._lock:
+            for chunk_start in range(first, last + 1, CHUNK_DAYS):
+                current = appliance.stats.scans.segments.find(segment.site_id, segment.id)
+                if current is None or current.counter_id != segment.counter_id:
+                    progress["status"] = "superseded"
+                    return written
+                chunk_end = min(last, chunk_start + CHUNK_DAYS - 1)
+                with appliance.store.read() as txn:
+                    fresh = self.fresh_days(txn, site, segment, chunk_start, chunk_end)
+                stale = [d for d in range(chunk_start, chunk_end + 1) if d not in fresh]
+                if stale:
+                    written += self._materialise(site, segment, stale)
+                progress["days_done"] = chunk_end - first + 1
+        progress["status"] = "complete"
+        return written
+
+    def _materialise(self, site, segment, days: list[int]) -> int:
+        appliance = self._appliance
+        scans = appliance.stats.scans
+        first, last = days[0], days[-1]
+        from appliance.stats import Query
+
+        query = Query(site=site, date_from=day_from_number(first - 1), date_to=day_from_number(last + 1))
+        window_first = self._window(site, first - 1)[0]
+        window_last = self._window(site, last + 1)[1]
+        # The basis is read before the events: a later event can only make a day stale.
+        with scans.columns.settled() as txn:
+            hours = self._hours(txn, site.id, window_first, window_last)
+        selection = scans.select(query, [])
+        sessions = selection.sessions
+        frame = selection.frame
+        members = scans.segments.members(selection, segment)
+        start_day = selection.day_index(sessions.start) + (first - 1)
+        kind = selection.kind
+        ts = frame.column("ts")
+        visitor = frame.column("visitor")
+        names = frame.column("name")
+        timeout = scans.timeout_ms
+        text = appliance.strings.text
+        writes: dict[int, tuple[DayRecord, dict, dict]] = {}
+        for day in days:
+            starting = start_day == day
+            member = members & starting
+            day_end = int(day_start_timestamp(day_from_number(day + 1), site.timezone) * 1000)
+            horizon = max(day_end, int(sessions.end[starting].max()) if starting.any() else 0) + timeout
+            first_hour, last_hour = self._window(site, day)[0], horizon // 3_600_000
+            counters: dict[tuple[int, int, str], int] = {}
+            sketches: dict[tuple[int, int, str], np.ndarray] = {}
+            source = f"{segment.counter_id}{_SEPARATOR}{day}"
+            if member.any():
+                counters[(SEGMENT_VISITS, day, source)] = int(member.sum())
+                counters[(SEGMENT_BOUNCES, day, source)] = int(sessions.bounce[member].sum())
+                counters[(SEGMENT_DURATION_MS, day, source)] = int(sessions.duration_ms[member].sum())
+                rows = np.flatnonzero(sessions.rows_in(member))
+                for event_day, figures in _by_day(rows, selection.day_index(ts[rows]) + (first - 1), kind, visitor, names, text):
+                    counters[(SEGMENT_PAGEVIEWS, event_day, source)] = figures["pageviews"]
+                    counters[(SEGMENT_EVENTS, event_day, source)] = figures["events"]
+                    counters[(SEGMENT_CONVERSIONS, event_day, source)] = figures["conversions"]
+                    sketches[(SEGMENT_VISITORS, event_day, source)] = figures["visitors"]
+                    for name, who in figures["converters"].items():
+                        sketches[(SEGMENT_CONVERTERS, event_day, f"{source}{_SEPARATOR}{name}")] = who
+            events = sum(hours.get(h, 0) for h in range(first_hour, last_hour + 1))
+            writes[day] = (DayRecord(segment.counter_id, first_hour, last_hour, events, []), counters, sketches)
+        self._write(site, segment, writes)
+        return len(days)
+
+    def _write(self, site, segment, writes) -> None:
+        appliance = self._appliance
+        strings = appliance.strings
+        records = appliance.records
+        counters_db = appliance.store.db(b"counters")
+        sketches_db = appliance.store.db(b"sketches")
+
+        def write(txn):
+            strings.rollback()
+            current = appliance.stats.scans.segments.find(segment.site_id, segment.id)
+            if current is None or current.counter_id != segment.counter_id:
+                return False
+            for day, (record, counters, sketches) in writes.items():
+                identifier = _identifier(site.id, segment.counter_id, day)
+                old = records.get(_RECORD, identifier, txn)
+                if old is not None:
+                    for key in _record_decoder.decode(old).keys:
+                        txn.delete(key, db=counters_db) or txn.delete(key, db=sketches_db)
+                keys = []
+                for (metric, bucket, dimension), value in sorted(counters.items()):
+                    key = pack_bucket_key(site.id, DAY, metric, bucket, strings.intern(txn, dimension))
+                    appliance.counters.apply(txn, {key: value - appliance.counters.get(txn, key)})
+                    keys.append(key)
+                for (metric, bucket, dimension), members in sorted(sketches.items()):
+                    sketch = Sketch(SITE_PRECISION)
+                    sketch.add_many(members.tolist())
+                    key = pack_bucket_key(site.id, DAY, metric, bucket, strings.intern(txn, dimension))
+                    txn.put(key, sketch.to_bytes(), db=sketches_db)
+                    keys.append(key)
+                record = msgspec.structs.replace(record, keys=keys)
+                records.put(txn, _RECORD, identifier, msgspec.msgpack.encode(record))
+            return True
+
+        mutex = getattr(appliance, "_write_mutex", None)
+        with mutex if mutex is not None else threading.Lock():
+            try:
+                appliance.store.write(write)
+            except BaseException:
+                strings.rollback()
+                raise
+            strings.commit()
+
+    def drop(self, site_id: int, counter_id: int) -> None:
+        """Delete what a (changed or deleted) definition materialised."""
+        appliance = self._appliance
+        prefix = f"{site_id:010d}/{counter_id:010d}/"
+        found = [(key, raw) for key, raw in appliance.records.scan(_RECORD) if key.startswith(prefix)]
+        if not found:
+            return
+        counters_db = appliance.store.db(b"counters")
+        sketches_db = appliance.store.db(b"sketches")
+
+        def write(txn):
+            for key, raw in found:
+                for stored in _record_decoder.decode(raw).keys:
+                    txn.delete(stored, db=counters_db) or txn.delete(stored, db=sketches_db)
+                appliance.records.delete(txn, _RECORD, key)
+
+        appliance.store.write(write)
+
+    # -- queries --------------------------------------------------------------------------
+    def _plan(self, query, segment):
+        """``(txn figures, tail start day)`` or None when the scan path must answer."""
+        site = query.site
+        first, last = query.first_day, query.last_day
+        with self._appliance.stats.scans.columns.settled() as txn:
+            fresh = self.fresh_days(txn, site, segment, first - 1, last)
+            tail = last + 1
+            while tail - 1 >= first and tail - 1 not in fresh:
+                tail -= 1
+            if any(day not in fresh for day in range(first - 1, tail)):
+                return None
+            figures = self._figures(txn, site, segment, first, last, tail)
+        return figures, tail
+
+    def _figures(self, txn, site, segment, first: int, last: int, tail: int) -> dict:
+        """Per bucket (local day) of the fresh part: counters and sketches of the segment."""
+        strings = self._appliance.strings
+        sources = {}
+        for day in range(first - 1, tail):
+            found = strings.lookup(f"{segment.counter_id}{_SEPARATOR}{day}", txn)
+            if found is not None:
+                sources[found] = day
+        out: dict = {"counters": defaultdict(lambda: defaultdict(int)), "visitors": {}, "converters": defaultdict(dict)}
+        top = min(last, tail)
+        counters = self._appliance.counters
+        for metric in (SEGMENT_VISITS, SEGMENT_BOUNCES, SEGMENT_DURATION_MS, SEGMENT_PAGEVIEWS, SEGMENT_EVENTS, SEGMENT_CONVERSIONS):
+            highest = tail - 1 if metric in (SEGMENT_VISITS, SEGMENT_BOUNCES, SEGMENT_DURATION_MS) else top
+            for bucket, dimension, value in counters.scan(txn, site.id, DAY, metric, first, highest):
+                if dimension in sources:
+                    out["counters"][metric][bucket] += value
+        sketches = self._appliance.sketches
+        for bucket, dimension, raw in sketches.scan(txn, site.id, DAY, SEGMENT_VISITORS, first, top):
+            if dimension in sources:
+                target = out["visitors"].setdefault(bucket, Sketch(SITE_PRECISION))
+                target.merge(Sketch.from_bytes(raw))
+        prefixes = {f"{segment.counter_id}{_SEPARATOR}{day}{_SEPARATOR}": day for day in range(first - 1, tail)}
+        for bucket, dimension, raw in sketches.scan(txn, site.id, DAY, SEGMENT_CONVERTERS, first, top):
+            label = strings.text(dimension, txn)
+            head, _, name = label.rpartition(_SEPARATOR)
+            if head + _SEPARATOR in prefixes:
+                target = out["converters"][bucket].setdefault(name, Sketch(SITE_PRECISION))
+                target.merge(Sketch.from_bytes(raw))
+        return out
+
+    def _tail(self, query, segment, tail: int):
+        """The member visits that started on days ``tail``..``last``, scanned: per local day
+        (index into the tail) their figures and visitor hashes."""
+        from appliance.filters import make_filter
+
+        scans = self._appliance.stats.scans
+        scoped = msgspec.structs.replace(
+            query,
+            date_from=day_from_number(tail - 1),
+            filters=[make_filter("is", "segment", [str(segment.id)])],
+        )
+        selection = scans.select(scoped)
+        sessions = selection.sessions
+        tail_start = int(day_start_timestamp(day_from_number(tail), query.site.timezone) * 1000)
+        visits = selection.visits & (sessions.start >= tail_start)
+        rows = np.flatnonzero(sessions.rows_in(visits))
+        frame = selection.frame
+        out: dict[str, dict] = {name: defaultdict(int) for name in ("visits", "bounces", "duration")}
+        start_days = selection.day_index(sessions.start[visits]) + tail - 1
+        for day in np.unique(start_days).tolist():
+            chosen = start_days == day
+            out["visits"][day] = int(chosen.sum())
+            out["bounces"][day] = int(sessions.bounce[visits][chosen].sum())
+            out["duration"][day] = int(sessions.duration_ms[visits][chosen].sum())
+        days = selection.day_index(frame.column("ts")[rows]) + tail - 1
+        out["by_day"] = dict(
+            _by_day(rows, days, selection.kind, frame.column("visitor"), frame.column("name"), self._appliance.strings.text)
+        )
+        return out
+
+    def _days(self, query, segment):
+        """Per local day of the period: counts, a visitor sketch and converter sketches."""
+        planned = self._plan(query, segment)
+        if planned is None:
+            return None
+        figures, tail = planned
+        per_day = {}
+        counters = figures["counters"]
+        for day in range(query.first_day, query.last_day + 1):
+            visitors = Sketch(SITE_PRECISION)
+            if day in figures["visitors"]:
+                visitors.merge(figures["visitors"][day])
+            converters = {}
+            for name, sketch in figures["converters"].get(day, {}).items():
+                converters[name] = Sketch(SITE_PRECISION)
+                converters[name].merge(sketch)
+            per_day[day] = {
+                "visits": counters[SEGMENT_VISITS].get(day, 0),
+                "bounces": counters[SEGMENT_BOUNCES].get(day, 0),
+                "duration": counters[SEGMENT_DURATION_MS].get(day, 0),
+                "pageviews": counters[SEGMENT_PAGEVIEWS].get(day, 0),
+                "events": counters[SEGMENT_EVENTS].get(day, 0),
+                "conversions": counters[SEGMENT_CONVERSIONS].get(day, 0),
+                "visitors": visitors,
+                "converters": converters,
+            }
+        if tail <= query.last_day:
+            scanned = self._tail(query, segment, tail)
+            for day, entry in per_day.items():
+                for name in ("visits", "bounces", "duration"):
+                    entry[name] += scanned[name].get(day, 0)
+                found = scanned["by_day"].get(day)
+                if found is None:
+                    continue
+                for name in ("pageviews", "events", "conversions"):
+                    entry[name] += found[name]
+                entry["visitors"].add_many(found["visitors"].tolist())
+                for name, members in found["converters"].items():
+                    entry["converters"].setdefault(name, Sketch(SITE_PRECISION)).add_many(members.tolist())
+        return per_day
+
+    def aggregate(self, query, segment) -> dict[str, object] | None:
+        per_day = self._days(query, segment)
+        if per_day is None:
+            return None
+        totals = {name: sum(entry[name] for entry in per_day.values()) for name in ("visits", "bounces", "duration", "pageviews", "events", "conversions")}
+        visitors = Sketch(SITE_PRECISION)
+        converters: dict[str, Sketch] = {}
+        for entry in per_day.values():
+            visitors.merge(entry["visitors"])
+            for name, sketch in entry["converters"].items():
+                converters.setdefault(name, Sketch(SITE_PRECISION)).merge(sketch)
+        visits = totals["visits"]
+        lookup = self._appliance.strings.lookup
+        return {
+            "visitors": visitors.count(),
+            "visits": visits,
+            "pageviews": totals["pageviews"],
+            "views_per_visit": round(totals["pageviews"] / visits, 2) if visits else 0.0,
+            "bounce_rate": round(100 * totals["bounces"] / visits, 2) if visits else 0.0,
+            "visit_duration": round(totals["duration"] / 1000 / visits) if visits else 0,
+            "events": totals["events"],
+            "conversions": totals["conversions"],
+            "converting_visitors_by_type": {
+                lookup(name): sketch.count() for name, sketch in converters.items() if lookup(name) is not None
+            },
+        }
+
+    def timeseries(self, query, segment) -> list[dict[str, object]] | None:
+        if query.interval == "hour":
+            return None
+        per_day = self._days(query, segment)
+        if per_day is None:
+            return None
+        group_of = {"day": lambda d: d, "week": week_start, "month": month_start}[query.interval]
+        groups: dict = {}
+        for offset in range((query.date_to - query.date_from).days + 1):
+            day = query.date_from + timedelta(days=offset)
+            groups.setdefault(group_of(day), []).append(day_number(day))
+        series = []
+        for label, numbers in groups.items():
+            visitors = Sketch(SITE_PRECISION)
+            for number in numbers:
+                visitors.merge(per_day[number]["visitors"])
+            series.append(
+                {
+                    "date": label.isoformat(),
+                    "visitors": visitors.count(),
+                    "pageviews": sum(per_day[n]["pageviews"] for n in numbers),
+                    "visits": sum(per_day[n]["visits"] for n in numbers),
+                }
+            )
+        return series
+
+
+def _by_day(rows: np.ndarray, days: np.ndarray, kind, visitor, names, text):
+    """Per local day of ``rows`` (indices, with their ``days``): page views, custom events,
+    conversions, distinct visitor hashes and, per conversion type, distinct converters."""
+    kinds = kind[rows]
+    for day in np.unique(days).tolist():
+        chosen = rows[days == day]
+        chosen_kinds = kinds[days == day]
+        converting = chosen[chosen_kinds == _CONVERSION]
+        converters = {}
+        if len(converting):
+            type_ids = names[converting]
+            for type_id in np.unique(type_ids).tolist():
+                converters[text(type_id)] = np.unique(visitor[converting[type_ids == type_id]])
+        yield day, {
+            "pageviews": int((chosen_kinds == _PAGEVIEW).sum()),
+            "events": int((chosen_kinds == _CUSTOM).sum()),
+            "conversions": len(converting),
+            "visitors": np.unique(visitor[chosen]),
+            "converters": converters,
+        }
