@@ -47,11 +47,11 @@ import numpy as np
 from appliance import dimensions as dims
 from appliance.models import Event, EventKind
 from appliance.recorder import STRING_FIELDS
-from appliance.sessions import local_visits
+from appliance.sessions import LazyVisits, local_visits, with_derived
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: visits near midnight stored (s.late, s.early)
 DAY_MS = 86_400_000
 CLOSE_GRACE_SECONDS = 15 * 60  # a day is compacted this long after it ends (late batches)
 CACHE_BYTES = 3 << 30  # decoded columns kept in memory (least recently used blocks dropped first)
@@ -71,7 +71,9 @@ SCALARS: dict[str, np.dtype] = {
 STORED_SCALARS = ("seq", "ts", "kind", "user", "revenue", "engaged", "scroll")
 DELTA_COLUMNS = frozenset({"seq", "ts", "p.row", "s.start", "s.first_row"})
 PROPS = ("p.row", "p.key", "p.value")
-VISIT_COLUMNS = ("s.visitor", "s.start", "s.duration", "s.first_row", "s.pageviews", "s.interactive", "s.entry", "s.exit")
+VISIT_COLUMNS = (
+    "s.visitor", "s.start", "s.duration", "s.first_row", "s.pageviews", "s.interactive", "s.entry", "s.exit", "s.late", "s.early",
+)
 FIELD_INDEX = {name: index for index, name in enumerate(STRING_FIELDS)}
 ENGAGEMENT = int(EventKind.ENGAGEMENT)
 _decoder = msgspec.msgpack.Decoder()
@@ -114,12 +116,13 @@ def encode_visit_rows(visit_of: np.ndarray) -> np.ndarray:
 
 
 def decode_visit_rows(codes: np.ndarray) -> np.ndarray:
-    codes = codes.astype(np.int64)
     new = codes == 1
-    before = np.cumsum(new) - new - 1
-    visits = before + 2 - codes
+    visits = np.cumsum(new, dtype=np.int32)
+    visits += 1
+    visits -= new
+    visits -= codes  # before + 2 - code, where before = visits begun before the row - 1
     visits[codes == 0] = -1
-    return visits.astype(np.int32)
+    return visits
 
 
 class Block:
@@ -151,6 +154,7 @@ class Block:
         self.stored = loader is not None
         self._loader = loader
         self.timeout_ms = timeout_ms  # the visit timeout the stored visits were cut with
+        self.format = FORMAT_VERSION  # a stored block's format (older ones are re-encoded by the job)
         self.last_key = last_key  # the last log key read (in-memory tail blocks grow after it)
         self.built_against = built_against  # the day's event count when built
         self.identity: tuple = (generation, built_against)
@@ -252,33 +256,44 @@ class Block:
         return self._cached("visit_rows", lambda: decode_visit_rows(self.column("s.row")))
 
     def local_visits(self, timeout_ms: int) -> dict[str, np.ndarray]:
-        """The day's visits (see :func:`appliance.sessions.local_visits`), visitors as codes."""
-        if self.stored and self.timeout_ms == timeout_ms:
+        """The day's visits (see :func:`appliance.sessions.local_visits`), visitors as codes;
+        a stored block decodes each array on first use."""
+        if self.stored and self.timeout_ms == timeout_ms and self.format >= 3:
 
             def make():
-                start = self.column("s.start").astype(np.int64)
-                path = self.column("d.path")
-                return {
-                    "visit_of": self.column_visit_rows(),
-                    "visitor": self.column("s.visitor").astype(np.int64),
-                    "start": start,
-                    "end": start + self.column("s.duration"),
-                    "first_row": self.column("s.first_row").astype(np.int64),
-                    "pageviews": self.column("s.pageviews").astype(np.int64),
-                    "interactive": self.column("s.interactive").astype(bool),
-                    "entry_page": _page_ids(path, self.column("s.entry")),
-                    "exit_page": _page_ids(path, self.column("s.exit")),
-                }
+                column = self.column
+                visits = LazyVisits(
+                    {
+                        "visit_of": self.column_visit_rows,
+                        "visitor": lambda: column("s.visitor"),
+                        "start": lambda: column("s.start"),
+                        "duration": lambda: column("s.duration"),
+                        "end": lambda: visits["start"] + visits["duration"],
+                        "first_row": lambda: column("s.first_row"),
+                        "pageviews": lambda: column("s.pageviews"),
+                        "interactive": lambda: column("s.interactive").astype(bool),
+                        "bounce": lambda: (visits["pageviews"] == 1) & (column("s.interactive") == 0),
+                        "entry_page": lambda: _page_ids(column("d.path"), column("s.entry")),
+                        "exit_page": lambda: _page_ids(column("d.path"), column("s.exit")),
+                        "late": lambda: column("s.late"),
+                        "early": lambda: column("s.early"),
+                    }
+                )
+                return visits
 
             return self._cached(("visits", timeout_ms), make)
         return self._cached(
             ("visits", timeout_ms),
-            lambda: local_visits(
-                self.scalar("kind"),
-                self.visitor_codes(),
-                self.scalar("ts"),
-                self.scalar("session"),
-                self.ids("path"),
+            lambda: with_derived(
+                local_visits(
+                    self.scalar("kind"),
+                    self.visitor_codes(),
+                    self.scalar("ts"),
+                    self.scalar("session"),
+                    self.ids("path"),
+                    timeout_ms,
+                ),
+                self.day,
                 timeout_ms,
             ),
         )
@@ -425,7 +440,7 @@ def in_key_order(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return take(columns, order)
 
 
-def stored_columns(columns: dict[str, np.ndarray], timeout_ms: int) -> dict[str, np.ndarray]:
+def stored_columns(columns: dict[str, np.ndarray], day: int, timeout_ms: int) -> dict[str, np.ndarray]:
     """What a block stores for in-memory ``columns`` (see the module docstring)."""
     out = {name: columns[name] for name in STORED_SCALARS}
     for name in STRING_FIELDS:
@@ -439,8 +454,12 @@ def stored_columns(columns: dict[str, np.ndarray], timeout_ms: int) -> dict[str,
         out[name] = columns[name]
     visitors, visitor_codes = np.unique(columns["visitor"], return_inverse=True)
     out["v.dict"] = visitors.astype(np.uint64)
-    visits = local_visits(
-        columns["kind"], visitor_codes.astype(np.int64), columns["ts"], columns["session"], columns["i.path"], timeout_ms
+    visits = with_derived(
+        local_visits(
+            columns["kind"], visitor_codes.astype(np.int64), columns["ts"], columns["session"], columns["i.path"], timeout_ms
+        ),
+        day,
+        timeout_ms,
     )
     out["s.row"] = encode_visit_rows(visits["visit_of"])
     out["v.ping"] = _narrow(visitor_codes[visits["visit_of"] < 0])
@@ -450,6 +469,8 @@ def stored_columns(columns: dict[str, np.ndarray], timeout_ms: int) -> dict[str,
     out["s.first_row"] = visits["first_row"]
     out["s.pageviews"] = _narrow(visits["pageviews"])
     out["s.interactive"] = visits["interactive"].astype(np.uint8)
+    out["s.late"] = visits["late"].astype(np.int32)
+    out["s.early"] = visits["early"].astype(np.int32)
     path_dictionary = out["d.path"]
     for name, key in (("s.entry", "entry_page"), ("s.exit", "exit_page")):
         pages = visits[key]
@@ -467,15 +488,21 @@ def _check_round_trip(block: Block, columns: dict[str, np.ndarray], timeout_ms: 
                 continue
             raise AssertionError(f"column {name} of site {block.site} day {block.day} does not round-trip")
     stored = block.local_visits(timeout_ms)
-    fresh = local_visits(
-        columns["kind"],
-        block.visitor_codes(),
-        columns["ts"],
-        columns["session"],
-        columns["i.path"],
+    fresh = with_derived(
+        local_visits(
+            columns["kind"],
+            block.visitor_codes(),
+            columns["ts"],
+            columns["session"],
+            columns["i.path"],
+            timeout_ms,
+        ),
+        block.day,
         timeout_ms,
     )
-    for name, array in fresh.items():
+    names = ("visit_of", "visitor", "start", "end", "first_row", "pageviews", "interactive", "entry_page", "exit_page")
+    for name in (*names, "duration", "bounce", "late", "early"):
+        array = fresh[name]
         if not np.array_equal(np.asarray(stored[name]).astype(np.int64), np.asarray(array).astype(np.int64)):
             raise AssertionError(f"visits ({name}) of site {block.site} day {block.day} do not round-trip")
 
@@ -500,6 +527,7 @@ class ColumnStore:
             timeout_ms if timeout_ms is not None else appliance.settings.sites.visit_timeout_minutes * 60_000
         )
         self._cache: OrderedDict[tuple[int, int], Block] = OrderedDict()
+        self._spaces: OrderedDict[tuple, VisitorSpace] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
         self._lock = threading.Lock()
@@ -558,6 +586,7 @@ class ColumnStore:
                     if cached is not None:
                         self._cache.move_to_end(key)
                 if cached is not None and cached.identity == (generation, total):
+                    self._resize(cached)  # lazily loaded columns count against the cache
                     return cached
                 if pointer is not None:
                     block = self._stored(txn, site, day, pointer)
@@ -584,7 +613,7 @@ class ColumnStore:
 
     def _stored(self, txn, site: int, day: int, pointer) -> Block:
         info = pointer.info
-        return Block(
+        block = Block(
             site,
             day,
             int(info.get("count", 0)),
@@ -593,6 +622,8 @@ class ColumnStore:
             loader=self._loader(site, day, pointer.generation),
             timeout_ms=int(info.get("timeout_ms", 0)),
         )
+        block.format = int(info.get("format", 0))
+        return block
 
     def _from_log(self, txn, site: int, day: int, total: int, cached: Block | None) -> Block:
         start, end = day * DAY_MS, (day + 1) * DAY_MS
@@ -635,8 +666,21 @@ class ColumnStore:
                 _, dropped = self._cache.popitem(last=False)
                 self._cached_bytes -= dropped.cached_size
 
+    def _resize(self, block: Block) -> None:
+        with self._lock:
+            if self._cache.get((block.site, block.day)) is not block:
+                return
+            size = block.nbytes()
+            if size > block.cached_size:
+                self._cached_bytes += size - block.cached_size
+                block.cached_size = size
+            while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.cached_size
+
     def forget(self, site: int | None = None, day: int | None = None) -> None:
         with self._lock:
+            self._spaces.clear()
             for key in [k for k in self._cache if (site is None or k[0] == site) and (day is None or k[1] == day)]:
                 self._cached_bytes -= self._cache.pop(key).cached_size
 
@@ -651,12 +695,20 @@ class ColumnStore:
             pending_db = self._store.db(b"pending")
             with self.settled() as txn:
                 pointer = self.blocks.pointer(txn, site, day)
+                waiting = set()
+                cursor = txn.cursor(db=pending_db)
+                if cursor.set_range(pack_event_key(site, day * DAY_MS, 0)):
+                    end = pack_event_key(site, (day + 1) * DAY_MS, 0)
+                    for key in cursor.iternext(keys=True, values=False):
+                        if key >= end:
+                            break
+                        waiting.add(key)
                 tail = [
                     (key, value)
                     for key, value in self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
-                    if txn.get(key, db=pending_db) is None
+                    if key not in waiting
                 ]
-                if not tail and (pointer is None or pointer.info.get("timeout_ms") == self.timeout_ms):
+                if not tail and (pointer is None or not self._outdated(pointer)):
                     return False
                 parts = [rows_to_columns(tail)]
                 if pointer is not None:
@@ -666,7 +718,7 @@ class ColumnStore:
                     except StaleBlock:
                         return False  # rewritten meanwhile: the next run sees the new one
                 columns = in_key_order(concatenate(parts))
-            arrays = stored_columns(columns, self.timeout_ms)
+            arrays = stored_columns(columns, day, self.timeout_ms)
             encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
             count = len(columns["ts"])
             check = Block(
@@ -693,11 +745,19 @@ class ColumnStore:
             self.compactions += 1
         return written
 
+    def _outdated(self, pointer) -> bool:
+        info = pointer.info
+        return info.get("format") != FORMAT_VERSION or info.get("timeout_ms") != self.timeout_ms
+
     def compact(self, site: int, first_day: int, last_day: int) -> int:
-        """Compact every closed day of the range that has log rows; returns how many."""
+        """Compact every closed day of the range that has log rows, and re-encode blocks of
+        an older format (or visit timeout); returns how many blocks were written."""
         with self.settled() as txn:
-            days = self.log_days(txn, site, first_day, last_day)
-        return sum(self.compact_day(site, day) for day in days if self.is_closed(day))
+            days = set(self.log_days(txn, site, first_day, last_day))
+            for day in self.blocks.days(txn, site, first_day, last_day):
+                if self._outdated(self.blocks.pointer(txn, site, day)):
+                    days.add(day)
+        return sum(self.compact_day(site, day) for day in sorted(days) if self.is_closed(day))
 
     def log_days(self, txn, site: int, first_day: int, last_day: int) -> list[int]:
         """UTC days of the range with rows in the event log (one cursor seek per day found)."""
@@ -743,7 +803,7 @@ class ColumnStore:
                 if not first:
                     continue
                 columns = take(old.plain(), np.arange(first, old.count))
-                arrays = stored_columns(columns, self.timeout_ms)
+                arrays = stored_columns(columns, day, self.timeout_ms)
                 encoded = {name: encode_array(a, delta=name in DELTA_COLUMNS) for name, a in arrays.items()}
                 info = {"format": FORMAT_VERSION, "count": old.count - first, "timeout_ms": self.timeout_ms}
 
@@ -795,7 +855,23 @@ class ColumnStore:
                 hi = block.count if end_ms >= (day + 1) * DAY_MS else int(np.searchsorted(ts, end_ms, "left"))
             if hi > lo:
                 parts.append((block, lo, hi))
-        return Frame(parts)
+        return Frame(parts, self.visitor_space)
+
+    def visitor_space(self, blocks: list[Block]) -> VisitorSpace:
+        """The :class:`VisitorSpace` of some blocks; the last few are kept (a dashboard asks
+        many reports of one period)."""
+        key = tuple((block.site, block.day, block.identity) for block in blocks)
+        with self._lock:
+            found = self._spaces.get(key)
+            if found is not None:
+                self._spaces.move_to_end(key)
+                return found
+        found = VisitorSpace(blocks)
+        with self._lock:
+            self._spaces[key] = found
+            while len(self._spaces) > 8:
+                self._spaces.popitem(last=False)
+        return found
 
 
 class VisitorSpace:
@@ -810,6 +886,7 @@ class VisitorSpace:
         self.offsets = np.cumsum([0, *sizes])[:-1].astype(np.int64)
         self.size = int(sum(sizes))
         self._dictionaries = dictionaries
+        self._every: np.ndarray | None = None
         self.canonical: np.ndarray | None = None
         if len(dictionaries) > 1 and self.size:
             merged = np.sort(np.concatenate(dictionaries))
@@ -835,15 +912,17 @@ class VisitorSpace:
         """The visitor hashes of frame codes."""
         if not self.size:
             return np.zeros(len(codes), np.uint64)
-        every = np.concatenate(self._dictionaries)
-        return every[codes]
+        if self._every is None:
+            self._every = np.concatenate(self._dictionaries)
+        return self._every[codes]
 
     def count(self, codes: np.ndarray) -> int:
         """How many distinct visitors ``codes`` holds."""
         if not len(codes):
             return 0
         if len(codes) * 16 < self.size:
-            return int(len(np.unique(codes)))
+            ordered = np.sort(codes)
+            return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
         seen = np.zeros(self.size, bool)
         seen[codes] = True
         return int(np.count_nonzero(seen))
@@ -861,11 +940,12 @@ class VisitorSpace:
 class Frame:
     """Events of a period: slices of day blocks, read column by column and concatenated."""
 
-    def __init__(self, parts: list[tuple[Block, int, int]]) -> None:
+    def __init__(self, parts: list[tuple[Block, int, int]], spaces: Callable[[list[Block]], VisitorSpace] | None = None) -> None:
         self.parts = parts
         self.size = sum(hi - lo for _, lo, hi in parts)
         self._cache: dict[str, np.ndarray] = {}
         self._space: VisitorSpace | None = None
+        self._spaces = spaces or VisitorSpace
         self.key = tuple((b.site, b.day, b.identity, lo, hi) for b, lo, hi in parts)
 
     def column(self, name: str) -> np.ndarray:
@@ -885,7 +965,7 @@ class Frame:
     @property
     def visitors(self) -> VisitorSpace:
         if self._space is None:
-            self._space = VisitorSpace([block for block, _, _ in self.parts])
+            self._space = self._spaces([block for block, _, _ in self.parts])
         return self._space
 
     def visitor_codes(self) -> np.ndarray:
@@ -910,6 +990,39 @@ class Frame:
             if chosen.any():
                 pieces.append(space.codes(index, block.visitor_codes()[lo:hi][chosen]))
         return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+    def values_at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """``column(name)[rows]`` (a boolean mask or row numbers), gathered block by block
+        without joining the whole column."""
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, np.int64)
+        found = self._cache.get(name)
+        if found is not None:
+            return found[rows]
+        order = None
+        if len(rows) > 1 and (np.diff(rows) < 0).any():
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+        starts = np.cumsum([0] + [hi - lo for _, lo, hi in self.parts])
+        bounds = np.searchsorted(rows, starts)
+        pieces = []
+        for index, (block, lo, _) in enumerate(self.parts):
+            local = rows[bounds[index] : bounds[index + 1]] - starts[index] + lo
+            if not len(local):
+                continue
+            if name == "visitor":
+                pieces.append(block.visitor_dictionary()[block.visitor_codes()[local]])
+            elif name in SCALARS:
+                pieces.append(block.scalar(name)[local])
+            else:
+                dictionary, codes = block.dictionary(name)
+                pieces.append(dictionary[codes[local]])
+        dtype = SCALARS.get(name, np.dtype(np.uint32))
+        out = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype)
+        if order is not None:
+            unsorted = np.empty_like(out)
+            unsorted[order] = out
+            out = unsorted
+        return out
 
     def mask(self, name: str, accept: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """Rows whose string field ``name`` is accepted; ``accept(distinct ids) -> bool array``

@@ -308,6 +308,7 @@ class Appliance:
         _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
         self.stats.scans.columns.delete_site(txn, site.id)
+        self.stats.scans.segments.materialiser.delete_site(txn, site.id)
         _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
         _delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
         _delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))

@@ -304,6 +304,13 @@ class Materialiser:
 
         appliance.store.write(write)
 
+    def delete_site(self, txn, site_id: int) -> None:
+        """Forget a deleted site's materialised days (its counters and sketches go with it)."""
+        records = self._appliance.records
+        prefix = f"{site_id:010d}/"
+        for key in [key for key, _ in records.scan(_RECORD, txn) if key.startswith(prefix)]:
+            records.delete(txn, _RECORD, key)
+
     # -- queries --------------------------------------------------------------------------
     def _plan(self, query, segment):
         """``(txn figures, tail start day)`` or None when the scan path must answer."""

@@ -47,22 +47,41 @@ def _rate(part: int, whole: int) -> float:
 
 
 def distinct(values: np.ndarray) -> int:
-    return int(len(np.unique(values))) if len(values) else 0
+    """How many distinct values (sorting: numpy's hash-based ``unique`` is slower here)."""
+    if not len(values):
+        return 0
+    ordered = np.sort(values)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
 
 
 def grouped_distinct(groups: np.ndarray, values: np.ndarray) -> dict[int, int]:
-    """For each group id, how many distinct ``values`` it has (exact)."""
+    """For each group id, how many distinct ``values`` it has (exact). Non-negative ids and
+    values below 2**32 (string ids, frame visitor codes) are paired into one sorted key."""
     if not len(groups):
         return {}
-    _, dense = np.unique(values, return_inverse=True)
-    pairs = np.unique((groups.astype(np.uint64) << np.uint64(32)) | dense.astype(np.uint64))
-    ids, counts = np.unique((pairs >> np.uint64(32)).astype(np.int64), return_counts=True)
-    return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+    groups = groups.astype(np.int64, copy=False)
+    values = values.astype(np.int64, copy=False)
+    if groups.min() < 0 or values.min() < 0 or groups.max() >= 1 << 31 or values.max() >= 1 << 32:
+        _, dense = np.unique(values, return_inverse=True)
+        values = dense.astype(np.int64)
+    keys = np.sort((groups << 32) | values)
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return counts_by(keys[first] >> 32)
 
 
 def counts_by(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[int, int]:
+    """Per group id, how many rows (or the sum of their ``weights``)."""
     if not len(groups):
         return {}
+    groups = groups.astype(np.int64, copy=False)
+    top = int(groups.max())
+    if groups.min() >= 0 and top < 1 << 24:  # ids: a dense count beats sorting
+        present = np.flatnonzero(np.bincount(groups, minlength=top + 1))
+        totals = np.bincount(groups, weights=weights, minlength=top + 1)[present] if weights is not None else None
+        if totals is None:
+            totals = np.bincount(groups, minlength=top + 1)[present]
+        return {int(i): int(round(t)) for i, t in zip(present.tolist(), totals.tolist(), strict=True)}
     ids, inverse = np.unique(groups, return_inverse=True)
     totals = np.bincount(inverse, weights=weights, minlength=len(ids))
     return {int(i): int(round(t)) for i, t in zip(ids.tolist(), totals.tolist(), strict=True)}
@@ -81,6 +100,7 @@ class Selection:
         self.frame = scans.columns.frame(site.id, self.start_ms, self.end_ms)
         self.kind = self.frame.column("kind")
         self._sessions: Sessions | None = None
+        self._visits: np.ndarray | None = None
         rows = np.ones(self.frame.size, bool)
         visit_filters = []
         for condition in filters:
@@ -109,6 +129,14 @@ class Selection:
             self._sessions = self.scans.sessions_of(self.frame)
         return self._sessions
 
+    def visitor_codes_of(self, rows: np.ndarray) -> np.ndarray:
+        """Frame visitor codes of ``rows``, a boolean mask without engagement pings: read
+        through the visits when they are built already (every such row has one)."""
+        if self._sessions is not None:
+            sessions = self._sessions
+            return sessions.visitor[sessions.visit_of[rows]]
+        return self.frame.visitor_codes_of(rows)
+
     def of_kind(self, *kinds: int) -> np.ndarray:
         if len(kinds) == 1:
             return self.rows & (self.kind == kinds[0])
@@ -122,7 +150,9 @@ class Selection:
     @property
     def visits(self) -> np.ndarray:
         """Visits with at least one matching event."""
-        return self.sessions.visits_with(self.active)
+        if self._visits is None:
+            self._visits = self.sessions.visits_with(self.active)
+        return self._visits
 
     # -- calendar -------------------------------------------------------------------------
     def day_starts(self) -> tuple[list[date], np.ndarray]:
@@ -136,6 +166,20 @@ class Selection:
     def day_index(self, ts: np.ndarray) -> np.ndarray:
         _, bounds = self.day_starts()
         return np.searchsorted(bounds, ts, "right") - 1
+
+    def row_days(self) -> np.ndarray:
+        """Per row of the frame, its local day's index in the period. Rows are in time order
+        within each block, so each block is a few runs of one day: found with a binary search
+        per day boundary, not one per row."""
+        _, bounds = self.day_starts()
+        pieces = []
+        for block, lo, hi in self.frame.parts:
+            ts = block.scalar("ts")
+            inside = bounds[(bounds > int(ts[lo])) & (bounds <= int(ts[hi - 1]))]
+            cuts = np.concatenate([[lo], np.searchsorted(ts[lo:hi], inside, "left") + lo, [hi]])
+            first = int(np.searchsorted(bounds, ts[lo], "right")) - 1
+            pieces.append(np.repeat(np.arange(first, first + len(cuts) - 1, dtype=np.int32), np.diff(cuts)))
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
 
 
 class Scans:
@@ -248,7 +292,7 @@ class Scans:
             "visit_duration": round(int(sessions.duration_ms[visits].sum()) / 1000 / visit_count) if visit_count else 0,
             "events": int(selection.of_kind(CUSTOM).sum()),
             "conversions": int(conversions.sum()),
-            "converting_visitors_by_type": grouped_distinct(frame.column("name")[conversions], frame.visitor_codes_of(conversions)),
+            "converting_visitors_by_type": grouped_distinct(frame.values_at("name", conversions), selection.visitor_codes_of(conversions)),
         }
 
     def timeseries(self, query) -> list[dict[str, object]]:
@@ -259,11 +303,11 @@ class Scans:
                 return found
         selection = self.select(query)
         frame = selection.frame
-        ts = frame.column("ts")
-        codes = frame.visitor_codes()
         active = selection.active
         pageviews = selection.of_kind(PAGEVIEW)
         if query.interval == "hour":
+            ts = frame.column("ts")
+            codes = frame.visitor_codes()
             first, last = query.hour_range()
             hours = ts // 3_600_000
             by_hour = frame.visitors.count_groups(hours[active], codes[active])
@@ -281,9 +325,10 @@ class Scans:
         group_of_day = {"day": lambda d: d, "week": week_start, "month": month_start}[query.interval]
         labels = [group_of_day(day) for day in days]
         group_numbers: dict[date, int] = {}
-        day_group = np.array([group_numbers.setdefault(label, len(group_numbers)) for label in labels], np.int64)
-        row_group = day_group[selection.day_index(ts)]
-        visitors = frame.visitors.count_groups(row_group[active], codes[active])
+        day_group = np.array([group_numbers.setdefault(label, len(group_numbers)) for label in labels], np.int32)
+        row_group = day_group[selection.row_days()]
+        selection.visits  # noqa: B018 - built first: visitor codes are then read through the visits
+        visitors = frame.visitors.count_groups(row_group[active], selection.visitor_codes_of(active))
         views = counts_by(row_group[pageviews])
         sessions = selection.sessions
         visits = selection.visits
@@ -308,13 +353,13 @@ class Scans:
         selection = self.select(query)
         frame = selection.frame
         rows = selection.of_kind(PAGEVIEW)
-        values = frame.column(field)[rows]
+        values = frame.values_at(field, rows)
         if dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values = values[keep]
-            visitor = frame.visitor_codes_of(rows)[keep]
+            visitor = selection.visitor_codes_of(rows)[keep]
         else:
-            visitor = frame.visitor_codes_of(rows)
+            visitor = selection.visitor_codes_of(rows)
         pageviews = counts_by(values)
         visitors = grouped_distinct(values, visitor)
         sessions = selection.sessions
@@ -322,7 +367,7 @@ class Scans:
         if dimension == "page":
             entry = sessions.entry_page[visits]
         else:
-            entry = frame.column(field)[sessions.first_row[visits]]
+            entry = frame.values_at(field, sessions.first_row[visits])
         inside = entry != 0
         visit_counts = counts_by(entry[inside])
         bounces = counts_by(entry[inside], sessions.bounce[visits][inside].astype(float))
@@ -376,7 +421,7 @@ class Scans:
         sessions = selection.sessions
         exits_of = sessions.exit_page[selection.visits]
         exits = counts_by(exits_of[exits_of != 0])
-        pageviews = counts_by(selection.frame.column("path")[selection.of_kind(PAGEVIEW)])
+        pageviews = counts_by(selection.frame.values_at("path", selection.of_kind(PAGEVIEW)))
         top = sorted(exits, key=lambda i: (-exits[i], self.text(i)))[:limit]
         return [
             {
@@ -392,7 +437,7 @@ class Scans:
         selection = self.select(query)
         frame = selection.frame
         rows = selection.of_kind(ENGAGEMENT)
-        paths = frame.column("path")[rows]
+        paths = frame.values_at("path", rows)
         pings = counts_by(paths)
         engaged = counts_by(paths, frame.column("engaged")[rows].astype(float))
         depth = counts_by(paths, frame.column("scroll")[rows].astype(float))
@@ -411,26 +456,27 @@ class Scans:
         selection = self.select(query)
         frame = selection.frame
         rows = selection.of_kind(CUSTOM)
-        names = frame.column("name")[rows]
+        names = frame.values_at("name", rows)
         counts = counts_by(names)
-        visitors = grouped_distinct(names, frame.visitor_codes_of(rows))
+        visitors = grouped_distinct(names, selection.visitor_codes_of(rows))
         out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
         return sorted(out, key=lambda row: (-row["events"], row["name"]))
 
     def conversions(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame
-        site_visitors = frame.visitors.count(frame.visitor_codes_of(selection.active))
+        site_visitors = frame.visitors.count(selection.visitor_codes_of(selection.active))
         rows = selection.of_kind(CONVERSION)
-        names = frame.column("name")[rows]
+        names = frame.values_at("name", rows)
         counts = counts_by(names)
-        converters = grouped_distinct(names, frame.visitor_codes_of(rows))
+        converters = grouped_distinct(names, selection.visitor_codes_of(rows))
         revenue_rows: dict[int, dict[str, int]] = {}
-        paid = rows & (frame.column("revenue") != 0)
+        amounts = frame.values_at("revenue", rows)
+        paid = np.flatnonzero(rows)[amounts != 0]
         for name_id, currency_id, amount in zip(
-            frame.column("name")[paid].tolist(),
-            frame.column("currency")[paid].tolist(),
-            frame.column("revenue")[paid].tolist(),
+            names[amounts != 0].tolist(),
+            frame.values_at("currency", paid).tolist(),
+            amounts[amounts != 0].tolist(),
             strict=True,
         ):
             per_currency = revenue_rows.setdefault(name_id, {})
@@ -448,7 +494,7 @@ class Scans:
                     "revenue_minor": revenue_rows.get(type_id, {}),
                 }
             )
-        converting = frame.visitors.count(frame.visitor_codes_of(rows))
+        converting = frame.visitors.count(selection.visitor_codes_of(rows))
         return {
             "visitors": site_visitors,
             "total_conversions": int(rows.sum()),
@@ -467,9 +513,9 @@ class Scans:
         category_of = np.array(
             [SEED_CATEGORIES.index(traffic_category(self.text(int(i)))) for i in distinct_ids], np.int64
         )
-        by_category = grouped_distinct(category_of[inverse] if len(distinct_ids) else np.zeros(0, np.int64), frame.visitor_codes_of(rows))
+        by_category = grouped_distinct(category_of[inverse] if len(distinct_ids) else np.zeros(0, np.int64), selection.visitor_codes_of(rows))
         return {
-            "total_visitors": frame.visitors.count(frame.visitor_codes_of(selection.active)),
+            "total_visitors": frame.visitors.count(selection.visitor_codes_of(selection.active)),
             "total_page_views": int(pageviews.sum()),
             "traffic_sources": {name: by_category.get(i, 0) for i, name in enumerate(SEED_CATEGORIES)},
         }

@@ -75,6 +75,37 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
     }
 
 
+class LazyVisits(dict):
+    """Per-visit arrays computed (or loaded and decoded) on first use: a query that needs
+    bounces and durations never decodes entry pages."""
+
+    def __init__(self, makers: dict, **ready) -> None:
+        super().__init__(ready)
+        self._makers = makers
+
+    def __missing__(self, name: str):
+        value = self[name] = self._makers[name]()
+        return value
+
+
+def with_derived(visits: dict, day: int, timeout_ms: int) -> LazyVisits:
+    """Add the derived arrays every source of visits offers: ``duration`` (ms), ``bounce``,
+    and ``late`` / ``early``: the visits that end within the timeout before the UTC day's
+    end, or start within the timeout after its start (the only ones that can continue a
+    visit across a midnight)."""
+    out = LazyVisits(
+        {
+            "duration": lambda: out["end"] - out["start"],
+            "end": lambda: out["start"] + out["duration"],
+            "bounce": lambda: (out["pageviews"] == 1) & ~out["interactive"].astype(bool),
+            "late": lambda: np.flatnonzero(out["end"] >= (day + 1) * 86_400_000 - timeout_ms),
+            "early": lambda: np.flatnonzero(out["start"] <= day * 86_400_000 + timeout_ms),
+            **{name: (lambda name=name: visits[name]) for name in visits},
+        }
+    )
+    return out
+
+
 def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str, np.ndarray]:
     """Visits of one block (or slice of one), numbered in the order of their first row.
 
@@ -105,9 +136,11 @@ def _members(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
 _JOINED = {
     "start": np.int64,
     "end": np.int64,
+    "duration": np.int64,
     "first_row": np.int64,
     "pageviews": np.int64,
     "interactive": bool,
+    "bounce": bool,
     "entry_page": np.uint32,
     "exit_page": np.uint32,
     "visitor": np.int64,
@@ -129,78 +162,84 @@ class Sessions:
             if lo == 0 and hi == block.count:
                 local.append(block.local_visits(timeout_ms))
             else:
-                local.append(
-                    local_visits(
-                        block.scalar("kind")[lo:hi],
-                        block.visitor_codes()[lo:hi],
-                        block.scalar("ts")[lo:hi],
-                        block.scalar("session")[lo:hi],
-                        block.ids("path")[lo:hi],
-                        timeout_ms,
-                    )
+                computed = local_visits(
+                    block.scalar("kind")[lo:hi],
+                    block.visitor_codes()[lo:hi],
+                    block.scalar("ts")[lo:hi],
+                    block.scalar("session")[lo:hi],
+                    block.ids("path")[lo:hi],
+                    timeout_ms,
                 )
-        visitors = [space.codes(index, result["visitor"]) for index, result in enumerate(local)]
+                local.append(with_derived(computed, block.day, timeout_ms))
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
         for index in range(len(parts) - 1):
             before, after = parts[index][0], parts[index + 1][0]
             if after.day != before.day + 1:
                 continue
-            midnight = after.day * 86_400_000
             a, b = local[index], local[index + 1]
             crossing.append(
                 np.intersect1d(
-                    visitors[index][a["end"] >= midnight - timeout_ms],
-                    visitors[index + 1][b["start"] <= midnight + timeout_ms],
+                    space.codes(index, a["visitor"][a["late"]]),
+                    space.codes(index + 1, b["visitor"][b["early"]]),
                 )
             )
         stitched = np.unique(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
-        pieces: dict[str, list[np.ndarray]] = {name: [] for name in _JOINED}
+        self._parts: list[tuple[int, dict, np.ndarray | None, int]] = []
         visit_of_pieces = []
         stitched_rows = []
         base = 0
         for index, result in enumerate(local):
             offset = offsets[index]
             rows_visit = result["visit_of"]
+            keep = None
             if len(stitched):
-                keep = ~_members(stitched, visitors[index])
+                keep = ~_members(stitched, space.codes(index, result["visitor"]))
+                if keep.all():
+                    keep = None
+            if keep is not None:
                 renumber = np.where(keep, np.cumsum(keep) - 1 + base, -1)
                 mapped = np.where(rows_visit >= 0, renumber[np.maximum(rows_visit, 0)], -1) if len(renumber) else rows_visit
                 stitched_rows.append(np.flatnonzero((rows_visit >= 0) & (mapped < 0)) + offset)
                 visit_of_pieces.append(mapped.astype(np.int32))
+                base += int(keep.sum())
             else:
-                keep = None
-                visit_of_pieces.append(np.where(rows_visit >= 0, rows_visit + base, -1).astype(np.int32))
-            for name in _JOINED:
-                values = visitors[index] if name == "visitor" else result[name]
-                if keep is not None:
-                    values = values[keep]
-                pieces[name].append(values + offset if name == "first_row" else values)
-            base += int(keep.sum()) if keep is not None else len(result["visitor"])
+                piece = rows_visit.astype(np.int32)  # a copy: the block's array stays untouched
+                piece[piece >= 0] += base
+                visit_of_pieces.append(piece)
+                base += len(result["visitor"])
+            self._parts.append((index, result, keep, offset))
         visit_of = np.concatenate(visit_of_pieces) if visit_of_pieces else np.zeros(0, np.int32)
-        if len(stitched):
+        self._stitched = None
+        if stitched_rows and sum(len(rows) for rows in stitched_rows):
             rows = np.concatenate(stitched_rows)
-            gathered = {name: _gather(frame, name, rows) for name in ("kind", "ts", "session", "path")}
+            gathered = {name: _gather(frame, name, rows) for name in ("kind", "ts", "session", "path", "visitor")}
             result = build(
-                gathered["kind"], frame.visitor_codes()[rows], gathered["ts"], gathered["session"], gathered["path"],
+                gathered["kind"], gathered["visitor"], gathered["ts"], gathered["session"], gathered["path"],
                 np.arange(len(rows)), timeout_ms,
             )
             visit_of[rows[result["order"]]] = (result["visit_sorted"] + base).astype(np.int32)
-            for name in _JOINED:
-                values = result[name]
-                pieces[name].append(rows[values] if name == "first_row" else values)
+            result["first_row"] = rows[result["first_row"]]
+            self._stitched = with_derived(result, 0, timeout_ms)
             base += len(result["visitor"])
         self.count = base
         #: per row of the frame: its visit number, -1 for engagement pings
         self.visit_of = visit_of
-        self._pieces = pieces
         self._joined: dict[str, np.ndarray] = {}
 
     def _join(self, name: str) -> np.ndarray:
         found = self._joined.get(name)
         if found is None:
-            values = self._pieces[name]
-            found = np.concatenate(values).astype(_JOINED[name]) if values else np.zeros(0, _JOINED[name])
+            pieces = []
+            for index, result, keep, offset in self._parts:
+                values = self._space.codes(index, result["visitor"]) if name == "visitor" else result[name]
+                if keep is not None:
+                    values = values[keep]
+                pieces.append(values + offset if name == "first_row" else values)
+            if self._stitched is not None:
+                pieces.append(self._stitched[name])
+            dtype = _JOINED[name]
+            found = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype)
             self._joined[name] = found
         return found
 
@@ -210,22 +249,10 @@ class Sessions:
     first_row = property(lambda self: self._join("first_row"))
     pageviews = property(lambda self: self._join("pageviews"))
     interactive = property(lambda self: self._join("interactive"))
+    bounce = property(lambda self: self._join("bounce"))
+    duration_ms = property(lambda self: self._join("duration"))
     entry_page = property(lambda self: self._join("entry_page"))
     exit_page = property(lambda self: self._join("exit_page"))
-
-    @property
-    def bounce(self) -> np.ndarray:
-        found = self._joined.get("bounce")
-        if found is None:
-            found = self._joined["bounce"] = (self.pageviews == 1) & ~self.interactive
-        return found
-
-    @property
-    def duration_ms(self) -> np.ndarray:
-        found = self._joined.get("duration")
-        if found is None:
-            found = self._joined["duration"] = self.end - self.start
-        return found
 
     @property
     def visitor_hash(self) -> np.ndarray:
@@ -257,15 +284,24 @@ class Sessions:
 
 
 def _gather(frame, name: str, rows: np.ndarray) -> np.ndarray:
-    """``frame.column(name)[rows]`` for sorted ``rows``, without joining the whole column."""
+    """``frame.column(name)[rows]`` for sorted ``rows`` (``visitor``: frame visitor codes),
+    touching only the blocks that hold them."""
     pieces = []
     start = 0
-    for block, lo, hi in frame.parts:
+    space = frame.visitors
+    for index, (block, lo, hi) in enumerate(frame.parts):
         end = start + hi - lo
         inside = rows[(rows >= start) & (rows < end)] - start + lo
-        column = block.ids(name) if name == "path" else block.scalar(name)
-        pieces.append(column[inside])
         start = end
+        if not len(inside):
+            continue
+        if name == "visitor":
+            pieces.append(space.codes(index, block.visitor_codes()[inside]))
+        elif name == "path":
+            dictionary, codes = block.dictionary("path")
+            pieces.append(dictionary[codes[inside]])
+        else:
+            pieces.append(block.scalar(name)[inside])
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 

@@ -15,8 +15,10 @@ still on disk).
 
 An array is stored as ``flags u8 | dtype | stored dtype | [base i64] | bytes``: flag 1 means
 the bytes are zlib-compressed, flag 2 that they are deltas (in the narrowest signed dtype
-that holds them) from ``base``, for sorted or nearly sorted columns such as timestamps.
-Arrays that compress by less than a tenth are kept raw, so they load without a copy.
+that holds them) from ``base``, for sorted or nearly sorted columns such as timestamps
+(compressed whenever that saves anything).
+Arrays that do not compress to half their size are kept raw: they load without a copy
+or a decompression, which matters more than the bytes for the columns every query reads.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _narrow_signed(low: int, high: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def encode_array(array: np.ndarray, *, delta: bool = False, level: int = 6) -> bytes:
+def encode_array(array: np.ndarray, *, delta: bool = False, level: int = 6, keep_below: float = 0.5) -> bytes:
     """``array`` (one-dimensional) as stored bytes; ``delta`` for (nearly) sorted integers."""
     array = np.ascontiguousarray(array)
     flags = 0
@@ -66,11 +68,10 @@ def encode_array(array: np.ndarray, *, delta: bool = False, level: int = 6) -> b
     payload = stored.tobytes()
     if len(payload) > 64:
         packed = zlib.compress(payload, level)
-        if len(packed) < 0.9 * len(payload):
+        # deltas are decoded anyway: compressing them costs little more
+        if len(packed) < (1.0 if flags & DELTA else keep_below) * len(payload):
             payload = packed
             flags |= ZLIB
-    if flags & DELTA and not flags & ZLIB:  # deltas only pay off compressed
-        return encode_array(array, delta=False, level=level)
     dtype, stored_dtype = array.dtype.str.encode("ascii"), stored.dtype.str.encode("ascii")
     return bytes((flags, len(dtype))) + dtype + bytes((len(stored_dtype),)) + stored_dtype + base + payload
 
@@ -95,7 +96,7 @@ def decode_array(value: bytes) -> np.ndarray:
         steps = array.astype(np.int64)
         if len(steps):
             steps[0] += base
-        return np.cumsum(steps).astype(dtype)
+        return np.cumsum(steps, out=steps).astype(dtype, copy=False)
     return array
 
 
