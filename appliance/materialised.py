@@ -45,6 +45,7 @@ import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
+from appliance.columnar import distinct_values
 from appliance.models import EventKind
 from appliance.periods import (
     day_from_number,
@@ -375,7 +376,7 @@ class Materialiser:
         frame = selection.frame
         out: dict[str, dict] = {name: defaultdict(int) for name in ("visits", "bounces", "duration")}
         start_days = selection.day_index(sessions.start[visits]) + tail - 1
-        for day in np.unique(start_days).tolist():
+        for day in distinct_values(start_days).tolist():
             chosen = start_days == day
             out["visits"][day] = int(chosen.sum())
             out["bounces"][day] = int(sessions.bounce[visits][chosen].sum())
@@ -485,19 +486,19 @@ def _by_day(rows: np.ndarray, days: np.ndarray, kind, visitor, names, text):
     """Per local day of ``rows`` (indices, with their ``days``): page views, custom events,
     conversions, distinct visitor hashes and, per conversion type, distinct converters."""
     kinds = kind[rows]
-    for day in np.unique(days).tolist():
+    for day in distinct_values(days).tolist():
         chosen = rows[days == day]
         chosen_kinds = kinds[days == day]
         converting = chosen[chosen_kinds == _CONVERSION]
         converters = {}
         if len(converting):
             type_ids = names[converting]
-            for type_id in np.unique(type_ids).tolist():
-                converters[text(type_id)] = np.unique(visitor[converting[type_ids == type_id]])
+            for type_id in distinct_values(type_ids).tolist():
+                converters[text(type_id)] = distinct_values(visitor[converting[type_ids == type_id]])
         yield day, {
             "pageviews": int((chosen_kinds == _PAGEVIEW).sum()),
             "events": int((chosen_kinds == _CUSTOM).sum()),
             "conversions": len(converting),
-            "visitors": np.unique(visitor[chosen]),
+            "visitors": distinct_values(visitor[chosen]),
             "converters": converters,
         }

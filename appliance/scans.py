@@ -118,8 +118,9 @@ class Selection:
             kept_rows = sessions.rows_in(keep)
             pings = self.kind == ENGAGEMENT
             if pings.any():
-                kept_visitors = np.unique(sessions.visitor[keep])
-                kept_rows[pings] |= np.isin(self.frame.visitor_codes_of(pings), kept_visitors)
+                kept_visitors = np.zeros(self.frame.visitors.size, bool)
+                kept_visitors[sessions.visitor[keep]] = True
+                kept_rows[pings] |= kept_visitors[self.frame.visitor_codes_of(pings)]
             rows &= kept_rows
         self.rows = rows
 

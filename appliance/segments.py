@@ -28,7 +28,7 @@ import time
 import msgspec
 import numpy as np
 
-from appliance.columnar import DAY_MS
+from appliance.columnar import DAY_MS, distinct_values
 from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
 from appliance.goals import DefinitionError
 from appliance.materialised import Materialiser
@@ -272,7 +272,7 @@ class Segments:
         )
         if before.size:
             seen = before.column("kind") != EventKind.ENGAGEMENT
-            earlier |= np.isin(sessions.visitor_hash, np.unique(before.column("visitor")[seen]))
+            earlier |= np.isin(sessions.visitor_hash, distinct_values(before.column("visitor")[seen]))
         return earlier
 
 

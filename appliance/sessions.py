@@ -184,7 +184,7 @@ class Sessions:
                     space.codes(index + 1, b["visitor"][b["early"]]),
                 )
             )
-        stitched = np.unique(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
+        stitched = np.sort(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
         self._parts: list[tuple[int, dict, np.ndarray | None, int]] = []
         visit_of_pieces = []
         stitched_rows = []
