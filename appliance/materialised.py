@@ -84,6 +84,7 @@ class DayRecord(msgspec.Struct, array_like=True):
     last_hour: int
     events: int
     keys: list[bytes]
+    goals: str = ""  # the goal definitions the segment used (see _goals_version)
 
 
 _record_decoder = msgspec.msgpack.Decoder(DayRecord)
@@ -122,6 +123,7 @@ class Materialiser:
         last_hour = self._window(site, last_day)[1] + 48
         hours = self._hours(txn, site.id, first_hour, last_hour)
         records = self._appliance.records
+        goals = self._goals_version(segment)
         fresh = set()
         for day in range(first_day, last_day + 1):
             raw = records.get(_RECORD, _identifier(site.id, segment.counter_id, day), txn)
@@ -131,9 +133,22 @@ class Materialiser:
                     fresh.add(day)  # nothing happened that day: nothing to materialise
                 continue
             record = _record_decoder.decode(raw)
+            if record.goals != goals:
+                continue  # a goal it tests was changed: materialise again
             if sum(hours.get(h, 0) for h in range(record.first_hour, record.last_hour + 1)) == record.events:
                 fresh.add(day)
         return fresh
+
+    def _goals_version(self, segment) -> str:
+        """The counter ids of the goals a segment's membership depends on: a changed goal
+        definition gets a new one, which makes every materialised day stale."""
+        goals = self._appliance.goals
+        if any(f.dimension == "goal" for f in segment.filters):
+            used = goals.list(segment.site_id)
+        else:
+            ids = {int(c.value) for c in segment.conditions if c.kind == "completed_goal"}
+            used = [g for g in goals.list(segment.site_id) if g.id in ids]
+        return ",".join(f"{goal.id}:{goal.counter_id}" for goal in sorted(used, key=lambda g: g.id))
 
     def _settled(self, site, day: int) -> bool:
         end = day_start_timestamp(day_from_number(day + 1), site.timezone)
@@ -204,7 +219,9 @@ class Materialiser:
         query = Query(site=site, date_from=day_from_number(first - 1), date_to=day_from_number(last + 1))
         window_first = self._window(site, first - 1)[0]
         window_last = self._window(site, last + 1)[1]
-        # The basis is read before the events: a later event can only make a day stale.
+        # The basis (and the goals used) are read before the events: a later event or goal
+        # change can only make a day stale.
+        goals = self._goals_version(segment)
         with scans.columns.settled() as txn:
             hours = self._hours(txn, site.id, window_first, window_last)
         selection = scans.select(query, [])
@@ -241,7 +258,8 @@ class Materialiser:
                     for name, who in figures["converters"].items():
                         sketches[(SEGMENT_CONVERTERS, event_day, f"{source}{_SEPARATOR}{name}")] = who
             events = sum(hours.get(h, 0) for h in range(first_hour, last_hour + 1))
-            writes[day] = (DayRecord(segment.counter_id, first_hour, last_hour, events, []), counters, sketches)
+            record = DayRecord(segment.counter_id, first_hour, last_hour, events, [], goals)
+            writes[day] = (record, counters, sketches)
         self._write(site, segment, writes)
         return len(days)
 

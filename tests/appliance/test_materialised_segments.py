@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 
 from appliance.filters import make_filter
-from appliance.goals import DefinitionError
+from appliance.goals import DefinitionError, GoalInput
 from appliance.jobs import compact_closed_days, materialise_segments
 from appliance.models import Event, EventKind
-from appliance.periods import local_today
+from appliance.periods import day_number, local_today
 from appliance.segments import Condition, SegmentInput
 from appliance.stats import Query
 
@@ -148,3 +148,27 @@ def test_period_dependent_segments_cannot_be_materialised(appliance):
             site.id, SegmentInput(name="new", materialised=True, conditions=[Condition(kind="visitor_type", value="new")])
         )
     assert raised.value.field == "materialised"
+
+
+def test_a_changed_goal_makes_a_segment_that_tests_it_stale(site_with_history):
+    appliance, site = site_with_history
+    goal = appliance.goals.create(site.id, GoalInput(name="Pricing", kind="page", page="/pricing"))
+    appliance.goals.wait()
+    plain, kept = _pair(appliance, site, {"conditions": [Condition(kind="completed_goal", value=str(goal.id))]})
+    materialiser = appliance.stats.scans.segments.materialiser
+    today = local_today(site.timezone)
+    first, last = today - timedelta(days=8), today
+    assert materialiser.aggregate(_through(site, kept, first, last), kept) is not None
+    appliance.goals.change(site.id, goal.id, GoalInput(name="Pricing", kind="page", page="/blog/*"))
+    appliance.goals.wait()
+    first_day, last_day = day_number(first), day_number(today) - 3
+
+    def fresh():
+        with appliance.store.read() as txn:
+            return materialiser.fresh_days(txn, site, kept, first_day, last_day)
+
+    assert fresh() != set(range(first_day, last_day + 1))  # the days it materialised are stale now
+    _same(appliance, site, plain, kept, first, last)  # (the scan answers for them)
+    materialise_segments(appliance)
+    assert fresh() == set(range(first_day, last_day + 1))
+    _same(appliance, site, plain, kept, first, last)
