@@ -13,6 +13,7 @@ themselves under the project's ``.venv`` (:func:`reexec_under_venv`).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -341,14 +343,128 @@ def start_footfall(data_dir: Path, log_path: Path, env: dict[str, str] | None = 
     return server
 
 
-def dashboard_login(client, password: str, username: str = "admin") -> None:
-    """Log ``client`` (an httpx.Client on the server's base URL) in through the login form,
-    as a browser does: the session cookie then opens dashboard pages and the live stream."""
+class Answer:
+    """A response read to its end: ``status_code``, ``headers``, ``content``, ``text``, ``json()``."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], content: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client for one loopback server (the standard library's
+    http.client, so the benchmarks need nothing beyond Footfall's own dependencies): default
+    headers, session cookies kept from ``Set-Cookie``, redirects not followed, and a
+    line-by-line reader for Server-Sent Events on a connection of its own."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 300) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = {"User-Agent": "footfall-bench", **(headers or {})}
+        self.timeout = timeout
+        self.cookies: dict[str, str] = {}
+        self._connection: http.client.HTTPConnection | None = None
+        self._streams: list[http.client.HTTPConnection] = []
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {**self.headers, **(extra or {})}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return headers
+
+    def _remember_cookies(self, headers: list[tuple[str, str]]) -> None:
+        for name, value in headers:
+            if name.lower() == "set-cookie":
+                pair = value.split(";", 1)[0]
+                if "=" in pair:
+                    key, _, cookie = pair.partition("=")
+                    self.cookies[key.strip()] = cookie.strip()
+
+    def request(self, method: str, path: str, params: dict | None = None, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Answer:
+        if params:
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(params)
+        for attempt in (1, 2):  # a keep-alive connection the server closed is opened again once
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self._connection.request(method, path, body, self._headers(headers))
+                response = self._connection.getresponse()
+                content = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+                continue
+            answer = Answer(response.status, response.getheaders(), content)
+            self._remember_cookies(answer.headers)
+            if response.will_close:
+                self._connection.close()
+                self._connection = None
+            return answer
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, params: dict | None = None, headers: dict[str, str] | None = None) -> Answer:
+        return self.request("GET", path, params, headers=headers)
+
+    def post(self, path: str, json_body=None, form: dict | None = None, headers: dict[str, str] | None = None) -> Answer:
+        extra = dict(headers or {})
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            extra.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        else:
+            body = json.dumps(json_body).encode()
+            extra.setdefault("Content-Type", "application/json")
+        return self.request("POST", path, body=body, headers=extra)
+
+    def stream_lines(self, path: str, read_timeout: float = 60):
+        """Yield the decoded lines of a streaming GET (SSE) until the server ends it or
+        :meth:`close` is called from another thread."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=read_timeout)
+        self._streams.append(connection)
+        connection.request("GET", path, headers=self._headers({"Accept": "text/event-stream"}))
+        response = connection.getresponse()
+        if response.status != 200:
+            raise BenchError(f"GET {path}: {response.status}")
+        while True:
+            line = response.readline()
+            if not line:
+                return
+            yield line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+    def close(self) -> None:
+        for connection in [self._connection, *self._streams]:
+            if connection is not None and connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked on it
+                connection.close()
+        self._connection = None
+        self._streams.clear()
+
+
+def dashboard_login(client: Client, password: str, username: str = "admin") -> None:
+    """Log ``client`` in through the login form, as a browser does: the session cookie then
+    opens dashboard pages and the live stream."""
     form = client.get("/login")
     match = re.search(r'name="csrf" value="([^"]+)"', form.text)
     if match is None:
         raise BenchError(f"no CSRF field on /login ({form.status_code})")
-    answer = client.post("/login", data={"username": username, "password": password, "csrf": match.group(1)})
+    answer = client.post("/login", form={"username": username, "password": password, "csrf": match.group(1)})
     if answer.status_code != 303:
         raise BenchError(f"dashboard login failed: {answer.status_code} {answer.text[:200]}")
 
