@@ -86,6 +86,8 @@ def open_city_database(path: str) -> Any | None:
 
 
 def _lookup_city_database(client_ip: str) -> tuple[str, str]:
+    if not _configured_city_database and CITY_DATABASE_VARIABLE not in os.environ:
+        return "", ""  # the common case: no city database, and no environment read per event
     path = city_database_path()
     reader = open_city_database(path) if path else None
     if reader is None:

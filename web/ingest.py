@@ -75,6 +75,7 @@ class ClientAddress:
 
     def __init__(self, trusted_proxies: list[str]) -> None:
         self._networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+        self._verdicts: dict[str, bool] = {}
 
     def is_trusted_proxy(self, address: str) -> bool:
         return self._trusted(address)
@@ -82,11 +83,20 @@ class ClientAddress:
     def _trusted(self, address: str) -> bool:
         if not self._networks:
             return False
+        known = self._verdicts.get(address)
+        if known is not None:
+            return known
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return False
-        return any(ip in network for network in self._networks)
+            verdict = False
+        else:
+            verdict = any(ip in network for network in self._networks)
+        # Only proxies' addresses are remembered: clients' addresses are never kept, not
+        # even in memory. Proxies are few, but bound the dict anyway.
+        if verdict and len(self._verdicts) < 1024:
+            self._verdicts[address] = verdict
+        return verdict
 
     def __call__(self, scope) -> str:
         client = scope.get("client")
