@@ -131,6 +131,25 @@ def _template_helpers(engine) -> None:
     register_dashboard_helpers(engine)
 
 
+async def _log_server_error(exception: BaseException, scope) -> None:
+    """Every unexpected exception (a 500) is logged with its traceback; expected HTTP errors
+    (4xx, 503 storage full) are answered without noise."""
+    from litestar.exceptions import HTTPException
+
+    from appliance.accounts import AccountError
+    from appliance.pipeline import InvalidInput
+    from storage import StorageFullError
+
+    if isinstance(exception, HTTPException | StorageFullError | InvalidInput | AccountError):
+        return
+    if getattr(exception, "field", None) is not None:  # domain errors answered with 4xx
+        return
+    log.error(
+        "unhandled error on %s %s", scope.get("method", ""), scope.get("path", ""),
+        exc_info=(type(exception), exception, exception.__traceback__),
+    )
+
+
 def create_app(settings: Settings) -> Litestar:
     appliance = Appliance(settings)
 
@@ -158,6 +177,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
+        after_exception=[_log_server_error],
         state=State(
             {
                 "client_address": ClientAddress(settings.server.trusted_proxies),
