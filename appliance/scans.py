@@ -23,6 +23,7 @@ visitors who have a kept visit.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +32,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
-from appliance.columnar import ColumnStore
+from appliance.columnar import ColumnStore, StaleBlock
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.funnels import Funnels
 from appliance.models import EventKind
@@ -44,6 +45,21 @@ PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 
 def _rate(part: int, whole: int) -> float:
     return round(100 * part / whole, 2) if whole else 0.0
+
+
+def _retrying(report):
+    """Run a report again, once, if a block it was reading was rewritten and its old
+    generation removed meanwhile (a query would have to outlive the grace period)."""
+
+    @functools.wraps(report)
+    def run(self, *args, **kwargs):
+        try:
+            return report(self, *args, **kwargs)
+        except StaleBlock:
+            self.forget()
+            return report(self, *args, **kwargs)
+
+    return run
 
 
 def distinct(values: np.ndarray) -> int:
@@ -267,6 +283,7 @@ class Scans:
         return segment if segment is not None and segment.materialised and segment.counter_id else None
 
     # -- the vocabulary -------------------------------------------------------------------
+    @_retrying
     def aggregate(self, query) -> dict[str, object]:
         segment = self._materialised(query)
         if segment is not None:
@@ -296,6 +313,7 @@ class Scans:
             "converting_visitors_by_type": grouped_distinct(frame.values_at("name", conversions), selection.visitor_codes_of(conversions)),
         }
 
+    @_retrying
     def timeseries(self, query) -> list[dict[str, object]]:
         segment = self._materialised(query)
         if segment is not None:
@@ -345,6 +363,7 @@ class Scans:
             for label, number in group_numbers.items()
         ]
 
+    @_retrying
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
             from appliance.stats import QueryError
@@ -397,6 +416,7 @@ class Scans:
             },
         }
 
+    @_retrying
     def entry_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         sessions = selection.sessions
@@ -417,6 +437,7 @@ class Scans:
             for i in top
         ]
 
+    @_retrying
     def exit_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         sessions = selection.sessions
@@ -434,6 +455,7 @@ class Scans:
             for i in top
         ]
 
+    @_retrying
     def time_on_page(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
@@ -453,6 +475,7 @@ class Scans:
             for i in top
         ]
 
+    @_retrying
     def custom_events(self, query) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
@@ -463,6 +486,7 @@ class Scans:
         out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
         return sorted(out, key=lambda row: (-row["events"], row["name"]))
 
+    @_retrying
     def conversions(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame
@@ -504,6 +528,7 @@ class Scans:
             "goals": goals,
         }
 
+    @_retrying
     def traffic_report(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame

@@ -11,10 +11,12 @@ at its first event inside it. Where events arrived out of time order the live co
 may differ slightly from this recomputation, which follows time order.
 
 Speed: sorting every row of a month by visitor costs about a second at ten million events,
-so visits are built per day block (cached with the block once the day is closed) and then
-stitched: anonymous visitor ids change daily, so only visitors seen within the visit timeout
-on both sides of a UTC midnight can have a visit crossing it; their rows alone are
-sessionised again across the whole period, with the same rule.
+so visits are built per day block — stored with the block when a closed day is compacted,
+decoded array by array as a report needs them — and then stitched: anonymous visitor ids
+change daily, so only visitors with a visit ending within the timeout before a UTC midnight
+and one starting within the timeout after it (each block knows those visits) can have a
+visit crossing it; their rows alone are sessionised again across the whole period, with the
+same rule. Visits of a block are numbered in the order of their first row.
 
 Per visit: its visitor, first and last timestamp, page views, whether it had a custom event
 or conversion (``interactive``), bounce (one page view and nothing interactive), duration

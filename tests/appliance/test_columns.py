@@ -10,7 +10,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from appliance.columnar import decode_visit_rows, encode_visit_rows
+from appliance.columnar import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
 from appliance.goals import GoalInput
 from appliance.jobs import compact_closed_days, purge_expired
@@ -226,6 +226,9 @@ def test_old_generations_stay_readable_until_collected(filled):
     assert len(block.column("c.browser")) == block.count  # the old generation, still readable
     assert columns.collect(site.id, now_ms=int(time.time() * 1000)) == 0  # too recent
     assert columns.collect(site.id, now_ms=int(time.time() * 1000) + 3600_000) >= 1
+    with pytest.raises(StaleBlock):  # a reader that outlived the grace period is told so
+        block.column("c.os")
+    assert columns.block(site.id, day).generation != block.generation  # the next query reads the new one
 
 
 def test_blocks_of_an_older_format_are_read_and_re_encoded(filled, monkeypatch):
