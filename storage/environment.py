@@ -127,7 +127,7 @@ class Store:
             subdir=True,
             sync=True,
             metasync=True,
-            readahead=False,
+            readahead=True,  # column-block scans read long runs of pages
             lock=True,
         )
         self.dbs: dict[bytes, lmdb._Database] = {}
