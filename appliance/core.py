@@ -32,6 +32,7 @@ from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.records import Records
+from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
 
@@ -303,15 +304,13 @@ class Appliance:
     def delete_site_data(self, txn, site: Site) -> None:
         self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site.id]
         self.counters.delete_site(txn, site.id)
-        from storage.counters import _delete_prefix
-
-        _delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
+        delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
         self.stats.scans.columns.delete_site(txn, site.id)
         self.stats.scans.segments.materialiser.delete_site(txn, site.id)
-        _delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
-        _delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
-        _delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))
+        delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
+        delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
+        delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))
         for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
             for identifier in [key for key, _ in self.records.scan(kind, txn) if key.startswith(f"{site.id:010d}/")]:
                 self.records.delete(txn, kind, identifier)

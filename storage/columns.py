@@ -31,6 +31,8 @@ from collections.abc import Iterable
 import msgspec
 import numpy as np
 
+from storage.retention import delete_prefix
+
 _PREFIX = struct.Struct(">III")
 _BASE = struct.Struct(">q")
 ZLIB = 1
@@ -187,7 +189,7 @@ class ColumnBlocks:
 
     # -- removal --------------------------------------------------------------------------
     def _delete_generation(self, txn, site: int, day: int, generation: int) -> int:
-        return _delete_prefix(txn, self._db, _PREFIX.pack(site, day, generation))
+        return delete_prefix(txn, self._db, _PREFIX.pack(site, day, generation))
 
     def collect(self, txn, site: int, day: int, retired_before_ms: int) -> int:
         """Delete the day's generations retired before ``retired_before_ms``; returns how many."""
@@ -209,10 +211,10 @@ class ColumnBlocks:
 
     def delete(self, txn, site: int, day: int) -> int:
         """Delete every generation of the day and its pointer."""
-        return _delete_prefix(txn, self._db, struct.pack(">II", site, day))
+        return delete_prefix(txn, self._db, struct.pack(">II", site, day))
 
     def delete_site(self, txn, site: int) -> int:
-        return _delete_prefix(txn, self._db, struct.pack(">I", site))
+        return delete_prefix(txn, self._db, struct.pack(">I", site))
 
     def days(self, txn, site: int, first_day: int = 0, last_day: int = 0xFFFFFFFF) -> list[int]:
         """The days of ``site`` in ``[first_day, last_day]`` that have a block."""
@@ -234,17 +236,3 @@ class ColumnBlocks:
             if day == 0xFFFFFFFF or not cursor.set_range(struct.pack(">II", site, day + 1)):
                 break
         return found
-
-
-def _delete_prefix(txn, db, prefix: bytes) -> int:
-    cursor = txn.cursor(db=db)
-    removed = 0
-    if not cursor.set_range(prefix):
-        return 0
-    while cursor.key()[: len(prefix)] == prefix:
-        if not cursor.delete():
-            break
-        removed += 1
-        if not cursor.key():
-            break
-    return removed

@@ -10,6 +10,7 @@ import struct
 from collections.abc import Iterator
 
 from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.retention import delete_prefix
 
 _VALUE = struct.Struct(">q")
 
@@ -53,18 +54,4 @@ class Counters:
         return _VALUE.unpack(value)[0] if value is not None else 0
 
     def delete_site(self, txn, site: int) -> int:
-        return _delete_prefix(txn, self._db, struct.pack(">I", site))
-
-
-def _delete_prefix(txn, db, prefix: bytes) -> int:
-    cursor = txn.cursor(db=db)
-    removed = 0
-    if not cursor.set_range(prefix):
-        return 0
-    while cursor.key()[: len(prefix)] == prefix:
-        if not cursor.delete():
-            break
-        removed += 1
-        if not cursor.key():
-            break
-    return removed
+        return delete_prefix(txn, self._db, struct.pack(">I", site))

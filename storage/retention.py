@@ -1,8 +1,23 @@
-"""Deleting data past a site's retention: old buckets of counters and sketches, old log rows."""
+"""Deleting data: by key prefix (a site, a day), and past a site's retention (old buckets)."""
 
 from __future__ import annotations
 
 from storage.keys import DAY, HOUR, pack_u32, unpack_bucket_key
+
+
+def delete_prefix(txn, db, prefix: bytes) -> int:
+    """Delete every key of ``db`` that starts with ``prefix``; returns how many went."""
+    cursor = txn.cursor(db=db)
+    removed = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while cursor.key()[: len(prefix)] == prefix:
+        if not cursor.delete():
+            break
+        removed += 1
+        if not cursor.key():
+            break
+    return removed
 
 
 def delete_buckets_before(txn, db, site: int, first_hour: int, first_day: int) -> int:
