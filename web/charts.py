@@ -95,23 +95,8 @@ def line_chart(
     summary = f"{metric}: " + ", ".join(f"{p.label} {value_text(p.value)}" for p in points[:3])
     if count > 3:
         summary += f" … {points[-1].label} {value_text(points[-1].value)}"
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="{escape(title or metric)}" '
-        f'font-family="{FONT}" font-size="12">',
-        f"<title>{escape(title or metric)}</title><desc>{escape(summary)}</desc>",
-    ]
-    # grid and y labels
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        gy = y(ceiling * fraction)
-        parts.append(
-            f'<line class="grid" x1="{left}" y1="{_f(gy)}" x2="{width - right}" y2="{_f(gy)}" '
-            f'stroke="{GRID}" stroke-width="1"/>'
-        )
-        parts.append(
-            f'<text class="axis" x="{left - 6}" y="{_f(gy + 4)}" text-anchor="end" fill="{TEXT}">'
-            f"{escape(value_text(ceiling * fraction))}</text>"
-        )
+    parts = _svg_open("chart-svg", width, height, title or metric, summary)
+    parts.extend(_value_grid(y, ceiling, left, width - right, value_text))
     # x ticks: about seven, always the first and last
     if count:
         every = max(1, math.ceil(count / 7))
@@ -220,22 +205,8 @@ def funnel_chart(
         return f"{100 * part / whole:.0f}%" if whole else "0%"
 
     summary = f"{metric}: " + ", ".join(f"{p.label} {value_text(p.value)}" for p in steps)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg funnel-svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
-        f'font-family="{FONT}" font-size="12">',
-        f"<title>{escape(title)}</title><desc>{escape(summary)}</desc>",
-    ]
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        gy = y(ceiling * fraction)
-        parts.append(
-            f'<line class="grid" x1="{left}" y1="{_f(gy)}" x2="{width - right}" y2="{_f(gy)}" '
-            f'stroke="{GRID}" stroke-width="1"/>'
-        )
-        parts.append(
-            f'<text class="axis" x="{left - 6}" y="{_f(gy + 4)}" text-anchor="end" fill="{TEXT}">'
-            f"{escape(value_text(ceiling * fraction))}</text>"
-        )
+    parts = _svg_open("chart-svg funnel-svg", width, height, title, summary)
+    parts.extend(_value_grid(y, ceiling, left, width - right, value_text))
     label_chars = max(4, int(slot / 7.5))
     for index, step in enumerate(steps):
         centre = left + slot * (index + 0.5)
@@ -266,3 +237,29 @@ def funnel_chart(
         parts.append("</g>")
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _svg_open(css_class: str, width: int, height: int, label: str, summary: str) -> list[str]:
+    """The opening of an accessible chart: the <svg> element, its title and description."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}" '
+        f'font-family="{FONT}" font-size="12">',
+        f"<title>{escape(label)}</title><desc>{escape(summary)}</desc>",
+    ]
+
+
+def _value_grid(y, ceiling: float, left: float, right_edge: float, value_text) -> list[str]:
+    """Horizontal grid lines and value labels at 0, ¼, ½, ¾ and all of ``ceiling``."""
+    parts = []
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        gy = y(ceiling * fraction)
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{_f(gy)}" x2="{right_edge}" y2="{_f(gy)}" '
+            f'stroke="{GRID}" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text class="axis" x="{left - 6}" y="{_f(gy + 4)}" text-anchor="end" fill="{TEXT}">'
+            f"{escape(value_text(ceiling * fraction))}</text>"
+        )
+    return parts
