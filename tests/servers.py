@@ -114,3 +114,31 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, port: int | 
     response.raise_for_status()
     handle.token = response.json()["token"]
     return handle
+
+
+def run_benchmark(
+    script: str, *arguments: str, results_path: Path, limit_seconds: int
+) -> tuple[dict, str]:
+    """Run ``scripts/<script>`` with its results file, require exit 0 and no lost event, and
+    return the figures it wrote and its printed table (killed past ``limit_seconds``)."""
+    import json
+
+    result = subprocess.run(
+        [str(ROOT / "scripts" / script), *arguments, "--json", str(results_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=limit_seconds,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "lost events: 0" in result.stdout, output
+    results = json.loads(results_path.read_text())
+    assert results["ok"] is True
+    assert results["lost_events"] == 0
+    environment = results["environment"]
+    assert environment["cpu_count"] >= 1
+    assert environment["python"]
+    for package in ("litestar", "granian", "msgspec", "lmdb"):
+        assert environment["packages"][package], package
+    return results, result.stdout
