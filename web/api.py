@@ -155,6 +155,7 @@ def _key_view(key: ApiKey) -> dict[str, Any]:
 SiteParam = Annotated[str | None, QueryParameter(name="site", description="The site's domain")]
 StartParam = Annotated[date | None, QueryParameter(name="start_date", description="First day (inclusive, site time zone); default 29 days before end_date")]
 EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
+LimitParam = Annotated[int, QueryParameter(name="limit", ge=1, le=1000, description="How many rows")]
 IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
 
 
@@ -437,7 +438,7 @@ class StatsController(Controller):
     async def breakdown(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, property: Annotated[str, QueryParameter(name="property")] = "page",  # noqa: A002
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
+        limit: LimitParam = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -446,7 +447,7 @@ class StatsController(Controller):
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration")
     async def entry_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -455,7 +456,7 @@ class StatsController(Controller):
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate")
     async def exit_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
@@ -464,7 +465,7 @@ class StatsController(Controller):
     @get("/time-on-page", summary="Average foreground time and scroll depth per page")
     async def time_on_page(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
-        end_date: EndParam = None, limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
+        end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
         query = _query(request, site, start_date, end_date, "day", filters)
