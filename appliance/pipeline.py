@@ -386,7 +386,10 @@ class Pipeline:
             event.site_id, context.client_ip, context.user_agent, context.received_at
         )
         visits = self._appliance.visits
-        if not visits.has_open(event.site_id, visitor, event.timestamp):
+        # Only just after UTC midnight can an open visit still carry yesterday's salt: skip
+        # the second hash the rest of the day.
+        just_after_midnight = context.received_at % 86400 <= visits.timeout
+        if just_after_midnight and not visits.has_open(event.site_id, visitor, event.timestamp):
             # A visit that spans midnight keeps yesterday's id (Plausible tries the old salt).
             previous = self._visitors.previous_day_id(
                 event.site_id, context.client_ip, context.user_agent, context.received_at
