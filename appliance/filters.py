@@ -33,6 +33,8 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
+from appliance.budget import check_budget
+
 OPERATORS = ("is", "is_not", "contains", "does_not_contain", "matches", "does_not_match")
 NEGATED = {"is_not": "is", "does_not_contain": "contains", "does_not_match": "matches"}
 
@@ -66,9 +68,9 @@ MAX_VALUES = 256
 
 
 class FilterError(ValueError):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, field: str = "filters") -> None:
         super().__init__(message)
-        self.field = "filters"
+        self.field = field
         self.message = message
 
 
@@ -120,7 +122,11 @@ def make_filter(operator: str, dimension: str, values) -> Filter:
         raise FilterError(f"{dimension}: give 1 to {MAX_VALUES} values")
     if dimension == "segment" and operator not in ("is", "is_not"):
         raise FilterError("segment takes is or is_not")
-    return Filter(operator, dimension, tuple(str(value) for value in values))
+    values = tuple(str(value) for value in values)
+    if operator in ("matches", "does_not_match"):
+        for value in values:
+            check_pattern(value)
+    return Filter(operator, dimension, values)
 
 
 def parse_filters(text: str | None) -> list[Filter]:
@@ -166,8 +172,50 @@ def _parse_short(part: str) -> Filter:
     return make_filter(operator, dimension, values)
 
 
-def wildcard_regex(pattern: str) -> re.Pattern:
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)), re.S)
+MAX_PATTERN_LENGTH = 500  # as long as the longest stored page path
+MAX_PATTERN_STARS = 16
+
+
+def check_pattern(pattern: str, field: str = "filters") -> str:
+    """``pattern`` if it is a wildcard pattern we accept, else a FilterError naming ``field``."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise FilterError(f"a pattern is at most {MAX_PATTERN_LENGTH} characters", field)
+    if pattern.count("*") > MAX_PATTERN_STARS:
+        raise FilterError(f"a pattern has at most {MAX_PATTERN_STARS} '*' wildcards", field)
+    return pattern
+
+
+class Wildcard:
+    """A ``*`` wildcard pattern matched in time linear in the text (no regular expression).
+
+    ``*`` stands for any run of characters, everything else is literal. Runs of stars are
+    one star. The literal pieces between stars are found left to right with ``str.find``,
+    each at its earliest place: taking the earliest match of each piece never loses a match
+    a later place would give, so there is no backtracking, whatever the pattern.
+    """
+
+    __slots__ = ("_head", "_tail", "_middle", "_exact")
+
+    def __init__(self, pattern: str) -> None:
+        pieces = pattern.split("*")
+        self._exact = pattern if len(pieces) == 1 else None
+        self._head = pieces[0]
+        self._tail = pieces[-1] if len(pieces) > 1 else ""
+        self._middle = tuple(piece for piece in pieces[1:-1] if piece)
+
+    def fullmatch(self, text: str) -> bool:
+        if self._exact is not None:
+            return text == self._exact
+        head, tail = self._head, self._tail
+        if len(text) < len(head) + len(tail) or not text.startswith(head) or not text.endswith(tail):
+            return False
+        position, end = len(head), len(text) - len(tail)
+        for piece in self._middle:
+            found = text.find(piece, position, end)
+            if found < 0:
+                return False
+            position = found + len(piece)
+        return True
 
 
 def text_predicate(operator: str, values: tuple[str, ...]) -> Callable[[str], bool]:
@@ -178,7 +226,7 @@ def text_predicate(operator: str, values: tuple[str, ...]) -> Callable[[str], bo
     if operator == "contains":
         return lambda text: any(value in text for value in values)
     if operator == "matches":
-        patterns = [wildcard_regex(value) for value in values]
+        patterns = [Wildcard(value) for value in values]
         return lambda text: any(pattern.fullmatch(text) for pattern in patterns)
     raise FilterError(f"no positive form for {operator!r}")
 
@@ -197,6 +245,8 @@ class IdPredicate:
         for index, string_id in enumerate(ids.tolist()):
             found = memo.get(string_id)
             if found is None:
+                if not len(memo) & 255:
+                    check_budget()
                 found = memo[string_id] = bool(self._test(self._text(string_id)))
             out[index] = found
         return out

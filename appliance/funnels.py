@@ -32,7 +32,7 @@ import msgspec
 import numpy as np
 
 from appliance.filters import IdPredicate, text_predicate
-from appliance.goals import DefinitionError
+from appliance.goals import DefinitionError, check_definition_pattern
 from appliance.models import EventKind
 
 STEP_KINDS = ("page", "event", "goal")
@@ -80,6 +80,8 @@ def _checked(data: FunnelInput, goals, site_id: int) -> FunnelInput:
             raise DefinitionError(f"{where}.follows", f"one of {', '.join(FOLLOWS)}")
         if not step.value.strip():
             raise DefinitionError(f"{where}.value", "required")
+        if step.kind == "page":
+            check_definition_pattern(step.value, f"{where}.value")
         if step.kind == "goal":
             if not step.value.isdigit():
                 raise DefinitionError(f"{where}.value", "a goal step names the goal's id")

@@ -38,7 +38,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.columnar import DAY_MS
-from appliance.filters import IdPredicate, text_predicate, wildcard_regex
+from appliance.filters import FilterError, IdPredicate, Wildcard, check_pattern, text_predicate
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_start_timestamp, local_today
 from storage.keys import DAY, pack_bucket_key, unpack_u64
@@ -103,6 +103,7 @@ def checked(data: GoalInput) -> GoalInput:
     if data.kind == "page":
         if not data.page.strip() or data.event:
             raise DefinitionError("page", "a page goal needs a page pattern (and no event)")
+        check_definition_pattern(data.page, "page")
     elif not data.event.strip() or data.page:
         raise DefinitionError("event", f"a {data.kind} goal needs an event name (and no page)")
     if bool(data.prop_value) and not data.prop_key:
@@ -110,6 +111,13 @@ def checked(data: GoalInput) -> GoalInput:
     if data.kind == "page" and data.prop_key:
         raise DefinitionError("prop_key", "page goals take no property")
     return msgspec.structs.replace(data, name=name)
+
+
+def check_definition_pattern(pattern: str, field: str) -> None:
+    try:
+        check_pattern(pattern, field)
+    except FilterError as error:
+        raise DefinitionError(field, error.message) from None
 
 
 class _Matcher:
@@ -120,7 +128,7 @@ class _Matcher:
         self.kind = {"page": EventKind.PAGEVIEW, "event": EventKind.CUSTOM, "conversion": EventKind.CONVERSION}[
             goal.kind
         ]
-        self._pattern = wildcard_regex(goal.page) if goal.kind == "page" else None
+        self._pattern = Wildcard(goal.page) if goal.kind == "page" else None
         self._paths: dict[str, bool] = {}
 
     def __call__(self, event: Event) -> bool:
@@ -132,7 +140,7 @@ class _Matcher:
             if found is None:
                 if len(self._paths) > 50_000:
                     self._paths.clear()
-                found = self._paths[event.path] = self._pattern.fullmatch(event.path) is not None
+                found = self._paths[event.path] = self._pattern.fullmatch(event.path)
             return found
         if event.name != goal.event:
             return False

@@ -30,7 +30,7 @@ import numpy as np
 
 from appliance.columnar import DAY_MS, distinct_values
 from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
-from appliance.goals import DefinitionError
+from appliance.goals import DefinitionError, check_definition_pattern
 from appliance.materialised import Materialiser
 from appliance.models import EventKind
 
@@ -97,6 +97,8 @@ def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
             raise DefinitionError(f"{where}.value", "new or returning")
         if not condition.value:
             raise DefinitionError(f"{where}.value", "required")
+        if condition.kind == "visited_page":
+            check_definition_pattern(condition.value, f"{where}.value")
     if not filters and not data.conditions:
         raise DefinitionError("filters", "a segment needs at least one filter or condition")
     if data.materialised and any(c.kind == "visitor_type" for c in data.conditions):

@@ -8,7 +8,7 @@ one site, as Plausible's shared links do.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import hashlib
 import re
 import secrets
@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from appliance.filters import Wildcard
 from appliance.models import Site
 from appliance.periods import zone
 
@@ -241,4 +242,9 @@ def hostname_allowed(site: Site, hostname: str) -> bool:
     if not site.allowed_hostnames or not hostname:
         return True
     hostname = hostname.lower()
-    return any(fnmatch.fnmatchcase(hostname, pattern) for pattern in site.allowed_hostnames)
+    return any(_wildcard(pattern).fullmatch(hostname) for pattern in site.allowed_hostnames)
+
+
+@functools.lru_cache(maxsize=1024)
+def _wildcard(pattern: str) -> Wildcard:
+    return Wildcard(pattern)
