@@ -45,6 +45,7 @@ import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
+from appliance.budget import check_budget
 from appliance.models import Event, EventKind
 from appliance.recorder import STRING_FIELDS
 from appliance.sessions import LazyVisits, local_visits, with_derived
@@ -857,6 +858,7 @@ class ColumnStore:
         """The site's events with ``start_ms <= ts < end_ms``, as a :class:`Frame`."""
         parts = []
         for day in self.days_with_events(site, start_ms // DAY_MS, (end_ms - 1) // DAY_MS):
+            check_budget()
             block = self.block(site, day)
             if not block.count:
                 continue
@@ -1041,6 +1043,7 @@ class Frame:
         is called once per block on that block's dictionary, never per row."""
         pieces = []
         for block, lo, hi in self.parts:
+            check_budget()
             dictionary, codes = block.dictionary(name)
             pieces.append(accept(dictionary)[codes[lo:hi]])
         return np.concatenate(pieces) if pieces else np.zeros(0, bool)
@@ -1051,6 +1054,7 @@ class Frame:
         keys = np.fromiter(key_ids, np.uint32)
         pieces = []
         for block, lo, hi in self.parts:
+            check_budget()
             out = np.zeros(hi - lo, bool)
             rows, prop_keys, prop_values = block.props()
             if len(rows) and len(keys):

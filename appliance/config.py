@@ -48,6 +48,10 @@ class LiveSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ring_size: int = 2000
 
 
+class QuerySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    time_budget_seconds: float = 10.0
+
+
 class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token_ttl_seconds: int = 86_400
     min_password_length: int = 10
@@ -84,6 +88,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
+    query: QuerySettings = msgspec.field(default_factory=QuerySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
@@ -147,11 +152,12 @@ def _coerce_strings(raw: dict[str, Any], struct_type: type) -> dict[str, Any]:
         elif isinstance(value, str) and field.type is not str:
             if field.type is bool:
                 out[key] = value.strip().lower() in {"1", "true", "yes", "on"}
-            elif field.type is int:
+            elif field.type in (int, float):
                 try:
-                    out[key] = int(value)
+                    out[key] = field.type(value)
                 except ValueError:
-                    raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+                    kind = "an integer" if field.type is int else "a number"
+                    raise ConfigError(f"{key}: expected {kind}, got {value!r}") from None
             else:  # list[str]
                 out[key] = [item.strip() for item in value.split(",") if item.strip()]
         else:

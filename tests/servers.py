@@ -48,7 +48,7 @@ class ServerHandle:
 
     def client(self, **kwargs) -> httpx.Client:
         headers = {"user-agent": BROWSER_UA, **kwargs.pop("headers", {})}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 30, **kwargs})
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

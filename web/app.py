@@ -30,7 +30,9 @@ from litestar.openapi.spec import (
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp, Receive, Scope, Send
 
+from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
 from appliance.core import Appliance
 from appliance.ratelimit import LoginThrottle
@@ -150,6 +152,21 @@ async def _log_server_error(exception: BaseException, scope) -> None:
     )
 
 
+def query_budget(seconds: float):
+    """ASGI middleware: every request it wraps runs its queries under a time budget. The
+    deadline lives in a context variable, which follows the request into the worker thread
+    that runs its handler."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            with time_budget(seconds if scope["type"] == "http" else None):
+                await app(scope, receive, send)
+
+        return middleware
+
+    return wrap
+
+
 def create_app(settings: Settings) -> Litestar:
     appliance = Appliance(settings)
 
@@ -172,7 +189,7 @@ def create_app(settings: Settings) -> Litestar:
     site = Router(
         path="/",
         route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, index],
-        middleware=[security_headers],
+        middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],

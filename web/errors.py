@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.accounts import AccountError
+from appliance.errors import DomainError
 from appliance.filters import FilterError
 from appliance.goals import DefinitionError
 from appliance.pipeline import InvalidInput
@@ -70,6 +71,7 @@ def _handle_storage_full(request: Request, exc: StorageFullError) -> Response:
 
 
 EXCEPTION_HANDLERS = {
+    DomainError: _handle_domain_error,
     InvalidInput: _handle_domain_error,
     QueryError: _handle_domain_error,
     FilterError: _handle_domain_error,

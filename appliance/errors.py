@@ -1,0 +1,34 @@
+"""Errors the domain raises for a caller to answer: one base, one shape.
+
+Every error a request can cause carries the ``field`` it is about, a ``message`` a person can
+act on and the HTTP ``status`` it answers with. The web room has one handler for the base
+class and the CLI one ``except``; nothing else needs to know the subclasses.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(ValueError):
+    """Bad input or an unknown thing: ``field`` names it, ``message`` says what is wrong."""
+
+    status = 422
+
+    def __init__(self, field: str | None, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class QueryTimeout(DomainError):
+    """A query ran past its time budget (``[query] time_budget_seconds``): answered 503."""
+
+    status = 503
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            "query",
+            f"the query took longer than its time budget of {seconds:g} s; "
+            "narrow the period or the filters, or raise [query] time_budget_seconds",
+        )
