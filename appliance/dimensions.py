@@ -52,7 +52,7 @@ REVENUE_SEPARATOR = "\x1f"
 # empty value (no UTM tag, unknown screen) is simply not counted in their breakdown.
 COUNT_EMPTY = frozenset({"source", "referrer"})
 
-# Visit metrics (see appliance.visits): the site total under the base id (dimension value 0)
+# Visit metrics (see appliance.ingest.visits): the site total under the base id (dimension value 0)
 # and, per breakdown dimension, base + 1 + the dimension's position in DIMENSIONS, keyed by
 # the visit's entry value (for "page": the entry page).
 VISITS = 200

@@ -15,9 +15,9 @@ Dimensions (the ``event:``/``visit:`` prefixes of Plausible's API are accepted a
   ``browser``, ``browser_version``, ``os``, ``os_version``, ``device``, ``screen``,
   ``language``, ``event`` (the event or conversion name; page views are named ``pageview``),
   ``prop:KEY`` (an event property; ``event:props:KEY`` also works), ``goal`` (a goal's name,
-  see :mod:`appliance.goals`);
+  see :mod:`appliance.definitions.goals`);
 - visit fields, tested on the visit an event belongs to: ``entry_page``, ``exit_page``,
-  ``segment`` (a saved segment's id, see :mod:`appliance.segments`).
+  ``segment`` (a saved segment's id, see :mod:`appliance.definitions.segments`).
 
 Filters are parsed from JSON (``[["is", "page", ["/a", "/b"]], ["contains", "source", ["goo"]]]``,
 Plausible API v2 style) or from the short form ``page==/a|/b;source~goo;country!=DE`` (``==``

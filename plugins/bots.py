@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import crawleruseragents
 import ua_parser
 
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
 from appliance.models import DropReason
 
 if TYPE_CHECKING:
-    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
+    from appliance.runtime.appliance import Appliance
 
 # Longer user agents are cut before classification and caching, so a hostile client cannot
 # fill the cache with megabyte-long keys. Real user agents are a few hundred characters.

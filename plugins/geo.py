@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import iptocc
 
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
 
 if TYPE_CHECKING:
-    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
+    from appliance.runtime.appliance import Appliance
 
 log = logging.getLogger(__name__)
 

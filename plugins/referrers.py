@@ -26,11 +26,11 @@ from referer_parser import Referer
 # re-exported so a plugin author finds them next to the rules that produce them.
 from appliance.channels import CHANNELS as CHANNELS
 from appliance.channels import traffic_category as traffic_category
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
 
 if TYPE_CHECKING:
-    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
+    from appliance.runtime.appliance import Appliance
 
 MAX_VALUE_LENGTH = 200
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ua_parser
 
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
 
 if TYPE_CHECKING:
-    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
+    from appliance.runtime.appliance import Appliance
 
 MAX_USER_AGENT_LENGTH = 1024
 

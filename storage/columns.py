@@ -2,7 +2,7 @@
 
 A block is one site's events of one UTC day re-laid column by column, so that a filter is a
 vectorised pass over a few arrays instead of decoding every log entry. What the columns mean
-is the appliance's business (:mod:`appliance.columnar`); this module stores and loads arrays.
+is the appliance's business (:mod:`appliance.events.columns`); this module stores and loads arrays.
 
 Keys are ``site u32 | day u32 | generation u32 | column name``: a day's columns are
 neighbours and a range of days is one cursor scan. Rewriting a day's block writes a new

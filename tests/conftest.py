@@ -47,7 +47,7 @@ def own_server(tmp_path):
 def appliance(tmp_path):
     """An opened in-process Appliance on a temporary data dir (no HTTP)."""
     from appliance.config import load_settings
-    from appliance.core import Appliance
+    from appliance.runtime.appliance import Appliance
 
     settings = load_settings(environ={}, data_dir=str(tmp_path / "data"))
     with Appliance(settings) as opened:

@@ -4,7 +4,7 @@ live, health.
 Controllers declare their guards (:mod:`web.auth`) at class level, or per handler where one
 controller's routes differ, and return plain dicts/Structs that Litestar encodes with msgspec.
 Handlers never check roles: the guard has already resolved the caller and the site. Every
-report calls :mod:`appliance.stats`, the one query vocabulary. Admin actions are written to
+report calls :mod:`appliance.query.stats`, the one query vocabulary. Admin actions are written to
 the audit log.
 """
 
@@ -19,11 +19,11 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from appliance.accounts import ApiKey, Role, User
+from appliance.accounts.users import ApiKey, Role, User
+from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.plugins import describe_plugins
-from appliance.stats import Query, QueryError
+from appliance.query.stats import Query, QueryError
 from web.api_definitions import FiltersParam, query_filters
 from web.auth import (
     can_manage_api_keys,

@@ -3,7 +3,7 @@
 Analysts and admins create, change and delete (``can_define``); anyone who can read the site
 lists them and reads their reports (``can_view_site``). Private segments are visible to their
 author only. The definitions live in LMDB records with the rest of the site's metadata
-(:mod:`appliance.goals`, :mod:`appliance.funnels`, :mod:`appliance.segments`).
+(:mod:`appliance.definitions.goals`, :mod:`appliance.definitions.funnels`, :mod:`appliance.definitions.segments`).
 
 Also here: :func:`query_filters`, which reads the ``filters`` query parameter every stats and
 report route takes, and checks that each segment it names is visible to the caller.
@@ -19,12 +19,12 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from appliance.definitions.funnels import FunnelInput
+from appliance.definitions.goals import DefinitionError, GoalInput
+from appliance.definitions.segments import SegmentInput, compare
 from appliance.filters import Filter, FilterError, parse_filters
-from appliance.funnels import FunnelInput
-from appliance.goals import DefinitionError, GoalInput
 from appliance.periods import local_today
-from appliance.segments import SegmentInput, compare
-from appliance.stats import Query
+from appliance.query.stats import Query
 from web.auth import can_define, can_view_site, principal_of, site_of
 
 FILTERS_DESCRIPTION = (
@@ -54,7 +54,7 @@ def _user_id(request: Request) -> int:
 
 def query_filters(request: Request, text: str | None) -> list[Filter]:
     """The ``filters`` parameter, parsed; a named segment must be visible to the caller."""
-    from appliance.stats import QueryError
+    from appliance.query.stats import QueryError
 
     try:
         filters = parse_filters(text)

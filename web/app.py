@@ -34,8 +34,8 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
-from appliance.core import Appliance
 from appliance.ratelimit import LoginThrottle
+from appliance.runtime.appliance import Appliance
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
@@ -138,8 +138,8 @@ async def _log_server_error(exception: BaseException, scope) -> None:
     (4xx, 503 storage full) are answered without noise."""
     from litestar.exceptions import HTTPException
 
-    from appliance.accounts import AccountError
-    from appliance.pipeline import InvalidInput
+    from appliance.accounts.users import AccountError
+    from appliance.ingest.pipeline import InvalidInput
     from storage import StorageFullError
 
     if isinstance(exception, HTTPException | StorageFullError | InvalidInput | AccountError):

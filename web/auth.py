@@ -2,7 +2,7 @@
 
 Every protected route declares a :class:`Guard` (on its controller, or on the handler when one
 route of a controller differs); handlers never check roles themselves. A guard names the
-:class:`~appliance.accounts.Permission` the route needs, whether it reads one site (named by
+:class:`~appliance.accounts.users.Permission` the route needs, whether it reads one site (named by
 the ``{domain}`` path parameter or the ``site`` query parameter) and whether it is a JSON API
 route (bearer credentials) or a dashboard route (the session cookie, plus a CSRF token on
 every unsafe request). It resolves the caller once into a :class:`Principal` and the site
@@ -37,10 +37,10 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
-from appliance.accounts import ApiKey, Permission, Role, Session, User
+from appliance.accounts.users import ApiKey, Permission, Role, Session, User
 from appliance.models import Site
+from appliance.query.stats import QueryError
 from appliance.ratelimit import retry_after
-from appliance.stats import QueryError
 
 SESSION_COOKIE = "footfall_session"
 LOGIN_CSRF_COOKIE = "footfall_login_csrf"

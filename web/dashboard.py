@@ -22,11 +22,11 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
 
-from appliance.accounts import AccountError, Permission
+from appliance.accounts.users import AccountError, Permission
+from appliance.hooks.manager import describe_plugins
 from appliance.periods import local_today
-from appliance.plugins import describe_plugins
+from appliance.query.stats import Query
 from appliance.sites import SiteError
-from appliance.stats import Query
 from web.auth import (
     Guard,
     dashboard_admin,

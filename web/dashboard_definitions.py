@@ -21,10 +21,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
+from appliance.definitions.funnels import FOLLOWS, FunnelInput, Step
+from appliance.definitions.goals import KINDS, DefinitionError, GoalInput
+from appliance.definitions.segments import Condition, SegmentInput, compare
 from appliance.filters import EVENT_DIMENSIONS, OPERATORS
-from appliance.funnels import FOLLOWS, FunnelInput, Step
-from appliance.goals import KINDS, DefinitionError, GoalInput
-from appliance.segments import Condition, SegmentInput, compare
 from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of, site_of
 from web.charts import Point, funnel_chart
 from web.dashboard import _appliance, _page, _view_options

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import msgspec
 from litestar import Request
 
+from appliance.definitions.goals import DefinitionError
 from appliance.filters import make_filter
-from appliance.goals import DefinitionError
 from web.auth import principal_of, site_of
 from web.views import View, parse_view
 
@@ -79,7 +79,7 @@ def parse_site_view(request: Request, base: str = "") -> SiteView:
     segment, name = None, ""
     raw = request.query_params.get("segment", "")
     if raw.isdigit():
-        segments = request.app.state.appliance.stats.scans.segments
+        segments = request.app.state.appliance.query.stats.scans.segments
         try:
             found = segments.get(site.id, int(raw), viewer_id(request))
         except DefinitionError:

@@ -8,13 +8,13 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from appliance.accounts import AccountError
+from appliance.accounts.users import AccountError
+from appliance.definitions.goals import DefinitionError
 from appliance.errors import DomainError
 from appliance.filters import FilterError
-from appliance.goals import DefinitionError
-from appliance.pipeline import InvalidInput
+from appliance.ingest.pipeline import InvalidInput
+from appliance.query.stats import QueryError
 from appliance.sites import SiteError
-from appliance.stats import QueryError
 from storage import StorageFullError
 
 

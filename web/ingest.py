@@ -19,8 +19,7 @@ import msgspec
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 
-from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
-from appliance.pipeline import (
+from appliance.ingest.pipeline import (
     Draft,
     Dropped,
     InvalidInput,
@@ -28,6 +27,7 @@ from appliance.pipeline import (
     draft_from_conversion_body,
     draft_from_event_body,
 )
+from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
 from appliance.ratelimit import IngestLimits, retry_after
 from storage import StorageFullError
 from web.errors import error_body, field_from_msgspec

@@ -6,7 +6,7 @@ and shared and reproduces without JavaScript: the period (``period=7d`` or
 year_over_year``), the chart's interval and metric, the filters (``filter=source:Google``,
 repeatable) and each widget's tab (``sources=channel``). :func:`parse_view` reads it,
 :meth:`View.url` writes it back with one change, and :meth:`View.query` turns it into the
-:class:`~appliance.stats.Query` every stats function takes.
+:class:`~appliance.query.stats.Query` every stats function takes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from appliance import dimensions as dims
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.stats import Query
+from appliance.query.stats import Query
 
 PERIODS: dict[str, str] = {
     "day": "Today",

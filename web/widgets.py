@@ -3,7 +3,7 @@
 :data:`WIDGETS` maps a widget's name to the function that runs its query and returns the
 template context. The dashboard page renders them inline (no JavaScript needed) or as
 placeholders that htmx loads one by one from ``/sites/{domain}/widgets/{name}``, so a slow
-widget never holds up a fast one. Every number comes from :mod:`appliance.stats`, the same
+widget never holds up a fast one. Every number comes from :mod:`appliance.query.stats`, the same
 functions the JSON API and the exporters call.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.periods import zone
-from appliance.stats import Stats
+from appliance.query.stats import Stats
 from web.charts import Point, line_chart
 from web.views import CHART_METRICS, View
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from appliance import core
 from appliance.config import load_settings
-from appliance.core import Appliance
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
+from appliance.runtime import appliance as core
+from appliance.runtime.appliance import Appliance
 
 
 class RecordingPlugin:
-    """Implements every hook in :mod:`appliance.hookspecs`; records ``(hook, arguments)``."""
+    """Implements every hook in :mod:`appliance.hooks.specs`; records ``(hook, arguments)``."""
 
     def __init__(
         self, drop_reason: str | None = None, enrich: dict[str, Any] | None = None

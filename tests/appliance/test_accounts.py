@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from appliance.accounts import ROLE_PERMISSIONS, AccountError, Permission, Role
+from appliance.accounts.users import ROLE_PERMISSIONS, AccountError, Permission, Role
 from appliance.ratelimit import IngestLimits, LoginThrottle, TokenBucket, retry_after
 
 PASSWORD = "correct horse battery"

@@ -10,13 +10,13 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from appliance.columnar import StaleBlock, decode_visit_rows, encode_visit_rows
+from appliance.definitions.goals import GoalInput
+from appliance.events.columns import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
-from appliance.goals import GoalInput
-from appliance.jobs import compact_closed_days, purge_expired
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
-from appliance.stats import Query
+from appliance.query.stats import Query
+from appliance.runtime.jobs import compact_closed_days, purge_expired
 from storage.columns import decode_array, encode_array
 
 
@@ -235,7 +235,7 @@ def test_blocks_of_an_older_format_are_read_and_re_encoded(filled, monkeypatch):
     appliance, site = filled
     events = list(appliance.events(site, 0, time.time() + 10))
     reports = _reports(appliance, site)
-    import appliance.columnar as columnar
+    import appliance.events.columns as columnar
 
     monkeypatch.setattr(columnar, "FORMAT_VERSION", 2)  # as written before s.late / s.early
     compact_closed_days(appliance)

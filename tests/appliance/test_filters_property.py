@@ -5,7 +5,7 @@ client session ids, times spread over three days around midnight, so visits spli
 timeout and on session ids) and a list of filters over every kind of dimension and operator.
 The events go through the real commit path (counters, visits, event log), and in half of the
 examples the closed days are then compacted into stored column blocks (leaving the log); the
-reports of :mod:`appliance.stats` with those filters — served from column blocks — must equal
+reports of :mod:`appliance.query.stats` with those filters — served from column blocks — must equal
 :mod:`tests.appliance.bruteforce`, which decodes the log and applies the documented semantics
 one event at a time.
 """
@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.definitions.goals import GoalInput
 from appliance.filters import make_filter
-from appliance.goals import GoalInput
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
-from appliance.stats import Query
+from appliance.query.stats import Query
 from tests.appliance.bruteforce import Reference
 
 PAGES = ["/", "/pricing", "/blog/a", "/blog/b", "/docs/x"]
@@ -40,7 +40,7 @@ _sites = itertools.count(1)
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     from appliance.config import load_settings
-    from appliance.core import Appliance
+    from appliance.runtime.appliance import Appliance
 
     settings_ = load_settings(environ={}, data_dir=str(tmp_path_factory.mktemp("prop") / "data"))
     with Appliance(settings_) as appliance:

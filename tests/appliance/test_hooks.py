@@ -14,10 +14,10 @@ import textwrap
 import pluggy
 import pytest
 
-from appliance import hookspecs
+from appliance.hooks import specs as hookspecs
+from appliance.hooks.manager import DEFAULT_PLUGINS, make_plugin_manager, short_name
+from appliance.ingest.pipeline import Dropped, draft_from_collect_body
 from appliance.models import CollectBody, Event, RequestContext
-from appliance.pipeline import Dropped, draft_from_collect_body
-from appliance.plugins import DEFAULT_PLUGINS, make_plugin_manager, short_name
 
 RECEIVED_AT = 1_772_380_800.0  # 2026-03-01T16:00:00Z
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
@@ -141,7 +141,7 @@ def test_check_pending_refuses_a_misspelled_hook(tmp_path, plugin_modules):
         tmp_path / "plugins",
         "typo_plugin",
         """
-        from appliance.hookspecs import hookimpl
+        from appliance.hooks.specs import hookimpl
 
         @hookimpl
         def enrich_evnt(event, context):
@@ -158,7 +158,7 @@ def test_a_plugin_from_the_plugins_folder_is_registered(tmp_path, plugin_modules
         tmp_path / "plugins",
         "folder_plugin",
         """
-        from appliance.hookspecs import hookimpl
+        from appliance.hooks.specs import hookimpl
 
         @hookimpl
         def filter_event(event, context):
@@ -178,7 +178,7 @@ def test_disabled_plugins_are_not_registered(tmp_path, plugin_modules):
         tmp_path / "plugins",
         "folder_plugin",
         """
-        from appliance.hookspecs import hookimpl
+        from appliance.hooks.specs import hookimpl
 
         @hookimpl
         def filter_event(event, context):

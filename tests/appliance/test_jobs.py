@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from appliance.jobs import purge_expired
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_from_number
-from appliance.stats import Query
+from appliance.query.stats import Query
+from appliance.runtime.jobs import purge_expired
 
 
 def _view(site, when: float, visitor: int, path: str) -> Event:
@@ -53,7 +53,7 @@ def test_jobs_run_once_rotates_salts_and_purges(appliance):
 
 
 def test_deleting_a_site_deletes_its_definitions(appliance):
-    from appliance.goals import GoalInput
+    from appliance.definitions.goals import GoalInput
 
     gone = appliance.sites.add("gone-defs.test")
     kept = appliance.sites.add("kept-defs.test")

@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import pytest
 
+from appliance.definitions.goals import DefinitionError, GoalInput
+from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import make_filter
-from appliance.goals import DefinitionError, GoalInput
-from appliance.jobs import compact_closed_days, materialise_segments
 from appliance.models import Event, EventKind
 from appliance.periods import day_number, local_today
-from appliance.segments import Condition, SegmentInput
-from appliance.stats import Query
+from appliance.query.stats import Query
+from appliance.runtime.jobs import compact_closed_days, materialise_segments
 
 DEFINITIONS = [
     {"conditions": [Condition(kind="did_event", value="Signup")]},

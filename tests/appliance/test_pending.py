@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 from appliance.config import load_settings
-from appliance.core import Appliance
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_from_number
-from appliance.stats import Query
+from appliance.query.stats import Query
+from appliance.runtime.appliance import Appliance
 
 
 def _views(site, count: int, now: float) -> list[Event]:

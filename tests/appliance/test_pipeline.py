@@ -11,6 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from appliance.ingest.pipeline import (
+    Dropped,
+    InvalidInput,
+    draft_from_collect_body,
+    draft_from_conversion_body,
+    draft_from_event_body,
+)
 from appliance.models import (
     CollectBody,
     ConversionBody,
@@ -18,13 +25,6 @@ from appliance.models import (
     EventBody,
     EventKind,
     RequestContext,
-)
-from appliance.pipeline import (
-    Dropped,
-    InvalidInput,
-    draft_from_collect_body,
-    draft_from_conversion_body,
-    draft_from_event_body,
 )
 
 RECEIVED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()

@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from appliance.config import load_settings
-from appliance.core import Appliance
+from appliance.ingest.pipeline import draft_from_event_body
 from appliance.models import Event, EventBody, EventKind, RequestContext
-from appliance.pipeline import draft_from_event_body
-from appliance.stats import Query, QueryError
+from appliance.query.stats import Query, QueryError
+from appliance.runtime.appliance import Appliance
 
 MONDAY, SUNDAY = date(2026, 3, 2), date(2026, 3, 8)
 LAST_FRIDAY = date(2026, 2, 27)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.visitors import VisitorHasher
+from appliance.ingest.visitors import VisitorHasher
 from storage import Store
 from storage.records import Records
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from appliance.ingest.pipeline import draft_from_event_body
 from appliance.models import EventBody, RequestContext
 from appliance.periods import day_bucket, day_from_number
-from appliance.pipeline import draft_from_event_body
-from appliance.stats import Query
+from appliance.query.stats import Query
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance.definitions.goals import DefinitionError, GoalInput, checked
 from appliance.filters import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERN_STARS,
@@ -22,7 +23,6 @@ from appliance.filters import (
     make_filter,
     parse_filters,
 )
-from appliance.goals import DefinitionError, GoalInput, checked
 
 
 def reference(pattern: str, text: str) -> bool:

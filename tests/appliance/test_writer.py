@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
+from appliance.ingest.writer import Writer
 from appliance.models import Event, EventKind
-from appliance.writer import Writer
 
 LONG_INTERVAL_MS = 60_000  # batches close only when full or on stop()
 

@@ -35,7 +35,7 @@ DEADLINE_S = 10.0
 FOLDER_PLUGIN = '''\
 """A single-file plugin dropped into the plugins folder."""
 
-from appliance.hookspecs import hookimpl
+from appliance.hooks.specs import hookimpl
 
 
 @hookimpl

@@ -37,7 +37,7 @@ import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
-from appliance.columnar import DAY_MS
+from appliance.events.columns import DAY_MS
 from appliance.filters import FilterError, IdPredicate, Wildcard, check_pattern, text_predicate
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_start_timestamp, local_today

@@ -1,7 +1,7 @@
 """Turns a batch of events into storage writes: counter deltas, sketch additions, log entries.
 
 Everything for one batch happens inside one LMDB write transaction (see
-:mod:`appliance.writer`). Counters and sketches are keyed per site, metric and bucket:
+:mod:`appliance.ingest.writer`). Counters and sketches are keyed per site, metric and bucket:
 site totals in hour and day buckets, breakdown dimensions in day buckets (in the site's time
 zone). The event log stores each event as a MessagePack array of interned string ids.
 """

@@ -31,8 +31,8 @@ import time
 import msgspec
 import numpy as np
 
+from appliance.definitions.goals import DefinitionError, check_definition_pattern
 from appliance.filters import IdPredicate, text_predicate
-from appliance.goals import DefinitionError, check_definition_pattern
 from appliance.models import EventKind
 
 STEP_KINDS = ("page", "event", "goal")

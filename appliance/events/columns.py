@@ -5,16 +5,16 @@ The event log (``storage.eventlog``) is the write-optimised tail: ingest appends
 rows and never touches a block. A *block* holds one site's events of one UTC day as columns:
 ``ts`` (milliseconds), ``seq`` (the log sequence), ``kind``, ``user``, ``revenue``,
 ``engaged``, ``scroll``; the client session hash and each interned string field of
-:data:`appliance.recorder.STRING_FIELDS` as a per-block dictionary plus small codes
+:data:`appliance.ingest.aggregation.STRING_FIELDS` as a per-block dictionary plus small codes
 (``uint8``/``uint16``/``uint32``), so a filter is evaluated once per distinct value and becomes
 a mask with one gather; event properties as three parallel arrays (row, key id, value id);
 the day's distinct visitor hashes, sorted (``v.dict``); and the day's *visits* (rebuilt by the
-glossary's rule, see :mod:`appliance.sessions`): per row its visit (``s.row``, compactly
+glossary's rule, see :mod:`appliance.events.sessions`): per row its visit (``s.row``, compactly
 coded), per visit its visitor (a code into ``v.dict``), start, duration, first row, page
 views, whether it was interactive, entry and exit page. A row's visitor is its visit's
 (engagement pings, which belong to no visit, keep theirs in ``v.ping``).
 
-Compaction runs in the background (:func:`appliance.jobs.compact_closed_days`), never on the
+Compaction runs in the background (:func:`appliance.runtime.jobs.compact_closed_days`), never on the
 query path: a closed day's rows (the day ended more than :data:`CLOSE_GRACE_SECONDS` ago) are
 encoded, compressed (:mod:`storage.columns`), decoded again and compared, stored as the day's
 new block generation, and deleted from the log in the same transaction. From then on a day's
@@ -46,9 +46,9 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
+from appliance.events.sessions import LazyVisits, local_visits, with_derived
+from appliance.ingest.aggregation import STRING_FIELDS
 from appliance.models import Event, EventKind
-from appliance.recorder import STRING_FIELDS
-from appliance.sessions import LazyVisits, local_visits, with_derived
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
@@ -269,7 +269,7 @@ class Block:
         return self._cached("visit_rows", lambda: decode_visit_rows(self.column("s.row")))
 
     def local_visits(self, timeout_ms: int) -> dict[str, np.ndarray]:
-        """The day's visits (see :func:`appliance.sessions.local_visits`), visitors as codes;
+        """The day's visits (see :func:`appliance.events.sessions.local_visits`), visitors as codes;
         a stored block decodes each array on first use."""
         if self.stored and self.timeout_ms == timeout_ms and self.format >= 3:
 
@@ -324,7 +324,7 @@ class Block:
         return out
 
     def events(self, text: Callable[[int], str], lo: int = 0, hi: int | None = None) -> Iterator[tuple[bytes, Event]]:
-        """Rows ``lo:hi`` as ``(log key, Event)``, as :func:`appliance.recorder.decode_event` would."""
+        """Rows ``lo:hi`` as ``(log key, Event)``, as :func:`appliance.ingest.aggregation.decode_event` would."""
         hi = self.count if hi is None else hi
         if hi <= lo:
             return

@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.accounts import AccountError
+from appliance.accounts.users import AccountError
+from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.config import ConfigError, Settings, load_settings
-from appliance.core import Appliance
-from appliance.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
-from appliance.plugins import describe_plugins
+from appliance.hooks.manager import describe_plugins
+from appliance.runtime.appliance import Appliance
 from appliance.sites import SiteError
 
 FIRST_PASSWORD_FILE = "first-admin-password.txt"

@@ -1,6 +1,6 @@
 """Visits rebuilt from column blocks, for filtered queries, segments and funnels.
 
-The live visit table (:mod:`appliance.visits`) counts visits incrementally as events arrive;
+The live visit table (:mod:`appliance.ingest.visits`) counts visits incrementally as events arrive;
 a filtered query cannot use those counters, so it sessionises the period's events again, in
 numpy, by the glossary's rule: the events (engagement pings excluded) are ordered by visitor
 and then time (a stable sort by visitor of rows already in time order); a new visit starts at
@@ -151,7 +151,7 @@ _JOINED = {
 
 class Sessions:
     """The visits of a frame. ``visitor`` holds frame visitor codes
-    (:class:`appliance.columnar.VisitorSpace`; ``visitor_hash`` the hashes), ``visit_of`` each
+    (:class:`appliance.events.columns.VisitorSpace`; ``visitor_hash`` the hashes), ``visit_of`` each
     row's visit (-1 for engagement pings); the per-visit arrays are joined on first use."""
 
     def __init__(self, frame, timeout_ms: int) -> None:

@@ -12,22 +12,22 @@ import threading
 import time
 from pathlib import Path
 
-from appliance.accounts import Accounts
-from appliance.audit import AuditLog
-from appliance.cardinality import CardinalityGuard
+from appliance.accounts.audit import AuditLog
+from appliance.accounts.users import Accounts
 from appliance.config import Settings
-from appliance.goals import Goals
-from appliance.jobs import Jobs
-from appliance.live import LiveBuffer
+from appliance.definitions.goals import Goals
+from appliance.hooks.manager import make_plugin_manager
+from appliance.ingest.aggregation import aggregate, decode_event, encode_event
+from appliance.ingest.cardinality import CardinalityGuard
+from appliance.ingest.live import LiveBuffer
+from appliance.ingest.pipeline import Pipeline
+from appliance.ingest.visitors import VisitorHasher
+from appliance.ingest.visits import VisitTable
+from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
-from appliance.pipeline import Pipeline
-from appliance.plugins import make_plugin_manager
-from appliance.recorder import aggregate, decode_event, encode_event
+from appliance.query.stats import Stats
+from appliance.runtime.jobs import Jobs
 from appliance.sites import SiteRegistry
-from appliance.stats import Stats
-from appliance.visitors import VisitorHasher
-from appliance.visits import VisitTable
-from appliance.writer import Writer
 from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog

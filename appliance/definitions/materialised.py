@@ -6,7 +6,7 @@ membership for every visit of the period. Membership is per *visit* and can chan
 the visit ends (a later event can satisfy ``did_event`` or break a negated filter), so a
 day is materialised once its visits are over: for each local day ``D`` (the site's time
 zone) that ended :data:`SETTLE_SECONDS` ago, the visits that *started* on ``D`` are rebuilt
-and tested with the scan path's own code (:meth:`appliance.segments.Segments.members`), and
+and tested with the scan path's own code (:meth:`appliance.definitions.segments.Segments.members`), and
 the member visits are written as
 
 - visits, bounces and duration (ms) in day ``D``'s bucket;
@@ -45,7 +45,7 @@ import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
-from appliance.columnar import distinct_values
+from appliance.events.columns import distinct_values
 from appliance.models import EventKind
 from appliance.periods import (
     day_from_number,
@@ -60,7 +60,7 @@ from storage.sketches import SITE_PRECISION, Sketch
 
 log = logging.getLogger(__name__)
 
-# Metric ids (storage keys; see appliance.dimensions and appliance.goals — never renumber).
+# Metric ids (storage keys; see appliance.dimensions and appliance.definitions.goals — never renumber).
 SEGMENT_VISITS = 60  # bucket: the local day the visit started
 SEGMENT_BOUNCES = 61
 SEGMENT_DURATION_MS = 62
@@ -214,7 +214,7 @@ class Materialiser:
         appliance = self._appliance
         scans = appliance.stats.scans
         first, last = days[0], days[-1]
-        from appliance.stats import Query
+        from appliance.query.stats import Query
 
         query = Query(site=site, date_from=day_from_number(first - 1), date_to=day_from_number(last + 1))
         window_first = self._window(site, first - 1)[0]

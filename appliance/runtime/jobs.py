@@ -50,7 +50,7 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
 def compact_closed_days(appliance) -> dict[str, int]:
     """Fold every closed day's log rows into its column block (the block becomes the day's
     copy of record and the rows leave the log), then delete block generations retired long
-    enough ago; see :mod:`appliance.columnar`."""
+    enough ago; see :mod:`appliance.events.columns`."""
     columns = appliance.stats.scans.columns
     done = {"days": 0, "retired_generations": 0}
     for site in appliance.sites.all():
@@ -62,7 +62,7 @@ def compact_closed_days(appliance) -> dict[str, int]:
 
 def materialise_segments(appliance) -> dict[str, int]:
     """Materialise the settled days of every materialised segment that are missing or stale
-    (late events); see :mod:`appliance.materialised`."""
+    (late events); see :mod:`appliance.definitions.materialised`."""
     segments = appliance.stats.scans.segments
     done = {"days": 0}
     for site in appliance.sites.all():

@@ -2,7 +2,7 @@
 
 Grouped by phase. Built-in plugins (``plugins/``) use exactly these hooks, registered through
 the same plugin manager as third-party plugins from the ``footfall`` entry-point group.
-Implement a hook with ``@footfall.hookimpl`` (re-exported as ``appliance.hookspecs.hookimpl``)
+Implement a hook with ``@footfall.hookimpl`` (re-exported as ``appliance.hooks.specs.hookimpl``)
 in a module and register that module via the entry point.
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from appliance.core import Appliance
     from appliance.models import Event, RequestContext
+    from appliance.runtime.appliance import Appliance
 
 hookspec = pluggy.HookspecMarker("footfall")
 hookimpl = pluggy.HookimplMarker("footfall")
@@ -25,7 +25,7 @@ hookimpl = pluggy.HookimplMarker("footfall")
 def startup(appliance: Appliance) -> None:
     """Called once when the appliance has opened its storage, before it serves any request.
 
-    :param appliance: the running :class:`appliance.core.Appliance`; a plugin may keep a
+    :param appliance: the running :class:`appliance.runtime.appliance.Appliance`; a plugin may keep a
         reference to read settings (``appliance.settings``) or query stats.
     Return value is ignored.
     """

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from appliance.hooks.manager import hot_path_calls
 from appliance.models import (
     CollectBody,
     ConversionBody,
@@ -28,7 +29,6 @@ from appliance.models import (
     RequestContext,
     Site,
 )
-from appliance.plugins import hot_path_calls
 from appliance.sites import hostname_allowed
 
 MAX_NAME = 120

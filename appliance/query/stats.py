@@ -4,7 +4,7 @@ Every consumer (JSON API, seed reports, dashboard, exporters) calls these functi
 number cannot differ between two screens. Unfiltered queries read pre-aggregated counters and
 HyperLogLog sketches: page views are sums of day (or hour) counters, visitors are *unions* of
 sketches over the range, never sums of daily uniques. A query with filters (or a segment)
-takes the filtered path instead (:mod:`appliance.scans`): the same functions and shapes,
+takes the filtered path instead (:mod:`appliance.query.scans`): the same functions and shapes,
 computed by scanning the event log's column blocks.
 """
 
@@ -102,7 +102,7 @@ class Stats:
         self._counters = appliance.counters
         self._sketches = appliance.sketches
         self._strings = appliance.strings
-        from appliance.scans import Scans
+        from appliance.query.scans import Scans
 
         self.scans = Scans(appliance)
 

@@ -15,7 +15,7 @@ Segment membership is decided per *visit* (as Matomo's segments): a visit is a m
 Viewing a report through a segment (the ``segment`` filter) keeps every event of the member
 visits, then applies the query's other filters. A segment is ``site`` (everyone who can read
 the site sees it) or ``private`` (its author only). A segment marked ``materialised`` also
-keeps its dashboard metrics as per-day counters and sketches (:mod:`appliance.materialised`),
+keeps its dashboard metrics as per-day counters and sketches (:mod:`appliance.definitions.materialised`),
 so viewing the dashboard through it costs what the unfiltered dashboard costs; a segment
 with a ``visitor_type`` condition (whose membership depends on the queried period) cannot be
 materialised.
@@ -28,10 +28,10 @@ import time
 import msgspec
 import numpy as np
 
-from appliance.columnar import DAY_MS, distinct_values
+from appliance.definitions.goals import DefinitionError, check_definition_pattern
+from appliance.definitions.materialised import Materialiser
+from appliance.events.columns import DAY_MS, distinct_values
 from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
-from appliance.goals import DefinitionError, check_definition_pattern
-from appliance.materialised import Materialiser
 from appliance.models import EventKind
 
 CONDITIONS = ("visited_page", "did_event", "completed_goal", "min_pageviews", "min_duration", "channel", "visitor_type")

@@ -1,6 +1,6 @@
 """The plugin manager: built-ins from ``DEFAULT_PLUGINS``, third parties from entry points.
 
-One manager per :class:`appliance.core.Appliance` (never a module global), so tests can run
+One manager per :class:`appliance.runtime.appliance.Appliance` (never a module global), so tests can run
 several appliances with different plugins side by side. Plugins are disabled by name in
 config (``[plugins] disabled = ["geo"]``). Third-party plugins come from the ``footfall``
 entry-point group and from ``*.py`` files in ``[plugins] directory``.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pluggy
 
-from appliance import hookspecs
+from appliance.hooks import specs as hookspecs
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The filtered path of the stats vocabulary: the same reports, computed by scanning columns.
 
-Unfiltered queries read counters and sketches (:mod:`appliance.stats`); a query with filters
+Unfiltered queries read counters and sketches (:mod:`appliance.query.stats`); a query with filters
 (or a segment) comes here. A :class:`Selection` loads the period's column blocks
-(:mod:`appliance.columnar`), turns each event-level filter into a row mask in one vectorised
+(:mod:`appliance.events.columns`), turns each event-level filter into a row mask in one vectorised
 pass, rebuilds visits when a report or a visit-level filter needs them
-(:mod:`appliance.sessions`), and every report is then a few numpy reductions over the masked
+(:mod:`appliance.events.sessions`), and every report is then a few numpy reductions over the masked
 rows. The shapes returned are exactly those of the unfiltered functions.
 
 Semantics under filters (Plausible's):
@@ -32,13 +32,13 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
-from appliance.columnar import ColumnStore, StaleBlock
+from appliance.definitions.funnels import Funnels
+from appliance.definitions.segments import Segments
+from appliance.events.columns import ColumnStore, StaleBlock
+from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
-from appliance.funnels import Funnels
 from appliance.models import EventKind
 from appliance.periods import day_start_timestamp, month_start, week_start, zone
-from appliance.segments import Segments
-from appliance.sessions import Sessions
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 
@@ -259,7 +259,7 @@ class Scans:
         """The positive mask of a visit-level filter over the selection's visits."""
         sessions = selection.sessions
         if condition.dimension == "segment":
-            from appliance.segments import segment_visits
+            from appliance.definitions.segments import segment_visits
 
             keep = np.zeros(sessions.count, bool)
             for value in condition.values:
@@ -366,7 +366,7 @@ class Scans:
     @_retrying
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
-            from appliance.stats import QueryError
+            from appliance.query.stats import QueryError
 
             raise QueryError("property", f"unknown dimension {dimension!r}")
         field = dims.DIMENSIONS[dimension][0]

@@ -1,0 +1,1 @@
+"""The ``footfall`` command: serve, users, sites, API keys, plugins, demo data, audit."""
