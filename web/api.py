@@ -23,7 +23,7 @@ from appliance.accounts.users import ApiKey, Role, User
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.query.stats import Query, QueryError
+from appliance.query.spec import Query, QueryError
 from web.api_definitions import FiltersParam, query_filters
 from web.auth import (
     can_manage_api_keys,

@@ -24,7 +24,7 @@ from appliance.definitions.goals import DefinitionError, GoalInput
 from appliance.definitions.segments import SegmentInput, compare
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from web.auth import can_define, can_view_site, principal_of, site_of
 
 FILTERS_DESCRIPTION = (
@@ -54,7 +54,7 @@ def _user_id(request: Request) -> int:
 
 def query_filters(request: Request, text: str | None) -> list[Filter]:
     """The ``filters`` parameter, parsed; a named segment must be visible to the caller."""
-    from appliance.query.stats import QueryError
+    from appliance.query.spec import QueryError
 
     try:
         filters = parse_filters(text)

@@ -39,7 +39,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from appliance.accounts.users import ApiKey, Permission, Role, Session, User
 from appliance.models import Site
-from appliance.query.stats import QueryError
+from appliance.query.spec import QueryError
 from appliance.ratelimit import retry_after
 
 SESSION_COOKIE = "footfall_session"

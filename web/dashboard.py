@@ -25,7 +25,7 @@ from markupsafe import Markup
 from appliance.accounts.users import AccountError, Permission
 from appliance.hooks.manager import describe_plugins
 from appliance.periods import local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from appliance.sites import SiteError
 from web.auth import (
     Guard,

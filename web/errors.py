@@ -13,7 +13,7 @@ from appliance.definitions.goals import DefinitionError
 from appliance.errors import DomainError
 from appliance.filters import FilterError
 from appliance.ingest.pipeline import InvalidInput
-from appliance.query.stats import QueryError
+from appliance.query.spec import QueryError
 from appliance.sites import SiteError
 from storage import StorageFullError
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from appliance import dimensions as dims
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 
 PERIODS: dict[str, str] = {
     "day": "Today",

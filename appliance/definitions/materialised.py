@@ -214,7 +214,7 @@ class Materialiser:
         appliance = self._appliance
         scans = appliance.stats.scans
         first, last = days[0], days[-1]
-        from appliance.query.stats import Query
+        from appliance.query.spec import Query
 
         query = Query(site=site, date_from=day_from_number(first - 1), date_to=day_from_number(last + 1))
         window_first = self._window(site, first - 1)[0]

@@ -46,8 +46,8 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
+from appliance.events.codec import STRING_FIELDS
 from appliance.events.sessions import LazyVisits, local_visits, with_derived
-from appliance.ingest.aggregation import STRING_FIELDS
 from appliance.models import Event, EventKind
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.keys import HOUR, pack_event_key, unpack_event_key

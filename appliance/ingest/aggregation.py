@@ -1,17 +1,15 @@
-"""Turns a batch of events into storage writes: counter deltas, sketch additions, log entries.
+"""Turns a batch of committed events into storage writes: counter deltas and sketch additions.
 
-Everything for one batch happens inside one LMDB write transaction (see
-:mod:`appliance.ingest.writer`). Counters and sketches are keyed per site, metric and bucket:
-site totals in hour and day buckets, breakdown dimensions in day buckets (in the site's time
-zone). The event log stores each event as a MessagePack array of interned string ids.
+The aggregation step folds committed events into counters and sketches (and, through their
+owners, open visits and goals) in one LMDB write transaction, after the commit that made them
+durable (see :mod:`appliance.ingest.writer`). Counters and sketches are keyed per site, metric
+and bucket: site totals in hour and day buckets, breakdown dimensions in day buckets (in the
+site's time zone). The event log's row format is :mod:`appliance.events.codec`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-
-import msgspec
 
 from appliance import dimensions as dims
 from appliance.models import Event, EventKind
@@ -19,40 +17,10 @@ from appliance.periods import day_bucket, hour_bucket
 from storage.keys import DAY, HOUR, pack_bucket_key
 from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION
 
-# Event fields stored as interned string ids, in this order (part of the on-disk format).
-STRING_FIELDS: tuple[str, ...] = (
-    "name",
-    "hostname",
-    "path",
-    "referrer",
-    "referrer_host",
-    "source",
-    "medium",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device",
-    "country",
-    "region",
-    "screen",
-    "language",
-    "timezone",
-    "currency",
-    "visitor_type",
-)
 _DIMENSION_ITEMS = tuple(
     (field, counter, sketch, name in dims.COUNT_EMPTY)
     for name, (field, counter, sketch) in dims.DIMENSIONS.items()
 )
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder()
 
 
 class BatchWrites:
@@ -126,50 +94,3 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> Ba
                 revenue_id = intern(f"{event.name}{dims.REVENUE_SEPARATOR}{event.currency}")
                 counts[(site, DAY, dims.REVENUE, day, revenue_id)] += event.revenue
     return writes
-
-
-def _session_hash(hint: str) -> int:
-    """Client session ids are stored as 64-bit hashes: they are unbounded and never shown."""
-    if not hint:
-        return 0
-    return int.from_bytes(hashlib.blake2b(hint.encode(), digest_size=8).digest(), "big") or 1
-
-
-def encode_event(event: Event, intern) -> bytes:
-    props: list[int] = []
-    for prop_key, prop_value in event.props.items():
-        props.append(intern(prop_key))
-        props.append(intern(prop_value))
-    return _encoder.encode(
-        (
-            int(event.kind),
-            event.visitor_id,
-            int(event.user_hashed),
-            _session_hash(event.session_hint),
-            [intern(getattr(event, field)) for field in STRING_FIELDS],
-            props,
-            event.revenue,
-            event.engaged_ms,
-            event.scroll_depth,
-        )
-    )
-
-
-def decode_event(site_id: int, timestamp_ms: int, data: bytes, text) -> Event:
-    """Rebuild an Event from a log entry; ``text(id) -> str`` resolves interned ids."""
-    kind, visitor, user_hashed, session, ids, props, revenue, engaged, scroll = _decoder.decode(data)
-    fields = {name: text(string_id) for name, string_id in zip(STRING_FIELDS, ids, strict=False)}
-    prop_dict = {text(props[i]): text(props[i + 1]) for i in range(0, len(props), 2)}
-    return Event(
-        kind=EventKind(kind),
-        site_id=site_id,
-        timestamp=timestamp_ms / 1000,
-        visitor_id=visitor,
-        user_hashed=bool(user_hashed),
-        session_hint=f"{session:016x}" if session else "",
-        props=prop_dict,
-        revenue=revenue,
-        engaged_ms=engaged,
-        scroll_depth=scroll,
-        **fields,
-    )

@@ -366,7 +366,7 @@ class Scans:
     @_retrying
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
-            from appliance.query.stats import QueryError
+            from appliance.query.spec import QueryError
 
             raise QueryError("property", f"unknown dimension {dimension!r}")
         field = dims.DIMENSIONS[dimension][0]

@@ -12,87 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import date, timedelta
-
-import msgspec
+from datetime import date
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
-from appliance.filters import Filter
 from appliance.models import Site
 from appliance.periods import (
     day_from_number,
-    day_number,
-    day_start_timestamp,
     month_start,
     week_start,
 )
+from appliance.query.spec import Query, QueryError
 from storage import StorageFullError
 from storage.keys import DAY, HOUR
 from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
-
-INTERVALS = ("hour", "day", "week", "month")
-
-
-class QueryError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class Query(msgspec.Struct, kw_only=True):
-    """What every stats function takes: a site, an inclusive local date range, an interval,
-    and filters (see :mod:`appliance.filters`; none means the pre-aggregated fast path)."""
-
-    site: Site
-    date_from: date
-    date_to: date
-    interval: str = "day"
-    filters: list[Filter] = []
-
-    def __post_init__(self) -> None:
-        if self.date_to < self.date_from:
-            raise QueryError("end_date", "must not be before start_date")
-        if (self.date_to - self.date_from).days > 3660:
-            raise QueryError("end_date", "range longer than ten years")
-        if self.interval not in INTERVALS:
-            raise QueryError("interval", f"must be one of {', '.join(INTERVALS)}")
-
-    @property
-    def first_day(self) -> int:
-        return day_number(self.date_from)
-
-    @property
-    def last_day(self) -> int:
-        return day_number(self.date_to)
-
-    def compared(self, mode: str) -> Query:
-        """The period to compare with: ``previous_period`` (same length, just before) or
-        ``year_over_year`` (the same dates one year earlier; 29 February maps to the 28th)."""
-        if mode == "previous_period":
-            length = (self.date_to - self.date_from).days + 1
-            return Query(
-                site=self.site,
-                date_from=self.date_from - timedelta(days=length),
-                date_to=self.date_from - timedelta(days=1),
-                interval=self.interval,
-                filters=self.filters,
-            )
-        if mode == "year_over_year":
-            return Query(
-                site=self.site,
-                date_from=_year_earlier(self.date_from),
-                date_to=_year_earlier(self.date_to),
-                interval=self.interval,
-                filters=self.filters,
-            )
-        raise QueryError("compare", "must be previous_period or year_over_year")
-
-    def hour_range(self) -> tuple[int, int]:
-        start = day_start_timestamp(self.date_from, self.site.timezone)
-        end = day_start_timestamp(self.date_to + timedelta(days=1), self.site.timezone)
-        return int(start // 3600), int(end // 3600) - 1
 
 
 class Stats:
@@ -424,13 +357,6 @@ class Stats:
             "conversion_rate": report["conversion_rate"],
             "conversion_types": {goal["name"]: goal["conversions"] for goal in report["goals"]},
         }
-
-
-def _year_earlier(day: date) -> date:
-    try:
-        return day.replace(year=day.year - 1)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - 1, day=28)
 
 
 def change(current: float, previous: float) -> float | None:

@@ -16,8 +16,9 @@ from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
 from appliance.config import Settings
 from appliance.definitions.goals import Goals
+from appliance.events.codec import decode_event, encode_event
 from appliance.hooks.manager import make_plugin_manager
-from appliance.ingest.aggregation import aggregate, decode_event, encode_event
+from appliance.ingest.aggregation import aggregate
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.live import LiveBuffer
 from appliance.ingest.pipeline import Pipeline

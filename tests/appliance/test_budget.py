@@ -13,7 +13,7 @@ from appliance.budget import check_budget, time_budget
 from appliance.errors import QueryTimeout
 from appliance.filters import make_filter
 from appliance.models import Event, EventKind
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 
 
 def test_no_budget_never_stops() -> None:

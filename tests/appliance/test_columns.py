@@ -15,7 +15,7 @@ from appliance.events.columns import StaleBlock, decode_visit_rows, encode_visit
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from appliance.runtime.jobs import compact_closed_days, purge_expired
 from storage.columns import decode_array, encode_array
 

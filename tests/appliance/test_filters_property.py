@@ -24,7 +24,7 @@ from appliance.definitions.goals import GoalInput
 from appliance.filters import make_filter
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from tests.appliance.bruteforce import Reference
 
 PAGES = ["/", "/pricing", "/blog/a", "/blog/b", "/docs/x"]

@@ -15,7 +15,7 @@ from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import make_filter
 from appliance.models import Event, EventKind
 from appliance.periods import day_number, local_today
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from appliance.runtime.jobs import compact_closed_days, materialise_segments
 
 DEFINITIONS = [

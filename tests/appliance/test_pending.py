@@ -8,7 +8,7 @@ import time
 from appliance.config import load_settings
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_from_number
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 from appliance.runtime.appliance import Appliance
 
 

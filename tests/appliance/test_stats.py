@@ -15,7 +15,7 @@ import pytest
 from appliance.config import load_settings
 from appliance.ingest.pipeline import draft_from_event_body
 from appliance.models import Event, EventBody, EventKind, RequestContext
-from appliance.query.stats import Query, QueryError
+from appliance.query.spec import Query, QueryError
 from appliance.runtime.appliance import Appliance
 
 MONDAY, SUNDAY = date(2026, 3, 2), date(2026, 3, 8)

@@ -9,7 +9,7 @@ import msgspec
 from appliance.ingest.pipeline import draft_from_event_body
 from appliance.models import EventBody, RequestContext
 from appliance.periods import day_bucket, day_from_number
-from appliance.query.stats import Query
+from appliance.query.spec import Query
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 

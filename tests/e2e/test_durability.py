@@ -101,7 +101,7 @@ def date_params() -> dict[str, str]:
 
 def read_event_log(data_dir, event_ids: set[str]) -> dict[str, object]:
     """Open the stopped server's LMDB in-process and decode the events named by ``event_ids``."""
-    from appliance.ingest.aggregation import decode_event
+    from appliance.events.codec import decode_event
     from storage import Store
     from storage.eventlog import EventLog
     from storage.strings import StringTable

@@ -1,0 +1,92 @@
+"""The event log's row format: one event as a MessagePack array of interned string ids.
+
+``encode_event`` writes what ingest appends to :mod:`storage.eventlog`; ``decode_event``
+rebuilds the :class:`~appliance.models.Event`. Column blocks (:mod:`appliance.events.blocks`)
+keep the same string fields, in the same order, as per-block dictionaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from appliance.models import Event, EventKind
+
+# Event fields stored as interned string ids, in this order (part of the on-disk format).
+STRING_FIELDS: tuple[str, ...] = (
+    "name",
+    "hostname",
+    "path",
+    "referrer",
+    "referrer_host",
+    "source",
+    "medium",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+    "country",
+    "region",
+    "screen",
+    "language",
+    "timezone",
+    "currency",
+    "visitor_type",
+)
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def _session_hash(hint: str) -> int:
+    """Client session ids are stored as 64-bit hashes: they are unbounded and never shown."""
+    if not hint:
+        return 0
+    return int.from_bytes(hashlib.blake2b(hint.encode(), digest_size=8).digest(), "big") or 1
+
+
+def encode_event(event: Event, intern) -> bytes:
+    props: list[int] = []
+    for prop_key, prop_value in event.props.items():
+        props.append(intern(prop_key))
+        props.append(intern(prop_value))
+    return _encoder.encode(
+        (
+            int(event.kind),
+            event.visitor_id,
+            int(event.user_hashed),
+            _session_hash(event.session_hint),
+            [intern(getattr(event, field)) for field in STRING_FIELDS],
+            props,
+            event.revenue,
+            event.engaged_ms,
+            event.scroll_depth,
+        )
+    )
+
+
+def decode_event(site_id: int, timestamp_ms: int, data: bytes, text) -> Event:
+    """Rebuild an Event from a log entry; ``text(id) -> str`` resolves interned ids."""
+    kind, visitor, user_hashed, session, ids, props, revenue, engaged, scroll = _decoder.decode(data)
+    fields = {name: text(string_id) for name, string_id in zip(STRING_FIELDS, ids, strict=False)}
+    prop_dict = {text(props[i]): text(props[i + 1]) for i in range(0, len(props), 2)}
+    return Event(
+        kind=EventKind(kind),
+        site_id=site_id,
+        timestamp=timestamp_ms / 1000,
+        visitor_id=visitor,
+        user_hashed=bool(user_hashed),
+        session_hint=f"{session:016x}" if session else "",
+        props=prop_dict,
+        revenue=revenue,
+        engaged_ms=engaged,
+        scroll_depth=scroll,
+        **fields,
+    )
