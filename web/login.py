@@ -83,7 +83,7 @@ class SessionController(Controller):
         user = throttled_login(request, username, password)
         if user is None:
             return _login_page(request, error="Wrong username or password.", status=401, username=username)
-        accounts = request.app.state.appliance.accounts.users
+        accounts = request.app.state.appliance.accounts
         session_id, _ = accounts.create_session(user)
         settings = request.app.state.appliance.settings
         target = _safe_next(str(form.get("next", "")) or request.query_params.get("next"))
@@ -99,7 +99,7 @@ class SessionController(Controller):
 
     @post("/logout", guards=[requires_dashboard_user], summary="Log out: the session ends on the server")
     async def logout(self, request: Request) -> Response:
-        request.app.state.appliance.accounts.users.end_session(request.cookies.get(SESSION_COOKIE, ""))
+        request.app.state.appliance.accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
         return Redirect(
             "/login",
             status_code=303,
