@@ -33,6 +33,13 @@ class Records:
     def delete(self, txn, kind: str, identifier: str) -> bool:
         return txn.delete(_key(kind, identifier), db=self._db)
 
+    def delete_prefixed(self, txn, kind: str, prefix: str) -> int:
+        """Delete every record of ``kind`` whose identifier starts with ``prefix``."""
+        doomed = [identifier for identifier, _ in self._scan(txn, f"{kind}/".encode()) if identifier.startswith(prefix)]
+        for identifier in doomed:
+            self.delete(txn, kind, identifier)
+        return len(doomed)
+
     def scan(self, kind: str, txn=None) -> Iterator[tuple[str, bytes]]:
         prefix = f"{kind}/".encode()
         if txn is None:

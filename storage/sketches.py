@@ -28,6 +28,7 @@ from hyperloglog import HyperLogLog
 from hyperloglog.hll import get_alpha, get_rho_vec
 
 from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.retention import delete_prefix
 
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
@@ -165,6 +166,11 @@ class Sketches:
         self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
         self._cache_size = cache_size
         self._uncommitted = False
+
+    def delete_site(self, txn, site: int) -> int:
+        """Delete every sketch of ``site`` (inside ``txn``), and forget cached copies."""
+        self._cache.clear()
+        return delete_prefix(txn, self._db, struct.pack(">I", site))
 
     def committed(self) -> None:
         self._uncommitted = False

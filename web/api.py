@@ -398,7 +398,7 @@ class ReportController(Controller):
         stats = _appliance(request).stats
         data = stats.conversions_report(query)
         # conversion types as before, then one row per defined goal (with "goal_id")
-        data["goals"] = [*stats.conversions(query)["goals"], *_appliance(request).goals.report(query)]
+        data["goals"] = [*stats.conversions(query)["goals"], *_appliance(request).goal_reports.report(query)]
         return {"status": "success", "data": data}
 
 

@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.definitions.funnels import FunnelInput
 from appliance.definitions.goals import DefinitionError, GoalInput
-from appliance.definitions.segments import SegmentInput, compare
+from appliance.definitions.segments import SegmentInput
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today
 from appliance.query.spec import Query
@@ -60,7 +60,7 @@ def query_filters(request: Request, text: str | None) -> list[Filter]:
         filters = parse_filters(text)
     except FilterError as error:
         raise QueryError("filters", error.message) from None
-    segments = _appliance(request).stats.scans.segments
+    segments = _appliance(request).segments
     site = site_of(request)
     for condition in filters:
         if condition.dimension == "segment":
@@ -125,17 +125,17 @@ class GoalController(Controller):
         property: Annotated[str, QueryParameter(name="property", description="dimension for the breakdown")] = "source",  # noqa: A002
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
     ) -> dict[str, Any]:
-        goals = _appliance(request).goals
-        goal = goals.get(site_of(request).id, goal_id)
+        goal = _appliance(request).goals.get(site_of(request).id, goal_id)
+        reports = _appliance(request).goal_reports
         query = _query(request, start_date, end_date, filters)
         unfiltered = msgspec.structs.replace(query, filters=[])
         return {
             "status": "success",
             "data": {
                 "goal": _goal_view(request, goal),
-                "totals": next(row for row in goals.report(query) if row["goal_id"] == goal.id),
-                "timeseries": goals.timeseries(unfiltered, goal),
-                "breakdown": {"dimension": property, "results": goals.breakdown(query, goal, property, limit)},
+                "totals": next(row for row in reports.report(query) if row["goal_id"] == goal.id),
+                "timeseries": reports.timeseries(unfiltered, goal),
+                "breakdown": {"dimension": property, "results": reports.breakdown(query, goal, property, limit)},
             },
         }
 
@@ -146,28 +146,28 @@ class FunnelController(Controller):
 
     @get("/", guards=[can_view_site], summary="The site's funnels")
     async def list_funnels(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
-        funnels = _appliance(request).stats.scans.funnels.list(site_of(request).id)
+        funnels = _appliance(request).funnels.list(site_of(request).id)
         return {"status": "success", "data": [msgspec.to_builtins(f) for f in funnels]}
 
     @post("/", guards=[can_define], status_code=HTTP_201_CREATED, summary="Create a funnel of 2 to 8 steps")
     async def create_funnel(self, request: Request, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
-        funnel = _appliance(request).stats.scans.funnels.create(site_of(request).id, data, principal.name if principal else "")
+        funnel = _appliance(request).funnels.create(site_of(request).id, data, principal.name if principal else "")
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @get("/{funnel_id:int}", guards=[can_view_site], summary="One funnel")
     async def get_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
-        funnel = _appliance(request).stats.scans.funnels.get(site_of(request).id, funnel_id)
+        funnel = _appliance(request).funnels.get(site_of(request).id, funnel_id)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @put("/{funnel_id:int}", guards=[can_define], summary="Change a funnel")
     async def change_funnel(self, request: Request, funnel_id: int, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
-        funnel = _appliance(request).stats.scans.funnels.change(site_of(request).id, funnel_id, data)
+        funnel = _appliance(request).funnels.change(site_of(request).id, funnel_id, data)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @delete("/{funnel_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a funnel")
     async def delete_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
-        _appliance(request).stats.scans.funnels.delete(site_of(request).id, funnel_id)
+        _appliance(request).funnels.delete(site_of(request).id, funnel_id)
         return {"status": "success"}
 
     @get("/{funnel_id:int}/report", guards=[can_view_site], sync_to_thread=True,
@@ -176,9 +176,9 @@ class FunnelController(Controller):
         self, request: Request, funnel_id: int, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, filters: FiltersParam = None,
     ) -> dict[str, Any]:
-        funnels = _appliance(request).stats.scans.funnels
+        funnels = _appliance(request).funnels
         funnel = funnels.get(site_of(request).id, funnel_id)
-        return {"status": "success", "data": funnels.report(_query(request, start_date, end_date, filters), funnel)}
+        return {"status": "success", "data": _appliance(request).stats.funnel(_query(request, start_date, end_date, filters), funnel)}
 
 
 class SegmentController(Controller):
@@ -187,7 +187,7 @@ class SegmentController(Controller):
 
     @get("/", guards=[can_view_site], summary="Segments visible to the caller (site-wide and their own private ones)")
     async def list_segments(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         segments = registry.list(site_of(request).id, _user_id(request))
         return {"status": "success", "data": [registry.view(s) for s in segments]}
 
@@ -195,7 +195,7 @@ class SegmentController(Controller):
           summary="Save a segment (site-wide or private); a materialised one is back-filled from the log")
     async def create_segment(self, request: Request, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         segment = registry.create(site_of(request).id, data, _user_id(request), principal.name if principal else "")
         return {"status": "success", "data": registry.view(segment)}
 
@@ -209,31 +209,31 @@ class SegmentController(Controller):
         chosen = [value.strip() for value in segments.split(",") if value.strip()]
         if not 1 <= len(chosen) <= 4:
             raise DefinitionError("segments", "compare 1 to 4 segments")
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         for value in chosen:
             if value != "everyone":
                 if not value.isdigit():
                     raise DefinitionError("segments", f"not a segment id: {value!r}")
                 registry.get(site_of(request).id, int(value), _user_id(request))
         query = _query(request, start_date, end_date, filters)
-        return {"status": "success", "data": compare(_appliance(request), query, chosen)}
+        return {"status": "success", "data": _appliance(request).stats.compare_segments(query, chosen)}
 
     @get("/{segment_id:int}", guards=[can_view_site],
          summary="One segment (a materialised one with its back-fill progress in materialisation)")
     async def get_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         segment = registry.get(site_of(request).id, segment_id, _user_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
     @put("/{segment_id:int}", guards=[can_define], summary="Change a segment")
     async def change_segment(self, request: Request, segment_id: int, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         segment = registry.change(site_of(request).id, segment_id, data, _user_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
     @delete("/{segment_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a segment")
     async def delete_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
-        _appliance(request).stats.scans.segments.delete(site_of(request).id, segment_id, _user_id(request))
+        _appliance(request).segments.delete(site_of(request).id, segment_id, _user_id(request))
         return {"status": "success"}
 
 

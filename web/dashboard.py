@@ -117,7 +117,7 @@ def goal_conversions(appliance, view: SiteView) -> dict[str, Any]:
         rows = [{**row, "label": row["name"], "filter": ("event", row["name"])} for row in report["goals"]]
         return {"report": report, "rows": rows_with_bars(rows, "visitors"), "goals": False}
     rows = []
-    for row in appliance.goals.report(query):
+    for row in appliance.goal_reports.report(query):
         goal = goals[row["goal_id"]]
         if goal.kind == "page":
             target = ("page", goal.page) if "*" not in goal.page else None
@@ -166,7 +166,7 @@ class SitesController(Controller):
         view = parse_site_view(request)
         lazy = _lazy(request)
         widgets = {} if lazy else {name: _widget_context(request, view, name) for name in WIDGETS}
-        segments = _appliance(request).stats.scans.segments.list(site.id, _viewer_id(request))
+        segments = _appliance(request).segments.list(site.id, _viewer_id(request))
         return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
                      **_view_options())
 

@@ -23,7 +23,7 @@ from litestar.response import Redirect, Template
 
 from appliance.definitions.funnels import FOLLOWS, FunnelInput, Step
 from appliance.definitions.goals import KINDS, DefinitionError, GoalInput
-from appliance.definitions.segments import Condition, SegmentInput, compare
+from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import EVENT_DIMENSIONS, OPERATORS
 from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of, site_of
 from web.charts import Point, funnel_chart
@@ -100,7 +100,7 @@ def _goals_page(request: Request, *, error: str = "", form: dict[str, str] | Non
     appliance = _appliance(request)
     view = parse_site_view(request, "/goals")
     goals = {goal.id: goal for goal in appliance.goals.list(view.site.id)}
-    rows = [{**row, "goal": goals[row["goal_id"]]} for row in appliance.goals.report(view.query())]
+    rows = [{**row, "goal": goals[row["goal_id"]]} for row in appliance.goal_reports.report(view.query())]
     if editing is None and request.query_params.get("edit", "").isdigit():
         editing = goals.get(int(request.query_params["edit"]))
     if form is None:
@@ -203,7 +203,7 @@ def _funnels_page(request: Request, *, error: str = "", form: dict[str, Any] | N
                   status: int = 200) -> Template:
     appliance = _appliance(request)
     view = parse_site_view(request, "/funnels")
-    funnels = appliance.stats.scans.funnels.list(view.site.id)
+    funnels = appliance.funnels.list(view.site.id)
     if editing is None and request.query_params.get("edit", "").isdigit():
         editing = next((f for f in funnels if f.id == int(request.query_params["edit"])), None)
     goals = appliance.goals.list(view.site.id)
@@ -238,7 +238,7 @@ class FunnelPages(Controller):
         values: dict[str, Any] | None = None
         try:
             values, data = funnel_input(form, appliance.goals, site.id)
-            funnel = appliance.stats.scans.funnels.create(site.id, data, principal_of(request).name)
+            funnel = appliance.funnels.create(site.id, data, principal_of(request).name)
         except DefinitionError as error:
             return _funnels_page(request, error=f"{error.field}: {error.message}", form=values or _raw_funnel(form),
                                  status=422)
@@ -247,10 +247,10 @@ class FunnelPages(Controller):
     @get("/{funnel_id:int}", guards=[dashboard_site_viewer], sync_to_thread=True,
          summary="A funnel's report: visitors, drop-off and time per step")
     def funnel_report(self, request: Request, domain: str, funnel_id: int) -> Template:
-        funnels = _appliance(request).stats.scans.funnels
+        funnels = _appliance(request).funnels
         funnel = _definition(funnels.get, site_of(request).id, funnel_id)
         view = parse_site_view(request, f"/funnels/{funnel_id}")
-        report = funnels.report(view.query(), funnel)
+        report = _appliance(request).stats.funnel(view.query(), funnel)
         names = _goal_names(request)
         for step, row in zip(funnel.steps, report["steps"], strict=True):
             if step.kind == "goal" and not step.name:
@@ -259,7 +259,7 @@ class FunnelPages(Controller):
         title = f"{funnel.name}: visitors per step, {view.label}"
         chart = funnel_chart(points, title=title)
         chart_narrow = funnel_chart(points, title=title, width=360, height=260)  # shown on phones instead
-        segments = _appliance(request).stats.scans.segments.list(view.site.id, viewer_id(request))
+        segments = _appliance(request).segments.list(view.site.id, viewer_id(request))
         return _page(request, "funnel.html", site=view.site, view=view, funnel=funnel, report=report, chart=chart,
                      chart_narrow=chart_narrow, segments=segments, **_options())
 
@@ -267,7 +267,7 @@ class FunnelPages(Controller):
     async def change_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
         appliance = _appliance(request)
         site = site_of(request)
-        funnels = appliance.stats.scans.funnels
+        funnels = appliance.funnels
         editing = _definition(funnels.get, site.id, funnel_id)
         form = await request.form()
         values: dict[str, Any] | None = None
@@ -281,7 +281,7 @@ class FunnelPages(Controller):
 
     @post("/{funnel_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a funnel (analysts, admins)")
     async def delete_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
-        funnels = _appliance(request).stats.scans.funnels
+        funnels = _appliance(request).funnels
         _definition(funnels.get, site_of(request).id, funnel_id)
         funnels.delete(site_of(request).id, funnel_id)
         return _redirect(parse_site_view(request), "/funnels")
@@ -334,7 +334,7 @@ def _segments_page(request: Request, *, error: str = "", form: dict[str, Any] | 
                    status: int = 200) -> Template:
     appliance = _appliance(request)
     view = parse_site_view(request, "/segments")
-    segments = appliance.stats.scans.segments.list(view.site.id, viewer_id(request))
+    segments = appliance.segments.list(view.site.id, viewer_id(request))
     if editing is None and request.query_params.get("edit", "").isdigit():
         editing = next((s for s in segments if s.id == int(request.query_params["edit"])), None)
     if form is None:
@@ -369,7 +369,7 @@ class SegmentPages(Controller):
         values, data = segment_input(await request.form())
         principal = principal_of(request)
         try:
-            segment = _appliance(request).stats.scans.segments.create(
+            segment = _appliance(request).segments.create(
                 site_of(request).id, data, viewer_id(request), principal.name)
         except (DefinitionError, msgspec.ValidationError) as error:
             return _segments_page(request, error=_segment_error(error), form=values, status=422)
@@ -380,14 +380,14 @@ class SegmentPages(Controller):
     def compare_segments(self, request: Request, domain: str) -> Template:
         appliance = _appliance(request)
         view = parse_site_view(request, "/segments/compare")
-        registry = appliance.stats.scans.segments
+        registry = appliance.segments
         visible = {str(s.id): s for s in registry.list(view.site.id, viewer_id(request))}
         chosen = []
         for key, default in (("a", next(iter(visible), "everyone")), ("b", "everyone")):
             value = request.query_params.get(key, default)
             chosen.append(value if value in visible or value == "everyone" else "everyone")
         unsegmented = replace(view, segment=None, segment_name="")
-        columns = compare(appliance, unsegmented.query(), chosen)
+        columns = appliance.stats.compare_segments(unsegmented.query(), chosen)
         rows = []
         for key, label, lower_is_better in TOP_METRICS:
             first, second = columns[0]["results"].get(key, 0), columns[1]["results"].get(key, 0)
@@ -400,7 +400,7 @@ class SegmentPages(Controller):
 
     @post("/{segment_id:int}", guards=[dashboard_site_analyst], summary="Change a segment (analysts, admins)")
     async def change_segment(self, request: Request, domain: str, segment_id: int) -> Response:
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         site = site_of(request)
         editing = _definition(registry.get, site.id, segment_id, viewer_id(request))
         values, data = segment_input(await request.form())
@@ -412,7 +412,7 @@ class SegmentPages(Controller):
 
     @post("/{segment_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a segment (analysts, admins)")
     async def delete_segment(self, request: Request, domain: str, segment_id: int) -> Response:
-        registry = _appliance(request).stats.scans.segments
+        registry = _appliance(request).segments
         _definition(registry.get, site_of(request).id, segment_id, viewer_id(request))
         registry.delete(site_of(request).id, segment_id, viewer_id(request))
         view = parse_site_view(request)

@@ -79,7 +79,7 @@ def parse_site_view(request: Request, base: str = "") -> SiteView:
     segment, name = None, ""
     raw = request.query_params.get("segment", "")
     if raw.isdigit():
-        segments = request.app.state.appliance.stats.scans.segments
+        segments = request.app.state.appliance.segments
         try:
             found = segments.get(site.id, int(raw), viewer_id(request))
         except DefinitionError:

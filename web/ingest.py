@@ -133,7 +133,7 @@ def make_ingest_handlers(appliance) -> list:
     rate_limited = str(DropReason.RATE_LIMITED)
 
     async def _too_many(send, wait: float, drops: int) -> None:
-        appliance.pipeline.drops[rate_limited] += drops
+        appliance.pipeline.count_drop(rate_limited, drops)
         seconds = str(retry_after(wait)).encode()
         await _respond(send, 429, _json.encode(error_body(None, f"rate limited; retry after {seconds.decode()} s")),
                        [*_JSON_HEADERS, (b"retry-after", seconds)])
@@ -228,7 +228,7 @@ def make_ingest_handlers(appliance) -> list:
                     event = pipeline.process(draft, context)
                     if per_site is not None and (site_wait := per_site.take(event.site_id)):
                         wait = max(wait, site_wait)
-                        pipeline.drops[rate_limited] += 1
+                        pipeline.count_drop(rate_limited)
                         results.append({"status": "error", "error": {"field": f"[{index}]", "message": "rate limited"}})
                         continue
                     accepted.append(event)

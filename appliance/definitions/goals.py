@@ -36,13 +36,27 @@ from collections import defaultdict
 import msgspec
 import numpy as np
 
-from appliance import dimensions as dims
-from appliance.events.columns import DAY_MS
+from appliance.definitions.tasks import BackgroundTasks
+from appliance.errors import DomainError
+from appliance.events.blocks import DAY_MS
+from appliance.events.columns import ColumnStore
+from appliance.events.coordinator import WriteCoordinator
 from appliance.filters import FilterError, IdPredicate, Wildcard, check_pattern, text_predicate
 from appliance.models import Event, EventKind
-from appliance.periods import day_bucket, day_start_timestamp, local_today
+from appliance.periods import (
+    day_bucket,
+    day_from_number,
+    day_number,
+    day_start_timestamp,
+    local_today,
+)
+from appliance.sites import SiteRegistry
+from storage import Store
+from storage.counters import Counters
 from storage.keys import DAY, pack_bucket_key, unpack_u64
-from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
+from storage.records import Records
+from storage.sketches import DIMENSION_PRECISION, Sketches
+from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +68,11 @@ GOAL_VISITORS = 150  # sketch per counter id
 KINDS = ("page", "event", "conversion")
 MAX_GOALS_PER_SITE = 200
 _RECORD = "goal"
-_SEPARATOR = "\x1f"
+SEPARATOR = "\x1f"  # between a goal's counter id and a currency
 
 
-class DefinitionError(ValueError):
+class DefinitionError(DomainError):
     """A goal, funnel or segment that cannot be stored (answered 422), or is unknown (404)."""
-
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
 
 
 class Goal(msgspec.Struct, kw_only=True):
@@ -148,15 +156,32 @@ class _Matcher:
 
 
 class Goals:
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
-        self._store = appliance.store
-        self._records = appliance.records
+    """The goals of every site: definitions, ingest-time counting, back-fills."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        records: Records,
+        strings: StringTable,
+        counters: Counters,
+        sketches: Sketches,
+        coordinator: WriteCoordinator,
+        sites: SiteRegistry,
+        columns: ColumnStore,
+    ) -> None:
+        self._store = store
+        self._records = records
+        self._strings = strings
+        self._counters = counters
+        self._sketches = sketches
+        self._coordinator = coordinator
+        self._sites = sites
+        self._columns = columns
         self._lock = threading.Lock()
         self._goals: dict[int, Goal] = {}
         self._matchers: dict[int, list[_Matcher]] = {}
-        self.progress: dict[int, dict[str, object]] = {}
-        self._threads: list[threading.Thread] = []
+        self._tasks = BackgroundTasks("goal-backfill")
         decoder = msgspec.msgpack.Decoder(Goal)
         for _, raw in self._records.scan(_RECORD):
             goal = decoder.decode(raw)
@@ -229,7 +254,7 @@ class Goals:
             self._rebuild_matchers()
 
         self._store.write(remove)
-        self.progress.pop(goal.id, None)
+        self._tasks.forget(goal.id)
         return goal
 
     def _save(self, goal: Goal) -> Goal:
@@ -264,18 +289,13 @@ class Goals:
             self._rebuild_matchers()
             made.append(goal)
 
-        appliance = self._appliance
-        mutex = getattr(appliance, "_write_mutex", None)
         try:
-            if mutex is None:
+            # Events committed but not yet aggregated must be aggregated *before* the goal is
+            # active (they are < S: the back-fill counts them), and no commit may fall between
+            # reading S and activating.
+            with self._coordinator.mutex:
+                self._coordinator.flush()
                 self._store.write(write)
-            else:
-                # Events committed but not yet aggregated must be aggregated *before* the goal
-                # is active (they are < S: the back-fill counts them), and no commit may fall
-                # between reading S and activating.
-                with mutex:
-                    appliance.flush_aggregates()
-                    self._store.write(write)
         except BaseException:
             if made and old is not None:
                 self._goals[old.id] = old
@@ -309,14 +329,14 @@ class Goals:
                 counts[(event.site_id, DAY, GOAL_COMPLETIONS, day, counter)] += 1
                 members[(event.site_id, DAY, GOAL_VISITORS, day, counter)].add(event.visitor_id)
                 if event.revenue:
-                    currency = intern(f"{counter}{_SEPARATOR}{event.currency}")
+                    currency = intern(f"{counter}{SEPARATOR}{event.currency}")
                     counts[(event.site_id, DAY, GOAL_REVENUE, day, currency)] += event.revenue
                     counts[(event.site_id, DAY, GOAL_REVENUE_EVENTS, day, currency)] += 1
 
     # -- the filtered path ----------------------------------------------------------------
     def mask(self, frame, goal: Goal) -> np.ndarray:
         """Rows of ``frame`` that complete ``goal``."""
-        strings = self._appliance.strings
+        strings = self._strings
         kind = {"page": EventKind.PAGEVIEW, "event": EventKind.CUSTOM, "conversion": EventKind.CONVERSION}[goal.kind]
         rows = frame.column("kind") == kind
         if goal.kind == "page":
@@ -331,34 +351,20 @@ class Goals:
 
     # -- back-fill ------------------------------------------------------------------------
     def _start_backfill(self, goal: Goal) -> None:
-        self.progress[goal.id] = {"status": "queued", "days_done": 0, "days_total": 0}
-        thread = threading.Thread(target=self._backfill, args=(goal,), name=f"goal-backfill-{goal.id}", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+        self._tasks.start(goal.id, lambda progress: self._run_backfill(goal, progress))
 
     def wait(self, timeout: float = 60) -> None:
         """Wait for running back-fills (tests, the CLI)."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._tasks.wait(timeout)
 
-    def _backfill(self, goal: Goal) -> None:
-        try:
-            self._run_backfill(goal)
-        except Exception as error:  # noqa: BLE001 - reported in the goal's progress
-            log.exception("back-filling goal %s failed", goal.id)
-            self.progress[goal.id] = {"status": "failed", "error": str(error)}
-
-    def _run_backfill(self, goal: Goal) -> None:
-        appliance = self._appliance
-        site = appliance.sites.by_id(goal.site_id)
+    def _run_backfill(self, goal: Goal, progress: dict[str, object]) -> None:
+        site = self._sites.by_id(goal.site_id)
         if site is None:
             return
-        columns = appliance.stats.scans.columns
+        columns = self._columns
         first_ms = int((time.time() - site.retention_days * 86400) * 1000)
         first_day, last_day = first_ms // DAY_MS, int(time.time() * 1000) // DAY_MS + 1
-        progress = {"status": "running", "days_done": 0, "days_total": 0}
-        self.progress[goal.id] = progress
+        progress.update(status="running", days_done=0, days_total=0)
         completions: dict[int, int] = defaultdict(int)
         visitors: dict[int, set[int]] = defaultdict(set)
         revenue: dict[tuple[int, str], list[int]] = {}
@@ -386,7 +392,7 @@ class Goals:
                         amounts[amounts != 0].tolist(),
                         strict=True,
                     ):
-                        entry = revenue.setdefault((local_day, appliance.strings.text(currency_id)), [0, 0])
+                        entry = revenue.setdefault((local_day, self._strings.text(currency_id)), [0, 0])
                         entry[0] += amount
                         entry[1] += 1
             progress["days_done"] += 1
@@ -394,8 +400,7 @@ class Goals:
         progress["status"] = "complete"
 
     def _write_backfill(self, goal, completions, visitors, revenue) -> None:
-        appliance = self._appliance
-        strings = appliance.strings
+        strings = self._strings
 
         def write(txn):
             strings.rollback()
@@ -404,11 +409,11 @@ class Goals:
                 return False  # deleted or changed meanwhile: its counters are never read
             deltas = {pack_bucket_key(goal.site_id, DAY, GOAL_COMPLETIONS, day, goal.counter_id): n for day, n in completions.items()}
             for (day, currency), (amount, count) in revenue.items():
-                currency_id = strings.intern(txn, f"{goal.counter_id}{_SEPARATOR}{currency}")
+                currency_id = strings.intern(txn, f"{goal.counter_id}{SEPARATOR}{currency}")
                 deltas[pack_bucket_key(goal.site_id, DAY, GOAL_REVENUE, day, currency_id)] = amount
                 deltas[pack_bucket_key(goal.site_id, DAY, GOAL_REVENUE_EVENTS, day, currency_id)] = count
-            appliance.counters.apply(txn, deltas)
-            appliance.sketches.add(
+            self._counters.apply(txn, deltas)
+            self._sketches.add(
                 txn,
                 {
                     pack_bucket_key(goal.site_id, DAY, GOAL_VISITORS, day, goal.counter_id): (DIMENSION_PRECISION, list(members))
@@ -421,181 +426,29 @@ class Goals:
             self._rebuild_matchers()
             # Still under the store's write lock: the ingest writer cannot be mid-transaction.
             strings.commit()
-            appliance.sketches.committed()
+            self._sketches.committed()
             return True
 
         try:
             self._store.write(write)
         except BaseException:
             strings.rollback()
-            appliance.sketches.forget()
+            self._sketches.forget()
             raise
-
-    # -- reports (fast path) --------------------------------------------------------------
-    def report(self, query) -> list[dict[str, object]]:
-        """One row per defined goal: completions, unique visitors, conversion rate, revenue."""
-        goals = self.list(query.site.id)
-        if not goals:
-            return []
-        if query.filters:
-            return self._filtered_report(query, goals)
-        appliance = self._appliance
-        site_id = query.site.id
-        _settle(appliance)
-        with appliance.store.read() as txn:
-            site_visitors = appliance.stats._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
-            counts = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_COMPLETIONS, query.first_day, query.last_day))
-            sketches = appliance.sketches.union(
-                txn, site_id, DAY, GOAL_VISITORS, query.first_day, query.last_day, DIMENSION_PRECISION
-            )
-            amounts = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_REVENUE, query.first_day, query.last_day))
-            paid = _sum(appliance.counters.scan(txn, site_id, DAY, GOAL_REVENUE_EVENTS, query.first_day, query.last_day))
-            revenue_names = {i: appliance.strings.text(i, txn) for i in amounts}
-        revenue: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
-        for revenue_id, amount in amounts.items():
-            counter, _, currency = revenue_names[revenue_id].partition(_SEPARATOR)
-            if counter.isdigit():
-                revenue[int(counter)][currency] = _money(amount, paid.get(revenue_id, 0))
-        rows = []
-        for goal in goals:
-            sketch = sketches.get(goal.counter_id)
-            unique = sketch.count() if sketch else 0
-            rows.append(self._row(goal, counts.get(goal.counter_id, 0), unique, site_visitors, revenue.get(goal.counter_id, {})))
-        return rows
-
-    def _filtered_report(self, query, goals: list[Goal]) -> list[dict[str, object]]:
-        scans = self._appliance.stats.scans
-        selection = scans.select(query)
-        frame = selection.frame
-        visitor = frame.column("visitor")
-        site_visitors = len(np.unique(visitor[selection.active]))
-        rows = []
-        for goal in goals:
-            hit = selection.rows & self.mask(frame, goal)
-            revenue: dict[str, dict[str, int]] = {}
-            amounts = frame.column("revenue")[hit]
-            currencies = frame.column("currency")[hit]
-            for currency_id in np.unique(currencies[amounts != 0]).tolist():
-                chosen = (currencies == currency_id) & (amounts != 0)
-                revenue[self._appliance.strings.text(currency_id)] = _money(int(amounts[chosen].sum()), int(chosen.sum()))
-            rows.append(self._row(goal, int(hit.sum()), len(np.unique(visitor[hit])), site_visitors, revenue))
-        return rows
-
-    def _row(self, goal: Goal, completions: int, unique: int, site_visitors: int, revenue) -> dict[str, object]:
-        return {
-            "goal_id": goal.id,
-            "name": goal.name,
-            "kind": goal.kind,
-            "conversions": completions,
-            "visitors": unique,
-            "conversion_rate": round(100 * unique / site_visitors, 2) if site_visitors else 0.0,
-            "revenue": revenue,
-            "backfill": self.status(goal),
-        }
 
     def status(self, goal: Goal) -> dict[str, object]:
         if goal.backfilled:
             return {"status": "complete"}
-        return dict(self.progress.get(goal.id, {"status": "queued"}))
-
-    def timeseries(self, query, goal: Goal) -> list[dict[str, object]]:
-        """Per local day: completions, unique visitors and the conversion rate (fast path)."""
-        appliance = self._appliance
-        _settle(appliance)
-        with appliance.store.read() as txn:
-            counts = {
-                day: value
-                for day, dim, value in appliance.counters.scan(txn, query.site.id, DAY, GOAL_COMPLETIONS, query.first_day, query.last_day)
-                if dim == goal.counter_id
-            }
-            converters = {
-                day: Sketch.from_bytes(raw).count()
-                for day, dim, raw in appliance.sketches.scan(txn, query.site.id, DAY, GOAL_VISITORS, query.first_day, query.last_day)
-                if dim == goal.counter_id
-            }
-            site = {
-                day: Sketch.from_bytes(raw).count()
-                for day, _, raw in appliance.sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day)
-            }
-        from appliance.periods import day_from_number
-
-        return [
-            {
-                "date": day_from_number(day).isoformat(),
-                "conversions": counts.get(day, 0),
-                "visitors": converters.get(day, 0),
-                "conversion_rate": round(100 * converters.get(day, 0) / site[day], 2) if site.get(day) else 0.0,
-            }
-            for day in range(query.first_day, query.last_day + 1)
-        ]
-
-    def breakdown(self, query, goal: Goal, dimension: str, limit: int = 10) -> list[dict[str, object]]:
-        """Conversion rate per value of a dimension: of the visitors with a page view with
-        that value, the share who completed the goal in the period (filtered path, exact)."""
-        if dimension not in dims.DIMENSIONS:
-            raise DefinitionError("property", f"unknown dimension {dimension!r}")
-        field = dims.DIMENSIONS[dimension][0]
-        selection = self._appliance.stats.scans.select(query)
-        frame = selection.frame
-        visitor = frame.column("visitor")
-        converters = np.unique(visitor[selection.rows & self.mask(frame, goal)])
-        pageviews = selection.of_kind(EventKind.PAGEVIEW)
-        values = frame.column(field)[pageviews]
-        pairs_visitor = visitor[pageviews]
-        if dimension not in dims.COUNT_EMPTY:
-            pairs_visitor, values = pairs_visitor[values != 0], values[values != 0]
-        if not len(values):
-            return []
-        order = np.lexsort((pairs_visitor, values))
-        values, pairs_visitor = values[order], pairs_visitor[order]
-        first = np.ones(len(values), bool)
-        first[1:] = (values[1:] != values[:-1]) | (pairs_visitor[1:] != pairs_visitor[:-1])
-        values, pairs_visitor = values[first], pairs_visitor[first]
-        converted = np.isin(pairs_visitor, converters)
-        ids, inverse = np.unique(values, return_inverse=True)
-        totals = np.bincount(inverse, minlength=len(ids))
-        hits = np.bincount(inverse, weights=converted, minlength=len(ids)).astype(int)
-        rows = [
-            {
-                "value": self._appliance.strings.text(int(i)),
-                "visitors": int(t),
-                "converted_visitors": int(h),
-                "conversion_rate": round(100 * h / t, 2) if t else 0.0,
-            }
-            for i, t, h in zip(ids.tolist(), totals.tolist(), hits.tolist(), strict=True)
-        ]
-        rows.sort(key=lambda row: (-row["converted_visitors"], -row["visitors"], row["value"]))
-        return rows[:limit]
-
-
-def _settle(appliance) -> None:
-    """Fold committed events into the counters before reading them (as Stats does)."""
-    flush = getattr(appliance, "flush_aggregates", None)
-    if flush is not None:
-        flush()
-
+        return self._tasks.status(goal.id, {"status": "queued"})
 
 def _identifier(goal: Goal) -> str:
     return f"{goal.site_id:010d}/{goal.id:010d}"
-
-
-def _sum(rows) -> dict[int, int]:
-    totals: dict[int, int] = defaultdict(int)
-    for _, dimension, value in rows:
-        totals[dimension] += value
-    return dict(totals)
-
-
-def _money(total: int, count: int) -> dict[str, int]:
-    return {"total_minor": total, "average_minor": round(total / count) if count else 0, "conversions": count}
 
 
 def _local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
     """Local day numbers (days since 1970-01-01 in ``timezone``) of millisecond timestamps."""
     if timezone == "UTC":
         return ts // DAY_MS
-    from appliance.periods import day_from_number, day_number
-
     first = int(ts.min()) // DAY_MS - 1
     last = int(ts.max()) // DAY_MS + 1
     days = [day_from_number(n) for n in range(first, last + 2)]

@@ -15,7 +15,7 @@ Segment membership is decided per *visit* (as Matomo's segments): a visit is a m
 Viewing a report through a segment (the ``segment`` filter) keeps every event of the member
 visits, then applies the query's other filters. A segment is ``site`` (everyone who can read
 the site sees it) or ``private`` (its author only). A segment marked ``materialised`` also
-keeps its dashboard metrics as per-day counters and sketches (:mod:`appliance.definitions.materialised`),
+keeps its dashboard metrics as per-day counters and sketches (:mod:`appliance.query.materialised`),
 so viewing the dashboard through it costs what the unfiltered dashboard costs; a segment
 with a ``visitor_type`` condition (whose membership depends on the queried period) cannot be
 materialised.
@@ -24,19 +24,17 @@ materialised.
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 import msgspec
-import numpy as np
 
-from appliance.definitions.goals import DefinitionError, check_definition_pattern
-from appliance.definitions.materialised import Materialiser
-from appliance.events.columns import DAY_MS, distinct_values
-from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
-from appliance.models import EventKind
+from appliance.definitions.goals import DefinitionError, Goals, check_definition_pattern
+from appliance.filters import Filter, FilterError, make_filter
+from storage import Store
+from storage.records import Records
 
 CONDITIONS = ("visited_page", "did_event", "completed_goal", "min_pageviews", "min_duration", "channel", "visitor_type")
 VISIBILITIES = ("site", "private")
-RETURNING_LOOKBACK_DAYS = 30
 _RECORD = "segment"
 MAX_SEGMENTS_PER_SITE = 200
 
@@ -108,12 +106,40 @@ def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
     return name, filters, list(data.conditions)
 
 
+class SegmentObserver(Protocol):
+    """Who keeps materialised segments current (:class:`appliance.query.materialised.Materialiser`)."""
+
+    def status(self, segment: Segment) -> dict[str, object] | None: ...
+
+    def start(self, segment: Segment) -> None: ...
+
+    def drop(self, site_id: int, counter_id: int) -> None: ...
+
+
+class _NoObserver:
+    def status(self, segment: Segment) -> dict[str, object] | None:
+        return None
+
+    def start(self, segment: Segment) -> None:
+        pass
+
+    def drop(self, site_id: int, counter_id: int) -> None:
+        pass
+
+
 class Segments:
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
-        self._store = appliance.store
-        self._records = appliance.records
-        self.materialiser = Materialiser(appliance)
+    """The saved segments of every site: definitions and their records. Membership is a
+    query (:mod:`appliance.query.membership`); materialisation is the observer's."""
+
+    def __init__(self, store: Store, records: Records, goals: Goals) -> None:
+        self._store = store
+        self._records = records
+        self._goals = goals
+        self.materialiser: SegmentObserver = _NoObserver()
+
+    def observe(self, observer: SegmentObserver) -> None:
+        """Tell ``observer`` when a materialised segment is made, redefined or deleted."""
+        self.materialiser = observer
 
     def _decode(self, raw: bytes) -> Segment:
         return msgspec.msgpack.decode(raw, type=Segment)
@@ -206,101 +232,4 @@ class Segments:
     def _check_goals(self, site_id: int, conditions: list[Condition]) -> None:
         for condition in conditions:
             if condition.kind == "completed_goal":
-                self._appliance.goals.get(site_id, int(condition.value))
-
-    # -- membership -----------------------------------------------------------------------
-    def members(self, selection, segment: Segment) -> np.ndarray:
-        """Per visit of ``selection.sessions``: is it a member of ``segment``?"""
-        appliance = self._appliance
-        scans = appliance.stats.scans
-        sessions = selection.sessions
-        frame = selection.frame
-        kind = selection.kind
-        keep = np.ones(sessions.count, bool)
-        for condition in segment.filters:
-            if condition.is_visit_level:
-                mask = scans.visit_mask(selection, condition)
-            else:
-                mask = sessions.visits_with(scans.event_mask(frame, condition, selection.query.site))
-            keep &= ~mask if condition.negated else mask
-        text = appliance.strings.text
-        for condition in segment.conditions:
-            if condition.kind == "visited_page":
-                rows = (kind == EventKind.PAGEVIEW) & frame.mask("path", IdPredicate(text_predicate("matches", (condition.value,)), text))
-                keep &= sessions.visits_with(rows)
-            elif condition.kind == "did_event":
-                rows = np.isin(kind, (EventKind.CUSTOM, EventKind.CONVERSION)) & frame.mask(
-                    "name", IdPredicate(text_predicate("is", (condition.value,)), text)
-                )
-                if condition.prop_key:
-                    key_id = appliance.strings.lookup(condition.prop_key)
-                    rows &= (
-                        frame.prop_mask([key_id], IdPredicate(text_predicate("is", (condition.prop_value,)), text))
-                        if key_id is not None
-                        else False
-                    )
-                keep &= sessions.visits_with(rows)
-            elif condition.kind == "completed_goal":
-                goal = appliance.goals.get(segment.site_id, int(condition.value))
-                keep &= sessions.visits_with(appliance.goals.mask(frame, goal))
-            elif condition.kind == "min_pageviews":
-                keep &= sessions.pageviews >= int(condition.value)
-            elif condition.kind == "min_duration":
-                keep &= sessions.duration_ms > int(condition.value) * 1000
-            elif condition.kind == "channel":
-                channel = frame.column("channel")[sessions.first_row]
-                accepted = IdPredicate(text_predicate("is", (condition.value,)), text)
-                distinct, inverse = np.unique(channel, return_inverse=True)
-                keep &= accepted(distinct)[inverse] if len(distinct) else np.zeros(0, bool)
-            elif condition.kind == "visitor_type":
-                returning = self._returning(selection)
-                keep &= returning if condition.value == "returning" else ~returning
-        return keep
-
-    def _returning(self, selection) -> np.ndarray:
-        """Per visit: did the same visitor have an earlier visit (in the period or the 30 days
-        before it)? Visits are ordered by visitor then time, so "earlier in the period" means
-        the previous visit has the same visitor."""
-        sessions = selection.sessions
-        earlier = np.zeros(sessions.count, bool)
-        if sessions.count > 1:
-            order = np.lexsort((sessions.start, sessions.visitor))
-            repeated = np.zeros(sessions.count, bool)
-            repeated[1:] = sessions.visitor[order][1:] == sessions.visitor[order][:-1]
-            earlier[order] = repeated
-        columns = self._appliance.stats.scans.columns
-        before = columns.frame(
-            selection.query.site.id, selection.start_ms - RETURNING_LOOKBACK_DAYS * DAY_MS, selection.start_ms
-        )
-        if before.size:
-            seen = before.column("kind") != EventKind.ENGAGEMENT
-            earlier |= np.isin(sessions.visitor_hash, distinct_values(before.column("visitor")[seen]))
-        return earlier
-
-
-def segment_visits(appliance, selection, value: str) -> np.ndarray:
-    """The ``segment`` filter: member visits of segment ``value`` (an id) on the query's site.
-    Visibility is checked by the caller (the API) before the query runs."""
-    if not value.isdigit():
-        raise FilterError(f"segment takes a segment id, not {value!r}")
-    segments = appliance.stats.scans.segments
-    return segments.members(selection, segments.get(selection.query.site.id, int(value)))
-
-
-def compare(appliance, query, segment_ids: list[str]) -> list[dict[str, object]]:
-    """Totals side by side: each of ``segment_ids`` (an id, or ``everyone``) over the query."""
-    out = []
-    for value in segment_ids:
-        if value == "everyone":
-            scoped = query
-            label: dict[str, object] = {"segment": "everyone"}
-        else:
-            segment = appliance.stats.scans.segments.get(query.site.id, int(value))
-            scoped = msgspec.structs.replace(query, filters=[*query.filters, make_filter("is", "segment", [value])])
-            label = {"segment": segment.id, "name": segment.name}
-        result = appliance.stats.aggregate(scoped) if scoped.filters else appliance.stats.scans.aggregate(
-            msgspec.structs.replace(scoped, filters=[])
-        )
-        result.pop("converting_visitors_by_type", None)
-        out.append({**label, "results": result})
-    return out
+                self._goals.get(site_id, int(condition.value))

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pluggy
@@ -33,7 +34,11 @@ def short_name(module_name: str) -> str:
     return module_name.rsplit(".", 1)[-1]
 
 
-def make_plugin_manager(disabled: list[str] | tuple[str, ...] = (), directory: str = "") -> pluggy.PluginManager:
+def make_plugin_manager(
+    disabled: list[str] | tuple[str, ...] = (), directory: str = "", extra: Sequence[object] = ()
+) -> pluggy.PluginManager:
+    """Built-in plugins, then entry-point plugins, then ``*.py`` files of ``directory``, then
+    ``extra`` plugin objects (tests, embedding applications); ``disabled`` names are blocked."""
     manager = pluggy.PluginManager("footfall")
     manager.add_hookspecs(hookspecs)
     blocked = set(disabled)
@@ -55,6 +60,8 @@ def make_plugin_manager(disabled: list[str] | tuple[str, ...] = (), directory: s
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
             manager.register(module, name=name)
+    for plugin in extra:
+        manager.register(plugin)
     manager.check_pending()
     return manager
 

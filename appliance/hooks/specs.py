@@ -2,19 +2,26 @@
 
 Grouped by phase. Built-in plugins (``plugins/``) use exactly these hooks, registered through
 the same plugin manager as third-party plugins from the ``footfall`` entry-point group.
-Implement a hook with ``@footfall.hookimpl`` (re-exported as ``appliance.hooks.specs.hookimpl``)
-in a module and register that module via the entry point.
+Implement a hook with ``@hookimpl`` (``from appliance import hookimpl``) in a module and
+register that module under the ``footfall`` entry-point group, or drop it in the plugins
+folder.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pluggy
 
-if TYPE_CHECKING:
-    from appliance.models import Event, RequestContext
-    from appliance.runtime.appliance import Appliance
+from appliance.config import Settings
+from appliance.models import Event, RequestContext
+
+
+class Appliance(Protocol):
+    """What a hook may rely on of the running appliance: its settings. The object passed
+    is :class:`appliance.runtime.appliance.Appliance`."""
+
+    settings: Settings
 
 hookspec = pluggy.HookspecMarker("footfall")
 hookimpl = pluggy.HookimplMarker("footfall")

@@ -17,8 +17,11 @@ from datetime import UTC
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
+import pluggy
 
 from appliance.hooks.manager import hot_path_calls
+from appliance.ingest.visitors import VisitorHasher
+from appliance.ingest.visits import VisitTable
 from appliance.models import (
     CollectBody,
     ConversionBody,
@@ -29,7 +32,7 @@ from appliance.models import (
     RequestContext,
     Site,
 )
-from appliance.sites import hostname_allowed
+from appliance.sites import SiteRegistry, hostname_allowed
 
 MAX_NAME = 120
 MAX_PROPS = 30
@@ -283,21 +286,33 @@ def _timestamp(value) -> float | None:
 class Pipeline:
     """Runs drafts through the named steps. One per appliance; thread-safe counters."""
 
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
-        self._sites = appliance.sites
-        self._hooks = appliance.plugin_manager.hook
-        self._visitors = appliance.visitors
-        self._skew = appliance.settings.ingest.clock_skew_seconds
-        self._filters = hot_path_calls(self._hooks.filter_event)
-        self._enrichers = hot_path_calls(self._hooks.enrich_event)
-        self.drops: Counter[str] = Counter()
-        self.accepted = 0
+    def __init__(
+        self,
+        *,
+        sites: SiteRegistry,
+        hooks: pluggy.HookRelay,
+        visitors: VisitorHasher,
+        visits: VisitTable,
+        clock_skew_seconds: int,
+    ) -> None:
+        self._sites = sites
+        self._hooks = hooks
+        self._visitors = visitors
+        self._visits = visits
+        self._skew = clock_skew_seconds
+        self._filters = hot_path_calls(hooks.filter_event)
+        self._enrichers = hot_path_calls(hooks.enrich_event)
+        self._drops: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def count_drop(self, reason: str) -> None:
+    def count_drop(self, reason: str, events: int = 1) -> None:
+        """Count ignored or refused events under their reason (thread-safe)."""
         with self._lock:
-            self.drops[str(reason)] += 1
+            self._drops[str(reason)] += events
+
+    def drop_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._drops)
 
     def process(self, draft: Draft, context: RequestContext) -> Event:
         """Run every step; raise :class:`Dropped` or :class:`InvalidInput`, else the event."""
@@ -385,7 +400,7 @@ class Pipeline:
         visitor = self._visitors.anonymous_id(
             event.site_id, context.client_ip, context.user_agent, context.received_at
         )
-        visits = self._appliance.visits
+        visits = self._visits
         # Only just after UTC midnight can an open visit still carry yesterday's salt: skip
         # the second hash the rest of the day.
         just_after_midnight = context.received_at % 86400 <= visits.timeout

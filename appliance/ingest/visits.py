@@ -26,6 +26,7 @@ from appliance import dimensions as dims
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from storage.keys import DAY
+from storage.retention import delete_prefix
 
 _VISIT_KEY = struct.Struct(">IQ")
 
@@ -153,6 +154,13 @@ class VisitTable:
 
     def rolled_back(self) -> None:
         self._pending.clear()
+
+    def delete_site(self, txn, site_id: int) -> None:
+        """Forget a deleted site's open visits (inside the deleting transaction)."""
+        delete_prefix(txn, self._db, site_id.to_bytes(4, "big"))
+        with self._lock:
+            for key in [key for key in self._open if key[0] == site_id]:
+                del self._open[key]
 
     def expire(self, now: float) -> int:
         """Close visits idle longer than the timeout (memory and LMDB); returns how many."""

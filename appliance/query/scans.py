@@ -26,19 +26,24 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import numpy as np
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
-from appliance.definitions.funnels import Funnels
+from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
-from appliance.events.columns import ColumnStore, StaleBlock
+from appliance.events.blocks import StaleBlock
+from appliance.events.columns import ColumnStore
 from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
-from appliance.periods import day_start_timestamp, month_start, week_start, zone
+from appliance.periods import month_start, week_start, zone
+from appliance.query.membership import segment_visits
+from appliance.query.selection import Selection, counts_by, grouped_distinct
+from appliance.query.spec import QueryError
+from storage.strings import StringTable
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 
@@ -62,153 +67,19 @@ def _retrying(report):
     return run
 
 
-def distinct(values: np.ndarray) -> int:
-    """How many distinct values (sorting: numpy's hash-based ``unique`` is slower here)."""
-    if not len(values):
-        return 0
-    ordered = np.sort(values)
-    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
-
-
-def grouped_distinct(groups: np.ndarray, values: np.ndarray) -> dict[int, int]:
-    """For each group id, how many distinct ``values`` it has (exact). Non-negative ids and
-    values below 2**32 (string ids, frame visitor codes) are paired into one sorted key."""
-    if not len(groups):
-        return {}
-    groups = groups.astype(np.int64, copy=False)
-    values = values.astype(np.int64, copy=False)
-    if groups.min() < 0 or values.min() < 0 or groups.max() >= 1 << 31 or values.max() >= 1 << 32:
-        _, dense = np.unique(values, return_inverse=True)
-        values = dense.astype(np.int64)
-    keys = np.sort((groups << 32) | values)
-    first = np.ones(len(keys), bool)
-    first[1:] = keys[1:] != keys[:-1]
-    return counts_by(keys[first] >> 32)
-
-
-def counts_by(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[int, int]:
-    """Per group id, how many rows (or the sum of their ``weights``)."""
-    if not len(groups):
-        return {}
-    groups = groups.astype(np.int64, copy=False)
-    top = int(groups.max())
-    if groups.min() >= 0 and top < 1 << 24:  # ids: a dense count beats sorting
-        present = np.flatnonzero(np.bincount(groups, minlength=top + 1))
-        totals = np.bincount(groups, weights=weights, minlength=top + 1)[present] if weights is not None else None
-        if totals is None:
-            totals = np.bincount(groups, minlength=top + 1)[present]
-        return {int(i): int(round(t)) for i, t in zip(present.tolist(), totals.tolist(), strict=True)}
-    ids, inverse = np.unique(groups, return_inverse=True)
-    totals = np.bincount(inverse, weights=weights, minlength=len(ids))
-    return {int(i): int(round(t)) for i, t in zip(ids.tolist(), totals.tolist(), strict=True)}
-
-
-class Selection:
-    """The period's events with the query's filters applied: ``rows`` is the boolean mask."""
-
-    def __init__(self, scans: Scans, query, filters: list[Filter]) -> None:
-        self.scans = scans
-        self.query = query
-        site = query.site
-        start = day_start_timestamp(query.date_from, site.timezone)
-        end = day_start_timestamp(query.date_to + timedelta(days=1), site.timezone)
-        self.start_ms, self.end_ms = int(start * 1000), int(end * 1000)
-        self.frame = scans.columns.frame(site.id, self.start_ms, self.end_ms)
-        self.kind = self.frame.column("kind")
-        self._sessions: Sessions | None = None
-        self._visits: np.ndarray | None = None
-        rows = np.ones(self.frame.size, bool)
-        visit_filters = []
-        for condition in filters:
-            if condition.is_visit_level:
-                visit_filters.append(condition)
-                continue
-            mask = scans.event_mask(self.frame, condition, site)
-            rows &= ~mask if condition.negated else mask
-        if visit_filters:
-            sessions = self.sessions
-            keep = np.ones(sessions.count, bool)
-            for condition in visit_filters:
-                mask = scans.visit_mask(self, condition)
-                keep &= ~mask if condition.negated else mask
-            kept_rows = sessions.rows_in(keep)
-            pings = self.kind == ENGAGEMENT
-            if pings.any():
-                kept_visitors = np.zeros(self.frame.visitors.size, bool)
-                kept_visitors[sessions.visitor[keep]] = True
-                kept_rows[pings] |= kept_visitors[self.frame.visitor_codes_of(pings)]
-            rows &= kept_rows
-        self.rows = rows
-
-    @property
-    def sessions(self) -> Sessions:
-        if self._sessions is None:
-            self._sessions = self.scans.sessions_of(self.frame)
-        return self._sessions
-
-    def visitor_codes_of(self, rows: np.ndarray) -> np.ndarray:
-        """Frame visitor codes of ``rows``, a boolean mask without engagement pings: read
-        through the visits when they are built already (every such row has one)."""
-        if self._sessions is not None:
-            sessions = self._sessions
-            return sessions.visitor[sessions.visit_of[rows]]
-        return self.frame.visitor_codes_of(rows)
-
-    def of_kind(self, *kinds: int) -> np.ndarray:
-        if len(kinds) == 1:
-            return self.rows & (self.kind == kinds[0])
-        return self.rows & np.isin(self.kind, kinds)
-
-    @property
-    def active(self) -> np.ndarray:
-        """Matching events that count a visitor: everything but engagement pings."""
-        return self.rows & (self.kind != ENGAGEMENT)
-
-    @property
-    def visits(self) -> np.ndarray:
-        """Visits with at least one matching event."""
-        if self._visits is None:
-            self._visits = self.sessions.visits_with(self.active)
-        return self._visits
-
-    # -- calendar -------------------------------------------------------------------------
-    def day_starts(self) -> tuple[list[date], np.ndarray]:
-        """The local days of the period and their start times (ms), plus the end."""
-        days = [self.query.date_from + timedelta(days=i) for i in range((self.query.date_to - self.query.date_from).days + 1)]
-        tz = self.query.site.timezone
-        bounds = [int(day_start_timestamp(day, tz) * 1000) for day in days]
-        bounds.append(self.end_ms)
-        return days, np.array(bounds, np.int64)
-
-    def day_index(self, ts: np.ndarray) -> np.ndarray:
-        _, bounds = self.day_starts()
-        return np.searchsorted(bounds, ts, "right") - 1
-
-    def row_days(self) -> np.ndarray:
-        """Per row of the frame, its local day's index in the period. Rows are in time order
-        within each block, so each block is a few runs of one day: found with a binary search
-        per day boundary, not one per row."""
-        _, bounds = self.day_starts()
-        pieces = []
-        for block, lo, hi in self.frame.parts:
-            ts = block.scalar("ts")
-            inside = bounds[(bounds > int(ts[lo])) & (bounds <= int(ts[hi - 1]))]
-            cuts = np.concatenate([[lo], np.searchsorted(ts[lo:hi], inside, "left") + lo, [hi]])
-            first = int(np.searchsorted(bounds, ts[lo], "right")) - 1
-            pieces.append(np.repeat(np.arange(first, first + len(cuts) - 1, dtype=np.int32), np.diff(cuts)))
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-
-
 class Scans:
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
-        self._strings = appliance.strings
-        self.columns = ColumnStore(appliance)
-        self.timeout_ms = appliance.settings.sites.visit_timeout_minutes * 60_000
-        self.segments = Segments(appliance)
+    """The filtered path: every report of the vocabulary, computed over a :class:`Selection`."""
+
+    def __init__(
+        self, *, columns: ColumnStore, strings: StringTable, goals: Goals, segments: Segments, timeout_ms: int
+    ) -> None:
+        self.columns = columns
+        self.goals = goals
+        self.segments = segments
+        self.timeout_ms = timeout_ms
+        self._strings = strings
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
-        self.funnels = Funnels(appliance)
 
     def sessions_of(self, frame) -> Sessions:
         """The visits of a frame; the last few are kept, since a dashboard asks many reports
@@ -245,7 +116,7 @@ class Scans:
     def event_mask(self, frame, condition: Filter, site) -> np.ndarray:
         """The positive mask of an event-level filter (fields, properties, goals)."""
         if condition.dimension == "goal":
-            goals = self._appliance.goals
+            goals = self.goals
             mask = np.zeros(frame.size, bool)
             for name in condition.values:
                 test = text_predicate(condition.positive, (name,))
@@ -259,11 +130,9 @@ class Scans:
         """The positive mask of a visit-level filter over the selection's visits."""
         sessions = selection.sessions
         if condition.dimension == "segment":
-            from appliance.definitions.segments import segment_visits
-
             keep = np.zeros(sessions.count, bool)
             for value in condition.values:
-                keep |= segment_visits(self._appliance, selection, value)
+                keep |= segment_visits(self, selection, value)
             return keep
         pages = sessions.entry_page if condition.dimension == "entry_page" else sessions.exit_page
         test = text_predicate(condition.positive, condition.values)
@@ -271,25 +140,9 @@ class Scans:
         accepted = np.array([bool(test(self.text(int(i)))) for i in distinct_ids], bool)
         return accepted[inverse] if len(distinct_ids) else np.zeros(0, bool)
 
-    def _materialised(self, query):
-        """The materialised segment a query is viewed through, when that is all it filters by."""
-        if len(query.filters) != 1:
-            return None
-        condition = query.filters[0]
-        if condition.dimension != "segment" or condition.operator != "is" or len(condition.values) != 1:
-            return None
-        value = condition.values[0]
-        segment = self.segments.find(query.site.id, int(value)) if value.isdigit() else None
-        return segment if segment is not None and segment.materialised and segment.counter_id else None
-
     # -- the vocabulary -------------------------------------------------------------------
     @_retrying
     def aggregate(self, query) -> dict[str, object]:
-        segment = self._materialised(query)
-        if segment is not None:
-            found = self.segments.materialiser.aggregate(query, segment)
-            if found is not None:
-                return found
         selection = self.select(query)
         return self.aggregate_of(selection)
 
@@ -315,11 +168,6 @@ class Scans:
 
     @_retrying
     def timeseries(self, query) -> list[dict[str, object]]:
-        segment = self._materialised(query)
-        if segment is not None:
-            found = self.segments.materialiser.timeseries(query, segment)
-            if found is not None:
-                return found
         selection = self.select(query)
         frame = selection.frame
         active = selection.active
@@ -366,8 +214,6 @@ class Scans:
     @_retrying
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
-            from appliance.query.spec import QueryError
-
             raise QueryError("property", f"unknown dimension {dimension!r}")
         field = dims.DIMENSIONS[dimension][0]
         selection = self.select(query)

@@ -1,91 +1,105 @@
-"""Stats queries in one vocabulary: aggregate, timeseries, breakdown, current visitors.
+"""The stats vocabulary, and the one planner that picks the path answering each query.
 
 Every consumer (JSON API, seed reports, dashboard, exporters) calls these functions, so a
-number cannot differ between two screens. Unfiltered queries read pre-aggregated counters and
-HyperLogLog sketches: page views are sums of day (or hour) counters, visitors are *unions* of
-sketches over the range, never sums of daily uniques. A query with filters (or a segment)
-takes the filtered path instead (:mod:`appliance.query.scans`): the same functions and shapes,
-computed by scanning the event log's column blocks.
+number cannot differ between two screens. Three paths give the same shapes:
+
+- *counted* (:mod:`appliance.query.counted`): no filters — counters and sketches kept at
+  ingest;
+- *materialised* (:mod:`appliance.query.materialised`): viewed through one materialised
+  segment and nothing else — its per-day figures plus a scan of the unsettled tail (aggregate
+  and timeseries; other reports scan);
+- *scanned* (:mod:`appliance.query.scans`): any filters — the period's column blocks.
+
+The choice is made in :meth:`Stats._path`, once, rather than by each report.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from datetime import date
+from collections.abc import Callable
+from typing import TypeVar
 
-from appliance import dimensions as dims
-from appliance.channels import SEED_CATEGORIES, traffic_category
+import msgspec
+
+from appliance.definitions.funnels import Funnel
+from appliance.definitions.segments import Segment, Segments
+from appliance.events.blocks import StaleBlock
+from appliance.events.coordinator import WriteCoordinator
+from appliance.filters import make_filter
+from appliance.ingest.live import LiveBuffer
 from appliance.models import Site
-from appliance.periods import (
-    day_from_number,
-    month_start,
-    week_start,
-)
-from appliance.query.spec import Query, QueryError
-from storage import StorageFullError
-from storage.keys import DAY, HOUR
-from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch
+from appliance.query.counted import CountedReports, change
+from appliance.query.funnel_report import FunnelReports
+from appliance.query.materialised import Materialiser
+from appliance.query.scans import Scans
+from appliance.query.spec import Query
+from storage.counters import Counters
+from storage.sketches import Sketches
+from storage.strings import StringTable
+
+Result = TypeVar("Result")
 
 
 class Stats:
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
-        self._store = appliance.store
-        self._counters = appliance.counters
-        self._sketches = appliance.sketches
-        self._strings = appliance.strings
-        from appliance.query.scans import Scans
+    def __init__(
+        self,
+        *,
+        counters: Counters,
+        sketches: Sketches,
+        strings: StringTable,
+        coordinator: WriteCoordinator,
+        live: LiveBuffer,
+        scans: Scans,
+        materialiser: Materialiser,
+        segments: Segments,
+    ) -> None:
+        self.counted = CountedReports(counters=counters, sketches=sketches, strings=strings, coordinator=coordinator)
+        self.scans = scans
+        self.materialiser = materialiser
+        self._segments = segments
+        self._live = live
+        self._funnels = FunnelReports(scans)
 
-        self.scans = Scans(appliance)
+    # -- the planner ----------------------------------------------------------------------
+    def _materialised_segment(self, query: Query) -> Segment | None:
+        """The materialised segment a query is viewed through, when that is all it filters by."""
+        if len(query.filters) != 1:
+            return None
+        condition = query.filters[0]
+        if condition.dimension != "segment" or condition.operator != "is" or len(condition.values) != 1:
+            return None
+        value = condition.values[0]
+        segment = self._segments.find(query.site.id, int(value)) if value.isdigit() else None
+        return segment if segment is not None and segment.materialised and segment.counter_id else None
 
-    def _read(self):
-        """A read transaction that sees every acknowledged event: committed events still
-        waiting to be aggregated are folded into the counters first."""
-        # On a full disk reports still answer from what is aggregated; the rest stays pending.
-        with contextlib.suppress(StorageFullError):
-            self._appliance.flush_aggregates()
-        return self._store.read()
-
-    # -- helpers --------------------------------------------------------------------------
-    def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
-        totals: dict[int, int] = {}
-        for _, dimension, value in self._counters.scan(
-            txn, query.site.id, DAY, metric, query.first_day, query.last_day
-        ):
-            totals[dimension] = totals.get(dimension, 0) + value
-        return totals
-
-    def _visitors(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, int]:
-        merged = self._sketches.union(
-            txn, query.site.id, DAY, metric, query.first_day, query.last_day, precision, dimensions
-        )
-        return {dimension: sketch.count() for dimension, sketch in merged.items()}
+    def _path(
+        self,
+        query: Query,
+        counted: Callable[[], Result],
+        scanned: Callable[[], Result],
+        materialised: Callable[[Segment], Result | None] | None = None,
+    ) -> Result:
+        if not query.filters:
+            return counted()
+        segment = self._materialised_segment(query) if materialised is not None else None
+        if segment is not None:
+            try:
+                found = materialised(segment)
+            except StaleBlock:  # a block it read was rewritten: the scan path retries
+                self.scans.forget()
+                found = None
+            if found is not None:
+                return found
+        return scanned()
 
     # -- the vocabulary -------------------------------------------------------------------
-    def aggregate(self, query: Query) -> dict[str, int]:
-        if query.filters:
-            return self.scans.aggregate(query)
-        with self._read() as txn:
-            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
-            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
-            events = sum(self._sum(txn, query, dims.CUSTOM_EVENTS).values())
-            conversions = sum(self._sum(txn, query, dims.CONVERSIONS).values())
-            converters = self._visitors(txn, query, dims.CONVERSION_VISITORS, DIMENSION_PRECISION)
-            visits = self._sum(txn, query, dims.VISITS).get(0, 0)
-            bounces = self._sum(txn, query, dims.BOUNCES).get(0, 0)
-            duration = self._sum(txn, query, dims.VISIT_DURATION).get(0, 0)
-        return {
-            "visitors": visitors,
-            "visits": visits,
-            "pageviews": pageviews,
-            "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
-            "bounce_rate": _rate(bounces, visits),
-            "visit_duration": round(duration / visits) if visits else 0,
-            "events": events,
-            "conversions": conversions,
-            "converting_visitors_by_type": converters,
-        }
+    def aggregate(self, query: Query) -> dict[str, object]:
+        return self._path(
+            query,
+            lambda: self.counted.aggregate(query),
+            lambda: self.scans.aggregate(query),
+            lambda segment: self.materialiser.aggregate(query, segment),
+        )
 
     def aggregate_compared(self, query: Query, mode: str) -> dict[str, object]:
         """Totals for the period and the compared period, with the percent change of each."""
@@ -106,249 +120,74 @@ class Stats:
         }
 
     def timeseries(self, query: Query) -> list[dict[str, object]]:
-        if query.filters:
-            return self.scans.timeseries(query)
-        with self._read() as txn:
-            if query.interval == "hour":
-                return self._hourly(txn, query)
-            pageviews: dict[int, int] = {}
-            for day, _, value in self._counters.scan(
-                txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
-            ):
-                pageviews[day] = pageviews.get(day, 0) + value
-            visits: dict[int, int] = {}
-            for day, _, value in self._counters.scan(
-                txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day
-            ):
-                visits[day] = visits.get(day, 0) + value
-            sketches: dict[int, Sketch] = {}
-            for day, _, raw in self._sketches.scan(
-                txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
-            ):
-                sketches[day] = Sketch.from_bytes(raw)
-        groups: dict[date, list[int]] = {}
-        for number in range(query.first_day, query.last_day + 1):
-            day = day_from_number(number)
-            start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
-            groups.setdefault(start, []).append(number)
-        series = []
-        for start, numbers in groups.items():
-            union = Sketch(SITE_PRECISION)
-            for number in numbers:
-                if number in sketches:
-                    union.merge(sketches[number])
-            series.append(
-                {
-                    "date": start.isoformat(),
-                    "visitors": union.count(),
-                    "pageviews": sum(pageviews.get(number, 0) for number in numbers),
-                    "visits": sum(visits.get(number, 0) for number in numbers),
-                }
-            )
-        return series
-
-    def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
-        first, last = query.hour_range()
-        pageviews = {
-            hour: value
-            for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.PAGEVIEWS, first, last)
-        }
-        visitors = {
-            hour: Sketch.from_bytes(raw).count()
-            for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
-        }
-        from datetime import UTC, datetime
-
-        from appliance.periods import zone
-
-        tz = zone(query.site.timezone)
-        return [
-            {
-                "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
-                "visitors": visitors.get(hour, 0),
-                "pageviews": pageviews.get(hour, 0),
-            }
-            for hour in range(first, last + 1)
-        ]
+        return self._path(
+            query,
+            lambda: self.counted.timeseries(query),
+            lambda: self.scans.timeseries(query),
+            lambda segment: self.materialiser.timeseries(query, segment),
+        )
 
     def breakdown(self, query: Query, dimension: str, limit: int = 10) -> dict[str, object]:
         """Top ``limit`` values of a dimension by visitors, with page views; plus the rest."""
-        if query.filters:
-            return self.scans.breakdown(query, dimension, limit)
-        if dimension not in dims.DIMENSIONS:
-            raise QueryError("property", f"unknown dimension {dimension!r}")
-        _, counter_metric, sketch_metric = dims.DIMENSIONS[dimension]
-        with self._read() as txn:
-            pageviews = self._sum(txn, query, counter_metric)
-            # Visitors are unions of 30 daily sketches per value: compute them only for the
-            # values with the most page views (twice the rows shown), which hold the top rows.
-            candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 2, 20)]
-            visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
-            visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
-            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
-            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
-            rows = []
-            for value_id in candidates:
-                value_visits = visits.get(value_id, 0)
-                rows.append(
-                    {
-                        "value": self._strings.text(value_id, txn),
-                        "visitors": visitors.get(value_id, 0),
-                        "pageviews": pageviews[value_id],
-                        # visit metrics by the visit's entry value (for pages: entry page)
-                        "visits": value_visits,
-                        "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
-                        "visit_duration": round(durations.get(value_id, 0) / value_visits) if value_visits else 0,
-                    }
-                )
-        rows.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
-        top = rows[:limit]
-        shown = {row["value"] for row in top}
-        rest_pageviews = sum(pageviews.values()) - sum(row["pageviews"] for row in top)
-        return {
-            "dimension": dimension,
-            "results": top,
-            "rest": {"values": len(pageviews) - len(shown), "pageviews": rest_pageviews},
-        }
+        return self._path(
+            query,
+            lambda: self.counted.breakdown(query, dimension, limit),
+            lambda: self.scans.breakdown(query, dimension, limit),
+        )
 
     def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
-        """Pages visits started on, with visits, bounce rate and visit duration."""
-        if query.filters:
-            return self.scans.entry_pages(query, limit)
-        metric = dims.visit_metric(dims.VISITS, "page")
-        with self._read() as txn:
-            visits = self._sum(txn, query, metric)
-            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, "page"))
-            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, "page"))
-            top = sorted((i for i in visits if visits[i] > 0), key=lambda i: -visits[i])[:limit]
-            return [
-                {
-                    "value": self._strings.text(i, txn),
-                    "visits": visits[i],
-                    "bounce_rate": _rate(bounces.get(i, 0), visits[i]),
-                    "visit_duration": round(durations.get(i, 0) / visits[i]),
-                }
-                for i in top
-            ]
+        """Pages visits started on: visits, visitors, bounce rate, visit duration."""
+        return self._path(
+            query, lambda: self.counted.entry_pages(query, limit), lambda: self.scans.entry_pages(query, limit)
+        )
 
     def exit_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
-        """Pages visits ended on; exit rate = exits ÷ page views of that page × 100."""
-        if query.filters:
-            return self.scans.exit_pages(query, limit)
-        _, pageview_metric, _ = dims.DIMENSIONS["page"]
-        with self._read() as txn:
-            exits = self._sum(txn, query, dims.EXIT_PAGES)
-            pageviews = self._sum(txn, query, pageview_metric)
-            top = sorted((i for i in exits if exits[i] > 0), key=lambda i: -exits[i])[:limit]
-            return [
-                {
-                    "value": self._strings.text(i, txn),
-                    "exits": exits[i],
-                    "pageviews": pageviews.get(i, 0),
-                    "exit_rate": _rate(exits[i], pageviews.get(i, 0)),
-                }
-                for i in top
-            ]
+        """Pages visits ended on: exits, page views, exit rate."""
+        return self._path(
+            query, lambda: self.counted.exit_pages(query, limit), lambda: self.scans.exit_pages(query, limit)
+        )
 
     def time_on_page(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
         """Average foreground seconds and scroll depth per page, from engagement pings."""
-        if query.filters:
-            return self.scans.time_on_page(query, limit)
-        with self._read() as txn:
-            engaged = self._sum(txn, query, dims.ENGAGED_MS)
-            pings = self._sum(txn, query, dims.ENGAGEMENTS)
-            depth = self._sum(txn, query, dims.SCROLL_DEPTH)
-            top = sorted(pings, key=lambda i: -pings[i])[:limit]
-            return [
-                {
-                    "value": self._strings.text(i, txn),
-                    "engagements": pings[i],
-                    "time_on_page": round(engaged.get(i, 0) / pings[i] / 1000, 1) if pings[i] else 0.0,
-                    "scroll_depth": round(depth.get(i, 0) / pings[i]) if pings[i] else 0,
-                }
-                for i in top
-            ]
+        return self._path(
+            query, lambda: self.counted.time_on_page(query, limit), lambda: self.scans.time_on_page(query, limit)
+        )
 
     def custom_events(self, query: Query) -> list[dict[str, object]]:
-        if query.filters:
-            return self.scans.custom_events(query)
-        with self._read() as txn:
-            counts = self._sum(txn, query, dims.CUSTOM_EVENTS)
-            visitors = self._visitors(txn, query, dims.EVENT_VISITORS, DIMENSION_PRECISION)
-            rows = [
-                {"name": self._strings.text(i, txn), "events": n, "visitors": visitors.get(i, 0)}
-                for i, n in counts.items()
-            ]
-        return sorted(rows, key=lambda row: (-row["events"], row["name"]))
+        return self._path(query, lambda: self.counted.custom_events(query), lambda: self.scans.custom_events(query))
 
     def conversions(self, query: Query) -> dict[str, object]:
-        if query.filters:
-            return self.scans.conversions(query)
-        with self._read() as txn:
-            site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
-            counts = self._sum(txn, query, dims.CONVERSIONS)
-            converters_by_type = self._sketches.union(
-                txn, query.site.id, DAY, dims.CONVERSION_VISITORS, query.first_day, query.last_day,
-                DIMENSION_PRECISION,
-            )
-            revenue = self._sum(txn, query, dims.REVENUE)
-            names = {i: self._strings.text(i, txn) for i in counts}
-            revenue_names = {i: self._strings.text(i, txn) for i in revenue}
-        everyone = Sketch(DIMENSION_PRECISION)
-        for sketch in converters_by_type.values():
-            everyone.merge(sketch)
-        converting = everyone.count()
-        revenue_rows: dict[str, dict[str, int]] = {}
-        for revenue_id, amount in revenue.items():
-            name, _, currency = revenue_names[revenue_id].partition(dims.REVENUE_SEPARATOR)
-            revenue_rows.setdefault(name, {})[currency] = amount
-        goals = []
-        for type_id, count in sorted(counts.items(), key=lambda item: -item[1]):
-            name = names[type_id]
-            converters = converters_by_type.get(type_id)
-            unique = converters.count() if converters else 0
-            goals.append(
-                {
-                    "name": name,
-                    "conversions": count,
-                    "visitors": unique,
-                    "conversion_rate": _rate(unique, site_visitors),
-                    "revenue_minor": revenue_rows.get(name, {}),
-                }
-            )
-        return {
-            "visitors": site_visitors,
-            "total_conversions": sum(counts.values()),
-            "converting_visitors": converting,
-            "conversion_rate": _rate(converting, site_visitors),
-            "goals": goals,
-        }
+        return self._path(query, lambda: self.counted.conversions(query), lambda: self.scans.conversions(query))
 
     def current_visitors(self, site: Site, window_seconds: int = 300) -> int:
+        """Distinct visitors with an event in the last ``window_seconds`` (the live buffer)."""
         cutoff = time.time() - window_seconds
-        return len(
-            {event.visitor_id for _, event in self._appliance.live.latest(10_000, site.id) if event.timestamp >= cutoff}
-        )
+        return len({event.visitor_id for _, event in self._live.latest(10_000, site.id) if event.timestamp >= cutoff})
+
+    def funnel(self, query: Query, funnel: Funnel) -> dict[str, object]:
+        """The funnel's report over the query (always scanned: steps need event order)."""
+        return self._funnels.report(query, funnel)
+
+    def compare_segments(self, query: Query, segment_ids: list[str]) -> list[dict[str, object]]:
+        """Totals side by side: each of ``segment_ids`` (an id, or ``everyone``) over the query.
+        "everyone" is scanned too, so every column counts visitors exactly alike."""
+        out = []
+        for value in segment_ids:
+            if value == "everyone":
+                scoped = query
+                label: dict[str, object] = {"segment": "everyone"}
+            else:
+                segment = self._segments.get(query.site.id, int(value))
+                scoped = msgspec.structs.replace(query, filters=[*query.filters, make_filter("is", "segment", [value])])
+                label = {"segment": segment.id, "name": segment.name}
+            result = self.aggregate(scoped) if scoped.filters else self.scans.aggregate(scoped)
+            result.pop("converting_visitors_by_type", None)
+            out.append({**label, "results": result})
+        return out
 
     # -- the seed's reports ---------------------------------------------------------------
     def traffic_report(self, query: Query) -> dict[str, object]:
-        if query.filters:
-            return self.scans.traffic_report(query)
-        with self._read() as txn:
-            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
-            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
-            _, _, channel_metric = dims.DIMENSIONS["channel"]
-            by_channel = self._sketches.union(
-                txn, query.site.id, DAY, channel_metric, query.first_day, query.last_day, DIMENSION_PRECISION
-            )
-            categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
-            for channel_id, sketch in by_channel.items():
-                categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)
-        return {
-            "total_visitors": visitors,
-            "total_page_views": pageviews,
-            "traffic_sources": {name: sketch.count() for name, sketch in categories.items()},
-        }
+        return self._path(query, lambda: self.counted.traffic_report(query), lambda: self.scans.traffic_report(query))
 
     def conversions_report(self, query: Query) -> dict[str, object]:
         report = self.conversions(query)
@@ -357,14 +196,3 @@ class Stats:
             "conversion_rate": report["conversion_rate"],
             "conversion_types": {goal["name"]: goal["conversions"] for goal in report["goals"]},
         }
-
-
-def change(current: float, previous: float) -> float | None:
-    """Percent change from ``previous`` to ``current``; ``None`` when there was nothing before."""
-    if not previous:
-        return None
-    return round(100 * (current - previous) / previous, 1)
-
-
-def _rate(part: int, whole: int) -> float:
-    return round(100 * part / whole, 2) if whole else 0.0

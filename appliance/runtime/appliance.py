@@ -1,31 +1,44 @@
-"""The Appliance: one object that owns the store, the pipeline, the writer and the queries.
+"""The Appliance: opens one data dir and composes the rooms as siblings.
 
-``Appliance(settings).open()`` opens LMDB under ``settings.data_dir``, loads plugins, starts
-the group-commit writer and calls the ``startup`` hook; ``close()`` commits what is pending,
-calls ``shutdown`` and closes the store. The web room and the CLI both drive this object.
+``Appliance(settings).open()`` opens LMDB under ``settings.data_dir``, loads plugins, builds
+each part with exactly the parts it depends on, replays what a crash left unaggregated,
+starts the group-commit writer and the background jobs, and calls the ``startup`` hook;
+``close()`` commits what is pending, calls ``shutdown`` and closes the store. The web room and
+the CLI both drive this object; the parts never reach back into it.
+
+The order of construction is the order of dependency: storage tables; leaves (sites,
+accounts, visitors); the write coordinator; the event read model (column store); the
+definitions (goals, funnels, segments); the query side (scans, materialised segments, the
+stats planner); the ingest side (pipeline, recorder, writer); then jobs.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
 from appliance.config import Settings
+from appliance.definitions.funnels import Funnels
 from appliance.definitions.goals import Goals
-from appliance.events.codec import decode_event, encode_event
+from appliance.definitions.segments import Segments
+from appliance.events.columns import ColumnStore
+from appliance.events.coordinator import WriteCoordinator
 from appliance.hooks.manager import make_plugin_manager
-from appliance.ingest.aggregation import aggregate
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.live import LiveBuffer
 from appliance.ingest.pipeline import Pipeline
+from appliance.ingest.recording import Recorder
 from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
+from appliance.query.goal_reports import GoalReports
+from appliance.query.materialised import Materialiser
+from appliance.query.scans import Scans
 from appliance.query.stats import Stats
 from appliance.runtime.jobs import Jobs
 from appliance.sites import SiteRegistry
@@ -33,7 +46,6 @@ from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.records import Records
-from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
 
@@ -41,9 +53,12 @@ log = logging.getLogger(__name__)
 
 
 class Appliance:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plugins: Sequence[object] = ()) -> None:
+        """``plugins``: extra plugin objects registered after the built-in and installed
+        ones (tests, embedding applications)."""
         self.settings = settings
         self.started_at = time.time()
+        self._extra_plugins = tuple(plugins)
         self._open = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -51,55 +66,84 @@ class Appliance:
         settings = self.settings
         data = Path(settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.store = Store(
+        store = self.store = Store(
             data / "footfall.lmdb",
             initial_map_bytes=settings.storage.initial_map_mb << 20,
             grow_when_fraction=settings.storage.grow_when_percent_full / 100,
             min_free_disk_bytes=settings.storage.min_free_disk_mb << 20,
         )
-        self.records = Records(self.store)
-        self.strings = StringTable(self.store)
-        self.counters = Counters(self.store)
-        self.sketches = Sketches(self.store)
-        self.eventlog = EventLog(self.store)
-        self.sites = SiteRegistry(
-            self.store, self.records, settings.sites.timezone, settings.sites.retention_days
-        )
+        records = self.records = Records(store)
+        strings = self.strings = StringTable(store)
+        counters = self.counters = Counters(store)
+        sketches = self.sketches = Sketches(store)
+        eventlog = self.eventlog = EventLog(store)
+        sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
         self.accounts = Accounts(
-            self.store,
-            self.records,
+            store,
+            records,
             min_password_length=settings.auth.min_password_length,
             token_ttl_seconds=settings.auth.token_ttl_seconds,
             session_idle_seconds=settings.auth.session_idle_seconds,
             session_max_seconds=settings.auth.session_max_seconds,
         )
-        self.audit = AuditLog(self.store, self.records)
-        self.visitors = VisitorHasher(self.store, self.records)
-        self.visits = VisitTable(
-            self.store, settings.sites.visit_timeout_minutes * 60, settings.sites.max_open_visits
-        )
+        self.audit = AuditLog(store, records)
+        self.visitors = VisitorHasher(store, records)
+        timeout_ms = settings.sites.visit_timeout_minutes * 60_000
+        visits = self.visits = VisitTable(store, timeout_ms // 1000, settings.sites.max_open_visits)
         self._last_expiry = time.time()
-        self.cardinality = CardinalityGuard(self.counters, settings.sites.max_dimension_values)
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
             plugin_directory = str(data / "plugins")
-        self.plugin_manager = make_plugin_manager(settings.plugins.disabled, plugin_directory)
+        self.plugin_manager = make_plugin_manager(settings.plugins.disabled, plugin_directory, self._extra_plugins)
         self.live = LiveBuffer(settings.live.ring_size)
-        self.pipeline = Pipeline(self)
-        self.goals = Goals(self)
-        self.stats = Stats(self)
-        self._write_mutex = threading.RLock()
-        self._unaggregated: list[tuple[bytes, Event]] = []
-        self._aggregate_interval = settings.ingest.aggregate_interval_ms / 1000
-        self._aggregate_max = settings.ingest.aggregate_max_events
-        self._last_flush = time.monotonic()
-        if self._replay_pending():
-            self.flush_aggregates()
+
+        coordinator = self.coordinator = WriteCoordinator(store)
+        columns = self.columns = ColumnStore(
+            store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms
+        )
+        goals = self.goals = Goals(
+            store=store, records=records, strings=strings, counters=counters, sketches=sketches,
+            coordinator=coordinator, sites=sites, columns=columns,
+        )
+        self.funnels = Funnels(store, records, goals)
+        segments = self.segments = Segments(store, records, goals)
+        scans = Scans(columns=columns, strings=strings, goals=goals, segments=segments, timeout_ms=timeout_ms)
+        materialiser = Materialiser(
+            store=store, records=records, counters=counters, sketches=sketches, strings=strings,
+            coordinator=coordinator, sites=sites, scans=scans, segments=segments, goals=goals,
+        )
+        segments.observe(materialiser)
+        self.stats = Stats(
+            counters=counters, sketches=sketches, strings=strings, coordinator=coordinator,
+            live=self.live, scans=scans, materialiser=materialiser, segments=segments,
+        )
+        self.goal_reports = GoalReports(
+            goals=goals, counted=self.stats.counted, scans=scans, counters=counters, sketches=sketches,
+            strings=strings, coordinator=coordinator,
+        )
+
+        self.pipeline = Pipeline(
+            sites=sites,
+            hooks=self.plugin_manager.hook,
+            visitors=self.visitors,
+            visits=visits,
+            clock_skew_seconds=settings.ingest.clock_skew_seconds,
+        )
+        self.recorder = Recorder(
+            store=store, strings=strings, eventlog=eventlog, counters=counters, sketches=sketches,
+            visits=visits, goals=goals,
+            cardinality=CardinalityGuard(counters, settings.sites.max_dimension_values),
+            coordinator=coordinator, timezones=self._timezones,
+            aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
+            aggregate_max_events=settings.ingest.aggregate_max_events,
+        )
+        if self.recorder.replay_pending():
+            coordinator.flush()
         self.writer = Writer(
-            self._commit,
+            self.recorder.commit,
             self._after_commit,
             on_idle=self._idle,
-            idle_seconds=max(0.05, self._aggregate_interval),
+            idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
         )
@@ -117,7 +161,7 @@ class Appliance:
         self.jobs.stop()
         self.writer.stop()
         try:
-            self.flush_aggregates()
+            self.coordinator.flush()
         except Exception:
             log.exception("aggregating at close failed; the events stay pending for next start")
         try:
@@ -132,140 +176,17 @@ class Appliance:
         self.close()
 
     # -- writing --------------------------------------------------------------------------
-    # A commit makes events durable by appending them to the event log and to the small
-    # ``pending`` database, in one fsync'd transaction: the least that must be on disk before
-    # a request is answered. Folding them into counters, sketches, visits and goals (many
-    # more pages) happens in ``flush_aggregates``: every ``aggregate_interval`` seconds, when
-    # enough events wait, before any stats query (so reads see every acknowledged event),
-    # and at close. After a crash, ``open`` replays whatever ``pending`` still lists.
-
     def _timezones(self) -> dict[int, str]:
         return {site.id: site.timezone for site in self.sites.all()}
 
-    def _interner(self, txn):
-        known = self.strings.known_ids  # committed ids: a plain dict lookup on the hot path
-        allocate = self.strings.intern
-
-        def intern(text: str) -> int:
-            found = known.get(text)
-            return found if found is not None else allocate(txn, text)
-
-        return intern
-
-    def _commit(self, events: list[Event]) -> list[bytes]:
-        timezones = self._timezones()
-        strings = self.strings
-        pending_db = self.store.db(b"pending")
-
-        def transaction(txn):
-            # A retried attempt (after the map grew) starts from the committed state.
-            strings.rollback()
-            self.eventlog.rolled_back()
-            intern = self._interner(txn)
-            bounded = self.cardinality.apply(txn, events, timezones, intern)
-            entries = [
-                (event.site_id, int(event.timestamp * 1000), encode_event(event, intern))
-                for event in bounded
-            ]
-            keys = self.eventlog.append(txn, entries)
-            if combined is not None:
-                # Space is tight: aggregate now, in this transaction, with whatever waits,
-                # so an acknowledged event can never be stuck unaggregated on a full disk.
-                waiting = combined + list(zip(keys, bounded, strict=True))
-                self._aggregate_in(txn, waiting, timezones)
-            else:
-                for key in keys:
-                    txn.put(key, b"", db=pending_db)
-            return keys, bounded
-
-        with self._write_mutex:
-            combined = list(self._unaggregated) if self.store.tight else None
-            try:
-                keys, bounded = self.store.write(transaction)
-            except BaseException:
-                strings.rollback()
-                self.eventlog.rolled_back()
-                self.cardinality.forget()
-                if combined is not None:
-                    self.visits.rolled_back()
-                    self.sketches.forget()
-                raise
-            strings.commit()
-            self.eventlog.committed()
-            if combined is not None:
-                self.visits.committed()
-                self.sketches.committed()
-                del self._unaggregated[: len(combined)]
-                self._last_flush = time.monotonic()
-            else:
-                self._unaggregated.extend(zip(keys, bounded, strict=True))
-        if len(self._unaggregated) >= self._aggregate_max or (
-            time.monotonic() - self._last_flush >= self._aggregate_interval
-        ):
-            self.flush_aggregates()
-        return keys
-
     def flush_aggregates(self) -> int:
-        """Fold committed events into counters, sketches, visits and goals; returns how many."""
-        if not self._unaggregated:
-            return 0
-        with self._write_mutex:
-            batch, self._unaggregated = self._unaggregated, []
-            if not batch:
-                return 0
-            timezones = self._timezones()
-            strings = self.strings
-
-            def transaction(txn):
-                strings.rollback()
-                self._aggregate_in(txn, batch, timezones)
-
-            try:
-                self.store.write(transaction)
-            except BaseException:
-                strings.rollback()
-                self.visits.rolled_back()
-                self.sketches.forget()
-                self._unaggregated[:0] = batch  # still pending, on disk and in memory
-                raise
-            strings.commit()
-            self.visits.committed()
-            self.sketches.committed()
-            self._last_flush = time.monotonic()
-            return len(batch)
-
-    def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones) -> None:
-        """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
-        strike them from ``pending``, inside ``txn``."""
-        events = [event for _, event in batch]
-        pending_db = self.store.db(b"pending")
-        intern = self._interner(txn)
-        writes = aggregate(events, timezones, intern)
-        self.goals.count(events, timezones, writes, intern)
-        self.visits.apply(txn, events, timezones, writes.counter_deltas, intern)
-        self.counters.apply(txn, writes.counters)
-        self.sketches.add(txn, writes.sketches)
-        for key, _ in batch:
-            txn.delete(key, db=pending_db)
-
-    def _replay_pending(self) -> int:
-        """After a crash: queue the committed events that were never aggregated."""
-        text = self.strings.text
-        pending_db = self.store.db(b"pending")
-        with self.store.read() as txn:
-            for key, _ in txn.cursor(db=pending_db):
-                value = self.eventlog.get(txn, key)
-                if value is None:
-                    continue
-                site_id, timestamp_ms, _ = self.eventlog.split_key(key)
-                event = decode_event(site_id, timestamp_ms, value, lambda i: text(i, txn))
-                self._unaggregated.append((key, event))
-        return len(self._unaggregated)
+        """Fold every committed event into counters, sketches, visits and goals now."""
+        return self.coordinator.flush()
 
     def _idle(self) -> None:
         """The writer had nothing to commit for a while: aggregate what waits."""
         try:
-            self.flush_aggregates()
+            self.coordinator.flush()
         except Exception:
             log.exception("aggregating pending events failed; they stay pending")
 
@@ -287,37 +208,30 @@ class Appliance:
         """Write already-built events, wait until they are durable, and aggregate them
         (CLI, demo, imports)."""
         ids = [event_id(key) for key in self.writer.write_sync(events)]
-        self.flush_aggregates()
+        self.coordinator.flush()
         return ids
 
     # -- reading --------------------------------------------------------------------------
-    def events(self, site: Site, start: float, end: float):
+    def events(self, site: Site, start: float, end: float) -> Iterator[tuple[bytes, Event]]:
         """Yield ``(log key, Event)`` for the events of ``site`` with ``start <= timestamp < end``,
         in time order, from compacted column blocks and the event log alike."""
-        yield from self.stats.scans.columns.events(
-            site.id, int(start * 1000), int(end * 1000), self.strings.text
-        )
+        yield from self.columns.events(site.id, int(start * 1000), int(end * 1000), self.strings.text)
 
     def read_events(self, site: Site, start: float, end: float) -> list[Event]:
         """Events of ``site`` with ``start <= timestamp < end``, in time order."""
         return [event for _, event in self.events(site, start, end)]
 
-    def delete_site_data(self, txn, site: Site) -> None:
-        self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site.id]
+    # -- sites ----------------------------------------------------------------------------
+    def _delete_site_data(self, txn, site: Site) -> None:
+        self.recorder.delete_site(txn, site.id)
         self.counters.delete_site(txn, site.id)
-        delete_prefix(txn, self.sketches._db, site.id.to_bytes(4, "big"))
+        self.sketches.delete_site(txn, site.id)
         self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
-        self.stats.scans.columns.delete_site(txn, site.id)
-        self.stats.scans.segments.materialiser.delete_site(txn, site.id)
-        delete_prefix(txn, self.visits._db, site.id.to_bytes(4, "big"))
-        delete_prefix(txn, self.store.db(b"pending"), site.id.to_bytes(4, "big"))
-        delete_prefix(txn, self.store.db(b"columns"), site.id.to_bytes(4, "big"))
+        self.columns.delete_site(txn, site.id)
+        self.stats.materialiser.delete_site(txn, site.id)
+        self.visits.delete_site(txn, site.id)
         for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
-            for identifier in [key for key, _ in self.records.scan(kind, txn) if key.startswith(f"{site.id:010d}/")]:
-                self.records.delete(txn, kind, identifier)
-        with self.visits._lock:
-            for key in [key for key in self.visits._open if key[0] == site.id]:
-                del self.visits._open[key]
+            self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
 
     def delete_site(self, domain: str) -> Site | None:
         """Delete a site with all its data: unlisted first (ingest stops resolving it), then
@@ -325,7 +239,7 @@ class Appliance:
         site = self.sites.get(domain)
         if site is None:
             return None
-        self.sites.remove(domain, self.delete_site_data, flush=lambda: self.writer.write_sync([]))
+        self.sites.remove(domain, self._delete_site_data, flush=lambda: self.writer.write_sync([]))
         self.accounts.forget_site(site.id)
         self.goals.forget_site(site.id)
         return site
@@ -337,7 +251,7 @@ class Appliance:
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "events_accepted": self.writer.events_committed,
             "batches_committed": self.writer.batches_committed,
-            "drops": dict(self.pipeline.drops),
+            "drops": self.pipeline.drop_counts(),
             "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
             "last_error": self.writer.last_error,
             "sites": len(self.sites.all()),

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
     """Delete every site's data older than its retention period; returns counts per kind."""
     now = time.time() if now is None else now
-    appliance.flush_aggregates()  # nothing old may be folded in after the purge
+    appliance.coordinator.flush()  # nothing old may be folded in after the purge
     removed = {"counters": 0, "sketches": 0, "events": 0}
     for site in appliance.sites.all():
         cutoff = now - site.retention_days * 86400
@@ -41,7 +41,7 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
 
         for kind, count in appliance.store.write(purge).items():
             removed[kind] += count
-        removed["events"] += appliance.stats.scans.columns.purge_before(site.id, int(cutoff * 1000))
+        removed["events"] += appliance.columns.purge_before(site.id, int(cutoff * 1000))
     if removed["sketches"]:
         appliance.sketches.forget()  # never write back a cached copy of a deleted sketch
     return removed
@@ -51,7 +51,7 @@ def compact_closed_days(appliance) -> dict[str, int]:
     """Fold every closed day's log rows into its column block (the block becomes the day's
     copy of record and the rows leave the log), then delete block generations retired long
     enough ago; see :mod:`appliance.events.columns`."""
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     done = {"days": 0, "retired_generations": 0}
     for site in appliance.sites.all():
         today = int(time.time() // 86400)
@@ -62,13 +62,14 @@ def compact_closed_days(appliance) -> dict[str, int]:
 
 def materialise_segments(appliance) -> dict[str, int]:
     """Materialise the settled days of every materialised segment that are missing or stale
-    (late events); see :mod:`appliance.definitions.materialised`."""
-    segments = appliance.stats.scans.segments
+    (late events); see :mod:`appliance.query.materialised`."""
+    segments = appliance.segments
+    materialiser = appliance.stats.materialiser
     done = {"days": 0}
     for site in appliance.sites.all():
         for segment in segments.list(site.id):
             if segment.materialised and segment.counter_id:
-                done["days"] += segments.materialiser.run(segment)
+                done["days"] += materialiser.run(segment)
     return done
 
 

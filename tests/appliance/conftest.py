@@ -15,7 +15,6 @@ import pytest
 
 from appliance.config import load_settings
 from appliance.hooks.specs import hookimpl
-from appliance.runtime import appliance as core
 from appliance.runtime.appliance import Appliance
 
 
@@ -71,24 +70,15 @@ def make_recording_plugin():
 
 
 @pytest.fixture
-def make_appliance(tmp_path, monkeypatch):
+def make_appliance(tmp_path):
     """Open appliances with chosen settings and extra plugins; all are closed after the test."""
     opened: list[Appliance] = []
     numbers = itertools.count()
-    real_make_plugin_manager = core.make_plugin_manager
 
     def make(plugins=(), data_dir=None, **environment: str) -> Appliance:
-        def make_plugin_manager(*args, **kwargs):
-            manager = real_make_plugin_manager(*args, **kwargs)
-            for plugin in plugins:
-                manager.register(plugin)
-            return manager
-
-        monkeypatch.setattr(core, "make_plugin_manager", make_plugin_manager)
         environ = {f"FOOTFALL_{name.upper()}": str(value) for name, value in environment.items()}
         directory = data_dir or tmp_path / f"data-{next(numbers)}"
-        appliance = Appliance(load_settings(environ=environ, data_dir=str(directory))).open()
-        monkeypatch.setattr(core, "make_plugin_manager", real_make_plugin_manager)
+        appliance = Appliance(load_settings(environ=environ, data_dir=str(directory)), plugins=plugins).open()
         opened.append(appliance)
         return appliance
 

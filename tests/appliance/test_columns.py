@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from appliance.definitions.goals import GoalInput
-from appliance.events.columns import StaleBlock, decode_visit_rows, encode_visit_rows
+from appliance.events.blocks import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
@@ -150,7 +150,7 @@ def test_pending_rows_are_never_compacted(appliance):
     when = time.time() - 3 * 86400
     views = [Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=when + i, name="pageview", visitor_id=i + 1) for i in range(5)]
     appliance.writer.write_sync(views)  # durable, not aggregated yet
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     day = int(when // 86400)
     pending_db = appliance.store.db(b"pending")
     with appliance.store.read() as txn:
@@ -170,12 +170,12 @@ def test_a_goal_created_after_compaction_is_back_filled_from_blocks(filled):
     appliance.goals.wait()
     today = local_today(site.timezone)
     query = Query(site=site, date_from=today - timedelta(days=7), date_to=today)
-    expected = appliance.goals.report(query)
+    expected = appliance.goal_reports.report(query)
     appliance.goals.delete(site.id, first.id)
     compact_closed_days(appliance)
     appliance.goals.create(site.id, goal_input)
     appliance.goals.wait()
-    got = appliance.goals.report(query)
+    got = appliance.goal_reports.report(query)
     assert [(r["conversions"], r["visitors"]) for r in got] == [(r["conversions"], r["visitors"]) for r in expected]
     assert got[0]["conversions"] > 0
 
@@ -190,7 +190,7 @@ def test_retention_trims_blocks_and_deleting_a_site_removes_them(filled):
     kept = appliance.read_events(site, 0, time.time() + 10)
     assert removed["events"] == len(every) - len(kept)
     assert kept == [e for e in every if e.timestamp >= int(cutoff * 1000) / 1000]
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     with appliance.store.read() as txn:
         assert columns.blocks.days(txn, site.id)
     appliance.delete_site(site.domain)
@@ -205,7 +205,7 @@ def test_a_query_loads_only_the_columns_it_needs(filled):
     today = local_today(site.timezone)
     query = Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters("country==DE"))
     appliance.stats.aggregate(query)
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     loaded = set()
     for block in columns._cache.values():
         if block.stored:
@@ -216,7 +216,7 @@ def test_a_query_loads_only_the_columns_it_needs(filled):
 
 def test_old_generations_stay_readable_until_collected(filled):
     appliance, site = filled
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     compact_closed_days(appliance)
     day = int((time.time() - 3 * 86400) // 86400)
     block = columns.block(site.id, day)
@@ -240,7 +240,7 @@ def test_blocks_of_an_older_format_are_read_and_re_encoded(filled, monkeypatch):
     monkeypatch.setattr(columnar, "FORMAT_VERSION", 2)  # as written before s.late / s.early
     compact_closed_days(appliance)
     monkeypatch.undo()
-    columns = appliance.stats.scans.columns
+    columns = appliance.columns
     columns.forget()
     assert _reports(appliance, site) == reports  # visits rebuilt from the rows meanwhile
     assert compact_closed_days(appliance)["days"] >= 4  # re-encoded in the current format

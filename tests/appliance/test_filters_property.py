@@ -148,7 +148,7 @@ def test_filtered_reports_equal_brute_force(shared, specs, filters, timezone, in
     # the reference decodes the event log, so it is built before any day is compacted
     reference = Reference(appliance, site, first, last, filters, appliance.goals.list(site.id))
     if compacted:  # closed days move into column blocks and leave the log
-        appliance.stats.scans.columns.compact(site.id, 0, int(time.time() // 86400))
+        appliance.columns.compact(site.id, 0, int(time.time() // 86400))
         appliance.stats.scans.forget()
 
     got = stats.aggregate(query)

@@ -101,7 +101,7 @@ def test_a_filter_reason_drops_the_event_and_is_counted(make_appliance, make_rec
         appliance.pipeline.process(draft, context)
 
     assert dropped.value.reason == "spam"
-    assert appliance.pipeline.drops["spam"] == 1
+    assert appliance.pipeline.drop_counts()["spam"] == 1
     assert spam_filter.called("enrich_event") == []  # dropped before enrichment
 
 

@@ -59,10 +59,10 @@ def _visits(site, rng, start: float, end: float, visitors: int = 60) -> list[Eve
 
 
 def _pair(appliance, site, definition):
-    segments = appliance.stats.scans.segments
+    segments = appliance.segments
     plain = segments.create(site.id, SegmentInput(name="scan", **definition))
     kept = segments.create(site.id, SegmentInput(name="kept", materialised=True, **definition))
-    segments.materialiser.wait()
+    appliance.stats.materialiser.wait()
     return plain, kept
 
 
@@ -93,7 +93,7 @@ def site_with_history(appliance):
 def test_materialised_answers_equal_the_scan_path(site_with_history, definition):
     appliance, site = site_with_history
     plain, kept = _pair(appliance, site, definition)
-    materialiser = appliance.stats.scans.segments.materialiser
+    materialiser = appliance.stats.materialiser
     assert materialiser.status(kept)["status"] == "complete"
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
@@ -113,7 +113,7 @@ def test_materialised_answers_equal_the_scan_path(site_with_history, definition)
 def test_a_late_event_makes_its_day_stale_until_materialised_again(site_with_history):
     appliance, site = site_with_history
     plain, kept = _pair(appliance, site, DEFINITIONS[0])
-    materialiser = appliance.stats.scans.segments.materialiser
+    materialiser = appliance.stats.materialiser
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
     late = Event(
@@ -129,12 +129,12 @@ def test_a_late_event_makes_its_day_stale_until_materialised_again(site_with_his
 
 def test_a_changed_definition_is_materialised_again(site_with_history):
     appliance, site = site_with_history
-    segments = appliance.stats.scans.segments
+    segments = appliance.segments
     _, kept = _pair(appliance, site, DEFINITIONS[0])
     changed = segments.change(site.id, kept.id, SegmentInput(name="kept", materialised=True, **DEFINITIONS[1]))
     assert changed.counter_id != kept.counter_id
     plain = segments.create(site.id, SegmentInput(name="scan 2", **DEFINITIONS[1]))
-    segments.materialiser.wait()
+    appliance.stats.materialiser.wait()
     today = local_today(site.timezone)
     _same(appliance, site, plain, changed, today - timedelta(days=8), today)
     segments.delete(site.id, changed.id)
@@ -144,7 +144,7 @@ def test_a_changed_definition_is_materialised_again(site_with_history):
 def test_period_dependent_segments_cannot_be_materialised(appliance):
     site = appliance.sites.add("refused.test")
     with pytest.raises(DefinitionError) as raised:
-        appliance.stats.scans.segments.create(
+        appliance.segments.create(
             site.id, SegmentInput(name="new", materialised=True, conditions=[Condition(kind="visitor_type", value="new")])
         )
     assert raised.value.field == "materialised"
@@ -155,7 +155,7 @@ def test_a_changed_goal_makes_a_segment_that_tests_it_stale(site_with_history):
     goal = appliance.goals.create(site.id, GoalInput(name="Pricing", kind="page", page="/pricing"))
     appliance.goals.wait()
     plain, kept = _pair(appliance, site, {"conditions": [Condition(kind="completed_goal", value=str(goal.id))]})
-    materialiser = appliance.stats.scans.segments.materialiser
+    materialiser = appliance.stats.materialiser
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
     assert materialiser.aggregate(_through(site, kept, first, last), kept) is not None

@@ -31,7 +31,7 @@ def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path):
     appliance = Appliance(_settings(tmp_path)).open()
     site = appliance.sites.add("crash.test")
     appliance.writer.write_sync(_views(site, 50, now))  # durable, not yet aggregated
-    assert len(appliance._unaggregated) == 50
+    assert appliance.recorder.waiting == 50
     # a crash: the process ends without the aggregation step (no flush, no close)
     appliance.jobs.stop()
     appliance.writer.stop()
@@ -53,7 +53,7 @@ def test_reads_see_every_committed_event(tmp_path):
     with Appliance(_settings(tmp_path)) as appliance:
         site = appliance.sites.add("fresh.test")
         appliance.writer.write_sync(_views(site, 7, now))
-        assert appliance._unaggregated  # still waiting for the (hourly) aggregation step
+        assert appliance.recorder.waiting  # still waiting for the (hourly) aggregation step
         day = day_from_number(day_bucket(now))
         assert appliance.stats.aggregate(Query(site=site, date_from=day, date_to=day))["pageviews"] == 7
-        assert not appliance._unaggregated
+        assert not appliance.recorder.waiting

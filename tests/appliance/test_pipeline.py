@@ -188,7 +188,7 @@ def test_an_unknown_site_is_a_404_on_the_field_that_named_it_and_is_counted(appl
     assert (named.value.field, named.value.status) == ("site", 404)
     assert by_url.value.field == "metadata.page_url"
     assert missing.value.message == "site is required"
-    assert appliance.pipeline.drops[DropReason.UNKNOWN_SITE] == 3
+    assert appliance.pipeline.drop_counts()[DropReason.UNKNOWN_SITE] == 3
 
 
 def test_a_hostname_outside_the_allowed_list_is_dropped(appliance):
@@ -217,7 +217,7 @@ def test_a_hostname_outside_the_allowed_list_is_dropped(appliance):
         )
 
     assert dropped.value.reason is DropReason.HOSTNAME_NOT_ALLOWED
-    assert appliance.pipeline.drops == {"hostname_not_allowed": 1}
+    assert appliance.pipeline.drop_counts() == {"hostname_not_allowed": 1}
 
 
 # -- check_time --------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_check_time_refuses_the_far_future_and_beyond_retention(appliance, site)
         )
 
     assert future.value.field == old.value.field == "timestamp"
-    assert appliance.pipeline.drops == {"in_future": 1, "too_old": 1}
+    assert appliance.pipeline.drop_counts() == {"in_future": 1, "too_old": 1}
 
 
 # -- filter_event and enrich_event hooks -------------------------------------------------
@@ -291,7 +291,7 @@ def test_the_bot_filter_drops_crawlers_and_counts_them(appliance, site):
         process(appliance, pageview(), context(agent=CRAWLER))
 
     assert dropped.value.reason == DropReason.BOT
-    assert appliance.pipeline.drops == {"bot": 1}
+    assert appliance.pipeline.drop_counts() == {"bot": 1}
 
 
 def test_every_drop_reason_is_counted_and_reported_in_health(appliance, site):
@@ -330,7 +330,7 @@ def test_every_drop_reason_is_counted_and_reported_in_health(appliance, site):
         "in_future": 1,
         "too_old": 1,
     }
-    assert dict(appliance.pipeline.drops) == expected
+    assert appliance.pipeline.drop_counts() == expected
     assert appliance.health()["drops"] == expected
 
 

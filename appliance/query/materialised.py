@@ -6,7 +6,7 @@ membership for every visit of the period. Membership is per *visit* and can chan
 the visit ends (a later event can satisfy ``did_event`` or break a negated filter), so a
 day is materialised once its visits are over: for each local day ``D`` (the site's time
 zone) that ended :data:`SETTLE_SECONDS` ago, the visits that *started* on ``D`` are rebuilt
-and tested with the scan path's own code (:meth:`appliance.definitions.segments.Segments.members`), and
+and tested with the scan path's own code (:func:`appliance.query.membership.members`), and
 the member visits are written as
 
 - visits, bounces and duration (ms) in day ``D``'s bucket;
@@ -45,7 +45,12 @@ import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
-from appliance.events.columns import distinct_values
+from appliance.definitions.goals import Goals
+from appliance.definitions.segments import Segments
+from appliance.definitions.tasks import BackgroundTasks
+from appliance.events.blocks import distinct_values
+from appliance.events.coordinator import WriteCoordinator
+from appliance.filters import make_filter
 from appliance.models import EventKind
 from appliance.periods import (
     day_from_number,
@@ -55,8 +60,16 @@ from appliance.periods import (
     month_start,
     week_start,
 )
+from appliance.query.membership import members as segment_members
+from appliance.query.scans import Scans
+from appliance.query.spec import Query
+from appliance.sites import SiteRegistry
+from storage import Store
+from storage.counters import Counters
 from storage.keys import DAY, HOUR, pack_bucket_key
-from storage.sketches import SITE_PRECISION, Sketch
+from storage.records import Records
+from storage.sketches import SITE_PRECISION, Sketch, Sketches
+from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +108,45 @@ def _identifier(site_id: int, counter: int, day: int) -> str:
 
 
 class Materialiser:
-    def __init__(self, appliance) -> None:
-        self._appliance = appliance
+    """Keeps materialised segments' per-day figures and answers queries from them."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        records: Records,
+        counters: Counters,
+        sketches: Sketches,
+        strings: StringTable,
+        coordinator: WriteCoordinator,
+        sites: SiteRegistry,
+        scans: Scans,
+        segments: Segments,
+        goals: Goals,
+    ) -> None:
+        self._store = store
+        self._records = records
+        self._counters = counters
+        self._sketches = sketches
+        self._strings = strings
+        self._coordinator = coordinator
+        self._sites = sites
+        self._scans = scans
+        self._segments = segments
+        self._goals = goals
         self._lock = threading.Lock()  # one materialisation at a time
-        self.progress: dict[int, dict[str, object]] = {}
-        self._threads: list[threading.Thread] = []
+        self._tasks = BackgroundTasks("segment")
 
     # -- what is fresh --------------------------------------------------------------------
     def _hours(self, txn, site_id: int, first_hour: int, last_hour: int) -> dict[int, int]:
         counts: dict[int, int] = defaultdict(int)
-        for hour, _, value in self._appliance.counters.scan(txn, site_id, HOUR, dims.EVENTS_TOTAL, first_hour, last_hour):
+        for hour, _, value in self._counters.scan(txn, site_id, HOUR, dims.EVENTS_TOTAL, first_hour, last_hour):
             counts[hour] += value
         return counts
 
     def _window(self, site, day: int) -> tuple[int, int]:
         """The hours whose events can change day ``day``'s visits, at the least."""
-        timeout = self._appliance.stats.scans.timeout_ms
+        timeout = self._scans.timeout_ms
         start = int(day_start_timestamp(day_from_number(day), site.timezone) * 1000)
         end = int(day_start_timestamp(day_from_number(day + 1), site.timezone) * 1000)
         return (start - timeout) // 3_600_000, (end + timeout) // 3_600_000
@@ -122,7 +158,7 @@ class Materialiser:
         first_hour = self._window(site, first_day)[0]
         last_hour = self._window(site, last_day)[1] + 48
         hours = self._hours(txn, site.id, first_hour, last_hour)
-        records = self._appliance.records
+        records = self._records
         goals = self._goals_version(segment)
         fresh = set()
         for day in range(first_day, last_day + 1):
@@ -142,7 +178,7 @@ class Materialiser:
     def _goals_version(self, segment) -> str:
         """The counter ids of the goals a segment's membership depends on: a changed goal
         definition gets a new one, which makes every materialised day stale."""
-        goals = self._appliance.goals
+        goals = self._goals
         if any(f.dimension == "goal" for f in segment.filters):
             used = goals.list(segment.site_id)
         else:
@@ -157,34 +193,21 @@ class Materialiser:
     # -- materialising --------------------------------------------------------------------
     def start(self, segment) -> None:
         """Back-fill ``segment`` in a background thread (creating or changing it)."""
-        self.progress[segment.id] = {"status": "queued", "days_done": 0, "days_total": 0}
-        thread = threading.Thread(target=self._backfill, args=(segment,), name=f"segment-{segment.id}", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+        self._tasks.start(segment.id, lambda progress: self.run(segment, progress))
 
     def wait(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _backfill(self, segment) -> None:
-        try:
-            self.run(segment, self.progress.setdefault(segment.id, {}))
-        except Exception as error:  # noqa: BLE001 - reported in the segment's progress
-            log.exception("materialising segment %s failed", segment.id)
-            self.progress[segment.id] = {"status": "failed", "error": str(error)}
+        self._tasks.wait(timeout)
 
     def status(self, segment) -> dict[str, object] | None:
         if not segment.materialised:
             return None
-        return dict(self.progress.get(segment.id, {"status": "complete"}))
+        return self._tasks.status(segment.id, {"status": "complete"})
 
     def run(self, segment, progress: dict | None = None) -> int:
         """Materialise every settled, stale day of the segment's site's retention; returns
         how many days were written."""
         progress = {} if progress is None else progress
-        appliance = self._appliance
-        site = appliance.sites.by_id(segment.site_id)
+        site = self._sites.by_id(segment.site_id)
         if site is None or not segment.materialised:
             return 0
         today = day_number(local_today(site.timezone))
@@ -196,12 +219,12 @@ class Materialiser:
         written = 0
         with self._lock:
             for chunk_start in range(first, last + 1, CHUNK_DAYS):
-                current = appliance.stats.scans.segments.find(segment.site_id, segment.id)
+                current = self._segments.find(segment.site_id, segment.id)
                 if current is None or current.counter_id != segment.counter_id:
                     progress["status"] = "superseded"
                     return written
                 chunk_end = min(last, chunk_start + CHUNK_DAYS - 1)
-                with appliance.store.read() as txn:
+                with self._store.read() as txn:
                     fresh = self.fresh_days(txn, site, segment, chunk_start, chunk_end)
                 stale = [d for d in range(chunk_start, chunk_end + 1) if d not in fresh]
                 if stale:
@@ -211,30 +234,27 @@ class Materialiser:
         return written
 
     def _materialise(self, site, segment, days: list[int]) -> int:
-        appliance = self._appliance
-        scans = appliance.stats.scans
+        scans = self._scans
         first, last = days[0], days[-1]
-        from appliance.query.spec import Query
-
         query = Query(site=site, date_from=day_from_number(first - 1), date_to=day_from_number(last + 1))
         window_first = self._window(site, first - 1)[0]
         window_last = self._window(site, last + 1)[1]
         # The basis (and the goals used) are read before the events: a later event or goal
         # change can only make a day stale.
         goals = self._goals_version(segment)
-        with scans.columns.settled() as txn:
+        with self._coordinator.settled() as txn:
             hours = self._hours(txn, site.id, window_first, window_last)
         selection = scans.select(query, [])
         sessions = selection.sessions
         frame = selection.frame
-        members = scans.segments.members(selection, segment)
+        members = segment_members(scans, selection, segment)
         start_day = selection.day_index(sessions.start) + (first - 1)
         kind = selection.kind
         ts = frame.column("ts")
         visitor = frame.column("visitor")
         names = frame.column("name")
         timeout = scans.timeout_ms
-        text = appliance.strings.text
+        text = self._strings.text
         writes: dict[int, tuple[DayRecord, dict, dict]] = {}
         for day in days:
             starting = start_day == day
@@ -264,15 +284,14 @@ class Materialiser:
         return len(days)
 
     def _write(self, site, segment, writes) -> None:
-        appliance = self._appliance
-        strings = appliance.strings
-        records = appliance.records
-        counters_db = appliance.store.db(b"counters")
-        sketches_db = appliance.store.db(b"sketches")
+        strings = self._strings
+        records = self._records
+        counters_db = self._store.db(b"counters")
+        sketches_db = self._store.db(b"sketches")
 
         def write(txn):
             strings.rollback()
-            current = appliance.stats.scans.segments.find(segment.site_id, segment.id)
+            current = self._segments.find(segment.site_id, segment.id)
             if current is None or current.counter_id != segment.counter_id:
                 return False
             for day, (record, counters, sketches) in writes.items():
@@ -284,7 +303,7 @@ class Materialiser:
                 keys = []
                 for (metric, bucket, dimension), value in sorted(counters.items()):
                     key = pack_bucket_key(site.id, DAY, metric, bucket, strings.intern(txn, dimension))
-                    appliance.counters.apply(txn, {key: value - appliance.counters.get(txn, key)})
+                    self._counters.apply(txn, {key: value - self._counters.get(txn, key)})
                     keys.append(key)
                 for (metric, bucket, dimension), members in sorted(sketches.items()):
                     sketch = Sketch(SITE_PRECISION)
@@ -296,10 +315,9 @@ class Materialiser:
                 records.put(txn, _RECORD, identifier, msgspec.msgpack.encode(record))
             return True
 
-        mutex = getattr(appliance, "_write_mutex", None)
-        with mutex if mutex is not None else threading.Lock():
+        with self._coordinator.mutex:
             try:
-                appliance.store.write(write)
+                self._store.write(write)
             except BaseException:
                 strings.rollback()
                 raise
@@ -307,25 +325,24 @@ class Materialiser:
 
     def drop(self, site_id: int, counter_id: int) -> None:
         """Delete what a (changed or deleted) definition materialised."""
-        appliance = self._appliance
         prefix = f"{site_id:010d}/{counter_id:010d}/"
-        found = [(key, raw) for key, raw in appliance.records.scan(_RECORD) if key.startswith(prefix)]
+        found = [(key, raw) for key, raw in self._records.scan(_RECORD) if key.startswith(prefix)]
         if not found:
             return
-        counters_db = appliance.store.db(b"counters")
-        sketches_db = appliance.store.db(b"sketches")
+        counters_db = self._store.db(b"counters")
+        sketches_db = self._store.db(b"sketches")
 
         def write(txn):
             for key, raw in found:
                 for stored in _record_decoder.decode(raw).keys:
                     txn.delete(stored, db=counters_db) or txn.delete(stored, db=sketches_db)
-                appliance.records.delete(txn, _RECORD, key)
+                self._records.delete(txn, _RECORD, key)
 
-        appliance.store.write(write)
+        self._store.write(write)
 
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's materialised days (its counters and sketches go with it)."""
-        records = self._appliance.records
+        records = self._records
         prefix = f"{site_id:010d}/"
         for key in [key for key, _ in records.scan(_RECORD, txn) if key.startswith(prefix)]:
             records.delete(txn, _RECORD, key)
@@ -335,7 +352,7 @@ class Materialiser:
         """``(txn figures, tail start day)`` or None when the scan path must answer."""
         site = query.site
         first, last = query.first_day, query.last_day
-        with self._appliance.stats.scans.columns.settled() as txn:
+        with self._coordinator.settled() as txn:
             fresh = self.fresh_days(txn, site, segment, first - 1, last)
             tail = last + 1
             while tail - 1 >= first and tail - 1 not in fresh:
@@ -347,7 +364,7 @@ class Materialiser:
 
     def _figures(self, txn, site, segment, first: int, last: int, tail: int) -> dict:
         """Per bucket (local day) of the fresh part: counters and sketches of the segment."""
-        strings = self._appliance.strings
+        strings = self._strings
         sources = {}
         for day in range(first - 1, tail):
             found = strings.lookup(f"{segment.counter_id}{_SEPARATOR}{day}", txn)
@@ -355,13 +372,13 @@ class Materialiser:
                 sources[found] = day
         out: dict = {"counters": defaultdict(lambda: defaultdict(int)), "visitors": {}, "converters": defaultdict(dict)}
         top = min(last, tail)
-        counters = self._appliance.counters
+        counters = self._counters
         for metric in (SEGMENT_VISITS, SEGMENT_BOUNCES, SEGMENT_DURATION_MS, SEGMENT_PAGEVIEWS, SEGMENT_EVENTS, SEGMENT_CONVERSIONS):
             highest = tail - 1 if metric in (SEGMENT_VISITS, SEGMENT_BOUNCES, SEGMENT_DURATION_MS) else top
             for bucket, dimension, value in counters.scan(txn, site.id, DAY, metric, first, highest):
                 if dimension in sources:
                     out["counters"][metric][bucket] += value
-        sketches = self._appliance.sketches
+        sketches = self._sketches
         for bucket, dimension, raw in sketches.scan(txn, site.id, DAY, SEGMENT_VISITORS, first, top):
             if dimension in sources:
                 target = out["visitors"].setdefault(bucket, Sketch(SITE_PRECISION))
@@ -378,9 +395,7 @@ class Materialiser:
     def _tail(self, query, segment, tail: int):
         """The member visits that started on days ``tail``..``last``, scanned: per local day
         (index into the tail) their figures and visitor hashes."""
-        from appliance.filters import make_filter
-
-        scans = self._appliance.stats.scans
+        scans = self._scans
         scoped = msgspec.structs.replace(
             query,
             date_from=day_from_number(tail - 1),
@@ -401,7 +416,7 @@ class Materialiser:
             out["duration"][day] = int(sessions.duration_ms[visits][chosen].sum())
         days = selection.day_index(frame.column("ts")[rows]) + tail - 1
         out["by_day"] = dict(
-            _by_day(rows, days, selection.kind, frame.column("visitor"), frame.column("name"), self._appliance.strings.text)
+            _by_day(rows, days, selection.kind, frame.column("visitor"), frame.column("name"), self._strings.text)
         )
         return out
 
@@ -458,7 +473,7 @@ class Materialiser:
             for name, sketch in entry["converters"].items():
                 converters.setdefault(name, Sketch(SITE_PRECISION)).merge(sketch)
         visits = totals["visits"]
-        lookup = self._appliance.strings.lookup
+        lookup = self._strings.lookup
         return {
             "visitors": visitors.count(),
             "visits": visits,

@@ -1,0 +1,181 @@
+"""Building blocks from the event log: log rows to columns, and columns to a stored block.
+
+``rows_to_columns`` decodes MessagePack log rows (:mod:`appliance.events.codec`) into plain
+columns; ``stored_columns`` adds the day's rebuilt visits and dictionary-codes the string
+fields for storage; ``check_round_trip`` decodes a freshly encoded block again and compares,
+before compaction deletes the rows it replaces.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from appliance.events.blocks import (
+    PROPS,
+    SCALARS,
+    STORED_SCALARS,
+    Block,
+    codes_dtype,
+    encode_visit_rows,
+    narrow,
+)
+from appliance.events.codec import STRING_FIELDS
+from appliance.events.sessions import local_visits, with_derived
+from storage.keys import unpack_event_key
+
+_decoder = msgspec.msgpack.Decoder()
+
+
+def _empty_columns() -> dict[str, np.ndarray]:
+    columns = {name: np.zeros(0, dtype) for name, dtype in SCALARS.items()}
+    for name in STRING_FIELDS:
+        columns["i." + name] = np.zeros(0, np.uint32)
+    for name in PROPS:
+        columns[name] = np.zeros(0, np.uint32)
+    return columns
+
+
+def rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]:
+    """Decode log rows into in-memory columns (string fields as id arrays ``i.<field>``)."""
+    count = len(entries)
+    if not count:
+        return _empty_columns()
+    columns: dict[str, np.ndarray] = {}
+    keys = [unpack_event_key(key) for key, _ in entries]
+    rows = [_decoder.decode(value) for _, value in entries]
+    columns["seq"] = np.fromiter((k[2] for k in keys), np.uint32, count)
+    columns["ts"] = np.fromiter((k[1] for k in keys), np.int64, count)
+    kind, visitor, user, session, ids, props, revenue, engaged, scroll = zip(*rows, strict=True)
+    columns["kind"] = np.array(kind, np.uint8)
+    columns["visitor"] = np.array(visitor, np.uint64)
+    columns["user"] = np.array(user, np.uint8)
+    columns["session"] = np.array(session, np.uint64)
+    columns["revenue"] = np.array(revenue, np.int64)
+    columns["engaged"] = np.array(engaged, np.int32)
+    columns["scroll"] = np.array(scroll, np.int16)
+    width = len(STRING_FIELDS)
+    try:
+        matrix = np.array(ids, np.uint32)
+        if matrix.ndim != 2 or matrix.shape[1] != width:
+            raise ValueError
+    except ValueError:  # rows written before a field was added: pad with the empty string
+        matrix = np.zeros((count, width), np.uint32)
+        for index, row in enumerate(ids):
+            matrix[index, : min(width, len(row))] = row[:width]
+    for index, name in enumerate(STRING_FIELDS):
+        columns["i." + name] = np.ascontiguousarray(matrix[:, index])
+    lengths = np.fromiter((len(p) // 2 for p in props), np.int64, count)
+    flat = np.fromiter((x for p in props for x in p), np.uint32, int(lengths.sum()) * 2)
+    columns["p.row"] = np.repeat(np.arange(count, dtype=np.uint32), lengths)
+    columns["p.key"] = flat[0::2].copy()
+    columns["p.value"] = flat[1::2].copy()
+    return columns
+
+
+def concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """In-memory columns of several row sets, one after the other."""
+    out = {}
+    offset = 0
+    offsets = []
+    for part in parts:
+        offsets.append(offset)
+        offset += len(part["ts"])
+    for name in (*SCALARS, *("i." + f for f in STRING_FIELDS), *PROPS):
+        pieces = [
+            part[name].astype(np.uint32) + np.uint32(start) if name == "p.row" else part[name]
+            for part, start in zip(parts, offsets, strict=True)
+        ]
+        out[name] = np.concatenate(pieces) if pieces else _empty_columns()[name]
+    return out
+
+
+def take(columns: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The in-memory columns of ``rows`` (indices), in that order."""
+    out = {name: columns[name][rows] for name in (*SCALARS, *("i." + f for f in STRING_FIELDS))}
+    new_row = np.full(len(columns["ts"]), -1, np.int64)
+    new_row[rows] = np.arange(len(rows))
+    mapped = new_row[columns["p.row"].astype(np.int64)]
+    keep = mapped >= 0
+    order = np.argsort(mapped[keep], kind="stable")
+    out["p.row"] = mapped[keep][order].astype(np.uint32)
+    out["p.key"] = columns["p.key"][keep][order]
+    out["p.value"] = columns["p.value"][keep][order]
+    return out
+
+
+def in_key_order(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows sorted as the log's keys are: by timestamp, then sequence."""
+    order = np.lexsort((columns["seq"], columns["ts"]))
+    if len(order) and (np.diff(order) == 1).all():
+        return columns
+    return take(columns, order)
+
+
+def stored_columns(columns: dict[str, np.ndarray], day: int, timeout_ms: int) -> dict[str, np.ndarray]:
+    """What a block stores for in-memory ``columns`` (see the module docstring)."""
+    out = {name: columns[name] for name in STORED_SCALARS}
+    for name in STRING_FIELDS:
+        dictionary, codes = np.unique(columns["i." + name], return_inverse=True)
+        out["d." + name] = dictionary.astype(np.uint32)
+        out["c." + name] = codes.astype(codes_dtype(len(dictionary)))
+    sessions, session_codes = np.unique(columns["session"], return_inverse=True)
+    out["d.session"] = sessions.astype(np.uint64)
+    out["c.session"] = session_codes.astype(codes_dtype(len(sessions)))
+    for name in PROPS:
+        out[name] = columns[name]
+    visitors, visitor_codes = np.unique(columns["visitor"], return_inverse=True)
+    out["v.dict"] = visitors.astype(np.uint64)
+    visits = with_derived(
+        local_visits(
+            columns["kind"], visitor_codes.astype(np.int64), columns["ts"], columns["session"], columns["i.path"], timeout_ms
+        ),
+        day,
+        timeout_ms,
+    )
+    out["s.row"] = encode_visit_rows(visits["visit_of"])
+    out["v.ping"] = narrow(visitor_codes[visits["visit_of"] < 0])
+    out["s.visitor"] = narrow(visits["visitor"])
+    out["s.start"] = visits["start"]
+    out["s.duration"] = narrow(visits["end"] - visits["start"])
+    out["s.first_row"] = visits["first_row"]
+    out["s.pageviews"] = narrow(visits["pageviews"])
+    out["s.interactive"] = visits["interactive"].astype(np.uint8)
+    out["s.late"] = visits["late"].astype(np.int32)
+    out["s.early"] = visits["early"].astype(np.int32)
+    path_dictionary = out["d.path"]
+    for name, key in (("s.entry", "entry_page"), ("s.exit", "exit_page")):
+        pages = visits[key]
+        codes = np.searchsorted(path_dictionary, pages) + 1
+        out[name] = narrow(np.where(pages == 0, 0, codes))
+    return out
+
+
+def check_round_trip(block: Block, columns: dict[str, np.ndarray], timeout_ms: int) -> None:
+    """A block decoded from its stored bytes must give back every row and visit."""
+    plain = block.plain()
+    for name in (*SCALARS, *("i." + f for f in STRING_FIELDS), *PROPS):
+        if not np.array_equal(plain[name].astype(np.int64), columns[name].astype(np.int64)):
+            if name in ("visitor", "session") and np.array_equal(plain[name], columns[name]):
+                continue
+            raise AssertionError(f"column {name} of site {block.site} day {block.day} does not round-trip")
+    stored = block.local_visits(timeout_ms)
+    fresh = with_derived(
+        local_visits(
+            columns["kind"],
+            block.visitor_codes(),
+            columns["ts"],
+            columns["session"],
+            columns["i.path"],
+            timeout_ms,
+        ),
+        block.day,
+        timeout_ms,
+    )
+    names = ("visit_of", "visitor", "start", "end", "first_row", "pageviews", "interactive", "entry_page", "exit_page")
+    for name in (*names, "duration", "bounce", "late", "early"):
+        array = fresh[name]
+        if not np.array_equal(np.asarray(stored[name]).astype(np.int64), np.asarray(array).astype(np.int64)):
+            raise AssertionError(f"visits ({name}) of site {block.site} day {block.day} do not round-trip")
+
+

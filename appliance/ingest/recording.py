@@ -1,0 +1,188 @@
+"""Recording: the commit that makes a batch durable, and the aggregation step that follows it.
+
+A commit makes events durable by appending them to the event log and to the small
+``pending`` database, in one fsync'd transaction: the least that must be on disk before a
+request is answered. Folding them into counters, sketches, open visits and goals (many more
+pages) is the *aggregation step*, :meth:`Recorder.aggregate_pending`: every
+``aggregate_interval_ms``, when ``aggregate_max_events`` wait, before any settled read (see
+:class:`~appliance.events.coordinator.WriteCoordinator`), and at close. After a crash,
+:meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
+tight the commit aggregates in its own transaction, so an acknowledged event can never be
+stuck unaggregated on a full disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from appliance.definitions.goals import Goals
+from appliance.events.codec import decode_event, encode_event
+from appliance.events.coordinator import WriteCoordinator
+from appliance.ingest.aggregation import aggregate
+from appliance.ingest.cardinality import CardinalityGuard
+from appliance.ingest.visits import VisitTable
+from appliance.models import Event
+from storage import Store
+from storage.counters import Counters
+from storage.eventlog import EventLog
+from storage.retention import delete_prefix
+from storage.sketches import Sketches
+from storage.strings import StringTable
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        strings: StringTable,
+        eventlog: EventLog,
+        counters: Counters,
+        sketches: Sketches,
+        visits: VisitTable,
+        goals: Goals,
+        cardinality: CardinalityGuard,
+        coordinator: WriteCoordinator,
+        timezones: Callable[[], dict[int, str]],
+        aggregate_interval_seconds: float,
+        aggregate_max_events: int,
+    ) -> None:
+        self._store = store
+        self._strings = strings
+        self._eventlog = eventlog
+        self._counters = counters
+        self._sketches = sketches
+        self._visits = visits
+        self._goals = goals
+        self._cardinality = cardinality
+        self._coordinator = coordinator
+        self._timezones = timezones
+        self._interval = aggregate_interval_seconds
+        self._max = aggregate_max_events
+        self._unaggregated: list[tuple[bytes, Event]] = []
+        self._last_flush = time.monotonic()
+        self._pending_db = store.db(b"pending")
+        coordinator.bind(self.aggregate_pending)
+
+    @property
+    def waiting(self) -> int:
+        """Committed events not yet aggregated."""
+        return len(self._unaggregated)
+
+    def _interner(self, txn) -> Callable[[str], int]:
+        known = self._strings.known_ids  # committed ids: a plain dict lookup on the hot path
+        allocate = self._strings.intern
+
+        def intern(text: str) -> int:
+            found = known.get(text)
+            return found if found is not None else allocate(txn, text)
+
+        return intern
+
+    # -- the commit -----------------------------------------------------------------------
+    def commit(self, events: list[Event]) -> list[bytes]:
+        """Append a batch durably (the writer thread's commit); returns the log keys."""
+        timezones = self._timezones()
+        strings = self._strings
+
+        def transaction(txn):
+            # A retried attempt (after the map grew) starts from the committed state.
+            strings.rollback()
+            self._eventlog.rolled_back()
+            intern = self._interner(txn)
+            bounded = self._cardinality.apply(txn, events, timezones, intern)
+            entries = [
+                (event.site_id, int(event.timestamp * 1000), encode_event(event, intern)) for event in bounded
+            ]
+            keys = self._eventlog.append(txn, entries)
+            if combined is not None:
+                self._aggregate_in(txn, combined + list(zip(keys, bounded, strict=True)), timezones)
+            else:
+                for key in keys:
+                    txn.put(key, b"", db=self._pending_db)
+            return keys, bounded
+
+        with self._coordinator.mutex:
+            combined = list(self._unaggregated) if self._store.tight else None
+            try:
+                keys, bounded = self._store.write(transaction)
+            except BaseException:
+                strings.rollback()
+                self._eventlog.rolled_back()
+                self._cardinality.forget()
+                if combined is not None:
+                    self._visits.rolled_back()
+                    self._sketches.forget()
+                raise
+            strings.commit()
+            self._eventlog.committed()
+            if combined is not None:
+                self._visits.committed()
+                self._sketches.committed()
+                del self._unaggregated[: len(combined)]
+                self._last_flush = time.monotonic()
+            else:
+                self._unaggregated.extend(zip(keys, bounded, strict=True))
+        if len(self._unaggregated) >= self._max or time.monotonic() - self._last_flush >= self._interval:
+            self._coordinator.flush()
+        return keys
+
+    # -- the aggregation step -------------------------------------------------------------
+    def aggregate_pending(self) -> int:
+        """Fold committed events into counters, sketches, visits and goals; returns how many.
+        Runs under the coordinator's mutex (call :meth:`WriteCoordinator.flush`)."""
+        batch, self._unaggregated = self._unaggregated, []
+        if not batch:
+            return 0
+        timezones = self._timezones()
+        strings = self._strings
+
+        def transaction(txn):
+            strings.rollback()
+            self._aggregate_in(txn, batch, timezones)
+
+        try:
+            self._store.write(transaction)
+        except BaseException:
+            strings.rollback()
+            self._visits.rolled_back()
+            self._sketches.forget()
+            self._unaggregated[:0] = batch  # still pending, on disk and in memory
+            raise
+        strings.commit()
+        self._visits.committed()
+        self._sketches.committed()
+        self._last_flush = time.monotonic()
+        return len(batch)
+
+    def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str]) -> None:
+        """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
+        strike them from ``pending``, inside ``txn``."""
+        events = [event for _, event in batch]
+        intern = self._interner(txn)
+        writes = aggregate(events, timezones, intern)
+        self._goals.count(events, timezones, writes, intern)
+        self._visits.apply(txn, events, timezones, writes.counter_deltas, intern)
+        self._counters.apply(txn, writes.counters)
+        self._sketches.add(txn, writes.sketches)
+        for key, _ in batch:
+            txn.delete(key, db=self._pending_db)
+
+    def replay_pending(self) -> int:
+        """After a crash: queue the committed events that were never aggregated."""
+        text = self._strings.text
+        with self._store.read() as txn:
+            for key, _ in txn.cursor(db=self._pending_db):
+                value = self._eventlog.get(txn, key)
+                if value is None:
+                    continue
+                site_id, timestamp_ms, _ = self._eventlog.split_key(key)
+                event = decode_event(site_id, timestamp_ms, value, lambda i: text(i, txn))
+                self._unaggregated.append((key, event))
+        return len(self._unaggregated)
+
+    def delete_site(self, txn, site_id: int) -> None:
+        """Forget a deleted site's waiting events (inside the deleting transaction)."""
+        self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site_id]
+        delete_prefix(txn, self._pending_db, site_id.to_bytes(4, "big"))

@@ -1,0 +1,314 @@
+"""The counted path: unfiltered reports read from pre-aggregated counters and sketches.
+
+Page views are sums of day (or hour) counters; visitors are *unions* of sketches over the
+range, never sums of daily uniques. Every function here has a twin of the same shape on the
+filtered path (:mod:`appliance.query.scans`); :mod:`appliance.query.stats` chooses between
+them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from appliance import dimensions as dims
+from appliance.channels import SEED_CATEGORIES, traffic_category
+from appliance.events.coordinator import WriteCoordinator
+from appliance.periods import (
+    day_from_number,
+    month_start,
+    week_start,
+    zone,
+)
+from appliance.query.spec import Query, QueryError
+from storage.counters import Counters
+from storage.keys import DAY, HOUR
+from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch, Sketches
+from storage.strings import StringTable
+
+
+class CountedReports:
+    """The unfiltered reports, from counters and sketches (the fast path)."""
+
+    def __init__(
+        self, *, counters: Counters, sketches: Sketches, strings: StringTable, coordinator: WriteCoordinator
+    ) -> None:
+        self._counters = counters
+        self._sketches = sketches
+        self._strings = strings
+        self._coordinator = coordinator
+
+    def _read(self):
+        """A read transaction that sees every acknowledged event aggregated."""
+        return self._coordinator.settled()
+
+    def site_visitors(self, txn, query: Query) -> int:
+        """Unique visitors of the site over the query's days (a union of day sketches)."""
+        return self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
+        totals: dict[int, int] = {}
+        for _, dimension, value in self._counters.scan(
+            txn, query.site.id, DAY, metric, query.first_day, query.last_day
+        ):
+            totals[dimension] = totals.get(dimension, 0) + value
+        return totals
+
+    def _visitors(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, int]:
+        merged = self._sketches.union(
+            txn, query.site.id, DAY, metric, query.first_day, query.last_day, precision, dimensions
+        )
+        return {dimension: sketch.count() for dimension, sketch in merged.items()}
+
+    # -- the vocabulary -------------------------------------------------------------------
+    def aggregate(self, query: Query) -> dict[str, int]:
+        with self._read() as txn:
+            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
+            events = sum(self._sum(txn, query, dims.CUSTOM_EVENTS).values())
+            conversions = sum(self._sum(txn, query, dims.CONVERSIONS).values())
+            converters = self._visitors(txn, query, dims.CONVERSION_VISITORS, DIMENSION_PRECISION)
+            visits = self._sum(txn, query, dims.VISITS).get(0, 0)
+            bounces = self._sum(txn, query, dims.BOUNCES).get(0, 0)
+            duration = self._sum(txn, query, dims.VISIT_DURATION).get(0, 0)
+        return {
+            "visitors": visitors,
+            "visits": visits,
+            "pageviews": pageviews,
+            "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
+            "bounce_rate": _rate(bounces, visits),
+            "visit_duration": round(duration / visits) if visits else 0,
+            "events": events,
+            "conversions": conversions,
+            "converting_visitors_by_type": converters,
+        }
+
+    def timeseries(self, query: Query) -> list[dict[str, object]]:
+        with self._read() as txn:
+            if query.interval == "hour":
+                return self._hourly(txn, query)
+            pageviews: dict[int, int] = {}
+            for day, _, value in self._counters.scan(
+                txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
+            ):
+                pageviews[day] = pageviews.get(day, 0) + value
+            visits: dict[int, int] = {}
+            for day, _, value in self._counters.scan(
+                txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day
+            ):
+                visits[day] = visits.get(day, 0) + value
+            sketches: dict[int, Sketch] = {}
+            for day, _, raw in self._sketches.scan(
+                txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
+            ):
+                sketches[day] = Sketch.from_bytes(raw)
+        groups: dict[date, list[int]] = {}
+        for number in range(query.first_day, query.last_day + 1):
+            day = day_from_number(number)
+            start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
+            groups.setdefault(start, []).append(number)
+        series = []
+        for start, numbers in groups.items():
+            union = Sketch(SITE_PRECISION)
+            for number in numbers:
+                if number in sketches:
+                    union.merge(sketches[number])
+            series.append(
+                {
+                    "date": start.isoformat(),
+                    "visitors": union.count(),
+                    "pageviews": sum(pageviews.get(number, 0) for number in numbers),
+                    "visits": sum(visits.get(number, 0) for number in numbers),
+                }
+            )
+        return series
+
+    def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
+        first, last = query.hour_range()
+        pageviews = {
+            hour: value
+            for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.PAGEVIEWS, first, last)
+        }
+        visitors = {
+            hour: Sketch.from_bytes(raw).count()
+            for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
+        }
+        tz = zone(query.site.timezone)
+        return [
+            {
+                "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
+                "visitors": visitors.get(hour, 0),
+                "pageviews": pageviews.get(hour, 0),
+            }
+            for hour in range(first, last + 1)
+        ]
+
+    def breakdown(self, query: Query, dimension: str, limit: int = 10) -> dict[str, object]:
+        """Top ``limit`` values of a dimension by visitors, with page views; plus the rest."""
+        if dimension not in dims.DIMENSIONS:
+            raise QueryError("property", f"unknown dimension {dimension!r}")
+        _, counter_metric, sketch_metric = dims.DIMENSIONS[dimension]
+        with self._read() as txn:
+            pageviews = self._sum(txn, query, counter_metric)
+            # Visitors are unions of 30 daily sketches per value: compute them only for the
+            # values with the most page views (twice the rows shown), which hold the top rows.
+            candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 2, 20)]
+            visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
+            visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
+            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
+            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
+            rows = []
+            for value_id in candidates:
+                value_visits = visits.get(value_id, 0)
+                rows.append(
+                    {
+                        "value": self._strings.text(value_id, txn),
+                        "visitors": visitors.get(value_id, 0),
+                        "pageviews": pageviews[value_id],
+                        # visit metrics by the visit's entry value (for pages: entry page)
+                        "visits": value_visits,
+                        "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
+                        "visit_duration": round(durations.get(value_id, 0) / value_visits) if value_visits else 0,
+                    }
+                )
+        rows.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
+        top = rows[:limit]
+        shown = {row["value"] for row in top}
+        rest_pageviews = sum(pageviews.values()) - sum(row["pageviews"] for row in top)
+        return {
+            "dimension": dimension,
+            "results": top,
+            "rest": {"values": len(pageviews) - len(shown), "pageviews": rest_pageviews},
+        }
+
+    def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Pages visits started on, with visits, bounce rate and visit duration."""
+        metric = dims.visit_metric(dims.VISITS, "page")
+        with self._read() as txn:
+            visits = self._sum(txn, query, metric)
+            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, "page"))
+            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, "page"))
+            top = sorted((i for i in visits if visits[i] > 0), key=lambda i: -visits[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "visits": visits[i],
+                    "bounce_rate": _rate(bounces.get(i, 0), visits[i]),
+                    "visit_duration": round(durations.get(i, 0) / visits[i]),
+                }
+                for i in top
+            ]
+
+    def exit_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Pages visits ended on; exit rate = exits ÷ page views of that page × 100."""
+        _, pageview_metric, _ = dims.DIMENSIONS["page"]
+        with self._read() as txn:
+            exits = self._sum(txn, query, dims.EXIT_PAGES)
+            pageviews = self._sum(txn, query, pageview_metric)
+            top = sorted((i for i in exits if exits[i] > 0), key=lambda i: -exits[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "exits": exits[i],
+                    "pageviews": pageviews.get(i, 0),
+                    "exit_rate": _rate(exits[i], pageviews.get(i, 0)),
+                }
+                for i in top
+            ]
+
+    def time_on_page(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
+        """Average foreground seconds and scroll depth per page, from engagement pings."""
+        with self._read() as txn:
+            engaged = self._sum(txn, query, dims.ENGAGED_MS)
+            pings = self._sum(txn, query, dims.ENGAGEMENTS)
+            depth = self._sum(txn, query, dims.SCROLL_DEPTH)
+            top = sorted(pings, key=lambda i: -pings[i])[:limit]
+            return [
+                {
+                    "value": self._strings.text(i, txn),
+                    "engagements": pings[i],
+                    "time_on_page": round(engaged.get(i, 0) / pings[i] / 1000, 1) if pings[i] else 0.0,
+                    "scroll_depth": round(depth.get(i, 0) / pings[i]) if pings[i] else 0,
+                }
+                for i in top
+            ]
+
+    def custom_events(self, query: Query) -> list[dict[str, object]]:
+        with self._read() as txn:
+            counts = self._sum(txn, query, dims.CUSTOM_EVENTS)
+            visitors = self._visitors(txn, query, dims.EVENT_VISITORS, DIMENSION_PRECISION)
+            rows = [
+                {"name": self._strings.text(i, txn), "events": n, "visitors": visitors.get(i, 0)}
+                for i, n in counts.items()
+            ]
+        return sorted(rows, key=lambda row: (-row["events"], row["name"]))
+
+    def conversions(self, query: Query) -> dict[str, object]:
+        with self._read() as txn:
+            site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            counts = self._sum(txn, query, dims.CONVERSIONS)
+            converters_by_type = self._sketches.union(
+                txn, query.site.id, DAY, dims.CONVERSION_VISITORS, query.first_day, query.last_day,
+                DIMENSION_PRECISION,
+            )
+            revenue = self._sum(txn, query, dims.REVENUE)
+            names = {i: self._strings.text(i, txn) for i in counts}
+            revenue_names = {i: self._strings.text(i, txn) for i in revenue}
+        everyone = Sketch(DIMENSION_PRECISION)
+        for sketch in converters_by_type.values():
+            everyone.merge(sketch)
+        converting = everyone.count()
+        revenue_rows: dict[str, dict[str, int]] = {}
+        for revenue_id, amount in revenue.items():
+            name, _, currency = revenue_names[revenue_id].partition(dims.REVENUE_SEPARATOR)
+            revenue_rows.setdefault(name, {})[currency] = amount
+        goals = []
+        for type_id, count in sorted(counts.items(), key=lambda item: -item[1]):
+            name = names[type_id]
+            converters = converters_by_type.get(type_id)
+            unique = converters.count() if converters else 0
+            goals.append(
+                {
+                    "name": name,
+                    "conversions": count,
+                    "visitors": unique,
+                    "conversion_rate": _rate(unique, site_visitors),
+                    "revenue_minor": revenue_rows.get(name, {}),
+                }
+            )
+        return {
+            "visitors": site_visitors,
+            "total_conversions": sum(counts.values()),
+            "converting_visitors": converting,
+            "conversion_rate": _rate(converting, site_visitors),
+            "goals": goals,
+        }
+
+    # -- the seed's reports ---------------------------------------------------------------
+    def traffic_report(self, query: Query) -> dict[str, object]:
+        with self._read() as txn:
+            visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
+            pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
+            _, _, channel_metric = dims.DIMENSIONS["channel"]
+            by_channel = self._sketches.union(
+                txn, query.site.id, DAY, channel_metric, query.first_day, query.last_day, DIMENSION_PRECISION
+            )
+            categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
+            for channel_id, sketch in by_channel.items():
+                categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)
+        return {
+            "total_visitors": visitors,
+            "total_page_views": pageviews,
+            "traffic_sources": {name: sketch.count() for name, sketch in categories.items()},
+        }
+
+
+def change(current: float, previous: float) -> float | None:
+    """Percent change from ``previous`` to ``current``; ``None`` when there was nothing before."""
+    if not previous:
+        return None
+    return round(100 * (current - previous) / previous, 1)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
