@@ -3,9 +3,15 @@
 Every error a request can cause carries the ``field`` it is about, a ``message`` a person can
 act on and the HTTP ``status`` it answers with. The web room has one handler for the base
 class and the CLI one ``except``; nothing else needs to know the subclasses.
+:class:`StorageFullError` (the disk or the map is full: answered 503, nothing accepted is
+lost) is re-exported from the storage room, so callers above need not import it.
 """
 
 from __future__ import annotations
+
+from storage import StorageFullError
+
+__all__ = ["DomainError", "QueryTimeout", "StorageFullError"]
 
 
 class DomainError(ValueError):

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from appliance.budget import check_budget
+from appliance.errors import DomainError
 
 OPERATORS = ("is", "is_not", "contains", "does_not_contain", "matches", "does_not_match")
 NEGATED = {"is_not": "is", "does_not_contain": "contains", "does_not_match": "matches"}
@@ -67,11 +68,11 @@ MAX_FILTERS = 32
 MAX_VALUES = 256
 
 
-class FilterError(ValueError):
+class FilterError(DomainError):
+    """A filter that cannot be read or applied (answered 422, naming ``filters``)."""
+
     def __init__(self, message: str, field: str = "filters") -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        super().__init__(field, message)
 
 
 class Filter(msgspec.Struct, frozen=True, array_like=True):

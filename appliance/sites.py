@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from appliance.errors import DomainError
 from appliance.filters import Wildcard
 from appliance.models import Site
 from appliance.periods import zone
@@ -27,12 +28,8 @@ _HOSTNAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
 
 
-class SiteError(ValueError):
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
+class SiteError(DomainError):
+    """A site that cannot be made or changed as asked (422), or is unknown (404)."""
 
 
 def normalise_domain(domain: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import crawleruseragents
 import ua_parser
 
-from appliance.hooks.specs import hookimpl
+from appliance import hookimpl
 from appliance.models import DropReason
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import iptocc
 
-from appliance.hooks.specs import hookimpl
+from appliance import hookimpl
 
 if TYPE_CHECKING:
     from appliance.models import Event, RequestContext

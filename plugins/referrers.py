@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 import referer_parser
 from referer_parser import Referer
 
+from appliance import hookimpl
+
 # The channel vocabulary and its seed categories live in the domain, where stats use them;
 # re-exported so a plugin author finds them next to the rules that produce them.
 from appliance.channels import CHANNELS as CHANNELS
 from appliance.channels import traffic_category as traffic_category
-from appliance.hooks.specs import hookimpl
 
 if TYPE_CHECKING:
     from appliance.models import Event, RequestContext

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ua_parser
 
-from appliance.hooks.specs import hookimpl
+from appliance import hookimpl
 
 if TYPE_CHECKING:
     from appliance.models import Event, RequestContext

@@ -19,7 +19,8 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from appliance.accounts.users import ApiKey, Role, User
+from appliance.accounts.permissions import Role
+from appliance.accounts.users import ApiKey, User
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.periods import local_today

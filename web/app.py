@@ -14,7 +14,7 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -34,6 +34,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
+from appliance.errors import DomainError, StorageFullError
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from web.api import API_CONTROLLERS
@@ -136,16 +137,8 @@ def _template_helpers(engine) -> None:
 async def _log_server_error(exception: BaseException, scope) -> None:
     """Every unexpected exception (a 500) is logged with its traceback; expected HTTP errors
     (4xx, 503 storage full) are answered without noise."""
-    from litestar.exceptions import HTTPException
-
-    from appliance.accounts.users import AccountError
-    from appliance.ingest.pipeline import InvalidInput
-    from storage import StorageFullError
-
-    if isinstance(exception, HTTPException | StorageFullError | InvalidInput | AccountError):
-        return
-    if getattr(exception, "field", None) is not None:  # domain errors answered with 4xx
-        return
+    if isinstance(exception, HTTPException | StorageFullError | DomainError):
+        return  # answered with their own status and message
     log.error(
         "unhandled error on %s %s", scope.get("method", ""), scope.get("path", ""),
         exc_info=(type(exception), exception, exception.__traceback__),

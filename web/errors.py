@@ -8,14 +8,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from appliance.accounts.users import AccountError
-from appliance.definitions.goals import DefinitionError
-from appliance.errors import DomainError
-from appliance.filters import FilterError
-from appliance.ingest.pipeline import InvalidInput
-from appliance.query.spec import QueryError
-from appliance.sites import SiteError
-from storage import StorageFullError
+from appliance.errors import DomainError, StorageFullError
 
 
 def error_body(field: str | None, message: str, **extra: Any) -> dict[str, Any]:
@@ -40,9 +33,8 @@ def field_from_msgspec(error: msgspec.ValidationError) -> tuple[str, str]:
     return field or "$", message
 
 
-def _handle_domain_error(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status", 422)
-    return Response(error_body(exc.field, exc.message), status_code=status, media_type=MediaType.JSON)
+def _handle_domain_error(request: Request, exc: DomainError) -> Response:
+    return Response(error_body(exc.field, exc.message), status_code=exc.status, media_type=MediaType.JSON)
 
 
 def _handle_validation(request: Request, exc: ValidationException) -> Response:
@@ -71,13 +63,7 @@ def _handle_storage_full(request: Request, exc: StorageFullError) -> Response:
 
 
 EXCEPTION_HANDLERS = {
-    DomainError: _handle_domain_error,
-    InvalidInput: _handle_domain_error,
-    QueryError: _handle_domain_error,
-    FilterError: _handle_domain_error,
-    DefinitionError: _handle_domain_error,
-    AccountError: _handle_domain_error,
-    SiteError: _handle_domain_error,
+    DomainError: _handle_domain_error,  # every domain error: filters, queries, sites, accounts, definitions, input
     ValidationException: _handle_validation,
     HTTPException: _handle_http,
     StorageFullError: _handle_storage_full,

@@ -19,7 +19,8 @@ import msgspec
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 
-from appliance.ingest.pipeline import (
+from appliance.errors import StorageFullError
+from appliance.ingest.drafts import (
     Draft,
     Dropped,
     InvalidInput,
@@ -29,7 +30,6 @@ from appliance.ingest.pipeline import (
 )
 from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
 from appliance.ratelimit import IngestLimits, retry_after
-from storage import StorageFullError
 from web.errors import error_body, field_from_msgspec
 
 _json = msgspec.json.Encoder()

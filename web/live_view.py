@@ -1,6 +1,6 @@
 """The live view: current visitors, the last 30 minutes, and a stream of the latest events.
 
-Everything comes from the in-memory ring buffer (:class:`appliance.ingest.live.LiveBuffer`). The page
+Everything comes from the in-memory ring buffer (:class:`appliance.events.live.LiveBuffer`). The page
 renders the current state, then htmx's SSE extension keeps it fresh from
 ``/sites/{domain}/live/stream``: the writer thread hands each committed batch to the
 subscriber queues right after the commit, and the stream sends the new rows (``events``)

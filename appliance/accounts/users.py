@@ -1,4 +1,4 @@
-"""Users, roles and permissions, passwords, and every kind of credential a user holds.
+"""Users, passwords, and every kind of credential a user holds.
 
 Passwords are argon2id hashes (argon2-cffi); usernames and emails are unique
 case-insensitively. Three kinds of credential, each random, shown once and stored only as a
@@ -9,13 +9,12 @@ SHA-256 digest, so a copy of the database holds nothing that can be replayed:
 - dashboard sessions, carried in a cookie, each with its own CSRF token.
 
 A credential always resolves to the user *now*: a changed role or a deleted user takes
-effect on the next request. The permission matrix (which role may do what) lives here too,
-because it is domain, not web: :data:`ROLE_PERMISSIONS`.
+effect on the next request. Roles and the permission matrix are
+:mod:`appliance.accounts.permissions`.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import re
 import secrets
@@ -25,6 +24,9 @@ import time
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
+from appliance.errors import DomainError
 
 _USER = "user"
 _TOKEN = "token"
@@ -36,34 +38,6 @@ _PURGE_EVERY_SECONDS = 3600
 # A session is refreshed (its idle expiry pushed back) at most this often: one write per
 # user per few minutes rather than one per page.
 _SESSION_TOUCH_SECONDS = 300
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    ANALYST = "analyst"
-    VIEWER = "viewer"
-
-
-class Permission(enum.StrEnum):
-    """What a request needs. Site-scoped permissions also need a grant for the site."""
-
-    VIEW_STATS = "view_stats"  # dashboards, reports, stats, live view of granted sites
-    USE_ACCOUNT = "use_account"  # list own sites, manage own API keys, log out
-    DEFINE = "define"  # goals, funnels, segments, saved reports, alerts
-    EXPORT_EVENTS = "export_events"  # raw event export
-    MANAGE_SITES = "manage_sites"  # create, change, delete sites; shared links
-    MANAGE_USERS = "manage_users"  # create, change, delete users; every API key
-    MANAGE_SETTINGS = "manage_settings"  # plugins and settings
-    READ_AUDIT = "read_audit"  # the audit log
-
-
-ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset(Permission),
-    Role.ANALYST: frozenset(
-        {Permission.VIEW_STATS, Permission.USE_ACCOUNT, Permission.DEFINE, Permission.EXPORT_EVENTS}
-    ),
-    Role.VIEWER: frozenset({Permission.VIEW_STATS, Permission.USE_ACCOUNT}),
-}
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -109,12 +83,8 @@ class Session(msgspec.Struct, kw_only=True):
     absolute_expires_at: float
 
 
-class AccountError(ValueError):
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
+class AccountError(DomainError):
+    """A user, credential or role that cannot be made or changed as asked."""
 
 
 def digest(secret: str) -> str:

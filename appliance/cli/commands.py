@@ -18,6 +18,7 @@ from pathlib import Path
 from appliance.accounts.users import AccountError
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.config import ConfigError, Settings, load_settings
+from appliance.errors import DomainError
 from appliance.hooks.manager import describe_plugins
 from appliance.runtime.appliance import Appliance
 from appliance.sites import SiteError
@@ -379,10 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, AccountError, SiteError) as error:
+    except DomainError as error:
+        print(f"footfall: {error.field}: {error.message}" if error.field else f"footfall: {error.message}", file=sys.stderr)
+        return 2
+    except ConfigError as error:
         print(f"footfall: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

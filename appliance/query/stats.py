@@ -25,8 +25,8 @@ from appliance.definitions.funnels import Funnel
 from appliance.definitions.segments import Segment, Segments
 from appliance.events.blocks import StaleBlock
 from appliance.events.coordinator import WriteCoordinator
+from appliance.events.live import LiveBuffer
 from appliance.filters import make_filter
-from appliance.ingest.live import LiveBuffer
 from appliance.models import Site
 from appliance.query.counted import CountedReports, change
 from appliance.query.funnel_report import FunnelReports

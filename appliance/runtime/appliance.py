@@ -27,9 +27,9 @@ from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
+from appliance.events.live import LiveBuffer
 from appliance.hooks.manager import make_plugin_manager
 from appliance.ingest.cardinality import CardinalityGuard
-from appliance.ingest.live import LiveBuffer
 from appliance.ingest.pipeline import Pipeline
 from appliance.ingest.recording import Recorder
 from appliance.ingest.visitors import VisitorHasher

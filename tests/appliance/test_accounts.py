@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from appliance.accounts.users import ROLE_PERMISSIONS, AccountError, Permission, Role
+from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
+from appliance.accounts.users import AccountError
 from appliance.ratelimit import IngestLimits, LoginThrottle, TokenBucket, retry_after
 
 PASSWORD = "correct horse battery"

@@ -16,7 +16,7 @@ import pytest
 
 from appliance.hooks import specs as hookspecs
 from appliance.hooks.manager import DEFAULT_PLUGINS, make_plugin_manager, short_name
-from appliance.ingest.pipeline import Dropped, draft_from_collect_body
+from appliance.ingest.drafts import Dropped, draft_from_collect_body
 from appliance.models import CollectBody, Event, RequestContext
 
 RECEIVED_AT = 1_772_380_800.0  # 2026-03-01T16:00:00Z

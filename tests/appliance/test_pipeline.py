@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from appliance.ingest.pipeline import (
+from appliance.ingest.drafts import (
     Dropped,
     InvalidInput,
     draft_from_collect_body,

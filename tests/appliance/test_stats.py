@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from appliance.config import load_settings
-from appliance.ingest.pipeline import draft_from_event_body
+from appliance.ingest.drafts import draft_from_event_body
 from appliance.models import Event, EventBody, EventKind, RequestContext
 from appliance.query.spec import Query, QueryError
 from appliance.runtime.appliance import Appliance

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from appliance.ingest.pipeline import draft_from_event_body
+from appliance.ingest.drafts import draft_from_event_body
 from appliance.models import EventBody, RequestContext
 from appliance.periods import day_bucket, day_from_number
 from appliance.query.spec import Query

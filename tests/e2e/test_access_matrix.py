@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from appliance.accounts.users import Permission, Role
+from appliance.accounts.permissions import Permission, Role
 from appliance.config import load_settings
 from tests.servers import start_server
 from tests.web.route_table import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from litestar.routes import HTTPRoute
 
-from appliance.accounts.users import ROLE_PERMISSIONS, Permission, Role
+from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from web.auth import Guard
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "security.md"

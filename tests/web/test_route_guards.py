@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.accounts.users import ROLE_PERMISSIONS
+from appliance.accounts.permissions import ROLE_PERMISSIONS
 from appliance.config import load_settings
 from tests.web.route_table import (
     app_routes,
