@@ -33,6 +33,8 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
+from appliance.nesting import TOO_DEEP, json_too_deep
+
 OPERATORS = ("is", "is_not", "contains", "does_not_contain", "matches", "does_not_match")
 NEGATED = {"is_not": "is", "does_not_contain": "contains", "does_not_match": "matches"}
 
@@ -66,10 +68,11 @@ MAX_VALUES = 256
 
 
 class FilterError(ValueError):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.field = "filters"
         self.message = message
+        self.status = status
 
 
 class Filter(msgspec.Struct, frozen=True, array_like=True):
@@ -129,6 +132,8 @@ def parse_filters(text: str | None) -> list[Filter]:
         return []
     text = text.strip()
     if text.startswith("["):
+        if json_too_deep(text):
+            raise FilterError(TOO_DEEP, 400)
         try:
             raw = msgspec.json.decode(text)
         except msgspec.DecodeError as error:

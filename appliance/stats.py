@@ -35,10 +35,11 @@ INTERVALS = ("hour", "day", "week", "month")
 
 
 class QueryError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
 
 
 class Query(msgspec.Struct, kw_only=True):

@@ -59,7 +59,7 @@ def query_filters(request: Request, text: str | None) -> list[Filter]:
     try:
         filters = parse_filters(text)
     except FilterError as error:
-        raise QueryError("filters", error.message) from None
+        raise QueryError("filters", error.message, error.status) from None
     segments = _appliance(request).stats.scans.segments
     site = site_of(request)
     for condition in filters:
