@@ -24,7 +24,7 @@ from appliance.funnels import FunnelInput
 from appliance.goals import DefinitionError, GoalInput
 from appliance.periods import local_today
 from appliance.segments import SegmentInput, compare
-from appliance.stats import Query
+from appliance.stats import Query, check_day
 from web.auth import can_define, can_view_site, principal_of, site_of
 
 FILTERS_DESCRIPTION = (
@@ -73,7 +73,7 @@ def query_filters(request: Request, text: str | None) -> list[Filter]:
 
 def _query(request: Request, start: date | None, end: date | None, filters: str | None, interval: str = "day") -> Query:
     site = site_of(request)
-    end = end or local_today(site.timezone)
+    end = check_day("end_date", end or local_today(site.timezone))
     start = start or (end - timedelta(days=29))
     return Query(site=site, date_from=start, date_to=end, interval=interval, filters=query_filters(request, filters))
 

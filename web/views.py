@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from appliance import dimensions as dims
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.stats import Query
+from appliance.stats import Query, check_day
 
 PERIODS: dict[str, str] = {
     "day": "Today",
@@ -210,6 +210,8 @@ def parse_view(site: Site, params, today: date | None = None) -> View:
         custom_from, custom_to = _date(params.get("from")), _date(params.get("to"))
         if custom_from and custom_to:
             start, end = sorted((custom_from, custom_to))
+            check_day("start_date", start)
+            check_day("end_date", end)
             if (end - start).days > 3660:
                 start = end - timedelta(days=3660)
         else:
@@ -231,4 +233,7 @@ def parse_view(site: Site, params, today: date | None = None) -> View:
     getall = getattr(params, "getall", None)
     raw_filters = getall("filter", []) if getall else ([params["filter"]] if params.get("filter") else [])
     tabs = {widget: params.get(widget) for widget, choices in TABS.items() if params.get(widget) in choices}
-    return replace(view, filters=parse_filters(list(raw_filters)), tabs=tabs)
+    view = replace(view, filters=parse_filters(list(raw_filters)), tabs=tabs)
+    if view.comparing:
+        view.query().compared(view.compare)  # a comparison period before 1970: QueryError("compare")
+    return view

@@ -6,10 +6,15 @@ and the custom-events details page. Every refusal is a 4xx in the one JSON error
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
+
+from tests.servers import BROWSER_UA
 
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 5_000 + b"1" + b"}" * 5_000
@@ -105,3 +110,67 @@ def test_deeply_nested_filters_parameter_is_400(server, client, site):
         response = client.get("/api/v1/stats/aggregate", headers=server.auth(),
                               params={"site": site, "filters": "[" * 5_000 + "]" * 5_000})
         assert_error(response, 400, "filters")
+
+
+# -- 5: dates the calendar arithmetic cannot take ----------------------------------------------
+DATE_CASES = {
+    "start before 1970": ("/api/v1/stats/aggregate", {"start_date": "1900-01-01", "end_date": "1970-02-01"}, "start_date"),
+    "start on 1 January 1970": ("/api/v1/stats/aggregate", {"start_date": "1970-01-01"}, "start_date"),
+    "end in year 1": ("/api/v1/stats/aggregate", {"end_date": "0001-01-05"}, "end_date"),
+    "end before 1970 alone": ("/api/v1/reports/traffic", {"end_date": "1969-12-31"}, "end_date"),
+    "end in 9999": ("/api/v1/stats/timeseries", {"start_date": "9999-12-01", "end_date": "9999-12-31"}, "end_date"),
+    "end in 9999, by hour": (
+        "/api/v1/stats/timeseries", {"start_date": "9999-12-30", "end_date": "9999-12-31", "interval": "hour"}, "end_date",
+    ),
+    "start in 9999": ("/api/v1/reports/conversions", {"start_date": "9999-12-31"}, "start_date"),
+    "previous period before 1970": (
+        "/api/v1/stats/aggregate",
+        {"start_date": "1970-01-05", "end_date": "1970-01-20", "compare": "previous_period"}, "compare",
+    ),
+    "last year before 1970": (
+        "/api/v1/stats/aggregate",
+        {"start_date": "1970-06-01", "end_date": "1970-06-30", "compare": "year_over_year"}, "compare",
+    ),
+    "unknown comparison": ("/api/v1/stats/aggregate", {"compare": "tomorrow"}, "compare"),
+}
+
+
+@pytest.mark.parametrize("name", list(DATE_CASES))
+def test_out_of_range_dates_are_422(server, client, site, name):
+    path, params, field = DATE_CASES[name]
+    with QuietLog(server):
+        response = client.get(path, params={"site": site, **params}, headers=server.auth())
+        answer = assert_error(response, 422, field)
+    assert "1970" in answer["error"]["message"] or field == "compare"
+
+
+def test_first_and_last_allowed_days_answer(client, server, site):
+    for params in ({"start_date": "1970-01-02", "end_date": "1970-01-31"},
+                   {"start_date": "9998-12-01", "end_date": "9998-12-31"},
+                   {"start_date": "1971-01-02", "end_date": "1971-01-31", "compare": "year_over_year"}):
+        response = client.get("/api/v1/stats/aggregate", params={"site": site, **params}, headers=server.auth())
+        assert response.status_code == 200, (params, response.text)
+
+
+@contextlib.contextmanager
+def _dashboard_login(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER_UA}, timeout=30) as browser:
+        form = browser.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        answer = browser.post("/login", data={"username": "admin", "password": server.password, "csrf": token})
+        assert answer.status_code == 303, answer.text
+        yield browser
+
+
+@pytest.mark.parametrize("params", [
+    {"period": "custom", "from": "1970-01-02", "to": "1970-01-10"},
+    {"period": "custom", "from": "1970-03-01", "to": "1970-03-10", "compare": "year_over_year"},
+    {"period": "custom", "from": "1960-01-01", "to": "1960-01-10", "compare": "off"},
+    {"period": "custom", "from": "9999-12-01", "to": "9999-12-31", "compare": "off"},
+], ids=["previous period", "year over year", "before 1970", "year 9999"])
+def test_dashboard_refuses_dates_it_cannot_show(server, site, params):
+    with _dashboard_login(server) as browser, QuietLog(server):
+        for path in ("", "/widgets/top", "/widgets/chart", "/details/page"):
+            response = browser.get(f"/sites/{site}{path}", params=params)
+            assert response.status_code == 422, (path, response.status_code, response.text[:500])
+            assert re.search(r"start_date|end_date|compare", response.text), response.text[:500]
