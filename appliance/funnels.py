@@ -32,7 +32,7 @@ import msgspec
 import numpy as np
 
 from appliance.filters import IdPredicate, text_predicate
-from appliance.goals import DefinitionError
+from appliance.goals import DefinitionError, checked_name
 from appliance.models import EventKind
 
 STEP_KINDS = ("page", "event", "goal")
@@ -67,9 +67,7 @@ class Funnel(msgspec.Struct, kw_only=True):
 
 
 def _checked(data: FunnelInput, goals, site_id: int) -> FunnelInput:
-    name = data.name.strip()
-    if not 1 <= len(name) <= 120:
-        raise DefinitionError("name", "1 to 120 characters")
+    name = checked_name(data.name)
     if not 2 <= len(data.steps) <= 8:
         raise DefinitionError("steps", "a funnel has 2 to 8 steps")
     for index, step in enumerate(data.steps):
@@ -80,6 +78,7 @@ def _checked(data: FunnelInput, goals, site_id: int) -> FunnelInput:
             raise DefinitionError(f"{where}.follows", f"one of {', '.join(FOLLOWS)}")
         if not step.value.strip():
             raise DefinitionError(f"{where}.value", "required")
+        checked_name(step.name, f"{where}.name", required=False)
         if step.kind == "goal":
             if not step.value.isdigit():
                 raise DefinitionError(f"{where}.value", "a goal step names the goal's id")

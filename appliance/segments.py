@@ -30,7 +30,7 @@ import numpy as np
 
 from appliance.columnar import DAY_MS, distinct_values
 from appliance.filters import Filter, FilterError, IdPredicate, make_filter, text_predicate
-from appliance.goals import DefinitionError
+from appliance.goals import DefinitionError, checked_name
 from appliance.materialised import Materialiser
 from appliance.models import EventKind
 
@@ -71,9 +71,7 @@ class Segment(msgspec.Struct, kw_only=True):
 
 
 def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
-    name = data.name.strip()
-    if not 1 <= len(name) <= 120:
-        raise DefinitionError("name", "1 to 120 characters")
+    name = checked_name(data.name)
     if data.visibility not in VISIBILITIES:
         raise DefinitionError("visibility", "site or private")
     filters = []

@@ -17,6 +17,7 @@ import time
 
 import msgspec
 
+from appliance.identifiers import control_character, normalised
 from appliance.models import Site
 from appliance.periods import zone
 
@@ -35,7 +36,7 @@ class SiteError(ValueError):
 
 
 def normalise_domain(domain: str) -> str:
-    domain = domain.strip().lower()
+    domain = normalised(domain).lower()
     domain = re.sub(r"^https?://", "", domain).rstrip("/")
     return domain.removeprefix("www.")
 
@@ -46,7 +47,7 @@ def _digest(token: str) -> str:
 
 def _checked_domain(domain: str) -> str:
     domain = normalise_domain(domain or "")
-    if not _DOMAIN.match(domain):
+    if not _DOMAIN.fullmatch(domain):
         raise SiteError("domain", f"not a valid domain: {domain!r}")
     return domain
 
@@ -68,11 +69,18 @@ def _checked_retention(days: int) -> int:
 def _checked_hostnames(patterns: list[str]) -> list[str]:
     cleaned = []
     for pattern in patterns:
-        pattern = pattern.strip().lower()
-        if not _HOSTNAME_PATTERN.match(pattern):
+        pattern = normalised(pattern).lower()
+        if not _HOSTNAME_PATTERN.fullmatch(pattern):
             raise SiteError("allowed_hostnames", f"not a hostname or pattern: {pattern!r}")
         cleaned.append(pattern)
     return cleaned
+
+
+def _checked_name(name: str) -> str:
+    name = normalised(name)
+    if problem := control_character(name):
+        raise SiteError("name", problem)
+    return name
 
 
 class SiteRegistry:
@@ -114,6 +122,7 @@ class SiteRegistry:
         timezone = _checked_timezone(timezone or self._default_timezone)
         retention_days = _checked_retention(retention_days or self._default_retention)
         allowed_hostnames = _checked_hostnames(allowed_hostnames or [])
+        name = _checked_name(name)
         with self._lock:
             if domain in self._by_domain:
                 raise SiteError("domain", f"site already exists: {domain}")
@@ -155,7 +164,7 @@ class SiteRegistry:
             raise SiteError("domain", f"unknown site {domain!r}", 404)
         changed = msgspec.structs.replace(site)
         if name is not None:
-            changed.name = name.strip() or site.domain
+            changed.name = _checked_name(name) or site.domain
         if timezone is not None:
             changed.timezone = _checked_timezone(timezone)
         if retention_days is not None:

@@ -174,3 +174,38 @@ def test_dashboard_refuses_dates_it_cannot_show(server, site, params):
             response = browser.get(f"/sites/{site}{path}", params=params)
             assert response.status_code == 422, (path, response.status_code, response.text[:500])
             assert re.search(r"start_date|end_date|compare", response.text), response.text[:500]
+
+
+# -- 6: look-alike identifiers ------------------------------------------------------------------
+def test_trailing_newline_makes_no_look_alike_site_or_user(server, client):
+    domain = _new_site(server, "lookalike")
+    with QuietLog(server):
+        twin = client.post("/api/v1/sites", json={"domain": f"{domain}\n/"}, headers=server.auth())
+        assert twin.status_code in (409, 422), twin.text
+        assert twin.json()["error"]["field"] == "domain"
+        odd = client.post("/api/v1/sites", json={"domain": "other\n.test"}, headers=server.auth())
+        assert_error(odd, 422, "domain")
+        named = client.post("/api/v1/sites", json={"domain": f"n{domain}", "name": "Shop\x00"}, headers=server.auth())
+        assert_error(named, 422, "name")
+        hosts = client.post("/api/v1/sites", json={"domain": f"h{domain}", "allowed_hostnames": ["a.test\n"]},
+                            headers=server.auth())
+        assert hosts.status_code == 201, hosts.text
+        assert hosts.json()["data"]["allowed_hostnames"] == ["a.test"]
+        listed = [site["domain"] for site in client.get("/api/v1/sites", headers=server.auth()).json()["data"]]
+        assert all("\n" not in name for name in listed)
+
+        username = f"viewer{uuid.uuid4().hex[:6]}"
+        user = {"password": PASSWORD, "role": "viewer"}
+        assert client.post("/api/v1/users", json={**user, "username": username}, headers=server.auth()).status_code == 201
+        twin_user = client.post("/api/v1/users", json={**user, "username": f"{username}\n", "role": "admin"},
+                                headers=server.auth())
+        assert_error(twin_user, 422, "username")
+        inner = client.post("/api/v1/users", json={**user, "username": f"ad\nmin{username}"}, headers=server.auth())
+        assert_error(inner, 422, "username")
+        email = client.post("/api/v1/users", json={**user, "username": f"e{username}", "email": "a@b.test\n\x00x"},
+                            headers=server.auth())
+        assert_error(email, 422, "email")
+        key = client.post("/api/v1/apikeys", json={"name": "ci\x1b[2Jkey"}, headers=server.auth())
+        assert_error(key, 422, "name")
+        usernames = [u["username"] for u in client.get("/api/v1/users", headers=server.auth()).json()["data"]]
+        assert all("\n" not in name for name in usernames)
