@@ -209,3 +209,19 @@ def test_trailing_newline_makes_no_look_alike_site_or_user(server, client):
         assert_error(key, 422, "name")
         usernames = [u["username"] for u in client.get("/api/v1/users", headers=server.auth()).json()["data"]]
         assert all("\n" not in name for name in usernames)
+
+
+# -- 7: null bytes in static paths -------------------------------------------------------------
+@pytest.mark.parametrize("path", [
+    "/static/footfall.css%00", "/static/%00", "/static/footfall.css%00.js", "/static/vendor/%00x",
+    "/js/footfall.js%00", "/js/%00",
+])
+def test_null_byte_in_a_static_path_is_404(server, client, path):
+    with QuietLog(server):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code, response.text[:300])
+
+
+def test_static_files_still_served(client):
+    assert client.get("/static/footfall.css").status_code == 200
+    assert client.get("/js/footfall.js").status_code == 200
