@@ -60,6 +60,7 @@ DETAIL_COLUMNS = {
                 ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
     "entry": (("visits", "Visits"), ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
     "exit": (("exits", "Exits"), ("pageviews", "Page views"), ("exit_rate", "Exit rate")),
+    "event": (("visitors", "Visitors"), ("events", "Events")),
 }
 
 dashboard_site_admin = Guard(Permission.MANAGE_SITES, site=True, dashboard=True)
@@ -203,6 +204,10 @@ class SitesController(Controller):
         elif dimension == "exit":
             rows = [{**r, "label": r["value"], "filter": ("exit_page", r["value"])} for r in stats.exit_pages(query, DETAILS_LIMIT)]
             columns = DETAIL_COLUMNS["exit"]
+        elif dimension == "event":  # custom events: counted apart from the page-view dimensions
+            rows = [{**r, "value": r["name"], "label": r["name"], "filter": ("event", r["name"])}
+                    for r in stats.custom_events(query)[:DETAILS_LIMIT]]
+            columns = DETAIL_COLUMNS["event"]
         else:
             result = stats.breakdown(query, dimension, DETAILS_LIMIT)
             rows = [{**r, "label": empty_label(dimension, r["value"]), "filter": (dimension, r["value"])}

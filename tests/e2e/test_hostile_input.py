@@ -225,3 +225,18 @@ def test_null_byte_in_a_static_path_is_404(server, client, path):
 def test_static_files_still_served(client):
     assert client.get("/static/footfall.css").status_code == 200
     assert client.get("/js/footfall.js").status_code == 200
+
+
+# -- 9: the details page of custom events ------------------------------------------------------
+def test_details_of_custom_events(server, site):
+    with server.client() as client:
+        for name in ("signup", "signup", "download"):
+            body = {"k": "event", "s": site, "u": f"https://{site}/", "n": name}
+            assert client.post("/api/v1/collect", json=body).status_code == 202
+    with _dashboard_login(server) as browser, QuietLog(server):
+        page = browser.get(f"/sites/{site}/details/event")
+        assert page.status_code == 200, page.text[:500]
+        assert "signup" in page.text and "download" in page.text
+        ordered = browser.get(f"/sites/{site}/details/event", params={"sort": "label", "order": "asc"})
+        assert ordered.status_code == 200
+        assert ordered.text.index("download") < ordered.text.index("signup")
