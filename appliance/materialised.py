@@ -189,6 +189,11 @@ class Materialiser:
             return 0
         today = day_number(local_today(site.timezone))
         first = day_number(local_today(site.timezone, time.time() - site.retention_days * 86400))
+        # a century of retention reaches before 1970: start where a query (from the day
+        # before) may begin; no event is that old
+        from appliance.stats import FIRST_DAY
+
+        first = max(first, day_number(FIRST_DAY) + 1)
         last = today
         while last >= first and not self._settled(site, last):
             last -= 1
