@@ -35,6 +35,7 @@ import numpy as np
 
 from appliance.budget import check_budget
 from appliance.errors import DomainError
+from appliance.nesting import TOO_DEEP, json_too_deep
 
 OPERATORS = ("is", "is_not", "contains", "does_not_contain", "matches", "does_not_match")
 NEGATED = {"is_not": "is", "does_not_contain": "contains", "does_not_match": "matches"}
@@ -71,8 +72,8 @@ MAX_VALUES = 256
 class FilterError(DomainError):
     """A filter that cannot be read or applied (answered 422, naming ``filters``)."""
 
-    def __init__(self, message: str, field: str = "filters") -> None:
-        super().__init__(field, message)
+    def __init__(self, message: str, field: str = "filters", status: int = 422) -> None:
+        super().__init__(field, message, status)
 
 
 class Filter(msgspec.Struct, frozen=True, array_like=True):
@@ -136,6 +137,8 @@ def parse_filters(text: str | None) -> list[Filter]:
         return []
     text = text.strip()
     if text.startswith("["):
+        if json_too_deep(text):
+            raise FilterError(TOO_DEEP, status=400)
         try:
             raw = msgspec.json.decode(text)
         except msgspec.DecodeError as error:

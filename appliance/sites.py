@@ -19,6 +19,7 @@ import msgspec
 
 from appliance.errors import DomainError
 from appliance.filters import Wildcard
+from appliance.identifiers import control_character, normalised
 from appliance.models import Site
 from appliance.periods import zone
 
@@ -33,7 +34,7 @@ class SiteError(DomainError):
 
 
 def normalise_domain(domain: str) -> str:
-    domain = domain.strip().lower()
+    domain = normalised(domain).lower()
     domain = re.sub(r"^https?://", "", domain).rstrip("/")
     return domain.removeprefix("www.")
 
@@ -44,7 +45,7 @@ def _digest(token: str) -> str:
 
 def _checked_domain(domain: str) -> str:
     domain = normalise_domain(domain or "")
-    if not _DOMAIN.match(domain):
+    if not _DOMAIN.fullmatch(domain):
         raise SiteError("domain", f"not a valid domain: {domain!r}")
     return domain
 
@@ -66,11 +67,18 @@ def _checked_retention(days: int) -> int:
 def _checked_hostnames(patterns: list[str]) -> list[str]:
     cleaned = []
     for pattern in patterns:
-        pattern = pattern.strip().lower()
-        if not _HOSTNAME_PATTERN.match(pattern):
+        pattern = normalised(pattern).lower()
+        if not _HOSTNAME_PATTERN.fullmatch(pattern):
             raise SiteError("allowed_hostnames", f"not a hostname or pattern: {pattern!r}")
         cleaned.append(pattern)
     return cleaned
+
+
+def _checked_name(name: str) -> str:
+    name = normalised(name)
+    if problem := control_character(name):
+        raise SiteError("name", problem)
+    return name
 
 
 class SiteRegistry:
@@ -112,6 +120,7 @@ class SiteRegistry:
         timezone = _checked_timezone(timezone or self._default_timezone)
         retention_days = _checked_retention(retention_days or self._default_retention)
         allowed_hostnames = _checked_hostnames(allowed_hostnames or [])
+        name = _checked_name(name)
         with self._lock:
             if domain in self._by_domain:
                 raise SiteError("domain", f"site already exists: {domain}")
@@ -153,7 +162,7 @@ class SiteRegistry:
             raise SiteError("domain", f"unknown site {domain!r}", 404)
         changed = msgspec.structs.replace(site)
         if name is not None:
-            changed.name = name.strip() or site.domain
+            changed.name = _checked_name(name) or site.domain
         if timezone is not None:
             changed.timezone = _checked_timezone(timezone)
         if retention_days is not None:

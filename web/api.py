@@ -24,7 +24,7 @@ from appliance.accounts.users import ApiKey, User
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.query.spec import Query, QueryError
+from appliance.query.spec import Query, QueryError, check_day
 from web.api_definitions import FiltersParam, query_filters
 from web.auth import (
     can_manage_api_keys,
@@ -106,7 +106,7 @@ def _query(
 ) -> Query:
     site_record = _site_for(request, site)
     today = local_today(site_record.timezone)
-    end = end or today
+    end = check_day("end_date", end or today)
     start = start or (end - timedelta(days=29))
     return Query(
         site=site_record, date_from=start, date_to=end, interval=interval, filters=query_filters(request, filters)

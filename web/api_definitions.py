@@ -24,7 +24,7 @@ from appliance.definitions.goals import DefinitionError, GoalInput
 from appliance.definitions.segments import SegmentInput
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today
-from appliance.query.spec import Query
+from appliance.query.spec import Query, check_day
 from web.auth import can_define, can_view_site, principal_of, site_of
 
 FILTERS_DESCRIPTION = (
@@ -59,7 +59,7 @@ def query_filters(request: Request, text: str | None) -> list[Filter]:
     try:
         filters = parse_filters(text)
     except FilterError as error:
-        raise QueryError("filters", error.message) from None
+        raise QueryError("filters", error.message, error.status) from None
     segments = _appliance(request).segments
     site = site_of(request)
     for condition in filters:
@@ -73,7 +73,7 @@ def query_filters(request: Request, text: str | None) -> list[Filter]:
 
 def _query(request: Request, start: date | None, end: date | None, filters: str | None, interval: str = "day") -> Query:
     site = site_of(request)
-    end = end or local_today(site.timezone)
+    end = check_day("end_date", end or local_today(site.timezone))
     start = start or (end - timedelta(days=29))
     return Query(site=site, date_from=start, date_to=end, interval=interval, filters=query_filters(request, filters))
 

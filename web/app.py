@@ -14,7 +14,7 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -30,11 +30,12 @@ from litestar.openapi.spec import (
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 
 from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
 from appliance.errors import DomainError, StorageFullError
+from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from web.api import API_CONTROLLERS
@@ -129,6 +130,16 @@ def _document_ingest(app: Litestar) -> None:
     schema.paths = paths
 
 
+class CheckedRequest(Request):
+    """Litestar decodes every JSON request body through ``Request.json()`` (the ``data``
+    argument of a handler): refuse a body nested too deep before the decoder recurses."""
+
+    async def json(self):
+        if self._json is Empty and self._connection_state.json is Empty and json_too_deep(await self.body()):
+            raise ValidationException(TOO_DEEP, extra=[{"key": "$", "message": TOO_DEEP}])
+        return await super().json()
+
+
 def _template_helpers(engine) -> None:
     register_template_helpers(engine)
     register_dashboard_helpers(engine)
@@ -188,6 +199,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
         after_exception=[_log_server_error],
+        request_class=CheckedRequest,
         state=State(
             {
                 "client_address": ClientAddress(settings.server.trusted_proxies),

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.file_system import BaseLocalFileSystem
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
@@ -60,15 +61,26 @@ DETAIL_COLUMNS = {
                 ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
     "entry": (("visits", "Visits"), ("bounce_rate", "Bounce rate"), ("visit_duration", "Visit duration")),
     "exit": (("exits", "Exits"), ("pageviews", "Page views"), ("exit_rate", "Exit rate")),
+    "event": (("visitors", "Visitors"), ("events", "Events")),
 }
 
 dashboard_site_admin = Guard(Permission.MANAGE_SITES, site=True, dashboard=True)
 dashboard_sites_admin = Guard(Permission.MANAGE_SITES, dashboard=True)
 dashboard_settings_admin = Guard(Permission.MANAGE_SETTINGS, dashboard=True)
 
+class StaticFileSystem(BaseLocalFileSystem):
+    """The local file system, where a path no file can have (a NUL byte: ``%00`` in the URL)
+    is simply not found, instead of a ``ValueError`` from ``stat`` (a 500)."""
+
+    async def info(self, path, **kwargs):
+        if "\x00" in str(path):
+            raise FileNotFoundError(path)
+        return await super().info(path, **kwargs)
+
+
 static_files = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static",
-    cache_control=None,
+    cache_control=None, file_system=StaticFileSystem(),
 )
 
 
@@ -193,6 +205,10 @@ class SitesController(Controller):
         elif dimension == "exit":
             rows = [{**r, "label": r["value"], "filter": ("exit_page", r["value"])} for r in stats.exit_pages(query, DETAILS_LIMIT)]
             columns = DETAIL_COLUMNS["exit"]
+        elif dimension == "event":  # custom events: counted apart from the page-view dimensions
+            rows = [{**r, "value": r["name"], "label": r["name"], "filter": ("event", r["name"])}
+                    for r in stats.custom_events(query)[:DETAILS_LIMIT]]
+            columns = DETAIL_COLUMNS["event"]
         else:
             result = stats.breakdown(query, dimension, DETAILS_LIMIT)
             rows = [{**r, "label": empty_label(dimension, r["value"]), "filter": (dimension, r["value"])}

@@ -29,6 +29,7 @@ from appliance.ingest.drafts import (
     draft_from_event_body,
 )
 from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
+from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
 
@@ -150,6 +151,8 @@ def make_ingest_handlers(appliance) -> list:
                 raise InvalidInput(field, message, 400) from None
             except (msgspec.DecodeError, UnicodeDecodeError) as error:  # invalid UTF-8 in a string
                 raise InvalidInput("$", f"malformed JSON: {error}", 400) from None
+            except RecursionError:  # the body was scanned for depth: this is only a backstop
+                raise InvalidInput("$", TOO_DEEP, 400) from None
 
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
             method = scope["method"]
@@ -169,6 +172,9 @@ def make_ingest_handlers(appliance) -> list:
                 await _respond(send, 413, _json.encode(error_body("$", f"body larger than {limit} bytes")))
                 return
             except ConnectionError:
+                return
+            if json_too_deep(body):
+                await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
                 return
             received = time.time()
             agent = _user_agent(scope)
@@ -209,6 +215,9 @@ def make_ingest_handlers(appliance) -> list:
                 items = _raw_list.decode(body)
             except (msgspec.ValidationError, msgspec.DecodeError) as error:
                 await _respond(send, 400, _json.encode(error_body("$", f"malformed JSON: {error}")))
+                return
+            except RecursionError:
+                await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
                 return
             if not items:
                 await _respond(send, 422, _json.encode(error_body("$", "empty batch")))

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from appliance import dimensions as dims
 from appliance.models import Site
 from appliance.periods import local_today
-from appliance.query.spec import Query
+from appliance.query.spec import Query, check_day
 
 PERIODS: dict[str, str] = {
     "day": "Today",
@@ -48,7 +48,6 @@ FILTERABLE = (*dims.DIMENSIONS, "event", "entry_page", "exit_page")
 MAX_FILTERS = 8
 
 # Query takes filters once the filters work lands; until then chips show and say "unfiltered".
-QUERY_TAKES_FILTERS = "filters" in getattr(Query, "__struct_fields__", ())
 
 
 @dataclass(frozen=True)
@@ -88,16 +87,11 @@ class View:
     def comparing(self) -> bool:
         return self.compare != "off"
 
-    @property
-    def filters_applied(self) -> bool:
-        """Whether the numbers shown honour the filters (False until Query takes them)."""
-        return QUERY_TAKES_FILTERS or not self.filters
-
     def tab(self, widget: str) -> str:
         return self.tabs.get(widget) or TABS[widget][0]
 
     def query(self, interval: str | None = None) -> Query:
-        extra = {"filters": query_filters(self.filters)} if QUERY_TAKES_FILTERS and self.filters else {}
+        extra = {"filters": query_filters(self.filters)} if self.filters else {}
         return Query(
             site=self.site, date_from=self.date_from, date_to=self.date_to,
             interval=interval or self.interval, **extra,
@@ -210,6 +204,8 @@ def parse_view(site: Site, params, today: date | None = None) -> View:
         custom_from, custom_to = _date(params.get("from")), _date(params.get("to"))
         if custom_from and custom_to:
             start, end = sorted((custom_from, custom_to))
+            check_day("start_date", start)
+            check_day("end_date", end)
             if (end - start).days > 3660:
                 start = end - timedelta(days=3660)
         else:
@@ -231,4 +227,7 @@ def parse_view(site: Site, params, today: date | None = None) -> View:
     getall = getattr(params, "getall", None)
     raw_filters = getall("filter", []) if getall else ([params["filter"]] if params.get("filter") else [])
     tabs = {widget: params.get(widget) for widget, choices in TABS.items() if params.get(widget) in choices}
-    return replace(view, filters=parse_filters(list(raw_filters)), tabs=tabs)
+    view = replace(view, filters=parse_filters(list(raw_filters)), tabs=tabs)
+    if view.comparing:
+        view.query().compared(view.compare)  # a comparison period before 1970: QueryError("compare")
+    return view

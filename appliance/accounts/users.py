@@ -27,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
 from appliance.errors import DomainError
+from appliance.identifiers import control_character, normalised
 
 _USER = "user"
 _TOKEN = "token"
@@ -145,7 +146,9 @@ class Accounts:
     def _check_email(self, email: str, user_id: int | None = None) -> None:
         if not email:
             return
-        if not _EMAIL.match(email):
+        if problem := control_character(email):
+            raise AccountError("email", problem)
+        if not _EMAIL.fullmatch(email):
             raise AccountError("email", "not a valid email address")
         if any(u.email.lower() == email.lower() and u.id != user_id for u in self.list()):
             raise AccountError("email", "already in use")
@@ -153,8 +156,12 @@ class Accounts:
     def create(
         self, username: str, password: str, role: str, email: str = "", sites: list[int] | None = None
     ) -> User:
-        if not _USERNAME.match(username or ""):
+        username = normalised(username)
+        if problem := control_character(username):
+            raise AccountError("username", problem)
+        if not _USERNAME.fullmatch(username):
             raise AccountError("username", "2-64 letters, digits or _.@- required")
+        email = normalised(email)
         self._check_password(password)
         role = _role(role)
         password_hash = self._hasher.hash(password)
@@ -209,6 +216,7 @@ class Accounts:
                     raise AccountError("role", "cannot demote the last admin", 409)
                 user.role = new_role
             if email is not None:
+                email = normalised(email)
                 self._check_email(email, user.id)
                 user.email = email
             if sites is not None:
@@ -296,9 +304,11 @@ class Accounts:
         self, user: User, name: str, *, read_only: bool = False, expires_in_days: int | None = None
     ) -> tuple[str, ApiKey]:
         """A new key for ``user``: returns (the key, shown only now; its stored record)."""
-        name = (name or "").strip()
+        name = normalised(name)
         if not 1 <= len(name) <= 100:
             raise AccountError("name", "1-100 characters required")
+        if problem := control_character(name):
+            raise AccountError("name", problem)
         if expires_in_days is not None and expires_in_days < 1:
             raise AccountError("expires_in_days", "must be at least 1")
         key = "ffk_" + secrets.token_urlsafe(32)

@@ -30,7 +30,12 @@ import time
 
 import msgspec
 
-from appliance.definitions.goals import DefinitionError, Goals, check_definition_pattern
+from appliance.definitions.goals import (
+    DefinitionError,
+    Goals,
+    check_definition_pattern,
+    checked_name,
+)
 from storage import Store
 from storage.records import Records
 
@@ -66,9 +71,7 @@ class Funnel(msgspec.Struct, kw_only=True):
 
 
 def _checked(data: FunnelInput, goals, site_id: int) -> FunnelInput:
-    name = data.name.strip()
-    if not 1 <= len(name) <= 120:
-        raise DefinitionError("name", "1 to 120 characters")
+    name = checked_name(data.name)
     if not 2 <= len(data.steps) <= 8:
         raise DefinitionError("steps", "a funnel has 2 to 8 steps")
     for index, step in enumerate(data.steps):
@@ -79,6 +82,7 @@ def _checked(data: FunnelInput, goals, site_id: int) -> FunnelInput:
             raise DefinitionError(f"{where}.follows", f"one of {', '.join(FOLLOWS)}")
         if not step.value.strip():
             raise DefinitionError(f"{where}.value", "required")
+        checked_name(step.name, f"{where}.name", required=False)
         if step.kind == "page":
             check_definition_pattern(step.value, f"{where}.value")
         if step.kind == "goal":

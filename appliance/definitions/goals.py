@@ -42,6 +42,7 @@ from appliance.events.blocks import DAY_MS
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.filters import FilterError, IdPredicate, Wildcard, check_pattern, text_predicate
+from appliance.identifiers import control_character, normalised
 from appliance.models import Event, EventKind
 from appliance.periods import (
     day_bucket,
@@ -102,10 +103,19 @@ class GoalInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prop_value: str = ""
 
 
+def checked_name(name: str, field: str = "name", required: bool = True) -> str:
+    """A goal's, funnel's or segment's name: normalised, 1 to 120 characters, no control
+    characters (see :mod:`appliance.identifiers`)."""
+    name = normalised(name)
+    if not (1 if required else 0) <= len(name) <= 120:
+        raise DefinitionError(field, "1 to 120 characters")
+    if problem := control_character(name):
+        raise DefinitionError(field, problem)
+    return name
+
+
 def checked(data: GoalInput) -> GoalInput:
-    name = data.name.strip()
-    if not 1 <= len(name) <= 120:
-        raise DefinitionError("name", "1 to 120 characters")
+    name = checked_name(data.name)
     if data.kind not in KINDS:
         raise DefinitionError("kind", f"one of {', '.join(KINDS)}")
     if data.kind == "page":

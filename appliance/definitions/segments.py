@@ -28,7 +28,12 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.definitions.goals import DefinitionError, Goals, check_definition_pattern
+from appliance.definitions.goals import (
+    DefinitionError,
+    Goals,
+    check_definition_pattern,
+    checked_name,
+)
 from appliance.filters import Filter, FilterError, make_filter
 from storage import Store
 from storage.records import Records
@@ -69,9 +74,7 @@ class Segment(msgspec.Struct, kw_only=True):
 
 
 def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
-    name = data.name.strip()
-    if not 1 <= len(name) <= 120:
-        raise DefinitionError("name", "1 to 120 characters")
+    name = checked_name(data.name)
     if data.visibility not in VISIBILITIES:
         raise DefinitionError("visibility", "site or private")
     filters = []

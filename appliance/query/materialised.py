@@ -62,7 +62,7 @@ from appliance.periods import (
 )
 from appliance.query.membership import members as segment_members
 from appliance.query.scans import Scans
-from appliance.query.spec import Query
+from appliance.query.spec import FIRST_DAY, Query
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -212,6 +212,9 @@ class Materialiser:
             return 0
         today = day_number(local_today(site.timezone))
         first = day_number(local_today(site.timezone, time.time() - site.retention_days * 86400))
+        # a century of retention reaches before 1970: start where a query (from the day
+        # before) may begin; no event is that old
+        first = max(first, day_number(FIRST_DAY) + 1)
         last = today
         while last >= first and not self._settled(site, last):
             last -= 1

@@ -13,6 +13,11 @@ from appliance.models import Site
 from appliance.periods import day_number, day_start_timestamp
 
 INTERVALS = ("hour", "day", "week", "month")
+# Day numbers, hour buckets and time stamps are counted from 1970-01-01 UTC in unsigned keys,
+# and a day's end (the next midnight, in any time zone) must stay a valid date: the days a
+# query may cover, its comparison period included.
+FIRST_DAY = date(1970, 1, 2)
+LAST_DAY = date(9998, 12, 31)
 
 
 class QueryError(DomainError):
@@ -30,6 +35,8 @@ class Query(msgspec.Struct, kw_only=True):
     filters: list[Filter] = []
 
     def __post_init__(self) -> None:
+        check_day("start_date", self.date_from)
+        check_day("end_date", self.date_to)
         if self.date_to < self.date_from:
             raise QueryError("end_date", "must not be before start_date")
         if (self.date_to - self.date_from).days > 3660:
@@ -50,28 +57,29 @@ class Query(msgspec.Struct, kw_only=True):
         ``year_over_year`` (the same dates one year earlier; 29 February maps to the 28th)."""
         if mode == "previous_period":
             length = (self.date_to - self.date_from).days + 1
-            return Query(
-                site=self.site,
-                date_from=self.date_from - timedelta(days=length),
-                date_to=self.date_from - timedelta(days=1),
-                interval=self.interval,
-                filters=self.filters,
+            start, end = self.date_from - timedelta(days=length), self.date_from - timedelta(days=1)
+        elif mode == "year_over_year":
+            start, end = _year_earlier(self.date_from), _year_earlier(self.date_to)
+        else:
+            raise QueryError("compare", "must be previous_period or year_over_year")
+        if start < FIRST_DAY:
+            raise QueryError(
+                "compare", f"the {mode} period would start on {start.isoformat()}, before {FIRST_DAY.isoformat()}"
             )
-        if mode == "year_over_year":
-            return Query(
-                site=self.site,
-                date_from=_year_earlier(self.date_from),
-                date_to=_year_earlier(self.date_to),
-                interval=self.interval,
-                filters=self.filters,
-            )
-        raise QueryError("compare", "must be previous_period or year_over_year")
+        return Query(site=self.site, date_from=start, date_to=end, interval=self.interval, filters=self.filters)
 
     def hour_range(self) -> tuple[int, int]:
         start = day_start_timestamp(self.date_from, self.site.timezone)
         end = day_start_timestamp(self.date_to + timedelta(days=1), self.site.timezone)
         return int(start // 3600), int(end // 3600) - 1
 
+
+def check_day(field: str, day: date) -> date:
+    """A day a query may cover, or :class:`QueryError` naming ``field``; call it before doing
+    arithmetic on a day from the outside (``date - timedelta`` overflows near year 1)."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise QueryError(field, f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+    return day
 
 
 def _year_earlier(day: date) -> date:

@@ -204,3 +204,101 @@ def test_audit_log_newest_first_and_filtered(appliance):
     assert latest[-1].details == {"role": "analyst"}
     assert [e.action for e in audit.latest(action="user")] == ["user.delete", "user.create"]
     assert len(audit.latest(limit=1)) == 1
+
+
+# -- identifiers (security review, issue 11) --------------------------------------------------------
+@pytest.mark.parametrize("username", ["viewer1\n", "view\ner1", "viewer1\x00", "\tviewer1", "viewer1\u202e"])
+def test_no_look_alike_username(appliance, username):
+    accounts = appliance.accounts
+    accounts.create("viewer1", PASSWORD, "viewer")
+    with pytest.raises(AccountError) as raised:
+        accounts.create(username, PASSWORD, "admin")
+    assert raised.value.field == "username"
+    assert [user.username for user in accounts.list()].count("viewer1") == 1
+    assert all(user.username.isprintable() for user in accounts.list())
+
+
+def test_usernames_are_normalised_before_checking(appliance):
+    user = appliance.accounts.create("  ｆｕｌｌwidth  ", PASSWORD, "viewer")
+    assert user.username == "fullwidth"
+
+
+@pytest.mark.parametrize("email", ["a@b.test\n", "a@b.te\x00st", "a\x1b@b.test"])
+def test_emails_with_control_characters_are_refused(appliance, email):
+    accounts = appliance.accounts
+    with pytest.raises(AccountError) as raised:
+        accounts.create("mailer", PASSWORD, "viewer", email.replace("\n", "\nx"))
+    assert raised.value.field == "email"
+    user = accounts.create("mailer", PASSWORD, "viewer")
+    with pytest.raises(AccountError) as raised:
+        accounts.update("mailer", email=email.replace("\n", "\nx"))
+    assert raised.value.field == "email"
+    assert accounts.update("mailer", email=" a@b.test\n").email == "a@b.test"
+    assert user.id == accounts.get("mailer").id
+
+
+@pytest.mark.parametrize("name", ["ci\nkey", "ci\x1b[2J", "key\u200b\u202e"])
+def test_api_key_names_with_control_characters_are_refused(appliance, name):
+    user = appliance.accounts.create("keyed", PASSWORD, "admin")
+    with pytest.raises(AccountError) as raised:
+        appliance.accounts.create_api_key(user, name)
+    assert raised.value.field == "name"
+
+
+@pytest.mark.parametrize(
+    ("domain", "field"),
+    [("other.com\n/", None), ("other.com\n", None), ("oth\ner.com", "domain"), ("other.com\x00", "domain")],
+)
+def test_no_look_alike_site(appliance, domain, field):
+    from appliance.sites import SiteError
+
+    sites = appliance.sites
+    sites.add("other.com")
+    with pytest.raises(SiteError) as raised:
+        sites.add(domain)
+    assert raised.value.field == "domain"
+    assert [site.domain for site in sites.all()].count("other.com") == 1
+    assert all(site.domain.isprintable() for site in sites.all())
+
+
+def test_site_names_and_hostnames_are_checked(appliance):
+    from appliance.sites import SiteError
+
+    sites = appliance.sites
+    site = sites.add(" ＥＸＡＭＰＬＥ.test ", name=" Shop ", allowed_hostnames=["a.example.test\n"])
+    assert (site.domain, site.name, site.allowed_hostnames) == ("example.test", "Shop", ["a.example.test"])
+    for kwargs, field in (({"name": "Shop\x00"}, "name"), ({"name": "Sh\nop"}, "name"),
+                          ({"allowed_hostnames": ["a.test\nb.test"]}, "allowed_hostnames")):
+        with pytest.raises(SiteError) as raised:
+            sites.add("more.test", **kwargs)
+        assert raised.value.field == field
+        with pytest.raises(SiteError) as raised:
+            sites.change("example.test", **kwargs)
+        assert raised.value.field == field
+    with pytest.raises(SiteError) as raised:
+        sites.change("example.test", new_domain="example2.test\n/x")
+    assert raised.value.field == "domain"
+
+
+def test_definition_names_with_control_characters_are_refused(appliance):
+    from appliance.definitions.funnels import FunnelInput, Step
+    from appliance.definitions.goals import DefinitionError, GoalInput
+    from appliance.definitions.segments import SegmentInput
+
+    site = appliance.sites.add("defs.test")
+    bad = "Sign\x00up"
+    attempts = [
+        lambda: appliance.goals.create(site.id, GoalInput(name=bad, kind="event", event="signup")),
+        lambda: appliance.funnels.create(site.id, FunnelInput(
+            name=bad, steps=[Step(kind="page", value="/"), Step(kind="page", value="/b")])),
+        lambda: appliance.funnels.create(site.id, FunnelInput(
+            name="ok", steps=[Step(kind="page", value="/", name="x\ny"), Step(kind="page", value="/b")])),
+        lambda: appliance.segments.create(site.id, SegmentInput(
+            name=bad, filters=[["is", "page", ["/"]]])),
+    ]
+    for attempt in attempts:
+        with pytest.raises(DefinitionError) as raised:
+            attempt()
+        assert raised.value.field in ("name", "steps[0].name")
+    goal = appliance.goals.create(site.id, GoalInput(name=" Ｓignup ", kind="event", event="signup"))
+    assert goal.name == "Signup"

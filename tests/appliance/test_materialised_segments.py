@@ -172,3 +172,15 @@ def test_a_changed_goal_makes_a_segment_that_tests_it_stale(site_with_history):
     materialise_segments(appliance)
     assert fresh() == set(range(first_day, last_day + 1))
     _same(appliance, site, plain, kept, first, last)
+
+
+def test_a_century_of_retention_materialises_from_1970(appliance):
+    """Retention reaches back before 1970 (up to 36 500 days): materialising starts at the
+    first day a query may cover instead of failing on the days before it."""
+    site = appliance.sites.add("century.test", retention_days=36_500)
+    segment = appliance.segments.create(
+        site.id, SegmentInput(name="century", materialised=True, filters=[["is", "page", ["/"]]])
+    )
+    progress: dict = {}
+    appliance.segments.materialiser.run(segment, progress)
+    assert progress["status"] == "complete"

@@ -416,3 +416,59 @@ def test_events_through_the_pipeline_are_counted_on_their_own_timestamps(applian
     assert pick(appliance.stats.breakdown(query(site), "browser")["results"], "value") == [
         ("Firefox",)
     ]
+
+
+# -- date ranges (security review, issue 11) ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (date(1900, 1, 1), date(1970, 2, 1), "start_date"),
+        (date(1970, 1, 1), date(1970, 1, 5), "start_date"),
+        (date(1, 1, 1), date(1, 1, 1), "start_date"),
+        (date(9998, 12, 1), date(9999, 12, 31), "end_date"),
+        (date(9999, 12, 1), date(9999, 12, 31), "start_date"),
+        (date(9998, 12, 31), date(9999, 1, 1), "end_date"),
+    ],
+)
+def test_dates_outside_the_calendar_are_refused(appliance, start, end, field):
+    from appliance.query.spec import Query, QueryError
+
+    site = appliance.sites.add("dates.test")
+    with pytest.raises(QueryError) as raised:
+        Query(site=site, date_from=start, date_to=end)
+    assert raised.value.field == field
+    assert "1970-01-02" in raised.value.message and "9998-12-31" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "mode"),
+    [
+        (date(1970, 1, 2), date(1970, 1, 2), "previous_period"),
+        (date(1970, 1, 5), date(1970, 2, 5), "previous_period"),
+        (date(1970, 12, 31), date(1971, 1, 5), "year_over_year"),
+        (date(1971, 1, 1), date(1971, 1, 5), "year_over_year"),
+    ],
+)
+def test_comparisons_before_1970_are_refused(appliance, start, end, mode):
+    from appliance.query.spec import Query, QueryError
+
+    site = appliance.sites.add("compare.test")
+    query = Query(site=site, date_from=start, date_to=end, interval="hour")
+    with pytest.raises(QueryError) as raised:
+        query.compared(mode)
+    assert raised.value.field == "compare"
+    with pytest.raises(QueryError):
+        appliance.stats.aggregate_compared(query, mode)
+
+
+def test_the_edges_of_the_calendar_answer(appliance):
+    from appliance.query.spec import Query
+
+    site = appliance.sites.add("edges.test")
+    for start, end in ((date(1970, 1, 2), date(1970, 1, 3)), (date(9998, 12, 30), date(9998, 12, 31))):
+        query = Query(site=site, date_from=start, date_to=end, interval="hour")
+        assert appliance.stats.timeseries(query)
+        assert appliance.stats.aggregate(query)["visitors"] == 0
+    later = Query(site=site, date_from=date(1971, 1, 2), date_to=date(1971, 1, 3))
+    assert later.compared("year_over_year").date_from == date(1970, 1, 2)
+    assert later.compared("previous_period").date_from == date(1970, 12, 31)

@@ -1,0 +1,44 @@
+"""How deep a JSON document nests, checked before it is decoded.
+
+A decoder recurses once per ``[`` or ``{``: a body of 100 000 brackets exhausts the
+interpreter's recursion limit (a ``RecursionError``, answered 500 with a traceback). Nothing
+Footfall takes nests deeper than a handful of levels, so every JSON document it decodes
+(ingest bodies, the API's request bodies, the ``filters`` parameter) is refused beyond
+:data:`MAX_JSON_DEPTH`. The scan is cheap: a document with fewer opening brackets than the
+limit is not scanned at all, and brackets inside strings do not count.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_JSON_DEPTH = 32
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+# a string (escapes included; an unterminated one runs to the end)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+# keep only the brackets, braces turned into brackets: nesting is nesting either way
+_ONLY_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_too_deep(document: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``document`` opens more than ``limit`` arrays or objects inside each other.
+
+    Exact for well-formed JSON; a malformed document may be refused a little early (it would
+    be refused anyway). Each round removes the innermost ``[]`` pairs (a bytes replace, no
+    Python loop per byte), so a balanced document of depth *d* is gone after *d* rounds.
+    """
+    if isinstance(document, str):
+        document = document.encode("utf-8", "surrogatepass")
+    if document.count(b"[") + document.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", document).translate(_ONLY_BRACKETS, _NOT_BRACKETS)
+    rounds = 0
+    while b"[]" in brackets:
+        if rounds == limit:
+            return True  # a pair still inside ``limit`` others
+        brackets = brackets.replace(b"[]", b"")
+        rounds += 1
+    # what is left is unbalanced: ``]]][[[``; its opens may nest on top of the removed pairs
+    return rounds + brackets.count(b"[") > limit
