@@ -185,6 +185,14 @@ def site_of(connection: ASGIConnection) -> Site:
     return site
 
 
+def sees_event_details(connection: ASGIConnection) -> bool:
+    """Whether the caller may see an event's custom properties and other raw details (the
+    analyst-level fields of :class:`appliance.live.LiveEvent`): a user allowed the raw event
+    export. Viewers, shared links and anonymous visitors of a public site may not."""
+    principal = principal_of(connection)
+    return principal is not None and principal.user is not None and principal.user.can(Permission.EXPORT_EVENTS)
+
+
 def can_read_site(user: User, site: Site) -> bool:
     return user.can_read_site(site.id)
 
