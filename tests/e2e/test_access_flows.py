@@ -206,6 +206,27 @@ def test_public_site_is_readable_anonymously_but_only_that_site(server):
     assert _aggregate(server, public, {}).status_code == 401
 
 
+def test_shared_links_and_public_visitors_get_no_settings_page(server):
+    """The README promises a shared link "no settings": the settings page (snippet, allowed
+    hostnames, retention, shared-link state) is for signed-in users with access to the site."""
+    shared, public = _site(server), _site(server, public=True)
+    token = httpx.post(f"{server.url}/api/v1/sites/{shared}/shared-link", headers=server.auth()).json()["token"]
+    with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER_UA}) as anonymous:
+        dashboard = anonymous.get(f"/sites/{shared}", params={"auth": token})
+        assert dashboard.status_code == 200 and "/settings" not in dashboard.text
+        refused = anonymous.get(f"/sites/{shared}/settings", params={"auth": token})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["status"] == "error" and "footfall.js" not in refused.text
+        dashboard = anonymous.get(f"/sites/{public}")
+        assert dashboard.status_code == 200 and "/settings" not in dashboard.text
+        refused = anonymous.get(f"/sites/{public}/settings")
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/login?next="), refused.text
+    viewer = _user(server, "viewer", [shared])
+    session, _ = dashboard_login(server.url, viewer, PASSWORD)
+    with httpx.Client(base_url=server.url, cookies={"footfall_session": session}) as member:
+        assert member.get(f"/sites/{shared}/settings").status_code == 200  # read-only, but theirs
+
+
 # -- credentials follow their user -------------------------------------------------------------------
 def test_role_changes_and_deletion_take_effect_at_once(server):
     site = _site(server)
