@@ -197,16 +197,23 @@ def can_read_site(user: User, site: Site) -> bool:
     return user.can_read_site(site.id)
 
 
+class LoginThrottled(TooManyRequestsException):
+    """A login refused by the throttle: the JSON API answers it as any 429 (JSON, Retry-After),
+    the dashboard's login form renders the login page with the wait."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"too many login attempts; try again in {seconds} s", headers={"Retry-After": str(seconds)})
+        self.seconds = seconds
+
+
 def throttled_login(connection: ASGIConnection, username: str, password: str) -> User | None:
     """Verify a password behind the login throttle (per client IP, per username); the API's
-    authenticate and the dashboard's login both come here. Raises 429 with Retry-After."""
+    authenticate and the dashboard's login both come here. Raises :class:`LoginThrottled`
+    (429 with Retry-After)."""
     throttle = connection.app.state.login_throttle
     wait = throttle.check(client_ip(connection), username)
     if wait:
-        seconds = retry_after(wait)
-        raise TooManyRequestsException(
-            f"too many login attempts; try again in {seconds} s", headers={"Retry-After": str(seconds)}
-        )
+        raise LoginThrottled(retry_after(wait))
     user = _appliance(connection).accounts.verify_password(username, password)
     if user is None:
         throttle.failed(username)

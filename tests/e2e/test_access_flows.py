@@ -79,6 +79,32 @@ def test_repeated_bad_passwords_are_throttled_and_the_right_one_works_after_the_
     assert answer.json()["token"].startswith("ff_")
 
 
+def test_a_throttled_form_login_shows_the_login_page_with_the_wait(own_server):
+    """The dashboard's login form, once throttled, answers the login page (HTML, 429,
+    Retry-After) saying how long to wait; the JSON API keeps its JSON 429."""
+    handle = own_server(env={
+        "FOOTFALL_AUTH_LOGIN_BURST_PER_USERNAME": "2",
+        "FOOTFALL_AUTH_LOGIN_RATE_PER_USERNAME_PER_MINUTE": "6",  # one attempt back every 10 s
+    })
+    with httpx.Client(base_url=handle.url, headers={"user-agent": BROWSER_UA}) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+        for _ in range(2):
+            wrong = browser.post("/login", data={"username": "admin", "password": "wrong-password-0", "csrf": csrf})
+            assert wrong.status_code == 401 and "Wrong username or password." in wrong.text
+        throttled = browser.post("/login?next=/sites", data={"username": "admin", "password": handle.password,
+                                                             "csrf": csrf, "next": "/sites"})
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.headers["content-type"].startswith("text/html")
+        wait = int(throttled.headers["Retry-After"])
+        assert 1 <= wait <= 10
+        assert f"Too many attempts; try again in {wait} seconds." in throttled.text
+        assert 'name="csrf"' in throttled.text and 'value="admin"' in throttled.text  # the form, ready again
+        assert "footfall_session" not in throttled.cookies
+    api = _login(handle.url, "admin", handle.password)
+    assert api.status_code == 429 and api.json()["status"] == "error"
+    assert api.headers["content-type"].startswith("application/json") and "Retry-After" in api.headers
+
+
 def test_login_attempts_are_throttled_per_ip(own_server):
     handle = own_server(env={"FOOTFALL_AUTH_LOGIN_BURST_PER_IP": "4", "FOOTFALL_AUTH_LOGIN_RATE_PER_IP_PER_MINUTE": "1"})
     codes = [_login(handle.url, f"nobody-{i}", "wrong-password-0").status_code for i in range(6)]
