@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.accounts.permissions import Role
 from appliance.accounts.users import ApiKey, User
+from appliance.events.live import LiveEvent, live_event
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.periods import local_today
@@ -36,6 +37,7 @@ from web.auth import (
     can_view_site,
     principal_of,
     requires_user,
+    sees_event_details,
     site_of,
     throttled_login,
 )
@@ -481,6 +483,14 @@ class StatsController(Controller):
         return {"status": "success", "data": _appliance(request).stats.custom_events(query)}
 
 
+class LiveAnswer(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/live``: the current visitors and the latest events, newest first."""
+
+    status: str
+    current_visitors: int
+    data: list[LiveEvent]
+
+
 class LiveController(Controller):
     path = "/api/v1/live"
     tags = ["live"]
@@ -490,23 +500,18 @@ class LiveController(Controller):
     async def live(
         self, request: Request, site: SiteParam = None,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=5000)] = 100,
-    ) -> dict[str, Any]:
+    ) -> LiveAnswer:
+        """Latest first, each as a ``LiveEvent``: custom properties and the other event details
+        only for analysts and admins; never a session id, visitor id or user id."""
         site_record = _site_for(request, site)
         appliance = _appliance(request)
+        details = sees_event_details(request)
         items = appliance.live.latest(limit, site_record.id)
-        return {
-            "status": "success",
-            "current_visitors": appliance.stats.current_visitors(site_record),
-            "data": [_live_item(event_id, event) for event_id, event in items],
-        }
-
-
-def _live_item(event_id: str, event) -> dict[str, Any]:
-    item = msgspec.to_builtins(event)
-    item["event_id"] = "evt_" + event_id
-    item["kind"] = event.kind.name.lower()
-    item.pop("visitor_id", None)
-    return item
+        return LiveAnswer(
+            status="success",
+            current_visitors=appliance.stats.current_visitors(site_record),
+            data=[live_event(event_id, event, details=details) for event_id, event in items],
+        )
 
 
 class HealthController(Controller):

@@ -186,20 +186,35 @@ def site_of(connection: ASGIConnection) -> Site:
     return site
 
 
+def sees_event_details(connection: ASGIConnection) -> bool:
+    """Whether the caller may see an event's custom properties and other raw details (the
+    analyst-level fields of :class:`appliance.live.LiveEvent`): a user allowed the raw event
+    export. Viewers, shared links and anonymous visitors of a public site may not."""
+    principal = principal_of(connection)
+    return principal is not None and principal.user is not None and principal.user.can(Permission.EXPORT_EVENTS)
+
+
 def can_read_site(user: User, site: Site) -> bool:
     return user.can_read_site(site.id)
 
 
+class LoginThrottled(TooManyRequestsException):
+    """A login refused by the throttle: the JSON API answers it as any 429 (JSON, Retry-After),
+    the dashboard's login form renders the login page with the wait."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"too many login attempts; try again in {seconds} s", headers={"Retry-After": str(seconds)})
+        self.seconds = seconds
+
+
 def throttled_login(connection: ASGIConnection, username: str, password: str) -> User | None:
     """Verify a password behind the login throttle (per client IP, per username); the API's
-    authenticate and the dashboard's login both come here. Raises 429 with Retry-After."""
+    authenticate and the dashboard's login both come here. Raises :class:`LoginThrottled`
+    (429 with Retry-After)."""
     throttle = connection.app.state.login_throttle
     wait = throttle.check(client_ip(connection), username)
     if wait:
-        seconds = retry_after(wait)
-        raise TooManyRequestsException(
-            f"too many login attempts; try again in {seconds} s", headers={"Retry-After": str(seconds)}
-        )
+        raise LoginThrottled(retry_after(wait))
     user = _appliance(connection).accounts.verify_password(username, password)
     if user is None:
         throttle.failed(username)
@@ -277,17 +292,19 @@ class Guard:
         site: bool = False,
         dashboard: bool = False,
         password_login: bool = False,
+        links: bool = True,
     ) -> None:
         self.permission = permission
         self.site = site
         self.dashboard = dashboard
         self.password_login = password_login  # refuse API keys (they may not mint more keys)
-        # Anonymous callers (public sites) and shared links may only read a site's stats.
-        self._open_to_links = site and permission is Permission.VIEW_STATS
+        # Anonymous callers (public sites) and shared links may only read a site's stats, and
+        # not where the route is for signed-in users only (``links=False``: a site's settings).
+        self.open_to_links = links and site and permission is Permission.VIEW_STATS
 
     def __repr__(self) -> str:
         where = "dashboard" if self.dashboard else "api"
-        return f"Guard({self.permission}, site={self.site}, {where})"
+        return f"Guard({self.permission}, site={self.site}, {where}, links={self.open_to_links})"
 
     def _unauthenticated(self, message: str) -> NotAuthorizedException:
         if self.dashboard:
@@ -298,7 +315,7 @@ class Guard:
         unsafe = connection.scope.get("method", "GET") not in SAFE_METHODS
         principal = session_principal(connection) if self.dashboard else api_principal(connection)
         if principal is None:
-            if self._open_to_links and not unsafe:
+            if self.open_to_links and not unsafe:
                 site = _resolve_site(connection, None)
                 if site is not None and site.public:
                     principal = Principal(via="public", read_only=True, site_id=site.id)
@@ -315,8 +332,8 @@ class Guard:
         ):
             raise PermissionDeniedException("missing or wrong CSRF token")
         if principal.user is None:  # a shared link or a public dashboard
-            if not self._open_to_links:
-                raise PermissionDeniedException("a shared link only opens its site's dashboard")
+            if not self.open_to_links:
+                raise PermissionDeniedException("a shared link only opens its site's dashboard, not this page")
         else:
             if not principal.user.can(self.permission):
                 raise PermissionDeniedException(
@@ -352,6 +369,7 @@ requires_admin = can_manage_users  # the seed's name
 # Dashboard guards (session cookie + CSRF; shared links on a site's pages)
 requires_dashboard_user = Guard(Permission.USE_ACCOUNT, dashboard=True)
 dashboard_site_viewer = Guard(Permission.VIEW_STATS, site=True, dashboard=True)
+dashboard_site_member = Guard(Permission.VIEW_STATS, site=True, dashboard=True, links=False)  # no shared link
 dashboard_site_analyst = Guard(Permission.DEFINE, site=True, dashboard=True)
 dashboard_admin = Guard(Permission.MANAGE_USERS, dashboard=True)
 

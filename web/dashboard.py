@@ -32,6 +32,7 @@ from appliance.sites import SiteError
 from web.auth import (
     Guard,
     dashboard_admin,
+    dashboard_site_member,
     dashboard_site_viewer,
     principal_of,
     requires_dashboard_user,
@@ -239,7 +240,8 @@ class SitesController(Controller):
             page=page, pages=pages, total=len(rows), base=base, joiner=joiner, **_view_options(),
         )
 
-    @get("/{domain:str}/settings", guards=[dashboard_site_viewer], summary="A site's settings and tracking snippet")
+    @get("/{domain:str}/settings", guards=[dashboard_site_member],
+         summary="A site's settings and tracking snippet (signed-in users; no shared link or public visitor)")
     async def settings_page(self, request: Request, domain: str) -> Template:
         return _settings_page(request)
 

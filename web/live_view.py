@@ -6,6 +6,10 @@ renders the current state, then htmx's SSE extension keeps it fresh from
 subscriber queues right after the commit, and the stream sends the new rows (``events``)
 at once, and the visitor count and the chart (``visitors``, ``chart``) at most once a
 second, plus every ten seconds so the 30-minute window keeps moving while nobody visits.
+
+Rows are rendered from :class:`appliance.live.LiveEvent`, the shape ``GET /api/v1/live``
+answers, built for the caller: custom properties only for analysts and admins, and never a
+session id or visitor id for anyone.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any
 from litestar import Controller, MediaType, Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
+from appliance.events.live import LiveEvent, live_event
 from appliance.models import Event, EventKind
 from appliance.periods import zone
-from web.auth import dashboard_site_viewer, site_of
+from web.auth import dashboard_site_viewer, sees_event_details, site_of
 from web.charts import Point, line_chart
 from web.dashboard import _nav
 from web.widgets import country_label
@@ -30,21 +35,22 @@ WINDOW_MINUTES = 30
 STREAM_ROWS = 40
 REFRESH_SECONDS = 10.0
 THROTTLE_SECONDS = 1.0
-KIND_LABELS = {EventKind.PAGEVIEW: "Page view", EventKind.CUSTOM: "Event", EventKind.CONVERSION: "Conversion"}
+KIND_LABELS = {"pageview": "Page view", "custom": "Event", "conversion": "Conversion"}
 
 
 def _appliance(request: Request):
     return request.app.state.appliance
 
 
-def event_row(event_id: str, event: Event, timezone: str) -> dict[str, Any]:
+def event_row(event: LiveEvent, timezone: str) -> dict[str, Any]:
+    """One row of the live table, from what the caller may see of the event."""
     moment = datetime.fromtimestamp(event.timestamp, UTC).astimezone(zone(timezone))
     return {
-        "id": event_id,
+        "id": event.event_id.removeprefix("evt_"),
         "time": f"{moment:%H:%M:%S}",
         "kind": KIND_LABELS.get(event.kind, "Event"),
-        "kind_class": event.kind.name.lower(),
-        "name": "" if event.kind is EventKind.PAGEVIEW else event.name,
+        "kind_class": event.kind,
+        "name": "" if event.kind == "pageview" else event.name,
         "path": event.path,
         "source": event.source or "Direct",
         "country": event.country,
@@ -52,7 +58,14 @@ def event_row(event_id: str, event: Event, timezone: str) -> dict[str, Any]:
         "device": event.device,
         "browser": event.browser,
         "revenue": f"{event.revenue / 100:.2f} {event.currency}" if event.revenue else "",
+        "props": sorted((event.props or {}).items()),
     }
+
+
+def rows_for(request: Request, items: list[tuple[str, Event]], timezone: str) -> list[dict[str, Any]]:
+    """The visible events of ``items`` as rows, with the details the caller may see."""
+    details = sees_event_details(request)
+    return [event_row(live_event(i, e, details=details), timezone) for i, e in items if visible(e)]
 
 
 def visible(event: Event) -> bool:
@@ -82,7 +95,7 @@ def live_state(request: Request) -> dict[str, Any]:
     site = site_of(request)
     appliance = _appliance(request)
     items = appliance.live.latest(10_000, site.id)
-    rows = [event_row(event_id, event, site.timezone) for event_id, event in items if visible(event)][:STREAM_ROWS]
+    rows = rows_for(request, items, site.timezone)[:STREAM_ROWS]
     return {
         "site": site,
         "current": appliance.stats.current_visitors(site),
@@ -132,7 +145,7 @@ class LiveController(Controller):
                     except TimeoutError:
                         batch = None
                     if batch:
-                        rows = [event_row(i, e, site.timezone) for i, e in batch if e.site_id == site.id and visible(e)]
+                        rows = rows_for(request, [(i, e) for i, e in batch if e.site_id == site.id], site.timezone)
                         if rows:
                             yield ServerSentEventMessage(event="events", data=render("_live_rows.html", rows=rows[::-1]))
                         if any(e.site_id == site.id for _, e in batch):

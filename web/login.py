@@ -26,6 +26,7 @@ from web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     LoginRequired,
+    LoginThrottled,
     csrf_token,
     is_https,
     new_login_csrf,
@@ -46,13 +47,15 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _login_page(request: Request, *, error: str = "", status: int = 200, username: str = "") -> Template:
+def _login_page(request: Request, *, error: str = "", status: int = 200, username: str = "",
+                headers: dict[str, str] | None = None) -> Template:
     token = new_login_csrf(request)
     return Template(
         template_name="login.html",
         context={"error": error, "username": username, "next": _safe_next(request.query_params.get("next")),
                  "csrf": token},
         status_code=status,
+        headers=headers,
         cookies=[Cookie(key=LOGIN_CSRF_COOKIE, value=token, httponly=True, samesite="lax",
                         secure=is_https(request), path="/login", max_age=3600)],
         media_type=MediaType.HTML,
@@ -80,7 +83,12 @@ class SessionController(Controller):
         password = str(form.get("password", ""))
         if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get(CSRF_FIELD, ""))):
             return _login_page(request, error="The form expired. Please try again.", status=403, username=username)
-        user = throttled_login(request, username, password)
+        try:
+            user = throttled_login(request, username, password)
+        except LoginThrottled as throttled:  # the login page again, not the API's JSON 429
+            wait = f"{throttled.seconds} second{'' if throttled.seconds == 1 else 's'}"
+            return _login_page(request, error=f"Too many attempts; try again in {wait}.", status=429,
+                               username=username, headers={"Retry-After": str(throttled.seconds)})
         if user is None:
             return _login_page(request, error="Wrong username or password.", status=401, username=username)
         accounts = request.app.state.appliance.accounts

@@ -79,6 +79,32 @@ def test_repeated_bad_passwords_are_throttled_and_the_right_one_works_after_the_
     assert answer.json()["token"].startswith("ff_")
 
 
+def test_a_throttled_form_login_shows_the_login_page_with_the_wait(own_server):
+    """The dashboard's login form, once throttled, answers the login page (HTML, 429,
+    Retry-After) saying how long to wait; the JSON API keeps its JSON 429."""
+    handle = own_server(env={
+        "FOOTFALL_AUTH_LOGIN_BURST_PER_USERNAME": "2",
+        "FOOTFALL_AUTH_LOGIN_RATE_PER_USERNAME_PER_MINUTE": "6",  # one attempt back every 10 s
+    })
+    with httpx.Client(base_url=handle.url, headers={"user-agent": BROWSER_UA}) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+        for _ in range(2):
+            wrong = browser.post("/login", data={"username": "admin", "password": "wrong-password-0", "csrf": csrf})
+            assert wrong.status_code == 401 and "Wrong username or password." in wrong.text
+        throttled = browser.post("/login?next=/sites", data={"username": "admin", "password": handle.password,
+                                                             "csrf": csrf, "next": "/sites"})
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.headers["content-type"].startswith("text/html")
+        wait = int(throttled.headers["Retry-After"])
+        assert 1 <= wait <= 10
+        assert f"Too many attempts; try again in {wait} seconds." in throttled.text
+        assert 'name="csrf"' in throttled.text and 'value="admin"' in throttled.text  # the form, ready again
+        assert "footfall_session" not in throttled.cookies
+    api = _login(handle.url, "admin", handle.password)
+    assert api.status_code == 429 and api.json()["status"] == "error"
+    assert api.headers["content-type"].startswith("application/json") and "Retry-After" in api.headers
+
+
 def test_login_attempts_are_throttled_per_ip(own_server):
     handle = own_server(env={"FOOTFALL_AUTH_LOGIN_BURST_PER_IP": "4", "FOOTFALL_AUTH_LOGIN_RATE_PER_IP_PER_MINUTE": "1"})
     codes = [_login(handle.url, f"nobody-{i}", "wrong-password-0").status_code for i in range(6)]
@@ -204,6 +230,27 @@ def test_public_site_is_readable_anonymously_but_only_that_site(server):
     changed = httpx.patch(f"{server.url}/api/v1/sites/{public}", headers=server.auth(), json={"public": False})
     assert changed.status_code == 200 and changed.json()["data"]["public"] is False
     assert _aggregate(server, public, {}).status_code == 401
+
+
+def test_shared_links_and_public_visitors_get_no_settings_page(server):
+    """The README promises a shared link "no settings": the settings page (snippet, allowed
+    hostnames, retention, shared-link state) is for signed-in users with access to the site."""
+    shared, public = _site(server), _site(server, public=True)
+    token = httpx.post(f"{server.url}/api/v1/sites/{shared}/shared-link", headers=server.auth()).json()["token"]
+    with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER_UA}) as anonymous:
+        dashboard = anonymous.get(f"/sites/{shared}", params={"auth": token})
+        assert dashboard.status_code == 200 and "/settings" not in dashboard.text
+        refused = anonymous.get(f"/sites/{shared}/settings", params={"auth": token})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["status"] == "error" and "footfall.js" not in refused.text
+        dashboard = anonymous.get(f"/sites/{public}")
+        assert dashboard.status_code == 200 and "/settings" not in dashboard.text
+        refused = anonymous.get(f"/sites/{public}/settings")
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/login?next="), refused.text
+    viewer = _user(server, "viewer", [shared])
+    session, _ = dashboard_login(server.url, viewer, PASSWORD)
+    with httpx.Client(base_url=server.url, cookies={"footfall_session": session}) as member:
+        assert member.get(f"/sites/{shared}/settings").status_code == 200  # read-only, but theirs
 
 
 # -- credentials follow their user -------------------------------------------------------------------

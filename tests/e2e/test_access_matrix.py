@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from appliance.accounts.permissions import Permission, Role
+from appliance.accounts.permissions import Role
 from appliance.config import load_settings
 from tests.servers import start_server
 from tests.web.route_table import (
@@ -175,8 +175,7 @@ def expected(rule: Rule, method: str, caller: Caller, site_a: str) -> str:
     if rule.dashboard and caller.kind in ("api_key", "readonly_key"):
         return "401"  # bearer credentials do not open dashboard pages
     if caller.kind == "share":
-        opens = rule.site and rule.permission is Permission.VIEW_STATS and not unsafe
-        return "allow" if opens else "403"
+        return "allow" if rule.open_to_links and not unsafe else "403"
     if caller.kind == "readonly_key" and unsafe:
         return "403"
     if not role_has(caller.role, rule.permission):

@@ -233,6 +233,29 @@ def test_screenshots_of_admin_pages_dark_mode_and_a_phone(seeded, browser):
     phone.context.close()
 
 
+def test_a_throttled_login_says_how_long_to_wait(browser, tmp_path):
+    """After too many wrong passwords the browser gets the login page again, not JSON."""
+    handle = start_server(tmp_path / "data", env={"FOOTFALL_AUTH_LOGIN_BURST_PER_USERNAME": "1",
+                                                  "FOOTFALL_AUTH_LOGIN_RATE_PER_USERNAME_PER_MINUTE": "6"})
+    try:
+        page = open_page(browser)
+        page.goto(f"{handle.url}/login?next=/sites")
+        for _ in range(2):
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill("wrong-password-0")
+            with page.expect_navigation() as navigation:
+                page.get_by_role("button", name="Log in").click()
+        answer = navigation.value
+        assert answer.status == 429 and answer.headers["content-type"].startswith("text/html")
+        wait = int(answer.headers["retry-after"])
+        expect(page.get_by_role("alert")).to_have_text(f"Too many attempts; try again in {wait} seconds.")
+        expect(page.get_by_label("Username")).to_have_value("admin")
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+        page.context.close()
+    finally:
+        handle.stop()
+
+
 def test_artifacts_were_written():
     names = {path.name for path in Path(SHOTS).glob("*.png")}
     assert {"01-login.png", "03-dashboard.png", "04-dashboard-filtered.png", "06-live.png"} <= names

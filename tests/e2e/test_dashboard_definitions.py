@@ -277,7 +277,7 @@ def test_the_shared_link_and_a_public_site_open_a_read_only_dashboard(server):
         assert anonymous.get(html.unescape(funnel)).status_code == 200
         refused = anonymous.post(f"/sites/{SITE}/goals", params={"auth": token}, data={"name": "x"})
         assert refused.status_code == 403
-        assert anonymous.get(f"/sites/{SITE}/settings", params={"auth": token}).status_code == 200
+        assert anonymous.get(f"/sites/{SITE}/settings", params={"auth": token}).status_code == 403
     with httpx.Client(base_url=server.url, headers=server.auth()) as api:
         assert api.patch(f"/api/v1/sites/{SITE}", json={"public": True}).status_code == 200
     try:

@@ -37,6 +37,7 @@ class Rule:
     site: bool
     dashboard: bool
     password_login: bool
+    open_to_links: bool  # shared links and anonymous visitors of a public site are let in
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ def documented_rules() -> dict[tuple[str, str], Rule]:
                 site=site == "yes",
                 dashboard="dashboard" in credential,
                 password_login="password login" in credential,
+                # a site's stats are open to its shared link and, on a public site, to anyone,
+                # unless the row says the route is for signed-in users only
+                open_to_links=(site == "yes" and Permission(permission) is Permission.VIEW_STATS
+                               and "signed-in users" not in credential),
             )
     return rules
 
@@ -100,12 +105,14 @@ def rule_of(entry: RouteEntry) -> Rule | None:
     if not ours:
         return None
     guard = ours[-1]  # the innermost (handler-level) guard is the specific one
-    return Rule(guard.permission, guard.site, guard.dashboard, guard.password_login)
+    return Rule(guard.permission, guard.site, guard.dashboard, guard.password_login, guard.open_to_links)
 
 
 def docs_row(entry: RouteEntry, rule: Rule) -> str:
     """The docs/security.md row that describes ``rule`` for ``entry`` (for failure messages)."""
     credential = "dashboard" if rule.dashboard else "api" + (", password login" if rule.password_login else "")
+    if rule.site and rule.permission is Permission.VIEW_STATS and not rule.open_to_links:
+        credential += ", signed-in users"
     site = "yes" if rule.site else "no"
     return f"| `{entry.method} {entry.path}` | {rule.permission} | {site} | {credential} |"
 
