@@ -36,6 +36,7 @@ from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
+from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
@@ -172,7 +173,8 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        appliance.open()
+        # The worker owns the data dir's events; a previous worker may still be closing.
+        appliance.open(lock_wait=SERVER_LOCK_WAIT_SECONDS, role=SERVER_ROLE)
         app.state.appliance = appliance
         try:
             _document_ingest(app)
