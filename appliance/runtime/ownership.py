@@ -14,9 +14,12 @@ not need it: they open a :class:`~appliance.runtime.records.RecordsSession`.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "footfall.lock"
 SERVER_ROLE = "server"
@@ -77,6 +80,7 @@ class WriterLock:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path(self.data_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline = time.monotonic() + wait
+        waited = False
         try:
             while True:
                 try:
@@ -85,6 +89,11 @@ class WriterLock:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise DataDirBusy(self.data_dir, *read_owner(self.data_dir)) from None
+                    if not waited:
+                        waited = True
+                        pid, role = read_owner(self.data_dir)
+                        log.warning("waiting up to %.0f s for %s (pid %s) to release %s",
+                                    wait, role or "another process", pid or "unknown", self.data_dir)
                     time.sleep(_POLL_SECONDS)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n{self.role}\n".encode(), 0)
