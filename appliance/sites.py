@@ -1,7 +1,10 @@
 """Sites: the domains Footfall tracks, each with its own time zone, retention and hostnames.
 
 Kept in LMDB records and mirrored in an in-memory dict, because the ingest hot path resolves
-a site for every event. A site may be public (anyone may read its dashboard) and may have a
+a site for every event. Another process may change the records (``footfall site add`` beside
+a running server): every write bumps the ``sites`` generation in the same transaction, and
+the registry reloads when the generation moved, checked when a domain or id is not found
+and otherwise at most every ``RECHECK_SECONDS`` (no LMDB transaction per event). A site may be public (anyone may read its dashboard) and may have a
 shared-link token: a secret, stored only as a digest, that grants read-only access to that
 one site, as Plausible's shared links do.
 """
@@ -27,6 +30,8 @@ _KIND = "site"
 _SHARE = "share"
 _HOSTNAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
+_GENERATION = "sites"
+RECHECK_SECONDS = 1.0
 
 
 class SiteError(DomainError):
@@ -87,24 +92,73 @@ class SiteRegistry:
         self._records = records
         self._default_timezone = default_timezone
         self._default_retention = default_retention_days
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # serialises this process's writes of sites
+        # Guards the in-memory copy and its generation; never held across a wait for
+        # another thread (``remove`` holds ``_lock`` while the writer thread reads sites).
+        self._memory = threading.Lock()
         self._by_domain: dict[str, Site] = {}
         self._by_id: dict[int, Site] = {}
-        for _, raw in records.scan(_KIND):
-            site = msgspec.msgpack.decode(raw, type=Site)
-            self._by_domain[site.domain] = site
-            self._by_id[site.id] = site
+        self._generation = -1  # the generation the in-memory copy reflects
+        self._removing: set[int] = set()  # unlisted while their data goes: never reloaded
+        self._next_check = 0.0
+        self.reload_if_changed()
+
+    # -- noticing other processes' writes --------------------------------------------------
+    def reload_if_changed(self) -> bool:
+        """Reload every site if the stored generation moved; True if it did."""
+        self._next_check = time.monotonic() + RECHECK_SECONDS
+        with self._store.read() as txn:
+            generation = self._records.generation(_GENERATION, txn)
+            if generation == self._generation:
+                return False
+            sites = [msgspec.msgpack.decode(raw, type=Site) for _, raw in self._records.scan(_KIND, txn)]
+        with self._memory:
+            sites = [site for site in sites if site.id not in self._removing]
+            self._by_domain = {site.domain: site for site in sites}
+            self._by_id = {site.id: site for site in sites}
+            self._generation = generation
+        return True
+
+    def _recheck_now_and_then(self) -> None:
+        if time.monotonic() >= self._next_check:
+            self.reload_if_changed()
+
+    def _bump(self, txn) -> int:
+        return self._records.bump_generation(txn, _GENERATION)
+
+    def _wrote(self, previous: int, change) -> None:
+        """After a committed write that bumped the generation from ``previous``: apply it to
+        the in-memory copy. If someone else wrote in between, the copy stays marked stale
+        (its generation behind the stored one) and the next check reloads it."""
+        with self._memory:
+            change()
+            if previous == self._generation:
+                self._generation = previous + 1
+
+    # -- lookups --------------------------------------------------------------------------
+    def _lookup(self, domain: str) -> Site | None:
+        by_domain = self._by_domain
+        site = by_domain.get(domain)
+        if site is None and domain:
+            site = by_domain.get(normalise_domain(domain))
+        return site
 
     def get(self, domain: str) -> Site | None:
-        site = self._by_domain.get(domain)
-        if site is None and domain:
-            site = self._by_domain.get(normalise_domain(domain))
+        self._recheck_now_and_then()
+        site = self._lookup(domain)
+        if site is None and domain and self.reload_if_changed():
+            site = self._lookup(domain)
         return site
 
     def by_id(self, site_id: int) -> Site | None:
-        return self._by_id.get(site_id)
+        self._recheck_now_and_then()
+        site = self._by_id.get(site_id)
+        if site is None and self.reload_if_changed():
+            site = self._by_id.get(site_id)
+        return site
 
     def all(self) -> list[Site]:
+        self._recheck_now_and_then()
         return sorted(self._by_id.values(), key=lambda site: site.id)
 
     def add(
@@ -122,10 +176,13 @@ class SiteRegistry:
         allowed_hostnames = _checked_hostnames(allowed_hostnames or [])
         name = _checked_name(name)
         with self._lock:
-            if domain in self._by_domain:
+            if self.get(domain) is not None:
                 raise SiteError("domain", f"site already exists: {domain}")
 
             def create(txn):
+                if self._records.get(_KIND, domain, txn) is not None:  # made by another process
+                    raise SiteError("domain", f"site already exists: {domain}")
+                previous = self._bump(txn)
                 site_id = self._records.next_id(txn, "site")
                 site = Site(
                     id=site_id,
@@ -137,11 +194,15 @@ class SiteRegistry:
                     created_at=time.time(),
                 )
                 self._records.put(txn, _KIND, domain, msgspec.msgpack.encode(site))
-                return site
+                return site, previous
 
-            site = self._store.write(create)
-            self._by_domain[domain] = site
-            self._by_id[site.id] = site
+            site, previous = self._store.write(create)
+
+            def remember():
+                self._by_domain[domain] = site
+                self._by_id[site.id] = site
+
+            self._wrote(previous, remember)
             return site
 
     def change(
@@ -174,50 +235,72 @@ class SiteRegistry:
         with self._lock:
             if new_domain is not None and _checked_domain(new_domain) != site.domain:
                 changed.domain = _checked_domain(new_domain)
-                if changed.domain in self._by_domain:
+                if self.get(changed.domain) is not None:
                     raise SiteError("domain", f"site already exists: {changed.domain}", 409)
 
             def write(txn):
                 if changed.domain != site.domain:
+                    if self._records.get(_KIND, changed.domain, txn) is not None:
+                        raise SiteError("domain", f"site already exists: {changed.domain}", 409)
                     self._records.delete(txn, _KIND, site.domain)
                 self._records.put(txn, _KIND, changed.domain, msgspec.msgpack.encode(changed))
+                return self._bump(txn)
 
-            self._store.write(write)
-            self._by_domain[changed.domain] = changed
-            self._by_id[changed.id] = changed
-            if changed.domain != site.domain:
-                del self._by_domain[site.domain]
+            previous = self._store.write(write)
+
+            def remember():
+                self._by_domain[changed.domain] = changed
+                self._by_id[changed.id] = changed
+                if changed.domain != site.domain:
+                    self._by_domain.pop(site.domain, None)
+
+            self._wrote(previous, remember)
         return changed
 
     def update(self, site: Site) -> Site:
+        def write(txn):
+            self._records.put(txn, _KIND, site.domain, msgspec.msgpack.encode(site))
+            return self._bump(txn)
+
         with self._lock:
-            self._store.write(
-                lambda txn: self._records.put(txn, _KIND, site.domain, msgspec.msgpack.encode(site))
-            )
-            self._by_domain[site.domain] = site
-            self._by_id[site.id] = site
+            previous = self._store.write(write)
+
+            def remember():
+                self._by_domain[site.domain] = site
+                self._by_id[site.id] = site
+
+            self._wrote(previous, remember)
         return site
 
     def remove(self, domain: str, delete_data, flush=None) -> bool:
         """Remove a site; ``delete_data(txn, site)`` removes its counters, sketches and events;
         ``flush()``, called after the site is unlisted, waits for events still in flight."""
         with self._lock:
-            site = self._by_domain.get(normalise_domain(domain))
+            site = self.get(normalise_domain(domain))
             if site is None:
                 return False
 
-            # Unlisted first, so ingestion stops resolving it before its data goes.
-            del self._by_domain[site.domain]
-            del self._by_id[site.id]
-            if flush is not None:
-                flush()
+            # Unlisted first, so ingestion stops resolving it before its data goes (and a
+            # reload meanwhile does not bring it back).
+            with self._memory:
+                self._removing.add(site.id)
+                self._by_domain.pop(site.domain, None)
+                self._by_id.pop(site.id, None)
+            try:
+                if flush is not None:
+                    flush()
 
-            def remove(txn):
-                delete_data(txn, site)
-                self._records.delete(txn, _KIND, site.domain)
-                self._records.delete(txn, _SHARE, str(site.id))
+                def remove(txn):
+                    delete_data(txn, site)
+                    self._records.delete(txn, _KIND, site.domain)
+                    self._records.delete(txn, _SHARE, str(site.id))
+                    return self._bump(txn)
 
-            self._store.write(remove)
+                previous = self._store.write(remove)
+                self._wrote(previous, lambda: None)
+            finally:
+                with self._memory:
+                    self._removing.discard(site.id)
             return True
 
     # -- shared links ---------------------------------------------------------------------
@@ -240,7 +323,7 @@ class SiteRegistry:
         wanted = _digest(token).encode()
         for identifier, stored in self._records.scan(_SHARE):
             if secrets.compare_digest(stored, wanted):
-                return self._by_id.get(int(identifier))
+                return self.by_id(int(identifier))
         return None
 
 

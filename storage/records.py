@@ -1,7 +1,9 @@
 """Metadata records (users, sites, tokens, salts, settings) and id sequences.
 
 A record lives under ``kind/identifier``; its value is opaque bytes (the appliance stores
-msgspec MessagePack). Kinds are short ASCII names chosen by the caller.
+msgspec MessagePack). Kinds are short ASCII names chosen by the caller. A *generation* is a
+counter bumped in the same transaction as a write: a process that caches records (another
+process may write them: the CLI beside a server) compares it to notice changes cheaply.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ class Records:
             if not key.startswith(prefix):
                 return
             yield key[len(prefix) :].decode(), value
+
+    # -- generations: a counter another process can watch to know a kind of record changed --
+    def generation(self, name: str, txn=None) -> int:
+        key = f"generation/{name}".encode()
+        if txn is None:
+            with self._store.read() as own:
+                raw = own.get(key, db=self._sequences)
+        else:
+            raw = txn.get(key, db=self._sequences)
+        return unpack_u64(raw) if raw else 0
+
+    def bump_generation(self, txn, name: str) -> int:
+        """Advance the generation ``name`` inside ``txn``; returns the value it had."""
+        previous = self.generation(name, txn)
+        txn.put(f"generation/{name}".encode(), pack_u64(previous + 1), db=self._sequences)
+        return previous
 
     def next_id(self, txn, name: str) -> int:
         key = f"id/{name}".encode()

@@ -38,6 +38,7 @@ from appliance.errors import DomainError, StorageFullError
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
+from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
@@ -176,7 +177,8 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        appliance.open()
+        # The worker owns the data dir's events; a previous worker may still be closing.
+        appliance.open(lock_wait=SERVER_LOCK_WAIT_SECONDS, role=SERVER_ROLE)
         app.state.appliance = appliance
         try:
             _document_ingest(app)

@@ -171,6 +171,8 @@ class Accounts:
             self._check_email(email)
 
             def create(txn):
+                if self._records.get(_USER, username.lower(), txn) is not None:
+                    raise AccountError("username", "already taken")  # by another process meanwhile
                 user = User(
                     id=self._records.next_id(txn, "user"),
                     username=username,

@@ -3,6 +3,12 @@
 Every command takes ``--data DIR`` and ``--config FILE`` so scripts and tests can point it at
 any data dir. ``serve`` runs granian with one worker around ``web.app:make_app``; on the first
 start it creates an admin user and a demo site and prints how to use them.
+
+One process owns a data dir's events (:mod:`appliance.runtime.ownership`): the server, or a
+command that writes events (``demo``, ``site delete``) when no server runs; those refuse
+while a server runs. The commands that manage users, sites, API keys, the audit log and
+list plugins open a records-only session (:mod:`appliance.runtime.records`) and work beside
+a running server, which sees what they change at once.
 """
 
 from __future__ import annotations
@@ -21,15 +27,29 @@ from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError
 from appliance.hooks.manager import describe_plugins
 from appliance.runtime.appliance import Appliance
+from appliance.runtime.ownership import SERVER_ROLE, DataDirBusy
+from appliance.runtime.records import RecordsSession
 from appliance.sites import SiteError
 
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
 CLI_ACTOR = "cli"  # the audit log's "who" for command-line changes
 DEMO_SITE = "localhost"
+BOOTSTRAP_LOCK_WAIT_SECONDS = 5.0  # a server that was just stopped may still be closing
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, data_dir=args.data)
+
+
+def _records(args: argparse.Namespace) -> RecordsSession:
+    """Users, sites, API keys and the audit log: usable beside a running server."""
+    return RecordsSession(_settings(args))
+
+
+def _owned(args: argparse.Namespace, command: str) -> Appliance:
+    """The full appliance, for commands that write or delete events; raises
+    :class:`DataDirBusy` while a server (or another such command) owns the data dir."""
+    return Appliance(_settings(args)).open(role=f"footfall {command}")
 
 
 def _public_url(settings: Settings, host: str, port: int) -> str:
@@ -45,7 +65,7 @@ def bootstrap(settings: Settings) -> list[str]:
     lines = []
     data = Path(settings.data_dir)
     password_file = data / FIRST_PASSWORD_FILE
-    with Appliance(settings) as appliance:
+    with Appliance(settings).open(lock_wait=BOOTSTRAP_LOCK_WAIT_SECONDS, role=SERVER_ROLE) as appliance:
         users = appliance.accounts.list()
         # No admin at all (a fresh store, or only users made with `footfall user create`):
         # make one, unless the name is taken by a non-admin.
@@ -109,10 +129,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _site_ids(appliance, domains: list[str] | None) -> list[int]:
+def _site_ids(session, domains: list[str] | None) -> list[int]:
     ids = []
     for domain in domains or []:
-        site = appliance.sites.get(domain)
+        site = session.sites.get(domain)
         if site is None:
             raise SiteError("site", f"unknown site {domain!r}")
         ids.append(site.id)
@@ -128,11 +148,11 @@ def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     password, generated = _new_password(args)
-    with Appliance(_settings(args)) as appliance:
-        user = appliance.accounts.create(
-            args.username, password, args.role, args.email or "", _site_ids(appliance, args.site)
+    with _records(args) as session:
+        user = session.accounts.create(
+            args.username, password, args.role, args.email or "", _site_ids(session, args.site)
         )
-        appliance.audit.record(CLI_ACTOR, "user.create", user.username, role=args.role, sites=args.site or [])
+        session.audit.record(CLI_ACTOR, "user.create", user.username, role=args.role, sites=args.site or [])
     print(f"created {args.role} {user.username} (user{user.id})")
     if generated:
         print(f"password: {password}")
@@ -140,28 +160,28 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        for user in appliance.accounts.list():
-            sites = ",".join(site.domain for site in map(appliance.sites.by_id, user.sites) if site) or "-"
+    with _records(args) as session:
+        for user in session.accounts.list():
+            sites = ",".join(site.domain for site in map(session.sites.by_id, user.sites) if site) or "-"
             sites = "*" if user.role == "admin" else sites
             print(f"{user.username}\t{user.role}\t{user.email or '-'}\t{sites}")
     return 0
 
 
 def cmd_user_set_role(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        sites = _site_ids(appliance, args.site) if args.site is not None else None
-        user = appliance.accounts.update(args.username, role=args.role, sites=sites)
-        appliance.audit.record(CLI_ACTOR, "user.update", user.username, role=args.role, sites=args.site)
+    with _records(args) as session:
+        sites = _site_ids(session, args.site) if args.site is not None else None
+        user = session.accounts.update(args.username, role=args.role, sites=sites)
+        session.audit.record(CLI_ACTOR, "user.update", user.username, role=args.role, sites=args.site)
     print(f"{user.username} is now {user.role}")
     return 0
 
 
 def cmd_user_reset_password(args: argparse.Namespace) -> int:
     password, generated = _new_password(args)
-    with Appliance(_settings(args)) as appliance:
-        user = appliance.accounts.set_password(args.username, password)
-        appliance.audit.record(CLI_ACTOR, "user.reset_password", user.username)
+    with _records(args) as session:
+        user = session.accounts.set_password(args.username, password)
+        session.audit.record(CLI_ACTOR, "user.reset_password", user.username)
     print(f"password of {user.username} changed; their login tokens and sessions ended")
     if generated:
         print(f"password: {password}")
@@ -169,26 +189,26 @@ def cmd_user_reset_password(args: argparse.Namespace) -> int:
 
 
 def cmd_user_delete(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        user = appliance.accounts.delete(args.username)
-        appliance.audit.record(CLI_ACTOR, "user.delete", user.username)
+    with _records(args) as session:
+        user = session.accounts.delete(args.username)
+        session.audit.record(CLI_ACTOR, "user.delete", user.username)
     print(f"deleted {user.username} with their tokens, sessions and API keys")
     return 0
 
 
 def cmd_site_add(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        site = appliance.sites.add(
+    with _records(args) as session:
+        site = session.sites.add(
             args.domain, name=args.name or "", timezone=args.timezone, retention_days=args.retention_days
         )
-        appliance.audit.record(CLI_ACTOR, "site.create", site.domain, timezone=site.timezone)
+        session.audit.record(CLI_ACTOR, "site.create", site.domain, timezone=site.timezone)
     print(f"added {site.domain} (site {site.id}, {site.timezone})")
     return 0
 
 
 def cmd_site_list(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        for site in appliance.sites.all():
+    with _records(args) as session:
+        for site in session.sites.all():
             public = "\tpublic" if site.public else ""
             print(f"{site.domain}\t{site.timezone}\tretention {site.retention_days} days{public}")
     return 0
@@ -198,24 +218,24 @@ def cmd_site_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         print(f"footfall: this deletes {args.domain} and all its data; add --yes to confirm", file=sys.stderr)
         return 2
-    with Appliance(_settings(args)) as appliance:
+    with _owned(args, "site delete") as appliance:
         site = appliance.delete_site(args.domain)
         if site is None:
             raise SiteError("domain", f"unknown site {args.domain!r}")
         appliance.audit.record(CLI_ACTOR, "site.delete", site.domain, site_id=site.id)
-    print(f"deleted {site.domain} and its data (restart a running server to drop its cached copy)")
+    print(f"deleted {site.domain} and its data")
     return 0
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        user = appliance.accounts.get(args.username)
+    with _records(args) as session:
+        user = session.accounts.get(args.username)
         if user is None:
             raise AccountError("username", f"no such user: {args.username!r}")
-        key, record = appliance.accounts.create_api_key(
+        key, record = session.accounts.create_api_key(
             user, args.name, read_only=args.read_only, expires_in_days=args.expires_in_days
         )
-        appliance.audit.record(CLI_ACTOR, "apikey.create", f"{user.username}/{record.id}", name=record.name,
+        session.audit.record(CLI_ACTOR, "apikey.create", f"{user.username}/{record.id}", name=record.name,
                                read_only=record.read_only)
     print(f"API key {record.id} '{record.name}' for {user.username}{' (read-only)' if record.read_only else ''}")
     print(f"key: {key}")
@@ -224,25 +244,25 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
 
 
 def cmd_apikey_list(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
+    with _records(args) as session:
         user_id = None
         if args.username:
-            user = appliance.accounts.get(args.username)
+            user = session.accounts.get(args.username)
             if user is None:
                 raise AccountError("username", f"no such user: {args.username!r}")
             user_id = user.id
-        for key in appliance.accounts.api_keys(user_id):
+        for key in session.accounts.api_keys(user_id):
             mode = "read-only" if key.read_only else "full"
             print(f"{key.id}\t{key.username}\t{key.name}\t{key.prefix}...\t{mode}")
     return 0
 
 
 def cmd_apikey_revoke(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        key = appliance.accounts.revoke_api_key(args.key_id)
+    with _records(args) as session:
+        key = session.accounts.revoke_api_key(args.key_id)
         if key is None:
             raise AccountError("key_id", f"no API key {args.key_id}")
-        appliance.audit.record(CLI_ACTOR, "apikey.revoke", f"{key.username}/{key.id}", name=key.name)
+        session.audit.record(CLI_ACTOR, "apikey.revoke", f"{key.username}/{key.id}", name=key.name)
     print(f"revoked API key {key.id} '{key.name}' of {key.username}")
     return 0
 
@@ -250,8 +270,8 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    with Appliance(_settings(args)) as appliance:
-        for entry in appliance.audit.latest(args.limit, args.action):
+    with _records(args) as session:
+        for entry in session.audit.latest(args.limit, args.action):
             when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
             details = json.dumps(entry.details, sort_keys=True) if entry.details else ""
             print(f"{when}\t{entry.actor}\t{entry.action}\t{entry.target}\t{details}")
@@ -259,9 +279,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fill a site (created if missing) with generated traffic; run it while the server is
-    stopped, as every command that writes to the store."""
-    with Appliance(_settings(args)) as appliance:
+    """Fill a site (created if missing) with generated traffic; refused while a server runs
+    on the data dir (it writes events, which only the data dir's owner may do)."""
+    with _owned(args, "demo") as appliance:
         site = appliance.sites.get(args.site) or appliance.sites.add(args.site, name="Demo site")
         if not site_is_empty(appliance, site) and not args.force:
             print(f"footfall: {site.domain} already has events; add --force to add demo traffic anyway",
@@ -275,8 +295,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    with Appliance(_settings(args)) as appliance:
-        plugins = describe_plugins(appliance.plugin_manager)
+    with _records(args) as session:
+        plugins = describe_plugins(session.plugin_manager)
     if args.json:
         print(json.dumps(plugins, indent=2))
     else:
@@ -383,6 +403,6 @@ def main(argv: list[str] | None = None) -> int:
     except DomainError as error:
         print(f"footfall: {error.field}: {error.message}" if error.field else f"footfall: {error.message}", file=sys.stderr)
         return 2
-    except ConfigError as error:
+    except (ConfigError, DataDirBusy) as error:
         print(f"footfall: {error}", file=sys.stderr)
         return 2

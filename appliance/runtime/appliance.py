@@ -41,6 +41,7 @@ from appliance.query.materialised import Materialiser
 from appliance.query.scans import Scans
 from appliance.query.stats import Stats
 from appliance.runtime.jobs import Jobs
+from appliance.runtime.ownership import WriterLock
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -62,7 +63,18 @@ class Appliance:
         self._open = False
 
     # -- lifecycle ------------------------------------------------------------------------
-    def open(self) -> Appliance:
+    def open(self, *, lock_wait: float = 0.0, role: str = "") -> Appliance:
+        """Take the data dir's writer lock (waiting up to ``lock_wait`` seconds; raises
+        ``ownership.DataDirBusy``), then open everything. ``role`` names this process in
+        the lock file, for the message another process gets."""
+        self._ownership = WriterLock(self.settings.data_dir, role).acquire(lock_wait)
+        try:
+            return self._open_owned()
+        except BaseException:
+            self._ownership.release()
+            raise
+
+    def _open_owned(self) -> Appliance:
         settings = self.settings
         data = Path(settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
@@ -167,7 +179,10 @@ class Appliance:
         try:
             self.plugin_manager.hook.shutdown(appliance=self)
         finally:
-            self.store.close()
+            try:
+                self.store.close()
+            finally:
+                self._ownership.release()
 
     def __enter__(self) -> Appliance:
         return self.open() if not self._open else self

@@ -36,6 +36,7 @@ def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path):
     appliance.jobs.stop()
     appliance.writer.stop()
     appliance.store.close()
+    appliance._ownership.release()  # as the kernel does when the process dies
 
     reopened = Appliance(_settings(tmp_path)).open()
     try:
