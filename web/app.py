@@ -14,6 +14,7 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -36,7 +37,7 @@ from appliance.core import Appliance
 from appliance.ratelimit import LoginThrottle
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
-from web.auth import LoginRequired, session_principal
+from web.auth import LoginRequired, request_form, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
 from web.errors import EXCEPTION_HANDLERS
@@ -59,8 +60,8 @@ async def tracker_script() -> Response:
     )
 
 
-@get("/", include_in_schema=False)
-async def index(request: Request) -> Response:
+@get("/", include_in_schema=False, sync_to_thread=True)
+def index(request: Request) -> Response:
     """The front door: a signed-in user goes straight to the site list."""
     try:
         signed_in = session_principal(request) is not None
@@ -177,6 +178,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
+        dependencies={"form": Provide(request_form)},  # forms for the sync dashboard handlers
         after_exception=[_log_server_error],
         state=State(
             {
