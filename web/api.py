@@ -38,6 +38,7 @@ from web.auth import (
     site_of,
     throttled_login,
 )
+from web.openapi import error_responses
 
 
 class AuthenticateBody(msgspec.Struct, kw_only=True):
@@ -167,7 +168,9 @@ class AuthController(Controller):
         "/authenticate",
         status_code=HTTP_200_OK,
         summary="Exchange a username and password for a bearer token",
-        description="Throttled per client IP and per username: 429 with Retry-After.", sync_to_thread=True)
+        description="Throttled per client IP and per username: 429 with Retry-After.", sync_to_thread=True,
+        responses=error_responses(401, 429),
+    )
     def authenticate(self, request: Request, data: AuthenticateBody) -> dict[str, Any]:
         user = throttled_login(request, data.username, data.password)
         if user is None:
