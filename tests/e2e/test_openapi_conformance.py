@@ -66,7 +66,7 @@ def test_every_answer_is_documented(api):
 
         try:
             check()
-        except Exception as error:  # every operation is tried; all failures are reported together
+        except (Exception, BaseExceptionGroup) as error:  # every operation is tried; all failures reported together
             failures[operation.label] = str(error).split("Reproduce with:")[0][:1500] + _reproduce(error)
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
