@@ -41,6 +41,7 @@ from web.auth import (
     site_of,
     throttled_login,
 )
+from web.openapi import error_responses
 
 
 class AuthenticateBody(msgspec.Struct, kw_only=True):
@@ -170,9 +171,10 @@ class AuthController(Controller):
         "/authenticate",
         status_code=HTTP_200_OK,
         summary="Exchange a username and password for a bearer token",
-        description="Throttled per client IP and per username: 429 with Retry-After.",
+        description="Throttled per client IP and per username: 429 with Retry-After.", sync_to_thread=True,
+        responses=error_responses(401, 429),
     )
-    async def authenticate(self, request: Request, data: AuthenticateBody) -> dict[str, Any]:
+    def authenticate(self, request: Request, data: AuthenticateBody) -> dict[str, Any]:
         user = throttled_login(request, data.username, data.password)
         if user is None:
             raise NotAuthorizedException("wrong username or password")
@@ -187,8 +189,8 @@ class MeController(Controller):
     tags = ["users"]
     guards = [requires_user]
 
-    @get("/", summary="Who the caller is: user, role, readable sites, credential kind")
-    async def me(self, request: Request) -> dict[str, Any]:
+    @get("/", summary="Who the caller is: user, role, readable sites, credential kind", sync_to_thread=True)
+    def me(self, request: Request) -> dict[str, Any]:
         principal = principal_of(request)
         data = _user_view(request, principal.user)
         data["credential"] = principal.via
@@ -201,27 +203,27 @@ class UserController(Controller):
     tags = ["users"]
     guards = [can_manage_users]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a user (admin only)")
-    async def create_user(self, request: Request, data: CreateUserBody) -> dict[str, Any]:
+    @post("/", status_code=HTTP_201_CREATED, summary="Create a user (admin only)", sync_to_thread=True)
+    def create_user(self, request: Request, data: CreateUserBody) -> dict[str, Any]:
         sites = _site_ids(request, data.sites)
         user = _appliance(request).accounts.create(data.username, data.password, data.role, data.email, sites)
         _audit(request, "user.create", user.username, role=str(user.role), sites=data.sites)
         return {"status": "success", "user_id": f"user{user.id}"}
 
-    @get("/", summary="List users (admin only)")
-    async def list_users(self, request: Request) -> dict[str, Any]:
+    @get("/", summary="List users (admin only)", sync_to_thread=True)
+    def list_users(self, request: Request) -> dict[str, Any]:
         users = _appliance(request).accounts.list()
         return {"status": "success", "data": [_user_view(request, user) for user in users]}
 
-    @get("/{username:str}", summary="One user (admin only)")
-    async def get_user(self, request: Request, username: str) -> dict[str, Any]:
+    @get("/{username:str}", summary="One user (admin only)", sync_to_thread=True)
+    def get_user(self, request: Request, username: str) -> dict[str, Any]:
         user = _appliance(request).accounts.get(username)
         if user is None:
             raise NotFoundException(f"no such user: {username!r}")
         return {"status": "success", "data": _user_view(request, user)}
 
-    @patch("/{username:str}", summary="Change a user's role, email, site grants or password (admin only)")
-    async def change_user(self, request: Request, username: str, data: ChangeUserBody) -> dict[str, Any]:
+    @patch("/{username:str}", summary="Change a user's role, email, site grants or password (admin only)", sync_to_thread=True)
+    def change_user(self, request: Request, username: str, data: ChangeUserBody) -> dict[str, Any]:
         accounts = _appliance(request).accounts
         sites = _site_ids(request, data.sites) if data.sites is not None else None
         if data.password is not None:
@@ -233,22 +235,22 @@ class UserController(Controller):
             _audit(request, "user.update", user.username, **changes)
         return {"status": "success", "data": _user_view(request, user)}
 
-    @delete("/{username:str}", status_code=HTTP_200_OK, summary="Delete a user and their credentials (admin only)")
-    async def delete_user(self, request: Request, username: str) -> dict[str, Any]:
+    @delete("/{username:str}", status_code=HTTP_200_OK, summary="Delete a user and their credentials (admin only)", sync_to_thread=True)
+    def delete_user(self, request: Request, username: str) -> dict[str, Any]:
         user = _appliance(request).accounts.delete(username)
         _audit(request, "user.delete", user.username)
         return {"status": "success"}
 
-    @get("/{username:str}/apikeys", summary="A user's API keys (admin only)")
-    async def user_api_keys(self, request: Request, username: str) -> dict[str, Any]:
+    @get("/{username:str}/apikeys", summary="A user's API keys (admin only)", sync_to_thread=True)
+    def user_api_keys(self, request: Request, username: str) -> dict[str, Any]:
         accounts = _appliance(request).accounts
         user = accounts.get(username)
         if user is None:
             raise NotFoundException(f"no such user: {username!r}")
         return {"status": "success", "data": [_key_view(k) for k in accounts.api_keys(user.id)]}
 
-    @delete("/{username:str}/apikeys/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke any user's API key (admin only)")
-    async def revoke_user_api_key(self, request: Request, username: str, key_id: int) -> dict[str, Any]:
+    @delete("/{username:str}/apikeys/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke any user's API key (admin only)", sync_to_thread=True)
+    def revoke_user_api_key(self, request: Request, username: str, key_id: int) -> dict[str, Any]:
         accounts = _appliance(request).accounts
         user = accounts.get(username)
         key = accounts.revoke_api_key(key_id, user.id) if user is not None else None
@@ -263,8 +265,8 @@ class ApiKeyController(Controller):
     tags = ["users"]
     guards = [can_manage_api_keys]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create an API key for yourself (shown once)")
-    async def create_api_key(self, request: Request, data: CreateApiKeyBody) -> dict[str, Any]:
+    @post("/", status_code=HTTP_201_CREATED, summary="Create an API key for yourself (shown once)", sync_to_thread=True)
+    def create_api_key(self, request: Request, data: CreateApiKeyBody) -> dict[str, Any]:
         user = principal_of(request).user
         key, record = _appliance(request).accounts.create_api_key(
             user, data.name, read_only=data.read_only, expires_in_days=data.expires_in_days
@@ -272,13 +274,13 @@ class ApiKeyController(Controller):
         _audit(request, "apikey.create", f"{user.username}/{record.id}", name=record.name, read_only=record.read_only)
         return {"status": "success", "key": key, "data": _key_view(record)}
 
-    @get("/", summary="Your API keys (never the keys themselves)")
-    async def list_api_keys(self, request: Request) -> dict[str, Any]:
+    @get("/", summary="Your API keys (never the keys themselves)", sync_to_thread=True)
+    def list_api_keys(self, request: Request) -> dict[str, Any]:
         keys = _appliance(request).accounts.api_keys(principal_of(request).user.id)
         return {"status": "success", "data": [_key_view(key) for key in keys]}
 
-    @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke one of your API keys")
-    async def revoke_api_key(self, request: Request, key_id: int) -> dict[str, Any]:
+    @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke one of your API keys", sync_to_thread=True)
+    def revoke_api_key(self, request: Request, key_id: int) -> dict[str, Any]:
         user = principal_of(request).user
         key = _appliance(request).accounts.revoke_api_key(key_id, user.id)
         if key is None:
@@ -291,14 +293,14 @@ class SiteController(Controller):
     path = "/api/v1/sites"
     tags = ["sites"]
 
-    @get("/", guards=[requires_user], summary="Sites the caller can read")
-    async def list_sites(self, request: Request) -> dict[str, Any]:
+    @get("/", guards=[requires_user], summary="Sites the caller can read", sync_to_thread=True)
+    def list_sites(self, request: Request) -> dict[str, Any]:
         user = principal_of(request).user
         sites = [s for s in _appliance(request).sites.all() if user.can_read_site(s.id)]
         return {"status": "success", "data": [_site_view(request, s) for s in sites]}
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[can_manage_sites], summary="Add a site (admin only)")
-    async def add_site(self, request: Request, data: CreateSiteBody) -> dict[str, Any]:
+    @post("/", status_code=HTTP_201_CREATED, guards=[can_manage_sites], summary="Add a site (admin only)", sync_to_thread=True)
+    def add_site(self, request: Request, data: CreateSiteBody) -> dict[str, Any]:
         sites = _appliance(request).sites
         site = sites.add(
             data.domain,
@@ -312,13 +314,13 @@ class SiteController(Controller):
         _audit(request, "site.create", site.domain, timezone=site.timezone, public=site.public)
         return {"status": "success", "data": _site_view(request, site)}
 
-    @get("/{domain:str}", guards=[can_view_site], summary="One site's settings")
-    async def get_site(self, request: Request, domain: str) -> dict[str, Any]:
+    @get("/{domain:str}", guards=[can_view_site], summary="One site's settings", sync_to_thread=True)
+    def get_site(self, request: Request, domain: str) -> dict[str, Any]:
         return {"status": "success", "data": _site_view(request, site_of(request))}
 
     # Changing a site is an admin's; the guard also resolves the site from the path.
-    @patch("/{domain:str}", guards=[can_manage_site], summary="Rename a site or change its settings (admin only)")
-    async def change_site(self, request: Request, domain: str, data: ChangeSiteBody) -> dict[str, Any]:
+    @patch("/{domain:str}", guards=[can_manage_site], summary="Rename a site or change its settings (admin only)", sync_to_thread=True)
+    def change_site(self, request: Request, domain: str, data: ChangeSiteBody) -> dict[str, Any]:
         site = _appliance(request).sites.change(
             site_of(request).domain,
             new_domain=data.domain,
@@ -339,15 +341,15 @@ class SiteController(Controller):
         _audit(request, "site.delete", site.domain, site_id=site.id)
         return {"status": "success"}
 
-    @post("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_201_CREATED, summary="Create or replace the site's shared-link token (shown once)")
-    async def create_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
+    @post("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_201_CREATED, summary="Create or replace the site's shared-link token (shown once)", sync_to_thread=True)
+    def create_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
         site = site_of(request)
         token = _appliance(request).sites.create_share_token(site)
         _audit(request, "site.shared_link.create", site.domain)
         return {"status": "success", "token": token}
 
-    @delete("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_200_OK, summary="Disable the site's shared link")
-    async def delete_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
+    @delete("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_200_OK, summary="Disable the site's shared link", sync_to_thread=True)
+    def delete_shared_link(self, request: Request, domain: str) -> dict[str, Any]:
         site = site_of(request)
         if not _appliance(request).sites.delete_share_token(site):
             raise NotFoundException("this site has no shared link")
@@ -360,8 +362,8 @@ class AuditController(Controller):
     tags = ["users"]
     guards = [can_read_audit]
 
-    @get("/", summary="The audit log of admin actions, newest first (admin only)")
-    async def audit_log(
+    @get("/", summary="The audit log of admin actions, newest first (admin only)", sync_to_thread=True)
+    def audit_log(
         self, request: Request,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=10_000)] = 100,
         action: Annotated[str | None, QueryParameter(name="action", description="e.g. user or user.create")] = None,
@@ -375,8 +377,8 @@ class ReportController(Controller):
     tags = ["reports"]
     guards = [can_view_site]
 
-    @get("/traffic", summary="The seed's traffic report, plus a time series and top dimensions")
-    async def traffic(
+    @get("/traffic", summary="The seed's traffic report, plus a time series and top dimensions", sync_to_thread=True)
+    def traffic(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, interval: IntervalParam = "day",
         filters: FiltersParam = None,
@@ -391,8 +393,8 @@ class ReportController(Controller):
         }
         return {"status": "success", "data": data}
 
-    @get("/conversions", summary="The seed's conversion report, plus one row per goal")
-    async def conversions(
+    @get("/conversions", summary="The seed's conversion report, plus one row per goal", sync_to_thread=True)
+    def conversions(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None,
         filters: FiltersParam = None,
@@ -410,8 +412,8 @@ class StatsController(Controller):
     tags = ["stats"]
     guards = [can_view_site]
 
-    @get("/aggregate", summary="Totals for a period, optionally compared with another period")
-    async def aggregate(
+    @get("/aggregate", summary="Totals for a period, optionally compared with another period", sync_to_thread=True)
+    def aggregate(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None,
         compare: Annotated[
@@ -428,8 +430,8 @@ class StatsController(Controller):
         result.pop("converting_visitors_by_type", None)
         return {"status": "success", "data": result}
 
-    @get("/timeseries", summary="Visitors and page views per hour, day, week or month")
-    async def timeseries(
+    @get("/timeseries", summary="Visitors and page views per hour, day, week or month", sync_to_thread=True)
+    def timeseries(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, interval: IntervalParam = "day",
         filters: FiltersParam = None,
@@ -437,8 +439,8 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, interval, filters)
         return {"status": "success", "data": _appliance(request).stats.timeseries(query)}
 
-    @get("/breakdown", summary="Top values of one dimension")
-    async def breakdown(
+    @get("/breakdown", summary="Top values of one dimension", sync_to_thread=True)
+    def breakdown(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, property: Annotated[str, QueryParameter(name="property")] = "page",  # noqa: A002
         limit: LimitParam = 10,
@@ -447,8 +449,8 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.breakdown(query, property, limit)}
 
-    @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration")
-    async def entry_pages(
+    @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration", sync_to_thread=True)
+    def entry_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
@@ -456,8 +458,8 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.entry_pages(query, limit)}
 
-    @get("/exit-pages", summary="Pages visits ended on: exits and exit rate")
-    async def exit_pages(
+    @get("/exit-pages", summary="Pages visits ended on: exits and exit rate", sync_to_thread=True)
+    def exit_pages(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
@@ -465,8 +467,8 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.exit_pages(query, limit)}
 
-    @get("/time-on-page", summary="Average foreground time and scroll depth per page")
-    async def time_on_page(
+    @get("/time-on-page", summary="Average foreground time and scroll depth per page", sync_to_thread=True)
+    def time_on_page(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None,
         end_date: EndParam = None, limit: LimitParam = 10,
         filters: FiltersParam = None,
@@ -474,8 +476,8 @@ class StatsController(Controller):
         query = _query(request, site, start_date, end_date, "day", filters)
         return {"status": "success", "data": _appliance(request).stats.time_on_page(query, limit)}
 
-    @get("/events", summary="Custom events with counts and unique visitors")
-    async def events(
+    @get("/events", summary="Custom events with counts and unique visitors", sync_to_thread=True)
+    def events(
         self, request: Request, site: SiteParam = None, start_date: StartParam = None, end_date: EndParam = None,
         filters: FiltersParam = None,
     ) -> dict[str, Any]:
@@ -496,8 +498,8 @@ class LiveController(Controller):
     tags = ["live"]
     guards = [can_view_site]
 
-    @get("/", summary="The latest committed events from the in-memory ring buffer")
-    async def live(
+    @get("/", summary="The latest committed events from the in-memory ring buffer", sync_to_thread=True)
+    def live(
         self, request: Request, site: SiteParam = None,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=5000)] = 100,
     ) -> LiveAnswer:
@@ -518,12 +520,12 @@ class HealthController(Controller):
     path = "/api/v1"
     tags = ["health"]
 
-    @get(["/health", "/healthz"], summary="Liveness, drop counts and storage usage (no auth)")
-    async def health(self, request: Request) -> dict[str, Any]:
+    @get(["/health", "/healthz"], summary="Liveness, drop counts and storage usage (no auth)", sync_to_thread=True)
+    def health(self, request: Request) -> dict[str, Any]:
         return _appliance(request).health()
 
-    @get("/plugins", guards=[can_manage_settings], summary="Loaded plugins and their hooks (admin only)")
-    async def plugins(self, request: Request) -> dict[str, Any]:
+    @get("/plugins", guards=[can_manage_settings], summary="Loaded plugins and their hooks (admin only)", sync_to_thread=True)
+    def plugins(self, request: Request) -> dict[str, Any]:
         return {"status": "success", "data": describe_plugins(_appliance(request).plugin_manager)}
 
 

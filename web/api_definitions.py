@@ -90,8 +90,8 @@ class GoalController(Controller):
     path = "/api/v1/goals"
     tags = ["goals"]
 
-    @get("/", guards=[can_view_site], summary="The site's goals, with back-fill progress")
-    async def list_goals(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
+    @get("/", guards=[can_view_site], summary="The site's goals, with back-fill progress", sync_to_thread=True)
+    def list_goals(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
         goals = _appliance(request).goals.list(site_of(request).id)
         return {"status": "success", "data": [_goal_view(request, goal) for goal in goals]}
 
@@ -102,8 +102,8 @@ class GoalController(Controller):
         goal = _appliance(request).goals.create(site_of(request).id, data, principal.name if principal else "")
         return {"status": "success", "data": _goal_view(request, goal)}
 
-    @get("/{goal_id:int}", guards=[can_view_site], summary="One goal")
-    async def get_goal(self, request: Request, goal_id: int, site: SiteParam = None) -> dict[str, Any]:
+    @get("/{goal_id:int}", guards=[can_view_site], summary="One goal", sync_to_thread=True)
+    def get_goal(self, request: Request, goal_id: int, site: SiteParam = None) -> dict[str, Any]:
         return {"status": "success", "data": _goal_view(request, _appliance(request).goals.get(site_of(request).id, goal_id))}
 
     @put("/{goal_id:int}", guards=[can_define], sync_to_thread=True,
@@ -144,29 +144,29 @@ class FunnelController(Controller):
     path = "/api/v1/funnels"
     tags = ["funnels"]
 
-    @get("/", guards=[can_view_site], summary="The site's funnels")
-    async def list_funnels(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
+    @get("/", guards=[can_view_site], summary="The site's funnels", sync_to_thread=True)
+    def list_funnels(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
         funnels = _appliance(request).funnels.list(site_of(request).id)
         return {"status": "success", "data": [msgspec.to_builtins(f) for f in funnels]}
 
-    @post("/", guards=[can_define], status_code=HTTP_201_CREATED, summary="Create a funnel of 2 to 8 steps")
-    async def create_funnel(self, request: Request, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
+    @post("/", guards=[can_define], status_code=HTTP_201_CREATED, summary="Create a funnel of 2 to 8 steps", sync_to_thread=True)
+    def create_funnel(self, request: Request, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
         funnel = _appliance(request).funnels.create(site_of(request).id, data, principal.name if principal else "")
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
-    @get("/{funnel_id:int}", guards=[can_view_site], summary="One funnel")
-    async def get_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
+    @get("/{funnel_id:int}", guards=[can_view_site], summary="One funnel", sync_to_thread=True)
+    def get_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
         funnel = _appliance(request).funnels.get(site_of(request).id, funnel_id)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
-    @put("/{funnel_id:int}", guards=[can_define], summary="Change a funnel")
-    async def change_funnel(self, request: Request, funnel_id: int, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
+    @put("/{funnel_id:int}", guards=[can_define], summary="Change a funnel", sync_to_thread=True)
+    def change_funnel(self, request: Request, funnel_id: int, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
         funnel = _appliance(request).funnels.change(site_of(request).id, funnel_id, data)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
-    @delete("/{funnel_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a funnel")
-    async def delete_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
+    @delete("/{funnel_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a funnel", sync_to_thread=True)
+    def delete_funnel(self, request: Request, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
         _appliance(request).funnels.delete(site_of(request).id, funnel_id)
         return {"status": "success"}
 
@@ -185,15 +185,15 @@ class SegmentController(Controller):
     path = "/api/v1/segments"
     tags = ["segments"]
 
-    @get("/", guards=[can_view_site], summary="Segments visible to the caller (site-wide and their own private ones)")
-    async def list_segments(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
+    @get("/", guards=[can_view_site], summary="Segments visible to the caller (site-wide and their own private ones)", sync_to_thread=True)
+    def list_segments(self, request: Request, site: SiteParam = None) -> dict[str, Any]:
         registry = _appliance(request).segments
         segments = registry.list(site_of(request).id, _user_id(request))
         return {"status": "success", "data": [registry.view(s) for s in segments]}
 
     @post("/", guards=[can_define], status_code=HTTP_201_CREATED,
-          summary="Save a segment (site-wide or private); a materialised one is back-filled from the log")
-    async def create_segment(self, request: Request, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
+          summary="Save a segment (site-wide or private); a materialised one is back-filled from the log", sync_to_thread=True)
+    def create_segment(self, request: Request, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
         registry = _appliance(request).segments
         segment = registry.create(site_of(request).id, data, _user_id(request), principal.name if principal else "")
@@ -219,20 +219,20 @@ class SegmentController(Controller):
         return {"status": "success", "data": _appliance(request).stats.compare_segments(query, chosen)}
 
     @get("/{segment_id:int}", guards=[can_view_site],
-         summary="One segment (a materialised one with its back-fill progress in materialisation)")
-    async def get_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
+         summary="One segment (a materialised one with its back-fill progress in materialisation)", sync_to_thread=True)
+    def get_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
         registry = _appliance(request).segments
         segment = registry.get(site_of(request).id, segment_id, _user_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
-    @put("/{segment_id:int}", guards=[can_define], summary="Change a segment")
-    async def change_segment(self, request: Request, segment_id: int, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
+    @put("/{segment_id:int}", guards=[can_define], summary="Change a segment", sync_to_thread=True)
+    def change_segment(self, request: Request, segment_id: int, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
         registry = _appliance(request).segments
         segment = registry.change(site_of(request).id, segment_id, data, _user_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
-    @delete("/{segment_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a segment")
-    async def delete_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
+    @delete("/{segment_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a segment", sync_to_thread=True)
+    def delete_segment(self, request: Request, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
         _appliance(request).segments.delete(site_of(request).id, segment_id, _user_id(request))
         return {"status": "success"}
 

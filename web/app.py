@@ -14,18 +14,12 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    Operation,
-    PathItem,
-    RequestBody,
-    Schema,
-    SecurityScheme,
 )
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
@@ -41,13 +35,15 @@ from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
-from web.auth import LoginRequired, session_principal
+from web.auth import LoginRequired, request_form, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
+from web.openapi import SECURITY_SCHEMES, document_answers
+from web.openapi import document as document_openapi
 from web.security import security_headers
 
 STATIC = Path(__file__).parent / "static"
@@ -64,8 +60,8 @@ async def tracker_script() -> Response:
     )
 
 
-@get("/", include_in_schema=False)
-async def index(request: Request) -> Response:
+@get("/", include_in_schema=False, sync_to_thread=True)
+def index(request: Request) -> Response:
     """The front door: a signed-in user goes straight to the site list."""
     try:
         signed_in = session_principal(request) is not None
@@ -78,57 +74,6 @@ async def index(request: Request) -> Response:
         '<p>Web analytics appliance. <a href="/login?next=/sites">Log in</a>. API schema: <a href="/schema">/schema</a>.</p>',
         media_type=MediaType.HTML,
     )
-
-
-def _ingest_operation(summary: str, example: dict) -> PathItem:
-    return PathItem(
-        post=Operation(
-            tags=["ingest"],
-            summary=summary,
-            description=(
-                "Accepts one JSON object or a JSON array (batch, answered per item). Answered only "
-                "after the event is durable. 400/422 name the bad field; 404 unknown site; 413 body "
-                "too large; 503 storage full. Ignored events (bots) get 202 and X-Footfall-Ignored."
-            ),
-            request_body=RequestBody(
-                required=True,
-                content={"application/json": OpenAPIMediaType(schema=Schema(type="object"), example=example)},
-            ),
-            responses={
-                "200": OpenAPIResponse(description="Accepted and committed"),
-                "202": OpenAPIResponse(description="Ignored (reason in X-Footfall-Ignored)"),
-                "400": OpenAPIResponse(description="Malformed body"),
-                "404": OpenAPIResponse(description="Unknown site"),
-                "413": OpenAPIResponse(description="Body too large"),
-                "422": OpenAPIResponse(description="Invalid field"),
-                "503": OpenAPIResponse(description="Storage full"),
-            },
-        )
-    )
-
-
-def _document_ingest(app: Litestar) -> None:
-    """ASGI handlers are invisible to OpenAPI generation: describe them by hand."""
-    schema = app.openapi_schema
-    paths = schema.paths if schema.paths is not None else {}
-    paths["/api/v1/events"] = _ingest_operation(
-        "Track an event (seed API)",
-        {"event_type": "page_view", "user_id": "user123", "session_id": "session456",
-         "timestamp": "2024-07-29T12:34:56Z",
-         "metadata": {"page_url": "https://example.com", "referrer_url": "https://referrer.com",
-                      "browser": "Chrome", "device": "Desktop"}},
-    )
-    paths["/api/v1/conversions"] = _ingest_operation(
-        "Track a conversion (seed API)",
-        {"conversion_type": "purchase", "user_id": "user123", "session_id": "session456",
-         "timestamp": "2024-07-29T12:45:00Z",
-         "metadata": {"product_id": "prod789", "amount": 99.99, "currency": "USD"}},
-    )
-    paths["/api/v1/collect"] = _ingest_operation(
-        "Tracker endpoint (compact body, text/plain)",
-        {"k": "pageview", "s": "example.com", "u": "https://example.com/pricing", "r": "https://news.ycombinator.com/", "w": 1280},
-    )
-    schema.paths = paths
 
 
 class CheckedRequest(Request):
@@ -181,15 +126,16 @@ def create_app(settings: Settings) -> Litestar:
         appliance.open(lock_wait=SERVER_LOCK_WAIT_SECONDS, role=SERVER_ROLE)
         app.state.appliance = appliance
         try:
-            _document_ingest(app)
+            document_openapi(app)
         except Exception:  # documentation must never stop the server
-            log.exception("could not add ingest endpoints to the OpenAPI schema")
+            log.exception("could not complete the OpenAPI schema")
         try:
             yield
         finally:
             appliance.close()
 
     auth = settings.auth
+    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS])
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
     site = Router(
@@ -200,6 +146,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
+        dependencies={"form": Provide(request_form)},  # forms for the sync dashboard handlers
         after_exception=[_log_server_error],
         request_class=CheckedRequest,
         state=State(
@@ -224,10 +171,8 @@ def create_app(settings: Settings) -> Litestar:
             description="Self-hosted web analytics: ingestion, reports, stats and administration.",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
-            components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
-            ),
-            security=[{"bearer": []}],
+            # security is per operation (web.openapi): public routes take no credential
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         debug=False,
     )

@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.datastructures import FormMultiDict
 from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
@@ -253,6 +254,12 @@ async def submitted_csrf(connection: ASGIConnection) -> str:
     form = await request.form()  # cached on the scope: the handler can read it again
     value = form.get(CSRF_FIELD, "")
     return value if isinstance(value, str) else ""
+
+
+async def request_form(request: Request) -> FormMultiDict:
+    """The ``form`` dependency: the request's parsed form, read on the event loop before a
+    sync handler runs in its worker thread (the CSRF guard may already have cached it)."""
+    return await request.form()
 
 
 def tokens_match(expected: str, submitted: str) -> bool:

@@ -15,8 +15,8 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-import anyio
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
 from litestar.file_system import BaseLocalFileSystem
 from litestar.response import Redirect, Template
@@ -157,13 +157,13 @@ class SitesController(Controller):
     path = "/sites"
     include_in_schema = False
 
-    @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days")
-    async def site_list(self, request: Request) -> Template:
+    @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days", sync_to_thread=True)
+    def site_list(self, request: Request) -> Template:
         return _site_list_page(request)
 
-    @post("/", guards=[dashboard_sites_admin], summary="Add a site (admin)")
-    async def add_site(self, request: Request) -> Response:
-        form = await request.form()
+    @post("/", guards=[dashboard_sites_admin], summary="Add a site (admin)", sync_to_thread=True)
+    def add_site(self, request: Request, form: FormMultiDict) -> Response:
+        form = form
         sites = _appliance(request).sites
         values = {key: str(form.get(key, "")).strip() for key in ("domain", "name", "timezone")}
         try:
@@ -174,8 +174,8 @@ class SitesController(Controller):
                                          timezone=site.timezone, via="dashboard")
         return Redirect(f"/sites/{site.domain}/settings?created=1", status_code=303)
 
-    @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard")
-    async def site_dashboard(self, request: Request, domain: str) -> Template:
+    @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard", sync_to_thread=True)
+    def site_dashboard(self, request: Request, domain: str) -> Template:
         site = site_of(request)
         view = parse_site_view(request)
         lazy = _lazy(request)
@@ -184,16 +184,16 @@ class SitesController(Controller):
         return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
                      **_view_options())
 
-    @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)")
-    async def widget(self, request: Request, domain: str, name: str) -> Template:
+    @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)", sync_to_thread=True)
+    def widget(self, request: Request, domain: str, name: str) -> Template:
         if name not in WIDGETS:
             raise NotFoundException(f"no widget {name!r}")
         view = parse_site_view(request)
         context = {**_nav(request), "view": view, "w": _widget_context(request, view, name), **_view_options()}
         return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
 
-    @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown")
-    async def details(self, request: Request, domain: str, dimension: str) -> Template:
+    @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown", sync_to_thread=True)
+    def details(self, request: Request, domain: str, dimension: str) -> Template:
         if dimension not in DIMENSION_LABELS:
             raise NotFoundException(f"no breakdown {dimension!r}")
         site = site_of(request)
@@ -241,14 +241,15 @@ class SitesController(Controller):
         )
 
     @get("/{domain:str}/settings", guards=[dashboard_site_member],
-         summary="A site's settings and tracking snippet (signed-in users; no shared link or public visitor)")
-    async def settings_page(self, request: Request, domain: str) -> Template:
+         summary="A site's settings and tracking snippet (signed-in users; no shared link or public visitor)",
+         sync_to_thread=True)
+    def settings_page(self, request: Request, domain: str) -> Template:
         return _settings_page(request)
 
-    @post("/{domain:str}/settings", guards=[dashboard_site_admin], summary="Change a site's settings (admin)")
-    async def change_settings(self, request: Request, domain: str) -> Response:
+    @post("/{domain:str}/settings", guards=[dashboard_site_admin], summary="Change a site's settings (admin)", sync_to_thread=True)
+    def change_settings(self, request: Request, domain: str, form: FormMultiDict) -> Response:
         site = site_of(request)
-        form = await request.form()
+        form = form
         hostnames = [h.strip() for h in str(form.get("allowed_hostnames", "")).replace(",", "\n").splitlines() if h.strip()]
         try:
             retention = int(str(form.get("retention_days", site.retention_days)))
@@ -262,29 +263,29 @@ class SitesController(Controller):
         return Redirect(f"/sites/{changed.domain}/settings?saved=1", status_code=303)
 
     @post("/{domain:str}/delete", guards=[dashboard_site_admin],
-          summary="Delete a site with all its data, once its domain is typed to confirm (admin)")
-    async def delete_site(self, request: Request, domain: str) -> Response:
+          summary="Delete a site with all its data, once its domain is typed to confirm (admin)", sync_to_thread=True)
+    def delete_site(self, request: Request, domain: str, form: FormMultiDict) -> Response:
         site = site_of(request)
-        form = await request.form()
+        form = form
         if str(form.get("confirm", "")).strip().lower() != site.domain:
             return _settings_page(request, delete_error=f"Type {site.domain} to confirm the deletion.", status=422)
         appliance = _appliance(request)
-        await anyio.to_thread.run_sync(appliance.delete_site, site.domain)
+        appliance.delete_site(site.domain)
         appliance.audit.record(principal_of(request).name, "site.delete", site.domain, site_id=site.id, via="dashboard")
         return Redirect(f"/sites?deleted={site.domain}", status_code=303)
 
 
     @post("/{domain:str}/shared-link", guards=[dashboard_site_admin],
-          summary="Create or replace the site's shared link, shown once (admin)")
-    async def create_shared_link(self, request: Request, domain: str) -> Template:
+          summary="Create or replace the site's shared link, shown once (admin)", sync_to_thread=True)
+    def create_shared_link(self, request: Request, domain: str) -> Template:
         site = site_of(request)
         token = _appliance(request).sites.create_share_token(site)
         _appliance(request).audit.record(principal_of(request).name, "site.shared_link.create", site.domain,
                                          via="dashboard")
         return _settings_page(request, shared_url=f"{_origin(request)}/sites/{site.domain}?auth={token}")
 
-    @post("/{domain:str}/shared-link/delete", guards=[dashboard_site_admin], summary="Disable the site's shared link (admin)")
-    async def delete_shared_link(self, request: Request, domain: str) -> Response:
+    @post("/{domain:str}/shared-link/delete", guards=[dashboard_site_admin], summary="Disable the site's shared link (admin)", sync_to_thread=True)
+    def delete_shared_link(self, request: Request, domain: str) -> Response:
         site = site_of(request)
         _appliance(request).sites.delete_share_token(site)
         _appliance(request).audit.record(principal_of(request).name, "site.shared_link.delete", site.domain,
@@ -343,13 +344,13 @@ class AdminController(Controller):
     path = "/admin"
     include_in_schema = False
 
-    @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)")
-    async def users(self, request: Request) -> Template:
+    @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)", sync_to_thread=True)
+    def users(self, request: Request) -> Template:
         return _users_page(request)
 
-    @post("/users", guards=[dashboard_admin], summary="Create a user (admin)")
-    async def create_user(self, request: Request) -> Response:
-        form = await request.form()
+    @post("/users", guards=[dashboard_admin], summary="Create a user (admin)", sync_to_thread=True)
+    def create_user(self, request: Request, form: FormMultiDict) -> Response:
+        form = form
         appliance = _appliance(request)
         domains = form.getall("sites", [])
         site_ids = [site.id for site in appliance.sites.all() if site.domain in domains]
@@ -363,8 +364,8 @@ class AdminController(Controller):
         appliance.audit.record(principal_of(request).name, "user.create", user.username, role=str(user.role), via="dashboard")
         return Redirect("/admin/users?created=" + user.username, status_code=303)
 
-    @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)")
-    async def revoke_key(self, request: Request, username: str, key_id: int) -> Response:
+    @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)", sync_to_thread=True)
+    def revoke_key(self, request: Request, username: str, key_id: int) -> Response:
         appliance = _appliance(request)
         user = appliance.accounts.get(username)
         key = appliance.accounts.revoke_api_key(key_id, user.id) if user is not None else None
@@ -373,8 +374,8 @@ class AdminController(Controller):
         appliance.audit.record(principal_of(request).name, "apikey.revoke", f"{username}/{key_id}", via="dashboard")
         return Redirect("/admin/users", status_code=303)
 
-    @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)")
-    async def plugins(self, request: Request) -> Template:
+    @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)", sync_to_thread=True)
+    def plugins(self, request: Request) -> Template:
         plugins = describe_plugins(_appliance(request).plugin_manager)
         return _page(request, "plugins.html", plugins=plugins)
 

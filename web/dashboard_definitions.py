@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
@@ -75,10 +75,6 @@ def _redirect(view: SiteView, path: str, **notice: str) -> Redirect:
     return Redirect(url, status_code=303)
 
 
-async def _in_thread(function, *args):
-    return await anyio.to_thread.run_sync(lambda: function(*args))
-
-
 # -- goals -------------------------------------------------------------------------------------
 def goal_form(goal) -> dict[str, str]:
     return {"name": goal.name, "kind": goal.kind, "value": goal.page if goal.kind == "page" else goal.event,
@@ -115,37 +111,37 @@ class GoalPages(Controller):
     path = "/sites/{domain:str}/goals"
     include_in_schema = False
 
-    @get("/", guards=[dashboard_site_viewer], summary="A site's goals and their conversions")
-    async def goals(self, request: Request, domain: str) -> Template:
+    @get("/", guards=[dashboard_site_viewer], summary="A site's goals and their conversions", sync_to_thread=True)
+    def goals(self, request: Request, domain: str) -> Template:
         return _goals_page(request)
 
-    @post("/", guards=[dashboard_site_analyst], summary="Create a goal (analysts, admins)")
-    async def create_goal(self, request: Request, domain: str) -> Response:
-        form = await request.form()
+    @post("/", guards=[dashboard_site_analyst], summary="Create a goal (analysts, admins)", sync_to_thread=True)
+    def create_goal(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+        form = form
         values, data = goal_input(form)
         principal = principal_of(request)
         try:
-            goal = await _in_thread(_appliance(request).goals.create, site_of(request).id, data, principal.name)
+            goal = _appliance(request).goals.create(site_of(request).id, data, principal.name)
         except DefinitionError as error:
             return _goals_page(request, error=f"{error.field}: {error.message}", form=values, status=422)
         return _redirect(parse_site_view(request), "/goals", saved=goal.name)
 
-    @post("/{goal_id:int}", guards=[dashboard_site_analyst], summary="Change a goal (analysts, admins)")
-    async def change_goal(self, request: Request, domain: str, goal_id: int) -> Response:
+    @post("/{goal_id:int}", guards=[dashboard_site_analyst], summary="Change a goal (analysts, admins)", sync_to_thread=True)
+    def change_goal(self, request: Request, domain: str, goal_id: int, form: FormMultiDict) -> Response:
         goals = _appliance(request).goals
         editing = _definition(goals.get, site_of(request).id, goal_id)
-        values, data = goal_input(await request.form())
+        values, data = goal_input(form)
         try:
-            goal = await _in_thread(goals.change, site_of(request).id, goal_id, data)
+            goal = goals.change(site_of(request).id, goal_id, data)
         except DefinitionError as error:
             return _goals_page(request, error=f"{error.field}: {error.message}", form=values, editing=editing, status=422)
         return _redirect(parse_site_view(request), "/goals", saved=goal.name)
 
-    @post("/{goal_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a goal (analysts, admins)")
-    async def delete_goal(self, request: Request, domain: str, goal_id: int) -> Response:
+    @post("/{goal_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a goal (analysts, admins)", sync_to_thread=True)
+    def delete_goal(self, request: Request, domain: str, goal_id: int) -> Response:
         goals = _appliance(request).goals
         _definition(goals.get, site_of(request).id, goal_id)
-        await _in_thread(goals.delete, site_of(request).id, goal_id)
+        goals.delete(site_of(request).id, goal_id)
         return _redirect(parse_site_view(request), "/goals")
 
 
@@ -226,15 +222,15 @@ class FunnelPages(Controller):
     path = "/sites/{domain:str}/funnels"
     include_in_schema = False
 
-    @get("/", guards=[dashboard_site_viewer], summary="A site's funnels")
-    async def funnels(self, request: Request, domain: str) -> Template:
+    @get("/", guards=[dashboard_site_viewer], summary="A site's funnels", sync_to_thread=True)
+    def funnels(self, request: Request, domain: str) -> Template:
         return _funnels_page(request)
 
-    @post("/", guards=[dashboard_site_analyst], summary="Create a funnel (analysts, admins)")
-    async def create_funnel(self, request: Request, domain: str) -> Response:
+    @post("/", guards=[dashboard_site_analyst], summary="Create a funnel (analysts, admins)", sync_to_thread=True)
+    def create_funnel(self, request: Request, domain: str, form: FormMultiDict) -> Response:
         appliance = _appliance(request)
         site = site_of(request)
-        form = await request.form()
+        form = form
         values: dict[str, Any] | None = None
         try:
             values, data = funnel_input(form, appliance.goals, site.id)
@@ -263,13 +259,13 @@ class FunnelPages(Controller):
         return _page(request, "funnel.html", site=view.site, view=view, funnel=funnel, report=report, chart=chart,
                      chart_narrow=chart_narrow, segments=segments, **_options())
 
-    @post("/{funnel_id:int}", guards=[dashboard_site_analyst], summary="Change a funnel (analysts, admins)")
-    async def change_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
+    @post("/{funnel_id:int}", guards=[dashboard_site_analyst], summary="Change a funnel (analysts, admins)", sync_to_thread=True)
+    def change_funnel(self, request: Request, domain: str, funnel_id: int, form: FormMultiDict) -> Response:
         appliance = _appliance(request)
         site = site_of(request)
         funnels = appliance.funnels
         editing = _definition(funnels.get, site.id, funnel_id)
-        form = await request.form()
+        form = form
         values: dict[str, Any] | None = None
         try:
             values, data = funnel_input(form, appliance.goals, site.id)
@@ -279,8 +275,8 @@ class FunnelPages(Controller):
                                  editing=editing, status=422)
         return _redirect(parse_site_view(request), f"/funnels/{funnel_id}")
 
-    @post("/{funnel_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a funnel (analysts, admins)")
-    async def delete_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
+    @post("/{funnel_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a funnel (analysts, admins)", sync_to_thread=True)
+    def delete_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
         funnels = _appliance(request).funnels
         _definition(funnels.get, site_of(request).id, funnel_id)
         funnels.delete(site_of(request).id, funnel_id)
@@ -360,13 +356,13 @@ class SegmentPages(Controller):
     path = "/sites/{domain:str}/segments"
     include_in_schema = False
 
-    @get("/", guards=[dashboard_site_viewer], summary="A site's segments")
-    async def segments(self, request: Request, domain: str) -> Template:
+    @get("/", guards=[dashboard_site_viewer], summary="A site's segments", sync_to_thread=True)
+    def segments(self, request: Request, domain: str) -> Template:
         return _segments_page(request)
 
-    @post("/", guards=[dashboard_site_analyst], summary="Save a segment (analysts, admins)")
-    async def create_segment(self, request: Request, domain: str) -> Response:
-        values, data = segment_input(await request.form())
+    @post("/", guards=[dashboard_site_analyst], summary="Save a segment (analysts, admins)", sync_to_thread=True)
+    def create_segment(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+        values, data = segment_input(form)
         principal = principal_of(request)
         try:
             segment = _appliance(request).segments.create(
@@ -398,20 +394,20 @@ class SegmentPages(Controller):
         return _page(request, "compare.html", site=view.site, view=view, choices=list(visible.values()),
                      chosen=chosen, names=names, rows=rows, **_options())
 
-    @post("/{segment_id:int}", guards=[dashboard_site_analyst], summary="Change a segment (analysts, admins)")
-    async def change_segment(self, request: Request, domain: str, segment_id: int) -> Response:
+    @post("/{segment_id:int}", guards=[dashboard_site_analyst], summary="Change a segment (analysts, admins)", sync_to_thread=True)
+    def change_segment(self, request: Request, domain: str, segment_id: int, form: FormMultiDict) -> Response:
         registry = _appliance(request).segments
         site = site_of(request)
         editing = _definition(registry.get, site.id, segment_id, viewer_id(request))
-        values, data = segment_input(await request.form())
+        values, data = segment_input(form)
         try:
             registry.change(site.id, segment_id, data, viewer_id(request))
         except (DefinitionError, msgspec.ValidationError) as error:
             return _segments_page(request, error=_segment_error(error), form=values, editing=editing, status=422)
         return _redirect(parse_site_view(request), "/segments")
 
-    @post("/{segment_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a segment (analysts, admins)")
-    async def delete_segment(self, request: Request, domain: str, segment_id: int) -> Response:
+    @post("/{segment_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a segment (analysts, admins)", sync_to_thread=True)
+    def delete_segment(self, request: Request, domain: str, segment_id: int) -> Response:
         registry = _appliance(request).segments
         _definition(registry.get, site_of(request).id, segment_id, viewer_id(request))
         registry.delete(site_of(request).id, segment_id, viewer_id(request))

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.errors import DomainError, StorageFullError
+
+
+class ErrorDetail(msgspec.Struct):
+    """What was wrong: the field (a dotted path, ``$`` for the whole body, null when no one
+    field is to blame) and a message for people."""
+
+    field: str | None
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer of the API and of ingest: ``{"status": "error", "error": {...}}``
+    (documented in the OpenAPI schema; :func:`error_body` builds it)."""
+
+    status: Literal["error"]
+    error: ErrorDetail
 
 
 def error_body(field: str | None, message: str, **extra: Any) -> dict[str, Any]:

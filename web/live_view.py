@@ -109,8 +109,8 @@ class LiveController(Controller):
     include_in_schema = False
     guards = [dashboard_site_viewer]
 
-    @get("/", summary="The live view")
-    async def live_page(self, request: Request, domain: str) -> Template:
+    @get("/", summary="The live view", sync_to_thread=True)
+    def live_page(self, request: Request, domain: str) -> Template:
         return Template(template_name="dashboard/live.html", context={**_nav(request), **live_state(request)},
                         media_type=MediaType.HTML)
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, FormMultiDict
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect, Template
 from markupsafe import Markup, escape
@@ -66,8 +66,8 @@ class SessionController(Controller):
     path = "/"
     include_in_schema = False
 
-    @get("/login", summary="The login page")
-    async def login_page(self, request: Request) -> Response:
+    @get("/login", summary="The login page", sync_to_thread=True)
+    def login_page(self, request: Request) -> Response:
         try:
             principal = session_principal(request)
         except NotAuthorizedException:
@@ -76,9 +76,9 @@ class SessionController(Controller):
             return Redirect(_safe_next(request.query_params.get("next")), status_code=303)
         return _login_page(request)
 
-    @post("/login", summary="Log in with a username and password (form)")
-    async def login(self, request: Request) -> Response:
-        form = await request.form()
+    @post("/login", summary="Log in with a username and password (form)", sync_to_thread=True)
+    def login(self, request: Request, form: FormMultiDict) -> Response:
+        form = form
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
         if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get(CSRF_FIELD, ""))):
@@ -105,8 +105,8 @@ class SessionController(Controller):
             ],
         )
 
-    @post("/logout", guards=[requires_dashboard_user], summary="Log out: the session ends on the server")
-    async def logout(self, request: Request) -> Response:
+    @post("/logout", guards=[requires_dashboard_user], summary="Log out: the session ends on the server", sync_to_thread=True)
+    def logout(self, request: Request) -> Response:
         request.app.state.appliance.accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
         return Redirect(
             "/login",
@@ -115,8 +115,8 @@ class SessionController(Controller):
                             samesite="lax", secure=is_https(request))],
         )
 
-    @get("/account", guards=[requires_dashboard_user], summary="The signed-in user's account page")
-    async def account(self, request: Request) -> Template:
+    @get("/account", guards=[requires_dashboard_user], summary="The signed-in user's account page", sync_to_thread=True)
+    def account(self, request: Request) -> Template:
         principal = principal_of(request)
         sites = request.app.state.appliance.sites
         readable = [site.domain for site in sites.all() if principal.user.can_read_site(site.id)]

@@ -67,3 +67,49 @@ def test_handlers_never_check_roles_themselves():
         source = inspect.getsource(module)
         for forbidden in ("Role.ADMIN", "Role.ANALYST", "Role.VIEWER", ".role is", ".role =="):
             assert forbidden not in source, f"{module.__name__} checks access itself: {forbidden}"
+
+
+# Handlers that may stay on the event loop: lean, and never waiting on the appliance's
+# queries, LMDB writes (fsync) or password hashing. Everything else runs in a worker thread,
+# so a slow report can never stall the tracker's ingest requests.
+ON_THE_LOOP = {
+    "/api/v1/events": "ingest: raw ASGI, hands events to the writer thread and awaits it",
+    "/api/v1/conversions": "ingest: raw ASGI",
+    "/api/v1/collect": "ingest: raw ASGI (the tracker)",
+    "/sites/{domain:str}/live/stream": "the live view's SSE stream: awaits the live queue",
+    "/js/footfall.js": "the tracker script (a small file, no appliance)",
+}
+ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
+
+
+def _loop_handlers(app):
+    """(path, handler name, runs on the loop) for every route handler of the app."""
+    import inspect
+
+    from litestar.routes import ASGIRoute, HTTPRoute
+
+    for route in app.routes:
+        if isinstance(route, ASGIRoute):
+            yield route.path, route.route_handler.handler_name, True
+            continue
+        assert isinstance(route, HTTPRoute), route
+        for handler in route.route_handlers:
+            if handler.handler_name == "options_handler":
+                continue
+            fn = getattr(handler.fn, "func", handler.fn)
+            on_loop = inspect.iscoroutinefunction(fn) or not handler.sync_to_thread
+            yield route.path, handler.handler_name, on_loop
+
+
+def test_only_named_handlers_run_on_the_event_loop():
+    on_loop = {
+        (path, name) for path, name, loop in _loop_handlers(APP)
+        if loop and path not in ON_THE_LOOP and not path.startswith(ON_THE_LOOP_PREFIXES)
+    }
+    assert not on_loop, (
+        "these handlers run on the event loop (async, or sync without sync_to_thread=True); make them "
+        f"`def` with sync_to_thread=True, or name them in ON_THE_LOOP with the reason: {sorted(on_loop)}"
+    )
+    # and the allowlist names nothing that is gone
+    paths = {path for path, _, _ in _loop_handlers(APP)}
+    assert set(ON_THE_LOOP) <= paths, sorted(set(ON_THE_LOOP) - paths)
