@@ -48,6 +48,26 @@ DIMENSIONS: dict[str, tuple[str, int, int]] = {
 
 REVENUE_SEPARATOR = "\x1f"
 
+# Visit properties: where the visit came from, set by its first event (Plausible's rule). Every
+# later event of the visit carries its visit's values in counters, filters and breakdowns,
+# whatever referrer or UTM tags it was sent with itself; the event log keeps what was sent.
+# Event fields, then the breakdown and filter dimensions over them.
+VISIT_FIELDS: tuple[str, ...] = (
+    "referrer",
+    "referrer_host",
+    "source",
+    "medium",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+VISIT_PROPERTIES = frozenset(
+    {"source", "channel", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+)
+
 # Dimensions whose empty value is a real row ("Direct / None" for sources). For the others an
 # empty value (no UTM tag, unknown screen) is simply not counted in their breakdown.
 COUNT_EMPTY = frozenset({"source", "referrer"})

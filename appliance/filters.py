@@ -10,14 +10,17 @@ a ``plan`` property too.
 
 Dimensions (the ``event:``/``visit:`` prefixes of Plausible's API are accepted and ignored):
 
-- event fields, tested on each event: ``page``, ``hostname``, ``source``, ``channel``,
-  ``referrer`` (host), ``utm_source`` … ``utm_content``, ``country``, ``region``,
+- event fields, tested on each event: ``page``, ``hostname``, ``country``, ``region``,
   ``browser``, ``browser_version``, ``os``, ``os_version``, ``device``, ``screen``,
   ``language``, ``event`` (the event or conversion name; page views are named ``pageview``),
   ``prop:KEY`` (an event property; ``event:props:KEY`` also works), ``goal`` (a goal's name,
   see :mod:`appliance.definitions.goals`);
-- visit fields, tested on the visit an event belongs to: ``entry_page``, ``exit_page``,
-  ``segment`` (a saved segment's id, see :mod:`appliance.definitions.segments`).
+- visit fields, tested on the visit an event belongs to, so they keep or drop whole visits:
+  ``entry_page``, ``exit_page``, ``segment`` (a saved segment's id, see
+  :mod:`appliance.definitions.segments`), and the visit properties ``source``, ``channel``,
+  ``referrer`` (host), ``utm_source`` … ``utm_content``, tested on the visit's first event
+  (:data:`appliance.dimensions.VISIT_PROPERTIES`). Engagement pings belong to no visit: a
+  visit-level filter keeps the pings of visitors who have a kept visit.
 
 Filters are parsed from JSON (``[["is", "page", ["/a", "/b"]], ["contains", "source", ["goo"]]]``,
 Plausible API v2 style) or from the short form ``page==/a|/b;source~goo;country!=DE`` (``==``
@@ -34,6 +37,7 @@ import msgspec
 import numpy as np
 
 from appliance.budget import check_budget
+from appliance.dimensions import VISIT_PROPERTIES
 from appliance.errors import DomainError
 from appliance.nesting import TOO_DEEP, json_too_deep
 
@@ -93,7 +97,7 @@ class Filter(msgspec.Struct, frozen=True, array_like=True):
 
     @property
     def is_visit_level(self) -> bool:
-        return self.dimension in VISIT_DIMENSIONS
+        return self.dimension in VISIT_DIMENSIONS or self.dimension in VISIT_PROPERTIES
 
     @property
     def prop_key(self) -> str | None:

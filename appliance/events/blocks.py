@@ -28,7 +28,7 @@ from appliance.events.sessions import LazyVisits, local_visits, with_derived
 from appliance.models import Event, EventKind
 from storage.keys import pack_event_key
 
-FORMAT_VERSION = 3  # 3: visits near midnight stored (s.late, s.early)
+FORMAT_VERSION = 4  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views
 DAY_MS = 86_400_000
 CLOSE_GRACE_SECONDS = 15 * 60  # a day is compacted this long after it ends (late batches)
 CACHE_BYTES = 3 << 30  # decoded columns kept in memory (least recently used blocks dropped first)
@@ -247,7 +247,7 @@ class Block:
     def local_visits(self, timeout_ms: int) -> dict[str, np.ndarray]:
         """The day's visits (see :func:`appliance.events.sessions.local_visits`), visitors as codes;
         a stored block decodes each array on first use."""
-        if self.stored and self.timeout_ms == timeout_ms and self.format >= 3:
+        if self.stored and self.timeout_ms == timeout_ms and self.format >= 4:
 
             def make():
                 column = self.column

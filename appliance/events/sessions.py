@@ -20,8 +20,10 @@ same rule. Visits of a block are numbered in the order of their first row.
 
 Per visit: its visitor, first and last timestamp, page views, whether it had a custom event
 or conversion (``interactive``), bounce (one page view and nothing interactive), duration
-(last − first event, in milliseconds), entry and exit page ids, and the row of its first
-event (for entry values of any dimension).
+(last − first event, in milliseconds), entry and exit page ids (the first and last page
+view's page; without any page view, the page of the first and last event), and the row of
+its first event (for entry values of any dimension, and the visit properties: source,
+channel, referrer and UTM tags, see :data:`appliance.dimensions.VISIT_FIELDS`).
 """
 
 from __future__ import annotations
@@ -60,9 +62,14 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
     kinds = kind[order]
     is_pageview = kinds == EventKind.PAGEVIEW
     first_row = order[first]
-    exit_page = np.zeros(visits, np.uint32)
+    # Entry / exit page: the first / last page view's page, or without any page view the
+    # page of the visit's first / last event.
+    entry_page = path[first_row].astype(np.uint32)
+    exit_page = path[order[last]].astype(np.uint32)
     positions = np.flatnonzero(is_pageview)
-    exit_page[visit_sorted[positions]] = path[order[positions]]  # the last assignment wins
+    backwards = positions[::-1]
+    entry_page[visit_sorted[backwards]] = path[order[backwards]]  # the last assignment wins
+    exit_page[visit_sorted[positions]] = path[order[positions]]
     return {
         "order": order,
         "visit_sorted": visit_sorted,
@@ -72,7 +79,7 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
         "first_row": first_row,
         "pageviews": np.bincount(visit_sorted, weights=is_pageview, minlength=visits).astype(np.int64),
         "interactive": np.bincount(visit_sorted, weights=~is_pageview, minlength=visits) > 0,
-        "entry_page": np.where(kinds[first] == EventKind.PAGEVIEW, path[first_row], 0).astype(np.uint32),
+        "entry_page": entry_page,
         "exit_page": exit_page,
     }
 

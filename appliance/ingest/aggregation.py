@@ -47,9 +47,11 @@ class BatchWrites:
         return out
 
 
-def aggregate(events: list[Event], site_timezones: dict[int, str], intern) -> BatchWrites:
-    """Counter deltas and sketch additions for a batch. ``intern(text) -> id`` (in the txn)."""
-    writes = BatchWrites()
+def aggregate(events: list[Event], site_timezones: dict[int, str], intern, writes: BatchWrites | None = None) -> BatchWrites:
+    """Counter deltas and sketch additions for a batch (added to ``writes`` if given).
+    ``intern(text) -> id`` (in the txn). Events that joined an open visit already carry its
+    properties (see :meth:`appliance.ingest.visits.VisitTable.apply`)."""
+    writes = BatchWrites() if writes is None else writes
     counts = writes.counter_deltas
     members = writes.sketch_members
     known: dict[str, int] = {}

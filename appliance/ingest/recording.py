@@ -19,7 +19,7 @@ from collections.abc import Callable
 from appliance.definitions.goals import Goals
 from appliance.events.codec import decode_event, encode_event
 from appliance.events.coordinator import WriteCoordinator
-from appliance.ingest.aggregation import aggregate
+from appliance.ingest.aggregation import BatchWrites, aggregate
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.visits import VisitTable
 from appliance.models import Event
@@ -159,11 +159,13 @@ class Recorder:
     def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str]) -> None:
         """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
         strike them from ``pending``, inside ``txn``."""
-        events = [event for _, event in batch]
         intern = self._interner(txn)
-        writes = aggregate(events, timezones, intern)
+        writes = BatchWrites()
+        # Visits first: an event that joins an open visit is counted with the visit's
+        # properties (source, channel, referrer, UTM tags of its first event).
+        events = self._visits.apply(txn, [event for _, event in batch], timezones, writes.counter_deltas, intern)
+        aggregate(events, timezones, intern, writes)
         self._goals.count(events, timezones, writes, intern)
-        self._visits.apply(txn, events, timezones, writes.counter_deltas, intern)
         self._counters.apply(txn, writes.counters)
         self._sketches.add(txn, writes.sketches)
         for key, _ in batch:

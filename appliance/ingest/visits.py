@@ -9,10 +9,18 @@ loses an open visit.
 Visit metrics are counted incrementally into day counters of the day the visit *started*
 (in the site's time zone): ``visits`` +1 when it opens; ``bounces`` +1 when it opens with a page
 view and −1 as soon as it gets a second page view or an interactive event; ``duration`` grows
-by each new gap; the exit page moves with every page view. So a closed day's numbers only
-change while a visit that started on it is still open. Every visit metric is also kept per
-entry dimension value (the source, channel, country... of the visit's first event; for
-pages, the entry page), for breakdowns with visits, bounce rate and duration.
+by each new gap; the exit page moves with every page view (with none yet, with every event).
+So a closed day's numbers only change while a visit that started on it is still open. Every
+visit metric is also kept per entry dimension value (the source, channel, country... of the
+visit's first event; for pages, the entry page: the first page view's page, or the first
+event's until a page view arrives, when the visit's counters move to it), for breakdowns
+with visits, bounce rate and duration.
+
+Visit properties (:data:`appliance.dimensions.VISIT_FIELDS`: referrer, source, channel, UTM
+tags) are the first event's: :meth:`VisitTable.apply` hands back each event that joined an
+open visit carrying them, so the aggregation step counts its page view, visitor and
+breakdowns under the visit's source. The event log keeps what was sent; scans apply the
+same rule to the visits they rebuild (:meth:`appliance.query.selection.Selection.values_at`).
 """
 
 from __future__ import annotations
@@ -42,6 +50,21 @@ class Visit(msgspec.Struct, array_like=True):
     hint: str
     entry: list[int]
     exit_path: int
+    carried: list[str] = []  # the visit properties (dims.VISIT_FIELDS) of its first event
+
+
+_PAGE = list(dims.DIMENSIONS).index("page")
+
+
+def _inherit(event: Event, visit: Visit) -> Event:
+    """``event`` with its visit's properties (those of the visit's first event)."""
+    carried = visit.carried
+    if len(carried) != len(dims.VISIT_FIELDS):  # a visit opened before visits carried them
+        return event
+    changed = {
+        field: value for field, value in zip(dims.VISIT_FIELDS, carried, strict=True) if getattr(event, field) != value
+    }
+    return msgspec.structs.replace(event, **changed) if changed else event
 
 
 class VisitTable:
@@ -70,21 +93,26 @@ class VisitTable:
             return self._pending[key]
         return self._open.get(key)
 
-    def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> None:
+    def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> list[Event]:
         """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
 
-        Changes stay pending until :meth:`committed`; :meth:`rolled_back` forgets them.
+        Returns the batch (in its order) with each event that joined an open visit carrying
+        that visit's properties (:data:`~appliance.dimensions.VISIT_FIELDS`, from its first
+        event), as the counters of the batch must count it. Changes stay pending until
+        :meth:`committed`; :meth:`rolled_back` forgets them.
         """
         self._pending.clear()
         dimension_items = tuple(dims.DIMENSIONS.items())
-        for event in sorted(events, key=lambda item: item.timestamp):
+        out = list(events)
+        for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
+            event = events[index]
             if event.kind is EventKind.ENGAGEMENT:
                 continue
             key = (event.site_id, event.visitor_id)
             visit = self._current(key)
             timestamp = event.timestamp
             is_pageview = event.kind is EventKind.PAGEVIEW
-            path_id = intern(event.path) if is_pageview else 0
+            page_id = intern(event.path)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit
             new_visit = (
@@ -96,7 +124,7 @@ class VisitTable:
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
                 for name, (field, _, _) in dimension_items:
-                    entry.append(path_id if name == "page" else intern(getattr(event, field)))
+                    entry.append(page_id if name == "page" else intern(getattr(event, field)))
                 visit = Visit(
                     start=timestamp,
                     last=timestamp,
@@ -105,29 +133,36 @@ class VisitTable:
                     interactive=not is_pageview,
                     hint=event.session_hint,
                     entry=entry,
-                    exit_path=path_id,
+                    exit_path=page_id,
+                    carried=[getattr(event, field) for field in dims.VISIT_FIELDS],
                 )
                 bounce = 1 if is_pageview else 0
                 self._count(counts, event.site_id, visit, dims.VISITS, 1)
                 if bounce:
                     self._count(counts, event.site_id, visit, dims.BOUNCES, 1)
-                if path_id:
-                    counts[(event.site_id, DAY, dims.EXIT_PAGES, day, path_id)] += 1
+                if page_id:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, day, page_id)] += 1
                 self._pending[key] = visit
                 continue
-            visit = msgspec.structs.replace(visit)  # never mutate the committed copy
+            out[index] = _inherit(event, visit)
+            visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
             was_bounce = visit.pageviews == 1 and not visit.interactive
             gap = max(0.0, timestamp - visit.last)
             if gap:
                 self._count(counts, event.site_id, visit, dims.VISIT_DURATION, round(timestamp) - round(visit.last))
                 visit.last = timestamp
+            if is_pageview and visit.pageviews == 0:
+                # The first page view: it becomes the entry page of a visit begun by another event.
+                self._move_entry_page(counts, event.site_id, visit, page_id)
+            # The exit page: the last page view's page, or the last event's without any.
+            if (is_pageview or visit.pageviews == 0) and page_id != visit.exit_path:
+                if visit.exit_path:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, visit.exit_path)] -= 1
+                if page_id:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, page_id)] += 1
+                visit.exit_path = page_id
             if is_pageview:
                 visit.pageviews += 1
-                if path_id != visit.exit_path:
-                    if visit.exit_path:
-                        counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, visit.exit_path)] -= 1
-                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, path_id)] += 1
-                    visit.exit_path = path_id
             else:
                 visit.interactive = True
             if was_bounce and (visit.pageviews > 1 or visit.interactive):
@@ -136,6 +171,24 @@ class VisitTable:
         encoder = msgspec.msgpack.Encoder()
         for (site_id, visitor_id), visit in self._pending.items():
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
+        return out
+
+    @staticmethod
+    def _move_entry_page(counts, site_id: int, visit: Visit, page_id: int) -> None:
+        """Re-key a visit's entry-page counters (it has no page view yet, so no bounce)."""
+        old = visit.entry[_PAGE]
+        if old == page_id:
+            return
+        duration = round(visit.last) - round(visit.start)
+        for metric, amount in ((dims.VISITS, 1), (dims.VISIT_DURATION, duration)):
+            if not amount:
+                continue
+            metric += 1 + _PAGE
+            if old:
+                counts[(site_id, DAY, metric, visit.day, old)] -= amount
+            if page_id:
+                counts[(site_id, DAY, metric, visit.day, page_id)] += amount
+        visit.entry[_PAGE] = page_id
 
     @staticmethod
     def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:

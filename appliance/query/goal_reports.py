@@ -152,7 +152,7 @@ class GoalReports:
         visitor = frame.column("visitor")
         converters = np.unique(visitor[selection.rows & self._goals.mask(frame, goal)])
         pageviews = selection.of_kind(EventKind.PAGEVIEW)
-        values = frame.column(field)[pageviews]
+        values = selection.values_at(field, pageviews)
         pairs_visitor = visitor[pageviews]
         if dimension not in dims.COUNT_EMPTY:
             pairs_visitor, values = pairs_visitor[values != 0], values[values != 0]

@@ -13,8 +13,11 @@ Semantics under filters (Plausible's):
 - unique visitors: the *exact* number of distinct visitor hashes among matching events
   (``np.unique``, no HyperLogLog on this path);
 - visits: visits with at least one matching event; their bounce rate and duration are those
-  of the whole visit; visit-level filters (``entry_page``, ``exit_page``, ``segment``) keep
-  or drop whole visits, so they restrict every event of a visit alike;
+  of the whole visit; visit-level filters (``entry_page``, ``exit_page``, ``segment`` and the
+  visit properties source, channel, referrer and UTM tags) keep or drop whole visits, so they
+  restrict every event of a visit alike;
+- visit properties (source, channel, referrer, UTM tags) are read from each visit's first
+  event, for every event of the visit (``Selection.values_at``);
 - breakdown rows, entry and exit pages: as unfiltered, over the matching events and visits.
 
 Engagement pings (time on page) carry no visit; a visit-level filter keeps the pings of
@@ -134,6 +137,8 @@ class Scans:
             for value in condition.values:
                 keep |= segment_visits(self, selection, value)
             return keep
+        if condition.dimension in dims.VISIT_PROPERTIES:  # tested on the visit's first event
+            return self.event_mask(selection.frame, condition, selection.query.site)[sessions.first_row]
         pages = sessions.entry_page if condition.dimension == "entry_page" else sessions.exit_page
         test = text_predicate(condition.positive, condition.values)
         distinct_ids, inverse = np.unique(pages, return_inverse=True)
@@ -219,7 +224,7 @@ class Scans:
         selection = self.select(query)
         frame = selection.frame
         rows = selection.of_kind(PAGEVIEW)
-        values = frame.values_at(field, rows)
+        values = selection.values_at(field, rows)
         if dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values = values[keep]
@@ -379,8 +384,10 @@ class Scans:
         selection = self.select(query)
         frame = selection.frame
         pageviews = selection.of_kind(PAGEVIEW)
-        rows = pageviews & (frame.column("channel") != 0)  # as the channel sketches: no empty channel
-        channels = frame.column("channel")[rows]
+        channels = selection.values_at("channel", pageviews)  # the channel of each page view's visit
+        rows = pageviews.copy()
+        rows[pageviews] = channels != 0  # as the channel sketches: no empty channel
+        channels = channels[channels != 0]
         distinct_ids, inverse = np.unique(channels, return_inverse=True)
         category_of = np.array(
             [SEED_CATEGORIES.index(traffic_category(self.text(int(i)))) for i in distinct_ids], np.int64

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from appliance import dimensions as dims
 from appliance.events.columns import ColumnStore
 from appliance.events.frames import Frame
 from appliance.events.sessions import Sessions
@@ -127,6 +128,18 @@ class Selection:
             sessions = self._sessions
             return sessions.visitor[sessions.visit_of[rows]]
         return self.frame.visitor_codes_of(rows)
+
+    def values_at(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """``frame.values_at(field, rows)``, but a visit property (source, channel, referrer,
+        UTM tags: :data:`appliance.dimensions.VISIT_FIELDS`) is read from the first event of
+        each row's visit. Engagement pings, which belong to no visit, keep their own."""
+        if field not in dims.VISIT_FIELDS:
+            return self.frame.values_at(field, rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, np.int64)
+        sessions = self.sessions
+        visit = sessions.visit_of[rows]
+        inside = visit >= 0
+        return self.frame.values_at(field, np.where(inside, sessions.first_row[np.maximum(visit, 0)], rows))
 
     def of_kind(self, *kinds: int) -> np.ndarray:
         if len(kinds) == 1:

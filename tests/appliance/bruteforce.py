@@ -2,7 +2,9 @@
 
 It reads the site's events with ``Appliance.read_events`` (the MessagePack log, not the
 column blocks) and applies the documented semantics one event at a time, so the property
-tests can check the numpy engine against something that shares none of its code.
+tests can check the numpy engine against something that shares none of its code. The log
+keeps each event as it was sent; the visit properties (source, channel, referrer, UTM tags)
+are taken here from each visit's first event, as the README's glossary defines them.
 """
 
 from __future__ import annotations
@@ -52,9 +54,28 @@ class Visit:
         self.interactive = any(e.kind is not EventKind.PAGEVIEW for e in events)
         self.bounce = self.pageviews == 1 and not self.interactive
         self.duration_ms = self.end - self.start
-        self.entry_page = events[0].path if events[0].kind is EventKind.PAGEVIEW else ""
-        self.exit_page = views[-1].path if views else ""
+        # the first / last page view's page; without page views, the first / last event's
+        self.entry_page = views[0].path if views else events[0].path
+        self.exit_page = views[-1].path if views else events[-1].path
         self.first = events[0]
+
+
+# Visit properties: where the visit came from, read from its first event for every event of
+# the visit (dimension -> Event field). Written out here, not imported from the engine.
+VISIT_PROPERTIES = {
+    "source": "source",
+    "channel": "channel",
+    "referrer": "referrer_host",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term",
+    "utm_content": "utm_content",
+}
+
+
+def visit_level(f) -> bool:
+    return f.dimension in ("entry_page", "exit_page", "segment") or f.dimension in VISIT_PROPERTIES
 
 
 class Row:
@@ -100,20 +121,20 @@ class Reference:
         self.rows = [r for r in self.rows if start * 1000 <= r.ms < end * 1000]
         timeout = appliance.settings.sites.visit_timeout_minutes * 60_000
         self.visits = sessionise(self.rows, timeout)
-        visit_of = {}
+        self.visit_of = visit_of = {}
         for visit in self.visits:
             for event in visit.events:
                 visit_of[id(event)] = visit
         self.goals = list(goals)
         kept_visits = set()
         for visit in self.visits:
-            if all(self._visit_ok(f, visit) for f in filters if f.is_visit_level):
+            if all(self._visit_ok(f, visit) for f in filters if visit_level(f)):
                 kept_visits.add(id(visit))
         kept_visitors = {v.visitor for v in self.visits if id(v) in kept_visits}
-        has_visit_filters = any(f.is_visit_level for f in filters)
+        has_visit_filters = any(visit_level(f) for f in filters)
         self.matching = []
         for row in self.rows:
-            if not all(self._event_ok(f, row) for f in filters if not f.is_visit_level):
+            if not all(self._event_ok(f, row) for f in filters if not visit_level(f)):
                 continue
             if has_visit_filters:
                 visit = visit_of.get(id(row))
@@ -136,9 +157,19 @@ class Reference:
         return not hit if f.negated else hit
 
     def _visit_ok(self, f, visit) -> bool:
-        text = visit.entry_page if f.dimension == "entry_page" else visit.exit_page
+        if f.dimension in VISIT_PROPERTIES:
+            text = getattr(visit.first, VISIT_PROPERTIES[f.dimension])
+        else:
+            text = visit.entry_page if f.dimension == "entry_page" else visit.exit_page
         hit = positive(f.positive, f.values, text)
         return not hit if f.negated else hit
+
+    def value(self, row, field):
+        """A field of an event; a visit property is its visit's (the visit's first event's)."""
+        visit = self.visit_of.get(id(row))
+        if visit is not None and field in VISIT_PROPERTIES.values():
+            return getattr(visit.first, field)
+        return getattr(row, field)
 
     # -- reports --------------------------------------------------------------------------
     def active(self):
@@ -193,7 +224,7 @@ class Reference:
         for r in self.matching:
             if r.kind is not EventKind.PAGEVIEW:
                 continue
-            value = getattr(r, field)
+            value = self.value(r, field)
             if not value and dimension not in dims.COUNT_EMPTY:
                 continue
             views[value] += 1
@@ -298,8 +329,8 @@ class Reference:
     def traffic(self):
         categories = defaultdict(set)
         for r in self.matching:
-            if r.kind is EventKind.PAGEVIEW and r.channel:
-                categories[traffic_category(r.channel)].add(r.visitor_id)
+            if r.kind is EventKind.PAGEVIEW and self.value(r, "channel"):
+                categories[traffic_category(self.value(r, "channel"))].add(r.visitor_id)
         return {
             "total_visitors": len({r.visitor_id for r in self.active()}),
             "total_page_views": sum(r.kind is EventKind.PAGEVIEW for r in self.matching),

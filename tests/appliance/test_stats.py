@@ -56,7 +56,8 @@ def week_of_traffic(site: int) -> list[Event]:
     for day_of_week in range(7):
         channel = "" if day_of_week == 6 else "Direct"
         events.append(view(site, V1, at(on(day_of_week), 9), "/", "Firefox", channel))
-    # V2 comes from Google on Monday and Tuesday, then opens the home page directly.
+    # V2 comes from Google on Monday and Tuesday, then opens the home page without a referrer
+    # 30 minutes later: still the visit from Google, so still from Google (a visit property).
     events.append(
         view(site, V2, at(on(0), 10), "/pricing", "Chrome", "Organic Search", source="Google")
     )
@@ -240,9 +241,10 @@ def test_breakdown_by_browser_and_source(recorded):
         ("Chrome", 6, 8),
         ("Firefox", 1, 7),
     ]
+    # Tuesday: V1 direct; V2's visit came from Google, both its page views with it.
     assert pick(sources["results"], "value", "visitors", "pageviews") == [
-        ("", 2, 2),
-        ("Google", 1, 1),
+        ("Google", 1, 2),
+        ("", 1, 1),
     ]
 
 
@@ -294,8 +296,9 @@ def test_traffic_report(recorded):
 
     assert report["total_visitors"] == 7
     assert report["total_page_views"] == 15
-    # "Direct" and an unknown channel are both direct; V1 is counted there once.
-    assert report["traffic_sources"] == {"direct": 2, "referral": 2, "search": 1, "social": 3}
+    # "Direct" and an unknown channel are both direct; V1 is counted there once. V2's page
+    # view without a referrer belongs to its visit from Google: V2 is search only.
+    assert report["traffic_sources"] == {"direct": 1, "referral": 2, "search": 1, "social": 3}
 
 
 def test_conversions_report(recorded):
