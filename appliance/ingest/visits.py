@@ -21,6 +21,9 @@ tags) are the first event's: :meth:`VisitTable.apply` hands back each event that
 open visit carrying them, so the aggregation step counts its page view, visitor and
 breakdowns under the visit's source. The event log keeps what was sent; scans apply the
 same rule to the visits they rebuild (:meth:`appliance.query.selection.Selection.values_at`).
+Not at commit: an event's open visit is only known here (the table lags the commit by up to
+one aggregation interval, and a visit's events may share a batch or arrive out of order), and
+a raw log lets a scan follow time order whatever the arrival order.
 """
 
 from __future__ import annotations
