@@ -193,3 +193,29 @@ def test_an_entry_page_segment_keeps_every_visit(client, entry_site):
     segment = response.json()["data"]["id"]
     data = _get(client, "/api/v1/stats/aggregate", _params(entry_site, filters=f"segment=={segment}"))
     assert data["visits"] == 36
+
+
+def test_the_tracker_path_keeps_the_visits_source(server, client):
+    """The tracker sends document.referrer with every page view: internal after the first.
+    New UTM tags inside the open visit do not change its source either."""
+    site = _site(client, "tracker")
+    pages = (
+        ("/", "https://www.google.com/"),
+        ("/a", f"https://{site}/"),
+        ("/b?utm_source=newsletter&utm_medium=email", f"https://{site}/a"),
+    )
+    with server.client() as tracker:
+        for page, referrer in pages:
+            body = f'{{"k":"pageview","s":"{site}","u":"https://{site}{page}","r":"{referrer}"}}'
+            response = tracker.post("/api/v1/collect", content=body, headers={"content-type": "text/plain"})
+            assert response.status_code == 202, response.text
+    for filters in (None, "page==/*"):
+        params = _params(site)
+        if filters:
+            params["filters"] = filters
+        traffic = _get(client, "/api/v1/reports/traffic", params)
+        assert traffic["traffic_sources"] == {"direct": 0, "referral": 0, "search": 1, "social": 0}, filters
+        sources = [(row["value"], row["pageviews"], row["visits"]) for row in traffic["dimensions"]["source"]]
+        assert sources == [("Google", 3, 1)], filters
+        utm = _get(client, "/api/v1/stats/breakdown", {**params, "property": "utm_source"})["results"]
+        assert utm == [], filters

@@ -112,3 +112,19 @@ def test_entry_page_filter_and_segment_see_visits_without_a_page_view(recorded):
     assert appliance.stats.aggregate(query)["visits"] == 2
     query = Query(site=site, date_from=day, date_to=day, filters=[make_filter("is", "exit_page", ["/b"])])
     assert appliance.stats.aggregate(query)["visits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("filters", "visits", "pageviews"),
+    [([["is", "source", ["Google"]]], 1, 2), ([["is", "entry_page", ["/pricing"]]], 2, 2), ([["is", "exit_page", ["/b"]]], 1, 0)],
+)
+def test_materialised_segments_on_visit_properties(recorded, filters, visits, pageviews):
+    from appliance.definitions.segments import SegmentInput
+
+    appliance, site, day = recorded
+    for materialised in (False, True):
+        segment = appliance.segments.create(site.id, SegmentInput(name=f"m{materialised}", filters=filters, materialised=materialised))
+        appliance.stats.materialiser.wait()
+        query = Query(site=site, date_from=day, date_to=day, filters=[make_filter("is", "segment", [str(segment.id)])])
+        totals = appliance.stats.aggregate(query)
+        assert (totals["visits"], totals["pageviews"]) == (visits, pageviews), materialised
