@@ -128,3 +128,15 @@ def test_materialised_segments_on_visit_properties(recorded, filters, visits, pa
         query = Query(site=site, date_from=day, date_to=day, filters=[make_filter("is", "segment", [str(segment.id)])])
         totals = appliance.stats.aggregate(query)
         assert (totals["visits"], totals["pageviews"]) == (visits, pageviews), materialised
+
+
+def test_goal_breakdown_by_source_uses_the_visits_source(recorded):
+    from appliance.definitions.goals import GoalInput
+
+    appliance, site, day = recorded
+    goal = appliance.goals.create(site.id, GoalInput(name="Clicked", kind="event", event="Click"))
+    appliance.goals.wait()
+    rows = appliance.goal_reports.breakdown(Query(site=site, date_from=day, date_to=day), goal, "source")
+    assert {row["value"]: (row["visitors"], row["converted_visitors"]) for row in rows} == {
+        "Google": (1, 1), "news.example": (1, 1), "": (1, 1)
+    }
