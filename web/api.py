@@ -19,8 +19,8 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from appliance.accounts.models import ApiKey, User
 from appliance.accounts.permissions import Role
-from appliance.accounts.users import ApiKey, User
 from appliance.events.live import LiveEvent, live_event
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site

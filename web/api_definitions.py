@@ -19,8 +19,9 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from appliance.definitions.common import DefinitionError
 from appliance.definitions.funnels import FunnelInput
-from appliance.definitions.goals import DefinitionError, GoalInput
+from appliance.definitions.goals import GoalInput
 from appliance.definitions.segments import SegmentInput
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today

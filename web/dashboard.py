@@ -23,8 +23,8 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
 
+from appliance.accounts.models import AccountError
 from appliance.accounts.permissions import Permission
-from appliance.accounts.users import AccountError
 from appliance.hooks.manager import describe_plugins
 from appliance.periods import local_today
 from appliance.query.spec import Query

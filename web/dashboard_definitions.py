@@ -21,8 +21,9 @@ from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
+from appliance.definitions.common import DefinitionError
 from appliance.definitions.funnels import FOLLOWS, FunnelInput, Step
-from appliance.definitions.goals import KINDS, DefinitionError, GoalInput
+from appliance.definitions.goals import KINDS, GoalInput
 from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import EVENT_DIMENSIONS, OPERATORS
 from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of, site_of

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import msgspec
 from litestar import Request
 
-from appliance.definitions.goals import DefinitionError
+from appliance.definitions.common import DefinitionError
 from appliance.filters import make_filter
 from web.auth import principal_of, site_of
 from web.views import View, parse_view
