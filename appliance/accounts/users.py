@@ -246,9 +246,6 @@ class Accounts:
             return None
         return self._resolve(record.user_id, record.username)
 
-    def revoke_token(self, token: str) -> bool:
-        return self._store.write(lambda txn: self._records.delete(txn, _TOKEN, digest(token)))
-
     # -- API keys -------------------------------------------------------------------------
     def create_api_key(
         self, user: User, name: str, *, read_only: bool = False, expires_in_days: int | None = None

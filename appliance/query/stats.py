@@ -1,7 +1,7 @@
 """The stats vocabulary, and the one planner that picks the path answering each query.
 
-Every consumer (JSON API, seed reports, dashboard, exporters) calls these functions, so a
-number cannot differ between two screens. Three paths give the same shapes:
+Every consumer (JSON API, seed reports, dashboard) calls these functions, so a number cannot
+differ between two screens. Three paths give the same shapes:
 
 - *counted* (:mod:`appliance.query.counted`): no filters — counters and sketches kept at
   ingest;
