@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -153,11 +152,3 @@ class Site(msgspec.Struct, kw_only=True):
     created_at: float = 0.0
 
 
-class ItemResult(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One item's answer in a batch response."""
-
-    status: str
-    event_id: str | None = None
-    conversion_id: str | None = None
-    error: dict[str, Any] | None = None
-    reason: str | None = None

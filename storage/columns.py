@@ -26,7 +26,6 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterable
 
 import msgspec
 import numpy as np
@@ -154,16 +153,6 @@ class ColumnBlocks:
         value = txn.get(_key(site, day, generation, name), db=self._db)
         return decode_array(value) if value is not None else None
 
-    def get_many(self, txn, site: int, day: int, generation: int, names: Iterable[str]) -> dict[str, np.ndarray] | None:
-        """The named columns of one generation, or None when any is missing."""
-        out = {}
-        for name in names:
-            array = self.get(txn, site, day, generation, name)
-            if array is None:
-                return None
-            out[name] = array
-        return out
-
     def names(self, txn, site: int, day: int, generation: int) -> list[str]:
         prefix = _PREFIX.pack(site, day, generation)
         cursor = txn.cursor(db=self._db)
@@ -173,18 +162,6 @@ class ColumnBlocks:
                 if key[:12] != prefix:
                     break
                 found.append(key[12:].decode("ascii"))
-        return found
-
-    def stored_bytes(self, txn, site: int, day: int, generation: int) -> dict[str, int]:
-        """Bytes of each stored column value of one generation (the benchmark's breakdown)."""
-        prefix = _PREFIX.pack(site, day, generation)
-        cursor = txn.cursor(db=self._db)
-        found = {}
-        if cursor.set_range(prefix):
-            for key, value in cursor:
-                if key[:12] != prefix:
-                    break
-                found[key[12:].decode("ascii")] = len(value)
         return found
 
     # -- removal --------------------------------------------------------------------------

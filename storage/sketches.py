@@ -10,7 +10,10 @@ Error bound: with precision ``p`` the relative standard error is ``1.04 / sqrt(2
 p=14 gives 0.81 % (site totals), p=12 gives 1.63 % (per-dimension breakdowns). Tests check
 estimates within three standard errors. Exact sets are exact.
 
-Encoding: ``b"E"`` + sorted 8-byte hashes, or ``b"H"`` + precision byte + zlib(registers).
+Encoding: ``b"E"`` + sorted 8-byte hashes (exact); ``b"S"`` + precision byte + the filled
+registers as (u16 index, u8 rank) pairs (sparse: most daily and per-value sketches), or
+``b"R"`` + precision byte + every register (raw). ``b"H"`` (zlib-compressed registers, the
+first format) is still read.
 Values are 64-bit visitor ids, which are keyed BLAKE2b digests: already uniform hashes, so
 they update the registers directly (vectorised) instead of going through the package's
 per-value SHA-1; the package's estimator (with its bias correction) and merge are used as is.

@@ -10,7 +10,7 @@ import cannot dodge a cycle by hiding in a function):
   ``accounts``/``definitions``, ``query``, ``ingest``, ``runtime``, ``cli`` — and a module
   imports only from its own sub-room or a lower layer;
 - no two modules of ours import each other, directly or round a longer loop;
-- no module of ``appliance`` is much over 400 lines.
+- no module of ``appliance`` is much over 400 lines (440 at most).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LAYERS = {
     "runtime": 5,
     "cli": 6,
 }
-MAX_MODULE_LINES = 420
+MAX_MODULE_LINES = 440  # "about 400": a module past this is split by noun
 
 
 def _module_name(path: Path) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -35,9 +34,10 @@ from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
-from web.auth import LoginRequired, request_form, session_principal
+from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
+from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
 from web.live_view import LiveController as LiveViewController
@@ -146,7 +146,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
-        dependencies={"form": Provide(request_form)},  # forms for the sync dashboard handlers
+        dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],
         request_class=CheckedRequest,
         state=State(

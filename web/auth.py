@@ -38,8 +38,8 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
+from appliance.accounts.models import ApiKey, Session, User
 from appliance.accounts.permissions import Permission, Role
-from appliance.accounts.users import ApiKey, Session, User
 from appliance.models import Site
 from appliance.query.spec import QueryError
 from appliance.ratelimit import retry_after

@@ -23,11 +23,12 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
 
+from appliance.accounts.models import AccountError
 from appliance.accounts.permissions import Permission
-from appliance.accounts.users import AccountError
 from appliance.hooks.manager import describe_plugins
 from appliance.periods import local_today
 from appliance.query.spec import Query
+from appliance.runtime.appliance import Appliance
 from appliance.sites import SiteError
 from web.auth import (
     Guard,
@@ -85,10 +86,6 @@ static_files = create_static_files_router(
 )
 
 
-def _appliance(request: Request):
-    return request.app.state.appliance
-
-
 def _nav(request: Request) -> dict[str, Any]:
     principal = principal_of(request)
     user = principal.user if principal is not None else None
@@ -115,13 +112,13 @@ def _lazy(request: Request) -> bool:
     return request.cookies.get(JS_COOKIE) == "1" or request.headers.get("hx-request") == "true"
 
 
-def _widget_context(request: Request, view: SiteView, name: str) -> dict[str, Any]:
+def _widget_context(appliance: Appliance, view: SiteView, name: str) -> dict[str, Any]:
     if name == "conversions":
-        return goal_conversions(_appliance(request), view)
-    return WIDGETS[name](_appliance(request).stats, view)
+        return goal_conversions(appliance, view)
+    return WIDGETS[name](appliance.stats, view)
 
 
-def goal_conversions(appliance, view: SiteView) -> dict[str, Any]:
+def goal_conversions(appliance: Appliance, view: SiteView) -> dict[str, Any]:
     """The conversions widget: one row per defined goal (completions, converters, rate,
     revenue per currency); a site without goals shows its conversion types instead."""
     query = view.query()
@@ -143,9 +140,9 @@ def goal_conversions(appliance, view: SiteView) -> dict[str, Any]:
     return {"report": report, "rows": rows_with_bars(rows, "visitors"), "goals": True}
 
 
-def readable_sites(request: Request) -> list:
+def readable_sites(request: Request, appliance: Appliance) -> list:
     principal = principal_of(request)
-    sites = _appliance(request).sites.all()
+    sites = appliance.sites.all()
     if principal.user is not None:
         return [site for site in sites if principal.user.can_read_site(site.id)]
     return [site for site in sites if site.id == principal.site_id]
@@ -158,47 +155,47 @@ class SitesController(Controller):
     include_in_schema = False
 
     @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days", sync_to_thread=True)
-    def site_list(self, request: Request) -> Template:
-        return _site_list_page(request)
+    def site_list(self, request: Request, appliance: Appliance) -> Template:
+        return _site_list_page(request, appliance)
 
     @post("/", guards=[dashboard_sites_admin], summary="Add a site (admin)", sync_to_thread=True)
-    def add_site(self, request: Request, form: FormMultiDict) -> Response:
+    def add_site(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
         form = form
-        sites = _appliance(request).sites
+        sites = appliance.sites
         values = {key: str(form.get(key, "")).strip() for key in ("domain", "name", "timezone")}
         try:
             site = sites.add(values["domain"], name=values["name"], timezone=values["timezone"] or None)
         except SiteError as error:
-            return _site_list_page(request, error=error.message, form=values, status=422)
-        _appliance(request).audit.record(principal_of(request).name, "site.create", site.domain,
+            return _site_list_page(request, appliance, error=error.message, form=values, status=422)
+        appliance.audit.record(principal_of(request).name, "site.create", site.domain,
                                          timezone=site.timezone, via="dashboard")
         return Redirect(f"/sites/{site.domain}/settings?created=1", status_code=303)
 
     @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard", sync_to_thread=True)
-    def site_dashboard(self, request: Request, domain: str) -> Template:
+    def site_dashboard(self, request: Request, appliance: Appliance, domain: str) -> Template:
         site = site_of(request)
-        view = parse_site_view(request)
+        view = parse_site_view(request, appliance)
         lazy = _lazy(request)
-        widgets = {} if lazy else {name: _widget_context(request, view, name) for name in WIDGETS}
-        segments = _appliance(request).segments.list(site.id, _viewer_id(request))
+        widgets = {} if lazy else {name: _widget_context(appliance, view, name) for name in WIDGETS}
+        segments = appliance.segments.list(site.id, _viewer_id(request))
         return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
                      **_view_options())
 
     @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)", sync_to_thread=True)
-    def widget(self, request: Request, domain: str, name: str) -> Template:
+    def widget(self, request: Request, appliance: Appliance, domain: str, name: str) -> Template:
         if name not in WIDGETS:
             raise NotFoundException(f"no widget {name!r}")
-        view = parse_site_view(request)
-        context = {**_nav(request), "view": view, "w": _widget_context(request, view, name), **_view_options()}
+        view = parse_site_view(request, appliance)
+        context = {**_nav(request), "view": view, "w": _widget_context(appliance, view, name), **_view_options()}
         return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
 
     @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown", sync_to_thread=True)
-    def details(self, request: Request, domain: str, dimension: str) -> Template:
+    def details(self, request: Request, appliance: Appliance, domain: str, dimension: str) -> Template:
         if dimension not in DIMENSION_LABELS:
             raise NotFoundException(f"no breakdown {dimension!r}")
         site = site_of(request)
-        view = parse_site_view(request)
-        stats = _appliance(request).stats
+        view = parse_site_view(request, appliance)
+        stats = appliance.stats
         query = view.query()
         if dimension == "entry":
             rows = [{**r, "label": r["value"], "filter": ("entry_page", r["value"])} for r in stats.entry_pages(query, DETAILS_LIMIT)]
@@ -243,33 +240,32 @@ class SitesController(Controller):
     @get("/{domain:str}/settings", guards=[dashboard_site_member],
          summary="A site's settings and tracking snippet (signed-in users; no shared link or public visitor)",
          sync_to_thread=True)
-    def settings_page(self, request: Request, domain: str) -> Template:
-        return _settings_page(request)
+    def settings_page(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return _settings_page(request, appliance)
 
     @post("/{domain:str}/settings", guards=[dashboard_site_admin], summary="Change a site's settings (admin)", sync_to_thread=True)
-    def change_settings(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+    def change_settings(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
         site = site_of(request)
         form = form
         hostnames = [h.strip() for h in str(form.get("allowed_hostnames", "")).replace(",", "\n").splitlines() if h.strip()]
         try:
             retention = int(str(form.get("retention_days", site.retention_days)))
-            changed = _appliance(request).sites.change(
+            changed = appliance.sites.change(
                 site.domain, name=str(form.get("name", site.name)), timezone=str(form.get("timezone", site.timezone)),
                 retention_days=retention, allowed_hostnames=hostnames, public=form.get("public") == "on",
             )
         except (SiteError, ValueError) as error:
-            return _settings_page(request, error=getattr(error, "message", str(error)), status=422)
-        _appliance(request).audit.record(principal_of(request).name, "site.update", changed.domain, via="dashboard")
+            return _settings_page(request, appliance, error=getattr(error, "message", str(error)), status=422)
+        appliance.audit.record(principal_of(request).name, "site.update", changed.domain, via="dashboard")
         return Redirect(f"/sites/{changed.domain}/settings?saved=1", status_code=303)
 
     @post("/{domain:str}/delete", guards=[dashboard_site_admin],
           summary="Delete a site with all its data, once its domain is typed to confirm (admin)", sync_to_thread=True)
-    def delete_site(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+    def delete_site(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
         site = site_of(request)
         form = form
         if str(form.get("confirm", "")).strip().lower() != site.domain:
-            return _settings_page(request, delete_error=f"Type {site.domain} to confirm the deletion.", status=422)
-        appliance = _appliance(request)
+            return _settings_page(request, appliance, delete_error=f"Type {site.domain} to confirm the deletion.", status=422)
         appliance.delete_site(site.domain)
         appliance.audit.record(principal_of(request).name, "site.delete", site.domain, site_id=site.id, via="dashboard")
         return Redirect(f"/sites?deleted={site.domain}", status_code=303)
@@ -277,41 +273,41 @@ class SitesController(Controller):
 
     @post("/{domain:str}/shared-link", guards=[dashboard_site_admin],
           summary="Create or replace the site's shared link, shown once (admin)", sync_to_thread=True)
-    def create_shared_link(self, request: Request, domain: str) -> Template:
+    def create_shared_link(self, request: Request, appliance: Appliance, domain: str) -> Template:
         site = site_of(request)
-        token = _appliance(request).sites.create_share_token(site)
-        _appliance(request).audit.record(principal_of(request).name, "site.shared_link.create", site.domain,
+        token = appliance.sites.create_share_token(site)
+        appliance.audit.record(principal_of(request).name, "site.shared_link.create", site.domain,
                                          via="dashboard")
-        return _settings_page(request, shared_url=f"{_origin(request)}/sites/{site.domain}?auth={token}")
+        return _settings_page(request, appliance, shared_url=f"{_origin(request, appliance)}/sites/{site.domain}?auth={token}")
 
     @post("/{domain:str}/shared-link/delete", guards=[dashboard_site_admin], summary="Disable the site's shared link (admin)", sync_to_thread=True)
-    def delete_shared_link(self, request: Request, domain: str) -> Response:
+    def delete_shared_link(self, request: Request, appliance: Appliance, domain: str) -> Response:
         site = site_of(request)
-        _appliance(request).sites.delete_share_token(site)
-        _appliance(request).audit.record(principal_of(request).name, "site.shared_link.delete", site.domain,
+        appliance.sites.delete_share_token(site)
+        appliance.audit.record(principal_of(request).name, "site.shared_link.delete", site.domain,
                                          via="dashboard")
         return Redirect(f"/sites/{site.domain}/settings?saved=1", status_code=303)
 
 
-def _origin(request: Request) -> str:
-    public_url = _appliance(request).settings.server.public_url.rstrip("/")
+def _origin(request: Request, appliance: Appliance) -> str:
+    public_url = appliance.settings.server.public_url.rstrip("/")
     return public_url or f"{request.url.scheme}://{request.url.netloc}"
 
 
-def _settings_page(request: Request, error: str = "", delete_error: str = "", shared_url: str = "",
+def _settings_page(request: Request, appliance: Appliance, error: str = "", delete_error: str = "", shared_url: str = "",
                    status: int = 200) -> Template:
     site = site_of(request)
-    snippet = f'<script defer src="{_origin(request)}/js/footfall.js" data-site="{site.domain}"></script>'
+    snippet = f'<script defer src="{_origin(request, appliance)}/js/footfall.js" data-site="{site.domain}"></script>'
     return _page(request, "settings.html", site=site, snippet=snippet, error=error, delete_error=delete_error,
                  status=status, saved=request.query_params.get("saved") == "1",
                  created=request.query_params.get("created") == "1", shared_url=shared_url,
-                 has_shared_link=_appliance(request).sites.has_share_token(site))
+                 has_shared_link=appliance.sites.has_share_token(site))
 
 
-def _site_list_page(request: Request, error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Template:
-    stats = _appliance(request).stats
+def _site_list_page(request: Request, appliance: Appliance, error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Template:
+    stats = appliance.stats
     rows = []
-    for site in readable_sites(request):
+    for site in readable_sites(request, appliance):
         today = local_today(site.timezone)
         query = Query(site=site, date_from=today.fromordinal(today.toordinal() - 29), date_to=today)
         series = stats.timeseries(query)
@@ -325,7 +321,7 @@ def _site_list_page(request: Request, error: str = "", form: dict[str, str] | No
         })
     return _page(request, "sites.html", sites=rows, error=error, form=form or {}, status=status,
                  timezones=_timezones(), deleted=request.query_params.get("deleted", ""),
-                 default_timezone=_appliance(request).settings.sites.timezone)
+                 default_timezone=appliance.settings.sites.timezone)
 
 
 @functools.cache
@@ -345,13 +341,12 @@ class AdminController(Controller):
     include_in_schema = False
 
     @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)", sync_to_thread=True)
-    def users(self, request: Request) -> Template:
-        return _users_page(request)
+    def users(self, request: Request, appliance: Appliance) -> Template:
+        return _users_page(request, appliance)
 
     @post("/users", guards=[dashboard_admin], summary="Create a user (admin)", sync_to_thread=True)
-    def create_user(self, request: Request, form: FormMultiDict) -> Response:
+    def create_user(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
         form = form
-        appliance = _appliance(request)
         domains = form.getall("sites", [])
         site_ids = [site.id for site in appliance.sites.all() if site.domain in domains]
         try:
@@ -360,13 +355,12 @@ class AdminController(Controller):
                 str(form.get("email", "")), site_ids,
             )
         except AccountError as error:
-            return _users_page(request, error=error.message if hasattr(error, "message") else str(error), status=422)
+            return _users_page(request, appliance, error=error.message if hasattr(error, "message") else str(error), status=422)
         appliance.audit.record(principal_of(request).name, "user.create", user.username, role=str(user.role), via="dashboard")
         return Redirect("/admin/users?created=" + user.username, status_code=303)
 
     @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)", sync_to_thread=True)
-    def revoke_key(self, request: Request, username: str, key_id: int) -> Response:
-        appliance = _appliance(request)
+    def revoke_key(self, request: Request, appliance: Appliance, username: str, key_id: int) -> Response:
         user = appliance.accounts.get(username)
         key = appliance.accounts.revoke_api_key(key_id, user.id) if user is not None else None
         if key is None:
@@ -375,13 +369,12 @@ class AdminController(Controller):
         return Redirect("/admin/users", status_code=303)
 
     @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)", sync_to_thread=True)
-    def plugins(self, request: Request) -> Template:
-        plugins = describe_plugins(_appliance(request).plugin_manager)
+    def plugins(self, request: Request, appliance: Appliance) -> Template:
+        plugins = describe_plugins(appliance.plugin_manager)
         return _page(request, "plugins.html", plugins=plugins)
 
 
-def _users_page(request: Request, error: str = "", status: int = 200) -> Template:
-    appliance = _appliance(request)
+def _users_page(request: Request, appliance: Appliance, error: str = "", status: int = 200) -> Template:
     sites = {site.id: site.domain for site in appliance.sites.all()}
     keys = appliance.accounts.api_keys()
     users = [

@@ -21,13 +21,15 @@ from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
+from appliance.definitions.common import DefinitionError
 from appliance.definitions.funnels import FOLLOWS, FunnelInput, Step
-from appliance.definitions.goals import KINDS, DefinitionError, GoalInput
+from appliance.definitions.goals import KINDS, GoalInput
 from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import EVENT_DIMENSIONS, OPERATORS
+from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of, site_of
 from web.charts import Point, funnel_chart
-from web.dashboard import _appliance, _page, _view_options
+from web.dashboard import _page, _view_options
 from web.dashboard_views import SiteView, parse_site_view, viewer_id
 from web.widgets import TOP_METRICS
 
@@ -91,10 +93,9 @@ def goal_input(form) -> tuple[dict[str, str], GoalInput]:
     return values, data
 
 
-def _goals_page(request: Request, *, error: str = "", form: dict[str, str] | None = None, editing=None,
+def _goals_page(request: Request, appliance: Appliance, *, error: str = "", form: dict[str, str] | None = None, editing=None,
                 status: int = 200) -> Template:
-    appliance = _appliance(request)
-    view = parse_site_view(request, "/goals")
+    view = parse_site_view(request, appliance, "/goals")
     goals = {goal.id: goal for goal in appliance.goals.list(view.site.id)}
     rows = [{**row, "goal": goals[row["goal_id"]]} for row in appliance.goal_reports.report(view.query())]
     if editing is None and request.query_params.get("edit", "").isdigit():
@@ -112,37 +113,37 @@ class GoalPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's goals and their conversions", sync_to_thread=True)
-    def goals(self, request: Request, domain: str) -> Template:
-        return _goals_page(request)
+    def goals(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return _goals_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Create a goal (analysts, admins)", sync_to_thread=True)
-    def create_goal(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+    def create_goal(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
         form = form
         values, data = goal_input(form)
         principal = principal_of(request)
         try:
-            goal = _appliance(request).goals.create(site_of(request).id, data, principal.name)
+            goal = appliance.goals.create(site_of(request).id, data, principal.name)
         except DefinitionError as error:
-            return _goals_page(request, error=f"{error.field}: {error.message}", form=values, status=422)
-        return _redirect(parse_site_view(request), "/goals", saved=goal.name)
+            return _goals_page(request, appliance, error=f"{error.field}: {error.message}", form=values, status=422)
+        return _redirect(parse_site_view(request, appliance), "/goals", saved=goal.name)
 
     @post("/{goal_id:int}", guards=[dashboard_site_analyst], summary="Change a goal (analysts, admins)", sync_to_thread=True)
-    def change_goal(self, request: Request, domain: str, goal_id: int, form: FormMultiDict) -> Response:
-        goals = _appliance(request).goals
+    def change_goal(self, request: Request, appliance: Appliance, domain: str, goal_id: int, form: FormMultiDict) -> Response:
+        goals = appliance.goals
         editing = _definition(goals.get, site_of(request).id, goal_id)
         values, data = goal_input(form)
         try:
             goal = goals.change(site_of(request).id, goal_id, data)
         except DefinitionError as error:
-            return _goals_page(request, error=f"{error.field}: {error.message}", form=values, editing=editing, status=422)
-        return _redirect(parse_site_view(request), "/goals", saved=goal.name)
+            return _goals_page(request, appliance, error=f"{error.field}: {error.message}", form=values, editing=editing, status=422)
+        return _redirect(parse_site_view(request, appliance), "/goals", saved=goal.name)
 
     @post("/{goal_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a goal (analysts, admins)", sync_to_thread=True)
-    def delete_goal(self, request: Request, domain: str, goal_id: int) -> Response:
-        goals = _appliance(request).goals
+    def delete_goal(self, request: Request, appliance: Appliance, domain: str, goal_id: int) -> Response:
+        goals = appliance.goals
         _definition(goals.get, site_of(request).id, goal_id)
         goals.delete(site_of(request).id, goal_id)
-        return _redirect(parse_site_view(request), "/goals")
+        return _redirect(parse_site_view(request, appliance), "/goals")
 
 
 def _definition(getter, *args):
@@ -195,10 +196,9 @@ def funnel_input(form, goals, site_id: int) -> tuple[dict[str, Any], FunnelInput
     return values_shown, FunnelInput(name=values_shown["name"], steps=steps, window_seconds=window)
 
 
-def _funnels_page(request: Request, *, error: str = "", form: dict[str, Any] | None = None, editing=None,
+def _funnels_page(request: Request, appliance: Appliance, *, error: str = "", form: dict[str, Any] | None = None, editing=None,
                   status: int = 200) -> Template:
-    appliance = _appliance(request)
-    view = parse_site_view(request, "/funnels")
+    view = parse_site_view(request, appliance, "/funnels")
     funnels = appliance.funnels.list(view.site.id)
     if editing is None and request.query_params.get("edit", "").isdigit():
         editing = next((f for f in funnels if f.id == int(request.query_params["edit"])), None)
@@ -223,12 +223,11 @@ class FunnelPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's funnels", sync_to_thread=True)
-    def funnels(self, request: Request, domain: str) -> Template:
-        return _funnels_page(request)
+    def funnels(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return _funnels_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Create a funnel (analysts, admins)", sync_to_thread=True)
-    def create_funnel(self, request: Request, domain: str, form: FormMultiDict) -> Response:
-        appliance = _appliance(request)
+    def create_funnel(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
         site = site_of(request)
         form = form
         values: dict[str, Any] | None = None
@@ -236,18 +235,18 @@ class FunnelPages(Controller):
             values, data = funnel_input(form, appliance.goals, site.id)
             funnel = appliance.funnels.create(site.id, data, principal_of(request).name)
         except DefinitionError as error:
-            return _funnels_page(request, error=f"{error.field}: {error.message}", form=values or _raw_funnel(form),
+            return _funnels_page(request, appliance, error=f"{error.field}: {error.message}", form=values or _raw_funnel(form),
                                  status=422)
-        return _redirect(parse_site_view(request), f"/funnels/{funnel.id}")
+        return _redirect(parse_site_view(request, appliance), f"/funnels/{funnel.id}")
 
     @get("/{funnel_id:int}", guards=[dashboard_site_viewer], sync_to_thread=True,
          summary="A funnel's report: visitors, drop-off and time per step")
-    def funnel_report(self, request: Request, domain: str, funnel_id: int) -> Template:
-        funnels = _appliance(request).funnels
+    def funnel_report(self, request: Request, appliance: Appliance, domain: str, funnel_id: int) -> Template:
+        funnels = appliance.funnels
         funnel = _definition(funnels.get, site_of(request).id, funnel_id)
-        view = parse_site_view(request, f"/funnels/{funnel_id}")
-        report = _appliance(request).stats.funnel(view.query(), funnel)
-        names = _goal_names(request)
+        view = parse_site_view(request, appliance, f"/funnels/{funnel_id}")
+        report = appliance.stats.funnel(view.query(), funnel)
+        names = _goal_names(request, appliance)
         for step, row in zip(funnel.steps, report["steps"], strict=True):
             if step.kind == "goal" and not step.name:
                 row["name"] = f"goal: {names.get(step.value, step.value)}"
@@ -255,13 +254,12 @@ class FunnelPages(Controller):
         title = f"{funnel.name}: visitors per step, {view.label}"
         chart = funnel_chart(points, title=title)
         chart_narrow = funnel_chart(points, title=title, width=360, height=260)  # shown on phones instead
-        segments = _appliance(request).segments.list(view.site.id, viewer_id(request))
+        segments = appliance.segments.list(view.site.id, viewer_id(request))
         return _page(request, "funnel.html", site=view.site, view=view, funnel=funnel, report=report, chart=chart,
                      chart_narrow=chart_narrow, segments=segments, **_options())
 
     @post("/{funnel_id:int}", guards=[dashboard_site_analyst], summary="Change a funnel (analysts, admins)", sync_to_thread=True)
-    def change_funnel(self, request: Request, domain: str, funnel_id: int, form: FormMultiDict) -> Response:
-        appliance = _appliance(request)
+    def change_funnel(self, request: Request, appliance: Appliance, domain: str, funnel_id: int, form: FormMultiDict) -> Response:
         site = site_of(request)
         funnels = appliance.funnels
         editing = _definition(funnels.get, site.id, funnel_id)
@@ -271,20 +269,20 @@ class FunnelPages(Controller):
             values, data = funnel_input(form, appliance.goals, site.id)
             funnels.change(site.id, funnel_id, data)
         except DefinitionError as error:
-            return _funnels_page(request, error=f"{error.field}: {error.message}", form=values or _raw_funnel(form),
+            return _funnels_page(request, appliance, error=f"{error.field}: {error.message}", form=values or _raw_funnel(form),
                                  editing=editing, status=422)
-        return _redirect(parse_site_view(request), f"/funnels/{funnel_id}")
+        return _redirect(parse_site_view(request, appliance), f"/funnels/{funnel_id}")
 
     @post("/{funnel_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a funnel (analysts, admins)", sync_to_thread=True)
-    def delete_funnel(self, request: Request, domain: str, funnel_id: int) -> Response:
-        funnels = _appliance(request).funnels
+    def delete_funnel(self, request: Request, appliance: Appliance, domain: str, funnel_id: int) -> Response:
+        funnels = appliance.funnels
         _definition(funnels.get, site_of(request).id, funnel_id)
         funnels.delete(site_of(request).id, funnel_id)
-        return _redirect(parse_site_view(request), "/funnels")
+        return _redirect(parse_site_view(request, appliance), "/funnels")
 
 
-def _goal_names(request: Request) -> dict[str, str]:
-    return {str(goal.id): goal.name for goal in _appliance(request).goals.list(site_of(request).id)}
+def _goal_names(request: Request, appliance: Appliance) -> dict[str, str]:
+    return {str(goal.id): goal.name for goal in appliance.goals.list(site_of(request).id)}
 
 
 def _raw_funnel(form) -> dict[str, Any]:
@@ -326,10 +324,9 @@ def _padded(rows: list[dict[str, str]], count: int, blank: dict[str, str]) -> li
     return [*rows, *([blank] * max(0, count - len(rows)))]
 
 
-def _segments_page(request: Request, *, error: str = "", form: dict[str, Any] | None = None, editing=None,
+def _segments_page(request: Request, appliance: Appliance, *, error: str = "", form: dict[str, Any] | None = None, editing=None,
                    status: int = 200) -> Template:
-    appliance = _appliance(request)
-    view = parse_site_view(request, "/segments")
+    view = parse_site_view(request, appliance, "/segments")
     segments = appliance.segments.list(view.site.id, viewer_id(request))
     if editing is None and request.query_params.get("edit", "").isdigit():
         editing = next((s for s in segments if s.id == int(request.query_params["edit"])), None)
@@ -357,25 +354,24 @@ class SegmentPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's segments", sync_to_thread=True)
-    def segments(self, request: Request, domain: str) -> Template:
-        return _segments_page(request)
+    def segments(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return _segments_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Save a segment (analysts, admins)", sync_to_thread=True)
-    def create_segment(self, request: Request, domain: str, form: FormMultiDict) -> Response:
+    def create_segment(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
         values, data = segment_input(form)
         principal = principal_of(request)
         try:
-            segment = _appliance(request).segments.create(
+            segment = appliance.segments.create(
                 site_of(request).id, data, viewer_id(request), principal.name)
         except (DefinitionError, msgspec.ValidationError) as error:
-            return _segments_page(request, error=_segment_error(error), form=values, status=422)
-        return Redirect(parse_site_view(request).url("", segment=segment.id), status_code=303)
+            return _segments_page(request, appliance, error=_segment_error(error), form=values, status=422)
+        return Redirect(parse_site_view(request, appliance).url("", segment=segment.id), status_code=303)
 
     @get("/compare", guards=[dashboard_site_viewer], sync_to_thread=True,
          summary="Two segments (or a segment and everyone) side by side")
-    def compare_segments(self, request: Request, domain: str) -> Template:
-        appliance = _appliance(request)
-        view = parse_site_view(request, "/segments/compare")
+    def compare_segments(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        view = parse_site_view(request, appliance, "/segments/compare")
         registry = appliance.segments
         visible = {str(s.id): s for s in registry.list(view.site.id, viewer_id(request))}
         chosen = []
@@ -395,23 +391,23 @@ class SegmentPages(Controller):
                      chosen=chosen, names=names, rows=rows, **_options())
 
     @post("/{segment_id:int}", guards=[dashboard_site_analyst], summary="Change a segment (analysts, admins)", sync_to_thread=True)
-    def change_segment(self, request: Request, domain: str, segment_id: int, form: FormMultiDict) -> Response:
-        registry = _appliance(request).segments
+    def change_segment(self, request: Request, appliance: Appliance, domain: str, segment_id: int, form: FormMultiDict) -> Response:
+        registry = appliance.segments
         site = site_of(request)
         editing = _definition(registry.get, site.id, segment_id, viewer_id(request))
         values, data = segment_input(form)
         try:
             registry.change(site.id, segment_id, data, viewer_id(request))
         except (DefinitionError, msgspec.ValidationError) as error:
-            return _segments_page(request, error=_segment_error(error), form=values, editing=editing, status=422)
-        return _redirect(parse_site_view(request), "/segments")
+            return _segments_page(request, appliance, error=_segment_error(error), form=values, editing=editing, status=422)
+        return _redirect(parse_site_view(request, appliance), "/segments")
 
     @post("/{segment_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a segment (analysts, admins)", sync_to_thread=True)
-    def delete_segment(self, request: Request, domain: str, segment_id: int) -> Response:
-        registry = _appliance(request).segments
+    def delete_segment(self, request: Request, appliance: Appliance, domain: str, segment_id: int) -> Response:
+        registry = appliance.segments
         _definition(registry.get, site_of(request).id, segment_id, viewer_id(request))
         registry.delete(site_of(request).id, segment_id, viewer_id(request))
-        view = parse_site_view(request)
+        view = parse_site_view(request, appliance)
         return _redirect(view if view.segment != segment_id else replace(view, segment=None), "/segments")
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 import msgspec
 from litestar import Request
 
-from appliance.definitions.goals import DefinitionError
+from appliance.definitions.common import DefinitionError
 from appliance.filters import make_filter
+from appliance.runtime.appliance import Appliance
 from web.auth import principal_of, site_of
 from web.views import View, parse_view
 
@@ -70,7 +71,7 @@ def viewer_id(request: Request) -> int:
     return principal.user.id if principal is not None and principal.user is not None else -1
 
 
-def parse_site_view(request: Request, base: str = "") -> SiteView:
+def parse_site_view(request: Request, appliance: Appliance, base: str = "") -> SiteView:
     """The view a dashboard request's URL describes; a segment the caller cannot see is dropped."""
     site = site_of(request)
     view = parse_view(site, request.query_params)
@@ -79,7 +80,7 @@ def parse_site_view(request: Request, base: str = "") -> SiteView:
     segment, name = None, ""
     raw = request.query_params.get("segment", "")
     if raw.isdigit():
-        segments = request.app.state.appliance.segments
+        segments = appliance.segments
         try:
             found = segments.get(site.id, int(raw), viewer_id(request))
         except DefinitionError:

@@ -42,6 +42,7 @@ _CORS = [
     (b"access-control-max-age", b"86400"),
 ]
 _JSON_HEADERS = [(b"content-type", b"application/json"), *_CORS]
+_RATE_LIMITED = str(DropReason.RATE_LIMITED)
 
 
 class TooLarge(Exception):
@@ -120,157 +121,185 @@ def _user_agent(scope) -> str:
     return ""
 
 
-def make_ingest_handlers(appliance) -> list:
-    """Build the three ingest handlers around one appliance (opened later, in the lifespan)."""
-    settings = appliance.settings
-    limit = settings.ingest.max_body_bytes
-    max_items = settings.ingest.max_batch_items
-    client_address = ClientAddress(settings.server.trusted_proxies)
-    limits = IngestLimits(
-        settings.ingest.rate_limit_per_ip, settings.ingest.rate_limit_per_site, settings.ingest.rate_limit_burst_seconds
-    )
-    per_ip = limits.per_ip  # None when off: the hot path then pays one comparison
-    per_site = limits.per_site
-    rate_limited = str(DropReason.RATE_LIMITED)
+class IngestEndpoint:
+    """One ingest endpoint: its bound :meth:`handle` is the route's raw ASGI handler.
 
-    async def _too_many(send, wait: float, drops: int) -> None:
-        appliance.pipeline.count_drop(rate_limited, drops)
+    What differs between the endpoints (the body type, how a body becomes a draft, the id
+    field answered, the tracker's compact answers) is set once here; the client address and
+    the rate limits are shared by all three endpoints. The pipeline and the writer are read
+    from the appliance per request: they exist once it is open (in the lifespan).
+    """
+
+    __slots__ = (
+        "appliance", "client_address", "per_ip", "per_site", "limit", "max_items",
+        "decoder", "to_draft", "id_field", "prefix", "compact",
+    )
+
+    def __init__(
+        self, appliance: Any, client_address: ClientAddress, limits: IngestLimits,
+        body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool,
+    ) -> None:
+        settings = appliance.settings.ingest
+        self.appliance = appliance
+        self.client_address = client_address
+        self.per_ip = limits.per_ip  # None when off: the hot path then pays one comparison
+        self.per_site = limits.per_site
+        self.limit = settings.max_body_bytes
+        self.max_items = settings.max_batch_items
+        self.decoder = msgspec.json.Decoder(body_type)
+        self.to_draft = to_draft
+        self.id_field = id_field
+        self.prefix = "cnv_" if id_field == "conversion_id" else "evt_"
+        self.compact = compact
+
+    def _draft(self, raw: bytes | msgspec.Raw) -> Draft:
+        try:
+            return self.to_draft(self.decoder.decode(raw))
+        except msgspec.ValidationError as error:
+            field, message = field_from_msgspec(error)
+            raise InvalidInput(field, message, 400) from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:  # invalid UTF-8 in a string
+            raise InvalidInput("$", f"malformed JSON: {error}", 400) from None
+        except RecursionError:  # the body was scanned for depth: this is only a backstop
+            raise InvalidInput("$", TOO_DEEP, 400) from None
+
+    async def _too_many(self, send: Send, wait: float, drops: int) -> None:
+        self.appliance.pipeline.count_drop(_RATE_LIMITED, drops)
         seconds = str(retry_after(wait)).encode()
         await _respond(send, 429, _json.encode(error_body(None, f"rate limited; retry after {seconds.decode()} s")),
                        [*_JSON_HEADERS, (b"retry-after", seconds)])
 
-    def endpoint(body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool):
-        decoder = msgspec.json.Decoder(body_type)
-        prefix = "cnv_" if id_field == "conversion_id" else "evt_"
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await _respond(send, 204, headers=_CORS)
+            return
+        if method != "POST":
+            await _respond(send, 405, _json.encode(error_body(None, "use POST")))
+            return
+        ip = self.client_address(scope)
+        per_ip = self.per_ip
+        if per_ip is not None and (wait := per_ip.take(ip)):
+            await self._too_many(send, wait, 1)
+            return
+        limit = self.limit
+        try:
+            body = await _read_body(receive, limit)
+        except TooLarge:
+            await _respond(send, 413, _json.encode(error_body("$", f"body larger than {limit} bytes")))
+            return
+        except ConnectionError:
+            return
+        if json_too_deep(body):
+            await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
+            return
+        received = time.time()
+        agent = _user_agent(scope)
+        stripped = body.lstrip()
+        if stripped[:1] == b"[":
+            await self._batch(send, body, received, ip, agent)
+            return
+        appliance = self.appliance
+        try:
+            draft = self._draft(body)
+            event = appliance.pipeline.process(draft, RequestContext(client_ip=ip, user_agent=agent, received_at=received))
+        except InvalidInput as error:
+            await _respond(send, error.status, _json.encode(error_body(error.field, error.message)))
+            return
+        except Dropped as drop:
+            headers = [*_JSON_HEADERS, (b"x-footfall-ignored", str(drop.reason).encode())]
+            if self.compact:
+                await _respond(send, 202, b"", headers)
+            else:
+                await _respond(send, 202, _json.encode({"status": "ignored", "reason": str(drop.reason)}), headers)
+            return
+        per_site = self.per_site
+        if per_site is not None and (wait := per_site.take(event.site_id)):
+            await self._too_many(send, wait, 1)
+            return
+        try:
+            keys = await appliance.writer.write([event])
+        except StorageFullError as error:
+            await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
+                           [*_JSON_HEADERS, (b"retry-after", b"60")])
+            return
+        if self.compact:
+            await _respond(send, 202, b"")
+        else:
+            await _respond(send, 200, _json.encode({"status": "success", self.id_field: self.prefix + keys[0].hex()}))
 
-        def item_draft(raw: bytes | msgspec.Raw) -> Draft:
+    async def _batch(self, send: Send, body: bytes, received: float, ip: str, agent: str) -> None:
+        try:
+            items = _raw_list.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            await _respond(send, 400, _json.encode(error_body("$", f"malformed JSON: {error}")))
+            return
+        except RecursionError:
+            await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
+            return
+        if not items:
+            await _respond(send, 422, _json.encode(error_body("$", "empty batch")))
+            return
+        max_items = self.max_items
+        if len(items) > max_items:
+            await _respond(send, 413, _json.encode(error_body("$", f"more than {max_items} items in one batch")))
+            return
+        results: list[dict[str, Any]] = []
+        accepted = []
+        positions = []
+        appliance = self.appliance
+        pipeline = appliance.pipeline
+        per_site = self.per_site
+        wait = 0.0
+        for index, raw in enumerate(items):
             try:
-                return to_draft(decoder.decode(raw))
-            except msgspec.ValidationError as error:
-                field, message = field_from_msgspec(error)
-                raise InvalidInput(field, message, 400) from None
-            except (msgspec.DecodeError, UnicodeDecodeError) as error:  # invalid UTF-8 in a string
-                raise InvalidInput("$", f"malformed JSON: {error}", 400) from None
-            except RecursionError:  # the body was scanned for depth: this is only a backstop
-                raise InvalidInput("$", TOO_DEEP, 400) from None
-
-        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            method = scope["method"]
-            if method == "OPTIONS":
-                await _respond(send, 204, headers=_CORS)
-                return
-            if method != "POST":
-                await _respond(send, 405, _json.encode(error_body(None, "use POST")))
-                return
-            ip = client_address(scope)
-            if per_ip is not None and (wait := per_ip.take(ip)):
-                await _too_many(send, wait, 1)
-                return
-            try:
-                body = await _read_body(receive, limit)
-            except TooLarge:
-                await _respond(send, 413, _json.encode(error_body("$", f"body larger than {limit} bytes")))
-                return
-            except ConnectionError:
-                return
-            if json_too_deep(body):
-                await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
-                return
-            received = time.time()
-            agent = _user_agent(scope)
-            stripped = body.lstrip()
-            if stripped[:1] == b"[":
-                await _batch(send, body, received, ip, agent)
-                return
-            pipeline = appliance.pipeline
-            try:
-                draft = item_draft(body)
-                event = pipeline.process(draft, RequestContext(client_ip=ip, user_agent=agent, received_at=received))
+                draft = self._draft(raw)
+                context = RequestContext(client_ip=ip, user_agent=agent, received_at=received)
+                event = pipeline.process(draft, context)
+                if per_site is not None and (site_wait := per_site.take(event.site_id)):
+                    wait = max(wait, site_wait)
+                    pipeline.count_drop(_RATE_LIMITED)
+                    results.append({"status": "error", "error": {"field": f"[{index}]", "message": "rate limited"}})
+                    continue
+                accepted.append(event)
+                positions.append(index)
+                results.append({"status": "success"})
             except InvalidInput as error:
-                await _respond(send, error.status, _json.encode(error_body(error.field, error.message)))
-                return
+                results.append({"status": "error", "error": {"field": f"[{index}].{error.field}", "message": error.message}})
             except Dropped as drop:
-                headers = [*_JSON_HEADERS, (b"x-footfall-ignored", str(drop.reason).encode())]
-                if compact:
-                    await _respond(send, 202, b"", headers)
-                else:
-                    await _respond(send, 202, _json.encode({"status": "ignored", "reason": str(drop.reason)}), headers)
-                return
-            if per_site is not None and (wait := per_site.take(event.site_id)):
-                await _too_many(send, wait, 1)
-                return
+                results.append({"status": "ignored", "reason": str(drop.reason)})
+        if accepted:
             try:
-                keys = await appliance.writer.write([event])
+                keys = await appliance.writer.write(accepted)
             except StorageFullError as error:
                 await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
                                [*_JSON_HEADERS, (b"retry-after", b"60")])
                 return
-            if compact:
-                await _respond(send, 202, b"")
-            else:
-                await _respond(send, 200, _json.encode({"status": "success", id_field: prefix + keys[0].hex()}))
+            id_field, prefix = self.id_field, self.prefix
+            for index, key in zip(positions, keys, strict=True):
+                results[index][id_field] = prefix + key.hex()
+        ok = len(accepted)
+        ignored_only = all(r["status"] == "ignored" for r in results)
+        status = "success" if ok == len(items) else "partial" if ok else "ignored" if ignored_only else "error"
+        code = 200 if ok or any(r["status"] == "ignored" for r in results) else 429 if wait else 422
+        headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after(wait)).encode())] if wait else None
+        await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}), headers)
 
-        async def _batch(send, body: bytes, received: float, ip: str, agent: str) -> None:
-            try:
-                items = _raw_list.decode(body)
-            except (msgspec.ValidationError, msgspec.DecodeError) as error:
-                await _respond(send, 400, _json.encode(error_body("$", f"malformed JSON: {error}")))
-                return
-            except RecursionError:
-                await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
-                return
-            if not items:
-                await _respond(send, 422, _json.encode(error_body("$", "empty batch")))
-                return
-            if len(items) > max_items:
-                await _respond(send, 413, _json.encode(error_body("$", f"more than {max_items} items in one batch")))
-                return
-            results: list[dict[str, Any]] = []
-            accepted = []
-            positions = []
-            pipeline = appliance.pipeline
-            wait = 0.0
-            for index, raw in enumerate(items):
-                try:
-                    draft = item_draft(raw)
-                    context = RequestContext(client_ip=ip, user_agent=agent, received_at=received)
-                    event = pipeline.process(draft, context)
-                    if per_site is not None and (site_wait := per_site.take(event.site_id)):
-                        wait = max(wait, site_wait)
-                        pipeline.count_drop(rate_limited)
-                        results.append({"status": "error", "error": {"field": f"[{index}]", "message": "rate limited"}})
-                        continue
-                    accepted.append(event)
-                    positions.append(index)
-                    results.append({"status": "success"})
-                except InvalidInput as error:
-                    results.append({"status": "error", "error": {"field": f"[{index}].{error.field}", "message": error.message}})
-                except Dropped as drop:
-                    results.append({"status": "ignored", "reason": str(drop.reason)})
-            if accepted:
-                try:
-                    keys = await appliance.writer.write(accepted)
-                except StorageFullError as error:
-                    await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
-                                   [*_JSON_HEADERS, (b"retry-after", b"60")])
-                    return
-                for index, key in zip(positions, keys, strict=True):
-                    results[index][id_field] = prefix + key.hex()
-            ok = len(accepted)
-            ignored_only = all(r["status"] == "ignored" for r in results)
-            status = "success" if ok == len(items) else "partial" if ok else "ignored" if ignored_only else "error"
-            code = 200 if ok or any(r["status"] == "ignored" for r in results) else 429 if wait else 422
-            headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after(wait)).encode())] if wait else None
-            await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}), headers)
 
-        return handle
+def make_ingest_handlers(appliance) -> list:
+    """The three ingest routes around one appliance (opened later, in the lifespan)."""
+    settings = appliance.settings
+    client_address = ClientAddress(settings.server.trusted_proxies)
+    limits = IngestLimits(
+        settings.ingest.rate_limit_per_ip, settings.ingest.rate_limit_per_site, settings.ingest.rate_limit_burst_seconds
+    )
 
-    events = endpoint(EventBody, draft_from_event_body, "event_id", False)
-    conversions = endpoint(ConversionBody, draft_from_conversion_body, "conversion_id", False)
-    collect = endpoint(CollectBody, draft_from_collect_body, "event_id", True)
+    def route(path: str, name: str, body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool):
+        endpoint = IngestEndpoint(appliance, client_address, limits, body_type, to_draft, id_field, compact)
+        return asgi(path, name=name, copy_scope=False)(endpoint.handle)
 
     return [
-        asgi("/api/v1/events", name="ingest_events", copy_scope=False)(events),
-        asgi("/api/v1/conversions", name="ingest_conversions", copy_scope=False)(conversions),
-        asgi("/api/v1/collect", name="ingest_collect", copy_scope=False)(collect),
+        route("/api/v1/events", "ingest_events", EventBody, draft_from_event_body, "event_id", False),
+        route("/api/v1/conversions", "ingest_conversions", ConversionBody, draft_from_conversion_body, "conversion_id", False),
+        route("/api/v1/collect", "ingest_collect", CollectBody, draft_from_collect_body, "event_id", True),
     ]

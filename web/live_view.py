@@ -26,6 +26,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from appliance.events.live import LiveEvent, live_event
 from appliance.models import Event, EventKind
 from appliance.periods import zone
+from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_viewer, sees_event_details, site_of
 from web.charts import Point, line_chart
 from web.dashboard import _nav
@@ -36,10 +37,6 @@ STREAM_ROWS = 40
 REFRESH_SECONDS = 10.0
 THROTTLE_SECONDS = 1.0
 KIND_LABELS = {"pageview": "Page view", "custom": "Event", "conversion": "Conversion"}
-
-
-def _appliance(request: Request):
-    return request.app.state.appliance
 
 
 def event_row(event: LiveEvent, timezone: str) -> dict[str, Any]:
@@ -91,9 +88,8 @@ def minute_chart(items: list[tuple[str, Event]], timezone: str, now: float | Non
                       height=200)
 
 
-def live_state(request: Request) -> dict[str, Any]:
+def live_state(request: Request, appliance: Appliance) -> dict[str, Any]:
     site = site_of(request)
-    appliance = _appliance(request)
     items = appliance.live.latest(10_000, site.id)
     rows = rows_for(request, items, site.timezone)[:STREAM_ROWS]
     return {
@@ -110,14 +106,13 @@ class LiveController(Controller):
     guards = [dashboard_site_viewer]
 
     @get("/", summary="The live view", sync_to_thread=True)
-    def live_page(self, request: Request, domain: str) -> Template:
-        return Template(template_name="dashboard/live.html", context={**_nav(request), **live_state(request)},
+    def live_page(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return Template(template_name="dashboard/live.html", context={**_nav(request), **live_state(request, appliance)},
                         media_type=MediaType.HTML)
 
     @get("/stream", summary="The live view's Server-Sent Events")
-    async def stream(self, request: Request, domain: str) -> ServerSentEvent:
+    async def stream(self, request: Request, appliance: Appliance, domain: str) -> ServerSentEvent:
         site = site_of(request)
-        appliance = _appliance(request)
         environment = request.app.template_engine.engine
 
         def render(name: str, **context: Any) -> str:

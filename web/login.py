@@ -21,6 +21,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect, Template
 from markupsafe import Markup, escape
 
+from appliance.runtime.appliance import Appliance
 from web.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -77,7 +78,7 @@ class SessionController(Controller):
         return _login_page(request)
 
     @post("/login", summary="Log in with a username and password (form)", sync_to_thread=True)
-    def login(self, request: Request, form: FormMultiDict) -> Response:
+    def login(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
         form = form
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
@@ -91,9 +92,8 @@ class SessionController(Controller):
                                username=username, headers={"Retry-After": str(throttled.seconds)})
         if user is None:
             return _login_page(request, error="Wrong username or password.", status=401, username=username)
-        accounts = request.app.state.appliance.accounts
-        session_id, _ = accounts.create_session(user)
-        settings = request.app.state.appliance.settings
+        session_id, _ = appliance.accounts.create_session(user)
+        settings = appliance.settings
         target = _safe_next(str(form.get("next", "")) or request.query_params.get("next"))
         return Redirect(
             target,
@@ -106,8 +106,8 @@ class SessionController(Controller):
         )
 
     @post("/logout", guards=[requires_dashboard_user], summary="Log out: the session ends on the server", sync_to_thread=True)
-    def logout(self, request: Request) -> Response:
-        request.app.state.appliance.accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
+    def logout(self, request: Request, appliance: Appliance) -> Response:
+        appliance.accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
         return Redirect(
             "/login",
             status_code=303,
@@ -116,9 +116,9 @@ class SessionController(Controller):
         )
 
     @get("/account", guards=[requires_dashboard_user], summary="The signed-in user's account page", sync_to_thread=True)
-    def account(self, request: Request) -> Template:
+    def account(self, request: Request, appliance: Appliance) -> Template:
         principal = principal_of(request)
-        sites = request.app.state.appliance.sites
+        sites = appliance.sites
         readable = [site.domain for site in sites.all() if principal.user.can_read_site(site.id)]
         return Template(
             template_name="account.html",

@@ -65,7 +65,7 @@ ANSWERS = {
     503: "Storage is full or unavailable: retry later",
 }
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_NOT_PARAMETERS = frozenset({"self", "request", "form"})
+_NOT_PARAMETERS = frozenset({"self", "request", "form", "appliance"})  # "stats_query" takes parameters
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:

@@ -21,7 +21,7 @@ class Permission(enum.StrEnum):
 
     VIEW_STATS = "view_stats"  # dashboards, reports, stats, live view of granted sites
     USE_ACCOUNT = "use_account"  # list own sites, manage own API keys, log out
-    DEFINE = "define"  # goals, funnels, segments, saved reports, alerts
+    DEFINE = "define"  # goals, funnels, segments
     EXPORT_EVENTS = "export_events"  # raw event export
     MANAGE_SITES = "manage_sites"  # create, change, delete sites; shared links
     MANAGE_USERS = "manage_users"  # create, change, delete users; every API key

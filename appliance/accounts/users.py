@@ -15,7 +15,6 @@ effect on the next request. Roles and the permission matrix are
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import threading
@@ -25,8 +24,8 @@ import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
-from appliance.errors import DomainError
+from appliance.accounts.models import AccountError, ApiKey, Session, Token, User, digest
+from appliance.accounts.permissions import Role
 from appliance.identifiers import control_character, normalised
 
 _USER = "user"
@@ -39,57 +38,6 @@ _PURGE_EVERY_SECONDS = 3600
 # A session is refreshed (its idle expiry pushed back) at most this often: one write per
 # user per few minutes rather than one per page.
 _SESSION_TOUCH_SECONDS = 300
-
-
-class User(msgspec.Struct, kw_only=True):
-    id: int
-    username: str
-    email: str = ""
-    role: Role = Role.VIEWER
-    password_hash: str = ""
-    sites: list[int] = []  # grants for analysts and viewers; admins see every site
-    created_at: float = 0.0
-
-    def can(self, permission: Permission) -> bool:
-        return permission in ROLE_PERMISSIONS[self.role]
-
-    def can_read_site(self, site_id: int) -> bool:
-        return self.role is Role.ADMIN or site_id in self.sites
-
-
-class Token(msgspec.Struct, kw_only=True):
-    user_id: int
-    username: str
-    expires_at: float
-    kind: str = "session"
-
-
-class ApiKey(msgspec.Struct, kw_only=True):
-    id: int
-    user_id: int
-    username: str
-    name: str
-    prefix: str  # the first characters of the key, to recognise it in a list
-    read_only: bool = False
-    created_at: float = 0.0
-    expires_at: float = 0.0  # 0: never
-
-
-class Session(msgspec.Struct, kw_only=True):
-    user_id: int
-    username: str
-    csrf_token: str
-    created_at: float
-    expires_at: float  # idle expiry, pushed back while the session is used
-    absolute_expires_at: float
-
-
-class AccountError(DomainError):
-    """A user, credential or role that cannot be made or changed as asked."""
-
-
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _role(value: str | Role) -> Role:
@@ -297,9 +245,6 @@ class Accounts:
         if record.expires_at < time.time():
             return None
         return self._resolve(record.user_id, record.username)
-
-    def revoke_token(self, token: str) -> bool:
-        return self._store.write(lambda txn: self._records.delete(txn, _TOKEN, digest(token)))
 
     # -- API keys -------------------------------------------------------------------------
     def create_api_key(

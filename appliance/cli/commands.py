@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.accounts.users import AccountError
+from appliance.accounts.models import AccountError
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError

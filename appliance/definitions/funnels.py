@@ -30,12 +30,8 @@ import time
 
 import msgspec
 
-from appliance.definitions.goals import (
-    DefinitionError,
-    Goals,
-    check_definition_pattern,
-    checked_name,
-)
+from appliance.definitions.common import DefinitionError, check_definition_pattern, checked_name
+from appliance.definitions.goals import Goals
 from storage import Store
 from storage.records import Records
 

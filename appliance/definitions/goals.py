@@ -36,20 +36,15 @@ from collections import defaultdict
 import msgspec
 import numpy as np
 
+from appliance.definitions.common import DefinitionError, check_definition_pattern, checked_name
+from appliance.definitions.goal_history import count_history
 from appliance.definitions.tasks import BackgroundTasks
-from appliance.errors import DomainError
-from appliance.events.blocks import DAY_MS
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
-from appliance.filters import FilterError, IdPredicate, Wildcard, check_pattern, text_predicate
-from appliance.identifiers import control_character, normalised
+from appliance.filters import IdPredicate, Wildcard, text_predicate
 from appliance.models import Event, EventKind
 from appliance.periods import (
     day_bucket,
-    day_from_number,
-    day_number,
-    day_start_timestamp,
-    local_today,
 )
 from appliance.sites import SiteRegistry
 from storage import Store
@@ -70,10 +65,6 @@ KINDS = ("page", "event", "conversion")
 MAX_GOALS_PER_SITE = 200
 _RECORD = "goal"
 SEPARATOR = "\x1f"  # between a goal's counter id and a currency
-
-
-class DefinitionError(DomainError):
-    """A goal, funnel or segment that cannot be stored (answered 422), or is unknown (404)."""
 
 
 class Goal(msgspec.Struct, kw_only=True):
@@ -103,17 +94,6 @@ class GoalInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prop_value: str = ""
 
 
-def checked_name(name: str, field: str = "name", required: bool = True) -> str:
-    """A goal's, funnel's or segment's name: normalised, 1 to 120 characters, no control
-    characters (see :mod:`appliance.identifiers`)."""
-    name = normalised(name)
-    if not (1 if required else 0) <= len(name) <= 120:
-        raise DefinitionError(field, "1 to 120 characters")
-    if problem := control_character(name):
-        raise DefinitionError(field, problem)
-    return name
-
-
 def checked(data: GoalInput) -> GoalInput:
     name = checked_name(data.name)
     if data.kind not in KINDS:
@@ -129,13 +109,6 @@ def checked(data: GoalInput) -> GoalInput:
     if data.kind == "page" and data.prop_key:
         raise DefinitionError("prop_key", "page goals take no property")
     return msgspec.structs.replace(data, name=name)
-
-
-def check_definition_pattern(pattern: str, field: str) -> None:
-    try:
-        check_pattern(pattern, field)
-    except FilterError as error:
-        raise DefinitionError(field, error.message) from None
 
 
 class _Matcher:
@@ -371,42 +344,16 @@ class Goals:
         site = self._sites.by_id(goal.site_id)
         if site is None:
             return
-        columns = self._columns
-        first_ms = int((time.time() - site.retention_days * 86400) * 1000)
-        first_day, last_day = first_ms // DAY_MS, int(time.time() * 1000) // DAY_MS + 1
-        progress.update(status="running", days_done=0, days_total=0)
-        completions: dict[int, int] = defaultdict(int)
-        visitors: dict[int, set[int]] = defaultdict(set)
-        revenue: dict[tuple[int, str], list[int]] = {}
-        tz = site.timezone
-        days = columns.days_with_events(site.id, first_day, last_day)
-        progress["days_total"] = len(days)
-        for day in days:
-            current = self._goals.get(goal.id)
-            if current is None or current.counter_id != goal.counter_id:
-                progress["status"] = "superseded"
-                return
-            frame = columns.frame(site.id, day * DAY_MS, (day + 1) * DAY_MS)
-            if frame.size:
-                rows = self.mask(frame, goal) & (frame.column("seq") < goal.backfill_before)
-                if rows.any():
-                    ts = frame.column("ts")[rows]
-                    local_days = _local_days(ts, tz)
-                    for local_day, visitor in zip(local_days.tolist(), frame.column("visitor")[rows].tolist(), strict=True):
-                        completions[local_day] += 1
-                        visitors[local_day].add(visitor)
-                    amounts = frame.column("revenue")[rows]
-                    for local_day, currency_id, amount in zip(
-                        local_days[amounts != 0].tolist(),
-                        frame.column("currency")[rows][amounts != 0].tolist(),
-                        amounts[amounts != 0].tolist(),
-                        strict=True,
-                    ):
-                        entry = revenue.setdefault((local_day, self._strings.text(currency_id)), [0, 0])
-                        entry[0] += amount
-                        entry[1] += 1
-            progress["days_done"] += 1
-        self._write_backfill(goal, completions, visitors, revenue)
+
+        def current() -> bool:
+            found = self._goals.get(goal.id)
+            return found is not None and found.counter_id == goal.counter_id
+
+        history = count_history(goal, site, self._columns, self._strings, self.mask, current, progress)
+        if history is None:
+            progress["status"] = "superseded"
+            return
+        self._write_backfill(goal, *history)
         progress["status"] = "complete"
 
     def _write_backfill(self, goal, completions, visitors, revenue) -> None:
@@ -453,18 +400,3 @@ class Goals:
 
 def _identifier(goal: Goal) -> str:
     return f"{goal.site_id:010d}/{goal.id:010d}"
-
-
-def _local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
-    """Local day numbers (days since 1970-01-01 in ``timezone``) of millisecond timestamps."""
-    if timezone == "UTC":
-        return ts // DAY_MS
-    first = int(ts.min()) // DAY_MS - 1
-    last = int(ts.max()) // DAY_MS + 1
-    days = [day_from_number(n) for n in range(first, last + 2)]
-    bounds = np.array([int(day_start_timestamp(d, timezone) * 1000) for d in days], np.int64)
-    index = np.searchsorted(bounds, ts, "right") - 1
-    return np.array([day_number(d) for d in days], np.int64)[index]
-
-
-__all__ = ["DefinitionError", "Goal", "GoalInput", "Goals", "local_today"]

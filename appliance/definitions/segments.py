@@ -28,12 +28,8 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.definitions.goals import (
-    DefinitionError,
-    Goals,
-    check_definition_pattern,
-    checked_name,
-)
+from appliance.definitions.common import DefinitionError, check_definition_pattern, checked_name
+from appliance.definitions.goals import Goals
 from appliance.filters import Filter, FilterError, make_filter
 from storage import Store
 from storage.records import Records

@@ -197,16 +197,3 @@ class Frame:
             pieces.append(out)
         return np.concatenate(pieces) if pieces else np.zeros(0, bool)
 
-    def props_of(self, key_id: int) -> np.ndarray:
-        """Per row, the value id of property ``key_id`` (0 when absent)."""
-        pieces = []
-        for block, lo, hi in self.parts:
-            out = np.zeros(hi - lo, np.uint32)
-            rows, prop_keys, prop_values = block.props()
-            chosen = prop_keys == key_id
-            rows = rows[chosen].astype(np.int64)
-            values = prop_values[chosen]
-            inside = (rows >= lo) & (rows < hi)
-            out[rows[inside] - lo] = values[inside]
-            pieces.append(out)
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.uint32)

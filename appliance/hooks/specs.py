@@ -80,8 +80,8 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
 def events_committed(appliance: Appliance, events: list[Event]) -> None:
     """Called once per committed batch, after the write transaction is durable.
 
-    Runs on the writer thread: exporters and alerts should hand slow work (network calls)
-    to their own thread or queue. An exception is logged and does not affect ingestion.
+    Runs on the writer thread: a plugin that sends events elsewhere should hand slow work
+    (network calls) to its own thread or queue. An exception is logged and does not affect ingestion.
 
     :param appliance: the running appliance.
     :param events: the events of the batch, in commit order.

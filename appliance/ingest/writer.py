@@ -2,9 +2,11 @@
 
 A request appends its events to the open :class:`Batch` and waits on it. The writer thread
 closes the batch when it holds ``commit_max_events`` events or ``commit_interval_ms`` has
-passed since its first event, writes it in ONE LMDB transaction (counters, sketches, event
-log, all or nothing), and only then completes it, so a request is answered success only for
-events that are durable on disk. After the commit the live buffer and the
+passed since its first event, hands it to the commit function (:meth:`Recorder.commit
+<appliance.ingest.recording.Recorder.commit>`: ONE LMDB transaction appending the batch to
+the event log and the ``pending`` list, all or nothing), and only then completes it, so a
+request is answered success only for events that are durable on disk. Counters and sketches
+follow in the aggregation step. After the commit the live buffer and the
 ``events_committed`` hook see the batch. On shutdown the open batch is committed once more.
 """
 

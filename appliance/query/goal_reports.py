@@ -13,13 +13,13 @@ from collections import defaultdict
 import numpy as np
 
 from appliance import dimensions as dims
+from appliance.definitions.common import DefinitionError
 from appliance.definitions.goals import (
     GOAL_COMPLETIONS,
     GOAL_REVENUE,
     GOAL_REVENUE_EVENTS,
     GOAL_VISITORS,
     SEPARATOR,
-    DefinitionError,
     Goal,
     Goals,
 )

@@ -1,7 +1,7 @@
 """The stats vocabulary, and the one planner that picks the path answering each query.
 
-Every consumer (JSON API, seed reports, dashboard, exporters) calls these functions, so a
-number cannot differ between two screens. Three paths give the same shapes:
+Every consumer (JSON API, seed reports, dashboard) calls these functions, so a number cannot
+differ between two screens. Three paths give the same shapes:
 
 - *counted* (:mod:`appliance.query.counted`): no filters — counters and sketches kept at
   ingest;
@@ -31,6 +31,7 @@ from appliance.models import Site
 from appliance.query.counted import CountedReports, change
 from appliance.query.funnel_report import FunnelReports
 from appliance.query.materialised import Materialiser
+from appliance.query.materialised_reads import MaterialisedReports
 from appliance.query.scans import Scans
 from appliance.query.spec import Query
 from storage.counters import Counters
@@ -51,11 +52,13 @@ class Stats:
         live: LiveBuffer,
         scans: Scans,
         materialiser: Materialiser,
+        materialised: MaterialisedReports,
         segments: Segments,
     ) -> None:
         self.counted = CountedReports(counters=counters, sketches=sketches, strings=strings, coordinator=coordinator)
         self.scans = scans
         self.materialiser = materialiser
+        self.materialised = materialised
         self._segments = segments
         self._live = live
         self._funnels = FunnelReports(scans)
@@ -98,7 +101,7 @@ class Stats:
             query,
             lambda: self.counted.aggregate(query),
             lambda: self.scans.aggregate(query),
-            lambda segment: self.materialiser.aggregate(query, segment),
+            lambda segment: self.materialised.aggregate(query, segment),
         )
 
     def aggregate_compared(self, query: Query, mode: str) -> dict[str, object]:
@@ -124,7 +127,7 @@ class Stats:
             query,
             lambda: self.counted.timeseries(query),
             lambda: self.scans.timeseries(query),
-            lambda segment: self.materialiser.timeseries(query, segment),
+            lambda segment: self.materialised.timeseries(query, segment),
         )
 
     def breakdown(self, query: Query, dimension: str, limit: int = 10) -> dict[str, object]:

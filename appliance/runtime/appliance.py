@@ -38,6 +38,7 @@ from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
 from appliance.query.goal_reports import GoalReports
 from appliance.query.materialised import Materialiser
+from appliance.query.materialised_reads import MaterialisedReports
 from appliance.query.scans import Scans
 from appliance.query.stats import Stats
 from appliance.runtime.jobs import Jobs
@@ -125,9 +126,13 @@ class Appliance:
             coordinator=coordinator, sites=sites, scans=scans, segments=segments, goals=goals,
         )
         segments.observe(materialiser)
+        materialised = MaterialisedReports(
+            materialiser=materialiser, scans=scans, counters=counters, sketches=sketches, strings=strings,
+            coordinator=coordinator,
+        )
         self.stats = Stats(
             counters=counters, sketches=sketches, strings=strings, coordinator=coordinator,
-            live=self.live, scans=scans, materialiser=materialiser, segments=segments,
+            live=self.live, scans=scans, materialiser=materialiser, materialised=materialised, segments=segments,
         )
         self.goal_reports = GoalReports(
             goals=goals, counted=self.stats.counted, scans=scans, counters=counters, sketches=sketches,

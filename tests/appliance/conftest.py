@@ -16,6 +16,7 @@ import pytest
 from appliance.config import load_settings
 from appliance.hooks.specs import hookimpl
 from appliance.runtime.appliance import Appliance
+from storage import Store
 
 
 class RecordingPlugin:
@@ -85,3 +86,11 @@ def make_appliance(tmp_path):
     yield make
     for appliance in opened:
         appliance.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A bare LMDB environment (for parts tested below the appliance)."""
+    opened = Store(tmp_path / "lmdb")
+    yield opened
+    opened.close()

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from appliance.accounts.models import AccountError
 from appliance.accounts.permissions import ROLE_PERMISSIONS, Permission, Role
-from appliance.accounts.users import AccountError
 from appliance.ratelimit import IngestLimits, LoginThrottle, TokenBucket, retry_after
 
 PASSWORD = "correct horse battery"
@@ -281,8 +281,9 @@ def test_site_names_and_hostnames_are_checked(appliance):
 
 
 def test_definition_names_with_control_characters_are_refused(appliance):
+    from appliance.definitions.common import DefinitionError
     from appliance.definitions.funnels import FunnelInput, Step
-    from appliance.definitions.goals import DefinitionError, GoalInput
+    from appliance.definitions.goals import GoalInput
     from appliance.definitions.segments import SegmentInput
 
     site = appliance.sites.add("defs.test")

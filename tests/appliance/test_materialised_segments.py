@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from appliance.definitions.goals import DefinitionError, GoalInput
+from appliance.definitions.common import DefinitionError
+from appliance.definitions.goals import GoalInput
 from appliance.definitions.segments import Condition, SegmentInput
 from appliance.filters import make_filter
 from appliance.models import Event, EventKind
@@ -97,7 +98,7 @@ def test_materialised_answers_equal_the_scan_path(site_with_history, definition)
     assert materialiser.status(kept)["status"] == "complete"
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
-    assert materialiser.aggregate(_through(site, kept, first, last), kept) is not None  # served from counters
+    assert appliance.stats.materialised.aggregate(_through(site, kept, first, last), kept) is not None  # served from counters
     result = _same(appliance, site, plain, kept, first, last)
     assert result["visits"] > 0
     # today's open visits come from a scan of the days after the last materialised one
@@ -113,17 +114,16 @@ def test_materialised_answers_equal_the_scan_path(site_with_history, definition)
 def test_a_late_event_makes_its_day_stale_until_materialised_again(site_with_history):
     appliance, site = site_with_history
     plain, kept = _pair(appliance, site, DEFINITIONS[0])
-    materialiser = appliance.stats.materialiser
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
     late = Event(
         kind=EventKind.CUSTOM, site_id=site.id, timestamp=time.time() - 4 * 86400, name="Signup", visitor_id=999_983, path="/"
     )
     appliance.record_sync([late])
-    assert materialiser.aggregate(_through(site, kept, first, last), kept) is None  # stale: the scan answers
+    assert appliance.stats.materialised.aggregate(_through(site, kept, first, last), kept) is None  # stale: the scan answers
     _same(appliance, site, plain, kept, first, last)
     assert materialise_segments(appliance)["days"] >= 1
-    assert materialiser.aggregate(_through(site, kept, first, last), kept) is not None
+    assert appliance.stats.materialised.aggregate(_through(site, kept, first, last), kept) is not None
     _same(appliance, site, plain, kept, first, last)
 
 
@@ -158,7 +158,7 @@ def test_a_changed_goal_makes_a_segment_that_tests_it_stale(site_with_history):
     materialiser = appliance.stats.materialiser
     today = local_today(site.timezone)
     first, last = today - timedelta(days=8), today
-    assert materialiser.aggregate(_through(site, kept, first, last), kept) is not None
+    assert appliance.stats.materialised.aggregate(_through(site, kept, first, last), kept) is not None
     appliance.goals.change(site.id, goal.id, GoalInput(name="Pricing", kind="page", page="/blog/*"))
     appliance.goals.wait()
     first_day, last_day = day_number(first), day_number(today) - 3

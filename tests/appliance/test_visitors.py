@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from appliance.ingest.visitors import VisitorHasher
 from storage import Store
 from storage.records import Records
@@ -13,13 +11,6 @@ TODAY = 20_513  # 2026-03-01, as days since the epoch
 NOON = TODAY * DAY + DAY / 2
 IP = "198.51.100.23"
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
-
-
-@pytest.fixture
-def store(tmp_path):
-    opened = Store(tmp_path / "lmdb")
-    yield opened
-    opened.close()
 
 
 def hasher(store) -> VisitorHasher:

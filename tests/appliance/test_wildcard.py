@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.definitions.goals import DefinitionError, GoalInput, checked
+from appliance.definitions.common import DefinitionError
+from appliance.definitions.goals import GoalInput, checked
 from appliance.filters import (
     MAX_PATTERN_LENGTH,
     MAX_PATTERN_STARS,

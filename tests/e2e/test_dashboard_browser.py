@@ -13,12 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS, PageServer
+from tests.e2e.test_tracker_browser import PageServer
 from tests.servers import BROWSER_UA, ROOT, start_server
 
 SHOTS = ROOT / "test-artifacts" / "dashboard"
+SHOTS.mkdir(parents=True, exist_ok=True)
 PASSWORD = "a long enough password"
 TIMEOUT_MS = 15_000
 
@@ -35,15 +36,6 @@ def seeded(tmp_path_factory):
     handle.live_site = live_site
     yield handle
     handle.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def open_page(browser: Browser, **options) -> Page:

@@ -16,17 +16,16 @@ import uuid
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_dashboard_browser import (
-    SHOTS,
     TIMEOUT_MS,
     log_in,
     open_page,
     shoot,
     widgets_loaded,
 )
-from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS, PageServer
+from tests.e2e.test_tracker_browser import PageServer
 from tests.servers import BROWSER_UA, start_server
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
@@ -40,15 +39,6 @@ def shop(tmp_path_factory):
         assert api.post("/api/v1/sites", json={"domain": handle.site, "name": "Shop"}).status_code == 201
     yield handle
     handle.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def visit(browser: Browser, pages: PageServer, footfall_url: str, number: int, clicks: list[str]) -> None:

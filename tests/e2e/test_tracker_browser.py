@@ -19,27 +19,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import BROWSER_UA, ROOT
+from tests.e2e.conftest import CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         "Debian's chromium is not installed at /usr/bin/chromium (scripts/test installs it)",
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, Request  # noqa: E402
 
 PAGES = Path(__file__).parent / "pages"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DEADLINE_S = 15.0
 
 
@@ -183,16 +174,6 @@ def pages(footfall) -> PageServer:
     served = PageServer(footfall.server.url, footfall.site)
     yield served
     served.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

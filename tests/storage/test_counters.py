@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from storage import Store
 from storage.counters import Counters
 from storage.keys import DAY, HOUR, pack_bucket_key
 
 PAGEVIEWS = 1
 EVENTS = 5
-
-
-@pytest.fixture
-def store(tmp_path):
-    opened = Store(tmp_path / "lmdb")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -10,13 +10,6 @@ from storage.eventlog import EventLog
 T0 = 1_772_380_800_000  # 2026-03-01T16:00:00Z in milliseconds
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = Store(tmp_path / "lmdb")
-    yield opened
-    opened.close()
-
-
 def append(store, log: EventLog, entries) -> list[bytes]:
     keys = store.write(lambda txn: log.append(txn, entries))
     log.committed()

@@ -12,7 +12,6 @@ import random
 import numpy as np
 import pytest
 
-from storage import Store
 from storage.keys import DAY, pack_bucket_key
 from storage.sketches import (
     DIMENSION_PRECISION,
@@ -27,13 +26,6 @@ SITE = 1
 VISITORS = 100
 DAYS = 30
 DISTINCT_VISITORS = 200_000
-
-
-@pytest.fixture
-def store(tmp_path):
-    opened = Store(tmp_path / "lmdb")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -11,13 +11,6 @@ from storage.strings import StringTable
 LMDB_MAX_KEY_BYTES = 511
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = Store(tmp_path / "lmdb")
-    yield opened
-    opened.close()
-
-
 def intern_all(store, strings: StringTable, texts: list[str]) -> list[int]:
     ids = store.write(lambda txn: [strings.intern(txn, text) for text in texts])
     strings.commit()

@@ -1,0 +1,112 @@
+"""The dependencies every handler may take, registered once on the app (:mod:`web.app`).
+
+``appliance``: the open :class:`~appliance.runtime.appliance.Appliance` of the app.
+``stats_query``: the :class:`~appliance.query.spec.Query` a stats or report route answers, built
+from the site its guard resolved and the ``start_date``, ``end_date`` and ``filters`` query
+parameters (documented in the OpenAPI schema of every route that takes it). Its interval is a
+day unless the route provides ``interval`` from the query string (:data:`INTERVAL_PARAMETER`).
+``form``: the request's parsed form, for the sync dashboard handlers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated
+
+from litestar import Request
+from litestar.di import Provide
+from litestar.params import QueryParameter
+
+from appliance.filters import Filter, FilterError, parse_filters
+from appliance.periods import local_today
+from appliance.query.spec import Query, QueryError, check_day
+from appliance.runtime.appliance import Appliance
+from web.auth import principal_of, request_form, site_of
+
+FILTERS_DESCRIPTION = (
+    'Filters, as JSON ``[["is", "page", ["/a", "/b"]], ["contains", "source", ["goo"]]]`` or the short form '
+    "``page==/a|/b;source~goo;country!=DE``. Operators: is, is_not, contains, does_not_contain, matches, "
+    "does_not_match (``*`` wildcards). Dimensions: page, entry_page, exit_page, hostname, source, channel, "
+    "referrer, utm_source, utm_medium, utm_campaign, utm_term, utm_content, country, region, browser, "
+    "browser_version, os, os_version, device, screen, language, event, prop:KEY, goal, segment (an id). "
+    "Values in one filter are OR-ed, filters AND-ed."
+)
+SiteParam = Annotated[str | None, QueryParameter(name="site", description="The site's domain")]
+StartParam = Annotated[
+    date | None,
+    QueryParameter(name="start_date", description="First day (inclusive, site time zone); default 29 days before end_date"),
+]
+EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
+FiltersParam = Annotated[str | None, QueryParameter(name="filters", description=FILTERS_DESCRIPTION)]
+IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
+
+
+def provide_appliance(request: Request) -> Appliance:
+    """The ``appliance`` dependency (set on the app's state once it is open)."""
+    return request.app.state.appliance
+
+
+def caller_id(request: Request) -> int:
+    """The caller's user id; -1 for shared links and public dashboards (no private segments)."""
+    principal = principal_of(request)
+    user = principal.user if principal is not None else None
+    return user.id if user is not None else -1
+
+
+def query_filters(appliance: Appliance, request: Request, text: str | None) -> list[Filter]:
+    """The ``filters`` parameter, parsed; a named segment must be visible to the caller."""
+    try:
+        filters = parse_filters(text)
+    except FilterError as error:
+        raise QueryError("filters", error.message, error.status) from None
+    segments = appliance.segments
+    site = site_of(request)
+    for condition in filters:
+        if condition.dimension == "segment":
+            for value in condition.values:
+                if not value.isdigit():
+                    raise QueryError("filters", f"segment takes a segment id, not {value!r}")
+                segments.get(site.id, int(value), caller_id(request))
+    return filters
+
+
+def day_interval() -> str:
+    """The ``interval`` of a route that does not take one from the query string."""
+    return "day"
+
+
+def interval_parameter(interval_value: IntervalParam = "day") -> str:
+    """The ``interval`` query parameter, for the routes that take one."""
+    return interval_value
+
+
+def provide_query(
+    request: Request,
+    appliance: Appliance,
+    interval: str,
+    site: SiteParam = None,  # documentation only: the route's guard resolved the site
+    start_date: StartParam = None,
+    end_date: EndParam = None,
+    filters: FiltersParam = None,
+) -> Query:
+    """The ``stats_query`` dependency: the guard-resolved site over ``start_date``..``end_date``
+    (default: the 30 days to today in the site's time zone), with the parsed ``filters``."""
+    site_record = site_of(request)
+    end = check_day("end_date", end_date or local_today(site_record.timezone))
+    start = start_date or (end - timedelta(days=29))
+    return Query(
+        site=site_record, date_from=start, date_to=end, interval=interval,
+        filters=query_filters(appliance, request, filters),
+    )
+
+
+# The query reads segment records (a filter may name one): it is built in a worker thread,
+# like the handlers that take it.
+DEPENDENCIES = {
+    "appliance": Provide(provide_appliance, sync_to_thread=False),
+    "interval": Provide(day_interval, sync_to_thread=False),
+    "stats_query": Provide(provide_query, sync_to_thread=True),  # ``query`` is Litestar's own kwarg
+    "form": Provide(request_form),  # forms for the sync dashboard handlers, read on the loop
+}
+# ``dependencies=INTERVAL_PARAMETER`` on a route: its query's interval comes from ``?interval=``.
+INTERVAL_PARAMETER = {"interval": Provide(interval_parameter, sync_to_thread=False)}
