@@ -1,5 +1,5 @@
-"""The JSON API: authentication, users, API keys, sites, audit, the seed's reports, stats,
-live, health.
+"""The JSON API: sites, audit, the seed's reports, stats, live, health (authentication, users
+and API keys are :mod:`web.api_accounts`).
 
 Controllers declare their guards (:mod:`web.auth`) at class level, or per handler where one
 controller's routes differ, and return plain dicts/Structs that Litestar encodes with msgspec.
@@ -14,54 +14,28 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.exceptions import NotFoundException
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from appliance.accounts.models import ApiKey, User
-from appliance.accounts.permissions import Role
 from appliance.events.live import LiveEvent, live_event
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
-from appliance.query.spec import Query, QueryError
+from appliance.query.spec import Query
 from appliance.runtime.appliance import Appliance
+from web.api_accounts import ACCOUNT_CONTROLLERS, audit
 from web.auth import (
-    can_manage_api_keys,
     can_manage_settings,
     can_manage_site,
     can_manage_sites,
-    can_manage_users,
     can_read_audit,
     can_view_site,
     principal_of,
     requires_user,
     sees_event_details,
     site_of,
-    throttled_login,
 )
 from web.dependencies import INTERVAL_PARAMETER, SiteParam
-from web.openapi import error_responses
-
-
-class AuthenticateBody(msgspec.Struct, kw_only=True):
-    username: str
-    password: str
-    expires_in: int | None = None  # seconds; at most auth.token_ttl_seconds
-
-
-class CreateUserBody(msgspec.Struct, kw_only=True):
-    username: str
-    password: str
-    role: str = "viewer"
-    email: str = ""
-    sites: list[str] = []
-
-
-class ChangeUserBody(msgspec.Struct, kw_only=True):
-    role: str | None = None
-    email: str | None = None
-    sites: list[str] | None = None
-    password: str | None = None
 
 
 class CreateSiteBody(msgspec.Struct, kw_only=True):
@@ -82,185 +56,13 @@ class ChangeSiteBody(msgspec.Struct, kw_only=True):
     public: bool | None = None
 
 
-class CreateApiKeyBody(msgspec.Struct, kw_only=True):
-    name: str
-    read_only: bool = False
-    expires_in_days: int | None = None
-
-
-def _audit(appliance: Appliance, request: Request, action: str, target: str = "", **details: Any) -> None:
-    principal = principal_of(request)
-    actor = principal.name if principal is not None else "(anonymous)"
-    appliance.audit.record(actor, action, target, **details)
-
-
-def _site_ids(appliance: Appliance, domains: list[str]) -> list[int]:
-    ids = []
-    for domain in domains:
-        site = appliance.sites.get(domain)
-        if site is None:
-            raise QueryError("sites", f"unknown site {domain!r}")
-        ids.append(site.id)
-    return ids
-
-
-def _user_view(appliance: Appliance, user: User) -> dict[str, Any]:
-    sites = appliance.sites
-    return {
-        "user_id": f"user{user.id}",
-        "username": user.username,
-        "email": user.email,
-        "role": str(user.role),
-        "sites": [site.domain for site in map(sites.by_id, user.sites) if site is not None],
-        "created_at": user.created_at,
-    }
-
-
 def _site_view(appliance: Appliance, site: Site) -> dict[str, Any]:
     view = msgspec.to_builtins(site)
     view["shared_link"] = appliance.sites.has_share_token(site)
     return view
 
 
-def _key_view(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "username": key.username,
-        "read_only": key.read_only,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at or None,
-    }
-
-
 LimitParam = Annotated[int, QueryParameter(name="limit", ge=1, le=1000, description="How many rows")]
-
-
-class AuthController(Controller):
-    path = "/api/v1"
-    tags = ["users"]
-
-    @post(
-        "/authenticate",
-        status_code=HTTP_200_OK,
-        summary="Exchange a username and password for a bearer token",
-        description="Throttled per client IP and per username: 429 with Retry-After.", sync_to_thread=True,
-        responses=error_responses(401, 429),
-    )
-    def authenticate(self, request: Request, appliance: Appliance, data: AuthenticateBody) -> dict[str, Any]:
-        user = throttled_login(request, data.username, data.password)
-        if user is None:
-            raise NotAuthorizedException("wrong username or password")
-        accounts = appliance.accounts
-        ttl = accounts.token_ttl if data.expires_in is None else max(1, min(data.expires_in, accounts.token_ttl))
-        token = accounts.issue_token(user, ttl)
-        return {"status": "success", "token": token, "expires_in": ttl}
-
-
-class MeController(Controller):
-    path = "/api/v1/me"
-    tags = ["users"]
-    guards = [requires_user]
-
-    @get("/", summary="Who the caller is: user, role, readable sites, credential kind", sync_to_thread=True)
-    def me(self, request: Request, appliance: Appliance) -> dict[str, Any]:
-        principal = principal_of(request)
-        data = _user_view(appliance, principal.user)
-        data["credential"] = principal.via
-        data["read_only"] = principal.read_only
-        return {"status": "success", "data": data}
-
-
-class UserController(Controller):
-    path = "/api/v1/users"
-    tags = ["users"]
-    guards = [can_manage_users]
-
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a user (admin only)", sync_to_thread=True)
-    def create_user(self, request: Request, appliance: Appliance, data: CreateUserBody) -> dict[str, Any]:
-        sites = _site_ids(appliance, data.sites)
-        user = appliance.accounts.create(data.username, data.password, data.role, data.email, sites)
-        _audit(appliance, request, "user.create", user.username, role=str(user.role), sites=data.sites)
-        return {"status": "success", "user_id": f"user{user.id}"}
-
-    @get("/", summary="List users (admin only)", sync_to_thread=True)
-    def list_users(self, appliance: Appliance) -> dict[str, Any]:
-        users = appliance.accounts.list()
-        return {"status": "success", "data": [_user_view(appliance, user) for user in users]}
-
-    @get("/{username:str}", summary="One user (admin only)", sync_to_thread=True)
-    def get_user(self, appliance: Appliance, username: str) -> dict[str, Any]:
-        user = appliance.accounts.get(username)
-        if user is None:
-            raise NotFoundException(f"no such user: {username!r}")
-        return {"status": "success", "data": _user_view(appliance, user)}
-
-    @patch("/{username:str}", summary="Change a user's role, email, site grants or password (admin only)", sync_to_thread=True)
-    def change_user(self, request: Request, appliance: Appliance, username: str, data: ChangeUserBody) -> dict[str, Any]:
-        accounts = appliance.accounts
-        sites = _site_ids(appliance, data.sites) if data.sites is not None else None
-        if data.password is not None:
-            accounts.set_password(username, data.password)
-            _audit(appliance, request, "user.reset_password", username)
-        user = accounts.update(username, role=data.role, email=data.email, sites=sites)
-        changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None and k != "password"}
-        if changes:
-            _audit(appliance, request, "user.update", user.username, **changes)
-        return {"status": "success", "data": _user_view(appliance, user)}
-
-    @delete("/{username:str}", status_code=HTTP_200_OK, summary="Delete a user and their credentials (admin only)", sync_to_thread=True)
-    def delete_user(self, request: Request, appliance: Appliance, username: str) -> dict[str, Any]:
-        user = appliance.accounts.delete(username)
-        _audit(appliance, request, "user.delete", user.username)
-        return {"status": "success"}
-
-    @get("/{username:str}/apikeys", summary="A user's API keys (admin only)", sync_to_thread=True)
-    def user_api_keys(self, appliance: Appliance, username: str) -> dict[str, Any]:
-        accounts = appliance.accounts
-        user = accounts.get(username)
-        if user is None:
-            raise NotFoundException(f"no such user: {username!r}")
-        return {"status": "success", "data": [_key_view(k) for k in accounts.api_keys(user.id)]}
-
-    @delete("/{username:str}/apikeys/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke any user's API key (admin only)", sync_to_thread=True)
-    def revoke_user_api_key(self, request: Request, appliance: Appliance, username: str, key_id: int) -> dict[str, Any]:
-        accounts = appliance.accounts
-        user = accounts.get(username)
-        key = accounts.revoke_api_key(key_id, user.id) if user is not None else None
-        if key is None:
-            raise NotFoundException(f"no API key {key_id} of {username!r}")
-        _audit(appliance, request, "apikey.revoke", f"{key.username}/{key.id}", name=key.name)
-        return {"status": "success"}
-
-
-class ApiKeyController(Controller):
-    path = "/api/v1/apikeys"
-    tags = ["users"]
-    guards = [can_manage_api_keys]
-
-    @post("/", status_code=HTTP_201_CREATED, summary="Create an API key for yourself (shown once)", sync_to_thread=True)
-    def create_api_key(self, request: Request, appliance: Appliance, data: CreateApiKeyBody) -> dict[str, Any]:
-        user = principal_of(request).user
-        key, record = appliance.accounts.create_api_key(
-            user, data.name, read_only=data.read_only, expires_in_days=data.expires_in_days
-        )
-        _audit(appliance, request, "apikey.create", f"{user.username}/{record.id}", name=record.name, read_only=record.read_only)
-        return {"status": "success", "key": key, "data": _key_view(record)}
-
-    @get("/", summary="Your API keys (never the keys themselves)", sync_to_thread=True)
-    def list_api_keys(self, request: Request, appliance: Appliance) -> dict[str, Any]:
-        keys = appliance.accounts.api_keys(principal_of(request).user.id)
-        return {"status": "success", "data": [_key_view(key) for key in keys]}
-
-    @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke one of your API keys", sync_to_thread=True)
-    def revoke_api_key(self, request: Request, appliance: Appliance, key_id: int) -> dict[str, Any]:
-        user = principal_of(request).user
-        key = appliance.accounts.revoke_api_key(key_id, user.id)
-        if key is None:
-            raise NotFoundException(f"you have no API key {key_id}")
-        _audit(appliance, request, "apikey.revoke", f"{user.username}/{key.id}", name=key.name)
-        return {"status": "success"}
 
 
 class SiteController(Controller):
@@ -285,7 +87,7 @@ class SiteController(Controller):
         )
         if data.public:
             site = sites.change(site.domain, public=True)
-        _audit(appliance, request, "site.create", site.domain, timezone=site.timezone, public=site.public)
+        audit(appliance, request, "site.create", site.domain, timezone=site.timezone, public=site.public)
         return {"status": "success", "data": _site_view(appliance, site)}
 
     @get("/{domain:str}", guards=[can_view_site], summary="One site's settings", sync_to_thread=True)
@@ -305,21 +107,21 @@ class SiteController(Controller):
             public=data.public,
         )
         changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
-        _audit(appliance, request, "site.update", site_of(request).domain, **changes)
+        audit(appliance, request, "site.update", site_of(request).domain, **changes)
         return {"status": "success", "data": _site_view(appliance, site)}
 
     @delete("/{domain:str}", guards=[can_manage_site], status_code=HTTP_200_OK, sync_to_thread=True, summary="Delete a site with all its data (admin only)")
     def delete_site(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
         site = site_of(request)
         appliance.delete_site(site.domain)
-        _audit(appliance, request, "site.delete", site.domain, site_id=site.id)
+        audit(appliance, request, "site.delete", site.domain, site_id=site.id)
         return {"status": "success"}
 
     @post("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_201_CREATED, summary="Create or replace the site's shared-link token (shown once)", sync_to_thread=True)
     def create_shared_link(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
         site = site_of(request)
         token = appliance.sites.create_share_token(site)
-        _audit(appliance, request, "site.shared_link.create", site.domain)
+        audit(appliance, request, "site.shared_link.create", site.domain)
         return {"status": "success", "token": token}
 
     @delete("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_200_OK, summary="Disable the site's shared link", sync_to_thread=True)
@@ -327,7 +129,7 @@ class SiteController(Controller):
         site = site_of(request)
         if not appliance.sites.delete_share_token(site):
             raise NotFoundException("this site has no shared link")
-        _audit(appliance, request, "site.shared_link.delete", site.domain)
+        audit(appliance, request, "site.shared_link.delete", site.domain)
         return {"status": "success"}
 
 
@@ -466,10 +268,7 @@ class HealthController(Controller):
 
 
 API_CONTROLLERS = [
-    AuthController,
-    MeController,
-    UserController,
-    ApiKeyController,
+    *ACCOUNT_CONTROLLERS,
     SiteController,
     AuditController,
     ReportController,
@@ -478,4 +277,4 @@ API_CONTROLLERS = [
     HealthController,
 ]
 
-__all__ = ["API_CONTROLLERS", "Role"]
+__all__ = ["API_CONTROLLERS"]

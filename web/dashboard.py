@@ -23,16 +23,13 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
 
-from appliance.accounts.models import AccountError
 from appliance.accounts.permissions import Permission
-from appliance.hooks.manager import describe_plugins
 from appliance.periods import local_today
 from appliance.query.spec import Query
 from appliance.runtime.appliance import Appliance
 from appliance.sites import SiteError
 from web.auth import (
     Guard,
-    dashboard_admin,
     dashboard_site_member,
     dashboard_site_viewer,
     principal_of,
@@ -40,7 +37,10 @@ from web.auth import (
     site_of,
 )
 from web.charts import compact_number, sparkline
+from web.dashboard_admin import AdminController
 from web.dashboard_views import SiteView, parse_site_view
+from web.pages import nav as _nav
+from web.pages import page as _page
 from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS
 from web.widgets import (
     DIMENSION_LABELS,
@@ -68,7 +68,6 @@ DETAIL_COLUMNS = {
 
 dashboard_site_admin = Guard(Permission.MANAGE_SITES, site=True, dashboard=True)
 dashboard_sites_admin = Guard(Permission.MANAGE_SITES, dashboard=True)
-dashboard_settings_admin = Guard(Permission.MANAGE_SETTINGS, dashboard=True)
 
 class StaticFileSystem(BaseLocalFileSystem):
     """The local file system, where a path no file can have (a NUL byte: ``%00`` in the URL)
@@ -84,27 +83,6 @@ static_files = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static",
     cache_control=None, file_system=StaticFileSystem(),
 )
-
-
-def _nav(request: Request) -> dict[str, Any]:
-    principal = principal_of(request)
-    user = principal.user if principal is not None else None
-    return {
-        "user": user,
-        "is_admin": bool(user and user.can(Permission.MANAGE_USERS)),
-        "can_manage_settings": bool(user and user.can(Permission.MANAGE_SETTINGS)),
-        "can_manage_sites": bool(user and user.can(Permission.MANAGE_SITES)),
-        "can_define": bool(user and user.can(Permission.DEFINE)),
-        # a public dashboard or a shared link: read-only, no account, no admin links
-        "visiting": principal is not None and user is None,
-    }
-
-
-def _page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
-    return Template(
-        template_name=f"dashboard/{name}", context={**_nav(request), **context},
-        media_type=MediaType.HTML, status_code=status,
-    )
 
 
 def _lazy(request: Request) -> bool:
@@ -334,58 +312,6 @@ def _viewer_id(request: Request) -> int:
     return principal.user.id if principal is not None and principal.user is not None else -1
 
 
-class AdminController(Controller):
-    """Users and their API keys, and the loaded plugins (admins only)."""
-
-    path = "/admin"
-    include_in_schema = False
-
-    @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)", sync_to_thread=True)
-    def users(self, request: Request, appliance: Appliance) -> Template:
-        return _users_page(request, appliance)
-
-    @post("/users", guards=[dashboard_admin], summary="Create a user (admin)", sync_to_thread=True)
-    def create_user(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
-        form = form
-        domains = form.getall("sites", [])
-        site_ids = [site.id for site in appliance.sites.all() if site.domain in domains]
-        try:
-            user = appliance.accounts.create(
-                str(form.get("username", "")), str(form.get("password", "")), str(form.get("role", "viewer")),
-                str(form.get("email", "")), site_ids,
-            )
-        except AccountError as error:
-            return _users_page(request, appliance, error=error.message if hasattr(error, "message") else str(error), status=422)
-        appliance.audit.record(principal_of(request).name, "user.create", user.username, role=str(user.role), via="dashboard")
-        return Redirect("/admin/users?created=" + user.username, status_code=303)
-
-    @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)", sync_to_thread=True)
-    def revoke_key(self, request: Request, appliance: Appliance, username: str, key_id: int) -> Response:
-        user = appliance.accounts.get(username)
-        key = appliance.accounts.revoke_api_key(key_id, user.id) if user is not None else None
-        if key is None:
-            raise NotFoundException(f"no API key {key_id} of {username!r}")
-        appliance.audit.record(principal_of(request).name, "apikey.revoke", f"{username}/{key_id}", via="dashboard")
-        return Redirect("/admin/users", status_code=303)
-
-    @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)", sync_to_thread=True)
-    def plugins(self, request: Request, appliance: Appliance) -> Template:
-        plugins = describe_plugins(appliance.plugin_manager)
-        return _page(request, "plugins.html", plugins=plugins)
-
-
-def _users_page(request: Request, appliance: Appliance, error: str = "", status: int = 200) -> Template:
-    sites = {site.id: site.domain for site in appliance.sites.all()}
-    keys = appliance.accounts.api_keys()
-    users = [
-        {"user": user, "sites": [sites[i] for i in user.sites if i in sites],
-         "api_keys": [key for key in keys if key.user_id == user.id]}
-        for user in appliance.accounts.list()
-    ]
-    return _page(request, "users.html", users=users, all_sites=sorted(sites.values()), error=error,
-                 status=status, created=request.query_params.get("created", ""))
-
-
 def _view_options() -> dict[str, Any]:
     return {"periods": PERIODS, "comparisons": COMPARISONS, "chart_metrics": CHART_METRICS,
             "tabs": TABS, "tab_labels": TAB_LABELS, "list_widgets": LIST_WIDGETS,
@@ -434,3 +360,4 @@ def register_dashboard_helpers(engine: Any) -> None:
 
 
 DASHBOARD_CONTROLLERS = [SitesController, AdminController, static_files]
+

@@ -29,8 +29,9 @@ from appliance.filters import EVENT_DIMENSIONS, OPERATORS
 from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of, site_of
 from web.charts import Point, funnel_chart
-from web.dashboard import _page, _view_options
+from web.dashboard import _view_options
 from web.dashboard_views import SiteView, parse_site_view, viewer_id
+from web.pages import page as _page
 from web.widgets import TOP_METRICS
 
 MAX_STEPS = 8

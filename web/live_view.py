@@ -29,7 +29,7 @@ from appliance.periods import zone
 from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_viewer, sees_event_details, site_of
 from web.charts import Point, line_chart
-from web.dashboard import _nav
+from web.pages import nav as _nav
 from web.widgets import country_label
 
 WINDOW_MINUTES = 30
