@@ -74,7 +74,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One accepted event, as enriched by the pipeline and stored in the event log.
 
     Never holds a raw IP address or a raw user id: ``visitor_id`` is a keyed hash.
-    ``revenue`` is in integer minor units of ``currency`` (cents for USD).
+    ``revenue`` is in integer minor units of ``currency`` (cents for USD; see :mod:`appliance.money`).
     """
 
     kind: EventKind

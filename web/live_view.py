@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from appliance.events.live import LiveEvent, live_event
 from appliance.models import Event, EventKind
+from appliance.money import format_minor
 from appliance.periods import zone
 from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_viewer, sees_event_details, site_of
@@ -54,7 +55,7 @@ def event_row(event: LiveEvent, timezone: str) -> dict[str, Any]:
         "country_name": country_label(event.country) if event.country else "",
         "device": event.device,
         "browser": event.browser,
-        "revenue": f"{event.revenue / 100:.2f} {event.currency}" if event.revenue else "",
+        "revenue": format_minor(event.revenue, event.currency) if event.revenue else "",
         "props": sorted((event.props or {}).items()),
     }
 

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.money import format_minor
 from appliance.periods import zone
 from appliance.query.stats import Stats
 from web.charts import Point, line_chart
@@ -220,6 +221,5 @@ LIST_WIDGETS = ("sources", "pages", "locations", "devices")
 
 
 def money(minor: int, currency: str) -> str:
-    exponent = 0 if currency in ("JPY", "KRW", "VND", "CLP", "ISK") else 2
-    amount = minor / 10**exponent
-    return f"{amount:,.{exponent}f} {currency}"
+    """Integer minor units shown with the currency's own digits (``1.500 KWD``, ``3 JPY``)."""
+    return format_minor(minor, currency)

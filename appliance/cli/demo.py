@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import msgspec
 
 from appliance.models import Event, EventKind, RequestContext, Site
+from appliance.money import to_minor
 from appliance.periods import day_start_timestamp, local_today
 
 BATCH = 2000
@@ -180,7 +181,7 @@ def generate_visit(
             amount = rng.choice(amounts)
             events.append(msgspec.structs.replace(
                 first_event, kind=EventKind.CONVERSION, name=name, timestamp=clock, path="/checkout",
-                revenue=int(round(amount * 100)), currency=currency, props={"sku": f"plan-{int(amount)}"},
+                revenue=to_minor(amount, currency), currency=currency, props={"sku": f"plan-{int(amount)}"},
             ))
     return events
 

@@ -224,8 +224,9 @@ class Goals:
             return old
         if (old.kind, old.page, old.event, old.prop_key, old.prop_value) == (
             data.kind, data.page, data.event, data.prop_key, data.prop_value
-        ):  # a rename keeps the counters
-            return self._save(msgspec.structs.replace(old, name=data.name))
+        ):  # a rename keeps the counters (and, read under the mutex, the back-fill state)
+            with self._coordinator.mutex:
+                return self._save(msgspec.structs.replace(self.get(site_id, goal_id), name=data.name))
         return self._activate(old, site_id, data, old.created_by)
 
     def delete(self, site_id: int, goal_id: int) -> Goal:
@@ -236,7 +237,8 @@ class Goals:
             self._goals.pop(goal.id, None)
             self._rebuild_matchers()
 
-        self._store.write(remove)
+        with self._coordinator.mutex:  # not between a back-fill's commit and its publication
+            self._store.write(remove)
         self._tasks.forget(goal.id)
         return goal
 
@@ -379,19 +381,26 @@ class Goals:
             )
             done = msgspec.structs.replace(current, backfilled=True)
             self._records.put(txn, _RECORD, _identifier(done), msgspec.msgpack.encode(done))
-            self._goals[goal.id] = done
-            self._rebuild_matchers()
-            # Still under the store's write lock: the ingest writer cannot be mid-transaction.
-            strings.commit()
-            self._sketches.committed()
             return True
 
-        try:
-            self._store.write(write)
-        except BaseException:
-            strings.rollback()
-            self._sketches.forget()
-            raise
+        # Under the coordinator's mutex: no ingest commit or aggregation shares the string
+        # table's and the sketch cache's bookkeeping meanwhile, and no rename or delete falls
+        # between the commit and the publication below.
+        with self._coordinator.mutex:
+            try:
+                written = self._store.write(write)
+            except BaseException:
+                strings.rollback()
+                self._sketches.forget()
+                raise
+            strings.commit()
+            self._sketches.committed()
+            current = self._goals.get(goal.id)
+            if written and current is not None and current.counter_id == goal.counter_id:
+                # Published only once committed: a reader that sees the back-fill complete
+                # reads counters that include it.
+                self._goals[goal.id] = msgspec.structs.replace(current, backfilled=True)
+                self._rebuild_matchers()
 
     def status(self, goal: Goal) -> dict[str, object]:
         if goal.backfilled:

@@ -39,7 +39,7 @@ class LiveEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     device: str
     browser: str
     os: str
-    revenue: int  # in minor units of currency (cents), 0 without revenue
+    revenue: int  # in minor units of currency (appliance.money.exponent digits), 0 without revenue
     currency: str
     # analysts and admins only
     props: dict[str, str] | None = None

@@ -9,11 +9,13 @@ to integer minor units, and raise :class:`InvalidInput` naming the field of the 
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from appliance import money
 from appliance.errors import DomainError
 from appliance.models import (
     CollectBody,
@@ -29,11 +31,9 @@ MAX_PROP_VALUE = 300
 MAX_URL = 2000
 SCREEN_CLASSES = ((576, "Mobile"), (992, "Tablet"), (1440, "Laptop"))
 
-# ISO 4217 currencies whose minor unit is not 2 digits.
-_ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
-)
-_THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
+# Control characters (C0, DEL, C1): never in an event or conversion name, where the unit
+# separator \x1f joins a name and a currency in the stored revenue keys.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidInput(DomainError):
@@ -47,8 +47,13 @@ class Dropped(Exception):
 
 
 def minor_units(amount: float, currency: str) -> int:
-    exponent = 0 if currency in _ZERO_DECIMAL else 3 if currency in _THREE_DECIMAL else 2
-    return round(amount * 10**exponent)
+    return money.to_minor(amount, currency)
+
+
+def _checked_name(name: str, field: str) -> str:
+    if _CONTROL.search(name):
+        raise InvalidInput(field, "must not contain control characters")
+    return name
 
 
 def screen_class(width: int | None) -> str:
@@ -151,6 +156,7 @@ class Draft(msgspec.Struct, kw_only=True):
 def draft_from_event_body(body: EventBody) -> Draft:
     if not body.event_type or len(body.event_type) > MAX_NAME:
         raise InvalidInput("event_type", f"must be 1-{MAX_NAME} characters")
+    _checked_name(body.event_type, "event_type")
     metadata = body.metadata
     for key in ("page_url", "referrer_url", "browser", "device"):
         value = metadata.get(key)
@@ -178,28 +184,31 @@ def draft_from_event_body(body: EventBody) -> Draft:
     )
 
 
-def _revenue(amount: object, currency: object, prefix: str) -> dict[str, object]:
+def _revenue(amount: object, currency: object, amount_field: str, currency_field: str) -> dict[str, object]:
+    """Revenue in minor units; errors name the wire fields (``metadata.currency``, ``c``)."""
     if amount is None:
         return {}
     if isinstance(amount, bool) or not isinstance(amount, int | float):
-        raise InvalidInput(f"{prefix}amount", "must be a number")
+        raise InvalidInput(amount_field, "must be a number")
     if amount < 0 or amount > 1e12:
-        raise InvalidInput(f"{prefix}amount", "must be between 0 and 10^12")
+        raise InvalidInput(amount_field, "must be between 0 and 10^12")
     currency = (currency or "USD") if isinstance(currency, str | type(None)) else None
-    if currency is None or len(currency) != 3 or not currency.isalpha():
-        raise InvalidInput(f"{prefix}currency", "must be a three-letter ISO 4217 code")
-    currency = currency.upper()
+    # Upper-cased only when ASCII: "ßßß".upper() is "SSSSSS".
+    currency = currency.upper() if currency is not None and currency.isascii() else currency
+    if not money.is_currency(currency):
+        raise InvalidInput(currency_field, "must be a known three-letter ISO 4217 currency code")
     return {"revenue": minor_units(float(amount), currency), "currency": currency}
 
 
 def draft_from_conversion_body(body: ConversionBody) -> Draft:
     if not body.conversion_type or len(body.conversion_type) > MAX_NAME:
         raise InvalidInput("conversion_type", f"must be 1-{MAX_NAME} characters")
+    _checked_name(body.conversion_type, "conversion_type")
     metadata = body.metadata
     page_url = metadata.get("page_url")
     if page_url is not None and not isinstance(page_url, str):
         raise InvalidInput("metadata.page_url", "must be a string")
-    fields = _revenue(metadata.get("amount"), metadata.get("currency"), "metadata.")
+    fields = _revenue(metadata.get("amount"), metadata.get("currency"), "metadata.amount", "metadata.currency")
     fields["props"] = _props(metadata, frozenset({"amount", "currency", "page_url", "referrer_url"}))
     fields["referrer"] = _referrer(metadata.get("referrer_url"))
     return Draft(
@@ -239,7 +248,7 @@ def draft_from_collect_body(body: CollectBody) -> Draft:
         "timezone": _clip(body.z, 64),
     }
     if kind is EventKind.CONVERSION:
-        fields.update(_revenue(body.a, body.c, ""))
+        fields.update(_revenue(body.a, body.c, "a", "c"))
     if kind is EventKind.PAGEVIEW and body.v in (0, 1):
         fields["visitor_type"] = "Returning" if body.v else "New"
     if kind is EventKind.ENGAGEMENT:
@@ -248,7 +257,7 @@ def draft_from_collect_body(body: CollectBody) -> Draft:
     name = {EventKind.PAGEVIEW: "pageview", EventKind.ENGAGEMENT: "engagement"}.get(kind)
     return Draft(
         kind=kind,
-        name=name or _clip(body.n, MAX_NAME),
+        name=name or _checked_name(_clip(body.n, MAX_NAME), "n"),
         site_hint=body.s or "",
         timestamp=None,
         user_id="",

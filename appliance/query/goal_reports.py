@@ -60,8 +60,10 @@ class GoalReports:
         goals = self._goals.list(query.site.id)
         if not goals:
             return []
+        # Each back-fill's state is read before its numbers: "complete" then promises them.
+        statuses = {goal.id: self._goals.status(goal) for goal in goals}
         if query.filters:
-            return self._filtered_report(query, goals)
+            return self._filtered_report(query, goals, statuses)
         site_id = query.site.id
         with self._coordinator.settled() as txn:
             site_visitors = self._counted.site_visitors(txn, query)
@@ -81,10 +83,11 @@ class GoalReports:
         for goal in goals:
             sketch = sketches.get(goal.counter_id)
             unique = sketch.count() if sketch else 0
-            rows.append(self._row(goal, counts.get(goal.counter_id, 0), unique, site_visitors, revenue.get(goal.counter_id, {})))
+            row = self._row(goal, counts.get(goal.counter_id, 0), unique, site_visitors, revenue.get(goal.counter_id, {}))
+            rows.append(row | {"backfill": statuses[goal.id]})
         return rows
 
-    def _filtered_report(self, query, goals: list[Goal]) -> list[dict[str, object]]:
+    def _filtered_report(self, query, goals: list[Goal], statuses) -> list[dict[str, object]]:
         scans = self._scans
         selection = scans.select(query)
         frame = selection.frame
@@ -99,7 +102,8 @@ class GoalReports:
             for currency_id in np.unique(currencies[amounts != 0]).tolist():
                 chosen = (currencies == currency_id) & (amounts != 0)
                 revenue[self._strings.text(currency_id)] = _money(int(amounts[chosen].sum()), int(chosen.sum()))
-            rows.append(self._row(goal, int(hit.sum()), len(np.unique(visitor[hit])), site_visitors, revenue))
+            row = self._row(goal, int(hit.sum()), len(np.unique(visitor[hit])), site_visitors, revenue)
+            rows.append(row | {"backfill": statuses[goal.id]})
         return rows
 
     def _row(self, goal: Goal, completions: int, unique: int, site_visitors: int, revenue) -> dict[str, object]:
@@ -111,7 +115,6 @@ class GoalReports:
             "visitors": unique,
             "conversion_rate": round(100 * unique / site_visitors, 2) if site_visitors else 0.0,
             "revenue": revenue,
-            "backfill": self._goals.status(goal),
         }
 
     def timeseries(self, query, goal: Goal) -> list[dict[str, object]]:

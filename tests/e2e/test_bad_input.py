@@ -141,6 +141,33 @@ CASES: dict[str, Case] = {
         _json(lambda s: {"conversion_type": "buy", "site": s, "metadata": {"amount": 5, "currency": "123"}}),
         422, "metadata.currency",
     ),
+    # currencies come from one table (appliance.money): shape alone is not enough
+    **{
+        f"currency {code}": (
+            CONVERSIONS,
+            _json(lambda s, code=code: {"conversion_type": "buy", "site": s, "metadata": {"amount": 5, "currency": code}}),
+            422, "metadata.currency",
+        )
+        for code in ("ZZZ", "ÄÖÜ", "ßßß", "EU R", "\u0130SK")
+    },
+    "collect currency ZZZ": (
+        COLLECT,
+        _json(lambda s: {"k": "conversion", "s": s, "u": f"https://{s}/", "n": "buy", "a": 5, "c": "ZZZ"}),
+        422, "c",
+    ),
+    # the unit separator joins a name and its currency in the stored revenue keys
+    "event_type with \\x1f": (EVENTS, _json(lambda s: page_view(s, event_type="sign\x1fup")), 422, "event_type"),
+    "conversion_type with \\x1f": (
+        CONVERSIONS,
+        _json(lambda s: {"conversion_type": "buy\x1fEUR", "site": s, "metadata": {"amount": 5, "currency": "USD"}}),
+        422, "conversion_type",
+    ),
+    "conversion_type with a newline": (CONVERSIONS, _json(lambda s: {"conversion_type": "a\nb", "site": s}), 422, "conversion_type"),
+    "collect name with \\x1f": (
+        COLLECT,
+        _json(lambda s: {"k": "conversion", "s": s, "u": f"https://{s}/", "n": "buy\x1f", "a": 5, "c": "EUR"}),
+        422, "n",
+    ),
     "timestamp yesterday": (EVENTS, _json(lambda s: page_view(s, timestamp="yesterday")), 400, "timestamp"),
     "timestamp a number": (EVENTS, _json(lambda s: page_view(s, timestamp=1722256496)), 400, "timestamp"),
     "timestamp 1 hour ahead": (
