@@ -66,10 +66,9 @@ class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disabled: list[str] = []
     directory: str = ""
-
-
-class GeoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    city_database: str = ""
+    # Each plugin's own table, ``[plugins.NAME]`` in the file, ``FOOTFALL_PLUGIN_NAME_KEY`` in
+    # the environment: whatever keys the plugin documents (read with Appliance.plugin_settings).
+    tables: dict[str, dict[str, Any]] = {}
 
 
 class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -92,11 +91,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
-    geo: GeoSettings = msgspec.field(default_factory=GeoSettings)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+
+PLUGIN_ENV_PREFIX = "FOOTFALL_PLUGIN_"
 
 
 class ConfigError(ValueError):
@@ -115,6 +116,13 @@ def _environment_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for key, value in environ.items():
         if not key.startswith("FOOTFALL_") or key == "FOOTFALL_CONFIG":
             continue
+        if key.startswith(PLUGIN_ENV_PREFIX):
+            plugin, _, setting = key.removeprefix(PLUGIN_ENV_PREFIX).lower().partition("_")
+            if not plugin or not setting:
+                raise ConfigError(f"{key}: write {PLUGIN_ENV_PREFIX}<PLUGIN>_<SETTING>")
+            tables = overrides.setdefault("plugins", {}).setdefault("tables", {})
+            tables.setdefault(plugin, {})[setting] = value
+            continue
         name = key.removeprefix("FOOTFALL_").lower()
         if name in top_level:
             overrides[name] = value
@@ -127,6 +135,18 @@ def _environment_overrides(environ: dict[str, str]) -> dict[str, Any]:
         else:
             raise ConfigError(f"{key}: no such setting")
     return overrides
+
+
+def _plugin_tables(raw: dict[str, Any]) -> dict[str, Any]:
+    """``[plugins.NAME]`` tables of the file go under ``plugins.tables``."""
+    plugins = raw.get("plugins")
+    if not isinstance(plugins, dict):
+        return raw
+    known = {field.name for field in msgspec.structs.fields(PluginSettings)}
+    tables = {name: plugins.pop(name) for name in list(plugins) if name not in known and isinstance(plugins[name], dict)}
+    if tables:
+        plugins["tables"] = _merge(plugins.get("tables", {}), tables)
+    return raw
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +168,8 @@ def _coerce_strings(raw: dict[str, Any], struct_type: type) -> dict[str, Any]:
         if field is None:
             out[key] = value
         elif isinstance(value, dict):
-            out[key] = _coerce_strings(value, field.type)
+            is_section = isinstance(field.type, type) and issubclass(field.type, msgspec.Struct)
+            out[key] = _coerce_strings(value, field.type) if is_section else value
         elif isinstance(value, str) and field.type is not str:
             if field.type is bool:
                 out[key] = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -186,7 +207,7 @@ def load_settings(
             raise ConfigError(f"config file not found: {config_file}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{config_file}: {error}") from None
-    raw = _merge(raw, _coerce_strings(_environment_overrides(environ), Settings))
+    raw = _merge(_plugin_tables(raw), _coerce_strings(_environment_overrides(environ), Settings))
     raw = _merge(raw, {key: value for key, value in overrides.items() if value is not None})
     try:
         return msgspec.convert(raw, Settings)

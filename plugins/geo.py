@@ -2,8 +2,8 @@
 
 The client IP is looked up in memory and forgotten: it is never stored, logged or cached.
 Sources, first answer wins: an optional MaxMind-format city database (country and ISO 3166-2
-subdivision, e.g. ``"DE-BE"``), named by ``FOOTFALL_GEO_CITY_DATABASE`` or the ``[geo]
-city_database`` setting and read with the optional ``maxminddb`` package; then the offline
+subdivision, e.g. ``"DE-BE"``), named by the plugin's own setting ``[plugins.geo]
+city_database`` (or ``FOOTFALL_PLUGIN_GEO_CITY_DATABASE``) and read with the optional ``maxminddb`` package; then the offline
 country table of ``iptocc``; then, for visitors whose address says nothing (private networks,
 proxies), the browser's IANA time zone mapped to its country through the tz database's
 ``zone.tab``, ``zone1970.tab`` and the links in ``tzdata.zi``.
@@ -30,13 +30,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CITY_DATABASE_VARIABLE = "FOOTFALL_GEO_CITY_DATABASE"
+CITY_DATABASE_VARIABLE = "FOOTFALL_PLUGIN_GEO_CITY_DATABASE"  # also [plugins.geo] city_database
 # Registries answer with these for ranges that belong to no single country.
 _NOT_COUNTRIES = frozenset({"ZZ", "EU", "AP"})
 _COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 _SUBDIVISION_CODE = re.compile(r"[A-Z0-9]{1,3}")
 
-# Set by ``startup`` from the appliance's settings; the environment variable wins.
+# Set by ``startup`` from the plugin's settings ([plugins.geo] city_database); the
+# environment variable wins.
 _configured_city_database = ""
 
 
@@ -183,8 +184,7 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
 @hookimpl
 def startup(appliance: Appliance) -> None:
     global _configured_city_database
-    geo_settings = getattr(appliance.settings, "geo", None)
-    _configured_city_database = getattr(geo_settings, "city_database", "") or ""
+    _configured_city_database = str(appliance.plugin_settings("geo").get("city_database", "") or "")
     if city_database_path():
         open_city_database(city_database_path())
     zone_countries()

@@ -18,10 +18,13 @@ from appliance.models import Event, RequestContext
 
 
 class Appliance(Protocol):
-    """What a hook may rely on of the running appliance: its settings. The object passed
-    is :class:`appliance.runtime.appliance.Appliance`."""
+    """What a hook may rely on of the running appliance: its settings, and a plugin's own
+    table of them (``[plugins.NAME]`` in the config file, ``FOOTFALL_PLUGIN_NAME_KEY`` in the
+    environment). The object passed is :class:`appliance.runtime.appliance.Appliance`."""
 
     settings: Settings
+
+    def plugin_settings(self, name: str) -> dict[str, Any]: ...
 
 hookspec = pluggy.HookspecMarker("footfall")
 hookimpl = pluggy.HookimplMarker("footfall")

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
@@ -194,6 +195,11 @@ class Appliance:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """Plugin ``name``'s own settings: its ``[plugins.NAME]`` table and the
+        ``FOOTFALL_PLUGIN_NAME_KEY`` variables (values from the environment are strings)."""
+        return dict(self.settings.plugins.tables.get(name, {}))
 
     # -- writing --------------------------------------------------------------------------
     def _timezones(self) -> dict[int, str]:

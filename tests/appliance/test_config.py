@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "config.example.toml"
 
 KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=")
-SECTION_LINE = re.compile(r"^\[([A-Za-z_][A-Za-z0-9_]*)\]\s*(#.*)?$")
+SECTION_LINE = re.compile(r"^\[([A-Za-z_][A-Za-z0-9_.]*)\]\s*(#.*)?$")
+PLUGIN_TABLES = "plugins.tables"  # a container of the plugins' own tables, not one setting
 
 
 def _is_section(field: msgspec.structs.FieldInfo) -> bool:
@@ -28,7 +29,8 @@ def all_settings() -> list[tuple[str | None, str, msgspec.structs.FieldInfo]]:
     for field in msgspec.structs.fields(Settings):
         if _is_section(field):
             for inner in msgspec.structs.fields(field.type):
-                leaves.append((field.name, inner.name, inner))
+                if dotted(field.name, inner.name) != PLUGIN_TABLES:
+                    leaves.append((field.name, inner.name, inner))
         else:
             leaves.append((None, field.name, field))
     return leaves
@@ -54,7 +56,7 @@ def documented_keys() -> dict[str, list[str]]:
             continue
         if match := SECTION_LINE.match(stripped):
             section = match.group(1)
-        elif match := KEY_LINE.match(line):
+        elif (match := KEY_LINE.match(line)) and not (section or "").startswith("plugins."):
             comments[dotted(section, match.group(1))] = block
         block = []
     return comments
@@ -65,7 +67,8 @@ def parsed_example_keys() -> set[str]:
     keys = set()
     for name, value in data.items():
         if isinstance(value, dict):
-            keys.update(f"{name}.{inner}" for inner in value)
+            # a plugin's own table ([plugins.NAME]) is the plugin's to document
+            keys.update(f"{name}.{inner}" for inner, setting in value.items() if not isinstance(setting, dict))
         else:
             keys.add(name)
     return keys
@@ -79,7 +82,35 @@ SETTING_IDS = [dotted(section, key) for section, key, _ in SETTINGS]
 
 
 def test_example_loads_to_exact_defaults():
-    assert load_settings(EXAMPLE, environ={}) == Settings()
+    loaded = load_settings(EXAMPLE, environ={})
+    assert loaded.plugins.tables == {"geo": {"city_database": ""}}  # the example plugin table
+    loaded.plugins.tables = {}
+    assert loaded == Settings()
+
+
+def test_plugin_tables_come_from_the_file_and_the_environment(tmp_path):
+    config = tmp_path / "footfall.toml"
+    config.write_text('[plugins]\ndisabled = ["bots"]\n\n[plugins.slack_alerts]\nchannel = "#stats"\nlimit = 5\n')
+    settings = load_settings(
+        config, environ={"FOOTFALL_PLUGIN_GEO_CITY_DATABASE": "/data/city.mmdb", "FOOTFALL_PLUGIN_SLACK_LIMIT": "7"}
+    )
+    assert settings.plugins.disabled == ["bots"]
+    assert settings.plugins.tables == {
+        "slack_alerts": {"channel": "#stats", "limit": 5},
+        "geo": {"city_database": "/data/city.mmdb"},
+        "slack": {"limit": "7"},  # the first word after FOOTFALL_PLUGIN_ names the plugin
+    }
+    with pytest.raises(ConfigError, match="FOOTFALL_PLUGIN_"):
+        load_settings(environ={"FOOTFALL_PLUGIN_GEO": "x"})
+
+
+def test_the_appliance_hands_a_plugin_its_table(tmp_path):
+    from appliance.runtime.appliance import Appliance
+
+    settings = load_settings(environ={"FOOTFALL_PLUGIN_GEO_CITY_DATABASE": "/nowhere.mmdb"}, data_dir=str(tmp_path))
+    appliance = Appliance(settings)
+    assert appliance.plugin_settings("geo") == {"city_database": "/nowhere.mmdb"}
+    assert appliance.plugin_settings("nobody") == {}
 
 
 def test_no_config_at_all_gives_defaults():

@@ -200,9 +200,7 @@ def test_city_database_is_not_asked_about_private_addresses(city_database):
 
 def test_city_database_from_settings(monkeypatch, city_database):
     monkeypatch.delenv(geo.CITY_DATABASE_VARIABLE)
-    appliance = types.SimpleNamespace(
-        settings=types.SimpleNamespace(geo=types.SimpleNamespace(city_database="/data/city.mmdb"))
-    )
+    appliance = types.SimpleNamespace(plugin_settings={"geo": {"city_database": "/data/city.mmdb"}}.get)
     geo.startup(appliance)
     assert geo.enrich_event(make_event(), make_context("8.8.8.8"))["region"] == "US-CA"
     assert city_database.opened == ["/data/city.mmdb"]
