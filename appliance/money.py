@@ -2,35 +2,36 @@
 
 Revenue is stored in integer minor units of its currency. How many digits a currency's minor
 unit has (its exponent: 2 for EUR, 0 for JPY, 3 for KWD) comes from one maintained source,
-babel's copy of the Unicode CLDR currency data, never from lists of our own; so do the codes
-we accept. Converting an amount in (:func:`to_minor`) and showing one (:func:`format_minor`)
-use the same exponent, so what is shown is what was sent.
-
-CLDR's digits are those in everyday use: for a few currencies whose minor unit is not used
-(HUF, IDR, COP, IQD, ...) they say 0 where ISO 4217 lists 2 or 3.
+the ``iso4217`` package's copy of the ISO 4217 table (the maintenance agency's published
+list), never from lists of our own; so do the codes we accept: active codes with a minor
+unit (funds and metals such as XAU or XXX, which have none, are refused). Converting an
+amount in (:func:`to_minor`) and showing one (:func:`format_minor`) use the same exponent, so
+what is shown is what was sent.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from babel.numbers import get_currency_precision, list_currencies
+from iso4217 import Currency
 
 _CODE = re.compile(r"[A-Z]{3}")
-_KNOWN = frozenset(code for code in list_currencies() if _CODE.fullmatch(code))
+_EXPONENTS: dict[str, int] = {
+    currency.code: currency.exponent
+    for currency in Currency
+    if currency.exponent is not None and _CODE.fullmatch(currency.code)
+}
 
 
 def is_currency(code: object) -> bool:
     """Whether ``code`` is a known three-letter currency code, as given (upper case)."""
-    return isinstance(code, str) and code in _KNOWN
+    return isinstance(code, str) and code in _EXPONENTS
 
 
-@functools.cache
 def exponent(code: str) -> int:
-    """Digits of the minor unit of ``code`` (2 for an unknown code, as CLDR's default)."""
-    return get_currency_precision(code)
+    """Digits of the minor unit of ``code`` (2 for a code outside the table)."""
+    return _EXPONENTS.get(code, 2)
 
 
 def to_minor(amount: float, code: str) -> int:
