@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from litestar import Litestar, MediaType, Request, Response, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -60,20 +60,26 @@ async def tracker_script() -> Response:
     )
 
 
+FAVICON = (STATIC / "favicon.svg").read_bytes()
+
+
+@get("/favicon.ico", include_in_schema=False, cache=False)
+async def favicon() -> Response:
+    """Browsers ask for ``/favicon.ico`` on their own (a JSON answer, an old bookmark): the SVG
+    icon the pages link to, so no console shows a 404."""
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
 @get("/", include_in_schema=False, sync_to_thread=True)
 def index(request: Request) -> Response:
-    """The front door: a signed-in user goes straight to the site list."""
+    """The front door: the site list when signed in, the login page otherwise (which lands on
+    the site list)."""
     try:
-        signed_in = session_principal(request) is not None
-    except NotAuthorizedException:
-        signed_in = False
-    if signed_in:
-        return Redirect("/sites", status_code=303)
-    return Response(
-        "<!doctype html><title>Footfall</title><h1>Footfall</h1>"
-        '<p>Web analytics appliance. <a href="/login?next=/sites">Log in</a>. API schema: <a href="/schema">/schema</a>.</p>',
-        media_type=MediaType.HTML,
-    )
+        principal = session_principal(request)
+    except NotAuthorizedException:  # an ended session: log in again
+        principal = None
+    signed_in = principal is not None and principal.session is not None  # not a shared link
+    return Redirect("/sites" if signed_in else "/login", status_code=303)
 
 
 class CheckedRequest(Request):
@@ -140,7 +146,7 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(

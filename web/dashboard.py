@@ -39,6 +39,7 @@ from web.auth import (
 from web.charts import compact_number, sparkline
 from web.dashboard_admin import AdminController
 from web.dashboard_views import SiteView, parse_site_view
+from web.onboarding import has_events, tracking_snippet
 from web.pages import nav as _nav
 from web.pages import page as _page
 from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS
@@ -149,15 +150,27 @@ class SitesController(Controller):
                                          timezone=site.timezone, via="dashboard")
         return Redirect(f"/sites/{site.domain}/settings?created=1", status_code=303)
 
-    @get("/{domain:str}", guards=[dashboard_site_viewer], summary="A site's dashboard", sync_to_thread=True)
+    @get("/{domain:str}", guards=[dashboard_site_viewer],
+         summary="A site's dashboard (the onboarding page, or \"no data yet\" for visitors, until its first event)",
+         sync_to_thread=True)
     def site_dashboard(self, request: Request, appliance: Appliance, domain: str) -> Template:
         site = site_of(request)
+        if not has_events(appliance, site):
+            if _nav(request)["visiting"]:  # a shared link or a public dashboard: no snippet
+                return _page(request, "empty.html", site=site)
+            return _onboarding_page(request, appliance, has_data=False)
         view = parse_site_view(request, appliance)
         lazy = _lazy(request)
         widgets = {} if lazy else {name: _widget_context(appliance, view, name) for name in WIDGETS}
         segments = appliance.segments.list(site.id, _viewer_id(request))
         return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
                      **_view_options())
+
+    @get("/{domain:str}/onboarding", guards=[dashboard_site_member],
+         summary="Set up tracking: the snippet and a live check for the first event (signed-in users)",
+         sync_to_thread=True)
+    def onboarding(self, request: Request, appliance: Appliance, domain: str) -> Template:
+        return _onboarding_page(request, appliance, has_data=has_events(appliance, site_of(request)))
 
     @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)", sync_to_thread=True)
     def widget(self, request: Request, appliance: Appliance, domain: str, name: str) -> Template:
@@ -272,10 +285,16 @@ def _origin(request: Request, appliance: Appliance) -> str:
     return public_url or f"{request.url.scheme}://{request.url.netloc}"
 
 
+def _onboarding_page(request: Request, appliance: Appliance, *, has_data: bool) -> Template:
+    site = site_of(request)
+    return _page(request, "onboarding.html", site=site, has_data=has_data,
+                 snippet=tracking_snippet(_origin(request, appliance), site.domain))
+
+
 def _settings_page(request: Request, appliance: Appliance, error: str = "", delete_error: str = "", shared_url: str = "",
                    status: int = 200) -> Template:
     site = site_of(request)
-    snippet = f'<script defer src="{_origin(request, appliance)}/js/footfall.js" data-site="{site.domain}"></script>'
+    snippet = tracking_snippet(_origin(request, appliance), site.domain)
     return _page(request, "settings.html", site=site, snippet=snippet, error=error, delete_error=delete_error,
                  status=status, saved=request.query_params.get("saved") == "1",
                  created=request.query_params.get("created") == "1", shared_url=shared_url,
@@ -290,12 +309,14 @@ def _site_list_page(request: Request, appliance: Appliance, error: str = "", for
         query = Query(site=site, date_from=today.fromordinal(today.toordinal() - 29), date_to=today)
         series = stats.timeseries(query)
         values = [float(row["visitors"]) for row in series]
+        visitors, current = stats.aggregate(query)["visitors"], stats.current_visitors(site)
         rows.append({
             "site": site,
-            "visitors": stats.aggregate(query)["visitors"],
+            "visitors": visitors,
             "sparkline": sparkline(values, width=160, height=36,
                                    label=f"Visitors per day on {site.domain}, last 30 days"),
-            "current": stats.current_visitors(site),
+            "current": current,
+            "empty": not visitors and not current and not has_events(appliance, site),  # set it up first
         })
     return _page(request, "sites.html", sites=rows, error=error, form=form or {}, status=status,
                  timezones=_timezones(), deleted=request.query_params.get("deleted", ""),

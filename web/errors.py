@@ -1,14 +1,27 @@
-"""One JSON error shape for every API failure: ``{"status": "error", "error": {field, message}}``."""
+"""One JSON error shape for every API failure: ``{"status": "error", "error": {field, message}}``,
+and a page for a browser.
+
+A browser navigating to a dashboard page (``Accept`` names ``text/html``, the path is not
+under ``/api/``, and it is not an htmx request) gets the same status as a styled HTML page
+with a short message and a link home (``error.html``); every other caller — the API, htmx,
+scripts, ``curl`` — gets the JSON body. An htmx-boosted link (a GET) that fails is sent to
+the same URL as a full navigation (``HX-Redirect``), so the browser shows the error page
+instead of silently staying where it was.
+"""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Literal
 
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.response import Template
 
 from appliance.errors import DomainError, StorageFullError
+from web.auth import principal_of
+from web.security import page_headers
 
 
 class ErrorDetail(msgspec.Struct):
@@ -49,8 +62,71 @@ def field_from_msgspec(error: msgspec.ValidationError) -> tuple[str, str]:
     return field or "$", message
 
 
+# What a person is told on an error page, by status (the technical detail follows it).
+PAGE_TEXT = {
+    401: ("Log in first", "This page needs you to be logged in."),
+    403: ("No access", "Your account, or this link, does not open this page."),
+    404: ("Page not found", "There is no page at this address. It may have moved, or the site may have been deleted."),
+    405: ("Not allowed", "This address does not answer that kind of request."),
+    500: ("Something went wrong", "Footfall hit an unexpected error; it has been logged. Please try again."),
+    503: ("Unavailable", "Footfall cannot store or read data right now. Please try again in a minute."),
+}
+GENERIC_DETAILS = {phrase.phrase for phrase in HTTPStatus} | {"Internal Server Error"}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def wants_page(request: Request) -> bool:
+    """Whether the caller is a browser navigating to a page (HTML), not an API client (JSON)."""
+    path = request.scope.get("path", "")
+    if path == "/api" or path.startswith("/api/"):
+        return False
+    if request.headers.get("hx-request") == "true":
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "application/xhtml+xml" in accept
+
+
+def _boosted_get(request: Request) -> bool:
+    return (request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") == "true"
+            and request.method == "GET" and not request.scope.get("path", "").startswith("/api/"))
+
+
+def error_page(request: Request, status: int, detail: str = "", headers: dict[str, str] | None = None) -> Response:
+    """The styled error page: the status, a short message, the detail when it says more, a link home."""
+    title, message = PAGE_TEXT.get(status, (_phrase(status), "The request could not be answered."))
+    if status >= 500 or detail in GENERIC_DETAILS:
+        detail = ""  # never a server's internals; nothing the title does not already say
+    principal = principal_of(request)
+    signed_in = principal is not None and principal.user is not None
+    return Template(
+        template_name="error.html",
+        context={"status": status, "title": title, "message": message, "detail": detail, "signed_in": signed_in},
+        status_code=status,
+        headers={**(headers or {}), **page_headers(request.url.scheme == "https")},
+        media_type=MediaType.HTML,
+    )
+
+
+def error_answer(request: Request, status: int, field: str | None, message: str,
+                 headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> Response:
+    """The error for this caller: a page for a browser, the JSON body for everyone else."""
+    if wants_page(request):
+        return error_page(request, status, message, headers)
+    headers = dict(headers or {})
+    if _boosted_get(request):
+        headers["HX-Redirect"] = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Response(body if body is not None else error_body(field, message), status_code=status,
+                    headers=headers, media_type=MediaType.JSON)
+
+
 def _handle_domain_error(request: Request, exc: DomainError) -> Response:
-    return Response(error_body(exc.field, exc.message), status_code=exc.status, media_type=MediaType.JSON)
+    return error_answer(request, exc.status, exc.field, exc.message)
 
 
 def _handle_validation(request: Request, exc: ValidationException) -> Response:
@@ -59,23 +135,24 @@ def _handle_validation(request: Request, exc: ValidationException) -> Response:
     if extra and isinstance(extra[0], dict):
         field = extra[0].get("key")
         message = extra[0].get("message", message)
-    return Response(error_body(field, message), status_code=400, media_type=MediaType.JSON)
+    return error_answer(request, 400, field, message)
 
 
 def _handle_http(request: Request, exc: HTTPException) -> Response:
-    headers = dict(exc.headers or {})
-    return Response(
-        error_body(None, str(exc.detail)), status_code=exc.status_code, headers=headers, media_type=MediaType.JSON
-    )
+    return error_answer(request, exc.status_code, None, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def _handle_storage_full(request: Request, exc: StorageFullError) -> Response:
-    return Response(
-        error_body(None, f"storage unavailable: {exc}"),
-        status_code=503,
-        headers={"Retry-After": "60"},
-        media_type=MediaType.JSON,
-    )
+    return error_answer(request, 503, None, f"storage unavailable: {exc}", headers={"Retry-After": "60"})
+
+
+def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Any other exception (a bug): a 500 page for a browser; API clients keep Litestar's body.
+    ``web.app``'s ``after_exception`` hook logs the traceback either way."""
+    if isinstance(exc, HTTPException):  # an HTTPException raised with status 500
+        return _handle_http(request, exc)
+    return error_answer(request, 500, None, "Internal Server Error",
+                        body={"status_code": 500, "detail": "Internal Server Error"})
 
 
 EXCEPTION_HANDLERS = {
@@ -83,4 +160,5 @@ EXCEPTION_HANDLERS = {
     ValidationException: _handle_validation,
     HTTPException: _handle_http,
     StorageFullError: _handle_storage_full,
+    500: _handle_unexpected,  # every exception no handler above claims
 }

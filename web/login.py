@@ -1,5 +1,8 @@
 """Dashboard login: the login page, ``POST /login``, ``POST /logout`` and the account page.
 
+A login lands on the site list, or on the ``next=`` page that sent the browser here when it
+is a path on this origin (:func:`safe_next`: never an open redirect).
+
 A successful login starts a server-side session (an LMDB record; the cookie holds only a
 random id) and sets the ``footfall_session`` cookie: HttpOnly, SameSite=Lax, Secure when the
 client came over TLS. The login form itself carries a CSRF token (a double-submit cookie),
@@ -13,7 +16,7 @@ call ``csrf_token()`` / ``csrf_field()``.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie, FormMultiDict
@@ -37,13 +40,24 @@ from web.auth import (
     throttled_login,
     tokens_match,
 )
+from web.dashboard import _nav as dashboard_nav
 
-DEFAULT_NEXT = "/account"
+DEFAULT_NEXT = "/sites"  # a login lands on the site list
+_NO_RETURN = ("/login", "/logout")  # never back to the form itself
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a local path: never ``//evil.example`` or ``https://...`` (an open redirect)."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+def safe_next(target: str | None) -> str:
+    """Where a login may go next: only a path on this origin, else the site list.
+
+    Never an open redirect: not ``//evil.example`` or ``https://...``, and no backslash or
+    control character either (browsers read ``/\\evil.example`` as ``//evil.example`` and drop
+    tabs and newlines, so ``/<TAB>/evil.example`` would become one too)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return DEFAULT_NEXT
+    if "\\" in target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return DEFAULT_NEXT
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path in _NO_RETURN:
         return DEFAULT_NEXT
     return target
 
@@ -53,7 +67,7 @@ def _login_page(request: Request, *, error: str = "", status: int = 200, usernam
     token = new_login_csrf(request)
     return Template(
         template_name="login.html",
-        context={"error": error, "username": username, "next": _safe_next(request.query_params.get("next")),
+        context={"error": error, "username": username, "next": safe_next(request.query_params.get("next")),
                  "csrf": token},
         status_code=status,
         headers=headers,
@@ -74,7 +88,7 @@ class SessionController(Controller):
         except NotAuthorizedException:
             principal = None
         if principal is not None and principal.session is not None:
-            return Redirect(_safe_next(request.query_params.get("next")), status_code=303)
+            return Redirect(safe_next(request.query_params.get("next")), status_code=303)
         return _login_page(request)
 
     @post("/login", summary="Log in with a username and password (form)", sync_to_thread=True)
@@ -94,7 +108,7 @@ class SessionController(Controller):
             return _login_page(request, error="Wrong username or password.", status=401, username=username)
         session_id, _ = appliance.accounts.create_session(user)
         settings = appliance.settings
-        target = _safe_next(str(form.get("next", "")) or request.query_params.get("next"))
+        target = safe_next(str(form.get("next", "")) or request.query_params.get("next"))
         return Redirect(
             target,
             status_code=303,
@@ -122,7 +136,7 @@ class SessionController(Controller):
         readable = [site.domain for site in sites.all() if principal.user.can_read_site(site.id)]
         return Template(
             template_name="account.html",
-            context={"user": principal.user, "sites": readable},
+            context={**dashboard_nav(request), "sites": readable},
             media_type=MediaType.HTML,
         )
 

@@ -44,6 +44,13 @@ _PAGE = _html_headers(CONTENT_SECURITY_POLICY)
 _SCHEMA_PAGE = _html_headers(SCHEMA_CONTENT_SECURITY_POLICY)
 
 
+def page_headers(https: bool) -> dict[str, str]:
+    """The headers of an HTML page, for answers the middleware does not wrap (an error page
+    for a path no route matches is answered by the app itself, outside every router)."""
+    headers = [*_ALWAYS, *_PAGE, (b"cache-control", b"no-store"), *([_HSTS] if https else [])]
+    return {name.decode(): value.decode() for name, value in headers}
+
+
 def security_headers(app: ASGIApp) -> ASGIApp:
     """ASGI middleware adding the headers above to each response of ``app``."""
 
@@ -61,10 +68,10 @@ def security_headers(app: ASGIApp) -> ASGIApp:
                 content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
                 extra = [header for header in _ALWAYS if header[0] not in names]
                 if content_type.startswith(b"text/html"):
-                    extra += _SCHEMA_PAGE if schema else _PAGE
+                    extra += [header for header in (_SCHEMA_PAGE if schema else _PAGE) if header[0] not in names]
                     if b"cache-control" not in names:
                         extra.append((b"cache-control", b"no-store"))
-                if https:
+                if https and _HSTS[0] not in names:
                     extra.append(_HSTS)
                 message = {**message, "headers": headers + extra}
             await send(message)

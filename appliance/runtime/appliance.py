@@ -243,6 +243,15 @@ class Appliance:
         in time order, from compacted column blocks and the event log alike."""
         yield from self.columns.events(site.id, int(start * 1000), int(end * 1000), self.strings.text)
 
+    def has_events(self, site: Site) -> bool:
+        """Whether ``site`` has stored any event: a row in the event log (everything recent, at
+        once after its commit: one cursor seek) or, failing that, a compacted day. No
+        aggregation, no settled read."""
+        with self.store.read() as txn:
+            if next(iter(self.eventlog.scan(txn, site.id, 0, 2**62)), None) is not None:
+                return True
+            return bool(self.columns.blocks.days(txn, site.id))
+
     def read_events(self, site: Site, start: float, end: float) -> list[Event]:
         """Events of ``site`` with ``start <= timestamp < end``, in time order."""
         return [event for _, event in self.events(site, start, end)]

@@ -154,7 +154,7 @@ def test_login_redirects_only_to_local_paths(server):
         csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
         answer = browser.post("/login", follow_redirects=False, data={
             "username": "admin", "password": server.password, "csrf": csrf, "next": "//evil.example/"})
-    assert answer.headers["location"] == "/account"
+    assert answer.headers["location"] == "/sites"  # the site list, not the other origin
 
 
 def test_htmx_requests_without_a_session_get_401_and_hx_redirect(server):
@@ -400,7 +400,9 @@ def test_ingest_rate_limits_answer_429_with_retry_after(own_server):
 
 
 def test_ingest_per_ip_limit(own_server):
-    handle = own_server(env={"FOOTFALL_INGEST_RATE_LIMIT_PER_IP": "3", "FOOTFALL_INGEST_RATE_LIMIT_BURST_SECONDS": "1"})
-    codes = [_pageview(handle, "localhost").status_code for _ in range(6)]
-    assert codes[:3] == [200, 200, 200]
-    assert 429 in codes[3:]
+    # 1 event per second per address, 3 seconds of burst; a dozen sent at once (in parallel,
+    # so a slow machine cannot refill the bucket between them): the burst passes, most don't.
+    handle = own_server(env={"FOOTFALL_INGEST_RATE_LIMIT_PER_IP": "1", "FOOTFALL_INGEST_RATE_LIMIT_BURST_SECONDS": "3"})
+    with ThreadPoolExecutor(12) as pool:
+        codes = [answer.status_code for answer in pool.map(lambda _: _pageview(handle, "localhost"), range(12))]
+    assert set(codes) <= {200, 429} and 3 <= codes.count(200) <= 6 and codes.count(429) >= 6, codes

@@ -24,6 +24,7 @@ PUBLIC = {
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/healthz"),
     ("GET", "/js/footfall.js"),
+    ("GET", "/favicon.ico"),
     ("GET", "/"),
     ("GET", "/login"),
     ("POST", "/login"),

@@ -78,6 +78,7 @@ ON_THE_LOOP = {
     "/api/v1/collect": "ingest: raw ASGI (the tracker)",
     "/sites/{domain:str}/live/stream": "the live view's SSE stream: awaits the live queue",
     "/js/footfall.js": "the tracker script (a small file, no appliance)",
+    "/favicon.ico": "the icon (bytes read at import, no appliance)",
 }
 ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
 

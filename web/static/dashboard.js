@@ -101,3 +101,86 @@
   document.addEventListener("DOMContentLoaded", function () { setUpSteps(document); });
   document.addEventListener("htmx:afterSettle", function (event) { setUpSteps(event.target); });
 })();
+
+/* The front door: copy the tracking snippet, and tell a new site's owner when its first
+   event arrives (the onboarding page listens to the live view's stream). */
+(function () {
+  "use strict";
+
+  // Copy buttons stay hidden without JavaScript (the snippet can still be selected).
+  function setUpCopy(root) {
+    (root || document).querySelectorAll("button.copy[data-copy]").forEach(function (button) {
+      if (button.dataset.ready) {
+        return;
+      }
+      button.dataset.ready = "1";
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.getAttribute("data-copy"));
+        var status = button.parentNode.querySelector(".copy-status");
+        if (!source) {
+          return;
+        }
+        function done(copied) {
+          if (status) {
+            status.textContent = copied ? "Copied." : "Select the snippet and copy it (Ctrl+C).";
+          }
+        }
+        function selectAndCopy() {
+          var range = document.createRange();
+          range.selectNodeContents(source);
+          var selection = window.getSelection();
+          selection.removeAllRanges();
+          selection.addRange(range);
+          var copied = false;
+          try {
+            copied = document.execCommand("copy");
+          } catch (error) {
+            copied = false;
+          }
+          done(copied);
+        }
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(source.textContent.trim()).then(function () { done(true); }, selectAndCopy);
+        } else {
+          selectAndCopy();  // plain http on a LAN address: no Clipboard API
+        }
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { setUpCopy(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { setUpCopy(event.target); });
+
+  // Onboarding: the first rows from the stream mean the snippet works.
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var status = document.getElementById("verify-status");
+    if (!status || status.classList.contains("arrived") || !event.detail || event.detail.type !== "events") {
+      return;
+    }
+    var parsed = document.createElement("template");
+    parsed.innerHTML = "<table><tbody>" + event.detail.data + "</tbody></table>";
+    var rows = parsed.content.querySelectorAll("tr");
+    if (!rows.length) {
+      return;
+    }
+    var first = rows[rows.length - 1];  // the stream sends the newest first
+    function cell(selector) {
+      var found = first.querySelector(selector);
+      return found ? found.textContent.trim() : "";
+    }
+    var kind = cell(".badge") || "Event";
+    var page = cell(".path");
+    status.classList.add("arrived");
+    var dot = status.querySelector(".live-dot");
+    if (dot) {
+      dot.classList.remove("waiting-dot");
+    }
+    status.querySelector(".verify-text").textContent =
+      "Your first event arrived at " + cell("td.num") + ": " + kind.toLowerCase() + (page ? " on " + page : "") +
+      ". The snippet works.";
+    var next = document.querySelector(".verify-next");
+    if (next) {
+      next.hidden = false;
+    }
+  });
+})();

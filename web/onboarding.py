@@ -1,0 +1,24 @@
+"""The first run of a site: until its first event arrives, ``/sites/{domain}`` opens on the
+onboarding page (the tracking snippet with a copy button, and a check that waits for the
+first event over the live view's stream) instead of an empty dashboard; shared links and
+public visitors see a plain "no data yet" instead. ``/sites/{domain}/onboarding`` stays
+reachable afterwards (linked from the site's settings) to check an installation again.
+
+The pages themselves are routes of :class:`web.dashboard.SitesController`; this module holds
+what they ask: whether a site has any event, and the snippet.
+"""
+
+from __future__ import annotations
+
+from appliance.models import Site
+from appliance.runtime.appliance import Appliance
+
+
+def has_events(appliance: Appliance, site: Site) -> bool:
+    """Whether ``site`` has stored any event (see :meth:`Appliance.has_events`)."""
+    return appliance.has_events(site)
+
+
+def tracking_snippet(origin: str, domain: str) -> str:
+    """The ``<script>`` tag a site puts in its pages' ``<head>``."""
+    return f'<script defer src="{origin}/js/footfall.js" data-site="{domain}"></script>'
