@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.servers import BROWSER_UA
+
 BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
@@ -234,8 +236,11 @@ def test_collect_text_plain_is_accepted_and_counted(server, client, site):
         "r": "https://news.ycombinator.com/",
         "w": 1280,
     }
+    # A visitor of its own: an open visit of the module's shared client would lend this page
+    # view its own source (source and referrer are properties of the visit).
+    fresh_visitor = BROWSER_UA.replace("Chrome/124.0.0.0", "Chrome/124.0.0.77")
     response = client.post(
-        "/api/v1/collect", content=json.dumps(body), headers={"content-type": "text/plain"}
+        "/api/v1/collect", content=json.dumps(body), headers={"content-type": "text/plain", "user-agent": fresh_visitor}
     )
     assert response.status_code == 202, response.text
     assert response.content == b""
