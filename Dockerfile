@@ -1,19 +1,33 @@
 # Footfall: self-hosted web analytics appliance, one process serving HTTP on port 8000,
-# storing everything (LMDB store, plugin state) under the /data volume.
+# storing everything (LMDB store, plugin state, single-file plugins) under the /data volume.
 #
 #   docker build -t footfall .
-#   docker run -d -p 8000:8000 -v footfall-data:/data footfall
+#   docker run -d --name footfall -p 8000:8000 -v footfall-data:/data footfall
+#   docker logs footfall            # the first admin's password; how to add a site
 #
 # Settings come from FOOTFALL_* environment variables (see config.example.toml), e.g.
 #   docker run -e FOOTFALL_SERVER_PUBLIC_URL=https://stats.example.com ...
+# With podman or buildah, build with --format docker: the OCI format drops HEALTHCHECK.
+
+# -- build: Footfall as a wheel; the source tree stays in this stage -----------------------
+FROM python:3.11-slim-bookworm AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# -- the image: Python, the wheel and its dependencies, nothing else -----------------------
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Shared libraries and a font for weasyprint (PDF reports). Versions are not pinned:
-# bookworm's security updates should be picked up on every rebuild.
+# Shared libraries and a font for weasyprint (PDF reports), and tini as PID 1: it forwards
+# SIGTERM to footfall from the first instant (a PID 1 without a handler ignores it) and
+# reaps zombies. Versions are not pinned: bookworm's security updates should be picked up
+# on every rebuild.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -21,18 +35,25 @@ RUN apt-get update \
         libpangoft2-1.0-0 \
         libharfbuzz0b \
         fonts-dejavu-core \
+        tini \
     && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /app
-COPY . .
-RUN pip install --no-cache-dir . \
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-cache-dir /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
     && groupadd --system --gid 10001 footfall \
     && useradd --system --uid 10001 --gid footfall --no-log-init \
         --home-dir /data --shell /usr/sbin/nologin footfall \
     && mkdir -p /data \
     && chown footfall:footfall /data
 
-ENV FOOTFALL_DATA_DIR=/data
+# The server's address and port are settings, not command-line options, so `footfall health`
+# (the HEALTHCHECK) probes what `footfall serve` listens on, and -e FOOTFALL_SERVER_PORT=...
+# or the TLS settings change both. FOOTFALL_DEMO stays off (the default): a production
+# install starts with the first admin and no sites.
+ENV FOOTFALL_DATA_DIR=/data \
+    FOOTFALL_SERVER_HOST=0.0.0.0 \
+    FOOTFALL_SERVER_PORT=8000
 VOLUME /data
 WORKDIR /data
 # Numeric, so runtimes can verify it is not root (runAsNonRoot) without reading /etc/passwd.
@@ -40,9 +61,10 @@ USER 10001:10001
 
 EXPOSE 8000
 
-# The slim image has no curl: probe the health endpoint with the image's own Python.
-# urlopen raises (exit 1) on a refused connection, a timeout or a non-2xx status.
+# `footfall health` reads the settings (http or https, the port), asks /api/v1/health and
+# exits 1 unless it answers 200 with status "ok" (a degraded server answers 503).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=3)"]
+    CMD ["footfall", "health"]
 
-CMD ["footfall", "serve", "--host", "0.0.0.0", "--port", "8000", "--data", "/data"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["footfall", "serve"]

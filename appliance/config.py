@@ -81,7 +81,7 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
-    demo: bool = True
+    demo: bool = False  # ./scripts/run turns it on; a production install starts empty
     demo_days: int = 90
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
 from appliance.events.live import LiveEvent, live_event
 from appliance.hooks.manager import describe_plugins
@@ -258,9 +260,28 @@ class HealthController(Controller):
     path = "/api/v1"
     tags = ["health"]
 
-    @get(["/health", "/healthz"], summary="Liveness, drop counts and storage usage (no auth)", sync_to_thread=True)
-    def health(self, appliance: Appliance) -> dict[str, Any]:
-        return appliance.health()
+    @get(
+        ["/health", "/healthz"],
+        summary="Liveness, drop counts and storage usage (no auth)",
+        description=(
+            "200 while `status` is `ok`; 503 with the same body while it is `degraded` (the last "
+            "commit failed, `last_error` says why), so container health checks and load balancers "
+            "see the difference."
+        ),
+        responses={
+            HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+                data_container=dict[str, Any], generate_examples=False,
+                description="Degraded: the same report, with `status` `degraded` and `last_error`",
+            )
+        },
+    )
+    async def health(self, appliance: Appliance) -> Response[dict[str, Any]]:
+        # async plus a worker thread (the report reads LMDB, so it stays off the event loop):
+        # in this app a sync_to_thread handler returning a Response reached Litestar's
+        # response handler as an unawaited coroutine (a 500); returning a dict did not
+        report = await anyio.to_thread.run_sync(appliance.health)
+        status = HTTP_200_OK if report["status"] == "ok" else HTTP_503_SERVICE_UNAVAILABLE
+        return Response(report, status_code=status)
 
     @get("/plugins", guards=[can_manage_settings], summary="Loaded plugins and their hooks (admin only)", sync_to_thread=True)
     def plugins(self, appliance: Appliance) -> dict[str, Any]:

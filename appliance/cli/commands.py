@@ -2,11 +2,13 @@
 
 Every command takes ``--data DIR`` and ``--config FILE`` so scripts and tests can point it at
 any data dir. ``serve`` runs granian with one worker around ``web.app:make_app``; on the first
-start it creates an admin user and a demo site and prints how to use them.
+start it creates an admin user (and, with the ``demo`` setting, a demo site full of generated
+traffic) and prints how to log in and add a site. ``health`` probes a running server's
+``/api/v1/health`` at the address and scheme the settings give (the container's health check).
 
 One process owns a data dir's events (:mod:`appliance.runtime.ownership`): the server, or a
 command that writes events (``demo``, ``site delete``) when no server runs; those refuse
-while a server runs. The commands that manage users, sites, API keys, the audit log and
+while a server runs. ``serve`` and ``health`` are :mod:`appliance.cli.serving`. The commands that manage users, sites, API keys, the audit log and
 list plugins open a records-only session (:mod:`appliance.runtime.records`) and work beside
 a running server, which sees what they change at once.
 """
@@ -15,26 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 from appliance.accounts.models import AccountError
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
+from appliance.cli.serving import DEMO_SITE, cmd_health, cmd_serve
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError
 from appliance.hooks.manager import describe_plugins
 from appliance.runtime.appliance import Appliance
-from appliance.runtime.ownership import SERVER_ROLE, DataDirBusy
+from appliance.runtime.ownership import DataDirBusy
 from appliance.runtime.records import RecordsSession
 from appliance.sites import SiteError
 
-FIRST_PASSWORD_FILE = "first-admin-password.txt"
 CLI_ACTOR = "cli"  # the audit log's "who" for command-line changes
-DEMO_SITE = "localhost"
-BOOTSTRAP_LOCK_WAIT_SECONDS = 5.0  # a server that was just stopped may still be closing
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,83 +48,6 @@ def _owned(args: argparse.Namespace, command: str) -> Appliance:
     """The full appliance, for commands that write or delete events; raises
     :class:`DataDirBusy` while a server (or another such command) owns the data dir."""
     return Appliance(_settings(args)).open(role=f"footfall {command}")
-
-
-def _public_url(settings: Settings, host: str, port: int) -> str:
-    if settings.server.public_url:
-        return settings.server.public_url.rstrip("/")
-    scheme = "https" if settings.server.tls_certificate else "http"
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"{scheme}://{shown}:{port}"
-
-
-def bootstrap(settings: Settings) -> list[str]:
-    """First start: an admin and the demo site. Returns lines to print (every start)."""
-    lines = []
-    data = Path(settings.data_dir)
-    password_file = data / FIRST_PASSWORD_FILE
-    with Appliance(settings).open(lock_wait=BOOTSTRAP_LOCK_WAIT_SECONDS, role=SERVER_ROLE) as appliance:
-        users = appliance.accounts.list()
-        # No admin at all (a fresh store, or only users made with `footfall user create`):
-        # make one, unless the name is taken by a non-admin.
-        if not any(user.role == "admin" for user in users) and appliance.accounts.get("admin") is None:
-            password = secrets.token_urlsafe(12)
-            appliance.accounts.create("admin", password, "admin")
-            password_file.write_text(password + "\n")
-            password_file.chmod(0o600)
-            lines.append("Created the first admin user.")
-        if settings.demo and appliance.sites.get(DEMO_SITE) is None:
-            demo_site = appliance.sites.add(DEMO_SITE, name="Demo site")
-            lines.append(f"Created the demo site '{DEMO_SITE}'.")
-            if settings.demo_days > 0:
-                report = fill_demo_site(appliance, demo_site, days=settings.demo_days)
-                lines.append(
-                    f"Filled it with {settings.demo_days} days of generated traffic "
-                    f"({report.visits} visits, {report.events} events, {report.seconds} s)."
-                )
-    if password_file.exists():
-        lines.append(f"Admin login: admin / {password_file.read_text().strip()}")
-        lines.append(f"  (stored in {password_file}; delete the file once you have changed it)")
-    else:
-        lines.append("Admin login: your existing admin user.")
-    return lines
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    for line in bootstrap(settings):
-        print(line)
-    url = _public_url(settings, host, port)
-    print("Tracking snippet for your pages:")
-    print(f'  <script defer src="{url}/js/footfall.js" data-site="{DEMO_SITE}"></script>')
-    print(f"Dashboard: {url}/   API schema: {url}/schema   Health: {url}/api/v1/health")
-    sys.stdout.flush()
-
-    os.environ["FOOTFALL_DATA_DIR"] = str(Path(settings.data_dir).resolve())
-    if args.config:
-        os.environ["FOOTFALL_CONFIG"] = str(Path(args.config).resolve())
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    options = {}
-    if settings.server.tls_certificate and settings.server.tls_private_key:
-        options["ssl_cert"] = Path(settings.server.tls_certificate)
-        options["ssl_key"] = Path(settings.server.tls_private_key)
-    Granian(
-        "web.app:make_app",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        factory=True,
-        log_access=False,
-        backlog=2048,
-        **options,
-    ).serve()
-    return 0
 
 
 def _site_ids(session, domains: list[str] | None) -> list[int]:
@@ -322,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+
+    health = commands.add_parser(
+        "health", parents=[common],
+        help="probe a running server's /api/v1/health (exit 0 healthy, 1 not): the container's health check",
+    )
+    health.add_argument("--port", type=int, help="default: the [server] port setting")
+    health.add_argument("--url", help="probe this URL instead of the one the settings give")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(func=cmd_health)
 
     roles = ["admin", "analyst", "viewer"]
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)

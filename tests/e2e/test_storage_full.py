@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import BROWSER_UA
+from tests.servers import footfall_cli
 
 SENDERS = 8
 MAX_ATTEMPTS = 4000  # a 1 MiB map is full long before this
@@ -129,11 +130,14 @@ def test_full_disk_answers_503_and_keeps_committed_events(own_server, tmp_path):
             assert_storage_error(login)
 
         health = client.get("/api/v1/health")
-        assert health.status_code == 200, health.text
+        assert health.status_code == 503, health.text  # health checks see it, the report says why
         report = health.json()
         assert report["status"] == "degraded", report
         assert "StorageFullError" in report["last_error"], report
         assert report["events_accepted"] == len(acknowledged)
+        probe = footfall_cli("health", "--port", str(server.port), data_dir=server.data_dir)
+        assert probe.returncode == 1, probe.stdout + probe.stderr  # the container turns unhealthy
+        assert "unhealthy" in probe.stdout and "503, status degraded" in probe.stdout, probe.stdout
 
         # everything acknowledged before the disk filled is stored and counted, nothing else
         auth = server.auth()  # the token was issued before the disk filled

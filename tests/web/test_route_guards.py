@@ -79,6 +79,8 @@ ON_THE_LOOP = {
     "/sites/{domain:str}/live/stream": "the live view's SSE stream: awaits the live queue",
     "/js/footfall.js": "the tracker script (a small file, no appliance)",
     "/favicon.ico": "the icon (bytes read at import, no appliance)",
+    "/api/v1/health": "async only to choose its status code; the report is read in a worker thread",
+    "/api/v1/healthz": "the same handler as /api/v1/health",
 }
 ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
 

@@ -1,0 +1,187 @@
+"""Serving: ``footfall serve`` (first-start bootstrap, then granian around ``web.app:make_app``)
+and ``footfall health`` (probes a running server at the address and scheme the settings give:
+the container's health check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from appliance.cli.demo import fill_demo_site
+from appliance.config import ConfigError, Settings, load_settings
+from appliance.runtime.appliance import Appliance
+from appliance.runtime.ownership import SERVER_ROLE
+
+FIRST_PASSWORD_FILE = "first-admin-password.txt"
+DEMO_SITE = "localhost"
+BOOTSTRAP_LOCK_WAIT_SECONDS = 5.0  # a server that was just stopped may still be closing
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, data_dir=args.data)
+
+
+def _public_url(settings: Settings, host: str, port: int) -> str:
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
+    scheme = "https" if settings.server.tls_certificate else "http"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read, from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def bootstrap(settings: Settings) -> tuple[list[str], str | None]:
+    """First start: an admin, and the demo site when ``settings.demo`` is on. Returns the
+    lines to print (every start) and the domain to show in the tracking snippet (None when
+    there is no site yet)."""
+    lines = []
+    data = Path(settings.data_dir)
+    password_file = data / FIRST_PASSWORD_FILE
+    with Appliance(settings).open(lock_wait=BOOTSTRAP_LOCK_WAIT_SECONDS, role=SERVER_ROLE) as appliance:
+        users = appliance.accounts.list()
+        # No admin at all (a fresh store, or only users made with `footfall user create`):
+        # make one, unless the name is taken by a non-admin. The password is on disk before
+        # the user exists, so a start stopped in between never leaves an admin nobody can use.
+        if not any(user.role == "admin" for user in users) and appliance.accounts.get("admin") is None:
+            password = secrets.token_urlsafe(12)
+            _write_secret(password_file, password + "\n")
+            appliance.accounts.create("admin", password, "admin")
+            lines.append("Created the first admin user.")
+        if settings.demo and appliance.sites.get(DEMO_SITE) is None:
+            demo_site = appliance.sites.add(DEMO_SITE, name="Demo site")
+            lines.append(f"Created the demo site '{DEMO_SITE}'.")
+            if settings.demo_days > 0:
+                report = fill_demo_site(appliance, demo_site, days=settings.demo_days)
+                lines.append(
+                    f"Filled it with {settings.demo_days} days of generated traffic "
+                    f"({report.visits} visits, {report.events} events, {report.seconds} s)."
+                )
+        sites = appliance.sites.all()
+        demo = appliance.sites.get(DEMO_SITE) if settings.demo else None
+        snippet_site = demo.domain if demo else (sites[0].domain if sites else None)
+    if password_file.exists():
+        lines.append(f"Admin login: admin / {password_file.read_text().strip()}")
+        lines.append(f"  (stored in {password_file}; delete the file once you have changed it)")
+    else:
+        lines.append("Admin login: your existing admin user.")
+    if not sites:
+        lines.append("No sites yet. Add one in the dashboard (Sites, \"Add a site\") or with")
+        lines.append("  footfall site add example.com --timezone Europe/Berlin")
+        lines.append("  (in a container: docker exec CONTAINER footfall site add example.com)")
+    return lines, snippet_site
+
+
+class _Stopped(SystemExit):
+    """SIGTERM or SIGINT before granian took over the signals: leave quietly, cleaning up."""
+
+
+def _stop_during_start_up(signum: int, frame: object) -> None:
+    print(f"footfall: {signal.Signals(signum).name} during start-up: stopping", file=sys.stderr, flush=True)
+    raise _Stopped(0)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # First of all: a container's PID 1 ignores SIGTERM unless it has a handler, and the
+    # bootstrap (a first admin, perhaps demo traffic) and granian's start take seconds. The
+    # exception unwinds through the open appliance (its lock and LMDB close cleanly). granian
+    # installs its own handlers once it starts and stops the worker gracefully.
+    signal.signal(signal.SIGTERM, _stop_during_start_up)
+    signal.signal(signal.SIGINT, _stop_during_start_up)
+    settings = _settings(args)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    lines, snippet_site = bootstrap(settings)
+    for line in lines:
+        print(line)
+    url = _public_url(settings, host, port)
+    print("Tracking snippet for your pages:")
+    print(f'  <script defer src="{url}/js/footfall.js" data-site="{snippet_site or "YOUR-DOMAIN"}"></script>')
+    print(f"Dashboard: {url}/   API schema: {url}/schema   Health: {url}/api/v1/health")
+    sys.stdout.flush()
+
+    os.environ["FOOTFALL_DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    if args.config:
+        os.environ["FOOTFALL_CONFIG"] = str(Path(args.config).resolve())
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    options = {}
+    if settings.server.tls_certificate and settings.server.tls_private_key:
+        options["ssl_cert"] = Path(settings.server.tls_certificate)
+        options["ssl_key"] = Path(settings.server.tls_private_key)
+    Granian(
+        "web.app:make_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        factory=True,
+        log_access=False,
+        backlog=2048,
+        **options,
+    ).serve()
+    return 0
+
+
+def health_url(settings: Settings, port: int | None = None) -> str:
+    """Where a server started with these settings answers its health check, seen from the
+    same host: the scheme follows the TLS settings, an all-interfaces bind is probed on the
+    loopback address."""
+    tls = bool(settings.server.tls_certificate and settings.server.tls_private_key)
+    host = settings.server.host
+    if host in ("", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port or settings.server.port}/api/v1/health"
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server answers 200 with status ok, 1 otherwise (what Docker's
+    HEALTHCHECK wants: it reserves 2). The certificate is not verified: this asks a local
+    server whether it is up, not who it is, and its certificate names the public host."""
+    try:
+        url = args.url or health_url(_settings(args), args.port)
+    except ConfigError as error:
+        print(f"unhealthy: {error}")
+        return 1
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout, context=context) as response:
+            code, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        code, body = error.code, error.read()
+    except (OSError, ValueError) as error:
+        print(f"unhealthy: {url}: {getattr(error, 'reason', None) or error}")
+        return 1
+    try:
+        report = json.loads(body)
+    except ValueError:
+        report = {}
+    status = report.get("status", "?") if isinstance(report, dict) else "?"
+    last_error = report.get("last_error") if isinstance(report, dict) else None
+    healthy = code == 200 and status == "ok"
+    detail = f" ({last_error})" if last_error else ""
+    print(f"{'healthy' if healthy else 'unhealthy'}: {url} answered {code}, status {status}{detail}")
+    return 0 if healthy else 1
