@@ -118,12 +118,19 @@ class RequestContext(msgspec.Struct, kw_only=True):
     """What the pipeline knows about the HTTP request an event came in. Never stored.
 
     ``page_query`` holds the query parameters of the tracked page URL (utm_*, ref, gclid...).
+    ``caller`` is set when the request carried a valid user credential (an API key): it
+    answers whether that user may send server-side events for a site id. By the time hooks
+    see the context, ``client_ip`` and ``user_agent`` are the *visitor's* (a server-side
+    event's ``metadata.ip`` / ``metadata.user_agent``) and ``trusted`` says the event came
+    from such a caller.
     """
 
     client_ip: str
     user_agent: str
     received_at: float
     page_query: dict[str, str] = {}
+    caller: object = None  # Callable[[int], bool] | None
+    trusted: bool = False
 
 
 class DropReason(enum.StrEnum):

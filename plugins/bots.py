@@ -3,7 +3,9 @@
 Three opinions are combined, any one of them is enough: the maintained pattern list of the
 ``crawler-user-agents`` package, ua-parser's device family ``"Spider"``, and a short list of
 headless browsers, audit tools and HTTP libraries that real visitors never use. An empty user
-agent is not a bot: server-side API events often carry none. Verdicts are cached per
+agent is not a bot: server-side API events often carry none. The user agent is the
+visitor's: ``metadata.user_agent`` of a server-side event when given, and never a trusted
+server's own HTTP library (the pipeline leaves that out). Verdicts are cached per
 user-agent string because this runs on the hot path of every request.
 """
 
@@ -17,6 +19,7 @@ import crawleruseragents
 import ua_parser
 
 from appliance import hookimpl
+from appliance.ingest.clients import HTTP_LIBRARIES
 from appliance.models import DropReason
 
 if TYPE_CHECKING:
@@ -28,11 +31,11 @@ if TYPE_CHECKING:
 MAX_USER_AGENT_LENGTH = 1024
 
 # Automation that the crawler list may not name (or names case-sensitively only).
+# HTTP libraries and command-line tools are shared with the pipeline, which ignores them as
+# a trusted server's own user agent (appliance/ingest/clients.py).
 _AUTOMATION = re.compile(
     r"HeadlessChrome|PhantomJS|Lighthouse|PageSpeed|Puppeteer|Playwright|Selenium|WebDriver"
-    r"|SlimerJS|Cypress|^curl/|^Wget|python-requests|python-urllib|python-httpx|aiohttp"
-    r"|Go-http-client|okhttp|axios/|node-fetch|undici|libwww-perl|^Java/|Apache-HttpClient"
-    r"|Scrapy|HTTPie|^PostmanRuntime|^Insomnia|^Dart/|^Ruby|^PHP|^Guzzle|^http\.rb",
+    r"|SlimerJS|Cypress|" + HTTP_LIBRARIES,
     re.IGNORECASE,
 )
 

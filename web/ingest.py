@@ -20,6 +20,7 @@ from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 
 from appliance.errors import StorageFullError
+from appliance.ingest.clients import is_script_client
 from appliance.ingest.drafts import (
     Draft,
     Dropped,
@@ -114,11 +115,65 @@ class ClientAddress:
         return peer
 
 
-def _user_agent(scope) -> str:
+def _user_agent_and_authorization(scope) -> tuple[str, bytes]:
+    agent, authorization = "", b""
     for name, value in scope["headers"]:
         if name == b"user-agent":
-            return value.decode("latin-1")[:512]
+            agent = value.decode("latin-1")[:512]
+        elif name == b"authorization":
+            authorization = value
+    return agent, authorization
+
+
+def _forwarded_visitor(scope) -> str:
+    """The left-most ``X-Forwarded-For`` address: the visitor a trusted caller forwards."""
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            first = value.decode("latin-1").split(",")[0].strip()
+            try:
+                return str(ipaddress.ip_address(first))
+            except ValueError:
+                return ""
     return ""
+
+
+HINT = (
+    "server-side events: send the visitor's user agent as metadata.user_agent, or authenticate "
+    "with an API key; see README#server-side-events"
+)
+
+
+class Refused(Exception):
+    """A credential that is presented but cannot ingest: answered 401 or 403."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def ingest_caller(accounts, authorization: bytes):
+    """Who sends server-side events: for ``Authorization: Bearer`` with an API key (or a
+    login token), the user's ``can_read_site`` (whether they may ingest for a site id); None
+    without a bearer credential. A presented credential that is not valid is refused (401),
+    as is one that is read-only (403: a read-only key, a shared link). Keys are looked up by
+    their SHA-256 digest (no password hashing on this path)."""
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    if token.startswith("ffs_"):
+        raise Refused(403, "a shared link is read-only")
+    if token.startswith("ffk_"):
+        found = accounts.user_for_api_key(token)
+        if found is not None and found[1].read_only:
+            raise Refused(403, "this API key is read-only")
+        user = found[0] if found is not None else None
+    else:
+        user = accounts.user_for_token(token)
+    if user is None:
+        raise Refused(401, "the token is invalid, expired or revoked")
+    return user.can_read_site
 
 
 class IngestEndpoint:
@@ -178,8 +233,21 @@ class IngestEndpoint:
             await _respond(send, 405, _json.encode(error_body(None, "use POST")))
             return
         ip = self.client_address(scope)
+        agent, authorization = _user_agent_and_authorization(scope)
+        appliance = self.appliance
+        caller = None
+        if authorization:
+            try:
+                caller = ingest_caller(appliance.accounts, authorization)
+            except Refused as refused:
+                extra = [(b"www-authenticate", b"Bearer")] if refused.status == 401 else []
+                await _respond(send, refused.status, _json.encode(error_body(None, refused.message)),
+                               [*_JSON_HEADERS, *extra])
+                return
         per_ip = self.per_ip
-        if per_ip is not None and (wait := per_ip.take(ip)):
+        if caller is not None:  # a trusted server: its visitor's forwarded address; no per-IP limit
+            ip = _forwarded_visitor(scope) or ip
+        elif per_ip is not None and (wait := per_ip.take(ip)):
             await self._too_many(send, wait, 1)
             return
         limit = self.limit
@@ -194,15 +262,14 @@ class IngestEndpoint:
             await _respond(send, 400, _json.encode(error_body("$", TOO_DEEP)))
             return
         received = time.time()
-        agent = _user_agent(scope)
         stripped = body.lstrip()
         if stripped[:1] == b"[":
-            await self._batch(send, body, received, ip, agent)
+            await self._batch(send, body, received, ip, agent, caller)
             return
-        appliance = self.appliance
         try:
             draft = self._draft(body)
-            event = appliance.pipeline.process(draft, RequestContext(client_ip=ip, user_agent=agent, received_at=received))
+            context = RequestContext(client_ip=ip, user_agent=agent, received_at=received, caller=caller)
+            event = appliance.pipeline.process(draft, context)
         except InvalidInput as error:
             await _respond(send, error.status, _json.encode(error_body(error.field, error.message)))
             return
@@ -211,7 +278,7 @@ class IngestEndpoint:
             if self.compact:
                 await _respond(send, 202, b"", headers)
             else:
-                await _respond(send, 202, _json.encode({"status": "ignored", "reason": str(drop.reason)}), headers)
+                await _respond(send, 202, _json.encode(_ignored(drop, draft, caller, agent)), headers)
             return
         per_site = self.per_site
         if per_site is not None and (wait := per_site.take(event.site_id)):
@@ -228,7 +295,7 @@ class IngestEndpoint:
         else:
             await _respond(send, 200, _json.encode({"status": "success", self.id_field: self.prefix + keys[0].hex()}))
 
-    async def _batch(self, send: Send, body: bytes, received: float, ip: str, agent: str) -> None:
+    async def _batch(self, send: Send, body: bytes, received: float, ip: str, agent: str, caller) -> None:
         try:
             items = _raw_list.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
@@ -254,7 +321,7 @@ class IngestEndpoint:
         for index, raw in enumerate(items):
             try:
                 draft = self._draft(raw)
-                context = RequestContext(client_ip=ip, user_agent=agent, received_at=received)
+                context = RequestContext(client_ip=ip, user_agent=agent, received_at=received, caller=caller)
                 event = pipeline.process(draft, context)
                 if per_site is not None and (site_wait := per_site.take(event.site_id)):
                     wait = max(wait, site_wait)
@@ -267,7 +334,7 @@ class IngestEndpoint:
             except InvalidInput as error:
                 results.append({"status": "error", "error": {"field": f"[{index}].{error.field}", "message": error.message}})
             except Dropped as drop:
-                results.append({"status": "ignored", "reason": str(drop.reason)})
+                results.append(_ignored(drop, draft, caller, agent))
         if accepted:
             try:
                 keys = await appliance.writer.write(accepted)
@@ -284,6 +351,15 @@ class IngestEndpoint:
         code = 200 if ok or any(r["status"] == "ignored" for r in results) else 429 if wait else 422
         headers = [*_JSON_HEADERS, (b"retry-after", str(retry_after(wait)).encode())] if wait else None
         await _respond(send, code, _json.encode({"status": status, "accepted": ok, "results": results}), headers)
+
+
+def _ignored(drop: Dropped, draft: Draft, caller, agent: str) -> dict[str, str]:
+    """The answer to an ignored event; an anonymous script (curl, a server's HTTP library)
+    dropped as a bot for its own User-Agent is told how to send server-side events."""
+    answer = {"status": "ignored", "reason": str(drop.reason)}
+    if drop.reason == DropReason.BOT and caller is None and not draft.user_agent and is_script_client(agent):
+        answer["hint"] = HINT
+    return answer
 
 
 def make_ingest_handlers(appliance) -> list:

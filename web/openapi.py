@@ -192,7 +192,7 @@ def _ingest_operation(summary: str, body: str, example: dict, compact: bool) -> 
             description="A batch, answered per item",
             content={"application/json": OpenAPIMediaType(schema=_ref("IngestBatchAnswer"))},
         )
-    for code in (400, 404, 413, 422, 429, 503):
+    for code in (400, 401, 403, 404, 413, 422, 429, 503):
         error = _error_content()
         if code in (422, 429):  # a batch whose every item failed (or was rate limited): per item
             error = {"application/json": OpenAPIMediaType(schema=Schema(one_of=[_ref("ErrorBody"), _ref("IngestBatchAnswer")]))}
@@ -202,11 +202,14 @@ def _ingest_operation(summary: str, body: str, example: dict, compact: bool) -> 
         description=(
             "Accepts one JSON object or a JSON array (batch, answered per item). Answered only after the "
             "event is durable. 400/422 name the bad field; 404 unknown site; 413 body too large; 503 storage "
-            "full. Ignored events (bots) get 202 and X-Footfall-Ignored."
+            "full. Ignored events (bots) get 202 and X-Footfall-Ignored. No credential is needed; a bearer API key "
+            "(not read-only, of a user who can read the site) makes a trusted server whose visitor's address may "
+            "come from metadata.ip or X-Forwarded-For (README, Server-side events): 401 for an invalid key, 403 "
+            "for a read-only one or a site its user cannot read."
         ),
         request_body=RequestBody(required=True, content=content),
         responses=responses,
-        security=[],
+        security=[{}, {BEARER: []}],  # anonymous, or a trusted server
     ))
 
 

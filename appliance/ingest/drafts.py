@@ -9,6 +9,7 @@ to integer minor units, and raise :class:`InvalidInput` naming the field of the 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from datetime import UTC
 from urllib.parse import parse_qsl, urlsplit
@@ -151,6 +152,30 @@ class Draft(msgspec.Struct, kw_only=True):
     session_id: str
     page: ParsedUrl
     fields: dict[str, object]
+    # The visitor's user agent and IP address from a server-side body (metadata.user_agent,
+    # metadata.ip): read by the pipeline's visitor step, never stored.
+    user_agent: str = ""
+    ip: str = ""
+
+
+# metadata keys that describe the visitor for a server-side event: never kept as properties
+VISITOR_KEYS = frozenset({"user_agent", "ip"})
+MAX_USER_AGENT = 512
+
+
+def _visitor(metadata: dict) -> dict[str, str]:
+    """``metadata.user_agent`` and ``metadata.ip`` checked, as Draft arguments."""
+    user_agent, ip = metadata.get("user_agent"), metadata.get("ip")
+    if user_agent is not None and not isinstance(user_agent, str):
+        raise InvalidInput("metadata.user_agent", "must be a string")
+    if ip is not None and not isinstance(ip, str):
+        raise InvalidInput("metadata.ip", "must be a string")
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            raise InvalidInput("metadata.ip", "not an IPv4 or IPv6 address") from None
+    return {"user_agent": (user_agent or "")[:MAX_USER_AGENT], "ip": ip or ""}
 
 
 def draft_from_event_body(body: EventBody) -> Draft:
@@ -166,7 +191,7 @@ def draft_from_event_body(body: EventBody) -> Draft:
     kind = EventKind.PAGEVIEW if body.event_type in ("page_view", "pageview") else EventKind.CUSTOM
     fields: dict[str, object] = {
         "referrer": _referrer(metadata.get("referrer_url")),
-        "props": _props(metadata, frozenset({"page_url", "referrer_url", "browser", "device"})),
+        "props": _props(metadata, frozenset({"page_url", "referrer_url", "browser", "device"}) | VISITOR_KEYS),
     }
     if metadata.get("browser"):
         fields["browser"] = _clip(metadata["browser"], MAX_NAME)
@@ -181,6 +206,7 @@ def draft_from_event_body(body: EventBody) -> Draft:
         session_id=body.session_id or "",
         page=page,
         fields=fields,
+        **_visitor(metadata),
     )
 
 
@@ -209,7 +235,7 @@ def draft_from_conversion_body(body: ConversionBody) -> Draft:
     if page_url is not None and not isinstance(page_url, str):
         raise InvalidInput("metadata.page_url", "must be a string")
     fields = _revenue(metadata.get("amount"), metadata.get("currency"), "metadata.amount", "metadata.currency")
-    fields["props"] = _props(metadata, frozenset({"amount", "currency", "page_url", "referrer_url"}))
+    fields["props"] = _props(metadata, frozenset({"amount", "currency", "page_url", "referrer_url"}) | VISITOR_KEYS)
     fields["referrer"] = _referrer(metadata.get("referrer_url"))
     return Draft(
         kind=EventKind.CONVERSION,
@@ -220,6 +246,7 @@ def draft_from_conversion_body(body: ConversionBody) -> Draft:
         session_id=body.session_id or "",
         page=parse_page_url(page_url, "metadata.page_url"),
         fields=fields,
+        **_visitor(metadata),
     )
 
 

@@ -1,6 +1,7 @@
 """The ingest pipeline: a readable list of named steps from a request body to an Event.
 
-``build`` (validate fields, parse URLs) → ``resolve_site`` → ``check_time`` →
+``build`` (validate fields, parse URLs) → ``resolve_site`` → ``visitor_context`` (a server-side
+event's visitor user agent and IP in place of the request's) → ``check_time`` →
 ``filter_event`` hooks → ``enrich_event`` hooks → ``identify_visitor``. A step either returns
 the (possibly enriched) event or raises :class:`Dropped` with a typed :class:`DropReason`,
 or :class:`InvalidInput` naming the field and the problem. Drops are counted per reason.
@@ -17,6 +18,7 @@ import msgspec
 import pluggy
 
 from appliance.hooks.manager import hot_path_calls
+from appliance.ingest.clients import is_script_client
 from appliance.ingest.drafts import Draft, Dropped, InvalidInput
 from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
@@ -64,6 +66,7 @@ class Pipeline:
         """Run every step; raise :class:`Dropped` or :class:`InvalidInput`, else the event."""
         try:
             site = self.resolve_site(draft)
+            context = self.visitor_context(draft, site, context)
             timestamp = self.check_time(draft, site, context)
             event = Event(
                 kind=draft.kind,
@@ -95,6 +98,29 @@ class Pipeline:
         if draft.page.hostname and not hostname_allowed(site, draft.page.hostname):
             raise Dropped(DropReason.HOSTNAME_NOT_ALLOWED)
         return site
+
+    def visitor_context(self, draft: Draft, site: Site, context: RequestContext) -> RequestContext:
+        """The visitor's user agent and address, in place of the request's.
+
+        A server-side body names its visitor with ``metadata.user_agent`` (from anyone) and
+        ``metadata.ip`` (from a trusted caller only: an API key of a user who may read the
+        site; an untrusted ``metadata.ip`` is ignored). A trusted caller's own User-Agent,
+        when it names an HTTP library, is the server's and not the visitor's: left out.
+        """
+        caller = context.caller
+        trusted = False
+        if caller is not None:
+            if not caller(site.id):  # type: ignore[operator]
+                field = "site" if draft.site_hint else "metadata.page_url"
+                raise InvalidInput(field, "this credential's user has no access to the site", 403)
+            trusted = True
+        user_agent = draft.user_agent or context.user_agent
+        if trusted and not draft.user_agent and is_script_client(user_agent):
+            user_agent = ""
+        ip = draft.ip if trusted and draft.ip else context.client_ip
+        if not trusted and user_agent is context.user_agent:
+            return context
+        return msgspec.structs.replace(context, client_ip=ip, user_agent=user_agent, trusted=trusted)
 
     def check_time(self, draft: Draft, site: Site, context: RequestContext) -> float:
         if draft.timestamp is None:

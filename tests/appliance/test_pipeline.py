@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,9 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 DISTINCTIVE_IP = "203.0.113.77"
 DISTINCTIVE_USER = "jane.q.distinctive-7f3a9c@example.org"
+DISTINCTIVE_VISITOR_IP = "5.9.77.123"
+DISTINCTIVE_AGENT_MARK = "DistinctiveProbe/9.8.7"
+DISTINCTIVE_AGENT = f"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/125.0 {DISTINCTIVE_AGENT_MARK}"
 
 
 def context(
@@ -424,6 +428,99 @@ def test_a_user_id_is_hashed_and_stable_across_days(appliance, site):
     assert anonymous.visitor_id != first.visitor_id and not anonymous.user_hashed
 
 
+# -- server-side events: the visitor's user agent and address -----------------------------
+
+GERMAN_IP = "5.9.0.1"  # a Hetzner address: iptocc says DE
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+)
+
+
+def trusted(ip: str = "198.51.100.10", agent: str = "python-requests/2.32", sites=None) -> RequestContext:
+    """A request authenticated with an API key whose user may read ``sites`` (all by default)."""
+    return RequestContext(
+        client_ip=ip, user_agent=agent, received_at=RECEIVED_AT,
+        caller=lambda site_id: sites is None or site_id in sites,
+    )
+
+
+def test_metadata_user_agent_is_the_visitors_for_classification_bots_and_visitor_id(appliance, site):
+    """From anyone: the body's user agent replaces curl's for the bot filter, the browser and
+    device, and the visitor id; the request's User-Agent plays no part."""
+    body = pageview(user_agent=IPHONE)
+    from_curl = process(appliance, body, context(agent="curl/8.5.0"))
+    from_requests = process(appliance, body, context(agent="python-requests/2.32"))
+
+    assert (from_curl.browser, from_curl.os, from_curl.device) == ("Safari", "iOS", "Mobile")
+    assert from_curl.visitor_id == from_requests.visitor_id
+    assert from_curl.visitor_id == process(appliance, pageview(), context(agent=IPHONE)).visitor_id
+    assert "user_agent" not in from_curl.props
+    with pytest.raises(Dropped) as dropped:
+        process(appliance, pageview(user_agent=CRAWLER), context(agent=BROWSER))
+    assert dropped.value.reason == DropReason.BOT
+
+
+def test_without_a_credential_curl_is_a_bot_and_metadata_ip_is_ignored(appliance, site):
+    with pytest.raises(Dropped) as dropped:
+        process(appliance, pageview(), context(agent="curl/8.5.0"))
+    assert dropped.value.reason == DropReason.BOT
+
+    claimed = process(appliance, pageview(user_agent=IPHONE, ip=GERMAN_IP), context(ip="198.51.100.10"))
+    assert claimed.country == ""  # the body's address is not believed from an anonymous caller
+    assert claimed.visitor_id == process(appliance, pageview(user_agent=IPHONE)).visitor_id
+    assert "ip" not in claimed.props
+
+
+def test_a_trusted_servers_own_http_library_is_not_a_bot_nor_a_browser(appliance, site):
+    for agent in ("curl/8.5.0", "python-requests/2.32", "Go-http-client/1.1", "okhttp/4.12"):
+        event = process(appliance, pageview(), trusted(agent=agent))
+        assert (event.browser, event.os, event.device) == ("", "", "")
+    # the same visitor whatever library the server uses
+    assert process(appliance, pageview(), trusted(agent="curl/8.5.0")).visitor_id == process(
+        appliance, pageview(), trusted(agent="okhttp/4.12")
+    ).visitor_id
+
+
+def test_a_trusted_server_may_forward_the_visitors_user_agent_and_address(appliance, site):
+    forwarded = process(appliance, pageview(), trusted(agent=IPHONE))
+    assert forwarded.device == "Mobile"
+    with pytest.raises(Dropped):  # a forwarded crawler is still a crawler
+        process(appliance, pageview(), trusted(agent=CRAWLER))
+
+    event = process(appliance, pageview(user_agent=IPHONE, ip=GERMAN_IP), trusted())
+    assert (event.country, event.browser, event.device) == ("DE", "Safari", "Mobile")
+    # the visitor id is the one the visitor's own browser would have had
+    assert event.visitor_id == process(appliance, pageview(), context(ip=GERMAN_IP, agent=IPHONE)).visitor_id
+    assert set(event.props) == set()
+
+
+def test_explicit_browser_and_device_are_kept_as_given(appliance, site):
+    event = process(appliance, pageview(user_agent=IPHONE, browser="Firefox", device="desktop"), trusted())
+    assert (event.browser, event.device, event.os) == ("Firefox", "Desktop", "iOS")
+
+
+def test_a_credential_without_access_to_the_site_is_refused(appliance, site):
+    with pytest.raises(InvalidInput) as refused:
+        process(appliance, pageview(), trusted(sites=set()))
+    assert (refused.value.status, refused.value.field) == (403, "site")
+    assert process(appliance, pageview(), trusted(sites={site.id})).site_id == site.id
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [({"user_agent": 5}, "metadata.user_agent"), ({"ip": "not-an-ip"}, "metadata.ip"), ({"ip": 1}, "metadata.ip")],
+)
+def test_visitor_fields_are_checked(metadata, field):
+    for build, body in (
+        (draft_from_event_body, EventBody(event_type="x", metadata=metadata)),
+        (draft_from_conversion_body, ConversionBody(conversion_type="x", metadata=metadata)),
+    ):
+        with pytest.raises(InvalidInput) as invalid:
+            build(body)
+        assert invalid.value.field == field
+
+
 # -- privacy: what reaches the disk ------------------------------------------------------
 
 
@@ -463,19 +560,39 @@ def test_no_raw_ip_address_or_user_id_reaches_the_lmdb_file(appliance, site):
             CollectBody(k="engagement", u="https://pipeline.example/tracker-page", e=5000, d=80),
             request,
         ),
+        # server-side: the visitor's address and user agent in the body, from a trusted caller
+        process(
+            appliance,
+            pageview(path="/server-side", ip=DISTINCTIVE_VISITOR_IP, user_agent=DISTINCTIVE_AGENT),
+            trusted(),
+        ),
+        process(
+            appliance,
+            ConversionBody(
+                conversion_type="purchase",
+                site=site.domain,
+                metadata={"amount": 5, "ip": DISTINCTIVE_VISITOR_IP, "user_agent": DISTINCTIVE_AGENT},
+            ),
+            trusted(),
+        ),
+        process(appliance, pageview(path="/forwarded"), trusted(ip=DISTINCTIVE_VISITOR_IP, agent=DISTINCTIVE_AGENT)),
     ]
 
     appliance.record_sync(events)
     appliance.store.sync()
-    data = (appliance.store.path / "data.mdb").read_bytes()
+    # every file of the data dir: the LMDB file, its lock file, plugin and other files
+    files = [path for path in Path(appliance.settings.data_dir).rglob("*") if path.is_file()]
+    assert appliance.store.path / "data.mdb" in files
+    data = b"".join(path.read_bytes() for path in files)
 
     assert b"/privacy-probe-page" in data  # the events really are in this file
-    assert DISTINCTIVE_IP.encode() not in data
-    assert DISTINCTIVE_USER.encode() not in data
-    assert b"customer-42" not in data
+    assert b"/server-side" in data
+    for secret in (DISTINCTIVE_IP, DISTINCTIVE_USER, "customer-42", DISTINCTIVE_VISITOR_IP, DISTINCTIVE_AGENT_MARK):
+        assert secret.encode() not in data, secret
     stored = appliance.read_events(site, RECEIVED_AT - 1, RECEIVED_AT + 1)
     assert len(stored) == len(events)
     assert all(
-        DISTINCTIVE_IP not in repr(event) and DISTINCTIVE_USER not in repr(event)
+        secret not in repr(event)
         for event in stored
+        for secret in (DISTINCTIVE_IP, DISTINCTIVE_USER, DISTINCTIVE_VISITOR_IP, DISTINCTIVE_AGENT_MARK)
     )
