@@ -87,11 +87,18 @@ def _days(timestamps):
 
 
 def _pair(make_appliance, start):
+    """One site fed in time order on the live incremental path alone, one fed shuffled."""
     appliance = make_appliance()
     ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
     specs = script(1, start)
+    # No visit has closed yet in this appliance: in-order history is exact incrementally
+    # (otherwise events older than the appliance's start count as possibly late).
+    appliance.visits.horizon = 0.0
     send(appliance, ordered, specs, shuffled=False)
+    assert appliance.rederiver.days_rederived == 0 and not appliance.rederiver.dirty
+    appliance.visits.horizon = time.time()
     send(appliance, shuffled, specs, shuffled=True)
+    assert appliance.rederiver.days_rederived > 0
     return appliance, ordered, shuffled, specs
 
 
