@@ -10,7 +10,8 @@ Visit metrics are counted incrementally into day counters of the day the visit *
 (in the site's time zone): ``visits`` +1 when it opens; ``bounces`` +1 when it opens with a page
 view and −1 as soon as it gets a second page view or an interactive event; ``duration`` grows
 by each new gap; the exit page moves with every page view (with none yet, with every event).
-So a closed day's numbers only change while a visit that started on it is still open. Every
+So a closed day's numbers only change while a visit that started on it is still open, or
+when a late event has the day re-derived (below). Every
 visit metric is also kept per entry dimension value (the source, channel, country... of the
 visit's first event; for pages, the entry page: the first page view's page, or the first
 event's until a page view arrives, when the visit's counters move to it), for breakdowns
