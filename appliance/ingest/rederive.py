@@ -35,8 +35,9 @@ since, so
 re-deriving costs at most about 1/``COST_FACTOR`` of the writer's time however many late
 events keep arriving. The staleness bound: a read may return figures that miss late events'
 re-derivation for at most ``COST_FACTOR × c`` seconds after the aggregation step that counted
-them (zero for small days; about ten seconds for a day of a million events), and the hourly
-job re-derives whatever is still dirty. Days older than the site's retention are not re-derived (their events are
+them (zero for small days). Measured (2 busy cores): a day of 200,000 events took 6.5 s
+from log rows and 2.4 s once compacted, so such a day is at most about a minute stale, a day
+of a million a few minutes; the hourly job re-derives whatever is still dirty. Days older than the site's retention are not re-derived (their events are
 partly purged).
 """
 
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 
 _KEY = struct.Struct(">Ii")  # site, local day
 COST_FACTOR = 10
-IMMEDIATE_EVENTS = 50_000  # a day with fewer events (and its margins) is re-derived at once
+IMMEDIATE_EVENTS = 20_000  # a day with fewer events (and its margins) is re-derived at once
 LOOK_MS = 6 * 3_600_000  # events read either side of the day (widened when a visit reaches the edge)
 _WIDEN_DAYS = 8
 _DIMENSIONS = tuple((name, field) for name, (field, _, _) in dims.DIMENSIONS.items())
