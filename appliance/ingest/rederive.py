@@ -27,18 +27,14 @@ day's start (or end), the day before (or after) is marked too, since that visit'
 live there.
 
 *When* (:meth:`Rederiver.run`): at the end of every aggregation step — which also runs before
-every settled read. A dirty day re-derived for the first time, or whose last re-derivation
-read at most ``IMMEDIATE_EVENTS`` events (the day and its margins), is re-derived at once, so
-no read ever sees its figures before the late event's re-derivation. A bigger day, whose last
-re-derivation took ``c`` seconds, is re-derived once ``COST_FACTOR × c`` seconds have passed
-since, so
-re-deriving costs at most about 1/``COST_FACTOR`` of the writer's time however many late
-events keep arriving. The staleness bound: a read may return figures that miss late events'
-re-derivation for at most ``COST_FACTOR × c`` seconds after the aggregation step that counted
-them (zero for small days). Measured (2 busy cores): a day of 200,000 events took 6.5 s
-from log rows and 2.4 s once compacted, so such a day is at most about a minute stale, a day
-of a million a few minutes; the hourly job re-derives whatever is still dirty. Days older than the site's retention are not re-derived (their events are
-partly purged).
+every settled read — for a dirty day of at most ``IMMEDIATE_EVENTS`` events (the day and its
+margins, estimated from the hourly event counters, or as read by its last re-derivation):
+no read ever sees its figures before the late event's re-derivation. A bigger day is
+re-derived by the hourly job only: it takes seconds under the write mutex (measured on 2
+busy cores: 200,000 events 6.5 s from log rows, 2.4 s once compacted), which would hold every
+ingest commit that long if it ran with each batch of late events. The staleness bound: zero
+for small days, the next hourly job (at most an hour) for big ones. Days older than the
+site's retention are not re-derived (their events are partly purged).
 """
 
 from __future__ import annotations
@@ -69,7 +65,6 @@ from storage.strings import StringTable
 log = logging.getLogger(__name__)
 
 _KEY = struct.Struct(">Ii")  # site, local day
-COST_FACTOR = 10
 IMMEDIATE_EVENTS = 20_000  # a day with fewer events (and its margins) is re-derived at once
 LOOK_MS = 6 * 3_600_000  # events read either side of the day (widened when a visit reaches the edge)
 _WIDEN_DAYS = 8
@@ -137,8 +132,18 @@ class Rederiver:
 
     # -- scheduling -----------------------------------------------------------------------
     def _due(self, key, now: float) -> bool:
+        """Small days now; a big day only from the hourly job (``force``): re-deriving it takes
+        seconds under the write mutex, which would hold every ingest commit that long."""
         cost = self._cost.get(key)
-        return cost is None or cost[2] <= IMMEDIATE_EVENTS or now - cost[1] >= COST_FACTOR * cost[0]
+        if cost is None:
+            cost = self._cost[key] = (0.0, now, self._estimate(*key))
+        return cost[2] <= IMMEDIATE_EVENTS
+
+    def _estimate(self, site_id: int, day: int) -> int:
+        """Events of the local day ``day`` and the UTC days around it (its margins), from the
+        hourly event counters: what a re-derivation would read."""
+        with self._store.read() as txn:
+            return sum(self._columns.day_count(txn, site_id, utc_day) for utc_day in range(day - 1, day + 2))
 
     def run(self, force: bool = False) -> int:
         """Re-derive the dirty days that are due (every one with ``force``); returns how
