@@ -39,3 +39,14 @@ def check_budget() -> None:
     budget = _deadline.get()
     if budget is not None and time.monotonic() > budget[0]:
         raise QueryTimeout(budget[1])
+
+
+@contextmanager
+def unbounded() -> Iterator[None]:
+    """Run the block without the caller's deadline (upkeep a query's settled read triggers,
+    which must not stop halfway because that query is running late)."""
+    token = _deadline.set(None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)

@@ -49,6 +49,28 @@ class Counters:
                 return
             yield bucket, dimension, unpack_value(value)[0]
 
+    def replace_bucket(self, txn, site: int, granularity: int, metric: int, bucket: int, values: dict[int, int]) -> bool:
+        """Set one bucket's counters to ``{dimension: value}`` exactly: counters absent from
+        ``values`` (or zero) are deleted. Returns whether anything changed."""
+        cursor = txn.cursor(db=self._db)
+        old: dict[int, int] = {}
+        start = pack_bucket_key(site, granularity, metric, bucket, 0)
+        prefix = start[:11]
+        if cursor.set_range(start):
+            for key, value in cursor:
+                if key[:11] != prefix:
+                    break
+                old[unpack_bucket_key(key)[4]] = _VALUE.unpack(value)[0]
+        new = {dimension: value for dimension, value in values.items() if value}
+        if new == old:
+            return False
+        for dimension in old.keys() - new.keys():
+            txn.delete(pack_bucket_key(site, granularity, metric, bucket, dimension), db=self._db)
+        for dimension in sorted(new):
+            if old.get(dimension) != new[dimension]:
+                cursor.put(pack_bucket_key(site, granularity, metric, bucket, dimension), _VALUE.pack(new[dimension]))
+        return True
+
     def get(self, txn, key: bytes) -> int:
         value = txn.get(key, db=self._db)
         return _VALUE.unpack(value)[0] if value is not None else 0

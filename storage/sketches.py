@@ -207,6 +207,33 @@ class Sketches:
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
 
+    def replace_bucket(
+        self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]
+    ) -> bool:
+        """Set one bucket's sketches to ``{dimension: sketch}`` exactly (a sketch cannot lose
+        a member, so a re-derived bucket is rewritten whole); others of the bucket are deleted.
+        Returns whether anything changed."""
+        cursor = txn.cursor(db=self._db)
+        start = pack_bucket_key(site, granularity, metric, bucket, 0)
+        prefix = start[:11]
+        old: dict[bytes, bytes] = {}
+        if cursor.set_range(start):
+            for key, value in cursor:
+                if key[:11] != prefix:
+                    break
+                old[bytes(key)] = bytes(value)
+        new = {pack_bucket_key(site, granularity, metric, bucket, d): s.to_bytes() for d, s in sketches.items()}
+        if new == old:
+            return False
+        for key in old.keys() | new.keys():
+            self._cache.pop(key, None)  # never write back a cached copy of the old sketch
+        for key in old.keys() - new.keys():
+            txn.delete(key, db=self._db)
+        for key in sorted(new):
+            if old.get(key) != new[key]:
+                cursor.put(key, new[key])
+        return True
+
     def scan(
         self, txn, site: int, granularity: int, metric: int, first_bucket: int, last_bucket: int
     ) -> Iterator[tuple[int, int, bytes]]:

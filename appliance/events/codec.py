@@ -45,7 +45,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
-def _session_hash(hint: str) -> int:
+def session_hash(hint: str) -> int:
     """Client session ids are stored as 64-bit hashes: they are unbounded and never shown."""
     if not hint:
         return 0
@@ -62,7 +62,7 @@ def encode_event(event: Event, intern) -> bytes:
             int(event.kind),
             event.visitor_id,
             int(event.user_hashed),
-            _session_hash(event.session_hint),
+            session_hash(event.session_hint),
             [intern(getattr(event, field)) for field in STRING_FIELDS],
             props,
             event.revenue,

@@ -7,8 +7,9 @@ and then time (a stable sort by visitor of rows already in time order); a new vi
 a visitor's first event, after a gap longer than the visit timeout, and when the event's
 client session id and the visit's (its first event's) are both set and differ. Only the
 events inside the queried period are seen, so a visit that began before the period starts
-at its first event inside it. Where events arrived out of time order the live counters
-may differ slightly from this recomputation, which follows time order.
+at its first event inside it. The counters follow time order too: where events arrived out
+of order for their visitor, :mod:`appliance.ingest.rederive` replaces the day's visit
+counters with what this module gives.
 
 Speed: sorting every row of a month by visitor costs about a second at ten million events,
 so visits are built per day block — stored with the block when a closed day is compacted,

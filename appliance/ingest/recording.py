@@ -21,6 +21,7 @@ from appliance.events.codec import decode_event, encode_event
 from appliance.events.coordinator import WriteCoordinator
 from appliance.ingest.aggregation import BatchWrites, aggregate
 from appliance.ingest.cardinality import CardinalityGuard
+from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visits import VisitTable
 from appliance.models import Event
 from storage import Store
@@ -47,6 +48,7 @@ class Recorder:
         timezones: Callable[[], dict[int, str]],
         aggregate_interval_seconds: float,
         aggregate_max_events: int,
+        rederiver: Rederiver | None = None,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -60,6 +62,7 @@ class Recorder:
         self._timezones = timezones
         self._interval = aggregate_interval_seconds
         self._max = aggregate_max_events
+        self._rederiver = rederiver
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
@@ -134,6 +137,7 @@ class Recorder:
         Runs under the coordinator's mutex (call :meth:`WriteCoordinator.flush`)."""
         batch, self._unaggregated = self._unaggregated, []
         if not batch:
+            self._rederive()
             return 0
         timezones = self._timezones()
         strings = self._strings
@@ -154,7 +158,14 @@ class Recorder:
         self._visits.committed()
         self._sketches.committed()
         self._last_flush = time.monotonic()
+        self._rederive()
         return len(batch)
+
+    def _rederive(self) -> None:
+        """Re-derive the visits-dirty days that are due (late events; see
+        :mod:`appliance.ingest.rederive`)."""
+        if self._rederiver is not None:
+            self._rederiver.run()
 
     def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str]) -> None:
         """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
@@ -164,6 +175,9 @@ class Recorder:
         # Visits first: an event that joins an open visit is counted with the visit's
         # properties (source, channel, referrer, UTM tags of its first event).
         events = self._visits.apply(txn, [event for _, event in batch], timezones, writes.counter_deltas, intern)
+        if self._visits.late and self._rederiver is not None:
+            # events late for their visitor: their days' visit figures are derived again
+            self._rederiver.mark(txn, self._visits.late)
         aggregate(events, timezones, intern, writes)
         self._goals.count(events, timezones, writes, intern)
         self._counters.apply(txn, writes.counters)

@@ -10,7 +10,8 @@ Visit metrics are counted incrementally into day counters of the day the visit *
 (in the site's time zone): ``visits`` +1 when it opens; ``bounces`` +1 when it opens with a page
 view and −1 as soon as it gets a second page view or an interactive event; ``duration`` grows
 by each new gap; the exit page moves with every page view (with none yet, with every event).
-So a closed day's numbers only change while a visit that started on it is still open. Every
+So a closed day's numbers only change while a visit that started on it is still open, or
+when a late event has the day re-derived (below). Every
 visit metric is also kept per entry dimension value (the source, channel, country... of the
 visit's first event; for pages, the entry page: the first page view's page, or the first
 event's until a page view arrives, when the visit's counters move to it), for breakdowns
@@ -24,16 +25,28 @@ same rule to the visits they rebuild (:meth:`appliance.query.selection.Selection
 Not at commit: an event's open visit is only known here (the table lags the commit by up to
 one aggregation interval, and a visit's events may share a batch or arrive out of order), and
 a raw log lets a scan follow time order whatever the arrival order.
+
+Arrival order: the incremental counting above is exact only when each visitor's events
+arrive in time order (a batch is sorted by time first, so disorder inside one batch is
+harmless). An event *late* for its visitor — earlier than the open visit's last event, or,
+with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit already
+closed) — is still counted as above, and the local days it can touch (its own, the days of
+``timestamp ± timeout`` and its open visit's start day) are listed in :attr:`VisitTable.late`
+for the aggregation step to mark *visits dirty*; :mod:`appliance.ingest.rederive` then derives
+those days' visit figures again from the time-ordered events and replaces the open visits it
+re-derived (:meth:`VisitTable.replace`).
 """
 
 from __future__ import annotations
 
 import struct
 import threading
+import time
 
 import msgspec
 
 from appliance import dimensions as dims
+from appliance.events.codec import session_hash
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from storage.keys import DAY
@@ -59,6 +72,22 @@ class Visit(msgspec.Struct, array_like=True):
 _PAGE = list(dims.DIMENSIONS).index("page")
 
 
+def seconds(timestamp: float) -> int:
+    """A timestamp in whole seconds for visit durations, from the millisecond the log keeps
+    (so a visit's duration is the same counted live or re-derived from stored events)."""
+    return round(int(timestamp * 1000) / 1000)
+
+
+def other_session(event_hint: str, visit_hint: str) -> bool:
+    """Whether a client session id starts a new visit. A re-derived visit knows only the
+    stored hash of its first event's id, kept as ``"#"`` + hex."""
+    if not event_hint or not visit_hint or event_hint == visit_hint:
+        return False
+    if visit_hint[0] == "#":
+        return visit_hint[1:] != f"{session_hash(event_hint):016x}"
+    return True
+
+
 def _inherit(event: Event, visit: Visit) -> Event:
     """``event`` with its visit's properties (those of the visit's first event)."""
     carried = visit.carried
@@ -79,6 +108,11 @@ class VisitTable:
         self._open: dict[tuple[int, int], Visit] = {}
         self._pending: dict[tuple[int, int], Visit | None] = {}
         self._lock = threading.Lock()
+        #: events older than this with no open visit may belong to a visit already closed
+        #: (closed visits are forgotten): visits closed before this start, or by ``expire``
+        self.horizon = time.time()
+        #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
+        self.late: set[tuple[int, int]] = set()
         decoder = msgspec.msgpack.Decoder(Visit)
         with store.read() as txn:
             for key, value in txn.cursor(db=self._db):
@@ -105,6 +139,8 @@ class VisitTable:
         :meth:`committed`; :meth:`rolled_back` forgets them.
         """
         self._pending.clear()
+        self.late = late = set()
+        horizon = self.horizon
         dimension_items = tuple(dims.DIMENSIONS.items())
         out = list(events)
         for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
@@ -116,12 +152,14 @@ class VisitTable:
             timestamp = event.timestamp
             is_pageview = event.kind is EventKind.PAGEVIEW
             page_id = intern(event.path)
+            if timestamp < (horizon if visit is None else visit.last):
+                self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit
             new_visit = (
                 visit is None
                 or timestamp - visit.last > self.timeout
-                or (event.session_hint and visit.hint and event.session_hint != visit.hint)
+                or other_session(event.session_hint, visit.hint)
             )
             if new_visit:
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
@@ -152,7 +190,7 @@ class VisitTable:
             was_bounce = visit.pageviews == 1 and not visit.interactive
             gap = max(0.0, timestamp - visit.last)
             if gap:
-                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, round(timestamp) - round(visit.last))
+                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, seconds(timestamp) - seconds(visit.last))
                 visit.last = timestamp
             if is_pageview and visit.pageviews == 0:
                 # The first page view: it becomes the entry page of a visit begun by another event.
@@ -176,13 +214,34 @@ class VisitTable:
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
         return out
 
+    def _mark_late(self, late: set, event: Event, visit: Visit | None, timezones: dict[int, str]) -> None:
+        """List the local days a late event can change: its own, the days a visit joined
+        across the timeout either side can start on, and its open visit's start day."""
+        timezone = timezones.get(event.site_id, "UTC")
+        for moment in (event.timestamp - self.timeout, event.timestamp, event.timestamp + self.timeout):
+            late.add((event.site_id, day_bucket(moment, timezone)))
+        if visit is not None:
+            late.add((event.site_id, visit.day))
+
+    def replace(self, txn, site_id: int, visits: dict[int, Visit]) -> None:
+        """Replace open visits of ``site_id`` (by visitor) with re-derived ones, in ``txn``;
+        pending until :meth:`committed`."""
+        self._pending.clear()
+        encoder = msgspec.msgpack.Encoder()
+        for visitor_id, visit in visits.items():
+            self._pending[(site_id, visitor_id)] = visit
+            txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
+
+    def open_visit(self, site_id: int, visitor_id: int) -> Visit | None:
+        return self._open.get((site_id, visitor_id))
+
     @staticmethod
     def _move_entry_page(counts, site_id: int, visit: Visit, page_id: int) -> None:
         """Re-key a visit's entry-page counters (it has no page view yet, so no bounce)."""
         old = visit.entry[_PAGE]
         if old == page_id:
             return
-        duration = round(visit.last) - round(visit.start)
+        duration = seconds(visit.last) - seconds(visit.start)
         for metric, amount in ((dims.VISITS, 1), (dims.VISIT_DURATION, duration)):
             if not amount:
                 continue
@@ -228,6 +287,9 @@ class VisitTable:
             expired = [key for key, _ in by_idle[: len(self._open) - self.max_open]]
         if not expired:
             return 0
+        with self._lock:
+            latest = max((self._open[key].last for key in expired if key in self._open), default=0.0)
+        self.horizon = max(self.horizon, latest + self.timeout)
 
         def delete(txn):
             for key in expired:

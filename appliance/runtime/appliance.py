@@ -33,6 +33,7 @@ from appliance.hooks.manager import make_plugin_manager
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.pipeline import Pipeline
 from appliance.ingest.recording import Recorder
+from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
@@ -147,6 +148,10 @@ class Appliance:
             visits=visits,
             clock_skew_seconds=settings.ingest.clock_skew_seconds,
         )
+        self.rederiver = Rederiver(
+            store=store, columns=columns, counters=counters, sketches=sketches, strings=strings, visits=visits,
+            sites=sites, coordinator=coordinator, timeout_ms=timeout_ms,
+        )
         self.recorder = Recorder(
             store=store, strings=strings, eventlog=eventlog, counters=counters, sketches=sketches,
             visits=visits, goals=goals,
@@ -154,6 +159,7 @@ class Appliance:
             coordinator=coordinator, timezones=self._timezones,
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
+            rederiver=self.rederiver,
         )
         if self.recorder.replay_pending():
             coordinator.flush()
@@ -265,6 +271,7 @@ class Appliance:
         self.columns.delete_site(txn, site.id)
         self.stats.materialiser.delete_site(txn, site.id)
         self.visits.delete_site(txn, site.id)
+        self.rederiver.delete_site(txn, site.id)
         for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
             self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
 

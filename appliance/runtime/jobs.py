@@ -3,7 +3,8 @@
 One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
 sketches, event-log rows and column-block rows older than its retention period are deleted),
-the compaction of closed days into column blocks (:func:`compact_closed_days`), the
+the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
+usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`) and the
 purge of expired tokens and sessions. Jobs write through ``Store.write``, which serialises them
 with the group-commit writer.
@@ -91,6 +92,7 @@ class Jobs:
         for name, job in (
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
+            ("rederive_visits", lambda: self._appliance.rederiver.run(force=True)),
             ("compact_columns", lambda: compact_closed_days(self._appliance)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),

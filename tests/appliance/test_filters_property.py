@@ -182,3 +182,71 @@ def test_no_filter_matches_the_counters(shared):
     fast_pages = {r["value"]: r["pageviews"] for r in shared.stats.breakdown(plain, "page", 10)["results"]}
     scanned_pages = {r["value"]: r["pageviews"] for r in shared.stats.breakdown(everything, "page", 10)["results"]}
     assert fast_pages == scanned_pages
+
+
+def _unfiltered(appliance, site, first, last):
+    stats = appliance.stats
+    query = Query(site=site, date_from=first, date_to=last, interval="day")
+    got = {"aggregate": stats.aggregate(query), "timeseries": stats.timeseries(query)}
+    got["aggregate"]["converting_visitors_by_type"] = _names(appliance, got["aggregate"]["converting_visitors_by_type"])
+    for dimension in ("page", "source", "channel", "country"):
+        got[dimension] = stats.breakdown(query, dimension, 100)
+    got["entry"] = {row["value"]: row for row in stats.entry_pages(query, 100)}
+    got["exit"] = {row["value"]: row for row in stats.exit_pages(query, 100)}
+    got["traffic"] = stats.traffic_report(query)
+    return got
+
+
+def _without_duration(report):
+    """A report without visit durations: the counters keep whole seconds per visit, the
+    brute force milliseconds, so an average may round one second apart."""
+    if isinstance(report, dict):
+        return {k: _without_duration(v) for k, v in report.items() if k != "visit_duration"}
+    if isinstance(report, list):
+        return [_without_duration(v) for v in report]
+    return report
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    specs=st.lists(event_strategy, min_size=1, max_size=120),
+    timezone=st.sampled_from(TIMEZONES),
+    order=st.randoms(use_true_random=False),
+    batches=st.integers(1, 6),
+    compacted=st.booleans(),
+)
+def test_unfiltered_reports_do_not_depend_on_arrival_order(shared, specs, timezone, order, batches, compacted):
+    """The counted path (counters and sketches) gives the same reports whether the events
+    arrive in time order or in a random permutation, in several batches, and whether some
+    arrive late for days already closed and compacted into column blocks; and it equals
+    brute force over the time-ordered events."""
+    appliance = shared
+    in_order = appliance.sites.add(f"prop{next(_sites)}.example", timezone=timezone)
+    shuffled = appliance.sites.add(f"prop{next(_sites)}.example", timezone=timezone)
+    base = time.time() - 4 * 86400
+    horizon = appliance.visits.horizon
+    appliance.visits.horizon = 0.0  # the time-ordered site on the live incremental path alone
+    appliance.record_sync(sorted((_event(in_order, base, spec) for spec in specs), key=lambda event: event.timestamp))
+    appliance.visits.horizon = horizon
+    events = [_event(shuffled, base, spec) for spec in specs]
+    order.shuffle(events)
+    size = -(-len(events) // batches)
+    for index in range(0, len(events), size):
+        if compacted and index:  # what came so far moves into column blocks: the rest is late
+            appliance.columns.compact(shuffled.id, 0, int(time.time() // 86400))
+        appliance.record_sync(events[index : index + size])
+    if compacted:
+        appliance.columns.compact(shuffled.id, 0, int(time.time() // 86400))
+    today = local_today(timezone)
+    first = today - timedelta(days=6)
+    expected = _unfiltered(appliance, in_order, first, today)
+    assert _unfiltered(appliance, shuffled, first, today) == expected
+    reference = Reference(appliance, shuffled, first, today, [])
+    assert _without_duration(expected["aggregate"]) == _without_duration(reference.aggregate())
+    assert expected["timeseries"] == reference.timeseries("day")
+    for dimension in ("page", "source", "channel", "country"):
+        assert _without_duration(expected[dimension]) == _without_duration(reference.breakdown(dimension, 100))
+    entries, exits = reference.entry_exit()
+    assert _without_duration(expected["entry"]) == _without_duration(entries)
+    assert expected["exit"] == exits
+    assert expected["traffic"] == reference.traffic()
