@@ -96,7 +96,7 @@ def _event(site, base, spec) -> Event:
     return Event(
         kind=kind,
         site_id=site.id,
-        timestamp=base + spec["minute"] * 7 * 60 + 0.123,
+        timestamp=base + spec["minute"] * 7 * 60 + 0.123 + spec.get("tie", 0) / 1000,
         name=name,
         visitor_id=spec["visitor"] * 7919,
         session_hint=spec["hint"],
@@ -221,6 +221,10 @@ def test_unfiltered_reports_do_not_depend_on_arrival_order(shared, specs, timezo
     arrive late for days already closed and compacted into column blocks; and it equals
     brute force over the time-ordered events."""
     appliance = shared
+    # Events of the same millisecond are ordered by arrival on every path (the log sequence),
+    # so which of two tied events starts a visit is the arrival order's to decide: give each
+    # event a millisecond of its own (far below the 7-minute steps and the visit timeout).
+    specs = [{**spec, "tie": index} for index, spec in enumerate(specs)]
     in_order = appliance.sites.add(f"prop{next(_sites)}.example", timezone=timezone)
     shuffled = appliance.sites.add(f"prop{next(_sites)}.example", timezone=timezone)
     base = time.time() - 4 * 86400
