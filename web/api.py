@@ -17,13 +17,12 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.openapi import ResponseSpec
-from litestar.params import QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
 from appliance.events.live import LiveEvent, live_event
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
-from appliance.query.spec import Query
 from appliance.runtime.appliance import Appliance
 from web.api_accounts import ACCOUNT_CONTROLLERS, audit
 from web.auth import (
@@ -37,7 +36,7 @@ from web.auth import (
     sees_event_details,
     site_of,
 )
-from web.dependencies import INTERVAL_PARAMETER, SiteParam
+from web.dependencies import INTERVAL_PARAMETER, ApplianceDep, QueryDep, SiteParam
 
 
 class CreateSiteBody(msgspec.Struct, kw_only=True):
@@ -72,13 +71,13 @@ class SiteController(Controller):
     tags = ["sites"]
 
     @get("/", guards=[requires_user], summary="Sites the caller can read", sync_to_thread=True)
-    def list_sites(self, request: Request, appliance: Appliance) -> dict[str, Any]:
+    def list_sites(self, request: Request, appliance: ApplianceDep) -> dict[str, Any]:
         user = principal_of(request).user
         sites = [s for s in appliance.sites.all() if user.can_read_site(s.id)]
         return {"status": "success", "data": [_site_view(appliance, s) for s in sites]}
 
     @post("/", status_code=HTTP_201_CREATED, guards=[can_manage_sites], summary="Add a site (admin only)", sync_to_thread=True)
-    def add_site(self, request: Request, appliance: Appliance, data: CreateSiteBody) -> dict[str, Any]:
+    def add_site(self, request: Request, appliance: ApplianceDep, data: JSONBody[CreateSiteBody]) -> dict[str, Any]:
         sites = appliance.sites
         site = sites.add(
             data.domain,
@@ -93,12 +92,12 @@ class SiteController(Controller):
         return {"status": "success", "data": _site_view(appliance, site)}
 
     @get("/{domain:str}", guards=[can_view_site], summary="One site's settings", sync_to_thread=True)
-    def get_site(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
+    def get_site(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> dict[str, Any]:
         return {"status": "success", "data": _site_view(appliance, site_of(request))}
 
     # Changing a site is an admin's; the guard also resolves the site from the path.
     @patch("/{domain:str}", guards=[can_manage_site], summary="Rename a site or change its settings (admin only)", sync_to_thread=True)
-    def change_site(self, request: Request, appliance: Appliance, domain: str, data: ChangeSiteBody) -> dict[str, Any]:
+    def change_site(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], data: JSONBody[ChangeSiteBody]) -> dict[str, Any]:
         site = appliance.sites.change(
             site_of(request).domain,
             new_domain=data.domain,
@@ -113,21 +112,21 @@ class SiteController(Controller):
         return {"status": "success", "data": _site_view(appliance, site)}
 
     @delete("/{domain:str}", guards=[can_manage_site], status_code=HTTP_200_OK, sync_to_thread=True, summary="Delete a site with all its data (admin only)")
-    def delete_site(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
+    def delete_site(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> dict[str, Any]:
         site = site_of(request)
         appliance.delete_site(site.domain)
         audit(appliance, request, "site.delete", site.domain, site_id=site.id)
         return {"status": "success"}
 
     @post("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_201_CREATED, summary="Create or replace the site's shared-link token (shown once)", sync_to_thread=True)
-    def create_shared_link(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
+    def create_shared_link(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> dict[str, Any]:
         site = site_of(request)
         token = appliance.sites.create_share_token(site)
         audit(appliance, request, "site.shared_link.create", site.domain)
         return {"status": "success", "token": token}
 
     @delete("/{domain:str}/shared-link", guards=[can_manage_site], status_code=HTTP_200_OK, summary="Disable the site's shared link", sync_to_thread=True)
-    def delete_shared_link(self, request: Request, appliance: Appliance, domain: str) -> dict[str, Any]:
+    def delete_shared_link(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> dict[str, Any]:
         site = site_of(request)
         if not appliance.sites.delete_share_token(site):
             raise NotFoundException("this site has no shared link")
@@ -142,7 +141,7 @@ class AuditController(Controller):
 
     @get("/", summary="The audit log of admin actions, newest first (admin only)", sync_to_thread=True)
     def audit_log(
-        self, appliance: Appliance,
+        self, appliance: ApplianceDep,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=10_000)] = 100,
         action: Annotated[str | None, QueryParameter(name="action", description="e.g. user or user.create")] = None,
     ) -> dict[str, Any]:
@@ -157,7 +156,7 @@ class ReportController(Controller):
 
     @get("/traffic", summary="The seed's traffic report, plus a time series and top dimensions", sync_to_thread=True,
          dependencies=INTERVAL_PARAMETER)
-    def traffic(self, appliance: Appliance, stats_query: Query) -> dict[str, Any]:
+    def traffic(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
         stats = appliance.stats
         data = stats.traffic_report(stats_query)
         data["timeseries"] = stats.timeseries(stats_query)
@@ -168,7 +167,7 @@ class ReportController(Controller):
         return {"status": "success", "data": data}
 
     @get("/conversions", summary="The seed's conversion report, plus one row per goal", sync_to_thread=True)
-    def conversions(self, appliance: Appliance, stats_query: Query) -> dict[str, Any]:
+    def conversions(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
         stats = appliance.stats
         data = stats.conversions_report(stats_query)
         # conversion types as before, then one row per defined goal (with "goal_id")
@@ -183,7 +182,7 @@ class StatsController(Controller):
 
     @get("/aggregate", summary="Totals for a period, optionally compared with another period", sync_to_thread=True)
     def aggregate(
-        self, appliance: Appliance, stats_query: Query,
+        self, appliance: ApplianceDep, stats_query: QueryDep,
         compare: Annotated[
             str | None, QueryParameter(name="compare", description="previous_period or year_over_year")
         ] = None,
@@ -198,31 +197,31 @@ class StatsController(Controller):
 
     @get("/timeseries", summary="Visitors and page views per hour, day, week or month", sync_to_thread=True,
          dependencies=INTERVAL_PARAMETER)
-    def timeseries(self, appliance: Appliance, stats_query: Query) -> dict[str, Any]:
+    def timeseries(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.timeseries(stats_query)}
 
     @get("/breakdown", summary="Top values of one dimension", sync_to_thread=True)
     def breakdown(
-        self, appliance: Appliance, stats_query: Query,
+        self, appliance: ApplianceDep, stats_query: QueryDep,
         property: Annotated[str, QueryParameter(name="property")] = "page",  # noqa: A002
         limit: LimitParam = 10,
     ) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.breakdown(stats_query, property, limit)}
 
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration", sync_to_thread=True)
-    def entry_pages(self, appliance: Appliance, stats_query: Query, limit: LimitParam = 10) -> dict[str, Any]:
+    def entry_pages(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.entry_pages(stats_query, limit)}
 
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate", sync_to_thread=True)
-    def exit_pages(self, appliance: Appliance, stats_query: Query, limit: LimitParam = 10) -> dict[str, Any]:
+    def exit_pages(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.exit_pages(stats_query, limit)}
 
     @get("/time-on-page", summary="Average foreground time and scroll depth per page", sync_to_thread=True)
-    def time_on_page(self, appliance: Appliance, stats_query: Query, limit: LimitParam = 10) -> dict[str, Any]:
+    def time_on_page(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.time_on_page(stats_query, limit)}
 
     @get("/events", summary="Custom events with counts and unique visitors", sync_to_thread=True)
-    def events(self, appliance: Appliance, stats_query: Query) -> dict[str, Any]:
+    def events(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
         return {"status": "success", "data": appliance.stats.custom_events(stats_query)}
 
 
@@ -241,7 +240,7 @@ class LiveController(Controller):
 
     @get("/", summary="The latest committed events from the in-memory ring buffer", sync_to_thread=True)
     def live(
-        self, request: Request, appliance: Appliance, site: SiteParam = None,
+        self, request: Request, appliance: ApplianceDep, site: SiteParam = None,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=5000)] = 100,
     ) -> LiveAnswer:
         """Latest first, each as a ``LiveEvent``: custom properties and the other event details
@@ -275,7 +274,7 @@ class HealthController(Controller):
             )
         },
     )
-    async def health(self, appliance: Appliance) -> Response[dict[str, Any]]:
+    async def health(self, appliance: ApplianceDep) -> Response[dict[str, Any]]:
         # async plus a worker thread (the report reads LMDB, so it stays off the event loop):
         # in this app a sync_to_thread handler returning a Response reached Litestar's
         # response handler as an unawaited coroutine (a 500); returning a dict did not
@@ -284,7 +283,7 @@ class HealthController(Controller):
         return Response(report, status_code=status)
 
     @get("/plugins", guards=[can_manage_settings], summary="Loaded plugins and their hooks (admin only)", sync_to_thread=True)
-    def plugins(self, appliance: Appliance) -> dict[str, Any]:
+    def plugins(self, appliance: ApplianceDep) -> dict[str, Any]:
         return {"status": "success", "data": describe_plugins(appliance.plugin_manager)}
 
 

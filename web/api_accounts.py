@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.accounts.models import ApiKey, User
@@ -23,6 +24,7 @@ from web.auth import (
     requires_user,
     throttled_login,
 )
+from web.dependencies import ApplianceDep
 from web.openapi import error_responses
 
 
@@ -104,7 +106,7 @@ class AuthController(Controller):
         description="Throttled per client IP and per username: 429 with Retry-After.", sync_to_thread=True,
         responses=error_responses(401, 429),
     )
-    def authenticate(self, request: Request, appliance: Appliance, data: AuthenticateBody) -> dict[str, Any]:
+    def authenticate(self, request: Request, appliance: ApplianceDep, data: JSONBody[AuthenticateBody]) -> dict[str, Any]:
         user = throttled_login(request, data.username, data.password)
         if user is None:
             raise NotAuthorizedException("wrong username or password")
@@ -120,7 +122,7 @@ class MeController(Controller):
     guards = [requires_user]
 
     @get("/", summary="Who the caller is: user, role, readable sites, credential kind", sync_to_thread=True)
-    def me(self, request: Request, appliance: Appliance) -> dict[str, Any]:
+    def me(self, request: Request, appliance: ApplianceDep) -> dict[str, Any]:
         principal = principal_of(request)
         data = _user_view(appliance, principal.user)
         data["credential"] = principal.via
@@ -134,26 +136,26 @@ class UserController(Controller):
     guards = [can_manage_users]
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create a user (admin only)", sync_to_thread=True)
-    def create_user(self, request: Request, appliance: Appliance, data: CreateUserBody) -> dict[str, Any]:
+    def create_user(self, request: Request, appliance: ApplianceDep, data: JSONBody[CreateUserBody]) -> dict[str, Any]:
         sites = site_ids(appliance, data.sites)
         user = appliance.accounts.create(data.username, data.password, data.role, data.email, sites)
         audit(appliance, request, "user.create", user.username, role=str(user.role), sites=data.sites)
         return {"status": "success", "user_id": f"user{user.id}"}
 
     @get("/", summary="List users (admin only)", sync_to_thread=True)
-    def list_users(self, appliance: Appliance) -> dict[str, Any]:
+    def list_users(self, appliance: ApplianceDep) -> dict[str, Any]:
         users = appliance.accounts.list()
         return {"status": "success", "data": [_user_view(appliance, user) for user in users]}
 
     @get("/{username:str}", summary="One user (admin only)", sync_to_thread=True)
-    def get_user(self, appliance: Appliance, username: str) -> dict[str, Any]:
+    def get_user(self, appliance: ApplianceDep, username: FromPath[str]) -> dict[str, Any]:
         user = appliance.accounts.get(username)
         if user is None:
             raise NotFoundException(f"no such user: {username!r}")
         return {"status": "success", "data": _user_view(appliance, user)}
 
     @patch("/{username:str}", summary="Change a user's role, email, site grants or password (admin only)", sync_to_thread=True)
-    def change_user(self, request: Request, appliance: Appliance, username: str, data: ChangeUserBody) -> dict[str, Any]:
+    def change_user(self, request: Request, appliance: ApplianceDep, username: FromPath[str], data: JSONBody[ChangeUserBody]) -> dict[str, Any]:
         accounts = appliance.accounts
         sites = site_ids(appliance, data.sites) if data.sites is not None else None
         if data.password is not None:
@@ -166,13 +168,13 @@ class UserController(Controller):
         return {"status": "success", "data": _user_view(appliance, user)}
 
     @delete("/{username:str}", status_code=HTTP_200_OK, summary="Delete a user and their credentials (admin only)", sync_to_thread=True)
-    def delete_user(self, request: Request, appliance: Appliance, username: str) -> dict[str, Any]:
+    def delete_user(self, request: Request, appliance: ApplianceDep, username: FromPath[str]) -> dict[str, Any]:
         user = appliance.accounts.delete(username)
         audit(appliance, request, "user.delete", user.username)
         return {"status": "success"}
 
     @get("/{username:str}/apikeys", summary="A user's API keys (admin only)", sync_to_thread=True)
-    def user_api_keys(self, appliance: Appliance, username: str) -> dict[str, Any]:
+    def user_api_keys(self, appliance: ApplianceDep, username: FromPath[str]) -> dict[str, Any]:
         accounts = appliance.accounts
         user = accounts.get(username)
         if user is None:
@@ -180,7 +182,7 @@ class UserController(Controller):
         return {"status": "success", "data": [_key_view(k) for k in accounts.api_keys(user.id)]}
 
     @delete("/{username:str}/apikeys/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke any user's API key (admin only)", sync_to_thread=True)
-    def revoke_user_api_key(self, request: Request, appliance: Appliance, username: str, key_id: int) -> dict[str, Any]:
+    def revoke_user_api_key(self, request: Request, appliance: ApplianceDep, username: FromPath[str], key_id: FromPath[int]) -> dict[str, Any]:
         accounts = appliance.accounts
         user = accounts.get(username)
         key = accounts.revoke_api_key(key_id, user.id) if user is not None else None
@@ -196,7 +198,7 @@ class ApiKeyController(Controller):
     guards = [can_manage_api_keys]
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create an API key for yourself (shown once)", sync_to_thread=True)
-    def create_api_key(self, request: Request, appliance: Appliance, data: CreateApiKeyBody) -> dict[str, Any]:
+    def create_api_key(self, request: Request, appliance: ApplianceDep, data: JSONBody[CreateApiKeyBody]) -> dict[str, Any]:
         user = principal_of(request).user
         key, record = appliance.accounts.create_api_key(
             user, data.name, read_only=data.read_only, expires_in_days=data.expires_in_days
@@ -205,12 +207,12 @@ class ApiKeyController(Controller):
         return {"status": "success", "key": key, "data": _key_view(record)}
 
     @get("/", summary="Your API keys (never the keys themselves)", sync_to_thread=True)
-    def list_api_keys(self, request: Request, appliance: Appliance) -> dict[str, Any]:
+    def list_api_keys(self, request: Request, appliance: ApplianceDep) -> dict[str, Any]:
         keys = appliance.accounts.api_keys(principal_of(request).user.id)
         return {"status": "success", "data": [_key_view(key) for key in keys]}
 
     @delete("/{key_id:int}", status_code=HTTP_200_OK, summary="Revoke one of your API keys", sync_to_thread=True)
-    def revoke_api_key(self, request: Request, appliance: Appliance, key_id: int) -> dict[str, Any]:
+    def revoke_api_key(self, request: Request, appliance: ApplianceDep, key_id: FromPath[int]) -> dict[str, Any]:
         user = principal_of(request).user
         key = appliance.accounts.revoke_api_key(key_id, user.id)
         if key is None:

@@ -12,17 +12,16 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.definitions.common import DefinitionError
 from appliance.definitions.funnels import FunnelInput
 from appliance.definitions.goals import GoalInput
 from appliance.definitions.segments import SegmentInput
-from appliance.query.spec import Query
 from appliance.runtime.appliance import Appliance
 from web.auth import can_define, can_view_site, principal_of, site_of
-from web.dependencies import SiteParam, caller_id
+from web.dependencies import ApplianceDep, QueryDep, SiteParam, caller_id
 
 
 def _goal_view(appliance: Appliance, goal) -> dict[str, Any]:
@@ -38,36 +37,36 @@ class GoalController(Controller):
     tags = ["goals"]
 
     @get("/", guards=[can_view_site], summary="The site's goals, with back-fill progress", sync_to_thread=True)
-    def list_goals(self, request: Request, appliance: Appliance, site: SiteParam = None) -> dict[str, Any]:
+    def list_goals(self, request: Request, appliance: ApplianceDep, site: SiteParam = None) -> dict[str, Any]:
         goals = appliance.goals.list(site_of(request).id)
         return {"status": "success", "data": [_goal_view(appliance, goal) for goal in goals]}
 
     @post("/", guards=[can_define], status_code=HTTP_201_CREATED, sync_to_thread=True,
           summary="Create a goal (analysts and admins); its history is back-filled from the log")
-    def create_goal(self, request: Request, appliance: Appliance, data: GoalInput, site: SiteParam = None) -> dict[str, Any]:
+    def create_goal(self, request: Request, appliance: ApplianceDep, data: JSONBody[GoalInput], site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
         goal = appliance.goals.create(site_of(request).id, data, principal.name if principal else "")
         return {"status": "success", "data": _goal_view(appliance, goal)}
 
     @get("/{goal_id:int}", guards=[can_view_site], summary="One goal", sync_to_thread=True)
-    def get_goal(self, request: Request, appliance: Appliance, goal_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def get_goal(self, request: Request, appliance: ApplianceDep, goal_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         return {"status": "success", "data": _goal_view(appliance, appliance.goals.get(site_of(request).id, goal_id))}
 
     @put("/{goal_id:int}", guards=[can_define], sync_to_thread=True,
          summary="Change a goal (analysts and admins); a changed definition is back-filled again")
-    def change_goal(self, request: Request, appliance: Appliance, goal_id: int, data: GoalInput, site: SiteParam = None) -> dict[str, Any]:
+    def change_goal(self, request: Request, appliance: ApplianceDep, goal_id: FromPath[int], data: JSONBody[GoalInput], site: SiteParam = None) -> dict[str, Any]:
         goal = appliance.goals.change(site_of(request).id, goal_id, data)
         return {"status": "success", "data": _goal_view(appliance, goal)}
 
     @delete("/{goal_id:int}", guards=[can_define], status_code=HTTP_200_OK, sync_to_thread=True, summary="Delete a goal")
-    def delete_goal(self, request: Request, appliance: Appliance, goal_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def delete_goal(self, request: Request, appliance: ApplianceDep, goal_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         appliance.goals.delete(site_of(request).id, goal_id)
         return {"status": "success"}
 
     @get("/{goal_id:int}/stats", guards=[can_view_site], sync_to_thread=True,
          summary="A goal's conversions per day, and its conversion rate per value of a dimension")
     def goal_stats(
-        self, request: Request, appliance: Appliance, stats_query: Query, goal_id: int,
+        self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, goal_id: FromPath[int],
         property: Annotated[str, QueryParameter(name="property", description="dimension for the breakdown")] = "source",  # noqa: A002
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
     ) -> dict[str, Any]:
@@ -90,34 +89,34 @@ class FunnelController(Controller):
     tags = ["funnels"]
 
     @get("/", guards=[can_view_site], summary="The site's funnels", sync_to_thread=True)
-    def list_funnels(self, request: Request, appliance: Appliance, site: SiteParam = None) -> dict[str, Any]:
+    def list_funnels(self, request: Request, appliance: ApplianceDep, site: SiteParam = None) -> dict[str, Any]:
         funnels = appliance.funnels.list(site_of(request).id)
         return {"status": "success", "data": [msgspec.to_builtins(f) for f in funnels]}
 
     @post("/", guards=[can_define], status_code=HTTP_201_CREATED, summary="Create a funnel of 2 to 8 steps", sync_to_thread=True)
-    def create_funnel(self, request: Request, appliance: Appliance, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
+    def create_funnel(self, request: Request, appliance: ApplianceDep, data: JSONBody[FunnelInput], site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
         funnel = appliance.funnels.create(site_of(request).id, data, principal.name if principal else "")
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @get("/{funnel_id:int}", guards=[can_view_site], summary="One funnel", sync_to_thread=True)
-    def get_funnel(self, request: Request, appliance: Appliance, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def get_funnel(self, request: Request, appliance: ApplianceDep, funnel_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         funnel = appliance.funnels.get(site_of(request).id, funnel_id)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @put("/{funnel_id:int}", guards=[can_define], summary="Change a funnel", sync_to_thread=True)
-    def change_funnel(self, request: Request, appliance: Appliance, funnel_id: int, data: FunnelInput, site: SiteParam = None) -> dict[str, Any]:
+    def change_funnel(self, request: Request, appliance: ApplianceDep, funnel_id: FromPath[int], data: JSONBody[FunnelInput], site: SiteParam = None) -> dict[str, Any]:
         funnel = appliance.funnels.change(site_of(request).id, funnel_id, data)
         return {"status": "success", "data": msgspec.to_builtins(funnel)}
 
     @delete("/{funnel_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a funnel", sync_to_thread=True)
-    def delete_funnel(self, request: Request, appliance: Appliance, funnel_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def delete_funnel(self, request: Request, appliance: ApplianceDep, funnel_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         appliance.funnels.delete(site_of(request).id, funnel_id)
         return {"status": "success"}
 
     @get("/{funnel_id:int}/report", guards=[can_view_site], sync_to_thread=True,
          summary="Visitors entering, reaching and dropping off at each step; conversion; median times")
-    def funnel_report(self, request: Request, appliance: Appliance, stats_query: Query, funnel_id: int) -> dict[str, Any]:
+    def funnel_report(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, funnel_id: FromPath[int]) -> dict[str, Any]:
         funnel = appliance.funnels.get(site_of(request).id, funnel_id)
         return {"status": "success", "data": appliance.stats.funnel(stats_query, funnel)}
 
@@ -127,14 +126,14 @@ class SegmentController(Controller):
     tags = ["segments"]
 
     @get("/", guards=[can_view_site], summary="Segments visible to the caller (site-wide and their own private ones)", sync_to_thread=True)
-    def list_segments(self, request: Request, appliance: Appliance, site: SiteParam = None) -> dict[str, Any]:
+    def list_segments(self, request: Request, appliance: ApplianceDep, site: SiteParam = None) -> dict[str, Any]:
         registry = appliance.segments
         segments = registry.list(site_of(request).id, caller_id(request))
         return {"status": "success", "data": [registry.view(s) for s in segments]}
 
     @post("/", guards=[can_define], status_code=HTTP_201_CREATED,
           summary="Save a segment (site-wide or private); a materialised one is back-filled from the log", sync_to_thread=True)
-    def create_segment(self, request: Request, appliance: Appliance, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
+    def create_segment(self, request: Request, appliance: ApplianceDep, data: JSONBody[SegmentInput], site: SiteParam = None) -> dict[str, Any]:
         principal = principal_of(request)
         registry = appliance.segments
         segment = registry.create(site_of(request).id, data, caller_id(request), principal.name if principal else "")
@@ -143,7 +142,7 @@ class SegmentController(Controller):
     @get("/compare", guards=[can_view_site], sync_to_thread=True,
          summary="Totals of two or more segments (or everyone) side by side")
     def compare_segments(
-        self, request: Request, appliance: Appliance, stats_query: Query,
+        self, request: Request, appliance: ApplianceDep, stats_query: QueryDep,
         segments: Annotated[str, QueryParameter(name="segments", description="comma-separated ids or 'everyone'")] = "everyone",
     ) -> dict[str, Any]:
         chosen = [value.strip() for value in segments.split(",") if value.strip()]
@@ -159,19 +158,19 @@ class SegmentController(Controller):
 
     @get("/{segment_id:int}", guards=[can_view_site],
          summary="One segment (a materialised one with its back-fill progress in materialisation)", sync_to_thread=True)
-    def get_segment(self, request: Request, appliance: Appliance, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def get_segment(self, request: Request, appliance: ApplianceDep, segment_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         registry = appliance.segments
         segment = registry.get(site_of(request).id, segment_id, caller_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
     @put("/{segment_id:int}", guards=[can_define], summary="Change a segment", sync_to_thread=True)
-    def change_segment(self, request: Request, appliance: Appliance, segment_id: int, data: SegmentInput, site: SiteParam = None) -> dict[str, Any]:
+    def change_segment(self, request: Request, appliance: ApplianceDep, segment_id: FromPath[int], data: JSONBody[SegmentInput], site: SiteParam = None) -> dict[str, Any]:
         registry = appliance.segments
         segment = registry.change(site_of(request).id, segment_id, data, caller_id(request))
         return {"status": "success", "data": registry.view(segment)}
 
     @delete("/{segment_id:int}", guards=[can_define], status_code=HTTP_200_OK, summary="Delete a segment", sync_to_thread=True)
-    def delete_segment(self, request: Request, appliance: Appliance, segment_id: int, site: SiteParam = None) -> dict[str, Any]:
+    def delete_segment(self, request: Request, appliance: ApplianceDep, segment_id: FromPath[int], site: SiteParam = None) -> dict[str, Any]:
         appliance.segments.delete(site_of(request).id, segment_id, caller_id(request))
         return {"status": "success"}
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
 from litestar.file_system import BaseLocalFileSystem
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from markupsafe import Markup
@@ -39,6 +39,7 @@ from web.auth import (
 from web.charts import compact_number, sparkline
 from web.dashboard_admin import AdminController
 from web.dashboard_views import SiteView, parse_site_view
+from web.dependencies import ApplianceDep, FormDep
 from web.onboarding import has_events, tracking_snippet
 from web.pages import nav as _nav
 from web.pages import page as _page
@@ -134,11 +135,11 @@ class SitesController(Controller):
     include_in_schema = False
 
     @get("/", guards=[requires_dashboard_user], summary="Sites with a sparkline of the last 30 days", sync_to_thread=True)
-    def site_list(self, request: Request, appliance: Appliance) -> Template:
+    def site_list(self, request: Request, appliance: ApplianceDep) -> Template:
         return _site_list_page(request, appliance)
 
     @post("/", guards=[dashboard_sites_admin], summary="Add a site (admin)", sync_to_thread=True)
-    def add_site(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
+    def add_site(self, request: Request, appliance: ApplianceDep, form: FormDep) -> Response:
         form = form
         sites = appliance.sites
         values = {key: str(form.get(key, "")).strip() for key in ("domain", "name", "timezone")}
@@ -153,7 +154,7 @@ class SitesController(Controller):
     @get("/{domain:str}", guards=[dashboard_site_viewer],
          summary="A site's dashboard (the onboarding page, or \"no data yet\" for visitors, until its first event)",
          sync_to_thread=True)
-    def site_dashboard(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def site_dashboard(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         site = site_of(request)
         if not has_events(appliance, site):
             if _nav(request)["visiting"]:  # a shared link or a public dashboard: no snippet
@@ -169,11 +170,11 @@ class SitesController(Controller):
     @get("/{domain:str}/onboarding", guards=[dashboard_site_member],
          summary="Set up tracking: the snippet and a live check for the first event (signed-in users)",
          sync_to_thread=True)
-    def onboarding(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def onboarding(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return _onboarding_page(request, appliance, has_data=has_events(appliance, site_of(request)))
 
     @get("/{domain:str}/widgets/{name:str}", guards=[dashboard_site_viewer], summary="One dashboard widget (htmx partial)", sync_to_thread=True)
-    def widget(self, request: Request, appliance: Appliance, domain: str, name: str) -> Template:
+    def widget(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], name: FromPath[str]) -> Template:
         if name not in WIDGETS:
             raise NotFoundException(f"no widget {name!r}")
         view = parse_site_view(request, appliance)
@@ -181,7 +182,7 @@ class SitesController(Controller):
         return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
 
     @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown", sync_to_thread=True)
-    def details(self, request: Request, appliance: Appliance, domain: str, dimension: str) -> Template:
+    def details(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], dimension: FromPath[str]) -> Template:
         if dimension not in DIMENSION_LABELS:
             raise NotFoundException(f"no breakdown {dimension!r}")
         site = site_of(request)
@@ -231,11 +232,11 @@ class SitesController(Controller):
     @get("/{domain:str}/settings", guards=[dashboard_site_member],
          summary="A site's settings and tracking snippet (signed-in users; no shared link or public visitor)",
          sync_to_thread=True)
-    def settings_page(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def settings_page(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return _settings_page(request, appliance)
 
     @post("/{domain:str}/settings", guards=[dashboard_site_admin], summary="Change a site's settings (admin)", sync_to_thread=True)
-    def change_settings(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
+    def change_settings(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
         form = form
         hostnames = [h.strip() for h in str(form.get("allowed_hostnames", "")).replace(",", "\n").splitlines() if h.strip()]
@@ -252,7 +253,7 @@ class SitesController(Controller):
 
     @post("/{domain:str}/delete", guards=[dashboard_site_admin],
           summary="Delete a site with all its data, once its domain is typed to confirm (admin)", sync_to_thread=True)
-    def delete_site(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
+    def delete_site(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
         form = form
         if str(form.get("confirm", "")).strip().lower() != site.domain:
@@ -264,7 +265,7 @@ class SitesController(Controller):
 
     @post("/{domain:str}/shared-link", guards=[dashboard_site_admin],
           summary="Create or replace the site's shared link, shown once (admin)", sync_to_thread=True)
-    def create_shared_link(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def create_shared_link(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         site = site_of(request)
         token = appliance.sites.create_share_token(site)
         appliance.audit.record(principal_of(request).name, "site.shared_link.create", site.domain,
@@ -272,7 +273,7 @@ class SitesController(Controller):
         return _settings_page(request, appliance, shared_url=f"{_origin(request, appliance)}/sites/{site.domain}?auth={token}")
 
     @post("/{domain:str}/shared-link/delete", guards=[dashboard_site_admin], summary="Disable the site's shared link (admin)", sync_to_thread=True)
-    def delete_shared_link(self, request: Request, appliance: Appliance, domain: str) -> Response:
+    def delete_shared_link(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Response:
         site = site_of(request)
         appliance.sites.delete_share_token(site)
         appliance.audit.record(principal_of(request).name, "site.shared_link.delete", site.domain,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from appliance.accounts.models import AccountError
@@ -12,6 +12,7 @@ from appliance.accounts.permissions import Permission
 from appliance.hooks.manager import describe_plugins
 from appliance.runtime.appliance import Appliance
 from web.auth import Guard, dashboard_admin, principal_of
+from web.dependencies import ApplianceDep, FormDep
 from web.pages import page as _page
 
 dashboard_settings_admin = Guard(Permission.MANAGE_SETTINGS, dashboard=True)
@@ -24,11 +25,11 @@ class AdminController(Controller):
     include_in_schema = False
 
     @get("/users", guards=[dashboard_admin], summary="Users and API keys (admin)", sync_to_thread=True)
-    def users(self, request: Request, appliance: Appliance) -> Template:
+    def users(self, request: Request, appliance: ApplianceDep) -> Template:
         return _users_page(request, appliance)
 
     @post("/users", guards=[dashboard_admin], summary="Create a user (admin)", sync_to_thread=True)
-    def create_user(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
+    def create_user(self, request: Request, appliance: ApplianceDep, form: FormDep) -> Response:
         domains = form.getall("sites", [])
         site_ids = [site.id for site in appliance.sites.all() if site.domain in domains]
         try:
@@ -42,7 +43,7 @@ class AdminController(Controller):
         return Redirect("/admin/users?created=" + user.username, status_code=303)
 
     @post("/users/{username:str}/apikeys/{key_id:int}/revoke", guards=[dashboard_admin], summary="Revoke a user's API key (admin)", sync_to_thread=True)
-    def revoke_key(self, request: Request, appliance: Appliance, username: str, key_id: int) -> Response:
+    def revoke_key(self, request: Request, appliance: ApplianceDep, username: FromPath[str], key_id: FromPath[int]) -> Response:
         user = appliance.accounts.get(username)
         key = appliance.accounts.revoke_api_key(key_id, user.id) if user is not None else None
         if key is None:
@@ -51,7 +52,7 @@ class AdminController(Controller):
         return Redirect("/admin/users", status_code=303)
 
     @get("/plugins", guards=[dashboard_settings_admin], summary="Loaded plugins (admin)", sync_to_thread=True)
-    def plugins(self, request: Request, appliance: Appliance) -> Template:
+    def plugins(self, request: Request, appliance: ApplianceDep) -> Template:
         plugins = describe_plugins(appliance.plugin_manager)
         return _page(request, "plugins.html", plugins=plugins)
 

@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from appliance.definitions.common import DefinitionError
@@ -31,6 +31,7 @@ from web.auth import dashboard_site_analyst, dashboard_site_viewer, principal_of
 from web.charts import Point, funnel_chart
 from web.dashboard import _view_options
 from web.dashboard_views import SiteView, parse_site_view, viewer_id
+from web.dependencies import ApplianceDep, FormDep
 from web.pages import page as _page
 from web.widgets import TOP_METRICS
 
@@ -114,11 +115,11 @@ class GoalPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's goals and their conversions", sync_to_thread=True)
-    def goals(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def goals(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return _goals_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Create a goal (analysts, admins)", sync_to_thread=True)
-    def create_goal(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
+    def create_goal(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         form = form
         values, data = goal_input(form)
         principal = principal_of(request)
@@ -129,7 +130,7 @@ class GoalPages(Controller):
         return _redirect(parse_site_view(request, appliance), "/goals", saved=goal.name)
 
     @post("/{goal_id:int}", guards=[dashboard_site_analyst], summary="Change a goal (analysts, admins)", sync_to_thread=True)
-    def change_goal(self, request: Request, appliance: Appliance, domain: str, goal_id: int, form: FormMultiDict) -> Response:
+    def change_goal(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], goal_id: FromPath[int], form: FormDep) -> Response:
         goals = appliance.goals
         editing = _definition(goals.get, site_of(request).id, goal_id)
         values, data = goal_input(form)
@@ -140,7 +141,7 @@ class GoalPages(Controller):
         return _redirect(parse_site_view(request, appliance), "/goals", saved=goal.name)
 
     @post("/{goal_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a goal (analysts, admins)", sync_to_thread=True)
-    def delete_goal(self, request: Request, appliance: Appliance, domain: str, goal_id: int) -> Response:
+    def delete_goal(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], goal_id: FromPath[int]) -> Response:
         goals = appliance.goals
         _definition(goals.get, site_of(request).id, goal_id)
         goals.delete(site_of(request).id, goal_id)
@@ -224,11 +225,11 @@ class FunnelPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's funnels", sync_to_thread=True)
-    def funnels(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def funnels(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return _funnels_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Create a funnel (analysts, admins)", sync_to_thread=True)
-    def create_funnel(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
+    def create_funnel(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
         form = form
         values: dict[str, Any] | None = None
@@ -242,7 +243,7 @@ class FunnelPages(Controller):
 
     @get("/{funnel_id:int}", guards=[dashboard_site_viewer], sync_to_thread=True,
          summary="A funnel's report: visitors, drop-off and time per step")
-    def funnel_report(self, request: Request, appliance: Appliance, domain: str, funnel_id: int) -> Template:
+    def funnel_report(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], funnel_id: FromPath[int]) -> Template:
         funnels = appliance.funnels
         funnel = _definition(funnels.get, site_of(request).id, funnel_id)
         view = parse_site_view(request, appliance, f"/funnels/{funnel_id}")
@@ -260,7 +261,7 @@ class FunnelPages(Controller):
                      chart_narrow=chart_narrow, segments=segments, **_options())
 
     @post("/{funnel_id:int}", guards=[dashboard_site_analyst], summary="Change a funnel (analysts, admins)", sync_to_thread=True)
-    def change_funnel(self, request: Request, appliance: Appliance, domain: str, funnel_id: int, form: FormMultiDict) -> Response:
+    def change_funnel(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], funnel_id: FromPath[int], form: FormDep) -> Response:
         site = site_of(request)
         funnels = appliance.funnels
         editing = _definition(funnels.get, site.id, funnel_id)
@@ -275,7 +276,7 @@ class FunnelPages(Controller):
         return _redirect(parse_site_view(request, appliance), f"/funnels/{funnel_id}")
 
     @post("/{funnel_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a funnel (analysts, admins)", sync_to_thread=True)
-    def delete_funnel(self, request: Request, appliance: Appliance, domain: str, funnel_id: int) -> Response:
+    def delete_funnel(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], funnel_id: FromPath[int]) -> Response:
         funnels = appliance.funnels
         _definition(funnels.get, site_of(request).id, funnel_id)
         funnels.delete(site_of(request).id, funnel_id)
@@ -355,11 +356,11 @@ class SegmentPages(Controller):
     include_in_schema = False
 
     @get("/", guards=[dashboard_site_viewer], summary="A site's segments", sync_to_thread=True)
-    def segments(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def segments(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return _segments_page(request, appliance)
 
     @post("/", guards=[dashboard_site_analyst], summary="Save a segment (analysts, admins)", sync_to_thread=True)
-    def create_segment(self, request: Request, appliance: Appliance, domain: str, form: FormMultiDict) -> Response:
+    def create_segment(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         values, data = segment_input(form)
         principal = principal_of(request)
         try:
@@ -371,7 +372,7 @@ class SegmentPages(Controller):
 
     @get("/compare", guards=[dashboard_site_viewer], sync_to_thread=True,
          summary="Two segments (or a segment and everyone) side by side")
-    def compare_segments(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def compare_segments(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         view = parse_site_view(request, appliance, "/segments/compare")
         registry = appliance.segments
         visible = {str(s.id): s for s in registry.list(view.site.id, viewer_id(request))}
@@ -392,7 +393,7 @@ class SegmentPages(Controller):
                      chosen=chosen, names=names, rows=rows, **_options())
 
     @post("/{segment_id:int}", guards=[dashboard_site_analyst], summary="Change a segment (analysts, admins)", sync_to_thread=True)
-    def change_segment(self, request: Request, appliance: Appliance, domain: str, segment_id: int, form: FormMultiDict) -> Response:
+    def change_segment(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], segment_id: FromPath[int], form: FormDep) -> Response:
         registry = appliance.segments
         site = site_of(request)
         editing = _definition(registry.get, site.id, segment_id, viewer_id(request))
@@ -404,7 +405,7 @@ class SegmentPages(Controller):
         return _redirect(parse_site_view(request, appliance), "/segments")
 
     @post("/{segment_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete a segment (analysts, admins)", sync_to_thread=True)
-    def delete_segment(self, request: Request, appliance: Appliance, domain: str, segment_id: int) -> Response:
+    def delete_segment(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], segment_id: FromPath[int]) -> Response:
         registry = appliance.segments
         _definition(registry.get, site_of(request).id, segment_id, viewer_id(request))
         registry.delete(site_of(request).id, segment_id, viewer_id(request))

@@ -6,15 +6,21 @@ from the site its guard resolved and the ``start_date``, ``end_date`` and ``filt
 parameters (documented in the OpenAPI schema of every route that takes it). Its interval is a
 day unless the route provides ``interval`` from the query string (:data:`INTERVAL_PARAMETER`).
 ``form``: the request's parsed form, for the sync dashboard handlers.
+
+Handlers and providers name what they take explicitly, as Litestar 3 will require: a dependency
+with :data:`ApplianceDep`, :data:`QueryDep`, :data:`FormDep` or :data:`IntervalDep` (injected by
+the parameter's name, which must stay the one registered here), a path parameter with
+``FromPath[...]`` and a JSON body with ``JSONBody[...]`` (:mod:`litestar.params`).
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from litestar import Request
-from litestar.di import Provide
+from litestar.datastructures import FormMultiDict
+from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from appliance.filters import Filter, FilterError, parse_filters
@@ -39,6 +45,13 @@ StartParam = Annotated[
 EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
 FiltersParam = Annotated[str | None, QueryParameter(name="filters", description=FILTERS_DESCRIPTION)]
 IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
+
+# The dependencies, marked as such (a parameter named ``appliance``, ``stats_query``, ``form`` or
+# ``interval``): Litestar 2 still infers them from the name alone, with a deprecation warning.
+ApplianceDep: TypeAlias = NamedDependency[Appliance]
+QueryDep: TypeAlias = NamedDependency[Query]
+FormDep: TypeAlias = NamedDependency[FormMultiDict]
+IntervalDep: TypeAlias = NamedDependency[str]
 
 
 def provide_appliance(request: Request) -> Appliance:
@@ -82,8 +95,8 @@ def interval_parameter(interval_value: IntervalParam = "day") -> str:
 
 def provide_query(
     request: Request,
-    appliance: Appliance,
-    interval: str,
+    appliance: ApplianceDep,
+    interval: IntervalDep,
     site: SiteParam = None,  # documentation only: the route's guard resolved the site
     start_date: StartParam = None,
     end_date: EndParam = None,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, MediaType, Request, get
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from appliance.events.live import LiveEvent, live_event
@@ -30,6 +31,7 @@ from appliance.periods import zone
 from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_viewer, sees_event_details, site_of
 from web.charts import Point, line_chart
+from web.dependencies import ApplianceDep
 from web.pages import nav as _nav
 from web.widgets import country_label
 
@@ -107,12 +109,12 @@ class LiveController(Controller):
     guards = [dashboard_site_viewer]
 
     @get("/", summary="The live view", sync_to_thread=True)
-    def live_page(self, request: Request, appliance: Appliance, domain: str) -> Template:
+    def live_page(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
         return Template(template_name="dashboard/live.html", context={**_nav(request), **live_state(request, appliance)},
                         media_type=MediaType.HTML)
 
     @get("/stream", summary="The live view's Server-Sent Events")
-    async def stream(self, request: Request, appliance: Appliance, domain: str) -> ServerSentEvent:
+    async def stream(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> ServerSentEvent:
         site = site_of(request)
         environment = request.app.template_engine.engine
 

@@ -19,12 +19,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.datastructures import Cookie, FormMultiDict
+from litestar.datastructures import Cookie
 from litestar.exceptions import NotAuthorizedException
 from litestar.response import Redirect, Template
 from markupsafe import Markup, escape
 
-from appliance.runtime.appliance import Appliance
 from web.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -41,6 +40,7 @@ from web.auth import (
     tokens_match,
 )
 from web.dashboard import _nav as dashboard_nav
+from web.dependencies import ApplianceDep, FormDep
 
 DEFAULT_NEXT = "/sites"  # a login lands on the site list
 _NO_RETURN = ("/login", "/logout")  # never back to the form itself
@@ -92,7 +92,7 @@ class SessionController(Controller):
         return _login_page(request)
 
     @post("/login", summary="Log in with a username and password (form)", sync_to_thread=True)
-    def login(self, request: Request, appliance: Appliance, form: FormMultiDict) -> Response:
+    def login(self, request: Request, appliance: ApplianceDep, form: FormDep) -> Response:
         form = form
         username = str(form.get("username", ""))
         password = str(form.get("password", ""))
@@ -120,7 +120,7 @@ class SessionController(Controller):
         )
 
     @post("/logout", guards=[requires_dashboard_user], summary="Log out: the session ends on the server", sync_to_thread=True)
-    def logout(self, request: Request, appliance: Appliance) -> Response:
+    def logout(self, request: Request, appliance: ApplianceDep) -> Response:
         appliance.accounts.end_session(request.cookies.get(SESSION_COOKIE, ""))
         return Redirect(
             "/login",
@@ -130,7 +130,7 @@ class SessionController(Controller):
         )
 
     @get("/account", guards=[requires_dashboard_user], summary="The signed-in user's account page", sync_to_thread=True)
-    def account(self, request: Request, appliance: Appliance) -> Template:
+    def account(self, request: Request, appliance: ApplianceDep) -> Template:
         principal = principal_of(request)
         sites = appliance.sites
         readable = [site.domain for site in sites.all() if principal.user.can_read_site(site.id)]

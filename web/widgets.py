@@ -10,12 +10,11 @@ functions the JSON API and the exporters call.
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import zoneinfo
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
+
+from babel import Locale
 
 from appliance.money import format_minor
 from appliance.periods import zone
@@ -56,19 +55,20 @@ def empty_label(dimension: str, value: str) -> str:
     return value or EMPTY_VALUE.get(dimension, "(none)")
 
 
+# CLDR territory codes of two letters that name no country: groupings and pseudo-locales.
+NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"})
+
+
 @functools.cache
-def country_names() -> dict[str, str]:
-    """ISO 3166 code → English name, from the tz database's ``iso3166.tab`` (the ``tzdata``
-    package, a dependency, ships it; the system's copy is the fallback)."""
-    candidates = [Path(str(importlib.resources.files("tzdata") / "zoneinfo" / "iso3166.tab"))]
-    candidates += [Path(directory) / "iso3166.tab" for directory in zoneinfo.TZPATH]
-    for path in candidates:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        return dict(line.split("\t", 1) for line in lines if line and not line.startswith("#") and "\t" in line)
-    return {}
+def country_names(locale: str = "en") -> dict[str, str]:
+    """ISO 3166-1 alpha-2 code → the country's name in ``locale``: the Unicode CLDR's territory
+    names, through Babel ("GB" → "United Kingdom", "US" → "United States"). The same table
+    exists for every locale Babel ships, ready for a translated UI."""
+    territories = Locale.parse(locale).territories
+    return {
+        code: name for code, name in territories.items()
+        if len(code) == 2 and code.isalpha() and code not in NOT_COUNTRIES
+    }
 
 
 def country_label(code: str) -> str:

@@ -99,7 +99,11 @@ def test_without_javascript_the_page_renders_every_widget_inline(admin):
 
 
 def test_with_javascript_widgets_are_placeholders_loaded_one_by_one(admin):
-    page = admin.get("/sites/localhost?period=7d", cookies={"footfall_js": "1"})
+    admin.cookies.set("footfall_js", "1")  # httpx deprecates per-request cookies
+    try:
+        page = admin.get("/sites/localhost?period=7d")
+    finally:
+        admin.cookies.delete("footfall_js")
     placeholders = re.findall(r'hx-get="([^"]+/widgets/[a-z]+[^"]*)"', page.text)
     assert len(placeholders) == len(WIDGETS)
     for url in placeholders:
