@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 
@@ -30,7 +31,7 @@ def test_https_with_a_certificate_and_key(tmp_path):
                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=url, verify=str(cert), timeout=5) as client:
+        with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(cert)), timeout=5) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:
