@@ -4,7 +4,8 @@ Revenue is stored in integer minor units of its currency. How many digits a curr
 unit has (its exponent: 2 for EUR, 0 for JPY, 3 for KWD) comes from one maintained source,
 the ``iso4217`` package's copy of the ISO 4217 table (the maintenance agency's published
 list), never from lists of our own; so do the codes we accept: active codes with a minor
-unit (funds and metals such as XAU or XXX, which have none, are refused). Converting an
+unit (codes without one — precious metals such as gold, XAU, bond-market units, the
+testing and no-currency codes — are refused). Converting an
 amount in (:func:`to_minor`) and showing one (:func:`format_minor`) use the same exponent, so
 what is shown is what was sent.
 """

@@ -300,7 +300,7 @@ class Block:
         return out
 
     def events(self, text: Callable[[int], str], lo: int = 0, hi: int | None = None) -> Iterator[tuple[bytes, Event]]:
-        """Rows ``lo:hi`` as ``(log key, Event)``, as :func:`appliance.ingest.aggregation.decode_event` would."""
+        """Rows ``lo:hi`` as ``(log key, Event)``, as :func:`appliance.events.codec.decode_event` would."""
         hi = self.count if hi is None else hi
         if hi <= lo:
             return

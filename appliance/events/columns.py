@@ -2,17 +2,8 @@
 (:mod:`appliance.events.blocks`), the source of truth for closed days once compacted.
 
 The event log (``storage.eventlog``) is the write-optimised tail: ingest appends MessagePack
-rows and never touches a block. A *block* holds one site's events of one UTC day as columns:
-``ts`` (milliseconds), ``seq`` (the log sequence), ``kind``, ``user``, ``revenue``,
-``engaged``, ``scroll``; the client session hash and each interned string field of
-:data:`appliance.ingest.aggregation.STRING_FIELDS` as a per-block dictionary plus small codes
-(``uint8``/``uint16``/``uint32``), so a filter is evaluated once per distinct value and becomes
-a mask with one gather; event properties as three parallel arrays (row, key id, value id);
-the day's distinct visitor hashes, sorted (``v.dict``); and the day's *visits* (rebuilt by the
-glossary's rule, see :mod:`appliance.events.sessions`): per row its visit (``s.row``, compactly
-coded), per visit its visitor (a code into ``v.dict``), start, duration, first row, page
-views, whether it was interactive, entry and exit page. A row's visitor is its visit's
-(engagement pings, which belong to no visit, keep theirs in ``v.ping``).
+rows and never touches a block. A block holds one site's events of one UTC day as columns
+(their layout: :mod:`appliance.events.blocks`).
 
 Compaction runs in the background (:func:`appliance.runtime.jobs.compact_closed_days`), never on the
 query path: a closed day's rows (the day ended more than :data:`CLOSE_GRACE_SECONDS` ago) are
