@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pluggy
 
 from appliance.config import Settings
+from appliance.extensions import BackupTarget, Exporter, Notifier
 from appliance.models import Event, RequestContext
 
 
@@ -89,4 +90,35 @@ def events_committed(appliance: Appliance, events: list[Event]) -> None:
     :param appliance: the running appliance.
     :param events: the events of the batch, in commit order.
     Return value is ignored.
+    """
+
+
+# -- exports, notifications, alerts, backups -----------------------------------------------
+@hookspec
+def register_exporters(appliance: Appliance) -> list[Exporter] | None:
+    """File formats reports can be exported to (the built-in CSV, JSON and PDF are plugins
+    registering through this hook).
+
+    :param appliance: the running appliance (read settings or plugin settings here).
+    :return: a list of :class:`appliance.extensions.Exporter`; names must be unique (a later
+        plugin with the same name replaces an earlier one).
+    """
+
+
+@hookspec
+def register_notifiers(appliance: Appliance) -> list[Notifier] | None:
+    """Channels that deliver a message with attachments (scheduled reports, alerts).
+
+    :param appliance: the running appliance (read settings or plugin settings here).
+    :return: a list of :class:`appliance.extensions.Notifier`, chosen by the destination
+        URL's scheme.
+    """
+
+
+@hookspec
+def register_backup_targets(appliance: Appliance) -> list[BackupTarget] | None:
+    """Places a finished backup is shipped to after it is written.
+
+    :param appliance: the running appliance (read settings or plugin settings here).
+    :return: a list of :class:`appliance.extensions.BackupTarget`.
     """

@@ -30,6 +30,7 @@ from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.live import LiveBuffer
 from appliance.hooks.manager import make_plugin_manager
+from appliance.hooks.registry import collect_extensions
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.pipeline import Pipeline
 from appliance.ingest.recording import Recorder
@@ -176,6 +177,7 @@ class Appliance:
         self.jobs.start()
         self._open = True
         self.plugin_manager.hook.startup(appliance=self)
+        self.extensions = collect_extensions(self.plugin_manager, self)
         return self
 
     def close(self) -> None:

@@ -58,6 +58,18 @@ class RecordingPlugin:
     def events_committed(self, appliance, events):
         self.calls.append(("events_committed", {"appliance": appliance, "events": list(events)}))
 
+    @hookimpl
+    def register_exporters(self, appliance):
+        self.calls.append(("register_exporters", {"appliance": appliance}))
+
+    @hookimpl
+    def register_notifiers(self, appliance):
+        self.calls.append(("register_notifiers", {"appliance": appliance}))
+
+    @hookimpl
+    def register_backup_targets(self, appliance):
+        self.calls.append(("register_backup_targets", {"appliance": appliance}))
+
 
 @pytest.fixture
 def recording_plugin() -> RecordingPlugin:
