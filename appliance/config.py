@@ -79,6 +79,13 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
 
 
+class ReportSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    check_interval_seconds: float = 60.0
+    retry_base_seconds: float = 60.0
+    max_attempts: int = 6
+    test_clock_file: str = ""  # TEST ONLY: the scheduler's "now" is read from this file
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -91,6 +98,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+    reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
 
     @property
     def data_path(self) -> Path:

@@ -106,7 +106,7 @@ def handler_codes(handler: HTTPRouteHandler, guard: Guard | None) -> set[int]:
 def handler_security(guard: Guard | None) -> list[dict[str, list[str]]]:
     if guard is None:
         return []
-    if guard.site and guard.permission is Permission.VIEW_STATS:
+    if guard.open_to_links:
         return [{BEARER: []}, {SHARED_LINK: []}, {}]  # {}: anonymous, on a public site
     return [{BEARER: []}]
 

@@ -44,8 +44,11 @@ from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
 from appliance.query.scans import Scans
 from appliance.query.stats import Stats
+from appliance.reports.definitions import Reports
+from appliance.reports.schedules import Schedules
 from appliance.runtime.jobs import Jobs
 from appliance.runtime.ownership import WriterLock
+from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -123,6 +126,9 @@ class Appliance:
         )
         self.funnels = Funnels(store, records, goals)
         segments = self.segments = Segments(store, records, goals)
+        self.reports = Reports(store, records, segments)
+        self.schedules = Schedules(store, records, self.reports, accepts=lambda url: self.extensions.notifier_for(url),
+                                   clock=scheduler_clock(settings.reports.test_clock_file))
         scans = Scans(columns=columns, strings=strings, goals=goals, segments=segments, timeout_ms=timeout_ms)
         materialiser = Materialiser(
             store=store, records=records, counters=counters, sketches=sketches, strings=strings,
@@ -178,12 +184,14 @@ class Appliance:
         self._open = True
         self.plugin_manager.hook.startup(appliance=self)
         self.extensions = collect_extensions(self.plugin_manager, self)
+        self.scheduler = start_scheduler(self)  # scheduled reports: after the notifiers are known
         return self
 
     def close(self) -> None:
         if not self._open:
             return
         self._open = False
+        self.scheduler.stop()
         self.jobs.stop()
         self.writer.stop()
         try:
@@ -274,7 +282,7 @@ class Appliance:
         self.stats.materialiser.delete_site(txn, site.id)
         self.visits.delete_site(txn, site.id)
         self.rederiver.delete_site(txn, site.id)
-        for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
+        for kind in ("goal", "funnel", "segment", "report", "schedule"):  # the site's definitions go with it
             self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
 
     def delete_site(self, domain: str) -> Site | None:

@@ -1,0 +1,214 @@
+"""Scheduled reports below the web room: cadence arithmetic, exactly-once sends across a
+restart (a new Scheduler on the same LMDB file), a crash between "sending" and "sent"
+(at most once per destination), retry with back-off, and "Send now". Time is a test clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from appliance import hookimpl
+from appliance.definitions.common import DefinitionError
+from appliance.extensions import Message, Notifier
+from appliance.reports.cadence import due_at, due_periods, next_due, period_key
+from appliance.reports.definitions import ReportInput
+from appliance.reports.deliveries import Delivery, Ledger, destination_digest
+from appliance.reports.scheduler import Scheduler
+from appliance.reports.schedules import ScheduleInput, Schedules, masked
+
+
+class Clock:
+    def __init__(self, moment: datetime) -> None:
+        self.now = moment.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, *args: int, tz=UTC) -> None:
+        self.now = datetime(*args, tzinfo=tz).timestamp()
+
+
+class Outbox:
+    """A notifier plugin for ``test://`` URLs: records every message; fails while told to."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Message]] = []
+        self.failures: dict[str, int] = {}
+
+    def send(self, url: str, message: Message) -> None:
+        if self.failures.get(url, 0) > 0:
+            self.failures[url] -= 1
+            raise ConnectionError("451 try again later")
+        self.sent.append((url, message))
+
+    @hookimpl
+    def register_notifiers(self, appliance):
+        return [Notifier(name="test-outbox", schemes=("test",), send=self.send)]
+
+
+def compose(schedule, site, start, end) -> Message:
+    return Message(title=f"{site.domain} {start}..{end}", body="summary")
+
+
+@pytest.fixture
+def world(make_appliance):
+    outbox = Outbox()
+    # the appliance's own scheduler ticks once at open and then sleeps: these tests drive theirs
+    appliance = make_appliance(plugins=[outbox], reports_check_interval_seconds="3600")
+    site = appliance.sites.add("sched.test")
+    clock = Clock(datetime(2026, 3, 4, 10, tzinfo=UTC))  # a Wednesday
+    schedules = Schedules(appliance.store, appliance.records, appliance.reports,
+                          accepts=appliance.extensions.notifier_for, clock=clock)
+
+    def scheduler() -> Scheduler:  # a fresh one is what a restarted process builds
+        made = Scheduler(schedules=schedules, ledger=Ledger(appliance.store, appliance.records),
+                         site_by_id=appliance.sites.by_id, compose=compose,
+                         notifier_for=appliance.extensions.notifier_for, clock=clock, retry_base_seconds=60)
+        made.recover()
+        return made
+
+    return appliance, site, clock, schedules, scheduler, outbox
+
+
+def test_cadence_periods_and_due_times():
+    berlin = "Europe/Berlin"
+    # daily at 07:00 Berlin: the 3rd is due on the 4th at 06:00 UTC
+    assert due_at(7, berlin, date(2026, 3, 3)) == datetime(2026, 3, 4, 6, tzinfo=UTC).timestamp()
+    now = datetime(2026, 3, 4, 6, 30, tzinfo=UTC).timestamp()
+    since = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
+    assert due_periods("daily", 7, berlin, now, since) == [(date(2026, 3, d), date(2026, 3, d)) for d in (1, 2, 3)]
+    # weekly: Monday to Sunday, sent on Monday; monthly: sent on the 1st
+    monday = datetime(2026, 3, 9, 9, tzinfo=UTC).timestamp()
+    assert due_periods("weekly", 8, "UTC", monday, since) == [
+        (date(2026, 2, 23), date(2026, 3, 1)), (date(2026, 3, 2), date(2026, 3, 8))]
+    assert due_periods("weekly", 10, "UTC", monday, since) == [(date(2026, 2, 23), date(2026, 3, 1))]  # not yet 10:00
+    assert due_periods("monthly", 0, "UTC", datetime(2026, 4, 1, 0, tzinfo=UTC).timestamp(), since) == [
+        (date(2026, 3, 1), date(2026, 3, 31))]
+    assert next_due("daily", 7, berlin, now) == datetime(2026, 3, 5, 6, tzinfo=UTC).timestamp()
+    assert period_key("monthly", date(2026, 3, 1)) == "month:2026-03-01"
+
+
+def test_each_period_is_sent_once_across_a_restart(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://a"]))
+    first = scheduler()
+    assert first.tick() == {}  # created at 10:00 on the 4th: the 3rd fell due before it existed
+    clock.at(2026, 3, 5, 6)
+    assert first.tick() == {"sent": 1}
+    assert first.tick() == {}
+    restarted = scheduler()
+    assert restarted.tick() == {}
+    assert [m.title for _, m in outbox.sent] == ["sched.test 2026-03-04..2026-03-04"]
+    # down for two days: both missed days are caught up, oldest first, once
+    clock.at(2026, 3, 7, 9)
+    assert scheduler().tick() == {"sent": 2}
+    assert scheduler().tick() == {}
+    assert [m.title.split()[1] for _, m in outbox.sent] == [
+        "2026-03-04..2026-03-04", "2026-03-05..2026-03-05", "2026-03-06..2026-03-06"]
+    history = first.status(schedule)
+    assert history["last"]["state"] == "sent" and len(history["deliveries"]) == 3
+
+
+def test_a_crash_during_a_send_is_not_repeated_but_the_rest_is_sent(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://a", "test://b"]))
+    ledger = Ledger(appliance.store, appliance.records)
+    # what a process killed while sending to test://a leaves behind
+    ledger.put(Delivery(schedule_id=schedule.id, key="day:2026-03-04", start_date="2026-03-04", end_date="2026-03-04",
+                        state="sending", attempts=1, in_flight=destination_digest("test://a"), created_at=clock()))
+    clock.at(2026, 3, 5, 6)
+    restarted = scheduler()  # recovers first
+    assert restarted.tick() == {"interrupted": 1}
+    assert [url for url, _ in outbox.sent] == ["test://b"]
+    delivery = ledger.get(schedule.id, "day:2026-03-04")
+    assert delivery.state == "interrupted" and delivery.uncertain == [destination_digest("test://a")]
+    assert "interrupted" in delivery.last_error
+    assert scheduler().tick() == {}  # and never again
+
+
+def test_a_failing_destination_is_retried_with_back_off(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://ok", "test://flaky"]))
+    outbox.failures["test://flaky"] = 2
+    clock.at(2026, 3, 5, 6)
+    running = scheduler()
+    assert running.tick() == {"retrying": 1}
+    delivery = running.ledger.get(schedule.id, "day:2026-03-04")
+    assert delivery.next_attempt_at == clock() + 60 and "451" in delivery.last_error
+    clock.now += 59
+    assert running.tick() == {}
+    clock.now += 1
+    assert running.tick() == {"retrying": 1}  # second failure: twice the wait
+    assert running.ledger.get(schedule.id, "day:2026-03-04").next_attempt_at == clock() + 120
+    clock.now += 120
+    assert scheduler().tick() == {"sent": 1}
+    assert sorted(url for url, _ in outbox.sent) == ["test://flaky", "test://ok"]  # ok got it once
+    final = running.ledger.get(schedule.id, "day:2026-03-04")
+    assert final.attempts == 3 and final.last_error == ""
+
+
+def test_gives_up_after_the_last_attempt(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://down"]))
+    outbox.failures["test://down"] = 100
+    clock.at(2026, 3, 5, 6)
+    running = scheduler()
+    outcomes, waits = [], []
+    for _ in range(6):
+        outcomes.append(running.tick())
+        delivery = running.ledger.get(schedule.id, "day:2026-03-04")
+        if delivery.state == "retrying":
+            waits.append(delivery.next_attempt_at - clock())
+            clock.now = delivery.next_attempt_at
+    assert outcomes == [{"retrying": 1}] * 5 + [{"failed": 1}]
+    assert waits == [60, 120, 240, 480, 960]
+    assert running.tick() == {}
+    delivery = running.ledger.get(schedule.id, "day:2026-03-04")
+    assert delivery.state == "failed" and delivery.attempts == 6
+
+
+def test_send_now_does_not_use_up_the_scheduled_send(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="weekly", hour=6, destinations=["test://a"]))
+    running = scheduler()
+    queued = running.send_now(schedule)
+    assert queued.state == "queued" and queued.key.startswith("manual:")
+    assert running.tick() == {"sent": 1}
+    assert outbox.sent[0][1].title == "sched.test 2026-02-23..2026-03-01"  # the latest closed week
+    clock.at(2026, 3, 9, 6)
+    assert running.tick() == {"sent": 1}  # the week of the 2nd is still sent on Monday
+
+
+def test_schedule_and_report_checks_name_the_field(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    bad = [
+        (ScheduleInput(frequency="hourly", destinations=["test://a"]), "frequency"),
+        (ScheduleInput(hour=24, destinations=["test://a"]), "hour"),
+        (ScheduleInput(destinations=[]), "destinations"),
+        (ScheduleInput(destinations=["nothing"]), "destinations[0]"),
+        (ScheduleInput(destinations=["test://a", "nope://b"]), "destinations[1]"),
+        (ScheduleInput(destinations=["test://a"], formats=["docx"]), "formats[0]"),
+        (ScheduleInput(destinations=["test://a"], report_id=999), "report_id"),
+    ]
+    for data, field in bad:
+        with pytest.raises(DefinitionError) as raised:
+            schedules.create(site.id, data)
+        assert raised.value.field == field, (data, raised.value.message)
+    reports = appliance.reports
+    for data, field in [
+        (ReportInput(title=""), "title"),
+        (ReportInput(title="x", metrics=["visitors", "nope"]), "metrics[1]"),
+        (ReportInput(title="x", dimensions=["page", "page"]), "dimensions[1]"),
+        (ReportInput(title="x", dimensions=["page", "source", "os"]), "dimensions"),
+        (ReportInput(title="x", filters=[["is", "nope", ["a"]]]), "filters[0]"),
+        (ReportInput(title="x", period="fortnight"), "period"),
+        (ReportInput(title="x", period="custom"), "start_date"),
+        (ReportInput(title="x", comparison="sometimes"), "comparison"),
+        (ReportInput(title="x", interval="minute"), "interval"),
+        (ReportInput(title="x", segment=42), "segment"),
+    ]:
+        with pytest.raises(DefinitionError) as raised:
+            reports.create(site.id, data)
+        assert raised.value.field == field, (data, raised.value.message)
+    assert masked("mailto://me:secret@mail.test?to=a@b.test") == "mailto://me:***@mail.test?to=a@b.test"
