@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any
 
 from babel import Locale
 
 from appliance.money import format_minor
-from appliance.periods import zone
 from appliance.query.stats import Stats
-from web.charts import Point, line_chart
+from web.charts import chart_points, line_chart
 from web.views import CHART_METRICS, View
 
 TOP_LIMIT = 9
@@ -107,26 +105,6 @@ def top_stats(stats: Stats, view: View) -> dict[str, Any]:
             "chartable": key in CHART_METRICS, "selected": key == view.metric,
         })
     return {"cards": cards, "compared_label": compared_label}
-
-
-def _point_label(text: str, interval: str, timezone: str) -> tuple[str, str]:
-    if interval == "hour":
-        moment = datetime.fromisoformat(text).astimezone(zone(timezone))
-        return f"{moment:%a %-d %b, %H:00}", f"{moment:%H:00}"
-    day = date.fromisoformat(text)
-    if interval == "week":
-        return f"Week of {day:%-d %b %Y}", f"{day:%-d %b}"
-    if interval == "month":
-        return f"{day:%B %Y}", f"{day:%b %y}"
-    return f"{day:%a %-d %b %Y}", f"{day:%-d %b}"
-
-
-def chart_points(series: list[dict[str, Any]], metric: str, interval: str, timezone: str) -> list[Point]:
-    points = []
-    for row in series:
-        label, tick = _point_label(str(row["date"]), interval, timezone)
-        points.append(Point(label=label, tick=tick, value=float(row.get(metric, 0) or 0)))
-    return points
 
 
 def main_chart(stats: Stats, view: View) -> dict[str, Any]:

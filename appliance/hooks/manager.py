@@ -26,6 +26,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.useragent",
     "plugins.referrers",
     "plugins.geo",
+    "plugins.csv_export",
+    "plugins.json_export",
+    "plugins.pdf_export",
 )
 ENTRY_POINT_GROUP = "footfall"
 

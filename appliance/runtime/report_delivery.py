@@ -18,14 +18,14 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from appliance.exports.building import dashboard_report, export, report_from_query
 from appliance.extensions import Attachment, Message
 from appliance.models import Site
 from appliance.query.spec import Query
-from appliance.reports.definitions import Reports
 from appliance.reports.deliveries import Ledger
 from appliance.reports.running import report_query
 from appliance.reports.scheduler import Scheduler
-from appliance.reports.schedules import Schedule, Schedules
+from appliance.reports.schedules import Schedule
 
 CHANGE_NAMES = {"visitors": "Visitors", "pageviews": "Page views", "visits": "Visits"}
 
@@ -64,71 +64,49 @@ def summary(stats, query: Query) -> str:
 
 
 class ReportComposer:
-    """Builds a schedule's message for one period. ``build(site, schedule, query)`` makes the
-    :class:`~appliance.extensions.Report`; ``export(report, format)`` renders it to bytes."""
+    """Builds a schedule's message for one period: the saved report (or the dashboard) over
+    that period, exported to each of the schedule's formats by the exporter plugins
+    (:func:`appliance.exports.building.export`), and a summary in the body."""
 
-    def __init__(self, *, stats, reports: Reports, build_report, build_dashboard, export, media_types) -> None:
-        self._stats = stats
-        self._reports = reports
-        self._build_report = build_report
-        self._build_dashboard = build_dashboard
-        self._export = export
-        self._media_types = media_types
+    def __init__(self, appliance) -> None:
+        self._appliance = appliance
 
     def __call__(self, schedule: Schedule, site: Site, start: date, end: date) -> Message:
+        appliance = self._appliance
         if schedule.report_id is not None:
-            saved = self._reports.get(site.id, schedule.report_id)
+            saved = appliance.reports.get(site.id, schedule.report_id)
             query = report_query(site, saved, (start, end))
             title = schedule.title or saved.title
-            report = self._build_report(site, query, saved, title)
+            report = report_from_query(appliance, site, query, metrics=saved.metrics, dimensions=saved.dimensions,
+                                       title=title, chart=saved.chart, notes=saved.notes)
         else:
             query = Query(site=site, date_from=start, date_to=end, interval="day")
             title = schedule.title or f"{site.name or site.domain} dashboard"
-            report = self._build_dashboard(site, query, title)
+            report = dashboard_report(appliance, site, query, title=title)
         period = start.isoformat() if start == end else f"{start.isoformat()} – {end.isoformat()}"
         body = "\n".join([
             f"{title} — {site.domain}, {period} ({schedule.frequency})",
             "",
-            summary(self._stats, query),
+            summary(appliance.stats, query),
             "",
             f"Attached: {', '.join(name.upper() for name in schedule.formats)}.",
         ])
-        stem = f"{site.domain}-{start.isoformat()}" + ("" if start == end else f"-to-{end.isoformat()}")
-        attachments = tuple(
-            Attachment(filename=f"{stem}.{name}", media_type=self._media_types(name), data=self._export(report, name))
-            for name in schedule.formats
-        )
-        return Message(title=f"{title}: {period}", body=body, attachments=attachments)
-
-
-def build_scheduler(*, settings, store, records, sites, reports: Reports, schedules: Schedules,
-                    compose: Callable[[Schedule, Site, date, date], Message], notifier_for) -> Scheduler:
-    options = settings.reports
-    return Scheduler(
-        schedules=schedules, ledger=Ledger(store, records), site_by_id=sites.by_id, compose=compose,
-        notifier_for=notifier_for, clock=scheduler_clock(options.test_clock_file),
-        check_interval=options.check_interval_seconds, retry_base_seconds=options.retry_base_seconds,
-        max_attempts=options.max_attempts,
-    )
+        attachments = []
+        for name in schedule.formats:
+            data, media_type, file_name = export(appliance, report, name)
+            attachments.append(Attachment(filename=file_name, media_type=media_type, data=data))
+        return Message(title=f"{title}: {period}", body=body, attachments=tuple(attachments))
 
 
 def start_scheduler(appliance) -> Scheduler:
     """The appliance's scheduler, composing with the exporters, started (it recovers first)."""
-    composer = ReportComposer(
-        stats=appliance.stats, reports=appliance.reports,
-        build_report=lambda site, query, saved, title: _pending_exports(),
-        build_dashboard=lambda site, query, title: _pending_exports(),
-        export=lambda report, name: _pending_exports(),
-        media_types=lambda name: appliance.extensions.exporter(name).media_type,
-    )
-    scheduler = build_scheduler(
-        settings=appliance.settings, store=appliance.store, records=appliance.records, sites=appliance.sites,
-        reports=appliance.reports, schedules=appliance.schedules, compose=composer,
-        notifier_for=appliance.extensions.notifier_for,
+    options = appliance.settings.reports
+    scheduler = Scheduler(
+        schedules=appliance.schedules, ledger=Ledger(appliance.store, appliance.records),
+        site_by_id=appliance.sites.by_id, compose=ReportComposer(appliance),
+        notifier_for=appliance.extensions.notifier_for, clock=scheduler_clock(options.test_clock_file),
+        check_interval=options.check_interval_seconds, retry_base_seconds=options.retry_base_seconds,
+        max_attempts=options.max_attempts,
     )
     scheduler.start()
     return scheduler
-
-
-def _pending_exports():
-    raise RuntimeError("TEMPORARY: report building comes with the exports branch")
