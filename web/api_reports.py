@@ -13,22 +13,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from appliance.accounts.permissions import Permission
 from appliance.definitions.common import DefinitionError
+from appliance.exports.building import export
 from appliance.reports.definitions import ReportInput, SavedReport
 from appliance.reports.running import run_report
 from appliance.reports.schedules import Schedule, ScheduleInput, masked
 from appliance.runtime.appliance import Appliance
+from appliance.runtime.report_delivery import saved_report_document
 from web.auth import Guard, can_define, principal_of, site_of
 from web.dependencies import ApplianceDep
 
 # A site's saved reports: its signed-in readers (viewers run them), not its shared link.
 can_read_reports = Guard(Permission.VIEW_STATS, site=True, links=False)
-FormatParam = Annotated[str, QueryParameter(name="format", description="json (the default); csv or pdf when the exporters are installed")]
+FILE_FORMATS = ("csv", "pdf")
+FormatParam = Annotated[str, QueryParameter(name="format", description="json (the default), csv or pdf")]
 
 
 def report_view(report: SavedReport) -> dict[str, Any]:
@@ -90,14 +94,20 @@ class SavedReportController(Controller):
         return {"status": "success"}
 
     @get("/{report_id:int}/run", guards=[can_read_reports], sync_to_thread=True,
+         responses={200: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                                      description="The results as JSON; with format=csv or pdf, the exported file")},
          summary="Run a saved report: totals (with the comparison), time series, breakdown, over its period today")
     def run(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], report_id: FromPath[int],
-            format: FormatParam = "json") -> dict[str, Any]:  # noqa: A002
+            format: FormatParam = "json") -> Response:  # noqa: A002
         site = site_of(request)
-        report = appliance.reports.get(site.id, report_id)
-        if format != "json":
-            raise DefinitionError("format", "json")
-        return {"status": "success", "data": run_report(appliance.stats, site, report)}
+        saved = appliance.reports.get(site.id, report_id)
+        if format == "json":
+            return Response({"status": "success", "data": run_report(appliance.stats, site, saved)})
+        if format not in FILE_FORMATS:
+            raise DefinitionError("format", f"one of json, {', '.join(FILE_FORMATS)}")
+        document, _ = saved_report_document(appliance, site, saved)
+        data, media_type, name = export(appliance, document, format)
+        return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 class ScheduleController(Controller):

@@ -19,9 +19,10 @@ from datetime import date
 from pathlib import Path
 
 from appliance.exports.building import dashboard_report, export, report_from_query
-from appliance.extensions import Attachment, Message
+from appliance.extensions import Attachment, Message, Report
 from appliance.models import Site
 from appliance.query.spec import Query
+from appliance.reports.definitions import SavedReport
 from appliance.reports.deliveries import Ledger
 from appliance.reports.running import report_query
 from appliance.reports.scheduler import Scheduler
@@ -63,6 +64,15 @@ def summary(stats, query: Query) -> str:
     return "\n".join(lines)
 
 
+def saved_report_document(appliance, site: Site, saved: SavedReport, dates: tuple[date, date] | None = None,
+                          title: str | None = None) -> tuple[Report, Query]:
+    """A saved report as the exporters render it (over its own period, or ``dates``)."""
+    query = report_query(site, saved, dates)
+    report = report_from_query(appliance, site, query, metrics=saved.metrics, dimensions=saved.dimensions,
+                               title=title or saved.title, chart=saved.chart, notes=saved.notes)
+    return report, query
+
+
 class ReportComposer:
     """Builds a schedule's message for one period: the saved report (or the dashboard) over
     that period, exported to each of the schedule's formats by the exporter plugins
@@ -75,10 +85,8 @@ class ReportComposer:
         appliance = self._appliance
         if schedule.report_id is not None:
             saved = appliance.reports.get(site.id, schedule.report_id)
-            query = report_query(site, saved, (start, end))
             title = schedule.title or saved.title
-            report = report_from_query(appliance, site, query, metrics=saved.metrics, dimensions=saved.dimensions,
-                                       title=title, chart=saved.chart, notes=saved.notes)
+            report, query = saved_report_document(appliance, site, saved, (start, end), title)
         else:
             query = Query(site=site, date_from=start, date_to=end, interval="day")
             title = schedule.title or f"{site.name or site.domain} dashboard"
