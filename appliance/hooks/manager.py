@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.csv_export",
     "plugins.json_export",
     "plugins.pdf_export",
+    "plugins.notify_apprise",
 )
 ENTRY_POINT_GROUP = "footfall"
 
