@@ -60,6 +60,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.checked_at: float | None = None  # the clock's "now" at the end of the last tick
 
     # -- the thread -----------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +125,7 @@ class Scheduler:
                 for delivery in sorted(work, key=lambda d: d.created_at):
                     outcome = self._deliver(schedule, site, delivery, now)
                     done[outcome.state] = done.get(outcome.state, 0) + 1
+            self.checked_at = now
             return done
 
     def send_now(self, schedule: Schedule) -> Delivery:
@@ -145,6 +147,7 @@ class Scheduler:
         recent = self.ledger.of(schedule.id)[:limit]
         timezone = site.timezone if site is not None else "UTC"
         return {
+            "checked_at": self.checked_at,
             "next_send_at": next_due(schedule.frequency, schedule.hour, timezone, self.clock()) if schedule.enabled else None,
             "last": _view(recent[0]) if recent else None,
             "deliveries": [_view(d) for d in recent],
