@@ -174,6 +174,12 @@ class Reports:
             if found is None or found.visibility != "site":
                 raise DefinitionError("segment", f"no site-wide segment {segment} on this site")
 
+    def preview(self, site_id: int, data: ReportInput) -> SavedReport:
+        """The report ``data`` defines, checked but not stored (the builder's live preview)."""
+        fields = checked_report(data)
+        self._check_segment(site_id, data.segment)
+        return SavedReport(id=0, site_id=site_id, **fields)
+
     def create(self, site_id: int, data: ReportInput, owner: str = "") -> SavedReport:
         fields = checked_report(data)
         self._check_segment(site_id, data.segment)
