@@ -282,6 +282,10 @@ class Appliance:
         self.stats.materialiser.delete_site(txn, site.id)
         self.visits.delete_site(txn, site.id)
         self.rederiver.delete_site(txn, site.id)
+        prefix = f"{site.id:010d}/"
+        for key, _ in list(self.records.scan("schedule", txn)):  # the delivery ledgers of its schedules
+            if key.startswith(prefix):
+                self.records.delete_prefixed(txn, f"delivery/{key[len(prefix):]}", "")
         for kind in ("goal", "funnel", "segment", "report", "schedule"):  # the site's definitions go with it
             self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
 

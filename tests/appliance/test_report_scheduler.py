@@ -211,3 +211,16 @@ def test_schedule_and_report_checks_name_the_field(world):
             reports.create(site.id, data)
         assert raised.value.field == field, (data, raised.value.message)
     assert masked("mailto://me:secret@mail.test?to=a@b.test") == "mailto://me:***@mail.test?to=a@b.test"
+
+
+def test_deleting_a_site_deletes_its_reports_schedules_and_ledger(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    report = appliance.reports.create(site.id, ReportInput(title="Gone soon"))
+    schedule = schedules.create(site.id, ScheduleInput(report_id=report.id, frequency="daily", hour=6,
+                                                       destinations=["test://a"]))
+    clock.at(2026, 3, 5, 6)
+    assert scheduler().tick() == {"sent": 1}
+    ledger = Ledger(appliance.store, appliance.records)
+    assert ledger.of(schedule.id)
+    appliance.delete_site(site.domain)
+    assert ledger.of(schedule.id) == [] and schedules.all() == [] and appliance.reports.list(site.id) == []
