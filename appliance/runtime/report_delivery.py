@@ -47,9 +47,9 @@ def scheduler_clock(test_clock_file: str) -> Callable[[], float]:
 
 
 def _change(value: float | None) -> str:
-    if value is None:
-        return "new"
-    return f"{value:+.0f}%"
+    if value is None:  # nothing in the previous period to compare with
+        return "no data in the previous period"
+    return f"{value:+.0f}% against the previous period"
 
 
 def summary(stats, query: Query) -> str:
@@ -58,7 +58,7 @@ def summary(stats, query: Query) -> str:
     compared = stats.aggregate_compared(query, "previous_period")
     current, change = compared["results"], compared["comparison"]["change"]
     lines = [
-        f"{label}: {current[key]:,} ({_change(change[key])} against the previous period)"
+        f"{label}: {current[key]:,} ({_change(change[key])})"
         for key, label in CHANGE_NAMES.items()
     ]
     return "\n".join(lines)

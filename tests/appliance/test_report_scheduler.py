@@ -16,6 +16,7 @@ from appliance.reports.definitions import ReportInput
 from appliance.reports.deliveries import Delivery, Ledger, destination_digest
 from appliance.reports.scheduler import Scheduler
 from appliance.reports.schedules import ScheduleInput, Schedules, masked
+from appliance.runtime.report_delivery import ReportComposer
 
 
 class Clock:
@@ -224,3 +225,15 @@ def test_deleting_a_site_deletes_its_reports_schedules_and_ledger(world):
     assert ledger.of(schedule.id)
     appliance.delete_site(site.domain)
     assert ledger.of(schedule.id) == [] and schedules.all() == [] and appliance.reports.list(site.id) == []
+
+
+def test_the_dashboard_is_composed_with_its_summary_and_files(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="monthly", hour=6, formats=["pdf", "csv"],
+                                                       destinations=["test://a"]))
+    message = ReportComposer(appliance)(schedule, site, date(2026, 2, 1), date(2026, 2, 28))
+    assert message.title == "sched.test dashboard: 2026-02-01 – 2026-02-28"
+    assert "Visitors: 0 (no data in the previous period)" in message.body
+    kinds = {attachment.media_type.split(";")[0]: attachment for attachment in message.attachments}
+    assert set(kinds) == {"application/pdf", "text/csv"}
+    assert kinds["application/pdf"].data.startswith(b"%PDF") and kinds["application/pdf"].filename.endswith(".pdf")
