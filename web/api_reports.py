@@ -87,10 +87,7 @@ class SavedReportController(Controller):
     def delete_report(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], report_id: FromPath[int]) -> dict[str, Any]:
         site = site_of(request)
         appliance.reports.delete(site.id, report_id)
-        for schedule in appliance.schedules.list(site.id):
-            if schedule.report_id == report_id:
-                appliance.schedules.delete(site.id, schedule.id)
-                appliance.scheduler.ledger.forget(schedule.id)
+        appliance.scheduler.delete_report_schedules(site.id, report_id)
         return {"status": "success"}
 
     @get("/{report_id:int}/run", guards=[can_read_reports], sync_to_thread=True,
@@ -142,8 +139,7 @@ class ScheduleController(Controller):
 
     @delete("/{schedule_id:int}", status_code=HTTP_200_OK, summary="Delete a schedule and its history", sync_to_thread=True)
     def delete_schedule(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], schedule_id: FromPath[int]) -> dict[str, Any]:
-        schedule = appliance.schedules.delete(site_of(request).id, schedule_id)
-        appliance.scheduler.ledger.forget(schedule.id)
+        appliance.scheduler.delete_schedule(site_of(request).id, schedule_id)
         return {"status": "success"}
 
     @post("/{schedule_id:int}/send", status_code=HTTP_202_ACCEPTED, sync_to_thread=True,

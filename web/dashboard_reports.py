@@ -175,7 +175,7 @@ class ReportPages(Controller):
         context: dict[str, Any] = {"preview": None, "error": ""}
         try:
             data = report_from_form(request.query_params)
-            context["preview"] = _preview(appliance, site, msgspec_title(data))
+            context["preview"] = _preview(appliance, site, _titled(data))
         except DomainError as error:
             context["error"] = _message(error)
         return Template(template_name="dashboard/_report_preview.html", media_type=MediaType.HTML,
@@ -184,11 +184,11 @@ class ReportPages(Controller):
     @post("/reports", guards=[dashboard_site_analyst], summary="Save a report (analysts, admins)", sync_to_thread=True)
     def create(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
+        data = None
         try:
             data = report_from_form(form)
             saved = appliance.reports.create(site.id, data, principal_of(request).name)
         except DomainError as error:
-            data = data if "data" in locals() else None
             return _reports_page(request, appliance, data=data, error=_message(error), status=422)
         return Redirect(f"/sites/{site.domain}/reports/{saved.id}?notice=saved", status_code=303)
 
@@ -243,10 +243,7 @@ class ReportPages(Controller):
     def delete(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], report_id: FromPath[int]) -> Response:
         site = site_of(request)
         report = _found(appliance.reports.delete, site.id, report_id)
-        for schedule in appliance.schedules.list(site.id):
-            if schedule.report_id == report.id:
-                appliance.schedules.delete(site.id, schedule.id)
-                appliance.scheduler.ledger.forget(schedule.id)
+        appliance.scheduler.delete_report_schedules(site.id, report.id)
         return Redirect(f"/sites/{site.domain}/reports?{urlencode({'saved': f'Deleted {report.title}'})}", status_code=303)
 
     # -- schedules --------------------------------------------------------------------------
@@ -288,12 +285,11 @@ class ReportPages(Controller):
           summary="Delete a schedule (analysts, admins)", sync_to_thread=True)
     def delete_schedule(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], schedule_id: FromPath[int]) -> Response:
         site = site_of(request)
-        schedule = _found(appliance.schedules.delete, site.id, schedule_id)
-        appliance.scheduler.ledger.forget(schedule.id)
+        _found(appliance.scheduler.delete_schedule, site.id, schedule_id)
         return Redirect(f"/sites/{site.domain}/schedules?notice=deleted", status_code=303)
 
 
-def msgspec_title(data: ReportInput) -> ReportInput:
+def _titled(data: ReportInput) -> ReportInput:
     """The preview runs before a title is typed: it borrows one."""
     return data if data.title else ReportInput(**{**{f: getattr(data, f) for f in ReportInput.__struct_fields__},
                                                   "title": "Preview"})

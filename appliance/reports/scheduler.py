@@ -153,6 +153,19 @@ class Scheduler:
             "deliveries": [_view(d) for d in recent],
         }
 
+    def delete_schedule(self, site_id: int, schedule_id: int) -> Schedule:
+        """Delete a schedule with its delivery history."""
+        schedule = self.schedules.delete(site_id, schedule_id)
+        self.ledger.forget(schedule.id)
+        return schedule
+
+    def delete_report_schedules(self, site_id: int, report_id: int) -> int:
+        """Delete the schedules of a deleted report, with their histories."""
+        doomed = [s for s in self.schedules.list(site_id) if s.report_id == report_id]
+        for schedule in doomed:
+            self.delete_schedule(site_id, schedule.id)
+        return len(doomed)
+
     # -- sending --------------------------------------------------------------------------
     def _deliver(self, schedule: Schedule, site: Site, delivery: Delivery, now: float) -> Delivery:
         fields = _fields(delivery)

@@ -158,9 +158,3 @@ class Schedules:
         key = self._key(site_id, schedule_id)
         self._store.write(lambda txn: self._records.delete(txn, _RECORD, key))
         return schedule
-
-    def delete_for_report(self, site_id: int, report_id: int) -> int:
-        doomed = [s for s in self.list(site_id) if s.report_id == report_id]
-        for schedule in doomed:
-            self.delete(site_id, schedule.id)
-        return len(doomed)
