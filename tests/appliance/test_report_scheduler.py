@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from appliance import hookimpl
+from appliance.config import load_settings
 from appliance.definitions.common import DefinitionError
 from appliance.extensions import Message, Notifier
 from appliance.reports.cadence import due_at, due_periods, next_due, period_key
@@ -16,6 +17,7 @@ from appliance.reports.definitions import ReportInput
 from appliance.reports.deliveries import Delivery, Ledger, destination_digest
 from appliance.reports.scheduler import Scheduler
 from appliance.reports.schedules import ScheduleInput, Schedules, masked
+from appliance.runtime.appliance import Appliance
 from appliance.runtime.report_delivery import ReportComposer
 
 
@@ -52,11 +54,23 @@ def compose(schedule, site, start, end) -> Message:
     return Message(title=f"{site.domain} {start}..{end}", body="summary")
 
 
-@pytest.fixture
-def world(make_appliance):
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One appliance for the module (each test gets its own site, deleted after it). Its own
+    scheduler ticks once at open and then sleeps: these tests drive theirs."""
     outbox = Outbox()
-    # the appliance's own scheduler ticks once at open and then sleeps: these tests drive theirs
-    appliance = make_appliance(plugins=[outbox], reports_check_interval_seconds="3600")
+    settings = load_settings(environ={"FOOTFALL_REPORTS_CHECK_INTERVAL_SECONDS": "3600"},
+                             data_dir=str(tmp_path_factory.mktemp("scheduler") / "data"))
+    appliance = Appliance(settings, plugins=[outbox]).open()
+    yield appliance, outbox
+    appliance.close()
+
+
+@pytest.fixture
+def world(shared):
+    appliance, outbox = shared
+    outbox.sent.clear()
+    outbox.failures.clear()
     site = appliance.sites.add("sched.test")
     clock = Clock(datetime(2026, 3, 4, 10, tzinfo=UTC))  # a Wednesday
     schedules = Schedules(appliance.store, appliance.records, appliance.reports,
@@ -69,7 +83,8 @@ def world(make_appliance):
         made.recover()
         return made
 
-    return appliance, site, clock, schedules, scheduler, outbox
+    yield appliance, site, clock, schedules, scheduler, outbox
+    appliance.delete_site(site.domain)  # its reports, schedules and ledgers with it
 
 
 def test_cadence_periods_and_due_times():
