@@ -19,18 +19,8 @@ from appliance import dimensions as dims
 from appliance.models import Site
 from appliance.periods import local_today
 from appliance.query.spec import Query, check_day
+from appliance.reports.periods import PERIODS, resolve_period
 
-PERIODS: dict[str, str] = {
-    "day": "Today",
-    "yesterday": "Yesterday",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "month": "Month to date",
-    "last_month": "Last month",
-    "year": "Year to date",
-    "12mo": "Last 12 months",
-    "custom": "Custom range",
-}
 DEFAULT_PERIOD = "30d"
 COMPARISONS: dict[str, str] = {
     "previous_period": "Previous period",
@@ -145,26 +135,8 @@ def default_interval(days: int) -> str:
 
 
 def period_range(period: str, today: date) -> tuple[date, date]:
-    if period == "day":
-        return today, today
-    if period == "yesterday":
-        return today - timedelta(days=1), today - timedelta(days=1)
-    if period == "7d":
-        return today - timedelta(days=6), today
-    if period == "month":
-        return today.replace(day=1), today
-    if period == "last_month":
-        last = today.replace(day=1) - timedelta(days=1)
-        return last.replace(day=1), last
-    if period == "year":
-        return today.replace(month=1, day=1), today
-    if period == "12mo":
-        first = today.replace(day=1)
-        month, year = first.month - 11, first.year
-        if month < 1:
-            month, year = month + 12, year - 1
-        return date(year, month, 1), today
-    return today - timedelta(days=29), today  # 30d
+    """The dates of a relative period on ``today``; anything unknown reads as the last 30 days."""
+    return resolve_period(period if period in PERIODS and period != "custom" else "30d", today)
 
 
 def _date(text: str | None) -> date | None:
