@@ -26,10 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
+from appliance.hooks.manager import DEFAULT_PLUGINS, short_name
 from tests.conftest import ROOT, footfall_cli
 
 FIXTURE = ROOT / "tests" / "fixtures" / "footfall_example_plugin"
-BUILTINS = {"bots", "geo", "referrers", "useragent", "notify_apprise"}
+BUILTINS = {short_name(module) for module in DEFAULT_PLUGINS}
 DEADLINE_S = 10.0
 
 FOLDER_PLUGIN = '''\
