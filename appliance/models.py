@@ -157,5 +157,10 @@ class Site(msgspec.Struct, kw_only=True):
     allowed_hostnames: list[str] = []
     public: bool = False
     created_at: float = 0.0
+    # Other tools' names for this site, so their trackers and clients reach it unchanged
+    # (appliance/sites.py resolves them): an Umami website id (a UUID) and a Plausible site id
+    # (the domain a Plausible snippet names, when it is not this site's domain).
+    umami_website_id: str = ""
+    plausible_site_id: str = ""
 
 

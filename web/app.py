@@ -40,11 +40,13 @@ from web.dashboard_definitions import DEFINITION_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
+from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
 from web.security import security_headers
+from web.trackers import TRACKER_ROUTES
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -146,11 +148,11 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, *TRACKER_ROUTES],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(
-        route_handlers=[*make_ingest_handlers(appliance), site],
+        route_handlers=[*make_ingest_handlers(appliance), *make_compat_handlers(appliance), site],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],
