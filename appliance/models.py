@@ -44,7 +44,8 @@ class CollectBody(msgspec.Struct, kw_only=True):
     ``r`` referrer, ``n`` event or conversion name, ``p`` properties, ``w`` screen width,
     ``l`` language, ``z`` time zone, ``a`` amount, ``c`` currency, ``e`` engaged
     milliseconds, ``d`` maximum scroll depth in percent, ``v`` 0/1 new or returning visitor
-    (only when the site opted into the first-party marker).
+    (only when the site opted into the first-party marker), ``h`` 1 to keep the URL's
+    ``#fragment`` in the path (hash-based routing: the compatibility script's ``hash`` mode).
     """
 
     k: str = "pageview"
@@ -61,6 +62,7 @@ class CollectBody(msgspec.Struct, kw_only=True):
     e: int | None = None
     d: int | None = None
     v: int | None = None
+    h: int | None = None
 
 
 class EventKind(enum.IntEnum):

@@ -9,8 +9,8 @@ or ``data-website-id`` become ``data-site``; Umami's ``data-host-url`` becomes t
 ``window.umami`` and the automatic events the file name asks for (outbound links, file
 downloads, tagged events; Umami's ``data-umami-event`` attributes always). Events go to
 ``/api/v1/collect`` like the tracker's own. Extensions that ask for something the tracker does
-anyway (``revenue``, ``compat``, ``local``) or that are not honoured (``hash``,
-``pageview-props``: see README) are accepted; an unknown one is a 404.
+anyway (``revenue``, ``compat``, ``local``) or that are not honoured (``pageview-props``: see
+README) are accepted; an unknown one is a 404. ``hash`` counts ``#/routes`` as pages.
 """
 
 from __future__ import annotations
@@ -48,11 +48,28 @@ def script_extensions(name: str) -> tuple[str, ...] | None:
     return extensions
 
 
+# Hash-based routing: pages are told apart by ``#fragment`` too (a fragment change fires
+# ``popstate``, which the tracker already follows), and every body asks the collect endpoint to
+# keep the fragment (``h``). The edits are checked: a changed footfall.js fails loudly here.
+HASH_EDITS = (("l.pathname + l.search", "l.pathname + l.search + l.hash", 2), ("{ k, s: site,", "{ k, h: 1, s: site,", 1))
+
+
+def _hash_mode(tracker: str) -> str:
+    for old, new, count in HASH_EDITS:
+        if tracker.count(old) != count:
+            raise RuntimeError(f"footfall.js changed: cannot apply the hash mode edit {old!r}")
+        tracker = tracker.replace(old, new)
+    return tracker
+
+
 @functools.lru_cache(maxsize=512)  # 2**8 sets of extensions at most
 def compat_script(extensions: tuple[str, ...]) -> bytes:
     """The bytes served for one set of extensions (``umami`` for Umami's script)."""
+    tracker = (STATIC / "footfall.js").read_text()
+    if "hash" in extensions:
+        tracker = _hash_mode(tracker)
     adapter = (STATIC / "compat.js").read_text().replace('"EXTENSIONS"', repr(".".join(extensions)))
-    return (PREAMBLE + (STATIC / "footfall.js").read_text() + adapter).encode()
+    return (PREAMBLE + tracker + adapter).encode()
 
 
 @get("/js/{script:str}", include_in_schema=False, cache=False)

@@ -28,6 +28,7 @@ from appliance.ingest.drafts import (
     _revenue,
     parse_page_url,
     screen_class,
+    with_fragment,
 )
 from appliance.models import EventKind
 
@@ -117,14 +118,6 @@ def _plausible_revenue(value: Any) -> dict[str, object]:
     return _revenue(amount, value.get("currency"), "revenue.amount", "revenue.currency")
 
 
-def _with_fragment(page: ParsedUrl, url: str) -> ParsedUrl:
-    """The page with its ``#fragment`` kept in the path (hash-based routing)."""
-    _, hash_sign, fragment = url.partition("#")
-    if not hash_sign or not fragment:
-        return page
-    return ParsedUrl(page.hostname, (page.path + "#" + fragment)[:500], page.query)
-
-
 def drafts_from_plausible(body: PlausibleBody) -> list[Draft]:
     """One draft per domain the body names (``domain`` may be ``"a.com,b.com"``)."""
     name = _pick(body.name, body.n)
@@ -140,7 +133,7 @@ def drafts_from_plausible(body: PlausibleBody) -> list[Draft]:
     if not page.hostname:
         raise InvalidInput("url", "must be an absolute http(s) URL")
     if _pick(body.hashMode, body.h):
-        page = _with_fragment(page, url)
+        page = with_fragment(page, url)
     domains = [item.strip() for item in (_pick(body.domain, body.d) or "").split(",") if item.strip()]
     if not domains:
         raise InvalidInput("domain", "required")
@@ -185,7 +178,7 @@ def draft_from_umami(body: UmamiBody) -> Draft:
         url = f"https://{hostname}{url}"
     elif url.startswith("/"):  # no hostname: the site's own domain stands in
         url = f"https://localhost{url}"
-    page = _with_fragment(parse_page_url(url, "payload.url"), url)
+    page = with_fragment(parse_page_url(url, "payload.url"), url)
     if page.hostname == "localhost" and not hostname:
         page = ParsedUrl("", page.path, page.query)
     name = payload.name

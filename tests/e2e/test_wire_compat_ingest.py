@@ -306,6 +306,18 @@ def test_compat_scripts_in_chromium(server, pages, browser_page):
         ("Download", '{"format": "pdf"}'), ("Signup", '{"plan": "team"}'), ("pageview", "{}")]
 
 
+def test_compat_hash_script_counts_hash_routes(server, pages, browser_page):
+    site = new_site(server)
+    pages.pages["hashapp"] = f"""<!doctype html><html><body>
+      <script defer data-domain="{site}" src="{server.url}/js/script.hash.js"></script><p>app</p></body></html>"""
+    browser_page.goto(f"{pages.url}/hashapp#/inbox")
+    browser_page.wait_for_function("typeof window.footfall === 'function'")
+    browser_page.evaluate("location.hash = '#/settings'")
+    views = wait_for(lambda: (found := [e for e in live(server, site) if e["name"] == "pageview"]) and len(found) >= 2 and found,
+                     "two hash-route page views")
+    assert [view["path"] for view in views] == ["/hashapp#/inbox", "/hashapp#/settings"]
+
+
 def test_script_paths(server):
     for path in ("/js/script.js", "/js/script.hash.outbound-links.js", "/js/script.file-downloads.revenue.tagged-events.js", "/script.js"):
         answer = httpx.get(f"{server.url}{path}")
