@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import BROWSER_UA, ROOT
 from tests.e2e.conftest import CHROMIUM
-from tests.servers import start_server
+from tests.servers import footfall_cli, start_server
 
 CLIENTS = ROOT / ".cache" / "npm-clients"
 PACKAGES = {"@plausible-analytics/tracker": "0.4.6", "@umami/node": "0.4.0"}
@@ -200,6 +200,21 @@ def test_site_aliases_are_unique_and_editable(server):
     assert changed.status_code == 200 and changed.json()["data"]["plausible_site_id"] == "old-name.example"
     assert plausible(server, {"n": "pageview", "u": "https://old-name.example/", "d": "old-name.example"}).headers.get("x-plausible-dropped") is None
     assert wait_live(server, site, 1)[0]["hostname"] == "old-name.example"
+
+
+def test_cli_sets_the_aliases(server):
+    website, domain = str(uuid.uuid4()), f"cli-{uuid.uuid4().hex[:8]}.test"
+    added = footfall_cli("site", "add", domain, "--umami-website-id", website, data_dir=server.data_dir)
+    assert added.returncode == 0, added.stderr
+    alias = footfall_cli("site", "alias", domain, "--plausible-site-id", f"old-{domain}", data_dir=server.data_dir)
+    assert alias.returncode == 0 and f"plausible_site_id=old-{domain}" in alias.stdout, alias.stderr
+    bad = footfall_cli("site", "alias", domain, "--umami-website-id", "not-a-uuid", data_dir=server.data_dir)
+    assert bad.returncode != 0 and "umami_website_id" in bad.stderr
+    sent = httpx.post(f"{server.url}/api/send", headers={"user-agent": BROWSER_UA},
+                      json={"type": "event", "payload": {"website": website, "hostname": domain, "url": "/cli"}})
+    assert sent.status_code == 200
+    assert plausible(server, {"n": "pageview", "u": f"https://{domain}/old", "d": f"old-{domain}"}).status_code == 202
+    assert sorted(e["path"] for e in wait_live(server, domain, 2)) == ["/cli", "/old"]
 
 
 # -- in Chromium: Plausible's npm tracker, and Footfall's compatibility scripts -------------------
