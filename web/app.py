@@ -40,7 +40,7 @@ from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
-from web.ingest import ClientAddress, make_ingest_handlers
+from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
@@ -152,8 +152,9 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, *TRACKER_ROUTES, *PLAUSIBLE_CONTROLLERS],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
+    gate = ingest_gate(appliance)  # one rate-limit budget for every ingest route
     return Litestar(
-        route_handlers=[*make_ingest_handlers(appliance), *make_compat_handlers(appliance), site],
+        route_handlers=[*make_ingest_handlers(appliance, gate), *make_compat_handlers(appliance, gate), site],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],

@@ -37,7 +37,7 @@ from appliance.models import DropReason, RequestContext
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
-from web.ingest import ClientAddress, TooLarge, _read_body, _respond
+from web.ingest import ClientAddress, TooLarge, _read_body, _respond, ingest_gate
 
 _json = msgspec.json.Encoder()
 _CORS = [
@@ -205,13 +205,10 @@ class CompatEndpoint:
         await self._answer(send, dialect.accepted(None if events else ignored))
 
 
-def make_compat_handlers(appliance) -> list:
-    """``/api/event`` (Plausible) and ``/api/send`` (Umami) around one appliance."""
-    settings = appliance.settings
-    client_address = ClientAddress(settings.server.trusted_proxies)
-    limits = IngestLimits(
-        settings.ingest.rate_limit_per_ip, settings.ingest.rate_limit_per_site, settings.ingest.rate_limit_burst_seconds
-    )
+def make_compat_handlers(appliance, gate: tuple[ClientAddress, IngestLimits] | None = None) -> list:
+    """``/api/event`` (Plausible) and ``/api/send`` (Umami) around one appliance; ``gate``: the
+    tracker routes' client address logic and rate limits (:func:`web.ingest.ingest_gate`)."""
+    client_address, limits = gate or ingest_gate(appliance)
 
     def route(path: str, name: str, dialect: Dialect):
         endpoint = CompatEndpoint(appliance, client_address, limits, dialect)

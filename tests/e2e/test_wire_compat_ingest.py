@@ -131,6 +131,15 @@ def test_plausible_answers_like_plausible(server):
     assert live(server, site) == []
 
 
+@pytest.mark.parametrize("path", ["/api/event", "/api/send"])
+def test_body_limit_nesting_guard_and_method(server, path):
+    huge = httpx.post(f"{server.url}{path}", content=b'{"n": "' + b"x" * 1_100_000 + b'"}', headers={"user-agent": BROWSER_UA})
+    assert huge.status_code == 413
+    deep = httpx.post(f"{server.url}{path}", content=b"[" * 100 + b"]" * 100, headers={"user-agent": BROWSER_UA})
+    assert deep.status_code == 400 and "nested" in deep.json()["error"]["message"]
+    assert httpx.get(f"{server.url}{path}").status_code == 405
+
+
 def test_plausible_hash_mode_keeps_the_fragment(server):
     site = new_site(server)
     assert plausible(server, {"n": "pageview", "u": f"https://{site}/app#/settings", "d": site, "h": 1}).status_code == 202
