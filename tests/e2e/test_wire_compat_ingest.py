@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -224,6 +225,25 @@ def test_cli_sets_the_aliases(server):
     assert sent.status_code == 200
     assert plausible(server, {"n": "pageview", "u": f"https://{domain}/old", "d": f"old-{domain}"}).status_code == 202
     assert sorted(e["path"] for e in wait_live(server, domain, 2)) == ["/cli", "/old"]
+
+
+def test_settings_page_edits_the_aliases(server):
+    site, website = new_site(server), str(uuid.uuid4())
+    with httpx.Client(base_url=server.url, headers={"user-agent": BROWSER_UA}, timeout=30) as browser:
+        form = browser.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        assert browser.post("/login", data={"username": "admin", "password": server.password, "csrf": token}).status_code == 303
+        page = browser.get(f"/sites/{site}/settings")
+        assert 'name="umami_website_id"' in page.text and 'name="plausible_site_id"' in page.text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+        fields = {"csrf": csrf, "name": site, "timezone": "UTC", "retention_days": "400", "allowed_hostnames": ""}
+        saved = browser.post(f"/sites/{site}/settings", data={**fields, "umami_website_id": website, "plausible_site_id": ""})
+        assert saved.status_code == 303, saved.text
+        assert website in browser.get(f"/sites/{site}/settings").text
+        refused = browser.post(f"/sites/{site}/settings", data={**fields, "umami_website_id": "nope"})
+        assert refused.status_code == 422 and "Umami website id" in refused.text
+    answer = httpx.get(f"{server.url}/api/v1/sites/{site}", headers=server.auth()).json()["data"]
+    assert answer["umami_website_id"] == website
 
 
 # -- in Chromium: Plausible's npm tracker, and Footfall's compatibility scripts -------------------
