@@ -1,4 +1,5 @@
-"""Plausible's Stats API v1 under ``/api/plausible/v1/stats/{aggregate,timeseries,breakdown}``.
+"""Plausible's Stats API v1 under ``/api/plausible/v1/stats/{aggregate,timeseries,breakdown}``
+and ``/realtime/visitors``.
 
 Footfall's own stats routes (``/api/v1/stats/...``) already use those names with another
 vocabulary (``site``, ``start_date``/``end_date``, ``{"status", "data"}`` answers), so tools
@@ -69,6 +70,10 @@ class PlausibleStatsController(Controller):
         plausible = PlausibleStats(appliance.stats)
         query = plausible.query(site_of(request), period, date, filters)
         return plausible.breakdown(query, property, metrics, limit, page)
+
+    @get("/realtime/visitors", summary="Plausible Stats API v1: visitors in the last 5 minutes (a number)", sync_to_thread=True)
+    def realtime_visitors(self, request: Request, appliance: ApplianceDep, site_id: SiteIdParam) -> int:
+        return appliance.stats.current_visitors(site_of(request))
 
 
 PLAUSIBLE_CONTROLLERS = [PlausibleStatsController]

@@ -141,6 +141,11 @@ def test_unsupported_parameters_are_400_naming_the_parameter(server, site, param
     assert answer.json()["error"]["field"] == field
 
 
+def test_realtime_visitors(server, site):
+    answer = api(server, "realtime/visitors", site_id=site)
+    assert answer.status_code == 200 and answer.json() == 3
+
+
 def test_breakdown_errors_and_authentication(server, site):
     for params, field in (({"property": "visit:city"}, "property"), ({}, "property"),
                           ({"property": "event:page", "metrics": "events"}, "metrics")):
