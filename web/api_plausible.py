@@ -76,4 +76,11 @@ class PlausibleStatsController(Controller):
         return appliance.stats.current_visitors(site_of(request))
 
 
-PLAUSIBLE_CONTROLLERS = [PlausibleStatsController]
+class PlausibleBaseUrlController(PlausibleStatsController):
+    """The same routes where a client that takes Plausible's base URL and appends
+    ``/api/v1/stats/...`` finds them: base URL ``https://HOST/plausible``."""
+
+    path = "/plausible/api/v1/stats"
+
+
+PLAUSIBLE_CONTROLLERS = [PlausibleStatsController, PlausibleBaseUrlController]

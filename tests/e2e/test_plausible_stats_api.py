@@ -144,6 +144,10 @@ def test_unsupported_parameters_are_400_naming_the_parameter(server, site, param
 def test_realtime_visitors(server, site):
     answer = api(server, "realtime/visitors", site_id=site)
     assert answer.status_code == 200 and answer.json() == 3
+    # the same routes under a base URL for clients that append /api/v1/stats/... themselves
+    same = httpx.get(f"{server.url}/plausible/api/v1/stats/aggregate", params={"site_id": site, "period": "day"},
+                     headers=server.auth())
+    assert same.json() == {"results": {"visitors": {"value": 3}}}
 
 
 def test_breakdown_errors_and_authentication(server, site):
