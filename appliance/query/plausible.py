@@ -134,7 +134,12 @@ class PlausibleStats:
     def query(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
               interval: str = "day") -> Query:
         first, last = date_range(site, period or "30d", date_text)
-        return Query(site=site, date_from=first, date_to=last, interval=interval, filters=plausible_filters(filters))
+        try:
+            return Query(site=site, date_from=first, date_to=last, interval=interval, filters=plausible_filters(filters))
+        except QueryError as error:
+            if error.field not in ("start_date", "end_date"):
+                raise
+            raise _error("date", error.message) from None  # Plausible names its one date parameter
 
     def _totals(self, query: Query, metrics: list[str]) -> dict[str, object]:
         totals = dict(self._stats.aggregate(query))

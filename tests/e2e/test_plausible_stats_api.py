@@ -131,6 +131,7 @@ def test_breakdowns(server, site):
     ({"metrics": "visitors,time_on_page"}, "metrics"),
     ({"period": "forever"}, "period"),
     ({"period": "custom", "date": "2026-01-01"}, "date"),
+    ({"period": "custom", "date": "2026-02-01,2026-01-01"}, "date"),
     ({"filters": "visit:city==Berlin"}, "filters"),
     ({"compare": "year_over_year"}, "compare"),
     ({"metrics": "conversion_rate"}, "metrics"),
