@@ -134,7 +134,8 @@ def drafts_from_plausible(body: PlausibleBody) -> list[Draft]:
         raise InvalidInput("url", "must be an absolute http(s) URL")
     if _pick(body.hashMode, body.h):
         page = with_fragment(page, url)
-    domains = [item.strip() for item in (_pick(body.domain, body.d) or "").split(",") if item.strip()]
+    # one event per named site; a site named twice counts once
+    domains = list(dict.fromkeys(item.strip() for item in (_pick(body.domain, body.d) or "").split(",") if item.strip()))
     if not domains:
         raise InvalidInput("domain", "required")
     if len(domains) > MAX_DOMAINS:

@@ -27,6 +27,7 @@ def test_plausible_long_keys_win_and_domains_fan_out():
         b' "referrer": "https://duckduckgo.com/?q=secret", "props": {"k": 1, "nested": {"no": 1}}}'
     ))
     assert [d.site_hint for d in drafts] == ["a.test", "b.test"]
+    assert len(drafts_from_plausible(plausible.decode(b'{"n": "pageview", "u": "https://a.test/", "d": "a.test,a.test"}'))) == 1
     first = drafts[0]
     assert (first.kind, first.name, first.page.hostname, first.page.path) == (EventKind.PAGEVIEW, "pageview", "a.test", "/x")
     assert first.fields["referrer"] == "https://duckduckgo.com/" and first.fields["props"] == {"k": "1"}
