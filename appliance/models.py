@@ -44,7 +44,8 @@ class CollectBody(msgspec.Struct, kw_only=True):
     ``r`` referrer, ``n`` event or conversion name, ``p`` properties, ``w`` screen width,
     ``l`` language, ``z`` time zone, ``a`` amount, ``c`` currency, ``e`` engaged
     milliseconds, ``d`` maximum scroll depth in percent, ``v`` 0/1 new or returning visitor
-    (only when the site opted into the first-party marker).
+    (only when the site opted into the first-party marker), ``h`` 1 to keep the URL's
+    ``#fragment`` in the path (hash-based routing: the compatibility script's ``hash`` mode).
     """
 
     k: str = "pageview"
@@ -61,6 +62,7 @@ class CollectBody(msgspec.Struct, kw_only=True):
     e: int | None = None
     d: int | None = None
     v: int | None = None
+    h: int | None = None
 
 
 class EventKind(enum.IntEnum):
@@ -157,5 +159,10 @@ class Site(msgspec.Struct, kw_only=True):
     allowed_hostnames: list[str] = []
     public: bool = False
     created_at: float = 0.0
+    # Other tools' names for this site, so their trackers and clients reach it unchanged
+    # (appliance/sites.py resolves them): an Umami website id (a UUID) and a Plausible site id
+    # (the domain a Plausible snippet names, when it is not this site's domain).
+    umami_website_id: str = ""
+    plausible_site_id: str = ""
 
 

@@ -31,6 +31,7 @@ _SHARE = "share"
 _HOSTNAME_PATTERN = re.compile(r"^[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
 _GENERATION = "sites"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RECHECK_SECONDS = 1.0
 
 
@@ -79,6 +80,27 @@ def _checked_hostnames(patterns: list[str]) -> list[str]:
     return cleaned
 
 
+def _checked_umami_id(website_id: str) -> str:
+    website_id = normalised(website_id).lower()
+    if website_id and not _UUID.fullmatch(website_id):
+        raise SiteError("umami_website_id", f"not an Umami website id (a UUID): {website_id!r}")
+    return website_id
+
+
+def _checked_plausible_id(site_id: str) -> str:
+    if not normalised(site_id):
+        return ""
+    try:
+        return _checked_domain(site_id)
+    except SiteError:
+        raise SiteError("plausible_site_id", f"not a domain: {site_id!r}") from None
+
+
+def aliases_of(site: Site) -> tuple[str, ...]:
+    """The other tools' names of ``site`` that resolve to it (see :class:`Site`)."""
+    return tuple(alias for alias in (site.umami_website_id, site.plausible_site_id) if alias)
+
+
 def _checked_name(name: str) -> str:
     name = normalised(name)
     if problem := control_character(name):
@@ -98,6 +120,7 @@ class SiteRegistry:
         self._memory = threading.Lock()
         self._by_domain: dict[str, Site] = {}
         self._by_id: dict[int, Site] = {}
+        self._by_alias: dict[str, Site] = {}  # Umami website ids, Plausible site ids
         self._generation = -1  # the generation the in-memory copy reflects
         self._removing: set[int] = set()  # unlisted while their data goes: never reloaded
         self._next_check = 0.0
@@ -116,6 +139,7 @@ class SiteRegistry:
             sites = [site for site in sites if site.id not in self._removing]
             self._by_domain = {site.domain: site for site in sites}
             self._by_id = {site.id: site for site in sites}
+            self._index_aliases()
             self._generation = generation
         return True
 
@@ -126,12 +150,26 @@ class SiteRegistry:
     def _bump(self, txn) -> int:
         return self._records.bump_generation(txn, _GENERATION)
 
+    def _index_aliases(self) -> None:
+        """Rebuild the alias index from ``_by_id`` (under ``_memory``; sites are few)."""
+        self._by_alias = {alias: site for site in self._by_id.values() for alias in aliases_of(site)}
+
+    def _check_aliases_free(self, site: Site) -> None:
+        """Refuse another site's domain or alias as an alias of ``site`` (409)."""
+        for alias, field in ((site.umami_website_id, "umami_website_id"), (site.plausible_site_id, "plausible_site_id")):
+            if not alias:
+                continue
+            other = self._by_alias.get(alias) or self._by_domain.get(alias)
+            if other is not None and other.id != site.id:
+                raise SiteError(field, f"{alias!r} already names the site {other.domain}", 409)
+
     def _wrote(self, previous: int, change) -> None:
         """After a committed write that bumped the generation from ``previous``: apply it to
         the in-memory copy. If someone else wrote in between, the copy stays marked stale
         (its generation behind the stored one) and the next check reloads it."""
         with self._memory:
             change()
+            self._index_aliases()
             if previous == self._generation:
                 self._generation = previous + 1
 
@@ -140,7 +178,7 @@ class SiteRegistry:
         by_domain = self._by_domain
         site = by_domain.get(domain)
         if site is None and domain:
-            site = by_domain.get(normalise_domain(domain))
+            site = by_domain.get(normalise_domain(domain)) or self._by_alias.get(normalise_domain(domain))
         return site
 
     def get(self, domain: str) -> Site | None:
@@ -169,8 +207,12 @@ class SiteRegistry:
         timezone: str | None = None,
         retention_days: int | None = None,
         allowed_hostnames: list[str] | None = None,
+        umami_website_id: str = "",
+        plausible_site_id: str = "",
     ) -> Site:
         domain = _checked_domain(domain)
+        umami_website_id = _checked_umami_id(umami_website_id)
+        plausible_site_id = _checked_plausible_id(plausible_site_id)
         timezone = _checked_timezone(timezone or self._default_timezone)
         retention_days = _checked_retention(retention_days or self._default_retention)
         allowed_hostnames = _checked_hostnames(allowed_hostnames or [])
@@ -178,6 +220,9 @@ class SiteRegistry:
         with self._lock:
             if self.get(domain) is not None:
                 raise SiteError("domain", f"site already exists: {domain}")
+            self._check_aliases_free(
+                Site(id=-1, domain=domain, umami_website_id=umami_website_id, plausible_site_id=plausible_site_id)
+            )
 
             def create(txn):
                 if self._records.get(_KIND, domain, txn) is not None:  # made by another process
@@ -192,6 +237,8 @@ class SiteRegistry:
                     retention_days=retention_days,
                     allowed_hostnames=allowed_hostnames,
                     created_at=time.time(),
+                    umami_website_id=umami_website_id,
+                    plausible_site_id=plausible_site_id,
                 )
                 self._records.put(txn, _KIND, domain, msgspec.msgpack.encode(site))
                 return site, previous
@@ -215,6 +262,8 @@ class SiteRegistry:
         retention_days: int | None = None,
         allowed_hostnames: list[str] | None = None,
         public: bool | None = None,
+        umami_website_id: str | None = None,
+        plausible_site_id: str | None = None,
     ) -> Site:
         """Rename a site (its name or its domain) or change its settings. Its data stays:
         everything stored is keyed by the site's id, not its domain."""
@@ -232,7 +281,12 @@ class SiteRegistry:
             changed.allowed_hostnames = _checked_hostnames(allowed_hostnames)
         if public is not None:
             changed.public = public
+        if umami_website_id is not None:
+            changed.umami_website_id = _checked_umami_id(umami_website_id)
+        if plausible_site_id is not None:
+            changed.plausible_site_id = _checked_plausible_id(plausible_site_id)
         with self._lock:
+            self._check_aliases_free(changed)
             if new_domain is not None and _checked_domain(new_domain) != site.domain:
                 changed.domain = _checked_domain(new_domain)
                 if self.get(changed.domain) is not None:

@@ -46,6 +46,8 @@ class CreateSiteBody(msgspec.Struct, kw_only=True):
     retention_days: int | None = None
     allowed_hostnames: list[str] = []
     public: bool = False
+    umami_website_id: str = ""  # README: Switching from Umami
+    plausible_site_id: str = ""  # README: Switching from Plausible
 
 
 class ChangeSiteBody(msgspec.Struct, kw_only=True):
@@ -55,6 +57,8 @@ class ChangeSiteBody(msgspec.Struct, kw_only=True):
     retention_days: int | None = None
     allowed_hostnames: list[str] | None = None
     public: bool | None = None
+    umami_website_id: str | None = None
+    plausible_site_id: str | None = None
 
 
 def _site_view(appliance: Appliance, site: Site) -> dict[str, Any]:
@@ -85,6 +89,8 @@ class SiteController(Controller):
             timezone=data.timezone,
             retention_days=data.retention_days,
             allowed_hostnames=data.allowed_hostnames,
+            umami_website_id=data.umami_website_id,
+            plausible_site_id=data.plausible_site_id,
         )
         if data.public:
             site = sites.change(site.domain, public=True)
@@ -106,6 +112,8 @@ class SiteController(Controller):
             retention_days=data.retention_days,
             allowed_hostnames=data.allowed_hostnames,
             public=data.public,
+            umami_website_id=data.umami_website_id,
+            plausible_site_id=data.plausible_site_id,
         )
         changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
         audit(appliance, request, "site.update", site_of(request).domain, **changes)

@@ -34,6 +34,7 @@ from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
+from web.api_plausible import PLAUSIBLE_CONTROLLERS
 from web.api_reports import REPORT_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
@@ -41,12 +42,14 @@ from web.dashboard_definitions import DEFINITION_PAGES
 from web.dashboard_reports import REPORT_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
-from web.ingest import ClientAddress, make_ingest_handlers
+from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
+from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
 from web.security import security_headers
+from web.trackers import TRACKER_ROUTES
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -143,16 +146,29 @@ def create_app(settings: Settings) -> Litestar:
             appliance.close()
 
     auth = settings.auth
-    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *REPORT_CONTROLLERS])
+    api = [*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *REPORT_CONTROLLERS, *PLAUSIBLE_CONTROLLERS]
+    document_answers(api)
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *REPORT_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, *REPORT_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[
+            *api,
+            SessionController,
+            *DASHBOARD_CONTROLLERS,
+            *DEFINITION_PAGES,
+            *REPORT_PAGES,
+            LiveViewController,
+            tracker_script,
+            favicon,
+            index,
+            *TRACKER_ROUTES,
+        ],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
+    gate = ingest_gate(appliance)  # one rate-limit budget for every ingest route
     return Litestar(
-        route_handlers=[*make_ingest_handlers(appliance), site],
+        route_handlers=[*make_ingest_handlers(appliance, gate), *make_compat_handlers(appliance, gate), site],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],

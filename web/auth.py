@@ -268,7 +268,8 @@ def tokens_match(expected: str, submitted: str) -> bool:
 
 # -- guards ------------------------------------------------------------------------------------
 def _site_from_request(connection: ASGIConnection) -> str:
-    return connection.path_params.get("domain") or connection.query_params.get("site") or ""
+    params = connection.query_params  # ``site_id``: Plausible's name (web/api_plausible.py)
+    return connection.path_params.get("domain") or params.get("site") or params.get("site_id") or ""
 
 
 def _resolve_site(connection: ASGIConnection, principal: Principal | None) -> Site | None:

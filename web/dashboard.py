@@ -245,6 +245,8 @@ class SitesController(Controller):
             changed = appliance.sites.change(
                 site.domain, name=str(form.get("name", site.name)), timezone=str(form.get("timezone", site.timezone)),
                 retention_days=retention, allowed_hostnames=hostnames, public=form.get("public") == "on",
+                umami_website_id=str(form.get("umami_website_id", site.umami_website_id)).strip(),
+                plausible_site_id=str(form.get("plausible_site_id", site.plausible_site_id)).strip(),
             )
         except (SiteError, ValueError) as error:
             return _settings_page(request, appliance, error=getattr(error, "message", str(error)), status=422)

@@ -362,13 +362,19 @@ def _ignored(drop: Dropped, draft: Draft, caller, agent: str) -> dict[str, str]:
     return answer
 
 
-def make_ingest_handlers(appliance) -> list:
-    """The three ingest routes around one appliance (opened later, in the lifespan)."""
+def ingest_gate(appliance) -> tuple[ClientAddress, IngestLimits]:
+    """The client address logic and the rate limits every ingest route shares (the foreign
+    protocols' routes of :mod:`web.ingest_compat` too: one budget per address and site)."""
     settings = appliance.settings
-    client_address = ClientAddress(settings.server.trusted_proxies)
     limits = IngestLimits(
         settings.ingest.rate_limit_per_ip, settings.ingest.rate_limit_per_site, settings.ingest.rate_limit_burst_seconds
     )
+    return ClientAddress(settings.server.trusted_proxies), limits
+
+
+def make_ingest_handlers(appliance, gate: tuple[ClientAddress, IngestLimits] | None = None) -> list:
+    """The three ingest routes around one appliance (opened later, in the lifespan)."""
+    client_address, limits = gate or ingest_gate(appliance)
 
     def route(path: str, name: str, body_type: type, to_draft: Callable[[Any], Draft], id_field: str, compact: bool):
         endpoint = IngestEndpoint(appliance, client_address, limits, body_type, to_draft, id_field, compact)

@@ -40,6 +40,7 @@ from appliance.accounts.permissions import Permission
 from appliance.models import CollectBody, ConversionBody, EventBody
 from web.auth import Guard
 from web.errors import ErrorBody
+from web.openapi_compat import document_compat_ingest
 
 BEARER = "bearer"
 SHARED_LINK = "shared_link"
@@ -255,6 +256,7 @@ def document(app: Litestar) -> None:
         {"k": "pageview", "s": "example.com", "u": "https://example.com/pricing", "r": "https://news.ycombinator.com/", "w": 1280},
         compact=True,
     )
+    document_compat_ingest(paths, components.schemas, lambda definition: Schema(**_schema_kwargs(definition)))
     schema.paths = paths
 
 

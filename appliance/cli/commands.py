@@ -120,10 +120,23 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
 def cmd_site_add(args: argparse.Namespace) -> int:
     with _records(args) as session:
         site = session.sites.add(
-            args.domain, name=args.name or "", timezone=args.timezone, retention_days=args.retention_days
+            args.domain, name=args.name or "", timezone=args.timezone, retention_days=args.retention_days,
+            umami_website_id=args.umami_website_id or "", plausible_site_id=args.plausible_site_id or "",
         )
         session.audit.record(CLI_ACTOR, "site.create", site.domain, timezone=site.timezone)
     print(f"added {site.domain} (site {site.id}, {site.timezone})")
+    return 0
+
+
+def cmd_site_alias(args: argparse.Namespace) -> int:
+    """Set the other tools' names of a site (an empty value removes one)."""
+    with _records(args) as session:
+        site = session.sites.change(
+            args.domain, umami_website_id=args.umami_website_id, plausible_site_id=args.plausible_site_id
+        )
+        session.audit.record(CLI_ACTOR, "site.update", site.domain, umami_website_id=site.umami_website_id,
+                             plausible_site_id=site.plausible_site_id)
+    print(f"{site.domain}: umami_website_id={site.umami_website_id or '-'} plausible_site_id={site.plausible_site_id or '-'}")
     return 0
 
 
@@ -282,7 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name")
     add.add_argument("--timezone")
     add.add_argument("--retention-days", type=int)
+    add.add_argument("--umami-website-id", help="the Umami website id (UUID) its Umami snippet sends")
+    add.add_argument("--plausible-site-id", help="the domain its Plausible snippet names, if not DOMAIN")
     add.set_defaults(func=cmd_site_add)
+    alias = site.add_parser("alias", parents=[common], help="set a site's Umami website id or Plausible site id")
+    alias.add_argument("domain")
+    alias.add_argument("--umami-website-id", help="a UUID; empty to remove")
+    alias.add_argument("--plausible-site-id", help="a domain; empty to remove")
+    alias.set_defaults(func=cmd_site_alias)
     site.add_parser("list", parents=[common], help="list sites").set_defaults(func=cmd_site_list)
     drop = site.add_parser("delete", parents=[common], help="delete a site and all its data")
     drop.add_argument("domain")

@@ -123,6 +123,15 @@ def _parse_page_url(url: str | None, field: str) -> ParsedUrl:
     return ParsedUrl(hostname.removeprefix("www."), path[:500], query)
 
 
+def with_fragment(page: ParsedUrl, url: str) -> ParsedUrl:
+    """The page with the URL's ``#fragment`` kept in its path (hash-based routing); a new
+    value, as parsed URLs are cached and shared."""
+    _, hash_sign, fragment = url.partition("#")
+    if not hash_sign or not fragment:
+        return page
+    return ParsedUrl(page.hostname, (page.path + "#" + fragment)[:500], page.query)
+
+
 def _referrer(url: object) -> str:
     if not url or not isinstance(url, str):
         return ""
@@ -265,6 +274,8 @@ def draft_from_collect_body(body: CollectBody) -> Draft:
     page = parse_page_url(body.u, "u")
     if not page.hostname:
         raise InvalidInput("u", "must be an absolute http(s) URL")
+    if body.h:
+        page = with_fragment(page, body.u)
     if kind in (EventKind.CUSTOM, EventKind.CONVERSION) and not body.n:
         raise InvalidInput("n", "required for events and conversions")
     fields: dict[str, object] = {

@@ -24,6 +24,8 @@ PUBLIC = {
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/healthz"),
     ("GET", "/js/footfall.js"),
+    ("GET", "/js/{script:str}"),
+    ("GET", "/script.js"),
     ("GET", "/favicon.ico"),
     ("GET", "/"),
     ("GET", "/login"),

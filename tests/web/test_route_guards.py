@@ -81,6 +81,10 @@ ON_THE_LOOP = {
     "/favicon.ico": "the icon (bytes read at import, no appliance)",
     "/api/v1/health": "async only to choose its status code; the report is read in a worker thread",
     "/api/v1/healthz": "the same handler as /api/v1/health",
+    "/api/event": "ingest: raw ASGI (Plausible's body), like /api/v1/events",
+    "/api/send": "ingest: raw ASGI (Umami's body), like /api/v1/events",
+    "/js/{script:str}": "the tracker in Plausible compatibility mode (cached bytes, no appliance)",
+    "/script.js": "the tracker in Umami compatibility mode (cached bytes, no appliance)",
 }
 ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
 

@@ -1,0 +1,218 @@
+"""Plausible's Stats API v1 vocabulary, answered from Footfall's one query vocabulary.
+
+:class:`PlausibleStats` takes Plausible's parameters (``period`` and ``date``, ``metrics``,
+``property``, ``filters``, ``compare``, ``interval``, ``limit``, ``page``) and answers in
+Plausible's shapes (``{"results": ...}``) by calling :class:`~appliance.query.stats.Stats`:
+the numbers are the dashboard's. The mapping tables below are the documentation (README,
+"Plausible-compatible Stats API"); whatever they do not name is refused with a
+:class:`~appliance.query.spec.QueryError` naming the parameter (answered 400).
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, timedelta
+
+from appliance.filters import Filter, FilterError, parse_filters
+from appliance.models import Site
+from appliance.periods import local_today
+from appliance.query.spec import Query, QueryError
+
+PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
+# Plausible metric -> how Footfall answers it (every one from the same aggregate / rows)
+AGGREGATE_METRICS = (
+    "visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events", "conversion_rate",
+)
+TIMESERIES_METRICS = ("visitors", "visits", "pageviews", "views_per_visit")
+BREAKDOWN_METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events")
+# Plausible property -> Footfall breakdown dimension
+PROPERTIES = {
+    "event:page": "page",
+    "event:hostname": "hostname",
+    "visit:source": "source",
+    "visit:referrer": "referrer",
+    "visit:channel": "channel",
+    "visit:utm_source": "utm_source",
+    "visit:utm_medium": "utm_medium",
+    "visit:utm_campaign": "utm_campaign",
+    "visit:utm_term": "utm_term",
+    "visit:utm_content": "utm_content",
+    "visit:device": "device",
+    "visit:browser": "browser",
+    "visit:browser_version": "browser_version",
+    "visit:os": "os",
+    "visit:os_version": "os_version",
+    "visit:country": "country",
+    "visit:region": "region",
+    "visit:screen": "screen",
+    "visit:language": "language",
+}
+# answered by their own reports rather than the breakdown
+SPECIAL_PROPERTIES = ("event:name", "visit:entry_page", "visit:exit_page")
+GOAL_DIMENSIONS = ("goal", "event")  # filters whose visitors convert (conversion_rate)
+
+
+def _error(field: str, message: str) -> QueryError:
+    return QueryError(field, message, 400)
+
+
+def _day(text: str, field: str = "date") -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise _error(field, f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _month_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def _months_back(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def date_range(site: Site, period: str, date_text: str | None) -> tuple[date, date]:
+    """Plausible's ``period`` and ``date`` as an inclusive local date range."""
+    if period == "custom":
+        first, comma, last = (date_text or "").partition(",")
+        if not comma:
+            raise _error("date", "custom period needs date=YYYY-MM-DD,YYYY-MM-DD")
+        return _day(first), _day(last)
+    anchor = _day(date_text) if date_text else local_today(site.timezone)
+    if period == "day":
+        return anchor, anchor
+    if period in ("7d", "30d"):
+        return anchor - timedelta(days=int(period[:-1]) - 1), anchor
+    if period == "month":
+        return anchor.replace(day=1), _month_end(anchor)
+    if period in ("6mo", "12mo"):
+        return _months_back(anchor, int(period[:-2]) - 1), _month_end(anchor)
+    raise _error("period", f"Invalid period {period!r}: use one of {', '.join(PERIODS)}")
+
+
+def metric_list(text: str | None, allowed: tuple[str, ...]) -> list[str]:
+    metrics = [name.strip() for name in (text or "visitors").split(",") if name.strip()]
+    for name in metrics:
+        if name not in allowed:
+            raise _error("metrics", f"The metric `{name}` is not supported here; supported: {', '.join(allowed)}")
+    return metrics or ["visitors"]
+
+
+def plausible_filters(text: str | None) -> list[Filter]:
+    """``visit:browser==Firefox;event:page==/blog*`` (Plausible's v1 syntax is Footfall's short
+    form with prefixed names, which :func:`~appliance.filters.parse_filters` reads)."""
+    try:
+        filters = parse_filters(text)
+    except FilterError as error:
+        raise _error("filters", error.message) from None
+    if any(condition.dimension == "segment" for condition in filters):  # segments may be private
+        raise _error("filters", "segments are not part of Plausible's API; use Footfall's /api/v1/stats")
+    return filters
+
+
+def _per_visit(pageviews: int, visits: int) -> float:
+    return round(pageviews / visits, 2) if visits else 0.0
+
+
+def _pick(row: dict[str, object], metrics: list[str]) -> dict[str, object]:
+    picked = {}
+    for name in metrics:
+        if name == "views_per_visit":
+            picked[name] = _per_visit(int(row.get("pageviews", 0)), int(row.get("visits", 0)))  # type: ignore[call-overload]
+        else:
+            picked[name] = row.get(name, 0)
+    return picked
+
+
+class PlausibleStats:
+    """The three Stats API v1 endpoints over one :class:`~appliance.query.stats.Stats`."""
+
+    def __init__(self, stats) -> None:
+        self._stats = stats
+
+    def query(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
+              interval: str = "day") -> Query:
+        first, last = date_range(site, period or "30d", date_text)
+        try:
+            return Query(site=site, date_from=first, date_to=last, interval=interval, filters=plausible_filters(filters))
+        except QueryError as error:
+            if error.field not in ("start_date", "end_date"):
+                raise
+            raise _error("date", error.message) from None  # Plausible names its one date parameter
+
+    def _totals(self, query: Query, metrics: list[str]) -> dict[str, object]:
+        totals = dict(self._stats.aggregate(query))
+        if "conversion_rate" in metrics:
+            goals = [f for f in query.filters if f.dimension in GOAL_DIMENSIONS]
+            if not goals:
+                raise _error("metrics", "Metric `conversion_rate` can only be queried with a goal filter "
+                                        "(event:goal==NAME or event:name==NAME)")
+            others = [f for f in query.filters if f.dimension not in GOAL_DIMENSIONS]
+            everyone = self._stats.aggregate(Query(site=query.site, date_from=query.date_from,
+                                                   date_to=query.date_to, filters=others))
+            whole = int(everyone.get("visitors", 0))
+            totals["conversion_rate"] = round(100 * int(totals.get("visitors", 0)) / whole, 1) if whole else 0.0
+        return _pick(totals, metrics)
+
+    def aggregate(self, query: Query, metrics_text: str | None, compare: str | None) -> dict[str, object]:
+        metrics = metric_list(metrics_text, AGGREGATE_METRICS)
+        current = self._totals(query, metrics)
+        if not compare:
+            return {"results": {name: {"value": value} for name, value in current.items()}}
+        if compare != "previous_period":
+            raise _error("compare", f"Invalid compare {compare!r}: use previous_period")
+        previous = self._totals(query.compared("previous_period"), metrics)
+        return {"results": {name: {"value": value, "change": _change(value, previous[name])}
+                            for name, value in current.items()}}
+
+    def timeseries(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
+                   metrics_text: str | None, interval: str | None) -> dict[str, object]:
+        metrics = metric_list(metrics_text, TIMESERIES_METRICS)
+        period = period or "30d"
+        buckets = {None: "hour" if period == "day" else "day", "date": "day", "day": "day", "hour": "hour",
+                   "month": "month", "week": "week"}
+        if interval not in buckets:
+            raise _error("interval", f"Invalid interval {interval!r}: use date or month")
+        query = self.query(site, period, date_text, filters, buckets[interval])
+        return {"results": [{"date": row["date"], **_pick(row, metrics)} for row in self._stats.timeseries(query)]}
+
+    def breakdown(self, query: Query, property_name: str | None, metrics_text: str | None,
+                  limit: int, page: int) -> dict[str, object]:
+        if not property_name:
+            raise _error("property", "The `property` parameter is required for breakdowns")
+        key = property_name.split(":")[-1]
+        wanted = limit * page
+        if property_name == "event:name":
+            metrics = metric_list(metrics_text, ("visitors", "events"))
+            totals = self._stats.aggregate(query)
+            rows = [{"value": "pageview", "visitors": totals.get("visitors", 0), "events": totals.get("pageviews", 0)}]
+            rows += [{"value": row["name"], **row} for row in self._stats.custom_events(query)]
+            rows.sort(key=lambda row: (-int(row["visitors"]), str(row["value"])))
+        elif property_name in ("visit:entry_page", "visit:exit_page"):
+            metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews"))
+            report = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
+            rows = report(query, wanted)
+        elif property_name.startswith("event:props:"):
+            raise _error("property", f"Breaking down by custom property {property_name!r} is not supported")
+        elif property_name in PROPERTIES:
+            metrics = metric_list(metrics_text, BREAKDOWN_METRICS)
+            if "events" in metrics:
+                raise _error("metrics", f"The metric `events` is not supported with property {property_name!r}")
+            rows = self._stats.breakdown(query, PROPERTIES[property_name], wanted)["results"]
+        else:
+            raise _error("property", f"Invalid property {property_name!r}; see README, Plausible-compatible Stats API")
+        shown = rows[limit * (page - 1): wanted]
+        return {"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]}
+
+
+def _value(property_name: str, value: object) -> object:
+    if property_name == "visit:source" and value == "":
+        return "Direct / None"  # Plausible's name for visits without a source
+    return value
+
+
+def _change(current: object, previous: object) -> float | None:
+    if not isinstance(current, int | float) or not isinstance(previous, int | float) or not previous:
+        return None
+    return round(100 * (current - previous) / previous)

@@ -1,0 +1,162 @@
+"""Plausible's Stats API v1 under /api/plausible/v1: Plausible's parameters and answer shapes,
+with the numbers of Footfall's own stats routes and of the traffic actually sent.
+
+Traffic goes in through Plausible's own ingest body (``/api/event``), three visitors told
+apart by ``X-Forwarded-For`` from the trusted loopback proxy and their browsers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.servers import start_server
+
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+# (visitor address, user agent, events: (name, path, referrer))
+TRAFFIC = [
+    ("5.9.0.1", FIREFOX, [("pageview", "/", "https://www.google.com/"), ("pageview", "/blog/one", ""),
+                          ("Signup", "/blog/one", "")]),
+    ("5.9.0.2", CHROME, [("pageview", "/blog/two", "https://news.ycombinator.com/")]),
+    ("5.9.0.3", CHROME, [("pageview", "/", ""), ("pageview", "/pricing", "")]),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    handle = start_server(tmp_path_factory.mktemp("plausible-api") / "data", env={"FOOTFALL_SERVER_TRUSTED_PROXIES": "127.0.0.1"})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def site(server) -> str:
+    domain = f"stats-{uuid.uuid4().hex[:8]}.test"
+    created = httpx.post(f"{server.url}/api/v1/sites", json={"domain": domain, "plausible_site_id": f"old-{domain}"},
+                         headers=server.auth())
+    assert created.status_code == 201, created.text
+    for address, agent, events in TRAFFIC:
+        for name, path, referrer in events:
+            answer = httpx.post(f"{server.url}/api/event", headers={"user-agent": agent, "x-forwarded-for": address},
+                                content=json.dumps({"n": name, "u": f"https://{domain}{path}", "d": domain, "r": referrer or None}))
+            assert (answer.status_code, answer.text) == (202, "ok")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # committed once the live view has all of them
+        live = httpx.get(f"{server.url}/api/v1/live", params={"site": domain, "limit": 100}, headers=server.auth()).json()
+        if len(live["data"]) == 6:
+            break
+        time.sleep(0.05)
+    return domain
+
+
+def api(server, endpoint: str, **params) -> httpx.Response:
+    return httpx.get(f"{server.url}/api/plausible/v1/stats/{endpoint}", params=params, headers=server.auth())
+
+
+def results(server, endpoint: str, **params):
+    answer = api(server, endpoint, **params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"]
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def test_aggregate_matches_what_was_sent_and_footfalls_own_route(server, site):
+    metrics = "visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,events"
+    got = results(server, "aggregate", site_id=site, period="day", date=today(), metrics=metrics)
+    assert list(got) == metrics.split(",") and all(set(entry) == {"value"} for entry in got.values())
+    values = {name: entry["value"] for name, entry in got.items()}
+    assert (values["visitors"], values["visits"], values["pageviews"], values["events"]) == (3, 3, 5, 1)
+    assert values["views_per_visit"] == round(5 / 3, 2)
+    own = httpx.get(f"{server.url}/api/v1/stats/aggregate", params={"site": site, "start_date": today(), "end_date": today()},
+                    headers=server.auth()).json()["data"]
+    for name in ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events"):
+        assert values[name] == own[name], name
+    # the Plausible site id names the site too; compare=previous_period adds change
+    compared = results(server, "aggregate", site_id=f"old-{site}", period="7d", metrics="visitors", compare="previous_period")
+    assert compared == {"visitors": {"value": 3, "change": None}}
+
+
+def test_filters_and_conversion_rate(server, site):
+    firefox = results(server, "aggregate", site_id=site, period="day", metrics="visitors,pageviews", filters="visit:browser==Firefox")
+    assert firefox == {"visitors": {"value": 1}, "pageviews": {"value": 2}}
+    blog = results(server, "aggregate", site_id=site, period="day", metrics="pageviews", filters="event:page==/blog*")
+    assert blog == {"pageviews": {"value": 2}}
+    both = results(server, "aggregate", site_id=site, period="30d", metrics="visitors",
+                   filters="visit:browser==Chrome;event:page==/blog*")
+    assert both == {"visitors": {"value": 1}}
+    rate = results(server, "aggregate", site_id=site, period="day", metrics="visitors,conversion_rate", filters="event:name==Signup")
+    assert rate == {"visitors": {"value": 1}, "conversion_rate": {"value": round(100 / 3, 1)}}
+
+
+def test_timeseries(server, site):
+    rows = results(server, "timeseries", site_id=site, period="7d", metrics="visitors,pageviews")
+    assert len(rows) == 7 and rows[-1] == {"date": today(), "visitors": 3, "pageviews": 5}
+    assert all(row["visitors"] == 0 for row in rows[:-1])
+    first = (datetime.now(UTC).date() - timedelta(days=2)).isoformat()
+    custom = results(server, "timeseries", site_id=site, period="custom", date=f"{first},{today()}")
+    assert [row["date"] for row in custom][-1] == today() and len(custom) == 3 and custom[-1]["visitors"] == 3
+    months = results(server, "timeseries", site_id=site, period="12mo", interval="month")
+    assert len(months) == 12 and months[-1]["visitors"] == 3
+
+
+def test_breakdowns(server, site):
+    sources = results(server, "breakdown", site_id=site, period="day", property="visit:source", metrics="visitors,pageviews")
+    assert sorted(sources, key=lambda row: row["source"]) == [
+        {"source": "Direct / None", "visitors": 1, "pageviews": 2},
+        {"source": "Google", "visitors": 1, "pageviews": 2},
+        {"source": "Hacker News", "visitors": 1, "pageviews": 1},
+    ]
+    pages = results(server, "breakdown", site_id=site, period="day", property="event:page", limit=2)
+    second = results(server, "breakdown", site_id=site, period="day", property="event:page", limit=2, page=2)
+    assert [row["page"] for row in pages] == ["/", "/blog/one"] and pages[0]["visitors"] == 2
+    assert [row["page"] for row in second] == ["/blog/two", "/pricing"]
+    browsers = results(server, "breakdown", site_id=site, period="day", property="visit:browser", filters="event:page==/")
+    assert sorted((row["browser"], row["visitors"]) for row in browsers) == [("Chrome", 1), ("Firefox", 1)]
+    names = results(server, "breakdown", site_id=site, period="day", property="event:name", metrics="visitors,events")
+    assert names == [{"name": "pageview", "visitors": 3, "events": 5}, {"name": "Signup", "visitors": 1, "events": 1}]
+    entries = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="visits")
+    assert sorted((row["entry_page"], row["visits"]) for row in entries) == [("/", 2), ("/blog/two", 1)]
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"metrics": "visitors,time_on_page"}, "metrics"),
+    ({"period": "forever"}, "period"),
+    ({"period": "custom", "date": "2026-01-01"}, "date"),
+    ({"period": "custom", "date": "2026-02-01,2026-01-01"}, "date"),
+    ({"filters": "visit:city==Berlin"}, "filters"),
+    ({"compare": "year_over_year"}, "compare"),
+    ({"metrics": "conversion_rate"}, "metrics"),
+])
+def test_unsupported_parameters_are_400_naming_the_parameter(server, site, params, field):
+    answer = api(server, "aggregate", site_id=site, **params)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == field
+
+
+def test_realtime_visitors(server, site):
+    answer = api(server, "realtime/visitors", site_id=site)
+    assert answer.status_code == 200 and answer.json() == 3
+    # the same routes under a base URL for clients that append /api/v1/stats/... themselves
+    same = httpx.get(f"{server.url}/plausible/api/v1/stats/aggregate", params={"site_id": site, "period": "day"},
+                     headers=server.auth())
+    assert same.json() == {"results": {"visitors": {"value": 3}}}
+
+
+def test_breakdown_errors_and_authentication(server, site):
+    for params, field in (({"property": "visit:city"}, "property"), ({}, "property"),
+                          ({"property": "event:page", "metrics": "events"}, "metrics")):
+        answer = api(server, "breakdown", site_id=site, **params)
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
+    anonymous = httpx.get(f"{server.url}/api/plausible/v1/stats/aggregate", params={"site_id": site})
+    assert anonymous.status_code in (401, 403)
+    unknown = api(server, "aggregate", site_id="nowhere.test")
+    assert unknown.status_code == 404
