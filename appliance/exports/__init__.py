@@ -1,0 +1,2 @@
+"""Exports: raw events of a period (:mod:`appliance.exports.raw_events`) and, from the
+reports issue, report exporters."""
