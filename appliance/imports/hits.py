@@ -33,6 +33,7 @@ class Hit(msgspec.Struct, kw_only=True):
     screen: str = ""
     language: str = ""
     country: str = ""
+    region: str = ""
     browser: str = ""
     os: str = ""
     device: str = ""

@@ -1,7 +1,8 @@
 """The importer: a file of one kind into one site, checked whole first, idempotent, with progress.
 
 :meth:`Importer.run` reads the file twice. The *validation pass* parses every line (a reader
-per kind: :mod:`~appliance.imports.footfall`, :mod:`~appliance.imports.access_logs`) and hashes the content; a truncated archive, a malformed line
+per kind: :mod:`~appliance.imports.footfall`, :mod:`~appliance.imports.access_logs`,
+:mod:`~appliance.imports.tools`) and hashes the content; a truncated archive, a malformed line
 or a wrong column set stops the import there with an :class:`ImportFailure` naming the file
 and line, before anything is written. The *import pass* parses again and hands the items, a
 chunk at a time, to the ingest path: raw hits through the pipeline's own steps (resolve the
@@ -32,11 +33,12 @@ from appliance.imports.access_logs import STATIC_PATTERNS, AccessLogReader
 from appliance.imports.footfall import FootfallReader
 from appliance.imports.hits import Hit, Reader
 from appliance.imports.sources import SourceLine, read_lines
+from appliance.imports.tools import GoatCounterReader, UmamiReader
 from appliance.imports.visitor_ids import ImportVisitors
 from appliance.ingest.drafts import Dropped, InvalidInput, draft_from_collect_body
 from appliance.models import CollectBody, Event, EventKind, RequestContext, Site
 
-KINDS = ("footfall", "access-log")
+KINDS = ("footfall", "access-log", "umami", "goatcounter")
 CHUNK_ITEMS = 5000
 _RECORD_KIND = "imported"
 _COLLECT_KIND = {EventKind.PAGEVIEW: "pageview", EventKind.CUSTOM: "event", EventKind.CONVERSION: "conversion"}
@@ -65,6 +67,10 @@ def make_reader(kind: str, site: Site, static_patterns: tuple[str, ...] | None =
         return FootfallReader()
     if kind == "access-log":
         return AccessLogReader(site.domain, STATIC_PATTERNS if static_patterns is None else static_patterns)
+    if kind == "umami":
+        return UmamiReader(site.domain)
+    if kind == "goatcounter":
+        return GoatCounterReader(site.domain)
     raise DomainError("kind", f"must be one of {', '.join(KINDS)}")
 
 
@@ -212,7 +218,7 @@ class Importer:
         except Dropped as drop:
             return str(drop.reason)
         event = pipeline.run_enrichers(event, context)
-        given = {name: getattr(hit, name) for name in ("screen", "country", "browser", "os", "device") if getattr(hit, name)}
+        given = {name: getattr(hit, name) for name in ("screen", "country", "region", "browser", "os", "device") if getattr(hit, name)}
         return msgspec.structs.replace(
             event, visitor_id=visitors.visitor_id(site.id, identity, hit.user_agent, hit.timestamp), **given
         )

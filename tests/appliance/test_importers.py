@@ -153,3 +153,38 @@ def test_footfall_export_round_trip_in_both_formats(make_appliance, tmp_path):
             assert source.stats.aggregate(left) == target.stats.aggregate(right)
             assert source.stats.breakdown(left, "page", 50) == target.stats.breakdown(right, "page", 50)
             assert source.stats.entry_pages(left, 50) == target.stats.entry_pages(right, 50)
+
+
+def test_umami_website_event_export(appliance, site):
+    report = Importer.of(appliance).run("umami", str(FIXTURES / "umami-website-events.csv"), site)
+    assert report.events == 4 and not report.skipped
+    stats = appliance.stats
+    totals = stats.aggregate(_query(site))
+    assert (totals["visitors"], totals["pageviews"], totals["visits"]) == (2, 3, 2)
+    rows = lambda dimension: {r["value"]: r["visitors"] for r in stats.breakdown(_query(site), dimension, 10)["results"]}  # noqa: E731
+    assert rows("country") == {"DE": 1, "FR": 1}
+    assert rows("browser") == {"Firefox": 1, "Safari": 1}
+    assert rows("utm_campaign") == {"winter": 1}
+    assert rows("source")["Google"] == 1
+    assert [e["name"] for e in stats.custom_events(_query(site))] == ["signup"]
+
+
+def test_goatcounter_csv_export(appliance, site):
+    report = Importer.of(appliance).run("goatcounter", str(FIXTURES / "goatcounter-export.csv"), site)
+    assert report.events == 4 and report.skipped == {"bot": 1}
+    stats = appliance.stats
+    totals = stats.aggregate(_query(site))
+    assert (totals["visitors"], totals["pageviews"]) == (2, 3)
+    rows = lambda dimension: {r["value"]: r["visitors"] for r in stats.breakdown(_query(site), dimension, 10)["results"]}  # noqa: E731
+    assert rows("source") == {"Google": 1, "Hacker News": 1}
+    assert rows("country") == {"NL": 1, "US": 1}
+    assert rows("os") == {"Linux": 1, "Android": 1}
+
+
+def test_a_tool_export_with_the_wrong_columns_is_refused(appliance, site, tmp_path):
+    wrong = tmp_path / "umami.csv"
+    wrong.write_text("session_id,url_path,created_at\nabc,/,2026-12-01 10:00:00\n")
+    with pytest.raises(ImportFailure, match=r"umami\.csv:1: wrong column set .*missing hostname"):
+        Importer.of(appliance).run("umami", str(wrong), site)
+    with pytest.raises(ImportFailure, match=r"umami\.csv:1: wrong column set .*missing 2Path"):
+        Importer.of(appliance).run("goatcounter", str(wrong), site)
