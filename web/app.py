@@ -38,6 +38,7 @@ from web.api_raw_events import RAW_EVENT_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
+from web.dashboard_transfers import TRANSFER_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
@@ -147,7 +148,7 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *RAW_EVENT_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *RAW_EVENT_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, *TRANSFER_PAGES, LiveViewController, tracker_script, favicon, index],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(

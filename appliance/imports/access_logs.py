@@ -40,6 +40,8 @@ _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _LINE = re.compile(
     r'^(\S+) \S+ (\S+) \[([^\]]+)\] ' + _QUOTED + r' (\d{3}) (\S+)(?: ' + _QUOTED + " " + _QUOTED + r")?"
 )
+# the same without escaped quotes: several times faster, and most lines have none
+_PLAIN_LINE = re.compile(r'^(\S+) \S+ (\S+) \[([^\]]+)\] "([^"\\]*)" (\d{3}) (\S+)(?: "([^"\\]*)" "([^"\\]*)")?')
 
 
 class _CaddyRequest(msgspec.Struct):
@@ -61,9 +63,23 @@ class _CaddyLine(msgspec.Struct):
 _caddy = msgspec.json.Decoder(_CaddyLine)
 
 
-@functools.lru_cache(maxsize=4096)
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_and_offset(day: str, offset: str) -> float:
+    """The Unix time of local midnight of ``10/Oct/2025`` at UTC offset ``+0200``."""
+    moment = datetime.strptime(f"{day} {offset}", "%d/%b/%Y %z")
+    return moment.timestamp()
+
+
 def _log_time(text: str) -> float:
-    """``10/Oct/2025:13:55:36 +0200`` as a Unix time (the same second repeats: cached)."""
+    """``10/Oct/2025:13:55:36 +0200`` as a Unix time (strptime once per day and offset: it
+    costs tens of microseconds, and every line has a time)."""
+    if len(text) == 26 and text[11] == ":" and text[20] == " " and text[4:7] in _MONTHS:
+        clock = text[12:20]
+        return _day_and_offset(text[:11], text[21:]) + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:8])
     return datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z").timestamp()
 
 
@@ -114,7 +130,9 @@ class AccessLogReader:
             text = line.data.decode("utf-8")
         except UnicodeDecodeError:
             text = line.data.decode("latin-1")
-        match = _LINE.match(text)
+        match = _PLAIN_LINE.match(text) if "\\" not in text else None
+        if match is None:
+            match = _LINE.match(text)
         if match is None:
             raise ImportFailure(line.where, "not an access log line (combined, common or Caddy JSON format)")
         ip, _, when, request, status, _, referrer, agent = match.groups()

@@ -9,17 +9,23 @@ every stats query exactly as A does.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import re
+import time
 from datetime import date, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 
 from appliance.events.interchange import COLUMNS
 from tests.servers import footfall_cli, start_server
 
 SITE = "localhost"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 DAYS = 4
 
 
@@ -135,3 +141,51 @@ def test_round_trip_through_the_importer_reproduces_every_report(source, tmp_pat
                 assert left.json() == right.json(), (route, params)
     finally:
         copy.stop()
+
+
+def _dashboard(server) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, headers={"user-agent": BROWSER}, timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+    answer = client.post("/login", data={"username": "admin", "password": server.password, "csrf": token, "next": "/sites"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def _until_done(client, job: str) -> str:
+    """The jobs partial, polled as the page's htmx does, until ``job`` has finished."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        partial = client.get(f"/sites/{SITE}/transfers/jobs").text
+        row = re.search(rf'<tr class="job job-(\w+)" data-job="{job}">(.*?)</tr>', partial, re.S)
+        if row and row.group(1) != "running":
+            return row.group(0)
+        time.sleep(0.05)  # polling a background job, as the browser does every second
+    raise AssertionError(f"{job} did not finish")
+
+
+def test_dashboard_runs_exports_and_imports_as_jobs_with_progress(source, tmp_path):
+    client = _dashboard(source)
+    with contextlib.closing(client):
+        page = client.get(f"/sites/{SITE}/transfers")
+        assert page.status_code == 200 and "Export raw events" in page.text and 'name="file"' in page.text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+        started = client.post(f"/sites/{SITE}/exports", data={"csrf": csrf, **_period(), "format": "ndjson"})
+        assert started.status_code == 303
+        row = _until_done(client, "export-1")
+        assert "job-complete" in row and "<progress" in row
+        link = re.search(r'href="(/sites/[^"]+/exports/1)"', row).group(1)
+        download = client.get(link)
+        assert download.status_code == 200
+        assert _lines(download.content) == _lines(_export(source)[1])
+        # an import (dry run: the shared server's numbers stay as they are)
+        log = (Path(__file__).resolve().parents[1] / "fixtures" / "imports" / "nginx-combined.log").read_bytes()
+        uploaded = client.post(f"/sites/{SITE}/imports", data={"csrf": csrf, "kind": "access-log", "dry_run": "on"},
+                               files={"file": ("access.log", log, "text/plain")})
+        assert uploaded.status_code == 303, uploaded.text
+        row = _until_done(client, "import-1")
+        assert "job-complete" in row and "would import" in row and "skipped 1 (bot)" in row
+        broken = client.post(f"/sites/{SITE}/imports", data={"csrf": csrf, "kind": "footfall"},
+                             files={"file": ("events.csv", b"a,b\n1,2\n", "text/csv")})
+        assert broken.status_code == 303
+        row = _until_done(client, "import-2")
+        assert "job-failed" in row and "events.csv:1: wrong column set" in row
