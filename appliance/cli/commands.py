@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("packages", nargs="+")
     install.set_defaults(func=cmd_install)
 
-    add_transfer_commands(commands, common, _owned)
+    add_transfer_commands(commands, site, common, _owned)
     return parser
 
 

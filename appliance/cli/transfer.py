@@ -1,4 +1,5 @@
-"""``footfall export events`` and ``footfall import``: raw events out of a site and history in.
+"""``footfall export events``, ``footfall import`` and ``footfall site export|import``: raw events
+out of a site, history in, and whole sites moved between installations.
 
 Both open the full appliance, so they own the data dir for their run and are refused while a
 server runs on it (use ``GET /api/v1/sites/{domain}/events/export`` then). ``export events``
@@ -18,8 +19,10 @@ from datetime import date, timedelta
 import msgspec
 
 from appliance.exports.raw_events import RawEvents
+from appliance.exports.site_archive import export_site
 from appliance.filters import parse_filters
 from appliance.imports.runner import KINDS, Importer
+from appliance.imports.site_archive import import_site
 from appliance.periods import local_today
 from appliance.sites import SiteError
 
@@ -80,9 +83,28 @@ def cmd_import(args: argparse.Namespace, open_appliance) -> int:
     return 0
 
 
-def add_transfer_commands(commands, common: argparse.ArgumentParser, open_appliance) -> None:
-    """Add ``export events`` and ``import`` to the ``footfall`` parser; ``open_appliance(args,
-    command)`` opens the owned appliance."""
+def cmd_site_export(args: argparse.Namespace, open_appliance) -> int:
+    with open_appliance(args, "site export") as appliance:
+        counts = export_site(appliance, args.domain, args.path)
+    left_out = counts.pop("private_segments_left_out")
+    print(f"{args.domain}: {', '.join(f'{n} {what}' for what, n in counts.items())} written to {args.path}"
+          + (f" ({left_out} private segments left out)" if left_out else ""))
+    return 0
+
+
+def cmd_site_import(args: argparse.Namespace, open_appliance) -> int:
+    with open_appliance(args, "site import") as appliance:
+        result = import_site(appliance, args.path, domain=args.domain)
+    skipped = "".join(f"; skipped {n} ({why})" for why, n in result["skipped"].items())
+    print(f"{result['site']}: {result['events']} events, {result['goals']} goals, {result['funnels']} funnels, "
+          f"{result['segments']} segments imported{skipped}")
+    return 0
+
+
+def add_transfer_commands(commands, site, common: argparse.ArgumentParser, open_appliance) -> None:
+    """Add ``export events``, ``import`` and ``site export|import`` to the ``footfall`` parser
+    (``site``: the ``site`` command's subparsers); ``open_appliance(args, command)`` opens the
+    owned appliance."""
     export = commands.add_parser("export", help="export data").add_subparsers(dest="action", required=True)
     events = export.add_parser("events", parents=[common], help="a site's raw events as NDJSON or CSV")
     events.add_argument("--site", required=True, help="the site's domain")
@@ -105,6 +127,15 @@ def add_transfer_commands(commands, common: argparse.ArgumentParser, open_applia
     imports.add_argument("--include-static", action="store_true", help="access logs: skip no path as a static asset")
     imports.add_argument("--json", action="store_true", help="print the whole report as JSON")
     imports.set_defaults(func=lambda args: cmd_import(args, open_appliance))
+
+    archive = site.add_parser("export", parents=[common], help="a whole site (settings, definitions, events) as one archive")
+    archive.add_argument("domain")
+    archive.add_argument("path", help="the archive to write (a zip)")
+    archive.set_defaults(func=lambda args: cmd_site_export(args, open_appliance))
+    restore = site.add_parser("import", parents=[common], help="create a site from an archive of `site export`")
+    restore.add_argument("path")
+    restore.add_argument("--domain", help="create it under this domain instead of the archived one")
+    restore.set_defaults(func=lambda args: cmd_site_import(args, open_appliance))
 
 
 __all__ = ["add_transfer_commands"]
