@@ -15,8 +15,6 @@ exactly the events a filtered report counts; a visit-level one sees the visits o
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
@@ -24,21 +22,18 @@ import numpy as np
 
 from appliance.budget import unbounded
 from appliance.errors import DomainError
-from appliance.events.blocks import Block
-from appliance.events.codec import STRING_FIELDS
-from appliance.events.interchange import COLUMNS, KIND_NAMES, VERSION, Line, csv_row, encoder
+from appliance.exports.event_lines import CSV_HEADER, Fragments, render
 from appliance.filters import Filter
 from appliance.models import Site
 from appliance.periods import day_start_timestamp
 from appliance.query.scans import Scans
 from appliance.query.selection import Selection
 from appliance.query.spec import Query
-from storage.keys import pack_event_key, unpack_event_key
+from storage.keys import unpack_event_key
 from storage.strings import StringTable
 
 FORMATS = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-CHUNK_LINES = 500
-_KIND_NAMES = {int(kind): name for kind, name in KIND_NAMES.items()}
+CHUNK_LINES = 1000
 
 
 def parse_cursor(site: Site, cursor: str | None) -> tuple[int, int] | None:
@@ -74,9 +69,6 @@ class RawEvents:
         self._columns = scans.columns
         self._strings = strings
 
-    def count_days(self, date_from: date, date_to: date) -> int:
-        return (date_to - date_from).days + 1
-
     def stream(
         self,
         site: Site,
@@ -101,41 +93,29 @@ class RawEvents:
         return _unbounded(self._chunks(site, date_from, date_to, filters or [], fmt, after, limit, progress))
 
     def _chunks(self, site, date_from, date_to, filters, fmt, after, limit, progress) -> Iterator[bytes]:
-        if fmt == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\r\n")
-            writer.writerow(COLUMNS)
-            yield buffer.getvalue().encode()
+        csv = fmt == "csv"
+        if csv:
+            yield CSV_HEADER
         remaining = limit if limit is not None else -1
         total = (date_to - date_from).days + 1
+        text = self._strings.text
         for index in range(total):
             day = date_from + timedelta(days=index)
             end_ms = int(day_start_timestamp(day + timedelta(days=1), site.timezone) * 1000)
             if after is not None and end_ms <= after[0]:
                 continue
-            for lines in self._day(site, day, filters, after):
+            for block, rows, fragments in self._day(site, day, filters, after, csv):
                 if remaining >= 0:
-                    lines = lines[:remaining]
-                    remaining -= len(lines)
-                yield self._render(lines, fmt)
+                    rows = rows[:remaining]
+                    remaining -= len(rows)
+                yield render(block, rows, site.id, fragments, text, csv)
                 if remaining == 0:
                     return
             if progress is not None:
                 progress(index + 1, total)
 
-    def _render(self, lines: list[Line], fmt: str) -> bytes:
-        if fmt == "ndjson":
-            buffer = bytearray()
-            for line in lines:
-                buffer += encoder.encode(line)
-                buffer += b"\n"
-            return bytes(buffer)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerows(csv_row(line) for line in lines)
-        return out.getvalue().encode()
-
-    def _day(self, site: Site, day: date, filters: list[Filter], after) -> Iterator[list[Line]]:
+    def _day(self, site: Site, day: date, filters: list[Filter], after, csv: bool):
+        """``(block, row numbers, fragments)`` chunks of the day's (matching) events."""
         start_ms = int(day_start_timestamp(day, site.timezone) * 1000)
         end_ms = int(day_start_timestamp(day + timedelta(days=1), site.timezone) * 1000)
         if filters:
@@ -153,53 +133,9 @@ class RawEvents:
             if after is not None and len(rows):
                 ts, seq = block.scalar("ts")[rows], block.scalar("seq")[rows].astype(np.int64)
                 rows = rows[(ts > after[0]) | ((ts == after[0]) & (seq > after[1]))]
+            fragments = Fragments(block, self._strings.text, csv)
             for first in range(0, len(rows), CHUNK_LINES):
-                yield self._lines(site.id, block, rows[first : first + CHUNK_LINES])
-
-    def _lines(self, site_id: int, block: Block, rows: np.ndarray) -> list[Line]:
-        """Interchange lines of some rows of a block, read column by column."""
-        text = self._strings.text
-        ts = block.scalar("ts")[rows].tolist()
-        seq = block.scalar("seq")[rows].tolist()
-        kind = block.scalar("kind")[rows].tolist()
-        visitor = block.scalar("visitor")[rows].tolist()
-        user = block.scalar("user")[rows].tolist()
-        session = block.scalar("session")[rows].tolist()
-        revenue = block.scalar("revenue")[rows].tolist()
-        engaged = block.scalar("engaged")[rows].tolist()
-        scroll = block.scalar("scroll")[rows].tolist()
-        fields = []
-        for name in STRING_FIELDS:
-            dictionary, codes = block.dictionary(name)
-            texts = [text(i) for i in dictionary.tolist()]
-            fields.append([texts[c] for c in codes[rows].tolist()])
-        props: dict[int, dict[str, str]] = {}
-        prop_rows, keys, values = block.props()
-        if len(prop_rows) and len(rows):
-            chosen = np.isin(prop_rows, rows)
-            for row, key, value in zip(prop_rows[chosen].tolist(), keys[chosen].tolist(), values[chosen].tolist(), strict=True):
-                props.setdefault(row, {})[text(key)] = text(value)
-        # Line's positional order: v, t, kind, visitor, id, the string fields (in the log's
-        # order), props, revenue, engaged_ms, scroll_depth, user, session
-        lines = []
-        for index, (row, strings) in enumerate(zip(rows.tolist(), zip(*fields, strict=True), strict=True)):
-            lines.append(
-                Line(
-                    VERSION,
-                    ts[index],
-                    _KIND_NAMES.get(kind[index], "custom"),
-                    f"{visitor[index]:016x}",
-                    pack_event_key(site_id, ts[index], seq[index]).hex(),
-                    *strings,
-                    props.get(row, {}),
-                    revenue[index],
-                    engaged[index],
-                    scroll[index],
-                    bool(user[index]),
-                    f"{session[index]:016x}" if session[index] else "",
-                )
-            )
-        return lines
+                yield block, rows[first : first + CHUNK_LINES], fragments
 
 
 __all__ = ["FORMATS", "RawEvents", "parse_cursor"]
