@@ -41,6 +41,7 @@ from appliance.models import CollectBody, Event, EventKind, RequestContext, Site
 KINDS = ("footfall", "access-log", "umami", "goatcounter")
 CHUNK_ITEMS = 5000
 _RECORD_KIND = "imported"
+_WIRE_NAMES = {"u": "page URL", "n": "event name", "r": "referrer", "p": "properties"}
 _COLLECT_KIND = {EventKind.PAGEVIEW: "pageview", EventKind.CUSTOM: "event", EventKind.CONVERSION: "conversion"}
 
 
@@ -196,8 +197,8 @@ class Importer:
                             n=hit.name, p=dict(hit.props), l=hit.language or None)
             )
             resolved = pipeline.resolve_site(draft)
-        except InvalidInput as error:
-            return f"invalid {error.field}"
+        except InvalidInput as error:  # named as the file has it, not by the tracker's wire names
+            return f"invalid {_WIRE_NAMES.get(error.field or '', error.field)}: {error.message}"
         except Dropped as drop:
             return str(drop.reason)
         if resolved.id != site.id:
