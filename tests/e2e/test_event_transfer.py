@@ -32,6 +32,9 @@ DAYS = 4
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("transfer") / "a", env={"FOOTFALL_DEMO_DAYS": str(DAYS)})
+    # the fixture log has fixed dates: keep them inside the retention period for years
+    with server.client() as client:
+        assert client.patch(f"/api/v1/sites/{SITE}", json={"retention_days": 3650}, headers=server.auth()).status_code == 200
     yield server
     server.stop()
 
@@ -121,7 +124,7 @@ def test_round_trip_through_the_importer_reproduces_every_report(source, tmp_pat
     assert status == 200
     exported.write_bytes(body)
     target = tmp_path / "b"
-    assert footfall_cli("site", "add", SITE, data_dir=target).returncode == 0
+    assert footfall_cli("site", "add", SITE, "--retention-days", "3650", data_dir=target).returncode == 0
     dry = footfall_cli("import", "footfall", str(exported), "--site", SITE, "--dry-run", data_dir=target)
     assert dry.returncode == 0, dry.stderr
     assert f"would import {len(_lines(body))} events" in dry.stdout
