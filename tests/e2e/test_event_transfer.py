@@ -144,6 +144,14 @@ def test_round_trip_through_the_importer_reproduces_every_report(source, tmp_pat
                 assert left.json() == right.json(), (route, params)
     finally:
         copy.stop()
+    # and the events themselves, exported again from B by the CLI, are A's (but for their log ids)
+    again_path = tmp_path / "again.ndjson"
+    period = _period()
+    exported_again = footfall_cli("export", "events", "--site", SITE, str(again_path), "--start-date", period["start_date"],
+                                  "--end-date", period["end_date"], data_dir=target)
+    assert exported_again.returncode == 0, exported_again.stderr
+    without_id = [{k: v for k, v in line.items() if k != "id"} for line in _lines(body)]
+    assert [{k: v for k, v in line.items() if k != "id"} for line in _lines(again_path.read_bytes())] == without_id
 
 
 def _dashboard(server) -> httpx.Client:
