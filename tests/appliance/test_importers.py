@@ -188,3 +188,15 @@ def test_a_tool_export_with_the_wrong_columns_is_refused(appliance, site, tmp_pa
         Importer.of(appliance).run("umami", str(wrong), site)
     with pytest.raises(ImportFailure, match=r"umami\.csv:1: wrong column set .*missing 2Path"):
         Importer.of(appliance).run("goatcounter", str(wrong), site)
+
+
+def test_static_asset_patterns_are_configurable(appliance, site):
+    report = Importer.of(appliance).run(
+        "access-log", str(FIXTURES / "nginx-combined.log"), site, dry_run=True, static_patterns=("/docs*",)
+    )
+    # the stylesheet and the logo count now; the two /docs pages are the "assets"
+    assert report.events == 5 and report.skipped["static asset"] == 2
+    everything = Importer.of(appliance).run(
+        "access-log", str(FIXTURES / "nginx-combined.log"), site, dry_run=True, static_patterns=()
+    )
+    assert everything.events == 7 and "static asset" not in everything.skipped
