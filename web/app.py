@@ -35,11 +35,13 @@ from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.api_plausible import PLAUSIBLE_CONTROLLERS
+from web.api_raw_events import RAW_EVENT_CONTROLLERS
 from web.api_reports import REPORT_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_definitions import DEFINITION_PAGES
 from web.dashboard_reports import REPORT_PAGES
+from web.dashboard_transfers import TRANSFER_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
@@ -146,7 +148,13 @@ def create_app(settings: Settings) -> Litestar:
             appliance.close()
 
     auth = settings.auth
-    api = [*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *REPORT_CONTROLLERS, *PLAUSIBLE_CONTROLLERS]
+    api = [
+        *API_CONTROLLERS,
+        *DEFINITION_CONTROLLERS,
+        *REPORT_CONTROLLERS,
+        *RAW_EVENT_CONTROLLERS,
+        *PLAUSIBLE_CONTROLLERS,
+    ]
     document_answers(api)
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
@@ -158,6 +166,7 @@ def create_app(settings: Settings) -> Litestar:
             *DASHBOARD_CONTROLLERS,
             *DEFINITION_PAGES,
             *REPORT_PAGES,
+            *TRANSFER_PAGES,
             LiveViewController,
             tracker_script,
             favicon,

@@ -24,6 +24,7 @@ import sys
 from appliance.accounts.models import AccountError
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.cli.serving import DEMO_SITE, cmd_health, cmd_serve
+from appliance.cli.transfer import add_transfer_commands
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError
 from appliance.hooks.manager import describe_plugins
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser("install", help="pip install plugin packages into this environment")
     install.add_argument("packages", nargs="+")
     install.set_defaults(func=cmd_install)
+
+    add_transfer_commands(commands, site, common, _owned)
     return parser
 
 

@@ -1,0 +1,100 @@
+"""Import jobs: a file uploaded on the dashboard, imported in the background, with progress.
+
+:meth:`ImportJobs.start` takes a file already saved under ``<data dir>/transfers/`` and runs
+:meth:`Importer.run <appliance.imports.runner.Importer.run>` on it in a daemon thread
+(:class:`~appliance.definitions.tasks.BackgroundTasks`), reporting lines done; the finished
+job holds the import report (or the error naming the file and line). The upload is deleted
+when the job ends. Jobs live in memory; a restart forgets them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from appliance.definitions.tasks import BackgroundTasks
+from appliance.errors import DomainError
+from appliance.imports.runner import KINDS, Importer, ImportReport
+from appliance.models import Site
+
+KEEP_JOBS = 20
+
+
+class ImportJob(msgspec.Struct, kw_only=True):
+    id: int
+    site_id: int
+    kind: str
+    filename: str
+    dry_run: bool
+    status: str  # running, complete, failed
+    created_at: float
+    done: int = 0
+    total: int = 0
+    report: ImportReport | None = None
+    error: str = ""
+
+
+class ImportJobs:
+    def __init__(self, importer: Importer, directory: Path) -> None:
+        self._importer = importer
+        self._directory = directory
+        self._jobs: dict[int, ImportJob] = {}
+        self._ids = itertools.count(1)
+        self._uploads = itertools.count(1)
+        self._lock = threading.Lock()
+        self._tasks = BackgroundTasks("import")
+        for stale in directory.glob("upload-*") if directory.is_dir() else ():
+            stale.unlink(missing_ok=True)
+
+    def upload_path(self, filename: str) -> Path:
+        """Where to save an upload before :meth:`start` (a fresh name in the folder)."""
+        self._directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            number = next(self._uploads)
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(filename).name)[-80:] or "upload"
+        return self._directory / f"upload-{number}-{safe}"
+
+    def start(self, site: Site, kind: str, path: Path, filename: str, *, dry_run: bool) -> ImportJob:
+        if kind not in KINDS:
+            path.unlink(missing_ok=True)
+            raise DomainError("kind", f"must be one of {', '.join(KINDS)}")
+        with self._lock:
+            job_id = next(self._ids)
+            job = self._jobs[job_id] = ImportJob(
+                id=job_id, site_id=site.id, kind=kind, filename=filename, dry_run=dry_run, status="running",
+                created_at=time.time(),
+            )
+            for old in sorted(self._jobs)[:-KEEP_JOBS]:
+                if self._jobs[old].status != "running":
+                    self._jobs.pop(old)
+
+        def work(progress) -> None:
+            def advance(done: int, total: int) -> None:
+                job.done, job.total = done, total
+
+            try:
+                report = self._importer.run(kind, str(path), site, dry_run=dry_run, progress=advance)
+                report.file = filename
+                job.report = report
+                job.status = "complete"
+            except DomainError as error:  # bad input: the message names the file and line
+                job.status, job.error = "failed", error.message.replace(path.name, filename)
+            except Exception as error:
+                job.status, job.error = "failed", f"{type(error).__name__}: {error}"
+                raise
+            finally:
+                path.unlink(missing_ok=True)
+
+        self._tasks.start(job_id, work)
+        return job
+
+    def jobs(self, site_id: int) -> list[ImportJob]:
+        with self._lock:
+            return sorted((job for job in self._jobs.values() if job.site_id == site_id), key=lambda job: -job.id)
+
+    def wait(self, timeout: float = 60) -> None:
+        self._tasks.wait(timeout)

@@ -1,0 +1,45 @@
+"""The raw event export's fast column renderer writes exactly what encoding one interchange
+``Line`` per event writes (msgspec for NDJSON, :mod:`csv` for CSV), for awkward values too:
+formula-looking names, quotes and commas, properties, revenue, sessions, hashed user ids."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import date, timedelta
+
+from appliance.cli.demo import fill_demo_site
+from appliance.events.interchange import COLUMNS, csv_row, encoder, line_of
+from appliance.exports.raw_events import RawEvents
+from appliance.models import Event, EventKind
+
+
+def test_fast_rendering_equals_line_encoding(make_appliance):
+    appliance = make_appliance()
+    site = appliance.sites.add("format.example")
+    fill_demo_site(appliance, site, days=2, visits_per_day=20, seed=11)
+    now = time.time() - 120
+    appliance.record_sync([
+        Event(kind=EventKind.CONVERSION, site_id=site.id, timestamp=now, name="=HYPERLINK(\"x\")", visitor_id=2**64 - 5,
+              user_hashed=True, session_hint="checkout-42", hostname="format.example", path='/a,"b"\\c',
+              props={"plan": "+pro", "note": "line\nbreak, \"quoted\""}, revenue=1999, currency="EUR",
+              country="DE", region="DE-BE"),
+        Event(kind=EventKind.ENGAGEMENT, site_id=site.id, timestamp=now + 1, name="engagement", visitor_id=7,
+              hostname="format.example", path="/", engaged_ms=1234, scroll_depth=75, referrer="'quoted"),
+    ])
+    first, last = date.today() - timedelta(days=3), date.today() + timedelta(days=1)
+    raw = RawEvents(appliance.stats.scans, appliance.strings)
+    stored = list(appliance.events(site, 0, 2**40))
+    lines = [line_of(key.hex(), event) for key, event in stored]
+    expected_ndjson = b"".join(encoder.encode(line) + b"\n" for line in lines)
+    ndjson = b"".join(raw.stream(site, first, last))
+    assert ndjson == expected_ndjson
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(csv_row(line) for line in lines)
+    assert b"".join(raw.stream(site, first, last, fmt="csv")) == out.getvalue().encode()
+    last_line = json.loads(ndjson.splitlines()[-1])
+    assert last_line["kind"] == "engagement" and last_line["engaged_ms"] == 1234
