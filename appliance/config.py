@@ -79,6 +79,15 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
 
 
+class BackupSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    directory: str = ""
+    interval_hours: int = 24
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    targets: list[str] = []
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -91,6 +100,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
 
     @property
     def data_path(self) -> Path:

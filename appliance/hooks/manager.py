@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.useragent",
     "plugins.referrers",
     "plugins.geo",
+    "plugins.backups",
 )
 ENTRY_POINT_GROUP = "footfall"
 
