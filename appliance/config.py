@@ -88,6 +88,20 @@ class BackupSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     targets: list[str] = []
 
 
+class ObservabilitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    log_format: str = "text"
+    log_level: str = "info"
+    metrics_bind: str = ""
+
+    def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        if self.metrics_bind and not self.metrics_bind.rpartition(":")[2].isdigit():
+            raise ValueError(f"metrics_bind must be host:port, not {self.metrics_bind!r}")
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -101,6 +115,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @property
     def data_path(self) -> Path:

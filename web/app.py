@@ -29,6 +29,7 @@ from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
 from appliance.errors import DomainError, StorageFullError
 from appliance.nesting import TOO_DEEP, json_too_deep
+from appliance.operations.logs import configure_logging
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
@@ -42,6 +43,7 @@ from web.errors import EXCEPTION_HANDLERS
 from web.ingest import ClientAddress, make_ingest_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
+from web.observability import ObservabilityController, request_context, start_metrics_listener
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
 from web.security import security_headers
@@ -124,6 +126,7 @@ def query_budget(seconds: float):
 
 
 def create_app(settings: Settings) -> Litestar:
+    configure_logging(settings.observability.log_format, settings.observability.log_level)
     appliance = Appliance(settings)
 
     @contextlib.asynccontextmanager
@@ -135,9 +138,15 @@ def create_app(settings: Settings) -> Litestar:
             document_openapi(app)
         except Exception:  # documentation must never stop the server
             log.exception("could not complete the OpenAPI schema")
+        bind = settings.observability.metrics_bind
+        stop_metrics = start_metrics_listener(bind, appliance.metrics) if bind else None
+        log.info("serving %s: %d sites%s", settings.data_dir, len(appliance.sites.all()),
+                 f", metrics also on {bind}" if bind else "")
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             appliance.close()
 
     auth = settings.auth
@@ -146,12 +155,14 @@ def create_app(settings: Settings) -> Litestar:
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, ObservabilityController],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],
         lifespan=[lifespan],
+        middleware=[request_context(appliance.metrics)],  # request ids, latency per route
+        logging_config=None,  # our handler (appliance.operations.logs), not Litestar's default
         dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],
         request_class=CheckedRequest,

@@ -81,6 +81,8 @@ ON_THE_LOOP = {
     "/favicon.ico": "the icon (bytes read at import, no appliance)",
     "/api/v1/health": "async only to choose its status code; the report is read in a worker thread",
     "/api/v1/healthz": "the same handler as /api/v1/health",
+    "/api/v1/health/live": "liveness: answers from the loop itself, touching nothing else",
+    "/ready": "async only to choose its status code; the probe writes LMDB in a worker thread",
 }
 ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
 
