@@ -89,7 +89,7 @@ def run_scheduled_backup(store, data_dir: str | os.PathLike[str], settings: Back
     if newest and now - newest[0][0].timestamp() < settings.interval_hours * 3600 - 60:
         return {"skipped": "not due", "newest": newest[0][1].name}
     destination = directory / backup_name(now)
-    manifest = make_backup(store, data_dir, destination)
+    manifest = make_backup(store, data_dir, destination, skip=(directory,))
     removed = rotate(directory, settings.keep_daily, settings.keep_weekly)
     shipped, failed = [], {}
     for name in settings.targets:

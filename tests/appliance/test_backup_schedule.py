@@ -124,3 +124,18 @@ def test_scheduled_backup_rotates_and_ships_to_the_folder_target(make_appliance,
     assert results[2]["removed"] == [backup_name(first)]
     assert sorted(path.name for path in mirror.iterdir()) == sorted(names)
     assert verify_backup(mirror / names[0])["event_count"] == 10
+
+
+def test_backups_inside_the_data_dir_are_not_copied_into_the_next(make_appliance):
+    appliance = make_appliance(backup_enabled="true")  # the default directory: <data>/backups
+    record_page_views(appliance, 3)
+    data = Path(appliance.settings.data_dir)
+    (data / "plugins").mkdir()
+    (data / "plugins" / "mine.py").write_text("# a plugin\n")
+    first = scheduled_backup(appliance, time.time() - 86400)
+    second = scheduled_backup(appliance, time.time())
+    assert first["backup"] != second["backup"]
+    files = verify_backup(data / "backups" / second["backup"])["files"]
+    assert sorted(files) == ["footfall.lmdb/data.mdb", "plugins/mine.py"]
+    elsewhere = make_backup(appliance.store, data, data.parent / "by-hand")  # by hand: the same
+    assert sorted(elsewhere["files"]) == ["footfall.lmdb/data.mdb", "plugins/mine.py"]
