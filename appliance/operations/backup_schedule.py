@@ -1,7 +1,9 @@
 """Scheduled backups: one every ``[backup] interval_hours``, rotated, shipped to targets.
 
 The background jobs (:mod:`appliance.runtime.jobs`) call :func:`run_scheduled_backup` every
-hour. It looks at the backups directory itself (so a restart keeps the schedule), writes a
+hour. The copy is made by ``footfall backup`` in a child process, exactly as an operator's:
+a reader in another process never holds up the server's writer, not even when the map must
+grow (in the server's own process a resize waits for every open read transaction). It looks at the backups directory itself (so a restart keeps the schedule), writes a
 new backup once the newest is ``interval_hours`` old, deletes those the rotation no longer
 keeps (the newest of each of the last ``keep_daily`` UTC days and of each of the last
 ``keep_weekly`` ISO weeks), then ships the new one to each target named in ``[backup]
@@ -14,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.config import BackupSettings
 from appliance.extensions import BackupTarget
-from appliance.operations.backups import MANIFEST, make_backup, read_manifest
+from appliance.operations.backups import MANIFEST, BackupError, read_manifest
 
 log = logging.getLogger(__name__)
 PREFIX = "footfall-"
@@ -78,7 +82,19 @@ def rotate(directory: Path, keep_daily: int, keep_weekly: int) -> list[Path]:
     return removed
 
 
-def run_scheduled_backup(store, data_dir: str | os.PathLike[str], settings: BackupSettings,
+def backup_in_child(data_dir: str | os.PathLike[str], destination: Path, timeout: float = 6 * 3600) -> dict:
+    """``footfall backup DESTINATION --data DATA_DIR`` in a child process; its manifest."""
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "backup", str(destination), "--data", str(data_dir)],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise BackupError("destination", done.stderr.strip().removeprefix("footfall: ") or
+                          f"footfall backup exited with {done.returncode}", disk_full="disk full" in done.stderr)
+    return read_manifest(destination)
+
+
+def run_scheduled_backup(data_dir: str | os.PathLike[str], settings: BackupSettings,
                          targets: dict[str, BackupTarget], now: float | None = None) -> dict[str, object]:
     """One pass of the schedule; returns what it did (for the jobs' ``last_result``)."""
     if not settings.enabled:
@@ -89,7 +105,8 @@ def run_scheduled_backup(store, data_dir: str | os.PathLike[str], settings: Back
     if newest and now - newest[0][0].timestamp() < settings.interval_hours * 3600 - 60:
         return {"skipped": "not due", "newest": newest[0][1].name}
     destination = directory / backup_name(now)
-    manifest = make_backup(store, data_dir, destination, skip=(directory,))
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = backup_in_child(data_dir, destination)
     removed = rotate(directory, settings.keep_daily, settings.keep_weekly)
     shipped, failed = [], {}
     for name in settings.targets:

@@ -98,8 +98,8 @@ def file_sha256(path: Path) -> str:
 
 def data_files(data_dir: Path, skip: tuple[Path, ...] = ()) -> Iterator[Path]:
     """The data dir's files to back up besides the store, relative to it: not the folders in
-    ``skip`` (the backup being written, the backups directory), nor any backup (a folder
-    with a manifest), nor a restore's staging folder."""
+    ``skip`` (the backup being written), nor any backup (a folder with a manifest, such as
+    those in ``<data>/backups``), nor a restore's staging folder."""
     skipped = {path.resolve() for path in skip}
     for root, directories, files in os.walk(data_dir):
         here = Path(root)
@@ -132,12 +132,12 @@ def _write_manifest(destination: Path, manifest: dict) -> None:
 
 
 def make_backup(store, data_dir: str | os.PathLike[str], destination: str | os.PathLike[str], *,
-                open_target: Callable[[Path], BinaryIO] | None = None, skip: tuple[Path, ...] = ()) -> dict:
+                open_target: Callable[[Path], BinaryIO] | None = None) -> dict:
     """Back up the data dir whose store is ``store`` (the server's own
     :class:`~storage.environment.Store` or a :class:`~storage.snapshot.ReadOnlyStore`) into
     the new directory ``destination``; returns the manifest. Refuses a non-empty destination;
-    on failure (:class:`BackupError`, ``disk_full`` on ENOSPC) removes what it wrote. Folders
-    in ``skip`` (a backups directory inside the data dir) are left out."""
+    on failure (:class:`BackupError`, ``disk_full`` on ENOSPC) removes what it wrote. Earlier
+    backups inside the data dir (folders with a manifest) are left out."""
     data = Path(data_dir).resolve()
     target = Path(destination).resolve()
     if not _empty_or_missing(target):
@@ -158,7 +158,7 @@ def make_backup(store, data_dir: str | os.PathLike[str], destination: str | os.P
             copied = compact_copy(store.env, txn, target / STORE_DIRECTORY)
         _fsync_file(copied)
         files[f"{STORE_DIRECTORY}/{DATA_FILE}"] = {"sha256": file_sha256(copied), "bytes": copied.stat().st_size}
-        for relative in data_files(data, skip=(target, *skip)):
+        for relative in data_files(data, skip=(target,)):
             files[relative.as_posix()] = {
                 "sha256": copy_file(data / relative, target / relative, open_target),
                 "bytes": (data / relative).stat().st_size,

@@ -77,7 +77,7 @@ def materialise_segments(appliance) -> dict[str, int]:
 
 def scheduled_backup(appliance, now: float | None = None) -> dict[str, object]:
     """A backup when ``[backup]`` schedules one (see :mod:`appliance.operations.backup_schedule`)."""
-    return run_scheduled_backup(appliance.store, appliance.settings.data_dir, appliance.settings.backup,
+    return run_scheduled_backup(appliance.settings.data_dir, appliance.settings.backup,
                                 appliance.extensions.backup_targets, now)
 
 
