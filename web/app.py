@@ -100,9 +100,15 @@ def _template_helpers(engine) -> None:
 
 
 async def _log_server_error(exception: BaseException, scope) -> None:
-    """Every unexpected exception (a 500) is logged with its traceback; expected HTTP errors
-    (4xx, 503 storage full) are answered without noise."""
+    """Every unexpected exception (a 500) is logged with its traceback; an expected 5xx (503
+    storage full, a query past its time budget) in one line with its reason; 4xx without
+    noise. The request id is in each line (:mod:`appliance.operations.logs`)."""
     if isinstance(exception, HTTPException | StorageFullError | DomainError):
+        status = 503 if isinstance(exception, StorageFullError) else getattr(
+            exception, "status_code", getattr(exception, "status", 0))
+        if status >= 500:
+            log.warning("answered %s on %s %s: %s", status, scope.get("method", ""), scope.get("path", ""),
+                        exception)
         return  # answered with their own status and message
     log.error(
         "unhandled error on %s %s", scope.get("method", ""), scope.get("path", ""),
