@@ -70,6 +70,6 @@ def add_backup_commands(commands, common: argparse.ArgumentParser) -> None:
     restore.add_argument("source", help="a directory written by footfall backup")
     restore.add_argument("--force", action="store_true", help="replace a non-empty data dir's contents")
     restore.set_defaults(func=cmd_restore)
-    verify = commands.add_parser("backup-verify", help="check a backup's files against its manifest")
+    verify = commands.add_parser("backup-verify", parents=[common], help="check a backup's files against its manifest")
     verify.add_argument("source")
     verify.set_defaults(func=cmd_backup_verify)

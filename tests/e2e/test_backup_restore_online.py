@@ -191,7 +191,9 @@ def test_restore_refuses_a_damaged_backup(online_backup, tmp_path):
     assert "does not match its checksum" in refused.stderr
     assert not (tmp_path / "fresh" / "footfall.lmdb").exists()
     verify = footfall_cli("backup-verify", str(damaged), data_dir=tmp_path / "unused")
-    assert verify.returncode == 2
+    assert verify.returncode == 2 and "does not match its checksum" in verify.stderr
+    intact = footfall_cli("backup-verify", str(online_backup[0]), data_dir=tmp_path / "unused")
+    assert intact.returncode == 0 and "every checksum matches" in intact.stdout
 
 
 @pytest.fixture
