@@ -61,8 +61,9 @@ USER 10001:10001
 
 EXPOSE 8000
 
-# `footfall health` reads the settings (http or https, the port), asks /api/v1/health and
-# exits 1 unless it answers 200 with status "ok" (a degraded server answers 503).
+# `footfall health` reads the settings (http or https, the port), asks the readiness probe
+# /ready (storage writable, last commit fine) and exits 1 unless it answers 200 with status
+# "ok" (a degraded server answers 503). Liveness alone is /api/v1/health/live.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["footfall", "health"]
 

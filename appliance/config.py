@@ -84,6 +84,27 @@ class ReportSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_base_seconds: float = 60.0
     max_attempts: int = 6
     test_clock_file: str = ""  # TEST ONLY: the scheduler's "now" is read from this file
+class BackupSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = False
+    directory: str = ""
+    interval_hours: int = 24
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    targets: list[str] = []
+
+
+class ObservabilitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    log_format: str = "text"
+    log_level: str = "info"
+    metrics_bind: str = ""
+
+    def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        if self.metrics_bind and not self.metrics_bind.rpartition(":")[2].isdigit():
+            raise ValueError(f"metrics_bind must be host:port, not {self.metrics_bind!r}")
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -99,6 +120,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @property
     def data_path(self) -> Path:

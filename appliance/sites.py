@@ -391,3 +391,9 @@ def hostname_allowed(site: Site, hostname: str) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _wildcard(pattern: str) -> Wildcard:
     return Wildcard(pattern)
+
+
+def stored_sites(records, txn) -> list[Site]:
+    """Every site as stored, read in ``txn`` (a backup's manifest reads them in the
+    transaction it copies)."""
+    return [msgspec.msgpack.decode(raw, type=Site) for _, raw in records.scan(_KIND, txn)]

@@ -29,6 +29,7 @@ from appliance.budget import time_budget
 from appliance.config import Settings, load_settings
 from appliance.errors import DomainError, StorageFullError
 from appliance.nesting import TOO_DEEP, json_too_deep
+from appliance.operations.logs import configure_logging
 from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
@@ -48,6 +49,7 @@ from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
+from web.observability import ObservabilityController, request_context, start_metrics_listener
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
 from web.security import security_headers
@@ -105,9 +107,15 @@ def _template_helpers(engine) -> None:
 
 
 async def _log_server_error(exception: BaseException, scope) -> None:
-    """Every unexpected exception (a 500) is logged with its traceback; expected HTTP errors
-    (4xx, 503 storage full) are answered without noise."""
+    """Every unexpected exception (a 500) is logged with its traceback; an expected 5xx (503
+    storage full, a query past its time budget) in one line with its reason; 4xx without
+    noise. The request id is in each line (:mod:`appliance.operations.logs`)."""
     if isinstance(exception, HTTPException | StorageFullError | DomainError):
+        status = 503 if isinstance(exception, StorageFullError) else getattr(
+            exception, "status_code", getattr(exception, "status", 0))
+        if status >= 500:
+            log.warning("answered %s on %s %s: %s", status, scope.get("method", ""), scope.get("path", ""),
+                        exception)
         return  # answered with their own status and message
     log.error(
         "unhandled error on %s %s", scope.get("method", ""), scope.get("path", ""),
@@ -131,6 +139,7 @@ def query_budget(seconds: float):
 
 
 def create_app(settings: Settings) -> Litestar:
+    configure_logging(settings.observability.log_format, settings.observability.log_level)
     appliance = Appliance(settings)
 
     @contextlib.asynccontextmanager
@@ -142,9 +151,15 @@ def create_app(settings: Settings) -> Litestar:
             document_openapi(app)
         except Exception:  # documentation must never stop the server
             log.exception("could not complete the OpenAPI schema")
+        bind = settings.observability.metrics_bind
+        stop_metrics = start_metrics_listener(bind, appliance.metrics) if bind else None
+        log.info("serving %s: %d sites%s", settings.data_dir, len(appliance.sites.all()),
+                 f", metrics also on {bind}" if bind else "")
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             appliance.close()
 
     auth = settings.auth
@@ -172,6 +187,7 @@ def create_app(settings: Settings) -> Litestar:
             favicon,
             index,
             *TRACKER_ROUTES,
+            ObservabilityController,
         ],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
@@ -179,6 +195,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance, gate), *make_compat_handlers(appliance, gate), site],
         lifespan=[lifespan],
+        middleware=[request_context(appliance.metrics)],  # request ids, latency per route
+        logging_config=None,  # our handler (appliance.operations.logs), not Litestar's default
         dependencies=DEPENDENCIES,  # appliance, query, form: see web.dependencies
         after_exception=[_log_server_error],
         request_class=CheckedRequest,

@@ -20,6 +20,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Template
 
 from appliance.errors import DomainError, StorageFullError
+from appliance.operations.logs import request_id
 from web.auth import principal_of
 from web.security import page_headers
 
@@ -147,12 +148,13 @@ def _handle_storage_full(request: Request, exc: StorageFullError) -> Response:
 
 
 def _handle_unexpected(request: Request, exc: Exception) -> Response:
-    """Any other exception (a bug): a 500 page for a browser; API clients keep Litestar's body.
-    ``web.app``'s ``after_exception`` hook logs the traceback either way."""
+    """Any other exception (a bug): a 500 page for a browser; for everyone else our error
+    body with the request id, which names the logged traceback (``web.app``'s
+    ``after_exception`` hook logs it either way)."""
     if isinstance(exc, HTTPException):  # an HTTPException raised with status 500
         return _handle_http(request, exc)
     return error_answer(request, 500, None, "Internal Server Error",
-                        body={"status_code": 500, "detail": "Internal Server Error"})
+                        body=error_body(None, "Internal Server Error", request_id=request_id.get() or None))
 
 
 EXCEPTION_HANDLERS = {

@@ -4,7 +4,7 @@ Every command takes ``--data DIR`` and ``--config FILE`` so scripts and tests ca
 any data dir. ``serve`` runs granian with one worker around ``web.app:make_app``; on the first
 start it creates an admin user (and, with the ``demo`` setting, a demo site full of generated
 traffic) and prints how to log in and add a site. ``health`` probes a running server's
-``/api/v1/health`` at the address and scheme the settings give (the container's health check).
+readiness, ``/ready``, at the address and scheme the settings give (the container's health check).
 
 One process owns a data dir's events (:mod:`appliance.runtime.ownership`): the server, or a
 command that writes events (``demo``, ``site delete``) when no server runs; those refuse
@@ -22,6 +22,7 @@ import subprocess
 import sys
 
 from appliance.accounts.models import AccountError
+from appliance.cli.backup_commands import add_backup_commands
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
 from appliance.cli.serving import DEMO_SITE, cmd_health, cmd_serve
 from appliance.cli.transfer import add_transfer_commands
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser(
         "health", parents=[common],
-        help="probe a running server's /api/v1/health (exit 0 healthy, 1 not): the container's health check",
+        help="probe a running server's readiness, /ready (exit 0 ready, 1 not): the container's health check",
     )
     health.add_argument("--port", type=int, help="default: the [server] port setting")
     health.add_argument("--url", help="probe this URL instead of the one the settings give")
@@ -346,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.set_defaults(func=cmd_install)
 
     add_transfer_commands(commands, site, common, _owned)
+    add_backup_commands(commands, common)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Serving: ``footfall serve`` (first-start bootstrap, then granian around ``web.app:make_app``)
-and ``footfall health`` (probes a running server at the address and scheme the settings give:
-the container's health check).
+and ``footfall health`` (probes a running server's readiness, ``/ready``, at the address and
+scheme the settings give: the container's health check).
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def health_url(settings: Settings, port: int | None = None) -> str:
-    """Where a server started with these settings answers its health check, seen from the
+    """Where a server started with these settings answers its readiness check (``/ready``:
+    storage writable, last commit fine), seen from the
     same host: the scheme follows the TLS settings, an all-interfaces bind is probed on the
     loopback address."""
     tls = bool(settings.server.tls_certificate and settings.server.tls_private_key)
@@ -152,7 +153,7 @@ def health_url(settings: Settings, port: int | None = None) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"{'https' if tls else 'http'}://{host}:{port or settings.server.port}/api/v1/health"
+    return f"{'https' if tls else 'http'}://{host}:{port or settings.server.port}/ready"
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -88,6 +88,9 @@ class LiveBuffer:
             except RuntimeError:  # loop closed
                 self._subscribers.discard((loop, queue))
 
+    def __len__(self) -> int:
+        return len(self._events)
+
     def latest(self, limit: int = 100, site_id: int | None = None) -> list[tuple[str, Event]]:
         with self._lock:
             items = list(self._events)

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.json_export",
     "plugins.pdf_export",
     "plugins.notify_apprise",
+    "plugins.backups",
 )
 ENTRY_POINT_GROUP = "footfall"
 

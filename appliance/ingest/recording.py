@@ -73,6 +73,11 @@ class Recorder:
         """Committed events not yet aggregated."""
         return len(self._unaggregated)
 
+    @property
+    def aggregation_lag_seconds(self) -> float:
+        """How long committed events have waited to be aggregated (0 when none waits)."""
+        return time.monotonic() - self._last_flush if self._unaggregated else 0.0
+
     def _interner(self, txn) -> Callable[[str], int]:
         known = self._strings.known_ids  # committed ids: a plain dict lookup on the hot path
         allocate = self._strings.intern

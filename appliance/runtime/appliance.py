@@ -39,6 +39,7 @@ from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
+from appliance.operations.metrics import ApplianceCollector, Metrics
 from appliance.query.goal_reports import GoalReports
 from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
@@ -68,6 +69,7 @@ class Appliance:
         self.started_at = time.time()
         self._extra_plugins = tuple(plugins)
         self._open = False
+        self.metrics = Metrics()  # exists before open: the web room's middleware holds it
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self, *, lock_wait: float = 0.0, role: str = "") -> Appliance:
@@ -171,7 +173,7 @@ class Appliance:
         if self.recorder.replay_pending():
             coordinator.flush()
         self.writer = Writer(
-            self.recorder.commit,
+            self.metrics.timed_commit(self.recorder.commit),
             self._after_commit,
             on_idle=self._idle,
             idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
@@ -179,6 +181,10 @@ class Appliance:
             max_events=settings.ingest.commit_max_events,
         )
         self.writer.start()
+        self.metrics.add_collector(ApplianceCollector(
+            writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
+            live=self.live,
+        ))
         self.jobs = Jobs(self)
         self.jobs.start()
         self._open = True
@@ -192,6 +198,7 @@ class Appliance:
             return
         self._open = False
         self.scheduler.stop()
+        self.metrics.remove_collectors()
         self.jobs.stop()
         self.writer.stop()
         try:

@@ -5,8 +5,8 @@ One daemon thread wakes every ``interval`` seconds and runs each due job: salt r
 sketches, event-log rows and column-block rows older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`), the
-materialisation of materialised segments' settled days (:func:`materialise_segments`) and the
-purge of expired tokens and sessions. Jobs write through ``Store.write``, which serialises them
+materialisation of materialised segments' settled days (:func:`materialise_segments`), the
+purge of expired tokens and sessions, and scheduled backups (``[backup]``). Jobs write through ``Store.write``, which serialises them
 with the group-commit writer.
 """
 
@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 
+from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from storage.retention import delete_buckets_before
 
@@ -74,6 +75,12 @@ def materialise_segments(appliance) -> dict[str, int]:
     return done
 
 
+def scheduled_backup(appliance, now: float | None = None) -> dict[str, object]:
+    """A backup when ``[backup]`` schedules one (see :mod:`appliance.operations.backup_schedule`)."""
+    return run_scheduled_backup(appliance.settings.data_dir, appliance.settings.backup,
+                                appliance.extensions.backup_targets, now)
+
+
 class Jobs:
     def __init__(self, appliance, interval: float = 3600) -> None:
         self._appliance = appliance
@@ -96,6 +103,7 @@ class Jobs:
             ("compact_columns", lambda: compact_closed_days(self._appliance)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
+            ("backup", lambda: scheduled_backup(self._appliance, now)),
         ):
             try:
                 results[name] = job()

@@ -83,7 +83,7 @@ SETTING_IDS = [dotted(section, key) for section, key, _ in SETTINGS]
 
 def test_example_loads_to_exact_defaults():
     loaded = load_settings(EXAMPLE, environ={})
-    assert loaded.plugins.tables == {"geo": {"city_database": ""}}  # the example plugin table
+    assert loaded.plugins.tables == {"geo": {"city_database": ""}, "backups": {"directory": ""}}  # the example plugin tables
     loaded.plugins.tables = {}
     assert loaded == Settings()
 

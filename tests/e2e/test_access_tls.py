@@ -57,7 +57,7 @@ def test_https_with_a_certificate_and_key(tmp_path):
         probe = subprocess.run([*FOOTFALL, "health", "--port", str(port)], cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=60)
         assert probe.returncode == 0, probe.stdout + probe.stderr
-        assert probe.stdout.startswith(f"healthy: https://127.0.0.1:{port}/api/v1/health answered 200"), probe.stdout
+        assert probe.stdout.startswith(f"healthy: https://127.0.0.1:{port}/ready answered 200"), probe.stdout
     finally:
         os.killpg(process.pid, 9)
         process.wait(timeout=30)

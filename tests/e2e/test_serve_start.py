@@ -148,7 +148,7 @@ def test_footfall_health_probes_the_server_the_settings_describe(own_server, tmp
     healthy = footfall_cli("health", "--port", str(server.port), data_dir=server.data_dir)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert healthy.stdout.strip() == (
-        f"healthy: http://127.0.0.1:{server.port}/api/v1/health answered 200, status ok"
+        f"healthy: http://127.0.0.1:{server.port}/ready answered 200, status ok"
     )
     # the port from the settings, as in the container (FOOTFALL_SERVER_PORT)
     by_setting = footfall_cli("health", data_dir=server.data_dir, env={"FOOTFALL_SERVER_PORT": str(server.port)})

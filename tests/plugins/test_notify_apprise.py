@@ -10,8 +10,9 @@ import pytest
 from appliance.errors import DomainError
 from appliance.extensions import Attachment, Message, Notifier
 from appliance.hooks.delivery import DeliveryFailed, deliver
-from appliance.hooks.manager import make_plugin_manager
-from appliance.hooks.registry import Extensions, collect_extensions
+from appliance.config import load_settings
+from appliance.hooks.registry import Extensions
+from appliance.runtime.appliance import Appliance
 from plugins import notify_apprise
 from tests.sinks import HttpSink
 
@@ -98,6 +99,9 @@ def test_a_url_no_notifier_handles_is_refused_at_once():
     assert refused.value.field == "url"
 
 
-def test_the_plugin_manager_registers_the_apprise_notifier():
-    extensions = collect_extensions(make_plugin_manager(), appliance=None)
-    assert extensions.notifier_for("tgram://bottoken/ChatID").name == "apprise"
+def test_the_appliance_registers_the_apprise_notifier(tmp_path):
+    appliance = Appliance(load_settings(environ={}, data_dir=str(tmp_path))).open()
+    try:
+        assert appliance.extensions.notifier_for("tgram://bottoken/ChatID").name == "apprise"
+    finally:
+        appliance.close()

@@ -23,6 +23,8 @@ PUBLIC = {
     ("POST", "/api/v1/authenticate"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/healthz"),
+    ("GET", "/api/v1/health/live"),
+    ("GET", "/ready"),
     ("GET", "/js/footfall.js"),
     ("GET", "/js/{script:str}"),
     ("GET", "/script.js"),

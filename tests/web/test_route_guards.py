@@ -85,6 +85,8 @@ ON_THE_LOOP = {
     "/api/send": "ingest: raw ASGI (Umami's body), like /api/v1/events",
     "/js/{script:str}": "the tracker in Plausible compatibility mode (cached bytes, no appliance)",
     "/script.js": "the tracker in Umami compatibility mode (cached bytes, no appliance)",
+    "/api/v1/health/live": "liveness: answers from the loop itself, touching nothing else",
+    "/ready": "async only to choose its status code; the probe writes LMDB in a worker thread",
 }
 ON_THE_LOOP_PREFIXES = ("/static", "/schema")  # vendored assets; the OpenAPI document and its UI
 

@@ -1,0 +1,1 @@
+"""Operations: backups and restore, scheduled backups, metrics (and the standby, privacy tools)."""

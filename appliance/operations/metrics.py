@@ -1,0 +1,125 @@
+"""Prometheus metrics of one appliance, in a registry of its own (never the global one).
+
+Two kinds. *Observed* as things happen: the commit latency and batch size histograms
+(:meth:`Metrics.timed_commit` wraps the recorder's commit on the writer thread) and the
+request latency per route (:meth:`Metrics.observe_request`, called by the web room's request
+middleware). *Read at scrape time* by :class:`ApplianceCollector` from counts the parts keep
+anyway, so the ingest hot path gains nothing: events accepted, events ignored per reason,
+aggregation lag, LMDB map use, open visits, the live ring buffer, the string table.
+
+Other parts add their own collectors with :meth:`Metrics.add_collector`: the standby's lag
+(``footfall_standby_lag_events`` / ``_seconds``) is meant to be registered there by the
+standby when it follows a primary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class Sized(Protocol):
+    def __len__(self) -> int: ...
+
+
+class ApplianceCollector(Collector):
+    """Gauges and counters read from the appliance's parts when Prometheus scrapes."""
+
+    def __init__(self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized) -> None:
+        self._writer = writer
+        self._pipeline = pipeline
+        self._recorder = recorder
+        self._store = store
+        self._visits = visits
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        accepted = CounterMetricFamily(
+            "footfall_ingest_events_accepted", "Events committed to the event log since the server started")
+        accepted.add_metric([], self._writer.events_committed)
+        yield accepted
+        batches = CounterMetricFamily("footfall_ingest_batches_committed", "Group commits since the server started")
+        batches.add_metric([], self._writer.batches_committed)
+        yield batches
+        ignored = CounterMetricFamily(
+            "footfall_ingest_events_ignored", "Events answered 202 and not stored, per reason", labels=["reason"])
+        for reason, count in sorted(self._pipeline.drop_counts().items()):
+            ignored.add_metric([reason], count)
+        yield ignored
+        yield _gauge("footfall_aggregation_pending_events", "Committed events not yet folded into counters",
+                     self._recorder.waiting)
+        yield _gauge("footfall_aggregation_lag_seconds", "How long the oldest unaggregated events have waited",
+                     self._recorder.aggregation_lag_seconds)
+        used, size = self._store.map_usage()
+        yield _gauge("footfall_lmdb_map_used_bytes", "Bytes of the LMDB map in use", used)
+        yield _gauge("footfall_lmdb_map_size_bytes", "Size of the LMDB map", size)
+        yield _gauge("footfall_lmdb_map_used_ratio", "Fraction of the LMDB map in use", used / size if size else 0.0)
+        yield _gauge("footfall_lmdb_file_bytes", "Size of data.mdb on disk", self._store.disk_bytes())
+        yield _gauge("footfall_string_table_entries", "Interned strings (pages, referrers, ...)",
+                     self._store.entries(b"strings"))
+        yield _gauge("footfall_open_visits", "Visits open in memory", len(self._visits))
+        yield _gauge("footfall_live_buffer_events", "Events in the live ring buffer", len(self._live))
+        yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
+                     1 if self._writer.last_error else 0)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class Metrics:
+    """The registry and the observed metrics; ``render()`` is the ``/metrics`` body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commit_seconds = Histogram(
+            "footfall_commit_seconds", "Time to commit one batch to LMDB (fsync included)",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.batch_events = Histogram(
+            "footfall_commit_batch_events", "Events per committed batch",
+            buckets=_BATCH_BUCKETS, registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "footfall_http_request_seconds", "Time to answer a request, per route template and status class",
+            labelnames=["method", "route", "status"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self._collectors: list[Collector] = []
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+        self._collectors.append(collector)
+
+    def remove_collectors(self) -> None:
+        """Unregister every added collector (the appliance closed; a reopen adds them again)."""
+        for collector in self._collectors:
+            self.registry.unregister(collector)
+        self._collectors.clear()
+
+    def timed_commit(self, commit: Callable[[list], list]) -> Callable[[list], list]:
+        """``commit`` measured: its latency and its batch size (on the writer thread)."""
+
+        def measured(events: list) -> list:
+            started = time.perf_counter()
+            keys = commit(events)
+            self.commit_seconds.observe(time.perf_counter() - started)
+            self.batch_events.observe(len(events))
+            return keys
+
+        return measured
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.request_seconds.labels(method, route, f"{status // 100}xx").observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
