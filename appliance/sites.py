@@ -215,6 +215,8 @@ class SiteRegistry:
         retention_days: int | None = None,
         allowed_hostnames: list[str] | None = None,
         public: bool | None = None,
+        honour_gpc: bool | None = None,
+        honour_dnt: bool | None = None,
     ) -> Site:
         """Rename a site (its name or its domain) or change its settings. Its data stays:
         everything stored is keyed by the site's id, not its domain."""
@@ -232,6 +234,10 @@ class SiteRegistry:
             changed.allowed_hostnames = _checked_hostnames(allowed_hostnames)
         if public is not None:
             changed.public = public
+        if honour_gpc is not None:
+            changed.honour_gpc = honour_gpc
+        if honour_dnt is not None:
+            changed.honour_dnt = honour_dnt
         with self._lock:
             if new_domain is not None and _checked_domain(new_domain) != site.domain:
                 changed.domain = _checked_domain(new_domain)

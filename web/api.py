@@ -55,6 +55,8 @@ class ChangeSiteBody(msgspec.Struct, kw_only=True):
     retention_days: int | None = None
     allowed_hostnames: list[str] | None = None
     public: bool | None = None
+    honour_gpc: bool | None = None
+    honour_dnt: bool | None = None
 
 
 def _site_view(appliance: Appliance, site: Site) -> dict[str, Any]:
@@ -106,6 +108,8 @@ class SiteController(Controller):
             retention_days=data.retention_days,
             allowed_hostnames=data.allowed_hostnames,
             public=data.public,
+            honour_gpc=data.honour_gpc,
+            honour_dnt=data.honour_dnt,
         )
         changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
         audit(appliance, request, "site.update", site_of(request).domain, **changes)

@@ -44,6 +44,7 @@ from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
+from web.privacy import PRIVACY_CONTROLLERS, PRIVACY_PAGES
 from web.security import security_headers
 
 STATIC = Path(__file__).parent / "static"
@@ -141,12 +142,12 @@ def create_app(settings: Settings) -> Litestar:
             appliance.close()
 
     auth = settings.auth
-    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS])
+    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *PRIVACY_CONTROLLERS])
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, *PRIVACY_CONTROLLERS, *PRIVACY_PAGES],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(

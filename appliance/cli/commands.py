@@ -23,6 +23,7 @@ import sys
 
 from appliance.accounts.models import AccountError
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
+from appliance.cli.privacy import add_gdpr_commands
 from appliance.cli.serving import DEMO_SITE, cmd_health, cmd_serve
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser("install", help="pip install plugin packages into this environment")
     install.add_argument("packages", nargs="+")
     install.set_defaults(func=cmd_install)
+    add_gdpr_commands(commands, common)
     return parser
 
 

@@ -39,6 +39,7 @@ from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
+from appliance.operations.erasure import PersonalEvents
 from appliance.query.goal_reports import GoalReports
 from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
@@ -161,6 +162,10 @@ class Appliance:
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
             rederiver=self.rederiver,
+        )
+        self.personal = PersonalEvents(
+            store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
+            goals=goals, visits=visits, visitors=self.visitors, rederiver=self.rederiver, coordinator=coordinator,
         )
         if self.recorder.replay_pending():
             coordinator.flush()
