@@ -45,6 +45,7 @@ from web.login import SessionController, login_required_handler, register_templa
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
 from web.privacy import PRIVACY_CONTROLLERS, PRIVACY_PAGES
+from web.replication import REPLICATION_CONTROLLERS, read_only_while_following
 from web.security import security_headers
 
 STATIC = Path(__file__).parent / "static"
@@ -142,13 +143,13 @@ def create_app(settings: Settings) -> Litestar:
             appliance.close()
 
     auth = settings.auth
-    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *PRIVACY_CONTROLLERS])
+    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *PRIVACY_CONTROLLERS, *REPLICATION_CONTROLLERS])
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, *PRIVACY_CONTROLLERS, *PRIVACY_PAGES],
-        middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index, *PRIVACY_CONTROLLERS, *PRIVACY_PAGES, *REPLICATION_CONTROLLERS],
+        middleware=[security_headers, query_budget(settings.query.time_budget_seconds), read_only_while_following],
     )
     return Litestar(
         route_handlers=[*make_ingest_handlers(appliance), site],

@@ -40,6 +40,7 @@ from appliance.models import (
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
+from web.replication import refusal
 
 _json = msgspec.json.Encoder()
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -246,9 +247,12 @@ class IngestEndpoint:
         if method != "POST":
             await _respond(send, 405, _json.encode(error_body(None, "use POST")))
             return
+        appliance = self.appliance
+        if appliance.following:  # a standby stores only what it pulls from its primary
+            await _respond(send, 503, refusal(appliance.follower.primary), [*_JSON_HEADERS, (b"retry-after", b"60")])
+            return
         ip = self.client_address(scope)
         agent, authorization, signals = _user_agent_and_authorization(scope)
-        appliance = self.appliance
         caller = None
         if authorization:
             try:
@@ -306,6 +310,7 @@ class IngestEndpoint:
             await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
                            [*_JSON_HEADERS, (b"retry-after", b"60")])
             return
+        await appliance.replication.acknowledged()  # sync mode: once the standby holds it
         if self.compact:
             await _respond(send, 202, b"")
         else:
@@ -362,6 +367,7 @@ class IngestEndpoint:
                 await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
                                [*_JSON_HEADERS, (b"retry-after", b"60")])
                 return
+            await appliance.replication.acknowledged()  # sync mode: once the standby holds them
             id_field, prefix = self.id_field, self.prefix
             for index, key in zip(positions, keys, strict=True):
                 results[index][id_field] = prefix + key.hex()

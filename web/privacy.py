@@ -45,7 +45,8 @@ class PeopleController(Controller):
         events = personal.export(site, user_id)
         audit(appliance, request, "gdpr.export", site.domain, events=len(events),
               visitor=f"{personal.visitor_of(site, user_id):016x}")
-        return {"status": "success", "data": {"count": len(events), "events": msgspec.to_builtins(events)}}
+        rows = [{"event_id": f"evt_{key}", **msgspec.to_builtins(event)} for key, event in events]
+        return {"status": "success", "data": {"count": len(events), "events": rows}}
 
     @delete("/{user_id:str}", status_code=HTTP_200_OK, sync_to_thread=True,
             summary="Erase every event of one user_id and rebuild the days they were in (GDPR erasure; admin only)")

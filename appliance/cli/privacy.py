@@ -34,8 +34,8 @@ def cmd_gdpr_export(args: argparse.Namespace) -> int:
         events = appliance.personal.export(site, args.user_id)
         appliance.audit.record(CLI_ACTOR, "gdpr.export", site.domain, events=len(events),
                                visitor=f"{appliance.personal.visitor_of(site, args.user_id):016x}")
-    for event in events:
-        sys.stdout.write(msgspec.json.encode(event).decode() + "\n")
+    for key, event in events:
+        sys.stdout.write(msgspec.json.encode({"event_id": f"evt_{key}", **msgspec.to_builtins(event)}).decode() + "\n")
     print(f"{len(events)} events", file=sys.stderr)
     return 0
 

@@ -103,11 +103,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # installs its own handlers once it starts and stops the worker gracefully.
     signal.signal(signal.SIGTERM, _stop_during_start_up)
     signal.signal(signal.SIGINT, _stop_during_start_up)
+    if getattr(args, "follow", None):  # the granian worker reads its settings from the environment
+        os.environ["FOOTFALL_REPLICATION_FOLLOW"] = args.follow
+    if getattr(args, "token", None):
+        os.environ["FOOTFALL_REPLICATION_TOKEN"] = args.token
     settings = _settings(args)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    lines, snippet_site = bootstrap(settings)
+    if settings.replication.follow:  # a standby gets its users and sites from the primary
+        lines = [f"Following {settings.replication.follow} as a read-only standby (footfall promote takes over)"]
+        snippet_site = None
+    else:
+        lines, snippet_site = bootstrap(settings)
     for line in lines:
         print(line)
     url = _public_url(settings, host, port)

@@ -31,6 +31,7 @@ import msgspec
 import numpy as np
 
 from appliance.definitions.goals import Goals
+from appliance.events.codec import row_person
 from appliance.events.columns import DAY_MS, ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.ingest.aggregation import BatchWrites, aggregate
@@ -42,6 +43,7 @@ from appliance.periods import day_bucket, day_from_number, day_start_timestamp, 
 from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
+from storage.journal import Journal
 from storage.keys import DAY, HOUR, unpack_bucket_key
 from storage.sketches import Sketch, Sketches
 from storage.strings import StringTable
@@ -73,6 +75,7 @@ class PersonalEvents:
         visitors: VisitorHasher,
         rederiver: Rederiver,
         coordinator: WriteCoordinator,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -85,16 +88,18 @@ class PersonalEvents:
         self._visitors = visitors
         self._rederiver = rederiver
         self._coordinator = coordinator
+        self._journal = journal
 
     def visitor_of(self, site: Site, user_id: str) -> int:
         """The stored visitor id of ``user_id``'s events on ``site``."""
         return self._visitors.user_id_hash(site.id, user_id)
 
-    def export(self, site: Site, user_id: str) -> list[Event]:
-        """Every stored event of the person, in time order (acknowledged ones included)."""
+    def export(self, site: Site, user_id: str) -> list[tuple[str, Event]]:
+        """Every stored event of the person as ``(event id, event)``, in time order
+        (acknowledged ones included)."""
         with self._coordinator.mutex:
             self._coordinator.flush()
-            return [event for _, event in self._find(site, self.visitor_of(site, user_id))]
+            return [(key.hex(), event) for key, event in self._find(site, self.visitor_of(site, user_id))]
 
     def _mask(self, visitor: int):
         return lambda block: (block.scalar("visitor") == visitor) & (block.scalar("user") != 0)
@@ -127,6 +132,8 @@ class PersonalEvents:
                     if self._eventlog.get(txn, key) is not None:
                         txn.delete(key, db=events_db)
                 self._visits.forget_visitor(txn, site.id, visitor)
+                if self._journal is not None:  # the rows a standby has not pulled yet go too
+                    self._journal.delete_where(txn, lambda row_site, row: row_site == site.id and row_person(row) == (visitor, True))
 
             try:
                 self._store.write(remove)

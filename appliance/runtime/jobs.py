@@ -96,6 +96,7 @@ class Jobs:
             ("compact_columns", lambda: compact_closed_days(self._appliance)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
+            ("trim_journal", lambda: self._appliance.trim_journal(now)),
         ):
             try:
                 results[name] = job()

@@ -105,7 +105,7 @@ def test_erased_person_reads_as_never_sent(make_appliance):
     first = day_from_number(day_bucket(start))
     last = day_from_number(day_bucket(now))
     exported = kept.personal.export(sites["kept"], "alice")
-    assert sorted((int(e.timestamp * 1000), e.path, e.kind) for e in exported) == sorted(
+    assert sorted((int(e.timestamp * 1000), e.path, e.kind) for _, e in exported) == sorted(
         (int(e.timestamp * 1000), e.path, e.kind) for e in alice_events
     )
     assert _report(kept, sites["kept"], first, last) != _report(never, sites["never"], first, last)
