@@ -2,7 +2,7 @@
 
 ``footfall serve --follow URL --token KEY`` opens the appliance with a :class:`Follower`. Its
 thread pulls ``GET URL/api/v1/replication/events?after=CURSOR`` (an admin API key of the
-primary; a long poll) and hands each batch to the same :meth:`Recorder.commit
+primary; a long poll with ``Prefer: wait=S``) and hands each batch to the same :meth:`Recorder.commit
 <appliance.ingest.recording.Recorder.commit>` the ingest writer uses, with the primary's
 sequences (so event ids are the same on both machines) and the new cursor written *in the same
 transaction*: after a crash the standby resumes exactly after the last batch it stored, never
@@ -160,7 +160,8 @@ class Follower:
         """One pull and its application; returns how many events were applied."""
         answer = self._client.get(
             "/api/v1/replication/events",
-            params={"after": self.cursor, "limit": self._batch, "wait": self._wait},
+            params={"after": self.cursor, "limit": self._batch},
+            headers={"Prefer": f"wait={self._wait:g}"},
         )
         if answer.status_code != 200:
             raise RuntimeError(f"the primary answered {answer.status_code}: {answer.text[:300]}")
