@@ -25,6 +25,7 @@ segments notice the changed hourly event counts and materialise those days again
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import msgspec
@@ -45,10 +46,16 @@ from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.journal import Journal
 from storage.keys import DAY, HOUR, unpack_bucket_key
+from storage.records import Records
 from storage.sketches import Sketch, Sketches
 from storage.strings import StringTable
 
 _HOUR_MS = 3_600_000
+ERASURE_KIND = "erasure"
+
+
+def erasure_identifier(site_id: int, visitor: int) -> str:
+    return f"{site_id:010d}/{visitor:016x}"
 
 
 class Erasure(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +82,7 @@ class PersonalEvents:
         visitors: VisitorHasher,
         rederiver: Rederiver,
         coordinator: WriteCoordinator,
+        records: Records,
         journal: Journal | None = None,
     ) -> None:
         self._store = store
@@ -89,6 +97,7 @@ class PersonalEvents:
         self._rederiver = rederiver
         self._coordinator = coordinator
         self._journal = journal
+        self._records = records
 
     def visitor_of(self, site: Site, user_id: str) -> int:
         """The stored visitor id of ``user_id``'s events on ``site``."""
@@ -116,12 +125,19 @@ class PersonalEvents:
 
     def erase(self, site: Site, user_id: str) -> Erasure:
         """Remove every event of the person and rebuild the figures they were part of."""
-        visitor = self.visitor_of(site, user_id)
+        return self.erase_visitor(site, self.visitor_of(site, user_id))
+
+    def erase_visitor(self, site: Site, visitor: int) -> Erasure:
+        """:meth:`erase` by the stored visitor id. The erasure is written down as a record
+        (``erasure/<site>/<visitor hash>``, never the user id), which a standby copies and
+        carries out too."""
         coordinator = self._coordinator
         with coordinator.mutex:
             coordinator.flush()
             found = self._find(site, visitor)
             if not found:
+                if self._journal is not None:  # rows only in the journal (a standby's own erasure)
+                    self._store.write(lambda txn: self._drop_journal_rows(txn, site.id, visitor))
                 return Erasure(events=0, days=[])
             for day in sorted({int(event.timestamp * 1000) // DAY_MS for _, event in found}):
                 self._columns.erase_rows(site.id, day, self._mask(visitor))
@@ -132,8 +148,9 @@ class PersonalEvents:
                     if self._eventlog.get(txn, key) is not None:
                         txn.delete(key, db=events_db)
                 self._visits.forget_visitor(txn, site.id, visitor)
-                if self._journal is not None:  # the rows a standby has not pulled yet go too
-                    self._journal.delete_where(txn, lambda row_site, row: row_site == site.id and row_person(row) == (visitor, True))
+                marker = msgspec.msgpack.encode({"at": time.time(), "events": len(found)})
+                self._records.put(txn, ERASURE_KIND, erasure_identifier(site.id, visitor), marker)
+                self._drop_journal_rows(txn, site.id, visitor)
 
             try:
                 self._store.write(remove)
@@ -148,6 +165,11 @@ class PersonalEvents:
             for day in days:
                 self._rederiver.rederive_day(site.id, day)
         return Erasure(events=len(found), days=[day_from_number(day).isoformat() for day in days])
+
+    def _drop_journal_rows(self, txn, site_id: int, visitor: int) -> None:
+        """The person's rows a standby has not pulled yet go too."""
+        if self._journal is not None:
+            self._journal.delete_where(txn, lambda row_site, row: row_site == site_id and row_person(row) == (visitor, True))
 
     # -- rebuilding ------------------------------------------------------------------------
     def _events(self, site: Site, start_ms: int, end_ms: int) -> list[Event]:

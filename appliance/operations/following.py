@@ -40,6 +40,7 @@ from appliance.definitions.goals import Goals
 from appliance.ingest.recording import Recorder
 from appliance.ingest.visitors import VisitorHasher
 from appliance.models import Event
+from appliance.operations.erasure import ERASURE_KIND, PersonalEvents
 from appliance.operations.replication import DERIVED_KINDS, Pulled
 from appliance.sites import SiteRegistry
 from storage import Store
@@ -89,6 +90,7 @@ class Follower:
         after_commit: Callable[[list[Event], list[bytes]], None],
         batch_events: int,
         poll_wait_seconds: float,
+        personal: PersonalEvents,
     ) -> None:
         self.primary = primary.rstrip("/")
         self._token = token
@@ -101,6 +103,7 @@ class Follower:
         self._after_commit = after_commit
         self._batch = batch_events
         self._wait = poll_wait_seconds
+        self._personal = personal
         self._db = store.db(b"replication")
         with store.read() as txn:
             promoted = txn.get(_PROMOTED, db=self._db)
@@ -213,6 +216,23 @@ class Follower:
         self._sites.reload_if_changed()
         self._visitors.reload()
         self._goals.reload()
+        self._carry_out_erasures()
+
+    def _carry_out_erasures(self) -> None:
+        """Erase here every person the primary erased (its ``erasure`` records) not yet
+        erased here; a row pulled before the primary's erasure goes now, later ones never
+        come (the primary dropped them from its journal)."""
+        with self._store.read() as txn:
+            done = {bytes(key) for key, _ in txn.cursor(db=self._db) if bytes(key).startswith(b"erased/")}
+        for identifier, _ in self._records.scan(ERASURE_KIND):
+            mark = b"erased/" + identifier.encode()
+            if mark in done:
+                continue
+            site_id, visitor = identifier.split("/")
+            site = self._sites.by_id(int(site_id))
+            if site is not None:
+                self._personal.erase_visitor(site, int(visitor, 16))
+            self._store.write(lambda txn, mark=mark: txn.put(mark, b"", db=self._db))
 
     def status(self) -> dict[str, object]:
         lag_events = max(0, self.primary_last_sequence - self.cursor)

@@ -174,19 +174,19 @@ class Appliance:
             store=store, journal=journal, strings=strings, records=records, recorder=self.recorder,
             sync=replication.sync, sync_timeout_seconds=replication.sync_timeout_ms / 1000,
         )
+        self.personal = PersonalEvents(
+            store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
+            goals=goals, visits=visits, visitors=self.visitors, rederiver=self.rederiver, coordinator=coordinator,
+            journal=journal, records=records,
+        )
         self.follower: Follower | None = None
         if replication.follow:
             self.follower = Follower(
                 primary=replication.follow, token=replication.token, store=store, records=records,
                 eventlog=eventlog, recorder=self.recorder, sites=sites, goals=goals, visitors=self.visitors,
                 after_commit=self._after_commit, batch_events=replication.batch_events,
-                poll_wait_seconds=replication.poll_wait_seconds,
+                poll_wait_seconds=replication.poll_wait_seconds, personal=self.personal,
             )
-        self.personal = PersonalEvents(
-            store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
-            goals=goals, visits=visits, visitors=self.visitors, rederiver=self.rederiver, coordinator=coordinator,
-            journal=journal,
-        )
         if self.recorder.replay_pending():
             coordinator.flush()
         self.writer = Writer(
