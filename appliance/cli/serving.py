@@ -18,8 +18,10 @@ from pathlib import Path
 
 from appliance.cli.demo import fill_demo_site
 from appliance.config import ConfigError, Settings, load_settings
+from appliance.operations.following import promoted_at, refusal_to_follow
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_ROLE
+from appliance.runtime.records import open_store
 
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
 DEMO_SITE = "localhost"
@@ -44,6 +46,16 @@ def _write_secret(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as file:
         file.write(text)
     path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def standby_refusal(settings: Settings) -> str:
+    """Why this data dir cannot follow a primary ("" when it can): it was promoted."""
+    store = open_store(settings)
+    try:
+        when = promoted_at(store)
+    finally:
+        store.close()
+    return refusal_to_follow(when) if when is not None else ""
 
 
 def bootstrap(settings: Settings) -> tuple[list[str], str | None]:
@@ -111,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    if settings.replication.follow and (refused := standby_refusal(settings)):
+        print(f"footfall: {refused}", file=sys.stderr)
+        return 2
     if settings.replication.follow:  # a standby gets its users and sites from the primary
         lines = [f"Following {settings.replication.follow} as a read-only standby (footfall promote takes over)"]
         snippet_site = None

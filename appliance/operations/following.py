@@ -60,6 +60,20 @@ class FollowRefused(RuntimeError):
     """This data dir cannot follow (it was promoted)."""
 
 
+def promoted_at(store: Store) -> int | None:
+    """When this data dir was promoted from a standby to a primary (Unix seconds), if ever."""
+    with store.read() as txn:
+        raw = txn.get(_PROMOTED, db=store.db(b"replication"))
+    return unpack_u64(raw) if raw else None
+
+
+def refusal_to_follow(when: int) -> str:
+    return (
+        f"this data dir was promoted to a primary (at {when}): remove replication.follow / --follow "
+        "to serve it, or seed a new standby from a backup"
+    )
+
+
 class _Answer(msgspec.Struct):
     data: Pulled
 
@@ -105,15 +119,12 @@ class Follower:
         self._wait = poll_wait_seconds
         self._personal = personal
         self._db = store.db(b"replication")
+        promoted = promoted_at(store)
+        if promoted is not None:
+            raise FollowRefused(refusal_to_follow(promoted))
         with store.read() as txn:
-            promoted = txn.get(_PROMOTED, db=self._db)
             cursor = txn.get(_CURSOR, db=self._db)
             version = txn.get(_RECORDS, db=self._db)
-        if promoted is not None:
-            raise FollowRefused(
-                f"this data dir was promoted to a primary (at {unpack_u64(promoted)}): remove "
-                "replication.follow / --follow to serve it, or seed a new standby from a backup"
-            )
         # No cursor yet: a data dir seeded from the primary's backup holds its sequences.
         self.cursor = unpack_u64(cursor) if cursor else eventlog.next_sequence - 1
         self.records_version = unpack_u64(version) if version else -1

@@ -157,6 +157,9 @@ def sync_pair(tmp_path_factory):
 
 def test_standby_follows_under_load_and_never_accepts_writes(async_pair):
     primary, standby = async_pair
+    with primary.client(headers=primary.auth()) as client:  # a goal, copied and counted on the standby too
+        goal = {"name": "Second page", "kind": "page", "page": "/p1/*"}
+        assert client.post("/api/v1/goals", params={"site": SITE}, json=goal).status_code == 201
     loader = Loader(primary, "load", 60)
     lags = []
     loader.start()
@@ -173,6 +176,11 @@ def test_standby_follows_under_load_and_never_accepts_writes(async_pair):
     assert pageviews(standby) == pageviews(primary) == 60 * BATCH
     for user, ids in list(loader.acknowledged.items())[::7]:
         assert stored_ids(standby, user) == set(ids)  # the same event ids on both
+    for report in ("/api/v1/reports/traffic", "/api/v1/reports/conversions"):  # the same figures
+        answers = [httpx.get(f"{h.url}{report}", headers=h.auth(), params={"site": SITE}, timeout=30).json() for h in (primary, standby)]
+        assert answers[0] == answers[1], report
+    conversions = answers[1]["data"]
+    assert any(row["name"] == "Second page" and row["conversions"] == BATCH for row in conversions["goals"]), conversions
 
     # a person erased on the primary is erased on the standby too, and the figures follow
     with primary.client(headers=primary.auth()) as client:
@@ -271,6 +279,11 @@ def test_sync_failover_keeps_every_acknowledged_event(sync_pair):
         missing = set(ids) - stored_ids(standby, user)
         lost += sorted(missing)
     assert not lost, f"{len(lost)} acknowledged events missing on the promoted standby"
+    # restarted with --follow still in its command line, a promoted data dir refuses to follow
+    standby.stop()
+    again = footfall_cli("serve", "--port", str(free_port()), "--follow", primary.url, "--token", standby.token,
+                         data_dir=standby.data_dir)
+    assert again.returncode == 2 and "promoted" in again.stderr
     assert standby.data_dir.is_dir()
     # no raw identifiers on the standby's disk either
     data = b"".join(path.read_bytes() for path in standby.data_dir.rglob("*") if path.is_file())
