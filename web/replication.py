@@ -83,8 +83,8 @@ class ReplicationController(Controller):
          description="With `Prefer: wait=SECONDS` (RFC 7240, at most 60) the answer waits for the next commit "
          "when no event is newer than `after` (a long poll). Asking for events after `N` confirms that the "
          "standby holds everything up to `N` (synchronous mode waits for that). 410 when `after` is older "
-         "than the journal keeps.",
-         responses=error_responses(410))
+         "than the journal keeps, 409 when this server keeps none.",
+         responses=error_responses(409, 410))
     def events(
         self,
         request: Request,

@@ -63,6 +63,7 @@ class ReplicationSource:
         recorder: Recorder,
         sync: bool,
         sync_timeout_seconds: float,
+        enabled: bool = True,
     ) -> None:
         self._store = store
         self._journal = journal
@@ -70,6 +71,7 @@ class ReplicationSource:
         self._records = records
         self._recorder = recorder
         self.sync = sync
+        self.enabled = enabled  # replication.journal_hours = 0: no journal, no standby
         self._timeout = sync_timeout_seconds
         self._condition = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
@@ -87,6 +89,8 @@ class ReplicationSource:
 
     def pull(self, after: int, limit: int, wait: float) -> Pulled:
         """Rows after ``after`` (confirming ``after``); with none, wait up to ``wait`` s."""
+        if not self.enabled:
+            raise DomainError(None, "this server keeps no replication journal (replication.journal_hours = 0)", 409)
         self.confirm(after)
         deadline = time.monotonic() + wait
         with self._condition:

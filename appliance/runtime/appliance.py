@@ -167,12 +167,13 @@ class Appliance:
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
             rederiver=self.rederiver,
-            journal=journal,
+            journal=journal if settings.replication.journal_hours > 0 else None,
         )
         replication = settings.replication
         self.replication = ReplicationSource(
             store=store, journal=journal, strings=strings, records=records, recorder=self.recorder,
             sync=replication.sync, sync_timeout_seconds=replication.sync_timeout_ms / 1000,
+            enabled=replication.journal_hours > 0,
         )
         self.personal = PersonalEvents(
             store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
