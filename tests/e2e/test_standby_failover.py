@@ -18,6 +18,7 @@ synchronous mode's latency cost are measured and printed (``-s`` shows them).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -202,6 +203,13 @@ def test_standby_follows_under_load_and_never_accepts_writes(async_pair):
             assert primary.url in answer.json()["error"]["message"], (method, path)
         assert client.get(f"/api/v1/sites/{SITE}").status_code == 200
     assert status(standby)["role"] == "standby"
+    # the primary's users sign in on the standby; every page says it is a read-only standby
+    with httpx.Client(base_url=standby.url, timeout=30) as browser:
+        form_csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+        login = browser.post("/login", data={"username": "admin", "password": primary.password, "csrf": form_csrf})
+        assert login.status_code == 303, login.text[:300]
+        page = browser.get("/sites")
+        assert page.status_code == 200 and f"Read-only standby of {primary.url}" in page.text
     health = httpx.get(f"{standby.url}/api/v1/health").json()
     assert health["replication"]["role"] == "standby" and health["replication"]["lag_events"] == 0
 
