@@ -22,8 +22,8 @@ restart with ``--follow`` still left in its settings refuses to follow again ins
 silently becoming a standby of the old primary.
 
 *Lag*: ``lag_events`` is the primary's last committed sequence (as of its last answer) minus
-the cursor; ``lag_seconds`` is the time since the standby last held everything the primary
-had committed (0 while caught up).
+the cursor; ``lag_seconds`` is how long the standby has been behind (since a pull first showed
+it a commit it did not hold; 0 while caught up).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Follower:
         self.records_version = unpack_u64(version) if version else -1
         self.following = True
         self.primary_last_sequence = self.cursor
-        self.caught_up_at = time.time()
+        self.behind_since: float | None = None  # when the standby last fell behind
         self.last_contact = 0.0
         self.last_error = ""
         self.batches_applied = 0
@@ -181,6 +181,8 @@ class Follower:
             raise RuntimeError(f"the primary answered {answer.status_code}: {answer.text[:300]}")
         pulled = msgspec.json.decode(answer.content, type=_Answer).data
         self.last_contact = time.time()
+        if pulled.last_sequence > self.cursor and self.behind_since is None:
+            self.behind_since = self.last_contact
         self.last_error = ""
         if pulled.records_version != self.records_version:
             self._copy_records()
@@ -188,7 +190,7 @@ class Follower:
             self._apply(pulled.events)
         self.primary_last_sequence = max(pulled.last_sequence, self.cursor)
         if self.cursor >= self.primary_last_sequence:
-            self.caught_up_at = time.time()
+            self.behind_since = None
         return len(pulled.events)
 
     def _apply(self, items: list[tuple[int, Event]]) -> None:
@@ -253,7 +255,7 @@ class Follower:
             "cursor": self.cursor,
             "primary_last_sequence": self.primary_last_sequence,
             "lag_events": lag_events,
-            "lag_seconds": round(time.time() - self.caught_up_at, 3) if lag_events else 0.0,
+            "lag_seconds": round(time.time() - self.behind_since, 3) if lag_events and self.behind_since else 0.0,
             "last_contact_seconds_ago": round(time.time() - self.last_contact, 3) if self.last_contact else None,
             "batches_applied": self.batches_applied,
             "last_error": self.last_error or None,

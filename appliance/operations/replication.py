@@ -79,12 +79,14 @@ class ReplicationSource:
         self.sync_timeouts = 0
         self._parked = 0  # pulls waiting for a commit now
         self._last_pull = 0.0  # monotonic time of the last pull
-        self._caught_up_at = time.time()  # when the standby last held every committed event
+        self._behind_since: float | None = None  # first commit the standby did not hold yet
 
     # -- serving pulls ---------------------------------------------------------------------
     def committed(self) -> None:
         """A batch was committed: wake the waiting pulls."""
         with self._condition:
+            if self._behind_since is None:
+                self._behind_since = time.time()
             self._condition.notify_all()
 
     def pull(self, after: int, limit: int, wait: float) -> Pulled:
@@ -123,7 +125,7 @@ class ReplicationSource:
                 return
             self.confirmed = sequence
             if sequence >= self._recorder.last_sequence:
-                self._caught_up_at = time.time()
+                self._behind_since = None
             self._condition.notify_all()
             done = [waiter for waiter in self._waiters if waiter[0] <= sequence]
             self._waiters = [waiter for waiter in self._waiters if waiter[0] > sequence]
@@ -179,7 +181,9 @@ class ReplicationSource:
             "last_sequence": last,
             "standby_confirmed": self.confirmed,
             "standby_lag_events": max(0, last - self.confirmed) if self.confirmed else None,
-            "standby_lag_seconds": round(time.time() - self._caught_up_at, 3) if self.confirmed < last else 0.0,
+            "standby_lag_seconds": (
+                round(time.time() - self._behind_since, 3) if self._behind_since and self.confirmed < last else 0.0
+            ),
             "standby_connected": self.standby_connected(),
             "sync": self.sync,
             "sync_timeouts": self.sync_timeouts,
