@@ -84,6 +84,8 @@ class ReportSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_base_seconds: float = 60.0
     max_attempts: int = 6
     test_clock_file: str = ""  # TEST ONLY: the scheduler's "now" is read from this file
+
+
 class BackupSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     directory: str = ""
@@ -107,6 +109,16 @@ class ObservabilitySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=
             raise ValueError(f"metrics_bind must be host:port, not {self.metrics_bind!r}")
 
 
+class ReplicationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    follow: str = ""  # a primary's URL: this server is its standby (read-only) until promoted
+    token: str = ""  # an admin API key of the primary (standby side)
+    journal_hours: int = 72  # how long the primary keeps rows for a standby to pull
+    batch_events: int = 2000  # rows per pull
+    poll_wait_seconds: float = 10.0  # a pull with nothing new waits this long on the primary
+    sync: bool = False  # primary: acknowledge an event only once the standby holds it
+    sync_timeout_ms: int = 2000  # ...or after this long (then the event is acknowledged anyway)
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -118,6 +130,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: QuerySettings = msgspec.field(default_factory=QuerySettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+    replication: ReplicationSettings = msgspec.field(default_factory=ReplicationSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)

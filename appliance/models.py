@@ -116,6 +116,18 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     visitor_type: str = ""
 
 
+class PrivacySignals(msgspec.Struct, frozen=True, kw_only=True):
+    """The visitor's opt-out signals on the request: Global Privacy Control (``Sec-GPC: 1``)
+    and Do-Not-Track (``DNT: 1``). Whether they drop the event is the site's choice
+    (:attr:`Site.honour_gpc`, :attr:`Site.honour_dnt`)."""
+
+    gpc: bool = False
+    dnt: bool = False
+
+
+NO_SIGNALS = PrivacySignals()
+
+
 class RequestContext(msgspec.Struct, kw_only=True):
     """What the pipeline knows about the HTTP request an event came in. Never stored.
 
@@ -133,6 +145,7 @@ class RequestContext(msgspec.Struct, kw_only=True):
     page_query: dict[str, str] = {}
     caller: object = None  # Callable[[int], bool] | None
     trusted: bool = False
+    signals: PrivacySignals = NO_SIGNALS
 
 
 class DropReason(enum.StrEnum):
@@ -146,6 +159,8 @@ class DropReason(enum.StrEnum):
     INVALID = "invalid"
     FILTERED = "filtered_by_plugin"
     RATE_LIMITED = "rate_limited"
+    GLOBAL_PRIVACY_CONTROL = "global_privacy_control"  # Sec-GPC: 1, and the site honours it
+    DO_NOT_TRACK = "do_not_track"  # DNT: 1, and the site honours it
 
 
 class Site(msgspec.Struct, kw_only=True):
@@ -164,5 +179,7 @@ class Site(msgspec.Struct, kw_only=True):
     # (the domain a Plausible snippet names, when it is not this site's domain).
     umami_website_id: str = ""
     plausible_site_id: str = ""
+    honour_gpc: bool = True  # drop events sent with Global Privacy Control (Sec-GPC: 1)
+    honour_dnt: bool = False  # drop events sent with Do-Not-Track (DNT: 1)
 
 

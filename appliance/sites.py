@@ -264,6 +264,8 @@ class SiteRegistry:
         public: bool | None = None,
         umami_website_id: str | None = None,
         plausible_site_id: str | None = None,
+        honour_gpc: bool | None = None,
+        honour_dnt: bool | None = None,
     ) -> Site:
         """Rename a site (its name or its domain) or change its settings. Its data stays:
         everything stored is keyed by the site's id, not its domain."""
@@ -285,6 +287,10 @@ class SiteRegistry:
             changed.umami_website_id = _checked_umami_id(umami_website_id)
         if plausible_site_id is not None:
             changed.plausible_site_id = _checked_plausible_id(plausible_site_id)
+        if honour_gpc is not None:
+            changed.honour_gpc = honour_gpc
+        if honour_dnt is not None:
+            changed.honour_dnt = honour_dnt
         with self._lock:
             self._check_aliases_free(changed)
             if new_domain is not None and _checked_domain(new_domain) != site.domain:

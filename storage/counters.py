@@ -15,6 +15,21 @@ from storage.retention import delete_prefix
 _VALUE = struct.Struct(">q")
 
 
+def stored_metrics(txn, db, site: int, granularity: int) -> list[int]:
+    """The metrics with any key under ``site`` and ``granularity`` in ``db`` (counters or
+    sketches share the bucket-key layout): one cursor seek per metric found."""
+    cursor = txn.cursor(db=db)
+    found = []
+    metric = 0
+    while metric <= 0xFFFF and cursor.set_range(pack_bucket_key(site, granularity, metric, 0, 0)):
+        key_site, key_granularity, metric, _, _ = unpack_bucket_key(cursor.key())
+        if (key_site, key_granularity) != (site, granularity):
+            break
+        found.append(metric)
+        metric += 1
+    return found
+
+
 class Counters:
     def __init__(self, store) -> None:
         self._db = store.db(b"counters")
@@ -70,6 +85,10 @@ class Counters:
             if old.get(dimension) != new[dimension]:
                 cursor.put(pack_bucket_key(site, granularity, metric, bucket, dimension), _VALUE.pack(new[dimension]))
         return True
+
+    def metrics(self, txn, site: int, granularity: int) -> list[int]:
+        """The metrics the site has counters of, at one granularity."""
+        return stored_metrics(txn, self._db, site, granularity)
 
     def get(self, txn, key: bytes) -> int:
         value = txn.get(key, db=self._db)

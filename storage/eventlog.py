@@ -23,19 +23,29 @@ class EventLog:
             raw = txn.get(_SEQUENCE_KEY, db=self._sequences)
         self._next_sequence = unpack_u64(raw) if raw else 1
 
-    def append(self, txn, entries: list[tuple[int, int, bytes]]) -> list[bytes]:
-        """Store ``(site, timestamp_ms, value)`` entries; return their keys.
+    @property
+    def next_sequence(self) -> int:
+        """The global sequence the next appended event gets (committed state)."""
+        return self._next_sequence
+
+    def append(self, txn, entries: list[tuple[int, int, bytes]], sequences: list[int] | None = None) -> list[bytes]:
+        """Store ``(site, timestamp_ms, value)`` entries; return their keys. ``sequences``
+        (ascending, above every stored one) gives them instead of the next ones: a standby
+        stores a primary's events under the primary's sequences.
 
         Call :meth:`committed` after the transaction commits, or :meth:`rolled_back`.
         """
         keys = []
         sequence = self._next_sequence
         cursor = txn.cursor(db=self._db)
-        for site, timestamp_ms, value in entries:
+        for index, (site, timestamp_ms, value) in enumerate(entries):
+            if sequences is not None:
+                sequence = sequences[index]
             key = pack_event_key(site, timestamp_ms, sequence & 0xFFFFFFFF)
             sequence += 1
             cursor.put(key, value)
             keys.append(key)
+        sequence = max(sequence, self._next_sequence)
         txn.put(_SEQUENCE_KEY, pack_u64(sequence), db=self._sequences)
         self._pending_sequence = sequence
         return keys

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from storage.keys import pack_u64, unpack_u64
 
+_VERSION = b"records_version"
+
 
 def _key(kind: str, identifier: str) -> bytes:
     return f"{kind}/{identifier}".encode()
@@ -31,9 +33,47 @@ class Records:
 
     def put(self, txn, kind: str, identifier: str, value: bytes) -> None:
         txn.put(_key(kind, identifier), value, db=self._db)
+        self._touch(txn)
 
     def delete(self, txn, kind: str, identifier: str) -> bool:
+        self._touch(txn)
         return txn.delete(_key(kind, identifier), db=self._db)
+
+    # -- the version of all records: what a standby compares to know it must copy them again --
+    def _touch(self, txn) -> None:
+        raw = txn.get(_VERSION, db=self._sequences)
+        txn.put(_VERSION, pack_u64((unpack_u64(raw) if raw else 0) + 1), db=self._sequences)
+
+    def version(self, txn) -> int:
+        """A counter bumped by every write of any record."""
+        raw = txn.get(_VERSION, db=self._sequences)
+        return unpack_u64(raw) if raw else 0
+
+    def items(self, txn) -> Iterator[tuple[str, bytes]]:
+        """Every record as ``("kind/identifier", value)``."""
+        for key, value in txn.cursor(db=self._db):
+            yield bytes(key).decode(), bytes(value)
+
+    def put_item(self, txn, key: str, value: bytes) -> None:
+        """Store a record by its whole ``kind/identifier`` key (a copied record)."""
+        txn.put(key.encode(), value, db=self._db)
+
+    def delete_item(self, txn, key: str) -> None:
+        txn.delete(key.encode(), db=self._db)
+
+    def ids(self, txn) -> dict[str, int]:
+        """The id sequences (:meth:`next_id`) by name."""
+        cursor = txn.cursor(db=self._sequences)
+        out = {}
+        if cursor.set_range(b"id/"):
+            for key, value in cursor:
+                if not bytes(key).startswith(b"id/"):
+                    break
+                out[bytes(key)[3:].decode()] = unpack_u64(value)
+        return out
+
+    def set_id(self, txn, name: str, value: int) -> None:
+        txn.put(f"id/{name}".encode(), pack_u64(value), db=self._sequences)
 
     def delete_prefixed(self, txn, kind: str, prefix: str) -> int:
         """Delete every record of ``kind`` whose identifier starts with ``prefix``."""

@@ -30,6 +30,7 @@ import numpy as np
 from hyperloglog import HyperLogLog
 from hyperloglog.hll import get_alpha, get_rho_vec
 
+from storage.counters import stored_metrics
 from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
 from storage.retention import delete_prefix
 
@@ -233,6 +234,10 @@ class Sketches:
             if old.get(key) != new[key]:
                 cursor.put(key, new[key])
         return True
+
+    def metrics(self, txn, site: int, granularity: int) -> list[int]:
+        """The metrics the site has sketches of, at one granularity."""
+        return stored_metrics(txn, self._db, site, granularity)
 
     def scan(
         self, txn, site: int, granularity: int, metric: int, first_bucket: int, last_bucket: int

@@ -59,6 +59,8 @@ class ChangeSiteBody(msgspec.Struct, kw_only=True):
     public: bool | None = None
     umami_website_id: str | None = None
     plausible_site_id: str | None = None
+    honour_gpc: bool | None = None
+    honour_dnt: bool | None = None
 
 
 def _site_view(appliance: Appliance, site: Site) -> dict[str, Any]:
@@ -114,6 +116,8 @@ class SiteController(Controller):
             public=data.public,
             umami_website_id=data.umami_website_id,
             plausible_site_id=data.plausible_site_id,
+            honour_gpc=data.honour_gpc,
+            honour_dnt=data.honour_dnt,
         )
         changes = {k: v for k, v in msgspec.to_builtins(data).items() if v is not None}
         audit(appliance, request, "site.update", site_of(request).domain, **changes)

@@ -52,6 +52,8 @@ from web.login import SessionController, login_required_handler, register_templa
 from web.observability import ObservabilityController, request_context, start_metrics_listener
 from web.openapi import SECURITY_SCHEMES, document_answers
 from web.openapi import document as document_openapi
+from web.privacy import PRIVACY_CONTROLLERS, PRIVACY_PAGES
+from web.replication import REPLICATION_CONTROLLERS, read_only_while_following
 from web.security import security_headers
 from web.trackers import TRACKER_ROUTES
 
@@ -169,6 +171,8 @@ def create_app(settings: Settings) -> Litestar:
         *REPORT_CONTROLLERS,
         *RAW_EVENT_CONTROLLERS,
         *PLAUSIBLE_CONTROLLERS,
+        *PRIVACY_CONTROLLERS,
+        *REPLICATION_CONTROLLERS,
     ]
     document_answers(api)
     # Everything but ingest goes through the security-headers middleware; the ingest
@@ -188,8 +192,9 @@ def create_app(settings: Settings) -> Litestar:
             index,
             *TRACKER_ROUTES,
             ObservabilityController,
+            *PRIVACY_PAGES,
         ],
-        middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
+        middleware=[security_headers, query_budget(settings.query.time_budget_seconds), read_only_while_following],
     )
     gate = ingest_gate(appliance)  # one rate-limit budget for every ingest route
     return Litestar(

@@ -247,6 +247,9 @@ class SitesController(Controller):
                 retention_days=retention, allowed_hostnames=hostnames, public=form.get("public") == "on",
                 umami_website_id=str(form.get("umami_website_id", site.umami_website_id)).strip(),
                 plausible_site_id=str(form.get("plausible_site_id", site.plausible_site_id)).strip(),
+                # a form without the privacy boxes (an older page) leaves the signals as they are
+                **({"honour_gpc": form.get("honour_gpc") == "on", "honour_dnt": form.get("honour_dnt") == "on"}
+                   if form.get("privacy_signals") else {}),
             )
         except (SiteError, ValueError) as error:
             return _settings_page(request, appliance, error=getattr(error, "message", str(error)), status=422)
@@ -291,13 +294,13 @@ def _origin(request: Request, appliance: Appliance) -> str:
 def _onboarding_page(request: Request, appliance: Appliance, *, has_data: bool) -> Template:
     site = site_of(request)
     return _page(request, "onboarding.html", site=site, has_data=has_data,
-                 snippet=tracking_snippet(_origin(request, appliance), site.domain))
+                 snippet=tracking_snippet(_origin(request, appliance), site.domain, site))
 
 
 def _settings_page(request: Request, appliance: Appliance, error: str = "", delete_error: str = "", shared_url: str = "",
                    status: int = 200) -> Template:
     site = site_of(request)
-    snippet = tracking_snippet(_origin(request, appliance), site.domain)
+    snippet = tracking_snippet(_origin(request, appliance), site.domain, site)
     return _page(request, "settings.html", site=site, snippet=snippet, error=error, delete_error=delete_error,
                  status=status, saved=request.query_params.get("saved") == "1",
                  created=request.query_params.get("created") == "1", shared_url=shared_url,

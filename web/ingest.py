@@ -29,10 +29,18 @@ from appliance.ingest.drafts import (
     draft_from_conversion_body,
     draft_from_event_body,
 )
-from appliance.models import CollectBody, ConversionBody, DropReason, EventBody, RequestContext
+from appliance.models import (
+    CollectBody,
+    ConversionBody,
+    DropReason,
+    EventBody,
+    PrivacySignals,
+    RequestContext,
+)
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
+from web.replication import refusal
 
 _json = msgspec.json.Encoder()
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -115,14 +123,21 @@ class ClientAddress:
         return peer
 
 
-def _user_agent_and_authorization(scope) -> tuple[str, bytes]:
+def _user_agent_and_authorization(scope) -> tuple[str, bytes, PrivacySignals]:
+    """The User-Agent, the Authorization header, and the visitor's privacy signals
+    (``Sec-GPC: 1``, ``DNT: 1``), in one pass over the headers."""
     agent, authorization = "", b""
+    gpc = dnt = False
     for name, value in scope["headers"]:
         if name == b"user-agent":
             agent = value.decode("latin-1")[:512]
         elif name == b"authorization":
             authorization = value
-    return agent, authorization
+        elif name == b"sec-gpc":
+            gpc = value.strip() == b"1"
+        elif name == b"dnt":
+            dnt = value.strip() == b"1"
+    return agent, authorization, PrivacySignals(gpc=gpc, dnt=dnt)
 
 
 def _forwarded_visitor(scope) -> str:
@@ -232,9 +247,12 @@ class IngestEndpoint:
         if method != "POST":
             await _respond(send, 405, _json.encode(error_body(None, "use POST")))
             return
-        ip = self.client_address(scope)
-        agent, authorization = _user_agent_and_authorization(scope)
         appliance = self.appliance
+        if appliance.following:  # a standby stores only what it pulls from its primary
+            await _respond(send, 503, refusal(appliance.follower.primary), [*_JSON_HEADERS, (b"retry-after", b"60")])
+            return
+        ip = self.client_address(scope)
+        agent, authorization, signals = _user_agent_and_authorization(scope)
         caller = None
         if authorization:
             try:
@@ -264,11 +282,13 @@ class IngestEndpoint:
         received = time.time()
         stripped = body.lstrip()
         if stripped[:1] == b"[":
-            await self._batch(send, body, received, ip, agent, caller)
+            await self._batch(send, body, received, ip, agent, caller, signals)
             return
         try:
             draft = self._draft(body)
-            context = RequestContext(client_ip=ip, user_agent=agent, received_at=received, caller=caller)
+            context = RequestContext(
+                    client_ip=ip, user_agent=agent, received_at=received, caller=caller, signals=signals
+                )
             event = appliance.pipeline.process(draft, context)
         except InvalidInput as error:
             await _respond(send, error.status, _json.encode(error_body(error.field, error.message)))
@@ -290,12 +310,15 @@ class IngestEndpoint:
             await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
                            [*_JSON_HEADERS, (b"retry-after", b"60")])
             return
+        await appliance.replication.acknowledged()  # sync mode: once the standby holds it
         if self.compact:
             await _respond(send, 202, b"")
         else:
             await _respond(send, 200, _json.encode({"status": "success", self.id_field: self.prefix + keys[0].hex()}))
 
-    async def _batch(self, send: Send, body: bytes, received: float, ip: str, agent: str, caller) -> None:
+    async def _batch(
+        self, send: Send, body: bytes, received: float, ip: str, agent: str, caller, signals: PrivacySignals
+    ) -> None:
         try:
             items = _raw_list.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
@@ -321,7 +344,9 @@ class IngestEndpoint:
         for index, raw in enumerate(items):
             try:
                 draft = self._draft(raw)
-                context = RequestContext(client_ip=ip, user_agent=agent, received_at=received, caller=caller)
+                context = RequestContext(
+                    client_ip=ip, user_agent=agent, received_at=received, caller=caller, signals=signals
+                )
                 event = pipeline.process(draft, context)
                 if per_site is not None and (site_wait := per_site.take(event.site_id)):
                     wait = max(wait, site_wait)
@@ -342,6 +367,7 @@ class IngestEndpoint:
                 await _respond(send, 503, _json.encode(error_body(None, f"storage unavailable: {error}")),
                                [*_JSON_HEADERS, (b"retry-after", b"60")])
                 return
+            await appliance.replication.acknowledged()  # sync mode: once the standby holds them
             id_field, prefix = self.id_field, self.prefix
             for index, key in zip(positions, keys, strict=True):
                 results[index][id_field] = prefix + key.hex()

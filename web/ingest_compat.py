@@ -37,7 +37,8 @@ from appliance.models import DropReason, RequestContext
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
-from web.ingest import ClientAddress, TooLarge, _read_body, _respond, ingest_gate
+from web.ingest import ClientAddress, TooLarge, _read_body, _respond, _user_agent_and_authorization, ingest_gate
+from web.replication import refusal_message
 
 _json = msgspec.json.Encoder()
 _CORS = [
@@ -102,13 +103,6 @@ class UmamiDialect(Dialect):
         return 200, b'{"cache":"","sessionId":"","visitId":""}', headers
 
 
-def _user_agent(scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            return value.decode("latin-1")[:512]
-    return ""
-
-
 class CompatEndpoint:
     """One foreign ingest route: its bound :meth:`handle` is the route's raw ASGI handler."""
 
@@ -152,6 +146,11 @@ class CompatEndpoint:
         if method != "POST":
             await self._answer(send, dialect.error(405, None, "use POST"))
             return
+        appliance = self.appliance
+        if appliance.following:  # a standby stores only what it pulls from its primary
+            status, body, headers = dialect.error(503, None, refusal_message(appliance.follower.primary))
+            await _respond(send, status, body, [*headers, (b"retry-after", b"60")])
+            return
         ip = self.client_address(scope)
         if self.per_ip is not None and (wait := self.per_ip.take(ip)):
             await self._too_many(send, wait)
@@ -166,7 +165,8 @@ class CompatEndpoint:
         if json_too_deep(body):
             await self._answer(send, dialect.error(400, "$", TOO_DEEP))
             return
-        context = RequestContext(client_ip=ip, user_agent=_user_agent(scope), received_at=time.time())
+        agent, _, signals = _user_agent_and_authorization(scope)  # Sec-GPC and DNT count here too
+        context = RequestContext(client_ip=ip, user_agent=agent, received_at=time.time(), signals=signals)
         pipeline = self.appliance.pipeline
         events, ignored = [], None
         try:
@@ -202,6 +202,7 @@ class CompatEndpoint:
                 status, answer, headers = dialect.error(503, None, f"storage unavailable: {error}")
                 await _respond(send, status, answer, [*headers, (b"retry-after", b"60")])
                 return
+            await appliance.replication.acknowledged()  # sync mode: once the standby holds them
         await self._answer(send, dialect.accepted(None if events else ignored))
 
 

@@ -19,6 +19,10 @@ def has_events(appliance: Appliance, site: Site) -> bool:
     return appliance.has_events(site)
 
 
-def tracking_snippet(origin: str, domain: str) -> str:
-    """The ``<script>`` tag a site puts in its pages' ``<head>``."""
-    return f'<script defer src="{origin}/js/footfall.js" data-site="{domain}"></script>'
+def tracking_snippet(origin: str, domain: str, site: Site | None = None) -> str:
+    """The ``<script>`` tag a site puts in its pages' ``<head>``; with the site, its privacy
+    signals as the tracker's attributes (it then sends nothing for a visitor who opted out)."""
+    signals = ""
+    if site is not None:
+        signals = ("" if site.honour_gpc else ' data-gpc="off"') + (' data-dnt="on"' if site.honour_dnt else "")
+    return f'<script defer src="{origin}/js/footfall.js" data-site="{domain}"{signals}></script>'

@@ -60,6 +60,7 @@ ANSWERS = {
     403: "The credential lacks the permission, is read-only, or may not reach this site",
     404: "Unknown site, or no such record",
     409: "Conflicts with what exists (a duplicate, or the last admin)",
+    410: "No longer kept (a standby's cursor older than the replication journal)",
     413: "Body too large, or too many items in a batch",
     422: "A value is not acceptable (the field is named)",
     429: "Too many requests: retry after the Retry-After header's seconds",

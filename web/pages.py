@@ -23,7 +23,14 @@ def nav(request: Request) -> dict[str, Any]:
         "can_define": bool(user and user.can(Permission.DEFINE)),
         # a public dashboard or a shared link: read-only, no account, no admin links
         "visiting": principal is not None and user is None,
+        "standby_of": _standby_of(request),
     }
+
+
+def _standby_of(request: Request) -> str:
+    """The primary this server follows ("" on a primary): every page says it is read-only."""
+    appliance = getattr(request.app.state, "appliance", None)
+    return appliance.follower.primary if appliance is not None and appliance.following else ""
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Template:

@@ -24,7 +24,9 @@ import sys
 from appliance.accounts.models import AccountError
 from appliance.cli.backup_commands import add_backup_commands
 from appliance.cli.demo import DEMO_VISITS_PER_DAY, fill_demo_site, site_is_empty
+from appliance.cli.privacy import add_gdpr_commands
 from appliance.cli.serving import DEMO_SITE, cmd_health, cmd_serve
+from appliance.cli.standby import add_standby_commands
 from appliance.cli.transfer import add_transfer_commands
 from appliance.config import ConfigError, Settings, load_settings
 from appliance.errors import DomainError
@@ -257,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--follow", metavar="URL", help="run as a read-only standby of the primary at URL")
+    serve.add_argument("--token", metavar="KEY", help="an admin API key of the primary (for --follow)")
     serve.set_defaults(func=cmd_serve)
 
     health = commands.add_parser(
@@ -348,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_transfer_commands(commands, site, common, _owned)
     add_backup_commands(commands, common)
+    add_gdpr_commands(commands, common)
+    add_standby_commands(commands, common)
     return parser
 
 

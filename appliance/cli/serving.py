@@ -18,8 +18,10 @@ from pathlib import Path
 
 from appliance.cli.demo import fill_demo_site
 from appliance.config import ConfigError, Settings, load_settings
+from appliance.operations.following import promoted_at, refusal_to_follow
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_ROLE
+from appliance.runtime.records import open_store
 
 FIRST_PASSWORD_FILE = "first-admin-password.txt"
 DEMO_SITE = "localhost"
@@ -44,6 +46,16 @@ def _write_secret(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as file:
         file.write(text)
     path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+
+
+def standby_refusal(settings: Settings) -> str:
+    """Why this data dir cannot follow a primary ("" when it can): it was promoted."""
+    store = open_store(settings)
+    try:
+        when = promoted_at(store)
+    finally:
+        store.close()
+    return refusal_to_follow(when) if when is not None else ""
 
 
 def bootstrap(settings: Settings) -> tuple[list[str], str | None]:
@@ -103,11 +115,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # installs its own handlers once it starts and stops the worker gracefully.
     signal.signal(signal.SIGTERM, _stop_during_start_up)
     signal.signal(signal.SIGINT, _stop_during_start_up)
+    if getattr(args, "follow", None):  # the granian worker reads its settings from the environment
+        os.environ["FOOTFALL_REPLICATION_FOLLOW"] = args.follow
+    if getattr(args, "token", None):
+        os.environ["FOOTFALL_REPLICATION_TOKEN"] = args.token
     settings = _settings(args)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    lines, snippet_site = bootstrap(settings)
+    if settings.replication.follow and (refused := standby_refusal(settings)):
+        print(f"footfall: {refused}", file=sys.stderr)
+        return 2
+    if settings.replication.follow:  # a standby gets its users and sites from the primary
+        lines = [f"Following {settings.replication.follow} as a read-only standby (footfall promote takes over)"]
+        snippet_site = None
+    else:
+        lines, snippet_site = bootstrap(settings)
     for line in lines:
         print(line)
     url = _public_url(settings, host, port)

@@ -184,6 +184,30 @@ class Goals:
             matchers[goal.site_id].append(_Matcher(goal))
         self._matchers = dict(matchers)
 
+    def reload(self) -> None:
+        """Read the definitions again (a standby copied its primary's records). A goal new to
+        this process, or with a new counter id, is activated here as if created now: its
+        back-fill counts this data dir's events before the current sequence, ingest the rest."""
+        decoder = msgspec.msgpack.Decoder(Goal)
+        sequences = self._store.db(b"sequences")
+        started = []
+        with self._coordinator.mutex:
+            self._coordinator.flush()
+            with self._store.read() as txn:
+                raw = txn.get(b"event_sequence", db=sequences)
+                stored = {goal.id: goal for goal in (decoder.decode(v) for _, v in self._records.scan(_RECORD, txn))}
+            for goal in stored.values():
+                known = self._goals.get(goal.id)
+                if known is None or known.counter_id != goal.counter_id:
+                    goal.backfill_before, goal.backfilled = unpack_u64(raw) if raw else 1, False
+                    started.append(goal)
+                else:
+                    stored[goal.id] = known  # this process's own back-fill state
+            self._goals = stored
+            self._rebuild_matchers()
+        for goal in started:
+            self._start_backfill(goal)
+
     def forget_site(self, site_id: int) -> None:
         """Drop a deleted site's goals from memory (its records go with the site's data)."""
         self._goals = {goal_id: goal for goal_id, goal in self._goals.items() if goal.site_id != site_id}

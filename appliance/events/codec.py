@@ -90,3 +90,9 @@ def decode_event(site_id: int, timestamp_ms: int, data: bytes, text) -> Event:
         scroll_depth=scroll,
         **fields,
     )
+
+
+def row_person(data: bytes) -> tuple[int, bool]:
+    """A log row's ``(visitor_id, user_hashed)``, without decoding the rest."""
+    _, visitor, user_hashed, *_ = _decoder.decode(data)
+    return visitor, bool(user_hashed)

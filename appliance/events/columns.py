@@ -344,24 +344,42 @@ class ColumnStore:
                 old = self._stored(None, site, day, pointer)
                 ts = old.scalar("ts")
                 first = int(np.searchsorted(ts, cutoff_ms, "left"))
-                if not first:
-                    continue
-                columns = take(old.plain(), np.arange(first, old.count))
-                arrays = stored_columns(columns, day, self.timeout_ms)
-                encoded = {name: encode_array(a, delta=name in DELTA_COLUMNS) for name, a in arrays.items()}
-                info = {"format": FORMAT_VERSION, "count": old.count - first, "timeout_ms": self.timeout_ms}
-
-                def write(txn, day=day, encoded=encoded, info=info, generation=pointer.generation):
-                    current = self.blocks.pointer(txn, site, day)
-                    if current is None or current.generation != generation:
-                        return False
-                    self.blocks.put(txn, site, day, encoded, info)
-                    return True
-
-                if self._store.write(write):
+                if first and self._keep_rows(site, day, pointer, old, np.arange(first, old.count)):
                     removed += first
         self.forget(site)
         return removed
+
+    def erase_rows(self, site: int, day: int, doomed: Callable[[Block], np.ndarray]) -> int:
+        """Rewrite the day's stored block without the rows ``doomed(block)`` marks (a boolean
+        mask; a person's erasure); returns how many went. Log rows are the caller's."""
+        with self._compaction_lock:
+            with self._store.read() as txn:
+                pointer = self.blocks.pointer(txn, site, day)
+            if pointer is None:
+                return 0
+            old = self._stored(None, site, day, pointer)
+            mask = doomed(old)
+            if mask.any() and not self._keep_rows(site, day, pointer, old, np.flatnonzero(~mask)):
+                raise RuntimeError(f"block {site}/{day} was rewritten during an erasure")
+        self.forget(site, day)
+        return int(mask.sum())
+
+    def _keep_rows(self, site: int, day: int, pointer, old: Block, rows: np.ndarray) -> bool:
+        """Write the day's block again with only ``rows`` of ``old`` (a new generation) unless
+        another write replaced it meanwhile; returns whether it was written."""
+        columns = take(old.plain(), rows)
+        arrays = stored_columns(columns, day, self.timeout_ms)
+        encoded = {name: encode_array(a, delta=name in DELTA_COLUMNS) for name, a in arrays.items()}
+        info = {"format": FORMAT_VERSION, "count": len(rows), "timeout_ms": self.timeout_ms}
+
+        def write(txn):
+            current = self.blocks.pointer(txn, site, day)
+            if current is None or current.generation != pointer.generation:
+                return False
+            self.blocks.put(txn, site, day, encoded, info)
+            return True
+
+        return self._store.write(write)
 
     def delete_site(self, txn, site: int) -> None:
         self.blocks.delete_site(txn, site)

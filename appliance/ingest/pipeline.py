@@ -66,6 +66,7 @@ class Pipeline:
         """Run every step; raise :class:`Dropped` or :class:`InvalidInput`, else the event."""
         try:
             site = self.resolve_site(draft)
+            self.respect_privacy_signals(site, context)
             context = self.visitor_context(draft, site, context)
             timestamp = self.check_time(draft, site, context)
             event = Event(
@@ -98,6 +99,16 @@ class Pipeline:
         if draft.page.hostname and not hostname_allowed(site, draft.page.hostname):
             raise Dropped(DropReason.HOSTNAME_NOT_ALLOWED)
         return site
+
+    @staticmethod
+    def respect_privacy_signals(site: Site, context: RequestContext) -> None:
+        """Drop an event whose request carries an opt-out signal the site honours: Global
+        Privacy Control (on by default) or Do-Not-Track (off by default)."""
+        signals = context.signals
+        if signals.gpc and site.honour_gpc:
+            raise Dropped(DropReason.GLOBAL_PRIVACY_CONTROL)
+        if signals.dnt and site.honour_dnt:
+            raise Dropped(DropReason.DO_NOT_TRACK)
 
     def visitor_context(self, draft: Draft, site: Site, context: RequestContext) -> RequestContext:
         """The visitor's user agent and address, in place of the request's.

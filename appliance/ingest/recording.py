@@ -27,6 +27,7 @@ from appliance.models import Event
 from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
+from storage.journal import Journal
 from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
@@ -49,6 +50,7 @@ class Recorder:
         aggregate_interval_seconds: float,
         aggregate_max_events: int,
         rederiver: Rederiver | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -63,6 +65,9 @@ class Recorder:
         self._interval = aggregate_interval_seconds
         self._max = aggregate_max_events
         self._rederiver = rederiver
+        self._journal = journal
+        #: the global sequence of the last committed event (the replication journal's end)
+        self.last_sequence = eventlog.next_sequence - 1
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
@@ -89,8 +94,12 @@ class Recorder:
         return intern
 
     # -- the commit -----------------------------------------------------------------------
-    def commit(self, events: list[Event]) -> list[bytes]:
-        """Append a batch durably (the writer thread's commit); returns the log keys."""
+    def commit(
+        self, events: list[Event], *, sequences: list[int] | None = None, also: Callable[[object], None] | None = None
+    ) -> list[bytes]:
+        """Append a batch durably (the writer thread's commit); returns the log keys. A
+        standby gives the primary's ``sequences``, and ``also(txn)`` writes its cursor in the
+        same transaction."""
         timezones = self._timezones()
         strings = self._strings
 
@@ -103,7 +112,14 @@ class Recorder:
             entries = [
                 (event.site_id, int(event.timestamp * 1000), encode_event(event, intern)) for event in bounded
             ]
-            keys = self._eventlog.append(txn, entries)
+            first = self._eventlog.next_sequence
+            keys = self._eventlog.append(txn, entries, sequences)
+            if self._journal is not None:
+                numbers = sequences if sequences is not None else range(first, first + len(entries))
+                rows = [(n, site, ms, row) for n, (site, ms, row) in zip(numbers, entries, strict=True)]
+                self._journal.append(txn, rows, int(time.time()))
+            if also is not None:
+                also(txn)
             if combined is not None:
                 self._aggregate_in(txn, combined + list(zip(keys, bounded, strict=True)), timezones)
             else:
@@ -125,6 +141,7 @@ class Recorder:
                 raise
             strings.commit()
             self._eventlog.committed()
+            self.last_sequence = self._eventlog.next_sequence - 1
             if combined is not None:
                 self._visits.committed()
                 self._sketches.committed()

@@ -43,6 +43,15 @@ class VisitorHasher:
         self._store.write(lambda txn: self._records.put(txn, _SECRET_KIND, "user_id", secret))
         return secret
 
+    def reload(self) -> None:
+        """Read the secret and the salts again (a standby copied its primary's)."""
+        secret = self._records.get(_SECRET_KIND, "user_id")
+        with self._lock:
+            if secret is not None:
+                self._secret = secret
+            self._salts.clear()
+        self._load_salts()
+
     def _load_salts(self) -> None:
         for _, raw in self._records.scan(_SALT_KIND):
             record = msgspec.msgpack.decode(raw, type=_SaltRecord)

@@ -232,6 +232,12 @@ class VisitTable:
             self._pending[(site_id, visitor_id)] = visit
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
 
+    def forget_visitor(self, txn, site_id: int, visitor_id: int) -> None:
+        """Close one visitor's open visit without counting anything more (an erasure), in
+        ``txn``; gone from memory at :meth:`committed`."""
+        txn.delete(_VISIT_KEY.pack(site_id, visitor_id), db=self._db)
+        self._pending[(site_id, visitor_id)] = None
+
     def open_visit(self, site_id: int, visitor_id: int) -> Visit | None:
         return self._open.get((site_id, visitor_id))
 
@@ -264,7 +270,10 @@ class VisitTable:
     def committed(self) -> None:
         with self._lock:
             for key, visit in self._pending.items():
-                self._open[key] = visit
+                if visit is None:
+                    self._open.pop(key, None)
+                else:
+                    self._open[key] = visit
         self._pending.clear()
 
     def rolled_back(self) -> None:

@@ -35,8 +35,12 @@ class Sized(Protocol):
 class ApplianceCollector(Collector):
     """Gauges and counters read from the appliance's parts when Prometheus scrapes."""
 
-    def __init__(self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized) -> None:
+    def __init__(
+        self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized,
+        replication: Callable[[], dict[str, object]] = dict,
+    ) -> None:
         self._writer = writer
+        self._replication = replication
         self._pipeline = pipeline
         self._recorder = recorder
         self._store = store
@@ -71,6 +75,22 @@ class ApplianceCollector(Collector):
         yield _gauge("footfall_live_buffer_events", "Events in the live ring buffer", len(self._live))
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
+        status = self._replication()
+        for key, name, documentation in _REPLICATION_GAUGES:
+            value = status.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield _gauge(name, documentation, value)
+
+
+#: replication_status() keys shown as gauges: a standby's lag, or a primary's view of its standby
+_REPLICATION_GAUGES = (
+    ("lag_events", "footfall_standby_lag_events", "Standby: events the primary committed that it has not applied"),
+    ("lag_seconds", "footfall_standby_lag_seconds", "Standby: how long it has been missing a commit of the primary"),
+    ("standby_lag_events", "footfall_replication_standby_lag_events",
+     "Primary: committed events its standby has not confirmed"),
+    ("standby_lag_seconds", "footfall_replication_standby_lag_seconds",
+     "Primary: how long its standby has been behind"),
+)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -46,6 +46,7 @@ class Scheduler:
         check_interval: float = 60.0,
         retry_base_seconds: float = 60.0,
         max_attempts: int = 6,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.schedules = schedules
         self.ledger = ledger
@@ -56,6 +57,7 @@ class Scheduler:
         self._check_interval = check_interval
         self._retry_base = retry_base_seconds
         self._max_attempts = max_attempts
+        self._active = active  # false on a standby: its primary sends (the ledger is replicated)
         self._lock = threading.Lock()  # one tick at a time (the thread, a test's tick)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -108,6 +110,8 @@ class Scheduler:
         with self._lock:
             now = self.clock() if now is None else now
             done: dict[str, int] = {}
+            if not self._active():
+                return done
             for schedule in self.schedules.all():
                 site = self._site_by_id(schedule.site_id)
                 if site is None:

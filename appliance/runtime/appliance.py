@@ -26,6 +26,7 @@ from appliance.config import Settings
 from appliance.definitions.funnels import Funnels
 from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
+from appliance.errors import DomainError
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.live import LiveBuffer
@@ -39,7 +40,10 @@ from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
 from appliance.models import Event, Site
+from appliance.operations.erasure import PersonalEvents
+from appliance.operations.following import Follower
 from appliance.operations.metrics import ApplianceCollector, Metrics
+from appliance.operations.replication import ReplicationSource
 from appliance.query.goal_reports import GoalReports
 from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
@@ -54,6 +58,7 @@ from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
+from storage.journal import Journal
 from storage.records import Records
 from storage.sketches import Sketches
 from storage.strings import StringTable
@@ -98,6 +103,7 @@ class Appliance:
         counters = self.counters = Counters(store)
         sketches = self.sketches = Sketches(store)
         eventlog = self.eventlog = EventLog(store)
+        journal = self.journal = Journal(store)
         sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
         self.accounts = Accounts(
             store,
@@ -169,7 +175,27 @@ class Appliance:
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
             rederiver=self.rederiver,
+            journal=journal if settings.replication.journal_hours > 0 else None,
         )
+        replication = settings.replication
+        self.replication = ReplicationSource(
+            store=store, journal=journal, strings=strings, records=records, recorder=self.recorder,
+            sync=replication.sync, sync_timeout_seconds=replication.sync_timeout_ms / 1000,
+            enabled=replication.journal_hours > 0,
+        )
+        self.personal = PersonalEvents(
+            store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
+            goals=goals, visits=visits, visitors=self.visitors, rederiver=self.rederiver, coordinator=coordinator,
+            journal=journal, records=records,
+        )
+        self.follower: Follower | None = None
+        if replication.follow:
+            self.follower = Follower(
+                primary=replication.follow, token=replication.token, store=store, records=records,
+                eventlog=eventlog, recorder=self.recorder, sites=sites, goals=goals, visitors=self.visitors,
+                after_commit=self._after_commit, batch_events=replication.batch_events,
+                poll_wait_seconds=replication.poll_wait_seconds, personal=self.personal,
+            )
         if self.recorder.replay_pending():
             coordinator.flush()
         self.writer = Writer(
@@ -183,8 +209,10 @@ class Appliance:
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
-            live=self.live,
+            live=self.live, replication=self.replication_status,
         ))
+        if self.follower is not None:
+            self.follower.start()
         self.jobs = Jobs(self)
         self.jobs.start()
         self._open = True
@@ -199,6 +227,8 @@ class Appliance:
         self._open = False
         self.scheduler.stop()
         self.metrics.remove_collectors()
+        if self.follower is not None:
+            self.follower.stop()
         self.jobs.stop()
         self.writer.stop()
         try:
@@ -248,6 +278,7 @@ class Appliance:
             except Exception:
                 log.exception("expiring visits failed")
         self.live.extend(list(zip((event_id(key) for key in keys), events, strict=True)))
+        self.replication.committed()
         try:
             self.plugin_manager.hook.events_committed(appliance=self, events=events)
         except Exception:
@@ -319,7 +350,40 @@ class Appliance:
             "last_error": self.writer.last_error,
             "sites": len(self.sites.all()),
             "open_visits": len(self.visits),
+            # the role and lag only: /api/v1/replication/status (admin) has the rest
+            "replication": {
+                key: value for key, value in self.replication_status().items()
+                if key in ("role", "lag_events", "lag_seconds", "standby_lag_events", "standby_connected", "sync_timeouts")
+            },
         }
+
+    # -- replication ------------------------------------------------------------------------
+    @property
+    def following(self) -> bool:
+        """Whether this server is a standby following a primary (read-only)."""
+        return self.follower is not None and self.follower.following
+
+    def replication_status(self) -> dict[str, object]:
+        if self.follower is None:
+            return self.replication.status()
+        if self.following:
+            return self.follower.status()
+        # promoted: a primary now; where it came from and the last sequence it pulled
+        promoted = {"role": "primary (promoted)", "promoted_from": self.follower.primary, "cursor": self.follower.cursor}
+        return {**self.replication.status(), **promoted}
+
+    def promote(self) -> dict[str, object]:
+        """Stop following and serve as a primary (see :mod:`appliance.operations.following`)."""
+        if not self.following:
+            raise DomainError(None, "this server is not a standby", 409)
+        self.follower.promote()
+        self.coordinator.flush()
+        return self.replication_status()
+
+    def trim_journal(self, now: float | None = None) -> int:
+        """Drop replication-journal rows older than ``replication.journal_hours``."""
+        cutoff = int((time.time() if now is None else now) - self.settings.replication.journal_hours * 3600)
+        return self.store.write(lambda txn: self.journal.trim_before(txn, cutoff))
 
 
 def event_id(key: bytes) -> str:

@@ -104,6 +104,7 @@ class Jobs:
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
             ("backup", lambda: scheduled_backup(self._appliance, now)),
+            ("trim_journal", lambda: self._appliance.trim_journal(now)),
         ):
             try:
                 results[name] = job()

@@ -114,7 +114,7 @@ def start_scheduler(appliance) -> Scheduler:
         site_by_id=appliance.sites.by_id, compose=ReportComposer(appliance),
         notifier_for=appliance.extensions.notifier_for, clock=scheduler_clock(options.test_clock_file),
         check_interval=options.check_interval_seconds, retry_base_seconds=options.retry_base_seconds,
-        max_attempts=options.max_attempts,
+        max_attempts=options.max_attempts, active=lambda: not appliance.following,
     )
     scheduler.start()
     return scheduler

@@ -76,10 +76,11 @@ def world(shared):
     schedules = Schedules(appliance.store, appliance.records, appliance.reports,
                           accepts=appliance.extensions.notifier_for, clock=clock)
 
-    def scheduler() -> Scheduler:  # a fresh one is what a restarted process builds
+    def scheduler(active=lambda: True) -> Scheduler:  # a fresh one is what a restarted process builds
         made = Scheduler(schedules=schedules, ledger=Ledger(appliance.store, appliance.records),
                          site_by_id=appliance.sites.by_id, compose=compose,
-                         notifier_for=appliance.extensions.notifier_for, clock=clock, retry_base_seconds=60)
+                         notifier_for=appliance.extensions.notifier_for, clock=clock, retry_base_seconds=60,
+                         active=active)
         made.recover()
         return made
 
@@ -124,6 +125,17 @@ def test_each_period_is_sent_once_across_a_restart(world):
         "2026-03-04..2026-03-04", "2026-03-05..2026-03-05", "2026-03-06..2026-03-06"]
     history = first.status(schedule)
     assert history["last"]["state"] == "sent" and len(history["deliveries"]) == 3
+
+
+def test_a_standby_sends_nothing_and_after_promotion_catches_up(world):
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://a"]))
+    following = [True]
+    standby = scheduler(active=lambda: not following[0])
+    clock.at(2026, 3, 6, 7)
+    assert standby.tick() == {} and outbox.sent == []  # its primary sends these
+    following[0] = False  # promoted: what fell due and was not sent goes out now
+    assert standby.tick() == {"sent": 2}
 
 
 def test_a_crash_during_a_send_is_not_repeated_but_the_rest_is_sent(world):

@@ -352,3 +352,41 @@ def test_calls_queued_before_load_are_replayed(footfall, pages, page):
     assert event["path"] == "/queue/early"
     assert event["props"] == {"when": "before load"}
     footfall.wait_live(kind="pageview", path="/queue/early")
+
+
+def _privacy_signals(page: Page, gpc: bool, dnt: bool) -> None:
+    """The browser's Global Privacy Control and Do-Not-Track settings, as the page sees them."""
+    page.add_init_script(
+        f"""(() => {{
+            Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {{get: () => {str(gpc).lower()}}});
+            Object.defineProperty(Navigator.prototype, 'doNotTrack', {{get: () => {'"1"' if dnt else 'null'}}});
+        }})()"""
+    )
+
+
+def test_global_privacy_control_sends_nothing(footfall, pages, page):
+    _privacy_signals(page, gpc=True, dnt=True)  # DNT alone is not honoured by default
+    beacons = record_beacons(page)
+    page.goto(f"{pages.url}/basic/gpc")
+    wait_tracker(page)
+    page.evaluate("() => footfall.track('Signup')")
+    assert beacons() == []  # recorded synchronously: the tracker sent nothing at all
+
+
+def test_signals_follow_the_snippet_attributes(footfall, pages, page):
+    # data-gpc="off": this site does not honour GPC; data-dnt="on": it honours DNT
+    _privacy_signals(page, gpc=True, dnt=False)
+    beacons = record_beacons(page)
+    page.goto(f"{pages.url}/signals/sent")
+    wait_tracker(page)
+    footfall.wait_live(kind="pageview", path="/signals/sent")
+    assert [b["k"] for b in beacons()] == ["pageview"]
+
+
+def test_do_not_track_when_the_site_honours_it(footfall, pages, page):
+    _privacy_signals(page, gpc=False, dnt=True)
+    beacons = record_beacons(page)
+    page.goto(f"{pages.url}/signals/dnt")
+    wait_tracker(page)
+    page.evaluate("() => footfall.track('Signup')")
+    assert beacons() == []

@@ -1,5 +1,4 @@
-// Footfall tracker: no cookies, nothing stored. Attributes: data-site, data-api, data-spa="off",
-// data-returning="on" (opt-in: one first-party marker in local storage, for new vs returning)
+// Footfall tracker: no cookies, nothing stored. Its data- attributes: README, "Tracking snippet"
 ((w, d, n, l) => {
   const el = d.currentScript, opt = el.dataset;
   const site = opt.site || l.hostname;
@@ -8,6 +7,7 @@
   try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone } catch (e) {}
 
   const send = (k, x) => {
+    if (n.globalPrivacyControl && opt.gpc != "off" || n.doNotTrack == 1 && opt.dnt) return;
     try {
       const type = "text/plain"; // CORS-safelisted: no preflight
       const body = JSON.stringify(Object.assign({ k, s: site, u: l.href, r: d.referrer || null,

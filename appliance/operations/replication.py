@@ -1,0 +1,195 @@
+"""The primary's side of replication: journal rows after a cursor, long polls, sync acks.
+
+A standby pulls ``GET /api/v1/replication/events?after=CURSOR`` (see
+:mod:`appliance.operations.following`). :meth:`ReplicationSource.pull` answers with the
+journal's rows (:mod:`storage.journal`) after the cursor, decoded to events with this data
+dir's string table, in commit order; with nothing new it waits for the next commit (a long
+poll, woken by :meth:`committed`). Asking for rows after ``N`` also *confirms* ``N``: the
+standby only asks after its transaction holding rows up to ``N`` (and the cursor ``N``) has
+committed, so :attr:`confirmed` is what the standby durably holds.
+
+*Synchronous mode* (``replication.sync``): an ingest request, once its batch is committed,
+awaits :meth:`acknowledged` — until :attr:`confirmed` reaches the last committed sequence, at
+most ``sync_timeout_ms``. Then the acknowledged event is on both machines (recovery point
+zero). On the timeout the event is acknowledged anyway and counted (``sync_timeouts``), and
+while no standby is connected (none polling now nor within the timeout) nothing waits: the
+primary stays available, with the asynchronous recovery point, rather than refuse writes.
+
+The records (sites, users, API keys, salts, definitions: everything but per-data-dir derived
+records) travel whole (:meth:`records_snapshot`), when their version moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import msgspec
+
+from appliance.errors import DomainError
+from appliance.events.codec import decode_event
+from appliance.ingest.recording import Recorder
+from appliance.models import Event
+from storage import Store
+from storage.journal import Journal
+from storage.records import Records
+from storage.strings import StringTable
+
+#: records a data dir derives for itself (materialised segment days): never copied
+DERIVED_KINDS = ("segment-day",)
+
+
+class JournalGap(DomainError):
+    """The standby's cursor is older than the journal keeps (410)."""
+
+
+class Pulled(msgspec.Struct, kw_only=True):
+    """One answer to a standby's pull."""
+
+    events: list[tuple[int, Event]]  # (primary sequence, event), in commit order
+    last_sequence: int  # the primary's last committed sequence when answering
+    records_version: int
+
+
+class ReplicationSource:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        journal: Journal,
+        strings: StringTable,
+        records: Records,
+        recorder: Recorder,
+        sync: bool,
+        sync_timeout_seconds: float,
+        enabled: bool = True,
+    ) -> None:
+        self._store = store
+        self._journal = journal
+        self._strings = strings
+        self._records = records
+        self._recorder = recorder
+        self.sync = sync
+        self.enabled = enabled  # replication.journal_hours = 0: no journal, no standby
+        self._timeout = sync_timeout_seconds
+        self._condition = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self.confirmed = 0
+        self.sync_timeouts = 0
+        self._parked = 0  # pulls waiting for a commit now
+        self._last_pull = 0.0  # monotonic time of the last pull
+        self._behind_since: float | None = None  # first commit the standby did not hold yet
+
+    # -- serving pulls ---------------------------------------------------------------------
+    def committed(self) -> None:
+        """A batch was committed: wake the waiting pulls."""
+        with self._condition:
+            if self._behind_since is None:
+                self._behind_since = time.time()
+            self._condition.notify_all()
+
+    def pull(self, after: int, limit: int, wait: float) -> Pulled:
+        """Rows after ``after`` (confirming ``after``); with none, wait up to ``wait`` s."""
+        if not self.enabled:
+            raise DomainError(None, "this server keeps no replication journal (replication.journal_hours = 0)", 409)
+        self.confirm(after)
+        deadline = time.monotonic() + wait
+        with self._condition:
+            self._parked += 1
+            try:
+                while self._recorder.last_sequence <= after and (left := deadline - time.monotonic()) > 0:
+                    self._condition.wait(left)
+            finally:
+                self._parked -= 1
+                self._last_pull = time.monotonic()
+        text = self._strings.text
+        with self._store.read() as txn:
+            if after < self._journal.trimmed_through(txn):
+                raise JournalGap(
+                    "after", f"rows after {after} are no longer in the journal (replication.journal_hours): "
+                    "seed the standby from a backup", 410,
+                )
+            rows = self._journal.read(txn, after, limit)
+            events = [
+                (sequence, decode_event(site, ms, row, lambda i, txn=txn: text(i, txn)))
+                for sequence, site, ms, row in rows
+            ]
+            version = self._records.version(txn)
+        return Pulled(events=events, last_sequence=self._recorder.last_sequence, records_version=version)
+
+    def confirm(self, sequence: int) -> None:
+        """The standby durably holds everything up to ``sequence``."""
+        with self._condition:
+            if sequence <= self.confirmed:
+                return
+            self.confirmed = sequence
+            if sequence >= self._recorder.last_sequence:
+                self._behind_since = None
+            self._condition.notify_all()
+            done = [waiter for waiter in self._waiters if waiter[0] <= sequence]
+            self._waiters = [waiter for waiter in self._waiters if waiter[0] > sequence]
+        for _, loop, future in done:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    # -- synchronous acknowledgements ------------------------------------------------------
+    def standby_connected(self) -> bool:
+        return self._parked > 0 or time.monotonic() - self._last_pull < max(self._timeout, 1.0)
+
+    async def acknowledged(self) -> None:
+        """In sync mode, wait until the standby holds every committed event (see the module
+        docstring for the timeout and the fallback)."""
+        if not self.sync:
+            return
+        target = self._recorder.last_sequence
+        if target <= self.confirmed or not self.standby_connected():
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._condition:
+            if target <= self.confirmed:
+                return
+            self._waiters.append((target, loop, future))
+        try:
+            await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            self.sync_timeouts += 1
+
+    def wait_acknowledged(self, timeout: float | None = None) -> bool:
+        """The same wait from a worker thread (CLI and tests); True if the standby caught up."""
+        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
+        target = self._recorder.last_sequence
+        with self._condition:
+            while self.confirmed < target and (left := deadline - time.monotonic()) > 0:
+                self._condition.wait(left)
+            return self.confirmed >= target
+
+    # -- records -----------------------------------------------------------------------------
+    def records_snapshot(self) -> dict[str, object]:
+        """Every record but derived ones, the id sequences and the records version."""
+        with self._store.read() as txn:
+            items = [
+                (key, value) for key, value in self._records.items(txn)
+                if key.split("/", 1)[0] not in DERIVED_KINDS
+            ]
+            return {"version": self._records.version(txn), "records": items, "ids": self._records.ids(txn)}
+
+    def status(self) -> dict[str, object]:
+        last = self._recorder.last_sequence
+        return {
+            "role": "primary",
+            "last_sequence": last,
+            "standby_confirmed": self.confirmed,
+            "standby_lag_events": max(0, last - self.confirmed) if self.confirmed else None,
+            "standby_lag_seconds": (
+                round(time.time() - self._behind_since, 3) if self._behind_since and self.confirmed < last else 0.0
+            ),
+            "standby_connected": self.standby_connected(),
+            "sync": self.sync,
+            "sync_timeouts": self.sync_timeouts,
+        }
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
