@@ -30,7 +30,8 @@ import numpy as np
 from hyperloglog import HyperLogLog
 from hyperloglog.hll import get_alpha, get_rho_vec
 
-from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage import rollups
+from storage.keys import DAY, bucket_prefix, pack_bucket_key, unpack_bucket_key
 from storage.retention import delete_prefix
 
 SITE_PRECISION = 14
@@ -162,10 +163,16 @@ class Sketches:
     The cache saves decoding a sketch on every commit that touches it (today's sketches are
     touched by nearly every batch). Cached objects are mutated inside the write transaction,
     so after a transaction that did not commit the cache is dropped (:meth:`add` notices).
+
+    A rolled-up metric's day sketches are also kept per week and month
+    (:mod:`storage.rollups`): :meth:`add` adds a day's members to its week and month, and a
+    replaced day has its week and month rebuilt as the union of their days.
     """
 
-    def __init__(self, store, cache_size: int = 4096) -> None:
+    def __init__(self, store, cache_size: int = 4096, rolled_up: dict[int, int] | None = None) -> None:
+        """``rolled_up``: ``{metric: precision}`` of the metrics kept per week and month."""
         self._db = store.db(b"sketches")
+        self.rolled_up = rolled_up or {}
         self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
         self._cache_size = cache_size
         self._uncommitted = False
@@ -190,6 +197,8 @@ class Sketches:
         if self._uncommitted:  # the previous transaction aborted: cached objects are dirty
             self._cache.clear()
         self._uncommitted = True
+        if self.rolled_up:
+            additions = self._with_rollups(additions)
         cache = self._cache
         cursor = txn.cursor(db=self._db)
         for key in sorted(additions):
@@ -207,12 +216,70 @@ class Sketches:
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
 
+    def _with_rollups(self, additions: dict[bytes, tuple[int, list[int]]]) -> dict[bytes, tuple[int, list[int]]]:
+        rolled_up = self.rolled_up
+        out = dict(additions)
+        for key, (precision, hashes) in additions.items():
+            site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
+            if granularity != DAY or metric not in rolled_up:
+                continue
+            for period, start, _, _ in rollups.periods_of(bucket):
+                rollup = pack_bucket_key(site, period, metric, start, dimension)
+                present = out.get(rollup)
+                out[rollup] = (precision, hashes if present is None else present[1] + hashes)
+        return out
+
     def replace_bucket(
         self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]
     ) -> bool:
         """Set one bucket's sketches to ``{dimension: sketch}`` exactly (a sketch cannot lose
         a member, so a re-derived bucket is rewritten whole); others of the bucket are deleted.
-        Returns whether anything changed."""
+        A rolled-up day's week and month are rebuilt from their days. Returns whether
+        anything changed."""
+        if not self._replace(txn, site, granularity, metric, bucket, sketches):
+            return False
+        if granularity == DAY and metric in self.rolled_up:
+            for period, start, first, last in rollups.periods_of(bucket):
+                self._rebuild(txn, site, metric, period, start, first, last)
+        return True
+
+    def rebuild_rollups(self, txn, site: int, first_day: int, last_day: int) -> int:
+        """Set every week and month overlapping the day range to the union of its days;
+        returns how many buckets changed."""
+        changed = 0
+        for metric in sorted(self.rolled_up):
+            for granularity, start in rollups.periods_between(first_day, last_day):
+                changed += self._rebuild(txn, site, metric, granularity, start, *rollups.period_span(granularity, start))
+        return changed
+
+    def _rebuild(self, txn, site: int, metric: int, granularity: int, bucket: int, first: int, last: int) -> bool:
+        merged = self.union(txn, site, DAY, metric, first, last, self.rolled_up[metric])
+        return self._replace(txn, site, granularity, metric, bucket, merged)
+
+    def union_days(
+        self,
+        txn,
+        site: int,
+        metric: int,
+        first_day: int,
+        last_day: int,
+        precision: int,
+        dimensions: set[int] | None = None,
+        use_rollups: bool = True,
+    ) -> dict[int, Sketch]:
+        """Union of each dimension's sketches over the day range, through the rollups when
+        the metric has them (equal to the union of the days: a union is order-free)."""
+        pieces = (
+            rollups.plan(first_day, last_day)
+            if use_rollups and metric in self.rolled_up
+            else rollups.day_plan(first_day, last_day)
+        )
+        merged: dict[int, Sketch] = {}
+        for granularity, first, last in pieces:
+            self._merge_into(merged, txn, site, granularity, metric, first, last, precision, dimensions)
+        return merged
+
+    def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]) -> bool:
         cursor = txn.cursor(db=self._db)
         start = pack_bucket_key(site, granularity, metric, bucket, 0)
         prefix = start[:11]
@@ -263,6 +330,10 @@ class Sketches:
     ) -> dict[int, Sketch]:
         """Union of each dimension's sketches over the bucket range."""
         merged: dict[int, Sketch] = {}
+        self._merge_into(merged, txn, site, granularity, metric, first_bucket, last_bucket, precision, dimensions)
+        return merged
+
+    def _merge_into(self, merged, txn, site, granularity, metric, first_bucket, last_bucket, precision, dimensions):
         for _, dimension, raw in self.scan(txn, site, granularity, metric, first_bucket, last_bucket):
             if dimensions is not None and dimension not in dimensions:
                 continue
@@ -271,4 +342,3 @@ class Sketches:
             if target is None:
                 target = merged[dimension] = Sketch(precision)
             target.merge(sketch)
-        return merged

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance import dimensions as dims
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
 from appliance.config import Settings
@@ -46,6 +47,7 @@ from appliance.query.scans import Scans
 from appliance.query.stats import Stats
 from appliance.runtime.jobs import Jobs
 from appliance.runtime.ownership import WriterLock
+from appliance.runtime.rollup_setup import ensure_rollups
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -90,10 +92,11 @@ class Appliance:
         )
         records = self.records = Records(store)
         strings = self.strings = StringTable(store)
-        counters = self.counters = Counters(store)
-        sketches = self.sketches = Sketches(store)
+        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
+        sketches = self.sketches = Sketches(store, rolled_up=dims.ROLLED_UP_SKETCHES)
         eventlog = self.eventlog = EventLog(store)
         sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
+        ensure_rollups(store, records, sites, counters, sketches)
         self.accounts = Accounts(
             store,
             records,
