@@ -65,6 +65,20 @@ def periods_between(first_day: int, last_day: int) -> list[tuple[int, int]]:
     return found
 
 
+def buckets_of_run(granularity: int, first_bucket: int, last_bucket: int) -> list[int]:
+    """The buckets of a run of :func:`plan` (or of a day range)."""
+    if granularity == WEEK:
+        return list(range(first_bucket, last_bucket + 1, 7))
+    if granularity == MONTH:
+        found = []
+        month = first_bucket
+        while month <= last_bucket:
+            found.append(month)
+            month = month_last(month) + 1
+        return found
+    return list(range(first_bucket, last_bucket + 1))
+
+
 def period_span(granularity: int, bucket: int) -> tuple[int, int]:
     """The first and last day of a rollup (or day) bucket."""
     if granularity == WEEK:

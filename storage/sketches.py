@@ -37,6 +37,7 @@ from storage.retention import delete_prefix
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
+_POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
 _HASH = struct.Struct(">Q")
 
 
@@ -334,6 +335,20 @@ class Sketches:
         return merged
 
     def _merge_into(self, merged, txn, site, granularity, metric, first_bucket, last_bucket, precision, dimensions):
+        if dimensions is not None and len(dimensions) <= _POINT_READS:
+            # a few chosen values (a breakdown's top rows): read their keys, not every value's
+            buckets = rollups.buckets_of_run(granularity, first_bucket, last_bucket)
+            db = self._db
+            for dimension in sorted(dimensions):
+                for bucket in buckets:
+                    raw = txn.get(pack_bucket_key(site, granularity, metric, bucket, dimension), db=db)
+                    if raw is None:
+                        continue
+                    target = merged.get(dimension)
+                    if target is None:
+                        target = merged[dimension] = Sketch(precision)
+                    target.merge(Sketch.from_bytes(raw))
+            return
         for _, dimension, raw in self.scan(txn, site, granularity, metric, first_bucket, last_bucket):
             if dimensions is not None and dimension not in dimensions:
                 continue

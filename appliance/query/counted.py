@@ -49,12 +49,7 @@ class CountedReports:
 
     # -- helpers --------------------------------------------------------------------------
     def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
-        totals: dict[int, int] = {}
-        for dimension, value in self._counters.scan_days(
-            txn, query.site.id, metric, query.first_day, query.last_day, self.use_rollups
-        ):
-            totals[dimension] = totals.get(dimension, 0) + value
-        return totals
+        return self._counters.sum_days(txn, query.site.id, metric, query.first_day, query.last_day, self.use_rollups)
 
     def _union(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, Sketch]:
         return self._sketches.union_days(
