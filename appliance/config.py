@@ -79,6 +79,10 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
 
 
+class MemorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    budget_mb: int = 160  # every cache together (appliance/memory.py splits it)
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -91,6 +95,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+    memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
 
     @property
     def data_path(self) -> Path:

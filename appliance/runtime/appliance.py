@@ -39,6 +39,7 @@ from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
+from appliance.memory import plan_memory
 from appliance.models import Event, Site
 from appliance.query.goal_reports import GoalReports
 from appliance.query.materialised import Materialiser
@@ -91,9 +92,12 @@ class Appliance:
             min_free_disk_bytes=settings.storage.min_free_disk_mb << 20,
         )
         records = self.records = Records(store)
-        strings = self.strings = StringTable(store)
+        memory = self.memory = plan_memory(settings.memory.budget_mb, settings.sites.max_open_visits)
+        strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
         counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
-        sketches = self.sketches = Sketches(store, rolled_up=dims.ROLLED_UP_SKETCHES)
+        sketches = self.sketches = Sketches(
+            store, cache_size=memory.sketch_cache_entries, rolled_up=dims.ROLLED_UP_SKETCHES
+        )
         eventlog = self.eventlog = EventLog(store)
         sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
         ensure_rollups(store, records, sites, counters, sketches)
@@ -108,7 +112,7 @@ class Appliance:
         self.audit = AuditLog(store, records)
         self.visitors = VisitorHasher(store, records)
         timeout_ms = settings.sites.visit_timeout_minutes * 60_000
-        visits = self.visits = VisitTable(store, timeout_ms // 1000, settings.sites.max_open_visits)
+        visits = self.visits = VisitTable(store, timeout_ms // 1000, memory.max_open_visits)
         self._last_expiry = time.time()
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
@@ -118,7 +122,8 @@ class Appliance:
 
         coordinator = self.coordinator = WriteCoordinator(store)
         columns = self.columns = ColumnStore(
-            store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms
+            store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms,
+            cache_bytes=memory.column_cache_bytes,
         )
         goals = self.goals = Goals(
             store=store, records=records, strings=strings, counters=counters, sketches=sketches,
