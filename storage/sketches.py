@@ -86,7 +86,7 @@ class Sketch:
         encoding: visitor ids are keyed BLAKE2b digests already, so the low ``p`` bits pick
         the register and the rest give the rank, exactly as ``add_bulk`` does with its hash.
         """
-        values = np.fromiter(hashes, dtype=np.uint64)
+        values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
             return
         precision = self.precision
@@ -142,20 +142,51 @@ class Sketch:
             sketch = cls(DIMENSION_PRECISION, exact_limit)
             sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
             return sketch
-        kind, precision = data[:1], data[1]
-        if kind == b"R":
-            registers = np.frombuffer(data, dtype=np.int8, offset=2).copy()
-        elif kind == b"S":
-            count = (len(data) - 2) // 3
-            filled = np.frombuffer(data, dtype=">u2", count=count, offset=2).astype(np.intp)
-            registers = np.zeros(1 << precision, np.int8)
-            registers[filled] = np.frombuffer(data, dtype=np.uint8, offset=2 + 2 * count).astype(np.int8)
-        else:  # b"H": zlib-compressed registers
-            registers = np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()
+        precision = data[1]
         sketch = cls(precision, exact_limit)
         sketch.exact = None
-        sketch.hll = new_hll(precision, registers)
+        sketch.hll = new_hll(precision, _registers(data))
         return sketch
+
+    @classmethod
+    def union_of(cls, raws: list[bytes], precision: int, exact_limit: int = EXACT_LIMIT) -> Sketch:
+        """The union of stored sketches, equal to merging them one by one into
+        ``Sketch(precision)`` (a union does not depend on order), decoded and merged in bulk:
+        exact members gathered into one array, registers maxed at once, then the members
+        added to the registers in one go if the union is (or exceeds) a HyperLogLog."""
+        members: list[np.ndarray] = []
+        registers = None
+        for raw in raws:
+            if raw[:1] == b"E":
+                members.append(np.frombuffer(raw, dtype=">u8", offset=1))
+                continue
+            if raw[1] != precision:
+                raise ValueError("cannot merge sketches of different precision")
+            found = _registers(raw)
+            registers = found if registers is None else np.maximum(registers, found, out=registers)
+        union = np.unique(np.concatenate(members)).astype(np.uint64) if members else np.empty(0, np.uint64)
+        sketch = cls(precision, exact_limit)
+        if registers is None and len(union) <= exact_limit:
+            sketch.exact = set(union.tolist())
+            return sketch
+        sketch.exact = None
+        sketch.hll = new_hll(precision, registers if registers is not None else np.zeros(1 << precision, np.int8))
+        sketch._hll_add(union)
+        return sketch
+
+
+def _registers(data: bytes) -> np.ndarray:
+    """The (writable) register array of a stored HyperLogLog sketch."""
+    kind, precision = data[:1], data[1]
+    if kind == b"R":
+        return np.frombuffer(data, dtype=np.int8, offset=2).copy()
+    if kind == b"S":
+        count = (len(data) - 2) // 3
+        filled = np.frombuffer(data, dtype=">u2", count=count, offset=2).astype(np.intp)
+        registers = np.zeros(1 << precision, np.int8)
+        registers[filled] = np.frombuffer(data, dtype=np.uint8, offset=2 + 2 * count).astype(np.int8)
+        return registers
+    return np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()  # b"H": zlib-compressed
 
 
 class Sketches:
@@ -275,10 +306,10 @@ class Sketches:
             if use_rollups and metric in self.rolled_up
             else rollups.day_plan(first_day, last_day)
         )
-        merged: dict[int, Sketch] = {}
+        raws: dict[int, list[bytes]] = {}
         for granularity, first, last in pieces:
-            self._merge_into(merged, txn, site, granularity, metric, first, last, precision, dimensions)
-        return merged
+            self._collect(raws, txn, site, granularity, metric, first, last, dimensions)
+        return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
 
     def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]) -> bool:
         cursor = txn.cursor(db=self._db)
@@ -330,11 +361,12 @@ class Sketches:
         dimensions: set[int] | None = None,
     ) -> dict[int, Sketch]:
         """Union of each dimension's sketches over the bucket range."""
-        merged: dict[int, Sketch] = {}
-        self._merge_into(merged, txn, site, granularity, metric, first_bucket, last_bucket, precision, dimensions)
-        return merged
+        raws: dict[int, list[bytes]] = {}
+        self._collect(raws, txn, site, granularity, metric, first_bucket, last_bucket, dimensions)
+        return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
 
-    def _merge_into(self, merged, txn, site, granularity, metric, first_bucket, last_bucket, precision, dimensions):
+    def _collect(self, raws, txn, site, granularity, metric, first_bucket, last_bucket, dimensions) -> None:
+        """Append each dimension's stored sketches over the bucket range to ``raws``."""
         if dimensions is not None and len(dimensions) <= _POINT_READS:
             # a few chosen values (a breakdown's top rows): read their keys, not every value's
             buckets = rollups.buckets_of_run(granularity, first_bucket, last_bucket)
@@ -342,18 +374,9 @@ class Sketches:
             for dimension in sorted(dimensions):
                 for bucket in buckets:
                     raw = txn.get(pack_bucket_key(site, granularity, metric, bucket, dimension), db=db)
-                    if raw is None:
-                        continue
-                    target = merged.get(dimension)
-                    if target is None:
-                        target = merged[dimension] = Sketch(precision)
-                    target.merge(Sketch.from_bytes(raw))
+                    if raw is not None:
+                        raws.setdefault(dimension, []).append(raw)
             return
         for _, dimension, raw in self.scan(txn, site, granularity, metric, first_bucket, last_bucket):
-            if dimensions is not None and dimension not in dimensions:
-                continue
-            sketch = Sketch.from_bytes(raw)
-            target = merged.get(dimension)
-            if target is None:
-                target = merged[dimension] = Sketch(precision)
-            target.merge(sketch)
+            if dimensions is None or dimension in dimensions:
+                raws.setdefault(dimension, []).append(raw)
