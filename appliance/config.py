@@ -119,6 +119,10 @@ class ReplicationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     sync_timeout_ms: int = 2000  # ...or after this long (then the event is acknowledged anyway)
 
 
+class MemorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    budget_mb: int = 160  # every cache together (appliance/memory.py splits it)
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -135,6 +139,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reports: ReportSettings = msgspec.field(default_factory=ReportSettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+    memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
 
     @property
     def data_path(self) -> Path:

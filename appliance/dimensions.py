@@ -8,6 +8,8 @@ of the on-disk format: never renumber, only append.
 
 from __future__ import annotations
 
+from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION
+
 # Site totals (dimension value 0), in hour and day buckets.
 PAGEVIEWS = 1
 CUSTOM_EVENTS = 2  # dimension: event name id
@@ -82,3 +84,18 @@ VISIT_DURATION = 400  # seconds
 
 def visit_metric(base: int, dimension: str) -> int:
     return base + 1 + list(DIMENSIONS).index(dimension)
+
+
+# Metrics whose day buckets are also kept per week and month (storage.rollups): every metric
+# the counted path (appliance.query.counted) sums or unions over a day range. Goal and
+# materialised-segment counters are read per day and are not rolled up.
+ROLLED_UP_COUNTERS = frozenset(
+    {PAGEVIEWS, CUSTOM_EVENTS, CONVERSIONS, REVENUE, EXIT_PAGES, ENGAGED_MS, ENGAGEMENTS, SCROLL_DEPTH}
+    | {counter for _, counter, _ in DIMENSIONS.values()}
+    | {base + offset for base in (VISITS, BOUNCES, VISIT_DURATION) for offset in range(len(DIMENSIONS) + 1)}
+)
+ROLLED_UP_SKETCHES = {
+    VISITORS: SITE_PRECISION, EVENT_VISITORS: DIMENSION_PRECISION, CONVERSION_VISITORS: DIMENSION_PRECISION
+} | {
+    sketch: DIMENSION_PRECISION for _, _, sketch in DIMENSIONS.values()
+}

@@ -40,6 +40,7 @@ VENV = ROOT / ".venv"
 PYTHON = str(VENV / "bin" / "python") if (VENV / "bin" / "python").exists() else sys.executable
 FOOTFALL = VENV / "bin" / "footfall"
 LUA = ROOT / "scripts" / "wrk" / "ingest.lua"
+PACED_LUA = ROOT / "scripts" / "wrk" / "paced.lua"  # ingest.lua with a pause between requests
 CEILING_APP = ROOT / "scripts" / "bench_ceiling_app.py"
 SITE = "localhost"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -306,10 +307,10 @@ def wrk_version(wrk: str) -> str:
     return match.group(1) if match else "unknown"
 
 
-def run_wrk(wrk: str, url: str, connections: int, duration: int, lua_args: list[str]) -> dict:
+def run_wrk(wrk: str, url: str, connections: int, duration: int, lua_args: list[str], script: Path = LUA) -> dict:
     command = [
         wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "60s", "--latency",
-        "-s", str(LUA), url, "--", *lua_args,
+        "-s", str(script), url, "--", *lua_args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120)
     for line in result.stdout.splitlines():

@@ -1,7 +1,9 @@
 """Time-bucketed integer counters.
 
 Writers gather deltas in a dict keyed by packed bucket keys and apply them in one transaction
-in sorted key order (sequential page access). Readers scan a bucket range per metric.
+in sorted key order (sequential page access). Readers scan a bucket range per metric, or a
+day range through the week and month rollups (:mod:`storage.rollups`), which every write of a
+rolled-up metric's day keeps equal to the sum of its days.
 """
 
 from __future__ import annotations
@@ -9,10 +11,17 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+import numpy as np
+
+from storage import rollups
+from storage.keys import DAY, MONTH, WEEK, bucket_prefix, pack_bucket_key, unpack_bucket_key
 from storage.retention import delete_prefix
 
 _VALUE = struct.Struct(">q")
+_ROLLUPS = (WEEK, MONTH)
+_KEY_DTYPE = np.dtype(
+    [("site", ">u4"), ("granularity", "u1"), ("metric", ">u2"), ("bucket", ">u4"), ("dimension", ">u4")]
+)
 
 
 def stored_metrics(txn, db, site: int, granularity: int) -> list[int]:
@@ -31,11 +40,31 @@ def stored_metrics(txn, db, site: int, granularity: int) -> list[int]:
 
 
 class Counters:
-    def __init__(self, store) -> None:
+    def __init__(self, store, rolled_up: frozenset[int] = frozenset()) -> None:
+        """``rolled_up``: the metrics whose day counters are also kept per week and month."""
         self._db = store.db(b"counters")
+        self.rolled_up = rolled_up
 
     def apply(self, txn, deltas: dict[bytes, int]) -> None:
-        """Add each delta to its counter (keys from :func:`storage.keys.pack_bucket_key`)."""
+        """Add each delta to its counter (keys from :func:`storage.keys.pack_bucket_key`),
+        and a rolled-up metric's day deltas to its week and month."""
+        if self.rolled_up:
+            deltas = self._with_rollups(deltas)
+        self._apply(txn, deltas)
+
+    def _with_rollups(self, deltas: dict[bytes, int]) -> dict[bytes, int]:
+        rolled_up = self.rolled_up
+        out = dict(deltas)
+        for key, delta in deltas.items():
+            site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
+            if granularity != DAY or metric not in rolled_up or not delta:
+                continue
+            for period, start, _, _ in rollups.periods_of(bucket):
+                rollup = pack_bucket_key(site, period, metric, start, dimension)
+                out[rollup] = out.get(rollup, 0) + delta
+        return out
+
+    def _apply(self, txn, deltas: dict[bytes, int]) -> None:
         db = self._db
         cursor = txn.cursor(db=db)
         for key in sorted(deltas):
@@ -44,6 +73,9 @@ class Counters:
                 continue
             current = cursor.get(key)
             value = _VALUE.unpack(current)[0] + delta if current is not None else delta
+            if not value and key[4] in _ROLLUPS and current is not None:
+                cursor.delete()  # a rollup holds no zeros: it stays what rebuilding it gives
+                continue
             cursor.put(key, _VALUE.pack(value))
 
     def scan(
@@ -64,9 +96,103 @@ class Counters:
                 return
             yield bucket, dimension, unpack_value(value)[0]
 
+    def scan_days(
+        self, txn, site: int, metric: int, first_day: int, last_day: int, use_rollups: bool = True
+    ) -> Iterator[tuple[int, int]]:
+        """Yield ``(dimension, value)`` over the day range — a dimension once per piece of
+        the plan, so callers sum — through the rollups when the metric has them."""
+        pieces = (
+            rollups.plan(first_day, last_day)
+            if use_rollups and metric in self.rolled_up
+            else rollups.day_plan(first_day, last_day)
+        )
+        for granularity, first, last in pieces:
+            for _, dimension, value in self.scan(txn, site, granularity, metric, first, last):
+                yield dimension, value
+
+    def sum_days(
+        self, txn, site: int, metric: int, first_day: int, last_day: int, use_rollups: bool = True
+    ) -> dict[int, int]:
+        """``{dimension: total}`` over the day range (as summing :meth:`scan_days`), with the
+        keys gathered by the cursor and decoded and summed by numpy in one go."""
+        pieces = (
+            rollups.plan(first_day, last_day)
+            if use_rollups and metric in self.rolled_up
+            else rollups.day_plan(first_day, last_day)
+        )
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        cursor = txn.cursor(db=self._db)
+        for granularity, first, last in pieces:
+            end = pack_bucket_key(site, granularity, metric, last, 0xFFFFFFFF)
+            if not cursor.set_range(pack_bucket_key(site, granularity, metric, first, 0)):
+                continue
+            for key, value in cursor.iternext():
+                if key > end:
+                    break
+                keys.append(key)
+                values.append(value)
+        if not keys:
+            return {}
+        dimensions = np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)["dimension"]
+        amounts = np.frombuffer(b"".join(values), dtype=">i8").astype(np.int64)
+        found, where = np.unique(dimensions, return_inverse=True)
+        totals = np.zeros(len(found), np.int64)
+        np.add.at(totals, where, amounts)
+        return dict(zip(found.tolist(), totals.tolist(), strict=True))
+
     def replace_bucket(self, txn, site: int, granularity: int, metric: int, bucket: int, values: dict[int, int]) -> bool:
         """Set one bucket's counters to ``{dimension: value}`` exactly: counters absent from
-        ``values`` (or zero) are deleted. Returns whether anything changed."""
+        ``values`` (or zero) are deleted; a rolled-up day passes the difference on to its
+        week and month. Returns whether anything changed."""
+        old = self._replace(txn, site, granularity, metric, bucket, values)
+        if old is None:
+            return False
+        if granularity == DAY and metric in self.rolled_up:
+            difference = {dimension: -value for dimension, value in old.items()}
+            for dimension, value in values.items():
+                difference[dimension] = difference.get(dimension, 0) + value
+            deltas = {}
+            for period, start, _, _ in rollups.periods_of(bucket):
+                for dimension, delta in difference.items():
+                    if delta:
+                        deltas[pack_bucket_key(site, period, metric, start, dimension)] = delta
+            self._apply(txn, deltas)
+        return True
+
+    def rebuild_rollups(self, txn, site: int, first_day: int, last_day: int) -> int:
+        """Set every week and month overlapping the day range to the sum of its days (after
+        days were deleted, or for a store written before rollups); returns buckets changed."""
+        changed = 0
+        for metric in sorted(self.rolled_up):
+            for granularity, start in rollups.periods_between(first_day, last_day):
+                first, last = rollups.period_span(granularity, start)
+                totals: dict[int, int] = {}
+                for _, dimension, value in self.scan(txn, site, DAY, metric, first, last):
+                    totals[dimension] = totals.get(dimension, 0) + value
+                changed += self._replace(txn, site, granularity, metric, start, totals) is not None
+        return changed
+
+    def day_span(self, txn, site: int) -> tuple[int, int] | None:
+        """The first and last day bucket any rolled-up metric of ``site`` has, or None."""
+        span = None
+        cursor = txn.cursor(db=self._db)
+        for metric in sorted(self.rolled_up):
+            if not cursor.set_range(pack_bucket_key(site, DAY, metric, 0, 0)) or cursor.key()[:7] != bucket_prefix(
+                site, DAY, metric
+            ):
+                continue
+            first = unpack_bucket_key(cursor.key())[3]
+            if cursor.set_range(pack_bucket_key(site, DAY, metric + 1, 0, 0)):
+                cursor.prev()
+            else:
+                cursor.last()
+            last = unpack_bucket_key(cursor.key())[3]
+            span = (first, last) if span is None else (min(span[0], first), max(span[1], last))
+        return span
+
+    def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, values: dict[int, int]):
+        """Set one bucket exactly; returns its old ``{dimension: value}``, or None if unchanged."""
         cursor = txn.cursor(db=self._db)
         old: dict[int, int] = {}
         start = pack_bucket_key(site, granularity, metric, bucket, 0)
@@ -78,13 +204,13 @@ class Counters:
                 old[unpack_bucket_key(key)[4]] = _VALUE.unpack(value)[0]
         new = {dimension: value for dimension, value in values.items() if value}
         if new == old:
-            return False
+            return None
         for dimension in old.keys() - new.keys():
             txn.delete(pack_bucket_key(site, granularity, metric, bucket, dimension), db=self._db)
         for dimension in sorted(new):
             if old.get(dimension) != new[dimension]:
                 cursor.put(pack_bucket_key(site, granularity, metric, bucket, dimension), _VALUE.pack(new[dimension]))
-        return True
+        return old
 
     def metrics(self, txn, site: int, granularity: int) -> list[int]:
         """The metrics the site has counters of, at one granularity."""
@@ -96,3 +222,4 @@ class Counters:
 
     def delete_site(self, txn, site: int) -> int:
         return delete_prefix(txn, self._db, struct.pack(">I", site))
+

@@ -12,6 +12,8 @@ import struct
 
 HOUR = 0
 DAY = 1
+WEEK = 2  # rollups of day buckets (storage.rollups): bucket = the Monday's day number
+MONTH = 3  # bucket = the day number of the month's 1st
 
 _BUCKET_KEY = struct.Struct(">IBHII")
 _EVENT_KEY = struct.Struct(">IQI")

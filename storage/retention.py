@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from storage.keys import DAY, HOUR, pack_u32, unpack_bucket_key
+from storage.keys import DAY, HOUR, MONTH, WEEK, pack_u32, unpack_bucket_key
+from storage.rollups import period_span
 
 
 def delete_prefix(txn, db, prefix: bytes) -> int:
@@ -21,8 +22,11 @@ def delete_prefix(txn, db, prefix: bytes) -> int:
 
 
 def delete_buckets_before(txn, db, site: int, first_hour: int, first_day: int) -> int:
-    """Delete the site's hour buckets before ``first_hour`` and day buckets before
-    ``first_day`` in a counters or sketches database; returns how many keys went."""
+    """Delete the site's hour buckets before ``first_hour``, day buckets before ``first_day``
+    and week and month rollups that end before it, in a counters or sketches database;
+    returns how many keys went. The rollup holding ``first_day`` is left to be rebuilt
+    (``rebuild_rollups`` of :class:`~storage.counters.Counters` and
+    :class:`~storage.sketches.Sketches`)."""
     prefix = pack_u32(site)
     cursor = txn.cursor(db=db)
     removed = 0
@@ -33,7 +37,11 @@ def delete_buckets_before(txn, db, site: int, first_hour: int, first_day: int) -
         if not key or key[:4] != prefix:
             break
         _, granularity, _, bucket, _ = unpack_bucket_key(key)
-        expired = (granularity == HOUR and bucket < first_hour) or (granularity == DAY and bucket < first_day)
+        expired = (
+            (granularity == HOUR and bucket < first_hour)
+            or (granularity == DAY and bucket < first_day)
+            or (granularity in (WEEK, MONTH) and period_span(granularity, bucket)[1] < first_day)
+        )
         if expired:
             if not cursor.delete():
                 break

@@ -30,13 +30,15 @@ import numpy as np
 from hyperloglog import HyperLogLog
 from hyperloglog.hll import get_alpha, get_rho_vec
 
+from storage import rollups
 from storage.counters import stored_metrics
-from storage.keys import bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.keys import DAY, bucket_prefix, pack_bucket_key, unpack_bucket_key
 from storage.retention import delete_prefix
 
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
+_POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
 _HASH = struct.Struct(">Q")
 
 
@@ -85,7 +87,7 @@ class Sketch:
         encoding: visitor ids are keyed BLAKE2b digests already, so the low ``p`` bits pick
         the register and the rest give the rank, exactly as ``add_bulk`` does with its hash.
         """
-        values = np.fromiter(hashes, dtype=np.uint64)
+        values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
             return
         precision = self.precision
@@ -141,20 +143,51 @@ class Sketch:
             sketch = cls(DIMENSION_PRECISION, exact_limit)
             sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
             return sketch
-        kind, precision = data[:1], data[1]
-        if kind == b"R":
-            registers = np.frombuffer(data, dtype=np.int8, offset=2).copy()
-        elif kind == b"S":
-            count = (len(data) - 2) // 3
-            filled = np.frombuffer(data, dtype=">u2", count=count, offset=2).astype(np.intp)
-            registers = np.zeros(1 << precision, np.int8)
-            registers[filled] = np.frombuffer(data, dtype=np.uint8, offset=2 + 2 * count).astype(np.int8)
-        else:  # b"H": zlib-compressed registers
-            registers = np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()
+        precision = data[1]
         sketch = cls(precision, exact_limit)
         sketch.exact = None
-        sketch.hll = new_hll(precision, registers)
+        sketch.hll = new_hll(precision, _registers(data))
         return sketch
+
+    @classmethod
+    def union_of(cls, raws: list[bytes], precision: int, exact_limit: int = EXACT_LIMIT) -> Sketch:
+        """The union of stored sketches, equal to merging them one by one into
+        ``Sketch(precision)`` (a union does not depend on order), decoded and merged in bulk:
+        exact members gathered into one array, registers maxed at once, then the members
+        added to the registers in one go if the union is (or exceeds) a HyperLogLog."""
+        members: list[np.ndarray] = []
+        registers = None
+        for raw in raws:
+            if raw[:1] == b"E":
+                members.append(np.frombuffer(raw, dtype=">u8", offset=1))
+                continue
+            if raw[1] != precision:
+                raise ValueError("cannot merge sketches of different precision")
+            found = _registers(raw)
+            registers = found if registers is None else np.maximum(registers, found, out=registers)
+        union = np.unique(np.concatenate(members)).astype(np.uint64) if members else np.empty(0, np.uint64)
+        sketch = cls(precision, exact_limit)
+        if registers is None and len(union) <= exact_limit:
+            sketch.exact = set(union.tolist())
+            return sketch
+        sketch.exact = None
+        sketch.hll = new_hll(precision, registers if registers is not None else np.zeros(1 << precision, np.int8))
+        sketch._hll_add(union)
+        return sketch
+
+
+def _registers(data: bytes) -> np.ndarray:
+    """The (writable) register array of a stored HyperLogLog sketch."""
+    kind, precision = data[:1], data[1]
+    if kind == b"R":
+        return np.frombuffer(data, dtype=np.int8, offset=2).copy()
+    if kind == b"S":
+        count = (len(data) - 2) // 3
+        filled = np.frombuffer(data, dtype=">u2", count=count, offset=2).astype(np.intp)
+        registers = np.zeros(1 << precision, np.int8)
+        registers[filled] = np.frombuffer(data, dtype=np.uint8, offset=2 + 2 * count).astype(np.int8)
+        return registers
+    return np.frombuffer(zlib.decompress(data[2:]), dtype=np.int8).copy()  # b"H": zlib-compressed
 
 
 class Sketches:
@@ -163,10 +196,16 @@ class Sketches:
     The cache saves decoding a sketch on every commit that touches it (today's sketches are
     touched by nearly every batch). Cached objects are mutated inside the write transaction,
     so after a transaction that did not commit the cache is dropped (:meth:`add` notices).
+
+    A rolled-up metric's day sketches are also kept per week and month
+    (:mod:`storage.rollups`): :meth:`add` adds a day's members to its week and month, and a
+    replaced day has its week and month rebuilt as the union of their days.
     """
 
-    def __init__(self, store, cache_size: int = 4096) -> None:
+    def __init__(self, store, cache_size: int = 4096, rolled_up: dict[int, int] | None = None) -> None:
+        """``rolled_up``: ``{metric: precision}`` of the metrics kept per week and month."""
         self._db = store.db(b"sketches")
+        self.rolled_up = rolled_up or {}
         self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
         self._cache_size = cache_size
         self._uncommitted = False
@@ -191,6 +230,8 @@ class Sketches:
         if self._uncommitted:  # the previous transaction aborted: cached objects are dirty
             self._cache.clear()
         self._uncommitted = True
+        if self.rolled_up:
+            additions = self._with_rollups(additions)
         cache = self._cache
         cursor = txn.cursor(db=self._db)
         for key in sorted(additions):
@@ -208,12 +249,70 @@ class Sketches:
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
 
+    def _with_rollups(self, additions: dict[bytes, tuple[int, list[int]]]) -> dict[bytes, tuple[int, list[int]]]:
+        rolled_up = self.rolled_up
+        out = dict(additions)
+        for key, (precision, hashes) in additions.items():
+            site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
+            if granularity != DAY or metric not in rolled_up:
+                continue
+            for period, start, _, _ in rollups.periods_of(bucket):
+                rollup = pack_bucket_key(site, period, metric, start, dimension)
+                present = out.get(rollup)
+                out[rollup] = (precision, hashes if present is None else present[1] + hashes)
+        return out
+
     def replace_bucket(
         self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]
     ) -> bool:
         """Set one bucket's sketches to ``{dimension: sketch}`` exactly (a sketch cannot lose
         a member, so a re-derived bucket is rewritten whole); others of the bucket are deleted.
-        Returns whether anything changed."""
+        A rolled-up day's week and month are rebuilt from their days. Returns whether
+        anything changed."""
+        if not self._replace(txn, site, granularity, metric, bucket, sketches):
+            return False
+        if granularity == DAY and metric in self.rolled_up:
+            for period, start, first, last in rollups.periods_of(bucket):
+                self._rebuild(txn, site, metric, period, start, first, last)
+        return True
+
+    def rebuild_rollups(self, txn, site: int, first_day: int, last_day: int) -> int:
+        """Set every week and month overlapping the day range to the union of its days;
+        returns how many buckets changed."""
+        changed = 0
+        for metric in sorted(self.rolled_up):
+            for granularity, start in rollups.periods_between(first_day, last_day):
+                changed += self._rebuild(txn, site, metric, granularity, start, *rollups.period_span(granularity, start))
+        return changed
+
+    def _rebuild(self, txn, site: int, metric: int, granularity: int, bucket: int, first: int, last: int) -> bool:
+        merged = self.union(txn, site, DAY, metric, first, last, self.rolled_up[metric])
+        return self._replace(txn, site, granularity, metric, bucket, merged)
+
+    def union_days(
+        self,
+        txn,
+        site: int,
+        metric: int,
+        first_day: int,
+        last_day: int,
+        precision: int,
+        dimensions: set[int] | None = None,
+        use_rollups: bool = True,
+    ) -> dict[int, Sketch]:
+        """Union of each dimension's sketches over the day range, through the rollups when
+        the metric has them (equal to the union of the days: a union is order-free)."""
+        pieces = (
+            rollups.plan(first_day, last_day)
+            if use_rollups and metric in self.rolled_up
+            else rollups.day_plan(first_day, last_day)
+        )
+        raws: dict[int, list[bytes]] = {}
+        for granularity, first, last in pieces:
+            self._collect(raws, txn, site, granularity, metric, first, last, dimensions)
+        return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
+
+    def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]) -> bool:
         cursor = txn.cursor(db=self._db)
         start = pack_bucket_key(site, granularity, metric, bucket, 0)
         prefix = start[:11]
@@ -267,13 +366,22 @@ class Sketches:
         dimensions: set[int] | None = None,
     ) -> dict[int, Sketch]:
         """Union of each dimension's sketches over the bucket range."""
-        merged: dict[int, Sketch] = {}
+        raws: dict[int, list[bytes]] = {}
+        self._collect(raws, txn, site, granularity, metric, first_bucket, last_bucket, dimensions)
+        return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
+
+    def _collect(self, raws, txn, site, granularity, metric, first_bucket, last_bucket, dimensions) -> None:
+        """Append each dimension's stored sketches over the bucket range to ``raws``."""
+        if dimensions is not None and len(dimensions) <= _POINT_READS:
+            # a few chosen values (a breakdown's top rows): read their keys, not every value's
+            buckets = rollups.buckets_of_run(granularity, first_bucket, last_bucket)
+            db = self._db
+            for dimension in sorted(dimensions):
+                for bucket in buckets:
+                    raw = txn.get(pack_bucket_key(site, granularity, metric, bucket, dimension), db=db)
+                    if raw is not None:
+                        raws.setdefault(dimension, []).append(raw)
+            return
         for _, dimension, raw in self.scan(txn, site, granularity, metric, first_bucket, last_bucket):
-            if dimensions is not None and dimension not in dimensions:
-                continue
-            sketch = Sketch.from_bytes(raw)
-            target = merged.get(dimension)
-            if target is None:
-                target = merged[dimension] = Sketch(precision)
-            target.merge(sketch)
-        return merged
+            if dimensions is None or dimension in dimensions:
+                raws.setdefault(dimension, []).append(raw)

@@ -3,11 +3,14 @@
 Ids keep counter and event-log keys fixed-width and far under LMDB's 511-byte key limit.
 Id 0 is the empty string. New ids are allocated inside the caller's write transaction and
 only enter the in-memory cache once that transaction commits (``commit``); ``rollback``
-forgets them, so an aborted transaction never leaves a dangling id in the cache.
+forgets them, so an aborted transaction never leaves a dangling id in the cache. The cache
+holds at most ``max_cached`` texts each way (0: no bound); past it the oldest quarter is
+forgotten and read from LMDB again when next needed.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 from storage.keys import pack_u32, unpack_u32
@@ -24,8 +27,9 @@ def _encode(text: str) -> bytes:
 
 
 class StringTable:
-    def __init__(self, store) -> None:
+    def __init__(self, store, max_cached: int = 0) -> None:
         self._store = store
+        self.max_cached = max_cached
         self._ids: dict[str, int] = {"": 0}
         self._texts: dict[int, str] = {0: ""}
         self._pending: dict[str, int] = {}
@@ -72,6 +76,7 @@ class StringTable:
                 self._ids[text] = string_id
                 # What was stored (truncated), so a long text reads the same after a restart.
                 self._texts[string_id] = _encode(text).decode("utf-8")
+            self._trim()
         self._pending.clear()
         self._pending_txn = None
 
@@ -103,4 +108,16 @@ class StringTable:
         text = data.decode("utf-8") if data is not None else ""
         with self._lock:
             self._texts[string_id] = text
+            self._trim()
         return text
+
+    def _trim(self) -> None:
+        """Forget the oldest quarter of a map past ``max_cached`` (under the lock). The maps
+        are changed in place: the ingest path holds :attr:`known_ids` across a batch."""
+        limit = self.max_cached
+        for cache in (self._ids, self._texts):
+            if limit and len(cache) > limit:
+                for key in list(itertools.islice(iter(cache), len(cache) - limit * 3 // 4)):
+                    del cache[key]
+        self._ids[""] = 0
+        self._texts[0] = ""

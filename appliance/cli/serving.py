@@ -142,24 +142,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["FOOTFALL_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     if args.config:
         os.environ["FOOTFALL_CONFIG"] = str(Path(args.config).resolve())
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    options = {}
+    # Replace this process with a lean granian: the bootstrap above imported and opened the
+    # whole appliance, and granian's main process (which only supervises its worker) would
+    # keep all of that resident for the server's life. exec keeps the process id (a
+    # container's PID 1 stays granian) and the environment; nothing of the appliance is open.
+    command = [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port),
+        "--workers", "1", "--factory", "--no-access-log", "--backlog", "2048",
+    ]
     if settings.server.tls_certificate and settings.server.tls_private_key:
-        options["ssl_cert"] = Path(settings.server.tls_certificate)
-        options["ssl_key"] = Path(settings.server.tls_private_key)
-    Granian(
-        "web.app:make_app",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        factory=True,
-        log_access=False,
-        backlog=2048,
-        **options,
-    ).serve()
+        command += [
+            "--ssl-certificate", str(Path(settings.server.tls_certificate)),
+            "--ssl-keyfile", str(Path(settings.server.tls_private_key)),
+        ]
+    command.append("web.app:make_app")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.execv(sys.executable, command)
     return 0
 
 

@@ -36,8 +36,9 @@ from storage.journal import Journal
 from storage.records import Records
 from storage.strings import StringTable
 
-#: records a data dir derives for itself (materialised segment days): never copied
-DERIVED_KINDS = ("segment-day",)
+#: records a data dir derives for itself (materialised segment days, whether its week and
+#: month rollups are built): never copied
+DERIVED_KINDS = ("segment-day", "rollups")
 
 
 class JournalGap(DomainError):

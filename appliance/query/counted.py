@@ -1,7 +1,8 @@
 """The counted path: unfiltered reports read from pre-aggregated counters and sketches.
 
 Page views are sums of day (or hour) counters; visitors are *unions* of sketches over the
-range, never sums of daily uniques. Every function here has a twin of the same shape on the
+range, never sums of daily uniques. A range is read through the week and month rollups
+(:mod:`storage.rollups`): whole months and weeks from one bucket each, days at the edges. Every function here has a twin of the same shape on the
 filtered path (:mod:`appliance.query.scans`); :mod:`appliance.query.stats` chooses between
 them.
 """
@@ -36,6 +37,7 @@ class CountedReports:
         self._sketches = sketches
         self._strings = strings
         self._coordinator = coordinator
+        self.use_rollups = True  # False reads every day (the benchmark's before/after)
 
     def _read(self):
         """A read transaction that sees every acknowledged event aggregated."""
@@ -47,17 +49,15 @@ class CountedReports:
 
     # -- helpers --------------------------------------------------------------------------
     def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
-        totals: dict[int, int] = {}
-        for _, dimension, value in self._counters.scan(
-            txn, query.site.id, DAY, metric, query.first_day, query.last_day
-        ):
-            totals[dimension] = totals.get(dimension, 0) + value
-        return totals
+        return self._counters.sum_days(txn, query.site.id, metric, query.first_day, query.last_day, self.use_rollups)
+
+    def _union(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, Sketch]:
+        return self._sketches.union_days(
+            txn, query.site.id, metric, query.first_day, query.last_day, precision, dimensions, self.use_rollups
+        )
 
     def _visitors(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, int]:
-        merged = self._sketches.union(
-            txn, query.site.id, DAY, metric, query.first_day, query.last_day, precision, dimensions
-        )
+        merged = self._union(txn, query, metric, precision, dimensions)
         return {dimension: sketch.count() for dimension, sketch in merged.items()}
 
     # -- the vocabulary -------------------------------------------------------------------
@@ -84,9 +84,20 @@ class CountedReports:
         }
 
     def timeseries(self, query: Query) -> list[dict[str, object]]:
-        with self._read() as txn:
-            if query.interval == "hour":
+        if query.interval == "hour":
+            with self._read() as txn:
                 return self._hourly(txn, query)
+        groups: dict[date, list[int]] = {}
+        for number in range(query.first_day, query.last_day + 1):
+            day = day_from_number(number)
+            start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
+            groups.setdefault(start, []).append(number)
+        with self._read() as txn:
+            if query.interval != "day":  # a whole week or month is one rollup bucket
+                return [
+                    self._point(txn, query.site.id, start, numbers[0], numbers[-1])
+                    for start, numbers in groups.items()
+                ]
             pageviews: dict[int, int] = {}
             for day, _, value in self._counters.scan(
                 txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
@@ -97,31 +108,30 @@ class CountedReports:
                 txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day
             ):
                 visits[day] = visits.get(day, 0) + value
-            sketches: dict[int, Sketch] = {}
+            sketches: dict[int, int] = {}
             for day, _, raw in self._sketches.scan(
                 txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
             ):
-                sketches[day] = Sketch.from_bytes(raw)
-        groups: dict[date, list[int]] = {}
-        for number in range(query.first_day, query.last_day + 1):
-            day = day_from_number(number)
-            start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
-            groups.setdefault(start, []).append(number)
-        series = []
-        for start, numbers in groups.items():
-            union = Sketch(SITE_PRECISION)
-            for number in numbers:
-                if number in sketches:
-                    union.merge(sketches[number])
-            series.append(
-                {
-                    "date": start.isoformat(),
-                    "visitors": union.count(),
-                    "pageviews": sum(pageviews.get(number, 0) for number in numbers),
-                    "visits": sum(visits.get(number, 0) for number in numbers),
-                }
-            )
-        return series
+                sketches[day] = Sketch.from_bytes(raw).count()
+        return [
+            {
+                "date": start.isoformat(),
+                "visitors": sketches.get(number, 0),
+                "pageviews": pageviews.get(number, 0),
+                "visits": visits.get(number, 0),
+            }
+            for start, (number,) in groups.items()
+        ]
+
+    def _point(self, txn, site: int, start: date, first: int, last: int) -> dict[str, object]:
+        rollups = self.use_rollups
+        visitors = self._sketches.union_days(txn, site, dims.VISITORS, first, last, SITE_PRECISION, None, rollups)
+        return {
+            "date": start.isoformat(),
+            "visitors": visitors[0].count() if 0 in visitors else 0,
+            "pageviews": sum(v for _, v in self._counters.scan_days(txn, site, dims.PAGEVIEWS, first, last, rollups)),
+            "visits": sum(v for _, v in self._counters.scan_days(txn, site, dims.VISITS, first, last, rollups)),
+        }
 
     def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
         first, last = query.hour_range()
@@ -247,10 +257,7 @@ class CountedReports:
         with self._read() as txn:
             site_visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             counts = self._sum(txn, query, dims.CONVERSIONS)
-            converters_by_type = self._sketches.union(
-                txn, query.site.id, DAY, dims.CONVERSION_VISITORS, query.first_day, query.last_day,
-                DIMENSION_PRECISION,
-            )
+            converters_by_type = self._union(txn, query, dims.CONVERSION_VISITORS, DIMENSION_PRECISION)
             revenue = self._sum(txn, query, dims.REVENUE)
             names = {i: self._strings.text(i, txn) for i in counts}
             revenue_names = {i: self._strings.text(i, txn) for i in revenue}
@@ -290,9 +297,7 @@ class CountedReports:
             visitors = self._visitors(txn, query, dims.VISITORS, SITE_PRECISION).get(0, 0)
             pageviews = self._sum(txn, query, dims.PAGEVIEWS).get(0, 0)
             _, _, channel_metric = dims.DIMENSIONS["channel"]
-            by_channel = self._sketches.union(
-                txn, query.site.id, DAY, channel_metric, query.first_day, query.last_day, DIMENSION_PRECISION
-            )
+            by_channel = self._union(txn, query, channel_metric, DIMENSION_PRECISION)
             categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
             for channel_id, sketch in by_channel.items():
                 categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance import dimensions as dims
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
 from appliance.config import Settings
@@ -39,6 +40,7 @@ from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visitors import VisitorHasher
 from appliance.ingest.visits import VisitTable
 from appliance.ingest.writer import Writer
+from appliance.memory import plan_memory
 from appliance.models import Event, Site
 from appliance.operations.erasure import PersonalEvents
 from appliance.operations.following import Follower
@@ -54,6 +56,7 @@ from appliance.reports.schedules import Schedules
 from appliance.runtime.jobs import Jobs
 from appliance.runtime.ownership import WriterLock
 from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
+from appliance.runtime.rollup_setup import ensure_rollups
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -99,12 +102,16 @@ class Appliance:
             min_free_disk_bytes=settings.storage.min_free_disk_mb << 20,
         )
         records = self.records = Records(store)
-        strings = self.strings = StringTable(store)
-        counters = self.counters = Counters(store)
-        sketches = self.sketches = Sketches(store)
+        memory = self.memory = plan_memory(settings.memory.budget_mb, settings.sites.max_open_visits)
+        strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
+        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
+        sketches = self.sketches = Sketches(
+            store, cache_size=memory.sketch_cache_entries, rolled_up=dims.ROLLED_UP_SKETCHES
+        )
         eventlog = self.eventlog = EventLog(store)
         journal = self.journal = Journal(store)
         sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
+        ensure_rollups(store, records, sites, counters, sketches)
         self.accounts = Accounts(
             store,
             records,
@@ -116,7 +123,7 @@ class Appliance:
         self.audit = AuditLog(store, records)
         self.visitors = VisitorHasher(store, records)
         timeout_ms = settings.sites.visit_timeout_minutes * 60_000
-        visits = self.visits = VisitTable(store, timeout_ms // 1000, settings.sites.max_open_visits)
+        visits = self.visits = VisitTable(store, timeout_ms // 1000, memory.max_open_visits)
         self._last_expiry = time.time()
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
@@ -126,7 +133,8 @@ class Appliance:
 
         coordinator = self.coordinator = WriteCoordinator(store)
         columns = self.columns = ColumnStore(
-            store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms
+            store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms,
+            cache_bytes=memory.column_cache_bytes,
         )
         goals = self.goals = Goals(
             store=store, records=records, strings=strings, counters=counters, sketches=sketches,

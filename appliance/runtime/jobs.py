@@ -39,6 +39,9 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
                 "sketches": delete_buckets_before(txn, appliance.store.db(b"sketches"), site.id, first_hour, first_day),
                 "events": appliance.eventlog.delete_range(txn, site.id, 0, int(cutoff * 1000)),
             }
+            if counts["counters"] or counts["sketches"]:  # the week and month cut by the cutoff
+                appliance.counters.rebuild_rollups(txn, site.id, first_day, first_day)
+                appliance.sketches.rebuild_rollups(txn, site.id, first_day, first_day)
             return counts
 
         for kind, count in appliance.store.write(purge).items():

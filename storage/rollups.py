@@ -1,0 +1,126 @@
+"""Week and month rollups of day buckets, so that a long range is a handful of reads.
+
+A rolled-up metric's day counters and day sketches are also kept per *week* (granularity
+:data:`storage.keys.WEEK`, bucket: the day number of the Monday) and per *month*
+(:data:`storage.keys.MONTH`, bucket: the day number of the 1st), in the same databases and
+key layout. They are maintained by the same calls that write the days
+(:meth:`storage.counters.Counters.apply`, :meth:`storage.sketches.Sketches.add` and both
+``replace_bucket``), in the same transaction, so a rollup always equals the sum (or union) of
+its days: a late event for a closed day bumps its week and month with it, and a re-derived day
+passes its difference on. Deleting old days (retention) rebuilds the periods they cut.
+
+A read over ``[first_day, last_day]`` is planned by :func:`plan`: whole months where they fit,
+whole weeks where they fit without covering the start of a whole month, days at the edges. A
+12-month range is about 12 month buckets, a few weeks and a few days instead of 365 days.
+Days are local days of the site (as in every day bucket), numbered from 1970-01-01.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from functools import lru_cache
+
+from storage.keys import DAY, MONTH, WEEK
+
+_EPOCH = date(1970, 1, 1)
+
+
+def week_of(day: int) -> int:
+    """The day number of the Monday of ``day``'s week (1970-01-01 was a Thursday)."""
+    return day - (day + 3) % 7
+
+
+@lru_cache(maxsize=4096)
+def month_of(day: int) -> int:
+    """The day number of the 1st of ``day``'s month."""
+    return day - (_EPOCH + timedelta(days=day)).day + 1
+
+
+@lru_cache(maxsize=4096)
+def month_last(month: int) -> int:
+    """The last day number of the month that starts on day ``month``."""
+    start = _EPOCH + timedelta(days=month)
+    following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return (following - _EPOCH).days - 1
+
+
+def periods_of(day: int) -> tuple[tuple[int, int, int, int], ...]:
+    """``(granularity, bucket, first_day, last_day)`` of each rollup period holding ``day``."""
+    week = week_of(day)
+    month = month_of(day)
+    return ((WEEK, week, week, week + 6), (MONTH, month, month, month_last(month)))
+
+
+def periods_between(first_day: int, last_day: int) -> list[tuple[int, int]]:
+    """``(granularity, bucket)`` of every week and month overlapping the day range."""
+    found: list[tuple[int, int]] = []
+    week = week_of(first_day)
+    while week <= last_day:
+        found.append((WEEK, week))
+        week += 7
+    month = month_of(first_day)
+    while month <= last_day:
+        found.append((MONTH, month))
+        month = month_last(month) + 1
+    return found
+
+
+def buckets_of_run(granularity: int, first_bucket: int, last_bucket: int) -> list[int]:
+    """The buckets of a run of :func:`plan` (or of a day range)."""
+    if granularity == WEEK:
+        return list(range(first_bucket, last_bucket + 1, 7))
+    if granularity == MONTH:
+        found = []
+        month = first_bucket
+        while month <= last_bucket:
+            found.append(month)
+            month = month_last(month) + 1
+        return found
+    return list(range(first_bucket, last_bucket + 1))
+
+
+def period_span(granularity: int, bucket: int) -> tuple[int, int]:
+    """The first and last day of a rollup (or day) bucket."""
+    if granularity == WEEK:
+        return bucket, bucket + 6
+    if granularity == MONTH:
+        return bucket, month_last(bucket)
+    return bucket, bucket
+
+
+@lru_cache(maxsize=1024)
+def plan(first_day: int, last_day: int) -> tuple[tuple[int, int, int], ...]:
+    """Read ``[first_day, last_day]`` as runs ``(granularity, first_bucket, last_bucket)``.
+
+    Consecutive buckets of one granularity form one run (one cursor scan). The runs cover
+    every day of the range exactly once.
+    """
+    pieces: list[tuple[int, int]] = []
+    day = first_day
+    while day <= last_day:
+        if month_of(day) == day and month_last(day) <= last_day:
+            pieces.append((MONTH, day))
+            day = month_last(day) + 1
+            continue
+        if week_of(day) == day and day + 6 <= last_day:
+            # A week that covers the start of a month which fits whole is read as days up to
+            # that month instead: the month then saves more reads than the week would.
+            inner = month_of(day + 6)
+            if not (inner > day and month_last(inner) <= last_day):
+                pieces.append((WEEK, day))
+                day += 7
+                continue
+        pieces.append((DAY, day))
+        day += 1
+    runs: list[tuple[int, int, int]] = []
+    for granularity, bucket in pieces:
+        if runs and runs[-1][0] == granularity:
+            runs[-1] = (granularity, runs[-1][1], bucket)
+        else:
+            runs.append((granularity, bucket, bucket))
+    return tuple(runs)
+
+
+def day_plan(first_day: int, last_day: int) -> tuple[tuple[int, int, int], ...]:
+    """The plan without rollups: every day (what :func:`plan` is checked against)."""
+    return ((DAY, first_day, last_day),) if first_day <= last_day else ()
