@@ -79,6 +79,13 @@ class SiteDefaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
 
 
+class AlertSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    check_interval_seconds: int = 60
+    delivery_attempts: int = 3
+    delivery_backoff_seconds: float = 2.0
+    allow_test_clock: bool = False
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -91,6 +98,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     sites: SiteDefaults = msgspec.field(default_factory=SiteDefaults)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     @property
     def data_path(self) -> Path:

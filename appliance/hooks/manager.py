@@ -27,6 +27,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.referrers",
     "plugins.geo",
     "plugins.notify_apprise",
+    "plugins.alert_kinds",
 )
 ENTRY_POINT_GROUP = "footfall"
 

@@ -22,6 +22,10 @@ from typing import Any
 
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
+from appliance.alerts.checker import AlertChecker
+from appliance.alerts.context import SiteReadings
+from appliance.alerts.history import AlertHistory
+from appliance.alerts.rules import AlertRules
 from appliance.config import Settings
 from appliance.definitions.funnels import Funnels
 from appliance.definitions.goals import Goals
@@ -44,7 +48,7 @@ from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
 from appliance.query.scans import Scans
 from appliance.query.stats import Stats
-from appliance.runtime.jobs import Jobs
+from appliance.runtime.jobs import Jobs, MinuteJobs
 from appliance.runtime.ownership import WriterLock
 from appliance.sites import SiteRegistry
 from storage import Store
@@ -178,12 +182,22 @@ class Appliance:
         self._open = True
         self.plugin_manager.hook.startup(appliance=self)
         self.extensions = collect_extensions(self.plugin_manager, self)
+        self.alert_rules = AlertRules(store, records, self.extensions)
+        self.alert_history = AlertHistory(store, records)
+        self.alerts = AlertChecker(
+            store=store, sites=sites, rules=self.alert_rules, history=self.alert_history, extensions=self.extensions,
+            readings=self._alert_readings, attempts=settings.alerts.delivery_attempts,
+            backoff_seconds=settings.alerts.delivery_backoff_seconds,
+        )
+        self.minute_jobs = MinuteJobs(self.alerts.check, settings.alerts.check_interval_seconds)
+        self.minute_jobs.start()
         return self
 
     def close(self) -> None:
         if not self._open:
             return
         self._open = False
+        self.minute_jobs.stop()
         self.jobs.stop()
         self.writer.stop()
         try:
@@ -208,6 +222,12 @@ class Appliance:
         """Plugin ``name``'s own settings: its ``[plugins.NAME]`` table and the
         ``FOOTFALL_PLUGIN_NAME_KEY`` variables (values from the environment are strings)."""
         return dict(self.settings.plugins.tables.get(name, {}))
+
+    def _alert_readings(self, site: Site, now: float) -> SiteReadings:
+        return SiteReadings(
+            site=site, now=now, counters=self.counters, coordinator=self.coordinator, live=self.live,
+            goal_reports=self.goal_reports, events=self.events,
+        )
 
     # -- writing --------------------------------------------------------------------------
     def _timezones(self) -> dict[int, str]:
@@ -274,6 +294,8 @@ class Appliance:
         self.stats.materialiser.delete_site(txn, site.id)
         self.visits.delete_site(txn, site.id)
         self.rederiver.delete_site(txn, site.id)
+        self.alert_rules.delete_site(txn, site.id)
+        self.alert_history.delete_site(txn, site.id)
         for kind in ("goal", "funnel", "segment"):  # the site's definitions go with it
             self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
 

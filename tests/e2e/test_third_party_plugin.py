@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import ROOT, footfall_cli
 
 FIXTURE = ROOT / "tests" / "fixtures" / "footfall_example_plugin"
-BUILTINS = {"bots", "geo", "referrers", "useragent", "notify_apprise"}
+BUILTINS = {"bots", "geo", "referrers", "useragent", "notify_apprise", "alert_kinds"}
 DEADLINE_S = 10.0
 
 FOLDER_PLUGIN = '''\
