@@ -33,6 +33,7 @@ from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
+from web.api_alerts import ALERT_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
@@ -141,12 +142,12 @@ def create_app(settings: Settings) -> Litestar:
             appliance.close()
 
     auth = settings.auth
-    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS])
+    document_answers([*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *ALERT_CONTROLLERS])
     # Everything but ingest goes through the security-headers middleware; the ingest
     # handlers stay bare on the hot path.
     site = Router(
         path="/",
-        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
+        route_handlers=[*API_CONTROLLERS, *DEFINITION_CONTROLLERS, *ALERT_CONTROLLERS, SessionController, *DASHBOARD_CONTROLLERS, *DEFINITION_PAGES, LiveViewController, tracker_script, favicon, index],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds)],
     )
     return Litestar(
