@@ -9,6 +9,7 @@ waiting; events carry timestamps two hours back, on that driven clock's time lin
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -135,3 +136,29 @@ def test_bad_rules_are_refused_naming_the_field(server):
         assert answer.json()["error"]["field"] == field, answer.text
     kinds = {kind["name"] for kind in api(server, "GET", "/kinds").json()["data"]}
     assert kinds >= {"traffic_change", "no_events", "goal_threshold", "live_visitors"}
+
+
+def test_the_alerts_page_shows_rules_and_history_and_creates_a_rule(server, sink):
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        login = browser.get("/login")
+        form_csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+        answer = browser.post("/login", data={"username": "admin", "password": server.password, "csrf": form_csrf})
+        assert answer.status_code == 303, answer.text
+        page = browser.get(f"/sites/{SITE}/alerts")
+        assert page.status_code == 200, page.text
+        assert 'data-state="firing"' in page.text and 'data-state="resolved"' in page.text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+        refused = browser.post(f"/sites/{SITE}/alerts", headers={"X-CSRF-Token": csrf},
+                               data={"name": "Busy", "kind": "live_visitors", "destinations": f"json://127.0.0.1:{sink.port}/"})
+        assert refused.status_code == 422 and "parameters.threshold: required" in refused.text
+        made = browser.post(f"/sites/{SITE}/alerts", headers={"X-CSRF-Token": csrf}, data={
+            "name": "Busy", "kind": "live_visitors", "live_visitors.threshold": "50",
+            "destinations": f"json://127.0.0.1:{sink.port}/page", "cooldown_minutes": "30",
+        })
+        assert made.status_code == 303, made.text
+        shown = browser.get(made.headers["location"]).text
+        assert 'data-rule="Busy"' in shown and "threshold=50" in shown and f"json://127.0.0.1:{sink.port}/…" in shown
+    rules = {rule["name"]: rule for rule in api(server, "GET", "/").json()["data"]}
+    assert rules["Busy"]["parameters"] == {"threshold": 50, "window_minutes": 5}
+    assert rules["Busy"]["cooldown_minutes"] == 30
