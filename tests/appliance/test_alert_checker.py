@@ -4,6 +4,8 @@ clock is driven (``check(now=...)``), never waited on."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from appliance.alerts.rules import RuleInput
@@ -11,6 +13,7 @@ from appliance.definitions.goals import GoalInput
 from appliance.errors import DomainError
 from appliance.ingest.drafts import draft_from_collect_body
 from appliance.models import CollectBody, RequestContext
+from appliance.runtime.jobs import MinuteJobs
 from tests.sinks import HttpSink
 
 BASE = 1_772_380_800.0  # 2026-03-01 16:00 UTC
@@ -128,3 +131,23 @@ def test_rules_are_validated(appliance, sink):
             site.id, RuleInput(name="x", kind="live_visitors", parameters={"threshold": 1}, destinations=["nourl"])
         )
     assert refused.value.field == "destinations[0]"
+
+
+def test_the_minute_job_runs_the_checks_on_its_own_thread():
+    ran = threading.Event()
+    threads: list[str] = []
+
+    def job():
+        threads.append(threading.current_thread().name)
+        ran.set()
+
+    jobs = MinuteJobs(job, interval=0.01)
+    jobs.start()
+    try:
+        assert ran.wait(10)
+    finally:
+        jobs.stop()
+    assert threads[0] == "footfall-minute-jobs"
+    idle = MinuteJobs(job, interval=0)  # 0: no background checks
+    idle.start()
+    idle.stop()
