@@ -13,8 +13,8 @@ readings into notifications:
 Messages go through the notifier hook (:func:`appliance.hooks.delivery.deliver`, with retry
 and back-off) and each change is written to the history with how each delivery went. One run
 at a time (a lock): the minute job and "check now" never both notify the same change. The
-state is written after the sends, so a crash in between repeats a notification rather than
-losing it. ``clock`` and ``sleep`` are injectable: tests drive time, they do not wait.
+states of a site's rules are written in one transaction after the sends (one write per site
+and minute, not per rule), so a crash in between repeats a notification rather than losing it. ``clock`` and ``sleep`` are injectable: tests drive time, they do not wait.
 """
 
 from __future__ import annotations
@@ -63,28 +63,32 @@ class AlertChecker:
             now = self._clock() if now is None else now
             changes: list[FiredAlert] = []
             for each in [site] if site is not None else self._sites.all():
-                for rule in self._rules.list(each.id):
-                    if rule.enabled:
-                        change = self._check_rule(each, rule, now)
-                        if change is not None:
-                            changes.append(change)
+                checked = [self._check_rule(each, rule, now) for rule in self._rules.list(each.id) if rule.enabled]
+                if checked:
+                    self._store.write(lambda txn, checked=checked: self._save(txn, checked))
+                changes.extend(change for _, _, change in checked if change is not None)
             return changes
 
-    def _check_rule(self, site: Site, rule: AlertRule, now: float) -> FiredAlert | None:
+    def _save(self, txn, checked) -> None:
+        """Every checked rule's state and the site's changes, in one transaction per site."""
+        for rule, state, change in checked:
+            self._rules.put_state(txn, rule, state)
+            if change is not None:
+                self._history.add(txn, change)
+
+    def _check_rule(self, site: Site, rule: AlertRule, now: float) -> tuple[AlertRule, RuleState, FiredAlert | None]:
         state = self._rules.state(rule)
         state.last_checked_at = now
         kind = self._extensions.alert_kinds.get(rule.kind)
         if kind is None:
             state.last_error = f"no plugin provides the alert kind {rule.kind!r}"
-            self._store.write(lambda txn: self._rules.put_state(txn, rule, state))
-            return None
+            return rule, state, None
         try:
             reading = kind.check(self._readings(site, now), dict(rule.parameters))
         except Exception as error:  # a plugin's bug must not stop the other rules
             log.exception("alert rule %s (%s) failed to check", rule.id, rule.kind)
             state.last_error = f"the check failed: {error}"
-            self._store.write(lambda txn: self._rules.put_state(txn, rule, state))
-            return None
+            return rule, state, None
         state.last_error = ""
         state.last_message = reading.message
         change = None
@@ -104,14 +108,7 @@ class AlertChecker:
             deliveries = self._send(site, rule, "resolved", reading.message, state.since) if state.notified else []
             change = self._fired(site, rule, "resolved", now, reading.message, state.notified, deliveries)
             state.firing, state.notified = False, False
-
-        def write(txn, state: RuleState = state) -> None:
-            self._rules.put_state(txn, rule, state)
-            if change is not None:
-                self._history.add(txn, change)
-
-        self._store.write(write)
-        return change
+        return rule, state, change
 
     @staticmethod
     def _fired(site, rule, state, now, message, notified, deliveries) -> FiredAlert:
