@@ -2,7 +2,7 @@
 and for analysts and admins the form that creates a rule and the buttons that delete one.
 
 Signed-in users who can read the site see it (not shared links or public visitors: alerts are
-the team's business); the forms are plain HTML posts answered with a redirect, or the page
+the team's business); "Check now" runs the site's checks at once. The forms are plain HTML posts answered with a redirect, or the page
 again (422) naming what was wrong. The rule form shows one set of parameter fields per alert
 kind, named ``KIND.PARAMETER``; only the chosen kind's are read. The rules and the history
 are the same ones the JSON API serves (:mod:`web.api_alerts`).
@@ -76,7 +76,7 @@ def _alerts_page(request: Request, appliance: Appliance, *, error: str = "", for
     kinds = sorted(appliance.extensions.alert_kinds.values(), key=lambda kind: kind.name)
     return page(request, "alerts.html", site=site, rules=rules, history=history, kinds=kinds,
                 form=form or {"cooldown_minutes": "60"}, error=error, status=status,
-                saved=request.query_params.get("saved", ""))
+                saved=request.query_params.get("saved", ""), checked=request.query_params.get("checked", ""))
 
 
 class AlertPages(Controller):
@@ -96,6 +96,12 @@ class AlertPages(Controller):
         except DomainError as error:
             return _alerts_page(request, appliance, error=f"{error.field}: {error.message}", form=values, status=422)
         return Redirect(f"/sites/{domain}/alerts?saved={rule.id}", status_code=303)
+
+    @post("/check", guards=[dashboard_site_analyst], summary="Check the site's rules now (analysts, admins)",
+          sync_to_thread=True)
+    def check_now(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Response:
+        changes = appliance.alerts.check(site=site_of(request))
+        return Redirect(f"/sites/{domain}/alerts?checked={len(changes)}", status_code=303)
 
     @post("/{rule_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete an alert rule (analysts, admins)",
           sync_to_thread=True)

@@ -159,6 +159,9 @@ def test_the_alerts_page_shows_rules_and_history_and_creates_a_rule(server, sink
         assert made.status_code == 303, made.text
         shown = browser.get(made.headers["location"]).text
         assert 'data-rule="Busy"' in shown and "threshold=50" in shown and f"json://127.0.0.1:{sink.port}/…" in shown
+        checked = browser.post(f"/sites/{SITE}/alerts/check", headers={"X-CSRF-Token": csrf})
+        assert checked.status_code == 303 and "checked=" in checked.headers["location"], checked.text
+        assert "Checked the rules now" in browser.get(checked.headers["location"]).text
     rules = {rule["name"]: rule for rule in api(server, "GET", "/").json()["data"]}
     assert rules["Busy"]["parameters"] == {"threshold": 50, "window_minutes": 5}
     assert rules["Busy"]["cooldown_minutes"] == 30
