@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 import urllib.request
 
 import msgspec
@@ -44,6 +43,7 @@ class WebhookExporter:
         self.dropped_batches = 0
         self._ready = threading.Condition()
         self._stopping = False
+        self._busy = False
         self._thread = threading.Thread(target=self._run, name="footfall-webhook", daemon=True)
         self._thread.start()
 
@@ -81,17 +81,19 @@ class WebhookExporter:
     def _run(self) -> None:
         while True:
             with self._ready:
+                self._busy = False
+                self._ready.notify_all()
                 self._ready.wait_for(lambda: self.queue or self._stopping)
                 if not self.queue:
                     return
                 body = self.queue.popleft()
+                self._busy = True
             self._deliver(body)
 
     def stop(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while self.queue and time.monotonic() < deadline and self._thread.is_alive():
-            time.sleep(0.05)
+        """Drain the queue for at most ``timeout_seconds``, then stop the thread."""
         with self._ready:
+            self._ready.wait_for(lambda: not self.queue and not self._busy, self.timeout)
             self._stopping = True
             self._ready.notify_all()
         self._thread.join(timeout=self.timeout)
