@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
@@ -42,7 +43,8 @@ def _number(text: str) -> int | float | str:
 
 
 def rule_input(form, kinds) -> tuple[dict[str, Any], RuleInput]:
-    values = {key: (form.get(key) or "").strip() for key in ("name", "kind", "destinations", "cooldown_minutes")}
+    values: dict[str, Any] = {key: (form.get(key) or "").strip() for key in ("name", "kind", "destinations", "cooldown_minutes")}
+    values["enabled"] = form.get("enabled") == "on" if "enabled_shown" in form else True
     kind = kinds.get(values["kind"])
     parameters: dict[str, Any] = {}
     if kind is not None:
@@ -55,14 +57,28 @@ def rule_input(form, kinds) -> tuple[dict[str, Any], RuleInput]:
     data = RuleInput(
         name=values["name"], kind=values["kind"], parameters=parameters,
         destinations=[line.strip() for line in values["destinations"].splitlines() if line.strip()],
-        cooldown_minutes=int(cooldown) if cooldown.isdigit() else 60,
+        cooldown_minutes=int(cooldown) if cooldown.isdigit() else 60, enabled=values["enabled"],
     )
     return values, data
 
 
+def rule_form(rule) -> dict[str, Any]:
+    """The form's values for changing ``rule``: destinations stay empty (they are not shown;
+    left empty, the rule keeps its own)."""
+    values: dict[str, Any] = {"name": rule.name, "kind": rule.kind, "destinations": "",
+                              "cooldown_minutes": str(rule.cooldown_minutes), "enabled": rule.enabled}
+    values |= {f"{rule.kind}.{name}": str(value) for name, value in rule.parameters.items()}
+    return values
+
+
 def _alerts_page(request: Request, appliance: Appliance, *, error: str = "", form: dict[str, Any] | None = None,
-                 status: int = 200) -> Template:
+                 editing=None, status: int = 200) -> Template:
     site = site_of(request)
+    if editing is None and request.query_params.get("edit", "").isdigit():
+        editing = next((rule for rule in appliance.alert_rules.list(site.id)
+                        if rule.id == int(request.query_params["edit"])), None)
+    if form is None and editing is not None:
+        form = rule_form(editing)
     rules = []
     for rule in appliance.alert_rules.list(site.id):
         state = appliance.alert_rules.state(rule)
@@ -75,7 +91,7 @@ def _alerts_page(request: Request, appliance: Appliance, *, error: str = "", for
     ]
     kinds = sorted(appliance.extensions.alert_kinds.values(), key=lambda kind: kind.name)
     return page(request, "alerts.html", site=site, rules=rules, history=history, kinds=kinds,
-                form=form or {"cooldown_minutes": "60"}, error=error, status=status,
+                form=form or {"cooldown_minutes": "60", "enabled": True}, editing=editing, error=error, status=status,
                 saved=request.query_params.get("saved", ""), checked=request.query_params.get("checked", ""))
 
 
@@ -102,6 +118,25 @@ class AlertPages(Controller):
     def check_now(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Response:
         changes = appliance.alerts.check(site=site_of(request))
         return Redirect(f"/sites/{domain}/alerts?checked={len(changes)}", status_code=303)
+
+    @post("/{rule_id:int}", guards=[dashboard_site_analyst], summary="Change an alert rule (analysts, admins)",
+          sync_to_thread=True)
+    def change_rule(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], rule_id: FromPath[int],
+                    form: FormDep) -> Response:
+        rules = appliance.alert_rules
+        try:
+            editing = rules.get(site_of(request).id, rule_id)
+        except DomainError as error:
+            raise NotFoundException(error.message) from None
+        values, data = rule_input(form, appliance.extensions.alert_kinds)
+        if not data.destinations:
+            data = msgspec.structs.replace(data, destinations=editing.destinations)
+        try:
+            rules.change(site_of(request).id, rule_id, data)
+        except DomainError as error:
+            return _alerts_page(request, appliance, error=f"{error.field}: {error.message}", form=values,
+                                editing=editing, status=422)
+        return Redirect(f"/sites/{domain}/alerts?saved={rule_id}", status_code=303)
 
     @post("/{rule_id:int}/delete", guards=[dashboard_site_analyst], summary="Delete an alert rule (analysts, admins)",
           sync_to_thread=True)

@@ -159,9 +159,18 @@ def test_the_alerts_page_shows_rules_and_history_and_creates_a_rule(server, sink
         assert made.status_code == 303, made.text
         shown = browser.get(made.headers["location"]).text
         assert 'data-rule="Busy"' in shown and "threshold=50" in shown and f"json://127.0.0.1:{sink.port}/…" in shown
+        busy_id = re.search(r'/alerts\?edit=(\d+)#alert-form" aria-label="Edit alert rule Busy"', shown).group(1)
+        form = browser.get(f"/sites/{SITE}/alerts?edit={busy_id}").text
+        assert 'value="50"' in form and "Change the alert rule" in form
+        changed = browser.post(f"/sites/{SITE}/alerts/{busy_id}", headers={"X-CSRF-Token": csrf}, data={
+            "name": "Busy", "kind": "live_visitors", "live_visitors.threshold": "80", "destinations": "",
+            "cooldown_minutes": "45", "enabled_shown": "1",
+        })
+        assert changed.status_code == 303, changed.text
         checked = browser.post(f"/sites/{SITE}/alerts/check", headers={"X-CSRF-Token": csrf})
         assert checked.status_code == 303 and "checked=" in checked.headers["location"], checked.text
         assert "Checked the rules now" in browser.get(checked.headers["location"]).text
     rules = {rule["name"]: rule for rule in api(server, "GET", "/").json()["data"]}
-    assert rules["Busy"]["parameters"] == {"threshold": 50, "window_minutes": 5}
-    assert rules["Busy"]["cooldown_minutes"] == 30
+    assert rules["Busy"]["parameters"] == {"threshold": 80, "window_minutes": 5}
+    assert rules["Busy"]["cooldown_minutes"] == 45 and rules["Busy"]["enabled"] is False
+    assert rules["Busy"]["destinations"] == [f"json://127.0.0.1:{sink.port}/…"]  # kept
