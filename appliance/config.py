@@ -123,6 +123,13 @@ class MemorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     budget_mb: int = 160  # every cache together (appliance/memory.py splits it)
 
 
+class AlertSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    check_interval_seconds: int = 60
+    delivery_attempts: int = 3
+    delivery_backoff_seconds: float = 2.0
+    allow_test_clock: bool = False
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     demo: bool = False  # ./scripts/run turns it on; a production install starts empty
@@ -140,6 +147,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
     memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     @property
     def data_path(self) -> Path:

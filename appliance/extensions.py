@@ -1,18 +1,18 @@
 """The shapes plugins exchange with the appliance beyond events: reports for exporters,
-messages for notifiers, archives for backup targets.
+messages for notifiers, archives for backup targets, kinds of alert conditions.
 
 Plain frozen dataclasses (they carry callables, which msgspec does not encode): a plugin
-returns them from ``register_exporters``, ``register_notifiers`` and
-``register_backup_targets`` (see :mod:`appliance.hooks.specs`).
+returns them from ``register_exporters``, ``register_notifiers``,
+``register_backup_targets`` and ``register_alert_kinds`` (see :mod:`appliance.hooks.specs`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 Cell = str | int | float | None
 
@@ -100,3 +100,69 @@ class BackupTarget:
     ship: Callable[[Path, dict], None]
     description: str = ""
     options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertParameter:
+    """One setting of an alert kind. ``type`` is ``"integer"``, ``"number"``, ``"string"`` or
+    ``"choice"`` (one of ``choices``); ``default`` ``None`` means required."""
+
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertReading:
+    """What a check found: whether the condition holds now, and a sentence with the numbers
+    behind the answer (it becomes the notification's body)."""
+
+    firing: bool
+    message: str
+
+
+class AlertContext(Protocol):
+    """The read-only figures a check may use, for one site at the checker's ``now``.
+
+    Hours are UTC hour numbers (``timestamp // 3600``); days are the site's local dates."""
+
+    site: str
+    timezone: str
+    now: float
+
+    def hourly(self, metric: str, first_hour: int, last_hour: int) -> dict[int, int]:
+        """``metric`` (``"pageviews"`` or ``"events"``) per hour, inclusive; absent hours are 0."""
+        ...
+
+    def last_event_at(self, since: float) -> float | None:
+        """The time of the site's latest event at or after ``since`` (``None``: none)."""
+        ...
+
+    def live_visitors(self, window_seconds: int) -> int:
+        """Distinct visitors with an event in the last ``window_seconds`` before ``now``."""
+        ...
+
+    def goal_totals(self, goal: str, first_day: date, last_day: date) -> tuple[int, dict[str, float]]:
+        """Completions of the goal named ``goal`` and its revenue per currency (major units)
+        over the local days; raises ``LookupError`` when the site has no such goal."""
+        ...
+
+    def today(self) -> date:
+        """The site's local date at ``now``."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertKind:
+    """A condition alert rules can watch. ``check(context, parameters)`` returns an
+    :class:`AlertReading`; ``parameters`` are validated against ``parameters`` first (defaults
+    filled in). It runs every minute on the job thread: read the context, do no I/O."""
+
+    name: str
+    description: str
+    parameters: tuple[AlertParameter, ...]
+    check: Callable[[AlertContext, dict[str, Any]], AlertReading]

@@ -21,8 +21,6 @@ import re
 import tempfile
 from pathlib import Path
 
-import apprise
-
 from appliance.extensions import Message, Notifier
 from appliance.hooks.specs import hookimpl
 
@@ -45,8 +43,17 @@ def safe_filename(name: str, index: int) -> str:
     return cleaned or f"attachment-{index}"
 
 
+def load_apprise():
+    """The apprise module, imported at the first send: importing it loads its 100+ service
+    plugins (about 0.7 s), which every start of the server and the CLI would otherwise pay."""
+    import apprise
+
+    return apprise
+
+
 def send(url: str, message: Message) -> None:
     """Deliver ``message`` to one apprise URL; raises :class:`NotificationFailed`."""
+    apprise = load_apprise()
     with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as captured:
         destination = apprise.Apprise()
         if not destination.add(url):

@@ -34,12 +34,14 @@ from appliance.ratelimit import LoginThrottle
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_LOCK_WAIT_SECONDS, SERVER_ROLE
 from web.api import API_CONTROLLERS
+from web.api_alerts import ALERT_CONTROLLERS
 from web.api_definitions import DEFINITION_CONTROLLERS
 from web.api_plausible import PLAUSIBLE_CONTROLLERS
 from web.api_raw_events import RAW_EVENT_CONTROLLERS
 from web.api_reports import REPORT_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
+from web.dashboard_alerts import ALERT_PAGES
 from web.dashboard_definitions import DEFINITION_PAGES
 from web.dashboard_reports import REPORT_PAGES
 from web.dashboard_transfers import TRANSFER_PAGES
@@ -169,6 +171,7 @@ def create_app(settings: Settings) -> Litestar:
         *API_CONTROLLERS,
         *DEFINITION_CONTROLLERS,
         *REPORT_CONTROLLERS,
+        *ALERT_CONTROLLERS,
         *RAW_EVENT_CONTROLLERS,
         *PLAUSIBLE_CONTROLLERS,
         *PRIVACY_CONTROLLERS,
@@ -185,6 +188,7 @@ def create_app(settings: Settings) -> Litestar:
             *DASHBOARD_CONTROLLERS,
             *DEFINITION_PAGES,
             *REPORT_PAGES,
+            *ALERT_PAGES,
             *TRANSFER_PAGES,
             LiveViewController,
             tracker_script,

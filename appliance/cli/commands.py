@@ -245,7 +245,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    return subprocess.call([sys.executable, "-m", "pip", "install", *args.packages])
+    """pip install plugin packages (names or local paths) into the environment Footfall runs in."""
+    options = ["--no-deps"] if args.no_deps else []
+    return subprocess.call([sys.executable, "-m", "pip", "install", *options, *args.packages])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
 
     install = commands.add_parser("install", help="pip install plugin packages into this environment")
-    install.add_argument("packages", nargs="+")
+    install.add_argument("packages", nargs="+", help="package names, or paths of plugin source folders")
+    install.add_argument("--no-deps", action="store_true", help="do not install the packages' dependencies")
     install.set_defaults(func=cmd_install)
 
     add_transfer_commands(commands, site, common, _owned)

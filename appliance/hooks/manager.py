@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.pdf_export",
     "plugins.notify_apprise",
     "plugins.backups",
+    "plugins.alert_kinds",
 )
 ENTRY_POINT_GROUP = "footfall"
 

@@ -1,5 +1,5 @@
-"""What plugins registered beyond the ingest hooks: exporters, notifiers and backup targets,
-collected once when the appliance opens (``Appliance.extensions``)."""
+"""What plugins registered beyond the ingest hooks: exporters, notifiers, backup targets and
+alert kinds, collected once when the appliance opens (``Appliance.extensions``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from appliance.errors import DomainError
-from appliance.extensions import BackupTarget, Exporter, Notifier
+from appliance.extensions import AlertKind, BackupTarget, Exporter, Notifier
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Extensions:
     exporters: dict[str, Exporter] = field(default_factory=dict)
     notifiers: list[Notifier] = field(default_factory=list)
     backup_targets: dict[str, BackupTarget] = field(default_factory=dict)
+    alert_kinds: dict[str, AlertKind] = field(default_factory=dict)
 
     def exporter(self, name: str) -> Exporter:
         """The exporter called ``name``; a 422 naming ``format`` when there is none."""
@@ -37,6 +38,14 @@ class Extensions:
                 return notifier
         raise DomainError("url", f"no notifier handles {scheme or 'this'} URLs", 422)
 
+    def alert_kind(self, name: str) -> AlertKind:
+        """The alert kind called ``name``; a 422 naming ``kind`` when there is none."""
+        try:
+            return self.alert_kinds[name]
+        except KeyError:
+            known = ", ".join(sorted(self.alert_kinds)) or "none"
+            raise DomainError("kind", f"unknown alert kind {name!r} (known: {known})", 422) from None
+
 
 def collect_extensions(manager: pluggy.PluginManager, appliance: object) -> Extensions:
     """Ask every plugin once; later registrations replace earlier ones of the same name."""
@@ -50,4 +59,7 @@ def collect_extensions(manager: pluggy.PluginManager, appliance: object) -> Exte
     for batch in reversed(hook.register_backup_targets(appliance=appliance)):
         for target in batch or ():
             found.backup_targets[target.name] = target
+    for batch in reversed(hook.register_alert_kinds(appliance=appliance)):
+        for kind in batch or ():
+            found.alert_kinds[kind.name] = kind
     return found

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pluggy
 
 from appliance.config import Settings
-from appliance.extensions import BackupTarget, Exporter, Notifier
+from appliance.extensions import AlertKind, BackupTarget, Exporter, Notifier
 from appliance.models import Event, RequestContext
 
 
@@ -121,4 +121,18 @@ def register_backup_targets(appliance: Appliance) -> list[BackupTarget] | None:
 
     :param appliance: the running appliance (read settings or plugin settings here).
     :return: a list of :class:`appliance.extensions.BackupTarget`.
+    """
+
+
+@hookspec
+def register_alert_kinds(appliance: Appliance) -> list[AlertKind] | None:
+    """Conditions alert rules can watch (the built-in traffic, no-events, goal and live-visitor
+    kinds are a plugin registering through this hook).
+
+    Each kind's ``check(context, parameters)`` runs every minute per enabled rule, on the job
+    thread, over a read-only :class:`appliance.extensions.AlertContext`; it must not do I/O.
+
+    :param appliance: the running appliance (read settings or plugin settings here).
+    :return: a list of :class:`appliance.extensions.AlertKind`; names must be unique (a later
+        plugin with the same name replaces an earlier one).
     """

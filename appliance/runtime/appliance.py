@@ -23,6 +23,10 @@ from typing import Any
 from appliance import dimensions as dims
 from appliance.accounts.audit import AuditLog
 from appliance.accounts.users import Accounts
+from appliance.alerts.checker import AlertChecker
+from appliance.alerts.context import SiteReadings
+from appliance.alerts.history import AlertHistory
+from appliance.alerts.rules import AlertRules
 from appliance.config import Settings
 from appliance.definitions.funnels import Funnels
 from appliance.definitions.goals import Goals
@@ -53,7 +57,7 @@ from appliance.query.scans import Scans
 from appliance.query.stats import Stats
 from appliance.reports.definitions import Reports
 from appliance.reports.schedules import Schedules
-from appliance.runtime.jobs import Jobs
+from appliance.runtime.jobs import Jobs, MinuteJobs
 from appliance.runtime.ownership import WriterLock
 from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.runtime.rollup_setup import ensure_rollups
@@ -227,12 +231,22 @@ class Appliance:
         self.plugin_manager.hook.startup(appliance=self)
         self.extensions = collect_extensions(self.plugin_manager, self)
         self.scheduler = start_scheduler(self)  # scheduled reports: after the notifiers are known
+        self.alert_rules = AlertRules(store, records, self.extensions)
+        self.alert_history = AlertHistory(store, records)
+        self.alerts = AlertChecker(
+            store=store, sites=sites, rules=self.alert_rules, history=self.alert_history, extensions=self.extensions,
+            readings=self._alert_readings, attempts=settings.alerts.delivery_attempts,
+            backoff_seconds=settings.alerts.delivery_backoff_seconds,
+        )
+        self.minute_jobs = MinuteJobs(self._check_alerts, settings.alerts.check_interval_seconds)
+        self.minute_jobs.start()
         return self
 
     def close(self) -> None:
         if not self._open:
             return
         self._open = False
+        self.minute_jobs.stop()
         self.scheduler.stop()
         self.metrics.remove_collectors()
         if self.follower is not None:
@@ -261,6 +275,18 @@ class Appliance:
         """Plugin ``name``'s own settings: its ``[plugins.NAME]`` table and the
         ``FOOTFALL_PLUGIN_NAME_KEY`` variables (values from the environment are strings)."""
         return dict(self.settings.plugins.tables.get(name, {}))
+
+    def _check_alerts(self) -> object:
+        """The minute job: check every alert rule (a standby leaves that to its primary)."""
+        if self.following:
+            return None
+        return self.alerts.check()
+
+    def _alert_readings(self, site: Site, now: float) -> SiteReadings:
+        return SiteReadings(
+            site=site, now=now, counters=self.counters, coordinator=self.coordinator, live=self.live,
+            goal_reports=self.goal_reports, events=self.events,
+        )
 
     # -- writing --------------------------------------------------------------------------
     def _timezones(self) -> dict[int, str]:
@@ -328,6 +354,8 @@ class Appliance:
         self.stats.materialiser.delete_site(txn, site.id)
         self.visits.delete_site(txn, site.id)
         self.rederiver.delete_site(txn, site.id)
+        self.alert_rules.delete_site(txn, site.id)
+        self.alert_history.delete_site(txn, site.id)
         prefix = f"{site.id:010d}/"
         for key, _ in list(self.records.scan("schedule", txn)):  # the delivery ledgers of its schedules
             if key.startswith(prefix):

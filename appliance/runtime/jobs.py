@@ -129,3 +129,31 @@ class Jobs:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+class MinuteJobs:
+    """Frequent, cheap jobs on a thread of their own, every ``interval`` seconds (0: never):
+    the alert checks (:class:`appliance.alerts.checker.AlertChecker`), which read counters
+    and the live buffer and must not wait behind the hourly upkeep."""
+
+    def __init__(self, job, interval: float = 60) -> None:
+        self._job = job
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="footfall-minute-jobs", daemon=True)
+
+    def start(self) -> None:
+        if self._interval > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._job()
+            except Exception:  # a failing run must not stop the next one
+                log.exception("a minute job failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)

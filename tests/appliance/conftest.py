@@ -70,6 +70,10 @@ class RecordingPlugin:
     def register_backup_targets(self, appliance):
         self.calls.append(("register_backup_targets", {"appliance": appliance}))
 
+    @hookimpl
+    def register_alert_kinds(self, appliance):
+        self.calls.append(("register_alert_kinds", {"appliance": appliance}))
+
 
 @pytest.fixture
 def recording_plugin() -> RecordingPlugin:

@@ -67,7 +67,8 @@ def test_the_fixture_plugin_implements_every_hook_spec(recording_plugin):
 def test_every_hook_is_called_over_an_appliances_life(make_appliance, recording_plugin):
     appliance = make_appliance(plugins=[recording_plugin])
     assert [name for name, _ in recording_plugin.calls] == [
-        "startup", "register_exporters", "register_notifiers", "register_backup_targets"
+        "startup", "register_exporters", "register_notifiers", "register_backup_targets",
+        "register_alert_kinds",
     ]
     assert recording_plugin.called("startup")[0]["appliance"] is appliance
     site = appliance.sites.add("hooks.example")
