@@ -23,6 +23,11 @@ def nav(request: Request) -> dict[str, Any]:
         "can_define": bool(user and user.can(Permission.DEFINE)),
         # a public dashboard or a shared link: read-only, no account, no admin links
         "visiting": principal is not None and user is None,
+        # the Export menus' formats: every exporter plugin's (web/exports.py)
+        "export_formats": [
+            (exporter.name, exporter.description)
+            for exporter in sorted(request.app.state.appliance.extensions.exporters.values(), key=lambda e: e.name)
+        ],
     }
 
 
