@@ -43,7 +43,8 @@ h2 { font-size: 11.5pt; margin: 6mm 0 2mm 0; break-after: avoid; }
 .card .value { font-size: 14pt; font-weight: bold; }
 .chart { break-inside: avoid; margin: 2mm 0 4mm 0; }
 .chart svg { width: 100%; height: auto; }
-table { width: 100%; border-collapse: collapse; margin-bottom: 2mm; }
+table { width: 100%; border-collapse: collapse; margin-bottom: 2mm; table-layout: fixed; }
+th:first-child { width: 34%; }
 thead { display: table-header-group; }
 th { text-align: left; color: #374151; border-bottom: 0.4mm solid #d1d5db; padding: 1mm 1.5mm; font-size: 8pt; }
 td { border-bottom: 0.2mm solid #f3f4f6; padding: 0.9mm 1.5mm; overflow-wrap: anywhere; }
