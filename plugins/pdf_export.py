@@ -44,7 +44,7 @@ h2 { font-size: 11.5pt; margin: 6mm 0 2mm 0; break-after: avoid; }
 .chart { break-inside: avoid; margin: 2mm 0 4mm 0; }
 .chart svg { width: 100%; height: auto; }
 table { width: 100%; border-collapse: collapse; margin-bottom: 2mm; table-layout: fixed; }
-th:first-child { width: 34%; }
+table.labelled th:first-child { width: 34%; }
 thead { display: table-header-group; }
 th { text-align: left; color: #374151; border-bottom: 0.4mm solid #d1d5db; padding: 1mm 1.5mm; font-size: 8pt; }
 td { border-bottom: 0.2mm solid #f3f4f6; padding: 0.9mm 1.5mm; overflow-wrap: anywhere; }
@@ -87,7 +87,8 @@ def _table(table: Table) -> str:
             + "</tr>"
             for row in table.rows
         )
-    return f"<h2>{escape(table.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    labelled = " class='labelled'" if numeric and not numeric[0] else ""
+    return f"<h2>{escape(table.title)}</h2><table{labelled}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def report_html(report: Report) -> str:

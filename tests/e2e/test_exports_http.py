@@ -75,7 +75,10 @@ def parsed_csv(response: httpx.Response) -> list[dict[str, str]]:
 def same_row(csv_row: dict[str, str], json_row: dict) -> bool:
     for key, value in json_row.items():
         text = csv_row[key]
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if value is None:
+            if text != "":
+                return False
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             if float(text) != float(value):
                 return False
         elif text != str(value) and text != "'" + str(value):
@@ -197,3 +200,23 @@ def test_a_viewer_exports_what_they_can_read(server):
     assert row["segment"] == "everyone" and int(row["visitors"]) == column["results"]["visitors"]
     # another site's stats stay closed, exported or not
     assert get(server, "/api/v1/stats/aggregate", headers=server.viewer, format="csv", site="nope.example").status_code in (403, 404)
+
+
+def test_funnel_and_goal_exports_equal_their_json(server):
+    with server.client(headers=server.auth()) as admin:
+        steps = [{"kind": "page", "value": "/"}, {"kind": "page", "value": "/pricing"}]
+        answer = admin.post("/api/v1/funnels", params={"site": SITE}, json={"name": "Home to pricing", "steps": steps})
+        assert answer.status_code == 201, answer.text
+        funnel = answer.json()["data"]["id"]
+        answer = admin.post("/api/v1/goals", params={"site": SITE}, json={"name": "Pricing", "kind": "page", "page": "/pricing"})
+        assert answer.status_code == 201, answer.text
+        goal = answer.json()["data"]["id"]
+    report = get(server, f"/api/v1/funnels/{funnel}/report").json()["data"]
+    exported = parsed_csv(get(server, f"/api/v1/funnels/{funnel}/report", format="csv"))
+    assert len(exported) == len(report["steps"]) == 2
+    assert all(same_row(line, row) for line, row in zip(exported, report["steps"], strict=True)), (exported, report)
+    pdf_text, _, _ = pdf_text_and_operators(get(server, f"/api/v1/funnels/{funnel}/report", format="pdf").content)
+    assert "Funnel: Home to pricing" in pdf_text and str(report["steps"][0]["visitors"]) in pdf_text
+    by_source = get(server, f"/api/v1/goals/{goal}/stats", property="browser").json()["data"]["breakdown"]["results"]
+    exported = parsed_csv(get(server, f"/api/v1/goals/{goal}/stats", property="browser", format="csv"))
+    assert all(same_row(line, row) for line, row in zip(exported, by_source, strict=True)) and len(exported) == len(by_source)
