@@ -73,8 +73,9 @@ def _table(table: Table) -> str:
         all(isinstance(row[index], int | float) or row[index] is None for row in table.rows) and bool(table.rows)
         for index in range(len(table.columns))
     ]
+    cell_class = ['<td class="number">' if number else "<td>" for number in numeric]
     head = "".join(
-        f'<th class="{"number" if numeric[i] else ""}">{escape(column)}</th>' for i, column in enumerate(table.columns)
+        f'<th{" class=number" if numeric[i] else ""}>{escape(column)}</th>' for i, column in enumerate(table.columns)
     )
     if not table.rows:
         body = f'<tr><td class="empty" colspan="{len(table.columns) or 1}">No data for this period.</td></tr>'
@@ -82,7 +83,7 @@ def _table(table: Table) -> str:
         body = "".join(
             "<tr>"
             + "".join(
-                f'<td class="{"number" if numeric[i] else ""}">{escape(figure(value))}</td>' for i, value in enumerate(row)
+                f"{cell_class[i]}{escape(figure(value))}</td>" for i, value in enumerate(row)
             )
             + "</tr>"
             for row in table.rows
