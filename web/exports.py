@@ -117,7 +117,7 @@ def dashboard_export_report(appliance: Appliance, request: Request, report: str)
         dimension = params.get("dimension", "")
         try:
             table = _dimension_table(appliance, query, dimension, limit=1000)
-        except DomainError as error:
+        except DomainError as error:  # the page's parameter is "dimension"
             raise DomainError("dimension", error.message, 422) from None
         return _with_tables(result_report(site, query, table.title, []), table)
     if report == "goals":

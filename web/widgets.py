@@ -15,6 +15,7 @@ from typing import Any
 
 from babel import Locale
 
+from appliance.exports.tables import DIMENSION_LABELS
 from appliance.money import format_minor
 from appliance.query.stats import Stats
 from web.charts import chart_points, line_chart
@@ -36,15 +37,6 @@ TAB_LABELS = {
     "utm_medium": "UTM medium", "utm_campaign": "UTM campaign", "page": "Top pages",
     "entry": "Entry pages", "exit": "Exit pages", "country": "Countries", "region": "Regions",
     "browser": "Browsers", "os": "Operating systems", "device": "Devices", "screen": "Screen sizes",
-}
-DIMENSION_LABELS = {
-    "page": "Page", "source": "Source", "channel": "Channel", "referrer": "Referrer",
-    "browser": "Browser", "os": "OS", "device": "Device", "country": "Country", "region": "Region",
-    "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
-    "utm_term": "UTM term", "utm_content": "UTM content", "screen": "Screen size",
-    "language": "Language", "hostname": "Hostname", "browser_version": "Browser version",
-    "os_version": "OS version", "entry": "Entry page", "exit": "Exit page",
-    "entry_page": "Entry page", "exit_page": "Exit page", "event": "Event",
 }
 EMPTY_VALUE = {"source": "Direct / None", "referrer": "Direct / None"}
 

@@ -220,3 +220,26 @@ def test_funnel_and_goal_exports_equal_their_json(server):
     by_source = get(server, f"/api/v1/goals/{goal}/stats", property="browser").json()["data"]["breakdown"]["results"]
     exported = parsed_csv(get(server, f"/api/v1/goals/{goal}/stats", property="browser", format="csv"))
     assert all(same_row(line, row) for line, row in zip(exported, by_source, strict=True)) and len(exported) == len(by_source)
+
+
+def test_dashboard_exports_of_goals_funnels_and_segment_comparison(server):
+    with server.client(headers=server.auth()) as admin:
+        token = admin.post(f"/api/v1/sites/{SITE}/shared-link").json()["token"]
+        steps = [{"kind": "page", "value": "/"}, {"kind": "page", "value": "/features"}]
+        funnel = admin.post("/api/v1/funnels", params={"site": SITE}, json={"name": "Features", "steps": steps}).json()["data"]["id"]
+    visitor = server.client()
+
+    def export(**params) -> httpx.Response:
+        return visitor.get(f"/sites/{SITE}/export", params={"auth": token, "period": "30d", **params})
+
+    steps_json = get(server, f"/api/v1/funnels/{funnel}/report").json()["data"]["steps"]
+    rows = parsed_csv(export(report="funnel", funnel=str(funnel), format="csv"))
+    assert [int(row["visitors"]) for row in rows] == [step["visitors"] for step in steps_json]
+    compared = get(server, "/api/v1/segments/compare", segments="everyone").json()["data"]
+    (row,) = parsed_csv(export(report="segments", segments="everyone", format="csv"))
+    assert int(row["visitors"]) == compared[0]["results"]["visitors"]
+    goals = export(report="goals", format="json").json()["tables"][0]
+    assert goals["title"] in ("Goals", "Conversions") and goals["rows"]
+    assert export(report="funnel", funnel="99999", format="csv").status_code == 404
+    assert export(report="details", dimension="nope", format="csv").json()["error"]["field"] == "dimension"
+    assert export(report="everything", format="csv").json()["error"]["field"] == "report"
