@@ -52,6 +52,12 @@ def wanted_format(appliance: Appliance, request: Request, format_name: str | Non
     return None
 
 
+def export_formats(appliance: Appliance) -> list[tuple[str, str]]:
+    """(name, description) of every exporter plugin, by name: the Export menus' choices."""
+    return [(exporter.name, exporter.description) for exporter in sorted(
+        appliance.extensions.exporters.values(), key=lambda exporter: exporter.name)]
+
+
 def file_response(appliance: Appliance, report: Report, format_name: str) -> Response:
     body, media_type, name = export(appliance, report, format_name)
     return Response(

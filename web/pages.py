@@ -10,6 +10,8 @@ from litestar.response import Template
 
 from appliance.accounts.permissions import Permission
 from web.auth import principal_of
+from web.dependencies import provide_appliance
+from web.exports import export_formats
 
 
 def nav(request: Request) -> dict[str, Any]:
@@ -23,11 +25,7 @@ def nav(request: Request) -> dict[str, Any]:
         "can_define": bool(user and user.can(Permission.DEFINE)),
         # a public dashboard or a shared link: read-only, no account, no admin links
         "visiting": principal is not None and user is None,
-        # the Export menus' formats: every exporter plugin's (web/exports.py)
-        "export_formats": [
-            (exporter.name, exporter.description)
-            for exporter in sorted(request.app.state.appliance.extensions.exporters.values(), key=lambda e: e.name)
-        ],
+        "export_formats": export_formats(provide_appliance(request)),  # the Export menus' choices
     }
 
 
