@@ -20,10 +20,15 @@ from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
-from appliance.definitions.common import DefinitionError
 from appliance.errors import DomainError
-from appliance.exports.building import dashboard_report, export, goals_table, result_report
-from appliance.exports.building import dimension_table as _dimension_table
+from appliance.exports.building import (
+    dashboard_report,
+    dimension_table,
+    export,
+    goals_table,
+    result_report,
+    table_report,
+)
 from appliance.extensions import Report
 from appliance.runtime.appliance import Appliance
 from web.auth import dashboard_site_viewer, site_of
@@ -80,7 +85,6 @@ def answer(
 # -- the dashboard's export route ------------------------------------------------------------
 REPORTS = ("dashboard", "widget", "details", "goals", "funnel", "segments")
 ReportParam = Annotated[str, QueryParameter(name="report", description="What to export: " + ", ".join(REPORTS))]
-WIDGET_TITLES = {"top": "Totals", "chart": "Time series", "events": "Custom events", "conversions": "Goals"}
 
 
 def _widget_report(appliance: Appliance, view, name: str) -> Report:
@@ -88,8 +92,7 @@ def _widget_report(appliance: Appliance, view, name: str) -> Report:
     stats = appliance.stats
     if name in TABS:
         tab = view.tab(name)
-        table = _dimension_table(appliance, query, tab, limit=9)
-        return _with_tables(result_report(site, query, table.title, []), table)
+        return table_report(site, query, dimension_table(appliance, query, tab, limit=9))
     if name == "top":
         totals = stats.aggregate(query)
         return result_report(site, query, "Totals", totals)
@@ -98,16 +101,8 @@ def _widget_report(appliance: Appliance, view, name: str) -> Report:
     if name == "events":
         return result_report(site, query, "Custom events", stats.custom_events(query))
     if name == "conversions":
-        table = goals_table(appliance, query)
-        return _with_tables(result_report(site, query, table.title, []), table)
+        return table_report(site, query, goals_table(appliance, query))
     raise NotFoundException(f"no widget {name!r}")
-
-
-def _with_tables(report: Report, *tables) -> Report:
-    return Report(
-        title=report.title, site=report.site, period=report.period, generated_at=report.generated_at,
-        filters=report.filters, tables=tables,
-    )
 
 
 def dashboard_export_report(appliance: Appliance, request: Request, report: str) -> Report:
@@ -122,13 +117,12 @@ def dashboard_export_report(appliance: Appliance, request: Request, report: str)
     if report == "details":
         dimension = params.get("dimension", "")
         try:
-            table = _dimension_table(appliance, query, dimension, limit=1000)
+            table = dimension_table(appliance, query, dimension, limit=1000)
         except DomainError as error:  # the page's parameter is "dimension"
             raise DomainError("dimension", error.message, 422) from None
-        return _with_tables(result_report(site, query, table.title, []), table)
+        return table_report(site, query, table)
     if report == "goals":
-        table = goals_table(appliance, query)
-        return _with_tables(result_report(site, query, table.title, []), table)
+        return table_report(site, query, goals_table(appliance, query))
     if report == "funnel":
         raw = params.get("funnel", "")
         if not raw.isdigit():
@@ -145,7 +139,7 @@ def dashboard_export_report(appliance: Appliance, request: Request, report: str)
                 appliance.segments.get(site.id, int(value), viewer_id(request))
         unsegmented = msgspec.structs.replace(query, filters=[f for f in query.filters if f.dimension != "segment"])
         rows = [
-            {"segment": column.get("name", column["segment"]), **column["results"]}
+            {"segment": column["segment"], "name": column.get("name", "Everyone"), **column["results"]}
             for column in appliance.stats.compare_segments(unsegmented, chosen)
         ]
         return result_report(site, query, "Segment comparison", rows)
@@ -162,10 +156,7 @@ class DashboardExportController(Controller):
         self, request: Request, appliance: ApplianceDep, domain: FromPath[str],
         report: ReportParam = "dashboard", export_format: FormatParam = None,
     ) -> Response:
-        try:
-            built = dashboard_export_report(appliance, request, report)
-        except DefinitionError as error:
-            raise NotFoundException(error.message) from None
+        built = dashboard_export_report(appliance, request, report)  # an unknown id: the definitions' 404
         return file_response(appliance, built, export_format or "csv")
 
 

@@ -188,6 +188,14 @@ def result_report(site: Site, query: Query, title: str, result: object, *, chart
     )
 
 
+def table_report(site: Site, query: Query, table: Table, *, charts: Sequence[Chart] = ()) -> Report:
+    """One table (a widget's, a details page's) as a report titled after it."""
+    return Report(
+        title=table.title, site=site.domain, period=describe_period(query), generated_at=_generated(),
+        filters=describe_filters(query), tables=(table,), charts=tuple(charts),
+    )
+
+
 def filename(report: Report, extension: str) -> str:
     """``example.com-top-pages-2026-11-01.csv``: site, title and the day it was made, safe in
     any file system and in a ``Content-Disposition`` header."""
