@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import ROOT, footfall_cli
 
 FIXTURE = ROOT / "tests" / "fixtures" / "footfall_example_plugin"
-BUILTINS = {"bots", "geo", "referrers", "useragent"}
+BUILTINS = {"bots", "geo", "referrers", "useragent", "csv_export", "json_export", "pdf_export"}
 DEADLINE_S = 10.0
 
 FOLDER_PLUGIN = '''\
