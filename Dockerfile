@@ -24,7 +24,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Shared libraries and a font for weasyprint (PDF reports), and tini as PID 1: it forwards
+# Shared libraries and a font for weasyprint (PDF exports; harfbuzz-subset embeds the font
+# subsets, without it weasyprint falls back to a slower fontTools path), and tini as PID 1: it forwards
 # SIGTERM to footfall from the first instant (a PID 1 without a handler ignores it) and
 # reaps zombies. Versions are not pinned: bookworm's security updates should be picked up
 # on every rebuild.
@@ -34,6 +35,7 @@ RUN apt-get update \
         libpango-1.0-0 \
         libpangoft2-1.0-0 \
         libharfbuzz0b \
+        libharfbuzz-subset0 \
         fonts-dejavu-core \
         tini \
     && rm -rf /var/lib/apt/lists/*

@@ -43,7 +43,8 @@ h2 { font-size: 11.5pt; margin: 6mm 0 2mm 0; break-after: avoid; }
 .card .value { font-size: 14pt; font-weight: bold; }
 .chart { break-inside: avoid; margin: 2mm 0 4mm 0; }
 .chart svg { width: 100%; height: auto; }
-table { width: 100%; border-collapse: collapse; margin-bottom: 2mm; }
+table { width: 100%; border-collapse: collapse; margin-bottom: 2mm; table-layout: fixed; }
+table.labelled th:first-child { width: 34%; }
 thead { display: table-header-group; }
 th { text-align: left; color: #374151; border-bottom: 0.4mm solid #d1d5db; padding: 1mm 1.5mm; font-size: 8pt; }
 td { border-bottom: 0.2mm solid #f3f4f6; padding: 0.9mm 1.5mm; overflow-wrap: anywhere; }
@@ -72,8 +73,9 @@ def _table(table: Table) -> str:
         all(isinstance(row[index], int | float) or row[index] is None for row in table.rows) and bool(table.rows)
         for index in range(len(table.columns))
     ]
+    cell_class = ['<td class="number">' if number else "<td>" for number in numeric]
     head = "".join(
-        f'<th class="{"number" if numeric[i] else ""}">{escape(column)}</th>' for i, column in enumerate(table.columns)
+        f'<th{" class=number" if numeric[i] else ""}>{escape(column)}</th>' for i, column in enumerate(table.columns)
     )
     if not table.rows:
         body = f'<tr><td class="empty" colspan="{len(table.columns) or 1}">No data for this period.</td></tr>'
@@ -81,12 +83,13 @@ def _table(table: Table) -> str:
         body = "".join(
             "<tr>"
             + "".join(
-                f'<td class="{"number" if numeric[i] else ""}">{escape(figure(value))}</td>' for i, value in enumerate(row)
+                f"{cell_class[i]}{escape(figure(value))}</td>" for i, value in enumerate(row)
             )
             + "</tr>"
             for row in table.rows
         )
-    return f"<h2>{escape(table.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    labelled = " class='labelled'" if numeric and not numeric[0] else ""
+    return f"<h2>{escape(table.title)}</h2><table{labelled}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def report_html(report: Report) -> str:

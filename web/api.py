@@ -21,6 +21,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
 from appliance.events.live import LiveEvent, live_event
+from appliance.exports.building import result_report, series_chart
 from appliance.hooks.manager import describe_plugins
 from appliance.models import Site
 from appliance.runtime.appliance import Appliance
@@ -37,6 +38,7 @@ from web.auth import (
     site_of,
 )
 from web.dependencies import INTERVAL_PARAMETER, ApplianceDep, QueryDep, SiteParam
+from web.exports import FormatParam, answer
 
 
 class CreateSiteBody(msgspec.Struct, kw_only=True):
@@ -168,7 +170,7 @@ class ReportController(Controller):
 
     @get("/traffic", summary="The seed's traffic report, plus a time series and top dimensions", sync_to_thread=True,
          dependencies=INTERVAL_PARAMETER)
-    def traffic(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
+    def traffic(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
         stats = appliance.stats
         data = stats.traffic_report(stats_query)
         data["timeseries"] = stats.timeseries(stats_query)
@@ -176,65 +178,94 @@ class ReportController(Controller):
             name: stats.breakdown(stats_query, name, 10)["results"]
             for name in ("page", "source", "channel", "referrer", "browser", "os", "device", "country")
         }
-        return {"status": "success", "data": data}
+        return answer(appliance, request, export_format, {"status": "success", "data": data},
+                      lambda: result_report(stats_query.site, stats_query, "Traffic", data["timeseries"],
+                                            charts=[series_chart(appliance, stats_query, "visitors", data["timeseries"])]))
 
     @get("/conversions", summary="The seed's conversion report, plus one row per goal", sync_to_thread=True)
-    def conversions(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
+    def conversions(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
         stats = appliance.stats
         data = stats.conversions_report(stats_query)
         # conversion types as before, then one row per defined goal (with "goal_id")
         data["goals"] = [*stats.conversions(stats_query)["goals"], *appliance.goal_reports.report(stats_query)]
-        return {"status": "success", "data": data}
+        return answer(appliance, request, export_format, {"status": "success", "data": data},
+                      lambda: result_report(stats_query.site, stats_query, "Conversions", data["goals"]))
 
 
 class StatsController(Controller):
+    """Every route answers JSON, or a file with ``?format=csv|json|pdf`` (:mod:`web.exports`)."""
+
     path = "/api/v1/stats"
     tags = ["stats"]
     guards = [can_view_site]
 
     @get("/aggregate", summary="Totals for a period, optionally compared with another period", sync_to_thread=True)
     def aggregate(
-        self, appliance: ApplianceDep, stats_query: QueryDep,
+        self, request: Request, appliance: ApplianceDep, stats_query: QueryDep,
         compare: Annotated[
             str | None, QueryParameter(name="compare", description="previous_period or year_over_year")
         ] = None,
-    ) -> dict[str, Any]:
+        export_format: FormatParam = None,
+    ) -> Response:
         stats = appliance.stats
         if compare:
             compared = stats.aggregate_compared(stats_query, compare)
-            return {"status": "success", "data": compared["results"], "comparison": compared["comparison"]}
+            rows = [{"period": "current", **compared["results"]},
+                    {"period": "compared", **compared["comparison"]["results"]},
+                    {"period": "change", **compared["comparison"]["change"]}]
+            return answer(appliance, request, export_format,
+                          {"status": "success", "data": compared["results"], "comparison": compared["comparison"]},
+                          lambda: result_report(stats_query.site, stats_query, "Totals", rows))
         result = stats.aggregate(stats_query)
         result.pop("converting_visitors_by_type", None)
-        return {"status": "success", "data": result}
+        return answer(appliance, request, export_format, {"status": "success", "data": result},
+                      lambda: result_report(stats_query.site, stats_query, "Totals", result))
 
     @get("/timeseries", summary="Visitors and page views per hour, day, week or month", sync_to_thread=True,
          dependencies=INTERVAL_PARAMETER)
-    def timeseries(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.timeseries(stats_query)}
+    def timeseries(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
+        series = appliance.stats.timeseries(stats_query)
+        return answer(appliance, request, export_format, {"status": "success", "data": series},
+                      lambda: result_report(stats_query.site, stats_query, "Time series", series,
+                                            charts=[series_chart(appliance, stats_query, "visitors", series)]))
 
     @get("/breakdown", summary="Top values of one dimension", sync_to_thread=True)
     def breakdown(
-        self, appliance: ApplianceDep, stats_query: QueryDep,
+        self, request: Request, appliance: ApplianceDep, stats_query: QueryDep,
         property: Annotated[str, QueryParameter(name="property")] = "page",  # noqa: A002
         limit: LimitParam = 10,
-    ) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.breakdown(stats_query, property, limit)}
+        export_format: FormatParam = None,
+    ) -> Response:
+        result = appliance.stats.breakdown(stats_query, property, limit)
+        return answer(appliance, request, export_format, {"status": "success", "data": result},
+                      lambda: result_report(stats_query.site, stats_query, f"Top {property} values", result))
 
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration", sync_to_thread=True)
-    def entry_pages(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.entry_pages(stats_query, limit)}
+    def entry_pages(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10,
+                    export_format: FormatParam = None) -> Response:
+        rows = appliance.stats.entry_pages(stats_query, limit)
+        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+                      lambda: result_report(stats_query.site, stats_query, "Entry pages", rows))
 
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate", sync_to_thread=True)
-    def exit_pages(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.exit_pages(stats_query, limit)}
+    def exit_pages(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10,
+                   export_format: FormatParam = None) -> Response:
+        rows = appliance.stats.exit_pages(stats_query, limit)
+        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+                      lambda: result_report(stats_query.site, stats_query, "Exit pages", rows))
 
     @get("/time-on-page", summary="Average foreground time and scroll depth per page", sync_to_thread=True)
-    def time_on_page(self, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.time_on_page(stats_query, limit)}
+    def time_on_page(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10,
+                     export_format: FormatParam = None) -> Response:
+        rows = appliance.stats.time_on_page(stats_query, limit)
+        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+                      lambda: result_report(stats_query.site, stats_query, "Time on page", rows))
 
     @get("/events", summary="Custom events with counts and unique visitors", sync_to_thread=True)
-    def events(self, appliance: ApplianceDep, stats_query: QueryDep) -> dict[str, Any]:
-        return {"status": "success", "data": appliance.stats.custom_events(stats_query)}
+    def events(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
+        rows = appliance.stats.custom_events(stats_query)
+        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+                      lambda: result_report(stats_query.site, stats_query, "Custom events", rows))
 
 
 class LiveAnswer(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -19,9 +19,11 @@ from appliance.definitions.common import DefinitionError
 from appliance.definitions.funnels import FunnelInput
 from appliance.definitions.goals import GoalInput
 from appliance.definitions.segments import SegmentInput
+from appliance.exports.building import result_report
 from appliance.runtime.appliance import Appliance
 from web.auth import can_define, can_view_site, principal_of, site_of
 from web.dependencies import ApplianceDep, QueryDep, SiteParam, caller_id
+from web.exports import FormatParam, answer
 
 
 def _goal_view(appliance: Appliance, goal) -> dict[str, Any]:
@@ -69,19 +71,21 @@ class GoalController(Controller):
         self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, goal_id: FromPath[int],
         property: Annotated[str, QueryParameter(name="property", description="dimension for the breakdown")] = "source",  # noqa: A002
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 10,
-    ) -> dict[str, Any]:
+        export_format: FormatParam = None,
+    ) -> Response:
         goal = appliance.goals.get(site_of(request).id, goal_id)
         reports = appliance.goal_reports
         unfiltered = msgspec.structs.replace(stats_query, filters=[])
-        return {
-            "status": "success",
-            "data": {
-                "goal": _goal_view(appliance, goal),
-                "totals": next(row for row in reports.report(stats_query) if row["goal_id"] == goal.id),
-                "timeseries": reports.timeseries(unfiltered, goal),
-                "breakdown": {"dimension": property, "results": reports.breakdown(stats_query, goal, property, limit)},
-            },
+        data = {
+            "goal": _goal_view(appliance, goal),
+            "totals": next(row for row in reports.report(stats_query) if row["goal_id"] == goal.id),
+            "timeseries": reports.timeseries(unfiltered, goal),
+            "breakdown": {"dimension": property, "results": reports.breakdown(stats_query, goal, property, limit)},
         }
+        # the file: the breakdown's rows (the part a query's filters and limit shape)
+        return answer(appliance, request, export_format, {"status": "success", "data": data},
+                      lambda: result_report(stats_query.site, stats_query, f"Goal: {goal.name} by {property}",
+                                            data["breakdown"]["results"]))
 
 
 class FunnelController(Controller):
@@ -116,9 +120,12 @@ class FunnelController(Controller):
 
     @get("/{funnel_id:int}/report", guards=[can_view_site], sync_to_thread=True,
          summary="Visitors entering, reaching and dropping off at each step; conversion; median times")
-    def funnel_report(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, funnel_id: FromPath[int]) -> dict[str, Any]:
+    def funnel_report(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, funnel_id: FromPath[int],
+                      export_format: FormatParam = None) -> Response:
         funnel = appliance.funnels.get(site_of(request).id, funnel_id)
-        return {"status": "success", "data": appliance.stats.funnel(stats_query, funnel)}
+        report = appliance.stats.funnel(stats_query, funnel)
+        return answer(appliance, request, export_format, {"status": "success", "data": report},
+                      lambda: result_report(stats_query.site, stats_query, f"Funnel: {funnel.name}", report["steps"]))
 
 
 class SegmentController(Controller):
@@ -144,7 +151,8 @@ class SegmentController(Controller):
     def compare_segments(
         self, request: Request, appliance: ApplianceDep, stats_query: QueryDep,
         segments: Annotated[str, QueryParameter(name="segments", description="comma-separated ids or 'everyone'")] = "everyone",
-    ) -> dict[str, Any]:
+        export_format: FormatParam = None,
+    ) -> Response:
         chosen = [value.strip() for value in segments.split(",") if value.strip()]
         if not 1 <= len(chosen) <= 4:
             raise DefinitionError("segments", "compare 1 to 4 segments")
@@ -154,7 +162,10 @@ class SegmentController(Controller):
                 if not value.isdigit():
                     raise DefinitionError("segments", f"not a segment id: {value!r}")
                 registry.get(site_of(request).id, int(value), caller_id(request))
-        return {"status": "success", "data": appliance.stats.compare_segments(stats_query, chosen)}
+        columns = appliance.stats.compare_segments(stats_query, chosen)
+        rows = [{"segment": column["segment"], "name": column.get("name", "Everyone"), **column["results"]} for column in columns]
+        return answer(appliance, request, export_format, {"status": "success", "data": columns},
+                      lambda: result_report(stats_query.site, stats_query, "Segment comparison", rows))
 
     @get("/{segment_id:int}", guards=[can_view_site],
          summary="One segment (a materialised one with its back-fill progress in materialisation)", sync_to_thread=True)

@@ -47,6 +47,7 @@ from web.dashboard_reports import REPORT_PAGES
 from web.dashboard_transfers import TRANSFER_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
+from web.exports import EXPORT_CONTROLLERS
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
@@ -197,6 +198,7 @@ def create_app(settings: Settings) -> Litestar:
             *TRACKER_ROUTES,
             ObservabilityController,
             *PRIVACY_PAGES,
+            *EXPORT_CONTROLLERS,
         ],
         middleware=[security_headers, query_budget(settings.query.time_budget_seconds), read_only_while_following],
     )

@@ -26,8 +26,10 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     PathItem,
     Reference,
@@ -152,6 +154,21 @@ def public_operations(app: Litestar) -> set[tuple[str, str]]:
 
 
 # -- ingest --------------------------------------------------------------------------------------
+def _document_exports(operation: Operation) -> None:
+    """A route taking ``format`` (:mod:`web.exports`) also answers 200 with a file."""
+    if not any(getattr(parameter, "name", "") == "format" for parameter in operation.parameters or []):
+        return
+    answer = (operation.responses or {}).get("200")
+    if isinstance(answer, OpenAPIResponse):
+        binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+        answer.content = {
+            **(answer.content or {}),
+            "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
+            "application/pdf": OpenAPIMediaType(schema=binary),
+        }
+        answer.description = (answer.description or "") + " (with format=csv, json or pdf: that file, as an attachment)"
+
+
 def _ref(name: str) -> Reference:
     return Reference(ref=f"#/components/schemas/{name}")
 
@@ -228,6 +245,7 @@ def document(app: Litestar) -> None:
                 continue
             if (method.upper(), path) in public:
                 operation.security = []
+            _document_exports(operation)
             for code, answer in (operation.responses or {}).items():
                 # Litestar's own default (its validation error, {status_code, detail}): our
                 # exception handlers answer every error with ErrorBody

@@ -10,6 +10,8 @@ from litestar.response import Template
 
 from appliance.accounts.permissions import Permission
 from web.auth import principal_of
+from web.dependencies import provide_appliance
+from web.exports import export_formats
 
 
 def nav(request: Request) -> dict[str, Any]:
@@ -24,6 +26,7 @@ def nav(request: Request) -> dict[str, Any]:
         # a public dashboard or a shared link: read-only, no account, no admin links
         "visiting": principal is not None and user is None,
         "standby_of": _standby_of(request),
+        "export_formats": export_formats(provide_appliance(request)),  # the Export menus' choices
     }
 
 

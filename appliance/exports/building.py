@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from appliance.dimensions import DIMENSIONS
 from appliance.errors import DomainError
 from appliance.exports.charts import chart_points, line_chart
 from appliance.exports.tables import (
@@ -40,6 +41,7 @@ DASHBOARD_DIMENSIONS = (
     "channel", "source", "referrer", "utm_source", "utm_medium", "utm_campaign",
     "page", "entry", "exit", "country", "region", "browser", "os", "device", "screen",
 )
+REPORT_DIMENSIONS = frozenset({*DIMENSIONS, "entry", "exit", "event"})
 DASHBOARD_ROWS = 9  # the rows a dashboard widget shows
 REPORT_ROWS = 10
 PAIR_ROWS = 5  # a two-dimension table: the top values of the first, each split by the second
@@ -60,7 +62,10 @@ def series_chart(appliance, query: Query, metric: str = "visitors", series: Sequ
 
 def dimension_rows(appliance, query: Query, dimension: str, limit: int) -> list[dict[str, object]]:
     """A dimension's top rows as the dashboard lists them, keyed by the dimension's name:
-    entry and exit pages have visit and exit figures; the rest are breakdowns."""
+    entry and exit pages have visit and exit figures; the rest are breakdowns. An unknown
+    dimension is a 422 naming ``dimensions``."""
+    if dimension not in REPORT_DIMENSIONS:
+        raise DomainError("dimensions", f"unknown dimension {dimension!r} (known: {', '.join(sorted(REPORT_DIMENSIONS))})", 422)
     stats = appliance.stats
     if dimension == "entry":
         raw = stats.entry_pages(query, limit)
@@ -179,6 +184,14 @@ def result_report(site: Site, query: Query, title: str, result: object, *, chart
         table = rows_table(title, result)  # type: ignore[arg-type]
     return Report(
         title=title, site=site.domain, period=describe_period(query), generated_at=_generated(),
+        filters=describe_filters(query), tables=(table,), charts=tuple(charts),
+    )
+
+
+def table_report(site: Site, query: Query, table: Table, *, charts: Sequence[Chart] = ()) -> Report:
+    """One table (a widget's, a details page's) as a report titled after it."""
+    return Report(
+        title=table.title, site=site.domain, period=describe_period(query), generated_at=_generated(),
         filters=describe_filters(query), tables=(table,), charts=tuple(charts),
     )
 
