@@ -37,7 +37,14 @@ from appliance.models import DropReason, RequestContext
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
-from web.ingest import ClientAddress, TooLarge, _read_body, _respond, _user_agent_and_authorization, ingest_gate
+from web.ingest import (
+    ClientAddress,
+    TooLarge,
+    _read_body,
+    _respond,
+    _user_agent_and_authorization,
+    ingest_gate,
+)
 from web.replication import refusal_message
 
 _json = msgspec.json.Encoder()

@@ -7,10 +7,10 @@ import base64
 
 import pytest
 
+from appliance.config import load_settings
 from appliance.errors import DomainError
 from appliance.extensions import Attachment, Message, Notifier
 from appliance.hooks.delivery import DeliveryFailed, deliver
-from appliance.config import load_settings
 from appliance.hooks.registry import Extensions
 from appliance.runtime.appliance import Appliance
 from plugins import notify_apprise
