@@ -32,7 +32,10 @@ def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path):
     site = appliance.sites.add("crash.test")
     appliance.writer.write_sync(_views(site, 50, now))  # durable, not yet aggregated
     assert appliance.recorder.waiting == 50
-    # a crash: the process ends without the aggregation step (no flush, no close)
+    # a crash: the process ends without the aggregation step (no flush, no close); every
+    # thread stops with it
+    appliance.minute_jobs.stop()
+    appliance.scheduler.stop()
     appliance.jobs.stop()
     appliance.writer.stop()
     appliance.store.close()
