@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import start_server
+from tests.servers import footfall_cli, start_server
 
 SITE = "privacy.test"
 DISTINCTIVE_IP = "203.0.113.91"
@@ -109,7 +109,7 @@ def test_export_and_erase_one_person(server):
         assert client.get(f"/api/v1/sites/nowhere.test/people/{OTHER_USER}").status_code in (403, 404)
 
 
-def test_no_raw_ip_user_id_or_user_agent_on_disk(server):
+def test_no_raw_ip_user_id_or_user_agent_on_disk(server, tmp_path):
     """After the varied load above plus tracker and forwarded server-side events."""
     with server.client(headers=server.auth()) as client:
         for path in ("/a", "/b"):
@@ -128,8 +128,22 @@ def test_no_raw_ip_user_id_or_user_agent_on_disk(server):
         assert answer.status_code == 200
         assert client.get(f"/api/v1/sites/{SITE}/people/{OTHER_USER}").json()["data"]["count"] == 4
         client.get("/api/v1/stats/aggregate", params={"site": SITE, "period": "day"})  # settles the aggregates
-    files = [path for path in Path(server.data_dir).rglob("*") if path.is_file()]
-    data = b"".join(path.read_bytes() for path in files)
-    assert b"/forwarded-probe" in data and b"-disk-probe" in data  # the events really are on disk
-    for secret in (DISTINCTIVE_IP, DISTINCTIVE_FORWARDED, DISTINCTIVE_USER, OTHER_USER, AGENT_MARK):
-        assert secret.encode() not in data, secret
+        exported = {  # the raw-event export in both formats
+            kind: client.get(f"/api/v1/sites/{SITE}/events/export", params={"format": kind}).content
+            for kind in ("ndjson", "csv")
+        }
+    backup = tmp_path / "backup"  # and a backup of the running server
+    assert footfall_cli("backup", str(backup), data_dir=server.data_dir).returncode == 0
+    for place, data in (
+        ("data dir", _bytes_under(Path(server.data_dir))),
+        ("backup", _bytes_under(backup)),
+        ("NDJSON export", exported["ndjson"]),
+        ("CSV export", exported["csv"]),
+    ):
+        assert b"/forwarded-probe" in data and b"-disk-probe" in data, place  # the events really are there
+        for secret in (DISTINCTIVE_IP, DISTINCTIVE_FORWARDED, DISTINCTIVE_USER, OTHER_USER, AGENT_MARK):
+            assert secret.encode() not in data, (place, secret)
+
+
+def _bytes_under(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file())
