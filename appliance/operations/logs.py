@@ -68,4 +68,11 @@ def configure_logging(log_format: str = "text", level: str = "info", stream=None
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in _CHATTY:  # libraries that log their own progress at info level
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     return handler
+
+
+#: weasyprint logs each stylesheet it parses (at import too) and every CSS property it does
+#: not know; fontTools logs its font subsetting
+_CHATTY = ("weasyprint", "weasyprint.progress", "fontTools")
