@@ -38,13 +38,13 @@ REPORTS = ("aggregate", "timeseries", "breakdown", "entry_pages", "exit_pages", 
 def exclusion(query: Query, report: str, dimension: str | None = None) -> str | None:
     """Why imported days cannot answer ``report`` for ``query``, or ``None`` if they can."""
     if query.filters:
-        return "imported data cannot be filtered: imported days are left out"
+        return "imported data cannot be filtered"
     if report not in REPORTS:
-        return f"imported data has no {report.replace('_', ' ')}: imported days are left out"
+        return f"imported data has no {report.replace('_', ' ')}"
     if report == "timeseries" and query.interval == "hour":
-        return "imported data has no hours: imported days are left out"
+        return "imported data has no hours"
     if report == "breakdown" and dimension not in BREAKDOWN_TABLES:
-        return f"imported data has no {dimension} breakdown: imported days are left out"
+        return f"imported data has no {dimension} breakdown"
     return None
 
 
@@ -59,6 +59,10 @@ class ImportedData:
             return None
         first, last = max(known[0], query.first_day), min(known[1], query.last_day)
         return (first, last) if first <= last else None
+
+    def has_data(self, site_id: int) -> bool:
+        with self._aggregates.read() as txn:
+            return self._aggregates.day_range(txn, site_id) is not None
 
     def meta(self, query: Query, report: str, dimension: str | None = None) -> dict[str, object] | None:
         """The ``imported`` part of an answer's meta: the imported days the answer includes,

@@ -110,6 +110,10 @@ class Stats:
         when the range has none. The counted path adds them; a filtered query never does."""
         return self.imported.meta(query, report, dimension) if self.imported is not None else None
 
+    def has_imported(self, site: Site) -> bool:
+        """Whether ``site`` has imported daily aggregates (it has data without events)."""
+        return self.imported is not None and self.imported.has_data(site.id)
+
     # -- the vocabulary -------------------------------------------------------------------
     def aggregate(self, query: Query) -> dict[str, object]:
         return self._path(
