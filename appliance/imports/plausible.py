@@ -32,6 +32,7 @@ import msgspec
 
 from appliance.imports.sources import ImportFailure
 from appliance.periods import day_from_number, day_number
+from appliance.plausible_tables import SPECS, TableSpec
 from storage.imported import METRICS
 
 _MEMBER = re.compile(r"(?:^|/)imported_([a-z_]+?)(?:_\d{8}_\d{8})?\.csv$")
@@ -39,78 +40,6 @@ _RECORD_KIND = "imported"
 _EMPTY = ("", "\\N", "null", "NULL")
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """One table: its dimension column (``None``: the site totals), the columns every export
-    has, the columns some versions add, and where each stored metric comes from."""
-
-    dimension: str | None
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
-    metrics: dict[str, str] = field(default_factory=dict)  # stored metric -> CSV column
-    text: tuple[str, ...] = ()  # columns that are text, not numbers
-
-    @property
-    def columns(self) -> frozenset[str]:
-        return frozenset(("date", *self.required, *self.optional))
-
-
-def _visit_table(dimension: str, *extra_text: str) -> TableSpec:
-    return TableSpec(
-        dimension, (dimension, "visitors", "visits", "visit_duration", "bounces"), (*extra_text, "pageviews"),
-        {"visitors": "visitors", "visits": "visits", "visit_duration": "visit_duration", "bounces": "bounces",
-         "pageviews": "pageviews"},
-        (dimension, *extra_text),
-    )
-
-
-SPECS: dict[str, TableSpec] = {
-    "visitors": TableSpec(
-        None, ("visitors", "pageviews", "bounces", "visits", "visit_duration"), (),
-        {name: name for name in ("visitors", "pageviews", "bounces", "visits", "visit_duration")},
-    ),
-    "sources": TableSpec(
-        "source",
-        ("source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "visitors", "visits", "visit_duration",
-         "bounces"),
-        ("referrer", "utm_source", "pageviews"),
-        {"visitors": "visitors", "visits": "visits", "visit_duration": "visit_duration", "bounces": "bounces",
-         "pageviews": "pageviews"},
-        ("source", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term"),
-    ),
-    "pages": TableSpec(
-        "page", ("page", "visitors", "pageviews"),
-        ("hostname", "visits", "exits", "time_on_page", "total_scroll_depth", "total_scroll_depth_visits",
-         "total_time_on_page", "total_time_on_page_visits", "active_visitors"),
-        {"visitors": "visitors", "pageviews": "pageviews", "visits": "visits", "exits": "exits"},
-        ("page", "hostname"),
-    ),
-    "entry_pages": TableSpec(
-        "entry_page", ("entry_page", "visitors", "entrances", "visit_duration", "bounces"), ("pageviews",),
-        {"visitors": "visitors", "entrances": "entrances", "visit_duration": "visit_duration", "bounces": "bounces",
-         "pageviews": "pageviews"},
-        ("entry_page",),
-    ),
-    "exit_pages": TableSpec(
-        "exit_page", ("exit_page", "visitors", "exits"), ("visit_duration", "bounces", "pageviews"),
-        {"visitors": "visitors", "exits": "exits", "visit_duration": "visit_duration", "bounces": "bounces",
-         "pageviews": "pageviews"},
-        ("exit_page",),
-    ),
-    "locations": TableSpec(
-        "country", ("country", "region", "city", "visitors", "visits", "visit_duration", "bounces"), ("pageviews",),
-        {"visitors": "visitors", "visits": "visits", "visit_duration": "visit_duration", "bounces": "bounces",
-         "pageviews": "pageviews"},
-        ("country", "region"),
-    ),
-    "devices": _visit_table("device"),
-    "browsers": _visit_table("browser", "browser_version"),
-    "operating_systems": _visit_table("operating_system", "operating_system_version"),
-    "custom_events": TableSpec(
-        "name", ("name", "visitors", "events"), ("link_url", "path"),
-        {"visitors": "visitors", "events": "events"}, ("name", "link_url", "path"),
-    ),
-}
 _OPTIONAL_NUMBERS = frozenset({"total_scroll_depth", "total_scroll_depth_visits", "total_time_on_page",
                                "total_time_on_page_visits", "time_on_page", "active_visitors"})
 
@@ -126,11 +55,12 @@ class TableSummary:
 Row = tuple[int, str, list[int]]
 
 
-def _members(archive: zipfile.ZipFile, name: str) -> list[tuple[str, str]]:
-    """``(member, table)`` of every CSV in the archive, by name; anything else is refused."""
+def _members(archive: zipfile.ZipFile, name: str, under: str = "") -> list[tuple[str, str]]:
+    """``(member, table)`` of every CSV in the archive (``under``: in that folder only), by
+    name; anything else is refused."""
     found = []
     for info in sorted(archive.infolist(), key=lambda info: info.filename):
-        if info.is_dir() or info.filename.rsplit("/", 1)[-1].startswith("."):
+        if info.is_dir() or info.filename.rsplit("/", 1)[-1].startswith(".") or not info.filename.startswith(under):
             continue
         match = _MEMBER.search(info.filename)
         if match is None or match.group(1) not in SPECS:
@@ -204,7 +134,9 @@ def _row(values: list[str], position: dict[str, int], numbers: list[str], spec: 
     return day, value, metrics
 
 
-def read_export(path: str, name: str, progress: Callable[[int], None] | None = None) -> tuple[dict[str, TableSummary], str]:
+def read_export(
+    path: str, name: str, progress: Callable[[int], None] | None = None, under: str = ""
+) -> tuple[dict[str, TableSummary], str]:
     """Check the whole export; returns a summary per table and the archive's SHA-256.
     Raises :class:`ImportFailure` (naming ``name/member:line``) on the first problem."""
     digest = hashlib.sha256()
@@ -216,7 +148,7 @@ def read_export(path: str, name: str, progress: Callable[[int], None] | None = N
         raise ImportFailure(name, f"cannot read the file ({error.strerror})") from None
     summaries: dict[str, TableSummary] = {}
     with _open(path, name) as archive:
-        for member, table in _members(archive, name):
+        for member, table in _members(archive, name, under):
             summary = summaries.setdefault(table, TableSummary())
             for day, _, _ in _rows(archive, member, table, f"{name}/{member}"):
                 summary.rows += 1
@@ -226,11 +158,11 @@ def read_export(path: str, name: str, progress: Callable[[int], None] | None = N
     return summaries, digest.hexdigest()
 
 
-def table_rows(path: str, name: str) -> Iterator[tuple[str, list[Row]]]:
+def table_rows(path: str, name: str, under: str = "") -> Iterator[tuple[str, list[Row]]]:
     """``(table, rows)`` per table of an export already checked by :func:`read_export`."""
     with _open(path, name) as archive:
         grouped: dict[str, list[Row]] = {}
-        for member, table in _members(archive, name):
+        for member, table in _members(archive, name, under):
             grouped.setdefault(table, []).extend(_rows(archive, member, table, f"{name}/{member}"))
     yield from grouped.items()
 
@@ -243,7 +175,10 @@ class PlausibleImport:
         self._records = records
         self._imported = imported
 
-    def run(self, path: str, site, report, *, dry_run: bool, progress: Callable[[int, int], None] | None = None):
+    def run(
+        self, path: str, site, report, *, dry_run: bool, progress: Callable[[int, int], None] | None = None,
+        under: str = "",
+    ):
         """Fill ``report`` (an :class:`~appliance.imports.runner.ImportReport`) and import."""
         began = time.monotonic()
         seen = [0]
@@ -251,7 +186,7 @@ class PlausibleImport:
         def counted(number: int) -> None:
             seen[0] += number
 
-        summaries, digest = read_export(path, report.file, counted)
+        summaries, digest = read_export(path, report.file, counted, under)
         report.lines = sum(summary.rows for summary in summaries.values())
         all_days = set().union(*(summary.days for summary in summaries.values()))
         report.tables = {
@@ -270,7 +205,7 @@ class PlausibleImport:
                                            "at": time.time()})
 
             def write(txn) -> None:
-                for table, rows in table_rows(path, report.file):
+                for table, rows in table_rows(path, report.file, under):
                     self._imported.replace(txn, site.id, table, summaries[table].days, rows)
                 self._records.put(txn, _RECORD_KIND, key, summary)
 

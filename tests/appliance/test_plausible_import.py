@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from appliance.exports.site_archive import export_site
 from appliance.filters import parse_filters
 from appliance.imports.plausible import read_export
 from appliance.imports.runner import Importer
+from appliance.imports.site_archive import import_site
 from appliance.imports.sources import ImportFailure
 from appliance.models import Event, EventKind
 from appliance.periods import day_start_timestamp
@@ -199,3 +201,24 @@ def test_deleting_the_site_deletes_its_imported_days(appliance, site, tmp_path):
     with appliance.store.read() as txn:
         assert appliance.imported.day_range(txn, site.id) is None
         assert list(appliance.imported.items(txn, site.id)) == []
+
+
+def test_site_archives_carry_imported_aggregates(make_appliance, tmp_path):
+    source = make_appliance()
+    site = source.sites.add("moving.example", timezone="UTC")
+    Importer.of(source).run("plausible", str(make_zip(tmp_path / "export.zip")), site)
+    archive = tmp_path / "site.zip"
+    counts = export_site(source, site.domain, archive)
+    assert counts["imported rows"] > 0
+    with zipfile.ZipFile(archive) as zipped:
+        assert "imported/imported_visitors.csv" in zipped.namelist()
+    target = make_appliance()
+    result = import_site(target, archive)
+    assert result["imported_rows"] == counts["imported rows"]
+    moved = target.sites.get(site.domain)
+    with source.store.read() as one, target.store.read() as other:
+        assert list(source.imported.items(one, site.id)) == list(target.imported.items(other, moved.id))
+    query, moved_query = _query(site), _query(moved)
+    for dimension in ("page", "source", "country", "browser"):
+        assert source.stats.breakdown(query, dimension, 10) == target.stats.breakdown(moved_query, dimension, 10)
+    assert source.stats.aggregate(query) == target.stats.aggregate(moved_query)
