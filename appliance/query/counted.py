@@ -357,6 +357,10 @@ class CountedReports:
             categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
             for channel_id, sketch in by_channel.items():
                 categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)
+            extra = self._imported.totals(txn, query) if self._imported is not None else None
+        if extra is not None:  # imported days: their totals (they hold no channels)
+            visitors += extra["visitors"]
+            pageviews += extra["pageviews"]
         return {
             "total_visitors": visitors,
             "total_page_views": pageviews,

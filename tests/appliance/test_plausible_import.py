@@ -222,3 +222,10 @@ def test_site_archives_carry_imported_aggregates(make_appliance, tmp_path):
     for dimension in ("page", "source", "country", "browser"):
         assert source.stats.breakdown(query, dimension, 10) == target.stats.breakdown(moved_query, dimension, 10)
     assert source.stats.aggregate(query) == target.stats.aggregate(moved_query)
+
+
+def test_the_traffic_reports_totals_include_imported_days(appliance, site, tmp_path):
+    Importer.of(appliance).run("plausible", str(make_zip(tmp_path / "export.zip")), site)
+    report = appliance.stats.traffic_report(_query(site))
+    assert report["total_visitors"] == fixture_sum("visitors", "visitors")
+    assert report["total_page_views"] == fixture_sum("visitors", "pageviews")
