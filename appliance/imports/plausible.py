@@ -38,6 +38,7 @@ from storage.imported import METRICS
 _MEMBER = re.compile(r"(?:^|/)imported_([a-z_]+?)(?:_\d{8}_\d{8})?\.csv$")
 _RECORD_KIND = "imported"
 _EMPTY = ("", "\\N", "null", "NULL")
+_DECIMAL = re.compile(r"[0-9]{1,19}(?:\.[0-9]{1,19})?")
 
 
 _OPTIONAL_NUMBERS = frozenset({"total_scroll_depth", "total_scroll_depth_visits", "total_time_on_page",
@@ -83,7 +84,7 @@ def _rows(archive: zipfile.ZipFile, member: str, table: str, where: str) -> Iter
     spec = SPECS[table]
     try:
         with archive.open(member) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
             header = next(reader, None)
             if header is None:
                 raise ImportFailure(f"{where}:1", "empty file: expected a header row")
@@ -124,7 +125,9 @@ def _row(values: list[str], position: dict[str, int], numbers: list[str], spec: 
     parsed: dict[str, int] = {}
     for column in numbers:
         raw = values[position[column]].strip()
-        if raw in _EMPTY and column in _OPTIONAL_NUMBERS:
+        if column in _OPTIONAL_NUMBERS:  # not kept: empty, or any number ≥ 0
+            if raw not in _EMPTY and not _DECIMAL.fullmatch(raw):
+                raise ImportFailure(where, f"{column}: not a number ≥ 0: {raw!r}")
             continue
         if not raw.isdigit() or not raw.isascii() or len(raw) > 19:
             raise ImportFailure(where, f"{column}: not a whole number ≥ 0: {raw!r}")
@@ -161,10 +164,11 @@ def read_export(
 def table_rows(path: str, name: str, under: str = "") -> Iterator[tuple[str, list[Row]]]:
     """``(table, rows)`` per table of an export already checked by :func:`read_export`."""
     with _open(path, name) as archive:
-        grouped: dict[str, list[Row]] = {}
+        members: dict[str, list[str]] = {}
         for member, table in _members(archive, name, under):
-            grouped.setdefault(table, []).extend(_rows(archive, member, table, f"{name}/{member}"))
-    yield from grouped.items()
+            members.setdefault(table, []).append(member)
+        for table, names in members.items():  # one table in memory at a time
+            yield table, [row for member in names for row in _rows(archive, member, table, f"{name}/{member}")]
 
 
 class PlausibleImport:

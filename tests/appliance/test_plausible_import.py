@@ -84,6 +84,8 @@ def test_reads_every_table_and_reports_rows_and_days(tmp_path):
         ("imported_exit_pages", "date,exit_page,visitors,exits\n03/01/2025,/,1,1\n",
          ":2: date: not a date (YYYY-MM-DD): '03/01/2025'"),
         ("imported_custom_events", "date,name,visitors,events\n2025-03-01,Signup,1\n", ":2: 3 fields, the header has 4"),
+        ("imported_pages", "date,page,visitors,pageviews,time_on_page\n2025-03-01,/,1,2,abc\n",
+         ":2: time_on_page: not a number ≥ 0: 'abc'"),
     ],
 )
 def test_a_bad_file_is_refused_naming_file_and_line_and_nothing_is_written(
@@ -229,3 +231,12 @@ def test_the_traffic_reports_totals_include_imported_days(appliance, site, tmp_p
     report = appliance.stats.traffic_report(_query(site))
     assert report["total_visitors"] == fixture_sum("visitors", "visitors")
     assert report["total_page_views"] == fixture_sum("visitors", "pageviews")
+
+
+def test_a_byte_order_mark_and_decimal_extras_are_read(appliance, site, tmp_path):
+    pages = "\ufeffdate,page,visitors,pageviews,time_on_page\n2025-03-01,/,1,2,12.5\n2025-03-02,/,2,3,\\N\n"
+    path = make_zip(tmp_path / "bom.zip", {"imported_pages": pages})
+    report = Importer.of(appliance).run("plausible", str(path), site)
+    assert report.tables["pages"]["rows"] == 2
+    rows = {row["value"]: row for row in appliance.stats.breakdown(_query(site), "page", 10)["results"]}
+    assert rows["/"]["pageviews"] == 5
