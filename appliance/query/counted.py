@@ -186,11 +186,15 @@ class CountedReports:
             # Visitors are unions of 30 daily sketches per value: compute them only for the
             # values with the most page views (twice the rows shown), which hold the top rows.
             candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 2, 20)]
+            extra = self._imported.breakdown(txn, query, dimension) if self._imported is not None else None
+            if extra:  # and the native side of the top imported values
+                top_imported = sorted(extra, key=lambda value: -extra[value]["visitors"])[: max(limit * 2, 20)]
+                known = {self._strings.lookup(value, txn) for value in top_imported}
+                candidates += [value_id for value_id in known - set(candidates) if value_id in pageviews]
             visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
             visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
             bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
             durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
-            extra = self._imported.breakdown(txn, query, dimension) if self._imported is not None else None
             rows = []
             raw: dict[str, tuple[int, int]] = {}
             for value_id in candidates:

@@ -240,3 +240,21 @@ def test_a_byte_order_mark_and_decimal_extras_are_read(appliance, site, tmp_path
     assert report.tables["pages"]["rows"] == 2
     rows = {row["value"]: row for row in appliance.stats.breakdown(_query(site), "page", 10)["results"]}
     assert rows["/"]["pageviews"] == 5
+
+
+def test_a_top_imported_value_meets_its_native_side_outside_the_native_top(appliance, site, tmp_path):
+    at = day_start_timestamp(LAST, "UTC") + 3600
+    events = [Event(kind=EventKind.PAGEVIEW, name="pageview", site_id=site.id, timestamp=at + n, visitor_id=n,
+                    hostname="example.com", path=f"/native-{n % 25}") for n in range(50)]
+    events.append(Event(kind=EventKind.PAGEVIEW, name="pageview", site_id=site.id, timestamp=at + 60, visitor_id=99,
+                        hostname="example.com", path="/big"))
+    appliance.record_sync(events)
+    pages = "date,page,visitors,pageviews\n2025-03-02,/big,100,150\n"
+    entries = "date,entry_page,visitors,entrances,visit_duration,bounces\n"
+    path = make_zip(tmp_path / "big.zip", {"imported_pages": pages, "imported_entry_pages": entries})
+    Importer.of(appliance).run("plausible", str(path), site)
+    result = appliance.stats.breakdown(_query(site), "page", 5)
+    assert result["results"][0]["value"] == "/big"
+    assert (result["results"][0]["visitors"], result["results"][0]["pageviews"]) == (101, 151)
+    assert result["rest"] == {"values": 25 + 1 - 5, "pageviews": 50 + 1 + 150 - sum(
+        row["pageviews"] for row in result["results"])}
