@@ -9,9 +9,10 @@ their days (:mod:`appliance.query.imported`).
 
 :func:`read_export` checks the whole archive first — every member a known table, every header
 a known column set, every row a date and whole numbers — and raises :class:`ImportFailure`
-naming the file and line before anything is written. :class:`PlausibleImport` then writes all
-tables in one transaction, replacing the rows of the days each file covers, so importing the
-same zip twice leaves the same data (the archive's SHA-256 is also recorded: the second run
+naming the file and line before anything is written. :class:`PlausibleImport` then writes each
+table in one transaction (parsed before it opens), replacing the rows of the days the table
+covers, so importing the same zip twice leaves the same data, and an interrupted import run
+again completes it (the archive's SHA-256 is recorded last: a second run of a finished import
 reports "already imported").
 """
 
@@ -207,13 +208,14 @@ class PlausibleImport:
         elif not dry_run:
             summary = msgspec.json.encode({"file": report.file, "kind": "plausible", "rows": report.lines,
                                            "at": time.time()})
-
-            def write(txn) -> None:
-                for table, rows in table_rows(path, report.file, under):
-                    self._imported.replace(txn, site.id, table, summaries[table].days, rows)
-                self._records.put(txn, _RECORD_KIND, key, summary)
-
-            self._store.write(write)
+            # A table at a time, parsed outside the write transaction (live commits wait only
+            # for the puts). An interrupted run leaves whole tables of a checked export, and
+            # running it again replaces them: the hash is recorded only at the end.
+            for table, rows in table_rows(path, report.file, under):
+                days = summaries[table].days
+                self._store.write(lambda txn, table=table, rows=rows, days=days:
+                                  self._imported.replace(txn, site.id, table, days, rows))
+            self._store.write(lambda txn: self._records.put(txn, _RECORD_KIND, key, summary))
         if progress is not None:
             progress(report.lines, report.lines)
         report.seconds = round(time.monotonic() - began, 3)
