@@ -192,6 +192,17 @@ class ReportController(Controller):
                       lambda: result_report(stats_query.site, stats_query, "Conversions", data["goals"]))
 
 
+def with_meta(
+    appliance: Appliance, query, report: str, body: dict[str, Any], dimension: str | None = None
+) -> dict[str, Any]:
+    """``body`` with ``meta.imported`` when the query's days include imported data: the days,
+    and whether this answer includes them (or why not, e.g. a filter)."""
+    imported = appliance.stats.imported_meta(query, report, dimension)
+    if imported is not None:
+        body["meta"] = {"imported": imported}
+    return body
+
+
 class StatsController(Controller):
     """Every route answers JSON, or a file with ``?format=csv|json|pdf`` (:mod:`web.exports`)."""
 
@@ -214,18 +225,21 @@ class StatsController(Controller):
                     {"period": "compared", **compared["comparison"]["results"]},
                     {"period": "change", **compared["comparison"]["change"]}]
             return answer(appliance, request, export_format,
-                          {"status": "success", "data": compared["results"], "comparison": compared["comparison"]},
+                          with_meta(appliance, stats_query, "aggregate", {
+                              "status": "success", "data": compared["results"], "comparison": compared["comparison"]}),
                           lambda: result_report(stats_query.site, stats_query, "Totals", rows))
         result = stats.aggregate(stats_query)
         result.pop("converting_visitors_by_type", None)
-        return answer(appliance, request, export_format, {"status": "success", "data": result},
+        return answer(appliance, request, export_format,
+                      with_meta(appliance, stats_query, "aggregate", {"status": "success", "data": result}),
                       lambda: result_report(stats_query.site, stats_query, "Totals", result))
 
     @get("/timeseries", summary="Visitors and page views per hour, day, week or month", sync_to_thread=True,
          dependencies=INTERVAL_PARAMETER)
     def timeseries(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
         series = appliance.stats.timeseries(stats_query)
-        return answer(appliance, request, export_format, {"status": "success", "data": series},
+        return answer(appliance, request, export_format,
+                      with_meta(appliance, stats_query, "timeseries", {"status": "success", "data": series}),
                       lambda: result_report(stats_query.site, stats_query, "Time series", series,
                                             charts=[series_chart(appliance, stats_query, "visitors", series)]))
 
@@ -237,21 +251,22 @@ class StatsController(Controller):
         export_format: FormatParam = None,
     ) -> Response:
         result = appliance.stats.breakdown(stats_query, property, limit)
-        return answer(appliance, request, export_format, {"status": "success", "data": result},
+        return answer(appliance, request, export_format,
+                      with_meta(appliance, stats_query, "breakdown", {"status": "success", "data": result}, property),
                       lambda: result_report(stats_query.site, stats_query, f"Top {property} values", result))
 
     @get("/entry-pages", summary="Pages visits started on: visits, bounce rate, visit duration", sync_to_thread=True)
     def entry_pages(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10,
                     export_format: FormatParam = None) -> Response:
         rows = appliance.stats.entry_pages(stats_query, limit)
-        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+        return answer(appliance, request, export_format, with_meta(appliance, stats_query, "entry_pages", {"status": "success", "data": rows}),
                       lambda: result_report(stats_query.site, stats_query, "Entry pages", rows))
 
     @get("/exit-pages", summary="Pages visits ended on: exits and exit rate", sync_to_thread=True)
     def exit_pages(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, limit: LimitParam = 10,
                    export_format: FormatParam = None) -> Response:
         rows = appliance.stats.exit_pages(stats_query, limit)
-        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+        return answer(appliance, request, export_format, with_meta(appliance, stats_query, "exit_pages", {"status": "success", "data": rows}),
                       lambda: result_report(stats_query.site, stats_query, "Exit pages", rows))
 
     @get("/time-on-page", summary="Average foreground time and scroll depth per page", sync_to_thread=True)
@@ -264,7 +279,7 @@ class StatsController(Controller):
     @get("/events", summary="Custom events with counts and unique visitors", sync_to_thread=True)
     def events(self, request: Request, appliance: ApplianceDep, stats_query: QueryDep, export_format: FormatParam = None) -> Response:
         rows = appliance.stats.custom_events(stats_query)
-        return answer(appliance, request, export_format, {"status": "success", "data": rows},
+        return answer(appliance, request, export_format, with_meta(appliance, stats_query, "custom_events", {"status": "success", "data": rows}),
                       lambda: result_report(stats_query.site, stats_query, "Custom events", rows))
 
 

@@ -164,8 +164,9 @@ class SitesController(Controller):
         lazy = _lazy(request)
         widgets = {} if lazy else {name: _widget_context(appliance, view, name) for name in WIDGETS}
         segments = appliance.segments.list(site.id, _viewer_id(request))
+        imported = appliance.stats.imported_meta(view.query(), "aggregate")
         return _page(request, "site.html", site=site, view=view, lazy=lazy, widgets=widgets, segments=segments,
-                     **_view_options())
+                     imported=imported, **_view_options())
 
     @get("/{domain:str}/onboarding", guards=[dashboard_site_member],
          summary="Set up tracking: the snippet and a live check for the first event (signed-in users)",

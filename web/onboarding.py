@@ -15,8 +15,9 @@ from appliance.runtime.appliance import Appliance
 
 
 def has_events(appliance: Appliance, site: Site) -> bool:
-    """Whether ``site`` has stored any event (see :meth:`Appliance.has_events`)."""
-    return appliance.has_events(site)
+    """Whether ``site`` has stored any event (see :meth:`Appliance.has_events`), or has
+    imported daily aggregates (a Plausible export) to show."""
+    return appliance.has_events(site) or appliance.stats.has_imported(site)
 
 
 def tracking_snippet(origin: str, domain: str, site: Site | None = None) -> str:

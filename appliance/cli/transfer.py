@@ -73,6 +73,13 @@ def cmd_import(args: argparse.Namespace, open_appliance) -> int:
         print(f"{report.file}: already imported into {report.site}; nothing to do")
         return 0
     verb = "would import" if report.dry_run else "imported"
+    if report.kind == "plausible":  # daily aggregates: rows and days per table
+        print(f"{report.file}: {verb} {report.lines} rows of daily aggregates into {report.site}"
+              f" ({report.first_event} to {report.last_event}) in {report.seconds} s")
+        for table, figures in report.tables.items():
+            print(f"  imported_{table}: {figures['rows']} rows, {figures['days']} days"
+                  f" ({figures['first_day']} to {figures['last_day']})")
+        return 0
     span = f" ({report.first_event} to {report.last_event})" if report.events else ""
     print(f"{report.file}: {verb} {report.events} events into {report.site}{span} from {report.lines} lines"
           f" in {report.seconds} s ({report.events_per_second} events/s)")
@@ -96,8 +103,9 @@ def cmd_site_import(args: argparse.Namespace, open_appliance) -> int:
     with open_appliance(args, "site import") as appliance:
         result = import_site(appliance, args.path, domain=args.domain)
     skipped = "".join(f"; skipped {n} ({why})" for why, n in result["skipped"].items())
+    imported = f", {result['imported_rows']} rows of imported daily aggregates" if result["imported_rows"] else ""
     print(f"{result['site']}: {result['events']} events, {result['goals']} goals, {result['funnels']} funnels, "
-          f"{result['segments']} segments imported{skipped}")
+          f"{result['segments']} segments{imported} imported{skipped}")
     return 0
 
 
@@ -118,7 +126,7 @@ def add_transfer_commands(commands, site, common: argparse.ArgumentParser, open_
 
     imports = commands.add_parser("import", parents=[common], help="import events from a file into a site")
     imports.add_argument("kind", choices=KINDS, help="what the file is")
-    imports.add_argument("path", help="the file: plain, gzip or zip")
+    imports.add_argument("path", help="the file: plain, gzip or zip (plausible: its CSV export's zip)")
     imports.add_argument("--site", required=True, help="the site's domain (must exist)")
     imports.add_argument("--dry-run", action="store_true", help="report what would be imported and skipped; write nothing")
     imports.add_argument("--exclude", action="append", metavar="PATTERN",

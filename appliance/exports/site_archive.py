@@ -9,6 +9,8 @@ site-wide segments (:mod:`appliance.definitions.archive`) and how many events fo
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import zipfile
 from datetime import timedelta
@@ -18,12 +20,15 @@ import msgspec
 
 from appliance.definitions.archive import manifest_of
 from appliance.exports.raw_events import RawEvents
-from appliance.periods import local_today
+from appliance.periods import day_from_number, local_today
+from appliance.plausible_tables import SPECS, archive_columns
 from appliance.query.spec import FIRST_DAY
 from appliance.sites import SiteError
+from storage.imported import METRICS
 
 EVENTS_MEMBER = "events.ndjson"
 MANIFEST_MEMBER = "manifest.json"
+IMPORTED_FOLDER = "imported/"  # imported daily aggregates, as Plausible CSV export tables
 
 
 def export_site(appliance, domain: str, path: str | Path) -> dict[str, int]:
@@ -44,8 +49,36 @@ def export_site(appliance, domain: str, path: str | Path) -> dict[str, int]:
         manifest.events = events
         manifest.exported_at = time.time()
         archive.writestr(MANIFEST_MEMBER, msgspec.json.format(msgspec.json.encode(manifest), indent=2))
-    return {"events": events, "goals": len(manifest.goals), "funnels": len(manifest.funnels),
-            "segments": len(manifest.segments), "private_segments_left_out": manifest.private_segments_left_out}
+        imported = _write_imported(archive, appliance.imported, site.id)
+    counts = {"events": events, "goals": len(manifest.goals), "funnels": len(manifest.funnels),
+              "segments": len(manifest.segments), "private_segments_left_out": manifest.private_segments_left_out}
+    if imported:
+        counts["imported rows"] = imported
+    return counts
 
 
-__all__ = ["EVENTS_MEMBER", "MANIFEST_MEMBER", "export_site"]
+def _write_imported(archive: zipfile.ZipFile, aggregates, site_id: int) -> int:
+    """The site's imported daily aggregates as ``imported/imported_<table>.csv`` in the
+    columns of Plausible's CSV export (what :mod:`appliance.imports.plausible` reads back)."""
+    tables: dict[str, list[tuple[int, str, tuple[int, ...]]]] = {}
+    with aggregates.read() as txn:
+        for table, day, value, metrics in aggregates.items(txn, site_id):
+            tables.setdefault(table, []).append((day, value, metrics))
+    for table, rows in tables.items():
+        spec = SPECS[table]
+        columns = archive_columns(spec)
+        by_column = {column: METRICS.index(metric) for metric, column in spec.metrics.items()}
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for day, value, metrics in rows:
+            writer.writerow([
+                day_from_number(day).isoformat() if column == "date" else value if column == spec.dimension
+                else metrics[by_column[column]] if column in by_column else "" if column in spec.text else 0
+                for column in columns
+            ])
+        archive.writestr(f"{IMPORTED_FOLDER}imported_{table}.csv", out.getvalue())
+    return sum(len(rows) for rows in tables.values())
+
+
+__all__ = ["EVENTS_MEMBER", "IMPORTED_FOLDER", "MANIFEST_MEMBER", "export_site"]

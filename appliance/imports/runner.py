@@ -32,13 +32,14 @@ from appliance.errors import DomainError
 from appliance.imports.access_logs import STATIC_PATTERNS, AccessLogReader
 from appliance.imports.footfall import FootfallReader
 from appliance.imports.hits import Hit, Reader
+from appliance.imports.plausible import PlausibleImport
 from appliance.imports.sources import SourceLine, read_lines
 from appliance.imports.tools import GoatCounterReader, UmamiReader
 from appliance.imports.visitor_ids import ImportVisitors
 from appliance.ingest.drafts import Dropped, InvalidInput, draft_from_collect_body
 from appliance.models import CollectBody, Event, EventKind, RequestContext, Site
 
-KINDS = ("footfall", "access-log", "umami", "goatcounter")
+KINDS = ("footfall", "access-log", "umami", "goatcounter", "plausible")
 CHUNK_ITEMS = 5000
 _RECORD_KIND = "imported"
 _WIRE_NAMES = {"u": "page URL", "n": "event name", "r": "referrer", "p": "properties"}
@@ -61,6 +62,8 @@ class ImportReport(msgspec.Struct, kw_only=True):
     last_event: str = ""
     seconds: float = 0.0
     events_per_second: int = 0
+    # aggregate imports (plausible): per table, rows, days, first_day and last_day
+    tables: dict[str, dict[str, object]] = {}
 
 
 def make_reader(kind: str, site: Site, static_patterns: tuple[str, ...] | None = None) -> Reader:
@@ -84,7 +87,7 @@ class Importer:
 
     def __init__(
         self, *, pipeline, store, records, record: Callable[[list[Event]], object], visit_timeout_seconds: int,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, imported=None,
     ) -> None:
         self._pipeline = pipeline
         self._store = store
@@ -92,6 +95,7 @@ class Importer:
         self._record = record
         self._timeout = visit_timeout_seconds
         self._clock = clock
+        self._imported = imported
 
     @classmethod
     def of(cls, appliance) -> Importer:
@@ -99,6 +103,7 @@ class Importer:
         return cls(
             pipeline=appliance.pipeline, store=appliance.store, records=appliance.records,
             record=appliance.record_sync, visit_timeout_seconds=appliance.settings.sites.visit_timeout_minutes * 60,
+            imported=appliance.imported,
         )
 
     # -- idempotency records --------------------------------------------------------------
@@ -116,9 +121,12 @@ class Importer:
     ) -> ImportReport:
         """Import ``path`` (of ``kind``) into ``site``; ``progress(items_done, items_total)``."""
         began = time.monotonic()
-        reader = make_reader(kind, site, static_patterns)
         name = str(path).rsplit("/", 1)[-1]
         report = ImportReport(kind=kind, file=name, site=site.domain, dry_run=dry_run)
+        if kind == "plausible":  # daily aggregates, not events: stored apart
+            return PlausibleImport(store=self._store, records=self._records, imported=self._imported).run(
+                path, site, report, dry_run=dry_run, progress=progress)
+        reader = make_reader(kind, site, static_patterns)
         total, digest = self._validate(reader, path, site)
         if self._seen(site, "file", digest):
             report.already_imported = True

@@ -20,11 +20,13 @@ from pathlib import Path
 import msgspec
 
 from appliance.definitions.archive import Manifest, check, restore
-from appliance.imports.runner import Importer
+from appliance.imports.plausible import PlausibleImport
+from appliance.imports.runner import Importer, ImportReport
 from appliance.imports.sources import ImportFailure
 
 EVENTS_MEMBER = "events.ndjson"
 MANIFEST_MEMBER = "manifest.json"
+IMPORTED_FOLDER = "imported/"
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -42,6 +44,17 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ImportFailure(f"{name}/{MANIFEST_MEMBER}", f"not a site manifest: {error}") from None
     check(manifest)
     return manifest
+
+
+def _import_aggregates(appliance, path: str | Path, site) -> int:
+    """The archive's imported daily aggregates (``imported/``), if it has any; rows imported."""
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.startswith(IMPORTED_FOLDER) for name in archive.namelist()):
+            return 0
+    report = ImportReport(kind="plausible", file=Path(path).name, site=site.domain, dry_run=False)
+    PlausibleImport(store=appliance.store, records=appliance.records, imported=appliance.imported).run(
+        str(path), site, report, dry_run=False, under=IMPORTED_FOLDER)
+    return report.lines
 
 
 def import_site(appliance, path: str | Path, *, domain: str | None = None, author: str = "cli") -> dict[str, object]:
@@ -64,9 +77,10 @@ def import_site(appliance, path: str | Path, *, domain: str | None = None, autho
             counts = restore(site, manifest, appliance.goals, appliance.funnels, appliance.segments, author)
             appliance.goals.wait()
             report = Importer.of(appliance).run("footfall", str(events_path), site)
+            imported = _import_aggregates(appliance, path, site)
         except BaseException:
             appliance.delete_site(site.domain)
             raise
     appliance.stats.materialiser.wait()
-    return {"site": site.domain, **counts, "events": report.events, "skipped": report.skipped,
+    return {"site": site.domain, **counts, "events": report.events, "imported_rows": imported, "skipped": report.skipped,
             "private_segments_left_out": manifest.private_segments_left_out}

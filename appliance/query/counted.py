@@ -20,6 +20,8 @@ from appliance.periods import (
     week_start,
     zone,
 )
+from appliance.query.imported import ImportedData, merge_breakdown
+from appliance.query.imported import M as IM
 from appliance.query.spec import Query, QueryError
 from storage.counters import Counters
 from storage.keys import DAY, HOUR
@@ -31,8 +33,10 @@ class CountedReports:
     """The unfiltered reports, from counters and sketches (the fast path)."""
 
     def __init__(
-        self, *, counters: Counters, sketches: Sketches, strings: StringTable, coordinator: WriteCoordinator
+        self, *, counters: Counters, sketches: Sketches, strings: StringTable, coordinator: WriteCoordinator,
+        imported: ImportedData | None = None,
     ) -> None:
+        self._imported = imported
         self._counters = counters
         self._sketches = sketches
         self._strings = strings
@@ -56,6 +60,13 @@ class CountedReports:
             txn, query.site.id, metric, query.first_day, query.last_day, precision, dimensions, self.use_rollups
         )
 
+    def _by_text(self, txn, numbers: dict[int, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for value_id, number in numbers.items():
+            text = self._strings.text(value_id, txn)
+            out[text] = out.get(text, 0) + number
+        return out
+
     def _visitors(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, int]:
         merged = self._union(txn, query, metric, precision, dimensions)
         return {dimension: sketch.count() for dimension, sketch in merged.items()}
@@ -71,6 +82,14 @@ class CountedReports:
             visits = self._sum(txn, query, dims.VISITS).get(0, 0)
             bounces = self._sum(txn, query, dims.BOUNCES).get(0, 0)
             duration = self._sum(txn, query, dims.VISIT_DURATION).get(0, 0)
+            extra = self._imported.totals(txn, query) if self._imported is not None else None
+        if extra is not None:  # imported days: their figures added, visitors summed
+            visitors += extra["visitors"]
+            visits += extra["visits"]
+            pageviews += extra["pageviews"]
+            bounces += extra["bounces"]
+            duration += extra["visit_duration"]
+            events += extra["events"]
         return {
             "visitors": visitors,
             "visits": visits,
@@ -93,26 +112,30 @@ class CountedReports:
             start = {"day": day, "week": week_start(day), "month": month_start(day)}[query.interval]
             groups.setdefault(start, []).append(number)
         with self._read() as txn:
-            if query.interval != "day":  # a whole week or month is one rollup bucket
-                return [
-                    self._point(txn, query.site.id, start, numbers[0], numbers[-1])
-                    for start, numbers in groups.items()
-                ]
-            pageviews: dict[int, int] = {}
-            for day, _, value in self._counters.scan(
-                txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day
-            ):
-                pageviews[day] = pageviews.get(day, 0) + value
-            visits: dict[int, int] = {}
-            for day, _, value in self._counters.scan(
-                txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day
-            ):
-                visits[day] = visits.get(day, 0) + value
-            sketches: dict[int, int] = {}
-            for day, _, raw in self._sketches.scan(
-                txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day
-            ):
-                sketches[day] = Sketch.from_bytes(raw).count()
+            extra = self._imported.by_day(txn, query) if self._imported is not None else None
+            series = self._series(txn, query, groups)
+        if extra:  # imported days: their figures added to their point
+            for point, numbers in zip(series, groups.values(), strict=True):
+                for number in numbers:
+                    metrics = extra.get(number)
+                    if metrics is not None:
+                        point["visitors"] += metrics[0]
+                        point["visits"] += metrics[1]
+                        point["pageviews"] += metrics[2]
+        return series
+
+    def _series(self, txn, query: Query, groups: dict[date, list[int]]) -> list[dict[str, object]]:
+        if query.interval != "day":  # a whole week or month is one rollup bucket
+            return [self._point(txn, query.site.id, start, numbers[0], numbers[-1]) for start, numbers in groups.items()]
+        pageviews: dict[int, int] = {}
+        for day, _, value in self._counters.scan(txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day):
+            pageviews[day] = pageviews.get(day, 0) + value
+        visits: dict[int, int] = {}
+        for day, _, value in self._counters.scan(txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day):
+            visits[day] = visits.get(day, 0) + value
+        sketches: dict[int, int] = {}
+        for day, _, raw in self._sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day):
+            sketches[day] = Sketch.from_bytes(raw).count()
         return [
             {
                 "date": start.isoformat(),
@@ -163,13 +186,21 @@ class CountedReports:
             # Visitors are unions of 30 daily sketches per value: compute them only for the
             # values with the most page views (twice the rows shown), which hold the top rows.
             candidates = sorted(pageviews, key=pageviews.get, reverse=True)[: max(limit * 2, 20)]
+            extra = self._imported.breakdown(txn, query, dimension) if self._imported is not None else None
+            if extra:  # and the native side of the top imported values
+                top_imported = sorted(extra, key=lambda value: -extra[value]["visitors"])[: max(limit * 2, 20)]
+                known = {self._strings.lookup(value, txn) for value in top_imported}
+                candidates += [value_id for value_id in known - set(candidates) if value_id in pageviews]
             visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
             visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
             bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
             durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
             rows = []
+            raw: dict[str, tuple[int, int]] = {}
             for value_id in candidates:
                 value_visits = visits.get(value_id, 0)
+                if extra:
+                    raw[self._strings.text(value_id, txn)] = (bounces.get(value_id, 0), durations.get(value_id, 0))
                 rows.append(
                     {
                         "value": self._strings.text(value_id, txn),
@@ -181,14 +212,19 @@ class CountedReports:
                         "visit_duration": round(durations.get(value_id, 0) / value_visits) if value_visits else 0,
                     }
                 )
+        values = len(pageviews)
+        total_pageviews = sum(pageviews.values())
+        if extra:
+            values += merge_breakdown(rows, raw, extra)
+            total_pageviews += sum(row["pageviews"] for row in extra.values())
         rows.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
         top = rows[:limit]
         shown = {row["value"] for row in top}
-        rest_pageviews = sum(pageviews.values()) - sum(row["pageviews"] for row in top)
+        rest_pageviews = total_pageviews - sum(row["pageviews"] for row in top)
         return {
             "dimension": dimension,
             "results": top,
-            "rest": {"values": len(pageviews) - len(shown), "pageviews": rest_pageviews},
+            "rest": {"values": values - len(shown), "pageviews": rest_pageviews},
         }
 
     def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
@@ -198,10 +234,17 @@ class CountedReports:
             visits = self._sum(txn, query, metric)
             bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, "page"))
             durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, "page"))
+            extra = self._imported.by_value(txn, query, "entry_pages", "entry_pages") if self._imported else None
+            if extra:  # imported days: every value by its text, the imported figures added
+                visits, bounces, durations = (self._by_text(txn, d) for d in (visits, bounces, durations))
+                for value, m in extra.items():
+                    visits[value] = visits.get(value, 0) + m[IM["entrances"]]
+                    bounces[value] = bounces.get(value, 0) + m[IM["bounces"]]
+                    durations[value] = durations.get(value, 0) + m[IM["visit_duration"]]
             top = sorted((i for i in visits if visits[i] > 0), key=lambda i: -visits[i])[:limit]
             return [
                 {
-                    "value": self._strings.text(i, txn),
+                    "value": i if extra else self._strings.text(i, txn),
                     "visits": visits[i],
                     "bounce_rate": _rate(bounces.get(i, 0), visits[i]),
                     "visit_duration": round(durations.get(i, 0) / visits[i]),
@@ -215,10 +258,17 @@ class CountedReports:
         with self._read() as txn:
             exits = self._sum(txn, query, dims.EXIT_PAGES)
             pageviews = self._sum(txn, query, pageview_metric)
+            extra = self._imported.by_value(txn, query, "exit_pages", "exit_pages") if self._imported else None
+            if extra:  # imported days: every value by its text, the imported figures added
+                exits, pageviews = self._by_text(txn, exits), self._by_text(txn, pageviews)
+                for value, m in extra.items():
+                    exits[value] = exits.get(value, 0) + m[IM["exits"]]
+                for value, m in self._imported.by_value(txn, query, "exit_pages", "pages").items():
+                    pageviews[value] = pageviews.get(value, 0) + m[IM["pageviews"]]
             top = sorted((i for i in exits if exits[i] > 0), key=lambda i: -exits[i])[:limit]
             return [
                 {
-                    "value": self._strings.text(i, txn),
+                    "value": i if extra else self._strings.text(i, txn),
                     "exits": exits[i],
                     "pageviews": pageviews.get(i, 0),
                     "exit_rate": _rate(exits[i], pageviews.get(i, 0)),
@@ -251,6 +301,16 @@ class CountedReports:
                 {"name": self._strings.text(i, txn), "events": n, "visitors": visitors.get(i, 0)}
                 for i, n in counts.items()
             ]
+            extra = self._imported.by_value(txn, query, "custom_events", "custom_events") if self._imported else None
+        if extra:  # imported days: their counts added, by name
+            by_name = {row["name"]: row for row in rows}
+            for name, m in extra.items():
+                row = by_name.get(name)
+                if row is None:
+                    row = by_name[name] = {"name": name, "events": 0, "visitors": 0}
+                    rows.append(row)
+                row["events"] += m[IM["events"]]
+                row["visitors"] += m[IM["visitors"]]
         return sorted(rows, key=lambda row: (-row["events"], row["name"]))
 
     def conversions(self, query: Query) -> dict[str, object]:
@@ -301,6 +361,10 @@ class CountedReports:
             categories = {name: Sketch(DIMENSION_PRECISION) for name in SEED_CATEGORIES}
             for channel_id, sketch in by_channel.items():
                 categories[traffic_category(self._strings.text(channel_id, txn))].merge(sketch)
+            extra = self._imported.totals(txn, query) if self._imported is not None else None
+        if extra is not None:  # imported days: their totals (they hold no channels)
+            visitors += extra["visitors"]
+            pageviews += extra["pageviews"]
         return {
             "total_visitors": visitors,
             "total_page_views": pageviews,

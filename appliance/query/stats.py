@@ -10,6 +10,9 @@ differ between two screens. Three paths give the same shapes:
   and timeseries; other reports scan);
 - *scanned* (:mod:`appliance.query.scans`): any filters — the period's column blocks.
 
+Imported daily aggregates (:mod:`appliance.query.imported`) join the counted path only: a
+filtered query leaves imported days out, and :meth:`Stats.imported_meta` says so.
+
 The choice is made in :meth:`Stats._path`, once, rather than by each report.
 """
 
@@ -30,11 +33,13 @@ from appliance.filters import make_filter
 from appliance.models import Site
 from appliance.query.counted import CountedReports, change
 from appliance.query.funnel_report import FunnelReports
+from appliance.query.imported import ImportedData
 from appliance.query.materialised import Materialiser
 from appliance.query.materialised_reads import MaterialisedReports
 from appliance.query.scans import Scans
 from appliance.query.spec import Query
 from storage.counters import Counters
+from storage.imported import ImportedAggregates
 from storage.sketches import Sketches
 from storage.strings import StringTable
 
@@ -54,8 +59,12 @@ class Stats:
         materialiser: Materialiser,
         materialised: MaterialisedReports,
         segments: Segments,
+        imported: ImportedAggregates | None = None,
     ) -> None:
-        self.counted = CountedReports(counters=counters, sketches=sketches, strings=strings, coordinator=coordinator)
+        self.imported = ImportedData(imported) if imported is not None else None
+        self.counted = CountedReports(
+            counters=counters, sketches=sketches, strings=strings, coordinator=coordinator, imported=self.imported
+        )
         self.scans = scans
         self.materialiser = materialiser
         self.materialised = materialised
@@ -94,6 +103,16 @@ class Stats:
             if found is not None:
                 return found
         return scanned()
+
+    def imported_meta(self, query: Query, report: str, dimension: str | None = None) -> dict[str, object] | None:
+        """Whether the answer to ``report`` includes the imported days of the query's range
+        (:meth:`ImportedData.meta <appliance.query.imported.ImportedData.meta>`); ``None``
+        when the range has none. The counted path adds them; a filtered query never does."""
+        return self.imported.meta(query, report, dimension) if self.imported is not None else None
+
+    def has_imported(self, site: Site) -> bool:
+        """Whether ``site`` has imported daily aggregates (it has data without events)."""
+        return self.imported is not None and self.imported.has_data(site.id)
 
     # -- the vocabulary -------------------------------------------------------------------
     def aggregate(self, query: Query) -> dict[str, object]:

@@ -65,6 +65,7 @@ from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
+from storage.imported import ImportedAggregates
 from storage.journal import Journal
 from storage.records import Records
 from storage.sketches import Sketches
@@ -113,6 +114,7 @@ class Appliance:
             store, cache_size=memory.sketch_cache_entries, rolled_up=dims.ROLLED_UP_SKETCHES
         )
         eventlog = self.eventlog = EventLog(store)
+        self.imported = ImportedAggregates(store)
         journal = self.journal = Journal(store)
         sites = self.sites = SiteRegistry(store, records, settings.sites.timezone, settings.sites.retention_days)
         ensure_rollups(store, records, sites, counters, sketches)
@@ -162,6 +164,7 @@ class Appliance:
         self.stats = Stats(
             counters=counters, sketches=sketches, strings=strings, coordinator=coordinator,
             live=self.live, scans=scans, materialiser=materialiser, materialised=materialised, segments=segments,
+            imported=self.imported,
         )
         self.goal_reports = GoalReports(
             goals=goals, counted=self.stats.counted, scans=scans, counters=counters, sketches=sketches,
@@ -356,6 +359,7 @@ class Appliance:
         self.rederiver.delete_site(txn, site.id)
         self.alert_rules.delete_site(txn, site.id)
         self.alert_history.delete_site(txn, site.id)
+        self.imported.delete_site(txn, site.id)
         prefix = f"{site.id:010d}/"
         for key, _ in list(self.records.scan("schedule", txn)):  # the delivery ledgers of its schedules
             if key.startswith(prefix):
