@@ -154,6 +154,10 @@ def test_timeseries_by_month_and_per_hour(server):
     refused = httpx.get(f"{server.url}/api/plausible/v1/stats/timeseries", headers=server.auth(),
                         params={"site_id": SITE, "period": "day", "date": "2025-03-02", "metrics": "bounce_rate"})
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "metrics"
+    filtered = httpx.get(f"{server.url}/api/plausible/v1/stats/timeseries", headers=server.auth(),
+                         params={"site_id": SITE, "period": "day", "date": "2025-03-02", "metrics": "events",
+                                 "filters": "visit:browser==Firefox"})
+    assert filtered.status_code == 400 and filtered.json()["error"]["field"] == "metrics"
     wrong = httpx.get(f"{server.url}/api/plausible/v1/stats/aggregate", headers=server.auth(),
                       params={"site_id": SITE, "with_imported": "yes"})
     assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "with_imported"
