@@ -5,7 +5,7 @@ Footfall's own stats routes (``/api/v1/stats/...``) already use those names with
 vocabulary (``site``, ``start_date``/``end_date``, ``{"status", "data"}`` answers), so tools
 built for Plausible's API (Grafana data sources, scripts) point at this prefix instead:
 ``site_id``, ``period``/``date``, ``metrics``, ``property``, ``filters``, ``compare``,
-``interval``, ``limit``, ``page``, answered ``{"results": ...}``, with an API key as the
+``interval``, ``limit``, ``page``, ``with_imported``, answered ``{"results": ...}``, with an API key as the
 ``Authorization: Bearer`` token (the same guard as every stats route; ``site_id`` may be the
 site's domain or its Plausible site id). The translation is :mod:`appliance.query.plausible`.
 """
@@ -27,6 +27,8 @@ PeriodParam = Annotated[str | None, QueryParameter(name="period", description="d
 DateParam = Annotated[str | None, QueryParameter(name="date", description="YYYY-MM-DD (the period's last day), or YYYY-MM-DD,YYYY-MM-DD for custom")]
 MetricsParam = Annotated[str | None, QueryParameter(name="metrics", description="Comma-separated; default visitors (README: Plausible-compatible Stats API)")]
 FiltersParam = Annotated[str | None, QueryParameter(name="filters", description="e.g. visit:browser==Firefox;event:page==/blog*")]
+WithImportedParam = Annotated[str | None, QueryParameter(
+    name="with_imported", description="true adds imported data where the query allows it; false (default) leaves it out")]
 
 
 def plausible_interval(
@@ -46,9 +48,10 @@ class PlausibleStatsController(Controller):
         self, request: Request, appliance: ApplianceDep, site_id: SiteIdParam, period: PeriodParam = None,
         date: DateParam = None, metrics: MetricsParam = None, filters: FiltersParam = None,
         compare: Annotated[str | None, QueryParameter(name="compare", description="previous_period")] = None,
+        with_imported: WithImportedParam = None,
     ) -> dict[str, Any]:
         plausible = PlausibleStats(appliance.stats)
-        query = plausible.query(site_of(request), period, date, filters)
+        query = plausible.query(site_of(request), period, date, filters, imported=with_imported)
         return plausible.aggregate(query, metrics, compare)
 
     @get("/timeseries", summary="Plausible Stats API v1: metrics per day, hour or month", sync_to_thread=True,
@@ -56,8 +59,10 @@ class PlausibleStatsController(Controller):
     def timeseries(
         self, request: Request, appliance: ApplianceDep, site_id: SiteIdParam, interval: IntervalDep,
         period: PeriodParam = None, date: DateParam = None, metrics: MetricsParam = None, filters: FiltersParam = None,
+        with_imported: WithImportedParam = None,
     ) -> dict[str, Any]:
-        return PlausibleStats(appliance.stats).timeseries(site_of(request), period, date, filters, metrics, interval or None)
+        return PlausibleStats(appliance.stats).timeseries(site_of(request), period, date, filters, metrics, interval or None,
+                                                          with_imported)
 
     @get("/breakdown", summary="Plausible Stats API v1: top values of one property", sync_to_thread=True)
     def breakdown(
@@ -66,9 +71,10 @@ class PlausibleStatsController(Controller):
         property: Annotated[str | None, QueryParameter(name="property", description="e.g. visit:source, event:page")] = None,  # noqa: A002
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
         page: Annotated[int, QueryParameter(name="page", ge=1, le=100)] = 1,
+        with_imported: WithImportedParam = None,
     ) -> dict[str, Any]:
         plausible = PlausibleStats(appliance.stats)
-        query = plausible.query(site_of(request), period, date, filters)
+        query = plausible.query(site_of(request), period, date, filters, imported=with_imported)
         return plausible.breakdown(query, property, metrics, limit, page)
 
     @get("/realtime/visitors", summary="Plausible Stats API v1: visitors in the last 5 minutes (a number)", sync_to_thread=True)

@@ -102,10 +102,14 @@ class CountedReports:
             "converting_visitors_by_type": converters,
         }
 
-    def timeseries(self, query: Query) -> list[dict[str, object]]:
+    def timeseries(self, query: Query, visit_metrics: bool = False) -> list[dict[str, object]]:
+        """Visitors, page views and visits per bucket; with ``visit_metrics`` also the bounce
+        rate, visit duration and custom events, as :meth:`aggregate` of the bucket's days
+        answers them (an hour has custom events only: visits are counted per day)."""
         if query.interval == "hour":
             with self._read() as txn:
-                return self._hourly(txn, query)
+                series = self._hourly(txn, query)
+            return series if visit_metrics else [_without(point, "events") for point in series]
         groups: dict[date, list[int]] = {}
         for number in range(query.first_day, query.last_day + 1):
             day = day_from_number(number)
@@ -119,20 +123,19 @@ class CountedReports:
                 for number in numbers:
                     metrics = extra.get(number)
                     if metrics is not None:
-                        point["visitors"] += metrics[0]
-                        point["visits"] += metrics[1]
-                        point["pageviews"] += metrics[2]
-        return series
+                        for name in ("visitors", "visits", "pageviews", "bounces", "visit_duration", "events"):
+                            point[name] += metrics[IM[name]]
+        if not visit_metrics:
+            return [_without(point, "bounces", "visit_duration", "events") for point in series]
+        return [_rated(point) for point in series]
 
     def _series(self, txn, query: Query, groups: dict[date, list[int]]) -> list[dict[str, object]]:
         if query.interval != "day":  # a whole week or month is one rollup bucket
             return [self._point(txn, query.site.id, start, numbers[0], numbers[-1]) for start, numbers in groups.items()]
-        pageviews: dict[int, int] = {}
-        for day, _, value in self._counters.scan(txn, query.site.id, DAY, dims.PAGEVIEWS, query.first_day, query.last_day):
-            pageviews[day] = pageviews.get(day, 0) + value
-        visits: dict[int, int] = {}
-        for day, _, value in self._counters.scan(txn, query.site.id, DAY, dims.VISITS, query.first_day, query.last_day):
-            visits[day] = visits.get(day, 0) + value
+        pageviews, visits, bounces, duration, events = (
+            self._per_day(txn, query, metric)
+            for metric in (dims.PAGEVIEWS, dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION, dims.CUSTOM_EVENTS)
+        )
         sketches: dict[int, int] = {}
         for day, _, raw in self._sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day):
             sketches[day] = Sketch.from_bytes(raw).count()
@@ -142,18 +145,35 @@ class CountedReports:
                 "visitors": sketches.get(number, 0),
                 "pageviews": pageviews.get(number, 0),
                 "visits": visits.get(number, 0),
+                "bounces": bounces.get(number, 0),
+                "visit_duration": duration.get(number, 0),
+                "events": events.get(number, 0),
             }
             for start, (number,) in groups.items()
         ]
 
+    def _per_day(self, txn, query: Query, metric: int) -> dict[int, int]:
+        """``{day: total over dimensions}`` of one counter over the query's days."""
+        out: dict[int, int] = {}
+        for day, _, value in self._counters.scan(txn, query.site.id, DAY, metric, query.first_day, query.last_day):
+            out[day] = out.get(day, 0) + value
+        return out
+
     def _point(self, txn, site: int, start: date, first: int, last: int) -> dict[str, object]:
         rollups = self.use_rollups
         visitors = self._sketches.union_days(txn, site, dims.VISITORS, first, last, SITE_PRECISION, None, rollups)
+
+        def total(metric: int) -> int:
+            return sum(v for _, v in self._counters.scan_days(txn, site, metric, first, last, rollups))
+
         return {
             "date": start.isoformat(),
             "visitors": visitors[0].count() if 0 in visitors else 0,
-            "pageviews": sum(v for _, v in self._counters.scan_days(txn, site, dims.PAGEVIEWS, first, last, rollups)),
-            "visits": sum(v for _, v in self._counters.scan_days(txn, site, dims.VISITS, first, last, rollups)),
+            "pageviews": total(dims.PAGEVIEWS),
+            "visits": total(dims.VISITS),
+            "bounces": total(dims.BOUNCES),
+            "visit_duration": total(dims.VISIT_DURATION),
+            "events": total(dims.CUSTOM_EVENTS),
         }
 
     def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
@@ -166,12 +186,16 @@ class CountedReports:
             hour: Sketch.from_bytes(raw).count()
             for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
         }
+        events: dict[int, int] = {}
+        for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.CUSTOM_EVENTS, first, last):
+            events[hour] = events.get(hour, 0) + value
         tz = zone(query.site.timezone)
         return [
             {
                 "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
                 "visitors": visitors.get(hour, 0),
                 "pageviews": pageviews.get(hour, 0),
+                "events": events.get(hour, 0),
             }
             for hour in range(first, last + 1)
         ]
@@ -377,6 +401,22 @@ def change(current: float, previous: float) -> float | None:
     if not previous:
         return None
     return round(100 * (current - previous) / previous, 1)
+
+
+def _without(point: dict[str, object], *names: str) -> dict[str, object]:
+    for name in names:
+        del point[name]
+    return point
+
+
+def _rated(point: dict[str, object]) -> dict[str, object]:
+    """A series point with its summed bounces and visit seconds as the aggregate's bounce
+    rate and average visit duration."""
+    visits, bounces, duration = int(point["visits"]), int(point.pop("bounces")), int(point.pop("visit_duration"))  # type: ignore[call-overload]
+    point["bounce_rate"] = _rate(bounces, visits)
+    point["visit_duration"] = round(duration / visits) if visits else 0
+    point["events"] = point.pop("events")  # after the rates, as in the aggregate
+    return point
 
 
 def _rate(part: int, whole: int) -> float:

@@ -8,7 +8,9 @@ to the native figures of their days, as Plausible does: visitors of imported day
 - a query with any filter (the tables hold one dimension at a time, so "browser is Firefox"
   has no answer for pages);
 - an hourly time series (the tables hold days);
-- a breakdown by a dimension no table holds (channel, referrer, UTM tags, screen, …).
+- a breakdown by a dimension no table holds (channel, referrer, UTM tags, screen, …);
+- a query that asks without them (``Query.imported`` false: the Plausible API's
+  ``with_imported=false``, its default).
 
 Such queries leave imported days out, and :meth:`ImportedData.meta` says so. Every read first
 looks up the site's imported day range (one key): a site without imported data pays that one
@@ -37,6 +39,8 @@ REPORTS = ("aggregate", "timeseries", "breakdown", "entry_pages", "exit_pages", 
 
 def exclusion(query: Query, report: str, dimension: str | None = None) -> str | None:
     """Why imported days cannot answer ``report`` for ``query``, or ``None`` if they can."""
+    if not query.imported:
+        return "imported data left out on request"
     if query.filters:
         return "imported data cannot be filtered"
     if report not in REPORTS:
@@ -101,10 +105,16 @@ class ImportedData:
         return out
 
     def by_day(self, txn, query: Query) -> dict[int, list[int]] | None:
+        """Per day: the ``visitors`` table's metrics, with the day's custom events as ``events``."""
         span = self._usable(txn, query, "timeseries")
         if span is None:
             return None
-        return self._aggregates.days(txn, query.site.id, "visitors", *span)
+        out = self._aggregates.days(txn, query.site.id, "visitors", *span)
+        for metrics in out.values():  # events as the totals count them: from custom_events
+            metrics[M["events"]] = 0
+        for day, metrics in self._aggregates.days(txn, query.site.id, "custom_events", *span).items():
+            out.setdefault(day, [0] * len(METRICS))[M["events"]] += metrics[M["events"]]
+        return out
 
     def by_value(self, txn, query: Query, report: str, table: str, dimension: str | None = None) -> dict[str, list[int]] | None:
         span = self._usable(txn, query, report, dimension)

@@ -1,7 +1,7 @@
 """Plausible's Stats API v1 vocabulary, answered from Footfall's one query vocabulary.
 
 :class:`PlausibleStats` takes Plausible's parameters (``period`` and ``date``, ``metrics``,
-``property``, ``filters``, ``compare``, ``interval``, ``limit``, ``page``) and answers in
+``property``, ``filters``, ``compare``, ``interval``, ``limit``, ``page``, ``with_imported``) and answers in
 Plausible's shapes (``{"results": ...}``) by calling :class:`~appliance.query.stats.Stats`:
 the numbers are the dashboard's. The mapping tables below are the documentation (README,
 "Plausible-compatible Stats API"); whatever they do not name is refused with a
@@ -13,6 +13,8 @@ from __future__ import annotations
 import calendar
 from datetime import date, timedelta
 
+import msgspec
+
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.models import Site
 from appliance.periods import local_today
@@ -23,7 +25,10 @@ PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
 AGGREGATE_METRICS = (
     "visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events", "conversion_rate",
 )
-TIMESERIES_METRICS = ("visitors", "visits", "pageviews", "views_per_visit")
+TIMESERIES_METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events")
+HOURLY_METRICS = ("visitors", "pageviews", "events")  # visits are counted per day
+# the time series metrics the filtered paths leave out: taken from an aggregate per bucket
+BUCKET_AGGREGATE_METRICS = ("bounce_rate", "visit_duration", "events")
 BREAKDOWN_METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events")
 # Plausible property -> Footfall breakdown dimension
 PROPERTIES = {
@@ -49,7 +54,14 @@ PROPERTIES = {
 }
 # answered by their own reports rather than the breakdown
 SPECIAL_PROPERTIES = ("event:name", "visit:entry_page", "visit:exit_page")
+REPORT_OF = {"event:name": "custom_events", "visit:entry_page": "entry_pages", "visit:exit_page": "exit_pages"}
 GOAL_DIMENSIONS = ("goal", "event")  # filters whose visitors convert (conversion_rate)
+# the ``warning`` of an answer asked with_imported=true that could not include imported days
+IMPORTED_WARNINGS = {
+    "interval": "Imported stats are not included because the time dimension (i.e. the interval) is too short.",
+    "query": "Imported stats are not included in the results because query parameters are not supported. "
+             "For more information, see: https://plausible.io/docs/stats-api#filtering-imported-stats",
+}
 
 
 def _error(field: str, message: str) -> QueryError:
@@ -89,6 +101,16 @@ def date_range(site: Site, period: str, date_text: str | None) -> tuple[date, da
     if period in ("6mo", "12mo"):
         return _months_back(anchor, int(period[:-2]) - 1), _month_end(anchor)
     raise _error("period", f"Invalid period {period!r}: use one of {', '.join(PERIODS)}")
+
+
+def with_imported(text: str | None) -> bool:
+    """Plausible's ``with_imported``: ``true`` adds imported days where the query allows; absent
+    or ``false`` (Plausible's default) leaves them out."""
+    if text is None or text.strip().lower() == "false":
+        return False
+    if text.strip().lower() == "true":
+        return True
+    raise _error("with_imported", f"Invalid with_imported {text!r}: use true or false")
 
 
 def metric_list(text: str | None, allowed: tuple[str, ...]) -> list[str]:
@@ -132,10 +154,11 @@ class PlausibleStats:
         self._stats = stats
 
     def query(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
-              interval: str = "day") -> Query:
+              interval: str = "day", imported: str | None = None) -> Query:
         first, last = date_range(site, period or "30d", date_text)
         try:
-            return Query(site=site, date_from=first, date_to=last, interval=interval, filters=plausible_filters(filters))
+            return Query(site=site, date_from=first, date_to=last, interval=interval, filters=plausible_filters(filters),
+                         imported=with_imported(imported))
         except QueryError as error:
             if error.field not in ("start_date", "end_date"):
                 raise
@@ -149,8 +172,8 @@ class PlausibleStats:
                 raise _error("metrics", "Metric `conversion_rate` can only be queried with a goal filter "
                                         "(event:goal==NAME or event:name==NAME)")
             others = [f for f in query.filters if f.dimension not in GOAL_DIMENSIONS]
-            everyone = self._stats.aggregate(Query(site=query.site, date_from=query.date_from,
-                                                   date_to=query.date_to, filters=others))
+            # the goal-filtered visitors never include imported days: nor may the whole they are part of
+            everyone = self._stats.aggregate(msgspec.structs.replace(query, filters=others, imported=False))
             whole = int(everyone.get("visitors", 0))
             totals["conversion_rate"] = round(100 * int(totals.get("visitors", 0)) / whole, 1) if whole else 0.0
         return _pick(totals, metrics)
@@ -159,23 +182,58 @@ class PlausibleStats:
         metrics = metric_list(metrics_text, AGGREGATE_METRICS)
         current = self._totals(query, metrics)
         if not compare:
-            return {"results": {name: {"value": value} for name, value in current.items()}}
+            return self._warned({"results": {name: {"value": value} for name, value in current.items()}}, query, "aggregate")
         if compare != "previous_period":
             raise _error("compare", f"Invalid compare {compare!r}: use previous_period")
         previous = self._totals(query.compared("previous_period"), metrics)
-        return {"results": {name: {"value": value, "change": _change(value, previous[name])}
-                            for name, value in current.items()}}
+        return self._warned({"results": {name: {"value": value, "change": _change(value, previous[name])}
+                                         for name, value in current.items()}}, query, "aggregate")
+
+    def _warned(self, answer: dict[str, object], query: Query, report: str, dimension: str | None = None) -> dict[str, object]:
+        """``answer`` with Plausible's ``warning`` when it was asked with imported data and the
+        range has imported days it could not include."""
+        if query.imported:
+            meta = self._stats.imported_meta(query, report, dimension)
+            if meta is not None and not meta["included"]:
+                hourly = report == "timeseries" and query.interval == "hour"
+                answer["warning"] = IMPORTED_WARNINGS["interval" if hourly else "query"]
+        return answer
 
     def timeseries(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
-                   metrics_text: str | None, interval: str | None) -> dict[str, object]:
+                   metrics_text: str | None, interval: str | None, imported: str | None = None) -> dict[str, object]:
         metrics = metric_list(metrics_text, TIMESERIES_METRICS)
         period = period or "30d"
         buckets = {None: "hour" if period == "day" else "day", "date": "day", "day": "day", "hour": "hour",
                    "month": "month", "week": "week"}
         if interval not in buckets:
             raise _error("interval", f"Invalid interval {interval!r}: use date or month")
-        query = self.query(site, period, date_text, filters, buckets[interval])
-        return {"results": [{"date": row["date"], **_pick(row, metrics)} for row in self._stats.timeseries(query)]}
+        query = self.query(site, period, date_text, filters, buckets[interval], imported)
+        if query.interval == "hour":
+            for name in metrics:
+                if name not in HOURLY_METRICS:
+                    raise _error("metrics", f"The metric `{name}` is counted per day: use interval=date "
+                                            f"(per hour: {', '.join(HOURLY_METRICS)})")
+        rows = self._stats.timeseries(query, visit_metrics=any(name in BUCKET_AGGREGATE_METRICS for name in metrics))
+        rows = self._bucket_totals(query, rows, metrics)
+        return self._warned({"results": [{"date": row["date"], **_pick(row, metrics)} for row in rows]},
+                            query, "timeseries")
+
+    def _bucket_totals(self, query: Query, rows: list[dict[str, object]], metrics: list[str]) -> list[dict[str, object]]:
+        """``rows`` with the metrics the series left out (the filtered paths count visitors,
+        visits and page views per bucket) taken from the aggregate of each bucket's days."""
+        missing = [name for name in BUCKET_AGGREGATE_METRICS if name in metrics and rows and name not in rows[0]]
+        if not missing:
+            return rows
+        if query.interval == "hour":  # the filtered paths count no events per hour
+            raise _error("metrics", f"The metric `{missing[0]}` per hour needs a query without filters; use interval=date")
+        starts = [date.fromisoformat(str(row["date"])) for row in rows]
+        for index, row in enumerate(rows):
+            first = max(starts[index], query.date_from)
+            last = starts[index + 1] - timedelta(days=1) if index + 1 < len(rows) else query.date_to
+            totals = self._stats.aggregate(msgspec.structs.replace(query, date_from=first, date_to=last))
+            for name in missing:
+                row[name] = totals[name]
+        return rows
 
     def breakdown(self, query: Query, property_name: str | None, metrics_text: str | None,
                   limit: int, page: int) -> dict[str, object]:
@@ -203,7 +261,9 @@ class PlausibleStats:
         else:
             raise _error("property", f"Invalid property {property_name!r}; see README, Plausible-compatible Stats API")
         shown = rows[limit * (page - 1): wanted]
-        return {"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]}
+        report, dimension = REPORT_OF.get(property_name, "breakdown"), PROPERTIES.get(property_name)
+        return self._warned({"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]},
+                            query, report, dimension)
 
 
 def _value(property_name: str, value: object) -> object:

@@ -26,13 +26,15 @@ class QueryError(DomainError):
 
 class Query(msgspec.Struct, kw_only=True):
     """What every stats function takes: a site, an inclusive local date range, an interval,
-    and filters (see :mod:`appliance.filters`; none means the pre-aggregated fast path)."""
+    and filters (see :mod:`appliance.filters`; none means the pre-aggregated fast path).
+    ``imported=False`` leaves imported daily aggregates out (:mod:`appliance.query.imported`)."""
 
     site: Site
     date_from: date
     date_to: date
     interval: str = "day"
     filters: list[Filter] = []
+    imported: bool = True
 
     def __post_init__(self) -> None:
         check_day("start_date", self.date_from)
@@ -66,7 +68,8 @@ class Query(msgspec.Struct, kw_only=True):
             raise QueryError(
                 "compare", f"the {mode} period would start on {start.isoformat()}, before {FIRST_DAY.isoformat()}"
             )
-        return Query(site=self.site, date_from=start, date_to=end, interval=self.interval, filters=self.filters)
+        return Query(site=self.site, date_from=start, date_to=end, interval=self.interval, filters=self.filters,
+                     imported=self.imported)
 
     def hour_range(self) -> tuple[int, int]:
         start = day_start_timestamp(self.date_from, self.site.timezone)

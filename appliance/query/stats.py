@@ -141,10 +141,12 @@ class Stats:
             },
         }
 
-    def timeseries(self, query: Query) -> list[dict[str, object]]:
+    def timeseries(self, query: Query, visit_metrics: bool = False) -> list[dict[str, object]]:
+        """Visitors, page views and visits per bucket; ``visit_metrics`` adds the bounce rate,
+        visit duration and custom events where the counted path answers (unfiltered)."""
         return self._path(
             query,
-            lambda: self.counted.timeseries(query),
+            lambda: self.counted.timeseries(query, visit_metrics),
             lambda: self.scans.timeseries(query),
             lambda segment: self.materialised.timeseries(query, segment),
         )
