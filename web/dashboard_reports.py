@@ -45,6 +45,7 @@ from web.dependencies import ApplianceDep, FormDep
 from web.pages import page as _page
 
 FILTER_ROWS = 3
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 COMPARISON_LABELS = {"off": "No comparison", "previous_period": "Previous period", "year_over_year": "Year over year"}
 
 
@@ -89,6 +90,7 @@ def _options(appliance: Appliance, site_id: int) -> dict[str, Any]:
         "metric_labels": METRICS, "report_dimensions": DIMENSIONS, "report_periods": PERIODS,
         "report_comparisons": {key: COMPARISON_LABELS[key] for key in COMPARISONS}, "operators": OPERATORS,
         "intervals": ("hour", "day", "week", "month"), "frequencies": FREQUENCIES, "formats": FORMATS,
+        "weekday_names": WEEKDAY_NAMES,
         "site_segments": [s for s in appliance.segments.list(site_id) if s.visibility == "site"],
         **_view_options(),
     }
@@ -112,20 +114,27 @@ def _schedule_rows(appliance: Appliance, schedules) -> list[dict[str, Any]]:
         status = appliance.scheduler.status(schedule, limit=5)
         target = reports.get(schedule.report_id)
         rows.append({"schedule": schedule, "status": status, "destinations": [masked(u) for u in schedule.destinations],
-                     "target": target.title if target else "The whole dashboard"})
+                     "target": target.title if target else "The whole dashboard", "when": when_sent(schedule)})
     return rows
 
 
 def schedule_from_form(form, report_id: int | None, old: Schedule | None = None) -> ScheduleInput:
     """A schedule form's fields. Changing one (``old``), empty destinations keep the stored
     ones (the page never shows them in full), as the API's PUT does; it stays (dis)abled."""
-    hour = _text(form, "hour")
+    hour, weekday, day = _text(form, "hour"), _text(form, "weekday") or "0", _text(form, "day") or "1"
     destinations = [u.strip() for u in _text(form, "destinations").splitlines() if u.strip()]
     return ScheduleInput(
         report_id=report_id, frequency=_text(form, "frequency") or "weekly", hour=int(hour) if hour.isdigit() else -1,
+        weekday=int(weekday) if weekday.isdigit() else -1, day=int(day) if day.isdigit() else -1,
         destinations=destinations or (None if old else []), formats=[str(f) for f in form.getall("formats", [])],
         title=_text(form, "title"), enabled=old.enabled if old else True,
     )
+
+
+def when_sent(schedule: Schedule) -> str:
+    """"Weekly on Thursday at 09:00" and the like."""
+    on = {"weekly": f" on {WEEKDAY_NAMES[schedule.weekday]}", "monthly": f" on day {schedule.day}"}.get(schedule.frequency, "")
+    return f"{schedule.frequency.capitalize()}{on} at {schedule.hour:02d}:00"
 
 
 def _reports_page(request: Request, appliance: Appliance, *, data: ReportInput | None = None, error: str = "",
