@@ -26,7 +26,7 @@ from datetime import date
 from appliance.extensions import Message, Notifier
 from appliance.models import Site
 from appliance.reports.cadence import due_periods, latest_due, next_due, period_key, send_offset
-from appliance.reports.deliveries import Delivery, Ledger, destination_digest
+from appliance.reports.deliveries import PRUNE_AFTER_DAYS, Delivery, Ledger, destination_digest
 from appliance.reports.schedules import Schedule, Schedules
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,17 @@ class Scheduler:
                     done[outcome.state] = done.get(outcome.state, 0) + 1
             self.checked_at = now
             return done
+
+    def prune(self, now: float | None = None) -> dict[str, int]:
+        """The hourly jobs' upkeep: every schedule's ``sent`` records older than
+        :data:`~appliance.reports.deliveries.PRUNE_AFTER_DAYS`, beyond its newest few
+        (:meth:`Ledger.prune`). Nothing on a standby (the ledger is replicated)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if not self._active():
+                return {"deliveries": 0}
+            before = now - PRUNE_AFTER_DAYS * 86400
+            return {"deliveries": sum(self.ledger.prune(s.id, before) for s in self.schedules.all())}
 
     def send_now(self, schedule: Schedule) -> Delivery:
         """Queue a test send of the latest closed period (kept apart from the period's own

@@ -4,7 +4,8 @@ restart (a new Scheduler on the same LMDB file), a crash between "sending" and "
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -14,7 +15,7 @@ from appliance.definitions.common import DefinitionError
 from appliance.extensions import Message, Notifier
 from appliance.reports.cadence import due_at, due_periods, next_due, period_key, send_offset
 from appliance.reports.definitions import ReportInput
-from appliance.reports.deliveries import Delivery, Ledger, destination_digest
+from appliance.reports.deliveries import KEEP_SENT, Delivery, Ledger, destination_digest
 from appliance.reports.scheduler import Scheduler
 from appliance.reports.schedules import ScheduleInput, Schedules, masked
 from appliance.runtime.appliance import Appliance
@@ -309,3 +310,39 @@ def test_the_dashboard_is_composed_with_its_summary_and_files(world):
     kinds = {attachment.media_type.split(";")[0]: attachment for attachment in message.attachments}
     assert set(kinds) == {"application/pdf", "text/csv"}
     assert kinds["application/pdf"].data.startswith(b"%PDF") and kinds["application/pdf"].filename.endswith(".pdf")
+
+
+def test_old_sent_deliveries_are_pruned_by_the_hourly_jobs_keeping_the_recent_history(world):
+    """Sent records older than 400 days go (the hourly jobs, through the appliance's own
+    scheduler), except each schedule's newest 20; failed ones and recent ones stay."""
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://a"]))
+    other = schedules.create(site.id, ScheduleInput(frequency="weekly", hour=6, destinations=["test://b"]))
+    ledger = Ledger(appliance.store, appliance.records)
+    now = time.time()
+    first = date.today() - timedelta(days=470)
+    for index in range(60):  # one a day, 470 to 411 days ago: all old
+        day = first + timedelta(days=index)
+        moment = now - (470 - index) * 86400
+        state = "failed" if index == 3 else "sent"
+        ledger.put(Delivery(schedule_id=schedule.id, key=f"day:{day.isoformat()}", start_date=day.isoformat(),
+                            end_date=day.isoformat(), state=state, created_at=moment, updated_at=moment,
+                            sent_at=moment if state == "sent" else 0.0))
+    recent = now - 86400 * 3
+    for index in range(25):  # the newest history: recent
+        ledger.put(Delivery(schedule_id=schedule.id, key=f"manual:{index}", start_date="2026-01-01", end_date="2026-01-01",
+                            state="sent", manual=True, created_at=recent + index, updated_at=recent + index,
+                            sent_at=recent + index))
+    few_old = now - 500 * 86400
+    for index in range(5):  # another schedule: old, but its only five
+        ledger.put(Delivery(schedule_id=other.id, key=f"week:{index}", start_date="2025-01-01", end_date="2025-01-07",
+                            state="sent", created_at=few_old + index, updated_at=few_old + index, sent_at=few_old + index))
+    results = appliance.jobs.run_once()
+    assert results["prune_deliveries"] == {"deliveries": 59}  # every old sent one; the failed one stays
+    kept = ledger.of(schedule.id)
+    assert len(kept) == 26 and [d.state for d in kept].count("failed") == 1
+    assert all(d.manual for d in kept[:KEEP_SENT])
+    assert len(ledger.of(other.id)) == 5
+    assert appliance.jobs.run_once()["prune_deliveries"] == {"deliveries": 0}
+    # a standby prunes nothing
+    assert scheduler(active=lambda: False).prune(now + 1000 * 86400) == {"deliveries": 0}
