@@ -134,12 +134,11 @@ def render(block: Block, rows: np.ndarray, site_id: int, fragments: Fragments, t
         for index, found in zip(where, props.values(), strict=True):
             cells[index] = csv_cell(_json.encode(found).decode()).encode()
         hints = _when(session != 0, _hex(session, ">u8", 16)) if session.any() else [b""] * count
-        columns = [
-            repeat(f"{VERSION},".encode()), moments, kinds, visitors, repeat(b"," + site), event_ids, *strings,
-            repeat(b","), cells, repeat(b","), _decimal(revenue), repeat(b","), _decimal(engaged), repeat(b","),
-            _decimal(scroll), repeat(b","), [b"1" if flag else b"0" for flag in user.tolist()], repeat(b","), hints,
-            repeat(b"\r\n"),
-        ]
+        tails = [b",%b,%d,%d,%d,%d,%b\r\n" % fields for fields in zip(
+            cells, revenue.tolist(), engaged.tolist(), scroll.tolist(), (user != 0).view(np.uint8).tolist(), hints,
+            strict=True)]
+        columns = [repeat(f"{VERSION},".encode()), moments, kinds, visitors, repeat(b"," + site), event_ids, *strings,
+                   tails]
     else:
         columns = [repeat(f'{{"v":{VERSION},"t":'.encode()), moments, kinds, visitors, repeat(b'","id":"' + site),
                    event_ids, repeat(b'"'), *strings]
@@ -150,8 +149,8 @@ def render(block: Block, rows: np.ndarray, site_id: int, fragments: Fragments, t
             columns.append(cells)
         for name, values in zip(_TAIL_FIELDS, (revenue, engaged, scroll), strict=True):
             if values.any():
-                prefix = f',"{name}":'.encode()
-                columns.append(_when(values != 0, [prefix + digits for digits in _decimal(values)]))
+                template = f',"{name}":'.encode() + b"%d"
+                columns.append([template % value if value else b"" for value in values.tolist()])
         if user.any():
             columns.append([b',"user":true' if flag else b"" for flag in user.tolist()])
         if session.any():
