@@ -118,7 +118,11 @@ class ScheduleController(Controller):
         return {"status": "success", "data": [schedule_view(appliance, s) for s in schedules]}
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True,
-          summary="Schedule a saved report (or, with report_id null, the dashboard): daily, weekly or monthly")
+          summary="Schedule a saved report (or, with report_id null, the dashboard): daily, weekly or monthly",
+          description=("Sent at `hour` (0-23, the site's time zone): daily the next day; weekly on `weekday` (0 Monday, "
+                       "the default, to 6 Sunday) after each Monday-to-Sunday week; monthly on `day` (1, the default, "
+                       "to 28) of the month after each calendar month. The period sent is always the closed day, "
+                       "week or month before the send day."))
     def create_schedule(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], data: JSONBody[ScheduleInput]) -> dict[str, Any]:
         schedule = appliance.schedules.create(site_of(request).id, data, _owner(request))
         appliance.scheduler.wake()

@@ -8,7 +8,7 @@
 - ``/sites/{domain}/reports/from-view``: the dashboard's one-click "Save as report" (the
   view's period, comparison, filters and segment);
 - ``/sites/{domain}/schedules``: every schedule of the site (the dashboard's too) with its
-  last status, "Send now" and delete (analysts and admins).
+  last status, "Send now", edit and delete (analysts and admins).
 
 Plain HTML forms answered with a redirect (or the page again, 422, naming the field), so they
 work without JavaScript. Results come from :func:`appliance.reports.running.run_report`, the
@@ -35,7 +35,7 @@ from appliance.reports.cadence import FREQUENCIES
 from appliance.reports.definitions import DIMENSIONS, METRICS, ReportInput, report_input
 from appliance.reports.periods import COMPARISONS, PERIODS
 from appliance.reports.running import report_query, run_report
-from appliance.reports.schedules import FORMATS, ScheduleInput, masked
+from appliance.reports.schedules import FORMATS, Schedule, ScheduleInput, masked
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.report_delivery import saved_report_document
 from web.auth import dashboard_site_analyst, dashboard_site_member, principal_of, site_of
@@ -45,6 +45,7 @@ from web.dependencies import ApplianceDep, FormDep
 from web.pages import page as _page
 
 FILTER_ROWS = 3
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 COMPARISON_LABELS = {"off": "No comparison", "previous_period": "Previous period", "year_over_year": "Year over year"}
 
 
@@ -89,6 +90,7 @@ def _options(appliance: Appliance, site_id: int) -> dict[str, Any]:
         "metric_labels": METRICS, "report_dimensions": DIMENSIONS, "report_periods": PERIODS,
         "report_comparisons": {key: COMPARISON_LABELS[key] for key in COMPARISONS}, "operators": OPERATORS,
         "intervals": ("hour", "day", "week", "month"), "frequencies": FREQUENCIES, "formats": FORMATS,
+        "weekday_names": WEEKDAY_NAMES,
         "site_segments": [s for s in appliance.segments.list(site_id) if s.visibility == "site"],
         **_view_options(),
     }
@@ -112,8 +114,27 @@ def _schedule_rows(appliance: Appliance, schedules) -> list[dict[str, Any]]:
         status = appliance.scheduler.status(schedule, limit=5)
         target = reports.get(schedule.report_id)
         rows.append({"schedule": schedule, "status": status, "destinations": [masked(u) for u in schedule.destinations],
-                     "target": target.title if target else "The whole dashboard"})
+                     "target": target.title if target else "The whole dashboard", "when": when_sent(schedule)})
     return rows
+
+
+def schedule_from_form(form, report_id: int | None, old: Schedule | None = None) -> ScheduleInput:
+    """A schedule form's fields. Changing one (``old``), empty destinations keep the stored
+    ones (the page never shows them in full), as the API's PUT does; it stays (dis)abled."""
+    hour, weekday, day = _text(form, "hour"), _text(form, "weekday") or "0", _text(form, "day") or "1"
+    destinations = [u.strip() for u in _text(form, "destinations").splitlines() if u.strip()]
+    return ScheduleInput(
+        report_id=report_id, frequency=_text(form, "frequency") or "weekly", hour=int(hour) if hour.isdigit() else -1,
+        weekday=int(weekday) if weekday.isdigit() else -1, day=int(day) if day.isdigit() else -1,
+        destinations=destinations or (None if old else []), formats=[str(f) for f in form.getall("formats", [])],
+        title=_text(form, "title"), enabled=old.enabled if old else True,
+    )
+
+
+def when_sent(schedule: Schedule) -> str:
+    """"Weekly on Thursday at 09:00" and the like."""
+    on = {"weekly": f" on {WEEKDAY_NAMES[schedule.weekday]}", "monthly": f" on day {schedule.day}"}.get(schedule.frequency, "")
+    return f"{schedule.frequency.capitalize()}{on} at {schedule.hour:02d}:00"
 
 
 def _reports_page(request: Request, appliance: Appliance, *, data: ReportInput | None = None, error: str = "",
@@ -259,13 +280,7 @@ class ReportPages(Controller):
         report = _text(form, "report_id")
         back = f"/sites/{site.domain}/reports/{report}" if report.isdigit() else f"/sites/{site.domain}/schedules"
         try:
-            hour = _text(form, "hour")
-            data = ScheduleInput(
-                report_id=int(report) if report.isdigit() else None, frequency=_text(form, "frequency") or "weekly",
-                hour=int(hour) if hour.isdigit() else -1,
-                destinations=[u.strip() for u in _text(form, "destinations").splitlines() if u.strip()],
-                formats=[str(f) for f in form.getall("formats", [])], title=_text(form, "title"),
-            )
+            data = schedule_from_form(form, int(report) if report.isdigit() else None)
             appliance.schedules.create(site.id, data, principal_of(request).name)
         except DomainError as error:
             if report.isdigit():
@@ -273,6 +288,19 @@ class ReportPages(Controller):
             return _schedules_page(request, appliance, error=_message(error), status=422)
         appliance.scheduler.wake()
         return Redirect(f"{back}?notice=scheduled", status_code=303)
+
+    @post("/schedules/{schedule_id:int}", guards=[dashboard_site_analyst],
+          summary="Change a schedule: when, what is attached, where to (analysts, admins)", sync_to_thread=True)
+    def change_schedule(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], schedule_id: FromPath[int],
+                        form: FormDep) -> Response:
+        site = site_of(request)
+        old = _found(appliance.schedules.get, site.id, schedule_id)
+        try:
+            appliance.schedules.change(site.id, schedule_id, schedule_from_form(form, old.report_id, old))
+        except DomainError as error:
+            return _schedules_page(request, appliance, edit_id=schedule_id, edit_error=_message(error), status=422)
+        appliance.scheduler.wake()
+        return Redirect(f"/sites/{site.domain}/schedules?notice=changed", status_code=303)
 
     @post("/schedules/{schedule_id:int}/send", guards=[dashboard_site_analyst],
           summary="Send a schedule now, as a test (analysts, admins)", sync_to_thread=True)
@@ -295,10 +323,11 @@ def _titled(data: ReportInput) -> ReportInput:
                                                   "title": "Preview"})
 
 
-def _schedules_page(request: Request, appliance: Appliance, *, error: str = "", status: int = 200) -> Template:
+def _schedules_page(request: Request, appliance: Appliance, *, error: str = "", edit_id: int = 0, edit_error: str = "",
+                    status: int = 200) -> Template:
     site = site_of(request)
     return _page(request, "schedules.html", site=site, schedules=_schedule_rows(appliance, appliance.schedules.list(site.id)),
-                 reports=appliance.reports.list(site.id), error=error, status=status,
+                 reports=appliance.reports.list(site.id), error=error, status=status, edit_id=edit_id, edit_error=edit_error,
                  notice=request.query_params.get("notice", ""), **_options(appliance, site.id))
 
 

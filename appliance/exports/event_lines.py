@@ -9,6 +9,9 @@ several hundred thousand events a second on one core.
 
 from __future__ import annotations
 
+from binascii import hexlify
+from itertools import chain, repeat
+
 import msgspec
 import numpy as np
 
@@ -21,6 +24,7 @@ _json = msgspec.json.Encoder()
 _RISKY = frozenset("=+-@\t\r'")
 _CSV_SPECIAL = frozenset(',"\r\n')
 _TAIL_FIELDS = ("revenue", "engaged_ms", "scroll_depth")
+_ID = np.dtype([("t", ">u8"), ("s", ">u4")])  # an event id's time and sequence, big-endian: its hex
 
 
 def csv_cell(text: str) -> str:
@@ -33,32 +37,40 @@ def csv_cell(text: str) -> str:
 
 
 class Fragments:
-    """Per string field of one block, each code's encoded piece (filled as codes appear)."""
+    """Per string field of one block, each code's encoded piece (filled as codes appear): a
+    table indexed by code, so a column's pieces are one gather."""
 
     def __init__(self, block: Block, text, csv: bool) -> None:
         self._block = block
         self._text = text
         self._csv = csv
-        self._pieces: dict[str, dict[int, bytes]] = {name: {} for name in STRING_FIELDS}
-        self._dictionaries = {}
+        self._tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def column(self, name: str, rows: np.ndarray) -> list[bytes]:
-        found = self._dictionaries.get(name)
+    def _table(self, name: str):
+        found = self._tables.get(name)
         if found is None:
-            found = self._dictionaries[name] = self._block.dictionary(name)
-        dictionary, codes = found
+            dictionary, codes = self._block.dictionary(name)
+            size = len(dictionary)
+            found = self._tables[name] = (dictionary, codes, np.empty(size, dtype=object), np.zeros(size, dtype=bool))
+        return found
+
+    def column(self, name: str, rows: np.ndarray) -> list[bytes] | None:
+        """Each row's piece of field ``name``; None when every one is empty (a default)."""
+        dictionary, codes, pieces, filled = self._table(name)
         chosen = codes[rows]
-        pieces = self._pieces[name]
-        for code in np.unique(chosen).tolist():
-            if code not in pieces:
-                value = self._text(int(dictionary[code]))
-                if self._csv:
-                    pieces[code] = ("," + csv_cell(value)).encode()
-                elif not value or (name == "path" and value == "/"):
-                    pieces[code] = b""  # a default: left out, as msgspec's omit_defaults does
-                else:
-                    pieces[code] = b',"' + name.encode() + b'":' + _json.encode(value)
-        return [pieces[code] for code in chosen.tolist()]
+        for code in np.unique(chosen[~filled[chosen]]).tolist():
+            value = self._text(int(dictionary[code]))
+            if self._csv:
+                pieces[code] = ("," + csv_cell(value)).encode()
+            elif not value or (name == "path" and value == "/"):
+                pieces[code] = b""  # a default: left out, as msgspec's omit_defaults does
+            else:
+                pieces[code] = b',"' + name.encode() + b'":' + _json.encode(value)
+            filled[code] = True
+        out = pieces[chosen].tolist()
+        if not self._csv and not any(out):
+            return None
+        return out
 
 
 def _props(block: Block, rows: np.ndarray, text) -> dict[int, dict[str, str]]:
@@ -71,51 +83,80 @@ def _props(block: Block, rows: np.ndarray, text) -> dict[int, dict[str, str]]:
     return found
 
 
+def _hex(values: np.ndarray, dtype: str, width: int) -> list[bytes]:
+    """Each value as fixed-width lower-case hex (``width`` digits), in one pass."""
+    return np.frombuffer(hexlify(np.ascontiguousarray(values, dtype=dtype).tobytes()), dtype=f"S{width}").tolist()
+
+
+def _decimal(values: np.ndarray) -> list[bytes]:
+    return list(map(b"%d".__mod__, values.tolist()))
+
+
+def _when(mask: np.ndarray, pieces: list[bytes]) -> list[bytes]:
+    """``pieces`` where ``mask`` holds, else empty."""
+    return [piece if keep else b"" for piece, keep in zip(pieces, mask.tolist(), strict=True)]
+
+
+def _kind_table(csv: bool) -> list[bytes]:
+    if csv:
+        return [f",{_KIND.get(code, 'custom')},".encode() for code in range(256)]
+    return [f',"kind":"{_KIND.get(code, "custom")}","visitor":"'.encode() for code in range(256)]
+
+
+_KIND_PIECES = {False: _kind_table(False), True: _kind_table(True)}
+
+
 def render(block: Block, rows: np.ndarray, site_id: int, fragments: Fragments, text, csv: bool) -> bytes:
-    """Rows ``rows`` of ``block`` as NDJSON lines or CSV rows (``\\r\\n``), in order."""
+    """Rows ``rows`` of ``block`` as NDJSON lines or CSV rows (``\\r\\n``), in order.
+
+    Column by column: every column becomes a list of byte pieces (numbers and hex ids in bulk,
+    strings from :class:`Fragments`), and the rows are one C-level interleaving of them."""
+    count = len(rows)
+    if not count:
+        return b""
     scalar = block.scalar
-    ts = scalar("ts")[rows].tolist()
-    seq = scalar("seq")[rows].tolist()
-    kind = scalar("kind")[rows].tolist()
-    visitor = scalar("visitor")[rows].tolist()
-    user = scalar("user")[rows].tolist()
-    session = scalar("session")[rows].tolist()
-    revenue = scalar("revenue")[rows].tolist()
-    engaged = scalar("engaged")[rows].tolist()
-    scroll = scalar("scroll")[rows].tolist()
-    strings = [b"".join(pieces) for pieces in zip(*(fragments.column(name, rows) for name in STRING_FIELDS), strict=True)]
+    ids = np.empty(count, dtype=_ID)
+    ids["t"] = scalar("ts")[rows]
+    ids["s"] = scalar("seq")[rows]
+    kind_pieces = _KIND_PIECES[csv]
+    kinds = [kind_pieces[code] for code in scalar("kind")[rows].tolist()]
+    visitors = _hex(scalar("visitor")[rows], ">u8", 16)
+    event_ids = np.frombuffer(hexlify(ids.tobytes()), dtype="S24").tolist()
+    moments = _decimal(ids["t"])
+    strings = [column for name in STRING_FIELDS if (column := fragments.column(name, rows)) is not None]
     props = _props(block, rows, text)
-    site = f"{site_id:08x}"
-    out = []
-    append = out.append
-    for index, row in enumerate(rows.tolist()):
-        moment, sequence = ts[index], seq[index]
-        event_id = f"{site}{moment:016x}{sequence:08x}"
-        kind_name = _KIND.get(kind[index], "custom")
-        found = props.get(row)
-        if csv:
-            head = f"{VERSION},{moment},{kind_name},{visitor[index]:016x},{event_id}".encode()
-            prop_cell = csv_cell(_json.encode(found).decode()) if found else ""
-            hint = f"{session[index]:016x}" if session[index] else ""
-            tail = f",{prop_cell},{revenue[index]},{engaged[index]},{scroll[index]},{1 if user[index] else 0},{hint}\r\n"
-            append(head + strings[index] + tail.encode())
-            continue
-        head = f'{{"v":{VERSION},"t":{moment},"kind":"{kind_name}","visitor":"{visitor[index]:016x}","id":"{event_id}"'
-        if found or revenue[index] or engaged[index] or scroll[index] or user[index] or session[index]:
-            extra = []
-            if found:
-                extra.append(b',"props":' + _json.encode(found))
-            for name, value in zip(_TAIL_FIELDS, (revenue[index], engaged[index], scroll[index]), strict=True):
-                if value:
-                    extra.append(f',"{name}":{value}'.encode())
-            if user[index]:
-                extra.append(b',"user":true')
-            if session[index]:
-                extra.append(f',"session":"{session[index]:016x}"'.encode())
-            append(head.encode() + strings[index] + b"".join(extra) + b"}\n")
-        else:
-            append(head.encode() + strings[index] + b"}\n")
-    return b"".join(out)
+    where = np.searchsorted(rows, list(props)).tolist() if props else []
+    site = f"{site_id:08x}".encode()
+    revenue, engaged, scroll = scalar("revenue")[rows], scalar("engaged")[rows], scalar("scroll")[rows]
+    user, session = scalar("user")[rows], scalar("session")[rows]
+    if csv:
+        cells = [b""] * count
+        for index, found in zip(where, props.values(), strict=True):
+            cells[index] = csv_cell(_json.encode(found).decode()).encode()
+        hints = _when(session != 0, _hex(session, ">u8", 16)) if session.any() else [b""] * count
+        tails = [b",%b,%d,%d,%d,%d,%b\r\n" % fields for fields in zip(
+            cells, revenue.tolist(), engaged.tolist(), scroll.tolist(), (user != 0).view(np.uint8).tolist(), hints,
+            strict=True)]
+        columns = [repeat(f"{VERSION},".encode()), moments, kinds, visitors, repeat(b"," + site), event_ids, *strings,
+                   tails]
+    else:
+        columns = [repeat(f'{{"v":{VERSION},"t":'.encode()), moments, kinds, visitors, repeat(b'","id":"' + site),
+                   event_ids, repeat(b'"'), *strings]
+        if props:
+            cells = [b""] * count
+            for index, found in zip(where, props.values(), strict=True):
+                cells[index] = b',"props":' + _json.encode(found)
+            columns.append(cells)
+        for name, values in zip(_TAIL_FIELDS, (revenue, engaged, scroll), strict=True):
+            if values.any():
+                template = f',"{name}":'.encode() + b"%d"
+                columns.append([template % value if value else b"" for value in values.tolist()])
+        if user.any():
+            columns.append([b',"user":true' if flag else b"" for flag in user.tolist()])
+        if session.any():
+            columns.append(_when(session != 0, [b',"session":"' + digits + b'"' for digits in _hex(session, ">u8", 16)]))
+        columns.append(repeat(b"}\n"))
+    return b"".join(chain.from_iterable(zip(*columns, strict=False)))  # the repeat()s are endless
 
 
 CSV_HEADER = (",".join(COLUMNS) + "\r\n").encode()

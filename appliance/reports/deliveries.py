@@ -29,6 +29,12 @@ from storage import Store
 from storage.records import Records
 
 STATES = ("queued", "sending", "sent", "retrying", "failed", "interrupted")
+# Pruning (the hourly jobs): ``sent`` records older than this many days go, except each
+# schedule's newest KEEP_SENT (its page's history). A period's record is its idempotency key,
+# so it must outlive the scheduler's catch-up window: 12 periods of at most 31 days, plus a
+# send day up to 27 days after a month, is well under 400 days.
+PRUNE_AFTER_DAYS = 400
+KEEP_SENT = 20
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -83,6 +89,19 @@ class Ledger:
             for delivery in self.of(schedule_id):
                 if delivery.state in states:
                     yield delivery
+
+    def prune(self, schedule_id: int, before: float, keep: int = KEEP_SENT) -> int:
+        """Delete the schedule's ``sent`` records sent before ``before`` (a time stamp),
+        keeping its newest ``keep`` records of any state; returns how many went."""
+        doomed = [d.key for d in self.of(schedule_id)[keep:] if d.state == "sent" and (d.sent_at or d.updated_at) < before]
+        if not doomed:
+            return 0
+        kind = _kind(schedule_id)
+
+        def delete(txn) -> int:
+            return sum(self._records.delete(txn, kind, key) for key in doomed)
+
+        return self._store.write(delete)
 
     def forget(self, schedule_id: int) -> int:
         kind = _kind(schedule_id)

@@ -25,12 +25,16 @@ from datetime import date
 
 from appliance.extensions import Message, Notifier
 from appliance.models import Site
-from appliance.reports.cadence import due_periods, latest_due, next_due, period_key
-from appliance.reports.deliveries import Delivery, Ledger, destination_digest
+from appliance.reports.cadence import due_periods, latest_due, next_due, period_key, send_offset
+from appliance.reports.deliveries import PRUNE_AFTER_DAYS, Delivery, Ledger, destination_digest
 from appliance.reports.schedules import Schedule, Schedules
 
 log = logging.getLogger(__name__)
 Compose = Callable[[Schedule, Site, date, date], Message]
+
+
+def _offset(schedule: Schedule) -> int:
+    return send_offset(schedule.frequency, schedule.weekday, schedule.day)
 
 
 class Scheduler:
@@ -118,7 +122,8 @@ class Scheduler:
                     continue
                 work: list[Delivery] = []
                 if schedule.enabled:
-                    for start, end in due_periods(schedule.frequency, schedule.hour, site.timezone, now, schedule.created_at):
+                    for start, end in due_periods(schedule.frequency, schedule.hour, site.timezone, now, schedule.created_at,
+                                                  _offset(schedule)):
                         key = period_key(schedule.frequency, start)
                         if self.ledger.get(schedule.id, key) is None:
                             work.append(Delivery(schedule_id=schedule.id, key=key, start_date=start.isoformat(),
@@ -131,6 +136,17 @@ class Scheduler:
                     done[outcome.state] = done.get(outcome.state, 0) + 1
             self.checked_at = now
             return done
+
+    def prune(self, now: float | None = None) -> dict[str, int]:
+        """The hourly jobs' upkeep: every schedule's ``sent`` records older than
+        :data:`~appliance.reports.deliveries.PRUNE_AFTER_DAYS`, beyond its newest few
+        (:meth:`Ledger.prune`). Nothing on a standby (the ledger is replicated)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if not self._active():
+                return {"deliveries": 0}
+            before = now - PRUNE_AFTER_DAYS * 86400
+            return {"deliveries": sum(self.ledger.prune(s.id, before) for s in self.schedules.all())}
 
     def send_now(self, schedule: Schedule) -> Delivery:
         """Queue a test send of the latest closed period (kept apart from the period's own
@@ -152,7 +168,8 @@ class Scheduler:
         timezone = site.timezone if site is not None else "UTC"
         return {
             "checked_at": self.checked_at,
-            "next_send_at": next_due(schedule.frequency, schedule.hour, timezone, self.clock()) if schedule.enabled else None,
+            "next_send_at": (next_due(schedule.frequency, schedule.hour, timezone, self.clock(), _offset(schedule))
+                             if schedule.enabled else None),
             "last": _view(recent[0]) if recent else None,
             "deliveries": [_view(d) for d in recent],
         }

@@ -36,6 +36,8 @@ class ScheduleInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     report_id: int | None = None
     frequency: str = "weekly"
     hour: int = 8
+    weekday: int = 0  # weekly: the send day, 0 Monday ... 6 Sunday
+    day: int = 1  # monthly: the send day of the month, 1-28
     destinations: list[str] | None = None
     formats: list[str] = msgspec.field(default_factory=lambda: ["pdf"])
     title: str = ""
@@ -51,6 +53,8 @@ class Schedule(msgspec.Struct, kw_only=True):
     destinations: list[str]
     formats: list[str]
     title: str = ""
+    weekday: int = 0
+    day: int = 1
     enabled: bool = True
     owner: str = ""
     created_at: float = 0.0
@@ -102,6 +106,10 @@ class Schedules:
             raise DefinitionError("frequency", f"one of {', '.join(FREQUENCIES)}")
         if not 0 <= data.hour <= 23:
             raise DefinitionError("hour", "0 to 23 (the site's time zone)")
+        if not 0 <= data.weekday <= 6:
+            raise DefinitionError("weekday", "0 (Monday) to 6 (Sunday)")
+        if not 1 <= data.day <= 28:
+            raise DefinitionError("day", "1 to 28 (the day of the month)")
         if not data.formats:
             raise DefinitionError("formats", "attach at least one of pdf, csv")
         for index, name in enumerate(data.formats):
@@ -124,7 +132,8 @@ class Schedules:
                 raise DefinitionError(f"destinations[{index}]", str(getattr(error, "message", error))) from None
         title = checked_name(data.title, "title", required=False) if data.title else ""
         return {
-            "report_id": data.report_id, "frequency": data.frequency, "hour": data.hour,
+            "report_id": data.report_id, "frequency": data.frequency, "hour": data.hour, "weekday": data.weekday,
+            "day": data.day,
             "destinations": [url.strip() for url in destinations], "formats": list(dict.fromkeys(data.formats)),
             "title": title, "enabled": data.enabled,
         }

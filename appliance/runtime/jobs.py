@@ -6,7 +6,8 @@ sketches, event-log rows and column-block rows older than its retention period a
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
-purge of expired tokens and sessions, and scheduled backups (``[backup]``). Jobs write through ``Store.write``, which serialises them
+purge of expired tokens and sessions, scheduled backups (``[backup]``), and the pruning of old
+scheduled-report delivery records (:meth:`appliance.reports.scheduler.Scheduler.prune`). Jobs write through ``Store.write``, which serialises them
 with the group-commit writer.
 """
 
@@ -108,6 +109,7 @@ class Jobs:
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
             ("backup", lambda: scheduled_backup(self._appliance, now)),
             ("trim_journal", lambda: self._appliance.trim_journal(now)),
+            ("prune_deliveries", lambda: self._appliance.scheduler.prune(now)),
         ):
             try:
                 results[name] = job()

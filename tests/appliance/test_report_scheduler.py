@@ -4,7 +4,8 @@ restart (a new Scheduler on the same LMDB file), a crash between "sending" and "
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -12,9 +13,9 @@ from appliance import hookimpl
 from appliance.config import load_settings
 from appliance.definitions.common import DefinitionError
 from appliance.extensions import Message, Notifier
-from appliance.reports.cadence import due_at, due_periods, next_due, period_key
+from appliance.reports.cadence import due_at, due_periods, next_due, period_key, send_offset
 from appliance.reports.definitions import ReportInput
-from appliance.reports.deliveries import Delivery, Ledger, destination_digest
+from appliance.reports.deliveries import KEEP_SENT, Delivery, Ledger, destination_digest
 from appliance.reports.scheduler import Scheduler
 from appliance.reports.schedules import ScheduleInput, Schedules, masked
 from appliance.runtime.appliance import Appliance
@@ -104,6 +105,48 @@ def test_cadence_periods_and_due_times():
         (date(2026, 3, 1), date(2026, 3, 31))]
     assert next_due("daily", 7, berlin, now) == datetime(2026, 3, 5, 6, tzinfo=UTC).timestamp()
     assert period_key("monthly", date(2026, 3, 1)) == "month:2026-03-01"
+
+
+def test_weekly_and_monthly_send_days_keep_the_closed_period_before():
+    since = datetime(2026, 2, 1, 12, tzinfo=UTC).timestamp()
+    thursday = send_offset("weekly", weekday=3)
+    # Thursday 12 March 2026, 09:00: the week of 2-8 March is due at 08:00, not yet at 10:00
+    moment = datetime(2026, 3, 12, 9, tzinfo=UTC).timestamp()
+    assert due_periods("weekly", 8, "UTC", moment, since, thursday)[-1] == (date(2026, 3, 2), date(2026, 3, 8))
+    assert due_periods("weekly", 10, "UTC", moment, since, thursday)[-1] == (date(2026, 2, 23), date(2026, 3, 1))
+    # on the Monday nothing new is due yet for a Thursday schedule
+    monday = datetime(2026, 3, 9, 9, tzinfo=UTC).timestamp()
+    assert due_periods("weekly", 8, "UTC", monday, since, thursday)[-1] == (date(2026, 2, 23), date(2026, 3, 1))
+    assert next_due("weekly", 8, "UTC", monday, thursday) == datetime(2026, 3, 12, 8, tzinfo=UTC).timestamp()
+    # Sunday (6): the week just closed is sent a week later, never the week it is in
+    assert due_periods("weekly", 8, "UTC", datetime(2026, 3, 15, 8, tzinfo=UTC).timestamp(), since,
+                       send_offset("weekly", weekday=6))[-1] == (date(2026, 3, 2), date(2026, 3, 8))
+    # monthly on the 15th: March is sent on 15 April; on 14 April February is the newest due
+    fifteenth = send_offset("monthly", day=15)
+    april_15 = datetime(2026, 4, 15, 7, tzinfo=UTC).timestamp()
+    assert due_periods("monthly", 7, "UTC", april_15, since, fifteenth)[-1] == (date(2026, 3, 1), date(2026, 3, 31))
+    april_14 = datetime(2026, 4, 14, 23, tzinfo=UTC).timestamp()
+    assert due_periods("monthly", 7, "UTC", april_14, since, fifteenth)[-1] == (date(2026, 2, 1), date(2026, 2, 28))
+    assert next_due("monthly", 7, "UTC", april_14, fifteenth) == april_15
+    # day 28 after February: 28 March
+    assert due_at(0, "UTC", date(2026, 2, 28), send_offset("monthly", day=28)) == datetime(
+        2026, 3, 28, tzinfo=UTC).timestamp()
+    assert send_offset("daily", weekday=5, day=9) == 0
+
+
+def test_a_thursday_schedule_sends_its_week_on_thursday(world):
+    appliance, site, clock, schedules, scheduler, outbox = world  # the clock: Wednesday 4 March, 10:00
+    schedule = schedules.create(site.id, ScheduleInput(frequency="weekly", weekday=3, hour=9, destinations=["test://t"]))
+    assert (schedule.weekday, schedule.day) == (3, 1)
+    run = scheduler()
+    assert run.status(schedule)["next_send_at"] == datetime(2026, 3, 5, 9, tzinfo=UTC).timestamp()
+    clock.at(2026, 3, 5, 8, 59)
+    assert run.tick() == {}
+    clock.at(2026, 3, 5, 9)
+    assert run.tick() == {"sent": 1}
+    assert [m.title for _, m in outbox.sent] == ["sched.test 2026-02-23..2026-03-01"]
+    clock.at(2026, 3, 9, 9)  # Monday: not the send day
+    assert run.tick() == {}
 
 
 def test_each_period_is_sent_once_across_a_restart(world):
@@ -213,6 +256,9 @@ def test_schedule_and_report_checks_name_the_field(world):
     bad = [
         (ScheduleInput(frequency="hourly", destinations=["test://a"]), "frequency"),
         (ScheduleInput(hour=24, destinations=["test://a"]), "hour"),
+        (ScheduleInput(weekday=7, destinations=["test://a"]), "weekday"),
+        (ScheduleInput(frequency="monthly", day=29, destinations=["test://a"]), "day"),
+        (ScheduleInput(frequency="monthly", day=0, destinations=["test://a"]), "day"),
         (ScheduleInput(destinations=[]), "destinations"),
         (ScheduleInput(destinations=["nothing"]), "destinations[0]"),
         (ScheduleInput(destinations=["test://a"], formats=["docx"]), "formats[0]"),
@@ -264,3 +310,39 @@ def test_the_dashboard_is_composed_with_its_summary_and_files(world):
     kinds = {attachment.media_type.split(";")[0]: attachment for attachment in message.attachments}
     assert set(kinds) == {"application/pdf", "text/csv"}
     assert kinds["application/pdf"].data.startswith(b"%PDF") and kinds["application/pdf"].filename.endswith(".pdf")
+
+
+def test_old_sent_deliveries_are_pruned_by_the_hourly_jobs_keeping_the_recent_history(world):
+    """Sent records older than 400 days go (the hourly jobs, through the appliance's own
+    scheduler), except each schedule's newest 20; failed ones and recent ones stay."""
+    appliance, site, clock, schedules, scheduler, outbox = world
+    schedule = schedules.create(site.id, ScheduleInput(frequency="daily", hour=6, destinations=["test://a"]))
+    other = schedules.create(site.id, ScheduleInput(frequency="weekly", hour=6, destinations=["test://b"]))
+    ledger = Ledger(appliance.store, appliance.records)
+    now = time.time()
+    first = date.today() - timedelta(days=470)
+    for index in range(60):  # one a day, 470 to 411 days ago: all old
+        day = first + timedelta(days=index)
+        moment = now - (470 - index) * 86400
+        state = "failed" if index == 3 else "sent"
+        ledger.put(Delivery(schedule_id=schedule.id, key=f"day:{day.isoformat()}", start_date=day.isoformat(),
+                            end_date=day.isoformat(), state=state, created_at=moment, updated_at=moment,
+                            sent_at=moment if state == "sent" else 0.0))
+    recent = now - 86400 * 3
+    for index in range(25):  # the newest history: recent
+        ledger.put(Delivery(schedule_id=schedule.id, key=f"manual:{index}", start_date="2026-01-01", end_date="2026-01-01",
+                            state="sent", manual=True, created_at=recent + index, updated_at=recent + index,
+                            sent_at=recent + index))
+    few_old = now - 500 * 86400
+    for index in range(5):  # another schedule: old, but its only five
+        ledger.put(Delivery(schedule_id=other.id, key=f"week:{index}", start_date="2025-01-01", end_date="2025-01-07",
+                            state="sent", created_at=few_old + index, updated_at=few_old + index, sent_at=few_old + index))
+    results = appliance.jobs.run_once()
+    assert results["prune_deliveries"] == {"deliveries": 59}  # every old sent one; the failed one stays
+    kept = ledger.of(schedule.id)
+    assert len(kept) == 26 and [d.state for d in kept].count("failed") == 1
+    assert all(d.manual for d in kept[:KEEP_SENT])
+    assert len(ledger.of(other.id)) == 5
+    assert appliance.jobs.run_once()["prune_deliveries"] == {"deliveries": 0}
+    # a standby prunes nothing
+    assert scheduler(active=lambda: False).prune(now + 1000 * 86400) == {"deliveries": 0}

@@ -91,6 +91,19 @@ def test_build_save_export_and_schedule_a_report(server, browser):
         expect(page.locator(".schedule-status")).to_contain_text("sent")
         expect(page.locator(".schedule-status")).to_contain_text("(test)")
         page.screenshot(path=shots / "04-schedules.png", full_page=True, caret="initial")
+        # edit it on the schedules page: weekly on Thursday; the destination left empty is kept
+        page.get_by_text("Edit", exact=True).click()
+        editor = page.locator("form[data-schedule-edit]")
+        editor.get_by_label("Send").select_option("weekly")
+        editor.get_by_label("weekly on").select_option("3")
+        editor.get_by_label("CSV").check()
+        page.screenshot(path=shots / "05-schedule-edit.png", full_page=True, caret="initial")
+        editor.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("status")).to_have_text("Schedule changed.")
+        row = page.locator("tr[data-schedule]")
+        expect(row).to_contain_text("Weekly on Thursday at 08:00")
+        expect(row).to_contain_text("PDF, CSV")
+        expect(row).to_contain_text(f"mailto://127.0.0.1:{sink.port}")  # kept
         assert page.errors == []
     finally:
         sink.stop()

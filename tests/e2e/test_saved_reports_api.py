@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pypdf import PdfReader
 
+from tests.e2e.test_dashboard_pages import csrf_of, login
 from tests.servers import start_server
 
 SITE = "saved-reports.test"
@@ -89,6 +91,12 @@ def test_crud_and_permissions(server):
         assert schedule["next_send_at"] > datetime.now(UTC).timestamp()
         bad = client.post(schedules, json={**body, "hour": 25}, headers=analyst)
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "hour"
+        bad = client.post(schedules, json={**body, "weekday": 7}, headers=analyst)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "weekday"
+        thursday = client.post(schedules, json={**body, "weekday": 3}, headers=analyst).json()["data"]
+        assert thursday["weekday"] == 3 and thursday["day"] == 1
+        assert datetime.fromtimestamp(thursday["next_send_at"], UTC).weekday() == 3
+        assert client.delete(f"{schedules}/{thursday['id']}", headers=analyst).status_code == 200
         kept = client.put(f"{schedules}/{schedule['id']}", json={**{k: v for k, v in body.items() if k != "destinations"},
                                                                   "frequency": "daily"}, headers=analyst)
         assert kept.status_code == 200 and kept.json()["data"]["destinations"] == schedule["destinations"]
@@ -128,3 +136,53 @@ def test_run_matches_the_stats_api_in_json_csv_and_pdf(server):
         assert "Run me" in text and "/pricing" in text
         wrong = client.get(f"{base}/{report['id']}/run", params={"format": "docx"}, headers=viewer)
         assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "format"
+
+
+def test_schedule_edited_on_the_schedules_page(server):
+    """The schedules page's edit form changes when and what a schedule sends; left empty, the
+    destinations are kept (the page shows them masked only); a bad value answers 422 naming the
+    field and changes nothing; a viewer may not post it."""
+    schedules = f"/api/v1/sites/{SITE}/schedules"
+    analyst = server.tokens["analyst"]
+    with server.client() as client:
+        body = {"frequency": "weekly", "hour": 7, "formats": ["pdf"], "destinations": ["json://user:secret@127.0.0.1:9/edit"]}
+        schedule = client.post(schedules, json=body, headers=analyst).json()["data"]
+    page_url = f"/sites/{SITE}/schedules"
+    browser = login(server.url, "analyst-r", PASSWORD)
+    try:
+        page = browser.get(page_url)
+        assert page.status_code == 200
+        assert f'data-schedule-edit="{schedule["id"]}"' in page.text and "json://user:***@127.0.0.1:9/edit" in page.text
+        assert "secret" not in page.text
+        token = csrf_of(page.text)
+        form = {"csrf": token, "frequency": "monthly", "hour": "18", "formats": ["pdf", "csv"], "destinations": "",
+                "title": "Month end", "weekday": "4", "day": "3"}
+        answer = browser.post(f"{page_url}/{schedule['id']}", data=form)
+        assert answer.status_code == 303 and answer.headers["location"].endswith("notice=changed"), answer.text
+        with server.client() as client:
+            changed = client.get(f"{schedules}/{schedule['id']}", headers=analyst).json()["data"]
+        assert (changed["frequency"], changed["hour"], changed["formats"], changed["title"], changed["day"]) == (
+            "monthly", 18, ["pdf", "csv"], "Month end", 3)
+        shown = browser.get(page_url).text
+        assert "Monthly on day 3 at 18:00" in shown
+        assert re.search(r'name="day"[^>]*>(?:<option[^>]*>\d+</option>)*<option value="3" selected>', shown)
+        assert changed["destinations"] == ["json://user:***@127.0.0.1:9/edit"]  # kept
+        answer = browser.post(f"{page_url}/{schedule['id']}", data={**form, "destinations": "json://127.0.0.1:9/new"})
+        assert answer.status_code == 303
+        bad = browser.post(f"{page_url}/{schedule['id']}", data={**form, "hour": "", "frequency": "daily"})
+        assert bad.status_code == 422 and "hour: 0 to 23" in bad.text
+        bad = browser.post(f"{page_url}/{schedule['id']}", data={**form, "day": "31"})
+        assert bad.status_code == 422 and "day: 1 to 28" in bad.text
+        assert browser.post(f"{page_url}/999999", data=form).status_code == 404
+        with server.client() as client:
+            changed = client.get(f"{schedules}/{schedule['id']}", headers=analyst).json()["data"]
+        assert changed["destinations"] == ["json://127.0.0.1:9/new"] and changed["frequency"] == "monthly"
+    finally:
+        browser.close()
+    viewer = login(server.url, "viewer-r", PASSWORD)
+    try:
+        token = csrf_of(viewer.get(f"/sites/{SITE}/reports").text)
+        refused = viewer.post(f"{page_url}/{schedule['id']}", data={"csrf": token, "frequency": "daily", "hour": "1"})
+        assert refused.status_code in (403, 404)
+    finally:
+        viewer.close()
