@@ -376,20 +376,21 @@ class Appliance:
 
     def health(self) -> dict[str, object]:
         used, map_size = self.store.map_usage()
+        stalled = self.follower.apply_error if self.following else None  # a standby's disk is full
         return {
-            "status": "ok" if self.writer.last_error is None else "degraded",
+            "status": "ok" if self.writer.last_error is None and stalled is None else "degraded",
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "events_accepted": self.writer.events_committed,
             "batches_committed": self.writer.batches_committed,
             "drops": self.pipeline.drop_counts(),
             "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
-            "last_error": self.writer.last_error,
+            "last_error": self.writer.last_error or stalled,
             "sites": len(self.sites.all()),
             "open_visits": len(self.visits),
             # the role and lag only: /api/v1/replication/status (admin) has the rest
             "replication": {
                 key: value for key, value in self.replication_status().items()
-                if key in ("role", "lag_events", "lag_seconds", "standby_lag_events", "standby_connected", "sync_timeouts")
+                if key in ("role", "lag_events", "lag_seconds", "apply_error", "standby_lag_events", "standby_connected", "sync_timeouts")
             },
         }
 
