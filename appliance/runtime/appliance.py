@@ -110,7 +110,7 @@ class Appliance:
         strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
         counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
         sketches = self.sketches = Sketches(
-            store, cache_size=memory.sketch_cache_entries, rolled_up=dims.ROLLED_UP_SKETCHES
+            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES
         )
         eventlog = self.eventlog = EventLog(store)
         journal = self.journal = Journal(store)
@@ -221,7 +221,7 @@ class Appliance:
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
-            live=self.live, replication=self.replication_status,
+            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns,
         ))
         if self.follower is not None:
             self.follower.start()
