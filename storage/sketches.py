@@ -284,9 +284,9 @@ class Sketches:
             cursor.put(key, sketch.to_bytes())
             cache[key] = sketch
             self.cached_bytes += sketch_bytes(sketch)
-        while self.cached_bytes > self.cache_limit and cache:
-            _, dropped = cache.popitem(last=False)
-            self.cached_bytes -= sketch_bytes(dropped)
+            while self.cached_bytes > self.cache_limit and cache:  # within the bound at every step
+                _, dropped = cache.popitem(last=False)
+                self.cached_bytes -= sketch_bytes(dropped)
 
     def _with_rollups(self, additions: dict[bytes, tuple[int, list[int]]]) -> dict[bytes, tuple[int, list[int]]]:
         rolled_up = self.rolled_up
