@@ -6,8 +6,10 @@ turned into each cache's own bound with a measured size per entry:
 - decoded column blocks (filtered queries): bytes, least recently used dropped first;
 - open visits (the visit table; idle visits are closed first when it is full): entries,
   about 1.1 KB each (tracemalloc, a visit with 20 entry values and its visit properties);
-- decoded sketches written back by the aggregation step: entries, about 6 KB each (a
-  precision-12 register array and its object; site sketches are larger, and rarer);
+- decoded sketches written back by the aggregation step: bytes, each sketch's estimated
+  size (an exact set of up to 256 visitors takes up to ~17 KB, a precision-12 register array
+  4 KB, a site's precision-14 one 16 KB; the soak found a bound in entries, at an assumed
+  6 KB each, let the cache grow to three times its share);
 - the string table's in-memory maps (text to id, id to text; the LMDB copy is complete):
   entries, about 300 bytes each.
 
@@ -25,7 +27,6 @@ MIN_BUDGET_MB = 32
 
 SHARES = {"column_blocks": 0.45, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15}
 BYTES_PER_VISIT = 1_100
-BYTES_PER_SKETCH = 6_000
 BYTES_PER_STRING = 300
 
 
@@ -35,7 +36,7 @@ class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
     budget_bytes: int
     column_cache_bytes: int
     max_open_visits: int
-    sketch_cache_entries: int
+    sketch_cache_bytes: int
     string_cache_entries: int
 
 
@@ -47,6 +48,6 @@ def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
         budget_bytes=budget,
         column_cache_bytes=int(budget * SHARES["column_blocks"]),
         max_open_visits=max(1_000, min(max_open_visits, int(budget * SHARES["open_visits"]) // BYTES_PER_VISIT)),
-        sketch_cache_entries=max(256, int(budget * SHARES["sketches"]) // BYTES_PER_SKETCH),
+        sketch_cache_bytes=int(budget * SHARES["sketches"]),
         string_cache_entries=max(10_000, int(budget * SHARES["strings"]) // BYTES_PER_STRING),
     )

@@ -7,7 +7,9 @@ growing once every page and referrer was seen); a query thread asks the dashboar
 questions (top line, time series, four breakdowns, the traffic report) in a loop. Visits time
 out after ``--soak-visit-timeout`` minutes (default 1), so open visits reach their steady
 level within a short run. Every ``--soak-interval`` seconds (default 60) one row: resident
-memory of all the server's processes, open visits, string-table size, the live ring buffer,
+memory of all the server's processes (heap and file-backed apart: the LMDB map's pages count
+in RSS but the kernel takes them back under pressure), the sketch and column-block caches'
+sizes, open visits, string-table size, the live ring buffer,
 events waiting for aggregation (from ``/metrics``), and p50/p99 of ingest and query latency in
 that interval. At the end: the memory curve, its slope over the second half (MB per minute),
 and the lost-event check (every acknowledged event counted by the stats).
@@ -148,10 +150,13 @@ def _ms(values: list[float], fraction: float) -> float | None:
 
 
 def run_soak(minutes: float, *, rate: float, interval: float, visit_timeout: int, query_pause: float,
-             seed: int, log) -> dict:
+             seed: int, log, heap: Path | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="footfall-soak-"))
-    server = start_footfall(work / "data", work / "server.log",
-                            env={"FOOTFALL_SITES_VISIT_TIMEOUT_MINUTES": str(visit_timeout)})
+    env = {"FOOTFALL_SITES_VISIT_TIMEOUT_MINUTES": str(visit_timeout)}
+    if heap is not None:  # the debugging plugin: tracemalloc reports in ``heap``
+        env |= {"FOOTFALL_PLUGINS_DIRECTORY": str(Path(__file__).parent / "soakprobe"),
+                "FOOTFALL_PLUGIN_HEAPPROBE_DIR": str(heap.resolve()), "FOOTFALL_PLUGIN_HEAPPROBE_INTERVAL": str(interval)}
+    server = start_footfall(work / "data", work / "server.log", env=env)
     rows: list[dict] = []
     try:
         sender = Sender(server.url, rate, seed)
@@ -163,7 +168,8 @@ def run_soak(minutes: float, *, rate: float, interval: float, visit_timeout: int
         end = started + minutes * 60
         log(f"soak: {minutes:g} min, {rate:g} events/s in batches of {BATCH}, visit timeout {visit_timeout} min, "
             f"a row every {interval:g} s")
-        header = (f"{'min':>5} {'rss MB':>8} {'anon MB':>8} {'events':>9} {'open visits':>11} {'strings':>8} "
+        header = (f"{'min':>5} {'rss MB':>8} {'anon MB':>8} {'file MB':>8} {'sketch MB':>9} {'blocks MB':>9} "
+                  f"{'events':>9} {'open visits':>11} {'strings':>8} "
                   f"{'live':>6} {'pending':>7} {'ingest p50/p99 ms':>18} {'query p50/p99 ms':>17}")
         log(header)
         while (now := time.monotonic()) < end:
@@ -175,6 +181,9 @@ def run_soak(minutes: float, *, rate: float, interval: float, visit_timeout: int
                 "minute": round((time.monotonic() - started) / 60, 2),
                 "rss_mb": round(rss["total"] / 2**20, 1),
                 "anon_mb": round(rss["anon"] / 2**20, 1),
+                "file_mb": round(rss["file"] / 2**20, 1),  # file-backed: the LMDB map, libraries
+                "sketch_cache_mb": round(values.get("footfall_sketch_cache_bytes", -1) / 2**20, 1),
+                "column_cache_mb": round(values.get("footfall_column_cache_bytes", -1) / 2**20, 1),
                 "events": sender.acknowledged,
                 "open_visits": int(values.get("footfall_open_visits", -1)),
                 "strings": int(values.get("footfall_string_table_entries", -1)),
@@ -184,7 +193,8 @@ def run_soak(minutes: float, *, rate: float, interval: float, visit_timeout: int
                 "query_p50_ms": _ms(query, 0.5), "query_p99_ms": _ms(query, 0.99),
             }
             rows.append(row)
-            log(f"{row['minute']:>5} {row['rss_mb']:>8} {row['anon_mb']:>8} {row['events']:>9} "
+            log(f"{row['minute']:>5} {row['rss_mb']:>8} {row['anon_mb']:>8} {row['file_mb']:>8} "
+                f"{row['sketch_cache_mb']:>9} {row['column_cache_mb']:>9} {row['events']:>9} "
                 f"{row['open_visits']:>11} {row['strings']:>8} {row['live_buffer']:>6} {row['pending']:>7} "
                 f"{str(row['ingest_p50_ms']) + ' / ' + str(row['ingest_p99_ms']):>18} "
                 f"{str(row['query_p50_ms']) + ' / ' + str(row['query_p99_ms']):>17}")
@@ -197,18 +207,24 @@ def run_soak(minutes: float, *, rate: float, interval: float, visit_timeout: int
     finally:
         server.stop()
     lost = sender.acknowledged - counts.pageviews
-    second_half = rows[len(rows) // 2:]
-    slope = None
-    if len(second_half) >= 2:
-        span = second_half[-1]["minute"] - second_half[0]["minute"]
-        slope = round((second_half[-1]["rss_mb"] - second_half[0]["rss_mb"]) / span, 2) if span else None
+    slope, anon_slope, file_slope = (_slope(rows, field) for field in ("rss_mb", "anon_mb", "file_mb"))
     return {
         "minutes": minutes, "rate_events_per_s": rate, "visit_timeout_minutes": visit_timeout,
         "rows": rows, "acknowledged_events": sender.acknowledged, "counted_pageviews": counts.pageviews,
         "lost_events": lost, "ingest_errors": sender.errors, "query_errors": querier.errors,
-        "rss_slope_mb_per_minute_second_half": slope, "work_dir": str(work),
+        "rss_slope_mb_per_minute_second_half": slope, "anon_slope_mb_per_minute_second_half": anon_slope,
+        "file_slope_mb_per_minute_second_half": file_slope, "work_dir": str(work),
         "ok": lost == 0 and not sender.errors and not querier.errors,
     }
+
+
+def _slope(rows: list[dict], field: str) -> float | None:
+    """MB per minute of ``field`` over the second half of the rows (first to last row)."""
+    second_half = rows[len(rows) // 2:]
+    if len(second_half) < 2:
+        return None
+    span = second_half[-1]["minute"] - second_half[0]["minute"]
+    return round((second_half[-1][field] - second_half[0][field]) / span, 2) if span else None
 
 
 def print_curve(result: dict) -> None:
@@ -221,7 +237,9 @@ def print_curve(result: dict) -> None:
     for row in rows:
         bar = "#" * (1 + round(40 * (row["rss_mb"] - low) / (high - low))) if high > low else "#"
         print(f"  {row['minute']:>5} min {row['rss_mb']:>8.1f} MB  {bar}")
-    print(f"slope over the second half: {result['rss_slope_mb_per_minute_second_half']} MB/min; "
+    print(f"slope over the second half: {result['rss_slope_mb_per_minute_second_half']} MB/min "
+          f"(heap {result['anon_slope_mb_per_minute_second_half']}, "
+          f"file-backed {result['file_slope_mb_per_minute_second_half']}); "
           f"acknowledged {result['acknowledged_events']}, counted {result['counted_pageviews']}, "
           f"lost events: {result['lost_events']}, ingest errors {result['ingest_errors']}, "
           f"query errors {result['query_errors']}  ->  {'PASS' if result['ok'] else 'FAIL'}")
@@ -230,7 +248,7 @@ def print_curve(result: dict) -> None:
 def main(args, log) -> int:
     result = run_soak(args.soak, rate=args.soak_rate, interval=args.soak_interval,
                       visit_timeout=args.soak_visit_timeout, query_pause=args.soak_query_pause,
-                      seed=args.seed, log=log)
+                      seed=args.seed, log=log, heap=args.soak_heap)
     print_curve(result)
     if args.keep:
         print(f"data and logs kept in {result['work_dir']}")

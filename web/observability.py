@@ -6,7 +6,7 @@
 - ``GET /api/v1/health/live``: liveness, answered on the event loop without touching storage:
   200 as long as the process answers requests at all.
 - ``GET /ready``: readiness: the store takes a write (a tiny transaction) and the writer's
-  last commit did not fail. 200 ``{"status": "ok"}``, else 503 ``{"status": "degraded"}``
+  last commit did not fail (and, on a standby, the last pulled batch was stored). 200 ``{"status": "ok"}``, else 503 ``{"status": "degraded"}``
   with the failing checks. The container's HEALTHCHECK (``footfall health``) asks this one.
 - :func:`request_context`: every request gets an id (the caller's ``X-Request-ID`` when it
   is a sensible token, else a new one), answered in ``X-Request-ID``, written in every log
@@ -86,6 +86,8 @@ def readiness(appliance: Appliance) -> dict[str, Any]:
         checks["storage_writable"] = f"{type(error).__name__}: {error}"
     last_error = appliance.writer.last_error
     checks["last_commit"] = "ok" if last_error is None else last_error
+    if appliance.following:  # a standby whose store refuses the pulled batches (disk full)
+        checks["standby_apply"] = appliance.replication_status().get("apply_error") or "ok"
     ready = all(value == "ok" for value in checks.values())
     return {"status": "ok" if ready else "degraded", "checks": checks, "last_error": last_error}
 

@@ -86,7 +86,7 @@ class ColumnStore:
         self._cache: OrderedDict[tuple[int, int], Block] = OrderedDict()
         self._spaces: OrderedDict[tuple, VisitorSpace] = OrderedDict()
         self._cache_bytes = cache_bytes
-        self._cached_bytes = 0
+        self.cached_bytes = 0  # the cache's size: what the budget bounds
         self._lock = threading.Lock()
         self._day_locks = [threading.Lock() for _ in range(64)]  # striped by (site, day)
         self._compaction_lock = threading.Lock()
@@ -202,13 +202,13 @@ class ColumnStore:
         with self._lock:
             replaced = self._cache.pop(key, None)
             if replaced is not None:
-                self._cached_bytes -= replaced.cached_size
+                self.cached_bytes -= replaced.cached_size
             block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
             self._cache[key] = block
-            self._cached_bytes += block.cached_size
-            while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+            self.cached_bytes += block.cached_size
+            while self.cached_bytes > self._cache_bytes and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
-                self._cached_bytes -= dropped.cached_size
+                self.cached_bytes -= dropped.cached_size
 
     def _resize(self, block: Block) -> None:
         with self._lock:
@@ -216,17 +216,17 @@ class ColumnStore:
                 return
             size = block.nbytes()
             if size > block.cached_size:
-                self._cached_bytes += size - block.cached_size
+                self.cached_bytes += size - block.cached_size
                 block.cached_size = size
-            while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+            while self.cached_bytes > self._cache_bytes and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
-                self._cached_bytes -= dropped.cached_size
+                self.cached_bytes -= dropped.cached_size
 
     def forget(self, site: int | None = None, day: int | None = None) -> None:
         with self._lock:
             self._spaces.clear()
             for key in [k for k in self._cache if (site is None or k[0] == site) and (day is None or k[1] == day)]:
-                self._cached_bytes -= self._cache.pop(key).cached_size
+                self.cached_bytes -= self._cache.pop(key).cached_size
 
     # -- compaction (background) ----------------------------------------------------------
     def compact_day(self, site: int, day: int) -> bool:

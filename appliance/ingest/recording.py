@@ -13,6 +13,7 @@ stuck unaggregated on a full disk.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -24,13 +25,15 @@ from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visits import VisitTable
 from appliance.models import Event
-from storage import Store
+from storage import StorageFullError, Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.journal import Journal
 from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
+
+log = logging.getLogger(__name__)
 
 
 class Recorder:
@@ -150,7 +153,12 @@ class Recorder:
             else:
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
         if len(self._unaggregated) >= self._max or time.monotonic() - self._last_flush >= self._interval:
-            self._coordinator.flush()
+            try:
+                self._coordinator.flush()
+            except StorageFullError as error:
+                # The batch is stored: failing here would have it sent (or applied) again. Its
+                # events stay pending, folded in by a later aggregation step.
+                log.warning("aggregation after a commit failed, events stay pending: %s", error)
         return keys
 
     # -- the aggregation step -------------------------------------------------------------

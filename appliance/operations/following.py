@@ -21,6 +21,13 @@ naming the primary). :meth:`promote` stops following for good: the state is writ
 restart with ``--follow`` still left in its settings refuses to follow again instead of
 silently becoming a standby of the old primary.
 
+*Disk full*: when the store refuses a batch (:class:`storage.StorageFullError`: the standby's
+disk filled during a catch-up) nothing of it is kept and the cursor stays where it was; the
+standby stops applying, says why in ``apply_error`` (its replication status, and its health
+turns ``degraded``), and retries the same batch every second, so once space is freed it resumes
+from its cursor with nothing lost or doubled. The primary is not involved: it keeps serving and
+acknowledging (in the synchronous mode its acknowledgements wait up to ``sync_timeout_ms``).
+
 *Lag*: ``lag_events`` is the primary's last committed sequence (as of its last answer) minus
 the cursor; ``lag_seconds`` is how long the standby has been behind (since a pull first showed
 it a commit it did not hold; 0 while caught up).
@@ -43,7 +50,7 @@ from appliance.models import Event
 from appliance.operations.erasure import ERASURE_KIND, PersonalEvents
 from appliance.operations.replication import DERIVED_KINDS, Pulled
 from appliance.sites import SiteRegistry
-from storage import Store
+from storage import StorageFullError, Store
 from storage.eventlog import EventLog
 from storage.keys import pack_u64, unpack_u64
 from storage.records import Records
@@ -133,6 +140,7 @@ class Follower:
         self.behind_since: float | None = None  # when the standby last fell behind
         self.last_contact = 0.0
         self.last_error = ""
+        self.apply_error: str | None = None  # the store refused what was pulled (disk full)
         self.batches_applied = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,11 +171,15 @@ class Follower:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception as error:  # the primary is down or refuses: keep trying
+            except Exception as error:  # the primary is down or refuses, or the disk is full: keep trying
                 if self._stop.is_set():
                     return
-                self.last_error = f"{type(error).__name__}: {error}"
-                log.warning("following %s: %s", self.primary, self.last_error)
+                message = f"{type(error).__name__}: {error}"
+                if isinstance(error, StorageFullError):
+                    self.apply_error = message
+                if message != self.last_error:  # once per error, not once a second
+                    log.warning("following %s: %s", self.primary, message)
+                self.last_error = message
                 self._stop.wait(_RETRY_SECONDS)
 
     def step(self) -> int:
@@ -183,7 +195,7 @@ class Follower:
         self.last_contact = time.time()
         if pulled.last_sequence > self.cursor and self.behind_since is None:
             self.behind_since = self.last_contact
-        self.last_error = ""
+        self.primary_last_sequence = max(pulled.last_sequence, self.cursor)
         if pulled.records_version != self.records_version:
             self._copy_records()
         if pulled.events:
@@ -191,6 +203,8 @@ class Follower:
         self.primary_last_sequence = max(pulled.last_sequence, self.cursor)
         if self.cursor >= self.primary_last_sequence:
             self.behind_since = None
+        self.last_error = ""  # only once what was pulled is stored: a failed apply stays shown
+        self.apply_error = None
         return len(pulled.events)
 
     def _apply(self, items: list[tuple[int, Event]]) -> None:
@@ -259,4 +273,5 @@ class Follower:
             "last_contact_seconds_ago": round(time.time() - self.last_contact, 3) if self.last_contact else None,
             "batches_applied": self.batches_applied,
             "last_error": self.last_error or None,
+            "apply_error": self.apply_error,
         }

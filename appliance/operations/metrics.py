@@ -5,7 +5,8 @@ Two kinds. *Observed* as things happen: the commit latency and batch size histog
 request latency per route (:meth:`Metrics.observe_request`, called by the web room's request
 middleware). *Read at scrape time* by :class:`ApplianceCollector` from counts the parts keep
 anyway, so the ingest hot path gains nothing: events accepted, events ignored per reason,
-aggregation lag, LMDB map use, open visits, the live ring buffer, the string table.
+aggregation lag, LMDB map use, open visits, the live ring buffer, the string table, the
+sketch and column-block caches' sizes (what the memory budget bounds).
 
 Other parts add their own collectors with :meth:`Metrics.add_collector`: the standby's lag
 (``footfall_standby_lag_events`` / ``_seconds``) is meant to be registered there by the
@@ -37,8 +38,9 @@ class ApplianceCollector(Collector):
 
     def __init__(
         self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized,
-        replication: Callable[[], dict[str, object]] = dict,
+        replication: Callable[[], dict[str, object]] = dict, sketches=None, columns=None,
     ) -> None:
+        self._sketches, self._columns = sketches, columns  # the budgeted caches (appliance/memory.py)
         self._writer = writer
         self._replication = replication
         self._pipeline = pipeline
@@ -73,6 +75,13 @@ class ApplianceCollector(Collector):
                      self._store.entries(b"strings"))
         yield _gauge("footfall_open_visits", "Visits open in memory", len(self._visits))
         yield _gauge("footfall_live_buffer_events", "Events in the live ring buffer", len(self._live))
+        if self._sketches is not None:
+            yield _gauge("footfall_sketch_cache_bytes", "Decoded sketches cached for write-back (estimated)",
+                         self._sketches.cached_bytes)
+            yield _gauge("footfall_sketch_cache_entries", "Decoded sketches cached for write-back",
+                         self._sketches.cached_entries)
+        if self._columns is not None:
+            yield _gauge("footfall_column_cache_bytes", "Decoded column blocks cached", self._columns.cached_bytes)
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
         status = self._replication()

@@ -111,7 +111,7 @@ class Appliance:
         strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
         counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
         sketches = self.sketches = Sketches(
-            store, cache_size=memory.sketch_cache_entries, rolled_up=dims.ROLLED_UP_SKETCHES
+            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES
         )
         eventlog = self.eventlog = EventLog(store)
         self.imported = ImportedAggregates(store)
@@ -224,7 +224,7 @@ class Appliance:
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
-            live=self.live, replication=self.replication_status,
+            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns,
         ))
         if self.follower is not None:
             self.follower.start()
@@ -380,20 +380,21 @@ class Appliance:
 
     def health(self) -> dict[str, object]:
         used, map_size = self.store.map_usage()
+        stalled = self.follower.apply_error if self.following else None  # a standby's disk is full
         return {
-            "status": "ok" if self.writer.last_error is None else "degraded",
+            "status": "ok" if self.writer.last_error is None and stalled is None else "degraded",
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "events_accepted": self.writer.events_committed,
             "batches_committed": self.writer.batches_committed,
             "drops": self.pipeline.drop_counts(),
             "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
-            "last_error": self.writer.last_error,
+            "last_error": self.writer.last_error or stalled,
             "sites": len(self.sites.all()),
             "open_visits": len(self.visits),
             # the role and lag only: /api/v1/replication/status (admin) has the rest
             "replication": {
                 key: value for key, value in self.replication_status().items()
-                if key in ("role", "lag_events", "lag_seconds", "standby_lag_events", "standby_connected", "sync_timeouts")
+                if key in ("role", "lag_events", "lag_seconds", "apply_error", "standby_lag_events", "standby_connected", "sync_timeouts")
             },
         }
 

@@ -12,7 +12,8 @@ def test_the_budget_is_split_between_the_caches():
     assert plan.max_open_visits == int((160 << 20) * SHARES["open_visits"]) // BYTES_PER_VISIT
     assert plan_memory(160, 5_000).max_open_visits == 5_000  # the sites setting, when lower
     bigger = plan_memory(1024, 500_000)
-    assert bigger.sketch_cache_entries > plan.sketch_cache_entries
+    assert plan.sketch_cache_bytes == int((160 << 20) * SHARES["sketches"])
+    assert bigger.sketch_cache_bytes > plan.sketch_cache_bytes
     assert bigger.string_cache_entries > plan.string_cache_entries
 
 
@@ -21,3 +22,4 @@ def test_an_appliance_takes_its_bounds_from_the_setting(make_appliance):
     assert appliance.memory == plan_memory(64, appliance.settings.sites.max_open_visits)
     assert appliance.visits.max_open == appliance.memory.max_open_visits
     assert appliance.strings.max_cached == appliance.memory.string_cache_entries
+    assert appliance.sketches.cache_limit == appliance.memory.sketch_cache_bytes

@@ -66,6 +66,9 @@ def test_metrics_follow_ingest_and_queries(observed):
     assert after[("footfall_lmdb_map_used_bytes", ())] > 0
     assert 0 < after[("footfall_lmdb_map_used_ratio", ())] < 1
     assert ("footfall_aggregation_lag_seconds", ()) in after and ("footfall_string_table_entries", ()) in after
+    # the budgeted caches: the stats read folded the page views into sketches, written back
+    assert after[("footfall_sketch_cache_entries", ())] >= 1 and after[("footfall_sketch_cache_bytes", ())] > 0
+    assert ("footfall_column_cache_bytes", ()) in after
     # the separate listener: the same registry, no credential
     separate = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert separate.status_code == 200

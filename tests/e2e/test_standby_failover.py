@@ -45,10 +45,11 @@ def wait_until(probe, what: str, timeout: float = 60.0):
     pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
-def start_standby(data_dir: Path, primary: ServerHandle, key: str, port: int | None = None) -> ServerHandle:
+def start_standby(data_dir: Path, primary: ServerHandle, key: str, port: int | None = None,
+                  log_dir: Path | None = None) -> ServerHandle:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"standby-{data_dir.name}-{port}.log"
+    log_path = (log_dir or data_dir.parent) / f"standby-{data_dir.name}-{port}.log"
     env = {**os.environ, "FOOTFALL_REPLICATION_POLL_WAIT_SECONDS": "5"}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(

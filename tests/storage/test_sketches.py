@@ -19,6 +19,7 @@ from storage.sketches import (
     SITE_PRECISION,
     Sketch,
     Sketches,
+    sketch_bytes,
     standard_error,
 )
 
@@ -274,3 +275,39 @@ def test_sketches_of_different_precision_do_not_merge(store, sketches):
     )
     with pytest.raises(ValueError, match="precision"):
         store.write(lambda txn: sketches.add(txn, {day_key(1): (DIMENSION_PRECISION, [1])}))
+
+
+@pytest.mark.parametrize(("members", "precision"), [(1, 12), (100, 12), (EXACT_LIMIT, 12), (1000, 12), (1000, 14)])
+def test_sketch_bytes_is_close_to_what_the_heap_holds(members, precision):
+    import tracemalloc
+
+    raw = sketch_of(hashes(members, seed=members), precision).to_bytes()
+    tracemalloc.start()
+    try:  # decoded, as the cache holds them: each with its own members
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [Sketch.from_bytes(raw) for _ in range(20)]
+        measured = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert kept[0].is_exact == (members <= EXACT_LIMIT)
+    assert 0.9 * measured <= sketch_bytes(kept[0]) <= 1.1 * measured, (sketch_bytes(kept[0]), measured)
+
+
+def test_the_write_back_cache_is_bounded_in_bytes(store):
+    bounded = Sketches(store, cache_bytes=200_000)
+    for day in range(40):  # 40 exact sketches of 200 visitors: ~15 KB each, 600 KB in all
+        store.write(lambda txn, day=day: bounded.add(txn, {day_key(day): (DIMENSION_PRECISION, hashes(200, day))}))
+        bounded.committed()
+        assert bounded.cached_bytes <= 200_000
+    assert bounded.cached_bytes == sum(sketch_bytes(sketch) for sketch in bounded._cache.values())
+    assert 5 <= bounded.cached_entries < 40  # the least recently used went
+    assert day_key(39) in bounded._cache and day_key(0) not in bounded._cache
+    # a cached sketch updated again: counted once, at its new size
+    store.write(lambda txn: bounded.add(txn, {day_key(39): (DIMENSION_PRECISION, hashes(50, 99))}))
+    bounded.committed()
+    assert bounded.cached_bytes == sum(sketch_bytes(sketch) for sketch in bounded._cache.values())
+    with store.read() as txn:  # and every sketch, cached or dropped, is stored whole
+        assert bounded.union(txn, SITE, DAY, VISITORS, 0, 0, DIMENSION_PRECISION)[0].count() == 200
+        assert bounded.union(txn, SITE, DAY, VISITORS, 39, 39, DIMENSION_PRECISION)[0].count() == 250
+    bounded.forget()
+    assert bounded.cached_bytes == 0 and bounded.cached_entries == 0

@@ -1,0 +1,44 @@
+"""A batch the store took stays acknowledged when the aggregation step after it fails on a full disk.
+
+The recorder folds committed events into the aggregates right after a commit once enough are
+waiting (``ingest.aggregate_max_events``). If that step fails (``StorageFullError``), the batch
+is already durable: the commit must not fail with it, or the ingest writer answers 503 for
+stored events (a client sends them again) and a standby applies the batch twice (its cursor is
+advanced only when the commit returns). Here the aggregation step is made to fail the way a
+full disk fails it, once; the events stay pending and are counted by the next step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from appliance.models import Event, EventKind
+from storage import StorageFullError
+
+
+def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_appliance):
+    appliance = make_appliance(ingest_aggregate_max_events=1)
+    site = appliance.sites.add("full.test")
+    now = time.time()
+    events = [
+        Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=now, name="pageview", visitor_id=visitor,
+              path=f"/p{visitor}")
+        for visitor in range(1, 6)
+    ]
+    recorder, coordinator = appliance.recorder, appliance.coordinator
+    failures = []
+
+    def full_disk() -> int:
+        failures.append(recorder.waiting)
+        raise StorageFullError("disk error while writing: mdb_txn_commit: No space left on device")
+
+    coordinator.bind(full_disk)
+    try:
+        keys = recorder.commit(events)  # the aggregation step after it fails: the commit stands
+    finally:
+        coordinator.bind(recorder.aggregate_pending)
+    assert failures == [5] and len(keys) == 5
+    assert recorder.waiting == 5  # stored, not yet aggregated
+    assert coordinator.flush() == 5 and recorder.waiting == 0  # the next step counts them
+    stored = [event.path for _, event in appliance.events(site, now - 1, now + 1)]
+    assert stored == [f"/p{v}" for v in range(1, 6)]  # once each
