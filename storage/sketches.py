@@ -39,7 +39,14 @@ SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
 _POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
-_HASH = struct.Struct(">Q")
+
+
+def exact_bytes(members: set[int]) -> bytes:
+    """An exact set's members as sorted big-endian 8-byte hashes (the ``b"E"`` body): numpy
+    sorts and packs them at once; the bytes equal ``b"".join(pack(h) for h in sorted(members))``."""
+    values = np.fromiter(members, dtype=np.uint64, count=len(members))
+    values.sort()
+    return values.astype(">u8").tobytes()
 
 
 def standard_error(precision: int) -> float:
@@ -123,7 +130,7 @@ class Sketch:
     # -- bytes ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         if self.exact is not None:
-            return b"E" + b"".join(_HASH.pack(h) for h in sorted(self.exact))
+            return b"E" + exact_bytes(self.exact)
         registers = self.hll.M
         filled = np.flatnonzero(registers)
         if len(filled) * 3 < len(registers):
@@ -141,7 +148,7 @@ class Sketch:
         if data[:1] == b"E":
             body = memoryview(data)[1:]
             sketch = cls(DIMENSION_PRECISION, exact_limit)
-            sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
+            sketch.exact = set(np.frombuffer(body, dtype=">u8").tolist())
             return sketch
         precision = data[1]
         sketch = cls(precision, exact_limit)

@@ -39,6 +39,7 @@ re-derived (:meth:`VisitTable.replace`).
 
 from __future__ import annotations
 
+import operator
 import struct
 import threading
 import time
@@ -70,6 +71,7 @@ class Visit(msgspec.Struct, array_like=True):
 
 
 _PAGE = list(dims.DIMENSIONS).index("page")
+_VISIT_VALUES = operator.attrgetter(*dims.VISIT_FIELDS)  # an event's visit properties, as one tuple
 
 
 def seconds(timestamp: float) -> int:
@@ -93,10 +95,13 @@ def _inherit(event: Event, visit: Visit) -> Event:
     carried = visit.carried
     if len(carried) != len(dims.VISIT_FIELDS):  # a visit opened before visits carried them
         return event
+    current = _VISIT_VALUES(event)
+    if list(current) == carried:  # the common case: the event was sent with its visit's values
+        return event
     changed = {
-        field: value for field, value in zip(dims.VISIT_FIELDS, carried, strict=True) if getattr(event, field) != value
+        field: value for field, value, own in zip(dims.VISIT_FIELDS, carried, current, strict=True) if own != value
     }
-    return msgspec.structs.replace(event, **changed) if changed else event
+    return msgspec.structs.replace(event, **changed)
 
 
 class VisitTable:
