@@ -38,6 +38,7 @@ from storage.retention import delete_prefix
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
+_SMALL_ADD = 48  # up to this many hashes are added to registers in plain Python
 _POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
 
 
@@ -94,6 +95,9 @@ class Sketch:
         encoding: visitor ids are keyed BLAKE2b digests already, so the low ``p`` bits pick
         the register and the rest give the rank, exactly as ``add_bulk`` does with its hash.
         """
+        if isinstance(hashes, (list, set, tuple)) and len(hashes) <= _SMALL_ADD:
+            self._hll_add_few(hashes)
+            return
         values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
             return
@@ -101,6 +105,21 @@ class Sketch:
         registers = (values & np.uint64((1 << precision) - 1)).astype(np.intp)
         ranks = get_rho_vec(values >> np.uint64(precision), 64 - precision).astype(np.int8)
         np.maximum.at(self.hll.M, registers, ranks)
+
+    def _hll_add_few(self, hashes: Iterable[int]) -> None:
+        """:meth:`_hll_add` for a handful of hashes, in plain Python: the same registers
+        (rank = ``64 - p - bit_length(hash >> p) + 1``, as ``get_rho_vec``) without numpy's
+        per-call overhead, which dominates below :data:`_SMALL_ADD` values (most sketch keys
+        of a batch get only a few visitors)."""
+        registers = self.hll.M
+        precision = self.precision
+        mask = (1 << precision) - 1
+        top = 65 - precision
+        for value in hashes:
+            rank = top - (value >> precision).bit_length()
+            index = value & mask
+            if rank > registers[index]:
+                registers[index] = rank
 
     def _to_hll(self) -> None:
         members = self.exact or set()
@@ -132,8 +151,9 @@ class Sketch:
         if self.exact is not None:
             return b"E" + exact_bytes(self.exact)
         registers = self.hll.M
-        filled = np.flatnonzero(registers)
-        if len(filled) * 3 < len(registers):
+        if np.count_nonzero(registers) * 3 < len(registers):
+            # (a boolean mask's nonzero: several times faster than int8's, the same indices)
+            filled = (registers != 0).nonzero()[0]
             # Sparse: (u16 index, u8 rank) pairs; most daily and per-value sketches are.
             return (
                 b"S"

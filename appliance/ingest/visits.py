@@ -72,6 +72,7 @@ class Visit(msgspec.Struct, array_like=True):
 
 _PAGE = list(dims.DIMENSIONS).index("page")
 _VISIT_VALUES = operator.attrgetter(*dims.VISIT_FIELDS)  # an event's visit properties, as one tuple
+_ENTRY_TEXTS = operator.attrgetter(*(field for field, _, _ in dims.DIMENSIONS.values()))  # its entry values
 
 
 def seconds(timestamp: float) -> int:
@@ -130,11 +131,6 @@ class VisitTable:
         visit = self._open.get((site_id, visitor_id))
         return visit is not None and now - visit.last <= self.timeout
 
-    def _current(self, key):
-        if key in self._pending:
-            return self._pending[key]
-        return self._open.get(key)
-
     def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> list[Event]:
         """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
 
@@ -146,17 +142,23 @@ class VisitTable:
         self._pending.clear()
         self.late = late = set()
         horizon = self.horizon
-        dimension_items = tuple(dims.DIMENSIONS.items())
+        pending, opened = self._pending, self._open
+        ids: dict[str, int] = {}  # per batch: each distinct text interned once
         out = list(events)
         for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
             event = events[index]
             if event.kind is EventKind.ENGAGEMENT:
                 continue
             key = (event.site_id, event.visitor_id)
-            visit = self._current(key)
+            visit = pending.get(key)  # (no None there: cleared above) a copy of this batch's own
+            own = visit is not None
+            if not own:
+                visit = opened.get(key)
             timestamp = event.timestamp
             is_pageview = event.kind is EventKind.PAGEVIEW
-            page_id = intern(event.path)
+            page_id = ids.get(event.path)
+            if page_id is None:
+                page_id = ids[event.path] = intern(event.path)
             if timestamp < (horizon if visit is None else visit.last):
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
@@ -169,8 +171,12 @@ class VisitTable:
             if new_visit:
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
-                for name, (field, _, _) in dimension_items:
-                    entry.append(page_id if name == "page" else intern(getattr(event, field)))
+                for text in _ENTRY_TEXTS(event):
+                    value_id = ids.get(text)
+                    if value_id is None:
+                        value_id = ids[text] = intern(text)
+                    entry.append(value_id)
+                entry[_PAGE] = page_id
                 visit = Visit(
                     start=timestamp,
                     last=timestamp,
@@ -180,7 +186,7 @@ class VisitTable:
                     hint=event.session_hint,
                     entry=entry,
                     exit_path=page_id,
-                    carried=[getattr(event, field) for field in dims.VISIT_FIELDS],
+                    carried=list(_VISIT_VALUES(event)),
                 )
                 bounce = 1 if is_pageview else 0
                 self._count(counts, event.site_id, visit, dims.VISITS, 1)
@@ -191,7 +197,8 @@ class VisitTable:
                 self._pending[key] = visit
                 continue
             out[index] = _inherit(event, visit)
-            visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
+            if not own:
+                visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
             was_bounce = visit.pageviews == 1 and not visit.interactive
             gap = max(0.0, timestamp - visit.last)
             if gap:
@@ -268,9 +275,9 @@ class VisitTable:
         """Add to a visit metric: the site total and one counter per entry dimension."""
         day = visit.day
         counts[(site_id, DAY, metric, day, 0)] += delta
-        for offset, value_id in enumerate(visit.entry):
+        for dimension_metric, value_id in zip(range(metric + 1, metric + 1 + len(visit.entry)), visit.entry, strict=True):
             if value_id:  # an empty entry value is not a breakdown row
-                counts[(site_id, DAY, metric + 1 + offset, day, value_id)] += delta
+                counts[(site_id, DAY, dimension_metric, day, value_id)] += delta
 
     def committed(self) -> None:
         with self._lock:

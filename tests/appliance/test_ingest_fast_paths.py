@@ -9,20 +9,25 @@ properties, the same sketch bytes.
 from __future__ import annotations
 
 import struct
+from collections import defaultdict
 
 import msgspec
+import numpy as np
+import pluggy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance import dimensions as dims
 from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
+from appliance.hooks.manager import hot_path_calls
 from appliance.ingest.aggregation import _DIMENSION_ITEMS, aggregate
 from appliance.ingest.cardinality import OTHER, CardinalityGuard
-from appliance.ingest.visits import Visit, _inherit
+from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, other_session, seconds
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
+from storage import Store
 from storage.keys import DAY, HOUR
-from storage.sketches import Sketch, exact_bytes
+from storage.sketches import Sketch, exact_bytes, new_hll
 
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
@@ -155,8 +160,8 @@ class _NoCounters:
         return iter(())
 
 
-def plain_bound(events_, timezones, intern, max_values):
-    seen: dict[tuple, set[int]] = {}
+def plain_bound(guard: CardinalityGuard, events_, timezones, intern, max_values):
+    """The guard's check as it was: ``_values`` (which also forgets old days) per field."""
     out = []
     for event in events_:
         if event.kind is not EventKind.PAGEVIEW:
@@ -169,7 +174,7 @@ def plain_bound(events_, timezones, intern, max_values):
             if not text:
                 continue
             value_id = intern(text)
-            values = seen.setdefault((event.site_id, counter, day), set())
+            values = guard._values(None, event.site_id, counter, day)
             if value_id in values:
                 continue
             if len(values) >= max_values:
@@ -187,10 +192,11 @@ def test_cardinality_bound_matches_the_per_field_check(batches, max_values):
     guard = CardinalityGuard(_NoCounters(), max_values)
     fast_intern, _ = interner()
     plain_intern, _ = interner()
-    everything = [event for batch in batches for event in batch]
-    # batch by batch, as commits call it: the sets carry over between batches
-    fast = [event for batch in batches for event in guard.apply(None, batch, {}, fast_intern)]
-    assert fast == plain_bound(everything, {}, plain_intern, max_values)
+    plain_guard = CardinalityGuard(_NoCounters(), max_values)
+    for batch in batches:  # batch by batch, as commits call it: the sets carry over between batches
+        fast = guard.apply(None, batch, {}, fast_intern)
+        assert fast == plain_bound(plain_guard, batch, {}, plain_intern, max_values)
+    assert guard._seen == plain_guard._seen
 
 
 # -- visit properties ----------------------------------------------------------------------------
@@ -228,3 +234,215 @@ def test_exact_sketch_bytes_match_struct_packing(members):
     back = Sketch.from_bytes(data, exact_limit=1000)
     assert back.exact == members
     assert all(type(member) is int for member in back.exact)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.sampled_from([12, 14]), st.integers(0, 2**32))
+def test_few_hashes_reach_the_registers_numpy_gives(hashes, precision, seed):
+    start = np.random.default_rng(seed).integers(0, 8, 1 << precision, dtype=np.int8)
+    fast = Sketch(precision)
+    fast.exact, fast.hll = None, new_hll(precision, start.copy())
+    fast._hll_add(list(hashes))  # the plain-Python path below _SMALL_ADD
+    plain = Sketch(precision)
+    plain.exact, plain.hll = None, new_hll(precision, start.copy())
+    plain._hll_add(np.array(hashes, dtype=np.uint64))  # the vectorised path
+    assert np.array_equal(fast.hll.M, plain.hll.M)
+    assert fast.to_bytes() == plain.to_bytes()
+
+
+# -- visits ----------------------------------------------------------------------------------
+class PlainVisitTable(VisitTable):
+    """The visit table as it was before the batch fast paths: each event's visit copied
+    whether or not this batch made it, every text interned by call, a getattr per field."""
+
+    def _current(self, key):
+        if key in self._pending:
+            return self._pending[key]
+        return self._open.get(key)
+
+    def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> list[Event]:
+        """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
+
+        Returns the batch (in its order) with each event that joined an open visit carrying
+        that visit's properties (:data:`~appliance.dimensions.VISIT_FIELDS`, from its first
+        event), as the counters of the batch must count it. Changes stay pending until
+        :meth:`committed`; :meth:`rolled_back` forgets them.
+        """
+        self._pending.clear()
+        self.late = late = set()
+        horizon = self.horizon
+        dimension_items = tuple(dims.DIMENSIONS.items())
+        out = list(events)
+        for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
+            event = events[index]
+            if event.kind is EventKind.ENGAGEMENT:
+                continue
+            key = (event.site_id, event.visitor_id)
+            visit = self._current(key)
+            timestamp = event.timestamp
+            is_pageview = event.kind is EventKind.PAGEVIEW
+            page_id = intern(event.path)
+            if timestamp < (horizon if visit is None else visit.last):
+                self._mark_late(late, event, visit, timezones)
+            if visit is not None and timestamp < visit.start - self.timeout:
+                continue  # an old back-filled event: counted in totals, not joined to a visit
+            new_visit = (
+                visit is None
+                or timestamp - visit.last > self.timeout
+                or other_session(event.session_hint, visit.hint)
+            )
+            if new_visit:
+                day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
+                entry = []
+                for name, (field, _, _) in dimension_items:
+                    entry.append(page_id if name == "page" else intern(getattr(event, field)))
+                visit = Visit(
+                    start=timestamp,
+                    last=timestamp,
+                    day=day,
+                    pageviews=1 if is_pageview else 0,
+                    interactive=not is_pageview,
+                    hint=event.session_hint,
+                    entry=entry,
+                    exit_path=page_id,
+                    carried=[getattr(event, field) for field in dims.VISIT_FIELDS],
+                )
+                bounce = 1 if is_pageview else 0
+                self._count(counts, event.site_id, visit, dims.VISITS, 1)
+                if bounce:
+                    self._count(counts, event.site_id, visit, dims.BOUNCES, 1)
+                if page_id:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, day, page_id)] += 1
+                self._pending[key] = visit
+                continue
+            out[index] = _inherit_plain(event, visit)
+            visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
+            was_bounce = visit.pageviews == 1 and not visit.interactive
+            gap = max(0.0, timestamp - visit.last)
+            if gap:
+                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, seconds(timestamp) - seconds(visit.last))
+                visit.last = timestamp
+            if is_pageview and visit.pageviews == 0:
+                # The first page view: it becomes the entry page of a visit begun by another event.
+                self._move_entry_page(counts, event.site_id, visit, page_id)
+            # The exit page: the last page view's page, or the last event's without any.
+            if (is_pageview or visit.pageviews == 0) and page_id != visit.exit_path:
+                if visit.exit_path:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, visit.exit_path)] -= 1
+                if page_id:
+                    counts[(event.site_id, DAY, dims.EXIT_PAGES, visit.day, page_id)] += 1
+                visit.exit_path = page_id
+            if is_pageview:
+                visit.pageviews += 1
+            else:
+                visit.interactive = True
+            if was_bounce and (visit.pageviews > 1 or visit.interactive):
+                self._count(counts, event.site_id, visit, dims.BOUNCES, -1)
+            self._pending[key] = visit
+        encoder = msgspec.msgpack.Encoder()
+        for (site_id, visitor_id), visit in self._pending.items():
+            txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
+        return out
+
+    @staticmethod
+    def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:
+        day = visit.day
+        counts[(site_id, DAY, metric, day, 0)] += delta
+        for offset, value_id in enumerate(visit.entry):
+            if value_id:
+                counts[(site_id, DAY, metric + 1 + offset, day, value_id)] += delta
+
+
+def _inherit_plain(event, visit):
+    return plain_inherit(event, visit)
+
+
+@st.composite
+def visitor_events(draw) -> list[Event]:
+    """Events of a few visitors over a few hours, sometimes out of order or with session ids."""
+    out = []
+    for _ in range(draw(st.integers(0, 25))):
+        event = draw(events())
+        out.append(msgspec.structs.replace(
+            event,
+            site_id=1,
+            visitor_id=draw(st.integers(1, 4)),
+            timestamp=_DAY0 + draw(st.integers(0, 3)) * 1200 + draw(st.integers(0, 1500)),
+            session_hint=draw(st.sampled_from(["", "", "s1", "s2"])),
+        ))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(visitor_events(), min_size=1, max_size=4), st.sampled_from(["UTC", "Asia/Kolkata"]))
+def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, timezone):
+    stores = [Store(tmp_path_factory.mktemp("visits") / name) for name in ("fast", "plain")]
+    try:
+        tables = [VisitTable(stores[0], 1800), PlainVisitTable(stores[1], 1800)]
+        for table in tables:
+            table.horizon = _DAY0 + 1000  # some events are late: marked, as before
+        interners = [interner(), interner()]
+        for batch in batches:
+            results = []
+            for table, store, (intern, ids) in zip(tables, stores, interners, strict=True):
+                counts = defaultdict(int)
+                with store.env.begin(write=True) as txn:
+                    out = table.apply(txn, batch, {1: timezone}, counts, intern)
+                table.committed()
+                results.append((out, dict(counts), set(table.late), dict(table._open), dict(ids)))
+            assert results[0] == results[1]
+    finally:
+        for store in stores:
+            store.close()
+
+
+# -- hook calls ----------------------------------------------------------------------------------
+def test_direct_hook_calls_pass_what_pluggy_passes():
+    spec = pluggy.HookspecMarker("fastpath")
+    impl = pluggy.HookimplMarker("fastpath")
+
+    class Specs:
+        @spec
+        def enrich(self, event, context, extra):
+            """Test hook."""
+
+    class Both:
+        @impl
+        def enrich(self, context, event):
+            return ("both", event, context)
+
+    class One:
+        @impl
+        def enrich(self, extra):
+            return ("one", extra)
+
+    class Nothing:
+        @impl
+        def enrich(self):
+            return ("none",)
+
+    manager = pluggy.PluginManager("fastpath")
+    manager.add_hookspecs(Specs)
+    for plugin in (Both(), One(), Nothing()):
+        manager.register(plugin)
+    calls = hot_path_calls(manager.hook.enrich)
+    assert calls is not None
+    direct = [call(event=1, context=2, extra=3) for call in calls]
+    assert direct == manager.hook.enrich(event=1, context=2, extra=3)
+    assert direct == [("none",), ("one", 3), ("both", 1, 2)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([12, 14]), st.integers(0, 2**32), st.floats(0, 1))
+def test_register_sketch_bytes_match_the_int8_nonzero_encoding(precision, seed, fill):
+    rng = np.random.default_rng(seed)
+    registers = np.where(rng.random(1 << precision) < fill, rng.integers(1, 40, 1 << precision), 0).astype(np.int8)
+    sketch = Sketch(precision)
+    sketch.exact, sketch.hll = None, new_hll(precision, registers)
+    filled = np.flatnonzero(registers)
+    if len(filled) * 3 < len(registers):
+        plain = b"S" + bytes([precision]) + filled.astype(">u2").tobytes() + registers[filled].astype(np.uint8).tobytes()
+    else:
+        plain = b"R" + bytes([precision]) + registers.tobytes()
+    assert sketch.to_bytes() == plain
+    assert np.array_equal(Sketch.from_bytes(plain).hll.M, registers)
