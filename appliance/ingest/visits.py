@@ -43,6 +43,7 @@ import operator
 import struct
 import threading
 import time
+from collections import defaultdict
 
 import msgspec
 
@@ -96,13 +97,10 @@ def _inherit(event: Event, visit: Visit) -> Event:
     carried = visit.carried
     if len(carried) != len(dims.VISIT_FIELDS):  # a visit opened before visits carried them
         return event
-    current = _VISIT_VALUES(event)
-    if list(current) == carried:  # the common case: the event was sent with its visit's values
+    if list(_VISIT_VALUES(event)) == carried:  # the event was sent with its visit's values
         return event
-    changed = {
-        field: value for field, value, own in zip(dims.VISIT_FIELDS, carried, current, strict=True) if own != value
-    }
-    return msgspec.structs.replace(event, **changed)
+    # every visit field set (those already equal too): the same event, one comparison less each
+    return msgspec.structs.replace(event, **dict(zip(dims.VISIT_FIELDS, carried, strict=True)))
 
 
 class VisitTable:
@@ -144,6 +142,9 @@ class VisitTable:
         horizon = self.horizon
         pending, opened = self._pending, self._open
         ids: dict[str, int] = {}  # per batch: each distinct text interned once
+        # visit metric deltas per (site, day, metric, entry values), spread over the entry
+        # dimensions once per key at the end (a visit's several duration steps: one spread)
+        visit_deltas: dict[tuple[int, int, int, tuple[int, ...]], int] = defaultdict(int)
         out = list(events)
         for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
             event = events[index]
@@ -189,9 +190,9 @@ class VisitTable:
                     carried=list(_VISIT_VALUES(event)),
                 )
                 bounce = 1 if is_pageview else 0
-                self._count(counts, event.site_id, visit, dims.VISITS, 1)
+                visit_deltas[(event.site_id, day, dims.VISITS, tuple(entry))] += 1
                 if bounce:
-                    self._count(counts, event.site_id, visit, dims.BOUNCES, 1)
+                    visit_deltas[(event.site_id, day, dims.BOUNCES, tuple(entry))] += 1
                 if page_id:
                     counts[(event.site_id, DAY, dims.EXIT_PAGES, day, page_id)] += 1
                 self._pending[key] = visit
@@ -202,7 +203,9 @@ class VisitTable:
             was_bounce = visit.pageviews == 1 and not visit.interactive
             gap = max(0.0, timestamp - visit.last)
             if gap:
-                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, seconds(timestamp) - seconds(visit.last))
+                visit_deltas[(event.site_id, visit.day, dims.VISIT_DURATION, tuple(visit.entry))] += (
+                    seconds(timestamp) - seconds(visit.last)
+                )
                 visit.last = timestamp
             if is_pageview and visit.pageviews == 0:
                 # The first page view: it becomes the entry page of a visit begun by another event.
@@ -219,8 +222,10 @@ class VisitTable:
             else:
                 visit.interactive = True
             if was_bounce and (visit.pageviews > 1 or visit.interactive):
-                self._count(counts, event.site_id, visit, dims.BOUNCES, -1)
+                visit_deltas[(event.site_id, visit.day, dims.BOUNCES, tuple(visit.entry))] -= 1
             self._pending[key] = visit
+        for (site_id, day, metric, entry), delta in visit_deltas.items():
+            self._count(counts, site_id, day, entry, metric, delta)
         encoder = msgspec.msgpack.Encoder()
         for (site_id, visitor_id), visit in self._pending.items():
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
@@ -271,11 +276,11 @@ class VisitTable:
         visit.entry[_PAGE] = page_id
 
     @staticmethod
-    def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:
-        """Add to a visit metric: the site total and one counter per entry dimension."""
-        day = visit.day
+    def _count(counts, site_id: int, day: int, entry, metric: int, delta: int) -> None:
+        """Add to a visit metric of a visit that started on ``day`` with ``entry`` values:
+        the site total and one counter per entry dimension."""
         counts[(site_id, DAY, metric, day, 0)] += delta
-        for dimension_metric, value_id in zip(range(metric + 1, metric + 1 + len(visit.entry)), visit.entry, strict=True):
+        for dimension_metric, value_id in zip(range(metric + 1, metric + 1 + len(entry)), entry, strict=True):
             if value_id:  # an empty entry value is not a breakdown row
                 counts[(site_id, DAY, dimension_metric, day, value_id)] += delta
 
