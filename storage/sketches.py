@@ -50,6 +50,14 @@ def exact_bytes(members: set[int]) -> bytes:
     return values.astype(">u8").tobytes()
 
 
+def register_ranks(values: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """The register index and rank of each 64-bit hash (uint64 array) at ``precision``: the low
+    ``p`` bits pick the register, the rest give the rank (``get_rho_vec``)."""
+    registers = (values & np.uint64((1 << precision) - 1)).astype(np.intp)
+    ranks = get_rho_vec(values >> np.uint64(precision), 64 - precision).astype(np.int8)
+    return registers, ranks
+
+
 def standard_error(precision: int) -> float:
     return 1.04 / (2**precision) ** 0.5
 
@@ -101,10 +109,7 @@ class Sketch:
         values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
             return
-        precision = self.precision
-        registers = (values & np.uint64((1 << precision) - 1)).astype(np.intp)
-        ranks = get_rho_vec(values >> np.uint64(precision), 64 - precision).astype(np.int8)
-        np.maximum.at(self.hll.M, registers, ranks)
+        np.maximum.at(self.hll.M, *register_ranks(values, self.precision))
 
     def _hll_add_few(self, hashes: Iterable[int]) -> None:
         """:meth:`_hll_add` for a handful of hashes, in plain Python: the same registers
@@ -261,6 +266,9 @@ class Sketches:
             additions = self._with_rollups(additions)
         cache = self._cache
         cursor = txn.cursor(db=self._db)
+        # A batch of one day hands its day, week and month sketches the same list of hashes:
+        # their registers and ranks are computed once (keyed by the list, alive meanwhile).
+        prepared: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for key in sorted(additions):
             precision, hashes = additions[key]
             sketch = cache.pop(key, None)
@@ -270,7 +278,14 @@ class Sketches:
             if sketch.exact is None and sketch.precision != precision:
                 raise ValueError("precision changed for an existing sketch")
             sketch.precision = precision
-            sketch.add_many(hashes)
+            if sketch.exact is None and len(hashes) > _SMALL_ADD:
+                found = prepared.get((id(hashes), precision))
+                if found is None:
+                    values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+                    found = prepared[(id(hashes), precision)] = register_ranks(values, precision)
+                np.maximum.at(sketch.hll.M, *found)
+            else:
+                sketch.add_many(hashes)
             cursor.put(key, sketch.to_bytes())
             cache[key] = sketch
         while len(cache) > self._cache_size:

@@ -26,8 +26,8 @@ from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, oth
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
 from storage import Store
-from storage.keys import DAY, HOUR
-from storage.sketches import Sketch, exact_bytes, new_hll
+from storage.keys import DAY, HOUR, pack_bucket_key
+from storage.sketches import Sketch, Sketches, exact_bytes, new_hll
 
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
@@ -446,3 +446,39 @@ def test_register_sketch_bytes_match_the_int8_nonzero_encoding(precision, seed, 
         plain = b"R" + bytes([precision]) + registers.tobytes()
     assert sketch.to_bytes() == plain
     assert np.array_equal(Sketch.from_bytes(plain).hll.M, registers)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.dictionaries(
+    st.tuples(st.sampled_from([1, 2]), st.integers(20_000, 20_040), st.integers(0, 3)),
+    st.tuples(st.integers(0, 2**32), st.sampled_from([1, 30, 60, 300])),  # (seed, how many hashes)
+    min_size=1, max_size=6,
+), min_size=2, max_size=3))
+def test_sketch_writes_match_adding_to_each_sketch(tmp_path_factory, rounds):
+    """Sketches.add (registers and ranks computed once per list of hashes for a day and its
+    week and month) writes the bytes that adding each key's hashes to its sketch gives."""
+    store = Store(tmp_path_factory.mktemp("sketches") / "db")
+    try:
+        sketches = Sketches(store, rolled_up={1: 14, 2: 12})
+        plain: dict[bytes, bytes] = {}
+        for additions in rounds:
+            batch = {
+                pack_bucket_key(1, DAY, metric, day, dimension): (
+                    14 if metric == 1 else 12,
+                    np.random.default_rng(seed).integers(0, 2**64 - 1, size, dtype=np.uint64, endpoint=True).tolist(),
+                )
+                for (metric, day, dimension), (seed, size) in additions.items()
+            }
+            for key, (precision, hashes) in sketches._with_rollups(batch).items():
+                sketch = Sketch.from_bytes(plain[key]) if key in plain else Sketch(precision)
+                sketch.precision = precision  # a stored exact set does not say its precision
+                sketch.add_many(list(hashes))
+                plain[key] = sketch.to_bytes()
+            with store.env.begin(write=True) as txn:
+                sketches.add(txn, batch)
+            sketches.committed()
+        with store.env.begin() as txn:
+            stored = dict(txn.cursor(db=store.db(b"sketches")))
+        assert stored == plain
+    finally:
+        store.close()
