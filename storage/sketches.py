@@ -39,8 +39,24 @@ from storage.retention import delete_prefix
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
+_SMALL_ADD = 48  # up to this many hashes are added to registers in plain Python
 _POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
-_HASH = struct.Struct(">Q")
+
+
+def exact_bytes(members: set[int]) -> bytes:
+    """An exact set's members as sorted big-endian 8-byte hashes (the ``b"E"`` body): numpy
+    sorts and packs them at once; the bytes equal ``b"".join(pack(h) for h in sorted(members))``."""
+    values = np.fromiter(members, dtype=np.uint64, count=len(members))
+    values.sort()
+    return values.astype(">u8").tobytes()
+
+
+def register_ranks(values: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """The register index and rank of each 64-bit hash (uint64 array) at ``precision``: the low
+    ``p`` bits pick the register, the rest give the rank (``get_rho_vec``)."""
+    registers = (values & np.uint64((1 << precision) - 1)).astype(np.intp)
+    ranks = get_rho_vec(values >> np.uint64(precision), 64 - precision).astype(np.int8)
+    return registers, ranks
 
 
 #: what a sketch object costs beyond its set (exact) or its registers (the HyperLogLog object,
@@ -105,13 +121,28 @@ class Sketch:
         encoding: visitor ids are keyed BLAKE2b digests already, so the low ``p`` bits pick
         the register and the rest give the rank, exactly as ``add_bulk`` does with its hash.
         """
+        if isinstance(hashes, (list, set, tuple)) and len(hashes) <= _SMALL_ADD:
+            self._hll_add_few(hashes)
+            return
         values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
             return
+        np.maximum.at(self.hll.M, *register_ranks(values, self.precision))
+
+    def _hll_add_few(self, hashes: Iterable[int]) -> None:
+        """:meth:`_hll_add` for a handful of hashes, in plain Python: the same registers
+        (rank = ``64 - p - bit_length(hash >> p) + 1``, as ``get_rho_vec``) without numpy's
+        per-call overhead, which dominates below :data:`_SMALL_ADD` values (most sketch keys
+        of a batch get only a few visitors)."""
+        registers = self.hll.M
         precision = self.precision
-        registers = (values & np.uint64((1 << precision) - 1)).astype(np.intp)
-        ranks = get_rho_vec(values >> np.uint64(precision), 64 - precision).astype(np.int8)
-        np.maximum.at(self.hll.M, registers, ranks)
+        mask = (1 << precision) - 1
+        top = 65 - precision
+        for value in hashes:
+            rank = top - (value >> precision).bit_length()
+            index = value & mask
+            if rank > registers[index]:
+                registers[index] = rank
 
     def _to_hll(self) -> None:
         members = self.exact or set()
@@ -141,10 +172,11 @@ class Sketch:
     # -- bytes ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         if self.exact is not None:
-            return b"E" + b"".join(_HASH.pack(h) for h in sorted(self.exact))
+            return b"E" + exact_bytes(self.exact)
         registers = self.hll.M
-        filled = np.flatnonzero(registers)
-        if len(filled) * 3 < len(registers):
+        if np.count_nonzero(registers) * 3 < len(registers):
+            # (a boolean mask's nonzero: several times faster than int8's, the same indices)
+            filled = (registers != 0).nonzero()[0]
             # Sparse: (u16 index, u8 rank) pairs; most daily and per-value sketches are.
             return (
                 b"S"
@@ -159,7 +191,7 @@ class Sketch:
         if data[:1] == b"E":
             body = memoryview(data)[1:]
             sketch = cls(DIMENSION_PRECISION, exact_limit)
-            sketch.exact = {h for (h,) in _HASH.iter_unpack(body)}
+            sketch.exact = set(np.frombuffer(body, dtype=">u8").tolist())
             return sketch
         precision = data[1]
         sketch = cls(precision, exact_limit)
@@ -271,6 +303,9 @@ class Sketches:
             additions = self._with_rollups(additions)
         cache = self._cache
         cursor = txn.cursor(db=self._db)
+        # A batch of one day hands its day, week and month sketches the same list of hashes:
+        # their registers and ranks are computed once (keyed by the list, alive meanwhile).
+        prepared: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for key in sorted(additions):
             precision, hashes = additions[key]
             sketch = self._uncache(key)
@@ -280,7 +315,14 @@ class Sketches:
             if sketch.exact is None and sketch.precision != precision:
                 raise ValueError("precision changed for an existing sketch")
             sketch.precision = precision
-            sketch.add_many(hashes)
+            if sketch.exact is None and len(hashes) > _SMALL_ADD:
+                found = prepared.get((id(hashes), precision))
+                if found is None:
+                    values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+                    found = prepared[(id(hashes), precision)] = register_ranks(values, precision)
+                np.maximum.at(sketch.hll.M, *found)
+            else:
+                sketch.add_many(hashes)
             cursor.put(key, sketch.to_bytes())
             cache[key] = sketch
             self.cached_bytes += sketch_bytes(sketch)

@@ -8,6 +8,7 @@ keep the same string fields, in the same order, as per-block dictionaries.
 from __future__ import annotations
 
 import hashlib
+import operator
 
 import msgspec
 
@@ -41,6 +42,7 @@ STRING_FIELDS: tuple[str, ...] = (
     "currency",
     "visitor_type",
 )
+_STRINGS = operator.attrgetter(*STRING_FIELDS)  # an event's string fields, as one tuple
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
@@ -63,7 +65,7 @@ def encode_event(event: Event, intern) -> bytes:
             event.visitor_id,
             int(event.user_hashed),
             session_hash(event.session_hint),
-            [intern(getattr(event, field)) for field in STRING_FIELDS],
+            list(map(intern, _STRINGS(event))),
             props,
             event.revenue,
             event.engaged_ms,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import operator
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,10 +105,17 @@ def hot_path_calls(hook_caller) -> list | None:
         return None
     calls = []
     for impl in reversed(implementations):  # pluggy calls the last registered first
-        function, names = impl.function, tuple(impl.argnames)
-
-        def call(_function=function, _names=names, **kwargs):
-            return _function(*[kwargs[name] for name in _names])
-
-        calls.append(call)
+        calls.append(_direct_call(impl.function, tuple(impl.argnames)))
     return calls
+
+
+def _direct_call(function, names: tuple[str, ...]):
+    """``function`` as ``f(**kwargs)``, passing it the arguments it names, in its order (one
+    ``itemgetter`` call picks them all: the ingest hooks run for every event)."""
+    if not names:
+        return lambda **kwargs: function()
+    if len(names) == 1:
+        (name,) = names
+        return lambda **kwargs: function(kwargs[name])
+    pick = operator.itemgetter(*names)
+    return lambda **kwargs: function(*pick(kwargs))

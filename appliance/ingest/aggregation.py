@@ -9,6 +9,7 @@ site's time zone). The event log's row format is :mod:`appliance.events.codec`.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 
 from appliance import dimensions as dims
@@ -21,6 +22,9 @@ _DIMENSION_ITEMS = tuple(
     (field, counter, sketch, name in dims.COUNT_EMPTY)
     for name, (field, counter, sketch) in dims.DIMENSIONS.items()
 )
+
+_DIMENSION_TEXTS = operator.attrgetter(*(field for field, _, _, _ in _DIMENSION_ITEMS))
+_DIMENSION_METRICS = tuple((counter, sketch, count_empty) for _, counter, sketch, count_empty in _DIMENSION_ITEMS)
 
 
 class BatchWrites:
@@ -73,8 +77,9 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern, write
         if event.kind is EventKind.PAGEVIEW:
             counts[(site, HOUR, dims.PAGEVIEWS, hour, 0)] += 1
             counts[(site, DAY, dims.PAGEVIEWS, day, 0)] += 1
-            for field, counter_metric, sketch_metric, count_empty in _DIMENSION_ITEMS:
-                text = getattr(event, field)
+            for text, (counter_metric, sketch_metric, count_empty) in zip(
+                _DIMENSION_TEXTS(event), _DIMENSION_METRICS, strict=True
+            ):
                 if not text and not count_empty:
                     continue
                 value_id = known.get(text)

@@ -9,6 +9,8 @@ rebuilt lazily from the day's counters after a restart, and only recent days sta
 
 from __future__ import annotations
 
+import operator
+
 import msgspec
 
 from appliance import dimensions as dims
@@ -18,6 +20,9 @@ from storage.keys import DAY
 
 OTHER = "(other)"
 _RECENT_DAYS = 3
+_FIELDS = tuple(field for field, _, _ in dims.DIMENSIONS.values())
+_COUNTERS = tuple(counter for _, counter, _ in dims.DIMENSIONS.values())
+_TEXTS = operator.attrgetter(*_FIELDS)  # an event's dimension values, as one tuple
 
 
 class CardinalityGuard:
@@ -43,18 +48,24 @@ class CardinalityGuard:
         if self.max_values <= 0:
             return events
         out = []
+        seen = self._seen
+        ids: dict[str, int] = {}  # per batch: each distinct text interned once
         for event in events:
             if event.kind is not EventKind.PAGEVIEW:
                 out.append(event)
                 continue
-            day = day_bucket(event.timestamp, timezones.get(event.site_id, "UTC"))
+            site = event.site_id
+            day = day_bucket(event.timestamp, timezones.get(site, "UTC"))
             replaced: dict[str, str] = {}
-            for field, counter_metric, _ in dims.DIMENSIONS.values():
-                text = getattr(event, field)
+            for field, counter_metric, text in zip(_FIELDS, _COUNTERS, _TEXTS(event), strict=True):
                 if not text:
                     continue
-                value_id = intern(text)
-                values = self._values(txn, event.site_id, counter_metric, day)
+                value_id = ids.get(text)
+                if value_id is None:
+                    value_id = ids[text] = intern(text)
+                values = seen.get((site, counter_metric, day))  # what _values answers when it knows
+                if values is None:
+                    values = self._values(txn, site, counter_metric, day)
                 if value_id in values:
                     continue
                 if len(values) >= self.max_values:

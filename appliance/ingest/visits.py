@@ -39,9 +39,11 @@ re-derived (:meth:`VisitTable.replace`).
 
 from __future__ import annotations
 
+import operator
 import struct
 import threading
 import time
+from collections import defaultdict
 
 import msgspec
 
@@ -70,6 +72,8 @@ class Visit(msgspec.Struct, array_like=True):
 
 
 _PAGE = list(dims.DIMENSIONS).index("page")
+_VISIT_VALUES = operator.attrgetter(*dims.VISIT_FIELDS)  # an event's visit properties, as one tuple
+_ENTRY_TEXTS = operator.attrgetter(*(field for field, _, _ in dims.DIMENSIONS.values()))  # its entry values
 
 
 def seconds(timestamp: float) -> int:
@@ -93,10 +97,10 @@ def _inherit(event: Event, visit: Visit) -> Event:
     carried = visit.carried
     if len(carried) != len(dims.VISIT_FIELDS):  # a visit opened before visits carried them
         return event
-    changed = {
-        field: value for field, value in zip(dims.VISIT_FIELDS, carried, strict=True) if getattr(event, field) != value
-    }
-    return msgspec.structs.replace(event, **changed) if changed else event
+    if list(_VISIT_VALUES(event)) == carried:  # the event was sent with its visit's values
+        return event
+    # every visit field set (those already equal too): the same event, one comparison less each
+    return msgspec.structs.replace(event, **dict(zip(dims.VISIT_FIELDS, carried, strict=True)))
 
 
 class VisitTable:
@@ -125,11 +129,6 @@ class VisitTable:
         visit = self._open.get((site_id, visitor_id))
         return visit is not None and now - visit.last <= self.timeout
 
-    def _current(self, key):
-        if key in self._pending:
-            return self._pending[key]
-        return self._open.get(key)
-
     def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> list[Event]:
         """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
 
@@ -141,17 +140,26 @@ class VisitTable:
         self._pending.clear()
         self.late = late = set()
         horizon = self.horizon
-        dimension_items = tuple(dims.DIMENSIONS.items())
+        pending, opened = self._pending, self._open
+        ids: dict[str, int] = {}  # per batch: each distinct text interned once
+        # visit metric deltas per (site, day, metric, entry values), spread over the entry
+        # dimensions once per key at the end (a visit's several duration steps: one spread)
+        visit_deltas: dict[tuple[int, int, int, tuple[int, ...]], int] = defaultdict(int)
         out = list(events)
         for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
             event = events[index]
             if event.kind is EventKind.ENGAGEMENT:
                 continue
             key = (event.site_id, event.visitor_id)
-            visit = self._current(key)
+            visit = pending.get(key)  # (no None there: cleared above) a copy of this batch's own
+            own = visit is not None
+            if not own:
+                visit = opened.get(key)
             timestamp = event.timestamp
             is_pageview = event.kind is EventKind.PAGEVIEW
-            page_id = intern(event.path)
+            page_id = ids.get(event.path)
+            if page_id is None:
+                page_id = ids[event.path] = intern(event.path)
             if timestamp < (horizon if visit is None else visit.last):
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
@@ -164,8 +172,12 @@ class VisitTable:
             if new_visit:
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
-                for name, (field, _, _) in dimension_items:
-                    entry.append(page_id if name == "page" else intern(getattr(event, field)))
+                for text in _ENTRY_TEXTS(event):
+                    value_id = ids.get(text)
+                    if value_id is None:
+                        value_id = ids[text] = intern(text)
+                    entry.append(value_id)
+                entry[_PAGE] = page_id
                 visit = Visit(
                     start=timestamp,
                     last=timestamp,
@@ -175,22 +187,25 @@ class VisitTable:
                     hint=event.session_hint,
                     entry=entry,
                     exit_path=page_id,
-                    carried=[getattr(event, field) for field in dims.VISIT_FIELDS],
+                    carried=list(_VISIT_VALUES(event)),
                 )
                 bounce = 1 if is_pageview else 0
-                self._count(counts, event.site_id, visit, dims.VISITS, 1)
+                visit_deltas[(event.site_id, day, dims.VISITS, tuple(entry))] += 1
                 if bounce:
-                    self._count(counts, event.site_id, visit, dims.BOUNCES, 1)
+                    visit_deltas[(event.site_id, day, dims.BOUNCES, tuple(entry))] += 1
                 if page_id:
                     counts[(event.site_id, DAY, dims.EXIT_PAGES, day, page_id)] += 1
                 self._pending[key] = visit
                 continue
             out[index] = _inherit(event, visit)
-            visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
+            if not own:
+                visit = msgspec.structs.replace(visit, entry=list(visit.entry))  # never mutate the committed copy
             was_bounce = visit.pageviews == 1 and not visit.interactive
             gap = max(0.0, timestamp - visit.last)
             if gap:
-                self._count(counts, event.site_id, visit, dims.VISIT_DURATION, seconds(timestamp) - seconds(visit.last))
+                visit_deltas[(event.site_id, visit.day, dims.VISIT_DURATION, tuple(visit.entry))] += (
+                    seconds(timestamp) - seconds(visit.last)
+                )
                 visit.last = timestamp
             if is_pageview and visit.pageviews == 0:
                 # The first page view: it becomes the entry page of a visit begun by another event.
@@ -207,8 +222,10 @@ class VisitTable:
             else:
                 visit.interactive = True
             if was_bounce and (visit.pageviews > 1 or visit.interactive):
-                self._count(counts, event.site_id, visit, dims.BOUNCES, -1)
+                visit_deltas[(event.site_id, visit.day, dims.BOUNCES, tuple(visit.entry))] -= 1
             self._pending[key] = visit
+        for (site_id, day, metric, entry), delta in visit_deltas.items():
+            self._count(counts, site_id, day, entry, metric, delta)
         encoder = msgspec.msgpack.Encoder()
         for (site_id, visitor_id), visit in self._pending.items():
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
@@ -259,13 +276,13 @@ class VisitTable:
         visit.entry[_PAGE] = page_id
 
     @staticmethod
-    def _count(counts, site_id: int, visit: Visit, metric: int, delta: int) -> None:
-        """Add to a visit metric: the site total and one counter per entry dimension."""
-        day = visit.day
+    def _count(counts, site_id: int, day: int, entry, metric: int, delta: int) -> None:
+        """Add to a visit metric of a visit that started on ``day`` with ``entry`` values:
+        the site total and one counter per entry dimension."""
         counts[(site_id, DAY, metric, day, 0)] += delta
-        for offset, value_id in enumerate(visit.entry):
+        for dimension_metric, value_id in zip(range(metric + 1, metric + 1 + len(entry)), entry, strict=True):
             if value_id:  # an empty entry value is not a breakdown row
-                counts[(site_id, DAY, metric + 1 + offset, day, value_id)] += delta
+                counts[(site_id, DAY, dimension_metric, day, value_id)] += delta
 
     def committed(self) -> None:
         with self._lock:

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""In-process batch ingest benchmark: the pipeline and the commit + aggregation, no HTTP.
+
+Opens an appliance on a temporary data dir and pushes ``--events`` generated page views
+(a few thousand visitors, realistic user agents, referrers, UTM tags and paths, a few custom
+events, over the last ``--days`` days, fixed seed) through it the way the importer and the
+batch API do: ``Pipeline.process`` for every event of a batch of ``--batch``, then
+``Appliance.record_sync`` (the commit, then the aggregation step: visits, counters, sketches,
+goals). Prints one JSON line: events/s and µs/event overall and per phase (wall and CPU),
+peak RSS, and a digest of the counters database so two code versions can be checked to
+count alike.
+
+    .venv/bin/python scripts/bench_batch.py [--events 200000] [--batch 500] [--profile FILE]
+    /work/main/.venv/bin/python scripts/bench_batch.py --root /work/main   # another checkout
+
+``--profile FILE`` writes cProfile stats of the whole run (``python -m pstats FILE``); it runs
+the writer thread's commit on the calling thread so that the profile sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--days", type=float, default=0,
+                        help="back-fill: events over the last DAYS days, as an import sends them (default: live "
+                             "traffic, each event received as it happens, over two hours)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent),
+                        help="the checkout whose code to run")
+    parser.add_argument("--profile", help="write cProfile stats here")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    sys.path.insert(0, args.root)
+
+    from appliance.cli.demo import PAGES, SOURCES, USER_AGENTS
+    from appliance.config import load_settings
+    from appliance.ingest.drafts import Dropped, InvalidInput, draft_from_collect_body
+    from appliance.models import CollectBody, RequestContext
+    from appliance.runtime.appliance import Appliance
+
+    rng = random.Random(args.seed)
+    visitors = [(f"198.51.{rng.randrange(256)}.{rng.randrange(256)}", rng.choice(USER_AGENTS)[0])
+                for _ in range(max(100, args.events // 8))]
+    now = time.time()
+    midnight = now // 86400 * 86400  # times fixed for the day: runs count alike (counters_sha256)
+    if args.days:  # history: every event older than the appliance's start, "late" for the visit table
+        span = args.days * 86400
+        stamps = sorted(midnight - span + rng.uniform(0, span) for _ in range(args.events))
+    else:  # live, from tomorrow 00:00 on: received when it happens (nothing compares it with the clock)
+        stamps = sorted(midnight + 86400 + rng.uniform(0, 7200) for _ in range(args.events))
+    bodies = []
+    for stamp in stamps:
+        ip, agent = rng.choice(visitors)
+        referrer, query, _ = rng.choice(SOURCES)
+        path = rng.choice(PAGES)[0]
+        url = f"https://bench.example{path}" + (f"?{query}" if query else "")
+        if rng.random() < 0.05:
+            body = CollectBody(k="event", u=url, n="Signup", p={"plan": rng.choice(("free", "pro"))})
+        else:
+            body = CollectBody(u=url, r=referrer or None, l=rng.choice(("en-US", "de-DE", "fr-FR")))
+        bodies.append((stamp, ip, agent, body))
+
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as scratch, Appliance(load_settings(None, data_dir=scratch)) as appliance:
+        appliance.sites.add("bench.example")
+        pipeline = appliance.pipeline
+        t_pipe = c_pipe = t_rec = c_rec = 0.0
+        stored = dropped = 0
+        if profiler is not None:
+            profiler.enable()
+        began, began_cpu = time.perf_counter(), time.process_time()
+        for start in range(0, len(bodies), args.batch):
+            w0, c0 = time.perf_counter(), time.process_time()
+            events = []
+            for stamp, ip, agent, body in bodies[start:start + args.batch]:
+                context = RequestContext(client_ip=ip, user_agent=agent, received_at=max(stamp, now))
+                draft = draft_from_collect_body(body)
+                if args.days:
+                    draft.timestamp = stamp
+                try:
+                    events.append(pipeline.process(draft, context))
+                except (Dropped, InvalidInput):
+                    dropped += 1
+            w1, c1 = time.perf_counter(), time.process_time()
+            if events and args.profile:  # the writer thread's work on this thread, for cProfile
+                keys = appliance.recorder.commit(events)
+                appliance.coordinator.flush()
+                appliance._after_commit(events, keys)
+            elif events:
+                appliance.record_sync(events)
+            stored += len(events)
+            w2, c2 = time.perf_counter(), time.process_time()
+            t_pipe += w1 - w0
+            c_pipe += c1 - c0
+            t_rec += w2 - w1
+            c_rec += c2 - c1
+        wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        digest = hashlib.sha256()
+        with appliance.store.read() as txn:
+            for key, value in txn.cursor(db=appliance.store.db(b"counters")):
+                digest.update(key)
+                digest.update(value)
+    n = args.events
+    result = {
+        "label": args.label or args.root,
+        "events": n,
+        "stored": stored,
+        "dropped": dropped,
+        "batch": args.batch,
+        "events_per_s": round(n / wall),
+        "events_per_cpu_s": round(n / cpu),
+        "us_per_event": round(wall / n * 1e6, 1),
+        "pipeline_us_per_event": round(t_pipe / n * 1e6, 1),
+        "pipeline_cpu_us_per_event": round(c_pipe / n * 1e6, 1),
+        "record_us_per_event": round(t_rec / n * 1e6, 1),
+        "record_cpu_us_per_event": round(c_rec / n * 1e6, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "load_average": os.getloadavg()[0],
+        "counters_sha256": digest.hexdigest()[:16],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
