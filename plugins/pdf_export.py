@@ -15,8 +15,6 @@ import logging
 from html import escape
 from typing import BinaryIO
 
-import weasyprint
-
 from appliance import hookimpl
 from appliance.extensions import Cell, Exporter, Report, Table
 
@@ -132,8 +130,17 @@ def _no_fetch(url: str, *args, **kwargs):
     raise ValueError(f"a report fetches nothing ({url})")
 
 
+def load_weasyprint():
+    """The weasyprint module, imported at the first PDF: importing it (Pango, its fonts and
+    user-agent stylesheets) takes about a second that every start of the server and of each
+    ``footfall`` command would otherwise pay, and memory an idle server does not need."""
+    import weasyprint
+
+    return weasyprint
+
+
 def render_pdf(report: Report, stream: BinaryIO) -> None:
-    document = weasyprint.HTML(string=report_html(report), base_url=None, url_fetcher=_no_fetch)
+    document = load_weasyprint().HTML(string=report_html(report), base_url=None, url_fetcher=_no_fetch)
     document.write_pdf(target=stream, pdf_identifier=None)
 
 
