@@ -11,8 +11,6 @@ import argparse
 import json
 import sys
 
-import httpx
-
 from appliance.cli.serving import health_url
 from appliance.config import load_settings
 
@@ -24,6 +22,8 @@ def _base_url(args: argparse.Namespace) -> str:
 
 
 def _call(args: argparse.Namespace, method: str, path: str) -> int:
+    import httpx  # the only HTTP client call of the CLI: not loaded for every other command
+
     url = _base_url(args) + path
     try:
         answer = httpx.request(method, url, headers={"Authorization": f"Bearer {args.token}"}, timeout=60, verify=False)

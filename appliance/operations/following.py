@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import httpx
 import msgspec
 
 from appliance.definitions.goals import Goals
@@ -144,6 +143,8 @@ class Follower:
         self.batches_applied = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        import httpx  # only a standby needs an HTTP client: not every start of the server pays for it
+
         self._client = httpx.Client(
             base_url=self.primary, headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(10.0, read=poll_wait_seconds + 30.0),
