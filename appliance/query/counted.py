@@ -104,12 +104,12 @@ class CountedReports:
 
     def timeseries(self, query: Query, visit_metrics: bool = False) -> list[dict[str, object]]:
         """Visitors, page views and visits per bucket; with ``visit_metrics`` also the bounce
-        rate, visit duration and custom events, as :meth:`aggregate` of the bucket's days
-        answers them (an hour has custom events only: visits are counted per day)."""
+        rate, visit duration, custom events and conversions, as :meth:`aggregate` of the bucket's
+        days answers them (an hour has events only: visits are counted per day)."""
         if query.interval == "hour":
             with self._read() as txn:
                 series = self._hourly(txn, query)
-            return series if visit_metrics else [_without(point, "events") for point in series]
+            return series if visit_metrics else [_without(point, "events", "conversions") for point in series]
         groups: dict[date, list[int]] = {}
         for number in range(query.first_day, query.last_day + 1):
             day = day_from_number(number)
@@ -126,15 +126,15 @@ class CountedReports:
                         for name in ("visitors", "visits", "pageviews", "bounces", "visit_duration", "events"):
                             point[name] += metrics[IM[name]]
         if not visit_metrics:
-            return [_without(point, "bounces", "visit_duration", "events") for point in series]
+            return [_without(point, "bounces", "visit_duration", "events", "conversions") for point in series]
         return [_rated(point) for point in series]
 
     def _series(self, txn, query: Query, groups: dict[date, list[int]]) -> list[dict[str, object]]:
         if query.interval != "day":  # a whole week or month is one rollup bucket
             return [self._point(txn, query.site.id, start, numbers[0], numbers[-1]) for start, numbers in groups.items()]
-        pageviews, visits, bounces, duration, events = (
+        pageviews, visits, bounces, duration, events, conversions = (
             self._per_day(txn, query, metric)
-            for metric in (dims.PAGEVIEWS, dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION, dims.CUSTOM_EVENTS)
+            for metric in (dims.PAGEVIEWS, dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION, dims.CUSTOM_EVENTS, dims.CONVERSIONS)
         )
         sketches: dict[int, int] = {}
         for day, _, raw in self._sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day):
@@ -148,6 +148,7 @@ class CountedReports:
                 "bounces": bounces.get(number, 0),
                 "visit_duration": duration.get(number, 0),
                 "events": events.get(number, 0),
+                "conversions": conversions.get(number, 0),
             }
             for start, (number,) in groups.items()
         ]
@@ -174,6 +175,7 @@ class CountedReports:
             "bounces": total(dims.BOUNCES),
             "visit_duration": total(dims.VISIT_DURATION),
             "events": total(dims.CUSTOM_EVENTS),
+            "conversions": total(dims.CONVERSIONS),
         }
 
     def _hourly(self, txn, query: Query) -> list[dict[str, object]]:
@@ -189,6 +191,9 @@ class CountedReports:
         events: dict[int, int] = {}
         for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.CUSTOM_EVENTS, first, last):
             events[hour] = events.get(hour, 0) + value
+        conversions: dict[int, int] = {}
+        for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.CONVERSIONS, first, last):
+            conversions[hour] = conversions.get(hour, 0) + value
         tz = zone(query.site.timezone)
         return [
             {
@@ -196,6 +201,7 @@ class CountedReports:
                 "visitors": visitors.get(hour, 0),
                 "pageviews": pageviews.get(hour, 0),
                 "events": events.get(hour, 0),
+                "conversions": conversions.get(hour, 0),
             }
             for hour in range(first, last + 1)
         ]

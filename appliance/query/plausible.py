@@ -137,6 +137,14 @@ def _per_visit(pageviews: int, visits: int) -> float:
     return round(pageviews / visits, 2) if visits else 0.0
 
 
+def plausible_events(totals: dict[str, object]) -> int:
+    """Plausible's ``events``: every event but engagement pings, i.e. page views plus Footfall's
+    ``events`` (custom events) plus its ``conversions`` (custom events carrying revenue, and
+    conversions). Under a goal filter the matching events are the goal's, so this is the
+    dashboard's total conversions. Footfall's own ``events`` (custom events only) is unchanged."""
+    return sum(int(totals.get(name, 0)) for name in ("pageviews", "events", "conversions"))  # type: ignore[call-overload]
+
+
 def _pick(row: dict[str, object], metrics: list[str]) -> dict[str, object]:
     picked = {}
     for name in metrics:
@@ -166,6 +174,7 @@ class PlausibleStats:
 
     def _totals(self, query: Query, metrics: list[str]) -> dict[str, object]:
         totals = dict(self._stats.aggregate(query))
+        totals["events"] = plausible_events(totals)
         if "conversion_rate" in metrics:
             goals = [f for f in query.filters if f.dimension in GOAL_DIMENSIONS]
             if not goals:
@@ -220,7 +229,11 @@ class PlausibleStats:
 
     def _bucket_totals(self, query: Query, rows: list[dict[str, object]], metrics: list[str]) -> list[dict[str, object]]:
         """``rows`` with the metrics the series left out (the filtered paths count visitors,
-        visits and page views per bucket) taken from the aggregate of each bucket's days."""
+        visits and page views per bucket) taken from the aggregate of each bucket's days, and
+        with Plausible's ``events`` (:func:`plausible_events`) in place of Footfall's."""
+        if "events" in metrics and rows and "conversions" in rows[0]:  # the counted series: every kind of event
+            for row in rows:
+                row["events"] = plausible_events(row)
         missing = [name for name in BUCKET_AGGREGATE_METRICS if name in metrics and rows and name not in rows[0]]
         if not missing:
             return rows
@@ -232,7 +245,7 @@ class PlausibleStats:
             last = starts[index + 1] - timedelta(days=1) if index + 1 < len(rows) else query.date_to
             totals = self._stats.aggregate(msgspec.structs.replace(query, date_from=first, date_to=last))
             for name in missing:
-                row[name] = totals[name]
+                row[name] = plausible_events(totals) if name == "events" else totals[name]
         return rows
 
     def breakdown(self, query: Query, property_name: str | None, metrics_text: str | None,
@@ -245,7 +258,13 @@ class PlausibleStats:
             metrics = metric_list(metrics_text, ("visitors", "events"))
             totals = self._stats.aggregate(query)
             rows = [{"value": "pageview", "visitors": totals.get("visitors", 0), "events": totals.get("pageviews", 0)}]
-            rows += [{"value": row["name"], **row} for row in self._stats.custom_events(query)]
+            by_name = {row["name"]: {"value": row["name"], **row} for row in self._stats.custom_events(query)}
+            for goal in self._stats.conversions(query)["goals"]:  # custom events with revenue, and conversions
+                row = by_name.setdefault(goal["name"], {"value": goal["name"], "visitors": 0, "events": 0})
+                # a name sent both with and without revenue: its visitors are at least those of each kind
+                row["visitors"] = max(int(row["visitors"]), int(goal["visitors"]))
+                row["events"] = int(row["events"]) + int(goal["conversions"])
+            rows += list(by_name.values())
             rows.sort(key=lambda row: (-int(row["visitors"]), str(row["value"])))
         elif property_name in ("visit:entry_page", "visit:exit_page"):
             metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews"))

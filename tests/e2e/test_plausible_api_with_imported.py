@@ -1,7 +1,8 @@
 """Plausible's Stats API v1 over a site holding imported and native data: ``with_imported``
 (absent or false leaves imported days out, as Plausible's default; true adds them where the
 query allows, and otherwise answers without them and a ``warning``), and the time series'
-bounce rate, visit duration and events, equal to the aggregate of each bucket's days.
+bounce rate, visit duration and events (Plausible's: page views and custom events), equal to the
+aggregate of each bucket's days.
 
 The site gets Plausible's CSV export (2025-03-01 to 03, the fixture) with ``footfall import
 plausible`` and native page views of 2025-03-02 and 2025-03-05 from an access log.
@@ -76,7 +77,8 @@ def test_aggregate_leaves_imported_days_out_unless_asked(server):
     assert values(both) == {
         **{name: NATIVE[name] + IMPORTED[name] for name in NATIVE},
         "bounce_rate": round(100 * (1 + fixture_sum("visitors", "bounces")) / (3 + IMPORTED["visits"]), 2),
-        "events": fixture_sum("custom_events", "events"),
+        # Plausible's events: every page view and custom event, native and imported
+        "events": NATIVE["pageviews"] + IMPORTED["pageviews"] + fixture_sum("custom_events", "events"),
     }
     # compared with the week before (nothing there): the change of the imported sums
     compared = api(server, "aggregate", period="custom", date=CUSTOM, metrics="visitors", compare="previous_period",
@@ -140,7 +142,9 @@ def test_timeseries_visit_metrics_equal_the_aggregate_of_each_day(server, params
         assert (busy["2025-03-02"]["bounce_rate"], busy["2025-03-02"]["visit_duration"]) == (50.0, 60)
         assert (busy["2025-03-05"]["bounce_rate"], busy["2025-03-05"]["visit_duration"]) == (0.0, 330)
     if params.get("with_imported"):
-        assert busy["2025-03-01"]["visit_duration"] == round(600 / 12) and busy["2025-03-01"]["events"] == 2
+        assert busy["2025-03-01"]["visit_duration"] == round(600 / 12)
+        assert busy["2025-03-01"]["events"] == (fixture_sum("visitors", "pageviews", date="2025-03-01")
+                                                + fixture_sum("custom_events", "events", date="2025-03-01"))
 
 
 def test_timeseries_by_month_and_per_hour(server):
@@ -151,6 +155,8 @@ def test_timeseries_by_month_and_per_hour(server):
     assert month == [{"date": "2025-03-01", **whole}]
     hours = api(server, "timeseries", period="day", date="2025-03-02", metrics="visitors,pageviews,events")["results"]
     assert len(hours) == 24 and sum(row["pageviews"] for row in hours) == 3
+    # Plausible's events per hour: the native page views of the hour (no custom events were sent)
+    assert [row["events"] for row in hours] == [row["pageviews"] for row in hours]
     refused = httpx.get(f"{server.url}/api/plausible/v1/stats/timeseries", headers=server.auth(),
                         params={"site_id": SITE, "period": "day", "date": "2025-03-02", "metrics": "bounce_rate"})
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "metrics"

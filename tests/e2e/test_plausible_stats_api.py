@@ -26,6 +26,12 @@ TRAFFIC = [
     ("5.9.0.2", CHROME, [("pageview", "/blog/two", "https://news.ycombinator.com/")]),
     ("5.9.0.3", CHROME, [("pageview", "/", ""), ("pageview", "/pricing", "")]),
 ]
+# then a custom event with revenue (a conversion to Footfall) from the third visitor
+PURCHASE = ("5.9.0.3", CHROME, {"n": "Purchase", "u": "/pricing", "revenue": {"currency": "EUR", "amount": "12.50"}})
+SENT = [name for _, _, events in TRAFFIC for name, _, _ in events] + ["Purchase"]
+PAGEVIEWS = SENT.count("pageview")
+# Plausible's `events`: every event sent (page views, custom events, those with revenue)
+EVENTS = len(SENT)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +52,17 @@ def site(server) -> str:
             answer = httpx.post(f"{server.url}/api/event", headers={"user-agent": agent, "x-forwarded-for": address},
                                 content=json.dumps({"n": name, "u": f"https://{domain}{path}", "d": domain, "r": referrer or None}))
             assert (answer.status_code, answer.text) == (202, "ok")
+    address, agent, body = PURCHASE
+    answer = httpx.post(f"{server.url}/api/event", headers={"user-agent": agent, "x-forwarded-for": address},
+                        content=json.dumps({**body, "u": f"https://{domain}{body['u']}", "d": domain}))
+    assert (answer.status_code, answer.text) == (202, "ok")
+    for goal in ({"name": "Pricing", "kind": "page", "page": "/pricing"}, {"name": "Signup", "kind": "event", "event": "Signup"}):
+        made = httpx.post(f"{server.url}/api/v1/goals", params={"site": domain}, json=goal, headers=server.auth())
+        assert made.status_code == 201, made.text
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:  # committed once the live view has all of them
         live = httpx.get(f"{server.url}/api/v1/live", params={"site": domain, "limit": 100}, headers=server.auth()).json()
-        if len(live["data"]) == 6:
+        if len(live["data"]) == len(SENT):
             break
         time.sleep(0.05)
     return domain
@@ -74,12 +87,14 @@ def test_aggregate_matches_what_was_sent_and_footfalls_own_route(server, site):
     got = results(server, "aggregate", site_id=site, period="day", date=today(), metrics=metrics)
     assert list(got) == metrics.split(",") and all(set(entry) == {"value"} for entry in got.values())
     values = {name: entry["value"] for name, entry in got.items()}
-    assert (values["visitors"], values["visits"], values["pageviews"], values["events"]) == (3, 3, 5, 1)
+    assert (values["visitors"], values["visits"], values["pageviews"], values["events"]) == (3, 3, PAGEVIEWS, EVENTS)
     assert values["views_per_visit"] == round(5 / 3, 2)
     own = httpx.get(f"{server.url}/api/v1/stats/aggregate", params={"site": site, "start_date": today(), "end_date": today()},
                     headers=server.auth()).json()["data"]
-    for name in ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events"):
+    for name in ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration"):
         assert values[name] == own[name], name
+    # Footfall's own `events` keeps its meaning: custom events without revenue (Signup)
+    assert own["events"] == SENT.count("Signup") and values["events"] == own["pageviews"] + own["events"] + 1
     # the Plausible site id names the site too; compare=previous_period adds change
     compared = results(server, "aggregate", site_id=f"old-{site}", period="7d", metrics="visitors", compare="previous_period")
     assert compared == {"visitors": {"value": 3, "change": None}}
@@ -95,6 +110,27 @@ def test_filters_and_conversion_rate(server, site):
     assert both == {"visitors": {"value": 1}}
     rate = results(server, "aggregate", site_id=site, period="day", metrics="visitors,conversion_rate", filters="event:name==Signup")
     assert rate == {"visitors": {"value": 1}, "conversion_rate": {"value": round(100 / 3, 1)}}
+
+
+def test_events_are_all_events_and_under_a_goal_its_total_conversions(server, site):
+    def events(**params) -> int:
+        return results(server, "aggregate", site_id=site, period="day", metrics="events", **params)["events"]["value"]
+
+    assert events() == EVENTS
+    assert events(filters="event:goal==Pricing") == 1  # the page view of /pricing
+    assert events(filters="event:goal==Signup") == SENT.count("Signup")
+    assert events(filters="event:name==Signup") == SENT.count("Signup")
+    assert events(filters="event:name==Purchase") == 1
+    assert events(filters="event:page==/blog*") == 3  # two page views and the Signup on /blog/one
+    assert events(filters="visit:browser==Chrome") == 4  # 3 page views and the purchase
+    # per bucket: the same totals, per day and per hour
+    days = results(server, "timeseries", site_id=site, period="7d", metrics="events")
+    assert [row["events"] for row in days] == [0] * 6 + [EVENTS]
+    goal_days = results(server, "timeseries", site_id=site, period="7d", metrics="events", filters="event:goal==Pricing")
+    assert [row["events"] for row in goal_days] == [0] * 6 + [1]
+    hours = results(server, "timeseries", site_id=site, period="day", metrics="pageviews,events")
+    assert sum(row["pageviews"] for row in hours) == PAGEVIEWS
+    assert sum(row["events"] for row in hours) == EVENTS
 
 
 def test_timeseries(server, site):
@@ -122,7 +158,9 @@ def test_breakdowns(server, site):
     browsers = results(server, "breakdown", site_id=site, period="day", property="visit:browser", filters="event:page==/")
     assert sorted((row["browser"], row["visitors"]) for row in browsers) == [("Chrome", 1), ("Firefox", 1)]
     names = results(server, "breakdown", site_id=site, period="day", property="event:name", metrics="visitors,events")
-    assert names == [{"name": "pageview", "visitors": 3, "events": 5}, {"name": "Signup", "visitors": 1, "events": 1}]
+    assert names == [{"name": "pageview", "visitors": 3, "events": PAGEVIEWS}, {"name": "Purchase", "visitors": 1, "events": 1},
+                     {"name": "Signup", "visitors": 1, "events": 1}]
+    assert sum(row["events"] for row in names) == EVENTS
     entries = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="visits")
     assert sorted((row["entry_page"], row["visits"]) for row in entries) == [("/", 2), ("/blog/two", 1)]
 
