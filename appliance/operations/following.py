@@ -26,7 +26,9 @@ disk filled during a catch-up) nothing of it is kept and the cursor stays where 
 standby stops applying, says why in ``apply_error`` (its replication status, and its health
 turns ``degraded``), and retries the same batch every second, so once space is freed it resumes
 from its cursor with nothing lost or doubled. The primary is not involved: it keeps serving and
-acknowledging (in the synchronous mode its acknowledgements wait up to ``sync_timeout_ms``).
+acknowledging (in the synchronous mode the first acknowledgement waits ``sync_timeout_ms``,
+then the primary stops waiting for a standby that confirms nothing: ``sync_degraded`` in
+:mod:`appliance.operations.replication`).
 
 *Lag*: ``lag_events`` is the primary's last committed sequence (as of its last answer) minus
 the cursor; ``lag_seconds`` is how long the standby has been behind (since a pull first showed

@@ -84,11 +84,20 @@ class ApplianceCollector(Collector):
             yield _gauge("footfall_column_cache_bytes", "Decoded column blocks cached", self._columns.cached_bytes)
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
-        status = self._replication()
-        for key, name, documentation in _REPLICATION_GAUGES:
-            value = status.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield _gauge(name, documentation, value)
+        for name, documentation, value in replication_gauges(self._replication()):
+            yield _gauge(name, documentation, value)
+
+
+def replication_gauges(status: dict[str, object]) -> list[tuple[str, str, float]]:
+    """(name, help, value) of the replication gauges in one replication_status()."""
+    gauges = []
+    for key, name, documentation in _REPLICATION_GAUGES:
+        value = status.get(key)
+        if isinstance(value, bool) and key in _FLAG_GAUGES:
+            value = int(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            gauges.append((name, documentation, value))
+    return gauges
 
 
 #: replication_status() keys shown as gauges: a standby's lag, or a primary's view of its standby
@@ -99,7 +108,15 @@ _REPLICATION_GAUGES = (
      "Primary: committed events its standby has not confirmed"),
     ("standby_lag_seconds", "footfall_replication_standby_lag_seconds",
      "Primary: how long its standby has been behind"),
+    ("sync_timeouts", "footfall_replication_sync_timeouts",
+     "Primary, sync mode: acknowledgements that waited the whole sync_timeout_ms"),
+    ("sync_degraded", "footfall_replication_sync_degraded",
+     "Primary, sync mode: 1 while the standby is stuck and acknowledgements do not wait"),
+    ("sync_degraded_acks", "footfall_replication_sync_degraded_acks",
+     "Primary, sync mode: acknowledgements given at once because the standby was stuck"),
 )
+#: boolean status keys shown as 0/1 gauges
+_FLAG_GAUGES = ("sync_degraded",)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

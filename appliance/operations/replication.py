@@ -15,6 +15,14 @@ zero). On the timeout the event is acknowledged anyway and counted (``sync_timeo
 while no standby is connected (none polling now nor within the timeout) nothing waits: the
 primary stays available, with the asynchronous recovery point, rather than refuse writes.
 
+A standby that is connected but *stuck* (its apply fails, e.g. its disk is full, so it keeps
+asking after the same cursor) would make every acknowledgement wait the whole timeout. So
+when commits have waited longer than the timeout and :attr:`confirmed` has not moved for as
+long (:meth:`degraded`), acknowledgements stop waiting: they return at once and are counted
+(``sync_degraded_acks``; ``sync_degraded`` in the status). The first confirmation that moves
+:attr:`confirmed` ends it, and acknowledgements wait again. The timing uses :attr:`clock`
+(monotonic seconds; tests drive it).
+
 The records (sites, users, API keys, salts, definitions: everything but per-data-dir derived
 records) travel whole (:meth:`records_snapshot`), when their version moved.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -65,6 +74,7 @@ class ReplicationSource:
         sync: bool,
         sync_timeout_seconds: float,
         enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._journal = journal
@@ -81,6 +91,10 @@ class ReplicationSource:
         self._parked = 0  # pulls waiting for a commit now
         self._last_pull = 0.0  # monotonic time of the last pull
         self._behind_since: float | None = None  # first commit the standby did not hold yet
+        self.clock = clock
+        self.sync_degraded_acks = 0  # acknowledged at once because the standby was stuck
+        self._waiting_since: float | None = None  # clock: first commit the standby did not hold yet
+        self._progress_at = float("-inf")  # clock: when :attr:`confirmed` last moved
 
     # -- serving pulls ---------------------------------------------------------------------
     def committed(self) -> None:
@@ -88,6 +102,8 @@ class ReplicationSource:
         with self._condition:
             if self._behind_since is None:
                 self._behind_since = time.time()
+            if self._waiting_since is None:
+                self._waiting_since = self.clock()
             self._condition.notify_all()
 
     def pull(self, after: int, limit: int, wait: float) -> Pulled:
@@ -103,7 +119,7 @@ class ReplicationSource:
                     self._condition.wait(left)
             finally:
                 self._parked -= 1
-                self._last_pull = time.monotonic()
+                self._last_pull = self.clock()
         text = self._strings.text
         with self._store.read() as txn:
             if after < self._journal.trimmed_through(txn):
@@ -125,8 +141,10 @@ class ReplicationSource:
             if sequence <= self.confirmed:
                 return
             self.confirmed = sequence
+            self._progress_at = self.clock()
             if sequence >= self._recorder.last_sequence:
                 self._behind_since = None
+                self._waiting_since = None
             self._condition.notify_all()
             done = [waiter for waiter in self._waiters if waiter[0] <= sequence]
             self._waiters = [waiter for waiter in self._waiters if waiter[0] > sequence]
@@ -135,7 +153,15 @@ class ReplicationSource:
 
     # -- synchronous acknowledgements ------------------------------------------------------
     def standby_connected(self) -> bool:
-        return self._parked > 0 or time.monotonic() - self._last_pull < max(self._timeout, 1.0)
+        return self._parked > 0 or self.clock() - self._last_pull < max(self._timeout, 1.0)
+
+    def degraded(self) -> bool:
+        """Sync mode, and the standby holds back commits that waited longer than the timeout
+        without confirming anything in that time (stuck): acknowledgements do not wait."""
+        since = self._waiting_since
+        if not self.sync or since is None or self.confirmed >= self._recorder.last_sequence:
+            return False
+        return self.clock() - max(since, self._progress_at) >= self._timeout and self.standby_connected()
 
     async def acknowledged(self) -> None:
         """In sync mode, wait until the standby holds every committed event (see the module
@@ -144,6 +170,9 @@ class ReplicationSource:
             return
         target = self._recorder.last_sequence
         if target <= self.confirmed or not self.standby_connected():
+            return
+        if self.degraded():
+            self.sync_degraded_acks += 1
             return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -188,6 +217,8 @@ class ReplicationSource:
             "standby_connected": self.standby_connected(),
             "sync": self.sync,
             "sync_timeouts": self.sync_timeouts,
+            "sync_degraded": self.degraded(),
+            "sync_degraded_acks": self.sync_degraded_acks,
         }
 
 

@@ -394,7 +394,7 @@ class Appliance:
             # the role and lag only: /api/v1/replication/status (admin) has the rest
             "replication": {
                 key: value for key, value in self.replication_status().items()
-                if key in ("role", "lag_events", "lag_seconds", "apply_error", "standby_lag_events", "standby_connected", "sync_timeouts")
+                if key in ("role", "lag_events", "lag_seconds", "apply_error", "standby_lag_events", "standby_connected", "sync_timeouts", "sync_degraded")
             },
         }
 

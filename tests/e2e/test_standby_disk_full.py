@@ -8,16 +8,20 @@ standby's store refuses one. Then:
 - the standby stops applying: its replication status names the error (``apply_error``), its
   cursor stays behind the primary, ``/api/v1/health`` and ``/ready`` answer 503 ``degraded``
   saying why, and it keeps answering reads;
-- the primary keeps serving and acknowledging every batch, healthy;
+- the primary keeps serving and acknowledging every batch, healthy; it runs in synchronous mode,
+  and once the stuck standby has confirmed nothing for ``sync_timeout_ms`` its acknowledgements
+  stop waiting for it (``sync_degraded``): they stay fast, none waits the timeout;
 - once the filler is removed, the standby resumes from its cursor by itself: every event the
   primary acknowledged is on it, once (pageviews equal, the same event ids per person), and its
-  health is ``ok`` again.
+  health is ``ok`` again, and acknowledgements wait for it again (not degraded; an acknowledged
+  batch is on the standby).
 """
 
 from __future__ import annotations
 
 import errno
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -36,6 +40,7 @@ from tests.servers import start_server
 BATCH = 20
 MAX_BATCHES = 400  # a full tmpfs refuses a batch long before this
 CHUNK = 1 << 20
+SYNC_TIMEOUT_MS = 2000  # the default
 
 
 @pytest.fixture
@@ -83,7 +88,9 @@ def send_batch(client: httpx.Client, user: str) -> list[str]:
 
 @pytest.mark.timeout(180)  # every wait inside is bounded; this is the backstop
 def test_standby_disk_full_stops_applying_then_resumes_from_its_cursor(tmp_path, standby_disk):
-    primary = start_server(tmp_path / "primary")
+    primary = start_server(tmp_path / "primary", env={
+        "FOOTFALL_REPLICATION_SYNC": "true", "FOOTFALL_REPLICATION_SYNC_TIMEOUT_MS": str(SYNC_TIMEOUT_MS),
+    })
     standby = None
     try:
         with primary.client(headers=primary.auth()) as client:
@@ -114,9 +121,21 @@ def test_standby_disk_full_stops_applying_then_resumes_from_its_cursor(tmp_path,
             assert "StorageFullError" in stalled["apply_error"], stalled
             assert stalled["role"] == "standby"
 
-            # the primary keeps serving and acknowledging while its standby is stuck
+            # the primary keeps serving and acknowledging while its standby is stuck, without
+            # waiting for it once it has confirmed nothing for sync_timeout_ms
+            degraded = wait_until(lambda: (s := status(primary))["sync_degraded"] and s,
+                                  "the primary to stop waiting for its stuck standby")
+            assert degraded["standby_connected"], degraded  # it keeps polling
+            stuck_ack_seconds = []
             for extra in range(5):
+                started = time.perf_counter()
                 acknowledged[f"stuck-{extra}"] = send_batch(client, f"stuck-{extra}")
+                stuck_ack_seconds.append(time.perf_counter() - started)
+            after_stuck = status(primary)
+            assert after_stuck["sync_timeouts"] == degraded["sync_timeouts"], after_stuck  # none waited
+            assert after_stuck["sync_degraded_acks"] >= degraded["sync_degraded_acks"] + 5, after_stuck
+            assert max(stuck_ack_seconds) < SYNC_TIMEOUT_MS / 1000, stuck_ack_seconds
+            assert "footfall_replication_sync_degraded 1.0" in client.get("/metrics").text
             assert client.get("/api/v1/health").status_code == 200
             assert client.get("/ready").json()["status"] == "ok"
             primary_last = status(primary)["last_sequence"]
@@ -138,6 +157,13 @@ def test_standby_disk_full_stops_applying_then_resumes_from_its_cursor(tmp_path,
         # space freed: the standby resumes from its cursor by itself, nothing lost or doubled
         filler.unlink()
         wait_until(lambda: caught_up(primary, standby), "the standby to resume after space was freed", timeout=90)
+        resumed_primary = status(primary)
+        assert not resumed_primary["sync_degraded"], resumed_primary
+        with primary.client(headers=primary.auth()) as client:  # acknowledgements wait for it again
+            acknowledged["after-0"] = send_batch(client, "after-0")
+        synced = status(primary)
+        assert synced["standby_confirmed"] == synced["last_sequence"], synced  # acknowledged = on the standby
+        assert synced["sync_timeouts"] == resumed_primary["sync_timeouts"], synced
         resumed = status(standby)
         assert resumed["apply_error"] is None and resumed["last_error"] is None, resumed
         assert pageviews(standby) == pageviews(primary) == BATCH * len(acknowledged)
@@ -147,7 +173,9 @@ def test_standby_disk_full_stops_applying_then_resumes_from_its_cursor(tmp_path,
         assert health.status_code == 200 and health.json()["status"] == "ok", health.text
         assert httpx.get(f"{standby.url}/ready", timeout=10).json()["checks"]["standby_apply"] == "ok"
         print(f"\nfiller {filled >> 20} MiB; the standby refused a batch after {number} on the full disk; "
-              f"behind by {stuck['lag_events']} events while stuck; resumed and caught up")
+              f"behind by {stuck['lag_events']} events while stuck; sync acknowledgements while stuck "
+              f"{min(stuck_ack_seconds) * 1000:.0f}-{max(stuck_ack_seconds) * 1000:.0f} ms "
+              f"({degraded['sync_timeouts']} waited the timeout first); resumed and caught up")
     finally:
         if standby is not None:
             standby.stop()
