@@ -19,6 +19,7 @@ answers differ, shaped as each tool answers:
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 import msgspec
@@ -59,21 +60,23 @@ _TEXT = [(b"content-type", b"text/plain; charset=utf-8"), *_CORS]
 _RATE_LIMITED = str(DropReason.RATE_LIMITED)
 
 
-class Dialect:
-    """What one tool's endpoint decodes and how it answers."""
+class Dialect(ABC):
+    """What one tool's endpoint decodes and how it answers (Plausible's and Umami's below)."""
 
     name = ""
     unknown_site_is_silent = False
 
+    @abstractmethod
     def drafts(self, body: bytes) -> tuple[list[Draft], bool]:
         """The body's drafts, and whether they only name a site to check (nothing to count)."""
-        raise NotImplementedError
 
     def error(self, status: int, field: str | None, message: str) -> tuple[int, bytes, list]:
+        """A refusal in Footfall's error shape (a dialect may add its tool's own fields)."""
         return status, _json.encode(error_body(field, message)), _JSON
 
+    @abstractmethod
     def accepted(self, ignored: str | None) -> tuple[int, bytes, list]:
-        raise NotImplementedError
+        """The answer to a body taken (``ignored``: why nothing was counted, if so)."""
 
 
 class PlausibleDialect(Dialect):

@@ -1,11 +1,17 @@
-"""Fixtures for the end-to-end room: a real Chromium (Debian's, driven by Playwright).
+"""Fixtures for the end-to-end room: a real Chromium (Debian's, driven by Playwright), and
+small real disks.
 
 ``browser`` is one headless Chromium per test module. Tests skip cleanly where Debian's
-``chromium`` is missing (``scripts/test`` installs it).
+``chromium`` is missing (``scripts/test`` installs it). ``tmpfs(path, size)`` mounts a real
+tmpfs of ``size`` (``"32k"``, ``"48m"``) for disk-full tests; it skips where mounting needs a
+root this run does not have.
 """
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +38,20 @@ def browser():
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted at ``mount`` (created) for the block; unmounted after."""
+    mount.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                              capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no mount command")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import tmpfs
 from tests.servers import BROWSER_UA, footfall_cli, start_server
 
 BATCH = 20
@@ -199,17 +199,8 @@ def test_restore_refuses_a_damaged_backup(online_backup, tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 32 KiB tmpfs: smaller than the store (about 100 KB here)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mount)],
-                              capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        pytest.skip("no mount command")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+    with tmpfs(tmp_path / "tiny", "32k") as mount:
+        yield mount
 
 
 def _event_count(url: str, token: str) -> int:

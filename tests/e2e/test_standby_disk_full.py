@@ -20,12 +20,12 @@ standby's store refuses one. Then:
 from __future__ import annotations
 
 import errno
-import subprocess
 import time
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import tmpfs
 from tests.e2e.test_standby_failover import (
     SITE,
     caught_up,
@@ -46,17 +46,8 @@ SYNC_TIMEOUT_MS = 2000  # the default
 @pytest.fixture
 def standby_disk(tmp_path):
     """A 48 MiB tmpfs for the standby's data dir (a fresh store takes a few MiB)."""
-    mount = tmp_path / "standby-disk"
-    mount.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
-                              capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        pytest.skip("no mount command")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+    with tmpfs(tmp_path / "standby-disk", "48m") as mount:
+        yield mount
 
 
 def fill(path) -> int:
