@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -136,7 +136,7 @@ def test_footfall_export_round_trip_in_both_formats(make_appliance, tmp_path):
     source = make_appliance()
     site = source.sites.add("shop.example", timezone="Europe/Berlin")
     fill_demo_site(source, site, days=3, visits_per_day=40, seed=7)
-    today = date.today()
+    today = date.today() + timedelta(days=1)  # Berlin's today may be tomorrow in UTC
     first = date.fromordinal(today.toordinal() - 4)
     raw = RawEvents(source.stats.scans, source.strings)
     for fmt in ("ndjson", "csv"):

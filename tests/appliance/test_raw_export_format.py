@@ -21,8 +21,8 @@ from appliance.runtime.jobs import compact_closed_days
 def test_fast_rendering_equals_line_encoding(make_appliance):
     appliance = make_appliance()
     site = appliance.sites.add("format.example")
-    fill_demo_site(appliance, site, days=2, visits_per_day=20, seed=11)
     now = time.time() - 120
+    fill_demo_site(appliance, site, days=2, visits_per_day=20, seed=11, now=now - 60)  # all before ours
     appliance.record_sync([
         Event(kind=EventKind.CONVERSION, site_id=site.id, timestamp=now, name="=HYPERLINK(\"x\")", visitor_id=2**64 - 5,
               user_hashed=True, session_hint="checkout-42", hostname="format.example", path='/a,"b"\\c',
