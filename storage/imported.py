@@ -181,6 +181,29 @@ class ImportedAggregates:
         for value, numbers in sums.items():
             txn.put(start + value.encode(), _VALUES.pack(*numbers), db=self._db)
 
+    def delete_before(self, txn, site: int, first_day: int) -> int:
+        """Delete ``site``'s day rows before ``first_day`` (a retention cut), rewrite the month
+        rows of the month holding it, drop month rows of months that end before it, and move the
+        day range up; returns how many day rows went."""
+        known = self.day_range(txn, site)
+        if known is None or known[0] >= first_day:
+            return 0
+        removed = 0
+        for table_id in TABLES.values():
+            for kind, stop in ((table_id, first_day), (table_id + _MONTHS, month_of(first_day))):
+                start = _PREFIX.pack(site, kind, 0)
+                end = _PREFIX.pack(site, kind, stop)
+                cursor = txn.cursor(db=self._db)
+                while cursor.set_range(start) and bytes(cursor.key()) < end:
+                    cursor.delete()
+                    removed += kind == table_id
+            self._month(txn, site, table_id, month_of(first_day))
+        if known[1] < first_day:
+            txn.delete(_range_key(site), db=self._db)
+        else:
+            txn.put(_range_key(site), _RANGE.pack(first_day, known[1]), db=self._db)
+        return removed
+
     def delete_site(self, txn, site: int) -> None:
         prefix = _SITE.pack(site)
         cursor = txn.cursor(db=self._db)

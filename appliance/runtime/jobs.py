@@ -2,7 +2,7 @@
 
 One daemon thread wakes every ``interval`` seconds and runs each due job: salt rotation
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
-sketches, event-log rows and column-block rows older than its retention period are deleted),
+sketches, event-log rows, column-block rows and imported daily aggregates older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
@@ -28,7 +28,7 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
     """Delete every site's data older than its retention period; returns counts per kind."""
     now = time.time() if now is None else now
     appliance.coordinator.flush()  # nothing old may be folded in after the purge
-    removed = {"counters": 0, "sketches": 0, "events": 0}
+    removed = {"counters": 0, "sketches": 0, "events": 0, "imported": 0}
     for site in appliance.sites.all():
         cutoff = now - site.retention_days * 86400
         first_hour = hour_bucket(cutoff)
@@ -39,6 +39,7 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
                 "counters": delete_buckets_before(txn, appliance.store.db(b"counters"), site.id, first_hour, first_day),
                 "sketches": delete_buckets_before(txn, appliance.store.db(b"sketches"), site.id, first_hour, first_day),
                 "events": appliance.eventlog.delete_range(txn, site.id, 0, int(cutoff * 1000)),
+                "imported": appliance.imported.delete_before(txn, site.id, first_day),
             }
             if counts["counters"] or counts["sketches"]:  # the week and month cut by the cutoff
                 appliance.counters.rebuild_rollups(txn, site.id, first_day, first_day)

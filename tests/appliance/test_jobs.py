@@ -36,7 +36,7 @@ def test_retention_purge_deletes_only_data_older_than_the_sites_retention(applia
     assert [e.path for e in appliance.read_events(short, 0, now + 1)] == ["/new"]
     assert [e.path for e in appliance.read_events(long, 0, now + 1)] == ["/kept"]
     # running it again removes nothing more
-    assert purge_expired(appliance, now) == {"counters": 0, "sketches": 0, "events": 0}
+    assert purge_expired(appliance, now) == {"counters": 0, "sketches": 0, "events": 0, "imported": 0}
 
 
 def test_jobs_run_once_rotates_salts_and_purges(appliance):
@@ -47,7 +47,7 @@ def test_jobs_run_once_rotates_salts_and_purges(appliance):
     results = appliance.jobs.run_once(now)
     assert isinstance(results["rotate_salts"], int)
     assert today - 5 not in appliance.visitors._salts  # older than 48 hours: gone
-    assert set(results["purge_retention"]) == {"counters", "sketches", "events"}
+    assert set(results["purge_retention"]) == {"counters", "sketches", "events", "imported"}
     assert isinstance(results["purge_credentials"], int)
     assert appliance.visitors.current_salts(now)  # today's (and yesterday's) still there
 

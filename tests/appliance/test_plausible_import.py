@@ -22,8 +22,9 @@ from appliance.imports.runner import Importer
 from appliance.imports.site_archive import import_site
 from appliance.imports.sources import ImportFailure
 from appliance.models import Event, EventKind
-from appliance.periods import day_start_timestamp
+from appliance.periods import day_number, day_start_timestamp
 from appliance.query.spec import Query
+from appliance.runtime.jobs import purge_expired
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "plausible_export"
 FIRST, LAST = date(2025, 3, 1), date(2025, 3, 3)
@@ -258,3 +259,22 @@ def test_a_top_imported_value_meets_its_native_side_outside_the_native_top(appli
     assert (result["results"][0]["visitors"], result["results"][0]["pageviews"]) == (101, 151)
     assert result["rest"] == {"values": 25 + 1 - 5, "pageviews": 50 + 1 + 150 - sum(
         row["pageviews"] for row in result["results"])}
+
+
+def test_retention_removes_imported_days_before_the_cutoff(appliance, site, tmp_path):
+    Importer.of(appliance).run("plausible", str(make_zip(tmp_path / "export.zip")), site)
+    kept_from = date(2025, 3, 2)
+    kept = appliance.stats.aggregate(Query(site=site, date_from=kept_from, date_to=LAST, imported=True))
+    assert kept["visitors"] > 0
+    cutoff = day_start_timestamp(kept_from, site.timezone) + 3600  # inside the 2nd: the 1st expires
+    removed = purge_expired(appliance, cutoff + site.retention_days * 86400)
+    assert removed["imported"] > 0
+    with appliance.store.read() as txn:
+        assert appliance.imported.day_range(txn, site.id) == (day_number(kept_from), day_number(LAST))
+    whole_month = Query(site=site, date_from=date(2025, 3, 1), date_to=date(2025, 3, 31), imported=True)
+    assert appliance.stats.aggregate(_query(site, imported=True)) == kept
+    assert appliance.stats.aggregate(whole_month) == kept  # the month rows were rewritten too
+    purge_expired(appliance, day_start_timestamp(date(2025, 4, 1), site.timezone) + site.retention_days * 86400)
+    with appliance.store.read() as txn:
+        assert appliance.imported.day_range(txn, site.id) is None
+        assert list(appliance.imported.items(txn, site.id)) == []
