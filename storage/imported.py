@@ -23,6 +23,10 @@ from collections.abc import Iterable
 
 from storage.rollups import month_last, month_of
 
+#: the record kind of an import's summary (``site/file/sha256``): a standby that sees a new one
+#: copies the site's rows (:mod:`appliance.operations.following`)
+IMPORT_RECORD_KIND = "imported"
+
 # The tables, by their stored id (part of the on-disk format: only append).
 TABLES: dict[str, int] = {
     "visitors": 1,
@@ -132,6 +136,11 @@ class ImportedAggregates:
                 continue
             yield names[table_id], day, bytes(key[_PREFIX.size :]).decode(), _VALUES.unpack(value)
 
+    def site_rows(self, site: int) -> list[tuple[str, int, str, tuple[int, ...]]]:
+        """Every row of ``site`` (:meth:`items`) read in one transaction: a standby's copy."""
+        with self._store.read() as txn:
+            return list(self.items(txn, site))
+
     # -- writes -----------------------------------------------------------------------------
     def replace(
         self, txn, site: int, table: str, days: set[int], rows: Iterable[tuple[int, str, Iterable[int]]]
@@ -203,6 +212,18 @@ class ImportedAggregates:
         else:
             txn.put(_range_key(site), _RANGE.pack(first_day, known[1]), db=self._db)
         return removed
+
+    def replace_site(self, txn, site: int, rows: Iterable[tuple[str, int, str, Iterable[int]]]) -> int:
+        """Make ``site``'s rows exactly ``rows`` (``(table, day, value, metrics)``, as
+        :meth:`items` yields them); returns rows written."""
+        self.delete_site(txn, site)
+        by_table: dict[str, list[tuple[int, str, Iterable[int]]]] = {}
+        for table, day, value, metrics in rows:
+            by_table.setdefault(table, []).append((day, value, metrics))
+        return sum(
+            self.replace(txn, site, table, {day for day, _, _ in table_rows}, table_rows)
+            for table, table_rows in by_table.items()
+        )
 
     def delete_site(self, txn, site: int) -> None:
         prefix = _SITE.pack(site)

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -102,6 +102,16 @@ class ReplicationController(Controller):
     @get("/records", sync_to_thread=True, summary="Every record (users, keys, sites, definitions, salts) for a standby")
     def records(self, appliance: ApplianceDep) -> dict[str, Any]:
         return {"status": "success", "data": msgspec.to_builtins(appliance.replication.records_snapshot())}
+
+    @get("/imported/{site_id:int}", sync_to_thread=True,
+         summary="A site's imported daily aggregates (a Plausible CSV import) for a standby",
+         description="Every row as `[table, day number, value, metrics]` (metrics in the order of "
+         "`storage.imported.METRICS`); a standby fetches them when an import record is new to it.")
+    def imported(
+        self, appliance: ApplianceDep,
+        site_id: Annotated[int, PathParameter(ge=0, le=2**32 - 1, description="The site's id")],
+    ) -> dict[str, Any]:
+        return {"status": "success", "data": {"site": site_id, "rows": appliance.imported.site_rows(site_id)}}
 
     @get("/status", sync_to_thread=True, summary="This server's replication role and lag")
     def status(self, appliance: ApplianceDep) -> dict[str, Any]:

@@ -34,10 +34,10 @@ import msgspec
 from appliance.imports.sources import ImportFailure
 from appliance.periods import day_from_number, day_number
 from appliance.plausible_tables import SPECS, TableSpec
-from storage.imported import METRICS
+from storage.imported import IMPORT_RECORD_KIND, METRICS
 
 _MEMBER = re.compile(r"(?:^|/)imported_([a-z_]+?)(?:_\d{8}_\d{8})?\.csv$")
-_RECORD_KIND = "imported"
+_RECORD_KIND = IMPORT_RECORD_KIND
 _EMPTY = ("", "\\N", "null", "NULL")
 _DECIMAL = re.compile(r"[0-9]{1,19}(?:\.[0-9]{1,19})?")
 

@@ -53,6 +53,7 @@ from appliance.operations.replication import DERIVED_KINDS, Pulled
 from appliance.sites import SiteRegistry
 from storage import StorageFullError, Store
 from storage.eventlog import EventLog
+from storage.imported import IMPORT_RECORD_KIND, ImportedAggregates
 from storage.keys import pack_u64, unpack_u64
 from storage.records import Records
 
@@ -96,6 +97,15 @@ class _RecordsAnswer(msgspec.Struct):
     data: RecordsSnapshot
 
 
+class _ImportedRows(msgspec.Struct):
+    site: int
+    rows: list[tuple[str, int, str, tuple[int, ...]]]
+
+
+class _ImportedAnswer(msgspec.Struct):
+    data: _ImportedRows
+
+
 class Follower:
     def __init__(
         self,
@@ -113,6 +123,7 @@ class Follower:
         batch_events: int,
         poll_wait_seconds: float,
         personal: PersonalEvents,
+        imported: ImportedAggregates,
     ) -> None:
         self.primary = primary.rstrip("/")
         self._token = token
@@ -126,6 +137,7 @@ class Follower:
         self._batch = batch_events
         self._wait = poll_wait_seconds
         self._personal = personal
+        self._imported = imported
         self._db = store.db(b"replication")
         promoted = promoted_at(store)
         if promoted is not None:
@@ -247,6 +259,7 @@ class Follower:
         self._visitors.reload()
         self._goals.reload()
         self._carry_out_erasures()
+        self._copy_imported()
 
     def _carry_out_erasures(self) -> None:
         """Erase here every person the primary erased (its ``erasure`` records) not yet
@@ -263,6 +276,30 @@ class Follower:
             if site is not None:
                 self._personal.erase_visitor(site, int(visitor, 16))
             self._store.write(lambda txn, mark=mark: txn.put(mark, b"", db=self._db))
+
+    def _copy_imported(self) -> None:
+        """Copy the imported daily aggregates of every site with an import record not copied
+        here yet (a Plausible CSV import on the primary writes no events to pull): the site's
+        rows are replaced whole, so a re-import of the same days replaces them here too."""
+        with self._store.read() as txn:
+            done = {bytes(key) for key, _ in txn.cursor(db=self._db) if bytes(key).startswith(b"imported/")}
+        pending: dict[int, list[bytes]] = {}
+        for identifier, _ in self._records.scan(IMPORT_RECORD_KIND):
+            mark = b"imported/" + identifier.encode()
+            if mark not in done:
+                pending.setdefault(int(identifier.split("/", 1)[0]), []).append(mark)
+        for site_id, marks in pending.items():
+            answer = self._client.get(f"/api/v1/replication/imported/{site_id}")
+            if answer.status_code != 200:
+                raise RuntimeError(f"the primary answered {answer.status_code} for site {site_id}'s imported days")
+            rows = msgspec.json.decode(answer.content, type=_ImportedAnswer).data.rows
+
+            def write(txn, site_id=site_id, rows=rows, marks=marks):
+                self._imported.replace_site(txn, site_id, rows)
+                for mark in marks:
+                    txn.put(mark, b"", db=self._db)
+
+            self._store.write(write)
 
     def status(self) -> dict[str, object]:
         lag_events = max(0, self.primary_last_sequence - self.cursor)

@@ -210,6 +210,7 @@ class Appliance:
                 eventlog=eventlog, recorder=self.recorder, sites=sites, goals=goals, visitors=self.visitors,
                 after_commit=self._after_commit, batch_events=replication.batch_events,
                 poll_wait_seconds=replication.poll_wait_seconds, personal=self.personal,
+                imported=self.imported,
             )
         if self.recorder.replay_pending():
             coordinator.flush()

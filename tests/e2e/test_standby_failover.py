@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.appliance.test_plausible_import import fixture_sum, make_zip
 from tests.servers import FOOTFALL, ROOT, ServerHandle, footfall_cli, free_port, start_server
 
 SITE = "ha.test"
@@ -229,6 +230,31 @@ def test_restarted_standby_resumes_from_its_cursor(async_pair):
     wait_until(lambda: caught_up(primary, restarted), "the restarted standby to catch up")
     assert pageviews(restarted) == pageviews(primary) == 69 * BATCH  # nothing doubled, nothing missed
     assert stored_ids(restarted, "while-down-3") == set(loader.acknowledged["while-down-3"])
+
+
+def test_imported_aggregates_reach_the_standby(async_pair, tmp_path):
+    """A Plausible CSV import writes daily aggregates, not events: the standby copies a site's
+    rows when it sees the import's record, and answers the same figures for the imported days."""
+    primary, standby = async_pair
+    export = make_zip(tmp_path / "plausible.zip")
+    with httpx.Client(base_url=primary.url, timeout=30) as browser:
+        form_csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text).group(1)
+        login = browser.post("/login", data={"username": "admin", "password": primary.password, "csrf": form_csrf})
+        assert login.status_code == 303, login.text[:300]
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', browser.get(f"/sites/{SITE}/transfers").text).group(1)
+        uploaded = browser.post(f"/sites/{SITE}/imports", data={"csrf": csrf, "kind": "plausible"},
+                                files={"file": (export.name, export.read_bytes(), "application/zip")})
+        assert uploaded.status_code == 303, uploaded.text[:300]
+
+    def imported_totals(handle):
+        answer = httpx.get(f"{handle.url}/api/v1/stats/aggregate", headers=handle.auth(), timeout=30,
+                           params={"site": SITE, "start_date": "2025-03-01", "end_date": "2025-03-03"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"]
+
+    expected = fixture_sum("visitors", "visitors")
+    wait_until(lambda: imported_totals(primary)["visitors"] == expected, "the primary's import job")
+    wait_until(lambda: imported_totals(standby) == imported_totals(primary), "the standby to copy the imported days")
 
 
 def test_sync_mode_latency_cost(async_pair, sync_pair):
