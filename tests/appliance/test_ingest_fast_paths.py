@@ -20,14 +20,22 @@ from hypothesis import strategies as st
 from appliance import dimensions as dims
 from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
 from appliance.hooks.manager import hot_path_calls
-from appliance.ingest.aggregation import _DIMENSION_ITEMS, aggregate
+from appliance.ingest.aggregation import _DIMENSION_ITEMS, COLUMNS_FROM, BatchWrites, aggregate
+from appliance.ingest.aggregation_columns import aggregate_columns
 from appliance.ingest.cardinality import OTHER, CardinalityGuard
 from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, other_session, seconds
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
 from storage import Store
 from storage.keys import DAY, HOUR, pack_bucket_key
-from storage.sketches import Sketch, Sketches, exact_bytes, new_hll
+from storage.sketches import (
+    DIMENSION_PRECISION,
+    SITE_PRECISION,
+    Sketch,
+    Sketches,
+    exact_bytes,
+    new_hll,
+)
 
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
@@ -149,7 +157,66 @@ def test_aggregate_matches_the_per_field_aggregation(batch, timezone):
     counts, members = plain_aggregate(batch, timezones, plain_intern)
     assert fast_ids == plain_ids
     assert dict(writes.counter_deltas) == counts
-    assert dict(writes.sketch_members) == members
+    assert writes.all_members() == members
+
+
+@st.composite
+def varied_events(draw) -> Event:
+    """Events for the column-wise path: empty names and paths, several sites, buckets over
+    years (the sorting group-by) or hours (the dense one), large amounts."""
+    event = draw(events())
+    spread = draw(st.sampled_from([3600, 3 * 365 * 86400]))
+    return msgspec.structs.replace(
+        event,
+        site_id=draw(st.sampled_from([1, 2, 7, 2**31])),
+        timestamp=_DAY0 + draw(st.integers(0, spread)) + draw(st.sampled_from([0.0, 0.5])),
+        name=draw(st.sampled_from(["pageview", "Signup", ""])),
+        path=draw(st.sampled_from(["/", "/a", ""])),
+        visitor_id=draw(st.sampled_from([0, 1, 2**64 - 1, draw(st.integers(0, 2**64 - 1))])),
+        revenue=draw(st.sampled_from([0, 1900, -5, 2**61])),
+        engaged_ms=draw(st.sampled_from([0, 7, 2**53 + 1])),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(varied_events(), min_size=1, max_size=90), st.sampled_from(["UTC", "Asia/Kolkata", "America/St_Johns"]))
+def test_column_wise_aggregation_matches_the_per_field_aggregation(batch, timezone):
+    timezones = {1: timezone, 7: "Europe/Berlin"}
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
+    writes = BatchWrites()
+    taken = aggregate_columns(batch, timezones, fast_intern, writes.counter_deltas, writes.sketch_lists)
+    counts, members = plain_aggregate(batch, timezones, plain_intern)
+    if not taken:  # left to the loop (amounts past its bound): nothing written
+        assert not writes.counter_deltas and not writes.sketch_lists
+        assert any(abs(event.revenue) >= 2**61 or event.engaged_ms > 2**53 for event in batch)
+        return
+    assert fast_ids == plain_ids  # interned in the same order: the same string ids
+    assert dict(writes.counter_deltas) == counts
+    assert writes.all_members() == members
+    assert all(len(listed) == len(set(listed)) for listed in writes.sketch_lists.values())
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(events(), min_size=8, max_size=16), st.integers(0, 2**64 - 1), st.sampled_from(["UTC", "Asia/Kolkata"]))
+def test_large_batches_are_aggregated_column_wise_alike(few, step, timezone):
+    # a large batch from a few drawn events: copies with other visitors, some of them repeated
+    batch = [msgspec.structs.replace(event, visitor_id=(event.visitor_id + step * (copy % 5)) % 2**64)
+             for copy in range(COLUMNS_FROM // 8 + 1) for event in few]
+    timezones = {1: timezone, 2: "UTC"}
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
+    writes = aggregate(batch, timezones, fast_intern)
+    counts, members = plain_aggregate(batch, timezones, plain_intern)
+    assert writes.sketch_lists and not writes.sketch_members  # the column-wise path ran
+    assert fast_ids == plain_ids
+    assert dict(writes.counter_deltas) == counts
+    assert writes.all_members() == members
+    packed = {key: (precision, sorted(hashes)) for key, (precision, hashes) in writes.sketches.items()}
+    assert packed == {
+        pack_bucket_key(*key): (SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION, sorted(hashes))
+        for key, hashes in members.items()
+    }
 
 
 # -- the cardinality bound -----------------------------------------------------------------------
