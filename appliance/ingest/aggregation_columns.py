@@ -300,3 +300,51 @@ def aggregate_columns(
         present = members.get(key)
         members[key] = added if present is None else list(set(present).union(added))
     return True
+
+
+def spread_visit_deltas(deltas: dict[tuple[int, int, int, tuple[int, ...]], int], counts) -> bool:
+    """:meth:`appliance.ingest.visits.VisitTable._count` for a batch's visit metric deltas at
+    once: each ``(site, day, metric, entry values) -> delta`` added to the site total
+    (dimension value 0) and to ``metric + 1 + i`` under each non-empty entry value ``i``, grouped
+    by one sort so each distinct counter key is added to once. ``False`` (nothing added) for
+    entries of unequal length or amounts past ``int64``'s safe range."""
+    keys = list(deltas)
+    sites, days, metrics, entries = zip(*keys, strict=True)
+    width = len(entries[0])
+    if any(len(entry) != width for entry in entries):
+        return False
+    amounts = list(deltas.values())
+    rows = len(keys) * (width + 1)
+    if max(map(abs, amounts)) >= _LIMIT // rows:
+        return False
+    values = np.empty((len(keys), width + 1), dtype=np.int64)
+    values[:, 0] = 0
+    values[:, 1:] = np.array(entries, dtype=np.int64)
+    sites, days = np.array(sites, dtype=np.int64), np.array(days, dtype=np.int64)
+    metrics = np.array(metrics, dtype=np.int64)[:, None] + np.arange(width + 1)  # total, then metric + 1 + i
+    kept = values != 0
+    kept[:, 0] = True  # the site total, under value 0
+    site_list, site_codes = np.unique(sites, return_inverse=True)
+    value_list, value_codes = np.unique(values[kept], return_inverse=True)
+    first_day = int(days.min())
+    span = int(days.max()) - first_day + 1
+    row_sites = np.broadcast_to(site_codes[:, None], kept.shape)[kept]
+    row_days = np.broadcast_to(days[:, None] - first_day, kept.shape)[kept]
+    row_amounts = np.broadcast_to(np.array(amounts, dtype=np.int64)[:, None], kept.shape)[kept]
+    combined = ((metrics[kept] * len(site_list) + row_sites) * span + row_days) * len(value_list) + value_codes
+    distinct, inverse = np.unique(combined, return_inverse=True)
+    if int(np.abs(row_amounts).max()) * len(row_amounts) < 1 << 53:  # float64 sums are exact
+        sums = np.bincount(inverse, weights=row_amounts, minlength=len(distinct)).astype(np.int64)
+    else:
+        sums = np.zeros(len(distinct), dtype=np.int64)
+        np.add.at(sums, inverse, row_amounts)
+    rest, value_codes = np.divmod(distinct, len(value_list))
+    rest, day_offsets = np.divmod(rest, span)
+    metric_ids, site_codes = np.divmod(rest, len(site_list))
+    for key, amount in zip(
+        zip(site_list[site_codes].tolist(), itertools.repeat(DAY), metric_ids.tolist(),
+            (day_offsets + first_day).tolist(), value_list[value_codes].tolist(), strict=False),
+        sums.tolist(), strict=True,
+    ):
+        counts[key] += amount
+    return True

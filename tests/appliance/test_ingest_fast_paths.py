@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from appliance import dimensions as dims
 from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
 from appliance.hooks.manager import hot_path_calls
+from appliance.ingest import visits as visits_module
 from appliance.ingest.aggregation import _DIMENSION_ITEMS, COLUMNS_FROM, BatchWrites, aggregate
-from appliance.ingest.aggregation_columns import aggregate_columns
+from appliance.ingest.aggregation_columns import aggregate_columns, spread_visit_deltas
 from appliance.ingest.cardinality import OTHER, CardinalityGuard
 from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, other_session, seconds
 from appliance.models import Event, EventKind
@@ -39,6 +40,7 @@ from storage.sketches import (
 
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
+_SPREAD_FROM = visits_module.SPREAD_FROM
 _DAY0 = 1_760_000_000.0  # a fixed moment: the buckets of a run never depend on the clock
 
 
@@ -217,6 +219,24 @@ def test_large_batches_are_aggregated_column_wise_alike(few, step, timezone):
         pack_bucket_key(*key): (SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION, sorted(hashes))
         for key, hashes in members.items()
     }
+
+
+_ENTRY = st.lists(st.sampled_from([0, 0, 1, 2, 7, 2**32 - 1]), min_size=len(dims.DIMENSIONS), max_size=len(dims.DIMENSIONS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(
+    st.tuples(st.sampled_from([1, 3, 2**31]), st.integers(20_000, 20_400),
+              st.sampled_from([dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION]), _ENTRY.map(tuple)),
+    st.sampled_from([-1, 0, 1, 3, 1800, 2**52]), min_size=1, max_size=200,
+))
+def test_spread_visit_deltas_matches_the_per_key_spread(deltas):
+    plain: dict[tuple, int] = defaultdict(int)
+    for (site_id, day, metric, entry), delta in deltas.items():
+        VisitTable._count(plain, site_id, day, entry, metric, delta)
+    fast: dict[tuple, int] = defaultdict(int)
+    assert spread_visit_deltas(deltas, fast)
+    assert dict(fast) == dict(plain)
 
 
 # -- the cardinality bound -----------------------------------------------------------------------
@@ -441,9 +461,11 @@ def visitor_events(draw) -> list[Event]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(visitor_events(), min_size=1, max_size=4), st.sampled_from(["UTC", "Asia/Kolkata"]))
-def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, timezone):
+@given(st.lists(visitor_events(), min_size=1, max_size=4), st.sampled_from(["UTC", "Asia/Kolkata"]),
+       st.sampled_from([visits_module.SPREAD_FROM, 1]))
+def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, timezone, spread_from):
     stores = [Store(tmp_path_factory.mktemp("visits") / name) for name in ("fast", "plain")]
+    visits_module.SPREAD_FROM = spread_from  # 1: every batch's deltas spread column-wise
     try:
         tables = [VisitTable(stores[0], 1800), PlainVisitTable(stores[1], 1800)]
         for table in tables:
@@ -459,6 +481,7 @@ def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, ti
                 results.append((out, dict(counts), set(table.late), dict(table._open), dict(ids)))
             assert results[0] == results[1]
     finally:
+        visits_module.SPREAD_FROM = _SPREAD_FROM
         for store in stores:
             store.close()
 
