@@ -70,7 +70,7 @@ _COUNTER_SLOTS = np.array([_SLOT[DAY, counter] for _, counter, _, _ in _DIMENSIO
 _SKETCH_SLOTS = np.array([_SLOT[DAY, sketch] for _, _, sketch, _ in _DIMENSIONS], dtype=np.int64)
 
 
-def _days(sites: np.ndarray, stamps: np.ndarray, hours: np.ndarray, site_timezones: dict[int, str]) -> np.ndarray:
+def day_buckets(sites: np.ndarray, stamps: np.ndarray, hours: np.ndarray, site_timezones: dict[int, str]) -> np.ndarray:
     """Day buckets in each site's time zone, as :func:`appliance.periods.day_bucket` gives them."""
     days = np.floor_divide(stamps, 86400.0)
     for site in np.unique(sites).tolist():
@@ -201,7 +201,7 @@ def aggregate_columns(
     site_list, site_codes = np.unique(np.array(sites, dtype=np.int64), return_inverse=True)
     visitor_list, visitor_codes = np.unique(np.array(visitors, dtype=np.uint64), return_inverse=True)
     hours = np.floor_divide(stamps, 3600.0).astype(np.int64)
-    days = _days(site_list[site_codes], stamps, hours, site_timezones)
+    days = day_buckets(site_list[site_codes], stamps, hours, site_timezones)
     if int(site_list[-1]) >= 1 << 32 or min(int(hours.min()), int(days.min())) < 0 or int(hours.max()) >= 1 << 32:
         return False
     pageview = kinds == _PAGEVIEW

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from appliance import dimensions as dims
 from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
 from appliance.hooks.manager import hot_path_calls
+from appliance.ingest import cardinality as cardinality_module
 from appliance.ingest import visits as visits_module
 from appliance.ingest.aggregation import _DIMENSION_ITEMS, COLUMNS_FROM, BatchWrites, aggregate
 from appliance.ingest.aggregation_columns import aggregate_columns, spread_visit_deltas
@@ -41,6 +42,7 @@ from storage.sketches import (
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
 _SPREAD_FROM = visits_module.SPREAD_FROM
+_BOUND_COLUMNS_FROM = cardinality_module.COLUMNS_FROM
 _DAY0 = 1_760_000_000.0  # a fixed moment: the buckets of a run never depend on the clock
 
 
@@ -274,15 +276,22 @@ def plain_bound(guard: CardinalityGuard, events_, timezones, intern, max_values)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(events(), max_size=10), max_size=3), st.integers(1, 4))
-def test_cardinality_bound_matches_the_per_field_check(batches, max_values):
+@given(st.lists(st.lists(events(), max_size=10), max_size=3), st.sampled_from([1, 2, 3, 4, 1000]),
+       st.sampled_from([cardinality_module.COLUMNS_FROM, 1]), st.sampled_from([{}, {1: "Asia/Kolkata"}]))
+def test_cardinality_bound_matches_the_per_field_check(batches, max_values, columns_from, timezones):
+    batches = batches + batches[-1:]  # the last batch again: its days' sets are in memory then
     guard = CardinalityGuard(_NoCounters(), max_values)
-    fast_intern, _ = interner()
-    plain_intern, _ = interner()
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
     plain_guard = CardinalityGuard(_NoCounters(), max_values)
-    for batch in batches:  # batch by batch, as commits call it: the sets carry over between batches
-        fast = guard.apply(None, batch, {}, fast_intern)
-        assert fast == plain_bound(plain_guard, batch, {}, plain_intern, max_values)
+    cardinality_module.COLUMNS_FROM = columns_from  # 1: every batch checked column-wise first
+    try:
+        for batch in batches:  # batch by batch, as commits call it: the sets carry over between batches
+            fast = guard.apply(None, batch, timezones, fast_intern)
+            assert fast == plain_bound(plain_guard, batch, timezones, plain_intern, max_values)
+            assert fast_ids == plain_ids
+    finally:
+        cardinality_module.COLUMNS_FROM = _BOUND_COLUMNS_FROM
     assert guard._seen == plain_guard._seen
 
 
