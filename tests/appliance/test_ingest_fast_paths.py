@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance import dimensions as dims
-from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
+from appliance.events.codec import STRING_FIELDS, encode_event, encode_events, session_hash
 from appliance.hooks.manager import hot_path_calls
 from appliance.ingest import cardinality as cardinality_module
 from appliance.ingest import visits as visits_module
@@ -96,9 +96,11 @@ def plain_encode(event: Event, intern) -> bytes:
 def test_encode_event_matches_the_per_field_encoding(batch):
     fast, fast_ids = interner()
     plain, plain_ids = interner()
-    for event in batch:
-        assert encode_event(event, fast) == plain_encode(event, plain)
-    assert fast_ids == plain_ids  # interned in the same order: the same string ids
+    batched, batched_ids = interner()
+    rows = encode_events(batch, batched)
+    for event, row in zip(batch, rows, strict=True):
+        assert encode_event(event, fast) == row == plain_encode(event, plain)
+    assert fast_ids == plain_ids == batched_ids  # interned in the same order: the same string ids
 
 
 # -- counter deltas and sketch members ---------------------------------------------------------
