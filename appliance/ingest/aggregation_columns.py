@@ -157,7 +157,7 @@ class _Groups:
         count = len(visitors)
         pairs = inverse * count + codes
         space = len(distinct) * count
-        if space <= _dense_limit(len(pairs)):
+        if space <= _dense_limit(len(pairs), 32):
             seen = np.zeros(space, dtype=bool)
             seen[pairs] = True
             pairs = np.flatnonzero(seen)
@@ -170,10 +170,11 @@ class _Groups:
         return distinct[groups[starts]], [listed[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _dense_limit(rows: int) -> int:
+def _dense_limit(rows: int, per_row: int = 4) -> int:
     """The largest key space grouped by a table as large as the space rather than by sorting:
-    a few times the rows, and never more than ``_DENSE``."""
-    return min(_DENSE, 32 * rows + 4096)
+    ``per_row`` times the rows (a table of int64 counts and indexes: 4, 64 bytes a row; a
+    bitmap of bytes: 32), and never more than ``_DENSE``."""
+    return min(_DENSE, per_row * rows + 4096)
 
 
 def _group(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
