@@ -118,12 +118,27 @@ class _Groups:
         self.values: list[np.ndarray] = []
 
     @property
+    def stride(self) -> int:
+        """How far apart the keys of two neighbouring slots are."""
+        return len(self.sites) * self.span * self.codes
+
+    @property
     def space(self) -> int:
         return len(_METRICS) * len(self.sites) * self.span * self.codes
 
-    def add(self, slot, site_codes, buckets, text_codes, values) -> None:
-        first = self.first_bucket[DAY if isinstance(slot, np.ndarray) else int(_GRANULARITIES[slot])]  # arrays: dimensions, DAY
-        self.keys.append(((slot * len(self.sites) + site_codes) * self.span + (buckets - first)) * self.codes + text_codes)
+    def key(self, slot: int, site_codes, buckets, text_codes):
+        """The key of rows of one slot (arrays broadcast: a column of events against a matrix
+        of texts gives a matrix of keys)."""
+        first = self.first_bucket[int(_GRANULARITIES[slot])]
+        sites = site_codes[:, None] if isinstance(text_codes, np.ndarray) and text_codes.ndim == 2 else site_codes
+        buckets = buckets[:, None] if isinstance(sites, np.ndarray) and sites.ndim == 2 else buckets
+        return ((slot * len(self.sites) + sites) * self.span + (buckets - first)) * self.codes + text_codes
+
+    def add(self, slot: int, site_codes, buckets, text_codes, values) -> None:
+        self.add_keys(self.key(slot, site_codes, buckets, text_codes), values)
+
+    def add_keys(self, keys: np.ndarray, values: np.ndarray) -> None:
+        self.keys.append(keys)
         self.values.append(values)
 
     def tuples(self, keys: np.ndarray, text_ids: np.ndarray) -> list[tuple[int, int, int, int, int]]:
@@ -157,7 +172,7 @@ class _Groups:
         count = len(visitors)
         pairs = inverse * count + codes
         space = len(distinct) * count
-        if space <= _dense_limit(len(pairs), 32):
+        if space <= _dense_limit(len(pairs), 8):
             seen = np.zeros(space, dtype=bool)
             seen[pairs] = True
             pairs = np.flatnonzero(seen)
@@ -170,7 +185,7 @@ class _Groups:
         return distinct[groups[starts]], [listed[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _dense_limit(rows: int, per_row: int = 4) -> int:
+def _dense_limit(rows: int, per_row: int = 1) -> int:
     """The largest key space grouped by a table as large as the space rather than by sorting:
     ``per_row`` times the rows (a table of int64 counts and indexes: 4, 64 bytes a row; a
     bitmap of bytes: 32), and never more than ``_DENSE``."""
@@ -239,6 +254,7 @@ def aggregate_columns(
     empty_code = lookup.get("")
     lookup[""], lookup[None] = _EMPTY, -1
     codes = np.fromiter(map(lookup.__getitem__, flat), dtype=np.int64, count=len(flat)).reshape(n, _WIDTH)
+    del rows, flat, lookup  # the texts are codes now: less held while the rows are grouped
     total = len(texts)  # the code of value 0
 
     first_bucket = {HOUR: int(hours.min()), DAY: int(days.min())}
@@ -264,16 +280,17 @@ def aggregate_columns(
         if empty_code is not None:
             counted = matrix[:, _COUNT_EMPTY]
             matrix[:, _COUNT_EMPTY] = np.where(counted == _EMPTY, empty_code, counted)
-        flat_codes = matrix.ravel()
-        kept = flat_codes >= 0
-        width = len(viewed)
-        site_rows = np.repeat(at_sites, _WIDTH)[kept]
-        day_rows = np.repeat(at_days, _WIDTH)[kept]
-        flat_codes = flat_codes[kept]
-        counters.add(np.tile(_COUNTER_SLOTS, width)[kept], site_rows, day_rows, flat_codes,
-                     np.ones(len(flat_codes), dtype=np.int64))
-        sketches.add(np.tile(_SKETCH_SLOTS, width)[kept], site_rows, day_rows, flat_codes,
-                     np.repeat(visitor_codes[viewed], _WIDTH)[kept])
+        kept = matrix >= 0
+        # a row's key is linear in its slot, site, day and text: one (events x dimensions)
+        # matrix of keys per metric family, masked once
+        day_slot = _SLOT[DAY, dims.EVENTS_TOTAL]
+        base = counters.key(day_slot, at_sites, at_days, matrix)
+        stride = counters.stride
+        counted = (base + (_COUNTER_SLOTS - day_slot) * stride)[kept]
+        counters.add_keys(counted, np.ones(len(counted), dtype=np.int64))
+        sketches.add_keys((base + (_SKETCH_SLOTS - day_slot) * stride)[kept],
+                          np.broadcast_to(visitor_codes[viewed][:, None], matrix.shape)[kept])
+        del base, counted, kept, matrix
     # custom events and conversions by name, engagement pings and revenue by page or name
     for kind, counter, sketch in ((_CUSTOM, dims.CUSTOM_EVENTS, dims.EVENT_VISITORS),
                                   (_CONVERSION, dims.CONVERSIONS, dims.CONVERSION_VISITORS)):
