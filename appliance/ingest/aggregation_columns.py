@@ -163,8 +163,9 @@ class _Groups:
         np.add.at(sums, inverse, amounts)
         return distinct, sums
 
-    def members(self, visitors: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
-        """The distinct keys, sorted, and each one's distinct visitors (``visitors[code]``)."""
+    def members(self, visitors: list[int]) -> tuple[np.ndarray, list[list[int]]]:
+        """The distinct keys, sorted, and each one's distinct visitors (``visitors[code]``:
+        the events' own int objects, not new ones)."""
         keys, codes = np.concatenate(self.keys), np.concatenate(self.values)
         if not len(keys):  # engagement pings only
             return keys, []
@@ -180,7 +181,7 @@ class _Groups:
             pairs = np.unique(pairs)
         groups, codes = np.divmod(pairs, count)
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-        listed = visitors[codes].tolist()
+        listed = list(map(visitors.__getitem__, codes.tolist()))
         bounds = [*starts.tolist(), len(listed)]
         return distinct[groups[starts]], [listed[a:b] for a, b in itertools.pairwise(bounds)]
 
@@ -215,7 +216,9 @@ def aggregate_columns(
     kinds = np.array(kinds, dtype=np.int64)
     stamps = np.array(stamps, dtype=np.float64)
     site_list, site_codes = np.unique(np.array(sites, dtype=np.int64), return_inverse=True)
-    visitor_list, visitor_codes = np.unique(np.array(visitors, dtype=np.uint64), return_inverse=True)
+    _, first_seen, visitor_codes = np.unique(np.array(visitors, dtype=np.uint64), return_index=True,
+                                             return_inverse=True)
+    visitor_list = [visitors[i] for i in first_seen.tolist()]  # each code's int, as the events hold it
     hours = np.floor_divide(stamps, 3600.0).astype(np.int64)
     days = day_buckets(site_list[site_codes], stamps, hours, site_timezones)
     if int(site_list[-1]) >= 1 << 32 or min(int(hours.min()), int(days.min())) < 0 or int(hours.max()) >= 1 << 32:
