@@ -24,6 +24,11 @@ def _offset_seconds(timezone: str, hour: int) -> int:
     return int(moment.utcoffset().total_seconds())
 
 
+def utc_offset_seconds(timezone: str, hour: int) -> int:
+    """``timezone``'s UTC offset during UTC hour bucket ``hour`` (what :func:`day_bucket` adds)."""
+    return _offset_seconds(timezone, hour)
+
+
 def hour_bucket(timestamp: float) -> int:
     return int(timestamp // 3600)
 

@@ -104,14 +104,21 @@ def enrich_event(event: Event, context: RequestContext) -> dict[str, Any] | None
     user_agent = context.user_agent[:MAX_USER_AGENT_LENGTH]
     if not user_agent.strip():
         return None
-    fields = describe(user_agent)._asdict()
+    browser, browser_version, os_name, os_version, device = describe(user_agent)
     # A browser or device named by the sender (seed API metadata) wins over the parsed one,
-    # and a parsed version is only added to the name it belongs to.
-    if event.browser and event.browser != fields["browser"]:
-        fields["browser_version"] = ""
-    if event.os and event.os != fields["os"]:
-        fields["os_version"] = ""
-    filled = {name: value for name, value in fields.items() if value and not getattr(event, name)}
+    # and a parsed version is only added to the name it belongs to. (Field by field, in
+    # UserAgentFields' order: no dict of the parsed fields per event.)
+    filled = {}
+    if browser and not event.browser:
+        filled["browser"] = browser
+    if browser_version and not event.browser_version and (not event.browser or event.browser == browser):
+        filled["browser_version"] = browser_version
+    if os_name and not event.os:
+        filled["os"] = os_name
+    if os_version and not event.os_version and (not event.os or event.os == os_name):
+        filled["os_version"] = os_version
+    if device and not event.device:
+        filled["device"] = device
     return filled or None
 
 

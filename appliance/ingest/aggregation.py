@@ -13,6 +13,7 @@ import operator
 from collections import defaultdict
 
 from appliance import dimensions as dims
+from appliance.ingest.aggregation_columns import aggregate_columns
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
 from storage.keys import DAY, HOUR, pack_bucket_key
@@ -24,6 +25,8 @@ _DIMENSION_ITEMS = tuple(
 )
 
 _DIMENSION_TEXTS = operator.attrgetter(*(field for field, _, _, _ in _DIMENSION_ITEMS))
+#: from this many events on, a batch is counted column-wise (:mod:`appliance.ingest.aggregation_columns`)
+COLUMNS_FROM = 64
 _DIMENSION_METRICS = tuple((counter, sketch, count_empty) for _, counter, sketch, count_empty in _DIMENSION_ITEMS)
 
 
@@ -31,12 +34,22 @@ class BatchWrites:
     """The storage writes of one batch, gathered before the transaction opens.
 
     Keys are gathered as tuples and packed once per distinct key; visitor hashes are
-    de-duplicated per sketch key before they reach the sketch.
+    de-duplicated per sketch key before they reach the sketch: in sets (the per-event loop,
+    goals), or in lists of distinct hashes (the column-wise path, which de-duplicates them
+    itself).
     """
 
     def __init__(self) -> None:
         self.counter_deltas: dict[tuple, int] = defaultdict(int)
         self.sketch_members: dict[tuple, set[int]] = defaultdict(set)
+        self.sketch_lists: dict[tuple, list[int]] = {}
+
+    def all_members(self) -> dict[tuple, set[int]]:
+        """Every sketch key's members, from the sets and the lists."""
+        out = {key: set(members) for key, members in self.sketch_members.items()}
+        for key, listed in self.sketch_lists.items():
+            out.setdefault(key, set()).update(listed)
+        return out
 
     @property
     def counters(self) -> dict[bytes, int]:
@@ -47,7 +60,12 @@ class BatchWrites:
         out = {}
         for key, members in self.sketch_members.items():
             precision = SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION
-            out[pack_bucket_key(*key)] = (precision, list(members))
+            listed = self.sketch_lists.get(key)
+            out[pack_bucket_key(*key)] = (precision, list(members if listed is None else members.union(listed)))
+        for key, listed in self.sketch_lists.items():
+            if key not in self.sketch_members:
+                precision = SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION
+                out[pack_bucket_key(*key)] = (precision, listed)
         return out
 
 
@@ -58,6 +76,8 @@ def aggregate(events: list[Event], site_timezones: dict[int, str], intern, write
     writes = BatchWrites() if writes is None else writes
     counts = writes.counter_deltas
     members = writes.sketch_members
+    if len(events) >= COLUMNS_FROM and aggregate_columns(events, site_timezones, intern, counts, writes.sketch_lists):
+        return writes
     known: dict[str, int] = {}
     for event in events:
         site = event.site_id

@@ -9,11 +9,14 @@ rebuilt lazily from the day's counters after a restart, and only recent days sta
 
 from __future__ import annotations
 
+import itertools
 import operator
 
 import msgspec
+import numpy as np
 
 from appliance import dimensions as dims
+from appliance.ingest.aggregation_columns import day_buckets
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from storage.keys import DAY
@@ -23,6 +26,9 @@ _RECENT_DAYS = 3
 _FIELDS = tuple(field for field, _, _ in dims.DIMENSIONS.values())
 _COUNTERS = tuple(counter for _, counter, _ in dims.DIMENSIONS.values())
 _TEXTS = operator.attrgetter(*_FIELDS)  # an event's dimension values, as one tuple
+_WIDTH = len(_FIELDS)
+#: from this many events on, a batch is first checked column-wise (:meth:`CardinalityGuard._within`)
+COLUMNS_FROM = 64
 
 
 class CardinalityGuard:
@@ -47,6 +53,8 @@ class CardinalityGuard:
         """The events with over-the-bound dimension values replaced by ``"(other)"``."""
         if self.max_values <= 0:
             return events
+        if len(events) >= COLUMNS_FROM and self._within(events, timezones, intern):
+            return list(events)
         out = []
         seen = self._seen
         ids: dict[str, int] = {}  # per batch: each distinct text interned once
@@ -76,6 +84,48 @@ class CardinalityGuard:
                     values.add(value_id)
             out.append(msgspec.structs.replace(event, **replaced) if replaced else event)
         return out
+
+    def _within(self, events: list[Event], timezones: dict[int, str], intern) -> bool:
+        """The column-wise check of a batch: when every (site, dimension, day) set it touches
+        is in memory and has room for all the batch's distinct texts, no value can go past the
+        bound, so the per-event loop would replace nothing and only add the new ids. Then this
+        adds them (texts interned in the loop's order) and answers ``True``; otherwise it
+        changes nothing and answers ``False``, and the loop runs."""
+        viewed = [event for event in events if event.kind is EventKind.PAGEVIEW]
+        if not viewed:
+            return True
+        sites = np.array([event.site_id for event in viewed], dtype=np.int64)
+        stamps = np.array([event.timestamp for event in viewed], dtype=np.float64)
+        days = day_buckets(sites, stamps, np.floor_divide(stamps, 3600.0).astype(np.int64), timezones)
+        flat = list(itertools.chain.from_iterable(map(_TEXTS, viewed)))
+        order = dict.fromkeys(flat)  # first occurrence order: the loop's, event by event, field by field
+        order.pop("", None)
+        texts = list(order)
+        if not texts:
+            return True  # only empty values: nothing to bound
+        codes = {text: code for code, text in enumerate(texts)}
+        codes[""] = -1  # an empty value is not bounded
+        matrix = np.fromiter(map(codes.__getitem__, flat), dtype=np.int64, count=len(flat)).reshape(-1, _WIDTH)
+        groups, group_of = np.unique(np.stack([sites, days], axis=1), axis=0, return_inverse=True)
+        columns = np.broadcast_to(np.arange(_WIDTH), matrix.shape)
+        kept = matrix >= 0
+        triples = np.unique((group_of.reshape(-1, 1) * _WIDTH + columns)[kept] * len(texts) + matrix[kept])
+        cells, text_codes = np.divmod(triples, len(texts))
+        cell_list, starts, counts = np.unique(cells, return_index=True, return_counts=True)
+        sets = []
+        for cell, count in zip(cell_list.tolist(), counts.tolist(), strict=True):
+            group, column = divmod(cell, _WIDTH)
+            site, day = groups[group].tolist()
+            values = self._seen.get((site, _COUNTERS[column], day))
+            if values is None or len(values) + count > self.max_values:
+                return False  # a day to load first (in the loop's order), or near the bound
+            sets.append(values)
+        ids = np.array([intern(text) for text in texts], dtype=np.int64)
+        added = ids[text_codes].tolist()
+        bounds = [*starts.tolist(), len(added)]
+        for values, (start, end) in zip(sets, itertools.pairwise(bounds), strict=True):
+            values.update(added[start:end])
+        return True
 
     def forget(self) -> None:
         """Drop the in-memory sets (after a failed transaction they may hold uncommitted ids)."""

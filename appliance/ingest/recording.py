@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from appliance.definitions.goals import Goals
-from appliance.events.codec import decode_event, encode_event
+from appliance.events.codec import decode_event, encode_events
 from appliance.events.coordinator import WriteCoordinator
 from appliance.ingest.aggregation import BatchWrites, aggregate
 from appliance.ingest.cardinality import CardinalityGuard
@@ -113,7 +113,8 @@ class Recorder:
             intern = self._interner(txn)
             bounded = self._cardinality.apply(txn, events, timezones, intern)
             entries = [
-                (event.site_id, int(event.timestamp * 1000), encode_event(event, intern)) for event in bounded
+                (event.site_id, int(event.timestamp * 1000), row)
+                for event, row in zip(bounded, encode_events(bounded, intern), strict=True)
             ]
             first = self._eventlog.next_sequence
             keys = self._eventlog.append(txn, entries, sequences)

@@ -49,6 +49,7 @@ import msgspec
 
 from appliance import dimensions as dims
 from appliance.events.codec import session_hash
+from appliance.ingest.aggregation_columns import spread_visit_deltas
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from storage.keys import DAY
@@ -72,6 +73,9 @@ class Visit(msgspec.Struct, array_like=True):
 
 
 _PAGE = list(dims.DIMENSIONS).index("page")
+#: from this many visit metric deltas in a batch on, they are spread over the entry dimensions
+#: column-wise (:func:`appliance.ingest.aggregation_columns.spread_visit_deltas`)
+SPREAD_FROM = 128
 _VISIT_VALUES = operator.attrgetter(*dims.VISIT_FIELDS)  # an event's visit properties, as one tuple
 _ENTRY_TEXTS = operator.attrgetter(*(field for field, _, _ in dims.DIMENSIONS.values()))  # its entry values
 
@@ -224,8 +228,9 @@ class VisitTable:
             if was_bounce and (visit.pageviews > 1 or visit.interactive):
                 visit_deltas[(event.site_id, visit.day, dims.BOUNCES, tuple(visit.entry))] -= 1
             self._pending[key] = visit
-        for (site_id, day, metric, entry), delta in visit_deltas.items():
-            self._count(counts, site_id, day, entry, metric, delta)
+        if len(visit_deltas) < SPREAD_FROM or not spread_visit_deltas(visit_deltas, counts):
+            for (site_id, day, metric, entry), delta in visit_deltas.items():
+                self._count(counts, site_id, day, entry, metric, delta)
         encoder = msgspec.msgpack.Encoder()
         for (site_id, visitor_id), visit in self._pending.items():
             txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)

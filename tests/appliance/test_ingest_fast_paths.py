@@ -18,19 +18,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance import dimensions as dims
-from appliance.events.codec import STRING_FIELDS, encode_event, session_hash
+from appliance.events.codec import STRING_FIELDS, encode_event, encode_events, session_hash
 from appliance.hooks.manager import hot_path_calls
-from appliance.ingest.aggregation import _DIMENSION_ITEMS, aggregate
+from appliance.ingest import cardinality as cardinality_module
+from appliance.ingest import visits as visits_module
+from appliance.ingest.aggregation import _DIMENSION_ITEMS, COLUMNS_FROM, BatchWrites, aggregate
+from appliance.ingest.aggregation_columns import aggregate_columns, spread_visit_deltas
 from appliance.ingest.cardinality import OTHER, CardinalityGuard
 from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, other_session, seconds
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
 from storage import Store
 from storage.keys import DAY, HOUR, pack_bucket_key
-from storage.sketches import Sketch, Sketches, exact_bytes, new_hll
+from storage.sketches import (
+    DIMENSION_PRECISION,
+    SITE_PRECISION,
+    Sketch,
+    Sketches,
+    exact_bytes,
+    new_hll,
+)
 
 _TEXTS = st.sampled_from(["", "", "a", "b", "Chrome", "/", "/pricing", "google", "(other)", "ünï"])
 _STRING_FIELDS = sorted(set(STRING_FIELDS) - {"name", "currency", "path"})
+_SPREAD_FROM = visits_module.SPREAD_FROM
+_BOUND_COLUMNS_FROM = cardinality_module.COLUMNS_FROM
 _DAY0 = 1_760_000_000.0  # a fixed moment: the buckets of a run never depend on the clock
 
 
@@ -84,9 +96,11 @@ def plain_encode(event: Event, intern) -> bytes:
 def test_encode_event_matches_the_per_field_encoding(batch):
     fast, fast_ids = interner()
     plain, plain_ids = interner()
-    for event in batch:
-        assert encode_event(event, fast) == plain_encode(event, plain)
-    assert fast_ids == plain_ids  # interned in the same order: the same string ids
+    batched, batched_ids = interner()
+    rows = encode_events(batch, batched)
+    for event, row in zip(batch, rows, strict=True):
+        assert encode_event(event, fast) == row == plain_encode(event, plain)
+    assert fast_ids == plain_ids == batched_ids  # interned in the same order: the same string ids
 
 
 # -- counter deltas and sketch members ---------------------------------------------------------
@@ -149,7 +163,84 @@ def test_aggregate_matches_the_per_field_aggregation(batch, timezone):
     counts, members = plain_aggregate(batch, timezones, plain_intern)
     assert fast_ids == plain_ids
     assert dict(writes.counter_deltas) == counts
-    assert dict(writes.sketch_members) == members
+    assert writes.all_members() == members
+
+
+@st.composite
+def varied_events(draw) -> Event:
+    """Events for the column-wise path: empty names and paths, several sites, buckets over
+    years (the sorting group-by) or hours (the dense one), large amounts."""
+    event = draw(events())
+    spread = draw(st.sampled_from([3600, 3 * 365 * 86400]))
+    return msgspec.structs.replace(
+        event,
+        site_id=draw(st.sampled_from([1, 2, 7, 2**31])),
+        timestamp=_DAY0 + draw(st.integers(0, spread)) + draw(st.sampled_from([0.0, 0.5])),
+        name=draw(st.sampled_from(["pageview", "Signup", ""])),
+        path=draw(st.sampled_from(["/", "/a", ""])),
+        visitor_id=draw(st.sampled_from([0, 1, 2**64 - 1, draw(st.integers(0, 2**64 - 1))])),
+        revenue=draw(st.sampled_from([0, 1900, -5, 2**61])),
+        engaged_ms=draw(st.sampled_from([0, 7, 2**53 + 1])),
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(varied_events(), min_size=1, max_size=90), st.sampled_from(["UTC", "Asia/Kolkata", "America/St_Johns"]))
+def test_column_wise_aggregation_matches_the_per_field_aggregation(batch, timezone):
+    timezones = {1: timezone, 7: "Europe/Berlin"}
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
+    writes = BatchWrites()
+    taken = aggregate_columns(batch, timezones, fast_intern, writes.counter_deltas, writes.sketch_lists)
+    counts, members = plain_aggregate(batch, timezones, plain_intern)
+    if not taken:  # left to the loop (amounts past its bound): nothing written
+        assert not writes.counter_deltas and not writes.sketch_lists
+        assert any(abs(event.revenue) >= 2**61 or event.engaged_ms > 2**53 for event in batch)
+        return
+    assert fast_ids == plain_ids  # interned in the same order: the same string ids
+    assert dict(writes.counter_deltas) == counts
+    assert writes.all_members() == members
+    assert all(len(listed) == len(set(listed)) for listed in writes.sketch_lists.values())
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(events(), min_size=8, max_size=16), st.integers(0, 2**64 - 1), st.sampled_from(["UTC", "Asia/Kolkata"]))
+def test_large_batches_are_aggregated_column_wise_alike(few, step, timezone):
+    # a large batch from a few drawn events: copies with other visitors, some of them repeated
+    batch = [msgspec.structs.replace(event, visitor_id=(event.visitor_id + step * (copy % 5)) % 2**64)
+             for copy in range(COLUMNS_FROM // 8 + 1) for event in few]
+    timezones = {1: timezone, 2: "UTC"}
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
+    writes = aggregate(batch, timezones, fast_intern)
+    counts, members = plain_aggregate(batch, timezones, plain_intern)
+    assert writes.sketch_lists and not writes.sketch_members  # the column-wise path ran
+    assert fast_ids == plain_ids
+    assert dict(writes.counter_deltas) == counts
+    assert writes.all_members() == members
+    packed = {key: (precision, sorted(hashes)) for key, (precision, hashes) in writes.sketches.items()}
+    assert packed == {
+        pack_bucket_key(*key): (SITE_PRECISION if key[2] == dims.VISITORS else DIMENSION_PRECISION, sorted(hashes))
+        for key, hashes in members.items()
+    }
+
+
+_ENTRY = st.lists(st.sampled_from([0, 0, 1, 2, 7, 2**32 - 1]), min_size=len(dims.DIMENSIONS), max_size=len(dims.DIMENSIONS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(
+    st.tuples(st.sampled_from([1, 3, 2**31]), st.integers(20_000, 20_400),
+              st.sampled_from([dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION]), _ENTRY.map(tuple)),
+    st.sampled_from([-1, 0, 1, 3, 1800, 2**52]), min_size=1, max_size=200,
+))
+def test_spread_visit_deltas_matches_the_per_key_spread(deltas):
+    plain: dict[tuple, int] = defaultdict(int)
+    for (site_id, day, metric, entry), delta in deltas.items():
+        VisitTable._count(plain, site_id, day, entry, metric, delta)
+    fast: dict[tuple, int] = defaultdict(int)
+    assert spread_visit_deltas(deltas, fast)
+    assert dict(fast) == dict(plain)
 
 
 # -- the cardinality bound -----------------------------------------------------------------------
@@ -187,15 +278,22 @@ def plain_bound(guard: CardinalityGuard, events_, timezones, intern, max_values)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(events(), max_size=10), max_size=3), st.integers(1, 4))
-def test_cardinality_bound_matches_the_per_field_check(batches, max_values):
+@given(st.lists(st.lists(events(), max_size=10), max_size=3), st.sampled_from([1, 2, 3, 4, 1000]),
+       st.sampled_from([cardinality_module.COLUMNS_FROM, 1]), st.sampled_from([{}, {1: "Asia/Kolkata"}]))
+def test_cardinality_bound_matches_the_per_field_check(batches, max_values, columns_from, timezones):
+    batches = batches + batches[-1:]  # the last batch again: its days' sets are in memory then
     guard = CardinalityGuard(_NoCounters(), max_values)
-    fast_intern, _ = interner()
-    plain_intern, _ = interner()
+    fast_intern, fast_ids = interner()
+    plain_intern, plain_ids = interner()
     plain_guard = CardinalityGuard(_NoCounters(), max_values)
-    for batch in batches:  # batch by batch, as commits call it: the sets carry over between batches
-        fast = guard.apply(None, batch, {}, fast_intern)
-        assert fast == plain_bound(plain_guard, batch, {}, plain_intern, max_values)
+    cardinality_module.COLUMNS_FROM = columns_from  # 1: every batch checked column-wise first
+    try:
+        for batch in batches:  # batch by batch, as commits call it: the sets carry over between batches
+            fast = guard.apply(None, batch, timezones, fast_intern)
+            assert fast == plain_bound(plain_guard, batch, timezones, plain_intern, max_values)
+            assert fast_ids == plain_ids
+    finally:
+        cardinality_module.COLUMNS_FROM = _BOUND_COLUMNS_FROM
     assert guard._seen == plain_guard._seen
 
 
@@ -374,9 +472,11 @@ def visitor_events(draw) -> list[Event]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(visitor_events(), min_size=1, max_size=4), st.sampled_from(["UTC", "Asia/Kolkata"]))
-def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, timezone):
+@given(st.lists(visitor_events(), min_size=1, max_size=4), st.sampled_from(["UTC", "Asia/Kolkata"]),
+       st.sampled_from([visits_module.SPREAD_FROM, 1]))
+def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, timezone, spread_from):
     stores = [Store(tmp_path_factory.mktemp("visits") / name) for name in ("fast", "plain")]
+    visits_module.SPREAD_FROM = spread_from  # 1: every batch's deltas spread column-wise
     try:
         tables = [VisitTable(stores[0], 1800), PlainVisitTable(stores[1], 1800)]
         for table in tables:
@@ -392,6 +492,7 @@ def test_visit_table_matches_the_plain_visit_table(tmp_path_factory, batches, ti
                 results.append((out, dict(counts), set(table.late), dict(table._open), dict(ids)))
             assert results[0] == results[1]
     finally:
+        visits_module.SPREAD_FROM = _SPREAD_FROM
         for store in stores:
             store.close()
 

@@ -32,7 +32,7 @@ def make_context(client_ip: str) -> RequestContext:
 @pytest.fixture(autouse=True)
 def no_city_database(monkeypatch):
     monkeypatch.delenv(geo.CITY_DATABASE_VARIABLE, raising=False)
-    monkeypatch.setattr(geo, "_configured_city_database", "")
+    monkeypatch.setattr(geo, "_configured_city_database", None)  # resolved again on the next event
     geo.open_city_database.cache_clear()
     yield
     geo.open_city_database.cache_clear()

@@ -150,3 +150,30 @@ def test_descriptions_are_cached_per_user_agent():
     hits = useragent.describe.cache_info().hits
     useragent.enrich_event(make_event(), make_context(user_agent))
     assert useragent.describe.cache_info().hits == hits + 1
+
+
+def _enrich_through_a_dict(event, context):
+    """The enrichment as it was written before (a dict of the parsed fields per event)."""
+    user_agent = context.user_agent[: useragent.MAX_USER_AGENT_LENGTH]
+    if not user_agent.strip():
+        return None
+    fields = useragent.describe(user_agent)._asdict()
+    if event.browser and event.browser != fields["browser"]:
+        fields["browser_version"] = ""
+    if event.os and event.os != fields["os"]:
+        fields["os_version"] = ""
+    filled = {name: value for name, value in fields.items() if value and not getattr(event, name)}
+    return filled or None
+
+
+@pytest.mark.parametrize("name", sorted(REAL_BROWSERS))
+def test_field_by_field_enrichment_matches_the_dict_of_fields(name):
+    user_agent = REAL_BROWSERS[name][0]
+    givens = [{}, {"browser": "Chrome"}, {"browser": "Firefox"}, {"os": "Android"}, {"os": "Windows"},
+              {"browser_version": "1"}, {"os_version": "2"}, {"device": "Tablet"},
+              {"browser": "Safari", "browser_version": "9", "os": "iOS", "device": "Mobile"}]
+    for given in givens:
+        event = make_event(**given)
+        context = make_context(user_agent)
+        assert useragent.enrich_event(event, context) == _enrich_through_a_dict(event, context), given
+        assert list(useragent.enrich_event(event, context) or ()) == list(_enrich_through_a_dict(event, context) or ())
