@@ -80,7 +80,7 @@ class Recorder:
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
-        coordinator.bind(self.aggregate_pending)
+        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._slice))
 
     @property
     def waiting(self) -> int:
@@ -169,6 +169,12 @@ class Recorder:
             or len(self._unaggregated) >= self._max
             or time.monotonic() - self._last_flush >= self._interval
         )
+
+    def slices_waiting(self) -> int:
+        """How many ``aggregate_slice_events`` slices the waiting events make (1 unsliced)."""
+        if not self._unaggregated:
+            return 0
+        return -(-len(self._unaggregated) // self._slice) if self._slice else 1
 
     def aggregate_slice(self) -> bool:
         """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one

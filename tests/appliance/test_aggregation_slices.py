@@ -97,3 +97,24 @@ def test_the_writer_commits_a_waiting_batch_between_slices():
     finally:
         writer.stop()
     assert order == ["commit a", "slice", "commit b", "slice", "slice"]
+
+
+def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypatch):
+    """The first query after a pause finds up to a second's events waiting: all but the last
+    slice are folded in a slice per hold of the mutex (commits go on in between), the rest
+    under the mutex with the read opening, so the answer still counts every event."""
+    appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
+    site = appliance.sites.add("backlog.test")
+    recorder = appliance.recorder
+    recorder.commit(_events(site.id, time.time()))
+    folds = []
+    fold = recorder.aggregate_pending
+
+    def recording(limit=None):
+        folds.append((recorder.waiting, limit))
+        return fold(limit)
+
+    monkeypatch.setattr(recorder, "aggregate_pending", recording)
+    top = _report(appliance, site)[0]
+    assert folds[:2] == [(12, 5), (7, 5)] and recorder.waiting == 0
+    assert (top["pageviews"], top["visits"]) == (11, 3)
