@@ -251,10 +251,12 @@ class Server:
 
 
 def start_process(name: str, command: list[str], port: int, log_path: Path, env: dict[str, str],
-                  ready: str, limit: float = 60) -> Server:
+                  ready: str, limit: float = 60, cwd: Path = ROOT) -> Server:
+    """Start ``command`` in ``cwd`` (another checkout's own root when timing that checkout:
+    ``python -m granian`` imports the app from the working directory first)."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     server = Server(name=name, port=port, process=process, log_path=log_path)
     deadline = time.monotonic() + limit

@@ -106,15 +106,18 @@ class Sketch:
         self.hll: HyperLogLog | None = None
 
     # -- building ---------------------------------------------------------------------
-    def add_many(self, hashes: Iterable[int]) -> None:
+    def add_many(self, hashes: Iterable[int]) -> bool:
+        """Add visitor hashes; returns whether the sketch changed (a member or a register)."""
         if self.exact is not None:
+            before = len(self.exact)
             self.exact.update(hashes)
             if len(self.exact) > self.exact_limit:
                 self._to_hll()
-        else:
-            self._hll_add(hashes)
+                return True
+            return len(self.exact) != before
+        return self._hll_add(hashes)
 
-    def _hll_add(self, hashes: Iterable[int]) -> None:
+    def _hll_add(self, hashes: Iterable[int]) -> bool:
         """Update the registers from already-uniform 64-bit visitor hashes, vectorised.
 
         This is the package's ``add_bulk`` minus its per-value SHA-1 of a MessagePack
@@ -122,14 +125,20 @@ class Sketch:
         the register and the rest give the rank, exactly as ``add_bulk`` does with its hash.
         """
         if isinstance(hashes, (list, set, tuple)) and len(hashes) <= _SMALL_ADD:
-            self._hll_add_few(hashes)
-            return
+            return self._hll_add_few(hashes)
         values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64)
         if not len(values):
-            return
-        np.maximum.at(self.hll.M, *register_ranks(values, self.precision))
+            return False
+        return self.raise_registers(*register_ranks(values, self.precision))
 
-    def _hll_add_few(self, hashes: Iterable[int]) -> None:
+    def raise_registers(self, registers: np.ndarray, ranks: np.ndarray) -> bool:
+        """Raise each register to at least its rank; returns whether any register rose."""
+        if not (ranks > self.hll.M[registers]).any():
+            return False
+        np.maximum.at(self.hll.M, registers, ranks)
+        return True
+
+    def _hll_add_few(self, hashes: Iterable[int]) -> bool:
         """:meth:`_hll_add` for a handful of hashes, in plain Python: the same registers
         (rank = ``64 - p - bit_length(hash >> p) + 1``, as ``get_rho_vec``) without numpy's
         per-call overhead, which dominates below :data:`_SMALL_ADD` values (most sketch keys
@@ -138,11 +147,14 @@ class Sketch:
         precision = self.precision
         mask = (1 << precision) - 1
         top = 65 - precision
+        changed = False
         for value in hashes:
             rank = top - (value >> precision).bit_length()
             index = value & mask
             if rank > registers[index]:
                 registers[index] = rank
+                changed = True
+        return changed
 
     def _to_hll(self) -> None:
         members = self.exact or set()
@@ -305,13 +317,18 @@ class Sketches:
         cursor = txn.cursor(db=self._db)
         # A batch of one day hands its day, week and month sketches the same list of hashes:
         # their registers and ranks are computed once (keyed by the list, alive meanwhile).
+        # A sketch the batch leaves as it was (its visitors already members, or no register
+        # rising: most adds to a busy HyperLogLog) is not encoded and written again; an
+        # aggregation step runs before every settled read, so this is most of its cost.
         prepared: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for key in sorted(additions):
             precision, hashes = additions[key]
             sketch = self._uncache(key)
+            stored = True
             if sketch is None:
                 current = cursor.get(key)
-                sketch = Sketch.from_bytes(current) if current is not None else Sketch(precision)
+                stored = current is not None
+                sketch = Sketch.from_bytes(current) if stored else Sketch(precision)
             if sketch.exact is None and sketch.precision != precision:
                 raise ValueError("precision changed for an existing sketch")
             sketch.precision = precision
@@ -320,10 +337,11 @@ class Sketches:
                 if found is None:
                     values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
                     found = prepared[(id(hashes), precision)] = register_ranks(values, precision)
-                np.maximum.at(sketch.hll.M, *found)
+                changed = sketch.raise_registers(*found)
             else:
-                sketch.add_many(hashes)
-            cursor.put(key, sketch.to_bytes())
+                changed = sketch.add_many(hashes)
+            if changed or not stored:
+                cursor.put(key, sketch.to_bytes())
             cache[key] = sketch
             self.cached_bytes += sketch_bytes(sketch)
             while self.cached_bytes > self.cache_limit and cache:  # within the bound at every step

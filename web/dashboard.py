@@ -15,7 +15,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.file_system import BaseLocalFileSystem
 from litestar.params import FromPath
@@ -43,6 +43,7 @@ from web.dependencies import ApplianceDep, FormDep
 from web.onboarding import has_events, tracking_snippet
 from web.pages import nav as _nav
 from web.pages import page as _page
+from web.rendering import RenderedTemplate
 from web.views import CHART_METRICS, COMPARISONS, PERIODS, TABS
 from web.widgets import (
     DIMENSION_LABELS,
@@ -180,7 +181,7 @@ class SitesController(Controller):
             raise NotFoundException(f"no widget {name!r}")
         view = parse_site_view(request, appliance)
         context = {**_nav(request), "view": view, "w": _widget_context(appliance, view, name), **_view_options()}
-        return Template(template_name=f"dashboard/_widget_{name}.html", context=context, media_type=MediaType.HTML)
+        return RenderedTemplate(request, f"dashboard/_widget_{name}.html", context)
 
     @get("/{domain:str}/details/{dimension:str}", guards=[dashboard_site_viewer], summary="A full, paginated, sortable breakdown", sync_to_thread=True)
     def details(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], dimension: FromPath[str]) -> Template:

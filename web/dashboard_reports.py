@@ -21,7 +21,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -43,6 +43,7 @@ from web.dashboard import _view_options
 from web.dashboard_views import parse_site_view
 from web.dependencies import ApplianceDep, FormDep
 from web.pages import page as _page
+from web.rendering import RenderedTemplate
 
 FILTER_ROWS = 3
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -199,8 +200,7 @@ class ReportPages(Controller):
             context["preview"] = _preview(appliance, site, _titled(data))
         except DomainError as error:
             context["error"] = _message(error)
-        return Template(template_name="dashboard/_report_preview.html", media_type=MediaType.HTML,
-                        context={**context, **_options(appliance, site.id)})
+        return RenderedTemplate(request, "dashboard/_report_preview.html", {**context, **_options(appliance, site.id)})
 
     @post("/reports", guards=[dashboard_site_analyst], summary="Save a report (analysts, admins)", sync_to_thread=True)
     def create(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Controller, MediaType, Request, get
+from litestar import Controller, Request, get
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
@@ -33,6 +33,7 @@ from web.auth import dashboard_site_viewer, sees_event_details, site_of
 from web.charts import Point, line_chart
 from web.dependencies import ApplianceDep
 from web.pages import nav as _nav
+from web.rendering import RenderedTemplate
 from web.widgets import country_label
 
 WINDOW_MINUTES = 30
@@ -110,8 +111,7 @@ class LiveController(Controller):
 
     @get("/", summary="The live view", sync_to_thread=True)
     def live_page(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> Template:
-        return Template(template_name="dashboard/live.html", context={**_nav(request), **live_state(request, appliance)},
-                        media_type=MediaType.HTML)
+        return RenderedTemplate(request, "dashboard/live.html", {**_nav(request), **live_state(request, appliance)})
 
     @get("/stream", summary="The live view's Server-Sent Events")
     async def stream(self, request: Request, appliance: ApplianceDep, domain: FromPath[str]) -> ServerSentEvent:

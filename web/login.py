@@ -41,6 +41,7 @@ from web.auth import (
 )
 from web.dashboard import _nav as dashboard_nav
 from web.dependencies import ApplianceDep, FormDep
+from web.rendering import RenderedTemplate
 
 DEFAULT_NEXT = "/sites"  # a login lands on the site list
 _NO_RETURN = ("/login", "/logout")  # never back to the form itself
@@ -65,8 +66,9 @@ def safe_next(target: str | None) -> str:
 def _login_page(request: Request, *, error: str = "", status: int = 200, username: str = "",
                 headers: dict[str, str] | None = None) -> Template:
     token = new_login_csrf(request)
-    return Template(
-        template_name="login.html",
+    return RenderedTemplate(
+        request,
+        "login.html",
         context={"error": error, "username": username, "next": safe_next(request.query_params.get("next")),
                  "csrf": token},
         status_code=status,
@@ -134,8 +136,9 @@ class SessionController(Controller):
         principal = principal_of(request)
         sites = appliance.sites
         readable = [site.domain for site in sites.all() if principal.user.can_read_site(site.id)]
-        return Template(
-            template_name="account.html",
+        return RenderedTemplate(
+            request,
+            "account.html",
             context={**dashboard_nav(request), "sites": readable},
             media_type=MediaType.HTML,
         )

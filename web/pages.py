@@ -12,6 +12,7 @@ from appliance.accounts.permissions import Permission
 from web.auth import principal_of
 from web.dependencies import provide_appliance
 from web.exports import export_formats
+from web.rendering import RenderedTemplate
 
 
 def nav(request: Request) -> dict[str, Any]:
@@ -37,7 +38,6 @@ def _standby_of(request: Request) -> str:
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Template:
-    return Template(
-        template_name=f"dashboard/{name}", context={**nav(request), **context},
-        media_type=MediaType.HTML, status_code=status,
+    return RenderedTemplate(
+        request, f"dashboard/{name}", {**nav(request), **context}, media_type=MediaType.HTML, status_code=status
     )

@@ -3,9 +3,12 @@
 A commit makes events durable by appending them to the event log and to the small
 ``pending`` database, in one fsync'd transaction: the least that must be on disk before a
 request is answered. Folding them into counters, sketches, open visits and goals (many more
-pages) is the *aggregation step*, :meth:`Recorder.aggregate_pending`: every
-``aggregate_interval_ms``, when ``aggregate_max_events`` wait, before any settled read (see
-:class:`~appliance.events.coordinator.WriteCoordinator`), and at close. After a crash,
+pages) is the *aggregation step*: every ``aggregate_interval_ms`` or when
+``aggregate_max_events`` wait, the writer thread runs it between commits in slices of at most
+``aggregate_slice_events`` (:meth:`Recorder.aggregate_slice`), so a commit, and the requests
+waiting for it, never waits for more than one slice; before any settled read (see
+:class:`~appliance.events.coordinator.WriteCoordinator`) and at close it runs whole
+(:meth:`Recorder.aggregate_pending`). After a crash,
 :meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
 tight the commit aggregates in its own transaction, so an acknowledged event can never be
 stuck unaggregated on a full disk.
@@ -52,6 +55,7 @@ class Recorder:
         timezones: Callable[[], dict[int, str]],
         aggregate_interval_seconds: float,
         aggregate_max_events: int,
+        aggregate_slice_events: int = 0,
         rederiver: Rederiver | None = None,
         journal: Journal | None = None,
     ) -> None:
@@ -67,6 +71,8 @@ class Recorder:
         self._timezones = timezones
         self._interval = aggregate_interval_seconds
         self._max = aggregate_max_events
+        self._slice = aggregate_slice_events or None  # None: the whole queue at once
+        self._draining = False  # a due aggregation is under way, slice by slice
         self._rederiver = rederiver
         self._journal = journal
         #: the global sequence of the last committed event (the replication journal's end)
@@ -74,7 +80,7 @@ class Recorder:
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
-        coordinator.bind(self.aggregate_pending)
+        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._slice))
 
     @property
     def waiting(self) -> int:
@@ -153,20 +159,52 @@ class Recorder:
                 self._last_flush = time.monotonic()
             else:
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
-        if len(self._unaggregated) >= self._max or time.monotonic() - self._last_flush >= self._interval:
-            try:
-                self._coordinator.flush()
-            except StorageFullError as error:
-                # The batch is stored: failing here would have it sent (or applied) again. Its
-                # events stay pending, folded in by a later aggregation step.
-                log.warning("aggregation after a commit failed, events stay pending: %s", error)
         return keys
 
     # -- the aggregation step -------------------------------------------------------------
-    def aggregate_pending(self) -> int:
-        """Fold committed events into counters, sketches, visits and goals; returns how many.
-        Runs under the coordinator's mutex (call :meth:`WriteCoordinator.flush`)."""
-        batch, self._unaggregated = self._unaggregated, []
+    def aggregation_due(self) -> bool:
+        """Whether committed events should be aggregated now (interval, count, or a step
+        under way)."""
+        return bool(self._unaggregated) and (
+            self._draining
+            or len(self._unaggregated) >= self._max
+            or time.monotonic() - self._last_flush >= self._interval
+        )
+
+    def slices_waiting(self) -> int:
+        """How many ``aggregate_slice_events`` slices the waiting events make (1 unsliced)."""
+        if not self._unaggregated:
+            return 0
+        return -(-len(self._unaggregated) // self._slice) if self._slice else 1
+
+    def aggregate_slice(self) -> bool:
+        """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one
+        transaction (the writer thread calls this between commits); returns whether more is
+        due. A commit that failed here is not the batch's: its events stay pending."""
+        if not self.aggregation_due():
+            self._draining = False
+            return False
+        self._draining = True
+        try:
+            with self._coordinator.mutex:
+                self.aggregate_pending(self._slice)
+        except StorageFullError as error:
+            # The batch is stored: failing here would have it sent (or applied) again. Its
+            # events stay pending, folded in by a later aggregation step.
+            log.warning("aggregation after a commit failed, events stay pending: %s", error)
+            self._draining = False
+            return False
+        self._draining = bool(self._unaggregated)
+        return self._draining
+
+    def aggregate_pending(self, limit: int | None = None) -> int:
+        """Fold committed events (the oldest ``limit``, or all) into counters, sketches,
+        visits and goals; returns how many. Runs under the coordinator's mutex (call
+        :meth:`WriteCoordinator.flush`)."""
+        if limit is None or limit >= len(self._unaggregated):
+            batch, self._unaggregated = self._unaggregated, []
+        else:
+            batch, self._unaggregated = self._unaggregated[:limit], self._unaggregated[limit:]
         if not batch:
             self._rederive()
             return 0
@@ -189,7 +227,8 @@ class Recorder:
         self._visits.committed()
         self._sketches.committed()
         self._last_flush = time.monotonic()
-        self._rederive()
+        if not self._unaggregated:
+            self._rederive()
         return len(batch)
 
     def _rederive(self) -> None:

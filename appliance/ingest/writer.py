@@ -8,6 +8,11 @@ the event log and the ``pending`` list, all or nothing), and only then completes
 request is answered success only for events that are durable on disk. Counters and sketches
 follow in the aggregation step. After the commit the live buffer and the
 ``events_committed`` hook see the batch. On shutdown the open batch is committed once more.
+
+Work ``between`` commits (the aggregation step, in bounded slices: see
+:meth:`Recorder.aggregate_slice <appliance.ingest.recording.Recorder.aggregate_slice>`) runs
+after a batch's waiters are woken, one slice at a time: a batch that is ready is committed
+before the next slice, so a request waits for at most one slice, never for the whole step.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class Writer:
         max_events: int,
         on_idle: Callable[[], None] | None = None,
         idle_seconds: float = 1.0,
+        between: Callable[[], bool] | None = None,
     ) -> None:
         self._commit = commit
         self._after_commit = after_commit
@@ -84,6 +90,7 @@ class Writer:
         self._max_events = max_events
         self._on_idle = on_idle
         self._idle_seconds = idle_seconds
+        self._between = between  # one slice of work between commits; True while more waits
         self._condition = threading.Condition()
         self._batch: Batch | None = None
         self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
@@ -134,7 +141,9 @@ class Writer:
         batch.wait(timeout)
         return batch.keys[start : start + len(events)]
 
-    def _take_batch(self) -> Batch | None:
+    def _take_batch(self, busy: bool = False) -> Batch | None | bool:
+        """The next batch to commit; None once stopping; with ``busy`` (work between commits
+        waits), False instead of waiting for a batch."""
         with self._condition:
             while True:
                 if self._full:
@@ -145,9 +154,13 @@ class Writer:
                     if self._stopping or remaining <= 0 or len(self._batch.events) >= self._max_events:
                         batch, self._batch = self._batch, None
                         return batch
+                    if busy:
+                        return False
                     self._condition.wait(remaining)
                 elif self._stopping:
                     return None
+                elif busy:
+                    return False
                 elif not self._condition.wait(self._idle_seconds) and self._on_idle is not None:
                     self._condition.release()
                     try:
@@ -156,10 +169,14 @@ class Writer:
                         self._condition.acquire()
 
     def _run(self) -> None:
+        busy = False
         while True:
-            batch = self._take_batch()
+            batch = self._take_batch(busy)
             if batch is None:
                 return
+            if batch is False:
+                busy = self._run_between()
+                continue
             try:
                 batch.keys = self._commit(batch.events)
             except BaseException as error:  # noqa: BLE001 - every waiter must be woken
@@ -176,6 +193,16 @@ class Writer:
                 self._after_commit(batch.events, batch.keys)
             except Exception:
                 log.exception("after-commit work failed")
+            busy = self._run_between()
+
+    def _run_between(self) -> bool:
+        if self._between is None:
+            return False
+        try:
+            return self._between()
+        except Exception:
+            log.exception("work between commits failed")
+            return False
 
     def stop(self) -> None:
         with self._condition:

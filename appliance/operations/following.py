@@ -232,6 +232,8 @@ class Follower:
         self.cursor = last
         self.batches_applied += 1
         self._after_commit(events, keys)
+        while self._recorder.aggregate_slice():  # the standby has no tracker requests waiting
+            pass
 
     def _copy_records(self) -> None:
         answer = self._client.get("/api/v1/replication/records")

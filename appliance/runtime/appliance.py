@@ -191,6 +191,7 @@ class Appliance:
             coordinator=coordinator, timezones=self._timezones,
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
+            aggregate_slice_events=settings.ingest.aggregate_slice_events,
             rederiver=self.rederiver,
             journal=journal if settings.replication.journal_hours > 0 else None,
         )
@@ -223,6 +224,7 @@ class Appliance:
             idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
+            between=self.recorder.aggregate_slice,
         )
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(

@@ -1,7 +1,8 @@
 """A batch the store took stays acknowledged when the aggregation step after it fails on a full disk.
 
-The recorder folds committed events into the aggregates right after a commit once enough are
-waiting (``ingest.aggregate_max_events``). If that step fails (``StorageFullError``), the batch
+The writer folds committed events into the aggregates between commits once enough are
+waiting (``ingest.aggregate_max_events``; ``Recorder.aggregate_slice``). If that step fails
+(``StorageFullError``), the batch
 is already durable: the commit must not fail with it, or the ingest writer answers 503 for
 stored events (a client sends them again) and a standby applies the batch twice (its cursor is
 advanced only when the commit returns). Here the aggregation step is made to fail the way a
@@ -16,7 +17,7 @@ from appliance.models import Event, EventKind
 from storage import StorageFullError
 
 
-def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_appliance):
+def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_appliance, monkeypatch):
     appliance = make_appliance(ingest_aggregate_max_events=1)
     site = appliance.sites.add("full.test")
     now = time.time()
@@ -28,15 +29,15 @@ def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_ap
     recorder, coordinator = appliance.recorder, appliance.coordinator
     failures = []
 
-    def full_disk() -> int:
+    def full_disk(limit: int | None = None) -> int:
         failures.append(recorder.waiting)
         raise StorageFullError("disk error while writing: mdb_txn_commit: No space left on device")
 
-    coordinator.bind(full_disk)
-    try:
-        keys = recorder.commit(events)  # the aggregation step after it fails: the commit stands
-    finally:
-        coordinator.bind(recorder.aggregate_pending)
+    keys = recorder.commit(events)
+    monkeypatch.setattr(recorder, "aggregate_pending", full_disk)
+    assert recorder.aggregation_due()
+    assert recorder.aggregate_slice() is False  # the aggregation step after it fails: the commit stands
+    monkeypatch.undo()
     assert failures == [5] and len(keys) == 5
     assert recorder.waiting == 5  # stored, not yet aggregated
     assert coordinator.flush() == 5 and recorder.waiting == 0  # the next step counts them

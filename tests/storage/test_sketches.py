@@ -311,3 +311,61 @@ def test_the_write_back_cache_is_bounded_in_bytes(store):
         assert bounded.union(txn, SITE, DAY, VISITORS, 39, 39, DIMENSION_PRECISION)[0].count() == 250
     bounded.forget()
     assert bounded.cached_bytes == 0 and bounded.cached_entries == 0
+
+
+class _RecordingCursor:
+    def __init__(self, cursor, puts: list[bytes]) -> None:
+        self._cursor, self._puts = cursor, puts
+
+    def get(self, key):
+        return self._cursor.get(key)
+
+    def put(self, key, value):
+        self._puts.append(key)
+        return self._cursor.put(key, value)
+
+
+class _RecordingTransaction:
+    """A write transaction that notes which keys :meth:`Sketches.add` writes."""
+
+    def __init__(self, txn) -> None:
+        self._txn, self.puts = txn, []
+
+    def cursor(self, db):
+        return _RecordingCursor(self._txn.cursor(db=db), self.puts)
+
+
+@pytest.mark.parametrize("members", [40, 1_000], ids=["exact", "hyperloglog"])
+def test_a_sketch_an_add_leaves_unchanged_is_not_written_again(store, sketches, members):
+    """Every settled read runs an aggregation step first: re-encoding sketches the step did
+    not change was most of its cost. Unchanged ones are skipped; changed ones are written,
+    and what is stored always equals the sketch of every member added."""
+    known = hashes(members, 7)
+
+    def add(values: list[int]) -> list[bytes]:
+        def transaction(txn):
+            recording = _RecordingTransaction(txn)
+            sketches.add(recording, {day_key(1): (DIMENSION_PRECISION, values)})
+            return recording.puts
+
+        puts = store.write(transaction)
+        sketches.committed()
+        return puts
+
+    assert add(known) == [day_key(1)]  # new: written
+    assert add(known) == []  # the same members again, the many-hashes path: not written
+    assert add(known[:5]) == []  # a few of them, the few-hashes path: not written
+    sketches.forget()  # decoded from storage rather than the cache: the same answer
+    assert add(known[:100]) == []
+    added = known + hashes(300, 8)
+    assert add(added[members:]) == [day_key(1)]  # new visitors change it
+    with store.read() as txn:
+        stored = sketches.union(txn, SITE, DAY, VISITORS, 1, 1, DIMENSION_PRECISION)[0]
+    assert stored.to_bytes() == sketch_of(added, DIMENSION_PRECISION).to_bytes()
+
+
+def test_add_many_says_whether_a_sketch_changed():
+    exact = sketch_of(hashes(10, 1), DIMENSION_PRECISION)
+    assert not exact.add_many(hashes(10, 1)) and exact.add_many(hashes(1, 2))
+    assert exact.add_many(hashes(EXACT_LIMIT, 3)) and not exact.is_exact  # turned into registers
+    assert not exact.add_many(hashes(EXACT_LIMIT, 3)) and not exact.add_many(hashes(3, 3))

@@ -1,0 +1,120 @@
+"""The aggregation step in bounded slices between commits (``ingest.aggregate_slice_events``).
+
+A whole second of events aggregated in one go held up the next commit, and every tracker
+request waiting for it, for as long as the step took. The writer now commits any waiting
+batch between slices, and slices add up to exactly what one step gives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from appliance.ingest.writer import Writer
+from appliance.models import Event, EventKind
+from appliance.periods import local_today
+from appliance.query.spec import Query
+
+DEFERRED = {"ingest_aggregate_interval_ms": 3_600_000}  # only the test aggregates
+
+
+def _events(site_id: int, now: float) -> list[Event]:
+    """Three visitors with visits of several page views and a custom event: visits, bounces,
+    entry and exit pages depend on the order the slices keep."""
+    events = []
+    for step in range(12):
+        visitor = step % 3 + 1
+        kind, name = (EventKind.CUSTOM, "signup") if step == 7 else (EventKind.PAGEVIEW, "pageview")
+        events.append(Event(kind=kind, site_id=site_id, timestamp=now - 600 + step * 20, name=name,
+                            visitor_id=visitor, path=f"/page{step % 4}"))
+    return events
+
+
+def _report(appliance, site) -> tuple:
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today, date_to=today)
+    stats = appliance.stats
+    return stats.aggregate(query), stats.breakdown(query, "page"), stats.timeseries(query, visit_metrics=True)
+
+
+def test_slices_aggregate_what_one_step_does(make_appliance):
+    sliced = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=1, **DEFERRED)
+    whole = make_appliance(ingest_aggregate_slice_events=0, ingest_aggregate_max_events=1, **DEFERRED)
+    now = time.time()
+    reports = []
+    for appliance in (sliced, whole):
+        site = appliance.sites.add("slices.test")
+        recorder = appliance.recorder
+        recorder.commit(_events(site.id, now))
+        waiting = [recorder.waiting]
+        while recorder.aggregate_slice():
+            waiting.append(recorder.waiting)
+        waiting.append(recorder.waiting)
+        reports.append((waiting, _report(appliance, site)))
+    (sliced_waiting, sliced_report), (whole_waiting, whole_report) = reports
+    assert sliced_waiting == [12, 7, 2, 0] and whole_waiting == [12, 0]
+    assert sliced_report == whole_report
+    top = sliced_report[0]
+    assert (top["pageviews"], top["visitors"], top["visits"], top["visit_duration"]) == (11, 3, 3, 180)
+
+
+def test_an_aggregation_step_not_yet_due_waits(make_appliance):
+    appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
+    site = appliance.sites.add("due.test")
+    appliance.recorder.commit(_events(site.id, time.time()))
+    assert not appliance.recorder.aggregation_due()
+    assert appliance.recorder.aggregate_slice() is False and appliance.recorder.waiting == 12
+    appliance.coordinator.flush()  # a settled read folds in everything at once
+    assert appliance.recorder.waiting == 0
+
+
+def test_the_writer_commits_a_waiting_batch_between_slices():
+    order: list[str] = []
+    slices_left = [3]
+    finished = threading.Event()
+    writer: Writer
+
+    def commit(events: list) -> list[bytes]:
+        order.append(f"commit {','.join(events)}")
+        return [event.encode() for event in events]
+
+    def between() -> bool:
+        if not slices_left[0]:
+            return False
+        if slices_left[0] == 3:
+            writer.submit(["b"])  # a request arriving while the aggregation step is under way
+        order.append("slice")
+        slices_left[0] -= 1
+        if not slices_left[0]:
+            finished.set()
+        return slices_left[0] > 0
+
+    writer = Writer(commit, lambda events, keys: None, interval_ms=0, max_events=100, between=between)
+    writer.start()
+    try:
+        writer.write_sync(["a"])
+        assert finished.wait(10)
+    finally:
+        writer.stop()
+    assert order == ["commit a", "slice", "commit b", "slice", "slice"]
+
+
+def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypatch):
+    """The first query after a pause finds up to a second's events waiting: all but the last
+    slice are folded in a slice per hold of the mutex (commits go on in between), the rest
+    under the mutex with the read opening, so the answer still counts every event."""
+    appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
+    site = appliance.sites.add("backlog.test")
+    recorder = appliance.recorder
+    recorder.commit(_events(site.id, time.time()))
+    folds = []
+    fold = recorder.aggregate_pending
+
+    def recording(limit=None):
+        folds.append((recorder.waiting, limit))
+        return fold(limit)
+
+    monkeypatch.setattr(recorder, "aggregate_pending", recording)
+    top = _report(appliance, site)[0]
+    assert folds[:2] == [(12, 5), (7, 5)] and recorder.waiting == 0
+    assert (top["pageviews"], top["visits"]) == (11, 3)
