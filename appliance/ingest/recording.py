@@ -3,9 +3,13 @@
 A commit makes events durable by appending them to the event log and to the small
 ``pending`` database, in one fsync'd transaction: the least that must be on disk before a
 request is answered. Folding them into counters, sketches, open visits and goals (many more
-pages) is the *aggregation step*, :meth:`Recorder.aggregate_pending`: every
-``aggregate_interval_ms``, when ``aggregate_max_events`` wait, before any settled read (see
-:class:`~appliance.events.coordinator.WriteCoordinator`), and at close. After a crash,
+pages) is the *aggregation step*, :meth:`Recorder.aggregate_pending`: before any settled read
+(see :class:`~appliance.events.coordinator.WriteCoordinator`), when the writer is idle, and at
+close. Under traffic the writer folds them in *slices* after a batch is acknowledged
+(:meth:`Recorder.aggregate_after_commit`): once ``aggregate_interval_ms`` has passed, each
+commit is followed by one transaction folding at most :data:`SLICE_EVENTS` (or twice the
+batch) of the oldest waiting events, so the next commit never waits behind a whole second's
+aggregation; ``aggregate_max_events`` waiting are folded at once. After a crash,
 :meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
 tight the commit aggregates in its own transaction, so an acknowledged event can never be
 stuck unaggregated on a full disk.
@@ -34,6 +38,10 @@ from storage.sketches import Sketches
 from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
+
+#: At most this many waiting events (or twice the batch just committed, so the step keeps up)
+#: are folded in one aggregation slice after a commit: about 10 ms of work at ~80 us an event.
+SLICE_EVENTS = 128
 
 
 class Recorder:
@@ -152,20 +160,42 @@ class Recorder:
                 self._last_flush = time.monotonic()
             else:
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
-        if len(self._unaggregated) >= self._max or time.monotonic() - self._last_flush >= self._interval:
-            try:
-                self._coordinator.flush()
-            except StorageFullError as error:
-                # The batch is stored: failing here would have it sent (or applied) again. Its
-                # events stay pending, folded in by a later aggregation step.
-                log.warning("aggregation after a commit failed, events stay pending: %s", error)
         return keys
+
+    def aggregate_after_commit(self, committed: int) -> int:
+        """The writer's aggregation step after a commit (its batch already acknowledged):
+        nothing until events have waited ``aggregate_interval_ms``, then one slice of the
+        oldest (at most :data:`SLICE_EVENTS`, or twice ``committed``) per call until none
+        waits; everything at once when ``aggregate_max_events`` wait. Returns how many were
+        folded. A failure (a full disk) leaves them pending for a later step."""
+        waiting = len(self._unaggregated)
+        if not waiting or (waiting < self._max and time.monotonic() - self._last_flush < self._interval):
+            return 0
+        try:
+            if waiting >= self._max:
+                return self._coordinator.flush()
+            with self._coordinator.mutex:
+                return self._aggregate(max(SLICE_EVENTS, 2 * committed))
+        except StorageFullError as error:
+            # The batch is stored: failing here would have it sent (or applied) again. Its
+            # events stay pending, folded in by a later aggregation step.
+            log.warning("aggregation after a commit failed, events stay pending: %s", error)
+            return 0
 
     # -- the aggregation step -------------------------------------------------------------
     def aggregate_pending(self) -> int:
         """Fold committed events into counters, sketches, visits and goals; returns how many.
         Runs under the coordinator's mutex (call :meth:`WriteCoordinator.flush`)."""
-        batch, self._unaggregated = self._unaggregated, []
+        return self._aggregate(None)
+
+    def _aggregate(self, limit: int | None) -> int:
+        """Fold the oldest ``limit`` waiting events (all with None) in one transaction;
+        under the coordinator's mutex."""
+        if limit is None or limit >= len(self._unaggregated):
+            batch, self._unaggregated = self._unaggregated, []
+        else:
+            batch = self._unaggregated[:limit]
+            del self._unaggregated[:limit]
         if not batch:
             self._rederive()
             return 0
@@ -187,8 +217,9 @@ class Recorder:
         strings.commit()
         self._visits.committed()
         self._sketches.committed()
-        self._last_flush = time.monotonic()
-        self._rederive()
+        if not self._unaggregated:  # a slice leaves the rest due: the next commit folds more
+            self._last_flush = time.monotonic()
+            self._rederive()
         return len(batch)
 
     def _rederive(self) -> None:

@@ -1,11 +1,12 @@
 """A batch the store took stays acknowledged when the aggregation step after it fails on a full disk.
 
-The recorder folds committed events into the aggregates right after a commit once enough are
-waiting (``ingest.aggregate_max_events``). If that step fails (``StorageFullError``), the batch
-is already durable: the commit must not fail with it, or the ingest writer answers 503 for
-stored events (a client sends them again) and a standby applies the batch twice (its cursor is
-advanced only when the commit returns). Here the aggregation step is made to fail the way a
-full disk fails it, once; the events stay pending and are counted by the next step.
+The writer folds committed events into the aggregates right after a commit once enough are
+waiting (``ingest.aggregate_max_events``; :meth:`Recorder.aggregate_after_commit`). If that
+step fails (``StorageFullError``), the batch is already durable: the commit must not fail
+with it, or the ingest writer answers 503 for stored events (a client sends them again) and a
+standby applies the batch twice (its cursor is advanced only when the commit returns). Here
+the aggregation step is made to fail the way a full disk fails it, once; the events stay
+pending and are counted by the next step.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_ap
 
     coordinator.bind(full_disk)
     try:
-        keys = recorder.commit(events)  # the aggregation step after it fails: the commit stands
+        keys = recorder.commit(events)
+        assert recorder.aggregate_after_commit(len(keys)) == 0  # the step after it fails: the commit stands
     finally:
         coordinator.bind(recorder.aggregate_pending)
     assert failures == [5] and len(keys) == 5
