@@ -48,6 +48,7 @@ from web.dashboard_transfers import TRANSFER_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.exports import EXPORT_CONTROLLERS
+from web.heap import freeze_startup_heap
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.live_view import LiveController as LiveViewController
@@ -242,4 +243,6 @@ def create_app(settings: Settings) -> Litestar:
 
 def make_app() -> Litestar:
     """granian's factory: settings come from the environment set by ``footfall serve``."""
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
+    return app
