@@ -5,11 +5,12 @@ A commit makes events durable by appending them to the event log and to the smal
 request is answered. Folding them into counters, sketches, open visits and goals (many more
 pages) is the *aggregation step*, :meth:`Recorder.aggregate_pending`: before any settled read
 (see :class:`~appliance.events.coordinator.WriteCoordinator`), when the writer is idle, and at
-close. Under traffic the writer folds them in *slices* after a batch is acknowledged
-(:meth:`Recorder.aggregate_after_commit`): once ``aggregate_interval_ms`` has passed, each
-commit is followed by one transaction folding at most :data:`SLICE_EVENTS` (or twice the
-batch) of the oldest waiting events, so the next commit never waits behind a whole second's
-aggregation; ``aggregate_max_events`` waiting are folded at once. After a crash,
+close. Under traffic it goes in *slices*: once events have waited ``aggregate_interval_ms``,
+each commit also folds the oldest :data:`SLICE_EVENTS` (or twice its batch) in its own
+transaction (one fsync for both; should that fail, the batch is committed alone), until none
+waits, so no commit waits behind a whole interval's aggregation; when
+``aggregate_max_events`` wait, the writer folds them all once the batch is acknowledged
+(:meth:`Recorder.aggregate_after_commit`). After a crash,
 :meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
 tight the commit aggregates in its own transaction, so an acknowledged event can never be
 stuck unaggregated on a full disk.
@@ -39,8 +40,8 @@ from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
 
-#: At most this many waiting events (or twice the batch just committed, so the step keeps up)
-#: are folded in one aggregation slice after a commit: about 10 ms of work at ~80 us an event.
+#: At most this many waiting events (or twice the batch, so the slices keep up with big
+#: batches) are folded into one commit: a few ms of work at 20-80 us an event.
 SLICE_EVENTS = 128
 
 
@@ -81,6 +82,7 @@ class Recorder:
         self.last_sequence = eventlog.next_sequence - 1
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
+        self._rederive_due = False  # a commit's slice folded the last waiting events
         self._pending_db = store.db(b"pending")
         coordinator.bind(self.aggregate_pending)
 
@@ -134,21 +136,32 @@ class Recorder:
             if combined is not None:
                 self._aggregate_in(txn, combined + list(zip(keys, bounded, strict=True)), timezones)
             else:
+                if folding:  # older events, due: folded in this transaction, one fsync for both
+                    self._aggregate_in(txn, folding, timezones)
                 for key in keys:
                     txn.put(key, b"", db=self._pending_db)
             return keys, bounded
 
         with self._coordinator.mutex:
             combined = list(self._unaggregated) if self._store.tight else None
+            folding = self._due_slice(len(events)) if combined is None else []
             try:
                 keys, bounded = self._store.write(transaction)
+            except Exception:
+                self._rolled_back(aggregated=combined is not None or bool(folding))
+                if not folding:
+                    raise
+                # The batch must not fail for the aggregation riding along: commit it alone.
+                log.exception("folding %d waiting events into a commit failed; committing the batch alone",
+                              len(folding))
+                folding = []
+                try:
+                    keys, bounded = self._store.write(transaction)
+                except BaseException:
+                    self._rolled_back(aggregated=False)
+                    raise
             except BaseException:
-                strings.rollback()
-                self._eventlog.rolled_back()
-                self._cardinality.forget()
-                if combined is not None:
-                    self._visits.rolled_back()
-                    self._sketches.forget()
+                self._rolled_back(aggregated=combined is not None or bool(folding))
                 raise
             strings.commit()
             self._eventlog.committed()
@@ -159,43 +172,56 @@ class Recorder:
                 del self._unaggregated[: len(combined)]
                 self._last_flush = time.monotonic()
             else:
+                if folding:
+                    self._visits.committed()
+                    self._sketches.committed()
+                    del self._unaggregated[: len(folding)]
+                    if not self._unaggregated:
+                        self._last_flush = time.monotonic()
+                        self._rederive_due = True  # after the acknowledgement, not before it
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
         return keys
 
-    def aggregate_after_commit(self, committed: int) -> int:
-        """The writer's aggregation step after a commit (its batch already acknowledged):
-        nothing until events have waited ``aggregate_interval_ms``, then one slice of the
-        oldest (at most :data:`SLICE_EVENTS`, or twice ``committed``) per call until none
-        waits; everything at once when ``aggregate_max_events`` wait. Returns how many were
-        folded. A failure (a full disk) leaves them pending for a later step."""
-        waiting = len(self._unaggregated)
-        if not waiting or (waiting < self._max and time.monotonic() - self._last_flush < self._interval):
-            return 0
+    def _due_slice(self, committing: int) -> list[tuple[bytes, Event]]:
+        """The waiting events to fold into this commit: none until they have waited
+        ``aggregate_interval_ms``, then the oldest :data:`SLICE_EVENTS` (or twice the batch
+        being committed, so the step keeps up with big batches) each commit until none waits."""
+        if not self._unaggregated or time.monotonic() - self._last_flush < self._interval:
+            return []
+        return self._unaggregated[: max(SLICE_EVENTS, 2 * committing)]
+
+    def _rolled_back(self, *, aggregated: bool) -> None:
+        """Forget what a failed commit transaction changed in memory."""
+        self._strings.rollback()
+        self._eventlog.rolled_back()
+        self._cardinality.forget()
+        if aggregated:
+            self._visits.rolled_back()
+            self._sketches.forget()
+
+    def aggregate_after_commit(self) -> int:
+        """The writer's step after a commit, its batch acknowledged: everything waiting is
+        folded at once when ``aggregate_max_events`` wait (the commits' slices fell behind),
+        and late events' days are re-derived once the slices have folded every waiting event.
+        Returns how many were folded. A failure (a full disk) leaves them pending."""
         try:
-            if waiting >= self._max:
+            if len(self._unaggregated) >= self._max:
                 return self._coordinator.flush()
-            with self._coordinator.mutex:
-                return self._aggregate(max(SLICE_EVENTS, 2 * committed))
+            if self._rederive_due:
+                self._rederive_due = False
+                with self._coordinator.mutex:
+                    self._rederive()
         except StorageFullError as error:
             # The batch is stored: failing here would have it sent (or applied) again. Its
             # events stay pending, folded in by a later aggregation step.
             log.warning("aggregation after a commit failed, events stay pending: %s", error)
-            return 0
+        return 0
 
     # -- the aggregation step -------------------------------------------------------------
     def aggregate_pending(self) -> int:
         """Fold committed events into counters, sketches, visits and goals; returns how many.
         Runs under the coordinator's mutex (call :meth:`WriteCoordinator.flush`)."""
-        return self._aggregate(None)
-
-    def _aggregate(self, limit: int | None) -> int:
-        """Fold the oldest ``limit`` waiting events (all with None) in one transaction;
-        under the coordinator's mutex."""
-        if limit is None or limit >= len(self._unaggregated):
-            batch, self._unaggregated = self._unaggregated, []
-        else:
-            batch = self._unaggregated[:limit]
-            del self._unaggregated[:limit]
+        batch, self._unaggregated = self._unaggregated, []
         if not batch:
             self._rederive()
             return 0
@@ -217,9 +243,8 @@ class Recorder:
         strings.commit()
         self._visits.committed()
         self._sketches.committed()
-        if not self._unaggregated:  # a slice leaves the rest due: the next commit folds more
-            self._last_flush = time.monotonic()
-            self._rederive()
+        self._last_flush = time.monotonic()
+        self._rederive()
         return len(batch)
 
     def _rederive(self) -> None:

@@ -320,7 +320,7 @@ class Appliance:
             self.plugin_manager.hook.events_committed(appliance=self, events=events)
         except Exception:
             log.exception("an events_committed hook failed")
-        self.recorder.aggregate_after_commit(len(events))  # the batch is acknowledged already
+        self.recorder.aggregate_after_commit()  # the batch is acknowledged already
 
     def record_sync(self, events: list[Event]) -> list[str]:
         """Write already-built events, wait until they are durable, and aggregate them

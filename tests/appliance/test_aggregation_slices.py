@@ -1,10 +1,10 @@
-"""The writer's aggregation step in slices: bounded work after each commit, the same figures.
+"""The aggregation step in slices: bounded work riding along each commit, the same figures.
 
-After a commit the writer folds at most ``SLICE_EVENTS`` (or twice the batch) of the oldest
-waiting events once they have waited ``aggregate_interval_ms`` (:meth:`Recorder.
-aggregate_after_commit`), so the next commit never waits behind a whole interval's events.
-Visits span slices (an event joining a visit opened in an earlier slice), so the figures must
-equal those of folding everything in one step.
+Once events have waited ``aggregate_interval_ms``, each commit also folds the oldest
+``SLICE_EVENTS`` (or twice its batch) in its own transaction, so no commit waits behind a
+whole interval's events; should that fail, the batch is committed alone. Visits span slices
+(an event joining a visit opened in an earlier slice), so the figures must equal those of
+folding everything in one step.
 """
 
 from __future__ import annotations
@@ -50,44 +50,69 @@ def _figures(appliance, site, now: float) -> dict:
     }
 
 
-def _commit_in_batches(appliance, events: list[Event], size: int, after_each) -> None:
-    recorder = appliance.recorder
-    for start in range(0, len(events), size):
-        batch = events[start : start + size]
-        recorder.commit(batch)
-        after_each(len(batch))
-
-
-def test_slices_fold_bounded_steps_and_count_like_one_step(make_appliance):
+def test_slices_are_bounded_keep_up_and_count_like_one_step(make_appliance):
     now = time.time()
-    # interval 0: aggregation is due after every commit; the writer's own thread stays idle
+    # interval 0: waiting events are due at once; an hour: only the read folds them
     sliced = make_appliance(ingest_aggregate_interval_ms=0, ingest_aggregate_max_events=100_000)
     whole = make_appliance(ingest_aggregate_interval_ms=3_600_000, ingest_aggregate_max_events=100_000)
-    events = _traffic(sliced.sites.add("slices.test").id, now)
-    whole_site = whole.sites.add("slices.test")
-    assert whole_site.id == sliced.sites.get("slices.test").id
-
-    folded: list[int] = []
+    site_id = sliced.sites.add("slices.test").id
+    assert whole.sites.add("slices.test").id == site_id
+    events = _traffic(site_id, now)
+    backlog = [Event(kind=EventKind.PAGEVIEW, site_id=site_id, timestamp=now - 5, name="pageview",
+                     visitor_id=1000 + n, path="/small") for n in range(SLICE_EVENTS * 3)]
     recorder = sliced.recorder
-    with sliced.coordinator.mutex:  # no idle flush by the writer thread meanwhile
-        _commit_in_batches(sliced, events, 300, lambda size: folded.append(recorder.aggregate_after_commit(size)))
-        while recorder.waiting:
-            folded.append(recorder.aggregate_after_commit(1))
-    assert folded == [300, len(events) - 300]  # a batch bigger than a slice is folded whole
-
-    steps: list[int] = []
-    with sliced.coordinator.mutex:
-        small = [Event(kind=EventKind.PAGEVIEW, site_id=whole_site.id, timestamp=now - 5, name="pageview",
-                       visitor_id=1000 + n, path="/small") for n in range(SLICE_EVENTS * 3)]
-        for start in range(0, len(small), 10):
-            recorder.commit(small[start : start + 10])
-        steps.append(recorder.aggregate_after_commit(10))
-        steps.append(recorder.aggregate_after_commit(SLICE_EVENTS))
-    # bounded: a slice, then twice the batch; the rest waits for the next commits
-    assert steps == [SLICE_EVENTS, 2 * SLICE_EVENTS] and recorder.waiting == 0
-
-    _commit_in_batches(whole, events + small, 300, lambda size: None)
-    assert whole.recorder.aggregate_after_commit(300) == 0  # not due for an hour
+    waiting = []
+    with sliced.coordinator.mutex:  # the writer thread's idle step waits meanwhile
+        recorder.commit(backlog)  # nothing was waiting: nothing folded
+        waiting.append(recorder.waiting)
+        for start in range(0, 20, 10):  # small batches fold one bounded slice each
+            recorder.commit(events[start : start + 10])
+            waiting.append(recorder.waiting)
+        recorder.commit(events[20:320])  # a batch bigger than a slice folds twice its size
+        waiting.append(recorder.waiting)
+        recorder.commit(events[320:])
+        waiting.append(recorder.waiting)
+    assert waiting == [
+        3 * SLICE_EVENTS,
+        3 * SLICE_EVENTS - SLICE_EVENTS + 10,
+        3 * SLICE_EVENTS - 2 * SLICE_EVENTS + 20,  # the backlog's last slice plus two batches
+        300,  # everything older folded (at most 600 could be)
+        300 - SLICE_EVENTS + len(events) - 320,  # a small batch again: one slice
+    ]
+    recorder_whole = whole.recorder
+    for batch in (backlog, events[:20], events[20:320], events[320:]):
+        recorder_whole.commit(batch)
+    assert recorder_whole.waiting == len(backlog) + len(events)  # not due for an hour
     site = sliced.sites.get("slices.test")
-    assert _figures(sliced, site, now) == _figures(whole, whole_site, now)  # the read folds the rest
-    assert _figures(sliced, site, now)["totals"]["pageviews"] == len(events) + len(small)
+    assert _figures(sliced, site, now) == _figures(whole, whole.sites.get("slices.test"), now)  # reads fold the rest
+    assert _figures(sliced, site, now)["totals"]["pageviews"] == len(events) + len(backlog)
+
+
+def test_a_batch_is_committed_alone_when_the_slice_riding_along_fails(make_appliance, monkeypatch):
+    now = time.time()
+    appliance = make_appliance(ingest_aggregate_interval_ms=0, ingest_aggregate_max_events=100_000)
+    site = appliance.sites.add("fails.test")
+    events = _traffic(site.id, now)
+    recorder = appliance.recorder
+    real = recorder._aggregate_in
+    calls = []
+
+    def failing_once(txn, batch, timezones):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the aggregation step")
+        return real(txn, batch, timezones)
+
+    with appliance.coordinator.mutex:
+        recorder.commit(events[:100])
+        monkeypatch.setattr(recorder, "_aggregate_in", failing_once)
+        keys = recorder.commit(events[100:150])  # its slice fails: the batch is committed alone
+        assert len(keys) == 50 and calls == [100] and recorder.waiting == 150
+        recorder.commit(events[150:200])  # the next commit folds a slice of them
+        assert calls == [100, SLICE_EVENTS] and recorder.waiting == 150 - SLICE_EVENTS + 50
+    monkeypatch.undo()
+    recorder.commit(events[200:])
+    totals = _figures(appliance, site, now)["totals"]
+    assert totals["pageviews"] == len(events)
+    stored = [event.path for _, event in appliance.events(site, now - 3600, now + 1)]
+    assert sorted(stored) == sorted(event.path for event in events)  # each once
