@@ -48,8 +48,10 @@ from web.dashboard_transfers import TRANSFER_PAGES
 from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.exports import EXPORT_CONTROLLERS
+from web.heap import freeze_startup_heap
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
+from web.ingest_dispatch import IngestFrontDoor
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.observability import ObservabilityController, request_context, start_metrics_listener
@@ -240,6 +242,9 @@ def create_app(settings: Settings) -> Litestar:
     )
 
 
-def make_app() -> Litestar:
-    """granian's factory: settings come from the environment set by ``footfall serve``."""
-    return create_app(load_settings())
+def make_app() -> IngestFrontDoor:
+    """granian's factory: settings come from the environment set by ``footfall serve``;
+    tracker requests skip Litestar's router (:mod:`web.ingest_dispatch`)."""
+    app = create_app(load_settings())
+    app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
+    return IngestFrontDoor(app)

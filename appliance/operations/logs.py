@@ -10,11 +10,12 @@ replacing the one it installed before (an app built twice in one process logs on
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("footfall_request_id", default="")
@@ -23,12 +24,18 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _MARK = "_footfall_handler"
 
 
+# A fresh id is this process's random prefix and a counter, 32 hex digits: unique, and much
+# cheaper on the tracker's hot path than a UUID (no system call, no UUID object per request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_NUMBERS = itertools.count(1)
+
+
 def new_request_id(offered: str | None = None) -> str:
     """The caller's id when it is a short token (no spaces, no control characters: it is
-    written into log lines), else a fresh random one."""
+    written into log lines), else a fresh one (see ``_ID_PREFIX``)."""
     if offered and _ACCEPTABLE_ID.match(offered):
         return offered
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_NUMBERS):016x}"
 
 
 class RequestIdFilter(logging.Filter):

@@ -141,6 +141,7 @@ class Metrics:
             labelnames=["method", "route", "status"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
         self._collectors: list[Collector] = []
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -165,7 +166,11 @@ class Metrics:
         return measured
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.request_seconds.labels(method, route, f"{status // 100}xx").observe(seconds)
+        key = (method, route, status // 100)
+        child = self._request_children.get(key)
+        if child is None:  # labels() validates and locks: once per label set, not per request
+            child = self._request_children[key] = self.request_seconds.labels(method, route, f"{status // 100}xx")
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
