@@ -6,7 +6,9 @@ request is answered. Folding them into counters, sketches, open visits and goals
 pages) is the *aggregation step*: every ``aggregate_interval_ms`` or when
 ``aggregate_max_events`` wait, the writer thread runs it between commits in slices of at most
 ``aggregate_slice_events`` (:meth:`Recorder.aggregate_slice`), so a commit, and the requests
-waiting for it, never waits for more than one slice; before any settled read (see
+waiting for it, never waits for more than one slice. A slice is never smaller than the last
+commit, so under a flood of batches (a commit after every slice) the step keeps pace instead
+of falling ever further behind. Before any settled read (see
 :class:`~appliance.events.coordinator.WriteCoordinator`) and at close it runs whole
 (:meth:`Recorder.aggregate_pending`). After a crash,
 :meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
@@ -37,6 +39,12 @@ from storage.sketches import Sketches
 from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
+
+#: A settled read folds a backlog in slices of at least this many events: each slice is a
+#: transaction of its own (an fsync, and every touched sketch rewritten), so a backlog of a
+#: second's batch traffic in 100-event slices took longer than the read's 10 s budget
+#: (``scripts/bench``'s batch runs); 1,000 hold the mutex for about 0.1 s each.
+READ_SLICE_EVENTS = 1_000
 
 
 class Recorder:
@@ -73,6 +81,7 @@ class Recorder:
         self._max = aggregate_max_events
         self._slice = aggregate_slice_events or None  # None: the whole queue at once
         self._draining = False  # a due aggregation is under way, slice by slice
+        self._last_commit = 0  # events in the last commit: the least a slice folds
         self._rederiver = rederiver
         self._journal = journal
         #: the global sequence of the last committed event (the replication journal's end)
@@ -80,7 +89,7 @@ class Recorder:
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
-        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._slice))
+        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice))
 
     @property
     def waiting(self) -> int:
@@ -159,6 +168,7 @@ class Recorder:
                 self._last_flush = time.monotonic()
             else:
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
+            self._last_commit = len(events)
         return keys
 
     # -- the aggregation step -------------------------------------------------------------
@@ -171,11 +181,15 @@ class Recorder:
             or time.monotonic() - self._last_flush >= self._interval
         )
 
+    @property
+    def _read_slice(self) -> int | None:
+        return max(self._slice, READ_SLICE_EVENTS) if self._slice else None
+
     def slices_waiting(self) -> int:
-        """How many ``aggregate_slice_events`` slices the waiting events make (1 unsliced)."""
+        """How many slices a settled read folds the waiting events in (1 unsliced)."""
         if not self._unaggregated:
             return 0
-        return -(-len(self._unaggregated) // self._slice) if self._slice else 1
+        return -(-len(self._unaggregated) // self._read_slice) if self._read_slice else 1
 
     def aggregate_slice(self) -> bool:
         """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one
@@ -187,7 +201,7 @@ class Recorder:
         self._draining = True
         try:
             with self._coordinator.mutex:
-                self.aggregate_pending(self._slice)
+                self.aggregate_pending(max(self._slice, self._last_commit) if self._slice else None)
         except StorageFullError as error:
             # The batch is stored: failing here would have it sent (or applied) again. Its
             # events stay pending, folded in by a later aggregation step.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
+from appliance.ingest import recording as recording_module
 from appliance.ingest.writer import Writer
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
@@ -45,7 +46,8 @@ def test_slices_aggregate_what_one_step_does(make_appliance):
     for appliance in (sliced, whole):
         site = appliance.sites.add("slices.test")
         recorder = appliance.recorder
-        recorder.commit(_events(site.id, now))
+        for event in _events(site.id, now):  # a slice folds at least the last commit: one event
+            recorder.commit([event])
         waiting = [recorder.waiting]
         while recorder.aggregate_slice():
             waiting.append(recorder.waiting)
@@ -99,10 +101,27 @@ def test_the_writer_commits_a_waiting_batch_between_slices():
     assert order == ["commit a", "slice", "commit b", "slice", "slice"]
 
 
+def test_a_slice_keeps_pace_with_the_commits(make_appliance):
+    """Under a flood of batches the writer runs one slice per commit: a slice smaller than the
+    commit before it would let the backlog grow without end (the first read after it then
+    folded it for longer than its time budget), so a slice folds at least the last commit."""
+    appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=1, **DEFERRED)
+    site = appliance.sites.add("pace.test")
+    recorder = appliance.recorder
+    now = time.time()
+    backlog = []
+    for round_number in range(4):
+        recorder.commit(_events(site.id, now - 3600 * round_number))  # 12 a commit
+        recorder.aggregate_slice()
+        backlog.append(recorder.waiting)
+    assert backlog == [0, 0, 0, 0]
+
+
 def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypatch):
     """The first query after a pause finds up to a second's events waiting: all but the last
     slice are folded in a slice per hold of the mutex (commits go on in between), the rest
     under the mutex with the read opening, so the answer still counts every event."""
+    monkeypatch.setattr(recording_module, "READ_SLICE_EVENTS", 5)  # 1,000 in service
     appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
     site = appliance.sites.add("backlog.test")
     recorder = appliance.recorder
