@@ -149,6 +149,7 @@ class Block:
         self.identity: tuple = (generation, built_against)
         self.derived: dict = {}  # per-block results cached by their users (visits, codes)
         self.cached_size = 0
+        self._sized: tuple[int, int] = (-1, 0)  # (how many arrays, their bytes) when last measured
         self._lock = threading.Lock()
 
     # -- raw columns ----------------------------------------------------------------------
@@ -164,13 +165,19 @@ class Block:
         return found
 
     def nbytes(self) -> int:
-        total = sum(a.nbytes for a in list(self.columns.values()))
+        """Bytes of the arrays held (raw columns and derived results), each counted once:
+        decoded visits share arrays with the raw columns. Measured again only when arrays
+        were added since."""
+        arrays = list(self.columns.values())
         for value in list(self.derived.values()):
             if isinstance(value, np.ndarray):
-                total += value.nbytes
+                arrays.append(value)
             elif isinstance(value, dict):
-                total += sum(a.nbytes for a in value.values() if isinstance(a, np.ndarray))
-        return total
+                arrays.extend(a for a in list(value.values()) if isinstance(a, np.ndarray))
+        if len(arrays) != self._sized[0]:
+            unique = {id(a): a.nbytes for a in arrays}
+            self._sized = (len(arrays), sum(unique.values()))
+        return self._sized[1]
 
     # -- logical columns ------------------------------------------------------------------
     def scalar(self, name: str) -> np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
+from appliance.events.block_cache import BlockCache
 from appliance.events.blocks import (
     CACHE_BYTES,
     CLOSE_GRACE_SECONDS,
@@ -83,10 +84,8 @@ class ColumnStore:
         self._coordinator = coordinator
         self.blocks = ColumnBlocks(store)
         self.timeout_ms = timeout_ms
-        self._cache: OrderedDict[tuple[int, int], Block] = OrderedDict()
+        self.cache = BlockCache(cache_bytes)
         self._spaces: OrderedDict[tuple, VisitorSpace] = OrderedDict()
-        self._cache_bytes = cache_bytes
-        self.cached_bytes = 0  # the cache's size: what the budget bounds
         self._lock = threading.Lock()
         self._day_locks = [threading.Lock() for _ in range(64)]  # striped by (site, day)
         self._compaction_lock = threading.Lock()
@@ -125,12 +124,9 @@ class ColumnStore:
                 total = self.day_count(txn, site, day)
                 pointer = self.blocks.pointer(txn, site, day)
                 generation = pointer.generation if pointer is not None else 0
-                with self._lock:
-                    cached = self._cache.get(key)
-                    if cached is not None:
-                        self._cache.move_to_end(key)
+                cached = self.cache.requested(key)
                 if cached is not None and cached.identity == (generation, total):
-                    self._resize(cached)  # lazily loaded columns count against the cache
+                    self.cache.resize(cached)  # lazily loaded columns count against the cache
                     return cached
                 if pointer is not None:
                     block = self._stored(txn, site, day, pointer)
@@ -196,37 +192,15 @@ class ColumnStore:
         )
 
     def _remember(self, block: Block) -> None:
-        if not block.count:
-            return  # an empty day costs one counter scan to find again
-        key = (block.site, block.day)
-        with self._lock:
-            replaced = self._cache.pop(key, None)
-            if replaced is not None:
-                self.cached_bytes -= replaced.cached_size
-            block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
-            self._cache[key] = block
-            self.cached_bytes += block.cached_size
-            while self.cached_bytes > self._cache_bytes and len(self._cache) > 1:
-                _, dropped = self._cache.popitem(last=False)
-                self.cached_bytes -= dropped.cached_size
-
-    def _resize(self, block: Block) -> None:
-        with self._lock:
-            if self._cache.get((block.site, block.day)) is not block:
-                return
-            size = block.nbytes()
-            if size > block.cached_size:
-                self.cached_bytes += size - block.cached_size
-                block.cached_size = size
-            while self.cached_bytes > self._cache_bytes and len(self._cache) > 1:
-                _, dropped = self._cache.popitem(last=False)
-                self.cached_bytes -= dropped.cached_size
+        if block.count:  # an empty day costs one counter scan to find again
+            self.cache.remember(block)
 
     def forget(self, site: int | None = None, day: int | None = None) -> None:
+        """Drop cached blocks; the cache's ``epoch`` counts the calls, so whatever was computed
+        from a dropped block (:mod:`appliance.query.memo`) can tell it is from before."""
+        self.cache.forget(site, day)
         with self._lock:
             self._spaces.clear()
-            for key in [k for k in self._cache if (site is None or k[0] == site) and (day is None or k[1] == day)]:
-                self.cached_bytes -= self._cache.pop(key).cached_size
 
     # -- compaction (background) ----------------------------------------------------------
     def compact_day(self, site: int, day: int) -> bool:
@@ -418,7 +392,9 @@ class ColumnStore:
                 hi = block.count if end_ms >= (day + 1) * DAY_MS else int(np.searchsorted(ts, end_ms, "left"))
             if hi > lo:
                 parts.append((block, lo, hi))
-        return Frame(parts, self.visitor_space)
+        frame = Frame(parts, self.visitor_space)
+        frame.span = (start_ms, end_ms)
+        return frame
 
     def visitor_space(self, blocks: list[Block]) -> VisitorSpace:
         """The :class:`VisitorSpace` of some blocks; the last few are kept (a dashboard asks

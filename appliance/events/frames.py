@@ -89,6 +89,7 @@ class Frame:
         self._space: VisitorSpace | None = None
         self._spaces = spaces or VisitorSpace
         self.key = tuple((b.site, b.day, b.identity, lo, hi) for b, lo, hi in parts)
+        self.span: tuple[int, int] | None = None  # the time range asked for (ColumnStore.frame)
 
     def column(self, name: str) -> np.ndarray:
         """A scalar column (``ts``, ``visitor``, ``kind``...) or a string field's ids."""

@@ -81,7 +81,7 @@ class ApplianceCollector(Collector):
             yield _gauge("footfall_sketch_cache_entries", "Decoded sketches cached for write-back",
                          self._sketches.cached_entries)
         if self._columns is not None:
-            yield _gauge("footfall_column_cache_bytes", "Decoded column blocks cached", self._columns.cached_bytes)
+            yield _gauge("footfall_column_cache_bytes", "Decoded column blocks cached", self._columns.cache.cached_bytes)
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
         for name, documentation, value in replication_gauges(self._replication()):

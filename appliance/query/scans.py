@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime
 
+import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
@@ -39,12 +40,14 @@ from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
 from appliance.events.blocks import StaleBlock
 from appliance.events.columns import ColumnStore
+from appliance.events.frames import Frame
 from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.periods import month_start, week_start, zone
 from appliance.query.membership import segment_visits
-from appliance.query.selection import Selection, counts_by, grouped_distinct
+from appliance.query.memo import ReportMemo
+from appliance.query.selection import Selection, counts_by, grouped_distinct, span_ms
 from appliance.query.spec import QueryError
 from storage.strings import StringTable
 
@@ -55,17 +58,18 @@ def _rate(part: int, whole: int) -> float:
     return round(100 * part / whole, 2) if whole else 0.0
 
 
-def _retrying(report):
-    """Run a report again, once, if a block it was reading was rewritten and its old
-    generation removed meanwhile (a query would have to outlive the grace period)."""
+def _report(report):
+    """A report of the vocabulary: answered from :mod:`appliance.query.memo` when the events
+    it reads are unchanged, and run again, once, if a block it was reading was rewritten and
+    its old generation removed meanwhile (a query would have to outlive the grace period)."""
 
     @functools.wraps(report)
-    def run(self, *args, **kwargs):
+    def run(self, query, *args, **kwargs):
         try:
-            return report(self, *args, **kwargs)
+            return self.answer(report, query, args, kwargs)
         except StaleBlock:
             self.forget()
-            return report(self, *args, **kwargs)
+            return self.answer(report, query, args, kwargs)
 
     return run
 
@@ -83,6 +87,34 @@ class Scans:
         self._strings = strings
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
+        self.memo = ReportMemo()
+        self._running = threading.local()  # the frame of the report this thread is answering
+
+    def answer(self, report, query, args: tuple, kwargs: dict):
+        """``report(self, query, *args, **kwargs)``, kept in :attr:`memo` under a key that pins
+        the events and definitions it reads (see :mod:`appliance.query.memo`)."""
+        site = query.site.id
+        epoch = self.columns.cache.epoch  # read first: a forget() during the report outdates the key
+        frame = self.columns.frame(site, *span_ms(query))
+        definitions = msgspec.msgpack.encode([self.goals.list(site), self.segments.list(site)])
+        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, definitions, epoch)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        self._running.frame = (site, frame)
+        try:
+            answer = report(self, query, *args, **kwargs)
+        finally:
+            self._running.frame = None
+        self.memo.put(key, answer)
+        return answer
+
+    def frame_of(self, site: int, start_ms: int, end_ms: int) -> Frame:
+        """The frame of a site's time range: the running report's own when it is that one."""
+        running = getattr(self._running, "frame", None)
+        if running is not None and running[0] == site and running[1].span == (start_ms, end_ms):
+            return running[1]
+        return self.columns.frame(site, start_ms, end_ms)
 
     def sessions_of(self, frame) -> Sessions:
         """The visits of a frame; the last few are kept, since a dashboard asks many reports
@@ -103,6 +135,7 @@ class Scans:
     def forget(self) -> None:
         """Drop cached blocks and visits (the benchmark's cold runs; tests)."""
         self.columns.forget()
+        self.memo.clear()
         with self._sessions_lock:
             self._sessions_cache.clear()
 
@@ -146,7 +179,7 @@ class Scans:
         return accepted[inverse] if len(distinct_ids) else np.zeros(0, bool)
 
     # -- the vocabulary -------------------------------------------------------------------
-    @_retrying
+    @_report
     def aggregate(self, query) -> dict[str, object]:
         selection = self.select(query)
         return self.aggregate_of(selection)
@@ -171,7 +204,7 @@ class Scans:
             "converting_visitors_by_type": grouped_distinct(frame.values_at("name", conversions), selection.visitor_codes_of(conversions)),
         }
 
-    @_retrying
+    @_report
     def timeseries(self, query) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
@@ -216,7 +249,7 @@ class Scans:
             for label, number in group_numbers.items()
         ]
 
-    @_retrying
+    @_report
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
             raise QueryError("property", f"unknown dimension {dimension!r}")
@@ -267,7 +300,7 @@ class Scans:
             },
         }
 
-    @_retrying
+    @_report
     def entry_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         sessions = selection.sessions
@@ -288,7 +321,7 @@ class Scans:
             for i in top
         ]
 
-    @_retrying
+    @_report
     def exit_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         sessions = selection.sessions
@@ -306,7 +339,7 @@ class Scans:
             for i in top
         ]
 
-    @_retrying
+    @_report
     def time_on_page(self, query, limit: int = 10) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
@@ -326,7 +359,7 @@ class Scans:
             for i in top
         ]
 
-    @_retrying
+    @_report
     def custom_events(self, query) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame
@@ -337,7 +370,7 @@ class Scans:
         out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
         return sorted(out, key=lambda row: (-row["events"], row["name"]))
 
-    @_retrying
+    @_report
     def conversions(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame
@@ -379,7 +412,7 @@ class Scans:
             "goals": goals,
         }
 
-    @_retrying
+    @_report
     def traffic_report(self, query) -> dict[str, object]:
         selection = self.select(query)
         frame = selection.frame

@@ -66,6 +66,15 @@ def counts_by(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[int
     return {int(i): int(round(t)) for i, t in zip(ids.tolist(), totals.tolist(), strict=True)}
 
 
+def span_ms(query: Query) -> tuple[int, int]:
+    """The query's period as UTC milliseconds: its first local day's start to the start of
+    the day after its last."""
+    tz = query.site.timezone
+    start = day_start_timestamp(query.date_from, tz)
+    end = day_start_timestamp(query.date_to + timedelta(days=1), tz)
+    return int(start * 1000), int(end * 1000)
+
+
 class Evaluator(Protocol):
     """What a selection asks of the scan path (:class:`appliance.query.scans.Scans`)."""
 
@@ -77,6 +86,8 @@ class Evaluator(Protocol):
 
     def sessions_of(self, frame: Frame) -> Sessions: ...
 
+    def frame_of(self, site: int, start_ms: int, end_ms: int) -> Frame: ...
+
 
 class Selection:
     """The period's events with the query's filters applied: ``rows`` is the boolean mask."""
@@ -85,10 +96,8 @@ class Selection:
         self.scans = scans
         self.query = query
         site = query.site
-        start = day_start_timestamp(query.date_from, site.timezone)
-        end = day_start_timestamp(query.date_to + timedelta(days=1), site.timezone)
-        self.start_ms, self.end_ms = int(start * 1000), int(end * 1000)
-        self.frame = scans.columns.frame(site.id, self.start_ms, self.end_ms)
+        self.start_ms, self.end_ms = span_ms(query)
+        self.frame = scans.frame_of(site.id, self.start_ms, self.end_ms)
         self.kind = self.frame.column("kind")
         self._sessions: Sessions | None = None
         self._visits: np.ndarray | None = None

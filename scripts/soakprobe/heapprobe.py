@@ -41,7 +41,7 @@ def cache_sizes(appliance) -> dict[str, object]:
         "sketch_cache_bytes": getattr(sketches, "cached_bytes", None),
         "sketch_cache_limit": getattr(sketches, "cache_limit", getattr(sketches, "_cache_size", None)),
         "open_visits": len(appliance.visits),
-        "column_cache_bytes": getattr(appliance.columns, "cached_bytes", None),
+        "column_cache_bytes": getattr(getattr(appliance.columns, "cache", None), "cached_bytes", None),
         "string_cache": (len(appliance.strings._ids), len(appliance.strings._texts)),
         "live_buffer": len(appliance.live),
     }

@@ -207,7 +207,7 @@ def test_a_query_loads_only_the_columns_it_needs(filled):
     appliance.stats.aggregate(query)
     columns = appliance.columns
     loaded = set()
-    for block in columns._cache.values():
+    for block in columns.cache.blocks():
         if block.stored:
             loaded |= set(block.columns)
     assert {"kind", "c.country", "d.country", "s.row"} <= loaded

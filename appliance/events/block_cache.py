@@ -1,0 +1,88 @@
+"""The decoded column blocks kept in memory, bounded in bytes (45 % of ``[memory] budget_mb``).
+
+Not least-recently-used: a period read again and again that is a little larger than the
+cache would, under LRU, push out block by block exactly the block the next read needs first,
+and nothing would ever be read from memory. The cache counts requests per ``(site, day)``,
+cached or not, and halves every count after a few requests per entry, so old habits fade. It
+drops the least requested block first, the least recently read among equals; a block just
+built is admitted only if it was requested more often than the block it would push out. A
+period that does not fit keeps the part that does, and only the rest is loaded each time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from appliance.events.blocks import Block
+
+Key = tuple[int, int]  # (site, day)
+
+
+class BlockCache:
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.cached_bytes = 0  # what the budget bounds: each block's arrays, measured
+        self.epoch = 0  # calls of forget() so far (appliance/query/memo.py keys on it)
+        self.lock = threading.Lock()
+        self._blocks: OrderedDict[Key, Block] = OrderedDict()
+        self._seen: dict[Key, int] = {}  # requests per key, halved now and then
+        self._requests = 0  # requests since the counts were last halved
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def blocks(self) -> list[Block]:
+        with self.lock:
+            return list(self._blocks.values())
+
+    def requested(self, key: Key) -> Block | None:
+        """Count a request for ``key``'s block and return the cached one, if any."""
+        with self.lock:
+            self._seen[key] = self._seen.get(key, 0) + 1
+            self._requests += 1
+            if self._requests > 8 * max(len(self._blocks), 16):
+                self._requests = 0
+                self._seen = {k: n >> 1 for k, n in self._seen.items() if n > 1}
+            found = self._blocks.get(key)
+            if found is not None:
+                self._blocks.move_to_end(key)
+            return found
+
+    def remember(self, block: Block) -> None:
+        """Cache a block just built (in place of the key's older one), if it earns its room."""
+        key = (block.site, block.day)
+        with self.lock:
+            replaced = self._blocks.pop(key, None)
+            if replaced is not None:
+                self.cached_bytes -= replaced.cached_size
+            block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
+            self._blocks[key] = block
+            self.cached_bytes += block.cached_size
+            self._shrink(newcomer=key)
+
+    def resize(self, block: Block) -> None:
+        """Count the columns a cached block loaded lazily since it was last measured."""
+        with self.lock:
+            if self._blocks.get((block.site, block.day)) is not block:
+                return
+            size = block.nbytes()
+            if size > block.cached_size:
+                self.cached_bytes += size - block.cached_size
+                block.cached_size = size
+            self._shrink()
+
+    def _shrink(self, newcomer: Key | None = None) -> None:
+        seen = self._seen
+        while self.cached_bytes > self.limit_bytes and len(self._blocks) > 1:
+            victim = min((k for k in self._blocks if k != newcomer), key=lambda k: seen.get(k, 0))
+            if newcomer in self._blocks and seen.get(newcomer, 0) <= seen.get(victim, 0):
+                victim, newcomer = newcomer, None
+            self.cached_bytes -= self._blocks.pop(victim).cached_size
+
+    def forget(self, site: int | None = None, day: int | None = None) -> None:
+        """Drop the blocks of ``site`` (and ``day``), or all; bumps ``epoch``."""
+        with self.lock:
+            self.epoch += 1
+            for key in [k for k in self._blocks if (site is None or k[0] == site) and (day is None or k[1] == day)]:
+                self.cached_bytes -= self._blocks.pop(key).cached_size

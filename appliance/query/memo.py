@@ -1,0 +1,72 @@
+"""Answers of the filtered path, kept while the events they were computed from are unchanged.
+
+A filtered report scans every row of its period (:mod:`appliance.query.scans`): tens of
+milliseconds per million events even with every column block in memory. Matomo archives its
+reports for the same reason. Here an answer is kept under a key that pins everything it was
+computed from, so a kept answer is always exactly what a new scan would give:
+
+- the report's name and arguments (the query: site with its time zone, dates, interval,
+  filters; a breakdown's dimension and limit);
+- the *frame key*: per day of the period, the block's identity (its stored generation and the
+  day's event count, :attr:`appliance.events.blocks.Block.identity`) and the rows in range. Any
+  event acknowledged for one of those days, late ones included, changes the day's count; a
+  compaction or re-derivation changes the generation;
+- the site's goal and segment definitions (a filter may name either);
+- the column block cache's ``epoch``: rewrites that keep a day's count (erasure, re-derivation)
+  make the store forget its blocks, and that outdates every key made before.
+
+A period that includes today therefore gets a fresh answer as soon as an event arrives, and
+the same answer for as long as none does; closed periods are answered from memory until the
+entry is dropped. Entries are few and small (totals, a breakdown's rows): at most
+``max_entries``, least recently used dropped first, and an answer over ``max_entry_bytes``
+(pickled) is not kept. Answers are stored pickled, so a caller that changes what it got back
+(``aggregate_compared`` pops a key) never changes the kept copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections import OrderedDict
+
+MAX_ENTRIES = 512
+MAX_ENTRY_BYTES = 256 << 10
+
+
+class ReportMemo:
+    """A bounded map from a report's key to its pickled answer."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+        self._entries: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self.max_entry_bytes = max_entry_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> object | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return pickle.loads(found)
+
+    def put(self, key: tuple, answer: object) -> None:
+        packed = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(packed) > self.max_entry_bytes:
+            return
+        with self._lock:
+            self._entries[key] = packed
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,90 @@
+"""Kept answers of the filtered path (appliance/query/memo.py) and the column-block cache's
+eviction order: a kept answer is always what a fresh scan gives, and a period a little larger
+than the cache still reads most of its blocks from memory."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+
+import pytest
+
+from appliance.definitions.goals import GoalInput
+from appliance.filters import parse_filters
+from appliance.models import Event, EventKind
+from appliance.periods import local_today
+from appliance.query.spec import Query
+from appliance.runtime.jobs import compact_closed_days
+from tests.appliance.test_columns import _events, _reports
+
+
+@pytest.fixture
+def filled(appliance):
+    site = appliance.sites.add("memo.test", timezone="Europe/Berlin")
+    appliance.record_sync(_events(site, random.Random(9), 3000, time.time() - 5 * 86400, 5 * 86400 - 60))
+    return appliance, site
+
+
+def _week(site, text):
+    today = local_today(site.timezone)
+    return Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters(text))
+
+
+def test_a_repeated_filtered_report_is_answered_from_memory_and_equals_a_fresh_scan(filled):
+    appliance, site = filled
+    memo = appliance.stats.scans.memo
+    first = _reports(appliance, site)
+    hits = memo.hits
+    assert _reports(appliance, site) == first
+    assert memo.hits - hits == len(first)  # every report of the second round was kept
+    appliance.stats.scans.forget()
+    assert len(memo) == 0
+    assert _reports(appliance, site) == first  # scanned again: the same answers
+
+
+def test_a_kept_answer_never_hides_an_acknowledged_event(filled):
+    appliance, site = filled
+    compact_closed_days(appliance)
+    query = _week(site, "page==/memo")
+    assert appliance.stats.aggregate(query)["pageviews"] == 0
+    assert appliance.stats.aggregate(query)["pageviews"] == 0  # kept
+    now = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 1, name="pageview", visitor_id=11, path="/memo")
+    appliance.record_sync([now])
+    assert appliance.stats.aggregate(query)["pageviews"] == 1  # today's block changed
+    late = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 3 * 86400, name="pageview", visitor_id=12, path="/memo")
+    appliance.record_sync([late])
+    assert appliance.stats.aggregate(query)["pageviews"] == 2  # a compacted day's count changed
+    result = appliance.stats.aggregate(query)
+    result["pageviews"] = -1  # a caller changing its copy changes nothing kept
+    assert appliance.stats.aggregate(query)["pageviews"] == 2
+
+
+def test_a_goal_defined_later_changes_the_kept_answer(filled):
+    appliance, site = filled
+    query = _week(site, "goal==Pricing")
+    assert appliance.stats.aggregate(query)["visitors"] == 0  # no such goal yet
+    appliance.goals.create(site.id, GoalInput(kind="page", page="/pricing", name="Pricing"))
+    assert appliance.stats.aggregate(query)["visitors"] > 0
+
+
+def test_a_period_larger_than_the_block_cache_keeps_the_blocks_that_fit(filled, monkeypatch):
+    appliance, site = filled
+    compact_closed_days(appliance)
+    columns, scans = appliance.columns, appliance.stats.scans
+    loads = []
+    get = columns.blocks.get
+    monkeypatch.setattr(columns.blocks, "get", lambda *args: loads.append(args[2:4]) or get(*args))
+    query = _week(site, "country==DE")
+    scans.forget()
+    scans.aggregate(query)
+    cold_days = {day for day, _ in loads}
+    assert len(cold_days) >= 3
+    columns.cache.limit_bytes = columns.cache.cached_bytes * 2 // 3  # two thirds of the period fit
+    for _ in range(4):
+        loads.clear()
+        scans.memo.clear()  # scan again: only the block cache is left to help
+        scans.aggregate(query)
+    # plain LRU would load every block, every time; here a third of them stay in memory
+    assert len(cold_days - {day for day, _ in loads}) >= len(cold_days) // 3
+    assert columns.cache.cached_bytes <= columns.cache.limit_bytes
