@@ -191,6 +191,15 @@ class Block:
             return self._cached("session", lambda: self.column("d.session")[self.column("c.session")])
         return self.column(name)
 
+    def release(self) -> None:
+        """Drop the derived results (the column cache calls this when it lets the block go).
+        Decoded visits refer back to the block for their columns, so while the block holds
+        them the two form a cycle that only the cyclic garbage collector frees, and in a
+        writing process tuned to collect rarely (runtime/collector.py) that was late enough
+        to keep a query's evicted blocks alive past the budget; dropping the results breaks
+        it, and a reader still using the block computes what it needs again."""
+        self.derived = {}
+
     def _cached(self, key, make):
         found = self.derived.get(key)
         if found is None:
@@ -258,24 +267,23 @@ class Block:
 
             def make():
                 column = self.column
-                visits = LazyVisits(
+                return LazyVisits(
                     {
-                        "visit_of": self.column_visit_rows,
-                        "visitor": lambda: column("s.visitor"),
-                        "start": lambda: column("s.start"),
-                        "duration": lambda: column("s.duration"),
-                        "end": lambda: visits["start"] + visits["duration"],
-                        "first_row": lambda: column("s.first_row"),
-                        "pageviews": lambda: column("s.pageviews"),
-                        "interactive": lambda: column("s.interactive").astype(bool),
-                        "bounce": lambda: (visits["pageviews"] == 1) & (column("s.interactive") == 0),
-                        "entry_page": lambda: _page_ids(column("d.path"), column("s.entry")),
-                        "exit_page": lambda: _page_ids(column("d.path"), column("s.exit")),
-                        "late": lambda: column("s.late"),
-                        "early": lambda: column("s.early"),
+                        "visit_of": lambda _: self.column_visit_rows(),
+                        "visitor": lambda _: column("s.visitor"),
+                        "start": lambda _: column("s.start"),
+                        "duration": lambda _: column("s.duration"),
+                        "end": lambda v: v["start"] + v["duration"],
+                        "first_row": lambda _: column("s.first_row"),
+                        "pageviews": lambda _: column("s.pageviews"),
+                        "interactive": lambda _: column("s.interactive").astype(bool),
+                        "bounce": lambda v: (v["pageviews"] == 1) & (column("s.interactive") == 0),
+                        "entry_page": lambda _: _page_ids(column("d.path"), column("s.entry")),
+                        "exit_page": lambda _: _page_ids(column("d.path"), column("s.exit")),
+                        "late": lambda _: column("s.late"),
+                        "early": lambda _: column("s.early"),
                     }
                 )
-                return visits
 
             return self._cached(("visits", timeout_ms), make)
         return self._cached(

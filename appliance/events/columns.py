@@ -408,7 +408,7 @@ class ColumnStore:
         found = VisitorSpace(blocks)
         with self._lock:
             self._spaces[key] = found
-            while len(self._spaces) > 8:
+            while len(self._spaces) > 2:  # each holds its blocks' visitor dictionaries
                 self._spaces.popitem(last=False)
         return found
 

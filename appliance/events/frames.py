@@ -31,7 +31,8 @@ class VisitorSpace:
         self._every: np.ndarray | None = None
         self.canonical: np.ndarray | None = None
         if len(dictionaries) > 1 and self.size:
-            merged = np.sort(np.concatenate(dictionaries))
+            # each dictionary is sorted: a stable sort (timsort) merges the runs, 2-3x faster
+            merged = np.sort(np.concatenate(dictionaries), kind="stable")
             repeated = distinct_values(merged[1:][merged[1:] == merged[:-1]])
             if len(repeated):
                 canonical = np.arange(self.size, dtype=np.int64)

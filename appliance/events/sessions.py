@@ -87,14 +87,15 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
 
 class LazyVisits(dict):
     """Per-visit arrays computed (or loaded and decoded) on first use: a query that needs
-    bounces and durations never decodes entry pages."""
+    bounces and durations never decodes entry pages. Each maker is given the visits
+    themselves (so none refers to them: no reference cycle to wait for the collector)."""
 
     def __init__(self, makers: dict, **ready) -> None:
         super().__init__(ready)
         self._makers = makers
 
     def __missing__(self, name: str):
-        value = self[name] = self._makers[name]()
+        value = self[name] = self._makers[name](self)
         return value
 
 
@@ -103,17 +104,16 @@ def with_derived(visits: dict, day: int, timeout_ms: int) -> LazyVisits:
     and ``late`` / ``early``: the visits that end within the timeout before the UTC day's
     end, or start within the timeout after its start (the only ones that can continue a
     visit across a midnight)."""
-    out = LazyVisits(
+    return LazyVisits(
         {
-            "duration": lambda: out["end"] - out["start"],
-            "end": lambda: out["start"] + out["duration"],
-            "bounce": lambda: (out["pageviews"] == 1) & ~out["interactive"].astype(bool),
-            "late": lambda: np.flatnonzero(out["end"] >= (day + 1) * 86_400_000 - timeout_ms),
-            "early": lambda: np.flatnonzero(out["start"] <= day * 86_400_000 + timeout_ms),
-            **{name: (lambda name=name: visits[name]) for name in visits},
+            "duration": lambda v: v["end"] - v["start"],
+            "end": lambda v: v["start"] + v["duration"],
+            "bounce": lambda v: (v["pageviews"] == 1) & ~v["interactive"].astype(bool),
+            "late": lambda v: np.flatnonzero(v["end"] >= (day + 1) * 86_400_000 - timeout_ms),
+            "early": lambda v: np.flatnonzero(v["start"] <= day * 86_400_000 + timeout_ms),
+            **{name: (lambda _, name=name: visits[name]) for name in visits},
         }
     )
-    return out
 
 
 def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str, np.ndarray]:

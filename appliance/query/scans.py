@@ -52,6 +52,7 @@ from appliance.query.spec import QueryError
 from storage.strings import StringTable
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
+SESSION_BYTES_PER_ROW = 48  # visits and the frame's joined columns they keep (tracemalloc, 3 M rows)
 
 
 def _rate(part: int, whole: int) -> float:
@@ -118,7 +119,8 @@ class Scans:
 
     def sessions_of(self, frame) -> Sessions:
         """The visits of a frame; the last few are kept, since a dashboard asks many reports
-        of one period (blocks are immutable once built, so the key is exact)."""
+        of one period (blocks are immutable once built, so the key is exact), unless the
+        frame is too large for the column share of the memory budget."""
         key = frame.key
         with self._sessions_lock:
             found = self._sessions_cache.get(key)
@@ -126,6 +128,8 @@ class Scans:
                 self._sessions_cache.move_to_end(key)
                 return found
         found = Sessions(frame, self.timeout_ms)
+        if frame.size * SESSION_BYTES_PER_ROW > self.columns.cache.limit_bytes // 2:
+            return found  # kept, it would hold its frame's blocks far past the memory budget
         with self._sessions_lock:
             self._sessions_cache[key] = found
             while len(self._sessions_cache) > 4:
