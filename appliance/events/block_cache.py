@@ -56,7 +56,6 @@ class BlockCache:
             replaced = self._blocks.pop(key, None)
             if replaced is not None:
                 self.cached_bytes -= replaced.cached_size
-                replaced.release()
             block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
             self._blocks[key] = block
             self.cached_bytes += block.cached_size
@@ -79,15 +78,11 @@ class BlockCache:
             victim = min((k for k in self._blocks if k != newcomer), key=lambda k: seen.get(k, 0))
             if newcomer in self._blocks and seen.get(newcomer, 0) <= seen.get(victim, 0):
                 victim, newcomer = newcomer, None
-            dropped = self._blocks.pop(victim)
-            self.cached_bytes -= dropped.cached_size
-            dropped.release()
+            self.cached_bytes -= self._blocks.pop(victim).cached_size
 
     def forget(self, site: int | None = None, day: int | None = None) -> None:
         """Drop the blocks of ``site`` (and ``day``), or all; bumps ``epoch``."""
         with self.lock:
             self.epoch += 1
             for key in [k for k in self._blocks if (site is None or k[0] == site) and (day is None or k[1] == day)]:
-                dropped = self._blocks.pop(key)
-                self.cached_bytes -= dropped.cached_size
-                dropped.release()
+                self.cached_bytes -= self._blocks.pop(key).cached_size

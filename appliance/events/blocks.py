@@ -18,6 +18,7 @@ current is :mod:`appliance.events.columns`.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 
 import msgspec
@@ -31,7 +32,7 @@ from storage.keys import pack_event_key
 FORMAT_VERSION = 4  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views
 DAY_MS = 86_400_000
 CLOSE_GRACE_SECONDS = 15 * 60  # a day is compacted this long after it ends (late batches)
-CACHE_BYTES = 3 << 30  # decoded columns kept in memory (least recently used blocks dropped first)
+CACHE_BYTES = 3 << 30  # decoded columns kept in memory when no budget says otherwise (events/block_cache.py)
 RETIRED_GRACE_MS = 15 * 60_000  # an old block generation stays readable this long after a rewrite
 
 SCALARS: dict[str, np.dtype] = {
@@ -191,15 +192,6 @@ class Block:
             return self._cached("session", lambda: self.column("d.session")[self.column("c.session")])
         return self.column(name)
 
-    def release(self) -> None:
-        """Drop the derived results (the column cache calls this when it lets the block go).
-        Decoded visits refer back to the block for their columns, so while the block holds
-        them the two form a cycle that only the cyclic garbage collector frees, and in a
-        writing process tuned to collect rarely (runtime/collector.py) that was late enough
-        to keep a query's evicted blocks alive past the budget; dropping the results breaks
-        it, and a reader still using the block computes what it needs again."""
-        self.derived = {}
-
     def _cached(self, key, make):
         found = self.derived.get(key)
         if found is None:
@@ -266,10 +258,18 @@ class Block:
         if self.stored and self.timeout_ms == timeout_ms and self.format >= 4:
 
             def make():
-                column = self.column
+                # the visits are kept in the block: a strong reference back would be a cycle
+                alive, site, day = weakref.ref(self), self.site, self.day
+
+                def column(name: str) -> np.ndarray:
+                    block = alive()
+                    if block is None:  # a reader kept the visits but let the block go
+                        raise StaleBlock(f"block of site {site} day {day} was released")
+                    return block.column(name)
+
                 return LazyVisits(
                     {
-                        "visit_of": lambda _: self.column_visit_rows(),
+                        "visit_of": lambda _: decode_visit_rows(column("s.row")),
                         "visitor": lambda _: column("s.visitor"),
                         "start": lambda _: column("s.start"),
                         "duration": lambda _: column("s.duration"),

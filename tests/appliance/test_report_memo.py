@@ -4,6 +4,7 @@ than the cache still reads most of its blocks from memory."""
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from datetime import timedelta
@@ -11,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from appliance.definitions.goals import GoalInput
+from appliance.events.blocks import Block
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
@@ -88,3 +90,23 @@ def test_a_period_larger_than_the_block_cache_keeps_the_blocks_that_fit(filled, 
     # plain LRU would load every block, every time; here a third of them stay in memory
     assert len(cold_days - {day for day, _ in loads}) >= len(cold_days) // 3
     assert columns.cache.cached_bytes <= columns.cache.limit_bytes
+
+
+def test_blocks_the_cache_lets_go_are_freed_without_the_cycle_collector(filled):
+    """The writing process collects cycles rarely (runtime/collector.py): a block the cache
+    drops must be freed by reference counting alone, or a query's blocks outlive the budget."""
+    appliance, site = filled
+    compact_closed_days(appliance)
+    columns, scans = appliance.columns, appliance.stats.scans
+    scans.forget()
+    gc.collect()
+    gc.disable()
+    try:
+        columns.cache.limit_bytes = 1  # one block stays
+        for text in ("entry_page==/a", "country==DE;source==Google", "page==/b/*"):  # visits decoded
+            scans.aggregate(_week(site, text))
+            scans.breakdown(_week(site, text), "source", 10)
+        alive = [obj for obj in gc.get_objects() if isinstance(obj, Block)]
+        assert len(alive) <= len(columns.cache)
+    finally:
+        gc.enable()
