@@ -254,6 +254,12 @@ class PlausibleStats:
             raise _error("property", "The `property` parameter is required for breakdowns")
         key = property_name.split(":")[-1]
         wanted = limit * page
+        report, dimension = REPORT_OF.get(property_name, "breakdown"), PROPERTIES.get(property_name)
+        counts_events = property_name != "event:name" and "events" in [name.strip() for name in (metrics_text or "").split(",")]
+        # imported days have no events: a breakdown with `events` leaves them out, and says so
+        imported_left_out = counts_events and query.imported and self._stats.imported_meta(query, report, dimension) is not None
+        if counts_events:
+            query = msgspec.structs.replace(query, imported=False)
         if property_name == "event:name":
             metrics = metric_list(metrics_text, ("visitors", "events"))
             totals = self._stats.aggregate(query)
@@ -267,22 +273,25 @@ class PlausibleStats:
             rows += list(by_name.values())
             rows.sort(key=lambda row: (-int(row["visitors"]), str(row["value"])))
         elif property_name in ("visit:entry_page", "visit:exit_page"):
-            metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews"))
+            metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews", "events"))
             report = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
             rows = report(query, wanted)
         elif property_name.startswith("event:props:"):
             raise _error("property", f"Breaking down by custom property {property_name!r} is not supported")
         elif property_name in PROPERTIES:
             metrics = metric_list(metrics_text, BREAKDOWN_METRICS)
-            if "events" in metrics:
-                raise _error("metrics", f"The metric `events` is not supported with property {property_name!r}")
             rows = self._stats.breakdown(query, PROPERTIES[property_name], wanted)["results"]
         else:
             raise _error("property", f"Invalid property {property_name!r}; see README, Plausible-compatible Stats API")
         shown = rows[limit * (page - 1): wanted]
-        report, dimension = REPORT_OF.get(property_name, "breakdown"), PROPERTIES.get(property_name)
-        return self._warned({"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]},
-                            query, report, dimension)
+        if counts_events:  # Plausible's `events`: the events of every kind in each row's group
+            counts = self._stats.event_counts(query, dimension or key)
+            for row in shown:
+                row["events"] = counts.get(str(row["value"]), 0)
+        answer = {"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]}
+        if imported_left_out:
+            answer["warning"] = IMPORTED_WARNINGS["query"]
+        return self._warned(answer, query, report, dimension)
 
 
 def _value(property_name: str, value: object) -> object:

@@ -327,6 +327,24 @@ class Scans:
         ]
 
     @_retrying
+    def event_counts(self, query, dimension: str) -> dict[str, int]:
+        """Per value of a breakdown dimension, how many matching events of every kind but
+        engagement pings (Plausible's ``events``): a visit property counts every event of the
+        visits it started, a page every event sent from it, an entry (exit) page every event
+        of the visits that started (ended) on it."""
+        if dimension not in dims.DIMENSIONS and dimension not in ("entry_page", "exit_page"):
+            raise QueryError("property", f"unknown dimension {dimension!r}")
+        selection = self.select(query)
+        if dimension in ("entry_page", "exit_page"):
+            sessions = selection.sessions
+            values = getattr(sessions, dimension)[sessions.visit_of[selection.active]]
+        else:
+            values = selection.values_at(dims.DIMENSIONS[dimension][0], selection.active)
+        if dimension not in dims.COUNT_EMPTY:
+            values = values[values != 0]
+        return {self.text(value_id): count for value_id, count in counts_by(values).items()}
+
+    @_retrying
     def custom_events(self, query) -> list[dict[str, object]]:
         selection = self.select(query)
         frame = selection.frame

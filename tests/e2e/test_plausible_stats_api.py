@@ -163,6 +163,13 @@ def test_breakdowns(server, site):
     assert sum(row["events"] for row in names) == EVENTS
     entries = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="visits")
     assert sorted((row["entry_page"], row["visits"]) for row in entries) == [("/", 2), ("/blog/two", 1)]
+    # Plausible's `events` in any breakdown: the events of every kind in each group
+    page_events = results(server, "breakdown", site_id=site, period="day", property="event:page", metrics="events")
+    assert {row["page"]: row["events"] for row in page_events} == {"/": 2, "/blog/one": 2, "/blog/two": 1, "/pricing": 2}
+    source_events = results(server, "breakdown", site_id=site, period="day", property="visit:source", metrics="visitors,events")
+    assert {row["source"]: row["events"] for row in source_events} == {"Google": 3, "Hacker News": 1, "Direct / None": 3}
+    entry_events = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="events")
+    assert sum(row["events"] for row in entry_events) == EVENTS
 
 
 @pytest.mark.parametrize(("params", "field"), [
@@ -191,7 +198,7 @@ def test_realtime_visitors(server, site):
 
 def test_breakdown_errors_and_authentication(server, site):
     for params, field in (({"property": "visit:city"}, "property"), ({}, "property"),
-                          ({"property": "event:page", "metrics": "events"}, "metrics")):
+                          ({"property": "event:page", "metrics": "exits"}, "metrics")):
         answer = api(server, "breakdown", site_id=site, **params)
         assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
     anonymous = httpx.get(f"{server.url}/api/plausible/v1/stats/aggregate", params={"site_id": site})
