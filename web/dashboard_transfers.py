@@ -45,8 +45,9 @@ def _jobs(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJob
         found = state.get("transfer_jobs")
         if found is None or found[0] is not appliance:
             directory = Path(appliance.settings.data_dir) / "transfers"
-            exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), directory)
-            imports = ImportJobs(Importer.of(appliance), directory)
+            exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), directory, appliance.store,
+                                 appliance.records)
+            imports = ImportJobs(Importer.of(appliance), directory, appliance.store, appliance.records)
             found = state["transfer_jobs"] = (appliance, exports, imports)
     return found[1], found[2]
 
