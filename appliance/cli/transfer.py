@@ -66,6 +66,7 @@ def cmd_import(args: argparse.Namespace, open_appliance) -> int:
         if args.include_static:
             patterns = ()
         report = Importer.of(appliance).run(args.kind, args.path, site, dry_run=args.dry_run, static_patterns=patterns)
+        appliance.jobs.compactions.wait()  # the job runner compacts the closed days imported before the process ends
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
         return 0
