@@ -39,7 +39,8 @@ MAX_UPLOAD_BYTES = 2 << 30
 _lock = threading.Lock()
 
 
-def _jobs(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
+def transfer_registries(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
+    """The app's export and import job registries (also read by :mod:`web.api_transfers`)."""
     state = request.app.state
     with _lock:
         found = state.get("transfer_jobs")
@@ -79,7 +80,7 @@ class TransfersController(Controller):
           sync_to_thread=True)
     def start_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
-        exports, _ = _jobs(request, appliance)
+        exports, _ = transfer_registries(request, appliance)
         today = local_today(site.timezone)
         try:
             last = _day(str(form.get("end_date", "")), "end_date", today)
@@ -93,7 +94,7 @@ class TransfersController(Controller):
     @get("/{domain:str}/exports/{job_id:int}", guards=[dashboard_site_exporter],
          summary="Download a finished export", sync_to_thread=True)
     def download_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], job_id: FromPath[int]) -> File:
-        exports, _ = _jobs(request, appliance)
+        exports, _ = transfer_registries(request, appliance)
         job = exports.finished(site_of(request).id, job_id)
         if job is None:
             raise NotFoundException(f"no finished export {job_id}")
@@ -104,7 +105,7 @@ class TransfersController(Controller):
           sync_to_thread=True, request_max_body_size=MAX_UPLOAD_BYTES)
     def start_import(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
-        _, imports = _jobs(request, appliance)
+        _, imports = transfer_registries(request, appliance)
         upload = form.get("file")
         kind = str(form.get("kind", ""))
         if not isinstance(upload, UploadFile) or not upload.filename:
@@ -123,7 +124,7 @@ class TransfersController(Controller):
 
 def _job_lists(request: Request, appliance: Appliance) -> dict:
     site = site_of(request)
-    exports, imports = _jobs(request, appliance)
+    exports, imports = transfer_registries(request, appliance)
     export_jobs, import_jobs = exports.jobs(site.id), imports.jobs(site.id)
     running = any(job.status == "running" for job in [*export_jobs, *import_jobs])
     return {"site": site, "export_jobs": export_jobs, "import_jobs": import_jobs, "running": running}

@@ -3,8 +3,8 @@ running and started again on the same data dir.
 
 Before the kill an export has finished (its file is downloaded) and a large access log import
 (a dry run: nothing is written) is running. After the restart the jobs partial — what the
-dashboard's "Import & export" page polls — still lists the export as complete with the same
-download, and shows the import as failed, interrupted by the restart. A new job gets a fresh
+dashboard's "Import & export" page polls — and the JSON API both still list the export as
+complete with the same download, and show the import as failed, interrupted by the restart. A new job gets a fresh
 id: the old export's file is never overwritten.
 """
 
@@ -95,6 +95,15 @@ def test_jobs_survive_a_killed_server(data_dir):
             assert again.status_code == 200 and again.content == exported.content
             status, row = _row(client, "import-1")
             assert status == "failed" and "interrupted by a restart" in row and "big.log.gz" in row
+            # the same over the JSON API, with the download for an API key
+            listed = httpx.get(f"{server.url}/api/v1/sites/{SITE}/transfers", headers=server.auth())
+            assert listed.status_code == 200, listed.text
+            (export,), (interrupted,) = listed.json()["data"]["exports"], listed.json()["data"]["imports"]
+            assert (export["id"], export["status"], export["events"]) == (1, "complete", exported.content.count(b"\n") - 1)
+            assert "path" not in export
+            assert httpx.get(f"{server.url}{export['download']}", headers=server.auth()).content == exported.content
+            assert (interrupted["id"], interrupted["status"], interrupted["filename"]) == (1, "failed", "big.log.gz")
+            assert interrupted["error"].startswith("interrupted by a restart") and interrupted["report"] is None
             assert list((data_dir / "transfers").glob("upload-*")) == []  # the interrupted upload is gone
             # a new job takes a new id: the finished export's file stays as it was
             assert client.post(f"/sites/{SITE}/exports", data={"csrf": csrf, **period, "format": "ndjson"}).status_code == 303
