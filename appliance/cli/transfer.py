@@ -103,6 +103,7 @@ def cmd_site_export(args: argparse.Namespace, open_appliance) -> int:
 def cmd_site_import(args: argparse.Namespace, open_appliance) -> int:
     with open_appliance(args, "site import") as appliance:
         result = import_site(appliance, args.path, domain=args.domain)
+        appliance.jobs.compactions.wait()  # the closed days imported, compacted before the process ends
     skipped = "".join(f"; skipped {n} ({why})" for why, n in result["skipped"].items())
     imported = f", {result['imported_rows']} rows of imported daily aggregates" if result["imported_rows"] else ""
     print(f"{result['site']}: {result['events']} events, {result['goals']} goals, {result['funnels']} funnels, "
