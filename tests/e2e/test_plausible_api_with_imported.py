@@ -126,6 +126,8 @@ def test_timeseries_and_breakdown_with_imported(server):
                   with_imported="true")
     assert counted["warning"] == QUERY_WARNING
     assert {row["source"]: row["visitors"] for row in counted["results"]} == {"Google": 1, "Direct / None": 2}
+    goals = api(server, "breakdown", period="custom", date=CUSTOM, property="event:goal", with_imported="true")
+    assert goals["warning"] == QUERY_WARNING  # goal completions are counted from events only
 
 
 def _days(first: str, last: str) -> list[str]:

@@ -172,6 +172,26 @@ def test_breakdowns(server, site):
     assert sum(row["events"] for row in entry_events) == EVENTS
 
 
+
+def test_goal_breakdown(server, site):
+    """event:goal: per goal its converting visitors, completions (`events`) and conversion rate
+    (converting visitors / all 3 visitors), once the goals' back-fill has counted the traffic."""
+    expected = [{"goal": "Pricing", "visitors": 1, "events": 1, "conversion_rate": 33.3},
+                {"goal": "Signup", "visitors": 1, "events": SENT.count("Signup"), "conversion_rate": 33.3}]
+    deadline = time.monotonic() + 30
+    while True:  # the goals were defined after the traffic: their back-fill runs in the background
+        goals = results(server, "breakdown", site_id=site, period="day", property="event:goal",
+                        metrics="visitors,events,conversion_rate")
+        if goals == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert goals == expected
+    filtered = results(server, "breakdown", site_id=site, period="day", property="event:goal", filters="visit:browser==Chrome")
+    assert filtered == [{"goal": "Pricing", "visitors": 1}, {"goal": "Signup", "visitors": 0}]
+    refused = api(server, "breakdown", site_id=site, period="day", property="event:goal", metrics="pageviews")
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "metrics"
+
+
 @pytest.mark.parametrize(("params", "field"), [
     ({"metrics": "visitors,time_on_page"}, "metrics"),
     ({"period": "forever"}, "period"),
