@@ -42,14 +42,16 @@ _lock = threading.Lock()
 def transfer_registries(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
     """The app's export and import job registries (also read by :mod:`web.api_transfers`)."""
     state = request.app.state
+    following = appliance.following  # a standby lists the primary's jobs as copied; once promoted, its own
     with _lock:
         found = state.get("transfer_jobs")
-        if found is None or found[0] is not appliance:
+        if found is None or found[0] is not appliance or found[3] != following:
             directory = Path(appliance.settings.data_dir) / "transfers"
             exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), directory, appliance.store,
-                                 appliance.records)
-            imports = ImportJobs(Importer.of(appliance), directory, appliance.store, appliance.records)
-            found = state["transfer_jobs"] = (appliance, exports, imports)
+                                 appliance.records, read_only=following)
+            imports = ImportJobs(Importer.of(appliance), directory, appliance.store, appliance.records,
+                                 read_only=following)
+            found = state["transfer_jobs"] = (appliance, exports, imports, following)
     return found[1], found[2]
 
 

@@ -45,16 +45,19 @@ class JobRecords(Generic[Job]):
         if doomed:
             self._store.write(lambda txn: [self._records.delete(txn, self._kind, f"{job_id:010d}") for job_id in doomed])
 
-    def load(self) -> list[Job]:
+    def load(self, *, read_only: bool = False) -> list[Job]:
         """Every stored job, oldest first; one that was running when the process stopped is
         stored again as failed (:data:`INTERRUPTED`). A record that no longer decodes (an
-        older shape) is dropped."""
+        older shape) is dropped. ``read_only`` (a standby, whose records are the primary's
+        copies: its jobs may be running there) changes nothing."""
         jobs, unreadable = [], []
         for key, raw in self._records.scan(self._kind):
             try:
                 jobs.append(msgspec.msgpack.decode(raw, type=self._type))
             except msgspec.DecodeError:
                 unreadable.append(int(key))
+        if read_only:
+            return jobs
         self.delete(unreadable)
         for job in jobs:
             if job.status == "running":  # type: ignore[attr-defined]

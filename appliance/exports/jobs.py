@@ -50,13 +50,17 @@ class ExportJob(msgspec.Struct, kw_only=True):
 
 
 class ExportJobs:
-    def __init__(self, raw: RawEvents, directory: Path, store: Store, records: Records) -> None:
+    def __init__(self, raw: RawEvents, directory: Path, store: Store, records: Records, *, read_only: bool = False) -> None:
+        """``read_only``: a standby's view of the primary's jobs (records copied from it), which
+        it lists as they are and never prunes; it starts none (writes are refused there)."""
         self._raw = raw
         self._directory = directory
         self._records = JobRecords(store, records, RECORD_KIND, ExportJob)
-        self._jobs: dict[int, ExportJob] = {job.id: job for job in self._records.load()}
+        self._jobs: dict[int, ExportJob] = {job.id: job for job in self._records.load(read_only=read_only)}
         self._lock = threading.Lock()
         self._tasks = BackgroundTasks("export")
+        if read_only:
+            return
         self._prune()
         kept = {Path(job.path).name for job in self._jobs.values() if job.status == "complete"}
         for stale in directory.glob("export-*") if directory.is_dir() else ():

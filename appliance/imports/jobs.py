@@ -49,14 +49,16 @@ class ImportJob(msgspec.Struct, kw_only=True):
 
 
 class ImportJobs:
-    def __init__(self, importer: Importer, directory: Path, store: Store, records: Records) -> None:
+    def __init__(self, importer: Importer, directory: Path, store: Store, records: Records, *,
+                 read_only: bool = False) -> None:
+        """``read_only``: a standby's view of the primary's jobs, listed as they are."""
         self._importer = importer
         self._directory = directory
         self._records = JobRecords(store, records, RECORD_KIND, ImportJob)
         self._jobs: dict[int, ImportJob] = {}
-        for job in self._records.load():
+        for job in self._records.load(read_only=read_only):
             if job.error == INTERRUPTED:
-                job.error = f"{INTERRUPTED}: import the file again to finish it (what was imported is not counted twice)"
+                job.error = f"{INTERRUPTED}: import the file again to finish it (chunks already imported are skipped)"
             self._jobs[job.id] = job
         self._uploads = itertools.count(1)
         self._lock = threading.Lock()

@@ -70,3 +70,22 @@ def test_an_interrupted_import_is_listed_as_failed(make_appliance, tmp_path):
     (job,) = imports.jobs(site.id)
     assert job.status == "failed" and job.error.startswith(INTERRUPTED) and "again" in job.error
     assert list(tmp_path.glob("upload-*")) == []  # the upload (IP addresses, user agents) is gone
+
+
+def test_a_standby_lists_the_primarys_jobs_as_they_are(make_appliance, tmp_path):
+    """Read-only registries (a standby's: its records are the primary's copies) change nothing."""
+    appliance = make_appliance()
+    site = appliance.sites.add("standby-records.example")
+    running = ExportJob(id=1, site_id=site.id, status="running", label="x", filename="x.ndjson",
+                        path=str(tmp_path / "export-1.ndjson"), created_at=time.time())
+    appliance.store.write(lambda txn: appliance.records.put(txn, export_jobs.RECORD_KIND, "0000000001",
+                                                            msgspec.msgpack.encode(running)))
+    with appliance.store.read() as txn:
+        version = appliance.records.version(txn)
+    (tmp_path / "export-7.csv").write_text("a file a standby does not know")
+    exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), tmp_path, appliance.store, appliance.records,
+                         read_only=True)
+    assert [(job.id, job.status) for job in exports.jobs(site.id)] == [(1, "running")]  # still running on the primary
+    with appliance.store.read() as txn:
+        assert appliance.records.version(txn) == version  # nothing written
+    assert (tmp_path / "export-7.csv").exists()
