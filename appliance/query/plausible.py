@@ -284,8 +284,8 @@ class PlausibleStats:
             rows.sort(key=lambda row: (-int(row["visitors"]), -int(row["events"]), str(row["value"])))
         elif property_name in ("visit:entry_page", "visit:exit_page"):
             metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews", "events"))
-            report = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
-            rows = report(query, wanted)
+            pages = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
+            rows = pages(query, wanted)
         elif property_name.startswith("event:props:"):
             raise _error("property", f"Breaking down by custom property {property_name!r} is not supported")
         elif property_name in PROPERTIES:

@@ -126,6 +126,13 @@ def test_timeseries_and_breakdown_with_imported(server):
                   with_imported="true")
     assert counted["warning"] == QUERY_WARNING
     assert {row["source"]: row["visitors"] for row in counted["results"]} == {"Google": 1, "Direct / None": 2}
+    for page_property in ("visit:entry_page", "visit:exit_page"):  # with imported pages; with `events`, without
+        pages = api(server, "breakdown", period="custom", date=CUSTOM, property=page_property, metrics="visits",
+                    with_imported="true")
+        assert pages["results"] and "warning" not in pages, pages
+        counted = api(server, "breakdown", period="custom", date=CUSTOM, property=page_property,
+                      metrics="visits,events", with_imported="true")
+        assert counted["results"] and counted["warning"] == QUERY_WARNING, counted
     goals = api(server, "breakdown", period="custom", date=CUSTOM, property="event:goal", with_imported="true")
     assert goals["warning"] == QUERY_WARNING  # goal completions are counted from events only
 
