@@ -73,7 +73,7 @@ class PlausibleStatsController(Controller):
         page: Annotated[int, QueryParameter(name="page", ge=1, le=100)] = 1,
         with_imported: WithImportedParam = None,
     ) -> dict[str, Any]:
-        plausible = PlausibleStats(appliance.stats)
+        plausible = PlausibleStats(appliance.stats, appliance.goal_reports)
         query = plausible.query(site_of(request), period, date, filters, imported=with_imported)
         return plausible.breakdown(query, property, metrics, limit, page)
 

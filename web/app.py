@@ -39,6 +39,7 @@ from web.api_definitions import DEFINITION_CONTROLLERS
 from web.api_plausible import PLAUSIBLE_CONTROLLERS
 from web.api_raw_events import RAW_EVENT_CONTROLLERS
 from web.api_reports import REPORT_CONTROLLERS
+from web.api_transfers import TRANSFER_JOB_CONTROLLERS
 from web.auth import LoginRequired, session_principal
 from web.dashboard import DASHBOARD_CONTROLLERS, register_dashboard_helpers
 from web.dashboard_alerts import ALERT_PAGES
@@ -179,6 +180,7 @@ def create_app(settings: Settings) -> Litestar:
         *PLAUSIBLE_CONTROLLERS,
         *PRIVACY_CONTROLLERS,
         *REPLICATION_CONTROLLERS,
+        *TRANSFER_JOB_CONTROLLERS,
     ]
     document_answers(api)
     # Everything but ingest goes through the security-headers middleware; the ingest

@@ -39,15 +39,19 @@ MAX_UPLOAD_BYTES = 2 << 30
 _lock = threading.Lock()
 
 
-def _jobs(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
+def transfer_registries(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
+    """The app's export and import job registries (also read by :mod:`web.api_transfers`)."""
     state = request.app.state
+    following = appliance.following  # a standby lists the primary's jobs as copied; once promoted, its own
     with _lock:
         found = state.get("transfer_jobs")
-        if found is None or found[0] is not appliance:
+        if found is None or found[0] is not appliance or found[3] != following:
             directory = Path(appliance.settings.data_dir) / "transfers"
-            exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), directory)
-            imports = ImportJobs(Importer.of(appliance), directory)
-            found = state["transfer_jobs"] = (appliance, exports, imports)
+            exports = ExportJobs(RawEvents(appliance.stats.scans, appliance.strings), directory, appliance.store,
+                                 appliance.records, read_only=following)
+            imports = ImportJobs(Importer.of(appliance), directory, appliance.store, appliance.records,
+                                 read_only=following)
+            found = state["transfer_jobs"] = (appliance, exports, imports, following)
     return found[1], found[2]
 
 
@@ -78,7 +82,7 @@ class TransfersController(Controller):
           sync_to_thread=True)
     def start_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
-        exports, _ = _jobs(request, appliance)
+        exports, _ = transfer_registries(request, appliance)
         today = local_today(site.timezone)
         try:
             last = _day(str(form.get("end_date", "")), "end_date", today)
@@ -92,7 +96,7 @@ class TransfersController(Controller):
     @get("/{domain:str}/exports/{job_id:int}", guards=[dashboard_site_exporter],
          summary="Download a finished export", sync_to_thread=True)
     def download_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], job_id: FromPath[int]) -> File:
-        exports, _ = _jobs(request, appliance)
+        exports, _ = transfer_registries(request, appliance)
         job = exports.finished(site_of(request).id, job_id)
         if job is None:
             raise NotFoundException(f"no finished export {job_id}")
@@ -103,7 +107,7 @@ class TransfersController(Controller):
           sync_to_thread=True, request_max_body_size=MAX_UPLOAD_BYTES)
     def start_import(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], form: FormDep) -> Response:
         site = site_of(request)
-        _, imports = _jobs(request, appliance)
+        _, imports = transfer_registries(request, appliance)
         upload = form.get("file")
         kind = str(form.get("kind", ""))
         if not isinstance(upload, UploadFile) or not upload.filename:
@@ -122,7 +126,7 @@ class TransfersController(Controller):
 
 def _job_lists(request: Request, appliance: Appliance) -> dict:
     site = site_of(request)
-    exports, imports = _jobs(request, appliance)
+    exports, imports = transfer_registries(request, appliance)
     export_jobs, import_jobs = exports.jobs(site.id), imports.jobs(site.id)
     running = any(job.status == "running" for job in [*export_jobs, *import_jobs])
     return {"site": site, "export_jobs": export_jobs, "import_jobs": import_jobs, "running": running}

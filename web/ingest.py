@@ -41,45 +41,17 @@ from appliance.models import (
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
+from web.ingest_asgi import CORS_HEADERS as _CORS
+from web.ingest_asgi import JSON_HEADERS as _JSON_HEADERS
+from web.ingest_asgi import TooLarge
+from web.ingest_asgi import read_body as _read_body
+from web.ingest_asgi import respond as _respond
+from web.ingest_asgi import user_agent_and_authorization as _user_agent_and_authorization
 from web.replication import refusal
 
 _json = msgspec.json.Encoder()
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
-_CORS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"POST, OPTIONS"),
-    (b"access-control-allow-headers", b"content-type"),
-    (b"access-control-max-age", b"86400"),
-]
-_JSON_HEADERS = [(b"content-type", b"application/json"), *_CORS]
 _RATE_LIMITED = str(DropReason.RATE_LIMITED)
-
-
-class TooLarge(Exception):
-    pass
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(send, status: int, body: bytes = b"", headers: list | None = None) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": headers or _JSON_HEADERS}
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class ClientAddress:
@@ -132,23 +104,6 @@ class ClientAddress:
                         if not self._trusted(hop):
                             return hop
         return peer
-
-
-def _user_agent_and_authorization(scope) -> tuple[str, bytes, PrivacySignals]:
-    """The User-Agent, the Authorization header, and the visitor's privacy signals
-    (``Sec-GPC: 1``, ``DNT: 1``), in one pass over the headers."""
-    agent, authorization = "", b""
-    gpc = dnt = False
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            agent = value.decode("latin-1")[:512]
-        elif name == b"authorization":
-            authorization = value
-        elif name == b"sec-gpc":
-            gpc = value.strip() == b"1"
-        elif name == b"dnt":
-            dnt = value.strip() == b"1"
-    return agent, authorization, PrivacySignals(gpc=gpc, dnt=dnt)
 
 
 def _forwarded_visitor(scope) -> str:

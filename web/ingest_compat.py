@@ -38,14 +38,8 @@ from appliance.models import DropReason, RequestContext
 from appliance.nesting import TOO_DEEP, json_too_deep
 from appliance.ratelimit import IngestLimits, retry_after
 from web.errors import error_body, field_from_msgspec
-from web.ingest import (
-    ClientAddress,
-    TooLarge,
-    _read_body,
-    _respond,
-    _user_agent_and_authorization,
-    ingest_gate,
-)
+from web.ingest import ClientAddress, ingest_gate
+from web.ingest_asgi import TooLarge, read_body, respond, user_agent_and_authorization
 from web.replication import refusal_message
 
 _json = msgspec.json.Encoder()
@@ -128,13 +122,13 @@ class CompatEndpoint:
 
     async def _answer(self, send: Send, answer: tuple[int, bytes, list]) -> None:
         status, body, headers = answer
-        await _respond(send, status, body, headers)
+        await respond(send, status, body, headers)
 
     async def _too_many(self, send: Send, wait: float) -> None:
         self.appliance.pipeline.count_drop(_RATE_LIMITED)
         seconds = str(retry_after(wait)).encode()
         status, body, headers = self.dialect.error(429, None, f"rate limited; retry after {seconds.decode()} s")
-        await _respond(send, status, body, [*headers, (b"retry-after", seconds)])
+        await respond(send, status, body, [*headers, (b"retry-after", seconds)])
 
     def _drafts(self, body: bytes) -> tuple[list[Draft], bool]:
         try:
@@ -150,7 +144,7 @@ class CompatEndpoint:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method == "OPTIONS":
-            await _respond(send, 204, headers=_CORS)
+            await respond(send, 204, headers=_CORS)
             return
         dialect = self.dialect
         if method != "POST":
@@ -159,14 +153,14 @@ class CompatEndpoint:
         appliance = self.appliance
         if appliance.following:  # a standby stores only what it pulls from its primary
             status, body, headers = dialect.error(503, None, refusal_message(appliance.follower.primary))
-            await _respond(send, status, body, [*headers, (b"retry-after", b"60")])
+            await respond(send, status, body, [*headers, (b"retry-after", b"60")])
             return
         ip = self.client_address(scope)
         if self.per_ip is not None and (wait := self.per_ip.take(ip)):
             await self._too_many(send, wait)
             return
         try:
-            body = await _read_body(receive, self.limit)
+            body = await read_body(receive, self.limit)
         except TooLarge:
             await self._answer(send, dialect.error(413, "$", f"body larger than {self.limit} bytes"))
             return
@@ -175,7 +169,7 @@ class CompatEndpoint:
         if json_too_deep(body):
             await self._answer(send, dialect.error(400, "$", TOO_DEEP))
             return
-        agent, _, signals = _user_agent_and_authorization(scope)  # Sec-GPC and DNT count here too
+        agent, _, signals = user_agent_and_authorization(scope)  # Sec-GPC and DNT count here too
         context = RequestContext(client_ip=ip, user_agent=agent, received_at=time.time(), signals=signals)
         pipeline = self.appliance.pipeline
         events, ignored = [], None
@@ -210,7 +204,7 @@ class CompatEndpoint:
                 await self.appliance.writer.write(events)
             except StorageFullError as error:
                 status, answer, headers = dialect.error(503, None, f"storage unavailable: {error}")
-                await _respond(send, status, answer, [*headers, (b"retry-after", b"60")])
+                await respond(send, status, answer, [*headers, (b"retry-after", b"60")])
                 return
             await appliance.replication.acknowledged()  # sync mode: once the standby holds them
         await self._answer(send, dialect.accepted(None if events else ignored))

@@ -66,6 +66,7 @@ def cmd_import(args: argparse.Namespace, open_appliance) -> int:
         if args.include_static:
             patterns = ()
         report = Importer.of(appliance).run(args.kind, args.path, site, dry_run=args.dry_run, static_patterns=patterns)
+        appliance.jobs.compactions.wait()  # the job runner compacts the closed days imported before the process ends
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
         return 0
@@ -102,6 +103,7 @@ def cmd_site_export(args: argparse.Namespace, open_appliance) -> int:
 def cmd_site_import(args: argparse.Namespace, open_appliance) -> int:
     with open_appliance(args, "site import") as appliance:
         result = import_site(appliance, args.path, domain=args.domain)
+        appliance.jobs.compactions.wait()  # the closed days imported, compacted before the process ends
     skipped = "".join(f"; skipped {n} ({why})" for why, n in result["skipped"].items())
     imported = f", {result['imported_rows']} rows of imported daily aggregates" if result["imported_rows"] else ""
     print(f"{result['site']}: {result['events']} events, {result['goals']} goals, {result['funnels']} funnels, "

@@ -4,14 +4,17 @@ The dashboard's "Import & export" page starts one with :meth:`ExportJobs.start`;
 thread (:class:`~appliance.definitions.tasks.BackgroundTasks`) streams
 :meth:`RawEvents.stream <appliance.exports.raw_events.RawEvents.stream>` into
 ``<data dir>/transfers/export-<id>.<ndjson|csv>``, reporting days done, and the finished file
-is offered for download. Jobs live in memory (a restart forgets them and the next start
-clears the folder); files are deleted after :data:`KEEP_SECONDS` or when more than
-:data:`KEEP_JOBS` jobs are kept.
+is offered for download. Each job's record is kept in LMDB
+(:class:`~appliance.definitions.job_records.JobRecords`), so finished jobs and their files
+survive a restart, and a job the restart interrupted shows as failed ("interrupted by a
+restart"; its partial file is deleted: start it again). Retention: a finished job and its
+file are deleted after :data:`KEEP_SECONDS`, or when more than :data:`KEEP_JOBS` finished
+jobs are kept (oldest first); a file in the folder that no kept job names is deleted when the
+registry opens.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from datetime import date
@@ -19,13 +22,17 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.definitions.job_records import JobRecords
 from appliance.definitions.tasks import BackgroundTasks
 from appliance.exports.raw_events import RawEvents
 from appliance.filters import Filter
 from appliance.models import Site
+from storage import Store
+from storage.records import Records
 
 KEEP_SECONDS = 24 * 3600
 KEEP_JOBS = 20
+RECORD_KIND = "export_job"
 
 
 class ExportJob(msgspec.Struct, kw_only=True):
@@ -43,28 +50,35 @@ class ExportJob(msgspec.Struct, kw_only=True):
 
 
 class ExportJobs:
-    def __init__(self, raw: RawEvents, directory: Path) -> None:
+    def __init__(self, raw: RawEvents, directory: Path, store: Store, records: Records, *, read_only: bool = False) -> None:
+        """``read_only``: a standby's view of the primary's jobs (records copied from it), which
+        it lists as they are and never prunes; it starts none (writes are refused there)."""
         self._raw = raw
         self._directory = directory
-        self._jobs: dict[int, ExportJob] = {}
-        self._ids = itertools.count(1)
+        self._records = JobRecords(store, records, RECORD_KIND, ExportJob)
+        self._jobs: dict[int, ExportJob] = {job.id: job for job in self._records.load(read_only=read_only)}
         self._lock = threading.Lock()
         self._tasks = BackgroundTasks("export")
+        if read_only:
+            return
+        self._prune()
+        kept = {Path(job.path).name for job in self._jobs.values() if job.status == "complete"}
         for stale in directory.glob("export-*") if directory.is_dir() else ():
-            stale.unlink(missing_ok=True)
+            if stale.name not in kept:  # an interrupted job's partial file, or a pruned one
+                stale.unlink(missing_ok=True)
 
     def start(self, site: Site, first: date, last: date, fmt: str, filters: list[Filter]) -> ExportJob:
         """Check the arguments (raises :class:`~appliance.errors.DomainError`) and start."""
         chunks = self._raw.stream(site, first, last, filters=filters, fmt=fmt, progress=None)
         self._directory.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            job_id = next(self._ids)
+        job_id = self._records.next_id()
         path = self._directory / f"export-{job_id}.{fmt}"
         job = ExportJob(
             id=job_id, site_id=site.id, status="running", label=f"{first.isoformat()} – {last.isoformat()}, {fmt}",
             filename=f"{site.domain}-events-{first.isoformat()}-{last.isoformat()}.{fmt}", path=str(path),
             created_at=time.time(), days_total=(last - first).days + 1,
         )
+        self._records.save(job)
         with self._lock:
             self._jobs[job_id] = job
         self._prune()
@@ -87,6 +101,8 @@ class ExportJobs:
                 job.status, job.error = "failed", str(error)
                 path.unlink(missing_ok=True)
                 raise
+            finally:
+                self._records.save(job)
 
         self._tasks.start(job_id, work)
         return job
@@ -113,5 +129,6 @@ class ExportJobs:
                       if job.status != "running" and (index >= KEEP_JOBS or now - job.created_at > KEEP_SECONDS)]
             for job in doomed:
                 self._jobs.pop(job.id, None)
+        self._records.delete(job.id for job in doomed)
         for job in doomed:
             Path(job.path).unlink(missing_ok=True)

@@ -4,7 +4,13 @@
 :meth:`Importer.run <appliance.imports.runner.Importer.run>` on it in a daemon thread
 (:class:`~appliance.definitions.tasks.BackgroundTasks`), reporting lines done; the finished
 job holds the import report (or the error naming the file and line). The upload is deleted
-when the job ends. Jobs live in memory; a restart forgets them.
+when the job ends. Each job's record is kept in LMDB
+(:class:`~appliance.definitions.job_records.JobRecords`): finished jobs list with their
+report after a restart (the last :data:`KEEP_JOBS`), and a job the restart interrupted shows
+as failed ("interrupted by a restart"). It is not resumed by itself: its upload is gone, and
+the importer's chunk records are written just after each chunk's events, so a chunk being
+committed at the kill could be counted again. Importing the same file again goes on where it
+stopped (chunks already imported are skipped, see :mod:`appliance.imports.runner`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.definitions.job_records import INTERRUPTED, JobRecords
 from appliance.definitions.tasks import BackgroundTasks
 from appliance.errors import DomainError
 from appliance.imports.runner import KINDS, Importer, ImportReport
 from appliance.models import Site
+from storage import Store
+from storage.records import Records
 
 KEEP_JOBS = 20
+RECORD_KIND = "import_job"
 
 
 class ImportJob(msgspec.Struct, kw_only=True):
@@ -39,11 +49,17 @@ class ImportJob(msgspec.Struct, kw_only=True):
 
 
 class ImportJobs:
-    def __init__(self, importer: Importer, directory: Path) -> None:
+    def __init__(self, importer: Importer, directory: Path, store: Store, records: Records, *,
+                 read_only: bool = False) -> None:
+        """``read_only``: a standby's view of the primary's jobs, listed as they are."""
         self._importer = importer
         self._directory = directory
+        self._records = JobRecords(store, records, RECORD_KIND, ImportJob)
         self._jobs: dict[int, ImportJob] = {}
-        self._ids = itertools.count(1)
+        for job in self._records.load(read_only=read_only):
+            if job.error == INTERRUPTED:
+                job.error = f"{INTERRUPTED}: import the file again to finish it (chunks already imported are skipped)"
+            self._jobs[job.id] = job
         self._uploads = itertools.count(1)
         self._lock = threading.Lock()
         self._tasks = BackgroundTasks("import")
@@ -62,15 +78,16 @@ class ImportJobs:
         if kind not in KINDS:
             path.unlink(missing_ok=True)
             raise DomainError("kind", f"must be one of {', '.join(KINDS)}")
+        job_id = self._records.next_id()
+        job = ImportJob(id=job_id, site_id=site.id, kind=kind, filename=filename, dry_run=dry_run, status="running",
+                        created_at=time.time())
+        self._records.save(job)
         with self._lock:
-            job_id = next(self._ids)
-            job = self._jobs[job_id] = ImportJob(
-                id=job_id, site_id=site.id, kind=kind, filename=filename, dry_run=dry_run, status="running",
-                created_at=time.time(),
-            )
-            for old in sorted(self._jobs)[:-KEEP_JOBS]:
-                if self._jobs[old].status != "running":
-                    self._jobs.pop(old)
+            self._jobs[job_id] = job
+            doomed = [old for old in sorted(self._jobs)[:-KEEP_JOBS] if self._jobs[old].status != "running"]
+            for old in doomed:
+                self._jobs.pop(old)
+        self._records.delete(doomed)
 
         def work(progress) -> None:
             def advance(done: int, total: int) -> None:
@@ -88,6 +105,7 @@ class ImportJobs:
                 raise
             finally:
                 path.unlink(missing_ok=True)
+                self._records.save(job)
 
         self._tasks.start(job_id, work)
         return job

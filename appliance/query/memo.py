@@ -29,6 +29,11 @@ import pickle
 import threading
 from collections import OrderedDict
 
+import msgspec
+
+from appliance.events.frames import Frame
+from appliance.query.selection import span_ms
+
 MAX_ENTRIES = 512
 MAX_ENTRY_BYTES = 256 << 10
 
@@ -43,6 +48,35 @@ class ReportMemo:
         self.max_entry_bytes = max_entry_bytes
         self.hits = 0
         self.misses = 0
+        self._running = threading.local()  # the frame of the report this thread is answering
+
+    def answer(self, scans, report, query, args: tuple, kwargs: dict):
+        """``report(scans, query, *args, **kwargs)``, kept under a key that pins the events and
+        definitions it reads (see the module docstring)."""
+        site = query.site.id
+        columns = scans.columns
+        epoch = columns.cache.epoch  # read first: a forget() during the report outdates the key
+        frame = columns.frame(site, *span_ms(query))
+        definitions = msgspec.msgpack.encode([scans.goals.list(site), scans.segments.list(site)])
+        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, definitions, epoch)
+        found = self.get(key)
+        if found is not None:
+            return found
+        self._running.frame = (site, frame)
+        try:
+            answer = report(scans, query, *args, **kwargs)
+        finally:
+            self._running.frame = None
+        self.put(key, answer)
+        return answer
+
+    def frame_of(self, columns, site: int, start_ms: int, end_ms: int) -> Frame:
+        """The running report's frame when it is the one asked for (the key was computed from
+        it: the report reads exactly what the key pins), else a new one."""
+        running = getattr(self._running, "frame", None)
+        if running is not None and running[0] == site and running[1].span == (start_ms, end_ms):
+            return running[1]
+        return columns.frame(site, start_ms, end_ms)
 
     def get(self, key: tuple) -> object | None:
         with self._lock:

@@ -53,7 +53,9 @@ PROPERTIES = {
     "visit:language": "language",
 }
 # answered by their own reports rather than the breakdown
-SPECIAL_PROPERTIES = ("event:name", "visit:entry_page", "visit:exit_page")
+SPECIAL_PROPERTIES = ("event:name", "event:goal", "visit:entry_page", "visit:exit_page")
+# event:goal: per goal, its unique converters, its completions and their share of all visitors
+GOAL_BREAKDOWN_METRICS = ("visitors", "events", "conversion_rate")
 REPORT_OF = {"event:name": "custom_events", "visit:entry_page": "entry_pages", "visit:exit_page": "exit_pages"}
 GOAL_DIMENSIONS = ("goal", "event")  # filters whose visitors convert (conversion_rate)
 # the ``warning`` of an answer asked with_imported=true that could not include imported days
@@ -158,8 +160,9 @@ def _pick(row: dict[str, object], metrics: list[str]) -> dict[str, object]:
 class PlausibleStats:
     """The three Stats API v1 endpoints over one :class:`~appliance.query.stats.Stats`."""
 
-    def __init__(self, stats) -> None:
+    def __init__(self, stats, goal_reports=None) -> None:
         self._stats = stats
+        self._goal_reports = goal_reports  # :class:`~appliance.query.goal_reports.GoalReports`, for event:goal
 
     def query(self, site: Site, period: str | None, date_text: str | None, filters: str | None,
               interval: str = "day", imported: str | None = None) -> Query:
@@ -254,6 +257,14 @@ class PlausibleStats:
             raise _error("property", "The `property` parameter is required for breakdowns")
         key = property_name.split(":")[-1]
         wanted = limit * page
+        report, dimension = REPORT_OF.get(property_name, "breakdown"), PROPERTIES.get(property_name)
+        counts_events = property_name not in ("event:name", "event:goal") and "events" in [
+            name.strip() for name in (metrics_text or "").split(",")]
+        # imported days have no events (nor goal completions): such a breakdown leaves them out, and says so
+        events_only = counts_events or property_name == "event:goal"
+        imported_left_out = events_only and query.imported and self._stats.imported_meta(query, report, dimension) is not None
+        if events_only:
+            query = msgspec.structs.replace(query, imported=False)
         if property_name == "event:name":
             metrics = metric_list(metrics_text, ("visitors", "events"))
             totals = self._stats.aggregate(query)
@@ -266,23 +277,31 @@ class PlausibleStats:
                 row["events"] = int(row["events"]) + int(goal["conversions"])
             rows += list(by_name.values())
             rows.sort(key=lambda row: (-int(row["visitors"]), str(row["value"])))
+        elif property_name == "event:goal" and self._goal_reports is not None:
+            metrics = metric_list(metrics_text, GOAL_BREAKDOWN_METRICS)
+            rows = [{"value": row["name"], "visitors": row["visitors"], "events": row["conversions"],
+                     "conversion_rate": round(float(row["conversion_rate"]), 1)} for row in self._goal_reports.report(query)]
+            rows.sort(key=lambda row: (-int(row["visitors"]), -int(row["events"]), str(row["value"])))
         elif property_name in ("visit:entry_page", "visit:exit_page"):
-            metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews"))
-            report = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
-            rows = report(query, wanted)
+            metrics = metric_list(metrics_text, ("visits", "bounce_rate", "visit_duration", "exits", "pageviews", "events"))
+            pages = self._stats.entry_pages if property_name == "visit:entry_page" else self._stats.exit_pages
+            rows = pages(query, wanted)
         elif property_name.startswith("event:props:"):
             raise _error("property", f"Breaking down by custom property {property_name!r} is not supported")
         elif property_name in PROPERTIES:
             metrics = metric_list(metrics_text, BREAKDOWN_METRICS)
-            if "events" in metrics:
-                raise _error("metrics", f"The metric `events` is not supported with property {property_name!r}")
             rows = self._stats.breakdown(query, PROPERTIES[property_name], wanted)["results"]
         else:
             raise _error("property", f"Invalid property {property_name!r}; see README, Plausible-compatible Stats API")
         shown = rows[limit * (page - 1): wanted]
-        report, dimension = REPORT_OF.get(property_name, "breakdown"), PROPERTIES.get(property_name)
-        return self._warned({"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]},
-                            query, report, dimension)
+        if counts_events:  # Plausible's `events`: the events of every kind in each row's group
+            counts = self._stats.event_counts(query, dimension or key)
+            for row in shown:
+                row["events"] = counts.get(str(row["value"]), 0)
+        answer = {"results": [{key: _value(property_name, row["value"]), **_pick(row, metrics)} for row in shown]}
+        if imported_left_out:
+            answer["warning"] = IMPORTED_WARNINGS["query"]
+        return self._warned(answer, query, report, dimension)
 
 
 def _value(property_name: str, value: object) -> object:

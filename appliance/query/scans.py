@@ -31,7 +31,6 @@ import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime
 
-import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
@@ -47,7 +46,7 @@ from appliance.models import EventKind
 from appliance.periods import month_start, week_start, zone
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
-from appliance.query.selection import Selection, counts_by, grouped_distinct, span_ms
+from appliance.query.selection import Selection, counts_by, grouped_distinct
 from appliance.query.spec import QueryError
 from storage.strings import StringTable
 
@@ -89,33 +88,14 @@ class Scans:
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self.memo = ReportMemo()
-        self._running = threading.local()  # the frame of the report this thread is answering
 
     def answer(self, report, query, args: tuple, kwargs: dict):
-        """``report(self, query, *args, **kwargs)``, kept in :attr:`memo` under a key that pins
-        the events and definitions it reads (see :mod:`appliance.query.memo`)."""
-        site = query.site.id
-        epoch = self.columns.cache.epoch  # read first: a forget() during the report outdates the key
-        frame = self.columns.frame(site, *span_ms(query))
-        definitions = msgspec.msgpack.encode([self.goals.list(site), self.segments.list(site)])
-        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, definitions, epoch)
-        found = self.memo.get(key)
-        if found is not None:
-            return found
-        self._running.frame = (site, frame)
-        try:
-            answer = report(self, query, *args, **kwargs)
-        finally:
-            self._running.frame = None
-        self.memo.put(key, answer)
-        return answer
+        """``report(self, query, *args, **kwargs)``, kept in :attr:`memo`."""
+        return self.memo.answer(self, report, query, args, kwargs)
 
     def frame_of(self, site: int, start_ms: int, end_ms: int) -> Frame:
         """The frame of a site's time range: the running report's own when it is that one."""
-        running = getattr(self._running, "frame", None)
-        if running is not None and running[0] == site and running[1].span == (start_ms, end_ms):
-            return running[1]
-        return self.columns.frame(site, start_ms, end_ms)
+        return self.memo.frame_of(self.columns, site, start_ms, end_ms)
 
     def sessions_of(self, frame) -> Sessions:
         """The visits of a frame; the last few are kept, since a dashboard asks many reports
@@ -362,6 +342,24 @@ class Scans:
             }
             for i in top
         ]
+
+    @_report
+    def event_counts(self, query, dimension: str) -> dict[str, int]:
+        """Per value of a breakdown dimension, how many matching events of every kind but
+        engagement pings (Plausible's ``events``): a visit property counts every event of the
+        visits it started, a page every event sent from it, an entry (exit) page every event
+        of the visits that started (ended) on it."""
+        if dimension not in dims.DIMENSIONS and dimension not in ("entry_page", "exit_page"):
+            raise QueryError("property", f"unknown dimension {dimension!r}")
+        selection = self.select(query)
+        if dimension in ("entry_page", "exit_page"):
+            sessions = selection.sessions
+            values = getattr(sessions, dimension)[sessions.visit_of[selection.active]]
+        else:
+            values = selection.values_at(dims.DIMENSIONS[dimension][0], selection.active)
+        if dimension not in dims.COUNT_EMPTY:
+            values = values[values != 0]
+        return {self.text(value_id): count for value_id, count in counts_by(values).items()}
 
     @_report
     def custom_events(self, query) -> list[dict[str, object]]:

@@ -159,6 +159,12 @@ class Stats:
             lambda: self.scans.breakdown(query, dimension, limit),
         )
 
+    def event_counts(self, query: Query, dimension: str) -> dict[str, int]:
+        """Per value of a breakdown dimension, its events of every kind but engagement pings
+        (always scanned: no counter keeps every kind of event per value). Imported days,
+        which have no events, are not included."""
+        return self.scans.event_counts(query, dimension)
+
     def entry_pages(self, query: Query, limit: int = 10) -> list[dict[str, object]]:
         """Pages visits started on: visits, visitors, bounce rate, visit duration."""
         return self._path(

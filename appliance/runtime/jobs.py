@@ -4,7 +4,8 @@ One daemon thread wakes every ``interval`` seconds and runs each due job: salt r
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
 sketches, event-log rows, column-block rows and imported daily aggregates older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
-usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`), the
+usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`;
+between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
 purge of expired tokens and sessions, scheduled backups (``[backup]``), and the pruning of old
 scheduled-report delivery records (:meth:`appliance.reports.scheduler.Scheduler.prune`). Jobs write through ``Store.write``, which serialises them
@@ -19,6 +20,7 @@ import time
 
 from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
+from appliance.runtime.compaction_queue import CompactionQueue
 from storage.retention import delete_buckets_before
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class Jobs:
         self._thread = threading.Thread(target=self._run, name="footfall-jobs", daemon=True)
         self.last_run: dict[str, float] = {}
         self.last_result: dict[str, object] = {}
+        # the closed days an import wrote, compacted between the hourly runs (see the module)
+        self.compactions = CompactionQueue(appliance.columns)
 
     def start(self) -> None:
         self._thread.start()
@@ -122,14 +126,23 @@ class Jobs:
         return results
 
     def _run(self) -> None:
-        # First run a minute after start (a restart after downtime catches up), then hourly.
-        delay = min(60.0, self._interval)
-        while not self._stop.wait(delay):
-            self.run_once()
-            delay = self._interval
+        # First run a minute after start (a restart after downtime catches up), then hourly;
+        # in between, the compactions an import asked for, as soon as it asks.
+        due = time.monotonic() + min(60.0, self._interval)
+        while True:
+            self.compactions.wake.wait(max(0.0, due - time.monotonic()))
+            if self._stop.is_set():
+                return
+            if self.compactions.wake.is_set():
+                self.compactions.wake.clear()
+                self.compactions.run()
+            if time.monotonic() >= due:
+                self.run_once()
+                due = time.monotonic() + self._interval
 
     def stop(self) -> None:
         self._stop.set()
+        self.compactions.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 

@@ -121,6 +121,20 @@ def test_timeseries_and_breakdown_with_imported(server):
     names = api(server, "breakdown", period="custom", date=CUSTOM, property="event:name", metrics="events",
                 with_imported="true")["results"]
     assert {"name": "Signup", "events": fixture_sum("custom_events", "events", name="Signup")} in names
+    # imported days have no events: a breakdown with `events` answers from events alone, and says so
+    counted = api(server, "breakdown", period="custom", date=CUSTOM, property="visit:source", metrics="visitors,events",
+                  with_imported="true")
+    assert counted["warning"] == QUERY_WARNING
+    assert {row["source"]: row["visitors"] for row in counted["results"]} == {"Google": 1, "Direct / None": 2}
+    for page_property in ("visit:entry_page", "visit:exit_page"):  # with imported pages; with `events`, without
+        pages = api(server, "breakdown", period="custom", date=CUSTOM, property=page_property, metrics="visits",
+                    with_imported="true")
+        assert pages["results"] and "warning" not in pages, pages
+        counted = api(server, "breakdown", period="custom", date=CUSTOM, property=page_property,
+                      metrics="visits,events", with_imported="true")
+        assert counted["results"] and counted["warning"] == QUERY_WARNING, counted
+    goals = api(server, "breakdown", period="custom", date=CUSTOM, property="event:goal", with_imported="true")
+    assert goals["warning"] == QUERY_WARNING  # goal completions are counted from events only
 
 
 def _days(first: str, last: str) -> list[str]:

@@ -163,6 +163,33 @@ def test_breakdowns(server, site):
     assert sum(row["events"] for row in names) == EVENTS
     entries = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="visits")
     assert sorted((row["entry_page"], row["visits"]) for row in entries) == [("/", 2), ("/blog/two", 1)]
+    # Plausible's `events` in any breakdown: the events of every kind in each group
+    page_events = results(server, "breakdown", site_id=site, period="day", property="event:page", metrics="events")
+    assert {row["page"]: row["events"] for row in page_events} == {"/": 2, "/blog/one": 2, "/blog/two": 1, "/pricing": 2}
+    source_events = results(server, "breakdown", site_id=site, period="day", property="visit:source", metrics="visitors,events")
+    assert {row["source"]: row["events"] for row in source_events} == {"Google": 3, "Hacker News": 1, "Direct / None": 3}
+    entry_events = results(server, "breakdown", site_id=site, period="day", property="visit:entry_page", metrics="events")
+    assert sum(row["events"] for row in entry_events) == EVENTS
+
+
+
+def test_goal_breakdown(server, site):
+    """event:goal: per goal its converting visitors, completions (`events`) and conversion rate
+    (converting visitors / all 3 visitors), once the goals' back-fill has counted the traffic."""
+    expected = [{"goal": "Pricing", "visitors": 1, "events": 1, "conversion_rate": 33.3},
+                {"goal": "Signup", "visitors": 1, "events": SENT.count("Signup"), "conversion_rate": 33.3}]
+    deadline = time.monotonic() + 30
+    while True:  # the goals were defined after the traffic: their back-fill runs in the background
+        goals = results(server, "breakdown", site_id=site, period="day", property="event:goal",
+                        metrics="visitors,events,conversion_rate")
+        if goals == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert goals == expected
+    filtered = results(server, "breakdown", site_id=site, period="day", property="event:goal", filters="visit:browser==Chrome")
+    assert filtered == [{"goal": "Pricing", "visitors": 1}, {"goal": "Signup", "visitors": 0}]
+    refused = api(server, "breakdown", site_id=site, period="day", property="event:goal", metrics="pageviews")
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "metrics"
 
 
 @pytest.mark.parametrize(("params", "field"), [
@@ -191,7 +218,7 @@ def test_realtime_visitors(server, site):
 
 def test_breakdown_errors_and_authentication(server, site):
     for params, field in (({"property": "visit:city"}, "property"), ({}, "property"),
-                          ({"property": "event:page", "metrics": "events"}, "metrics")):
+                          ({"property": "event:page", "metrics": "exits"}, "metrics")):
         answer = api(server, "breakdown", site_id=site, **params)
         assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
     anonymous = httpx.get(f"{server.url}/api/plausible/v1/stats/aggregate", params={"site_id": site})

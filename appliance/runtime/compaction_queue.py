@@ -1,0 +1,60 @@
+"""Compaction on request: the closed days an import just wrote, compacted by the job runner soon.
+
+The hourly job (:func:`appliance.runtime.jobs.compact_closed_days`) folds closed days' log rows
+into column blocks. An import writes months of closed days at once; until they are compacted,
+the first filtered query over them builds each day's block from the log on the request, which
+can exceed its time budget. So the importer asks for those days when it finishes
+(:meth:`CompactionQueue.request`), and the job runner's thread (:class:`~appliance.runtime.jobs.Jobs`),
+woken by the request, compacts them (:meth:`CompactionQueue.run`) — never the request that
+imported, nor the writer. :meth:`CompactionQueue.wait` blocks until every request is done (the
+CLI's import waits before it exits; tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class CompactionQueue:
+    def __init__(self, columns) -> None:
+        self._columns = columns
+        self._requests: list[tuple[int, int, int]] = []
+        self._busy = 0
+        self._changed = threading.Condition()
+        self.wake = threading.Event()  # set by a request: the job runner's thread waits on it
+        self.days_compacted = 0
+
+    def request(self, site_id: int, first_day: int, last_day: int) -> None:
+        """Compact the closed UTC days ``first_day``..``last_day`` of a site soon."""
+        with self._changed:
+            self._requests.append((site_id, first_day, last_day))
+        self.wake.set()
+
+    def run(self) -> int:
+        """Compact every requested range (on the job runner's thread); returns blocks written."""
+        total = 0
+        while True:
+            with self._changed:
+                if not self._requests:
+                    return total
+                site_id, first_day, last_day = self._requests.pop(0)
+                self._busy += 1
+            written = 0
+            try:
+                written = self._columns.compact(site_id, first_day, last_day)
+            except Exception:  # the hourly job compacts them anyway
+                log.exception("compacting imported days %s..%s of site %s failed", first_day, last_day, site_id)
+            finally:
+                with self._changed:
+                    self._busy -= 1
+                    self.days_compacted += written
+                    self._changed.notify_all()
+            total += written
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every requested range is compacted; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._requests and not self._busy, timeout)
