@@ -163,16 +163,24 @@ class ReplicationSource:
             return False
         return self.clock() - max(since, self._progress_at) >= self._timeout and self.standby_connected()
 
+    def _must_wait(self, target: int) -> bool:
+        """Whether an acknowledgement of everything up to ``target`` waits for the standby:
+        not in asynchronous mode, not when the standby already holds it, not while no
+        standby is connected, and not while the standby is stuck (:meth:`degraded`; counted
+        in ``sync_degraded_acks``). Both waits, :meth:`acknowledged` and
+        :meth:`wait_acknowledged`, decide here, so neither can forget a case."""
+        if not self.sync or target <= self.confirmed or not self.standby_connected():
+            return False
+        if self.degraded():
+            self.sync_degraded_acks += 1
+            return False
+        return True
+
     async def acknowledged(self) -> None:
         """In sync mode, wait until the standby holds every committed event (see the module
         docstring for the timeout and the fallback)."""
-        if not self.sync:
-            return
         target = self._recorder.last_sequence
-        if target <= self.confirmed or not self.standby_connected():
-            return
-        if self.degraded():
-            self.sync_degraded_acks += 1
+        if not self._must_wait(target):
             return
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -186,13 +194,22 @@ class ReplicationSource:
             self.sync_timeouts += 1
 
     def wait_acknowledged(self, timeout: float | None = None) -> bool:
-        """The same wait from a worker thread (CLI and tests); True if the standby caught up."""
-        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
+        """The same wait from a worker thread (CLI and tests): True once the standby holds
+        every committed event. It does not wait when :meth:`acknowledged` would not
+        (asynchronous mode, no standby connected, a stuck standby) and then answers whether
+        the standby holds them already; after the timeout False (counted in
+        ``sync_timeouts``)."""
         target = self._recorder.last_sequence
+        if not self._must_wait(target):
+            return self.confirmed >= target
+        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
         with self._condition:
             while self.confirmed < target and (left := deadline - time.monotonic()) > 0:
                 self._condition.wait(left)
-            return self.confirmed >= target
+            if self.confirmed >= target:
+                return True
+        self.sync_timeouts += 1
+        return False
 
     # -- records -----------------------------------------------------------------------------
     def records_snapshot(self) -> dict[str, object]:
