@@ -7,7 +7,8 @@ events, over the last ``--days`` days, fixed seed) through it the way the import
 batch API do: ``Pipeline.process`` for every event of a batch of ``--batch``, then
 ``Appliance.record_sync`` (the commit, then the aggregation step: visits, counters, sketches,
 goals). Prints one JSON line: events/s and µs/event overall and per phase (wall and CPU),
-peak RSS, and a digest of the counters database so two code versions can be checked to
+the store's size per event (pages in use, and data.mdb's file size), the replication
+journal's rows, peak RSS, and a digest of the counters database so two code versions can be checked to
 count alike.
 
     .venv/bin/python scripts/bench_batch.py [--events 200000] [--batch 500] [--profile FILE]
@@ -122,7 +123,10 @@ def main() -> int:
             profiler.disable()
             profiler.dump_stats(args.profile)
         digest = hashlib.sha256()
+        used_bytes, _ = appliance.store.map_usage()  # pages in use: the store's real size
+        file_bytes = (Path(scratch) / "footfall.lmdb" / "data.mdb").stat().st_size
         with appliance.store.read() as txn:
+            journal_rows = txn.stat(appliance.store.db(b"journal"))["entries"]
             for key, value in txn.cursor(db=appliance.store.db(b"counters")):
                 digest.update(key)
                 digest.update(value)
@@ -140,6 +144,9 @@ def main() -> int:
         "pipeline_cpu_us_per_event": round(c_pipe / n * 1e6, 1),
         "record_us_per_event": round(t_rec / n * 1e6, 1),
         "record_cpu_us_per_event": round(c_rec / n * 1e6, 1),
+        "store_used_bytes_per_event": round(used_bytes / n, 1),
+        "data_mdb_bytes_per_event": round(file_bytes / n, 1),
+        "journal_rows": journal_rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load_average": os.getloadavg()[0],
         "counters_sha256": digest.hexdigest()[:16],
