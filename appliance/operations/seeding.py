@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance.operations.backups import STORE_DIRECTORY, BackupError
+from appliance.operations.backups import STORE_DIRECTORY, BackupError, is_disk_full
 from appliance.operations.following import LOCAL_KINDS
 from appliance.operations.replication import ReplicationSource
 from appliance.operations.restore import restore_backup
@@ -85,32 +85,54 @@ def seed_standby(data_dir: str | Path, primary: str, token: str, *, timeout: flo
     (the primary refused, a damaged download, a full disk)."""
     import httpx  # only a standby needs an HTTP client: not every start of the server pays for it
 
-    data = Path(data_dir)
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=primary.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=timeout)) as client:
-        probe = client.get("/api/v1/replication/events", params={"after": 0, "limit": 1})
-        if probe.status_code == 200:
-            return None  # the journal holds everything: follow from the start
-        if probe.status_code != 410:
-            raise BackupError(None, f"the primary {primary} answered {probe.status_code}: {probe.text[:300]}")
-        data.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=SEEDING_PREFIX, dir=data, ignore_cleanup_errors=True) as folder:
-            archive = Path(folder) / "seed.tar"
-            with client.stream("GET", SEED_PATH) as answer:
-                if answer.status_code != 200:
-                    answer.read()
-                    raise BackupError(None, f"the primary {primary} refused a seed ({answer.status_code}): "
-                                            f"{answer.text[:300]}")
-                with open(archive, "wb") as writer:
-                    for chunk in answer.iter_bytes(_CHUNK):
-                        writer.write(chunk)
-            unpacked = Path(folder) / "backup"
-            with tarfile.open(archive) as tar:
-                tar.extractall(unpacked, filter="data")
-            archive.unlink()
-            manifest = restore_backup(unpacked, data)
-    _forget_primary_state(data / STORE_DIRECTORY)
+    try:
+        with httpx.Client(base_url=primary.rstrip("/"), headers=headers,
+                          timeout=httpx.Timeout(30.0, read=timeout)) as client:
+            manifest = _receive_seed(client, Path(data_dir), primary)
+    except httpx.HTTPError as error:
+        raise BackupError(None, f"could not reach the primary {primary}: {error}") from error
+    except OSError as error:  # the seed could not be written here (a full disk)
+        raise BackupError(None, f"could not receive the seed into {data_dir}: {error}",
+                          disk_full=is_disk_full(error)) from error
+    if manifest is not None:
+        _forget_primary_state(Path(data_dir) / STORE_DIRECTORY)
     return manifest
+
+
+def _receive_seed(client, data: Path, primary: str) -> dict | None:
+    probe = client.get("/api/v1/replication/events", params={"after": 0, "limit": 1})
+    if probe.status_code == 200:
+        return None  # the journal holds everything: follow from the start
+    if probe.status_code != 410:
+        raise BackupError(None, f"the primary {primary} answered {probe.status_code}: {probe.text[:300]}")
+    data.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=SEEDING_PREFIX, dir=data, ignore_cleanup_errors=True) as folder:
+        archive = Path(folder) / "seed.tar"
+        with client.stream("GET", SEED_PATH) as answer:
+            if answer.status_code != 200:
+                answer.read()
+                raise BackupError(None, f"the primary {primary} refused a seed ({answer.status_code}): "
+                                        f"{answer.text[:300]}")
+            with open(archive, "wb") as writer:
+                for chunk in answer.iter_bytes(_CHUNK):
+                    writer.write(chunk)
+        unpacked = Path(folder) / "backup"
+        _extract(archive, unpacked)
+        archive.unlink()
+        return restore_backup(unpacked, data)
+
+
+def _extract(archive: Path, target: Path) -> None:
+    """Unpack the seed: plain files and folders inside ``target`` only."""
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4 on
+            tar.extractall(target, filter="data")
+            return
+        for member in tar.getmembers():
+            if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in Path(member.name).parts:
+                raise BackupError(None, f"the seed holds an unexpected entry: {member.name}")
+        tar.extractall(target)  # noqa: S202 - every member checked above
 
 
 def _forget_primary_state(path: Path) -> None:
