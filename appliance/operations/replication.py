@@ -175,10 +175,14 @@ class ReplicationSource:
         journal = self._journal
         with self._mutex:
             self._recorder.journal = None
+            last = self._recorder.last_sequence
             self._store.write(lambda txn: journal.set_kept(txn, False))
         removed = 0
-        # In short transactions: commits go on between them (nothing appends any more).
-        while batch := self._store.write(lambda txn: journal.trim_before(txn, 2**32 - 1, limit=_TRIM_BATCH)):
+        # In short transactions: commits go on between them. Only rows up to `last`: a standby
+        # attaching meanwhile starts the journal again after it.
+        while last and (batch := self._store.write(
+            lambda txn: journal.trim_before(txn, 2**32 - 1, keep_after=last, limit=_TRIM_BATCH)
+        )):
             removed += batch
         return removed
 
