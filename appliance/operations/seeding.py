@@ -26,6 +26,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def seed_archive(source: ReplicationSource, data_dir: str) -> Iterator[bytes]:
     archive's folder inside ``data_dir`` is removed once the last chunk is read (or the
     iterator is dropped). Raises :class:`BackupError` before the first chunk (a full disk:
     ``disk_full``)."""
+    _remove_stale_seeds(Path(data_dir))
     folder = Path(tempfile.mkdtemp(prefix=SEED_PREFIX, dir=data_dir))
     try:
         backup = folder / "backup"
@@ -62,6 +64,15 @@ def seed_archive(source: ReplicationSource, data_dir: str) -> Iterator[bytes]:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return _chunks(archive, folder)
+
+
+def _remove_stale_seeds(data: Path, older_than_seconds: float = 3600.0) -> None:
+    """A seed whose answer never started (the standby went away first) leaves its folder:
+    the next seed removes those older than an hour."""
+    now = time.time()
+    for stale in data.glob(f"{SEED_PREFIX}*"):
+        if now - stale.stat().st_mtime > older_than_seconds:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _chunks(archive: Path, folder: Path) -> Iterator[bytes]:

@@ -5,6 +5,7 @@ to follow), and without the primary's journal or sign-in sessions."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from appliance.models import Event, EventKind
@@ -37,11 +38,14 @@ def test_a_seed_from_a_once_promoted_primary_follows_from_its_last_event(make_ap
     appliance.accounts.create_session(ann)  # a sign-in session of the primary's
     assert list(appliance.records.scan("session"))
 
+    stale = data / f"{seeding.SEED_PREFIX}left-behind"  # a seed whose answer never started
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     archive = tmp_path / "seed.tar"
     with open(archive, "wb") as writer:
         for chunk in seeding.seed_archive(appliance.replication, str(data)):
             writer.write(chunk)
-    assert not [path for path in data.iterdir() if path.name.startswith(seeding.SEED_PREFIX)]  # cleaned up
+    assert not [path for path in data.iterdir() if path.name.startswith(seeding.SEED_PREFIX)]  # cleaned up, the stale one too
     assert appliance.replication.journaling  # started before the copy: it covers what follows
 
     standby = tmp_path / "standby"
