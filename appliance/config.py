@@ -118,6 +118,7 @@ class ReplicationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     poll_wait_seconds: float = 10.0  # a pull with nothing new waits this long on the primary
     sync: bool = False  # primary: acknowledge an event only once the standby holds it
     sync_timeout_ms: int = 2000  # ...or after this long (then the event is acknowledged anyway)
+    journal_always: bool = False  # primary: keep the journal even while no standby attached
 
 
 class MemorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

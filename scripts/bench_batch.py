@@ -7,11 +7,16 @@ events, over the last ``--days`` days, fixed seed) through it the way the import
 batch API do: ``Pipeline.process`` for every event of a batch of ``--batch``, then
 ``Appliance.record_sync`` (the commit, then the aggregation step: visits, counters, sketches,
 goals). Prints one JSON line: events/s and µs/event overall and per phase (wall and CPU),
-peak RSS, and a digest of the counters database so two code versions can be checked to
+the store's size per event (pages in use, and data.mdb's file size), the replication
+journal's rows, peak RSS, and a digest of the counters database so two code versions can be checked to
 count alike.
 
     .venv/bin/python scripts/bench_batch.py [--events 200000] [--batch 500] [--profile FILE]
     /work/main/.venv/bin/python scripts/bench_batch.py --root /work/main   # another checkout
+
+``--journal-ab`` alternates batches with the replication journal kept and not kept (on, off,
+off, on, ...) in one process and reports the commit + aggregation CPU per event of each: the
+journal's own cost, with the machine's drift shared by both halves.
 
 ``--profile FILE`` writes cProfile stats of the whole run (``python -m pstats FILE``); it runs
 the writer thread's commit on the calling thread so that the profile sees it.
@@ -44,8 +49,13 @@ def main() -> int:
                         help="the checkout whose code to run")
     parser.add_argument("--profile", help="write cProfile stats here")
     parser.add_argument("--label", default="")
+    parser.add_argument("--journal-ab", action="store_true",
+                        help="alternate batches with the replication journal kept and not kept (this checkout's "
+                             "code only) and report the commit + aggregation CPU of each")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
+    if args.journal_ab:  # kept always: the hourly trim must not switch it off behind the benchmark's back
+        os.environ["FOOTFALL_REPLICATION_JOURNAL_ALWAYS"] = "true"
 
     from appliance.cli.demo import PAGES, SOURCES, USER_AGENTS
     from appliance.config import load_settings
@@ -92,7 +102,11 @@ def main() -> int:
         if profiler is not None:
             profiler.enable()
         began, began_cpu = time.perf_counter(), time.process_time()
-        for start in range(0, len(bodies), args.batch):
+        journal_cpu = {True: [0.0, 0], False: [0.0, 0]}  # kept: [CPU seconds, events]
+        for number, start in enumerate(range(0, len(bodies), args.batch)):
+            kept = number % 4 in (0, 3)  # on, off, off, on: a drift of the machine cancels out
+            if args.journal_ab:
+                appliance.recorder.journal = appliance.journal if kept else None
             w0, c0 = time.perf_counter(), time.process_time()
             events = []
             for stamp, ip, agent, body in bodies[start:start + args.batch]:
@@ -113,6 +127,8 @@ def main() -> int:
                 appliance.record_sync(events)
             stored += len(events)
             w2, c2 = time.perf_counter(), time.process_time()
+            journal_cpu[kept][0] += c2 - c1
+            journal_cpu[kept][1] += len(events)
             t_pipe += w1 - w0
             c_pipe += c1 - c0
             t_rec += w2 - w1
@@ -122,7 +138,10 @@ def main() -> int:
             profiler.disable()
             profiler.dump_stats(args.profile)
         digest = hashlib.sha256()
+        used_bytes, _ = appliance.store.map_usage()  # pages in use: the store's real size
+        file_bytes = (Path(scratch) / "footfall.lmdb" / "data.mdb").stat().st_size
         with appliance.store.read() as txn:
+            journal_rows = txn.stat(appliance.store.db(b"journal"))["entries"]
             for key, value in txn.cursor(db=appliance.store.db(b"counters")):
                 digest.update(key)
                 digest.update(value)
@@ -140,6 +159,13 @@ def main() -> int:
         "pipeline_cpu_us_per_event": round(c_pipe / n * 1e6, 1),
         "record_us_per_event": round(t_rec / n * 1e6, 1),
         "record_cpu_us_per_event": round(c_rec / n * 1e6, 1),
+        "store_used_bytes_per_event": round(used_bytes / n, 1),
+        "data_mdb_bytes_per_event": round(file_bytes / n, 1),
+        "journal_rows": journal_rows,
+        **({
+            "journal_kept_record_cpu_us_per_event": round(journal_cpu[True][0] / journal_cpu[True][1] * 1e6, 2),
+            "journal_off_record_cpu_us_per_event": round(journal_cpu[False][0] / journal_cpu[False][1] * 1e6, 2),
+        } if args.journal_ab else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load_average": os.getloadavg()[0],
         "counters_sha256": digest.hexdigest()[:16],

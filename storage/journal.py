@@ -7,6 +7,11 @@ appends each row here, in the same transaction. Keys are ``sequence u64``; value
 u32 | timestamp_ms u64 | committed_at u32 (Unix seconds) | the log row``. Rows committed longer
 ago than the journal's retention are trimmed (``trim_before``); a standby further behind than
 that is seeded from a backup instead.
+
+The journal is kept only while it is needed (:mod:`appliance.operations.replication` decides):
+when it starts, :meth:`Journal.cover_from` records the last sequence committed without it, so
+``trimmed_through`` is also where its coverage begins, and :meth:`Journal.mark_attached`
+records when a standby last attached (``journal_meta``: ``trimmed`` and ``attached`` as u64).
 """
 
 from __future__ import annotations
@@ -27,6 +32,34 @@ class Journal:
         """The highest sequence trimmed away (0: nothing yet): a cursor below it has a gap."""
         raw = txn.get(b"trimmed", db=self._meta)
         return unpack_u64(raw) if raw else 0
+
+    def cover_from(self, txn, sequence: int) -> None:
+        """The journal holds every row after ``sequence`` from now on (rows up to it were
+        committed without it): a cursor below it has a gap, like one below a trimmed front."""
+        if sequence > self.trimmed_through(txn):
+            txn.put(b"trimmed", pack_u64(sequence), db=self._meta)
+
+    def attached_at(self, txn) -> int:
+        """When a standby last attached (Unix seconds; 0: never)."""
+        raw = txn.get(b"attached", db=self._meta)
+        return unpack_u64(raw) if raw else 0
+
+    def mark_attached(self, txn, when: int) -> None:
+        txn.put(b"attached", pack_u64(when), db=self._meta)
+
+    def is_kept(self, txn) -> bool:
+        """Whether the journal was being kept (every commit appended to it) when last written."""
+        return txn.get(b"kept", db=self._meta) is not None
+
+    def set_kept(self, txn, kept: bool) -> None:
+        if kept:
+            txn.put(b"kept", b"", db=self._meta)
+        else:
+            txn.delete(b"kept", db=self._meta)
+
+    def entries(self, txn) -> int:
+        """How many rows the journal holds."""
+        return txn.stat(self._db)["entries"]
 
     def append(self, txn, rows: list[tuple[int, int, int, bytes]], committed_at: int) -> None:
         """Store ``(sequence, site, timestamp_ms, row)`` entries (in sequence order)."""
@@ -56,9 +89,10 @@ class Journal:
         cursor.last()
         return first, unpack_u64(cursor.key())
 
-    def trim_before(self, txn, cutoff: int, keep_after: int = 0) -> int:
+    def trim_before(self, txn, cutoff: int, keep_after: int = 0, limit: int | None = None) -> int:
         """Delete entries committed before ``cutoff`` (Unix seconds) from the front, but none
-        above sequence ``keep_after`` when given (a standby still needs them)."""
+        above sequence ``keep_after`` when given (a standby still needs them), and at most
+        ``limit`` when given (a long trim in several short transactions)."""
         cursor = txn.cursor(db=self._db)
         removed = 0
         if not cursor.first():
@@ -74,8 +108,10 @@ class Journal:
             if not cursor.delete():
                 break
             removed += 1
+            if limit is not None and removed >= limit:
+                break
         if removed:
-            txn.put(b"trimmed", pack_u64(trimmed), db=self._meta)
+            self.cover_from(txn, trimmed)  # never below where a later start put it
         return removed
 
     def delete_where(self, txn, doomed) -> int:

@@ -6,7 +6,8 @@ admin API key of the primary) answers the journal's events after the cursor; wit
 wait=S`` (RFC 7240) it long-polls up to ``S`` seconds (at most 60) when there are none; ``GET /api/v1/replication/records`` every record
 (users with their password hashes, API-key digests, the visitor-hash secret and salts: admin
 only, over TLS between machines). ``GET /api/v1/replication/status`` is this server's role and
-lag; ``POST /api/v1/replication/promote`` turns a standby into a primary (``footfall promote``
+lag; ``GET /api/v1/replication/seed`` a copy of the store for a new standby (a tar of a backup,
+:mod:`appliance.operations.seeding`); ``POST /api/v1/replication/promote`` turns a standby into a primary (``footfall promote``
 calls it). See :mod:`appliance.operations.replication` and :mod:`appliance.operations.following`.
 
 While the server follows a primary every write is refused with 503 and a message naming the
@@ -21,9 +22,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from appliance.operations.seeding import seed_archive
 from web.api_accounts import audit
 from web.auth import can_manage_settings
 from web.dependencies import ApplianceDep
@@ -112,6 +115,20 @@ class ReplicationController(Controller):
         site_id: Annotated[int, PathParameter(ge=0, le=2**32 - 1, description="The site's id")],
     ) -> dict[str, Any]:
         return {"status": "success", "data": {"site": site_id, "rows": appliance.imported.site_rows(site_id)}}
+
+    @get("/seed", sync_to_thread=True, media_type="application/x-tar",
+         summary="A consistent copy of this server's store to seed a new standby (a backup, as a tar archive)",
+         description="Starts the replication journal first (if it was not kept), then copies the store from one "
+         "read transaction, so the journal holds every event after the copy's last one (`event_count` in its "
+         "`manifest.json`). `footfall serve --follow` with an empty data dir fetches it by itself when the "
+         "journal does not reach back to the first event. 409 when this server keeps no journal.",
+         responses=error_responses(409))
+    def seed(self, request: Request, appliance: ApplianceDep) -> Stream:
+        chunks = seed_archive(appliance.replication, appliance.settings.data_dir)
+        audit(appliance, request, "replication.seed", "standby")
+        return Stream(chunks, media_type="application/x-tar", headers={
+            "content-disposition": 'attachment; filename="footfall-seed.tar"', "cache-control": "no-store",
+        })
 
     @get("/status", sync_to_thread=True, summary="This server's replication role and lag")
     def status(self, appliance: ApplianceDep) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from appliance.cli.demo import fill_demo_site
 from appliance.config import ConfigError, Settings, load_settings
+from appliance.operations.backups import BackupError
 from appliance.operations.following import promoted_at, refusal_to_follow
+from appliance.operations.seeding import needs_seed, seed_standby
 from appliance.runtime.appliance import Appliance
 from appliance.runtime.ownership import SERVER_ROLE
 from appliance.runtime.records import open_store
@@ -122,6 +124,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    if settings.replication.follow and needs_seed(settings.data_dir):  # a new standby: seed it if need be
+        try:
+            manifest = seed_standby(settings.data_dir, settings.replication.follow, settings.replication.token)
+        except BackupError as error:
+            print(f"footfall: could not seed this standby: {error}", file=sys.stderr)
+            return 2
+        if manifest is not None:
+            print(f"Seeded from a copy of the primary's store ({manifest['event_count']} events); following from there")
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     if settings.replication.follow and (refused := standby_refusal(settings)):
         print(f"footfall: {refused}", file=sys.stderr)

@@ -83,7 +83,9 @@ class Recorder:
         self._draining = False  # a due aggregation is under way, slice by slice
         self._last_commit = 0  # events in the last commit: the least a slice folds
         self._rederiver = rederiver
-        self._journal = journal
+        #: the replication journal while it is kept (None otherwise): replication switches it
+        #: on and off, holding the coordinator's mutex, so a commit sees one or the other
+        self.journal = journal
         #: the global sequence of the last committed event (the replication journal's end)
         self.last_sequence = eventlog.next_sequence - 1
         self._unaggregated: list[tuple[bytes, Event]] = []
@@ -133,10 +135,10 @@ class Recorder:
             ]
             first = self._eventlog.next_sequence
             keys = self._eventlog.append(txn, entries, sequences)
-            if self._journal is not None:
+            if (journal := self.journal) is not None:
                 numbers = sequences if sequences is not None else range(first, first + len(entries))
                 rows = [(n, site, ms, row) for n, (site, ms, row) in zip(numbers, entries, strict=True)]
-                self._journal.append(txn, rows, int(time.time()))
+                journal.append(txn, rows, int(time.time()))
             if also is not None:
                 also(txn)
             if combined is not None:

@@ -114,9 +114,12 @@ _REPLICATION_GAUGES = (
      "Primary, sync mode: 1 while the standby is stuck and acknowledgements do not wait"),
     ("sync_degraded_acks", "footfall_replication_sync_degraded_acks",
      "Primary, sync mode: acknowledgements given at once because the standby was stuck"),
+    ("journaling", "footfall_replication_journaling",
+     "Primary: 1 while it keeps the replication journal (a standby attached within journal_hours)"),
+    ("journal_entries", "footfall_replication_journal_entries", "Primary: rows in the replication journal"),
 )
 #: boolean status keys shown as 0/1 gauges
-_FLAG_GAUGES = ("sync_degraded",)
+_FLAG_GAUGES = ("sync_degraded", "journaling")
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -24,7 +24,8 @@ KEPT_NAMES = frozenset({"footfall.lock"})  # the restoring process's own lock st
 
 
 def _contents(data: Path) -> list[Path]:
-    return [child for child in data.iterdir() if child.name not in KEPT_NAMES and child.name != STAGING]
+    # ".restore-*": a restore's staging, a standby's seed being received (operations.seeding)
+    return [child for child in data.iterdir() if child.name not in KEPT_NAMES and not child.name.startswith(".restore-")]
 
 
 def restore_backup(source: str | os.PathLike[str], data_dir: str | os.PathLike[str], *, force: bool = False,

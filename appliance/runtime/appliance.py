@@ -193,13 +193,13 @@ class Appliance:
             aggregate_max_events=settings.ingest.aggregate_max_events,
             aggregate_slice_events=settings.ingest.aggregate_slice_events,
             rederiver=self.rederiver,
-            journal=journal if settings.replication.journal_hours > 0 else None,
         )
         replication = settings.replication
         self.replication = ReplicationSource(
             store=store, journal=journal, strings=strings, records=records, recorder=self.recorder,
             sync=replication.sync, sync_timeout_seconds=replication.sync_timeout_ms / 1000,
-            enabled=replication.journal_hours > 0,
+            enabled=replication.journal_hours > 0, journal_hours=replication.journal_hours,
+            journal_always=replication.journal_always, mutex=coordinator.mutex,
         )
         self.personal = PersonalEvents(
             store=store, strings=strings, eventlog=eventlog, columns=columns, counters=counters, sketches=sketches,
@@ -427,9 +427,9 @@ class Appliance:
         return self.replication_status()
 
     def trim_journal(self, now: float | None = None) -> int:
-        """Drop replication-journal rows older than ``replication.journal_hours``."""
-        cutoff = int((time.time() if now is None else now) - self.settings.replication.journal_hours * 3600)
-        return self.store.write(lambda txn: self.journal.trim_before(txn, cutoff))
+        """Drop replication-journal rows older than ``replication.journal_hours`` (and stop
+        the journal when no standby needs it: :meth:`ReplicationSource.trim`)."""
+        return self.replication.trim(now)
 
 
 def event_id(key: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from appliance.models import Event, EventKind
 from appliance.operations.metrics import replication_gauges
@@ -123,3 +124,40 @@ def test_no_standby_connected_is_not_degraded(make_appliance):
     assert not source.standby_connected() and not source.degraded()
     asyncio.run(_returns_at_once(source))
     assert source.sync_degraded_acks == 0  # nothing to wait for: not counted as degraded
+
+
+def test_a_thread_waiting_for_a_stuck_standby_does_not_wait_the_timeout(make_appliance):
+    """``wait_acknowledged`` (the worker-thread wait) follows the same rules as the async one:
+    it had its own loop that checked neither ``degraded()`` nor whether a standby was
+    connected, so with a stuck standby every call waited the whole ``sync_timeout_ms``."""
+    long_timeout = 60.0  # a wait of that length would fail the bounded result() below
+    appliance = make_appliance(replication_sync="true", replication_sync_timeout_ms=int(long_timeout * 1000))
+    source = appliance.replication
+    clock = source.clock = Clock()
+    site = appliance.sites.add("stuck-thread.test")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # healthy: the thread waits until the standby confirms, and says it holds the events
+        first = _commit(appliance, site)
+        source.pull(first - 2, 100, 0)  # connected, holding less than everything
+        waiting = pool.submit(source.wait_acknowledged)
+        source.confirm(first)
+        assert waiting.result(timeout=30) is True
+        assert source.sync_timeouts == 0
+
+        # stuck: polling after `first` for longer than the timeout, confirming nothing
+        _commit(appliance, site)
+        clock.now += long_timeout + 1
+        source.pull(first, 100, 0)
+        assert source.standby_connected() and source.degraded()
+        for count in (1, 2):
+            _commit(appliance, site)
+            # answered at once (False: the standby does not hold them), not after 60 s
+            assert pool.submit(source.wait_acknowledged).result(timeout=30) is False
+            assert source.sync_degraded_acks == count
+        assert source.sync_timeouts == 0
+
+        # nobody polling any more: no wait either, and not counted as degraded
+        clock.now += 10 * long_timeout
+        assert not source.standby_connected()
+        assert pool.submit(source.wait_acknowledged).result(timeout=30) is False
+        assert source.sync_degraded_acks == 2
