@@ -11,7 +11,9 @@ computed from, so a kept answer is always exactly what a new scan would give:
   day's event count, :attr:`appliance.events.blocks.Block.identity`) and the rows in range. Any
   event acknowledged for one of those days, late ones included, changes the day's count; a
   compaction or re-derivation changes the generation;
-- the site's goal and segment definitions (a filter may name either);
+- the site's goal and segment definitions (a filter may name either), and for a query through
+  a segment the frame key of the 30 days before the period too (a ``visitor_type`` condition
+  reads them, :mod:`appliance.query.membership`);
 - the column block cache's ``epoch``: rewrites that keep a day's count (erasure, re-derivation)
   make the store forget its blocks, and that outdates every key made before.
 
@@ -31,7 +33,9 @@ from collections import OrderedDict
 
 import msgspec
 
+from appliance.events.blocks import DAY_MS
 from appliance.events.frames import Frame
+from appliance.query.membership import RETURNING_LOOKBACK_DAYS
 from appliance.query.selection import span_ms
 
 MAX_ENTRIES = 512
@@ -56,9 +60,15 @@ class ReportMemo:
         site = query.site.id
         columns = scans.columns
         epoch = columns.cache.epoch  # read first: a forget() during the report outdates the key
-        frame = columns.frame(site, *span_ms(query))
+        start_ms, end_ms = span_ms(query)
+        frame = columns.frame(site, start_ms, end_ms)
         definitions = msgspec.msgpack.encode([scans.goals.list(site), scans.segments.list(site)])
-        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, definitions, epoch)
+        before = ()
+        if any(condition.dimension == "segment" for condition in query.filters):
+            # a segment's visitor_type condition also reads the days before the period
+            before = columns.frame(site, start_ms - RETURNING_LOOKBACK_DAYS * DAY_MS, start_ms).key
+        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, before,
+               definitions, epoch)
         found = self.get(key)
         if found is not None:
             return found

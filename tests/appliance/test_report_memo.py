@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from appliance.definitions.goals import GoalInput
+from appliance.definitions.segments import Condition, SegmentInput
 from appliance.events.blocks import Block
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
@@ -110,3 +111,19 @@ def test_blocks_the_cache_lets_go_are_freed_without_the_cycle_collector(filled):
         assert len(alive) <= len(columns.cache)
     finally:
         gc.enable()
+
+
+def test_a_segment_answer_follows_events_before_the_period(filled):
+    """A ``visitor_type`` condition reads the 30 days before the period: an event there
+    (a visitor seen earlier, so now returning) changes the kept answer."""
+    appliance, site = filled
+    segment = appliance.segments.create(
+        site.id, SegmentInput(name="Returning", conditions=[Condition(kind="visitor_type", value="returning")])
+    )
+    query = _week(site, f"segment=={segment.id}")
+    visit = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 60, name="pageview", visitor_id=4242, path="/x")
+    appliance.record_sync([visit])
+    before = appliance.stats.aggregate(query)["visitors"]
+    earlier = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 12 * 86400, name="pageview", visitor_id=4242, path="/x")
+    appliance.record_sync([earlier])
+    assert appliance.stats.aggregate(query)["visitors"] == before + 1
