@@ -247,3 +247,15 @@ def test_blocks_of_an_older_format_are_read_and_re_encoded(filled, monkeypatch):
     columns.forget()
     assert list(appliance.events(site, 0, time.time() + 10)) == events
     assert _reports(appliance, site) == reports
+
+
+def test_a_mask_by_comparing_codes_equals_the_gather():
+    from appliance.events.frames import _codes_in
+
+    rng = np.random.default_rng(11)
+    for dtype, size in ((np.uint8, 200), (np.uint16, 3000), (np.uint32, 70_000)):
+        codes = rng.integers(0, size, 20_000).astype(dtype)
+        for accepted_count in (0, 1, 2, 4, 5, 40, size):
+            accepted = np.zeros(size, bool)
+            accepted[rng.choice(size, accepted_count, replace=False)] = True
+            assert np.array_equal(_codes_in(accepted, codes), accepted[codes])
