@@ -249,7 +249,8 @@ class Sessions:
             if self._stitched is not None:
                 pieces.append(self._stitched[name])
             dtype = _JOINED[name]
-            found = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype)
+            # cast while joining: one pass, not a join and a conversion of the joined copy
+            found = np.concatenate(pieces, dtype=dtype, casting="unsafe") if pieces else np.zeros(0, dtype)
             self._joined[name] = found
         return found
 
