@@ -308,14 +308,16 @@ class VisitTable:
             for key in [key for key in self._open if key[0] == site_id]:
                 del self._open[key]
 
-    def expire(self, now: float) -> int:
-        """Close visits idle longer than the timeout (memory and LMDB); returns how many."""
+    def expire(self, now: float, keep: int | None = None) -> int:
+        """Close visits idle longer than the timeout (memory and LMDB); over the bound, the
+        longest idle ones too, down to ``keep`` (the bound itself by default); returns how many."""
+        keep = self.max_open if keep is None else keep
         with self._lock:
             expired = [key for key, visit in self._open.items() if now - visit.last > self.timeout]
-        if len(self._open) - len(expired) > self.max_open:
+        if len(self._open) - len(expired) > keep:
             # Over the bound: close the longest-idle visits early rather than grow without end.
             by_idle = sorted(self._open.items(), key=lambda item: item[1].last)
-            expired = [key for key, _ in by_idle[: len(self._open) - self.max_open]]
+            expired = [key for key, _ in by_idle[: len(self._open) - keep]]
         if not expired:
             return 0
         with self._lock:

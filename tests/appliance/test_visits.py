@@ -83,6 +83,7 @@ def test_open_visits_are_bounded(appliance):
         )
         context = RequestContext(client_ip="203.0.113.9", user_agent=UA, received_at=start)
         appliance.record_sync([appliance.pipeline.process(draft_from_event_body(body), context)])
-    assert len(appliance.visits) == 5
-    assert appliance.visits.expire(start + 60) == 3  # the longest idle beyond the bound
-    assert len(appliance.visits) == 2
+        assert len(appliance.visits) <= 3  # checked after every commit (not once a minute): the bound + one batch
+    appliance.visits.max_open = 10
+    assert appliance.visits.expire(start + 60, keep=1) == 1  # the longest idle beyond ``keep``
+    assert len(appliance.visits) == 1
