@@ -20,8 +20,8 @@ computed from, so a kept answer is always exactly what a new scan would give:
 A period that includes today therefore gets a fresh answer as soon as an event arrives, and
 the same answer for as long as none does; closed periods are answered from memory until the
 entry is dropped. Entries are few and small (totals, a breakdown's rows): at most
-``max_entries``, least recently used dropped first, and an answer over ``max_entry_bytes``
-(pickled) is not kept. Answers are stored pickled, so a caller that changes what it got back
+``max_entries`` and ``max_bytes`` (8 MiB) together, least recently used dropped first, and an
+answer over ``max_entry_bytes`` (pickled) is not kept. Answers are stored pickled, so a caller that changes what it got back
 (``aggregate_compared`` pops a key) never changes the kept copy.
 """
 
@@ -39,17 +39,22 @@ from appliance.query.membership import RETURNING_LOOKBACK_DAYS
 from appliance.query.selection import span_ms
 
 MAX_ENTRIES = 512
+MAX_BYTES = 8 << 20  # every kept answer together, pickled (a top line is ~1 KB, a breakdown a few)
 MAX_ENTRY_BYTES = 256 << 10
 
 
 class ReportMemo:
     """A bounded map from a report's key to its pickled answer."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+    def __init__(
+        self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, max_entry_bytes: int = MAX_ENTRY_BYTES
+    ) -> None:
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
         self._running = threading.local()  # the frame of the report this thread is answering
@@ -103,14 +108,16 @@ class ReportMemo:
         if len(packed) > self.max_entry_bytes:
             return
         with self._lock:
+            replaced = self._entries.pop(key, None)
+            self.bytes += len(packed) - (len(replaced) if replaced is not None else 0)
             self._entries[key] = packed
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+                self.bytes -= len(self._entries.popitem(last=False)[1])
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -127,3 +127,15 @@ def test_a_segment_answer_follows_events_before_the_period(filled):
     earlier = Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 12 * 86400, name="pageview", visitor_id=4242, path="/x")
     appliance.record_sync([earlier])
     assert appliance.stats.aggregate(query)["visitors"] == before + 1
+
+
+def test_kept_answers_are_bounded_in_bytes():
+    from appliance.query.memo import ReportMemo
+
+    memo = ReportMemo(max_entries=100, max_bytes=10_000, max_entry_bytes=4_000)
+    for number in range(50):
+        memo.put(("report", number), {"rows": "x" * 1_000})
+    assert memo.bytes <= 10_000 and 0 < len(memo) < 50
+    assert memo.get(("report", 49)) == {"rows": "x" * 1_000} and memo.get(("report", 0)) is None
+    memo.put(("big",), "y" * 5_000)  # over max_entry_bytes: not kept
+    assert memo.get(("big",)) is None
