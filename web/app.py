@@ -49,6 +49,7 @@ from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.exports import EXPORT_CONTROLLERS
 from web.heap import freeze_startup_heap
+from web.interpreter import set_switch_interval
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.ingest_dispatch import IngestFrontDoor
@@ -245,6 +246,8 @@ def create_app(settings: Settings) -> Litestar:
 def make_app() -> IngestFrontDoor:
     """granian's factory: settings come from the environment set by ``footfall serve``;
     tracker requests skip Litestar's router (:mod:`web.ingest_dispatch`)."""
-    app = create_app(load_settings())
+    settings = load_settings()
+    set_switch_interval(settings.server.switch_interval_ms)
+    app = create_app(settings)
     app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
     return IngestFrontDoor(app)
