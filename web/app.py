@@ -49,10 +49,10 @@ from web.dependencies import DEPENDENCIES
 from web.errors import EXCEPTION_HANDLERS
 from web.exports import EXPORT_CONTROLLERS
 from web.heap import freeze_startup_heap
-from web.interpreter import set_switch_interval
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.ingest_dispatch import IngestFrontDoor
+from web.interpreter import set_switch_interval
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.observability import ObservabilityController, request_context, start_metrics_listener
