@@ -132,7 +132,10 @@ class Recorder:
         except Exception:
             log.exception("aggregation folded into a commit failed: committing the batch alone")
             return self.commit(events)
-        self._draining = bool(self._unaggregated)
+        # Still draining while events older than this batch wait: once caught up, the step
+        # waits for its interval again, so folds stay large (a fold's cost per event grows
+        # as it shrinks: every sketch and counter it touches is rewritten once a fold).
+        self._draining = len(self._unaggregated) > len(events)
         return keys
 
     def commit(
