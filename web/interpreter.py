@@ -3,8 +3,8 @@
 Python threads share one interpreter lock. A thread that wants it while another runs Python
 asks for it and waits up to :func:`sys.getswitchinterval` (5 ms by default) before the
 running thread is made to let go. In ``footfall serve`` the event loop (every tracker
-request) shares the lock with the ingest writer (the aggregation step folded into commits),
-query worker threads and report rendering: each hand-over a request needs (reading it,
+request) shares the lock with the ingest writer (commits and the aggregation step), query
+worker threads and report rendering: each hand-over a request needs (reading it,
 answering it once its batch is durable) could wait up to 5 ms behind them. A shorter
 interval bounds that wait, at the cost of more frequent hand-overs between busy threads.
 """

@@ -112,44 +112,12 @@ class Recorder:
         return intern
 
     # -- the commit -----------------------------------------------------------------------
-    def commit_folding(self, events: list[Event]) -> list[bytes]:
-        """The ingest writer's commit: append a batch durably and, when the aggregation step
-        is due, fold its next slice of earlier events into the same transaction.
-
-        Each LMDB transaction costs an fsync (about 8 ms here), and a slice committed on its
-        own doubled the fsyncs of every commit-and-slice cycle under load. Folded in, the
-        slice is taken out of ``pending`` in the transaction that appends the batch, so the
-        batch's durability is unchanged and a crash leaves the slice pending, as before. A
-        slice folds at least as many events as the batch (it keeps pace; unsliced, the whole
-        queue). Should folding fail
-        (a bug in a step, a disk too full for the extra pages), the batch is committed alone
-        and the slice stays pending."""
-        if self._store.tight or not self.aggregation_due():
-            return self.commit(events)
-        fold = max(self._slice, len(events)) if self._slice else len(self._unaggregated)
-        try:
-            keys = self.commit(events, fold=fold)
-        except Exception:
-            log.exception("aggregation folded into a commit failed: committing the batch alone")
-            return self.commit(events)
-        # Still draining while events older than this batch wait: once caught up, the step
-        # waits for its interval again, so folds stay large (a fold's cost per event grows
-        # as it shrinks: every sketch and counter it touches is rewritten once a fold).
-        self._draining = len(self._unaggregated) > len(events)
-        return keys
-
     def commit(
-        self,
-        events: list[Event],
-        *,
-        sequences: list[int] | None = None,
-        also: Callable[[object], None] | None = None,
-        fold: int = 0,
+        self, events: list[Event], *, sequences: list[int] | None = None, also: Callable[[object], None] | None = None
     ) -> list[bytes]:
         """Append a batch durably (the writer thread's commit); returns the log keys. A
         standby gives the primary's ``sequences``, and ``also(txn)`` writes its cursor in the
-        same transaction. The oldest ``fold`` of the waiting events are aggregated in the
-        same transaction (:meth:`commit_folding`)."""
+        same transaction."""
         timezones = self._timezones()
         strings = self._strings
 
@@ -174,22 +142,19 @@ class Recorder:
             if combined is not None:
                 self._aggregate_in(txn, combined + list(zip(keys, bounded, strict=True)), timezones)
             else:
-                if folded:
-                    self._aggregate_in(txn, folded, timezones)
                 for key in keys:
                     txn.put(key, b"", db=self._pending_db)
             return keys, bounded
 
         with self._coordinator.mutex:
             combined = list(self._unaggregated) if self._store.tight else None
-            folded = self._unaggregated[:fold] if combined is None and fold else None
             try:
                 keys, bounded = self._store.write(transaction)
             except BaseException:
                 strings.rollback()
                 self._eventlog.rolled_back()
                 self._cardinality.forget()
-                if combined is not None or folded:
+                if combined is not None:
                     self._visits.rolled_back()
                     self._sketches.forget()
                 raise
@@ -202,11 +167,6 @@ class Recorder:
                 del self._unaggregated[: len(combined)]
                 self._last_flush = time.monotonic()
             else:
-                if folded:
-                    self._visits.committed()
-                    self._sketches.committed()
-                    del self._unaggregated[: len(folded)]
-                    self._last_flush = time.monotonic()
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
             self._last_commit = len(events)
         return keys

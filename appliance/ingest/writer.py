@@ -13,10 +13,6 @@ Work ``between`` commits (the aggregation step, in bounded slices: see
 :meth:`Recorder.aggregate_slice <appliance.ingest.recording.Recorder.aggregate_slice>`) runs
 after a batch's waiters are woken, one slice at a time: a batch that is ready is committed
 before the next slice, so a request waits for at most one slice, never for the whole step.
-With ``commit_first`` (the appliance's writer, whose commit folds a due slice into the
-batch's own transaction: :meth:`Recorder.commit_folding
-<appliance.ingest.recording.Recorder.commit_folding>`) a batch that is ready when a commit
-ends is committed next, and a slice of its own runs only when no batch waits.
 """
 
 from __future__ import annotations
@@ -87,7 +83,6 @@ class Writer:
         on_idle: Callable[[], None] | None = None,
         idle_seconds: float = 1.0,
         between: Callable[[], bool] | None = None,
-        commit_first: bool = False,
     ) -> None:
         self._commit = commit
         self._after_commit = after_commit
@@ -96,7 +91,6 @@ class Writer:
         self._on_idle = on_idle
         self._idle_seconds = idle_seconds
         self._between = between  # one slice of work between commits; True while more waits
-        self._commit_first = commit_first  # after a commit, a waiting batch before any slice
         self._condition = threading.Condition()
         self._batch: Batch | None = None
         self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
@@ -199,8 +193,7 @@ class Writer:
                 self._after_commit(batch.events, batch.keys)
             except Exception:
                 log.exception("after-commit work failed")
-            # commit_first: _take_batch answers a waiting batch, else False (then one slice)
-            busy = True if self._commit_first else self._run_between()
+            busy = self._run_between()
 
     def _run_between(self) -> bool:
         if self._between is None:

@@ -218,14 +218,13 @@ class Appliance:
         if self.recorder.replay_pending():
             coordinator.flush()
         self.writer = Writer(
-            self.metrics.timed_commit(self.recorder.commit_folding),
+            self.metrics.timed_commit(self.recorder.commit),
             self._after_commit,
             on_idle=self._idle,
             idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
             between=self.recorder.aggregate_slice,
-            commit_first=True,
         )
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
