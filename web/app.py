@@ -247,7 +247,7 @@ def make_app() -> IngestFrontDoor:
     """granian's factory: settings come from the environment set by ``footfall serve``;
     tracker requests skip Litestar's router (:mod:`web.ingest_dispatch`)."""
     settings = load_settings()
-    set_switch_interval(settings.server.switch_interval_ms)
     app = create_app(settings)
+    set_switch_interval(settings.server.switch_interval_ms)  # logged: create_app set up logging
     app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
     return IngestFrontDoor(app)
