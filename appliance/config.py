@@ -23,6 +23,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tls_private_key: str = ""
     trusted_proxies: list[str] = []
     public_url: str = ""
+    switch_interval_ms: float = 1.0
 
 
 class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -53,6 +53,7 @@ from web.heap import freeze_startup_heap
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.ingest_dispatch import IngestFrontDoor
+from web.interpreter import set_switch_interval
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.observability import ObservabilityController, request_context, start_metrics_listener
@@ -247,6 +248,8 @@ def create_app(settings: Settings) -> Litestar:
 def make_app() -> IngestFrontDoor:
     """granian's factory: settings come from the environment set by ``footfall serve``;
     tracker requests skip Litestar's router (:mod:`web.ingest_dispatch`)."""
-    app = create_app(load_settings())
+    settings = load_settings()
+    app = create_app(settings)
+    set_switch_interval(settings.server.switch_interval_ms)  # logged: create_app set up logging
     app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
     return IngestFrontDoor(app)
