@@ -188,11 +188,11 @@ class Writer:
             self.batches_committed += 1
             self.events_committed += len(batch.events)
             self.last_error = None
-            batch.finish()
-            try:
+            try:  # before the answer: an acknowledged event is already in the live view
                 self._after_commit(batch.events, batch.keys)
             except Exception:
                 log.exception("after-commit work failed")
+            batch.finish()
             busy = self._run_between()
 
     def _run_between(self) -> bool:
