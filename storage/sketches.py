@@ -340,7 +340,7 @@ class Sketches:
         # A sketch the batch leaves as it was (its visitors already members, or no register
         # rising: most adds to a busy HyperLogLog) is not encoded and written again; an
         # aggregation step runs before every settled read, so this is most of its cost.
-        prepared: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        prepared: dict[tuple[int, int], tuple[object, np.ndarray, np.ndarray, np.ndarray]] = {}
         rolled_up = self.rolled_up
         periods: dict[bytes, tuple[int, list[list[int]]]] = {}  # rollup key: (precision, new hashes of its days)
         for key in sorted(additions):
@@ -350,7 +350,7 @@ class Sketches:
                 self._add_to(cursor, key, precision, hashes, prepared, False)
                 continue
             changed_by = self._add_to(cursor, key, precision, hashes, prepared, True)
-            if not changed_by:
+            if changed_by is None or not len(changed_by):
                 continue
             for period, start, _, _ in rollups.periods_of(bucket):
                 rollup = pack_bucket_key(site, period, metric, start, dimension)
@@ -362,14 +362,21 @@ class Sketches:
         for key in sorted(periods):
             precision, lists = periods[key]
             # one day's list as it is: a day's week and month share it (and its ranks)
-            hashes = lists[0] if len(lists) == 1 else list(itertools.chain.from_iterable(lists))
+            if len(lists) == 1:
+                hashes = lists[0]
+            elif any(isinstance(listed, np.ndarray) for listed in lists):
+                hashes = np.concatenate([np.asarray(listed, dtype=np.uint64) for listed in lists])
+            else:
+                hashes = list(itertools.chain.from_iterable(lists))
             self._add_to(cursor, key, precision, hashes, prepared, False)
 
-    def _add_to(self, cursor, key: bytes, precision: int, hashes, prepared: dict, changed_by: bool) -> list[int] | None:
-        """Add ``hashes`` to the sketch at ``key`` (cached, or read through ``cursor``), write
-        it when it changed, and keep it in the cache. With ``changed_by``, returns the hashes
-        that changed it (every hash for a new sketch; otherwise those it did not have as
-        members, or whose rank raised a register when it came)."""
+    def _add_to(self, cursor, key: bytes, precision: int, hashes, prepared: dict, changed_by: bool):
+        """Add ``hashes`` (a list, or a uint64 array) to the sketch at ``key`` (cached, or read
+        through ``cursor``), write it when it changed, and keep it in the cache. With
+        ``changed_by``, returns the hashes that changed it (every hash for a new sketch;
+        otherwise those it did not have as members, or whose rank raised a register when it
+        came: a uint64 array when the registers were raised by numpy, so that the week and
+        month reuse it and its ranks)."""
         cache = self._cache
         sketch = self._uncache(key)
         stored = True
@@ -381,18 +388,21 @@ class Sketches:
             raise ValueError("precision changed for an existing sketch")
         sketch.precision = precision
         changers = None
+        if isinstance(hashes, np.ndarray) and (sketch.exact is not None or len(hashes) <= _SMALL_ADD):
+            hashes = hashes.tolist()  # exact sets and the few-hash path hold Python ints
         if sketch.exact is None and len(hashes) > _SMALL_ADD:
             found = prepared.get((id(hashes), precision))
             if found is None:
-                values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
-                found = prepared[(id(hashes), precision)] = (values, *register_ranks(values, precision))
-            values, registers, ranks = found
+                values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+                # (the list itself kept too: an id is only unique while its object lives)
+                found = prepared[(id(hashes), precision)] = (hashes, values, *register_ranks(values, precision))
+            _, values, registers, ranks = found
             rising = ranks > sketch.hll.M[registers]
             changed = bool(rising.any())
             if changed:
                 np.maximum.at(sketch.hll.M, registers, ranks)
                 if changed_by:
-                    changers = values[rising].tolist()
+                    changers = hashes if rising.all() else values[rising]
         elif sketch.exact is None:
             changers = sketch.hll_add_few_changing(hashes)
             changed = bool(changers)
@@ -411,7 +421,7 @@ class Sketches:
         if not changed_by:
             return None
         if not stored:
-            return list(hashes)
+            return hashes
         return changers
 
     def _with_rollups(self, additions: dict[bytes, tuple[int, list[int]]]) -> dict[bytes, tuple[int, list[int]]]:
