@@ -8,8 +8,8 @@ batch API do: ``Pipeline.process`` for every event of a batch of ``--batch``, th
 ``Appliance.record_sync`` (the commit, then the aggregation step: visits, counters, sketches,
 goals). Prints one JSON line: events/s and µs/event overall and per phase (wall and CPU),
 the store's size per event (pages in use, and data.mdb's file size), the replication
-journal's rows, peak RSS, and a digest of the counters database so two code versions can be checked to
-count alike.
+journal's rows, peak RSS, and digests of the counters, sketches and open visits databases so
+two code versions can be checked to count alike.
 
     .venv/bin/python scripts/bench_batch.py [--events 200000] [--batch 500] [--profile FILE]
     /work/main/.venv/bin/python scripts/bench_batch.py --root /work/main   # another checkout
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ import resource
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 
@@ -62,6 +64,13 @@ def main() -> int:
     from appliance.ingest.drafts import Dropped, InvalidInput, draft_from_collect_body
     from appliance.models import CollectBody, RequestContext
     from appliance.runtime.appliance import Appliance
+
+    # The visitor-id secret and daily salts from a seeded generator instead of os.urandom, so
+    # that two runs (two checkouts) give the same visitor ids and their sketch and visit
+    # databases can be compared by digest (a benchmark's data dir only).
+    visitor_ids = importlib.import_module("appliance.ingest.visitors")
+    secrets_rng = random.Random(f"bench-secrets-{args.seed}")
+    visitor_ids.os = types.SimpleNamespace(urandom=secrets_rng.randbytes)
 
     rng = random.Random(args.seed)
     visitors = [(f"198.51.{rng.randrange(256)}.{rng.randrange(256)}", rng.choice(USER_AGENTS)[0])
@@ -137,14 +146,16 @@ def main() -> int:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
-        digest = hashlib.sha256()
+        digests = {}
         used_bytes, _ = appliance.store.map_usage()  # pages in use: the store's real size
         file_bytes = (Path(scratch) / "footfall.lmdb" / "data.mdb").stat().st_size
         with appliance.store.read() as txn:
             journal_rows = txn.stat(appliance.store.db(b"journal"))["entries"]
-            for key, value in txn.cursor(db=appliance.store.db(b"counters")):
-                digest.update(key)
-                digest.update(value)
+            for name in ("counters", "sketches", "visits"):
+                digest = digests[name] = hashlib.sha256()
+                for key, value in txn.cursor(db=appliance.store.db(name.encode())):
+                    digest.update(key)
+                    digest.update(value)
     n = args.events
     result = {
         "label": args.label or args.root,
@@ -168,7 +179,9 @@ def main() -> int:
         } if args.journal_ab else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load_average": os.getloadavg()[0],
-        "counters_sha256": digest.hexdigest()[:16],
+        "counters_sha256": digests["counters"].hexdigest()[:16],
+        "sketches_sha256": digests["sketches"].hexdigest()[:16],
+        "visits_sha256": digests["visits"].hexdigest()[:16],
     }
     print(json.dumps(result))
     return 0

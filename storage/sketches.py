@@ -21,6 +21,7 @@ per-value SHA-1; the package's estimator (with its bias correction) and merge ar
 
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 import zlib
@@ -155,6 +156,22 @@ class Sketch:
                 registers[index] = rank
                 changed = True
         return changed
+
+    def hll_add_few_changing(self, hashes: Iterable[int]) -> list[int]:
+        """:meth:`_hll_add_few` that returns the hashes whose rank raised a register when
+        they came (in order; empty: the sketch did not change)."""
+        registers = self.hll.M
+        precision = self.precision
+        mask = (1 << precision) - 1
+        top = 65 - precision
+        rising = []
+        for value in hashes:
+            rank = top - (value >> precision).bit_length()
+            index = value & mask
+            if rank > registers[index]:
+                registers[index] = rank
+                rising.append(value)
+        return rising
 
     def _to_hll(self) -> None:
         members = self.exact or set()
@@ -306,47 +323,106 @@ class Sketches:
     def add(self, txn, additions: dict[bytes, tuple[int, list[int]]]) -> None:
         """Add visitor hashes to sketches: ``{key: (precision, [hash, ...])}``, sorted key order.
 
+        A rolled-up day's week and month get only the hashes that changed the day (a member
+        it did not have, a register it raised): a week and a month always hold every member
+        of each of their days (every write adds to all three, a replaced day has its week
+        and month rebuilt, retention rebuilds the period it cuts), so a hash the day already
+        counted changes neither; most of a busy day's batch changes nothing.
+
         Call :meth:`committed` once the transaction commits.
         """
         if self._uncommitted:  # the previous transaction aborted: cached objects are dirty
             self._clear_cache()
         self._uncommitted = True
-        if self.rolled_up:
-            additions = self._with_rollups(additions)
-        cache = self._cache
         cursor = txn.cursor(db=self._db)
         # A batch of one day hands its day, week and month sketches the same list of hashes:
         # their registers and ranks are computed once (keyed by the list, alive meanwhile).
         # A sketch the batch leaves as it was (its visitors already members, or no register
         # rising: most adds to a busy HyperLogLog) is not encoded and written again; an
         # aggregation step runs before every settled read, so this is most of its cost.
-        prepared: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        prepared: dict[tuple[int, int], tuple[object, np.ndarray, np.ndarray, np.ndarray]] = {}
+        rolled_up = self.rolled_up
+        periods: dict[bytes, tuple[int, list[list[int]]]] = {}  # rollup key: (precision, new hashes of its days)
         for key in sorted(additions):
             precision, hashes = additions[key]
-            sketch = self._uncache(key)
-            stored = True
-            if sketch is None:
-                current = cursor.get(key)
-                stored = current is not None
-                sketch = Sketch.from_bytes(current) if stored else Sketch(precision)
-            if sketch.exact is None and sketch.precision != precision:
-                raise ValueError("precision changed for an existing sketch")
-            sketch.precision = precision
-            if sketch.exact is None and len(hashes) > _SMALL_ADD:
-                found = prepared.get((id(hashes), precision))
-                if found is None:
-                    values = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
-                    found = prepared[(id(hashes), precision)] = register_ranks(values, precision)
-                changed = sketch.raise_registers(*found)
+            site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
+            if granularity != DAY or metric not in rolled_up:
+                self._add_to(cursor, key, precision, hashes, prepared, False)
+                continue
+            changed_by = self._add_to(cursor, key, precision, hashes, prepared, True)
+            if changed_by is None or not len(changed_by):
+                continue
+            for period, start, _, _ in rollups.periods_of(bucket):
+                rollup = pack_bucket_key(site, period, metric, start, dimension)
+                present = periods.get(rollup)
+                if present is None:
+                    periods[rollup] = (precision, [changed_by])
+                else:
+                    present[1].append(changed_by)
+        for key in sorted(periods):
+            precision, lists = periods[key]
+            # one day's list as it is: a day's week and month share it (and its ranks)
+            if len(lists) == 1:
+                hashes = lists[0]
+            elif any(isinstance(listed, np.ndarray) for listed in lists):
+                hashes = np.concatenate([np.asarray(listed, dtype=np.uint64) for listed in lists])
             else:
-                changed = sketch.add_many(hashes)
-            if changed or not stored:
-                cursor.put(key, sketch.to_bytes())
-            cache[key] = sketch
-            self.cached_bytes += sketch_bytes(sketch)
-            while self.cached_bytes > self.cache_limit and cache:  # within the bound at every step
-                _, dropped = cache.popitem(last=False)
-                self.cached_bytes -= sketch_bytes(dropped)
+                hashes = list(itertools.chain.from_iterable(lists))
+            self._add_to(cursor, key, precision, hashes, prepared, False)
+
+    def _add_to(self, cursor, key: bytes, precision: int, hashes, prepared: dict, changed_by: bool):
+        """Add ``hashes`` (a list, or a uint64 array) to the sketch at ``key`` (cached, or read
+        through ``cursor``), write it when it changed, and keep it in the cache. With
+        ``changed_by``, returns the hashes that changed it (every hash for a new sketch;
+        otherwise those it did not have as members, or whose rank raised a register when it
+        came: a uint64 array when the registers were raised by numpy, so that the week and
+        month reuse it and its ranks)."""
+        cache = self._cache
+        sketch = self._uncache(key)
+        stored = True
+        if sketch is None:
+            current = cursor.get(key)
+            stored = current is not None
+            sketch = Sketch.from_bytes(current) if stored else Sketch(precision)
+        if sketch.exact is None and sketch.precision != precision:
+            raise ValueError("precision changed for an existing sketch")
+        sketch.precision = precision
+        changers = None
+        if isinstance(hashes, np.ndarray) and (sketch.exact is not None or len(hashes) <= _SMALL_ADD):
+            hashes = hashes.tolist()  # exact sets and the few-hash path hold Python ints
+        if sketch.exact is None and len(hashes) > _SMALL_ADD:
+            found = prepared.get((id(hashes), precision))
+            if found is None:
+                values = hashes if isinstance(hashes, np.ndarray) else np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+                # (the list itself kept too: an id is only unique while its object lives)
+                found = prepared[(id(hashes), precision)] = (hashes, values, *register_ranks(values, precision))
+            _, values, registers, ranks = found
+            rising = ranks > sketch.hll.M[registers]
+            changed = bool(rising.any())
+            if changed:
+                np.maximum.at(sketch.hll.M, registers, ranks)
+                if changed_by:
+                    changers = hashes if rising.all() else values[rising]
+        elif sketch.exact is None:
+            changers = sketch.hll_add_few_changing(hashes)
+            changed = bool(changers)
+        else:
+            members = sketch.exact
+            if changed_by and stored:
+                changers = [value for value in hashes if value not in members]
+            changed = sketch.add_many(hashes)
+        if changed or not stored:
+            cursor.put(key, sketch.to_bytes())
+        cache[key] = sketch
+        self.cached_bytes += sketch_bytes(sketch)
+        while self.cached_bytes > self.cache_limit and cache:  # within the bound at every step
+            _, dropped = cache.popitem(last=False)
+            self.cached_bytes -= sketch_bytes(dropped)
+        if not changed_by:
+            return None
+        if not stored:
+            return hashes
+        return changers
 
     def _with_rollups(self, additions: dict[bytes, tuple[int, list[int]]]) -> dict[bytes, tuple[int, list[int]]]:
         rolled_up = self.rolled_up

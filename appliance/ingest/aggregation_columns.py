@@ -46,6 +46,8 @@ _TEXTS = operator.attrgetter(*(field for field, _, _, _ in _DIMENSIONS))
 _SCALARS = operator.attrgetter("kind", "site_id", "timestamp", "visitor_id")
 _COUNT_EMPTY = np.array([count_empty for _, _, _, count_empty in _DIMENSIONS])
 _NOTHING = (None,) * _WIDTH
+_HEAD = operator.itemgetter(0, 1, 2)  # (site, day, metric) of a visit delta's key
+_FOURTH = operator.itemgetter(3)  # its entry values
 _LIMIT = 1 << 62  # the sums of a batch's amounts stay far from int64's end
 _DENSE = 1 << 24  # key spaces up to this size are grouped by bincount / bitmap, larger ones by sorting
 _EMPTY = -2  # code of "" where it is not counted (an empty UTM tag, screen, ...)
@@ -330,7 +332,7 @@ def spread_visit_deltas(deltas: dict[tuple[int, int, int, tuple[int, ...]], int]
     by one sort so each distinct counter key is added to once. ``False`` (nothing added) for
     entries of unequal length or amounts past ``int64``'s safe range."""
     keys = list(deltas)
-    sites, days, metrics, entries = zip(*keys, strict=True)
+    entries = list(map(_FOURTH, keys))
     width = len(entries[0])
     if any(len(entry) != width for entry in entries):
         return False
@@ -340,31 +342,45 @@ def spread_visit_deltas(deltas: dict[tuple[int, int, int, tuple[int, ...]], int]
         return False
     values = np.empty((len(keys), width + 1), dtype=np.int64)
     values[:, 0] = 0
-    values[:, 1:] = np.array(entries, dtype=np.int64)
-    sites, days = np.array(sites, dtype=np.int64), np.array(days, dtype=np.int64)
-    metrics = np.array(metrics, dtype=np.int64)[:, None] + np.arange(width + 1)  # total, then metric + 1 + i
+    # (flattened and read by fromiter: several times faster than np.array's nested-tuple walk)
+    values[:, 1:] = np.fromiter(itertools.chain.from_iterable(entries), dtype=np.int64, count=len(keys) * width).reshape(
+        len(keys), width
+    )
+    heads = np.fromiter(
+        itertools.chain.from_iterable(map(_HEAD, keys)), dtype=np.int64, count=len(keys) * 3
+    ).reshape(len(keys), 3)
+    sites, days = heads[:, 0], heads[:, 1]
+    metrics = heads[:, 2][:, None] + np.arange(width + 1)  # total, then metric + 1 + i
     kept = values != 0
     kept[:, 0] = True  # the site total, under value 0
     site_list, site_codes = np.unique(sites, return_inverse=True)
-    value_list, value_codes = np.unique(values[kept], return_inverse=True)
+    kept_values = values[kept]
     first_day = int(days.min())
     span = int(days.max()) - first_day + 1
+    top_value = int(kept_values.max())
+    if int(kept_values.min()) >= 0 and (int(metrics.max()) + 1) * len(site_list) * span * (top_value + 1) < _LIMIT:
+        # the values themselves fit the combined key: no sort to number them densely
+        value_list, value_codes = None, kept_values
+    else:
+        value_list, value_codes = np.unique(kept_values, return_inverse=True)
     row_sites = np.broadcast_to(site_codes[:, None], kept.shape)[kept]
     row_days = np.broadcast_to(days[:, None] - first_day, kept.shape)[kept]
     row_amounts = np.broadcast_to(np.array(amounts, dtype=np.int64)[:, None], kept.shape)[kept]
-    combined = ((metrics[kept] * len(site_list) + row_sites) * span + row_days) * len(value_list) + value_codes
+    value_space = len(value_list) if value_list is not None else top_value + 1
+    combined = ((metrics[kept] * len(site_list) + row_sites) * span + row_days) * value_space + value_codes
     distinct, inverse = np.unique(combined, return_inverse=True)
     if int(np.abs(row_amounts).max()) * len(row_amounts) < 1 << 53:  # float64 sums are exact
         sums = np.bincount(inverse, weights=row_amounts, minlength=len(distinct)).astype(np.int64)
     else:
         sums = np.zeros(len(distinct), dtype=np.int64)
         np.add.at(sums, inverse, row_amounts)
-    rest, value_codes = np.divmod(distinct, len(value_list))
+    rest, value_codes = np.divmod(distinct, value_space)
     rest, day_offsets = np.divmod(rest, span)
     metric_ids, site_codes = np.divmod(rest, len(site_list))
     for key, amount in zip(
         zip(site_list[site_codes].tolist(), itertools.repeat(DAY), metric_ids.tolist(),
-            (day_offsets + first_day).tolist(), value_list[value_codes].tolist(), strict=False),
+            (day_offsets + first_day).tolist(),
+            (value_codes if value_list is None else value_list[value_codes]).tolist(), strict=False),
         sums.tolist(), strict=True,
     ):
         counts[key] += amount

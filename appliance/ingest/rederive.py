@@ -39,6 +39,7 @@ site's retention are not re-derived (their events are partly purged).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import time
@@ -245,33 +246,43 @@ class Rederiver:
         ordered = hashes[order]
         last = order[np.append(ordered[1:] != ordered[:-1], True)]
         chosen = []
-        for index, visitor in zip(last.tolist(), hashes[last].tolist(), strict=True):
-            current = self._visits.open_visit(site_id, visitor)
-            if current is not None and int(end[index]) >= int(current.last * 1000) - 1:
+        open_visit = self._visits.open_visit
+        for index, visitor, ended in zip(last.tolist(), hashes[last].tolist(), end[last].tolist(), strict=True):
+            current = open_visit(site_id, visitor)
+            if current is not None and int(ended) >= int(current.last * 1000) - 1:
                 chosen.append(index)
         if not chosen:
             return {}
         chosen = np.array(chosen, np.int64)
         rows = sessions.first_row[chosen]
-        entry = [
-            sessions.entry_page[chosen] if name == "page" else frame.values_at(field, rows) for name, field in _DIMENSIONS
-        ]
+        # Each column read once and turned into Python values at once (not a numpy scalar
+        # per visit and field): the window's visitors are every imported visitor.
+        entries = np.column_stack([
+            (sessions.entry_page[chosen] if name == "page" else frame.values_at(field, rows)).astype(np.int64)
+            for name, field in _DIMENSIONS
+        ]).tolist()
         carried = [frame.values_at(field, rows).tolist() for field in dims.VISIT_FIELDS]
-        hints = frame.values_at("session", rows).tolist()
         text = self._strings.text
+        names = {value_id: text(value_id) for value_id in set(itertools.chain.from_iterable(carried))}
+        carried_rows = zip(*([names[value_id] for value_id in column] for column in carried), strict=True)
+        hints = frame.values_at("session", rows).tolist()
         out = {}
-        for position, index in enumerate(chosen.tolist()):
-            start = int(sessions.start[index]) / 1000
-            out[int(hashes[index])] = Visit(
+        for visitor, started, ended, pageviews, interactive, exit_path, entry, visit_values, hint in zip(
+            hashes[chosen].tolist(), sessions.start[chosen].tolist(), end[chosen].tolist(),
+            sessions.pageviews[chosen].tolist(), sessions.interactive[chosen].tolist(),
+            sessions.exit_page[chosen].tolist(), entries, carried_rows, hints, strict=True,
+        ):
+            start = int(started) / 1000
+            out[int(visitor)] = Visit(
                 start=start,
-                last=int(end[index]) / 1000,
+                last=int(ended) / 1000,
                 day=day_bucket(start, timezone),
-                pageviews=int(sessions.pageviews[index]),
-                interactive=bool(sessions.interactive[index]),
-                hint=f"#{hints[position]:016x}" if hints[position] else "",
-                entry=[int(ids[position]) for ids in entry],
-                exit_path=int(sessions.exit_page[index]),
-                carried=[text(ids[position]) for ids in carried],
+                pageviews=int(pageviews),
+                interactive=bool(interactive),
+                hint=f"#{hint:016x}" if hint else "",
+                entry=entry,
+                exit_path=int(exit_path),
+                carried=list(visit_values),
             )
         return out
 

@@ -104,7 +104,25 @@ def _inherit(event: Event, visit: Visit) -> Event:
     if list(_VISIT_VALUES(event)) == carried:  # the event was sent with its visit's values
         return event
     # every visit field set (those already equal too): the same event, one comparison less each
-    return msgspec.structs.replace(event, **dict(zip(dims.VISIT_FIELDS, carried, strict=True)))
+    return _with_visit_values(event, *carried)
+
+
+def _with_visit_values(
+    event: Event, referrer: str, referrer_host: str, source: str, medium: str, channel: str,
+    utm_source: str, utm_medium: str, utm_campaign: str, utm_term: str, utm_content: str,
+) -> Event:
+    """``event`` with the visit properties given (:data:`appliance.dimensions.VISIT_FIELDS`, in
+    order), passed by keyword: building a ``dict(zip(...))`` of them per event cost twice the
+    copy itself."""
+    return msgspec.structs.replace(
+        event, referrer=referrer, referrer_host=referrer_host, source=source, medium=medium, channel=channel,
+        utm_source=utm_source, utm_medium=utm_medium, utm_campaign=utm_campaign, utm_term=utm_term,
+        utm_content=utm_content,
+    )
+
+
+# _with_visit_values names each visit field: it must follow the list
+assert _with_visit_values.__code__.co_varnames[1:1 + len(dims.VISIT_FIELDS)] == dims.VISIT_FIELDS
 
 
 class VisitTable:
