@@ -38,9 +38,10 @@ class ApplianceCollector(Collector):
 
     def __init__(
         self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized,
-        replication: Callable[[], dict[str, object]] = dict, sketches=None, columns=None,
+        replication: Callable[[], dict[str, object]] = dict, sketches=None, columns=None, memo=None,
     ) -> None:
         self._sketches, self._columns = sketches, columns  # the budgeted caches (appliance/memory.py)
+        self._memo = memo  # kept answers of filtered reports (appliance/query/memo.py)
         self._writer = writer
         self._replication = replication
         self._pipeline = pipeline
@@ -82,6 +83,13 @@ class ApplianceCollector(Collector):
                          self._sketches.cached_entries)
         if self._columns is not None:
             yield _gauge("footfall_column_cache_bytes", "Decoded column blocks cached", self._columns.cache.cached_bytes)
+        if self._memo is not None:
+            kept = CounterMetricFamily(
+                "footfall_report_memo_answers", "Filtered reports answered from kept answers or scanned", labels=["result"])
+            kept.add_metric(["kept"], self._memo.hits)
+            kept.add_metric(["scanned"], self._memo.misses)
+            yield kept
+            yield _gauge("footfall_report_memo_bytes", "Kept answers of filtered reports (pickled)", self._memo.bytes)
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
         for name, documentation, value in replication_gauges(self._replication()):

@@ -229,7 +229,7 @@ class Appliance:
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
-            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns,
+            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns, memo=scans.memo,
         ))
         if self.follower is not None:
             self.follower.start()

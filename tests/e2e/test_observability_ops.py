@@ -69,6 +69,8 @@ def test_metrics_follow_ingest_and_queries(observed):
     # the budgeted caches: the stats read folded the page views into sketches, written back
     assert after[("footfall_sketch_cache_entries", ())] >= 1 and after[("footfall_sketch_cache_bytes", ())] > 0
     assert ("footfall_column_cache_bytes", ()) in after
+    assert ("footfall_report_memo_answers_total", (("result", "kept"),)) in after
+    assert ("footfall_report_memo_bytes", ()) in after
     # the separate listener: the same registry, no credential
     separate = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert separate.status_code == 200
