@@ -314,14 +314,15 @@ class ColumnStore:
                 if day < cutoff_day:
                     self._store.write(lambda txn, day=day: self.blocks.delete(txn, site, day))
                     removed += int(pointer.info.get("count", 0))
+                    self.forget(site, day)
                     continue
                 old = self._stored(None, site, day, pointer)
                 ts = old.scalar("ts")
                 first = int(np.searchsorted(ts, cutoff_ms, "left"))
                 if first and self._keep_rows(site, day, pointer, old, np.arange(first, old.count)):
                     removed += first
-        self.forget(site)
-        return removed
+                    self.forget(site, day)
+        return removed  # nothing to purge, nothing forgotten: the hourly job keeps the cache
 
     def erase_rows(self, site: int, day: int, doomed: Callable[[Block], np.ndarray]) -> int:
         """Rewrite the day's stored block without the rows ``doomed(block)`` marks (a boolean
