@@ -111,6 +111,24 @@ class ColumnStore:
             found.update(self.blocks.days(txn, site, first_day, last_day))
             return sorted(found)
 
+    def frame_key(self, site: int, start_ms: int, end_ms: int) -> tuple:
+        """What :meth:`frame` would read, without reading it: per day with events, its block
+        identity (the stored generation and the day's event count, as :meth:`block` checks)
+        and the part of the day in range. One settled read of counters and pointers; no
+        block is built or loaded (:mod:`appliance.query.memo` keys kept answers on it)."""
+        first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
+        totals: dict[int, int] = {}
+        with self.settled() as txn:
+            for hour, _, value in self._counters.scan(txn, site, HOUR, dims.EVENTS_TOTAL, first_day * 24, last_day * 24 + 23):
+                totals[hour // 24] = totals.get(hour // 24, 0) + value
+            days = {day for day, total in totals.items() if total} | set(self.blocks.days(txn, site, first_day, last_day))
+            key = []
+            for day in sorted(days):
+                pointer = self.blocks.pointer(txn, site, day)
+                generation = pointer.generation if pointer is not None else 0
+                key.append((day, generation, totals.get(day, 0), max(start_ms, day * DAY_MS), min(end_ms, (day + 1) * DAY_MS)))
+        return (site, *key)
+
     def is_closed(self, day: int) -> bool:
         return self._clock() * 1000 >= (day + 1) * DAY_MS + CLOSE_GRACE_SECONDS * 1000
 

@@ -7,8 +7,10 @@ computed from, so a kept answer is always exactly what a new scan would give:
 
 - the report's name and arguments (the query: site with its time zone, dates, interval,
   filters; a breakdown's dimension and limit);
-- the *frame key*: per day of the period, the block's identity (its stored generation and the
-  day's event count, :attr:`appliance.events.blocks.Block.identity`) and the rows in range. Any
+- the period's *frame key* (:meth:`ColumnStore.frame_key <appliance.events.columns.ColumnStore.frame_key>`):
+  per day of the period, the block's identity (its stored generation and the day's event
+  count, as :attr:`appliance.events.blocks.Block.identity`) and the part of the day in range,
+  read from counters and pointers without building a block. Any
   event acknowledged for one of those days, late ones included, changes the day's count; a
   compaction or re-derivation changes the generation;
 - the site's goal and segment definitions (a filter may name either), and for a query through
@@ -66,17 +68,20 @@ class ReportMemo:
         columns = scans.columns
         epoch = columns.cache.epoch  # read first: a forget() during the report outdates the key
         start_ms, end_ms = span_ms(query)
-        frame = columns.frame(site, start_ms, end_ms)
+        period = columns.frame_key(site, start_ms, end_ms)  # builds no block: a kept answer costs no scan
         definitions = msgspec.msgpack.encode([scans.goals.list(site), scans.segments.list(site)])
         before = ()
         if any(condition.dimension == "segment" for condition in query.filters):
             # a segment's visitor_type condition also reads the days before the period
-            before = columns.frame(site, start_ms - RETURNING_LOOKBACK_DAYS * DAY_MS, start_ms).key
-        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), frame.key, before,
+            before = columns.frame_key(site, start_ms - RETURNING_LOOKBACK_DAYS * DAY_MS, start_ms)
+        key = (report.__name__, msgspec.msgpack.encode(query), args, tuple(sorted(kwargs.items())), period, before,
                definitions, epoch)
         found = self.get(key)
         if found is not None:
             return found
+        # Read after the key: an event acknowledged in between is in the answer, never missing
+        # from it, and the key (of an older state, never asked for again) stays correct enough.
+        frame = columns.frame(site, start_ms, end_ms)
         self._running.frame = (site, frame)
         try:
             answer = report(scans, query, *args, **kwargs)

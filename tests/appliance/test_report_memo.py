@@ -139,3 +139,17 @@ def test_kept_answers_are_bounded_in_bytes():
     assert memo.get(("report", 49)) == {"rows": "x" * 1_000} and memo.get(("report", 0)) is None
     memo.put(("big",), "y" * 5_000)  # over max_entry_bytes: not kept
     assert memo.get(("big",)) is None
+
+
+def test_a_kept_answer_reads_no_block(filled, monkeypatch):
+    """The key is read from counters and block pointers: a kept answer costs no block built
+    from the log or loaded (after a bulk load the cache may hold none of the period's)."""
+    appliance, site = filled
+    query = _week(site, "country==DE;source==Google")
+    first = appliance.stats.aggregate(query)
+
+    def no_block(*args):
+        raise AssertionError(f"block {args} read for a kept answer")
+
+    monkeypatch.setattr(appliance.columns, "block", no_block)
+    assert appliance.stats.aggregate(query) == first
