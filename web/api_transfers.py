@@ -13,12 +13,11 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import File
 
 from web.auth import can_export_events, site_of
-from web.dashboard_transfers import transfer_registries
+from web.dashboard_transfers import finished_export_file, transfer_registries
 from web.dependencies import ApplianceDep
 
 
@@ -44,12 +43,7 @@ class TransferJobsController(Controller):
          summary="Download a finished export job's file (analysts, admins)")
     def download_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str],
                         job_id: FromPath[int]) -> File:
-        exports, _ = transfer_registries(request, appliance)
-        job = exports.finished(site_of(request).id, job_id)
-        if job is None:
-            raise NotFoundException(f"no finished export {job_id}")
-        media = "text/csv" if job.path.endswith(".csv") else "application/x-ndjson"
-        return File(path=job.path, filename=job.filename, media_type=media)
+        return finished_export_file(request, appliance, job_id)
 
 
 TRANSFER_JOB_CONTROLLERS = [TransferJobsController]

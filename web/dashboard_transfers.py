@@ -39,6 +39,17 @@ MAX_UPLOAD_BYTES = 2 << 30
 _lock = threading.Lock()
 
 
+def finished_export_file(request: Request, appliance: Appliance, job_id: int) -> File:
+    """A finished export job's file of the request's site, as a download (404 otherwise);
+    the dashboard's and the JSON API's download routes both answer with it."""
+    exports, _ = transfer_registries(request, appliance)
+    job = exports.finished(site_of(request).id, job_id)
+    if job is None:
+        raise NotFoundException(f"no finished export {job_id}")
+    media = "text/csv" if job.path.endswith(".csv") else "application/x-ndjson"
+    return File(path=job.path, filename=job.filename, media_type=media)
+
+
 def transfer_registries(request: Request, appliance: Appliance) -> tuple[ExportJobs, ImportJobs]:
     """The app's export and import job registries (also read by :mod:`web.api_transfers`)."""
     state = request.app.state
@@ -96,12 +107,7 @@ class TransfersController(Controller):
     @get("/{domain:str}/exports/{job_id:int}", guards=[dashboard_site_exporter],
          summary="Download a finished export", sync_to_thread=True)
     def download_export(self, request: Request, appliance: ApplianceDep, domain: FromPath[str], job_id: FromPath[int]) -> File:
-        exports, _ = transfer_registries(request, appliance)
-        job = exports.finished(site_of(request).id, job_id)
-        if job is None:
-            raise NotFoundException(f"no finished export {job_id}")
-        media = "text/csv" if job.path.endswith(".csv") else "application/x-ndjson"
-        return File(path=job.path, filename=job.filename, media_type=media)
+        return finished_export_file(request, appliance, job_id)
 
     @post("/{domain:str}/imports", guards=[dashboard_site_importer], summary="Upload a file and import it (admin)",
           sync_to_thread=True, request_max_body_size=MAX_UPLOAD_BYTES)
