@@ -307,7 +307,9 @@ def _gather(frame, name: str, rows: np.ndarray) -> np.ndarray:
         if not len(inside):
             continue
         if name == "visitor":
-            pieces.append(space.codes(index, block.visitor_codes()[inside]))
+            pieces.append(space.codes(index, block.visitor_codes_at(inside)))
+        elif name == "session":
+            pieces.append(block.sessions_at(inside))
         elif name == "path":
             dictionary, codes = block.dictionary("path")
             pieces.append(dictionary[codes[inside]])
