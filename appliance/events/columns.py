@@ -199,7 +199,7 @@ class ColumnStore:
                     last_key=entries[-1][0] if entries else cached.last_key,
                     built_against=total,
                 )
-        entries = list(self._eventlog.scan(txn, site, start, end))
+        entries = self._eventlog.rows(txn, site, start, end, expected=total)
         return Block(
             site,
             day,
