@@ -136,13 +136,6 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     return out
 
 
-def _members(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
-    if not len(sorted_set):
-        return np.zeros(len(values), bool)
-    index = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[index] == values
-
-
 _JOINED = {
     "start": np.int64,
     "end": np.int64,
@@ -195,6 +188,10 @@ class Sessions:
                 )
             )
         stitched = np.sort(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
+        is_stitched = None
+        if len(stitched):  # a lookup over the frame's visitors: one gather per block, not a search
+            is_stitched = np.zeros(space.size, bool)
+            is_stitched[stitched] = True
         self._parts: list[tuple[int, dict, np.ndarray | None, int]] = []
         visit_of_pieces = []
         stitched_rows = []
@@ -203,8 +200,8 @@ class Sessions:
             offset = offsets[index]
             rows_visit = result["visit_of"]
             keep = None
-            if len(stitched):
-                keep = ~_members(stitched, space.codes(index, result["visitor"]))
+            if is_stitched is not None:
+                keep = ~is_stitched[space.codes(index, result["visitor"])]
                 if keep.all():
                     keep = None
             if keep is not None:
@@ -281,10 +278,8 @@ class Sessions:
 
     def rows_in(self, visits: np.ndarray) -> np.ndarray:
         """Rows (active ones) whose visit is selected by the boolean array ``visits``."""
-        out = np.zeros(len(self.visit_of), bool)
-        inside = self.visit_of >= 0
-        out[inside] = visits[self.visit_of[inside]]
-        return out
+        # one gather: a ping's visit number, -1, picks the appended False
+        return np.append(visits, False)[self.visit_of]
 
     def visits_with(self, rows: np.ndarray) -> np.ndarray:
         """Visits with at least one of the boolean ``rows``."""
