@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from appliance.events.preload import preload
 from appliance.models import EventKind
 
 _VISIT_ARRAYS = ("visitor", "start", "end", "first_row", "pageviews", "interactive", "entry_page", "exit_page")
@@ -136,6 +137,7 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     return out
 
 
+_STITCH_COLUMNS = ("kind", "ts", "c.session", "d.session", "c.path", "d.path")  # what _gather reads
 _JOINED = {
     "start": np.int64,
     "end": np.int64,
@@ -176,6 +178,7 @@ class Sessions:
                 local.append(with_derived(computed, block.day, timeout_ms))
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
+        touched: set[int] = set()
         for index in range(len(parts) - 1):
             before, after = parts[index][0], parts[index + 1][0]
             if after.day != before.day + 1:
@@ -187,7 +190,11 @@ class Sessions:
                     space.codes(index + 1, b["visitor"][b["early"]]),
                 )
             )
+            if len(crossing[-1]):
+                touched.update((index, index + 1))
         stitched = np.sort(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
+        # the stitched visitors' rows are gathered below from whole columns: decode them on two threads
+        preload([parts[i][0] for i in sorted(touched)], _STITCH_COLUMNS)
         is_stitched = None
         if len(stitched):  # a lookup over the frame's visitors: one gather per block, not a search
             is_stitched = np.zeros(space.size, bool)

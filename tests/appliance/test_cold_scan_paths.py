@@ -10,11 +10,13 @@ from datetime import date
 
 import msgspec
 import numpy as np
+import pytest
 
-from appliance.events.blocks import DAY_MS, Block
+from appliance.events.blocks import DAY_MS, Block, StaleBlock
 from appliance.events.codec import STRING_FIELDS
 from appliance.events.encoding import rows_to_columns, stored_columns
 from appliance.events.frames import VisitorSpace
+from appliance.events.preload import preload
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.query.spec import Query
@@ -115,3 +117,20 @@ def test_a_query_that_reads_closed_days_from_the_log_has_them_compacted_soon(mak
     appliance.stats.scans.forget()
     assert appliance.stats.aggregate(query) == first
     assert appliance.jobs.last_run == {}  # the hourly run (a minute after start) has not happened
+
+
+def test_preloaded_columns_equal_the_lazily_loaded_ones_and_a_failed_load_is_raised():
+    rng = random.Random(8)
+    blocks = [_stored_block(rng, 500) for _ in range(3)]
+    plain = [_stored_block(random.Random(8), 500) for _ in range(1)]
+    preload(blocks, ("ts", "c.session", "kind"))
+    assert all({"ts", "c.session", "kind"} <= set(block.columns) for block in blocks)
+    assert np.array_equal(blocks[0].column("ts"), plain[0].column("ts"))
+    assert np.array_equal(blocks[0].scalar("session"), plain[0].scalar("session"))
+
+    def gone(name):
+        raise StaleBlock(name)
+
+    broken = Block(1, DAY, 10, {}, generation=2, loader=gone, timeout_ms=TIMEOUT_MS)
+    with pytest.raises(StaleBlock):
+        preload([blocks[1], broken], ("p.row", "ts"))
