@@ -39,6 +39,11 @@ _SIGNED[[0xD0, 0xD1, 0xD2, 0xD3]] = True
 _SIGNED[0xE0:0x100] = True
 
 
+#: rows read per pass: every temporary array stays small (in the CPU's cache, and below the
+#: allocator's mmap threshold, so no fresh pages to fault in), and the passes do not get slower
+CHUNK_ROWS = 16_384
+
+
 class _Irregular(Exception):
     """The rows are not all of the expected shape: decode them the plain way."""
 
@@ -108,9 +113,24 @@ def decode_rows(values: list[bytes], dtypes: dict[str, np.dtype], width: int) ->
     are not all of the expected shape. ``dtypes`` names the scalar columns' types; ``width``
     is the number of string ids per row. String ids come back as ``ids``, a list of ``width``
     arrays (one per field)."""
-    count = len(values)
-    if not count:
+    if not values:
         return None
+    parts = []
+    for first in range(0, len(values), CHUNK_ROWS):
+        part = _decode_chunk(values[first : first + CHUNK_ROWS], dtypes, width)
+        if part is None:
+            return None
+        part["p.row"] += np.uint32(first)
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    out = {name: np.concatenate([part[name] for part in parts]) for name in parts[0] if name != "ids"}
+    out["ids"] = [np.concatenate([part["ids"][index] for part in parts]) for index in range(width)]
+    return out
+
+
+def _decode_chunk(values: list[bytes], dtypes: dict[str, np.dtype], width: int) -> dict[str, np.ndarray] | None:
+    count = len(values)
     lengths = np.fromiter(map(len, values), np.int64, count)
     starts = np.zeros(count, np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])

@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from appliance.events import encoding
+from appliance.events import encoding, logrows
 from appliance.events.codec import STRING_FIELDS, encode_event
 from appliance.events.encoding import _rows_to_columns, rows_to_columns
 from appliance.models import Event, EventKind
@@ -96,3 +96,9 @@ def test_rows_of_another_shape_fall_back_to_the_row_by_row_decoder(monkeypatch):
     with pytest.raises(OverflowError):  # scroll is int16: the plain decoder refuses it, and so do we
         encoding.rows_to_columns(too_wide)
     assert len(fallbacks) == 4
+
+
+def test_rows_read_in_several_passes_join_up(monkeypatch):
+    monkeypatch.setattr(logrows, "CHUNK_ROWS", 37)  # 400 rows: eleven passes, properties in several
+    entries = _rows(random.Random(11), 400)
+    _assert_same(rows_to_columns(entries), _rows_to_columns(entries))
