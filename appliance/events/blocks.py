@@ -284,15 +284,18 @@ class Block:
                 # the visits are kept in the block: a strong reference back would be a cycle
                 alive, site, day = weakref.ref(self), self.site, self.day
 
-                def column(name: str) -> np.ndarray:
+                def the_block() -> Block:
                     block = alive()
                     if block is None:  # a reader kept the visits but let the block go
                         raise StaleBlock(f"block of site {site} day {day} was released")
-                    return block.column(name)
+                    return block
+
+                def column(name: str) -> np.ndarray:
+                    return the_block().column(name)
 
                 return LazyVisits(
                     {
-                        "visit_of": lambda _: decode_visit_rows(column("s.row")),
+                        "visit_of": lambda _: the_block().column_visit_rows(),  # decoded once per block
                         "visitor": lambda _: column("s.visitor"),
                         "start": lambda _: column("s.start"),
                         "duration": lambda _: column("s.duration"),
