@@ -8,6 +8,8 @@ across restarts.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterator
 
 from storage.keys import pack_event_key, pack_u64, unpack_event_key, unpack_u64
@@ -66,6 +68,25 @@ class EventLog:
             if key >= end:
                 return
             yield key, value
+
+    def rows(self, txn, site: int, start_ms: int, end_ms: int, expected: int = 0) -> list[tuple[bytes, bytes]]:
+        """:meth:`scan` as a list. ``expected`` (about how many rows the range holds) lets
+        the cursor yield that many without a comparison per row (a day's block built from
+        the log reads hundreds of thousands); the range's end is then found by bisection."""
+        cursor = txn.cursor(db=self._db)
+        if not cursor.set_range(pack_event_key(site, start_ms, 0)):
+            return []
+        end = pack_event_key(site, end_ms, 0)
+        found = list(itertools.islice(cursor.iternext(), expected + 1))
+        if found and found[-1][0] >= end:
+            return found[: bisect.bisect_left(found, (end,))]
+        if not found or not cursor.next():  # the cursor stays on the last row it yielded
+            return found
+        for key, value in cursor.iternext():  # more rows than expected: go on one by one
+            if key >= end:
+                break
+            found.append((key, value))
+        return found
 
     def get(self, txn, key: bytes) -> bytes | None:
         return txn.get(key, db=self._db)

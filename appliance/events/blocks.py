@@ -242,6 +242,29 @@ class Block:
 
         return self._cached("visitor_codes", make)
 
+    def visitor_codes_at(self, rows: np.ndarray) -> np.ndarray:
+        """``visitor_codes()[rows]`` (row numbers): a stored block whose codes are not decoded
+        yet reads only those rows' visits, not every row's (a few rows are asked for when
+        visits are stitched across midnight, or conversions counted)."""
+        found = self.derived.get("visitor_codes")
+        if found is not None or not self.stored:
+            return self.visitor_codes()[rows]
+        visit_of = self.column_visit_rows()
+        visits = visit_of[rows]
+        codes = np.empty(len(visits), np.int64)
+        inside = visits >= 0
+        codes[inside] = self.column("s.visitor")[visits[inside]]
+        if not inside.all():
+            ping_number = np.cumsum(visit_of < 0) - 1  # a ping row's place among the block's pings
+            codes[~inside] = self.column("v.ping")[ping_number[rows[~inside]]]
+        return codes
+
+    def sessions_at(self, rows: np.ndarray) -> np.ndarray:
+        """``scalar("session")[rows]`` (row numbers), without joining every row's hash."""
+        if not self.stored or "session" in self.derived:
+            return self.scalar("session")[rows]
+        return self.column("d.session")[self.column("c.session")[rows]]
+
     def _visitor_coding(self):
         def make():
             dictionary, codes = np.unique(self.columns["visitor"], return_inverse=True)
@@ -261,15 +284,18 @@ class Block:
                 # the visits are kept in the block: a strong reference back would be a cycle
                 alive, site, day = weakref.ref(self), self.site, self.day
 
-                def column(name: str) -> np.ndarray:
+                def the_block() -> Block:
                     block = alive()
                     if block is None:  # a reader kept the visits but let the block go
                         raise StaleBlock(f"block of site {site} day {day} was released")
-                    return block.column(name)
+                    return block
+
+                def column(name: str) -> np.ndarray:
+                    return the_block().column(name)
 
                 return LazyVisits(
                     {
-                        "visit_of": lambda _: decode_visit_rows(column("s.row")),
+                        "visit_of": lambda _: the_block().column_visit_rows(),  # decoded once per block
                         "visitor": lambda _: column("s.visitor"),
                         "start": lambda _: column("s.start"),
                         "duration": lambda _: column("s.duration"),

@@ -63,6 +63,8 @@ from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
+COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
+
 
 class ColumnStore:
     """Builds, stores, caches and serves column blocks (see the module docstring)."""
@@ -91,6 +93,9 @@ class ColumnStore:
         self._compaction_lock = threading.Lock()
         self._clock = clock
         self.compactions = 0  # blocks written (for tests and the bench)
+        # (site, first day, last day): a closed day a query read from the log, compacted soon (runtime.jobs)
+        self.compaction_wanted: Callable[[int, int, int], None] | None = None
+        self.compact_read_rows = COMPACT_READ_ROWS  # ...if it has this many rows (fewer build fast)
 
     # -- freshness ------------------------------------------------------------------------
     def settled(self):
@@ -154,6 +159,8 @@ class ColumnStore:
                         block = Block(site, day, len(merged["ts"]), merged, generation=generation)
                 else:
                     block = self._from_log(txn, site, day, total, cached)
+                    if self.compaction_wanted and block.count >= self.compact_read_rows and self.is_closed(day):
+                        self.compaction_wanted(site, day, day)
                 block.identity = (generation, total)
                 block.built_against = total
             self._remember(block)
@@ -171,15 +178,9 @@ class ColumnStore:
 
     def _stored(self, txn, site: int, day: int, pointer) -> Block:
         info = pointer.info
-        block = Block(
-            site,
-            day,
-            int(info.get("count", 0)),
-            {},
-            generation=pointer.generation,
-            loader=self._loader(site, day, pointer.generation),
-            timeout_ms=int(info.get("timeout_ms", 0)),
-        )
+        loader = self._loader(site, day, pointer.generation)
+        count, timeout_ms = int(info.get("count", 0)), int(info.get("timeout_ms", 0))
+        block = Block(site, day, count, {}, generation=pointer.generation, loader=loader, timeout_ms=timeout_ms)
         block.format = int(info.get("format", 0))
         return block
 
@@ -199,7 +200,7 @@ class ColumnStore:
                     last_key=entries[-1][0] if entries else cached.last_key,
                     built_against=total,
                 )
-        entries = list(self._eventlog.scan(txn, site, start, end))
+        entries = self._eventlog.rows(txn, site, start, end, expected=total)
         return Block(
             site,
             day,

@@ -21,10 +21,12 @@ from appliance.events.blocks import (
     narrow,
 )
 from appliance.events.codec import STRING_FIELDS
+from appliance.events.logrows import decode_rows
 from appliance.events.sessions import local_visits, with_derived
 from storage.keys import unpack_event_key
 
 _decoder = msgspec.msgpack.Decoder()
+_KEY = np.dtype([("site", ">u4"), ("ts", ">u8"), ("seq", ">u4")])  # storage.keys.pack_event_key
 
 
 def _empty_columns() -> dict[str, np.ndarray]:
@@ -37,10 +39,29 @@ def _empty_columns() -> dict[str, np.ndarray]:
 
 
 def rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]:
-    """Decode log rows into in-memory columns (string fields as id arrays ``i.<field>``)."""
+    """Decode log rows into in-memory columns (string fields as id arrays ``i.<field>``):
+    in numpy passes over all rows (:mod:`appliance.events.logrows`), or row by row when
+    they are not all of the current shape."""
     count = len(entries)
     if not count:
         return _empty_columns()
+    joined = b"".join(key for key, _ in entries)
+    fast = None
+    if len(joined) == _KEY.itemsize * count:
+        fast = decode_rows([value for _, value in entries], SCALARS, len(STRING_FIELDS))
+    if fast is not None:
+        keys = np.frombuffer(joined, _KEY)
+        fast["seq"] = keys["seq"].astype(np.uint32)
+        fast["ts"] = keys["ts"].astype(np.int64)
+        for name, ids in zip(STRING_FIELDS, fast.pop("ids"), strict=True):
+            fast["i." + name] = ids
+        return fast
+    return _rows_to_columns(entries)
+
+
+def _rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]:
+    """:func:`rows_to_columns`, one row at a time (any row shape the log ever held)."""
+    count = len(entries)
     columns: dict[str, np.ndarray] = {}
     keys = [unpack_event_key(key) for key, _ in entries]
     rows = [_decoder.decode(value) for _, value in entries]

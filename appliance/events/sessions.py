@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from appliance.events.preload import preload
 from appliance.models import EventKind
 
 _VISIT_ARRAYS = ("visitor", "start", "end", "first_row", "pageviews", "interactive", "entry_page", "exit_page")
@@ -136,13 +137,7 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     return out
 
 
-def _members(sorted_set: np.ndarray, values: np.ndarray) -> np.ndarray:
-    if not len(sorted_set):
-        return np.zeros(len(values), bool)
-    index = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[index] == values
-
-
+_STITCH_COLUMNS = ("kind", "ts", "c.session", "d.session", "c.path", "d.path")  # what _gather reads
 _JOINED = {
     "start": np.int64,
     "end": np.int64,
@@ -183,6 +178,7 @@ class Sessions:
                 local.append(with_derived(computed, block.day, timeout_ms))
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
+        touched: set[int] = set()
         for index in range(len(parts) - 1):
             before, after = parts[index][0], parts[index + 1][0]
             if after.day != before.day + 1:
@@ -194,7 +190,15 @@ class Sessions:
                     space.codes(index + 1, b["visitor"][b["early"]]),
                 )
             )
+            if len(crossing[-1]):
+                touched.update((index, index + 1))
         stitched = np.sort(np.concatenate(crossing)) if crossing else np.zeros(0, np.int64)
+        # the stitched visitors' rows are gathered below from whole columns: decode them on two threads
+        preload([parts[i][0] for i in sorted(touched)], _STITCH_COLUMNS)
+        is_stitched = None
+        if len(stitched):  # a lookup over the frame's visitors: one gather per block, not a search
+            is_stitched = np.zeros(space.size, bool)
+            is_stitched[stitched] = True
         self._parts: list[tuple[int, dict, np.ndarray | None, int]] = []
         visit_of_pieces = []
         stitched_rows = []
@@ -203,8 +207,8 @@ class Sessions:
             offset = offsets[index]
             rows_visit = result["visit_of"]
             keep = None
-            if len(stitched):
-                keep = ~_members(stitched, space.codes(index, result["visitor"]))
+            if is_stitched is not None:
+                keep = ~is_stitched[space.codes(index, result["visitor"])]
                 if keep.all():
                     keep = None
             if keep is not None:
@@ -281,10 +285,8 @@ class Sessions:
 
     def rows_in(self, visits: np.ndarray) -> np.ndarray:
         """Rows (active ones) whose visit is selected by the boolean array ``visits``."""
-        out = np.zeros(len(self.visit_of), bool)
-        inside = self.visit_of >= 0
-        out[inside] = visits[self.visit_of[inside]]
-        return out
+        # one gather: a ping's visit number, -1, picks the appended False
+        return np.append(visits, False)[self.visit_of]
 
     def visits_with(self, rows: np.ndarray) -> np.ndarray:
         """Visits with at least one of the boolean ``rows``."""
@@ -307,7 +309,9 @@ def _gather(frame, name: str, rows: np.ndarray) -> np.ndarray:
         if not len(inside):
             continue
         if name == "visitor":
-            pieces.append(space.codes(index, block.visitor_codes()[inside]))
+            pieces.append(space.codes(index, block.visitor_codes_at(inside)))
+        elif name == "session":
+            pieces.append(block.sessions_at(inside))
         elif name == "path":
             dictionary, codes = block.dictionary("path")
             pieces.append(dictionary[codes[inside]])

@@ -28,8 +28,11 @@ class CompactionQueue:
         self.days_compacted = 0
 
     def request(self, site_id: int, first_day: int, last_day: int) -> None:
-        """Compact the closed UTC days ``first_day``..``last_day`` of a site soon."""
+        """Compact the closed UTC days ``first_day``..``last_day`` of a site soon (a range
+        already waiting is not queued twice: each cold query over it asks again)."""
         with self._changed:
+            if (site_id, first_day, last_day) in self._requests:
+                return
             self._requests.append((site_id, first_day, last_day))
         self.wake.set()
 

@@ -98,6 +98,7 @@ class Jobs:
         self.last_result: dict[str, object] = {}
         # the closed days an import wrote, compacted between the hourly runs (see the module)
         self.compactions = CompactionQueue(appliance.columns)
+        appliance.columns.compaction_wanted = self.compactions.request  # closed days a query read from the log
 
     def start(self) -> None:
         self._thread.start()

@@ -154,3 +154,14 @@ def test_delete_range_of_a_whole_site_at_the_end_of_the_log(store):
     assert store.write(lambda txn: log.delete_range(txn, 9, 0, 2**63 - 1)) == 0
     assert scan(store, log, 1, 0, 2**63) == [(1, T0, b"one")]
     assert scan(store, log, 2, 0, 2**63) == []
+
+
+@pytest.mark.parametrize("expected", [0, 1, 3, 4, 5, 100])
+def test_rows_with_any_expected_count_equal_the_scan(store, expected):
+    log = EventLog(store)
+    append(store, log, [(1, T0 + t, b"x%d" % t) for t in (5, 10, 10, 20, 30)] + [(2, T0 + 15, b"y"), (1, T0 + 99, b"z")])
+    with store.read() as txn:
+        for start, end in ((T0, T0 + 31), (T0 + 10, T0 + 20), (T0, T0 + 1000), (T0 + 40, T0 + 50), (T0 + 1000, T0 + 2000)):
+            assert log.rows(txn, 1, start, end, expected) == list(log.scan(txn, 1, start, end))
+        assert log.rows(txn, 2, T0, T0 + 1000, expected) == list(log.scan(txn, 2, T0, T0 + 1000))
+        assert log.rows(txn, 3, T0, T0 + 1000, expected) == []
