@@ -95,7 +95,7 @@ class Recorder:
         coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice))
         #: settled reads folded on the writer thread once it is attached (``settled_reads.attach``)
         self.settled_reads = SettledReads(
-            coordinator.mutex, self.slices_waiting,
+            coordinator.mutex, lambda: len(self._unaggregated), self.slices_waiting,
             lambda: self.aggregate_pending(self._read_slice), self.aggregate_pending,
         )
         coordinator.settle_through(self.settled_reads.open)

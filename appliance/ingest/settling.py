@@ -12,8 +12,9 @@ between), then, holding the mutex so that nothing commits meanwhile, lets every 
 reader open its read transaction and waits for them to say so (at most
 :data:`OPEN_SECONDS`). Commits no longer wait for query threads; one fold serves every reader
 that asked meanwhile. A reader the writer cannot serve (no writer running, the writer thread
-itself, a thread holding the mutex, or one too slow to open in time three times over) falls
-back to folding under the mutex itself, as before.
+itself, a thread holding the mutex, nothing waiting to fold, or one too slow to open in
+time) falls back to folding under the
+mutex itself, as before.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 #: How long the writer holds commits back for a released reader to open its transaction; a
 #: reader later than that folds in under the mutex itself.
 OPEN_SECONDS = 0.01
-#: How often a reader too late to open asks the writer again before settling itself.
-ATTEMPTS = 3
 #: How often a waiting reader checks that the writer still runs.
 CHECK_SECONDS = 0.5
 
@@ -56,11 +55,13 @@ class SettledReads:
     def __init__(
         self,
         mutex,
+        waiting: Callable[[], int],
         slices_waiting: Callable[[], int],
         fold_slice: Callable[[], object],
         fold_all: Callable[[], object],
     ) -> None:
         self._mutex = mutex
+        self._waiting = waiting
         self._slices_waiting = slices_waiting
         self._fold_slice = fold_slice
         self._fold_all = fold_all
@@ -70,7 +71,6 @@ class SettledReads:
         self._thread: threading.Thread | None = None
         self.served = 0  # readers the writer served (for tests and the bench)
         self.fell_back = 0  # readers that folded in themselves after asking
-        self.late = 0  # times a released reader opened too late and asked again
 
     def attach(self, wake: Callable[[], bool], thread: threading.Thread) -> None:
         """Serve readers on ``thread`` (the writer's), woken by ``wake()`` (False once it stops)."""
@@ -84,36 +84,30 @@ class SettledReads:
     # -- the reader's side ------------------------------------------------------------------
     def open(self, enter: Callable[[], object]) -> object | None:
         """Have the writer settle, then ``enter()`` the read transaction while it holds
-        commits back; returns the transaction, or None when the caller must settle itself.
-        Also when nothing waits to be folded: settling here would wait for the mutex through
-        a commit, then fold that commit's events while the next one waits."""
+        commits back; returns the transaction, or None when the caller must settle itself."""
         wake, thread = self._wake, self._thread
-        if wake is None or threading.current_thread() is thread:
+        if wake is None or threading.current_thread() is thread or not self._waiting():
             return None
         if self._mutex._is_owned():  # the writer would wait for this thread's mutex: settle here
             return None
-        for _ in range(ATTEMPTS):
-            request = _Request()
-            with self._lock:
-                self._requests.append(request)
-            if not wake():
-                break
-            while not request.go.wait(CHECK_SECONDS):
-                if thread is None or not thread.is_alive():
-                    return self._expire(request)
-            with request.lock:
-                if request.state == OPEN:  # the writer holds commits back until done (or its deadline)
-                    try:
-                        return enter()
-                    finally:
-                        request.state = OPENED
-                        request.done.set()
-                        with self._lock:
-                            self.served += 1
-                request.state = EXPIRED  # too late: the writer went on committing; ask again
-            with self._lock:
-                self.late += 1
-        return self._expire(request)
+        request = _Request()
+        with self._lock:
+            self._requests.append(request)
+        if not wake():
+            return self._expire(request)
+        while not request.go.wait(CHECK_SECONDS):
+            if thread is None or not thread.is_alive():
+                return self._expire(request)
+        with request.lock:
+            if request.state == OPEN:  # the writer holds commits back until done (or its deadline)
+                try:
+                    return enter()
+                finally:
+                    request.state = OPENED
+                    request.done.set()
+                    with self._lock:
+                        self.served += 1
+        return self._expire(request)  # too late: the writer went on committing
 
     def _expire(self, request: _Request) -> object | None:
         with request.lock:
