@@ -32,7 +32,6 @@ class WriteCoordinator:
         self._flush: Callable[[], int] = lambda: 0
         self._slices_waiting: Callable[[], int] = lambda: 0
         self._fold_slice: Callable[[], object] = lambda: None
-        self._open_settled: Callable[[Callable[[], object]], object | None] | None = None
 
     def bind(
         self, flush: Callable[[], int], slices_waiting: Callable[[], int] | None = None,
@@ -44,12 +43,6 @@ class WriteCoordinator:
         if slices_waiting is not None and fold_slice is not None:
             self._slices_waiting, self._fold_slice = slices_waiting, fold_slice
 
-    def settle_through(self, open_settled: Callable[[Callable[[], object]], object | None]) -> None:
-        """Have ``open_settled(enter)`` settle and ``enter()`` a read transaction elsewhere
-        (the ingest writer, between its commits: :mod:`appliance.ingest.settling`); it
-        returns the transaction, or None to settle here as below."""
-        self._open_settled = open_settled
-
     def flush(self) -> int:
         """Fold every committed event into the aggregates, waiting for a fold in progress."""
         with self.mutex:
@@ -60,16 +53,14 @@ class WriteCoordinator:
         """A read transaction that sees every acknowledged event aggregated. On a full disk
         the read still answers, from what is aggregated; the rest stays pending."""
         reader = self._store.read()
-        txn = self._open_settled(reader.__enter__) if self._open_settled is not None else None
-        if txn is None:
+        with contextlib.suppress(StorageFullError):
+            for _ in range(self._slices_waiting() - 1):  # the backlog, commits in between
+                with self.mutex:
+                    self._fold_slice()
+        with self.mutex:
             with contextlib.suppress(StorageFullError):
-                for _ in range(self._slices_waiting() - 1):  # the backlog, commits in between
-                    with self.mutex:
-                        self._fold_slice()
-            with self.mutex:
-                with contextlib.suppress(StorageFullError):
-                    self._flush()
-                txn = reader.__enter__()
+                self._flush()
+            txn = reader.__enter__()
         try:
             yield txn
         finally:

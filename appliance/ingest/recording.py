@@ -28,7 +28,6 @@ from appliance.events.coordinator import WriteCoordinator
 from appliance.ingest.aggregation import BatchWrites, aggregate
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.rederive import Rederiver
-from appliance.ingest.settling import SettledReads
 from appliance.ingest.visits import VisitTable
 from appliance.models import Event
 from storage import StorageFullError, Store
@@ -93,12 +92,6 @@ class Recorder:
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
         coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice))
-        #: settled reads folded on the writer thread once it is attached (``settled_reads.attach``)
-        self.settled_reads = SettledReads(
-            coordinator.mutex, lambda: len(self._unaggregated), self.slices_waiting,
-            lambda: self.aggregate_pending(self._read_slice), self.aggregate_pending,
-        )
-        coordinator.settle_through(self.settled_reads.open)
 
     @property
     def waiting(self) -> int:
@@ -203,10 +196,7 @@ class Recorder:
     def aggregate_slice(self) -> bool:
         """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one
         transaction (the writer thread calls this between commits); returns whether more is
-        due. A commit that failed here is not the batch's: its events stay pending. Readers
-        waiting for a settled snapshot are served first (:mod:`appliance.ingest.settling`)."""
-        if self.settled_reads.asked:
-            return self.settled_reads.between() or self.aggregation_due()
+        due. A commit that failed here is not the batch's: its events stay pending."""
         if not self.aggregation_due():
             self._draining = False
             return False

@@ -96,7 +96,6 @@ class Writer:
         self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
         self._opened_at = 0.0
         self._stopping = False
-        self._woken = False  # work between commits was asked for (wake)
         self._thread = threading.Thread(target=self._run, name="footfall-writer", daemon=True)
         self.batches_committed = 0
         self.events_committed = 0
@@ -104,20 +103,6 @@ class Writer:
 
     def start(self) -> None:
         self._thread.start()
-
-    @property
-    def thread(self) -> threading.Thread:
-        return self._thread
-
-    def wake(self) -> bool:
-        """Have the writer run its work between commits soon (after any ready batch), even
-        when it is idle; False once it is stopping."""
-        with self._condition:
-            if self._stopping or not self._thread.is_alive():
-                return False
-            self._woken = True
-            self._condition.notify()
-            return True
 
     def submit(self, events: list[Event], on_loop: bool = False) -> tuple[Batch, int]:
         """Queue events; returns the batch and the index of the first of them in it.
@@ -169,14 +154,12 @@ class Writer:
                     if self._stopping or remaining <= 0 or len(self._batch.events) >= self._max_events:
                         batch, self._batch = self._batch, None
                         return batch
-                    if busy or self._woken:
-                        self._woken = False
+                    if busy:
                         return False
                     self._condition.wait(remaining)
                 elif self._stopping:
                     return None
-                elif busy or self._woken:
-                    self._woken = False
+                elif busy:
                     return False
                 elif not self._condition.wait(self._idle_seconds) and self._on_idle is not None:
                     self._condition.release()

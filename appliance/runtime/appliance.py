@@ -227,7 +227,6 @@ class Appliance:
             between=self.recorder.aggregate_slice,
         )
         self.writer.start()
-        self.recorder.settled_reads.attach(self.writer.wake, self.writer.thread)
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
             live=self.live, replication=self.replication_status, sketches=sketches, columns=columns, memo=scans.memo,
