@@ -142,7 +142,7 @@ class CountedReports:
         )
         sketches: dict[int, int] = {}
         for day, _, raw in self._sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day):
-            sketches[day] = Sketch.from_bytes(raw).count()
+            sketches[day] = self._sketches.count_stored(raw)
         return [
             {
                 "date": start.isoformat(),
@@ -189,7 +189,7 @@ class CountedReports:
             for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.PAGEVIEWS, first, last)
         }
         visitors = {
-            hour: Sketch.from_bytes(raw).count()
+            hour: self._sketches.count_stored(raw)
             for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
         }
         events: dict[int, int] = {}
