@@ -135,7 +135,9 @@ class Counters:
         kept = sums.get(closed, token)
         if kept is None:
             kept = self._sum_arrays(txn, site, metric, first_day, last_day - 1, rolled)
-            sums.put(closed, token, *kept)
+            for array in kept:
+                array.flags.writeable = False
+            sums.put(closed, token, kept, kept[0].nbytes + kept[1].nbytes)
         last = self._sum_arrays(txn, site, metric, last_day, last_day, rolled)
         if not len(last[0]):
             return _as_dict(*kept)

@@ -14,6 +14,9 @@ every day of its range, read in the reader's own transaction — and is used onl
 whose transaction reads the same token: LMDB's snapshots make that exactly "nothing in the
 range was written since", with no in-memory invalidation to race with commits.
 
+:meth:`storage.sketches.Sketches.union_days` keeps the same way each shown value's union of
+the range's days before the last (as stored bytes), and its writes bump the same generations.
+
 Bounded in bytes (least recently used dropped first); part of the ``[memory]`` budget.
 """
 
@@ -22,8 +25,6 @@ from __future__ import annotations
 import struct
 import threading
 from collections import OrderedDict
-
-import numpy as np
 
 from storage.retention import delete_prefix
 
@@ -37,7 +38,7 @@ class RangeSums:
     def __init__(self, store, max_bytes: int) -> None:
         self._db = store.db(b"day_generations")
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple, tuple[bytes, np.ndarray, np.ndarray, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[bytes, object, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -59,7 +60,7 @@ class RangeSums:
         delete_prefix(txn, self._db, struct.pack(">I", site))
         with self._lock:
             for key in [key for key in self._entries if key[0] == site]:
-                self._bytes -= self._entries.pop(key)[3]
+                self._bytes -= self._entries.pop(key)[2]
 
     # -- readers ----------------------------------------------------------------------------
     def token(self, txn, site: int, first_day: int, last_day: int) -> bytes:
@@ -77,7 +78,8 @@ class RangeSums:
                 parts.append(value)
         return b"".join(parts)
 
-    def get(self, key: tuple, token: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    def get(self, key: tuple, token: bytes):
+        """The value kept under ``key`` if it was kept with ``token``, else None."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] != token:
@@ -85,22 +87,21 @@ class RangeSums:
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry[1], entry[2]
+            return entry[1]
 
-    def put(self, key: tuple, token: bytes, dimensions: np.ndarray, totals: np.ndarray) -> None:
-        size = dimensions.nbytes + totals.nbytes + len(token) + _ENTRY_OVERHEAD
+    def put(self, key: tuple, token: bytes, value, nbytes: int) -> None:
+        """Keep ``value`` (immutable: read-only arrays, bytes) of ``nbytes`` under ``key``."""
+        size = nbytes + len(token) + _ENTRY_OVERHEAD
         if size > self.max_bytes // 4:
             return
-        dimensions.flags.writeable = False
-        totals.flags.writeable = False
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= old[3]
-            self._entries[key] = (token, dimensions, totals, size)
+                self._bytes -= old[2]
+            self._entries[key] = (token, value, size)
             self._bytes += size
             while self._bytes > self.max_bytes and self._entries:
-                self._bytes -= self._entries.popitem(last=False)[1][3]
+                self._bytes -= self._entries.popitem(last=False)[1][2]
 
     def clear(self) -> None:
         with self._lock:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 from storage import sketches as sketches_module
+from storage.keys import DAY, pack_bucket_key
+from storage.range_sums import RangeSums
 from storage.sketches import DIMENSION_PRECISION, SITE_PRECISION, Sketch, Sketches
 
 
@@ -36,3 +38,36 @@ def test_remembered_counts_are_bounded(store, monkeypatch):
     raws = [_stored(300, DIMENSION_PRECISION, seed) for seed in range(20)]
     assert [sketches.count_stored(raw) for raw in raws] == [Sketch.from_bytes(raw).count() for raw in raws]
     assert len(sketches._counts) == 8
+
+
+def test_kept_unions_follow_a_sketch_written_alone(store):
+    """A kept union of closed days is not used once one of its days' sketches changes, even
+    by a write that changes no counter (the generation is the sketches' too)."""
+    metric, site, first, last = 3, 1, 20_000, 20_020
+    plain = Sketches(store, rolled_up={metric: DIMENSION_PRECISION})
+    kept = Sketches(store, rolled_up={metric: DIMENSION_PRECISION}, sums=RangeSums(store, 1 << 20))
+    rng = random.Random(4)
+
+    def add(sketches, day, dimension, count):
+        additions = {pack_bucket_key(site, DAY, metric, day, dimension): (
+            DIMENSION_PRECISION, [rng.getrandbits(64) for _ in range(count)])}
+        store.write(lambda txn: sketches.add(txn, additions))
+        sketches.committed()
+
+    for day in range(first, last + 1):
+        for dimension in (1, 2, 3):
+            add(kept, day, dimension, rng.choice([3, 40, 400]))
+
+    def unions(sketches, rollups=True):
+        with store.read() as txn:
+            found = sketches.union_days(txn, site, metric, first, last, DIMENSION_PRECISION, {1, 2, 3, 4}, rollups)
+        return {dimension: sketch.count() for dimension, sketch in found.items()}
+
+    expected = unions(plain, False)
+    assert unions(kept) == unions(kept) == expected
+    assert kept.sums.hits >= 3
+    add(kept, first + 5, 2, 300)  # a closed day's sketch grows; no counter is written
+    add(kept, first + 6, 4, 2)  # a value the kept range did not have
+    changed = unions(plain, False)
+    assert changed != expected
+    assert unions(kept) == unions(kept) == changed
