@@ -128,22 +128,28 @@ class Counters:
         sums = self.sums
         if sums is None or not rolled or last_day <= first_day:
             return _as_dict(*self._sum_arrays(txn, site, metric, first_day, last_day, rolled))
-        # the days before the last never change but by a write that bumps their generation:
-        # their sum is kept under the generations this transaction sees; the last day is read
-        closed = (site, metric, first_day, last_day - 1)
-        token = sums.token(txn, site, first_day, last_day - 1)
-        kept = sums.get(closed, token)
-        if kept is None:
-            kept = self._sum_arrays(txn, site, metric, first_day, last_day - 1, rolled)
-            for array in kept:
-                array.flags.writeable = False
-            sums.put(closed, token, kept, kept[0].nbytes + kept[1].nbytes)
+        kept = self._kept(txn, site, metric, first_day, last_day - 1)
         last = self._sum_arrays(txn, site, metric, last_day, last_day, rolled)
         if not len(last[0]):
             return _as_dict(*kept)
         if not len(kept[0]):
             return _as_dict(*last)
         return _as_dict(*_reduce(np.concatenate((kept[0], last[0])), np.concatenate((kept[1], last[1]))))
+
+    def _kept(self, txn, site: int, metric: int, first_day: int, last_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (dimensions, totals) of a closed day range (a range's days before its last never
+        change but by a write that bumps their generation): kept under the generations this
+        transaction sees, summed through the rollups when not kept."""
+        sums = self.sums
+        closed = (site, metric, first_day, last_day)
+        token = sums.token(txn, site, first_day, last_day)
+        kept = sums.get(closed, token)
+        if kept is None:
+            kept = self._sum_arrays(txn, site, metric, first_day, last_day, True)
+            for array in kept:
+                array.flags.writeable = False
+            sums.put(closed, token, kept, kept[0].nbytes + kept[1].nbytes)
+        return kept
 
     def _sum_arrays(
         self, txn, site: int, metric: int, first_day: int, last_day: int, rolled: bool
@@ -173,12 +179,20 @@ class Counters:
     ) -> dict[int, int]:
         """``{dimension: total}`` over the day range for the given dimensions only (those with
         a total), as :meth:`sum_days` answers them: one point read per bucket of the plan and
-        dimension, so a breakdown's few shown values do not cost a scan of every value."""
-        pieces = (
-            rollups.plan(first_day, last_day)
-            if use_rollups and metric in self.rolled_up
-            else rollups.day_plan(first_day, last_day)
-        )
+        dimension, so a breakdown's few shown values do not cost a scan of every value; with
+        kept sums, the closed days' totals are looked up in the kept arrays, the last day read."""
+        rolled = use_rollups and metric in self.rolled_up
+        if self.sums is not None and rolled and last_day > first_day:
+            found, kept = self._kept(txn, site, metric, first_day, last_day - 1)
+            out = self.sum_days_of(txn, site, metric, last_day, last_day, dimensions, False)
+            if len(found):
+                wanted = np.array(sorted(dimensions), dtype=np.int64)
+                at = np.searchsorted(found, wanted).clip(0, len(found) - 1)
+                hit = found[at] == wanted
+                for dimension, total in zip(wanted[hit].tolist(), kept[at[hit]].tolist(), strict=True):
+                    out[dimension] = out.get(dimension, 0) + total
+            return {dimension: total for dimension, total in out.items() if total}
+        pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
         wanted = sorted(dimensions)
         totals = dict.fromkeys(wanted, 0)
         get = txn.get
