@@ -17,6 +17,9 @@ range was written since", with no in-memory invalidation to race with commits.
 :meth:`storage.sketches.Sketches.union_days` keeps the same way each shown value's union of
 the range's days before the last (as stored bytes), and its writes bump the same generations.
 
+Read them only in read-only transactions (the counted reports' settled reads): a token read
+inside a write transaction could see generations that an abort takes back.
+
 Bounded in bytes (least recently used dropped first); part of the ``[memory]`` budget.
 """
 
