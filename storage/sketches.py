@@ -518,11 +518,11 @@ class Sketches:
         the metric has them (equal to the union of the days: a union is order-free). A few
         chosen dimensions (a breakdown's candidates) have the union of the days before the
         last kept (:mod:`storage.range_sums`) and the last day's sketch added to it."""
-        if (
-            self.sums is not None and use_rollups and metric in self.rolled_up and last_day > first_day
-            and dimensions is not None and len(dimensions) <= _POINT_READS
-        ):
-            return self._union_kept(txn, site, metric, first_day, last_day, precision, dimensions)
+        if self.sums is not None and use_rollups and metric in self.rolled_up and last_day > first_day:
+            if dimensions is None:
+                return self._union_kept_all(txn, site, metric, first_day, last_day, precision)
+            if len(dimensions) <= _POINT_READS:
+                return self._union_kept(txn, site, metric, first_day, last_day, precision, dimensions)
         pieces = (
             rollups.plan(first_day, last_day)
             if use_rollups and metric in self.rolled_up
@@ -532,6 +532,23 @@ class Sketches:
         for granularity, first, last in pieces:
             self._collect(raws, txn, site, granularity, metric, first, last, dimensions)
         return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
+
+    def _union_kept_all(self, txn, site, metric, first_day, last_day, precision) -> dict[int, Sketch]:
+        """:meth:`union_days` of every dimension: the closed days' unions kept together
+        (``{dimension: bytes}``; a metric of many values is too big to keep and is read)."""
+        sums = self.sums
+        key = (b"all", site, metric, first_day, last_day - 1, precision)
+        token = sums.token(txn, site, first_day, last_day - 1)
+        kept = sums.get(key, token)
+        if kept is None:
+            closed: dict[int, list[bytes]] = {}
+            for granularity, first, last in rollups.plan(first_day, last_day - 1):
+                self._collect(closed, txn, site, granularity, metric, first, last, None)
+            kept = {dimension: Sketch.union_of(found, precision).to_bytes() for dimension, found in closed.items()}
+            sums.put(key, token, kept, sum(len(raw) + 64 for raw in kept.values()))
+        raws: dict[int, list[bytes]] = {dimension: [raw] for dimension, raw in kept.items()}
+        self._collect(raws, txn, site, DAY, metric, last_day, last_day, None)
+        return {dimension: Sketch.union_of(raws[dimension], precision) for dimension in sorted(raws)}
 
     def _union_kept(self, txn, site, metric, first_day, last_day, precision, dimensions) -> dict[int, Sketch]:
         sums = self.sums
