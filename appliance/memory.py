@@ -11,7 +11,9 @@ turned into each cache's own bound with a measured size per entry:
   4 KB, a site's precision-14 one 16 KB; the soak found a bound in entries, at an assumed
   6 KB each, let the cache grow to three times its share);
 - the string table's in-memory maps (text to id, id to text; the LMDB copy is complete):
-  entries, about 300 bytes each.
+  entries, about 300 bytes each;
+- kept sums of closed day ranges (the counted path's breakdowns, :mod:`storage.range_sums`):
+  bytes, each entry's arrays, least recently used dropped first.
 
 The interpreter, the libraries and LMDB's page cache (the kernel's, shared, and given back
 under pressure) come on top: about 110 MB for ``footfall serve`` idle. The default, 160 MB,
@@ -25,7 +27,7 @@ import msgspec
 DEFAULT_BUDGET_MB = 160
 MIN_BUDGET_MB = 32
 
-SHARES = {"column_blocks": 0.45, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15}
+SHARES = {"column_blocks": 0.43, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15, "range_sums": 0.02}
 BYTES_PER_VISIT = 1_100
 BYTES_PER_STRING = 300
 
@@ -38,6 +40,7 @@ class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
     max_open_visits: int
     sketch_cache_bytes: int
     string_cache_entries: int
+    range_sums_bytes: int = 0
 
 
 def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
@@ -50,4 +53,5 @@ def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
         max_open_visits=max(1_000, min(max_open_visits, int(budget * SHARES["open_visits"]) // BYTES_PER_VISIT)),
         sketch_cache_bytes=int(budget * SHARES["sketches"]),
         string_cache_entries=max(10_000, int(budget * SHARES["strings"]) // BYTES_PER_STRING),
+        range_sums_bytes=int(budget * SHARES["range_sums"]),
     )

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from storage import rollups
-from storage.keys import DAY, MONTH, WEEK, bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.keys import DAY, HOUR, MONTH, WEEK, bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.range_sums import RangeSums
 from storage.retention import delete_prefix
 
 _VALUE = struct.Struct(">q")
@@ -40,25 +41,33 @@ def stored_metrics(txn, db, site: int, granularity: int) -> list[int]:
 
 
 class Counters:
-    def __init__(self, store, rolled_up: frozenset[int] = frozenset()) -> None:
-        """``rolled_up``: the metrics whose day counters are also kept per week and month."""
+    def __init__(self, store, rolled_up: frozenset[int] = frozenset(), sums: RangeSums | None = None) -> None:
+        """``rolled_up``: the metrics whose day counters are also kept per week and month;
+        ``sums``: kept sums of closed day ranges (:mod:`storage.range_sums`), or None."""
         self._db = store.db(b"counters")
         self.rolled_up = rolled_up
+        self.sums = sums
 
     def apply(self, txn, deltas: dict[bytes, int]) -> None:
         """Add each delta to its counter (keys from :func:`storage.keys.pack_bucket_key`),
         and a rolled-up metric's day deltas to its week and month."""
         if self.rolled_up:
-            deltas = self._with_rollups(deltas)
+            days: set[tuple[int, int]] = set()
+            deltas = self._with_rollups(deltas, days)
+            if self.sums is not None:
+                for site in {site for site, _ in days}:
+                    self.sums.bump(txn, site, [day for day_site, day in days if day_site == site])
         self._apply(txn, deltas)
 
-    def _with_rollups(self, deltas: dict[bytes, int]) -> dict[bytes, int]:
+    def _with_rollups(self, deltas: dict[bytes, int], days: set[tuple[int, int]]) -> dict[bytes, int]:
+        """The deltas with their weeks' and months'; ``days`` gets each (site, day) changed."""
         rolled_up = self.rolled_up
         out = dict(deltas)
         for key, delta in deltas.items():
             site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
             if granularity != DAY or metric not in rolled_up or not delta:
                 continue
+            days.add((site, bucket))
             for period, start, _, _ in rollups.periods_of(bucket):
                 rollup = pack_bucket_key(site, period, metric, start, dimension)
                 out[rollup] = out.get(rollup, 0) + delta
@@ -115,11 +124,38 @@ class Counters:
     ) -> dict[int, int]:
         """``{dimension: total}`` over the day range (as summing :meth:`scan_days`), with the
         keys gathered by the cursor and decoded and summed by numpy in one go."""
-        pieces = (
-            rollups.plan(first_day, last_day)
-            if use_rollups and metric in self.rolled_up
-            else rollups.day_plan(first_day, last_day)
-        )
+        rolled = use_rollups and metric in self.rolled_up
+        sums = self.sums
+        if sums is None or not rolled or last_day <= first_day:
+            return _as_dict(*self._sum_arrays(txn, site, metric, first_day, last_day, rolled))
+        kept = self._kept(txn, site, metric, first_day, last_day - 1)
+        last = self._sum_arrays(txn, site, metric, last_day, last_day, rolled)
+        if not len(last[0]):
+            return _as_dict(*kept)
+        if not len(kept[0]):
+            return _as_dict(*last)
+        return _as_dict(*_reduce(np.concatenate((kept[0], last[0])), np.concatenate((kept[1], last[1]))))
+
+    def _kept(self, txn, site: int, metric: int, first_day: int, last_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (dimensions, totals) of a closed day range (a range's days before its last never
+        change but by a write that bumps their generation): kept under the generations this
+        transaction sees, summed through the rollups when not kept."""
+        sums = self.sums
+        closed = (site, metric, first_day, last_day)
+        token = sums.token(txn, site, first_day, last_day)
+        kept = sums.get(closed, token)
+        if kept is None:
+            kept = self._sum_arrays(txn, site, metric, first_day, last_day, True)
+            for array in kept:
+                array.flags.writeable = False
+            sums.put(closed, token, kept, kept[0].nbytes + kept[1].nbytes)
+        return kept
+
+    def _sum_arrays(
+        self, txn, site: int, metric: int, first_day: int, last_day: int, rolled: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(dimensions, totals) over the day range, read through the rollups if ``rolled``."""
+        pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
         keys: list[bytes] = []
         values: list[bytes] = []
         cursor = txn.cursor(db=self._db)
@@ -133,13 +169,42 @@ class Counters:
                 keys.append(key)
                 values.append(value)
         if not keys:
-            return {}
+            return _NO_DIMENSIONS, _NO_TOTALS
         dimensions = np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)["dimension"]
         amounts = np.frombuffer(b"".join(values), dtype=">i8").astype(np.int64)
-        found, where = np.unique(dimensions, return_inverse=True)
-        totals = np.zeros(len(found), np.int64)
-        np.add.at(totals, where, amounts)
-        return dict(zip(found.tolist(), totals.tolist(), strict=True))
+        return _reduce(dimensions, amounts)
+
+    def sum_days_of(
+        self, txn, site: int, metric: int, first_day: int, last_day: int, dimensions, use_rollups: bool = True
+    ) -> dict[int, int]:
+        """``{dimension: total}`` over the day range for the given dimensions only (those with
+        a total), as :meth:`sum_days` answers them: one point read per bucket of the plan and
+        dimension, so a breakdown's few shown values do not cost a scan of every value; with
+        kept sums, the closed days' totals are looked up in the kept arrays, the last day read."""
+        rolled = use_rollups and metric in self.rolled_up
+        if self.sums is not None and rolled and last_day > first_day:
+            found, kept = self._kept(txn, site, metric, first_day, last_day - 1)
+            out = self.sum_days_of(txn, site, metric, last_day, last_day, dimensions, False)
+            if len(found):
+                wanted = np.array(sorted(dimensions), dtype=np.int64)
+                at = np.searchsorted(found, wanted).clip(0, len(found) - 1)
+                hit = found[at] == wanted
+                for dimension, total in zip(wanted[hit].tolist(), kept[at[hit]].tolist(), strict=True):
+                    out[dimension] = out.get(dimension, 0) + total
+            return {dimension: total for dimension, total in out.items() if total}
+        pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
+        wanted = sorted(dimensions)
+        totals = dict.fromkeys(wanted, 0)
+        get = txn.get
+        db = self._db
+        unpack_value = _VALUE.unpack
+        for granularity, first, last in pieces:
+            for bucket in rollups.buckets_of_run(granularity, first, last):
+                for dimension in wanted:
+                    value = get(pack_bucket_key(site, granularity, metric, bucket, dimension), db=db)
+                    if value is not None:
+                        totals[dimension] += unpack_value(value)[0]
+        return {dimension: total for dimension, total in totals.items() if total}
 
     def replace_bucket(self, txn, site: int, granularity: int, metric: int, bucket: int, values: dict[int, int]) -> bool:
         """Set one bucket's counters to ``{dimension: value}`` exactly: counters absent from
@@ -148,6 +213,11 @@ class Counters:
         old = self._replace(txn, site, granularity, metric, bucket, values)
         if old is None:
             return False
+        if self.sums is not None and metric in self.rolled_up:
+            if granularity == DAY:
+                self.sums.bump(txn, site, (bucket,))
+            elif granularity != HOUR:
+                self.sums.bump_epoch(txn, site)
         if granularity == DAY and metric in self.rolled_up:
             difference = {dimension: -value for dimension, value in old.items()}
             for dimension, value in values.items():
@@ -164,6 +234,8 @@ class Counters:
         """Set every week and month overlapping the day range to the sum of its days (after
         days were deleted, or for a store written before rollups); returns buckets changed."""
         changed = 0
+        if self.sums is not None:  # days were deleted, or rollups written: every kept sum goes
+            self.sums.bump_epoch(txn, site)
         for metric in sorted(self.rolled_up):
             for granularity, start in rollups.periods_between(first_day, last_day):
                 first, last = rollups.period_span(granularity, start)
@@ -221,5 +293,23 @@ class Counters:
         return _VALUE.unpack(value)[0] if value is not None else 0
 
     def delete_site(self, txn, site: int) -> int:
+        if self.sums is not None:
+            self.sums.delete_site(txn, site)
         return delete_prefix(txn, self._db, struct.pack(">I", site))
+
+
+_NO_DIMENSIONS = np.zeros(0, np.uint32)
+_NO_TOTALS = np.zeros(0, np.int64)
+
+
+def _reduce(dimensions: np.ndarray, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each dimension once, its summed amount)."""
+    found, where = np.unique(dimensions, return_inverse=True)
+    totals = np.zeros(len(found), np.int64)
+    np.add.at(totals, where, amounts)
+    return found, totals
+
+
+def _as_dict(dimensions: np.ndarray, totals: np.ndarray) -> dict[int, int]:
+    return dict(zip(dimensions.tolist(), totals.tolist(), strict=True))
 

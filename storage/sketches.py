@@ -21,9 +21,11 @@ per-value SHA-1; the package's estimator (with its bias correction) and merge ar
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import struct
 import sys
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -34,12 +36,14 @@ from hyperloglog.hll import get_alpha, get_rho_vec
 
 from storage import rollups
 from storage.counters import stored_metrics
-from storage.keys import DAY, bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.keys import DAY, HOUR, bucket_prefix, pack_bucket_key, unpack_bucket_key
+from storage.range_sums import RangeSums
 from storage.retention import delete_prefix
 
 SITE_PRECISION = 14
 DIMENSION_PRECISION = 12
 EXACT_LIMIT = 256
+COUNTS_KEPT = 4096  # counts of stored sketches remembered by Sketches.count_stored
 _SMALL_ADD = 48  # up to this many hashes are added to registers in plain Python
 _POINT_READS = 64  # up to this many chosen dimension values are read key by key in a union
 
@@ -283,15 +287,38 @@ class Sketches:
     replaced day has its week and month rebuilt as the union of their days.
     """
 
-    def __init__(self, store, cache_bytes: int = 24 << 20, rolled_up: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, store, cache_bytes: int = 24 << 20, rolled_up: dict[int, int] | None = None, sums: RangeSums | None = None
+    ) -> None:
         """``cache_bytes``: the write-back cache's bound; ``rolled_up``: ``{metric: precision}``
-        of the metrics kept per week and month."""
+        of the metrics kept per week and month; ``sums``: kept unions of closed day ranges
+        (:mod:`storage.range_sums`, shared with the counters), or None."""
         self._db = store.db(b"sketches")
         self.rolled_up = rolled_up or {}
+        self.sums = sums
         self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
         self.cache_limit = cache_bytes
         self.cached_bytes = 0  # sketch_bytes() of every cached sketch (none changes while cached)
         self._uncommitted = False
+        self._counts: OrderedDict[bytes, int] = OrderedDict()  # stored sketch's digest -> count
+        self._counts_lock = threading.Lock()
+
+    def count_stored(self, raw: bytes) -> int:
+        """``Sketch.from_bytes(raw).count()``, remembered by the stored bytes' digest (a closed
+        day's sketch of a time series is read again on every request, and a HyperLogLog's
+        estimate is most of its cost); at most :data:`COUNTS_KEPT` counts (~100 bytes each)."""
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        with self._counts_lock:
+            count = self._counts.get(digest)
+            if count is not None:
+                self._counts.move_to_end(digest)
+                return count
+        count = Sketch.from_bytes(raw).count()
+        with self._counts_lock:
+            self._counts[digest] = count
+            if len(self._counts) > COUNTS_KEPT:
+                self._counts.popitem(last=False)
+        return count
 
     @property
     def cached_entries(self) -> int:
@@ -343,12 +370,14 @@ class Sketches:
         prepared: dict[tuple[int, int], tuple[object, np.ndarray, np.ndarray, np.ndarray]] = {}
         rolled_up = self.rolled_up
         periods: dict[bytes, tuple[int, list[list[int]]]] = {}  # rollup key: (precision, new hashes of its days)
+        days: set[tuple[int, int]] = set()  # (site, day) of every rolled-up day written to
         for key in sorted(additions):
             precision, hashes = additions[key]
             site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
             if granularity != DAY or metric not in rolled_up:
                 self._add_to(cursor, key, precision, hashes, prepared, False)
                 continue
+            days.add((site, bucket))
             changed_by = self._add_to(cursor, key, precision, hashes, prepared, True)
             if changed_by is None or not len(changed_by):
                 continue
@@ -369,6 +398,9 @@ class Sketches:
             else:
                 hashes = list(itertools.chain.from_iterable(lists))
             self._add_to(cursor, key, precision, hashes, prepared, False)
+        if self.sums is not None:
+            for site in {site for site, _ in days}:
+                self.sums.bump(txn, site, [day for day_site, day in days if day_site == site])
 
     def _add_to(self, cursor, key: bytes, precision: int, hashes, prepared: dict, changed_by: bool):
         """Add ``hashes`` (a list, or a uint64 array) to the sketch at ``key`` (cached, or read
@@ -446,6 +478,11 @@ class Sketches:
         anything changed."""
         if not self._replace(txn, site, granularity, metric, bucket, sketches):
             return False
+        if self.sums is not None and metric in self.rolled_up:
+            if granularity == DAY:
+                self.sums.bump(txn, site, (bucket,))
+            elif granularity != HOUR:
+                self.sums.bump_epoch(txn, site)
         if granularity == DAY and metric in self.rolled_up:
             for period, start, first, last in rollups.periods_of(bucket):
                 self._rebuild(txn, site, metric, period, start, first, last)
@@ -455,6 +492,8 @@ class Sketches:
         """Set every week and month overlapping the day range to the union of its days;
         returns how many buckets changed."""
         changed = 0
+        if self.sums is not None:  # days were deleted, or rollups written: every kept union goes
+            self.sums.bump_epoch(txn, site)
         for metric in sorted(self.rolled_up):
             for granularity, start in rollups.periods_between(first_day, last_day):
                 changed += self._rebuild(txn, site, metric, granularity, start, *rollups.period_span(granularity, start))
@@ -476,7 +515,14 @@ class Sketches:
         use_rollups: bool = True,
     ) -> dict[int, Sketch]:
         """Union of each dimension's sketches over the day range, through the rollups when
-        the metric has them (equal to the union of the days: a union is order-free)."""
+        the metric has them (equal to the union of the days: a union is order-free). A few
+        chosen dimensions (a breakdown's candidates) have the union of the days before the
+        last kept (:mod:`storage.range_sums`) and the last day's sketch added to it."""
+        if self.sums is not None and use_rollups and metric in self.rolled_up and last_day > first_day:
+            if dimensions is None:
+                return self._union_kept_all(txn, site, metric, first_day, last_day, precision)
+            if len(dimensions) <= _POINT_READS:
+                return self._union_kept(txn, site, metric, first_day, last_day, precision, dimensions)
         pieces = (
             rollups.plan(first_day, last_day)
             if use_rollups and metric in self.rolled_up
@@ -486,6 +532,47 @@ class Sketches:
         for granularity, first, last in pieces:
             self._collect(raws, txn, site, granularity, metric, first, last, dimensions)
         return {dimension: Sketch.union_of(found, precision) for dimension, found in raws.items()}
+
+    def _union_kept_all(self, txn, site, metric, first_day, last_day, precision) -> dict[int, Sketch]:
+        """:meth:`union_days` of every dimension: the closed days' unions kept together
+        (``{dimension: bytes}``; a metric of many values is too big to keep and is read)."""
+        sums = self.sums
+        key = (b"all", site, metric, first_day, last_day - 1, precision)
+        token = sums.token(txn, site, first_day, last_day - 1)
+        kept = sums.get(key, token)
+        if kept is None:
+            closed: dict[int, list[bytes]] = {}
+            for granularity, first, last in rollups.plan(first_day, last_day - 1):
+                self._collect(closed, txn, site, granularity, metric, first, last, None)
+            kept = {dimension: Sketch.union_of(found, precision).to_bytes() for dimension, found in closed.items()}
+            sums.put(key, token, kept, sum(len(raw) + 64 for raw in kept.values()))
+        raws: dict[int, list[bytes]] = {dimension: [raw] for dimension, raw in kept.items()}
+        self._collect(raws, txn, site, DAY, metric, last_day, last_day, None)
+        return {dimension: Sketch.union_of(raws[dimension], precision) for dimension in sorted(raws)}
+
+    def _union_kept(self, txn, site, metric, first_day, last_day, precision, dimensions) -> dict[int, Sketch]:
+        sums = self.sums
+        token = sums.token(txn, site, first_day, last_day - 1)
+        raws: dict[int, list[bytes]] = {}
+        missing = set()
+        for dimension in dimensions:
+            kept = sums.get((b"union", site, metric, first_day, last_day - 1, precision, dimension), token)
+            if kept is None:
+                missing.add(dimension)
+            elif kept:  # b"": no sketch in the range
+                raws[dimension] = [kept]
+        if missing:
+            closed: dict[int, list[bytes]] = {}
+            for granularity, first, last in rollups.plan(first_day, last_day - 1):
+                self._collect(closed, txn, site, granularity, metric, first, last, missing)
+            for dimension in missing:
+                found = closed.get(dimension)
+                union = Sketch.union_of(found, precision).to_bytes() if found else b""
+                sums.put((b"union", site, metric, first_day, last_day - 1, precision, dimension), token, union, len(union))
+                if union:
+                    raws[dimension] = [union]
+        self._collect(raws, txn, site, DAY, metric, last_day, last_day, dimensions)
+        return {dimension: Sketch.union_of(raws[dimension], precision) for dimension in sorted(raws)}
 
     def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, sketches: dict[int, Sketch]) -> bool:
         cursor = txn.cursor(db=self._db)

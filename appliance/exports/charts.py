@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -273,6 +274,7 @@ def _value_grid(y, ceiling: float, left: float, right_edge: float, value_text) -
     return parts
 
 
+@lru_cache(maxsize=2048)  # a pure function of its arguments; strftime is slow per call
 def _point_label(text: str, interval: str, timezone: str) -> tuple[str, str]:
     if interval == "hour":
         moment = datetime.fromisoformat(text).astimezone(zone(timezone))

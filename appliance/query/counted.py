@@ -55,6 +55,10 @@ class CountedReports:
     def _sum(self, txn, query: Query, metric: int) -> dict[int, int]:
         return self._counters.sum_days(txn, query.site.id, metric, query.first_day, query.last_day, self.use_rollups)
 
+    def _sum_of(self, txn, query: Query, metric: int, dimensions) -> dict[int, int]:  # of these only
+        counters, first, last = self._counters, query.first_day, query.last_day
+        return counters.sum_days_of(txn, query.site.id, metric, first, last, dimensions, self.use_rollups)
+
     def _union(self, txn, query: Query, metric: int, precision: int, dimensions=None) -> dict[int, Sketch]:
         return self._sketches.union_days(
             txn, query.site.id, metric, query.first_day, query.last_day, precision, dimensions, self.use_rollups
@@ -138,7 +142,7 @@ class CountedReports:
         )
         sketches: dict[int, int] = {}
         for day, _, raw in self._sketches.scan(txn, query.site.id, DAY, dims.VISITORS, query.first_day, query.last_day):
-            sketches[day] = Sketch.from_bytes(raw).count()
+            sketches[day] = self._sketches.count_stored(raw)
         return [
             {
                 "date": start.isoformat(),
@@ -185,7 +189,7 @@ class CountedReports:
             for hour, _, value in self._counters.scan(txn, query.site.id, HOUR, dims.PAGEVIEWS, first, last)
         }
         visitors = {
-            hour: Sketch.from_bytes(raw).count()
+            hour: self._sketches.count_stored(raw)
             for hour, _, raw in self._sketches.scan(txn, query.site.id, HOUR, dims.VISITORS, first, last)
         }
         events: dict[int, int] = {}
@@ -222,9 +226,15 @@ class CountedReports:
                 known = {self._strings.lookup(value, txn) for value in top_imported}
                 candidates += [value_id for value_id in known - set(candidates) if value_id in pageviews]
             visitors = self._visitors(txn, query, sketch_metric, DIMENSION_PRECISION, set(candidates))
-            visits = self._sum(txn, query, dims.visit_metric(dims.VISITS, dimension))
-            bounces = self._sum(txn, query, dims.visit_metric(dims.BOUNCES, dimension))
-            durations = self._sum(txn, query, dims.visit_metric(dims.VISIT_DURATION, dimension))
+            # the visit metrics of the candidates: point reads where they are few among many
+            # values (the pages), not a scan of every value
+            few = len(pageviews) > 4 * len(candidates)
+            visits, bounces, durations = (
+                self._sum_of(txn, query, dims.visit_metric(metric, dimension), candidates)
+                if few
+                else self._sum(txn, query, dims.visit_metric(metric, dimension))
+                for metric in (dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION)
+            )
             rows = []
             raw: dict[str, tuple[int, int]] = {}
             for value_id in candidates:

@@ -68,6 +68,7 @@ from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.imported import ImportedAggregates
 from storage.journal import Journal
+from storage.range_sums import RangeSums
 from storage.records import Records
 from storage.sketches import Sketches
 from storage.strings import StringTable
@@ -111,9 +112,10 @@ class Appliance:
         records = self.records = Records(store)
         memory = self.memory = plan_memory(settings.memory.budget_mb, settings.sites.max_open_visits)
         strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
-        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS)
+        kept_sums = RangeSums(store, memory.range_sums_bytes)  # kept sums and unions of closed days
+        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS, sums=kept_sums)
         sketches = self.sketches = Sketches(
-            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES
+            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES, sums=kept_sums
         )
         eventlog = self.eventlog = EventLog(store)
         self.imported = ImportedAggregates(store)
