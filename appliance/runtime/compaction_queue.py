@@ -8,6 +8,11 @@ can exceed its time budget. So the importer asks for those days when it finishes
 woken by the request, compacts them (:meth:`CompactionQueue.run`) — never the request that
 imported, nor the writer. :meth:`CompactionQueue.wait` blocks until every request is done (the
 CLI's import waits before it exits; tests).
+
+Batches of history sent over the API (a site's backfill, a bulk load) leave closed days in the
+log the same way, with no importer to ask: :meth:`CompactionQueue.sweep`, run by the job runner
+every few minutes, queues each closed day holding many log rows once its event count has stopped
+changing between two sweeps (a day still being written would be compacted twice).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class CompactionQueue:
         self._changed = threading.Condition()
         self.wake = threading.Event()  # set by a request: the job runner's thread waits on it
         self.days_compacted = 0
+        self._last_counts: dict[tuple[int, int], int] = {}  # (site, day) -> events, at the last sweep
 
     def request(self, site_id: int, first_day: int, last_day: int) -> None:
         """Compact the closed UTC days ``first_day``..``last_day`` of a site soon (a range
@@ -35,6 +41,27 @@ class CompactionQueue:
                 return
             self._requests.append((site_id, first_day, last_day))
         self.wake.set()
+
+    def sweep(self, site_ids, today: int) -> int:
+        """Queue the closed days before ``today`` with at least ``columns.compact_read_rows``
+        log rows whose event count is the same as at the previous sweep; returns how many."""
+        columns = self._columns
+        counts: dict[tuple[int, int], int] = {}
+        with columns.settled() as txn:
+            for site in site_ids:
+                for day in columns.log_days(txn, site, 0, today - 1):
+                    if not columns.is_closed(day):
+                        continue
+                    total = columns.day_count(txn, site, day)
+                    pointer = columns.blocks.pointer(txn, site, day)
+                    stored = int(pointer.info.get("count", 0)) if pointer is not None else 0
+                    if total - stored >= columns.compact_read_rows:
+                        counts[(site, day)] = total
+        quiet = [key for key, total in counts.items() if self._last_counts.get(key) == total]
+        self._last_counts = counts
+        for site, day in quiet:
+            self.request(site, day, day)
+        return len(quiet)
 
     def run(self) -> int:
         """Compact every requested range (on the job runner's thread); returns blocks written."""

@@ -88,10 +88,14 @@ def scheduled_backup(appliance, now: float | None = None) -> dict[str, object]:
                                 appliance.extensions.backup_targets, now)
 
 
+SWEEP_SECONDS = 120.0  # how often closed days a bulk load left in the log are looked for
+
+
 class Jobs:
-    def __init__(self, appliance, interval: float = 3600) -> None:
+    def __init__(self, appliance, interval: float = 3600, sweep_seconds: float = SWEEP_SECONDS) -> None:
         self._appliance = appliance
         self._interval = interval
+        self._sweep_seconds = sweep_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="footfall-jobs", daemon=True)
         self.last_run: dict[str, float] = {}
@@ -129,17 +133,31 @@ class Jobs:
     def _run(self) -> None:
         # First run a minute after start (a restart after downtime catches up), then hourly;
         # in between, the compactions an import asked for, as soon as it asks.
+        # Every sweep_seconds, closed days a bulk load left in the log are queued (see the queue).
         due = time.monotonic() + min(60.0, self._interval)
+        sweep = time.monotonic() + self._sweep_seconds
         while True:
-            self.compactions.wake.wait(max(0.0, due - time.monotonic()))
+            self.compactions.wake.wait(max(0.0, min(due, sweep) - time.monotonic()))
             if self._stop.is_set():
                 return
+            if time.monotonic() >= sweep:
+                sweep = time.monotonic() + self._sweep_seconds
+                self.sweep()
             if self.compactions.wake.is_set():
                 self.compactions.wake.clear()
                 self.compactions.run()
             if time.monotonic() >= due:
                 self.run_once()
                 due = time.monotonic() + self._interval
+
+    def sweep(self) -> int:
+        """Queue the closed days a bulk load left in the log (:meth:`CompactionQueue.sweep`)."""
+        try:
+            sites = [site.id for site in self._appliance.sites.all()]
+            return self.compactions.sweep(sites, int(time.time() // 86400))
+        except Exception:  # the hourly job compacts them anyway
+            log.exception("looking for closed days to compact failed")
+            return 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -169,6 +187,15 @@ class MinuteJobs:
                 self._job()
             except Exception:  # a failing run must not stop the next one
                 log.exception("a minute job failed")
+
+    def sweep(self) -> int:
+        """Queue the closed days a bulk load left in the log (:meth:`CompactionQueue.sweep`)."""
+        try:
+            sites = [site.id for site in self._appliance.sites.all()]
+            return self.compactions.sweep(sites, int(time.time() // 86400))
+        except Exception:  # the hourly job compacts them anyway
+            log.exception("looking for closed days to compact failed")
+            return 0
 
     def stop(self) -> None:
         self._stop.set()
