@@ -23,7 +23,9 @@ FILTERS = ("entry_page==/a", "country==DE;source==Google", "page==/b/*", "event=
 @pytest.fixture
 def compacted(appliance):
     site = appliance.sites.add("heap.test", timezone="Europe/Berlin")
-    appliance.record_sync(_events(site, random.Random(17), 3000, time.time() - 6 * 86400, 6 * 86400 - 60))
+    appliance.record_sync(
+        _events(site, random.Random(17), 3000, time.time() - 6 * 86400, 6 * 86400 - 60)
+    )
     compact_closed_days(appliance)
     appliance.stats.scans.forget()
     return appliance, site
@@ -31,9 +33,16 @@ def compacted(appliance):
 
 def _run(appliance, site, text):
     today = local_today(site.timezone)
-    query = Query(site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters(text))
+    query = Query(
+        site=site, date_from=today - timedelta(days=7), date_to=today, filters=parse_filters(text)
+    )
     stats = appliance.stats
-    return [stats.aggregate(query), stats.breakdown(query, "page", 10), stats.entry_pages(query, 10), stats.timeseries(query)]
+    return [
+        stats.aggregate(query),
+        stats.breakdown(query, "page", 10),
+        stats.entry_pages(query, 10),
+        stats.timeseries(query),
+    ]
 
 
 def test_every_array_a_cached_block_holds_is_counted(compacted):
@@ -64,7 +73,9 @@ def test_the_cache_stays_within_its_bound_after_each_report(compacted):
         assert len(held) == 1 or sum(block.nbytes() for block in held) <= cache.limit_bytes
         assert cache.cached_bytes <= cache.limit_bytes or len(held) == 1
         scans.forget()
-        assert _run(appliance, site, text) == answers  # dropping blocks mid-report changes no answer
+        assert (
+            _run(appliance, site, text) == answers
+        )  # dropping blocks mid-report changes no answer
 
 
 def test_stored_visits_share_the_blocks_decoded_visit_rows(compacted):
