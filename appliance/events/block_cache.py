@@ -57,12 +57,15 @@ class BlockCache:
             if replaced is not None:
                 self.cached_bytes -= replaced.cached_size
             block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
+            block.on_grow = self.resize  # each column or result it loads later counts at once
             self._blocks[key] = block
             self.cached_bytes += block.cached_size
             self._shrink(newcomer=key)
 
     def resize(self, block: Block) -> None:
-        """Count the columns a cached block loaded lazily since it was last measured."""
+        """Count the columns a cached block loaded lazily since it was last measured (called
+        by the block as each one loads, so a scan that loads many columns of its period's
+        blocks pushes blocks out as it goes, not at the next request)."""
         with self.lock:
             if self._blocks.get((block.site, block.day)) is not block:
                 return

@@ -150,6 +150,7 @@ class Block:
         self.identity: tuple = (generation, built_against)
         self.derived: dict = {}  # per-block results cached by their users (visits, codes)
         self.cached_size = 0
+        self.on_grow = None  # the block cache's resize, while cached: lazily loaded arrays count at once
         self._sized: tuple[int, int] = (-1, 0)  # (how many arrays, their bytes) when last measured
         self._lock = threading.Lock()
 
@@ -163,7 +164,14 @@ class Block:
                 found = self.columns.get(name)
                 if found is None:
                     found = self.columns[name] = self._loader(name)
+            self.grew()
         return found
+
+    def grew(self) -> None:
+        """Tell the block cache this block holds a new array (see :attr:`on_grow`)."""
+        hook = self.on_grow
+        if hook is not None:
+            hook(self)
 
     def nbytes(self) -> int:
         """Bytes of the arrays held (raw columns and derived results), each counted once:
@@ -196,6 +204,7 @@ class Block:
         found = self.derived.get(key)
         if found is None:
             found = self.derived[key] = make()
+            self.grew()
         return found
 
     def dictionary(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +242,8 @@ class Block:
 
         def make():
             visit_of = self.column_visit_rows()
-            visitor = self.column("s.visitor").astype(np.int64)
-            codes = np.empty(self.count, np.int64)
+            visitor = self.column("s.visitor")
+            codes = np.empty(self.count, np.int32)  # indices into the day's dictionary: half of int64's bytes
             inside = visit_of >= 0
             codes[inside] = visitor[visit_of[inside]]
             codes[~inside] = self.column("v.ping")
@@ -284,32 +293,40 @@ class Block:
                 # the visits are kept in the block: a strong reference back would be a cycle
                 alive, site, day = weakref.ref(self), self.site, self.day
 
-                def the_block() -> Block:
+                def block_of() -> Block:
                     block = alive()
                     if block is None:  # a reader kept the visits but let the block go
                         raise StaleBlock(f"block of site {site} day {day} was released")
                     return block
 
                 def column(name: str) -> np.ndarray:
-                    return the_block().column(name)
+                    return block_of().column(name)
 
-                return LazyVisits(
-                    {
-                        "visit_of": lambda _: the_block().column_visit_rows(),  # decoded once per block
-                        "visitor": lambda _: column("s.visitor"),
-                        "start": lambda _: column("s.start"),
-                        "duration": lambda _: column("s.duration"),
-                        "end": lambda v: v["start"] + v["duration"],
-                        "first_row": lambda _: column("s.first_row"),
-                        "pageviews": lambda _: column("s.pageviews"),
-                        "interactive": lambda _: column("s.interactive").astype(bool),
-                        "bounce": lambda v: (v["pageviews"] == 1) & (column("s.interactive") == 0),
-                        "entry_page": lambda _: _page_ids(column("d.path"), column("s.entry")),
-                        "exit_page": lambda _: _page_ids(column("d.path"), column("s.exit")),
-                        "late": lambda _: column("s.late"),
-                        "early": lambda _: column("s.early"),
-                    }
-                )
+                def counted(make):  # a value decoded on first use counts against the block cache
+                    def run(visits):
+                        value = make(visits)
+                        block_of().grew()
+                        return value
+
+                    return run
+
+                makers = {
+                    # the block's own decoded visit rows (visitor codes read them too): one copy
+                    "visit_of": lambda _: block_of().column_visit_rows(),
+                    "visitor": lambda _: column("s.visitor"),
+                    "start": lambda _: column("s.start"),
+                    "duration": lambda _: column("s.duration"),
+                    "end": lambda v: v["start"] + v["duration"],
+                    "first_row": lambda _: column("s.first_row"),
+                    "pageviews": lambda _: column("s.pageviews"),
+                    "interactive": lambda _: column("s.interactive").astype(bool),
+                    "bounce": lambda v: (v["pageviews"] == 1) & (column("s.interactive") == 0),
+                    "entry_page": lambda _: _page_ids(column("d.path"), column("s.entry")),
+                    "exit_page": lambda _: _page_ids(column("d.path"), column("s.exit")),
+                    "late": lambda _: column("s.late"),
+                    "early": lambda _: column("s.early"),
+                }
+                return LazyVisits({name: counted(make) for name, make in makers.items()})
 
             return self._cached(("visits", timeout_ms), make)
         return self._cached(

@@ -315,6 +315,8 @@ def _gather(frame, name: str, rows: np.ndarray) -> np.ndarray:
         elif name == "path":
             dictionary, codes = block.dictionary("path")
             pieces.append(dictionary[codes[inside]])
+        elif name == "session" and block.stored:  # only the rows asked for: the whole day's
+            pieces.append(block.column("d.session")[block.column("c.session")[inside]])  # hashes were 8 B a row
         else:
             pieces.append(block.scalar(name)[inside])
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)

@@ -37,6 +37,7 @@ import msgspec
 
 from appliance.events.blocks import DAY_MS
 from appliance.events.frames import Frame
+from appliance.heap import HeapTrimmer
 from appliance.query.membership import RETURNING_LOOKBACK_DAYS
 from appliance.query.selection import span_ms
 
@@ -60,6 +61,7 @@ class ReportMemo:
         self.hits = 0
         self.misses = 0
         self._running = threading.local()  # the frame of the report this thread is answering
+        self.trimmer = HeapTrimmer()  # malloc_trim after a report over a large frame (appliance/heap.py)
 
     def answer(self, scans, report, query, args: tuple, kwargs: dict):
         """``report(scans, query, *args, **kwargs)``, kept under a key that pins the events and
@@ -82,12 +84,15 @@ class ReportMemo:
         # Read after the key: an event acknowledged in between is in the answer, never missing
         # from it, and the key (of an older state, never asked for again) stays correct enough.
         frame = columns.frame(site, start_ms, end_ms)
+        rows = frame.size
         self._running.frame = (site, frame)
         try:
             answer = report(scans, query, *args, **kwargs)
         finally:
             self._running.frame = None
+            del frame  # the scan's arrays are freed here (blocks the cache keeps aside) ...
         self.put(key, answer)
+        self.trimmer.after_rows(rows)  # ... and a large scan's freed heap goes back to the system
         return answer
 
     def frame_of(self, columns, site: int, start_ms: int, end_ms: int) -> Frame:
