@@ -23,6 +23,7 @@ from appliance.definitions.goals import (
     Goal,
     Goals,
 )
+from appliance.events.blocks import StaleBlock
 from appliance.events.coordinator import WriteCoordinator
 from appliance.models import EventKind
 from appliance.periods import day_from_number
@@ -88,21 +89,15 @@ class GoalReports:
         return rows
 
     def _filtered_report(self, query, goals: list[Goal], statuses) -> list[dict[str, object]]:
-        scans = self._scans
-        selection = scans.select(query)
-        frame = selection.frame
-        visitor = frame.column("visitor")
-        site_visitors = len(np.unique(visitor[selection.active]))
+        try:  # kept by the scans' memo, as the scan reports are (a filtered dashboard asks again)
+            site_visitors, figures = self._scans.answer(_filtered_goal_figures, query, (), {})
+        except StaleBlock:  # a block it read was rewritten meanwhile: once more
+            self._scans.forget()
+            site_visitors, figures = self._scans.answer(_filtered_goal_figures, query, (), {})
         rows = []
         for goal in goals:
-            hit = selection.rows & self._goals.mask(frame, goal)
-            revenue: dict[str, dict[str, int]] = {}
-            amounts = frame.column("revenue")[hit]
-            currencies = frame.column("currency")[hit]
-            for currency_id in np.unique(currencies[amounts != 0]).tolist():
-                chosen = (currencies == currency_id) & (amounts != 0)
-                revenue[self._strings.text(currency_id)] = _money(int(amounts[chosen].sum()), int(chosen.sum()))
-            row = self._row(goal, int(hit.sum()), len(np.unique(visitor[hit])), site_visitors, revenue)
+            completions, unique, revenue = figures.get(goal.id, (0, 0, {}))
+            row = self._row(goal, completions, unique, site_visitors, revenue)
             rows.append(row | {"backfill": statuses[goal.id]})
         return rows
 
@@ -196,3 +191,22 @@ def _money(total: int, count: int) -> dict[str, int]:
     return {"total_minor": total, "average_minor": round(total / count) if count else 0, "conversions": count}
 
 
+def _filtered_goal_figures(scans, query) -> tuple[int, dict[int, tuple[int, int, dict]]]:
+    """The query's visitors, and per goal its completions, unique visitors and revenue per
+    currency, over the filtered events (a report for :meth:`Scans.answer`: its memo key holds
+    the goal definitions)."""
+    selection = scans.select(query)
+    frame = selection.frame
+    visitor = frame.column("visitor")
+    site_visitors = len(np.unique(visitor[selection.active]))
+    figures = {}
+    for goal in scans.goals.list(query.site.id):
+        hit = selection.rows & scans.goals.mask(frame, goal)
+        revenue: dict[str, dict[str, int]] = {}
+        amounts = frame.column("revenue")[hit]
+        currencies = frame.column("currency")[hit]
+        for currency_id in np.unique(currencies[amounts != 0]).tolist():
+            chosen = (currencies == currency_id) & (amounts != 0)
+            revenue[scans.text(currency_id)] = _money(int(amounts[chosen].sum()), int(chosen.sum()))
+        figures[goal.id] = (int(hit.sum()), len(np.unique(visitor[hit])), revenue)
+    return site_visitors, figures

@@ -153,3 +153,20 @@ def test_a_kept_answer_reads_no_block(filled, monkeypatch):
 
     monkeypatch.setattr(appliance.columns, "block", no_block)
     assert appliance.stats.aggregate(query) == first
+
+
+def test_a_filtered_goal_report_is_kept_and_follows_its_goals(filled):
+    """The dashboard's goal widget under a filter scans like the reports of the vocabulary:
+    asked again with nothing changed, it is a kept answer; a new goal changes it."""
+    appliance, site = filled
+    appliance.goals.create(site.id, GoalInput(kind="page", page="/pricing", name="Pricing"))
+    memo = appliance.stats.scans.memo
+    query = _week(site, "country==DE")
+    first = appliance.goal_reports.report(query)
+    hits = memo.hits
+    assert appliance.goal_reports.report(query) == first
+    assert memo.hits == hits + 1
+    appliance.stats.scans.forget()
+    assert appliance.goal_reports.report(query) == first  # scanned again: the same rows
+    appliance.goals.create(site.id, GoalInput(kind="event", event="Signup", name="Signup"))
+    assert [row["name"] for row in appliance.goal_reports.report(query)] == ["Pricing", "Signup"]
