@@ -188,15 +188,6 @@ class MinuteJobs:
             except Exception:  # a failing run must not stop the next one
                 log.exception("a minute job failed")
 
-    def sweep(self) -> int:
-        """Queue the closed days a bulk load left in the log (:meth:`CompactionQueue.sweep`)."""
-        try:
-            sites = [site.id for site in self._appliance.sites.all()]
-            return self.compactions.sweep(sites, int(time.time() // 86400))
-        except Exception:  # the hourly job compacts them anyway
-            log.exception("looking for closed days to compact failed")
-            return 0
-
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
