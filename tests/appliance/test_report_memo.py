@@ -162,11 +162,15 @@ def test_a_filtered_goal_report_is_kept_and_follows_its_goals(filled):
     appliance.goals.create(site.id, GoalInput(kind="page", page="/pricing", name="Pricing"))
     memo = appliance.stats.scans.memo
     query = _week(site, "country==DE")
-    first = appliance.goal_reports.report(query)
+
+    def figures():  # the goal's back-fill state moves on in the background: not a kept figure
+        return [{k: v for k, v in row.items() if k != "backfill"} for row in appliance.goal_reports.report(query)]
+
+    first = figures()
     hits = memo.hits
-    assert appliance.goal_reports.report(query) == first
+    assert figures() == first
     assert memo.hits == hits + 1
     appliance.stats.scans.forget()
-    assert appliance.goal_reports.report(query) == first  # scanned again: the same rows
+    assert figures() == first  # scanned again: the same rows
     appliance.goals.create(site.id, GoalInput(kind="event", event="Signup", name="Signup"))
     assert [row["name"] for row in appliance.goal_reports.report(query)] == ["Pricing", "Signup"]
