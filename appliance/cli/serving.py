@@ -159,6 +159,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     command = [
         sys.executable, "-m", "granian", "--interface", "asgi", "--host", host, "--port", str(port),
         "--workers", "1", "--factory", "--no-access-log", "--backlog", "2048",
+        # A worker that dies (the kernel's OOM killer, a crash in native code) is started
+        # again, which opens the data dir and recovers from the event log as after a restart;
+        # without this granian's main process stops the whole server with it.
+        "--respawn-failed-workers",
     ]
     if settings.server.tls_certificate and settings.server.tls_private_key:
         command += [
