@@ -59,6 +59,21 @@ class RangeSums:
         """Every kept sum of ``site`` is stale (rollups rebuilt, days deleted)."""
         self.bump(txn, site, (EPOCH,))
 
+    def delete_before(self, txn, site: int, first_day: int) -> int:
+        """Forget the generations of ``site``'s days before ``first_day`` (retention deleted
+        the days) and bump its epoch, so no sum kept before matches again; returns how many
+        went."""
+        cursor = txn.cursor(db=self._db)
+        end = _KEY.pack(site, first_day)
+        removed = 0
+        if cursor.set_range(_KEY.pack(site, 0)):
+            while cursor.key() and cursor.key() < end:
+                cursor.delete()
+                removed += 1
+        if removed:
+            self.bump_epoch(txn, site)
+        return removed
+
     def delete_site(self, txn, site: int) -> None:
         delete_prefix(txn, self._db, struct.pack(">I", site))
         with self._lock:

@@ -46,6 +46,8 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
             if counts["counters"] or counts["sketches"]:  # the week and month cut by the cutoff
                 appliance.counters.rebuild_rollups(txn, site.id, first_day, first_day)
                 appliance.sketches.rebuild_rollups(txn, site.id, first_day, first_day)
+            if appliance.counters.sums is not None:  # the deleted days' write generations
+                appliance.counters.sums.delete_before(txn, site.id, first_day)
             return counts
 
         for kind, count in appliance.store.write(purge).items():

@@ -6,6 +6,7 @@ and under a memory bound too small to keep anything."""
 from __future__ import annotations
 
 import random
+import struct
 import time
 from datetime import date, timedelta
 
@@ -151,9 +152,14 @@ def test_retention_purge_drops_kept_sums_of_deleted_days(filled):
     _assert_exact(appliance, site, ranges)
     site = appliance.sites.update(msgspec.structs.replace(site, retention_days=30))
     before = _report(appliance, site, first, last, True)
-    purge_expired(appliance, first_ts + (30 + 20.5) * 86400)  # the cutoff falls inside the kept ranges
+    now = first_ts + (30 + 20.5) * 86400  # the cutoff falls inside the kept ranges
+    purge_expired(appliance, now)
     assert _report(appliance, site, first, last, True)["aggregate"]["pageviews"] < before["aggregate"]["pageviews"]
     _assert_exact(appliance, site, ranges)
+    cutoff_day = day_bucket(now - 30 * 86400, site.timezone)
+    with appliance.store.read() as txn:  # the deleted days' generations went with them
+        days = [struct.unpack(">II", key)[1] for key, _ in txn.cursor(db=appliance.store.db(b"day_generations"))]
+    assert days and min(days) >= cutoff_day, (cutoff_day, sorted(days)[:3])
 
 
 def test_kept_sums_stay_inside_their_memory_bound(filled):
