@@ -64,6 +64,15 @@ def reexec_under_venv(script: str, flag: str) -> None:
     os.execv(python, [python, str(Path(script).resolve()), *sys.argv[1:]])
 
 
+def ensure_py_spy() -> Path:
+    """py-spy for ``--profile`` runs: the project's ``profile`` extra, installed into .venv
+    by scripts/setup the first time a profile is asked for (it is no dependency of the app)."""
+    spy = VENV / "bin" / "py-spy"
+    if not spy.exists():
+        subprocess.run([str(ROOT / "scripts" / "setup"), "profile"], check=True)
+    return spy
+
+
 # -- small helpers ----------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
