@@ -23,7 +23,6 @@ from appliance.definitions.goals import (
     Goal,
     Goals,
 )
-from appliance.events.blocks import StaleBlock
 from appliance.events.coordinator import WriteCoordinator
 from appliance.models import EventKind
 from appliance.periods import day_from_number
@@ -89,11 +88,8 @@ class GoalReports:
         return rows
 
     def _filtered_report(self, query, goals: list[Goal], statuses) -> list[dict[str, object]]:
-        try:  # kept by the scans' memo, as the scan reports are (a filtered dashboard asks again)
-            site_visitors, figures = self._scans.answer(_filtered_goal_figures, query, (), {})
-        except StaleBlock:  # a block it read was rewritten meanwhile: once more
-            self._scans.forget()
-            site_visitors, figures = self._scans.answer(_filtered_goal_figures, query, (), {})
+        # kept by the scans' memo, as the scan reports are (a filtered dashboard asks again)
+        site_visitors, figures = self._scans.answer(_filtered_goal_figures, query, (), {})
         rows = []
         for goal in goals:
             completions, unique, revenue = figures.get(goal.id, (0, 0, {}))

@@ -59,17 +59,11 @@ def _rate(part: int, whole: int) -> float:
 
 
 def _report(report):
-    """A report of the vocabulary: answered from :mod:`appliance.query.memo` when the events
-    it reads are unchanged, and run again, once, if a block it was reading was rewritten and
-    its old generation removed meanwhile (a query would have to outlive the grace period)."""
+    """A report of the vocabulary, answered through :meth:`Scans.answer`."""
 
     @functools.wraps(report)
     def run(self, query, *args, **kwargs):
-        try:
-            return self.answer(report, query, args, kwargs)
-        except StaleBlock:
-            self.forget()
-            return self.answer(report, query, args, kwargs)
+        return self.answer(report, query, args, kwargs)
 
     return run
 
@@ -90,8 +84,15 @@ class Scans:
         self.memo = ReportMemo()
 
     def answer(self, report, query, args: tuple, kwargs: dict):
-        """``report(self, query, *args, **kwargs)``, kept in :attr:`memo`."""
-        return self.memo.answer(self, report, query, args, kwargs)
+        """``report(self, query, *args, **kwargs)``: answered from :attr:`memo` when the events
+        it reads are unchanged, and run again, once, if a block it was reading was rewritten
+        and its old generation removed meanwhile (a query would have to outlive the grace
+        period)."""
+        try:
+            return self.memo.answer(self, report, query, args, kwargs)
+        except StaleBlock:
+            self.forget()
+            return self.memo.answer(self, report, query, args, kwargs)
 
     def frame_of(self, site: int, start_ms: int, end_ms: int) -> Frame:
         """The frame of a site's time range: the running report's own when it is that one."""
