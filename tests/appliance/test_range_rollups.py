@@ -116,19 +116,26 @@ def _assert_rollups_equal_days(appliance, site, first, last) -> None:
         assert _report(appliance, site, a, b, True) == _report(appliance, site, a, b, False), (a, b)
 
 
-@pytest.fixture
-def filled(make_appliance):
+def filled_days(make_appliance, domain: str, days: int, make_events):
+    """An appliance with a site of ``days`` closed days ending two days ago, from
+    ``make_events(site, first_ts)`` recorded in time order (the incremental path is exact
+    for that); ``(appliance, site, first day, last day, first_ts)``."""
     appliance = make_appliance(sites_retention_days=400)
-    site = appliance.sites.add("rollups.test")
-    today = time.time()
-    first_ts = today - today % 86400 - (DAYS + 2) * 86400
-    events = _events(site, first_ts, seed=11)
-    appliance.visits.horizon = 0.0  # history in time order: the incremental path is exact
+    site = appliance.sites.add(domain)
+    now = time.time()
+    first_ts = now - now % 86400 - (days + 2) * 86400
+    events = make_events(site, first_ts)
+    appliance.visits.horizon = 0.0
     for lo in range(0, len(events), 500):
         appliance.record_sync(events[lo : lo + 500])
     appliance.visits.horizon = time.time()
     first = day_from_number(day_bucket(first_ts))
-    return appliance, site, first, first + timedelta(days=DAYS - 1), first_ts
+    return appliance, site, first, first + timedelta(days=days - 1), first_ts
+
+
+@pytest.fixture
+def filled(make_appliance):
+    return filled_days(make_appliance, "rollups.test", DAYS, lambda site, first_ts: _events(site, first_ts, seed=11))
 
 
 def test_plan_covers_every_day_once_and_a_year_is_a_handful_of_reads():

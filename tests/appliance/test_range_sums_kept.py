@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import random
 import struct
-import time
 from datetime import date, timedelta
 
 import msgspec
 import pytest
 
 from appliance.models import Event, EventKind
-from appliance.periods import day_bucket, day_from_number
+from appliance.periods import day_bucket
 from appliance.query.spec import Query
 from appliance.runtime.jobs import purge_expired
+from tests.appliance.test_range_rollups import filled_days
 
 # more pages than four times a breakdown's candidates: their visit counters are read by point
 PAGES = ["/", "/pricing", "/blog/a", "/docs", "/signup", "/about"] + [f"/p/{n}" for n in range(150)]
@@ -76,17 +76,7 @@ def _assert_exact(appliance, site, ranges) -> None:
 
 @pytest.fixture
 def filled(make_appliance):
-    appliance = make_appliance(sites_retention_days=400)
-    site = appliance.sites.add("kept.test")
-    now = time.time()
-    first_ts = now - now % 86400 - (DAYS + 2) * 86400
-    events = _events(site, first_ts, range(DAYS), seed=7)
-    appliance.visits.horizon = 0.0  # history in time order: the incremental path is exact
-    for lo in range(0, len(events), 500):
-        appliance.record_sync(events[lo : lo + 500])
-    appliance.visits.horizon = time.time()
-    first = day_from_number(day_bucket(first_ts))
-    return appliance, site, first, first + timedelta(days=DAYS - 1), first_ts
+    return filled_days(make_appliance, "kept.test", DAYS, lambda site, first_ts: _events(site, first_ts, range(DAYS), seed=7))
 
 
 def _ranges(first: date, last: date) -> list[tuple[date, date]]:
