@@ -167,6 +167,18 @@ class Block:
             self.grew()
         return found
 
+    def release(self) -> None:
+        """Let go of a stored block's loaded columns and derived results (each loads again on
+        next use): a scan that walks a period day by day calls it for a block the cache does
+        not keep, so its peak is a day's columns, not the period's. A block built from the
+        log holds its only copy and keeps it."""
+        if not self.stored:
+            return
+        with self._lock:
+            self.columns = {}
+            self.derived = {}
+            self._sized = (-1, 0)
+
     def grew(self) -> None:
         """Tell the block cache this block holds a new array (see :attr:`on_grow`)."""
         hook = self.on_grow

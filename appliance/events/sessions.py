@@ -137,6 +137,22 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     return out
 
 
+def part_visits(block, lo: int, hi: int, timeout_ms: int) -> dict[str, np.ndarray]:
+    """The visits of rows ``lo:hi`` of a block (:func:`local_visits` with the derived arrays):
+    a whole block's own (stored ones decoded array by array), a slice's computed."""
+    if lo == 0 and hi == block.count:
+        return block.local_visits(timeout_ms)
+    computed = local_visits(
+        block.scalar("kind")[lo:hi],
+        block.visitor_codes()[lo:hi],
+        block.scalar("ts")[lo:hi],
+        block.scalar("session")[lo:hi],
+        block.ids("path")[lo:hi],
+        timeout_ms,
+    )
+    return with_derived(computed, block.day, timeout_ms)
+
+
 _STITCH_COLUMNS = ("kind", "ts", "c.session", "d.session", "c.path", "d.path")  # what _gather reads
 _JOINED = {
     "start": np.int64,
@@ -162,20 +178,7 @@ class Sessions:
         space = frame.visitors
         self._space = space
         offsets = np.cumsum([0] + [hi - lo for _, lo, hi in parts]).tolist()
-        local = []
-        for block, lo, hi in parts:
-            if lo == 0 and hi == block.count:
-                local.append(block.local_visits(timeout_ms))
-            else:
-                computed = local_visits(
-                    block.scalar("kind")[lo:hi],
-                    block.visitor_codes()[lo:hi],
-                    block.scalar("ts")[lo:hi],
-                    block.scalar("session")[lo:hi],
-                    block.ids("path")[lo:hi],
-                    timeout_ms,
-                )
-                local.append(with_derived(computed, block.day, timeout_ms))
+        local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
         touched: set[int] = set()

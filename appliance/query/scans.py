@@ -44,6 +44,7 @@ from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.periods import month_start, week_start, zone
+from appliance.query import daywise
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
 from appliance.query.selection import Selection, counts_by, grouped_distinct
@@ -165,8 +166,10 @@ class Scans:
     # -- the vocabulary -------------------------------------------------------------------
     @_report
     def aggregate(self, query) -> dict[str, object]:
-        selection = self.select(query)
-        return self.aggregate_of(selection)
+        found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
+        if found is not None:
+            return found
+        return self.aggregate_of(self.select(query))
 
     def aggregate_of(self, selection: Selection) -> dict[str, object]:
         frame = selection.frame

@@ -1,0 +1,272 @@
+"""The filtered top line computed day by day: per-day partial answers, merged.
+
+The plain scan (:class:`appliance.query.selection.Selection`) materialises its whole period
+at once: every row's filter masks, visit numbers and visitor codes, and the numbering of the
+period's visitors (:class:`appliance.events.frames.VisitorSpace`, one sort of every day's
+visitor dictionary). At the seed's month that is ten million rows, ~60 bytes each, and most of
+its CPU time; yet a visit rarely spans two days, and the top line's figures are sums over
+visits and events plus one count of distinct visitors.
+
+So :func:`aggregate` walks the period's blocks one at a time. Each day's rows are masked with
+the filters and reduced over the day's own visits (stored with a compacted block,
+:mod:`appliance.events.sessions`): matching visits, page views, events, conversions, bounces
+and durations are summed, and the day's matching visitors are kept as their sorted distinct
+visitor hashes (a small array). Only visitors who have a visit crossing a midnight of the
+period (each block knows its visits near midnight: ``late`` / ``early``) are left out of the
+days and sessionised again over all their rows of the period, as the plain path does; their
+rows are few. The period's distinct visitors are then one sort of the days' matching hashes,
+not of every visitor of the period. A stored block the column cache does not keep is
+released once its day is reduced (:meth:`appliance.events.blocks.Block.release`), and the next
+day's columns are decoded on the loader pool meanwhile (:mod:`appliance.events.preload`), so
+the scan's memory peak is about a day's columns, not the month's.
+
+The answer is the plain path's exactly (``tests/appliance/test_daywise_partials.py`` compares
+them on varied data, and the property tests compare both with brute force). Segment filters
+read the whole period's visits (:mod:`appliance.query.membership`): with one, :func:`aggregate`
+returns None and the plain path answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from appliance.budget import check_budget
+from appliance.events.blocks import distinct_values
+from appliance.events.frames import Frame
+from appliance.events.preload import preload, preload_later
+from appliance.events.sessions import build, part_visits
+from appliance.filters import EVENT_DIMENSIONS, Filter, IdPredicate, text_predicate
+from appliance.models import EventKind
+from appliance.query.selection import grouped_distinct, span_ms
+
+PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
+_MIDNIGHT_COLUMNS = ("s.visitor", "v.dict", "s.late", "s.early")
+_DAY_COLUMNS = ("kind", "s.row", "s.visitor", "v.dict", "s.pageviews", "s.interactive", "s.duration", "c.name", "d.name")
+_STITCH_COLUMNS = ("ts", "c.session", "d.session", "c.path", "d.path")
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+class _Conditions:
+    """The query's filters as per-day masks, each text test memoised across the days."""
+
+    def __init__(self, scans, site, filters: list[Filter]) -> None:
+        self.scans = scans
+        self.site = site
+        self.event_level = [f for f in filters if not f.is_visit_level]
+        self.visit_level = [f for f in filters if f.is_visit_level]
+        self._tests: dict[int, IdPredicate] = {}
+
+    def _predicate(self, condition: Filter) -> IdPredicate:
+        found = self._tests.get(id(condition))
+        if found is None:
+            test = text_predicate(condition.positive, condition.values)
+            found = self._tests[id(condition)] = IdPredicate(test, self.scans.text)
+        return found
+
+    def positive(self, frame: Frame, condition: Filter) -> np.ndarray:
+        """The positive mask of an event-level filter (or a visit property tested on events)."""
+        if condition.dimension == "goal":
+            return self.scans.event_mask(frame, condition, self.site)
+        key = condition.prop_key
+        if key is not None:
+            key_id = self.scans.lookup(key)
+            if key_id is None:
+                return np.zeros(frame.size, bool)
+            return frame.prop_mask([key_id], self._predicate(condition))
+        return frame.mask(EVENT_DIMENSIONS[condition.dimension], self._predicate(condition))
+
+    def pages(self, condition: Filter, page_ids: np.ndarray) -> np.ndarray:
+        """The positive mask of an entry or exit page filter over page ids."""
+        distinct, inverse = np.unique(page_ids, return_inverse=True)
+        return self._predicate(condition)(distinct)[inverse] if len(distinct) else np.zeros(0, bool)
+
+    def columns(self) -> tuple[str, ...]:
+        """The stored columns the event-level filters and visit properties read."""
+        names: list[str] = []
+        for condition in self.event_level + self.visit_level:
+            field = EVENT_DIMENSIONS.get(condition.dimension)
+            if condition.prop_key is not None:
+                names += ["p.row", "p.key", "p.value"]
+            elif field is not None:
+                names += ["c." + field, "d." + field]
+        if self.visit_level:
+            names += ["s.first_row", "s.entry", "s.exit", "d.path"]
+        return tuple(dict.fromkeys(names))
+
+
+def _combine(masks: list[tuple[Filter, np.ndarray]], size: int) -> np.ndarray:
+    out = np.ones(size, bool)
+    for condition, mask in masks:
+        out &= ~mask if condition.negated else mask
+    return out
+
+
+class _Totals:
+    """The sums of the top line, and the matching visitors' hashes, over the days seen."""
+
+    def __init__(self) -> None:
+        self.visits = self.pageviews = self.events = self.conversions = self.bounces = self.duration_ms = 0
+        self.visitor_hashes: list[np.ndarray] = []
+        self.conversion_names: list[np.ndarray] = []
+        self.conversion_hashes: list[np.ndarray] = []
+
+    def add(self, kind, rows, visit_of, visitor_hash, bounce, duration, names: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add matching ``rows`` (boolean, each in a visit counted here) of visits numbered by
+        ``visit_of`` with per-visit ``visitor_hash``, ``bounce`` and ``duration``."""
+        matched = np.zeros(len(visitor_hash), bool)
+        matched[visit_of[rows]] = True
+        self.visits += int(np.count_nonzero(matched))
+        self.bounces += int(np.count_nonzero(bounce[matched]))
+        self.duration_ms += int(duration[matched].sum())
+        self.visitor_hashes.append(distinct_values(visitor_hash[matched]))
+        chosen = kind[rows]
+        self.pageviews += int(np.count_nonzero(chosen == PAGEVIEW))
+        self.events += int(np.count_nonzero(chosen == CUSTOM))
+        converted = rows & (kind == CONVERSION)
+        if converted.any():
+            self.conversions += int(np.count_nonzero(converted))
+            self.conversion_names.append(names(converted))
+            self.conversion_hashes.append(visitor_hash[visit_of[converted]])
+
+    def answer(self) -> dict[str, object]:
+        hashes = np.concatenate(self.visitor_hashes) if self.visitor_hashes else np.zeros(0, np.uint64)
+        names = np.concatenate(self.conversion_names) if self.conversion_names else np.zeros(0, np.uint32)
+        converters = np.concatenate(self.conversion_hashes) if self.conversion_hashes else np.zeros(0, np.uint64)
+        visits = self.visits
+        return {
+            "visitors": len(distinct_values(hashes)),
+            "visits": visits,
+            "pageviews": self.pageviews,
+            "views_per_visit": round(self.pageviews / visits, 2) if visits else 0.0,
+            "bounce_rate": _rate(self.bounces, visits),
+            "visit_duration": round(self.duration_ms / 1000 / visits) if visits else 0,
+            "events": self.events,
+            "conversions": self.conversions,
+            "converting_visitors_by_type": grouped_distinct(names, converters),
+        }
+
+
+def _crossing(parts: list, local: list, timeout_ms: int) -> np.ndarray:
+    """Sorted hashes of the visitors with a visit that may continue across a midnight between
+    two adjacent days of the period (as :class:`appliance.events.sessions.Sessions` finds them)."""
+    found = []
+    for index in range(len(parts) - 1):
+        before, after = parts[index][0], parts[index + 1][0]
+        if after.day != before.day + 1:
+            continue
+        a, b = local[index], local[index + 1]
+        late = distinct_values(before.visitor_dictionary()[a["visitor"][a["late"]]])
+        early = distinct_values(after.visitor_dictionary()[b["visitor"][b["early"]]])
+        found.append(np.intersect1d(late, early, assume_unique=True))
+    return distinct_values(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+
+
+def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | None:
+    """The filtered top line of ``query`` (as :meth:`appliance.query.scans.Scans.aggregate_of`
+    gives it), day by day, over the period's ``frame`` (by default the running report's);
+    None when a filter needs the whole period's visits (segments)."""
+    filters = list(query.filters)
+    if any(condition.dimension == "segment" for condition in filters):
+        return None
+    if frame is None:
+        frame = scans.frame_of(query.site.id, *span_ms(query))
+    parts = frame.parts
+    timeout_ms = scans.timeout_ms
+    cache = scans.columns.cache
+    conditions = _Conditions(scans, query.site, filters)
+    preload([block for block, _, _ in parts], _MIDNIGHT_COLUMNS)
+    local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
+    crossing = _crossing(parts, local, timeout_ms)
+    day_columns = _DAY_COLUMNS + conditions.columns() + (_STITCH_COLUMNS if len(crossing) else ())
+    totals = _Totals()
+    stitched: dict = {}  # column name (or a visit property filter's position) -> pieces
+    waiting = preload_later([parts[0][0]], day_columns) if parts else None
+    for index, (block, lo, hi) in enumerate(parts):
+        check_budget()
+        waiting()
+        if index + 1 < len(parts):
+            waiting = preload_later([parts[index + 1][0]], day_columns)
+        visits = local[index]
+        _reduce_day(block, lo, hi, visits, conditions, crossing, totals, stitched)
+        local[index] = None
+        if not cache.holds(block):
+            block.release()
+    if stitched:
+        _reduce_stitched(stitched, conditions, timeout_ms, totals)
+    return totals.answer()
+
+
+def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crossing, totals: _Totals, stitched) -> None:
+    """Add one day's matching rows of visits that stay within it to ``totals``, and gather the
+    rows of visitors crossing a midnight into ``stitched``."""
+    day = Frame([(block, lo, hi)])
+    count = hi - lo
+    event_masks = [(c, conditions.positive(day, c)) for c in conditions.event_level]
+    property_masks = {
+        number: conditions.positive(day, c)
+        for number, c in enumerate(conditions.visit_level)
+        if c.dimension not in ("entry_page", "exit_page")
+    }
+    rows = _combine(event_masks, count)
+    visit_of = visits["visit_of"]
+    visitor_hash = block.visitor_dictionary()[visits["visitor"]]
+    keep = _visit_keep(conditions, visits, property_masks, len(visitor_hash))
+    crosses = np.zeros(len(visitor_hash), bool)
+    if len(crossing):  # found in the day's (sorted) visitor dictionary: a search per crossing visitor, not per visit
+        dictionary = block.visitor_dictionary()
+        at = np.minimum(np.searchsorted(dictionary, crossing), len(dictionary) - 1)
+        present = np.zeros(len(dictionary), bool)
+        present[at[dictionary[at] == crossing]] = True
+        crosses = present[visits["visitor"]]
+    kind = day.column("kind")
+    # a ping's visit number, -1, picks the appended False: pings count in no figure here
+    counted = rows & np.append(keep & ~crosses, False)[visit_of]
+    totals.add(kind, counted, visit_of, visitor_hash, visits["bounce"], visits["duration"], lambda chosen: day.values_at("name", chosen))
+    if crosses.any():
+        taken = np.flatnonzero(np.append(crosses, False)[visit_of])
+        gathered = {
+            "kind": kind[taken],
+            "ts": block.scalar("ts")[taken + lo],
+            "session": block.sessions_at(taken + lo),
+            "path": day.values_at("path", taken),
+            "name": day.values_at("name", taken),
+            "visitor": visitor_hash[visit_of[taken]],
+            "rows": rows[taken],
+        }
+        for name, values in gathered.items():
+            stitched.setdefault(name, []).append(values)
+        for number, mask in property_masks.items():
+            stitched.setdefault(number, []).append(mask[taken])
+
+
+def _visit_keep(conditions: _Conditions, visits, property_masks: dict[int, np.ndarray], count: int) -> np.ndarray:
+    """Which of a day's (or the stitched) visits the visit-level filters keep; a visit
+    property is tested on the visit's first event (``property_masks``: per filter's position,
+    its positive mask over the rows)."""
+    masks = []
+    for number, condition in enumerate(conditions.visit_level):
+        if condition.dimension in ("entry_page", "exit_page"):
+            mask = conditions.pages(condition, visits[condition.dimension])
+        else:
+            mask = property_masks[number][visits["first_row"]]
+        masks.append((condition, mask))
+    return _combine(masks, count)
+
+
+def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, totals: _Totals) -> None:
+    """Sessionise the crossing visitors' rows over the whole period and add what matches."""
+    rows_of = {name: np.concatenate(pieces) for name, pieces in stitched.items()}
+    count = len(rows_of["kind"])
+    built = build(rows_of["kind"], rows_of["visitor"], rows_of["ts"], rows_of["session"], rows_of["path"], np.arange(count), timeout_ms)
+    visit_of = np.empty(count, np.int64)
+    visit_of[built["order"]] = built["visit_sorted"]
+    property_masks = {name: values for name, values in rows_of.items() if isinstance(name, int)}
+    keep = _visit_keep(conditions, built, property_masks, len(built["visitor"]))
+    counted = rows_of["rows"] & keep[visit_of]
+    bounce = (built["pageviews"] == 1) & ~built["interactive"]
+    totals.add(rows_of["kind"], counted, visit_of, built["visitor"], bounce, built["end"] - built["start"], lambda chosen: rows_of["name"][chosen])
