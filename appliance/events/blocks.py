@@ -29,7 +29,8 @@ from appliance.events.sessions import LazyVisits, local_visits, with_derived
 from appliance.models import Event, EventKind
 from storage.keys import pack_event_key
 
-FORMAT_VERSION = 4  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views
+FORMAT_VERSION = 5  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views;
+# 5: the rows of the day's edge chains with their time, session hash and page (e.row, e.ts, e.session, e.path)
 DAY_MS = 86_400_000
 CLOSE_GRACE_SECONDS = 15 * 60  # a day is compacted this long after it ends (late batches)
 CACHE_BYTES = 3 << 30  # decoded columns kept in memory when no budget says otherwise (events/block_cache.py)
@@ -47,7 +48,8 @@ SCALARS: dict[str, np.dtype] = {
     "scroll": np.dtype(np.int16),
 }
 STORED_SCALARS = ("seq", "ts", "kind", "user", "revenue", "engaged", "scroll")
-DELTA_COLUMNS = frozenset({"seq", "ts", "p.row", "s.start", "s.first_row"})
+DELTA_COLUMNS = frozenset({"seq", "ts", "p.row", "s.start", "s.first_row", "e.row", "e.ts"})
+EDGE_COLUMNS = ("e.row", "e.ts", "e.session", "e.path")
 PROPS = ("p.row", "p.key", "p.value")
 VISIT_COLUMNS = (
     "s.visitor", "s.start", "s.duration", "s.first_row", "s.pageviews", "s.interactive", "s.entry", "s.exit", "s.late", "s.early",
@@ -356,6 +358,18 @@ class Block:
                 timeout_ms,
             ),
         )
+
+    def has_edge_rows(self, timeout_ms: int) -> bool:
+        return self.stored and self.format >= 5 and self.timeout_ms == timeout_ms
+
+    def edge_rows(self, timeout_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The rows of the day's edge chains (:func:`appliance.events.sessions.stored_edge_rows`)
+        with their ``ts``, session hash and path id, as stored since format 5 (None for a
+        block without them, or cut with another visit timeout)."""
+        if not self.has_edge_rows(timeout_ms):
+            return None
+        rows = self.column("e.row").astype(np.int64)
+        return rows, self.column("e.ts"), self.column("e.session"), self.column("e.path")
 
     def props(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.column("p.row"), self.column("p.key"), self.column("p.value")

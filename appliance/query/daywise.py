@@ -33,10 +33,10 @@ from collections.abc import Callable
 import numpy as np
 
 from appliance.budget import check_budget
-from appliance.events.blocks import distinct_values
+from appliance.events.blocks import EDGE_COLUMNS, distinct_values
 from appliance.events.frames import Frame
 from appliance.events.preload import preload, preload_later
-from appliance.events.sessions import build, part_visits
+from appliance.events.sessions import build, edge_chains, part_visits
 from appliance.filters import EVENT_DIMENSIONS, Filter, IdPredicate, text_predicate
 from appliance.models import EventKind
 from appliance.query.selection import grouped_distinct, span_ms
@@ -115,23 +115,26 @@ class _Totals:
         self.conversion_names: list[np.ndarray] = []
         self.conversion_hashes: list[np.ndarray] = []
 
-    def add(self, kind, rows, visit_of, visitor_hash, bounce, duration, names: Callable[[np.ndarray], np.ndarray]) -> None:
+    def add(self, kind, rows, visit_of, visitor, dictionary, bounce, duration, names: Callable[[np.ndarray], np.ndarray]) -> None:
         """Add matching ``rows`` (boolean, each in a visit counted here) of visits numbered by
-        ``visit_of`` with per-visit ``visitor_hash``, ``bounce`` and ``duration``."""
-        matched = np.zeros(len(visitor_hash), bool)
+        ``visit_of``, with per visit its ``visitor`` (a code into the sorted distinct visitor
+        hashes ``dictionary``), ``bounce`` and ``duration``."""
+        matched = np.zeros(len(visitor), bool)
         matched[visit_of[rows]] = True
         self.visits += int(np.count_nonzero(matched))
-        self.bounces += int(np.count_nonzero(bounce[matched]))
-        self.duration_ms += int(duration[matched].sum())
-        self.visitor_hashes.append(distinct_values(visitor_hash[matched]))
-        chosen = kind[rows]
-        self.pageviews += int(np.count_nonzero(chosen == PAGEVIEW))
-        self.events += int(np.count_nonzero(chosen == CUSTOM))
-        converted = rows & (kind == CONVERSION)
-        if converted.any():
-            self.conversions += int(np.count_nonzero(converted))
+        self.bounces += int(np.count_nonzero(bounce & matched))
+        self.duration_ms += int(np.sum(duration, where=matched, dtype=np.int64))
+        present = np.zeros(len(dictionary), bool)  # the day's matching visitors: sorted, distinct, no sort
+        present[visitor[matched]] = True
+        self.visitor_hashes.append(dictionary[present])
+        by_kind = np.bincount(kind[rows], minlength=CONVERSION + 1)
+        self.pageviews += int(by_kind[PAGEVIEW])
+        self.events += int(by_kind[CUSTOM])
+        if by_kind[CONVERSION]:
+            converted = rows & (kind == CONVERSION)
+            self.conversions += int(by_kind[CONVERSION])
             self.conversion_names.append(names(converted))
-            self.conversion_hashes.append(visitor_hash[visit_of[converted]])
+            self.conversion_hashes.append(dictionary[visitor[visit_of[converted]]])
 
     def answer(self) -> dict[str, object]:
         hashes = np.concatenate(self.visitor_hashes) if self.visitor_hashes else np.zeros(0, np.uint64)
@@ -139,7 +142,8 @@ class _Totals:
         converters = np.concatenate(self.conversion_hashes) if self.conversion_hashes else np.zeros(0, np.uint64)
         visits = self.visits
         return {
-            "visitors": len(distinct_values(hashes)),
+            # each day's are sorted: a stable sort (timsort) merges the runs
+            "visitors": _count_distinct(np.sort(hashes, kind="stable")),
             "visits": visits,
             "pageviews": self.pageviews,
             "views_per_visit": round(self.pageviews / visits, 2) if visits else 0.0,
@@ -151,19 +155,42 @@ class _Totals:
         }
 
 
-def _crossing(parts: list, local: list, timeout_ms: int) -> np.ndarray:
-    """Sorted hashes of the visitors with a visit that may continue across a midnight between
-    two adjacent days of the period (as :class:`appliance.events.sessions.Sessions` finds them)."""
+def _count_distinct(ordered: np.ndarray) -> int:
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
+
+
+def _crossing(parts: list, local: list) -> list[np.ndarray]:
+    """Per midnight between part ``i`` and ``i + 1``: the sorted hashes of the visitors with a
+    visit ending within the timeout before it and one starting within the timeout after it
+    (the only ones whose visit can continue across it, as
+    :class:`appliance.events.sessions.Sessions` finds them); empty where the days are not adjacent."""
     found = []
     for index in range(len(parts) - 1):
         before, after = parts[index][0], parts[index + 1][0]
         if after.day != before.day + 1:
+            found.append(np.zeros(0, np.uint64))
             continue
         a, b = local[index], local[index + 1]
         late = distinct_values(before.visitor_dictionary()[a["visitor"][a["late"]]])
         early = distinct_values(after.visitor_dictionary()[b["visitor"][b["early"]]])
         found.append(np.intersect1d(late, early, assume_unique=True))
-    return distinct_values(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+    return found
+
+
+def _edge_visits(visits, dictionary: np.ndarray, before: np.ndarray, after: np.ndarray, timeout_ms: int) -> np.ndarray:
+    """Which of a day's visits must be sessionised again with the neighbouring days' rows:
+    the first chain of each visitor crossing the midnight before (``before``, hashes), the
+    last chain of each crossing the midnight after (:func:`appliance.events.sessions.edge_chains`)."""
+    visitor = visits["visitor"]
+    marks = np.zeros(len(dictionary), np.uint8)
+    for bit, hashes in ((1, before), (2, after)):
+        if len(hashes) and len(dictionary):  # a search per crossing visitor, not per visit
+            at = np.minimum(np.searchsorted(dictionary, hashes), len(dictionary) - 1)
+            marks[at[dictionary[at] == hashes]] |= bit
+    mark = marks[visitor]
+    if not mark.any():
+        return np.zeros(len(visitor), bool)
+    return edge_chains(visitor, visits["start"], visits["end"], mark & 1 > 0, mark & 2 > 0, timeout_ms)
 
 
 def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | None:
@@ -181,18 +208,33 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     conditions = _Conditions(scans, query.site, filters)
     preload([block for block, _, _ in parts], _MIDNIGHT_COLUMNS)
     local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
-    crossing = _crossing(parts, local, timeout_ms)
-    day_columns = _DAY_COLUMNS + conditions.columns() + (_STITCH_COLUMNS if len(crossing) else ())
+    crossing = _crossing(parts, local)
+    none = np.zeros(0, np.uint64)
+    stitching = any(len(hashes) for hashes in crossing)
+    day_columns = _DAY_COLUMNS + conditions.columns()
+
+    def wanted(block) -> tuple[str, ...]:  # the stitched rows' time, session and page: stored apart since format 5
+        if not stitching:
+            return day_columns
+        return day_columns + (EDGE_COLUMNS if block.has_edge_rows(timeout_ms) else _STITCH_COLUMNS)
+
     totals = _Totals()
     stitched: dict = {}  # column name (or a visit property filter's position) -> pieces
-    waiting = preload_later([parts[0][0]], day_columns) if parts else None
+    waiting = preload_later([parts[0][0]], wanted(parts[0][0])) if parts else None
     for index, (block, lo, hi) in enumerate(parts):
         check_budget()
         waiting()
         if index + 1 < len(parts):
-            waiting = preload_later([parts[index + 1][0]], day_columns)
+            waiting = preload_later([parts[index + 1][0]], wanted(parts[index + 1][0]))
         visits = local[index]
-        _reduce_day(block, lo, hi, visits, conditions, crossing, totals, stitched)
+        edge = _edge_visits(
+            visits,
+            block.visitor_dictionary(),
+            crossing[index - 1] if index else none,
+            crossing[index] if index < len(crossing) else none,
+            timeout_ms,
+        )
+        _reduce_day(block, lo, hi, visits, conditions, edge, totals, stitched, timeout_ms)
         local[index] = None
         if not cache.holds(block):
             block.release()
@@ -201,9 +243,9 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     return totals.answer()
 
 
-def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crossing, totals: _Totals, stitched) -> None:
-    """Add one day's matching rows of visits that stay within it to ``totals``, and gather the
-    rows of visitors crossing a midnight into ``stitched``."""
+def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosses, totals: _Totals, stitched, timeout_ms: int) -> None:
+    """Add one day's matching rows of its own visits to ``totals``, and gather the rows of
+    the visits ``crosses`` marks (see :func:`_edge_visits`) into ``stitched``."""
     day = Frame([(block, lo, hi)])
     count = hi - lo
     event_masks = [(c, conditions.positive(day, c)) for c in conditions.event_level]
@@ -214,34 +256,40 @@ def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crossi
     }
     rows = _combine(event_masks, count)
     visit_of = visits["visit_of"]
-    visitor_hash = block.visitor_dictionary()[visits["visitor"]]
-    keep = _visit_keep(conditions, visits, property_masks, len(visitor_hash))
-    crosses = np.zeros(len(visitor_hash), bool)
-    if len(crossing):  # found in the day's (sorted) visitor dictionary: a search per crossing visitor, not per visit
-        dictionary = block.visitor_dictionary()
-        at = np.minimum(np.searchsorted(dictionary, crossing), len(dictionary) - 1)
-        present = np.zeros(len(dictionary), bool)
-        present[at[dictionary[at] == crossing]] = True
-        crosses = present[visits["visitor"]]
+    visitor = visits["visitor"]
+    dictionary = block.visitor_dictionary()
+    keep = _visit_keep(conditions, visits, property_masks, len(visitor))
     kind = day.column("kind")
     # a ping's visit number, -1, picks the appended False: pings count in no figure here
     counted = rows & np.append(keep & ~crosses, False)[visit_of]
-    totals.add(kind, counted, visit_of, visitor_hash, visits["bounce"], visits["duration"], lambda chosen: day.values_at("name", chosen))
+    totals.add(kind, counted, visit_of, visitor, dictionary, visits["bounce"], visits["duration"], lambda chosen: day.values_at("name", chosen))
     if crosses.any():
         taken = np.flatnonzero(np.append(crosses, False)[visit_of])
         gathered = {
             "kind": kind[taken],
-            "ts": block.scalar("ts")[taken + lo],
-            "session": block.sessions_at(taken + lo),
-            "path": day.values_at("path", taken),
+            **_edge_values(block, lo, hi, taken, timeout_ms),
             "name": day.values_at("name", taken),
-            "visitor": visitor_hash[visit_of[taken]],
+            "visitor": dictionary[visitor[visit_of[taken]]],
             "rows": rows[taken],
         }
         for name, values in gathered.items():
             stitched.setdefault(name, []).append(values)
         for number, mask in property_masks.items():
             stitched.setdefault(number, []).append(mask[taken])
+
+
+def _edge_values(block, lo: int, hi: int, taken: np.ndarray, timeout_ms: int) -> dict[str, np.ndarray]:
+    """``ts``, session hash and path id of rows ``taken`` of a part (rows of its edge chains):
+    from the rows a block stores for that (format 5) when it is read whole, else from its
+    whole columns."""
+    stored = block.edge_rows(timeout_ms) if lo == 0 and hi == block.count else None
+    if stored is not None:
+        rows, ts, session, path = stored
+        at = np.minimum(np.searchsorted(rows, taken), max(len(rows) - 1, 0))
+        if len(rows) and np.array_equal(rows[at], taken):
+            return {"ts": ts[at], "session": session[at], "path": path[at]}
+    rows = taken + lo
+    return {"ts": block.scalar("ts")[rows], "session": block.sessions_at(rows), "path": block.ids("path")[rows]}
 
 
 def _visit_keep(conditions: _Conditions, visits, property_masks: dict[int, np.ndarray], count: int) -> np.ndarray:
@@ -269,4 +317,5 @@ def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, t
     keep = _visit_keep(conditions, built, property_masks, len(built["visitor"]))
     counted = rows_of["rows"] & keep[visit_of]
     bounce = (built["pageviews"] == 1) & ~built["interactive"]
-    totals.add(rows_of["kind"], counted, visit_of, built["visitor"], bounce, built["end"] - built["start"], lambda chosen: rows_of["name"][chosen])
+    dictionary, visitor = np.unique(built["visitor"], return_inverse=True)
+    totals.add(rows_of["kind"], counted, visit_of, visitor, dictionary, bounce, built["end"] - built["start"], lambda chosen: rows_of["name"][chosen])

@@ -11,6 +11,7 @@ import random
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from appliance.definitions.goals import GoalInput
@@ -37,19 +38,23 @@ FILTERS = [
 ]
 
 
-def _events(site, rng: random.Random, days: int) -> list[Event]:
+def _events(site, rng: random.Random, days: int, dense: bool = False) -> list[Event]:
+    """Visitors over ``days`` days; ``dense``: most visits around midnights, with client
+    session ids changing within them (chains of visits split by session ids across midnight)."""
     start = (int(time.time()) // 86400 - days) * 86400
     out = []
     for visitor in range(1, 160):
         for _ in range(rng.randrange(1, 5)):  # visits on several days: the same visitor comes back
             at = start + rng.randrange(0, days * 86400)
-            if rng.random() < 0.3:  # near a midnight: visits that may cross it
-                at = (at // 86400 + 1) * 86400 - rng.randrange(0, 1800)
+            if rng.random() < (0.8 if dense else 0.3):  # near a midnight: visits that may cross it
+                at = (at // 86400 + 1) * 86400 - rng.randrange(0, 3600 if dense else 1800)
             hint = rng.choice(["", "", "s1", "s2"])
             device, country = rng.choice(["Mobile", "Desktop"]), rng.choice(["DE", "FR", "US", ""])
             source = rng.choice(SOURCES)
-            for _ in range(rng.randrange(1, 9)):
+            for _ in range(rng.randrange(1, 16 if dense else 9)):
                 at += rng.choice([20, 300, 1200, 1700, 2400])
+                if dense:
+                    hint = rng.choice(["", "s1", "s2"])
                 kind = rng.choice([EventKind.PAGEVIEW] * 5 + [EventKind.CUSTOM, EventKind.CONVERSION, EventKind.ENGAGEMENT])
                 name = {EventKind.PAGEVIEW: "pageview", EventKind.CUSTOM: rng.choice(["Signup", "Download"]),
                         EventKind.CONVERSION: rng.choice(["purchase", "trial"])}.get(kind, "engagement")
@@ -85,9 +90,9 @@ def loaded(tmp_path_factory):
     with Appliance(settings) as appliance:
         appliance.jobs.stop()
         sites = []
-        for number, timezone in enumerate(("UTC", "America/New_York")):
+        for number, timezone in enumerate(("UTC", "America/New_York", "UTC")):
             site = appliance.sites.add(f"daywise{number}.example", timezone=timezone)
-            appliance.record_sync(_events(site, random.Random(number), 6))
+            appliance.record_sync(_events(site, random.Random(number), 6, dense=number == 2))
             appliance.goals.create(site.id, GoalInput(name="Pricing", kind="page", page="/pricing"))
             sites.append(site)
         appliance.goals.wait()
@@ -113,11 +118,44 @@ def _compare(appliance, sites) -> int:
 def test_day_by_day_equals_the_plain_scan_from_the_log_and_from_stored_blocks(loaded):
     appliance, sites = loaded
     assert _compare(appliance, sites) >= 30  # most comparisons are over matching visits
-    appliance.columns.compact(sites[0].id, 0, int(time.time() // 86400))
-    appliance.columns.compact(sites[1].id, 0, int(time.time() // 86400))
+    for site in sites:
+        appliance.columns.compact(site.id, 0, int(time.time() // 86400))
     with appliance.store.read() as txn:
         assert len(appliance.columns.blocks.days(txn, sites[0].id)) >= 5  # closed days now read stored
     assert _compare(appliance, sites) >= 30
+    scans = appliance.stats.scans
+    for site in sites:  # blocks written before format 5 (no edge rows stored) give the same answers
+        today = local_today(site.timezone)
+        for text in FILTERS[:4]:
+            query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters(text))
+            scans.forget()
+            expected = daywise.aggregate(scans, query)
+            scans.forget()
+            frame = scans.columns.frame(site.id, *daywise.span_ms(query))
+            assert any(block.has_edge_rows(scans.timeout_ms) for block, _, _ in frame.parts)
+            for block, _, _ in frame.parts:
+                block.format = 4
+            assert daywise.aggregate(scans, query, frame) == expected
+    scans.forget()
+
+
+def test_stored_edge_rows_are_the_edge_chains_rows():
+    """What a format-5 block stores for stitching equals the edge chains computed from its
+    visits, chain by chain (a chain: a visitor's visits with no gap over the timeout)."""
+    from appliance.events.sessions import edge_chains
+
+    timeout = 10
+    visitor = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    start = np.array([0, 5, 40, 3, 50, 0, 30, 90])
+    end = np.array([4, 12, 45, 8, 99, 20, 35, 99])
+    first_of = np.array([True] * 3 + [False] * 2 + [True] * 3)
+    last_of = np.array([False] * 3 + [True] * 2 + [True] * 3)
+    # visitor 0 (first chain wanted): visits 0, 1 (gap 1), not 2 (gap 28 > 10); visitor 1 (last
+    # chain wanted): visit 4 alone (gap 42); visitor 2 (both): 5, 6 chained (a gap of exactly the
+    # timeout is no split), 7 alone (gap 55) is its last chain
+    assert edge_chains(visitor, start, end, first_of, last_of, timeout).tolist() == [
+        True, True, False, False, True, True, True, True,
+    ]
 
 
 def test_visits_across_midnight_are_stitched_and_segments_take_the_plain_path(loaded):
@@ -128,7 +166,7 @@ def test_visits_across_midnight_are_stitched_and_segments_take_the_plain_path(lo
     query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("page!=/nowhere"))
     frame = scans.columns.frame(site.id, *daywise.span_ms(query))
     local = [daywise.part_visits(block, lo, hi, scans.timeout_ms) for block, lo, hi in frame.parts]
-    assert len(daywise._crossing(frame.parts, local, scans.timeout_ms)) > 0  # the data has visits across midnight
+    assert sum(len(hashes) for hashes in daywise._crossing(frame.parts, local)) > 0  # the data has visits across midnight
     assert daywise.aggregate(scans, query)["visits"] == scans.aggregate_of(scans.select(query))["visits"]
     segmented = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("segment==1"))
     assert daywise.aggregate(scans, segmented) is None
