@@ -71,6 +71,22 @@ def distinct_values(values: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
+def dictionary_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)`` of interned string ids, as ``(uint32 distinct
+    ids, small codes)``. Ids are dense integers: when they are not much larger than the
+    number of rows, marking the present ones and counting is several times faster than
+    sorting (today's block, built from the log, codes each field a filter reads)."""
+    top = int(ids.max()) if len(ids) else 0
+    if top > 4 * len(ids) + 4096:
+        dictionary, codes = np.unique(ids, return_inverse=True)
+        return dictionary.astype(np.uint32), codes.astype(codes_dtype(len(dictionary)))
+    present = np.zeros(top + 1, bool)
+    present[ids] = True
+    dictionary = np.flatnonzero(present).astype(np.uint32)
+    code_of = np.cumsum(present, dtype=np.int64) - 1
+    return dictionary, code_of[ids].astype(codes_dtype(len(dictionary)))
+
+
 class StaleBlock(RuntimeError):
     """A block's generation was replaced and removed while a reader still used it."""
 
@@ -227,8 +243,7 @@ class Block:
             return self.column("d." + name), self.column("c." + name)
 
         def make():
-            dictionary, codes = np.unique(self.columns["i." + name], return_inverse=True)
-            return dictionary.astype(np.uint32), codes.astype(codes_dtype(len(dictionary)))
+            return dictionary_of(self.columns["i." + name])
 
         return self._cached(("dictionary", name), make)
 

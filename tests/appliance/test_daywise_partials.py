@@ -194,3 +194,15 @@ def test_stored_blocks_the_cache_does_not_keep_are_released_after_their_day(load
     finally:
         cache.limit_bytes = limit
         scans.forget()
+
+
+def test_a_dictionary_by_marking_ids_equals_unique():
+    from appliance.events.blocks import dictionary_of
+
+    rng = np.random.default_rng(3)
+    for top, count in ((1, 10), (300, 5000), (70_000, 20_000), (10**9, 2000), (5, 0)):
+        ids = rng.integers(0, top, count).astype(np.uint32)
+        dictionary, codes = dictionary_of(ids)
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        assert dictionary.dtype == np.uint32 and np.array_equal(dictionary, distinct)
+        assert np.array_equal(codes.astype(np.int64), inverse.astype(np.int64)) and codes.itemsize <= 4
