@@ -236,8 +236,9 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
         )
         _reduce_day(block, lo, hi, visits, conditions, edge, totals, stitched, timeout_ms)
         local[index] = None
-        if not cache.holds(block):
-            block.release()
+        for done, _, _ in parts[: index + 1]:  # the cache may have dropped a block read earlier, too
+            if (done.columns or done.derived) and not cache.holds(done):
+                done.release()
     if stitched:
         _reduce_stitched(stitched, conditions, timeout_ms, totals)
     return totals.answer()
