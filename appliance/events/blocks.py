@@ -9,7 +9,12 @@ the day's distinct visitor hashes, sorted (``v.dict``); and the day's *visits* (
 glossary's rule, see :mod:`appliance.events.sessions`): per row its visit (``s.row``, compactly
 coded), per visit its visitor (a code into ``v.dict``), start, duration, first row, page
 views, whether it was interactive, entry and exit page. A row's visitor is its visit's
-(engagement pings, which belong to no visit, keep theirs in ``v.ping``). A stored block loads
+(engagement pings, which belong to no visit, keep theirs in ``v.ping``). Since format 5 a
+block also stores the rows of its *edge chains* (the visits that may continue across its
+midnights, :func:`appliance.events.sessions.stored_edge_rows`) with their time, session hash
+and page (``e.row``, ``e.ts``, ``e.session``, ``e.path``), so a period's visits are stitched
+without decoding whole columns; older blocks are read as they are and re-encoded by the
+compaction job. A stored block loads
 each column on first use, so a query reads the few columns it needs. How blocks are built
 from log rows is :mod:`appliance.events.encoding`; how they are stored, cached and kept
 current is :mod:`appliance.events.columns`.

@@ -17,7 +17,10 @@ decoded array by array as a report needs them — and then stitched: anonymous v
 change daily, so only visitors with a visit ending within the timeout before a UTC midnight
 and one starting within the timeout after it (each block knows those visits) can have a
 visit crossing it; their rows alone are sessionised again across the whole period, with the
-same rule. Visits of a block are numbered in the order of their first row.
+same rule. Visits of a block are numbered in the order of their first row. The filtered
+top line (:mod:`appliance.query.daywise`) narrows that further: of such a visitor only the
+*edge chains* (:func:`edge_chains`: its visits at the day's start or end with no gap over the
+timeout between them) can change when days are joined, and a stored block keeps their rows.
 
 Per visit: its visitor, first and last timestamp, page views, whether it had a custom event
 or conversion (``interactive``), bounce (one page view and nothing interactive), duration

@@ -11,14 +11,19 @@ So :func:`aggregate` walks the period's blocks one at a time. Each day's rows ar
 the filters and reduced over the day's own visits (stored with a compacted block,
 :mod:`appliance.events.sessions`): matching visits, page views, events, conversions, bounces
 and durations are summed, and the day's matching visitors are kept as their sorted distinct
-visitor hashes (a small array). Only visitors who have a visit crossing a midnight of the
-period (each block knows its visits near midnight: ``late`` / ``early``) are left out of the
-days and sessionised again over all their rows of the period, as the plain path does; their
-rows are few. The period's distinct visitors are then one sort of the days' matching hashes,
-not of every visitor of the period. A stored block the column cache does not keep is
-released once its day is reduced (:meth:`appliance.events.blocks.Block.release`), and the next
-day's columns are decoded on the loader pool meanwhile (:mod:`appliance.events.preload`), so
-the scan's memory peak is about a day's columns, not the month's.
+visitor hashes (a small array: the day's visitor dictionary is sorted, so marking the matching
+codes gives them without a sort). Visits cross a midnight only for visitors with a visit ending
+within the timeout before it and one starting within the timeout after it (each block knows
+its visits near midnight: ``late`` / ``early``); of those visitors, only the visits of their
+*edge chains* (:func:`appliance.events.sessions.edge_chains`) can differ when the days are
+sessionised together, so those are left out of their days and sessionised again over the
+period from their rows alone — which a block stores since format 5 (``e.*``), so no whole
+column is decoded for them. The period's distinct visitors are then one merge of the days'
+sorted matching hashes, not a numbering of every visitor of the period. A stored block the
+column cache does not keep is released once its day is reduced
+(:meth:`appliance.events.blocks.Block.release`), and the next day's columns are decoded on the
+loader pool meanwhile (:mod:`appliance.events.preload`), so the scan's memory peak is about a
+day's columns plus the cache, not the month's.
 
 The answer is the plain path's exactly (``tests/appliance/test_daywise_partials.py`` compares
 them on varied data, and the property tests compare both with brute force). Segment filters
