@@ -9,12 +9,9 @@ the day's distinct visitor hashes, sorted (``v.dict``); and the day's *visits* (
 glossary's rule, see :mod:`appliance.events.sessions`): per row its visit (``s.row``, compactly
 coded), per visit its visitor (a code into ``v.dict``), start, duration, first row, page
 views, whether it was interactive, entry and exit page. A row's visitor is its visit's
-(engagement pings, which belong to no visit, keep theirs in ``v.ping``). Since format 5 a
-block also stores the rows of its *edge chains* (the visits that may continue across its
-midnights, :func:`appliance.events.sessions.stored_edge_rows`) with their time, session hash
-and page (``e.row``, ``e.ts``, ``e.session``, ``e.path``), so a period's visits are stitched
-without decoding whole columns; older blocks are read as they are and re-encoded by the
-compaction job. A stored block loads
+(engagement pings, which belong to no visit, keep theirs in ``v.ping``). Since format 5, the
+rows of its *edge chains* (:func:`appliance.events.sessions.stored_edge_rows`) with their time,
+session hash and page (``e.*``): visits are stitched across midnight without whole columns. A stored block loads
 each column on first use, so a query reads the few columns it needs. How blocks are built
 from log rows is :mod:`appliance.events.encoding`; how they are stored, cached and kept
 current is :mod:`appliance.events.columns`.
@@ -77,10 +74,8 @@ def distinct_values(values: np.ndarray) -> np.ndarray:
 
 
 def dictionary_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(ids, return_inverse=True)`` of interned string ids, as ``(uint32 distinct
-    ids, small codes)``. Ids are dense integers: when they are not much larger than the
-    number of rows, marking the present ones and counting is several times faster than
-    sorting (today's block, built from the log, codes each field a filter reads)."""
+    """``np.unique(ids, return_inverse=True)`` of interned string ids as ``(uint32, small codes)``:
+    ids are dense, so marking the present ones is several times faster than sorting."""
     top = int(ids.max()) if len(ids) else 0
     if top > 4 * len(ids) + 4096:
         dictionary, codes = np.unique(ids, return_inverse=True)
@@ -192,9 +187,8 @@ class Block:
 
     def release(self) -> None:
         """Let go of a stored block's loaded columns and derived results (each loads again on
-        next use): a scan that walks a period day by day calls it for a block the cache does
-        not keep, so its peak is a day's columns, not the period's. A block built from the
-        log holds its only copy and keeps it."""
+        next use; a block built from the log keeps its only copy): a scan day by day calls it
+        for a block the cache does not keep, so its peak is a day's columns, not the period's."""
         if not self.stored:
             return
         with self._lock:
@@ -383,13 +377,11 @@ class Block:
         return self.stored and self.format >= 5 and self.timeout_ms == timeout_ms
 
     def edge_rows(self, timeout_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """The rows of the day's edge chains (:func:`appliance.events.sessions.stored_edge_rows`)
-        with their ``ts``, session hash and path id, as stored since format 5 (None for a
-        block without them, or cut with another visit timeout)."""
-        if not self.has_edge_rows(timeout_ms):
-            return None
-        rows = self.column("e.row").astype(np.int64)
-        return rows, self.column("e.ts"), self.column("e.session"), self.column("e.path")
+        """The rows of the day's edge chains with their ``ts``, session hash and path id, as
+        stored since format 5 (None without them, or cut with another visit timeout)."""
+        if self.has_edge_rows(timeout_ms):
+            return self.column("e.row").astype(np.int64), self.column("e.ts"), self.column("e.session"), self.column("e.path")
+        return None
 
     def props(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.column("p.row"), self.column("p.key"), self.column("p.value")
