@@ -95,12 +95,15 @@ class _Conditions:
         names: list[str] = []
         for condition in self.event_level + self.visit_level:
             field = EVENT_DIMENSIONS.get(condition.dimension)
+            if condition.dimension in ("entry_page", "exit_page"):
+                names += ["s.entry" if condition.dimension == "entry_page" else "s.exit", "d.path"]
+                continue
+            if condition.is_visit_level:  # a visit property: tested on the visit's first event
+                names.append("s.first_row")
             if condition.prop_key is not None:
                 names += ["p.row", "p.key", "p.value"]
             elif field is not None:
                 names += ["c." + field, "d." + field]
-        if self.visit_level:
-            names += ["s.first_row", "s.entry", "s.exit", "d.path"]
         return tuple(dict.fromkeys(names))
 
 

@@ -206,3 +206,32 @@ def test_a_dictionary_by_marking_ids_equals_unique():
         distinct, inverse = np.unique(ids, return_inverse=True)
         assert dictionary.dtype == np.uint32 and np.array_equal(dictionary, distinct)
         assert np.array_equal(codes.astype(np.int64), inverse.astype(np.int64)) and codes.itemsize <= 4
+
+
+def test_concurrent_scans_over_released_blocks_give_the_same_answers(loaded):
+    """Two scans of one period at once, with a cache that keeps one block: each releases
+    blocks the other may be reading, which then load again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[2]
+    appliance.columns.compact(site.id, 0, int(time.time() // 86400))
+    today = local_today(site.timezone)
+    queries = [
+        Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters(text))
+        for text in ("source==Google;device==Mobile", "country==DE", "page==/blog/*", "entry_page==/blog/*")
+    ]
+    scans.forget()
+    expected = [scans.aggregate_of(scans.select(query)) for query in queries]
+    cache = scans.columns.cache
+    limit = cache.limit_bytes
+    cache.limit_bytes = 1
+    try:
+        scans.forget()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for _ in range(3):
+                assert list(pool.map(lambda query: daywise.aggregate(scans, query), queries)) == expected
+    finally:
+        cache.limit_bytes = limit
+        scans.forget()
