@@ -44,16 +44,12 @@ from appliance.events.preload import preload, preload_later
 from appliance.events.sessions import build, edge_chains, part_visits
 from appliance.filters import EVENT_DIMENSIONS, Filter, IdPredicate, text_predicate
 from appliance.models import EventKind
-from appliance.query.selection import grouped_distinct, span_ms
+from appliance.query.selection import grouped_distinct, span_ms, top_line
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 _MIDNIGHT_COLUMNS = ("s.visitor", "v.dict", "s.late", "s.early")
 _DAY_COLUMNS = ("kind", "s.row", "s.visitor", "v.dict", "s.pageviews", "s.interactive", "s.duration", "c.name", "d.name")
 _STITCH_COLUMNS = ("ts", "c.session", "d.session", "c.path", "d.path")
-
-
-def _rate(part: int, whole: int) -> float:
-    return round(100 * part / whole, 2) if whole else 0.0
 
 
 class _Conditions:
@@ -148,19 +144,16 @@ class _Totals:
         hashes = np.concatenate(self.visitor_hashes) if self.visitor_hashes else np.zeros(0, np.uint64)
         names = np.concatenate(self.conversion_names) if self.conversion_names else np.zeros(0, np.uint32)
         converters = np.concatenate(self.conversion_hashes) if self.conversion_hashes else np.zeros(0, np.uint64)
-        visits = self.visits
-        return {
-            # each day's are sorted: a stable sort (timsort) merges the runs
-            "visitors": _count_distinct(np.sort(hashes, kind="stable")),
-            "visits": visits,
-            "pageviews": self.pageviews,
-            "views_per_visit": round(self.pageviews / visits, 2) if visits else 0.0,
-            "bounce_rate": _rate(self.bounces, visits),
-            "visit_duration": round(self.duration_ms / 1000 / visits) if visits else 0,
-            "events": self.events,
-            "conversions": self.conversions,
-            "converting_visitors_by_type": grouped_distinct(names, converters),
-        }
+        return top_line(
+            visitors=_count_distinct(np.sort(hashes, kind="stable")),  # each day's are sorted: timsort merges the runs
+            visits=self.visits,
+            pageviews=self.pageviews,
+            bounces=self.bounces,
+            duration_ms=self.duration_ms,
+            events=self.events,
+            conversions=self.conversions,
+            converting_visitors_by_type=grouped_distinct(names, converters),
+        )
 
 
 def _count_distinct(ordered: np.ndarray) -> int:
@@ -217,7 +210,7 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     preload([block for block, _, _ in parts], _MIDNIGHT_COLUMNS)
     local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
     crossing = _crossing(parts, local)
-    none = np.zeros(0, np.uint64)
+    nobody = np.zeros(0, np.uint64)
     stitching = any(len(hashes) for hashes in crossing)
     day_columns = _DAY_COLUMNS + conditions.columns()
 
@@ -238,8 +231,8 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
         edge = _edge_visits(
             visits,
             block.visitor_dictionary(),
-            crossing[index - 1] if index else none,
-            crossing[index] if index < len(crossing) else none,
+            crossing[index - 1] if index else nobody,
+            crossing[index] if index < len(crossing) else nobody,
             timeout_ms,
         )
         _reduce_day(block, lo, hi, visits, conditions, edge, totals, stitched, timeout_ms)
