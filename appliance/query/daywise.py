@@ -217,7 +217,7 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     def wanted(block) -> tuple[str, ...]:  # the stitched rows' time, session and page: stored apart since format 5
         if not stitching:
             return day_columns
-        return day_columns + (EDGE_COLUMNS if block.has_edge_rows(timeout_ms) else _STITCH_COLUMNS)
+        return day_columns + ("s.start",) + (EDGE_COLUMNS if block.has_edge_rows(timeout_ms) else _STITCH_COLUMNS)
 
     totals = _Totals()
     stitched: dict = {}  # column name (or a visit property filter's position) -> pieces
