@@ -36,6 +36,11 @@ class BlockCache:
         with self.lock:
             return list(self._blocks.values())
 
+    def holds(self, block: Block) -> bool:
+        """Whether ``block`` itself is the one cached for its day."""
+        with self.lock:
+            return self._blocks.get((block.site, block.day)) is block
+
     def requested(self, key: Key) -> Block | None:
         """Count a request for ``key``'s block and return the cached one, if any."""
         with self.lock:

@@ -9,7 +9,9 @@ the day's distinct visitor hashes, sorted (``v.dict``); and the day's *visits* (
 glossary's rule, see :mod:`appliance.events.sessions`): per row its visit (``s.row``, compactly
 coded), per visit its visitor (a code into ``v.dict``), start, duration, first row, page
 views, whether it was interactive, entry and exit page. A row's visitor is its visit's
-(engagement pings, which belong to no visit, keep theirs in ``v.ping``). A stored block loads
+(engagement pings, which belong to no visit, keep theirs in ``v.ping``). Since format 5, the
+rows of its *edge chains* (:func:`appliance.events.sessions.stored_edge_rows`) with their time,
+session hash and page (``e.*``): visits are stitched across midnight without whole columns. A stored block loads
 each column on first use, so a query reads the few columns it needs. How blocks are built
 from log rows is :mod:`appliance.events.encoding`; how they are stored, cached and kept
 current is :mod:`appliance.events.columns`.
@@ -29,7 +31,8 @@ from appliance.events.sessions import LazyVisits, local_visits, with_derived
 from appliance.models import Event, EventKind
 from storage.keys import pack_event_key
 
-FORMAT_VERSION = 4  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views
+FORMAT_VERSION = 5  # 3: visits near midnight stored (s.late, s.early); 4: entry/exit page of visits without page views;
+# 5: the rows of the day's edge chains with their time, session hash and page (e.row, e.ts, e.session, e.path)
 DAY_MS = 86_400_000
 CLOSE_GRACE_SECONDS = 15 * 60  # a day is compacted this long after it ends (late batches)
 CACHE_BYTES = 3 << 30  # decoded columns kept in memory when no budget says otherwise (events/block_cache.py)
@@ -47,7 +50,8 @@ SCALARS: dict[str, np.dtype] = {
     "scroll": np.dtype(np.int16),
 }
 STORED_SCALARS = ("seq", "ts", "kind", "user", "revenue", "engaged", "scroll")
-DELTA_COLUMNS = frozenset({"seq", "ts", "p.row", "s.start", "s.first_row"})
+DELTA_COLUMNS = frozenset({"seq", "ts", "p.row", "s.start", "s.first_row", "e.row", "e.ts"})
+EDGE_COLUMNS = ("e.row", "e.ts", "e.session", "e.path")
 PROPS = ("p.row", "p.key", "p.value")
 VISIT_COLUMNS = (
     "s.visitor", "s.start", "s.duration", "s.first_row", "s.pageviews", "s.interactive", "s.entry", "s.exit", "s.late", "s.early",
@@ -67,6 +71,20 @@ def distinct_values(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
+
+
+def dictionary_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)`` of interned string ids as ``(uint32, small codes)``:
+    ids are dense, so marking the present ones is several times faster than sorting."""
+    top = int(ids.max()) if len(ids) else 0
+    if top > 4 * len(ids) + 4096:
+        dictionary, codes = np.unique(ids, return_inverse=True)
+        return dictionary.astype(np.uint32), codes.astype(codes_dtype(len(dictionary)))
+    present = np.zeros(top + 1, bool)
+    present[ids] = True
+    dictionary = np.flatnonzero(present).astype(np.uint32)
+    code_of = np.cumsum(present, dtype=np.int64) - 1
+    return dictionary, code_of[ids].astype(codes_dtype(len(dictionary)))
 
 
 class StaleBlock(RuntimeError):
@@ -167,6 +185,17 @@ class Block:
             self.grew()
         return found
 
+    def release(self) -> None:
+        """Let go of a stored block's loaded columns and derived results (each loads again on
+        next use; a block built from the log keeps its only copy): a scan day by day calls it
+        for a block the cache does not keep, so its peak is a day's columns, not the period's."""
+        if not self.stored:
+            return
+        with self._lock:
+            self.columns = {}
+            self.derived = {}
+            self._sized = (-1, 0)
+
     def grew(self) -> None:
         """Tell the block cache this block holds a new array (see :attr:`on_grow`)."""
         hook = self.on_grow
@@ -213,8 +242,7 @@ class Block:
             return self.column("d." + name), self.column("c." + name)
 
         def make():
-            dictionary, codes = np.unique(self.columns["i." + name], return_inverse=True)
-            return dictionary.astype(np.uint32), codes.astype(codes_dtype(len(dictionary)))
+            return dictionary_of(self.columns["i." + name])
 
         return self._cached(("dictionary", name), make)
 
@@ -344,6 +372,16 @@ class Block:
                 timeout_ms,
             ),
         )
+
+    def has_edge_rows(self, timeout_ms: int) -> bool:
+        return self.stored and self.format >= 5 and self.timeout_ms == timeout_ms
+
+    def edge_rows(self, timeout_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The rows of the day's edge chains with their ``ts``, session hash and path id, as
+        stored since format 5 (None without them, or cut with another visit timeout)."""
+        if self.has_edge_rows(timeout_ms):
+            return self.column("e.row").astype(np.int64), self.column("e.ts"), self.column("e.session"), self.column("e.path")
+        return None
 
     def props(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.column("p.row"), self.column("p.key"), self.column("p.value")

@@ -22,7 +22,7 @@ from appliance.events.blocks import (
 )
 from appliance.events.codec import STRING_FIELDS
 from appliance.events.logrows import decode_rows
-from appliance.events.sessions import local_visits, with_derived
+from appliance.events.sessions import local_visits, stored_edge_rows, with_derived
 from storage.keys import unpack_event_key
 
 _decoder = msgspec.msgpack.Decoder()
@@ -164,6 +164,11 @@ def stored_columns(columns: dict[str, np.ndarray], day: int, timeout_ms: int) ->
     out["s.interactive"] = visits["interactive"].astype(np.uint8)
     out["s.late"] = visits["late"].astype(np.int32)
     out["s.early"] = visits["early"].astype(np.int32)
+    edge = stored_edge_rows(visits, len(visitors), timeout_ms)  # format 5: visits stitched across midnight read these
+    out["e.row"] = edge.astype(np.uint32)
+    out["e.ts"] = columns["ts"][edge]
+    out["e.session"] = columns["session"][edge].astype(np.uint64)
+    out["e.path"] = columns["i.path"][edge].astype(np.uint32)
     path_dictionary = out["d.path"]
     for name, key in (("s.entry", "entry_page"), ("s.exit", "exit_page")):
         pages = visits[key]
@@ -198,5 +203,12 @@ def check_round_trip(block: Block, columns: dict[str, np.ndarray], timeout_ms: i
         array = fresh[name]
         if not np.array_equal(np.asarray(stored[name]).astype(np.int64), np.asarray(array).astype(np.int64)):
             raise AssertionError(f"visits ({name}) of site {block.site} day {block.day} do not round-trip")
+    rows, ts, session, path = block.edge_rows(timeout_ms)
+    if not np.array_equal(rows, stored_edge_rows(fresh, len(block.visitor_dictionary()), timeout_ms)) or not (
+        np.array_equal(ts, columns["ts"][rows])
+        and np.array_equal(session, columns["session"][rows])
+        and np.array_equal(path, columns["i.path"][rows])
+    ):
+        raise AssertionError(f"edge rows of site {block.site} day {block.day} do not round-trip")
 
 

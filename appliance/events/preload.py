@@ -9,7 +9,7 @@ small server. The pool's threads only decode; they never touch the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 _LOADERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="footfall-columns")
@@ -23,3 +23,17 @@ def preload(blocks: Iterable, names: tuple[str, ...]) -> None:
     if len(wanted) > 1:
         for _ in _LOADERS.map(lambda job: job[0].column(job[1]), wanted):
             pass
+
+
+def preload_later(blocks: Iterable, names: tuple[str, ...]) -> Callable[[], None]:
+    """Start loading the columns ``names`` of the stored ``blocks`` on the pool and return at
+    once; the returned function waits for them (and raises a failed load). A scan that walks
+    a period day by day decodes the next day's columns while it reduces the current one's."""
+    wanted = [(block, name) for block in blocks if block.stored for name in names if name not in block.columns]
+    futures = [_LOADERS.submit(block.column, name) for block, name in wanted]
+
+    def wait() -> None:
+        for future in futures:
+            future.result()
+
+    return wait

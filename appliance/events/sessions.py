@@ -17,7 +17,10 @@ decoded array by array as a report needs them — and then stitched: anonymous v
 change daily, so only visitors with a visit ending within the timeout before a UTC midnight
 and one starting within the timeout after it (each block knows those visits) can have a
 visit crossing it; their rows alone are sessionised again across the whole period, with the
-same rule. Visits of a block are numbered in the order of their first row.
+same rule. Visits of a block are numbered in the order of their first row. The filtered
+top line (:mod:`appliance.query.daywise`) narrows that further: of such a visitor only the
+*edge chains* (:func:`edge_chains`: its visits at the day's start or end with no gap over the
+timeout between them) can change when days are joined, and a stored block keeps their rows.
 
 Per visit: its visitor, first and last timestamp, page views, whether it had a custom event
 or conversion (``interactive``), bounce (one page view and nothing interactive), duration
@@ -137,6 +140,67 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     return out
 
 
+def part_visits(block, lo: int, hi: int, timeout_ms: int) -> dict[str, np.ndarray]:
+    """The visits of rows ``lo:hi`` of a block (:func:`local_visits` with the derived arrays):
+    a whole block's own (stored ones decoded array by array), a slice's computed."""
+    if lo == 0 and hi == block.count:
+        return block.local_visits(timeout_ms)
+    computed = local_visits(
+        block.scalar("kind")[lo:hi],
+        block.visitor_codes()[lo:hi],
+        block.scalar("ts")[lo:hi],
+        block.scalar("session")[lo:hi],
+        block.ids("path")[lo:hi],
+        timeout_ms,
+    )
+    return with_derived(computed, block.day, timeout_ms)
+
+
+def edge_chains(visitor, start, end, first_of: np.ndarray, last_of: np.ndarray, timeout_ms: int) -> np.ndarray:
+    """Which of a day's visits lie in an *edge chain*: the first chain of a visitor whose
+    ``first_of`` is set, or the last chain of one whose ``last_of`` is set (both per visit, the
+    same for every visit of a visitor). A chain is a run of one visitor's visits with no gap
+    over the timeout between them (split only by client session ids). The glossary's rule
+    splits a visitor's events at every such gap, so a visit outside the chains at a day's
+    edges is the same whether its day is sessionised alone or with the days around it: only
+    edge chains can join a visit across midnight."""
+    edge = np.zeros(len(visitor), bool)
+    candidates = np.flatnonzero(first_of | last_of)
+    if not len(candidates):
+        return edge
+    who, begins, ends = visitor[candidates], start[candidates], end[candidates]
+    order = np.lexsort((begins, who))
+    candidates, who, begins, ends = candidates[order], who[order], begins[order], ends[order]
+    count = len(candidates)
+    first = np.ones(count, bool)  # each visitor's first (candidate) visit, in time order
+    first[1:] = who[1:] != who[:-1]
+    last = np.ones(count, bool)
+    last[:-1] = first[1:]
+    new_chain = first.copy()
+    new_chain[1:] |= begins[1:] - ends[:-1] > timeout_ms
+    chain = np.cumsum(new_chain)
+    positions = np.arange(count)
+    first_chain = chain[np.maximum.accumulate(np.where(first, positions, 0))]
+    last_chain = chain[np.minimum.accumulate(np.where(last, positions, count)[::-1])[::-1]]
+    taken = (first_of[candidates] & (chain == first_chain)) | (last_of[candidates] & (chain == last_chain))
+    edge[candidates[taken]] = True
+    return edge
+
+
+def stored_edge_rows(visits, visitors: int, timeout_ms: int) -> np.ndarray:
+    """The rows (non-engagement, in order) of a day's edge chains as a block stores them
+    (format 5): of every visitor with a visit near the day's start its first chain, and with
+    one near its end its last, so visits can be stitched across midnight without decoding
+    whole columns of the day. ``visits`` as :func:`with_derived` gives them."""
+    visitor = np.asarray(visits["visitor"], np.int64)
+    has_early = np.zeros(visitors, bool)
+    has_early[visitor[visits["early"]]] = True
+    has_late = np.zeros(visitors, bool)
+    has_late[visitor[visits["late"]]] = True
+    edge = edge_chains(visitor, visits["start"], visits["end"], has_early[visitor], has_late[visitor], timeout_ms)
+    return np.flatnonzero(np.append(edge, False)[visits["visit_of"]])
+
+
 _STITCH_COLUMNS = ("kind", "ts", "c.session", "d.session", "c.path", "d.path")  # what _gather reads
 _JOINED = {
     "start": np.int64,
@@ -162,20 +226,7 @@ class Sessions:
         space = frame.visitors
         self._space = space
         offsets = np.cumsum([0] + [hi - lo for _, lo, hi in parts]).tolist()
-        local = []
-        for block, lo, hi in parts:
-            if lo == 0 and hi == block.count:
-                local.append(block.local_visits(timeout_ms))
-            else:
-                computed = local_visits(
-                    block.scalar("kind")[lo:hi],
-                    block.visitor_codes()[lo:hi],
-                    block.scalar("ts")[lo:hi],
-                    block.scalar("session")[lo:hi],
-                    block.ids("path")[lo:hi],
-                    timeout_ms,
-                )
-                local.append(with_derived(computed, block.day, timeout_ms))
+        local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
         # visitors who may have a visit across a UTC midnight between two adjacent blocks
         crossing = []
         touched: set[int] = set()

@@ -44,9 +44,10 @@ from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.periods import month_start, week_start, zone
+from appliance.query import daywise
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
-from appliance.query.selection import Selection, counts_by, grouped_distinct
+from appliance.query.selection import Selection, counts_by, grouped_distinct, top_line
 from appliance.query.spec import QueryError
 from storage.strings import StringTable
 
@@ -166,28 +167,27 @@ class Scans:
     # -- the vocabulary -------------------------------------------------------------------
     @_report
     def aggregate(self, query) -> dict[str, object]:
-        selection = self.select(query)
-        return self.aggregate_of(selection)
+        found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
+        if found is not None:
+            return found
+        return self.aggregate_of(self.select(query))
 
     def aggregate_of(self, selection: Selection) -> dict[str, object]:
         frame = selection.frame
         visits = selection.visits
         sessions = selection.sessions
-        visit_count = int(visits.sum())
-        pageviews = int(selection.of_kind(PAGEVIEW).sum())
         conversions = selection.of_kind(CONVERSION)
-        return {
+        return top_line(
             # every matching active event lies in a matching visit, of the same visitor
-            "visitors": frame.visitors.count(sessions.visitor[visits]),
-            "visits": visit_count,
-            "pageviews": pageviews,
-            "views_per_visit": round(pageviews / visit_count, 2) if visit_count else 0.0,
-            "bounce_rate": _rate(int(sessions.bounce[visits].sum()), visit_count),
-            "visit_duration": round(int(sessions.duration_ms[visits].sum()) / 1000 / visit_count) if visit_count else 0,
-            "events": int(selection.of_kind(CUSTOM).sum()),
-            "conversions": int(conversions.sum()),
-            "converting_visitors_by_type": grouped_distinct(frame.values_at("name", conversions), selection.visitor_codes_of(conversions)),
-        }
+            visitors=frame.visitors.count(sessions.visitor[visits]),
+            visits=int(visits.sum()),
+            pageviews=int(selection.of_kind(PAGEVIEW).sum()),
+            bounces=int(sessions.bounce[visits].sum()),
+            duration_ms=int(sessions.duration_ms[visits].sum()),
+            events=int(selection.of_kind(CUSTOM).sum()),
+            conversions=int(conversions.sum()),
+            converting_visitors_by_type=grouped_distinct(frame.values_at("name", conversions), selection.visitor_codes_of(conversions)),
+        )
 
     @_report
     def timeseries(self, query) -> list[dict[str, object]]:

@@ -66,6 +66,25 @@ def counts_by(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[int
     return {int(i): int(round(t)) for i, t in zip(ids.tolist(), totals.tolist(), strict=True)}
 
 
+def top_line(
+    *, visitors: int, visits: int, pageviews: int, bounces: int, duration_ms: int, events: int, conversions: int,
+    converting_visitors_by_type: dict[int, int],
+) -> dict[str, object]:
+    """The filtered top line's answer from its counts (the frame path and the day-by-day
+    path, :mod:`appliance.query.daywise`, give it alike)."""
+    return {
+        "visitors": visitors,
+        "visits": visits,
+        "pageviews": pageviews,
+        "views_per_visit": round(pageviews / visits, 2) if visits else 0.0,
+        "bounce_rate": round(100 * bounces / visits, 2) if visits else 0.0,
+        "visit_duration": round(duration_ms / 1000 / visits) if visits else 0,
+        "events": events,
+        "conversions": conversions,
+        "converting_visitors_by_type": converting_visitors_by_type,
+    }
+
+
 def span_ms(query: Query) -> tuple[int, int]:
     """The query's period as UTC milliseconds: its first local day's start to the start of
     the day after its last."""
