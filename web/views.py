@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from appliance import dimensions as dims
 from appliance.models import Site
@@ -123,11 +123,11 @@ class View:
         return out
 
     def qs(self, **changes) -> str:
-        return urlencode(self.params(**changes)) if changes else self._own_query
+        return urlencode(self.params(**changes), quote_via=_quoted) if changes else self._own_query
 
     @functools.cached_property
     def _own_query(self) -> str:
-        return urlencode(self.params())
+        return urlencode(self.params(), quote_via=_quoted)
 
     def url(self, path: str = "", **changes) -> str:
         """The dashboard's URL (or ``path`` under the site) with ``changes`` applied."""
@@ -146,6 +146,12 @@ class View:
 
     def without_filter(self, dimension: str, value: str) -> str:
         return self.url(filters=tuple(f for f in self.filters if f != (dimension, value)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(text: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
+    """``quote_plus``, remembered: a page's links repeat the same names and values."""
+    return quote_plus(text, safe, encoding, errors)
 
 
 # What a link writes back (``params``); ``tabs`` merge with the view's own.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import date
+from urllib.parse import urlencode
 
 import pytest
 
@@ -79,6 +80,7 @@ CHANGES = [
 def test_links_equal_the_copy_based_reference(pairs, changes):
     view = parse_view(SITE, Params(pairs), TODAY)
     assert view.params(**changes) == reference_params(view, **changes)
+    assert view.qs(**changes) == urlencode(reference_params(view, **changes))
     # asking twice, and the unchanged view in between, gives the same links
     assert view.params() == reference_params(view)
     assert view.params(**changes) == reference_params(view, **changes)
