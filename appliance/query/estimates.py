@@ -7,6 +7,8 @@ again — today's top pages, the site's visitors over a kept range — and a bus
 registers rarely change (a new visitor raises a register only when its rank beats it), so
 the estimate is kept under a digest of the precision and the registers: a hit is exactly
 the estimate the registers give, whatever was written meanwhile, and needs no invalidation.
+A sketch with most registers still zero is estimated by linear counting, a few µs — less
+than the digest — and is counted directly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+
+import numpy as np
 
 from storage.sketches import Sketch
 
@@ -35,7 +39,13 @@ class Estimates:
         if sketch.is_exact:
             return sketch.count()
         registers = sketch.hll.M
-        digest = hashlib.blake2b(registers.tobytes(), digest_size=16, salt=bytes([sketch.precision])).digest()
+        if np.count_nonzero(registers) * 2 < len(registers):
+            # Most registers still zero: the estimate is linear counting (a zero count and a
+            # log, ~3 µs), cheaper than the digest; counted, not kept. Either way the count is
+            # the sketch's own: this only chooses the cheaper way to it.
+            return sketch.count()
+        digest = hashlib.blake2b(np.ascontiguousarray(registers), digest_size=16,
+                                 salt=bytes([sketch.precision])).digest()
         with self._lock:
             found = self._estimates.get(digest)
             if found is not None:

@@ -1,7 +1,8 @@
 """Sketch counts remembered by their registers (appliance/query/estimates.py, issue 17).
 
 A kept estimate must be exactly what the registers give: the same registers hit, a sketch
-whose registers rose is counted again, exact sets are never kept, and the memo stays bounded.
+whose registers rose is counted again, exact sets and mostly-zero sketches (linear counting,
+cheaper than a digest) are counted directly, and the memo stays bounded.
 The counted reports through it answer as the sketches themselves count.
 """
 
@@ -39,18 +40,20 @@ def test_a_kept_estimate_is_the_registers_own_and_a_risen_register_is_counted_ag
 
 def test_precisions_never_share_an_estimate():
     estimates = Estimates()
-    members = _members(3, 3_000)
+    members = _members(3, 30_000)  # most registers set at both precisions
     small, large = _sketch(DIMENSION_PRECISION, members), _sketch(SITE_PRECISION, members)
     assert estimates.count(small) == small.count()
     assert estimates.count(large) == large.count()
     assert estimates.misses == 2
 
 
-def test_exact_sets_are_counted_not_kept_and_the_memo_is_bounded():
+def test_exact_sets_and_sparse_sketches_are_counted_not_kept_and_the_memo_is_bounded():
     estimates = Estimates(kept=3)
     exact = _sketch(DIMENSION_PRECISION, _members(4, 100))
     assert exact.is_exact and estimates.count(exact) == 100 and len(estimates) == 0
-    sketches = [_sketch(DIMENSION_PRECISION, _members(10 + n, 1_000 + n)) for n in range(5)]
+    sparse = _sketch(SITE_PRECISION, _members(5, 1_000))  # most registers zero: linear counting
+    assert not sparse.is_exact and estimates.count(sparse) == sparse.count() and len(estimates) == 0
+    sketches = [_sketch(DIMENSION_PRECISION, _members(10 + n, 5_000 + n)) for n in range(5)]
     assert [estimates.count(s) for s in sketches] == [s.count() for s in sketches]
     assert len(estimates) == 3
     assert estimates.count(sketches[0]) == sketches[0].count()  # dropped, counted again
