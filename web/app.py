@@ -113,6 +113,9 @@ class CheckedRequest(Request):
 def _template_helpers(engine) -> None:
     register_template_helpers(engine)
     register_dashboard_helpers(engine)
+    # Templates ship with the code: no stat() of every included template on each render
+    # (26 a dashboard page; jinja2 checks each one's mtime by default).
+    engine.engine.auto_reload = False
 
 
 async def _log_server_error(exception: BaseException, scope) -> None:
