@@ -27,7 +27,6 @@ import itertools
 import operator
 from collections import Counter
 
-import msgspec
 import numpy as np
 
 from appliance import dimensions as dims
@@ -42,131 +41,164 @@ SINGLES_FROM = 64
 
 _ROW = operator.attrgetter("kind", "site_id", "visitor_id", "timestamp", "session_hint", "path")
 _WIDTH = len(dims.DIMENSIONS)
+_PAGE_COLUMN = list(dims.DIMENSIONS).index("page")
 
 
 def apply_singles(
     events: list[Event], timezones: dict[int, str], counts, known: dict[str, int], out: list[Event], *,
-    opened: dict, pending: dict, timeout: float, horizon: float, mark_late,
+    opened: dict, pending: dict, late: set, timeout: float, horizon: float,
 ) -> set[int]:
     """Fold the batch's single-event visitors into ``pending`` (visits by ``(site, visitor)``),
-    their visit counter deltas into ``counts`` and the events that joined a visit, carrying
-    its properties, into ``out``; ``mark_late(event)`` for a new visit's event older than
-    ``horizon``. ``known``: committed text ids. Returns the indices of the events left for
-    the per-event loop."""
-    rows = list(map(_ROW, events))
-    engagement, pageview = EventKind.ENGAGEMENT, EventKind.PAGEVIEW
-    per_visitor = Counter([(row[1], row[2]) for row in rows if row[0] is not engagement])
-    rest: set[int] = set()
-    new_at: list[int] = []
-    joins: list[tuple[int, int, Visit]] = []
-    for index, (kind, site, visitor, timestamp, hint, path) in enumerate(rows):
-        if kind is engagement:
-            continue  # no visit's business (the loop skips them too)
-        key = (site, visitor)
-        page_id = known.get(path)
-        if hint or page_id is None or per_visitor[key] > 1:
-            rest.add(index)
-            continue
-        visit = opened.get(key)
-        if visit is None or timestamp - visit.last > timeout:
-            new_at.append(index)
-        elif timestamp >= visit.last and visit.pageviews and len(visit.entry) == _WIDTH:
-            joins.append((index, page_id, visit))
-        else:
-            rest.add(index)
-
-    # visit metric deltas as rows: (site, day, metric, entry ids, amount)
-    sites: list[int] = []
-    days: list[int] = []
-    metrics: list[int] = []
-    entries: list[list[int]] = []
-    amounts: list[int] = []
-
-    if new_at:
-        texts = itertools.chain.from_iterable(_ENTRY_TEXTS(events[index]) for index in new_at)
-        matrix = np.fromiter(map(known.get, texts, itertools.repeat(-1)), dtype=np.int64,
-                             count=len(new_at) * _WIDTH).reshape(len(new_at), _WIDTH)
-        unknown = (matrix < 0).any(axis=1)
-        if unknown.any():  # a text without a committed id: the loop interns it, in order
-            rest.update(itertools.compress(new_at, unknown.tolist()))
-            keep = ~unknown
-            new_at = list(itertools.compress(new_at, keep.tolist()))
-            matrix = matrix[keep]
-        page = list(dims.DIMENSIONS).index("page")
-        for index, entry in zip(new_at, matrix.tolist(), strict=True):
-            event = events[index]
-            site, timestamp = event.site_id, event.timestamp
-            key = (site, event.visitor_id)
-            if timestamp < horizon and key not in opened:
-                mark_late(event)
-            day = day_bucket(timestamp, timezones.get(site, "UTC"))
-            page_id = entry[page]
-            is_pageview = event.kind is pageview
-            pending[key] = Visit(
-                start=timestamp, last=timestamp, day=day, pageviews=1 if is_pageview else 0,
-                interactive=not is_pageview, hint="", entry=entry, exit_path=page_id,
-                carried=list(_VISIT_VALUES(event)),
-            )
-            sites.append(site)
-            days.append(day)
-            metrics.append(dims.VISITS)
-            entries.append(entry)
-            amounts.append(1)
-            if is_pageview:
-                sites.append(site)
-                days.append(day)
-                metrics.append(dims.BOUNCES)
-                entries.append(entry)
-                amounts.append(1)
-            if page_id:
-                counts[(site, DAY, dims.EXIT_PAGES, day, page_id)] += 1
-
-    for index, page_id, visit in joins:
-        event = events[index]
-        out[index] = _inherit(event, visit)
-        site, timestamp = event.site_id, event.timestamp
-        is_pageview = event.kind is pageview
-        last = visit.last
-        if timestamp > last:
-            sites.append(site)
-            days.append(visit.day)
-            metrics.append(dims.VISIT_DURATION)
-            entries.append(visit.entry)
-            amounts.append(seconds(timestamp) - seconds(last))
-            last = timestamp
-        exit_path = visit.exit_path
-        if is_pageview and page_id != exit_path:
-            if exit_path:
-                counts[(site, DAY, dims.EXIT_PAGES, visit.day, exit_path)] -= 1
-            if page_id:
-                counts[(site, DAY, dims.EXIT_PAGES, visit.day, page_id)] += 1
-            exit_path = page_id
-        if visit.pageviews == 1 and not visit.interactive:  # a bounce no more
-            sites.append(site)
-            days.append(visit.day)
-            metrics.append(dims.BOUNCES)
-            entries.append(visit.entry)
-            amounts.append(-1)
-        pending[(site, event.visitor_id)] = msgspec.structs.replace(
-            visit, last=last, pageviews=visit.pageviews + 1 if is_pageview else visit.pageviews,
-            interactive=visit.interactive or not is_pageview, exit_path=exit_path, entry=list(visit.entry),
+    their visit counter deltas into ``counts``, the events that joined a visit, carrying its
+    properties, into ``out``, and the local days a late event can change into ``late``.
+    ``known``: committed text ids. Returns the indices of the events left for the per-event
+    loop."""
+    kinds, sites, visitors, stamps, hints, paths = zip(*map(_ROW, events), strict=True)
+    keys = list(zip(sites, visitors, strict=True))
+    engagement = EventKind.ENGAGEMENT
+    visiting = np.fromiter(map(engagement.__ne__, kinds), dtype=bool, count=len(kinds))
+    per_visitor = Counter(itertools.compress(keys, visiting.tolist()))
+    page_ids = list(map(known.get, paths))
+    candidate = (
+        visiting
+        & (np.fromiter(map(per_visitor.__getitem__, keys), dtype=np.int64, count=len(keys)) == 1)
+        & ~np.fromiter(map(bool, hints), dtype=bool, count=len(hints))
+        & np.fromiter((page is not None for page in page_ids), dtype=bool, count=len(page_ids))
+    )
+    at = np.flatnonzero(candidate)
+    found = list(map(opened.get, map(keys.__getitem__, at.tolist())))
+    has = np.fromiter((visit is not None for visit in found), dtype=bool, count=len(found))
+    times = np.array(stamps, dtype=np.float64)
+    new = ~has
+    join = np.zeros(len(at), dtype=bool)
+    if has.any():
+        visits = list(itertools.compress(found, has.tolist()))
+        lasts = np.array([visit.last for visit in visits], dtype=np.float64)
+        stamp = times[at[has]]
+        idle = stamp - lasts > timeout
+        new[has] = idle
+        join[has] = ~idle & (stamp >= lasts) & np.array(
+            [visit.pageviews > 0 and len(visit.entry) == _WIDTH for visit in visits], dtype=bool
         )
-
-    if amounts:
-        _spread(sites, days, metrics, entries, amounts, counts)
+    rest = set(np.flatnonzero(visiting).tolist()) - set(at[new | join].tolist())
+    rows = _Rows()
+    if new.any():
+        rest.update(_open_visits(events, at[new], times, keys, sites, kinds, timezones, counts, known,
+                                 opened, pending, late, timeout, horizon, rows))
+    if join.any():
+        _join_visits(events, at[join], list(itertools.compress(found, join.tolist())), times, keys, sites, kinds,
+                     page_ids, counts, out, pending, rows)
+    rows.spread(counts)
     return rest
 
 
-def _spread(sites, days, metrics, entries, amounts, counts) -> None:
-    """Each row's amount to the site total and to its entry values' counters."""
-    matrix = np.fromiter(itertools.chain.from_iterable(entries), dtype=np.int64,
-                         count=len(entries) * _WIDTH).reshape(len(entries), _WIDTH)
-    as_array = np.array
-    if spread_visit_rows(as_array(sites, dtype=np.int64), as_array(days, dtype=np.int64),
-                         as_array(metrics, dtype=np.int64), matrix, amounts, counts):
-        return
-    for site, day, metric, entry, amount in zip(sites, days, metrics, entries, amounts, strict=True):
-        counts[(site, DAY, metric, day, 0)] += amount
-        for offset, value_id in enumerate(entry):
-            if value_id:
-                counts[(site, DAY, metric + 1 + offset, day, value_id)] += amount
+class _Rows:
+    """Visit metric deltas as rows, spread over the entry dimensions at once."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray, list[int]]] = []
+
+    def add(self, sites, days, metric: int, entries, amounts: list[int]) -> None:
+        if len(amounts):
+            self.parts.append((sites, days, metric, entries, amounts))
+
+    def spread(self, counts) -> None:
+        if not self.parts:
+            return
+        sites = np.concatenate([part[0] for part in self.parts])
+        days = np.concatenate([part[1] for part in self.parts])
+        metrics = np.concatenate([np.full(len(part[1]), part[2], dtype=np.int64) for part in self.parts])
+        entries = np.concatenate([part[3] for part in self.parts])
+        amounts = [amount for part in self.parts for amount in part[4]]
+        if spread_visit_rows(sites, days, metrics, entries, amounts, counts):
+            return
+        for site, day, metric, entry, amount in zip(sites.tolist(), days.tolist(), metrics.tolist(), entries.tolist(),
+                                                    amounts, strict=True):
+            counts[(site, DAY, metric, day, 0)] += amount
+            for offset, value_id in enumerate(entry):
+                if value_id:
+                    counts[(site, DAY, metric + 1 + offset, day, value_id)] += amount
+
+
+def _days(times: np.ndarray, sites: list[int], timezones: dict[int, str]) -> list[int]:
+    """Each moment's local day (:func:`appliance.periods.day_bucket`) on its site."""
+    if all(timezones.get(site, "UTC") == "UTC" for site in set(sites)):
+        return np.floor_divide(times, 86400.0).astype(np.int64).tolist()  # day_bucket's float // for UTC
+    return [day_bucket(moment, timezones.get(site, "UTC")) for moment, site in zip(times.tolist(), sites, strict=True)]
+
+
+def _open_visits(events, at, times, keys, sites, kinds, timezones, counts, known, opened, pending, late, timeout,
+                 horizon, rows: _Rows) -> list[int]:
+    """New visits for the events at ``at``; returns those with a text without an id (for the loop)."""
+    texts = itertools.chain.from_iterable(map(_ENTRY_TEXTS, map(events.__getitem__, at.tolist())))
+    matrix = np.fromiter(map(known.get, texts, itertools.repeat(-1)), dtype=np.int64,
+                         count=len(at) * _WIDTH).reshape(len(at), _WIDTH)
+    unknown = (matrix < 0).any(axis=1)
+    left = at[unknown].tolist()
+    if unknown.any():  # a text without a committed id: the loop interns it, in order
+        at, matrix = at[~unknown], matrix[~unknown]
+    index = at.tolist()
+    their_keys = list(map(keys.__getitem__, index))
+    their_sites = list(map(sites.__getitem__, index))
+    stamps = times[at]
+    days = _days(stamps, their_sites, timezones)
+    early = np.flatnonzero(stamps < horizon).tolist()
+    for position in early:  # late: no open visit, older than the horizon
+        if their_keys[position] not in opened:
+            site, moment = their_sites[position], float(stamps[position])
+            moments = np.array((moment - timeout, moment, moment + timeout))
+            late.update((site, day) for day in _days(moments, [site] * 3, timezones))
+    pageviews = np.fromiter((kinds[i] is EventKind.PAGEVIEW for i in index), dtype=bool, count=len(index))
+    pages = matrix[:, _PAGE_COLUMN]
+    entries = matrix.tolist()
+    carried = [list(_VISIT_VALUES(events[i])) for i in index]
+    moments = stamps.tolist()
+    pending.update(zip(their_keys, map(
+        Visit, moments, moments, days, pageviews.astype(np.int64).tolist(), (~pageviews).tolist(),
+        itertools.repeat(""), entries, pages.tolist(), carried,
+    ), strict=True))
+    site_array, day_array = np.array(their_sites, dtype=np.int64), np.array(days, dtype=np.int64)
+    rows.add(site_array, day_array, dims.VISITS, matrix, [1] * len(index))
+    rows.add(site_array[pageviews], day_array[pageviews], dims.BOUNCES, matrix[pageviews],
+             [1] * int(pageviews.sum()))
+    exits = Counter(itertools.compress(zip(their_sites, days, pages.tolist(), strict=True), (pages != 0).tolist()))
+    for (site, day, page), number in exits.items():
+        counts[(site, DAY, dims.EXIT_PAGES, day, page)] += number
+    return left
+
+
+def _join_visits(events, at, visits, times, keys, sites, kinds, page_ids, counts, out, pending, rows: _Rows) -> None:
+    """The events at ``at`` join their open ``visits`` (not earlier than their last, each
+    with a page view already)."""
+    index = at.tolist()
+    for position, joined in zip(index, map(_inherit, map(events.__getitem__, index), visits), strict=True):
+        out[position] = joined
+    stamps = times[at]
+    lasts = np.array([visit.last for visit in visits], dtype=np.float64)
+    their_sites = np.array(list(map(sites.__getitem__, index)), dtype=np.int64)
+    days = np.array([visit.day for visit in visits], dtype=np.int64)
+    entries = np.fromiter(itertools.chain.from_iterable(visit.entry for visit in visits), dtype=np.int64,
+                          count=len(visits) * _WIDTH).reshape(len(visits), _WIDTH)
+    counted = np.array([visit.pageviews for visit in visits], dtype=np.int64)
+    interactive = np.array([visit.interactive for visit in visits], dtype=bool)
+    pageviews = np.fromiter((kinds[i] is EventKind.PAGEVIEW for i in index), dtype=bool, count=len(index))
+    gap = stamps > lasts
+    moments, previous = stamps[gap].tolist(), lasts[gap].tolist()
+    rows.add(their_sites[gap], days[gap], dims.VISIT_DURATION, entries[gap],
+             [seconds(moment) - seconds(last) for moment, last in zip(moments, previous, strict=True)])
+    bounced = (counted == 1) & ~interactive  # a bounce no more
+    rows.add(their_sites[bounced], days[bounced], dims.BOUNCES, entries[bounced], [-1] * int(bounced.sum()))
+    pages = np.array(list(map(page_ids.__getitem__, index)), dtype=np.int64)
+    exits = np.array([visit.exit_path for visit in visits], dtype=np.int64)
+    moved = pageviews & (pages != exits)
+    site_list, day_list = their_sites.tolist(), days.tolist()
+    for position in np.flatnonzero(moved & (exits != 0)).tolist():
+        counts[(site_list[position], DAY, dims.EXIT_PAGES, day_list[position], int(exits[position]))] -= 1
+    for position in np.flatnonzero(moved & (pages != 0)).tolist():
+        counts[(site_list[position], DAY, dims.EXIT_PAGES, day_list[position], int(pages[position]))] += 1
+    exits[moved] = pages[moved]
+    pending.update(zip(map(keys.__getitem__, index), map(
+        Visit, [visit.start for visit in visits], stamps.tolist(), day_list, (counted + pageviews).tolist(),
+        (interactive | ~pageviews).tolist(), [visit.hint for visit in visits], [list(visit.entry) for visit in visits],
+        exits.tolist(), [visit.carried for visit in visits],
+    ), strict=True))

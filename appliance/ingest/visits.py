@@ -118,8 +118,8 @@ class VisitTable:
         out = list(events)
         if known is not None and len(events) >= SINGLES_FROM:
             rest = apply_singles(
-                events, timezones, counts, known, out, opened=opened, pending=pending, timeout=self.timeout,
-                horizon=horizon, mark_late=lambda event: self._mark_late(late, event, None, timezones),
+                events, timezones, counts, known, out, opened=opened, pending=pending, late=late,
+                timeout=self.timeout, horizon=horizon,
             )
             order = sorted(rest, key=lambda i: (events[i].timestamp, i))  # time order, ties as they came
         else:

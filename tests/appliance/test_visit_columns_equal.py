@@ -113,8 +113,8 @@ def test_the_column_path_takes_the_single_event_visitors(tmp_path):
             intern(text)
     pending: dict = {}
     rest = visit_columns.apply_singles(
-        batch, {}, defaultdict(int), ids, list(batch), opened={}, pending=pending, timeout=1800,
-        horizon=0.0, mark_late=lambda event: None,
+        batch, {}, defaultdict(int), ids, list(batch), opened={}, pending=pending, late=set(), timeout=1800,
+        horizon=0.0,
     )
     visits = [event for event in batch if event.kind is not EventKind.ENGAGEMENT]
     assert rest == set() and len(pending) == len(visits) > 150
