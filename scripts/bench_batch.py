@@ -18,11 +18,6 @@ two code versions can be checked to count alike.
 off, on, ...) in one process and reports the commit + aggregation CPU per event of each: the
 journal's own cost, with the machine's drift shared by both halves.
 
-``--visits-ab`` alternates batches with the visit table's column-wise path for single-event
-visitors (``appliance/ingest/visit_columns.py``) on and off in the same way: its effect on the
-commit + aggregation CPU per event, with the machine's drift shared by both halves (the two
-paths give the same visits and counters, so the digests are those of either).
-
 ``--profile FILE`` writes cProfile stats of the whole run (``python -m pstats FILE``); it runs
 the writer thread's commit on the calling thread so that the profile sees it.
 """
@@ -59,9 +54,6 @@ def main() -> int:
     parser.add_argument("--journal-ab", action="store_true",
                         help="alternate batches with the replication journal kept and not kept (this checkout's "
                              "code only) and report the commit + aggregation CPU of each")
-    parser.add_argument("--visits-ab", action="store_true",
-                        help="alternate batches with the column-wise visit path on and off (this checkout's code "
-                             "only) and report the commit + aggregation CPU of each")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
     if args.journal_ab:  # kept always: the hourly trim must not switch it off behind the benchmark's back
@@ -111,9 +103,6 @@ def main() -> int:
         import cProfile
 
         profiler = cProfile.Profile()
-    if args.visits_ab:
-        visit_table = importlib.import_module("appliance.ingest.visits")
-        singles_from = visit_table.SINGLES_FROM
     with tempfile.TemporaryDirectory() as scratch, Appliance(load_settings(None, data_dir=scratch)) as appliance:
         appliance.sites.add("bench.example")
         pipeline = appliance.pipeline
@@ -127,8 +116,6 @@ def main() -> int:
             kept = number % 4 in (0, 3)  # on, off, off, on: a drift of the machine cancels out
             if args.journal_ab:
                 appliance.recorder.journal = appliance.journal if kept else None
-            if args.visits_ab:
-                visit_table.SINGLES_FROM = singles_from if kept else len(bodies) + 1
             w0, c0 = time.perf_counter(), time.process_time()
             events = []
             for stamp, ip, agent, body in bodies[start:start + args.batch]:
@@ -190,10 +177,6 @@ def main() -> int:
             "journal_kept_record_cpu_us_per_event": round(journal_cpu[True][0] / journal_cpu[True][1] * 1e6, 2),
             "journal_off_record_cpu_us_per_event": round(journal_cpu[False][0] / journal_cpu[False][1] * 1e6, 2),
         } if args.journal_ab else {}),
-        **({
-            "visit_columns_record_cpu_us_per_event": round(journal_cpu[True][0] / journal_cpu[True][1] * 1e6, 2),
-            "visit_loop_record_cpu_us_per_event": round(journal_cpu[False][0] / journal_cpu[False][1] * 1e6, 2),
-        } if args.visits_ab else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "load_average": os.getloadavg()[0],
         "counters_sha256": digests["counters"].hexdigest()[:16],

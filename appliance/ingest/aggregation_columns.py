@@ -336,28 +336,21 @@ def spread_visit_deltas(deltas: dict[tuple[int, int, int, tuple[int, ...]], int]
     width = len(entries[0])
     if any(len(entry) != width for entry in entries):
         return False
+    amounts = list(deltas.values())
+    rows = len(keys) * (width + 1)
+    if max(map(abs, amounts)) >= _LIMIT // rows:
+        return False
+    values = np.empty((len(keys), width + 1), dtype=np.int64)
+    values[:, 0] = 0
     # (flattened and read by fromiter: several times faster than np.array's nested-tuple walk)
-    values = np.fromiter(itertools.chain.from_iterable(entries), dtype=np.int64, count=len(keys) * width)
+    values[:, 1:] = np.fromiter(itertools.chain.from_iterable(entries), dtype=np.int64, count=len(keys) * width).reshape(
+        len(keys), width
+    )
     heads = np.fromiter(
         itertools.chain.from_iterable(map(_HEAD, keys)), dtype=np.int64, count=len(keys) * 3
     ).reshape(len(keys), 3)
-    return spread_visit_rows(heads[:, 0], heads[:, 1], heads[:, 2], values.reshape(len(keys), width),
-                             list(deltas.values()), counts)
-
-
-def spread_visit_rows(sites, days, metrics, entries, amounts: list[int], counts) -> bool:
-    """:func:`spread_visit_deltas` for deltas given as rows: ``sites``, ``days`` and base
-    ``metrics`` (int64 arrays), the entry values as an int64 matrix of one row each, and the
-    ``amounts`` (a row's key may repeat: the rows are summed). ``False`` (nothing added) for
-    amounts past ``int64``'s safe range."""
-    width = entries.shape[1]
-    rows = len(amounts) * (width + 1)
-    if max(map(abs, amounts)) >= _LIMIT // rows:
-        return False
-    values = np.empty((len(amounts), width + 1), dtype=np.int64)
-    values[:, 0] = 0
-    values[:, 1:] = entries
-    metrics = metrics[:, None] + np.arange(width + 1)  # total, then metric + 1 + i
+    sites, days = heads[:, 0], heads[:, 1]
+    metrics = heads[:, 2][:, None] + np.arange(width + 1)  # total, then metric + 1 + i
     kept = values != 0
     kept[:, 0] = True  # the site total, under value 0
     site_list, site_codes = np.unique(sites, return_inverse=True)

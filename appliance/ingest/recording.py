@@ -260,9 +260,7 @@ class Recorder:
         writes = BatchWrites()
         # Visits first: an event that joins an open visit is counted with the visit's
         # properties (source, channel, referrer, UTM tags of its first event).
-        events = self._visits.apply(
-            txn, [event for _, event in batch], timezones, writes.counter_deltas, intern, self._strings.known_ids
-        )
+        events = self._visits.apply(txn, [event for _, event in batch], timezones, writes.counter_deltas, intern)
         if self._visits.late and self._rederiver is not None:
             # events late for their visitor: their days' visit figures are derived again
             self._rederiver.mark(txn, self._visits.late)

@@ -48,7 +48,6 @@ import msgspec
 
 from appliance import dimensions as dims
 from appliance.ingest.aggregation_columns import spread_visit_deltas
-from appliance.ingest.visit_columns import SINGLES_FROM, apply_singles
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
     _PAGE,
@@ -95,17 +94,13 @@ class VisitTable:
         visit = self._open.get((site_id, visitor_id))
         return visit is not None and now - visit.last <= self.timeout
 
-    def apply(
-        self, txn, events: list[Event], timezones: dict[int, str], counts, intern, known: dict[str, int] | None = None
-    ) -> list[Event]:
+    def apply(self, txn, events: list[Event], timezones: dict[int, str], counts, intern) -> list[Event]:
         """Update visits for a batch (in ``txn``), adding visit counter deltas to ``counts``.
 
         Returns the batch (in its order) with each event that joined an open visit carrying
         that visit's properties (:data:`~appliance.dimensions.VISIT_FIELDS`, from its first
         event), as the counters of the batch must count it. Changes stay pending until
-        :meth:`committed`; :meth:`rolled_back` forgets them. Given the committed text ids
-        (``known``), a batch's single-event visitors take the column-wise path
-        (:mod:`appliance.ingest.visit_columns`) and the rest the per-event loop below.
+        :meth:`committed`; :meth:`rolled_back` forgets them.
         """
         self._pending.clear()
         self.late = late = set()
@@ -116,15 +111,7 @@ class VisitTable:
         # dimensions once per key at the end (a visit's several duration steps: one spread)
         visit_deltas: dict[tuple[int, int, int, tuple[int, ...]], int] = defaultdict(int)
         out = list(events)
-        if known is not None and len(events) >= SINGLES_FROM:
-            rest = apply_singles(
-                events, timezones, counts, known, out, opened=opened, pending=pending, late=late,
-                timeout=self.timeout, horizon=horizon,
-            )
-            order = sorted(rest, key=lambda i: (events[i].timestamp, i))  # time order, ties as they came
-        else:
-            order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
-        for index in order:
+        for index in sorted(range(len(events)), key=lambda i: events[i].timestamp):
             event = events[index]
             if event.kind is EventKind.ENGAGEMENT:
                 continue
