@@ -1,6 +1,5 @@
 """An open visit and the rules an event joins one by: the state the visit table
-(:mod:`appliance.ingest.visits`) keeps per visitor and its column-wise batch path
-(:mod:`appliance.ingest.visit_columns`) share."""
+(:mod:`appliance.ingest.visits`) keeps per visitor."""
 
 from __future__ import annotations
 
