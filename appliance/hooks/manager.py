@@ -93,8 +93,11 @@ def describe_plugins(manager: pluggy.PluginManager) -> list[dict[str, object]]:
     return described
 
 
-def hot_path_calls(hook_caller) -> list | None:
-    """A hook's implementations in pluggy's call order, as plain ``f(**kwargs)`` callables.
+def hot_path_calls(hook_caller, positional: tuple[str, ...] | None = None) -> list | None:
+    """A hook's implementations in pluggy's call order, as plain ``f(**kwargs)`` callables,
+    or, given the hook's argument names in an order (``positional``), as ``f(*args)``
+    callables taking them in that order (an implementation that names them in that order is
+    called as it is: no wrapper, no keyword dict per call).
 
     The ingest hooks run for every event; calling the implementations directly skips
     pluggy's per-call bookkeeping (a few microseconds). Returns ``None`` when an
@@ -105,8 +108,26 @@ def hot_path_calls(hook_caller) -> list | None:
         return None
     calls = []
     for impl in reversed(implementations):  # pluggy calls the last registered first
-        calls.append(_direct_call(impl.function, tuple(impl.argnames)))
+        names = tuple(impl.argnames)
+        if positional is None:
+            calls.append(_direct_call(impl.function, names))
+        else:
+            calls.append(_positional_call(impl.function, tuple(positional.index(name) for name in names),
+                                          len(positional)))
     return calls
+
+
+def _positional_call(function, places: tuple[int, ...], arity: int):
+    """``function`` as ``f(*args)``: passed the arguments at ``places`` of ``arity`` given."""
+    if places == tuple(range(arity)):
+        return function
+    if not places:
+        return lambda *args: function()
+    if len(places) == 1:
+        (place,) = places
+        return lambda *args: function(args[place])
+    pick = operator.itemgetter(*places)
+    return lambda *args: function(*pick(args))
 
 
 def _direct_call(function, names: tuple[str, ...]):

@@ -48,8 +48,8 @@ class Pipeline:
         self._visitors = visitors
         self._visits = visits
         self._skew = clock_skew_seconds
-        self._filters = hot_path_calls(hooks.filter_event)
-        self._enrichers = hot_path_calls(hooks.enrich_event)
+        self._filters = hot_path_calls(hooks.filter_event, ("event", "context"))
+        self._enrichers = hot_path_calls(hooks.enrich_event, ("event", "context"))
         self._drops: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -152,7 +152,7 @@ class Pipeline:
         else:
             reason = None
             for call in self._filters:
-                reason = call(event=event, context=context)
+                reason = call(event, context)
                 if reason is not None:
                     break
         if reason:
@@ -163,7 +163,7 @@ class Pipeline:
         if self._enrichers is None:
             results = self._hooks.enrich_event(event=event, context=context)
         else:
-            results = [call(event=event, context=context) for call in self._enrichers]
+            results = [call(event, context) for call in self._enrichers]
         # pluggy calls later-registered plugins first; apply in registration order.
         for result in reversed(results):
             if result:

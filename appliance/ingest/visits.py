@@ -39,7 +39,6 @@ re-derived (:meth:`VisitTable.replace`).
 
 from __future__ import annotations
 
-import operator
 import struct
 import threading
 import time
@@ -48,81 +47,25 @@ from collections import defaultdict
 import msgspec
 
 from appliance import dimensions as dims
-from appliance.events.codec import session_hash
 from appliance.ingest.aggregation_columns import spread_visit_deltas
+from appliance.ingest.visit_state import (
+    _ENTRY_TEXTS,
+    _PAGE,
+    _VISIT_VALUES,
+    Visit,
+    _inherit,
+    other_session,
+    seconds,
+)
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from storage.keys import DAY
 from storage.retention import delete_prefix
 
 _VISIT_KEY = struct.Struct(">IQ")
-
-
-class Visit(msgspec.Struct, array_like=True):
-    """An open visit. ``entry`` holds the interned ids of the entry dimension values."""
-
-    start: float
-    last: float
-    day: int
-    pageviews: int
-    interactive: bool
-    hint: str
-    entry: list[int]
-    exit_path: int
-    carried: list[str] = []  # the visit properties (dims.VISIT_FIELDS) of its first event
-
-
-_PAGE = list(dims.DIMENSIONS).index("page")
 #: from this many visit metric deltas in a batch on, they are spread over the entry dimensions
 #: column-wise (:func:`appliance.ingest.aggregation_columns.spread_visit_deltas`)
 SPREAD_FROM = 128
-_VISIT_VALUES = operator.attrgetter(*dims.VISIT_FIELDS)  # an event's visit properties, as one tuple
-_ENTRY_TEXTS = operator.attrgetter(*(field for field, _, _ in dims.DIMENSIONS.values()))  # its entry values
-
-
-def seconds(timestamp: float) -> int:
-    """A timestamp in whole seconds for visit durations, from the millisecond the log keeps
-    (so a visit's duration is the same counted live or re-derived from stored events)."""
-    return round(int(timestamp * 1000) / 1000)
-
-
-def other_session(event_hint: str, visit_hint: str) -> bool:
-    """Whether a client session id starts a new visit. A re-derived visit knows only the
-    stored hash of its first event's id, kept as ``"#"`` + hex."""
-    if not event_hint or not visit_hint or event_hint == visit_hint:
-        return False
-    if visit_hint[0] == "#":
-        return visit_hint[1:] != f"{session_hash(event_hint):016x}"
-    return True
-
-
-def _inherit(event: Event, visit: Visit) -> Event:
-    """``event`` with its visit's properties (those of the visit's first event)."""
-    carried = visit.carried
-    if len(carried) != len(dims.VISIT_FIELDS):  # a visit opened before visits carried them
-        return event
-    if list(_VISIT_VALUES(event)) == carried:  # the event was sent with its visit's values
-        return event
-    # every visit field set (those already equal too): the same event, one comparison less each
-    return _with_visit_values(event, *carried)
-
-
-def _with_visit_values(
-    event: Event, referrer: str, referrer_host: str, source: str, medium: str, channel: str,
-    utm_source: str, utm_medium: str, utm_campaign: str, utm_term: str, utm_content: str,
-) -> Event:
-    """``event`` with the visit properties given (:data:`appliance.dimensions.VISIT_FIELDS`, in
-    order), passed by keyword: building a ``dict(zip(...))`` of them per event cost twice the
-    copy itself."""
-    return msgspec.structs.replace(
-        event, referrer=referrer, referrer_host=referrer_host, source=source, medium=medium, channel=channel,
-        utm_source=utm_source, utm_medium=utm_medium, utm_campaign=utm_campaign, utm_term=utm_term,
-        utm_content=utm_content,
-    )
-
-
-# _with_visit_values names each visit field: it must follow the list
-assert _with_visit_values.__code__.co_varnames[1:1 + len(dims.VISIT_FIELDS)] == dims.VISIT_FIELDS
 
 
 class VisitTable:

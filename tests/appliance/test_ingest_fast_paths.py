@@ -531,6 +531,9 @@ def test_direct_hook_calls_pass_what_pluggy_passes():
     direct = [call(event=1, context=2, extra=3) for call in calls]
     assert direct == manager.hook.enrich(event=1, context=2, extra=3)
     assert direct == [("none",), ("one", 3), ("both", 1, 2)]
+    positional = hot_path_calls(manager.hook.enrich, ("event", "context", "extra"))
+    assert [call(1, 2, 3) for call in positional] == direct
+    assert [call(2, 1, 3) for call in hot_path_calls(manager.hook.enrich, ("context", "event", "extra"))] == direct
 
 
 @settings(max_examples=60, deadline=None)
