@@ -16,25 +16,12 @@ from urllib.parse import urlencode
 import pytest
 
 from appliance.models import Site
+from tests.web.test_charts import Params
 from web.dashboard_views import SiteView
 from web.views import TABS, View, default_interval, parse_view
 
 SITE = Site(id=7, domain="shop.example")
 TODAY = date(2026, 3, 15)
-
-
-class Params(dict):
-    """A query-string multidict as Litestar gives it."""
-
-    def __init__(self, pairs):
-        super().__init__()
-        self.pairs = pairs
-        for key, value in pairs:
-            self.setdefault(key, value)
-
-    def getall(self, key, default=None):
-        found = [value for name, value in self.pairs if name == key]
-        return found or (default if default is not None else [])
 
 
 def reference_params(view: View, **changes) -> list[tuple[str, str]]:
