@@ -13,7 +13,9 @@ turned into each cache's own bound with a measured size per entry:
 - the string table's in-memory maps (text to id, id to text; the LMDB copy is complete):
   entries, about 300 bytes each;
 - kept sums of closed day ranges (the counted path's breakdowns, :mod:`storage.range_sums`):
-  bytes, each entry's arrays, least recently used dropped first.
+  bytes, each entry's arrays, least recently used dropped first;
+- HyperLogLog estimates kept by their registers' digest (:mod:`appliance.query.estimates`):
+  entries, about 120 bytes each (a 16-byte digest, an int and the ordered dict's entry).
 
 The interpreter, the libraries and LMDB's page cache (the kernel's, shared, and given back
 under pressure) come on top: about 110 MB for ``footfall serve`` idle. The default, 160 MB,
@@ -27,9 +29,13 @@ import msgspec
 DEFAULT_BUDGET_MB = 160
 MIN_BUDGET_MB = 32
 
-SHARES = {"column_blocks": 0.43, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15, "range_sums": 0.02}
+SHARES = {
+    "column_blocks": 0.43, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15, "range_sums": 0.017,
+    "estimates": 0.003,
+}
 BYTES_PER_VISIT = 1_100
 BYTES_PER_STRING = 300
+BYTES_PER_ESTIMATE = 120
 
 
 class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +47,7 @@ class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
     sketch_cache_bytes: int
     string_cache_entries: int
     range_sums_bytes: int = 0
+    estimates_kept: int = 4096
 
 
 def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
@@ -54,4 +61,5 @@ def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
         sketch_cache_bytes=int(budget * SHARES["sketches"]),
         string_cache_entries=max(10_000, int(budget * SHARES["strings"]) // BYTES_PER_STRING),
         range_sums_bytes=int(budget * SHARES["range_sums"]),
+        estimates_kept=int(budget * SHARES["estimates"]) // BYTES_PER_ESTIMATE,
     )

@@ -15,7 +15,7 @@ from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
 from appliance.events.coordinator import WriteCoordinator
 from appliance.periods import day_from_number, month_start, week_start, zone
-from appliance.query.estimates import Estimates
+from appliance.query.estimates import ESTIMATES_KEPT, Estimates
 from appliance.query.imported import ImportedData, merge_breakdown
 from appliance.query.imported import M as IM
 from appliance.query.spec import Query, QueryError
@@ -30,7 +30,7 @@ class CountedReports:
 
     def __init__(
         self, *, counters: Counters, sketches: Sketches, strings: StringTable, coordinator: WriteCoordinator,
-        imported: ImportedData | None = None,
+        imported: ImportedData | None = None, estimates_kept: int = ESTIMATES_KEPT,
     ) -> None:
         self._imported = imported
         self._counters = counters
@@ -38,7 +38,7 @@ class CountedReports:
         self._strings = strings
         self._coordinator = coordinator
         self.use_rollups = True  # False reads every day (the benchmark's before/after)
-        self.estimates = Estimates()  # a HyperLogLog's count, by its registers
+        self.estimates = Estimates(estimates_kept)  # a HyperLogLog's count, by its registers
 
     def _read(self):
         """A read transaction that sees every acknowledged event aggregated."""

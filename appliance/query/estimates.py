@@ -21,7 +21,7 @@ import numpy as np
 
 from storage.sketches import Sketch
 
-ESTIMATES_KEPT = 4096  # ~120 bytes each: a digest, an int and the dict's entry
+ESTIMATES_KEPT = 4096  # ~120 bytes each: a digest, an int and the dict's entry; [memory] sets it
 
 
 class Estimates:

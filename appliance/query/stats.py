@@ -32,6 +32,7 @@ from appliance.events.live import LiveBuffer
 from appliance.filters import make_filter
 from appliance.models import Site
 from appliance.query.counted import CountedReports, change
+from appliance.query.estimates import ESTIMATES_KEPT
 from appliance.query.funnel_report import FunnelReports
 from appliance.query.imported import ImportedData
 from appliance.query.materialised import Materialiser
@@ -60,10 +61,12 @@ class Stats:
         materialised: MaterialisedReports,
         segments: Segments,
         imported: ImportedAggregates | None = None,
+        estimates_kept: int = ESTIMATES_KEPT,
     ) -> None:
         self.imported = ImportedData(imported) if imported is not None else None
         self.counted = CountedReports(
-            counters=counters, sketches=sketches, strings=strings, coordinator=coordinator, imported=self.imported
+            counters=counters, sketches=sketches, strings=strings, coordinator=coordinator, imported=self.imported,
+            estimates_kept=estimates_kept,
         )
         self.scans = scans
         self.materialiser = materialiser

@@ -168,7 +168,7 @@ class Appliance:
         self.stats = Stats(
             counters=counters, sketches=sketches, strings=strings, coordinator=coordinator,
             live=self.live, scans=scans, materialiser=materialiser, materialised=materialised, segments=segments,
-            imported=self.imported,
+            imported=self.imported, estimates_kept=memory.estimates_kept,
         )
         self.goal_reports = GoalReports(
             goals=goals, counted=self.stats.counted, scans=scans, counters=counters, sketches=sketches,

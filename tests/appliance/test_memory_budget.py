@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.memory import BYTES_PER_VISIT, SHARES, plan_memory
+import pytest
+
+from appliance.memory import BYTES_PER_ESTIMATE, BYTES_PER_VISIT, SHARES, plan_memory
 
 
 def test_the_budget_is_split_between_the_caches():
@@ -15,6 +17,9 @@ def test_the_budget_is_split_between_the_caches():
     assert plan.sketch_cache_bytes == int((160 << 20) * SHARES["sketches"])
     assert bigger.sketch_cache_bytes > plan.sketch_cache_bytes
     assert bigger.string_cache_entries > plan.string_cache_entries
+    assert plan.estimates_kept == int((160 << 20) * SHARES["estimates"]) // BYTES_PER_ESTIMATE
+    assert bigger.estimates_kept > plan.estimates_kept
+    assert sum(SHARES.values()) == pytest.approx(1.0)
 
 
 def test_an_appliance_takes_its_bounds_from_the_setting(make_appliance):
@@ -23,3 +28,4 @@ def test_an_appliance_takes_its_bounds_from_the_setting(make_appliance):
     assert appliance.visits.max_open == appliance.memory.max_open_visits
     assert appliance.strings.max_cached == appliance.memory.string_cache_entries
     assert appliance.sketches.cache_limit == appliance.memory.sketch_cache_bytes
+    assert appliance.stats.counted.estimates.kept == appliance.memory.estimates_kept

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import msgspec
 import pytest
 
+from appliance.memory import SHARES
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket
 from appliance.query.spec import Query
@@ -159,4 +160,4 @@ def test_kept_sums_stay_inside_their_memory_bound(filled):
     sums.max_bytes = 4_000  # room for a few small sums; the pages' are refused
     _assert_exact(appliance, site, _ranges(first, last))
     assert sums.size_bytes <= 4_000
-    assert appliance.memory.range_sums_bytes == int(appliance.memory.budget_bytes * 0.02)
+    assert appliance.memory.range_sums_bytes == int(appliance.memory.budget_bytes * SHARES["range_sums"])
