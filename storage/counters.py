@@ -158,6 +158,7 @@ class Counters:
         pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
         keys: list[bytes] = []
         values: list[bytes] = []
+        add_key, add_value = keys.append, values.append  # today's pages: ~2,000 keys a read
         cursor = txn.cursor(db=self._db)
         for granularity, first, last in pieces:
             end = pack_bucket_key(site, granularity, metric, last, 0xFFFFFFFF)
@@ -166,8 +167,8 @@ class Counters:
             for key, value in cursor.iternext():
                 if key > end:
                     break
-                keys.append(key)
-                values.append(value)
+                add_key(key)
+                add_value(value)
         if not keys:
             return _NO_DIMENSIONS, _NO_TOTALS
         dimensions = np.frombuffer(b"".join(keys), dtype=_KEY_DTYPE)["dimension"]
