@@ -113,9 +113,9 @@ _pointer_decoder = msgspec.msgpack.Decoder(Pointer)
 
 
 class ColumnBlocks:
-    def __init__(self, store) -> None:
+    def __init__(self, store, name: bytes = b"columns") -> None:
         self._store = store
-        self._db = store.db(b"columns")
+        self._db = store.db(name)  # "checkpoints": the open day's rows (appliance.events.openday)
         store.write(self._migrate)
 
     def _migrate(self, txn) -> None:

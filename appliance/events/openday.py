@@ -1,0 +1,208 @@
+"""The open day's block: read from the event log, resumed from a stored checkpoint.
+
+A day without a compacted block (today, and a closed day not compacted yet) is read from the
+event log into an in-memory :class:`~appliance.events.blocks.Block` (``generation`` 0), which
+a process then extends with the rows appended after its last key. At the seed's month today
+holds ~270 k log rows: decoding them all is a large part of the first filtered query after a
+restart. So the job runner stores a *checkpoint* of the open day (:meth:`OpenDays.checkpoint`):
+the day's log rows up to a log key, as column arrays in the block codec
+(:func:`storage.columns.encode_array`), in a database of their own (``checkpoints``, keyed
+like ``columns``), with the key (``last_key``) and the day's event count when it was taken
+(``built_against``). A cold process decodes the checkpoint and only the log rows after its key.
+
+Only rows are stored, never visits: the open day's visits still change as rows arrive, so
+they are derived at read time from checkpoint and tail rows together, exactly as from log
+rows alone. The block a checkpoint gives is therefore the very block the log gives: the same
+columns, in the same (log key) order. It is used only when the day's event count is the
+checkpoint's count plus the rows after its key (the check an in-memory block's extension
+makes), so a late event before the key, or a row deleted since, sends the read to the log.
+
+A checkpoint never outlives what it copies: compaction deletes the day's checkpoint in the
+transaction that writes its block; an erasure deletes the checkpoints of the site before it
+deletes log rows, and a checkpoint taken before an erasure is not written after it (the
+block cache's ``epoch``, bumped by the erasure, is checked under the write coordinator's
+mutex, which the erasure holds throughout); the retention purge deletes those of the days it
+cuts; deleting a site deletes its checkpoints. A checkpoint of another format is ignored and
+taken again. Backups copy it with the store (it is consistent with the log beside it); a
+standby takes its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from appliance.events.blocks import DAY_MS, SCALARS, Block, dictionary_of, narrow
+from appliance.events.codec import STRING_FIELDS
+from appliance.events.encoding import concatenate, rows_to_columns
+from storage.columns import ColumnBlocks, decode_array, encode_array
+from storage.keys import pack_event_key, unpack_event_key
+
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_ROWS = 20_000  # a checkpoint is taken (again) when this many log rows are not in one
+_DELTA = frozenset({"seq", "ts", "p.row"})
+_PLAIN = ("seq", "ts", "kind", "user", "revenue", "engaged", "scroll", "p.row", "p.key", "p.value")
+_CODED = ("visitor", "session")  # 64-bit hashes: a sorted dictionary and codes
+
+
+def checkpoint_arrays(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """In-memory columns (:func:`~appliance.events.encoding.rows_to_columns`) as the arrays
+    a checkpoint stores: hashes and string ids dictionary-coded, the rest as they are."""
+    arrays = {name: columns[name] for name in _PLAIN}
+    for name in _CODED:
+        dictionary, codes = np.unique(columns[name], return_inverse=True)
+        arrays["d." + name], arrays["c." + name] = dictionary, narrow(codes.reshape(-1))
+    for name in STRING_FIELDS:
+        arrays["d." + name], arrays["c." + name] = dictionary_of(columns["i." + name])
+    return arrays
+
+
+def checkpoint_columns(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The in-memory columns of stored checkpoint arrays (the inverse of :func:`checkpoint_arrays`)."""
+    columns = {name: arrays[name] for name in _PLAIN}
+    for name in _CODED:
+        columns[name] = arrays["d." + name][arrays["c." + name]]
+    for name in STRING_FIELDS:
+        columns["i." + name] = arrays["d." + name][arrays["c." + name]]
+    for name, dtype in SCALARS.items():
+        columns[name] = columns[name].astype(dtype, copy=False)
+    return columns
+
+
+class OpenDays:
+    """Builds the in-memory blocks of days without a compacted block, and keeps their checkpoints."""
+
+    def __init__(self, store, eventlog, columns, coordinator) -> None:
+        self._store = store
+        self._eventlog = eventlog
+        self._columns = columns  # the ColumnStore: its settled reads, counts, pointers, cache
+        self._coordinator = coordinator
+        self.checkpoints = ColumnBlocks(store, b"checkpoints")
+        self.checkpoint_rows = CHECKPOINT_ROWS
+        self.resumed = 0  # blocks built from a checkpoint (tests, the bench)
+        self.refused = 0  # checkpoints found but not current (late rows before the key, deletions)
+
+    # -- reading --------------------------------------------------------------------------
+    def block(self, txn, site: int, day: int, total: int, cached: Block | None) -> Block:
+        """The day's block from the log: ``cached`` extended, the checkpoint plus the log
+        rows after it, or every log row of the day. ``total`` is the day's event count."""
+        start, end = day * DAY_MS, (day + 1) * DAY_MS
+        if cached is not None and cached.generation == 0 and not cached.stored and cached.last_key:
+            # Extend a tail block with what was appended after its last key, if that is all.
+            entries = self._after(txn, site, day, cached.last_key)
+            if cached.built_against + len(entries) == total:
+                columns = concatenate([cached.columns, rows_to_columns(entries)])
+                last_key = entries[-1][0] if entries else cached.last_key
+                return Block(site, day, cached.count + len(entries), columns, last_key=last_key, built_against=total)
+        resumed = self._resume(txn, site, day, total)
+        if resumed is not None:
+            return resumed
+        entries = self._eventlog.rows(txn, site, start, end, expected=total)
+        last_key = entries[-1][0] if entries else pack_event_key(site, start, 0)
+        return Block(site, day, len(entries), rows_to_columns(entries), last_key=last_key, built_against=total)
+
+    def _after(self, txn, site: int, day: int, last_key: bytes) -> list[tuple[bytes, bytes]]:
+        _, last_ms, _ = unpack_event_key(last_key)
+        return [(k, v) for k, v in self._eventlog.scan(txn, site, last_ms, (day + 1) * DAY_MS) if k > last_key]
+
+    def _current(self, txn, site: int, day: int, total: int):
+        """``(pointer, columns, log rows after it)`` of the day's checkpoint if it is current."""
+        pointer = self.checkpoints.pointer(txn, site, day)
+        if pointer is None or pointer.info.get("format") != CHECKPOINT_FORMAT:
+            return None
+        last_key = bytes(pointer.info["last_key"])
+        entries = self._after(txn, site, day, last_key)
+        if int(pointer.info["built_against"]) + len(entries) != total:
+            self.refused += 1
+            return None
+        names = self.checkpoints.names(txn, site, day, pointer.generation)
+        arrays = {name: self.checkpoints.get(txn, site, day, pointer.generation, name) for name in names}
+        return pointer, checkpoint_columns(arrays), entries
+
+    def _resume(self, txn, site: int, day: int, total: int) -> Block | None:
+        found = self._current(txn, site, day, total)
+        if found is None:
+            return None
+        pointer, columns, entries = found
+        last_key = bytes(pointer.info["last_key"])
+        if entries:
+            columns = concatenate([columns, rows_to_columns(entries)])
+            last_key = entries[-1][0]
+        self.resumed += 1
+        return Block(site, day, len(columns["ts"]), columns, last_key=last_key, built_against=total)
+
+    # -- writing (the job runner's thread) --------------------------------------------------
+    def checkpoint(self, site: int, day: int) -> bool:
+        """Store the day's log rows as its checkpoint when at least :attr:`checkpoint_rows`
+        of them are not in the current one (none for a day with a compacted block); returns
+        whether one was written. An existing checkpoint is extended, not read again from the log."""
+        columns_store = self._columns
+        epoch = columns_store.cache.epoch
+        with columns_store.settled() as txn:
+            if columns_store.blocks.pointer(txn, site, day) is not None:
+                return False
+            total = columns_store.day_count(txn, site, day)
+            previous = self.checkpoints.pointer(txn, site, day)
+            found = self._current(txn, site, day, total)
+            if found is not None:
+                if len(found[2]) < self.checkpoint_rows:
+                    return False
+                columns = concatenate([found[1], rows_to_columns(found[2])])
+                last_key = found[2][-1][0]
+            else:
+                entries = self._eventlog.rows(txn, site, day * DAY_MS, (day + 1) * DAY_MS, expected=total)
+                if len(entries) < self.checkpoint_rows:
+                    return False
+                columns, last_key = rows_to_columns(entries), entries[-1][0]
+        encoded = {
+            name: encode_array(array, delta=name in _DELTA) for name, array in checkpoint_arrays(columns).items()
+        }
+        again = checkpoint_columns({name: decode_array(value) for name, value in encoded.items()})
+        for name, array in columns.items():
+            if not np.array_equal(again[name], array) or again[name].dtype != array.dtype:
+                raise RuntimeError(f"checkpoint of site {site} day {day}: column {name} does not decode again")
+        info = {"format": CHECKPOINT_FORMAT, "last_key": last_key, "built_against": total}
+        expected = previous.generation if previous is not None else None
+
+        def write(txn):
+            current = self.checkpoints.pointer(txn, site, day)
+            if (current.generation if current is not None else None) != expected:
+                return False
+            if columns_store.blocks.pointer(txn, site, day) is not None:
+                return False  # compacted meanwhile
+            self.checkpoints.delete(txn, site, day)  # readers decode a checkpoint in one transaction
+            self.checkpoints.put(txn, site, day, encoded, info)
+            return True
+
+        with self._coordinator.mutex:  # an erasure holds it from start to end
+            if columns_store.cache.epoch != epoch:
+                return False  # rows may have gone since the snapshot: taken again next time
+            return self._store.write(write)
+
+    def stored_bytes(self, site: int, day: int) -> int:
+        """Bytes the day's checkpoint takes (its arrays as stored)."""
+        with self._store.read() as txn:
+            pointer = self.checkpoints.pointer(txn, site, day)
+            if pointer is None:
+                return 0
+            return sum(self.checkpoints.stored_bytes(txn, site, day, pointer.generation).values())
+
+    # -- removal --------------------------------------------------------------------------
+    def drop(self, txn, site: int, day: int) -> int:
+        return self.checkpoints.delete(txn, site, day)
+
+    def drop_site(self, txn, site: int) -> int:
+        return self.checkpoints.delete_site(txn, site)
+
+    def drop_before(self, txn, site: int, last_day: int) -> int:
+        """Delete the site's checkpoints of days up to ``last_day`` (the retention purge)."""
+        removed = 0
+        for day in self.checkpoints.days(txn, site, 0, last_day):
+            removed += self.checkpoints.delete(txn, site, day)
+        return removed
+
+    def days(self, site: int) -> list[int]:
+        with self._store.read() as txn:
+            return self.checkpoints.days(txn, site)
+
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_ROWS", "OpenDays", "checkpoint_arrays", "checkpoint_columns"]
