@@ -164,6 +164,18 @@ class ColumnBlocks:
                 found.append(key[12:].decode("ascii"))
         return found
 
+    def values(self, txn, site: int, day: int, generation: int) -> dict[str, bytes]:
+        """The stored (encoded) value of each column of one generation, by name."""
+        prefix = _PREFIX.pack(site, day, generation)
+        cursor = txn.cursor(db=self._db)
+        found = {}
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:12] != prefix:
+                    break
+                found[key[12:].decode("ascii")] = value
+        return found
+
     def stored_bytes(self, txn, site: int, day: int, generation: int) -> dict[str, int]:
         """Bytes of each stored column value of one generation (``scripts/bench_filters``'s breakdown)."""
         prefix = _PREFIX.pack(site, day, generation)

@@ -29,6 +29,10 @@ standby takes its own.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections.abc import Callable
+
 import numpy as np
 
 from appliance.events.blocks import DAY_MS, SCALARS, Block, dictionary_of, narrow
@@ -56,16 +60,107 @@ def checkpoint_arrays(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def checkpoint_columns(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The in-memory columns of stored checkpoint arrays (the inverse of :func:`checkpoint_arrays`)."""
-    columns = {name: arrays[name] for name in _PLAIN}
-    for name in _CODED:
-        columns[name] = arrays["d." + name][arrays["c." + name]]
-    for name in STRING_FIELDS:
-        columns["i." + name] = arrays["d." + name][arrays["c." + name]]
-    for name, dtype in SCALARS.items():
-        columns[name] = columns[name].astype(dtype, copy=False)
-    return columns
+def _decoder(encoded: dict[str, bytes], name: str) -> Callable[[], np.ndarray]:
+    """A function decoding the in-memory column ``name`` from a checkpoint's stored values."""
+
+    def value(stored: str) -> np.ndarray:
+        return decode_array(encoded.pop(stored))  # each stored value serves one column
+
+    if name in _PLAIN:
+        dtype = SCALARS.get(name)
+        return _once(lambda: value(name) if dtype is None else value(name).astype(dtype, copy=False))
+    stored = name[2:] if name.startswith("i.") else name
+    dtype = SCALARS.get(name, np.dtype(np.uint32))
+    return _once(lambda: value("d." + stored)[value("c." + stored)].astype(dtype, copy=False))
+
+
+def _once(make: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """``make``, run once: a block and the block extending it may both ask for the column."""
+    lock, made = threading.Lock(), []
+
+    def run() -> np.ndarray:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return run
+
+
+def column_names() -> tuple[str, ...]:
+    """The in-memory columns a block built from log rows holds."""
+    return (*SCALARS, *("i." + name for name in STRING_FIELDS), "p.row", "p.key", "p.value")
+
+
+def visitor_coding(dictionary: np.ndarray, codes: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(visitors, return_inverse=True)`` of a block's visitor hashes (as
+    :meth:`Block._visitor_coding <appliance.events.blocks.Block>` holds it), from the sorted
+    distinct hashes and codes of its first rows and the hashes of the rows after them:
+    without sorting every row's hash again."""
+    if not len(tail):
+        return dictionary, codes.astype(np.int64)
+    merged = np.union1d(dictionary, tail)
+    head = np.searchsorted(merged, dictionary)[codes]
+    return merged, np.concatenate([head, np.searchsorted(merged, tail)]).astype(np.int64)
+
+
+def _joined(head: np.ndarray, tail: np.ndarray, name: str, offset: int) -> np.ndarray:
+    """Two row sets' column one after the other, as :func:`~appliance.events.encoding.concatenate` joins them."""
+    if name == "p.row":
+        return np.concatenate([head.astype(np.uint32), tail.astype(np.uint32) + np.uint32(offset)])
+    return np.concatenate([head, tail])
+
+
+class LazyColumns(dict):
+    """A block's in-memory columns, each made on first use (a query reads a few of them): from
+    a checkpoint's stored values, joined with the log rows after it. As a column is made, the
+    block it belongs to (:attr:`owner`) is told, so the block cache counts it at once."""
+
+    def __init__(self, makers: dict[str, Callable[[], np.ndarray]]) -> None:
+        super().__init__()
+        self._makers = makers
+        self._lock = threading.Lock()
+        self.owner: Callable[[], Block | None] = lambda: None  # a weak reference to the block
+
+    @classmethod
+    def of_checkpoint(cls, encoded: dict[str, bytes]) -> LazyColumns:
+        return cls({name: _decoder(encoded, name) for name in column_names()})
+
+    def __missing__(self, name: str) -> np.ndarray:
+        with self._lock:
+            if dict.__contains__(self, name):
+                return dict.__getitem__(self, name)
+            make = self._makers.get(name)
+            if make is None:
+                raise KeyError(name)
+            value = self._makers.pop(name)()
+            dict.__setitem__(self, name, value)
+        block = self.owner()
+        if block is not None:
+            block.grew()
+        return value
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def extended(self, tail: dict[str, np.ndarray], offset: int) -> LazyColumns:
+        """These columns (``offset`` rows) followed by ``tail``'s: the columns made already are
+        joined now, the others when first used (no chain of older blocks is kept alive)."""
+        with self._lock:
+            made, makers = dict(self.items()), dict(self._makers)
+        joined = LazyColumns({
+            name: _once(lambda name=name, make=make: _joined(make(), tail[name], name, offset)) for name, make in makers.items()
+        })
+        for name, value in made.items():
+            dict.__setitem__(joined, name, _joined(value, tail[name], name, offset))
+        return joined
+
+    def adopt(self, block: Block) -> Block:
+        self.owner = weakref.ref(block)
+        return block
 
 
 class OpenDays:
@@ -90,6 +185,11 @@ class OpenDays:
             # Extend a tail block with what was appended after its last key, if that is all.
             entries = self._after(txn, site, day, cached.last_key)
             if cached.built_against + len(entries) == total:
+                if isinstance(cached.columns, LazyColumns):
+                    lazy = cached.columns.extended(rows_to_columns(entries), cached.count)
+                    block = Block(site, day, cached.count + len(entries), lazy, built_against=total)
+                    block.last_key = entries[-1][0] if entries else cached.last_key
+                    return lazy.adopt(block)
                 columns = concatenate([cached.columns, rows_to_columns(entries)])
                 last_key = entries[-1][0] if entries else cached.last_key
                 return Block(site, day, cached.count + len(entries), columns, last_key=last_key, built_against=total)
@@ -107,28 +207,33 @@ class OpenDays:
     def _current(self, txn, site: int, day: int, total: int):
         """``(pointer, columns, log rows after it)`` of the day's checkpoint if it is current."""
         pointer = self.checkpoints.pointer(txn, site, day)
-        if pointer is None or pointer.info.get("format") != CHECKPOINT_FORMAT:
+        if pointer is None or pointer.info.get("format") != CHECKPOINT_FORMAT or "count" not in pointer.info:
             return None
         last_key = bytes(pointer.info["last_key"])
         entries = self._after(txn, site, day, last_key)
         if int(pointer.info["built_against"]) + len(entries) != total:
             self.refused += 1
             return None
-        names = self.checkpoints.names(txn, site, day, pointer.generation)
-        arrays = {name: self.checkpoints.get(txn, site, day, pointer.generation, name) for name in names}
-        return pointer, checkpoint_columns(arrays), entries
+        encoded = self.checkpoints.values(txn, site, day, pointer.generation)  # decoded when used
+        coded = decode_array(encoded["d.visitor"]), decode_array(encoded["c.visitor"])
+        return pointer, LazyColumns.of_checkpoint(encoded), entries, coded
 
     def _resume(self, txn, site: int, day: int, total: int) -> Block | None:
         found = self._current(txn, site, day, total)
         if found is None:
             return None
-        pointer, columns, entries = found
-        last_key = bytes(pointer.info["last_key"])
+        pointer, columns, entries, (dictionary, codes) = found
+        last_key, count = bytes(pointer.info["last_key"]), int(pointer.info["count"])
+        tail = rows_to_columns(entries)
         if entries:
-            columns = concatenate([columns, rows_to_columns(entries)])
+            columns = columns.extended(tail, count)
             last_key = entries[-1][0]
         self.resumed += 1
-        return Block(site, day, len(columns["ts"]), columns, last_key=last_key, built_against=total)
+        block = Block(site, day, count + len(entries), columns, built_against=total)
+        block.last_key = last_key
+        # visits number visitors by their place among the day's sorted hashes: no sort of every row's
+        block.derived["visitor_coding"] = visitor_coding(dictionary, codes, tail["visitor"])
+        return columns.adopt(block)
 
     # -- writing (the job runner's thread) --------------------------------------------------
     def checkpoint(self, site: int, day: int) -> bool:
@@ -146,8 +251,8 @@ class OpenDays:
             if found is not None:
                 if len(found[2]) < self.checkpoint_rows:
                     return False
-                columns = concatenate([found[1], rows_to_columns(found[2])])
-                last_key = found[2][-1][0]
+                lazy = found[1].extended(rows_to_columns(found[2]), int(found[0].info["count"]))
+                columns, last_key = {name: lazy[name] for name in column_names()}, found[2][-1][0]
             else:
                 entries = self._eventlog.rows(txn, site, day * DAY_MS, (day + 1) * DAY_MS, expected=total)
                 if len(entries) < self.checkpoint_rows:
@@ -156,11 +261,11 @@ class OpenDays:
         encoded = {
             name: encode_array(array, delta=name in _DELTA) for name, array in checkpoint_arrays(columns).items()
         }
-        again = checkpoint_columns({name: decode_array(value) for name, value in encoded.items()})
+        again = LazyColumns.of_checkpoint(dict(encoded))
         for name, array in columns.items():
             if not np.array_equal(again[name], array) or again[name].dtype != array.dtype:
                 raise RuntimeError(f"checkpoint of site {site} day {day}: column {name} does not decode again")
-        info = {"format": CHECKPOINT_FORMAT, "last_key": last_key, "built_against": total}
+        info = {"format": CHECKPOINT_FORMAT, "last_key": last_key, "built_against": total, "count": len(columns["ts"])}
         expected = previous.generation if previous is not None else None
 
         def write(txn):
@@ -205,4 +310,4 @@ class OpenDays:
             return self.checkpoints.days(txn, site)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_ROWS", "OpenDays", "checkpoint_arrays", "checkpoint_columns"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_ROWS", "OpenDays", "LazyColumns", "checkpoint_arrays"]

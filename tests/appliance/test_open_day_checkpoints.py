@@ -40,9 +40,10 @@ def _events(site_id: int, rng: random.Random, visitors: list[int], first: float,
     return sorted(out, key=lambda event: event.timestamp)
 
 
-def _answers(appliance, site, today: int) -> list:
+def _answers(appliance, site, today: int, *, forget: bool = True) -> list:
     stats = appliance.stats
-    stats.scans.forget()  # every block is built again: today's from the checkpoint or the log
+    if forget:  # every block is built again: today's from the checkpoint or the log
+        stats.scans.forget()
     out = []
     for text in FILTERS:
         query = Query(site=site, date_from=day_from_number(today - 1), date_to=day_from_number(today), filters=parse_filters(text))
@@ -111,6 +112,19 @@ def test_a_checkpoint_gives_exactly_the_block_and_answers_of_the_log(opened):
     assert open_days.resumed >= resumed + 2
     block = appliance.columns.block(site.id, today)
     assert appliance.columns.cache.holds(block) and block.cached_size == block.nbytes()
+    dictionary, codes = np.unique(plain["visitor"], return_inverse=True)
+    _same({"d": block.visitor_dictionary(), "c": block.visitor_codes()}, {"d": dictionary, "c": codes.astype(np.int64)})
+    log_plain, log_answers = _without_checkpoint(appliance, site, today)
+    _same(plain, log_plain)
+    assert answers == log_answers
+    # the block resumed (some columns made, others not) is extended in place by newer rows
+    appliance.stats.scans.forget()
+    _answers(appliance, site, today, forget=False)
+    appliance.record_sync(_events(site.id, rng, visitors, now - 0.9, now - 0.5, 40))
+    answers = _answers(appliance, site, today, forget=False)
+    extended = appliance.columns.block(site.id, today)
+    assert isinstance(extended.columns, openday.LazyColumns) and extended.last_key > block.last_key
+    plain = extended.plain()
     log_plain, log_answers = _without_checkpoint(appliance, site, today)
     _same(plain, log_plain)
     assert answers == log_answers
