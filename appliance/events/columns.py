@@ -21,7 +21,8 @@ appliance's write mutex pending events are aggregated and the read transaction o
 commit falls between): the day's event count (the sum of its hourly ``EVENTS_TOTAL``
 counters) and the stored generation must both be what the block was built against. Days
 without a block (today, and closed days not yet compacted) are read from the log into an
-in-memory block that is extended incrementally with the rows appended after its last key.
+in-memory block that is extended incrementally with the rows appended after its last key;
+a new process starts today's from its stored checkpoint (:mod:`appliance.events.openday`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ restart. So the job runner stores a *checkpoint* of the open day (:meth:`OpenDay
 the day's log rows up to a log key, as column arrays in the block codec
 (:func:`storage.columns.encode_array`), in a database of their own (``checkpoints``, keyed
 like ``columns``), with the key (``last_key``) and the day's event count when it was taken
-(``built_against``). A cold process decodes the checkpoint and only the log rows after its key.
+(``built_against``). A cold process decodes the checkpoint and only the log rows after its
+key, each column on first use (:class:`LazyColumns`: a query reads a few of them), and numbers
+the day's visitors from the checkpoint's sorted visitor hashes (:func:`visitor_coding`).
 
 Only rows are stored, never visits: the open day's visits still change as rows arrive, so
 they are derived at read time from checkpoint and tail rows together, exactly as from log
@@ -18,8 +20,8 @@ checkpoint's count plus the rows after its key (the check an in-memory block's e
 makes), so a late event before the key, or a row deleted since, sends the read to the log.
 
 A checkpoint never outlives what it copies: compaction deletes the day's checkpoint in the
-transaction that writes its block; an erasure deletes the checkpoints of the site before it
-deletes log rows, and a checkpoint taken before an erasure is not written after it (the
+transaction that writes its block; an erasure deletes the checkpoint of each day it touches
+before it deletes log rows, and a checkpoint taken before an erasure is not written after it (the
 block cache's ``epoch``, bumped by the erasure, is checked under the write coordinator's
 mutex, which the erasure holds throughout); the retention purge deletes those of the days it
 cuts; deleting a site deletes its checkpoints. A checkpoint of another format is ignored and

@@ -5,7 +5,7 @@ One daemon thread wakes every ``interval`` seconds and runs each due job: salt r
 sketches, event-log rows, column-block rows and imported daily aggregates older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`;
-between runs, every sweep, a checkpoint of the open day: :func:`checkpoint_open_day`;
+every sweep (``SWEEP_SECONDS``), a checkpoint of the open day: :func:`checkpoint_open_day`;
 between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
 purge of expired tokens and sessions, scheduled backups (``[backup]``), and the pruning of old
