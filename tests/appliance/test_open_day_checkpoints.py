@@ -206,3 +206,15 @@ def test_erasure_purge_and_site_deletion_remove_checkpoints(opened):
     assert open_days.checkpoint(site.id, today)
     appliance.delete_site(site.domain)
     assert open_days.days(site.id) == []
+
+
+def test_the_job_runners_sweep_takes_the_checkpoint_once_enough_rows_wait(opened):
+    appliance, site, today, now, rng, visitors = opened
+    open_days = appliance.columns.open_days
+    open_days.checkpoint_rows = 2000  # the fixture wrote 1,200 rows today and yesterday
+    appliance.jobs.sweep()
+    assert open_days.days(site.id) == []
+    appliance.record_sync(_events(site.id, rng, visitors, now - 30, now - 1, 2000))
+    appliance.jobs.sweep()
+    assert open_days.days(site.id) == [today]
+    assert open_days.stored_bytes(site.id, today) > 0
