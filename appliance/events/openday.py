@@ -123,10 +123,18 @@ class LazyColumns(dict):
         self._makers = makers
         self._lock = threading.Lock()
         self.owner: Callable[[], Block | None] = lambda: None  # a weak reference to the block
+        self.encoded: dict[str, bytes] = {}  # the checkpoint's stored values not decoded yet
 
     @classmethod
     def of_checkpoint(cls, encoded: dict[str, bytes]) -> LazyColumns:
-        return cls({name: _decoder(encoded, name) for name in column_names()})
+        columns = cls({name: _decoder(encoded, name) for name in column_names()})
+        columns.encoded = encoded
+        return columns
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of stored values held until their columns are made (the block cache counts them)."""
+        return sum(len(value) for value in list(self.encoded.values()))
 
     def __missing__(self, name: str) -> np.ndarray:
         with self._lock:
@@ -158,6 +166,7 @@ class LazyColumns(dict):
         })
         for name, value in made.items():
             dict.__setitem__(joined, name, _joined(value, tail[name], name, offset))
+        joined.encoded = self.encoded
         return joined
 
     def adopt(self, block: Block) -> Block:

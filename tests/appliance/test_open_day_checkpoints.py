@@ -112,6 +112,11 @@ def test_a_checkpoint_gives_exactly_the_block_and_answers_of_the_log(opened):
     assert open_days.resumed >= resumed + 2
     block = appliance.columns.block(site.id, today)
     assert appliance.columns.cache.holds(block) and block.cached_size == block.nbytes()
+    appliance.columns.forget()
+    fresh = appliance.columns.block(site.id, today)  # nothing decoded yet: its stored values count
+    assert fresh.columns.pending_bytes > 0 and fresh.cached_size >= fresh.columns.pending_bytes
+    fresh.scalar("ts")
+    assert appliance.columns.cache.cached_bytes >= fresh.columns.pending_bytes + fresh.scalar("ts").nbytes
     dictionary, codes = np.unique(plain["visitor"], return_inverse=True)
     _same({"d": block.visitor_dictionary(), "c": block.visitor_codes()}, {"d": dictionary, "c": codes.astype(np.int64)})
     log_plain, log_answers = _without_checkpoint(appliance, site, today)
