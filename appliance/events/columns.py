@@ -98,7 +98,7 @@ class ColumnStore:
         # (site, first day, last day): a closed day a query read from the log, compacted soon (runtime.jobs)
         self.compaction_wanted: Callable[[int, int, int], None] | None = None
         self.compact_read_rows = COMPACT_READ_ROWS  # ...if it has this many rows (fewer build fast)
-        self.open_days = OpenDays(store, eventlog, self, coordinator)  # days without a block; checkpoints
+        self.open_days = OpenDays(store, eventlog, self)  # days without a block; checkpoints
 
     # -- freshness ------------------------------------------------------------------------
     def settled(self):
@@ -329,7 +329,7 @@ class ColumnStore:
         """Rewrite the day's stored block without the rows ``doomed(block)`` marks (a boolean
         mask; a person's erasure); returns how many went. Log rows are the caller's."""
         with self._compaction_lock:
-            self._store.write(lambda txn: self.open_days.drop(txn, site, day))  # taken again without them
+            self.open_days.erasing(site, day)  # the day's checkpoint goes; taken again without the rows
             with self._store.read() as txn:
                 pointer = self.blocks.pointer(txn, site, day)
             if pointer is None:

@@ -21,9 +21,8 @@ makes), so a late event before the key, or a row deleted since, sends the read t
 
 A checkpoint never outlives what it copies: compaction deletes the day's checkpoint in the
 transaction that writes its block; an erasure deletes the checkpoint of each day it touches
-before it deletes log rows, and a checkpoint taken before an erasure is not written after it (the
-block cache's ``epoch``, bumped by the erasure, is checked under the write coordinator's
-mutex, which the erasure holds throughout); the retention purge deletes those of the days it
+before it deletes log rows, and a checkpoint taken from a snapshot before an erasure is not
+written after it (:meth:`OpenDays.erasing`); the retention purge deletes those of the days it
 cuts; deleting a site deletes its checkpoints. A checkpoint of another format is ignored and
 taken again. Backups copy it with the store (it is consistent with the log beside it); a
 standby takes its own.
@@ -177,15 +176,15 @@ class LazyColumns(dict):
 class OpenDays:
     """Builds the in-memory blocks of days without a compacted block, and keeps their checkpoints."""
 
-    def __init__(self, store, eventlog, columns, coordinator) -> None:
+    def __init__(self, store, eventlog, columns) -> None:
         self._store = store
         self._eventlog = eventlog
-        self._columns = columns  # the ColumnStore: its settled reads, counts, pointers, cache
-        self._coordinator = coordinator
+        self._columns = columns  # the ColumnStore: its settled reads, counts, pointers
         self.checkpoints = ColumnBlocks(store, b"checkpoints")
         self.checkpoint_rows = CHECKPOINT_ROWS
         self.resumed = 0  # blocks built from a checkpoint (tests, the bench)
         self.refused = 0  # checkpoints found but not current (late rows before the key, deletions)
+        self.erasures = 0  # erasures begun (a checkpoint's snapshot from before one is not written)
 
     # -- reading --------------------------------------------------------------------------
     def block(self, txn, site: int, day: int, total: int, cached: Block | None) -> Block:
@@ -252,7 +251,7 @@ class OpenDays:
         of them are not in the current one (none for a day with a compacted block); returns
         whether one was written. An existing checkpoint is extended, not read again from the log."""
         columns_store = self._columns
-        epoch = columns_store.cache.epoch
+        erasures = self.erasures  # read before the snapshot (see erasing)
         with columns_store.settled() as txn:
             if columns_store.blocks.pointer(txn, site, day) is not None:
                 return False
@@ -285,14 +284,13 @@ class OpenDays:
                 return False
             if columns_store.blocks.pointer(txn, site, day) is not None:
                 return False  # compacted meanwhile
+            if self.erasures != erasures:
+                return False  # the snapshot may hold erased rows: taken again next time
             self.checkpoints.delete(txn, site, day)  # readers decode a checkpoint in one transaction
             self.checkpoints.put(txn, site, day, encoded, info)
             return True
 
-        with self._coordinator.mutex:  # an erasure holds it from start to end
-            if columns_store.cache.epoch != epoch:
-                return False  # rows may have gone since the snapshot: taken again next time
-            return self._store.write(write)
+        return self._store.write(write)
 
     def stored_bytes(self, site: int, day: int) -> int:
         """Bytes the day's checkpoint takes (its arrays as stored)."""
@@ -303,6 +301,15 @@ class OpenDays:
             return sum(self.checkpoints.stored_bytes(txn, site, day, pointer.generation).values())
 
     # -- removal --------------------------------------------------------------------------
+    def erasing(self, site: int, day: int) -> None:
+        """An erasure is about to delete rows of the day: its checkpoint goes first, and a
+        checkpoint being taken is not written. The erasure holds the write coordinator's mutex
+        from before this call until its rows are gone, so a settled snapshot is taken either
+        before it (and its checkpoint sees :attr:`erasures` changed, in its write transaction,
+        or is deleted here if written first) or after it (without the rows)."""
+        self.erasures += 1
+        self._store.write(lambda txn: self.drop(txn, site, day))
+
     def drop(self, txn, site: int, day: int) -> int:
         return self.checkpoints.delete(txn, site, day)
 

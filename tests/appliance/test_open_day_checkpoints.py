@@ -223,3 +223,29 @@ def test_the_job_runners_sweep_takes_the_checkpoint_once_enough_rows_wait(opened
     appliance.jobs.sweep()
     assert open_days.days(site.id) == [today]
     assert open_days.stored_bytes(site.id, today) > 0
+
+
+def test_a_checkpoint_taken_before_an_erasure_is_not_written_after_it(opened, monkeypatch):
+    appliance, site, today, now, rng, visitors = opened
+    open_days = appliance.columns.open_days
+    alice = appliance.personal.visitor_of(site, "alice")
+    appliance.record_sync([
+        Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=today * DAY + 5, name="pageview", visitor_id=alice, user_hashed=True, path="/alice"),
+    ])
+    encode = openday.checkpoint_arrays
+
+    def erase_meanwhile(columns):  # after the checkpoint's snapshot, before its write
+        assert alice in columns["visitor"].tolist()
+        assert appliance.personal.erase(site, "alice").events == 1
+        return encode(columns)
+
+    monkeypatch.setattr(openday, "checkpoint_arrays", erase_meanwhile)
+    assert open_days.checkpoint(site.id, today) is False
+    monkeypatch.undo()
+    with appliance.store.read() as txn:
+        assert open_days.checkpoints.days(txn, site.id) == []
+    assert open_days.checkpoint(site.id, today)
+    with appliance.store.read() as txn:
+        pointer = open_days.checkpoints.pointer(txn, site.id, today)
+        stored = open_days.checkpoints.get(txn, site.id, today, pointer.generation, "d.visitor")
+    assert alice not in stored.tolist() and len(stored)
