@@ -113,9 +113,9 @@ _pointer_decoder = msgspec.msgpack.Decoder(Pointer)
 
 
 class ColumnBlocks:
-    def __init__(self, store) -> None:
+    def __init__(self, store, name: bytes = b"columns") -> None:
         self._store = store
-        self._db = store.db(b"columns")
+        self._db = store.db(name)  # "checkpoints": the open day's rows (appliance.events.openday)
         store.write(self._migrate)
 
     def _migrate(self, txn) -> None:
@@ -162,6 +162,18 @@ class ColumnBlocks:
                 if key[:12] != prefix:
                     break
                 found.append(key[12:].decode("ascii"))
+        return found
+
+    def values(self, txn, site: int, day: int, generation: int) -> dict[str, bytes]:
+        """The stored (encoded) value of each column of one generation, by name."""
+        prefix = _PREFIX.pack(site, day, generation)
+        cursor = txn.cursor(db=self._db)
+        found = {}
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if key[:12] != prefix:
+                    break
+                found[key[12:].decode("ascii")] = value
         return found
 
     def stored_bytes(self, txn, site: int, day: int, generation: int) -> dict[str, int]:

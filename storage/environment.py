@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"pending", b"columns", b"visits_dirty",
              b"journal", b"journal_meta", b"replication", b"imported",
-             b"day_generations")
+             b"day_generations", b"checkpoints")
 _GROWTH_STEP = 2  # multiply the map by this much each time it grows
 _MAX_GROWTH_BYTES = 4 << 30  # never grow by more than 4 GiB at once
 

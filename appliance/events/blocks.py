@@ -214,7 +214,7 @@ class Block:
                 arrays.extend(a for a in list(value.values()) if isinstance(a, np.ndarray))
         if len(arrays) != self._sized[0]:
             unique = {id(a): a.nbytes for a in arrays}
-            self._sized = (len(arrays), sum(unique.values()))
+            self._sized = (len(arrays), sum(unique.values()) + getattr(self.columns, "pending_bytes", 0))  # + undecoded
         return self._sized[1]
 
     # -- logical columns ------------------------------------------------------------------

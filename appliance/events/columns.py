@@ -21,7 +21,8 @@ appliance's write mutex pending events are aggregated and the read transaction o
 commit falls between): the day's event count (the sum of its hourly ``EVENTS_TOTAL``
 counters) and the stored generation must both be what the block was built against. Days
 without a block (today, and closed days not yet compacted) are read from the log into an
-in-memory block that is extended incrementally with the rows appended after its last key.
+in-memory block that is extended incrementally with the rows appended after its last key;
+a new process starts today's from its stored checkpoint (:mod:`appliance.events.openday`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from appliance.events.encoding import (
     take,
 )
 from appliance.events.frames import Frame, VisitorSpace
+from appliance.events.openday import OpenDays
 from appliance.models import Event
 from storage import Store
 from storage.columns import ColumnBlocks, decode_array, encode_array
@@ -96,6 +98,7 @@ class ColumnStore:
         # (site, first day, last day): a closed day a query read from the log, compacted soon (runtime.jobs)
         self.compaction_wanted: Callable[[int, int, int], None] | None = None
         self.compact_read_rows = COMPACT_READ_ROWS  # ...if it has this many rows (fewer build fast)
+        self.open_days = OpenDays(store, eventlog, self)  # days without a block; checkpoints
 
     # -- freshness ------------------------------------------------------------------------
     def settled(self):
@@ -185,30 +188,7 @@ class ColumnStore:
         return block
 
     def _from_log(self, txn, site: int, day: int, total: int, cached: Block | None) -> Block:
-        start, end = day * DAY_MS, (day + 1) * DAY_MS
-        if cached is not None and cached.generation == 0 and not cached.stored and cached.last_key:
-            # Extend a tail block with what was appended after its last key, if that is all.
-            _, last_ms, _ = unpack_event_key(cached.last_key)
-            entries = [(k, v) for k, v in self._eventlog.scan(txn, site, last_ms, end) if k > cached.last_key]
-            if cached.built_against + len(entries) == total:
-                columns = concatenate([cached.columns, rows_to_columns(entries)])
-                return Block(
-                    site,
-                    day,
-                    cached.count + len(entries),
-                    columns,
-                    last_key=entries[-1][0] if entries else cached.last_key,
-                    built_against=total,
-                )
-        entries = self._eventlog.rows(txn, site, start, end, expected=total)
-        return Block(
-            site,
-            day,
-            len(entries),
-            rows_to_columns(entries),
-            last_key=entries[-1][0] if entries else pack_event_key(site, start, 0),
-            built_against=total,
-        )
+        return self.open_days.block(txn, site, day, total, cached)  # cached, a checkpoint, or the log
 
     def _remember(self, block: Block) -> None:
         if block.count:  # an empty day costs one counter scan to find again
@@ -272,6 +252,7 @@ class ColumnStore:
                 if any(self._eventlog.get(txn, key) is None for key, _ in tail):
                     return False  # purged meanwhile
                 self.blocks.put(txn, site, day, encoded, info)
+                self.open_days.drop(txn, site, day)  # superseded by the block
                 events_db = self._store.db(b"events")
                 for key, _ in tail:
                     txn.delete(key, db=events_db)
@@ -331,7 +312,7 @@ class ColumnStore:
             for day in days:
                 pointer = pointers[day]
                 if day < cutoff_day:
-                    self._store.write(lambda txn, day=day: self.blocks.delete(txn, site, day))
+                    self._store.write(lambda txn, day=day: self.blocks.delete(txn, site, day))  # checkpoints: below
                     removed += int(pointer.info.get("count", 0))
                     self.forget(site, day)
                     continue
@@ -341,12 +322,14 @@ class ColumnStore:
                 if first and self._keep_rows(site, day, pointer, old, np.arange(first, old.count)):
                     removed += first
                     self.forget(site, day)
+            self._store.write(lambda txn: self.open_days.drop_before(txn, site, cutoff_day))
         return removed  # nothing to purge, nothing forgotten: the hourly job keeps the cache
 
     def erase_rows(self, site: int, day: int, doomed: Callable[[Block], np.ndarray]) -> int:
         """Rewrite the day's stored block without the rows ``doomed(block)`` marks (a boolean
         mask; a person's erasure); returns how many went. Log rows are the caller's."""
         with self._compaction_lock:
+            self.open_days.erasing(site, day)  # the day's checkpoint goes; taken again without the rows
             with self._store.read() as txn:
                 pointer = self.blocks.pointer(txn, site, day)
             if pointer is None:
@@ -377,6 +360,7 @@ class ColumnStore:
 
     def delete_site(self, txn, site: int) -> None:
         self.blocks.delete_site(txn, site)
+        self.open_days.drop_site(txn, site)
         self.forget(site)
 
     # -- events ---------------------------------------------------------------------------

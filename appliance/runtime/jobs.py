@@ -5,6 +5,7 @@ One daemon thread wakes every ``interval`` seconds and runs each due job: salt r
 sketches, event-log rows, column-block rows and imported daily aggregates older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`;
+every sweep (``SWEEP_SECONDS``), a checkpoint of the open day: :func:`checkpoint_open_day`;
 between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
 purge of expired tokens and sessions, scheduled backups (``[backup]``), and the pruning of old
@@ -90,6 +91,19 @@ def scheduled_backup(appliance, now: float | None = None) -> dict[str, object]:
                                 appliance.extensions.backup_targets, now)
 
 
+def checkpoint_open_day(appliance, site_ids) -> int:
+    """Store a checkpoint of today's log rows for each site that has many rows not in one
+    yet (:mod:`appliance.events.openday`); returns how many were written."""
+    written = 0
+    today = int(time.time() // 86400)
+    for site in site_ids:
+        try:
+            written += appliance.columns.open_days.checkpoint(site, today)
+        except Exception:  # a query reads the log instead; taken again at the next sweep
+            log.exception("checkpointing the open day of site %s failed", site)
+    return written
+
+
 SWEEP_SECONDS = 120.0  # how often closed days a bulk load left in the log are looked for
 
 
@@ -156,10 +170,12 @@ class Jobs:
         """Queue the closed days a bulk load left in the log (:meth:`CompactionQueue.sweep`)."""
         try:
             sites = [site.id for site in self._appliance.sites.all()]
-            return self.compactions.sweep(sites, int(time.time() // 86400))
+            queued = self.compactions.sweep(sites, int(time.time() // 86400))
         except Exception:  # the hourly job compacts them anyway
             log.exception("looking for closed days to compact failed")
             return 0
+        checkpoint_open_day(self._appliance, sites)
+        return queued
 
     def stop(self) -> None:
         self._stop.set()
