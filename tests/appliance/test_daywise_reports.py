@@ -1,0 +1,91 @@
+"""The filtered time series and breakdowns computed day by day
+(:mod:`appliance.query.daywise_reports`) equal the plain scan over the whole period
+(``Scans.timeseries_of`` / ``Scans.breakdown_of`` of a ``Selection``) exactly, on the varied
+data of ``test_daywise_partials``: visits across midnights, engagement pings, sites in time
+zones whose local days cut UTC blocks, days read from the log, from stored blocks and from
+blocks written before format 5; every interval, every breakdown dimension, filters of every
+kind but segments (which the plain path answers)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from test_daywise_partials import FILTERS, loaded  # noqa: F401 - the module's data, shared
+
+from appliance import dimensions as dims
+from appliance.filters import parse_filters
+from appliance.periods import local_today
+from appliance.query import daywise, daywise_reports
+from appliance.query.spec import Query
+
+DIMENSIONS = list(dims.DIMENSIONS)
+
+
+def _queries(sites, filters=FILTERS):
+    for site in sites:
+        today = local_today(site.timezone)
+        for first in (today - timedelta(days=6), today - timedelta(days=2)):
+            for text in filters:
+                yield Query(site=site, date_from=first, date_to=today, filters=parse_filters(text))
+
+
+def _compare(scans, sites, dimensions, intervals=("day", "hour", "week", "month"), filters=FILTERS) -> int:
+    compared = 0
+    for query in _queries(sites, filters):
+        scans.forget()
+        selection = scans.select(query)
+        for interval in intervals:
+            shaped = Query(site=query.site, date_from=query.date_from, date_to=query.date_to, interval=interval,
+                           filters=query.filters)
+            expected = scans.timeseries_of(scans.select(shaped))
+            assert daywise_reports.timeseries(scans, shaped) == expected, (query.site.timezone, interval, query.filters)
+            compared += sum(bucket["visitors"] for bucket in expected) > 0
+        for dimension in dimensions:
+            expected = scans.breakdown_of(selection, dimension, 5)
+            assert daywise_reports.breakdown(scans, query, dimension, 5) == expected, (query.site.timezone, dimension, query.filters)
+            compared += len(expected["results"]) > 0
+    return compared
+
+
+def test_series_and_breakdowns_day_by_day_equal_the_plain_scan(loaded):  # noqa: F811
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    # from the log: the dashboard's dimensions on every site
+    assert _compare(scans, sites, ["page", "source", "country", "device"]) >= 100
+    for site in sites:
+        appliance.columns.compact(site.id, 0, int(time.time() // 86400))
+    # from stored blocks: every dimension, every interval
+    assert _compare(scans, sites, DIMENSIONS) >= 300
+    for site in sites:  # blocks written before format 5 (no edge rows stored): the same answers
+        frame = scans.columns.frame(site.id, *daywise.span_ms(next(_queries([site]))))
+        for block, _, _ in frame.parts:
+            block.format = 4
+    assert _compare(scans, sites, ["page", "source", "channel"], ("day", "hour"), FILTERS[:5]) >= 20
+    scans.forget()
+
+
+def test_segments_take_the_plain_path(loaded):  # noqa: F811
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[0]
+    today = local_today(site.timezone)
+    segmented = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("segment==1"))
+    assert daywise_reports.timeseries(scans, segmented) is None
+    assert daywise_reports.breakdown(scans, segmented, "page", 10) is None
+
+
+@pytest.mark.parametrize("interval", ["day", "hour"])
+def test_the_stats_path_answers_day_by_day(loaded, interval):  # noqa: F811
+    """``Scans.timeseries`` / ``breakdown`` (what the dashboard asks) give the day-by-day answers."""
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[1]
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, interval=interval,
+                  filters=parse_filters("source==Google;device==Mobile"))
+    scans.forget()
+    assert scans.timeseries(query) == scans.timeseries_of(scans.select(query))
+    assert scans.breakdown(query, "source", 10) == scans.breakdown_of(scans.select(query), "source", 10)
+    scans.forget()
