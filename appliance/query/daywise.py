@@ -127,7 +127,11 @@ class Piece:
 
     def hashes_of(self, rows: np.ndarray) -> np.ndarray:
         """The visitor hashes of ``rows`` (a mask or row numbers, no pings)."""
-        return self.dictionary[self.visits["visitor"][self.visit_of[rows]]]
+        return self.dictionary[self.codes_of(rows)]
+
+    def codes_of(self, rows: np.ndarray) -> np.ndarray:
+        """The visitor codes (into ``dictionary``) of ``rows`` (a mask or row numbers, no pings)."""
+        return self.visits["visitor"][self.visit_of[rows]]
 
 
 class _Totals:

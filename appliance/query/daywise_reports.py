@@ -35,8 +35,8 @@ def _rate(part: int, whole: int) -> float:
 
 
 class Pairs:
-    """Distinct (group, visitor hash) pairs, deduplicated as they come; ``counts()`` gives
-    per group how many distinct visitors."""
+    """Distinct (group, visitor hash) pairs, deduplicated day by day as they come;
+    ``counts()`` gives per group how many distinct visitors."""
 
     def __init__(self) -> None:
         self._groups: list[np.ndarray] = []
@@ -50,11 +50,19 @@ class Pairs:
         first[1:] = (groups[1:] != groups[:-1]) | (hashes[1:] != hashes[:-1])
         return groups[first], hashes[first]
 
-    def add(self, groups: np.ndarray, hashes: np.ndarray) -> None:
-        if len(groups):
-            groups, hashes = self._distinct(np.asarray(groups, np.int64), np.asarray(hashes, np.uint64))
-            self._groups.append(groups)
-            self._hashes.append(hashes)
+    def add(self, groups: np.ndarray, codes: np.ndarray, dictionary: np.ndarray) -> None:
+        """Add the pairs of ``groups`` (non-negative) and visitor ``codes`` into the sorted
+        hashes ``dictionary``: deduplicated on one packed key, then given their hashes."""
+        if not len(groups):
+            return
+        groups = np.asarray(groups, np.int64)
+        if int(groups.max()) < 1 << 31:
+            keys = np.unique((groups << 32) | np.asarray(codes, np.int64))
+            groups, hashes = keys >> 32, dictionary[keys & 0xFFFFFFFF]
+        else:
+            groups, hashes = self._distinct(groups, dictionary[codes])
+        self._groups.append(groups)
+        self._hashes.append(hashes)
 
     def counts(self) -> dict[int, int]:
         if not self._groups:
@@ -130,6 +138,49 @@ def breakdown_answer(text: Callable[[int], str], dimension: str, limit: int, pag
     }
 
 
+def custom_events_answer(text: Callable[[int], str], counts: dict, visitors: dict) -> list[dict[str, object]]:
+    """The custom events' shape from events and distinct visitors per name id."""
+    out = [{"name": text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
+    return sorted(out, key=lambda row: (-row["events"], row["name"]))
+
+
+def counts_by_pair(names: np.ndarray, currencies: np.ndarray, amounts: np.ndarray) -> dict[tuple[int, int], int]:
+    """The exact integer sum of ``amounts`` per (name id, currency id)."""
+    out: dict[tuple[int, int], int] = {}
+    for name, currency, amount in zip(names.tolist(), currencies.tolist(), amounts.tolist(), strict=True):
+        out[name, currency] = out.get((name, currency), 0) + amount
+    return out
+
+
+def conversions_answer(text: Callable[[int], str], site_visitors: int, counts: dict, converters: dict,
+                       revenue: dict[tuple[int, int], int], total: int, converting: int) -> dict[str, object]:
+    """The conversions report's shape; revenue per goal in minor units per currency (by name)."""
+    revenue_rows: dict[int, dict[str, int]] = {}
+    for (name_id, currency_id), amount in sorted(revenue.items(), key=lambda item: (item[0][0], text(item[0][1]))):
+        per_currency = revenue_rows.setdefault(name_id, {})
+        currency = text(currency_id)
+        per_currency[currency] = per_currency.get(currency, 0) + amount
+    goals = []
+    for type_id, count in sorted(counts.items(), key=lambda item: (-item[1], text(item[0]))):
+        unique = converters.get(type_id, 0)
+        goals.append(
+            {
+                "name": text(type_id),
+                "conversions": count,
+                "visitors": unique,
+                "conversion_rate": _rate(unique, site_visitors),
+                "revenue_minor": revenue_rows.get(type_id, {}),
+            }
+        )
+    return {
+        "visitors": site_visitors,
+        "total_conversions": total,
+        "converting_visitors": converting,
+        "conversion_rate": _rate(converting, site_visitors),
+        "goals": goals,
+    }
+
+
 class _Series:
     """Per bucket (hour, or the interval's bucket of local days): distinct visitors of the
     matching events, matching page views, and visits by the bucket of their start."""
@@ -155,7 +206,7 @@ class _Series:
     def add(self, piece: Piece) -> None:
         rows = np.flatnonzero(piece.rows)
         bucket = self._bucket(piece.ts()[rows])
-        self.visitors.add(bucket, piece.hashes_of(rows))
+        self.visitors.add(bucket, piece.codes_of(rows), piece.dictionary)
         self.views.update(counts_by(bucket[piece.kind[rows] == PAGEVIEW]))
         if not self.hourly:
             self.visits.update(counts_by(self._bucket(piece.visits["start"][piece.matched])))
@@ -190,12 +241,12 @@ class _Breakdown:
             values = piece.values(self.field, visits["first_row"][piece.visit_of[rows]])
         else:
             values = piece.values(self.field, rows)
-        hashes = piece.hashes_of(rows)
+        codes = piece.codes_of(rows)
         if self.dimension not in dims.COUNT_EMPTY:
             keep = values != 0
-            values, hashes = values[keep], hashes[keep]
+            values, codes = values[keep], codes[keep]
         self.pageviews.update(counts_by(values))
-        self.visitors.add(values, hashes)
+        self.visitors.add(values, codes, piece.dictionary)
         matched = np.flatnonzero(piece.matched)
         if self.dimension == "page":
             entry = visits["entry_page"][matched]
@@ -213,6 +264,55 @@ class _Breakdown:
     def answer(self, text: Callable[[int], str], limit: int) -> dict[str, object]:
         return breakdown_answer(text, self.dimension, limit, dict(self.pageviews), self.visitors.counts(),
                                 self.visit_counts, self.bounces, self.durations)
+
+
+class _CustomEvents:
+    """Per custom event name: the matching events and their distinct visitors."""
+
+    columns: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    kind = int(EventKind.CUSTOM)
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.visitors = Pairs()
+
+    def add(self, piece: Piece) -> None:
+        rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
+        names = piece.values("name", rows)
+        self.counts.update(counts_by(names))
+        self.visitors.add(names, piece.codes_of(rows), piece.dictionary)
+
+
+class _Conversions(_CustomEvents):
+    """Per goal (conversion name): conversions, distinct converting visitors and revenue per
+    currency; and the distinct visitors of every matching event, and of the conversions."""
+
+    fields = ("revenue", "currency")
+    kind = int(EventKind.CONVERSION)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revenue: Counter = Counter()
+        self.site_visitors = Pairs()  # group 0: the visitors of every matching event
+        self.converting = Pairs()
+
+    def add(self, piece: Piece) -> None:
+        super().add(piece)
+        visitor = piece.visits["visitor"][piece.matched]
+        self.site_visitors.add(np.zeros(len(visitor), np.int64), visitor, piece.dictionary)
+        rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
+        self.converting.add(np.zeros(len(rows), np.int64), piece.codes_of(rows), piece.dictionary)
+        amounts = piece.values("revenue", rows)
+        paid = amounts != 0
+        if paid.any():
+            names, currencies = piece.values("name", rows[paid]), piece.values("currency", rows[paid])
+            self.revenue.update(counts_by_pair(names, currencies, amounts[paid]))
+
+    def answer(self, text: Callable[[int], str]) -> dict[str, object]:
+        site_visitors = self.site_visitors.counts().get(0, 0)
+        return conversions_answer(text, site_visitors, dict(self.counts), self.visitors.counts(), dict(self.revenue),
+                                  sum(self.counts.values()), self.converting.counts().get(0, 0))
 
 
 def _sums(groups: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]:
@@ -235,3 +335,17 @@ def breakdown(scans, query, dimension: str, limit: int, frame=None) -> dict[str,
     :meth:`Scans.breakdown` gives it); None where the day-by-day walk does not apply."""
     reducer = _Breakdown(dimension)
     return reducer.answer(scans.text, limit) if walk(scans, query, reducer, frame) else None
+
+
+def custom_events(scans, query, frame=None) -> list[dict[str, object]] | None:
+    """The filtered custom events of ``query`` day by day (as :meth:`Scans.custom_events`)."""
+    reducer = _CustomEvents()
+    if not walk(scans, query, reducer, frame):
+        return None
+    return custom_events_answer(scans.text, dict(reducer.counts), reducer.visitors.counts())
+
+
+def conversions(scans, query, frame=None) -> dict[str, object] | None:
+    """The filtered conversions report of ``query`` day by day (as :meth:`Scans.conversions`)."""
+    reducer = _Conversions()
+    return reducer.answer(scans.text) if walk(scans, query, reducer, frame) else None

@@ -43,7 +43,14 @@ from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.query import daywise, daywise_reports
-from appliance.query.daywise_reports import breakdown_answer, day_groups, series_answer
+from appliance.query.daywise_reports import (
+    breakdown_answer,
+    conversions_answer,
+    counts_by_pair,
+    custom_events_answer,
+    day_groups,
+    series_answer,
+)
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
 from appliance.query.selection import Selection, counts_by, grouped_distinct, top_line
@@ -330,56 +337,30 @@ class Scans:
 
     @_report
     def custom_events(self, query) -> list[dict[str, object]]:
-        selection = self.select(query)
-        frame = selection.frame
+        found = daywise_reports.custom_events(self, query)  # day by day, as the top line
+        return found if found is not None else self.custom_events_of(self.select(query))
+
+    def custom_events_of(self, selection: Selection) -> list[dict[str, object]]:
         rows = selection.of_kind(CUSTOM)
-        names = frame.values_at("name", rows)
-        counts = counts_by(names)
-        visitors = grouped_distinct(names, selection.visitor_codes_of(rows))
-        out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
-        return sorted(out, key=lambda row: (-row["events"], row["name"]))
+        names = selection.frame.values_at("name", rows)
+        return custom_events_answer(self.text, counts_by(names), grouped_distinct(names, selection.visitor_codes_of(rows)))
 
     @_report
     def conversions(self, query) -> dict[str, object]:
-        selection = self.select(query)
+        found = daywise_reports.conversions(self, query)  # day by day, as the top line
+        return found if found is not None else self.conversions_of(self.select(query))
+
+    def conversions_of(self, selection: Selection) -> dict[str, object]:
         frame = selection.frame
         site_visitors = frame.visitors.count(selection.visitor_codes_of(selection.active))
         rows = selection.of_kind(CONVERSION)
         names = frame.values_at("name", rows)
-        counts = counts_by(names)
-        converters = grouped_distinct(names, selection.visitor_codes_of(rows))
-        revenue_rows: dict[int, dict[str, int]] = {}
         amounts = frame.values_at("revenue", rows)
-        paid = np.flatnonzero(rows)[amounts != 0]
-        for name_id, currency_id, amount in zip(
-            names[amounts != 0].tolist(),
-            frame.values_at("currency", paid).tolist(),
-            amounts[amounts != 0].tolist(),
-            strict=True,
-        ):
-            per_currency = revenue_rows.setdefault(name_id, {})
-            currency = self.text(currency_id)
-            per_currency[currency] = per_currency.get(currency, 0) + amount
-        goals = []
-        for type_id, count in sorted(counts.items(), key=lambda item: (-item[1], self.text(item[0]))):
-            unique = converters.get(type_id, 0)
-            goals.append(
-                {
-                    "name": self.text(type_id),
-                    "conversions": count,
-                    "visitors": unique,
-                    "conversion_rate": _rate(unique, site_visitors),
-                    "revenue_minor": revenue_rows.get(type_id, {}),
-                }
-            )
+        paid = amounts != 0
+        revenue = counts_by_pair(names[paid], frame.values_at("currency", np.flatnonzero(rows)[paid]), amounts[paid])
         converting = frame.visitors.count(selection.visitor_codes_of(rows))
-        return {
-            "visitors": site_visitors,
-            "total_conversions": int(rows.sum()),
-            "converting_visitors": converting,
-            "conversion_rate": _rate(converting, site_visitors),
-            "goals": goals,
-        }
+        return conversions_answer(self.text, site_visitors, counts_by(names), grouped_distinct(names, selection.visitor_codes_of(rows)),
+                                  revenue, int(rows.sum()), converting)
 
     @_report
     def traffic_report(self, query) -> dict[str, object]:

@@ -1,6 +1,7 @@
-"""The filtered time series and breakdowns computed day by day
+"""The filtered time series, breakdowns, custom events and conversions computed day by day
 (:mod:`appliance.query.daywise_reports`) equal the plain scan over the whole period
-(``Scans.timeseries_of`` / ``Scans.breakdown_of`` of a ``Selection``) exactly, on the varied
+(``Scans.timeseries_of``, ``breakdown_of``, ``custom_events_of``, ``conversions_of`` of a
+``Selection``) exactly, on the varied
 data of ``test_daywise_partials``: visits across midnights, engagement pings, sites in time
 zones whose local days cut UTC blocks, days read from the log, from stored blocks and from
 blocks written before format 5; every interval, every breakdown dimension, filters of every
@@ -42,6 +43,12 @@ def _compare(scans, sites, dimensions, intervals=("day", "hour", "week", "month"
             expected = scans.timeseries_of(scans.select(shaped))
             assert daywise_reports.timeseries(scans, shaped) == expected, (query.site.timezone, interval, query.filters)
             compared += sum(bucket["visitors"] for bucket in expected) > 0
+        expected = scans.custom_events_of(selection)
+        assert daywise_reports.custom_events(scans, query) == expected, (query.site.timezone, query.filters)
+        compared += len(expected) > 0
+        expected = scans.conversions_of(selection)
+        assert daywise_reports.conversions(scans, query) == expected, (query.site.timezone, query.filters)
+        compared += expected["total_conversions"] > 0
         for dimension in dimensions:
             expected = scans.breakdown_of(selection, dimension, 5)
             assert daywise_reports.breakdown(scans, query, dimension, 5) == expected, (query.site.timezone, dimension, query.filters)
@@ -74,6 +81,8 @@ def test_segments_take_the_plain_path(loaded):  # noqa: F811
     segmented = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("segment==1"))
     assert daywise_reports.timeseries(scans, segmented) is None
     assert daywise_reports.breakdown(scans, segmented, "page", 10) is None
+    assert daywise_reports.custom_events(scans, segmented) is None
+    assert daywise_reports.conversions(scans, segmented) is None
 
 
 @pytest.mark.parametrize("interval", ["day", "hour"])
@@ -88,4 +97,6 @@ def test_the_stats_path_answers_day_by_day(loaded, interval):  # noqa: F811
     scans.forget()
     assert scans.timeseries(query) == scans.timeseries_of(scans.select(query))
     assert scans.breakdown(query, "source", 10) == scans.breakdown_of(scans.select(query), "source", 10)
+    assert scans.conversions(query) == scans.conversions_of(scans.select(query))
+    assert scans.conversions(query)["goals"][0]["revenue_minor"]  # the data has revenue
     scans.forget()
