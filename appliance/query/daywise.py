@@ -134,7 +134,7 @@ class Piece:
         return self.visits["visitor"][self.visit_of[rows]]
 
 
-class _Totals:
+class Totals:
     """The sums of the top line, and the matching visitors' hashes, over the days seen."""
 
     columns: tuple[str, ...] = ()
@@ -221,7 +221,7 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     """The filtered top line of ``query`` (as :meth:`appliance.query.scans.Scans.aggregate_of`
     gives it), day by day, over the period's ``frame`` (by default the running report's);
     None when a filter needs the whole period's visits (segments)."""
-    totals = _Totals()
+    totals = Totals()
     return totals.answer() if walk(scans, query, totals, frame) else None
 
 

@@ -44,11 +44,22 @@ class Pairs:
 
     @staticmethod
     def _distinct(groups: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.lexsort((hashes, groups))
-        groups, hashes = groups[order], hashes[order]
-        first = np.ones(len(order), bool)
-        first[1:] = (groups[1:] != groups[:-1]) | (hashes[1:] != hashes[:-1])
-        return groups[first], hashes[first]
+        """The distinct pairs, sorted (hashes numbered densely by one argsort, then the pairs
+        packed into one key: two plain sorts beat a lexsort, and numpy's hash-based unique)."""
+        if int(groups.max()) >= 1 << 31 or int(groups.min()) < 0:
+            order = np.lexsort((hashes, groups))
+            groups, hashes = groups[order], hashes[order]
+            first = np.ones(len(order), bool)
+            first[1:] = (groups[1:] != groups[:-1]) | (hashes[1:] != hashes[:-1])
+            return groups[first], hashes[first]
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        new = np.ones(len(order), bool)
+        new[1:] = ordered[1:] != ordered[:-1]
+        codes = np.empty(len(order), np.int64)
+        codes[order] = np.cumsum(new) - 1
+        keys = _sorted_distinct((groups << 32) | codes)
+        return keys >> 32, ordered[new][keys & 0xFFFFFFFF]
 
     def add(self, groups: np.ndarray, codes: np.ndarray, dictionary: np.ndarray) -> None:
         """Add the pairs of ``groups`` (non-negative) and visitor ``codes`` into the sorted
@@ -57,7 +68,7 @@ class Pairs:
             return
         groups = np.asarray(groups, np.int64)
         if int(groups.max()) < 1 << 31:
-            keys = np.unique((groups << 32) | np.asarray(codes, np.int64))
+            keys = _sorted_distinct((groups << 32) | np.asarray(codes, np.int64))
             groups, hashes = keys >> 32, dictionary[keys & 0xFFFFFFFF]
         else:
             groups, hashes = self._distinct(groups, dictionary[codes])
@@ -69,6 +80,13 @@ class Pairs:
             return {}
         groups, _ = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
         return counts_by(groups)
+
+
+def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first]
 
 
 def day_bounds(query) -> tuple[list[date], np.ndarray]:
@@ -181,7 +199,7 @@ def conversions_answer(text: Callable[[int], str], site_visitors: int, counts: d
     }
 
 
-class _Series:
+class SeriesSums:
     """Per bucket (hour, or the interval's bucket of local days): distinct visitors of the
     matching events, matching page views, and visits by the bucket of their start."""
 
@@ -215,7 +233,7 @@ class _Series:
         return series_answer(self.query, self.visitors.counts(), self.views, self.visits, self.groups)
 
 
-class _Breakdown:
+class BreakdownSums:
     """Per value of a dimension: the matching page views and their distinct visitors (a visit
     property read from the visit's first event), and the matching visits by their entry value
     (the entry page for pages) with their bounces and durations."""
@@ -266,7 +284,7 @@ class _Breakdown:
                                 self.visit_counts, self.bounces, self.durations)
 
 
-class _CustomEvents:
+class CustomEventSums:
     """Per custom event name: the matching events and their distinct visitors."""
 
     columns: tuple[str, ...] = ()
@@ -284,7 +302,7 @@ class _CustomEvents:
         self.visitors.add(names, piece.codes_of(rows), piece.dictionary)
 
 
-class _Conversions(_CustomEvents):
+class ConversionSums(CustomEventSums):
     """Per goal (conversion name): conversions, distinct converting visitors and revenue per
     currency; and the distinct visitors of every matching event, and of the conversions."""
 
@@ -326,20 +344,20 @@ def _sums(groups: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]
 def timeseries(scans, query, frame=None) -> list[dict[str, object]] | None:
     """The filtered time series of ``query`` day by day (as :meth:`Scans.timeseries` gives
     it); None where the day-by-day walk does not apply (segments)."""
-    series = _Series(query)
+    series = SeriesSums(query)
     return series.answer() if walk(scans, query, series, frame) else None
 
 
 def breakdown(scans, query, dimension: str, limit: int, frame=None) -> dict[str, object] | None:
     """The filtered breakdown of ``query`` by ``dimension`` day by day (as
     :meth:`Scans.breakdown` gives it); None where the day-by-day walk does not apply."""
-    reducer = _Breakdown(dimension)
+    reducer = BreakdownSums(dimension)
     return reducer.answer(scans.text, limit) if walk(scans, query, reducer, frame) else None
 
 
 def custom_events(scans, query, frame=None) -> list[dict[str, object]] | None:
     """The filtered custom events of ``query`` day by day (as :meth:`Scans.custom_events`)."""
-    reducer = _CustomEvents()
+    reducer = CustomEventSums()
     if not walk(scans, query, reducer, frame):
         return None
     return custom_events_answer(scans.text, dict(reducer.counts), reducer.visitors.counts())
@@ -347,5 +365,6 @@ def custom_events(scans, query, frame=None) -> list[dict[str, object]] | None:
 
 def conversions(scans, query, frame=None) -> dict[str, object] | None:
     """The filtered conversions report of ``query`` day by day (as :meth:`Scans.conversions`)."""
-    reducer = _Conversions()
+    reducer = ConversionSums()
     return reducer.answer(scans.text) if walk(scans, query, reducer, frame) else None
+

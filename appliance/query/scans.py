@@ -43,6 +43,7 @@ from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.query import daywise, daywise_reports
+from appliance.query.daysets import SET_DIMENSIONS, DaySets
 from appliance.query.daywise_reports import (
     breakdown_answer,
     conversions_answer,
@@ -89,6 +90,7 @@ class Scans:
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self.memo = ReportMemo()
+        self.day_sets = DaySets()  # the dashboard's filtered reports, walked day by day at once
 
     def answer(self, report, query, args: tuple, kwargs: dict):
         """``report(self, query, *args, **kwargs)``: answered from :attr:`memo` when the events
@@ -128,6 +130,7 @@ class Scans:
         """Drop cached blocks and visits (the benchmark's cold runs; tests)."""
         self.columns.forget()
         self.memo.clear()
+        self.day_sets.clear()
         with self._sessions_lock:
             self._sessions_cache.clear()
 
@@ -173,7 +176,9 @@ class Scans:
     # -- the vocabulary -------------------------------------------------------------------
     @_report
     def aggregate(self, query) -> dict[str, object]:
-        found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
+        found = self.day_sets.answer(self, query, "aggregate", compute=False)  # the dashboard's set, when walked
+        if found is None:
+            found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
         if found is not None:
             return found
         return self.aggregate_of(self.select(query))
@@ -197,7 +202,7 @@ class Scans:
 
     @_report
     def timeseries(self, query) -> list[dict[str, object]]:
-        found = daywise_reports.timeseries(self, query)  # day by day, as the top line
+        found = self.day_sets.answer(self, query, "timeseries")  # day by day, with the dashboard's other reports
         if found is not None:
             return found
         return self.timeseries_of(self.select(query))
@@ -228,7 +233,10 @@ class Scans:
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
             raise QueryError("property", f"unknown dimension {dimension!r}")
-        found = daywise_reports.breakdown(self, query, dimension, limit)  # day by day, as the top line
+        if dimension in SET_DIMENSIONS:  # day by day, with the dashboard's other reports
+            found = self.day_sets.answer(self, query, "breakdown", dimension, limit)
+        else:
+            found = daywise_reports.breakdown(self, query, dimension, limit)
         if found is not None:
             return found
         return self.breakdown_of(self.select(query), dimension, limit)
@@ -337,7 +345,7 @@ class Scans:
 
     @_report
     def custom_events(self, query) -> list[dict[str, object]]:
-        found = daywise_reports.custom_events(self, query)  # day by day, as the top line
+        found = self.day_sets.answer(self, query, "custom_events")  # day by day, with the dashboard's other reports
         return found if found is not None else self.custom_events_of(self.select(query))
 
     def custom_events_of(self, selection: Selection) -> list[dict[str, object]]:
@@ -347,7 +355,7 @@ class Scans:
 
     @_report
     def conversions(self, query) -> dict[str, object]:
-        found = daywise_reports.conversions(self, query)  # day by day, as the top line
+        found = self.day_sets.answer(self, query, "conversions")  # day by day, with the dashboard's other reports
         return found if found is not None else self.conversions_of(self.select(query))
 
     def conversions_of(self, selection: Selection) -> dict[str, object]:

@@ -9,6 +9,7 @@ kind but segments (which the plain path answers)."""
 
 from __future__ import annotations
 
+import pickle
 import time
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from test_daywise_partials import FILTERS, loaded  # noqa: F401 - the module's d
 from appliance import dimensions as dims
 from appliance.filters import parse_filters
 from appliance.periods import local_today
-from appliance.query import daywise, daywise_reports
+from appliance.query import daysets, daywise, daywise_reports
 from appliance.query.spec import Query
 
 DIMENSIONS = list(dims.DIMENSIONS)
@@ -99,4 +100,57 @@ def test_the_stats_path_answers_day_by_day(loaded, interval):  # noqa: F811
     assert scans.breakdown(query, "source", 10) == scans.breakdown_of(scans.select(query), "source", 10)
     assert scans.conversions(query) == scans.conversions_of(scans.select(query))
     assert scans.conversions(query)["goals"][0]["revenue_minor"]  # the data has revenue
+    scans.forget()
+
+
+def test_one_walk_answers_the_dashboard_set_as_the_plain_scan(loaded):  # noqa: F811
+    """A :class:`DaySet` (every report of a dashboard in one walk) gives each report's plain answer."""
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    compared = 0
+    for query in _queries(sites, FILTERS[::2]):
+        scans.forget()
+        found = daysets.day_set(scans, query)
+        selection = scans.select(query)
+        assert pickle.loads(found["aggregate"]) == scans.aggregate_of(selection)
+        assert pickle.loads(found["timeseries"]) == scans.timeseries_of(selection)
+        assert pickle.loads(found["custom_events"]) == scans.custom_events_of(selection)
+        assert pickle.loads(found["conversions"]) == scans.conversions_of(selection)
+        for dimension in daysets.SET_DIMENSIONS:
+            for limit in (3, 10):
+                expected = scans.breakdown_of(selection, dimension, limit)
+                assert found["breakdown"](dimension, limit) == expected, (query.site.timezone, dimension, query.filters)
+                compared += len(expected["results"]) > 0
+    assert compared >= 50
+    scans.forget()
+
+
+def test_a_dashboards_reports_share_one_walk_and_concurrent_askers_wait_for_it(loaded, monkeypatch):  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[1]
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("country==DE"))
+    walks = []
+    real = daysets.day_set
+    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(1) or real(*args))
+    scans.forget()
+    asks = [
+        lambda: scans.timeseries(query), lambda: scans.breakdown(query, "page", 10), lambda: scans.breakdown(query, "os", 4),
+        lambda: scans.custom_events(query), lambda: scans.conversions(query), lambda: scans.breakdown(query, "country", 10),
+    ]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(lambda ask: ask(), asks))
+    assert len(walks) == 1
+    selection = scans.select(query)
+    assert answers[1] == scans.breakdown_of(selection, "page", 10)
+    assert answers[2] == scans.breakdown_of(selection, "os", 4)
+    assert scans.aggregate(Query(site=site, date_from=query.date_from, date_to=query.date_to, filters=query.filters)) \
+        == scans.aggregate_of(selection)
+    scans.aggregate(query)["visitors"] = -1  # a caller changing its answer changes no kept one
+    scans.memo.clear()
+    assert scans.aggregate(query) == scans.aggregate_of(selection)
+    assert len(walks) == 1
     scans.forget()

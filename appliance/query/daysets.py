@@ -1,0 +1,159 @@
+"""The filtered reports a dashboard asks, computed together in one day-by-day walk.
+
+A dashboard's filtered page asks a dozen reports of one query (top line, time series,
+breakdowns, custom events, conversions), and the JSON stats set as many. Walked one by one
+(:mod:`appliance.query.daywise_reports`), each report reads, decodes and masks the same
+days' columns again: with the column cache sized to the memory budget that is most of each
+report's time. A :class:`DaySet` gives every day's :class:`~appliance.query.daywise.Piece`
+to all their reducers at once, so one walk answers them all; :class:`DaySets` keeps the last
+few sets' answers (small: sums per bucket or value) by the period's exact frame key, and a
+set being computed is waited for rather than computed again.
+
+The top line alone, the cheapest walk, is answered from a set only when one is there
+(``Scans.aggregate``): the first filtered top line after a restart stays a top line's walk.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import msgspec
+
+from appliance.budget import check_budget
+from appliance.query.daywise import Piece, Totals, walk
+from appliance.query.daywise_reports import (
+    BreakdownSums,
+    ConversionSums,
+    CustomEventSums,
+    SeriesSums,
+    breakdown_answer,
+    custom_events_answer,
+)
+from appliance.query.selection import span_ms
+
+SET_DIMENSIONS = ("page", "source", "channel", "referrer", "country", "device", "browser", "os")
+
+
+class DaySet:
+    """The filtered reports a dashboard asks of one query, computed in ONE day-by-day walk:
+    the top line, the time series (the query's interval), the breakdowns of
+    :data:`SET_DIMENSIONS`, custom events and conversions. Reading and masking a day's
+    columns is most of a walk's cost, and every report of a dashboard reads the same days
+    under the same filters, so one walk serves them all (the answers are kept as their final
+    sums per value: any breakdown limit is answered from them)."""
+
+    def __init__(self, query) -> None:
+        self.top = Totals()
+        self.series = SeriesSums(query)
+        self.breakdowns = {dimension: BreakdownSums(dimension) for dimension in SET_DIMENSIONS}
+        self.custom = CustomEventSums()
+        self.conversions = ConversionSums()
+        self._reducers = [self.top, self.series, *self.breakdowns.values(), self.custom, self.conversions]
+        self.columns = tuple(dict.fromkeys(name for reducer in self._reducers for name in reducer.columns))
+        self.fields = tuple(dict.fromkeys(name for reducer in self._reducers for name in reducer.fields))
+
+    def add(self, piece: Piece) -> None:
+        for reducer in self._reducers:
+            reducer.add(piece)
+
+    def finish(self, text: Callable[[int], str]) -> dict:
+        """The answers by report name, pickled (a caller may change what it is given; a
+        breakdown's: a function of its limit); the walk's per-day arrays are dropped."""
+        sums = {dimension: (dict(b.pageviews), b.visitors.counts(), dict(b.visit_counts), dict(b.bounces), dict(b.durations))
+                for dimension, b in self.breakdowns.items()}
+        answers = {
+            "aggregate": self.top.answer(),
+            "timeseries": self.series.answer(),
+            "custom_events": custom_events_answer(text, dict(self.custom.counts), self.custom.visitors.counts()),
+            "conversions": self.conversions.answer(text),
+        }
+        out: dict = {name: pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL) for name, answer in answers.items()}
+        out["breakdown"] = lambda dimension, limit: breakdown_answer(text, dimension, limit, *sums[dimension])
+        return out
+
+
+def day_set(scans, query, frame=None) -> dict | None:
+    """The answers of a :class:`DaySet` of ``query``; None where the walk does not apply."""
+    found = DaySet(query)
+    return found.finish(scans.text) if walk(scans, query, found, frame) else None
+
+
+class DaySets:
+    """The last few :class:`DaySet` answers, by the period's frame key (blocks are immutable
+    once built, and a day's block changes with each event it gets: the key is exact), the
+    query and the site's goals (a ``goal`` filter reads them). A set being computed is
+    waited for, not computed again: a dashboard loading its widgets at once walks once."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, Future] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def answer(self, scans, query, report: str, *args, compute: bool = True):
+        """The answer to ``report`` (a :class:`DaySet` report name; a breakdown's ``args``:
+        dimension and limit) of ``query``'s set; None where the walk does not apply, or
+        (``compute`` False) when the set is not computed already."""
+        found = self.get(scans, query) if compute else self._done(scans, query)
+        if found is None:
+            return None
+        return found[report](*args) if report == "breakdown" else pickle.loads(found[report])
+
+    def _done(self, scans, query) -> dict | None:
+        with self._lock:
+            found = self._entries.get(self._key(scans, query))
+        return found.result() if found is not None and found.done() and not found.exception() else None
+
+    def get(self, scans, query) -> dict | None:
+        """The set of ``query``: kept, being computed (waited for), or computed now."""
+        key = self._key(scans, query)
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                mine = entry is None
+                if mine:
+                    entry = self._entries[key] = Future()
+                else:
+                    self._entries.move_to_end(key)
+            if not mine:
+                try:
+                    return _wait(entry)
+                except _Abandoned:  # the walk computing it stopped (its request's budget): walk here
+                    continue
+            try:
+                found = day_set(scans, query, scans.frame_of(query.site.id, *span_ms(query)))
+            except BaseException:
+                with self._lock:
+                    if self._entries.get(key) is entry:
+                        del self._entries[key]
+                entry.set_exception(_Abandoned())
+                raise
+            entry.set_result(found)
+            with self._lock:
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+            return found
+
+    @staticmethod
+    def _key(scans, query) -> tuple:
+        frame = scans.frame_of(query.site.id, *span_ms(query))
+        return frame.key, msgspec.msgpack.encode(query), msgspec.msgpack.encode(scans.goals.list(query.site.id))
+
+
+class _Abandoned(Exception):
+    """The walk computing a set stopped before its end."""
+
+
+def _wait(entry: Future):
+    while True:
+        try:
+            return entry.result(timeout=0.05)
+        except TimeoutError:
+            check_budget()  # the waiting request's own budget
