@@ -19,7 +19,7 @@ import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
 
@@ -34,6 +34,8 @@ from appliance.query.daywise_reports import (
     custom_events_answer,
 )
 from appliance.query.selection import span_ms
+
+_WALKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="footfall-dayset")
 
 SET_DIMENSIONS = ("page", "source", "channel", "referrer", "country", "device", "browser", "os")
 
@@ -86,7 +88,9 @@ class DaySets:
     """The last few :class:`DaySet` answers, by the period's frame key (blocks are immutable
     once built, and a day's block changes with each event it gets: the key is exact), the
     query and the site's goals (a ``goal`` filter reads them). A set being computed is
-    waited for, not computed again: a dashboard loading its widgets at once walks once."""
+    waited for, not computed again: a dashboard loading its widgets at once walks once. Sets
+    are walked one at a time on one thread (:data:`_WALKER`): a walk's memory is a day's
+    columns and its pairs, and two walks at once would only share the same cores."""
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
@@ -112,43 +116,36 @@ class DaySets:
         return found.result() if found is not None and found.done() and not found.exception() else None
 
     def get(self, scans, query) -> dict | None:
-        """The set of ``query``: kept, being computed (waited for), or computed now."""
+        """The set of ``query``: kept, or being computed, or computed now, on the walker
+        thread (outside any request's time budget), while this thread waits within its own:
+        a request refused for its budget leaves the walk running, and asking again gets its
+        answers, instead of starting it over each time."""
         key = self._key(scans, query)
-        while True:
-            with self._lock:
-                entry = self._entries.get(key)
-                mine = entry is None
-                if mine:
-                    entry = self._entries[key] = Future()
-                else:
-                    self._entries.move_to_end(key)
-            if not mine:
-                try:
-                    return _wait(entry)
-                except _Abandoned:  # the walk computing it stopped (its request's budget): walk here
-                    continue
-            try:
-                found = day_set(scans, query, scans.frame_of(query.site.id, *span_ms(query)))
-            except BaseException:
-                with self._lock:
-                    if self._entries.get(key) is entry:
-                        del self._entries[key]
-                entry.set_exception(_Abandoned())
-                raise
-            entry.set_result(found)
+        frame = scans.frame_of(query.site.id, *span_ms(query))  # the running report's: built once
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _WALKER.submit(self._walk, scans, query, frame, key)
+            else:
+                self._entries.move_to_end(key)
+        return _wait(entry)
+
+    def _walk(self, scans, query, frame, key) -> dict | None:
+        try:
+            return day_set(scans, query, frame)
+        except BaseException:
+            with self._lock:  # asked again, it walks again (a block rewritten meanwhile: StaleBlock)
+                self._entries.pop(key, None)
+            raise
+        finally:
             with self._lock:
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
-            return found
 
     @staticmethod
     def _key(scans, query) -> tuple:
         frame = scans.frame_of(query.site.id, *span_ms(query))
         return frame.key, msgspec.msgpack.encode(query), msgspec.msgpack.encode(scans.goals.list(query.site.id))
-
-
-class _Abandoned(Exception):
-    """The walk computing a set stopped before its end."""
 
 
 def _wait(entry: Future):
