@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import msgspec
+import numpy as np
 
 from appliance.budget import check_budget
 from appliance.query.daywise import Piece, Totals, walk
@@ -29,11 +30,13 @@ from appliance.query.daywise_reports import (
     BreakdownSums,
     ConversionSums,
     CustomEventSums,
+    Pairs,
     SeriesSums,
     breakdown_answer,
+    counts_by_pair,
     custom_events_answer,
 )
-from appliance.query.selection import span_ms
+from appliance.query.selection import counts_by, span_ms
 
 _WALKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="footfall-dayset")
 
@@ -48,13 +51,14 @@ class DaySet:
     under the same filters, so one walk serves them all (the answers are kept as their final
     sums per value: any breakdown limit is answered from them)."""
 
-    def __init__(self, query) -> None:
+    def __init__(self, query, goals=None) -> None:
+        self.goals = goals if goals is not None else GoalSums([], None)
         self.top = Totals()
         self.series = SeriesSums(query)
         self.breakdowns = {dimension: BreakdownSums(dimension) for dimension in SET_DIMENSIONS}
         self.custom = CustomEventSums()
         self.conversions = ConversionSums()
-        self._reducers = [self.top, self.series, *self.breakdowns.values(), self.custom, self.conversions]
+        self._reducers = [self.top, self.series, *self.breakdowns.values(), self.custom, self.conversions, self.goals]
         self.columns = tuple(dict.fromkeys(name for reducer in self._reducers for name in reducer.columns))
         self.fields = tuple(dict.fromkeys(name for reducer in self._reducers for name in reducer.fields))
 
@@ -72,15 +76,62 @@ class DaySet:
             "timeseries": self.series.answer(),
             "custom_events": custom_events_answer(text, dict(self.custom.counts), self.custom.visitors.counts()),
             "conversions": self.conversions.answer(text),
+            "goal_figures": self.goals.answer(text, self.top),
         }
         out: dict = {name: pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL) for name, answer in answers.items()}
         out["breakdown"] = lambda dimension, limit: breakdown_answer(text, dimension, limit, *sums[dimension])
         return out
 
 
+class GoalSums:
+    """Per goal of the site: its completions among the matching events, their distinct
+    visitors, and revenue per currency (total and paid completions); with the top line's
+    visitors, what ``goal_reports._filtered_goal_figures`` gives."""
+
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, goals: list, mask) -> None:
+        self.goals = goals
+        self.masks = [(lambda day, goal=goal: mask(day, goal)) for goal in goals]  # per day: the goal's rows
+        self.fields = (*self.masks, "revenue", "currency") if goals else ()
+        self.hits: Counter = Counter()
+        self.visitors = Pairs()
+        self.paid: Counter = Counter()  # (goal index, currency id) -> [total, paid completions]
+        self.paid_count: Counter = Counter()
+
+    def add(self, piece: Piece) -> None:
+        if not self.goals:
+            return
+        rows = np.flatnonzero(piece.rows)
+        for index, goal_rows in enumerate(self.masks):
+            hit = rows[piece.values(goal_rows, rows)]
+            self.hits[index] += len(hit)
+            self.visitors.add(np.full(len(hit), index, np.int64), piece.codes_of(hit), piece.dictionary)
+            amounts = piece.values("revenue", hit)
+            paid = amounts != 0
+            if paid.any():
+                currencies = piece.values("currency", hit[paid])
+                for currency, amount in counts_by_pair(currencies, currencies, amounts[paid]).items():
+                    self.paid[index, currency[0]] += amount
+                self.paid_count.update({(index, int(c)): n for c, n in counts_by(currencies).items()})
+
+    def answer(self, text: Callable[[int], str], top: Totals):
+        visitors = self.visitors.counts()
+        figures = {}
+        for index, goal in enumerate(self.goals):
+            revenue = {text(currency): _money(total, self.paid_count[index, currency])
+                       for (number, currency), total in sorted(self.paid.items()) if number == index}
+            figures[goal.id] = (self.hits[index], visitors.get(index, 0), revenue)
+        return top.answer()["visitors"], figures
+
+
+def _money(total: int, count: int) -> dict[str, int]:
+    return {"total_minor": total, "average_minor": round(total / count) if count else 0, "conversions": count}
+
+
 def day_set(scans, query, frame=None) -> dict | None:
     """The answers of a :class:`DaySet` of ``query``; None where the walk does not apply."""
-    found = DaySet(query)
+    found = DaySet(query, GoalSums(scans.goals.list(query.site.id), scans.goals.mask))
     return found.finish(scans.text) if walk(scans, query, found, frame) else None
 
 

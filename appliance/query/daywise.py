@@ -296,7 +296,18 @@ def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosse
     kind = day.column("kind")
     # a ping's visit number, -1, picks the appended False: pings count in no figure here
     counted = rows & np.append(keep & ~crosses, False)[visit_of]
-    reducer.add(Piece(kind, counted, visit_of, visits, dictionary, day.values_at, lambda: day.column("ts")))
+    derived: dict = {}
+
+    def values(field, chosen: np.ndarray) -> np.ndarray:
+        """A field's values at ``chosen`` rows; a callable field is a per-row array the reducer
+        derives from the day's frame (a goal's mask), made once a day."""
+        if not callable(field):
+            return day.values_at(field, chosen)
+        if field not in derived:
+            derived[field] = field(day)
+        return derived[field][chosen]
+
+    reducer.add(Piece(kind, counted, visit_of, visits, dictionary, values, lambda: day.column("ts")))
     if crosses.any():
         taken = np.flatnonzero(np.append(crosses, False)[visit_of])
         gathered = {
@@ -304,7 +315,7 @@ def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosse
             **_edge_values(block, lo, hi, taken, timeout_ms),
             "visitor": dictionary[visitor[visit_of[taken]]],
             "rows": rows[taken],
-            **{("field", field): day.values_at(field, taken) for field in fields},
+            **{("field", field): values(field, taken) for field in fields},
         }
         for name, values in gathered.items():
             stitched.setdefault(name, []).append(values)

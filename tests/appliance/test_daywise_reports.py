@@ -17,9 +17,11 @@ import pytest
 from test_daywise_partials import FILTERS, loaded  # noqa: F401 - the module's data, shared
 
 from appliance import dimensions as dims
+from appliance.definitions.goals import GoalInput
 from appliance.filters import parse_filters
 from appliance.periods import local_today
 from appliance.query import daysets, daywise, daywise_reports
+from appliance.query.goal_reports import filtered_goal_figures_of
 from appliance.query.spec import Query
 
 DIMENSIONS = list(dims.DIMENSIONS)
@@ -107,11 +109,20 @@ def test_one_walk_answers_the_dashboard_set_as_the_plain_scan(loaded):  # noqa: 
     """A :class:`DaySet` (every report of a dashboard in one walk) gives each report's plain answer."""
     appliance, sites = loaded
     scans = appliance.stats.scans
+    for site in sites:  # goals of every kind, one with revenue
+        for goal in (GoalInput(name="Purchase", kind="conversion", event="purchase"),
+                     GoalInput(name="Signups", kind="event", event="Signup"), GoalInput(name="Blog", kind="page", page="/blog/*")):
+            if goal.name not in {known.name for known in appliance.goals.list(site.id)}:
+                appliance.goals.create(site.id, goal)
+    appliance.goals.wait()
     compared = 0
     for query in _queries(sites, FILTERS[::2]):
         scans.forget()
         found = daysets.day_set(scans, query)
         selection = scans.select(query)
+        goal_figures = filtered_goal_figures_of(scans, query)
+        assert pickle.loads(found["goal_figures"]) == goal_figures, (query.site.timezone, query.filters)
+        compared += any(revenue for _, _, revenue in goal_figures[1].values())
         assert pickle.loads(found["aggregate"]) == scans.aggregate_of(selection)
         assert pickle.loads(found["timeseries"]) == scans.timeseries_of(selection)
         assert pickle.loads(found["custom_events"]) == scans.custom_events_of(selection)
