@@ -34,13 +34,20 @@ def _rate(part: int, whole: int) -> float:
     return round(100 * part / whole, 2) if whole else 0.0
 
 
-class Pairs:
-    """Distinct (group, visitor hash) pairs, deduplicated day by day as they come;
-    ``counts()`` gives per group how many distinct visitors."""
+MERGE_PAIRS = 1 << 20  # the days' pairs kept apart up to this many (16 B each), then merged
 
-    def __init__(self) -> None:
+
+class Pairs:
+    """Distinct (group, visitor hash) pairs, deduplicated day by day as they come and merged
+    across days once there are many (a month's breakdown of a broad filter would otherwise
+    keep each returning visitor's pairs once per day); ``counts()`` gives per group how many
+    distinct visitors."""
+
+    def __init__(self, merge_at: int = MERGE_PAIRS) -> None:
         self._groups: list[np.ndarray] = []
         self._hashes: list[np.ndarray] = []
+        self._count = 0
+        self._floor = self._merge_at = merge_at
 
     @staticmethod
     def _distinct(groups: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +81,12 @@ class Pairs:
             groups, hashes = self._distinct(groups, dictionary[codes])
         self._groups.append(groups)
         self._hashes.append(hashes)
+        self._count += len(groups)
+        if self._count > self._merge_at:  # the days' pairs merged: a visitor back on other days counts once
+            merged = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
+            self._groups, self._hashes = [merged[0]], [merged[1]]
+            self._count = len(merged[0])
+            self._merge_at = max(self._floor, 2 * self._count)  # amortised: each pair sorted a few times
 
     def counts(self) -> dict[int, int]:
         if not self._groups:

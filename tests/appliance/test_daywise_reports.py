@@ -165,3 +165,26 @@ def test_a_dashboards_reports_share_one_walk_and_concurrent_askers_wait_for_it(l
     assert scans.aggregate(query) == scans.aggregate_of(selection)
     assert len(walks) == 1
     scans.forget()
+
+
+def test_pairs_merged_across_days_count_as_brute_force():
+    """Distinct visitors per group: the same with the days' pairs merged as they come (a tiny
+    merge threshold) as counted by brute force."""
+    import numpy as np
+
+    from appliance.query.daywise_reports import Pairs
+
+    rng = np.random.default_rng(5)
+    for merge_at in (1, 50, 1 << 20):
+        pairs, seen = Pairs(merge_at), set()
+        for _ in range(12):  # days: visitors (hashes) coming back, group ids big and small
+            dictionary = np.unique(rng.integers(0, 1 << 63, 40, dtype=np.int64).astype(np.uint64) | np.uint64(1 << 63))
+            dictionary = np.unique(np.concatenate([dictionary, np.arange(1, 30, dtype=np.uint64)]))
+            codes = rng.integers(0, len(dictionary), 200)
+            groups = rng.choice([0, 3, 7, 1 << 20, 1 << 40], 200)
+            pairs.add(groups, codes, dictionary)
+            seen |= set(zip(groups.tolist(), dictionary[codes].tolist(), strict=True))
+        expected: dict[int, int] = {}
+        for group, _ in seen:
+            expected[group] = expected.get(group, 0) + 1
+        assert pairs.counts() == expected
