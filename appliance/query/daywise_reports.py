@@ -268,15 +268,20 @@ class BreakdownSums:
     def add(self, piece: Piece) -> None:
         rows = np.flatnonzero(piece.rows & (piece.kind == PAGEVIEW))
         visits = piece.visits
-        if self.field in dims.VISIT_FIELDS:  # the row's visit's: every page view lies in a visit
-            values = piece.values(self.field, visits["first_row"][piece.visit_of[rows]])
+        weights = None
+        if self.field in dims.VISIT_FIELDS:  # the visit's value for each of its page views: one pair a visit
+            views = np.bincount(piece.visit_of[rows], minlength=len(visits["visitor"]))
+            viewed = np.flatnonzero(views)
+            values = piece.values(self.field, visits["first_row"][viewed])
+            codes, weights = visits["visitor"][viewed], views[viewed].astype(float)
         else:
             values = piece.values(self.field, rows)
-        codes = piece.codes_of(rows)
+            codes = piece.codes_of(rows)
         if self.dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values, codes = values[keep], codes[keep]
-        self.pageviews.update(counts_by(values))
+            weights = weights[keep] if weights is not None else None
+        self.pageviews.update(counts_by(values, weights))
         self.visitors.add(values, codes, piece.dictionary)
         matched = np.flatnonzero(piece.matched)
         if self.dimension == "page":
