@@ -136,9 +136,10 @@ def day_set(scans, query, frame=None) -> dict | None:
 
 
 class DaySets:
-    """The last few :class:`DaySet` answers, by the period's frame key (blocks are immutable
-    once built, and a day's block changes with each event it gets: the key is exact), the
-    query and the site's goals (a ``goal`` filter reads them). A set being computed is
+    """The last few :class:`DaySet` answers, by the period's frame key as the report memo
+    reads it (:mod:`appliance.query.memo`: each day's block identity and event count, so any
+    event acknowledged for the period, late ones included, makes a new key), the column
+    cache's epoch, the query and the site's goals (a ``goal`` filter reads them). A set being computed is
     waited for, not computed again: a dashboard loading its widgets at once walks once. Sets
     are walked one at a time on one thread (:data:`_WALKER`): a walk's memory is a day's
     columns and its pairs, and two walks at once would only share the same cores."""
@@ -171,15 +172,20 @@ class DaySets:
         thread (outside any request's time budget), while this thread waits within its own:
         a request refused for its budget leaves the walk running, and asking again gets its
         answers, instead of starting it over each time."""
+        return _wait(self.start(scans, query, scans.frame_of(query.site.id, *span_ms(query))))
+
+    def start(self, scans, query, frame=None) -> Future:
+        """Start walking the set of ``query`` unless it is kept or under way (a dashboard
+        page asks for it before its first widget, so the walk overlaps the top line's);
+        ``frame``: the running report's, else the walker builds it."""
         key = self._key(scans, query)
-        frame = scans.frame_of(query.site.id, *span_ms(query))  # the running report's: built once
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _WALKER.submit(self._walk, scans, query, frame, key)
             else:
                 self._entries.move_to_end(key)
-        return _wait(entry)
+        return entry
 
     def _walk(self, scans, query, frame, key) -> dict | None:
         try:
@@ -195,8 +201,10 @@ class DaySets:
 
     @staticmethod
     def _key(scans, query) -> tuple:
-        frame = scans.frame_of(query.site.id, *span_ms(query))
-        return frame.key, msgspec.msgpack.encode(query), msgspec.msgpack.encode(scans.goals.list(query.site.id))
+        """The period's frame key as the report memo reads it (counters and pointers: no block
+        built), the query and the site's goals."""
+        period = scans.columns.frame_key(query.site.id, *span_ms(query))
+        return period, scans.columns.cache.epoch, msgspec.msgpack.encode(query), msgspec.msgpack.encode(scans.goals.list(query.site.id))
 
 
 def _wait(entry: Future):

@@ -188,3 +188,26 @@ def test_pairs_merged_across_days_count_as_brute_force():
         for group, _ in seen:
             expected[group] = expected.get(group, 0) + 1
         assert pairs.counts() == expected
+
+
+def test_a_prefetched_set_is_walked_once_in_the_background_and_answers_the_reports(loaded, monkeypatch):  # noqa: F811
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[0]
+    today = local_today(site.timezone)
+    query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("page==/blog/*"))
+    walks = []
+    real = daysets.day_set
+    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(1) or real(*args))
+    scans.forget()
+    appliance.stats.prefetch(query)
+    appliance.stats.prefetch(query)  # under way or kept: not walked again
+    scans.day_sets.start(scans, query).result(timeout=60)
+    assert scans.aggregate(query) == scans.aggregate_of(scans.select(query))  # taken from the set
+    assert appliance.stats.breakdown(query, "device", 10) == scans.breakdown_of(scans.select(query), "device", 10)
+    assert len(walks) == 1
+    segmented = Query(site=site, date_from=query.date_from, date_to=query.date_to, filters=parse_filters("segment==1"))
+    appliance.stats.prefetch(segmented)  # the frame path's: nothing started
+    appliance.stats.prefetch(Query(site=site, date_from=query.date_from, date_to=query.date_to))  # unfiltered: counters
+    assert len(walks) == 1
+    scans.forget()
