@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from appliance.budget import check_budget
+from appliance.events.blocks import StaleBlock
 from appliance.query.daywise import Piece, Totals, walk
 from appliance.query.daywise_reports import (
     BreakdownSums,
@@ -156,16 +157,22 @@ class DaySets:
     def answer(self, scans, query, report: str, *args, compute: bool = True):
         """The answer to ``report`` (a :class:`DaySet` report name; a breakdown's ``args``:
         dimension and limit) of ``query``'s set; None where the walk does not apply, or
-        (``compute`` False) when the set is not computed already."""
+        (``compute`` False) when the set is neither kept nor under way."""
         found = self.get(scans, query) if compute else self._done(scans, query)
         if found is None:
             return None
         return found[report](*args) if report == "breakdown" else pickle.loads(found[report])
 
     def _done(self, scans, query) -> dict | None:
+        """The set of ``query`` when it is kept or under way (waited for), else None."""
         with self._lock:
             found = self._entries.get(self._key(scans, query))
-        return found.result() if found is not None and found.done() and not found.exception() else None
+        if found is None:
+            return None
+        try:
+            return _wait(found)
+        except StaleBlock:
+            return None  # the caller's own walk reads the new blocks
 
     def get(self, scans, query) -> dict | None:
         """The set of ``query``: kept, or being computed, or computed now, on the walker

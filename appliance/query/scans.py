@@ -176,7 +176,7 @@ class Scans:
     # -- the vocabulary -------------------------------------------------------------------
     @_report
     def aggregate(self, query) -> dict[str, object]:
-        found = self.day_sets.answer(self, query, "aggregate", compute=False)  # the dashboard's set, when walked
+        found = self.day_sets.answer(self, query, "aggregate", compute=False)  # the dashboard's set, when started
         if found is None:
             found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
         if found is not None:
