@@ -162,6 +162,9 @@ class SitesController(Controller):
                 return _page(request, "empty.html", site=site)
             return _onboarding_page(request, appliance, has_data=False)
         view = parse_site_view(request, appliance)
+        appliance.stats.prefetch(view.query())  # a filtered view's reports: one walk, started now
+        if view.comparing:
+            appliance.stats.prefetch(view.query().compared(view.compare))
         lazy = _lazy(request)
         widgets = {} if lazy else {name: _widget_context(appliance, view, name) for name in WIDGETS}
         segments = appliance.segments.list(site.id, _viewer_id(request))

@@ -110,8 +110,35 @@ def _combine(masks: list[tuple[Filter, np.ndarray]], size: int) -> np.ndarray:
     return out
 
 
-class _Totals:
+class Piece:
+    """What a reducer is given of one day (or of the stitched visits): the rows matching the
+    query in the visits counted there (``rows``, boolean; engagement pings never), each row's
+    ``kind`` and visit number ``visit_of``, per visit the arrays of
+    :func:`appliance.events.sessions.part_visits` (``visitor`` a code into the sorted distinct
+    visitor hashes ``dictionary``, ``bounce``, ``duration``, ``start``, ``first_row``,
+    ``entry_page``...), a field's values at some of its rows (``values(field, rows)``) and the
+    rows' times (``ts()``)."""
+
+    def __init__(self, kind, rows, visit_of, visits, dictionary, values: Callable, ts: Callable) -> None:
+        self.kind, self.rows, self.visit_of, self.visits, self.dictionary = kind, rows, visit_of, visits, dictionary
+        self.values, self.ts = values, ts
+        self.matched = np.zeros(len(visits["visitor"]), bool)  # visits with a matching row
+        self.matched[visit_of[rows]] = True
+
+    def hashes_of(self, rows: np.ndarray) -> np.ndarray:
+        """The visitor hashes of ``rows`` (a mask or row numbers, no pings)."""
+        return self.dictionary[self.codes_of(rows)]
+
+    def codes_of(self, rows: np.ndarray) -> np.ndarray:
+        """The visitor codes (into ``dictionary``) of ``rows`` (a mask or row numbers, no pings)."""
+        return self.visits["visitor"][self.visit_of[rows]]
+
+
+class Totals:
     """The sums of the top line, and the matching visitors' hashes, over the days seen."""
+
+    columns: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.visits = self.pageviews = self.events = self.conversions = self.bounces = self.duration_ms = 0
@@ -119,26 +146,22 @@ class _Totals:
         self.conversion_names: list[np.ndarray] = []
         self.conversion_hashes: list[np.ndarray] = []
 
-    def add(self, kind, rows, visit_of, visitor, dictionary, bounce, duration, names: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Add matching ``rows`` (boolean, each in a visit counted here) of visits numbered by
-        ``visit_of``, with per visit its ``visitor`` (a code into the sorted distinct visitor
-        hashes ``dictionary``), ``bounce`` and ``duration``."""
-        matched = np.zeros(len(visitor), bool)
-        matched[visit_of[rows]] = True
+    def add(self, piece: Piece) -> None:
+        kind, rows, matched, visitor = piece.kind, piece.rows, piece.matched, piece.visits["visitor"]
         self.visits += int(np.count_nonzero(matched))
-        self.bounces += int(np.count_nonzero(bounce & matched))
-        self.duration_ms += int(np.sum(duration, where=matched, dtype=np.int64))
-        present = np.zeros(len(dictionary), bool)  # the day's matching visitors: sorted, distinct, no sort
+        self.bounces += int(np.count_nonzero(piece.visits["bounce"] & matched))
+        self.duration_ms += int(np.sum(piece.visits["duration"], where=matched, dtype=np.int64))
+        present = np.zeros(len(piece.dictionary), bool)  # the day's matching visitors: sorted, distinct, no sort
         present[visitor[matched]] = True
-        self.visitor_hashes.append(dictionary[present])
+        self.visitor_hashes.append(piece.dictionary[present])
         by_kind = np.bincount(kind[rows], minlength=CONVERSION + 1)
         self.pageviews += int(by_kind[PAGEVIEW])
         self.events += int(by_kind[CUSTOM])
         if by_kind[CONVERSION]:
             converted = rows & (kind == CONVERSION)
             self.conversions += int(by_kind[CONVERSION])
-            self.conversion_names.append(names(converted))
-            self.conversion_hashes.append(dictionary[visitor[visit_of[converted]]])
+            self.conversion_names.append(piece.values("name", converted))
+            self.conversion_hashes.append(piece.hashes_of(converted))
 
     def answer(self) -> dict[str, object]:
         hashes = np.concatenate(self.visitor_hashes) if self.visitor_hashes else np.zeros(0, np.uint64)
@@ -198,9 +221,18 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     """The filtered top line of ``query`` (as :meth:`appliance.query.scans.Scans.aggregate_of`
     gives it), day by day, over the period's ``frame`` (by default the running report's);
     None when a filter needs the whole period's visits (segments)."""
+    totals = Totals()
+    return totals.answer() if walk(scans, query, totals, frame) else None
+
+
+def walk(scans, query, reducer, frame: Frame | None = None) -> bool:
+    """Give ``reducer`` (``add(piece)``; ``columns``: the stored columns it reads of a day,
+    ``fields``: the fields it asks of a :class:`Piece`) each day's :class:`Piece` of ``query``
+    over the period's ``frame`` (by default the running report's), then the stitched visits'
+    one; False (and nothing given) when a filter needs the whole period's visits (segments)."""
     filters = list(query.filters)
     if any(condition.dimension == "segment" for condition in filters):
-        return None
+        return False
     if frame is None:
         frame = scans.frame_of(query.site.id, *span_ms(query))
     parts = frame.parts
@@ -212,15 +244,15 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
     crossing = _crossing(parts, local)
     nobody = np.zeros(0, np.uint64)
     stitching = any(len(hashes) for hashes in crossing)
-    day_columns = _DAY_COLUMNS + conditions.columns()
+    day_columns = tuple(dict.fromkeys(_DAY_COLUMNS + conditions.columns() + reducer.columns))
 
     def wanted(block) -> tuple[str, ...]:  # the stitched rows' time, session and page: stored apart since format 5
         if not stitching:
             return day_columns
         return day_columns + ("s.start",) + (EDGE_COLUMNS if block.has_edge_rows(timeout_ms) else _STITCH_COLUMNS)
 
-    totals = _Totals()
     stitched: dict = {}  # column name (or a visit property filter's position) -> pieces
+    fields = tuple(dict.fromkeys(("name", *reducer.fields)))
     waiting = preload_later([parts[0][0]], wanted(parts[0][0])) if parts else None
     for index, (block, lo, hi) in enumerate(parts):
         check_budget()
@@ -235,18 +267,18 @@ def aggregate(scans, query, frame: Frame | None = None) -> dict[str, object] | N
             crossing[index] if index < len(crossing) else nobody,
             timeout_ms,
         )
-        _reduce_day(block, lo, hi, visits, conditions, edge, totals, stitched, timeout_ms)
+        _reduce_day(block, lo, hi, visits, conditions, edge, reducer, stitched, timeout_ms, fields)
         local[index] = None
         for done, _, _ in parts[: index + 1]:  # the cache may have dropped a block read earlier, too
             if (done.columns or done.derived) and not cache.holds(done):
                 done.release()
     if stitched:
-        _reduce_stitched(stitched, conditions, timeout_ms, totals)
-    return totals.answer()
+        _reduce_stitched(stitched, conditions, timeout_ms, reducer)
+    return True
 
 
-def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosses, totals: _Totals, stitched, timeout_ms: int) -> None:
-    """Add one day's matching rows of its own visits to ``totals``, and gather the rows of
+def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosses, reducer, stitched, timeout_ms: int, fields) -> None:
+    """Give ``reducer`` one day's matching rows of its own visits, and gather the rows of
     the visits ``crosses`` marks (see :func:`_edge_visits`) into ``stitched``."""
     day = Frame([(block, lo, hi)])
     count = hi - lo
@@ -264,15 +296,26 @@ def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosse
     kind = day.column("kind")
     # a ping's visit number, -1, picks the appended False: pings count in no figure here
     counted = rows & np.append(keep & ~crosses, False)[visit_of]
-    totals.add(kind, counted, visit_of, visitor, dictionary, visits["bounce"], visits["duration"], lambda chosen: day.values_at("name", chosen))
+    derived: dict = {}
+
+    def values(field, chosen: np.ndarray) -> np.ndarray:
+        """A field's values at ``chosen`` rows; a callable field is a per-row array the reducer
+        derives from the day's frame (a goal's mask), made once a day."""
+        if not callable(field):
+            return day.values_at(field, chosen)
+        if field not in derived:
+            derived[field] = field(day)
+        return derived[field][chosen]
+
+    reducer.add(Piece(kind, counted, visit_of, visits, dictionary, values, lambda: day.column("ts")))
     if crosses.any():
         taken = np.flatnonzero(np.append(crosses, False)[visit_of])
         gathered = {
             "kind": kind[taken],
             **_edge_values(block, lo, hi, taken, timeout_ms),
-            "name": day.values_at("name", taken),
             "visitor": dictionary[visitor[visit_of[taken]]],
             "rows": rows[taken],
+            **{("field", field): values(field, taken) for field in fields},
         }
         for name, values in gathered.items():
             stitched.setdefault(name, []).append(values)
@@ -308,8 +351,8 @@ def _visit_keep(conditions: _Conditions, visits, property_masks: dict[int, np.nd
     return _combine(masks, count)
 
 
-def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, totals: _Totals) -> None:
-    """Sessionise the crossing visitors' rows over the whole period and add what matches."""
+def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, reducer) -> None:
+    """Sessionise the crossing visitors' rows over the whole period and give ``reducer`` what matches."""
     rows_of = {name: np.concatenate(pieces) for name, pieces in stitched.items()}
     count = len(rows_of["kind"])
     built = build(rows_of["kind"], rows_of["visitor"], rows_of["ts"], rows_of["session"], rows_of["path"], np.arange(count), timeout_ms)
@@ -318,6 +361,11 @@ def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, t
     property_masks = {name: values for name, values in rows_of.items() if isinstance(name, int)}
     keep = _visit_keep(conditions, built, property_masks, len(built["visitor"]))
     counted = rows_of["rows"] & keep[visit_of]
-    bounce = (built["pageviews"] == 1) & ~built["interactive"]
     dictionary, visitor = np.unique(built["visitor"], return_inverse=True)
-    totals.add(rows_of["kind"], counted, visit_of, visitor, dictionary, bounce, built["end"] - built["start"], lambda chosen: rows_of["name"][chosen])
+    visits = {
+        **built,
+        "visitor": visitor,
+        "bounce": (built["pageviews"] == 1) & ~built["interactive"],
+        "duration": built["end"] - built["start"],
+    }
+    reducer.add(Piece(rows_of["kind"], counted, visit_of, visits, dictionary, lambda field, chosen: rows_of[("field", field)][chosen], lambda: rows_of["ts"]))

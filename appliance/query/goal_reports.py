@@ -190,7 +190,16 @@ def _money(total: int, count: int) -> dict[str, int]:
 def _filtered_goal_figures(scans, query) -> tuple[int, dict[int, tuple[int, int, dict]]]:
     """The query's visitors, and per goal its completions, unique visitors and revenue per
     currency, over the filtered events (a report for :meth:`Scans.answer`: its memo key holds
-    the goal definitions)."""
+    the goal definitions); day by day with the dashboard's other reports where that applies
+    (:mod:`appliance.query.daysets`)."""
+    found = scans.day_sets.answer(scans, query, "goal_figures")
+    if found is not None:
+        return found
+    return filtered_goal_figures_of(scans, query)
+
+
+def filtered_goal_figures_of(scans, query) -> tuple[int, dict[int, tuple[int, int, dict]]]:
+    """:func:`_filtered_goal_figures` over the period's frame (segments; the tests' reference)."""
     selection = scans.select(query)
     frame = selection.frame
     visitor = frame.column("visitor")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -43,8 +42,16 @@ from appliance.events.frames import Frame
 from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
-from appliance.periods import month_start, week_start, zone
-from appliance.query import daywise
+from appliance.query import daywise, daywise_reports
+from appliance.query.daysets import SET_DIMENSIONS, DaySets
+from appliance.query.daywise_reports import (
+    breakdown_answer,
+    conversions_answer,
+    counts_by_pair,
+    custom_events_answer,
+    day_groups,
+    series_answer,
+)
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
 from appliance.query.selection import Selection, counts_by, grouped_distinct, top_line
@@ -83,6 +90,7 @@ class Scans:
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self.memo = ReportMemo()
+        self.day_sets = DaySets()  # the dashboard's filtered reports, walked day by day at once
 
     def answer(self, report, query, args: tuple, kwargs: dict):
         """``report(self, query, *args, **kwargs)``: answered from :attr:`memo` when the events
@@ -122,6 +130,7 @@ class Scans:
         """Drop cached blocks and visits (the benchmark's cold runs; tests)."""
         self.columns.forget()
         self.memo.clear()
+        self.day_sets.clear()
         with self._sessions_lock:
             self._sessions_cache.clear()
 
@@ -167,7 +176,9 @@ class Scans:
     # -- the vocabulary -------------------------------------------------------------------
     @_report
     def aggregate(self, query) -> dict[str, object]:
-        found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
+        found = self.day_sets.answer(self, query, "aggregate", compute=False)  # the dashboard's set, when started
+        if found is None:
+            found = daywise.aggregate(self, query)  # day by day: a day's memory, no period-wide visits
         if found is not None:
             return found
         return self.aggregate_of(self.select(query))
@@ -191,31 +202,24 @@ class Scans:
 
     @_report
     def timeseries(self, query) -> list[dict[str, object]]:
-        selection = self.select(query)
+        found = self.day_sets.answer(self, query, "timeseries")  # day by day, with the dashboard's other reports
+        if found is not None:
+            return found
+        return self.timeseries_of(self.select(query))
+
+    def timeseries_of(self, selection: Selection) -> list[dict[str, object]]:
+        query = selection.query
         frame = selection.frame
         active = selection.active
         pageviews = selection.of_kind(PAGEVIEW)
         if query.interval == "hour":
             ts = frame.column("ts")
             codes = frame.visitor_codes()
-            first, last = query.hour_range()
             hours = ts // 3_600_000
             by_hour = frame.visitors.count_groups(hours[active], codes[active])
-            views = counts_by(hours[pageviews])
-            tz = zone(query.site.timezone)
-            return [
-                {
-                    "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
-                    "visitors": by_hour.get(hour, 0),
-                    "pageviews": views.get(hour, 0),
-                }
-                for hour in range(first, last + 1)
-            ]
+            return series_answer(query, by_hour, counts_by(hours[pageviews]), None, None)
         days, _ = selection.day_starts()
-        group_of_day = {"day": lambda d: d, "week": week_start, "month": month_start}[query.interval]
-        labels = [group_of_day(day) for day in days]
-        group_numbers: dict[date, int] = {}
-        day_group = np.array([group_numbers.setdefault(label, len(group_numbers)) for label in labels], np.int32)
+        group_numbers, day_group = day_groups(query, days)
         row_group = day_group[selection.row_days()]
         selection.visits  # noqa: B018 - built first: visitor codes are then read through the visits
         visitors = frame.visitors.count_groups(row_group[active], selection.visitor_codes_of(active))
@@ -223,23 +227,22 @@ class Scans:
         sessions = selection.sessions
         visits = selection.visits
         visit_group = day_group[np.clip(selection.day_index(sessions.start[visits]), 0, len(days) - 1)]
-        visit_counts = counts_by(visit_group)
-        return [
-            {
-                "date": label.isoformat(),
-                "visitors": visitors.get(number, 0),
-                "pageviews": views.get(number, 0),
-                "visits": visit_counts.get(number, 0),
-            }
-            for label, number in group_numbers.items()
-        ]
+        return series_answer(query, visitors, views, counts_by(visit_group), group_numbers)
 
     @_report
     def breakdown(self, query, dimension: str, limit: int = 10) -> dict[str, object]:
         if dimension not in dims.DIMENSIONS:
             raise QueryError("property", f"unknown dimension {dimension!r}")
+        if dimension in SET_DIMENSIONS:  # day by day, with the dashboard's other reports
+            found = self.day_sets.answer(self, query, "breakdown", dimension, limit)
+        else:
+            found = daywise_reports.breakdown(self, query, dimension, limit)
+        if found is not None:
+            return found
+        return self.breakdown_of(self.select(query), dimension, limit)
+
+    def breakdown_of(self, selection: Selection, dimension: str, limit: int) -> dict[str, object]:
         field = dims.DIMENSIONS[dimension][0]
-        selection = self.select(query)
         frame = selection.frame
         rows = selection.of_kind(PAGEVIEW)
         values = selection.values_at(field, rows)
@@ -249,8 +252,6 @@ class Scans:
             visitor = selection.visitor_codes_of(rows)[keep]
         else:
             visitor = selection.visitor_codes_of(rows)
-        pageviews = counts_by(values)
-        visitors = grouped_distinct(values, visitor)
         sessions = selection.sessions
         visits = selection.visits
         if dimension == "page":
@@ -258,32 +259,12 @@ class Scans:
         else:
             entry = frame.values_at(field, sessions.first_row[visits])
         inside = entry != 0
-        visit_counts = counts_by(entry[inside])
-        bounces = counts_by(entry[inside], sessions.bounce[visits][inside].astype(float))
-        durations = counts_by(entry[inside], sessions.duration_ms[visits][inside].astype(float))
-        rows_out = []
-        for value_id, views in pageviews.items():
-            value_visits = visit_counts.get(value_id, 0)
-            rows_out.append(
-                {
-                    "value": self.text(value_id),
-                    "visitors": visitors.get(value_id, 0),
-                    "pageviews": views,
-                    "visits": value_visits,
-                    "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
-                    "visit_duration": round(durations.get(value_id, 0) / 1000 / value_visits) if value_visits else 0,
-                }
-            )
-        rows_out.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
-        top = rows_out[:limit]
-        return {
-            "dimension": dimension,
-            "results": top,
-            "rest": {
-                "values": len(rows_out) - len(top),
-                "pageviews": sum(pageviews.values()) - sum(row["pageviews"] for row in top),
-            },
-        }
+        return breakdown_answer(
+            self.text, dimension, limit, counts_by(values), grouped_distinct(values, visitor),
+            counts_by(entry[inside]),
+            counts_by(entry[inside], sessions.bounce[visits][inside].astype(float)),
+            counts_by(entry[inside], sessions.duration_ms[visits][inside].astype(float)),
+        )
 
     @_report
     def entry_pages(self, query, limit: int = 10) -> list[dict[str, object]]:
@@ -364,56 +345,30 @@ class Scans:
 
     @_report
     def custom_events(self, query) -> list[dict[str, object]]:
-        selection = self.select(query)
-        frame = selection.frame
+        found = self.day_sets.answer(self, query, "custom_events")  # day by day, with the dashboard's other reports
+        return found if found is not None else self.custom_events_of(self.select(query))
+
+    def custom_events_of(self, selection: Selection) -> list[dict[str, object]]:
         rows = selection.of_kind(CUSTOM)
-        names = frame.values_at("name", rows)
-        counts = counts_by(names)
-        visitors = grouped_distinct(names, selection.visitor_codes_of(rows))
-        out = [{"name": self.text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
-        return sorted(out, key=lambda row: (-row["events"], row["name"]))
+        names = selection.frame.values_at("name", rows)
+        return custom_events_answer(self.text, counts_by(names), grouped_distinct(names, selection.visitor_codes_of(rows)))
 
     @_report
     def conversions(self, query) -> dict[str, object]:
-        selection = self.select(query)
+        found = self.day_sets.answer(self, query, "conversions")  # day by day, with the dashboard's other reports
+        return found if found is not None else self.conversions_of(self.select(query))
+
+    def conversions_of(self, selection: Selection) -> dict[str, object]:
         frame = selection.frame
         site_visitors = frame.visitors.count(selection.visitor_codes_of(selection.active))
         rows = selection.of_kind(CONVERSION)
         names = frame.values_at("name", rows)
-        counts = counts_by(names)
-        converters = grouped_distinct(names, selection.visitor_codes_of(rows))
-        revenue_rows: dict[int, dict[str, int]] = {}
         amounts = frame.values_at("revenue", rows)
-        paid = np.flatnonzero(rows)[amounts != 0]
-        for name_id, currency_id, amount in zip(
-            names[amounts != 0].tolist(),
-            frame.values_at("currency", paid).tolist(),
-            amounts[amounts != 0].tolist(),
-            strict=True,
-        ):
-            per_currency = revenue_rows.setdefault(name_id, {})
-            currency = self.text(currency_id)
-            per_currency[currency] = per_currency.get(currency, 0) + amount
-        goals = []
-        for type_id, count in sorted(counts.items(), key=lambda item: (-item[1], self.text(item[0]))):
-            unique = converters.get(type_id, 0)
-            goals.append(
-                {
-                    "name": self.text(type_id),
-                    "conversions": count,
-                    "visitors": unique,
-                    "conversion_rate": _rate(unique, site_visitors),
-                    "revenue_minor": revenue_rows.get(type_id, {}),
-                }
-            )
+        paid = amounts != 0
+        revenue = counts_by_pair(names[paid], frame.values_at("currency", np.flatnonzero(rows)[paid]), amounts[paid])
         converting = frame.visitors.count(selection.visitor_codes_of(rows))
-        return {
-            "visitors": site_visitors,
-            "total_conversions": int(rows.sum()),
-            "converting_visitors": converting,
-            "conversion_rate": _rate(converting, site_visitors),
-            "goals": goals,
-        }
+        return conversions_answer(self.text, site_visitors, counts_by(names), grouped_distinct(names, selection.visitor_codes_of(rows)),
+                                  revenue, int(rows.sum()), converting)
 
     @_report
     def traffic_report(self, query) -> dict[str, object]:

@@ -1,0 +1,388 @@
+"""The filtered time series and breakdowns computed day by day, as the top line is.
+
+:func:`appliance.query.daywise.walk` gives a reducer each day's matching rows of the visits
+counted that day, then those of the visits stitched across midnights (a :class:`Piece`);
+here the reducers of :meth:`appliance.query.scans.Scans.timeseries` and
+:meth:`~appliance.query.scans.Scans.breakdown` add them up: page views, visits, bounces and
+durations are sums per bucket or value, and the distinct visitors per bucket or value are
+kept as each day's distinct (bucket, visitor hash) pairs (:class:`Pairs`), counted once at
+the end. So the memory is a day's columns plus those pairs (no more than the matching rows'
+and usually far fewer), not the period's rows, visits and visitor numbering. The answers are
+the plain path's exactly (``tests/appliance/test_daywise_reports.py``), and their shapes are
+built by the same functions (:func:`series_answer`, :func:`breakdown_answer`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from appliance import dimensions as dims
+from appliance.filters import EVENT_DIMENSIONS
+from appliance.models import EventKind
+from appliance.periods import day_start_timestamp, month_start, week_start, zone
+from appliance.query.daywise import Piece, walk
+from appliance.query.selection import counts_by, span_ms
+
+PAGEVIEW = int(EventKind.PAGEVIEW)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(100 * part / whole, 2) if whole else 0.0
+
+
+MERGE_PAIRS = 1 << 20  # the days' pairs kept apart up to this many (16 B each), then merged
+
+
+class Pairs:
+    """Distinct (group, visitor hash) pairs, deduplicated day by day as they come and merged
+    across days once there are many (a month's breakdown of a broad filter would otherwise
+    keep each returning visitor's pairs once per day); ``counts()`` gives per group how many
+    distinct visitors."""
+
+    def __init__(self, merge_at: int = MERGE_PAIRS) -> None:
+        self._groups: list[np.ndarray] = []
+        self._hashes: list[np.ndarray] = []
+        self._count = 0
+        self._floor = self._merge_at = merge_at
+
+    @staticmethod
+    def _distinct(groups: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct pairs, sorted (hashes numbered densely by one argsort, then the pairs
+        packed into one key: two plain sorts beat a lexsort, and numpy's hash-based unique)."""
+        if int(groups.max()) >= 1 << 31 or int(groups.min()) < 0:
+            order = np.lexsort((hashes, groups))
+            groups, hashes = groups[order], hashes[order]
+            first = np.ones(len(order), bool)
+            first[1:] = (groups[1:] != groups[:-1]) | (hashes[1:] != hashes[:-1])
+            return groups[first], hashes[first]
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        new = np.ones(len(order), bool)
+        new[1:] = ordered[1:] != ordered[:-1]
+        codes = np.empty(len(order), np.int64)
+        codes[order] = np.cumsum(new) - 1
+        keys = _sorted_distinct((groups << 32) | codes)
+        return keys >> 32, ordered[new][keys & 0xFFFFFFFF]
+
+    def add(self, groups: np.ndarray, codes: np.ndarray, dictionary: np.ndarray) -> None:
+        """Add the pairs of ``groups`` (non-negative) and visitor ``codes`` into the sorted
+        hashes ``dictionary``: deduplicated on one packed key, then given their hashes."""
+        if not len(groups):
+            return
+        groups = np.asarray(groups, np.int64)
+        if int(groups.max()) < 1 << 31:
+            keys = _sorted_distinct((groups << 32) | np.asarray(codes, np.int64))
+            groups, hashes = keys >> 32, dictionary[keys & 0xFFFFFFFF]
+        else:
+            groups, hashes = self._distinct(groups, dictionary[codes])
+        self._groups.append(groups)
+        self._hashes.append(hashes)
+        self._count += len(groups)
+        if self._count > self._merge_at:  # the days' pairs merged: a visitor back on other days counts once
+            merged = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
+            self._groups, self._hashes = [merged[0]], [merged[1]]
+            self._count = len(merged[0])
+            self._merge_at = max(self._floor, 2 * self._count)  # amortised: each pair sorted a few times
+
+    def counts(self) -> dict[int, int]:
+        if not self._groups:
+            return {}
+        groups, _ = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
+        return counts_by(groups)
+
+
+def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first]
+
+
+def day_bounds(query) -> tuple[list[date], np.ndarray]:
+    """The local days of the query's period and their start times (ms), plus the period's end."""
+    days = [query.date_from + timedelta(days=i) for i in range((query.date_to - query.date_from).days + 1)]
+    bounds = [int(day_start_timestamp(day, query.site.timezone) * 1000) for day in days]
+    bounds.append(span_ms(query)[1])
+    return days, np.array(bounds, np.int64)
+
+
+def day_groups(query, days: list[date]) -> tuple[dict[date, int], np.ndarray]:
+    """The interval's buckets (label -> number, in order) and each day's bucket number."""
+    group_of_day = {"day": lambda d: d, "week": week_start, "month": month_start}[query.interval]
+    numbers: dict[date, int] = {}
+    return numbers, np.array([numbers.setdefault(group_of_day(day), len(numbers)) for day in days], np.int32)
+
+
+def series_answer(query, visitors: dict, views: dict, visits: dict | None, groups: dict[date, int] | None) -> list[dict[str, object]]:
+    """The time series' shape: per hour (``groups`` None: keyed by hour numbers) or per bucket."""
+    if groups is None:
+        first, last = query.hour_range()
+        tz = zone(query.site.timezone)
+        return [
+            {
+                "date": datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz).isoformat(),
+                "visitors": visitors.get(hour, 0),
+                "pageviews": views.get(hour, 0),
+            }
+            for hour in range(first, last + 1)
+        ]
+    return [
+        {
+            "date": label.isoformat(),
+            "visitors": visitors.get(number, 0),
+            "pageviews": views.get(number, 0),
+            "visits": visits.get(number, 0),
+        }
+        for label, number in groups.items()
+    ]
+
+
+def breakdown_answer(text: Callable[[int], str], dimension: str, limit: int, pageviews: dict, visitors: dict,
+                     visit_counts: dict, bounces: dict, durations: dict) -> dict[str, object]:
+    """A breakdown's shape from its sums per value id (only values with page views are rows)."""
+    rows_out = []
+    for value_id, views in pageviews.items():
+        value_visits = visit_counts.get(value_id, 0)
+        rows_out.append(
+            {
+                "value": text(value_id),
+                "visitors": visitors.get(value_id, 0),
+                "pageviews": views,
+                "visits": value_visits,
+                "bounce_rate": _rate(bounces.get(value_id, 0), value_visits),
+                "visit_duration": round(durations.get(value_id, 0) / 1000 / value_visits) if value_visits else 0,
+            }
+        )
+    rows_out.sort(key=lambda row: (-row["visitors"], -row["pageviews"], row["value"]))
+    top = rows_out[:limit]
+    return {
+        "dimension": dimension,
+        "results": top,
+        "rest": {
+            "values": len(rows_out) - len(top),
+            "pageviews": sum(pageviews.values()) - sum(row["pageviews"] for row in top),
+        },
+    }
+
+
+def custom_events_answer(text: Callable[[int], str], counts: dict, visitors: dict) -> list[dict[str, object]]:
+    """The custom events' shape from events and distinct visitors per name id."""
+    out = [{"name": text(i), "events": n, "visitors": visitors.get(i, 0)} for i, n in counts.items()]
+    return sorted(out, key=lambda row: (-row["events"], row["name"]))
+
+
+def counts_by_pair(names: np.ndarray, currencies: np.ndarray, amounts: np.ndarray) -> dict[tuple[int, int], int]:
+    """The exact integer sum of ``amounts`` per (name id, currency id)."""
+    out: dict[tuple[int, int], int] = {}
+    for name, currency, amount in zip(names.tolist(), currencies.tolist(), amounts.tolist(), strict=True):
+        out[name, currency] = out.get((name, currency), 0) + amount
+    return out
+
+
+def conversions_answer(text: Callable[[int], str], site_visitors: int, counts: dict, converters: dict,
+                       revenue: dict[tuple[int, int], int], total: int, converting: int) -> dict[str, object]:
+    """The conversions report's shape; revenue per goal in minor units per currency (by name)."""
+    revenue_rows: dict[int, dict[str, int]] = {}
+    for (name_id, currency_id), amount in sorted(revenue.items(), key=lambda item: (item[0][0], text(item[0][1]))):
+        per_currency = revenue_rows.setdefault(name_id, {})
+        currency = text(currency_id)
+        per_currency[currency] = per_currency.get(currency, 0) + amount
+    goals = []
+    for type_id, count in sorted(counts.items(), key=lambda item: (-item[1], text(item[0]))):
+        unique = converters.get(type_id, 0)
+        goals.append(
+            {
+                "name": text(type_id),
+                "conversions": count,
+                "visitors": unique,
+                "conversion_rate": _rate(unique, site_visitors),
+                "revenue_minor": revenue_rows.get(type_id, {}),
+            }
+        )
+    return {
+        "visitors": site_visitors,
+        "total_conversions": total,
+        "converting_visitors": converting,
+        "conversion_rate": _rate(converting, site_visitors),
+        "goals": goals,
+    }
+
+
+class SeriesSums:
+    """Per bucket (hour, or the interval's bucket of local days): distinct visitors of the
+    matching events, matching page views, and visits by the bucket of their start."""
+
+    columns = ("ts", "s.start")
+    fields: tuple[str, ...] = ()
+
+    def __init__(self, query) -> None:
+        self.query = query
+        self.hourly = query.interval == "hour"
+        days, self.bounds = day_bounds(query)
+        self.groups, self.day_group = (None, None) if self.hourly else day_groups(query, days)
+        self.visitors = Pairs()
+        self.views: Counter = Counter()
+        self.visits: Counter = Counter()
+
+    def _bucket(self, ts: np.ndarray) -> np.ndarray:
+        if self.hourly:
+            return ts // 3_600_000
+        days = np.clip(np.searchsorted(self.bounds, ts, "right") - 1, 0, len(self.day_group) - 1)
+        return self.day_group[days]
+
+    def add(self, piece: Piece) -> None:
+        rows = np.flatnonzero(piece.rows)
+        bucket = self._bucket(piece.ts()[rows])
+        self.visitors.add(bucket, piece.codes_of(rows), piece.dictionary)
+        self.views.update(counts_by(bucket[piece.kind[rows] == PAGEVIEW]))
+        if not self.hourly:
+            self.visits.update(counts_by(self._bucket(piece.visits["start"][piece.matched])))
+
+    def answer(self) -> list[dict[str, object]]:
+        return series_answer(self.query, self.visitors.counts(), self.views, self.visits, self.groups)
+
+
+class BreakdownSums:
+    """Per value of a dimension: the matching page views and their distinct visitors (a visit
+    property read from the visit's first event), and the matching visits by their entry value
+    (the entry page for pages) with their bounces and durations."""
+
+    fields: tuple[str, ...]
+
+    def __init__(self, dimension: str) -> None:
+        self.dimension = dimension
+        self.field = dims.DIMENSIONS[dimension][0]
+        self.fields = (self.field,)
+        stored = ("c." + self.field, "d." + self.field) if self.field in EVENT_DIMENSIONS.values() else ()
+        self.columns = ("s.first_row", *stored, *(("s.entry", "d.path") if dimension == "page" else ()))
+        self.visitors = Pairs()
+        self.pageviews: Counter = Counter()
+        self.visit_counts: Counter = Counter()
+        self.bounces: Counter = Counter()
+        self.durations: Counter = Counter()
+
+    def add(self, piece: Piece) -> None:
+        rows = np.flatnonzero(piece.rows & (piece.kind == PAGEVIEW))
+        visits = piece.visits
+        weights = None
+        if self.field in dims.VISIT_FIELDS:  # the visit's value for each of its page views: one pair a visit
+            views = np.bincount(piece.visit_of[rows], minlength=len(visits["visitor"]))
+            viewed = np.flatnonzero(views)
+            values = piece.values(self.field, visits["first_row"][viewed])
+            codes, weights = visits["visitor"][viewed], views[viewed].astype(float)
+        else:
+            values = piece.values(self.field, rows)
+            codes = piece.codes_of(rows)
+        if self.dimension not in dims.COUNT_EMPTY:
+            keep = values != 0
+            values, codes = values[keep], codes[keep]
+            weights = weights[keep] if weights is not None else None
+        self.pageviews.update(counts_by(values, weights))
+        self.visitors.add(values, codes, piece.dictionary)
+        matched = np.flatnonzero(piece.matched)
+        if self.dimension == "page":
+            entry = visits["entry_page"][matched]
+        else:
+            entry = piece.values(self.field, visits["first_row"][matched])
+        inside = entry != 0
+        entry = entry[inside]
+        self.visit_counts.update(counts_by(entry))
+        self.bounces.update(counts_by(entry[visits["bounce"][matched][inside]]))
+        duration = np.asarray(visits["duration"][matched][inside], np.int64)
+        if len(entry):
+            for value, total in zip(*_sums(entry, duration), strict=True):
+                self.durations[value] += total
+
+    def answer(self, text: Callable[[int], str], limit: int) -> dict[str, object]:
+        return breakdown_answer(text, self.dimension, limit, dict(self.pageviews), self.visitors.counts(),
+                                self.visit_counts, self.bounces, self.durations)
+
+
+class CustomEventSums:
+    """Per custom event name: the matching events and their distinct visitors."""
+
+    columns: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    kind = int(EventKind.CUSTOM)
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.visitors = Pairs()
+
+    def add(self, piece: Piece) -> None:
+        rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
+        names = piece.values("name", rows)
+        self.counts.update(counts_by(names))
+        self.visitors.add(names, piece.codes_of(rows), piece.dictionary)
+
+
+class ConversionSums(CustomEventSums):
+    """Per goal (conversion name): conversions, distinct converting visitors and revenue per
+    currency; and the distinct visitors of every matching event, and of the conversions."""
+
+    fields = ("revenue", "currency")
+    kind = int(EventKind.CONVERSION)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revenue: Counter = Counter()
+        self.site_visitors = Pairs()  # group 0: the visitors of every matching event
+        self.converting = Pairs()
+
+    def add(self, piece: Piece) -> None:
+        super().add(piece)
+        visitor = piece.visits["visitor"][piece.matched]
+        self.site_visitors.add(np.zeros(len(visitor), np.int64), visitor, piece.dictionary)
+        rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
+        self.converting.add(np.zeros(len(rows), np.int64), piece.codes_of(rows), piece.dictionary)
+        amounts = piece.values("revenue", rows)
+        paid = amounts != 0
+        if paid.any():
+            names, currencies = piece.values("name", rows[paid]), piece.values("currency", rows[paid])
+            self.revenue.update(counts_by_pair(names, currencies, amounts[paid]))
+
+    def answer(self, text: Callable[[int], str]) -> dict[str, object]:
+        site_visitors = self.site_visitors.counts().get(0, 0)
+        return conversions_answer(text, site_visitors, dict(self.counts), self.visitors.counts(), dict(self.revenue),
+                                  sum(self.counts.values()), self.converting.counts().get(0, 0))
+
+
+def _sums(groups: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]:
+    """Per distinct group, the exact integer sum of its ``values``."""
+    order = np.argsort(groups, kind="stable")
+    groups, values = groups[order], values[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return groups[starts].tolist(), np.add.reduceat(values, starts).tolist()
+
+
+def timeseries(scans, query, frame=None) -> list[dict[str, object]] | None:
+    """The filtered time series of ``query`` day by day (as :meth:`Scans.timeseries` gives
+    it); None where the day-by-day walk does not apply (segments)."""
+    series = SeriesSums(query)
+    return series.answer() if walk(scans, query, series, frame) else None
+
+
+def breakdown(scans, query, dimension: str, limit: int, frame=None) -> dict[str, object] | None:
+    """The filtered breakdown of ``query`` by ``dimension`` day by day (as
+    :meth:`Scans.breakdown` gives it); None where the day-by-day walk does not apply."""
+    reducer = BreakdownSums(dimension)
+    return reducer.answer(scans.text, limit) if walk(scans, query, reducer, frame) else None
+
+
+def custom_events(scans, query, frame=None) -> list[dict[str, object]] | None:
+    """The filtered custom events of ``query`` day by day (as :meth:`Scans.custom_events`)."""
+    reducer = CustomEventSums()
+    if not walk(scans, query, reducer, frame):
+        return None
+    return custom_events_answer(scans.text, dict(reducer.counts), reducer.visitors.counts())
+
+
+def conversions(scans, query, frame=None) -> dict[str, object] | None:
+    """The filtered conversions report of ``query`` day by day (as :meth:`Scans.conversions`)."""
+    reducer = ConversionSums()
+    return reducer.answer(scans.text) if walk(scans, query, reducer, frame) else None
+
