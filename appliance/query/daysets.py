@@ -19,7 +19,7 @@ import pickle
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import msgspec
 import numpy as np
@@ -190,6 +190,8 @@ class DaySets:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _WALKER.submit(self._walk, scans, query, frame, key)
+                while len(self._entries) > self.size:  # a set nobody keeps is not walked
+                    self._entries.popitem(last=False)[1].cancel()
             else:
                 self._entries.move_to_end(key)
         return entry
@@ -220,3 +222,5 @@ def _wait(entry: Future):
             return entry.result(timeout=0.05)
         except TimeoutError:
             check_budget()  # the waiting request's own budget
+        except CancelledError:
+            return None  # dropped before its turn by newer sets: the caller scans itself

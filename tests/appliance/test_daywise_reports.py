@@ -10,6 +10,7 @@ kind but segments (which the plain path answers)."""
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 from datetime import timedelta
 
@@ -211,3 +212,30 @@ def test_a_prefetched_set_is_walked_once_in_the_background_and_answers_the_repor
     appliance.stats.prefetch(Query(site=site, date_from=query.date_from, date_to=query.date_to))  # unfiltered: counters
     assert len(walks) == 1
     scans.forget()
+
+
+def test_a_set_dropped_before_its_turn_is_not_walked(loaded, monkeypatch):  # noqa: F811
+    appliance, sites = loaded
+    scans = appliance.stats.scans
+    site = sites[0]
+    today = local_today(site.timezone)
+    first, second = (
+        Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters(text))
+        for text in ("page==/blog/*", "country==DE")
+    )
+    walks = []
+    real = daysets.day_set
+    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(args[1]) or real(*args))
+    sets = daysets.DaySets(size=1)
+    busy = threading.Event()
+    held = daysets._WALKER.submit(busy.wait, 60)  # the walker thread is busy with another set
+    try:
+        dropped = sets.start(scans, first)
+        kept = sets.start(scans, second)  # one set kept: the first is dropped before its turn
+        assert dropped.cancelled()
+        assert daysets._wait(dropped) is None  # a waiter scans for itself instead
+    finally:
+        busy.set()
+    held.result(timeout=60)
+    assert kept.result(timeout=60) is not None
+    assert walks == [second]
