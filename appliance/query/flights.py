@@ -69,6 +69,7 @@ class Flights:
         self.max_finishers = max_finishers
         self._flights: dict[tuple, Flight] = {}
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # a flight ended
         self._closed = False
         self.finishers = 0  # finishing now
         self.started = 0  # flights started (computations: identical requests share one)
@@ -128,6 +129,7 @@ class Flights:
                 if flight.finishing and flight.error is not None:
                     self.dropped += 1
                 flight.done.set()
+                self._ended.notify_all()
         if flight.finishing and flight.error is not None and not isinstance(flight.error, QueryTimeout):
             log.warning("a report finished in the background failed: %r", flight.error)
 
@@ -148,6 +150,17 @@ class Flights:
     def running(self) -> int:
         with self._lock:
             return len(self._flights)
+
+    def waiting(self, key: tuple) -> int:
+        """Requests waiting for the computation of ``key`` now."""
+        with self._lock:
+            flight = self._flights.get(key)
+            return flight.waiters if flight is not None else 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no flight runs (tests, benchmarks); False if one still runs at ``timeout``."""
+        with self._ended:
+            return self._ended.wait_for(lambda: not self._flights, timeout)
 
     def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
         """Stop every flight at its next budget check and wait for them, a bounded time."""

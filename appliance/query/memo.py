@@ -67,6 +67,7 @@ class ReportMemo:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.computed = 0  # reports run (misses that found no computation to share)
         self._running = threading.local()  # the frame of the report this thread is answering
         settings = settings or QuerySettings()  # [query]: how a refused report finishes in the background
         self.flights = Flights(finish_seconds=settings.background_seconds, max_finishers=settings.background_finishers)
@@ -97,6 +98,11 @@ class ReportMemo:
 
     def _compute(self, key: tuple, scans, report, query, args: tuple, kwargs: dict) -> bytes:
         """Run the report and keep its answer; returns it pickled."""
+        with self._lock:
+            kept = self._entries.get(key)  # a flight for the key ended between get() and this one
+            self.computed += kept is None
+        if kept is not None:
+            return kept
         site = query.site.id
         columns = scans.columns
         start_ms, end_ms = span_ms(query)
