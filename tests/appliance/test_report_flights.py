@@ -112,6 +112,14 @@ def test_one_finisher_at_a_time_a_second_refused_computation_stops() -> None:
     assert flights.wait_idle(WAIT) and flights.finished == 1 and flights.finishers == 0
 
 
+def test_with_no_finishers_a_refused_computation_stops_as_before() -> None:
+    flights = Flights(max_finishers=0)
+    held = Held()
+    refused = _refused(flights, ("off",), held)
+    assert not refused.computing and refused.retry_after is None
+    assert held.ended.wait(WAIT) and isinstance(held.stopped, QueryTimeout) and flights.dropped == 1
+
+
 def test_a_finisher_over_its_ceiling_is_dropped_and_frees_its_place() -> None:
     flights = Flights(finish_seconds=0.2)
     endless = Held()
