@@ -126,8 +126,8 @@ class Flights:
                     self.finishers -= 1
                     if flight.error is None:
                         self.finished += 1
-                if flight.finishing and flight.error is not None:
-                    self.dropped += 1
+                    else:
+                        self.dropped += 1  # over its ceiling, stopped at close, or failed
                 flight.done.set()
                 self._ended.notify_all()
         if flight.finishing and flight.error is not None and not isinstance(flight.error, QueryTimeout):
