@@ -90,11 +90,13 @@ class Flights:
             if flight is None:
                 flight = self._start(key, compute, deadline.seconds)
             flight.waiters += 1
-        flight.done.wait(max(0.0, deadline.remaining()))
+        remaining = deadline.remaining()
+        if remaining > 0:  # a caller already past its deadline is refused outright
+            flight.done.wait(remaining)
         with self._lock:
             flight.waiters -= 1
-            if not flight.done.is_set():
-                raise QueryTimeout(deadline.seconds, computing=self._left(flight))
+            if remaining <= 0 or not flight.done.is_set():
+                raise QueryTimeout(deadline.seconds, computing=flight.done.is_set() or self._left(flight))
         if flight.error is not None:
             raise flight.error
         return flight.result
