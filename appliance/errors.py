@@ -28,13 +28,22 @@ class DomainError(ValueError):
 
 
 class QueryTimeout(DomainError):
-    """A query ran past its time budget (``[query] time_budget_seconds``): answered 503."""
+    """A query ran past its time budget (``[query] time_budget_seconds``): answered 503.
+
+    ``computing``: the report goes on in the background into the kept answers
+    (:mod:`appliance.query.flights`), so asking again (after ``retry_after`` seconds, the
+    ``Retry-After`` header) gets it; a retry waits for the running computation within its
+    own budget."""
 
     status = 503
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(
-            "query",
-            f"the query took longer than its time budget of {seconds:g} s; "
-            "narrow the period or the filters, or raise [query] time_budget_seconds",
-        )
+    def __init__(self, seconds: float, *, computing: bool = False) -> None:
+        if computing:
+            message = (f"the query took longer than its time budget of {seconds:g} s and is still being "
+                       "computed; retry in a moment and it answers from the kept result")
+        else:
+            message = (f"the query took longer than its time budget of {seconds:g} s; "
+                       "narrow the period or the filters, or raise [query] time_budget_seconds")
+        super().__init__("query", message)
+        self.computing = computing
+        self.retry_after = 1 if computing else None

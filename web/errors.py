@@ -19,7 +19,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Template
 
-from appliance.errors import DomainError, StorageFullError
+from appliance.errors import DomainError, QueryTimeout, StorageFullError
 from appliance.operations.logs import request_id
 from web.auth import principal_of
 from web.security import page_headers
@@ -127,7 +127,9 @@ def error_answer(request: Request, status: int, field: str | None, message: str,
 
 
 def _handle_domain_error(request: Request, exc: DomainError) -> Response:
-    return error_answer(request, exc.status, exc.field, exc.message)
+    retry = exc.retry_after if isinstance(exc, QueryTimeout) else None  # still computing: ask again
+    return error_answer(request, exc.status, exc.field, exc.message,
+                        headers={"Retry-After": str(retry)} if retry else None)
 
 
 def _handle_validation(request: Request, exc: ValidationException) -> Response:

@@ -66,7 +66,8 @@ ANSWERS = {
     413: "Body too large, or too many items in a batch",
     422: "A value is not acceptable (the field is named)",
     429: "Too many requests: retry after the Retry-After header's seconds",
-    503: "Storage is full or unavailable: retry later",
+    503: ("Storage is full or unavailable, or a query ran past its time budget (a filtered report goes on "
+          "computing into the kept answers: retry after the Retry-After header's seconds): retry later"),
 }
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NOT_PARAMETERS = frozenset({"self", "request", "form", "appliance"})  # "stats_query" takes parameters

@@ -90,6 +90,15 @@ class ApplianceCollector(Collector):
             kept.add_metric(["scanned"], self._memo.misses)
             yield kept
             yield _gauge("footfall_report_memo_bytes", "Kept answers of filtered reports (pickled)", self._memo.bytes)
+            flights = self._memo.flights  # refused reports finishing in the background (appliance/query/flights.py)
+            yield _gauge("footfall_report_finishers", "Refused filtered reports finishing in the background now",
+                         flights.finishers)
+            finishing = CounterMetricFamily("footfall_report_flights", "Filtered report computations (identical "
+                                            "requests share one), and how background ones ended", labels=["result"])
+            finishing.add_metric(["started"], flights.started)
+            finishing.add_metric(["finished_in_background"], flights.finished)
+            finishing.add_metric(["dropped"], flights.dropped)
+            yield finishing
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
         for name, documentation, value in replication_gauges(self._replication()):

@@ -25,6 +25,10 @@ entry is dropped. Entries are few and small (totals, a breakdown's rows): at mos
 ``max_entries`` and ``max_bytes`` (8 MiB) together, least recently used dropped first, and an
 answer over ``max_entry_bytes`` (pickled) is not kept. Answers are stored pickled, so a caller that changes what it got back
 (``aggregate_compared`` pops a key) never changes the kept copy.
+
+A miss is computed once per key however many requests ask (:mod:`appliance.query.flights`),
+and a computation whose requests ran out of time finishes in the background into these
+answers, under the key its request computed, so a retry answers from them.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from collections import OrderedDict
 
 import msgspec
 
+from appliance.config import QuerySettings
 from appliance.events.blocks import DAY_MS
 from appliance.events.frames import Frame
 from appliance.heap import HeapTrimmer
+from appliance.query.flights import Flights
 from appliance.query.membership import RETURNING_LOOKBACK_DAYS
 from appliance.query.selection import span_ms
 
@@ -50,7 +56,8 @@ class ReportMemo:
     """A bounded map from a report's key to its pickled answer."""
 
     def __init__(
-        self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, max_entry_bytes: int = MAX_ENTRY_BYTES
+        self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, max_entry_bytes: int = MAX_ENTRY_BYTES,
+        settings: QuerySettings | None = None,
     ) -> None:
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -60,7 +67,10 @@ class ReportMemo:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.computed = 0  # reports run (misses that found no computation to share)
         self._running = threading.local()  # the frame of the report this thread is answering
+        settings = settings or QuerySettings()  # [query]: how a refused report finishes in the background
+        self.flights = Flights(finish_seconds=settings.background_seconds, max_finishers=settings.background_finishers)
         self.trimmer = HeapTrimmer()  # malloc_trim after a report over a large frame (appliance/heap.py)
 
     def answer(self, scans, report, query, args: tuple, kwargs: dict):
@@ -81,19 +91,35 @@ class ReportMemo:
         found = self.get(key)
         if found is not None:
             return found
+        # One computation per key, finished into the kept answers even when the request that
+        # started it runs out of time (appliance/query/flights.py); every caller gets its own
+        # copy of the answer (unpickled).
+        return pickle.loads(self.flights.run(key, lambda: self._compute(key, scans, report, query, args, kwargs)))
+
+    def _compute(self, key: tuple, scans, report, query, args: tuple, kwargs: dict) -> bytes:
+        """Run the report and keep its answer; returns it pickled."""
+        with self._lock:
+            kept = self._entries.get(key)  # a flight for the key ended between get() and this one
+            self.computed += kept is None
+        if kept is not None:
+            return kept
+        site = query.site.id
+        columns = scans.columns
+        start_ms, end_ms = span_ms(query)
         # Read after the key: an event acknowledged in between is in the answer, never missing
         # from it, and the key (of an older state, never asked for again) stays correct enough.
         frame = columns.frame(site, start_ms, end_ms)
         rows = frame.size
+        outer = getattr(self._running, "frame", None)  # a report made of others runs them inside
         self._running.frame = (site, frame)
         try:
             answer = report(scans, query, *args, **kwargs)
         finally:
-            self._running.frame = None
+            self._running.frame = outer
             del frame  # the scan's arrays are freed here (blocks the cache keeps aside) ...
-        self.put(key, answer)
+        packed = self.put(key, answer)
         self.trimmer.after_rows(rows)  # ... and a large scan's freed heap goes back to the system
-        return answer
+        return packed
 
     def frame_of(self, columns, site: int, start_ms: int, end_ms: int) -> Frame:
         """The running report's frame when it is the one asked for (the key was computed from
@@ -113,16 +139,22 @@ class ReportMemo:
             self.hits += 1
         return pickle.loads(found)
 
-    def put(self, key: tuple, answer: object) -> None:
+    def put(self, key: tuple, answer: object) -> bytes:
+        """Keep ``answer`` (unless it is too large); returns it pickled."""
         packed = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         if len(packed) > self.max_entry_bytes:
-            return
+            return packed
         with self._lock:
             replaced = self._entries.pop(key, None)
             self.bytes += len(packed) - (len(replaced) if replaced is not None else 0)
             self._entries[key] = packed
             while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
                 self.bytes -= len(self._entries.popitem(last=False)[1])
+        return packed
+
+    def close(self) -> None:
+        """Stop the reports still computing (Appliance.close), waiting a bounded time."""
+        self.flights.close()
 
     def clear(self) -> None:
         with self._lock:

@@ -80,7 +80,7 @@ class Scans:
     """The filtered path: every report of the vocabulary, computed over a :class:`Selection`."""
 
     def __init__(
-        self, *, columns: ColumnStore, strings: StringTable, goals: Goals, segments: Segments, timeout_ms: int
+        self, *, columns: ColumnStore, strings: StringTable, goals: Goals, segments: Segments, timeout_ms: int, settings=None
     ) -> None:
         self.columns = columns
         self.goals = goals
@@ -89,7 +89,7 @@ class Scans:
         self._strings = strings
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
-        self.memo = ReportMemo()
+        self.memo = ReportMemo(settings=settings)  # [query] settings: refused reports finish in the background
         self.day_sets = DaySets()  # the dashboard's filtered reports, walked day by day at once
 
     def answer(self, report, query, args: tuple, kwargs: dict):

@@ -155,7 +155,7 @@ class Appliance:
         self.reports = Reports(store, records, segments)
         self.schedules = Schedules(store, records, self.reports, accepts=lambda url: self.extensions.notifier_for(url),
                                    clock=scheduler_clock(settings.reports.test_clock_file))
-        scans = Scans(columns=columns, strings=strings, goals=goals, segments=segments, timeout_ms=timeout_ms)
+        scans = self.scans = Scans(columns=columns, strings=strings, goals=goals, segments=segments, timeout_ms=timeout_ms, settings=settings.query)
         materialiser = Materialiser(
             store=store, records=records, counters=counters, sketches=sketches, strings=strings,
             coordinator=coordinator, sites=sites, scans=scans, segments=segments, goals=goals,
@@ -256,6 +256,7 @@ class Appliance:
         if not self._open:
             return
         self._open = False
+        self.scans.memo.close()  # reports finishing in the background stop at their next budget check
         self.minute_jobs.stop()
         self.scheduler.stop()
         self.metrics.remove_collectors()
