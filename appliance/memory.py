@@ -16,6 +16,10 @@ turned into each cache's own bound with a measured size per entry:
   bytes, each entry's arrays, least recently used dropped first;
 - HyperLogLog estimates kept by their registers' digest (:mod:`appliance.query.estimates`):
   entries, about 120 bytes each (a 16-byte digest, an int and the ordered dict's entry).
+- the aggregation backlog (events committed but not yet folded into counters, sketches and
+  visits, :mod:`appliance.ingest.recording`): events, about 1.2 KB each (an ``Event`` as a
+  request builds it, its strings its own); past it the writer folds before it commits more,
+  so a bulk load waits for the aggregation step instead of queueing ahead of it.
 
 The interpreter, the libraries and LMDB's page cache (the kernel's, shared, and given back
 under pressure) come on top: about 110 MB for ``footfall serve`` idle. The default, 160 MB,
@@ -30,12 +34,14 @@ DEFAULT_BUDGET_MB = 160
 MIN_BUDGET_MB = 32
 
 SHARES = {
-    "column_blocks": 0.43, "open_visits": 0.25, "sketches": 0.15, "strings": 0.15, "range_sums": 0.017,
-    "estimates": 0.003,
+    "column_blocks": 0.43, "open_visits": 0.20, "sketches": 0.15, "strings": 0.15, "range_sums": 0.017,
+    "estimates": 0.003, "aggregation_backlog": 0.05,
 }
 BYTES_PER_VISIT = 1_100
 BYTES_PER_STRING = 300
 BYTES_PER_ESTIMATE = 120
+BYTES_PER_WAITING_EVENT = 1_200
+MIN_BACKLOG_EVENTS = 1_000  # at least a batch request's worth (ingest.max_batch_items)
 
 
 class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +54,7 @@ class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
     string_cache_entries: int
     range_sums_bytes: int = 0
     estimates_kept: int = 4096
+    max_waiting_events: int = 0  # 0: unbounded (a plan built by hand)
 
 
 def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
@@ -62,4 +69,5 @@ def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
         string_cache_entries=max(10_000, int(budget * SHARES["strings"]) // BYTES_PER_STRING),
         range_sums_bytes=int(budget * SHARES["range_sums"]),
         estimates_kept=int(budget * SHARES["estimates"]) // BYTES_PER_ESTIMATE,
+        max_waiting_events=max(MIN_BACKLOG_EVENTS, int(budget * SHARES["aggregation_backlog"]) // BYTES_PER_WAITING_EVENT),
     )

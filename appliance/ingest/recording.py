@@ -6,7 +6,11 @@ request is answered. Folding them into counters, sketches, open visits and goals
 pages) is the *aggregation step*: every ``aggregate_interval_ms`` or when
 ``aggregate_max_events`` wait, the writer thread runs it between commits in slices of at most
 ``aggregate_slice_events`` (:meth:`Recorder.aggregate_slice`), so a commit, and the requests
-waiting for it, never waits for more than one slice. A slice is never smaller than the last
+waiting for it, never waits for more than one slice. The backlog itself is bounded
+(``max_waiting``, from ``[memory] budget_mb``: :mod:`appliance.memory`): past it the writer
+folds slices before it commits the next batch (:meth:`Recorder.over_backlog`), so a bulk load
+that sends faster than the step folds waits for it (its requests take longer) instead of
+queueing events in memory ahead of it; nothing is refused. A slice is never smaller than the last
 commit, so under a flood of batches (a commit after every slice) the step keeps pace instead
 of falling ever further behind. Before any settled read (see
 :class:`~appliance.events.coordinator.WriteCoordinator`) and at close it runs whole
@@ -66,6 +70,7 @@ class Recorder:
         aggregate_slice_events: int = 0,
         rederiver: Rederiver | None = None,
         journal: Journal | None = None,
+        max_waiting: int = 0,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -80,6 +85,8 @@ class Recorder:
         self._interval = aggregate_interval_seconds
         self._max = aggregate_max_events
         self._slice = aggregate_slice_events or None  # None: the whole queue at once
+        #: the backlog's bound in events (0: none), from ``[memory] budget_mb``
+        self.max_waiting = max_waiting
         self._draining = False  # a due aggregation is under way, slice by slice
         self._last_commit = 0  # events in the last commit: the least a slice folds
         self._rederiver = rederiver
@@ -174,12 +181,19 @@ class Recorder:
         return keys
 
     # -- the aggregation step -------------------------------------------------------------
+    def over_backlog(self) -> bool:
+        """Whether the committed events waiting for the aggregation step reach the bound: the
+        writer then folds before it commits more (:class:`~appliance.ingest.writer.Writer`'s
+        ``hold``)."""
+        return 0 < self.max_waiting <= len(self._unaggregated)
+
     def aggregation_due(self) -> bool:
-        """Whether committed events should be aggregated now (interval, count, or a step
-        under way)."""
+        """Whether committed events should be aggregated now (interval, count, the backlog's
+        bound, or a step under way)."""
         return bool(self._unaggregated) and (
             self._draining
             or len(self._unaggregated) >= self._max
+            or self.over_backlog()
             or time.monotonic() - self._last_flush >= self._interval
         )
 

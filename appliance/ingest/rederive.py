@@ -56,6 +56,7 @@ from appliance.events.blocks import StaleBlock
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.sessions import Sessions
+from appliance.heap import LARGE_FRAME_ROWS, HeapTrimmer
 from appliance.ingest.visits import Visit, VisitTable
 from appliance.models import EventKind
 from appliance.periods import day_bucket, day_from_number, day_start_timestamp
@@ -117,6 +118,9 @@ class Rederiver:
         with store.read() as txn:
             self._dirty = {_KEY.unpack(key) for key, _ in txn.cursor(db=self._db)}
         self.days_rederived = 0  # for tests and the bench
+        #: a day's frame and its visits are freed after its write; glibc keeps the pages
+        self.trimmer = HeapTrimmer()
+        self._rows_read = 0
 
     @property
     def dirty(self) -> set[tuple[int, int]]:
@@ -173,6 +177,9 @@ class Rederiver:
                     force = False
         finally:
             self._running.now = False
+        if self._rows_read >= LARGE_FRAME_ROWS:  # outside the mutex: commits go on meanwhile
+            self._rows_read = 0
+            self.trimmer.trim()
         return done
 
     def _rederive_one(self, key: tuple[int, int]) -> int:
@@ -246,6 +253,7 @@ class Rederiver:
         self._dirty.discard(key)
         self._dirty.update(cascade)
         self._cost[key] = (time.monotonic() - started, time.monotonic(), frame.size)
+        self._rows_read += frame.size
         self.days_rederived += 1
         return changed
 

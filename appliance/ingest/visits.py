@@ -47,6 +47,7 @@ from collections import defaultdict
 import msgspec
 
 from appliance import dimensions as dims
+from appliance.heap import HeapTrimmer
 from appliance.ingest.aggregation_columns import spread_visit_deltas
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
@@ -66,6 +67,9 @@ _VISIT_KEY = struct.Struct(">IQ")
 #: from this many visit metric deltas in a batch on, they are spread over the entry dimensions
 #: column-wise (:func:`appliance.ingest.aggregation_columns.spread_visit_deltas`)
 SPREAD_FROM = 128
+#: closing this many visits at once frees megabytes the allocator would keep (a bulk load of
+#: history closes every visit of the past minute at once): the heap is trimmed after it
+TRIM_AFTER_CLOSING = 10_000
 
 
 class VisitTable:
@@ -82,6 +86,7 @@ class VisitTable:
         self.horizon = time.time()
         #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
         self.late: set[tuple[int, int]] = set()
+        self.trimmer = HeapTrimmer()
         decoder = msgspec.msgpack.Decoder(Visit)
         with store.read() as txn:
             for key, value in txn.cursor(db=self._db):
@@ -293,4 +298,6 @@ class VisitTable:
         with self._lock:
             for key in expired:
                 self._open.pop(key, None)
+        if len(expired) >= TRIM_AFTER_CLOSING:
+            self.trimmer.trim()
         return len(expired)

@@ -12,7 +12,9 @@ follow in the aggregation step. After the commit the live buffer and the
 Work ``between`` commits (the aggregation step, in bounded slices: see
 :meth:`Recorder.aggregate_slice <appliance.ingest.recording.Recorder.aggregate_slice>`) runs
 after a batch's waiters are woken, one slice at a time: a batch that is ready is committed
-before the next slice, so a request waits for at most one slice, never for the whole step.
+before the next slice, so a request waits for at most one slice, never for the whole step —
+unless ``hold`` says the backlog of that work is at its bound: then slices run first and the
+next batch waits (backpressure: the batch's requests wait longer, nothing is refused).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class Writer:
         on_idle: Callable[[], None] | None = None,
         idle_seconds: float = 1.0,
         between: Callable[[], bool] | None = None,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self._commit = commit
         self._after_commit = after_commit
@@ -91,6 +94,7 @@ class Writer:
         self._on_idle = on_idle
         self._idle_seconds = idle_seconds
         self._between = between  # one slice of work between commits; True while more waits
+        self._hold = hold  # True: that work's backlog is at its bound, slices before commits
         self._condition = threading.Condition()
         self._batch: Batch | None = None
         self._full: deque[Batch] = deque()  # closed batches waiting for the writer, in order
@@ -146,6 +150,8 @@ class Writer:
         waits), False instead of waiting for a batch."""
         with self._condition:
             while True:
+                if busy and self._hold is not None and self._hold():
+                    return False  # the backlog first: the batch waits (it stays open, and grows)
                 if self._full:
                     return self._full.popleft()
                 if self._batch is not None:

@@ -194,7 +194,7 @@ class Appliance:
             aggregate_interval_seconds=settings.ingest.aggregate_interval_ms / 1000,
             aggregate_max_events=settings.ingest.aggregate_max_events,
             aggregate_slice_events=settings.ingest.aggregate_slice_events,
-            rederiver=self.rederiver,
+            rederiver=self.rederiver, max_waiting=memory.max_waiting_events,
         )
         replication = settings.replication
         self.replication = ReplicationSource(
@@ -226,7 +226,7 @@ class Appliance:
             idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
-            between=self.recorder.aggregate_slice,
+            between=self.recorder.aggregate_slice, hold=self.recorder.over_backlog,
         )
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(

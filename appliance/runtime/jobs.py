@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 
+from appliance.heap import HeapTrimmer
 from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from appliance.runtime.compaction_queue import CompactionQueue
@@ -119,6 +120,7 @@ class Jobs:
         # the closed days an import wrote, compacted between the hourly runs (see the module)
         self.compactions = CompactionQueue(appliance.columns)
         appliance.columns.compaction_wanted = self.compactions.request  # closed days a query read from the log
+        self.trimmer = HeapTrimmer()  # compaction reads a day's log rows at once; glibc keeps what it freed
 
     def start(self) -> None:
         self._thread.start()
@@ -161,9 +163,11 @@ class Jobs:
                 self.sweep()
             if self.compactions.wake.is_set():
                 self.compactions.wake.clear()
-                self.compactions.run()
+                if self.compactions.run():
+                    self.trimmer.trim()
             if time.monotonic() >= due:
                 self.run_once()
+                self.trimmer.trim()
                 due = time.monotonic() + self._interval
 
     def sweep(self) -> int:
