@@ -178,15 +178,7 @@ class ColumnBlocks:
 
     def stored_bytes(self, txn, site: int, day: int, generation: int) -> dict[str, int]:
         """Bytes of each stored column value of one generation (``scripts/bench_filters``'s breakdown)."""
-        prefix = _PREFIX.pack(site, day, generation)
-        cursor = txn.cursor(db=self._db)
-        found = {}
-        if cursor.set_range(prefix):
-            for key, value in cursor:
-                if key[:12] != prefix:
-                    break
-                found[key[12:].decode("ascii")] = len(value)
-        return found
+        return {name: len(value) for name, value in self.values(txn, site, day, generation).items()}
 
     # -- removal --------------------------------------------------------------------------
     def _delete_generation(self, txn, site: int, day: int, generation: int) -> int:

@@ -60,6 +60,20 @@ def _compare(scans, sites, dimensions, intervals=("day", "hour", "week", "month"
     return compared
 
 
+def _week(site, text: str) -> Query:
+    """The last seven days of ``site`` under the filters ``text``."""
+    today = local_today(site.timezone)
+    return Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters(text))
+
+
+def _walks(monkeypatch) -> list:
+    """The queries the day-set walker walks from now on, in order."""
+    walks = []
+    real = daysets.day_set
+    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(args[1]) or real(*args))
+    return walks
+
+
 def test_series_and_breakdowns_day_by_day_equal_the_plain_scan(loaded):  # noqa: F811
     appliance, sites = loaded
     scans = appliance.stats.scans
@@ -143,11 +157,8 @@ def test_a_dashboards_reports_share_one_walk_and_concurrent_askers_wait_for_it(l
     appliance, sites = loaded
     scans = appliance.stats.scans
     site = sites[1]
-    today = local_today(site.timezone)
-    query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("country==DE"))
-    walks = []
-    real = daysets.day_set
-    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(1) or real(*args))
+    query = _week(site, "country==DE")
+    walks = _walks(monkeypatch)
     scans.forget()
     asks = [
         lambda: scans.timeseries(query), lambda: scans.breakdown(query, "page", 10), lambda: scans.breakdown(query, "os", 4),
@@ -195,11 +206,8 @@ def test_a_prefetched_set_is_walked_once_in_the_background_and_answers_the_repor
     appliance, sites = loaded
     scans = appliance.stats.scans
     site = sites[0]
-    today = local_today(site.timezone)
-    query = Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters("page==/blog/*"))
-    walks = []
-    real = daysets.day_set
-    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(1) or real(*args))
+    query = _week(site, "page==/blog/*")
+    walks = _walks(monkeypatch)
     scans.forget()
     appliance.stats.prefetch(query)
     appliance.stats.prefetch(query)  # under way or kept: not walked again
@@ -217,15 +225,8 @@ def test_a_prefetched_set_is_walked_once_in_the_background_and_answers_the_repor
 def test_a_set_dropped_before_its_turn_is_not_walked(loaded, monkeypatch):  # noqa: F811
     appliance, sites = loaded
     scans = appliance.stats.scans
-    site = sites[0]
-    today = local_today(site.timezone)
-    first, second = (
-        Query(site=site, date_from=today - timedelta(days=6), date_to=today, filters=parse_filters(text))
-        for text in ("page==/blog/*", "country==DE")
-    )
-    walks = []
-    real = daysets.day_set
-    monkeypatch.setattr(daysets, "day_set", lambda *args: walks.append(args[1]) or real(*args))
+    first, second = _week(sites[0], "page==/blog/*"), _week(sites[0], "country==DE")
+    walks = _walks(monkeypatch)
     sets = daysets.DaySets(size=1)
     busy = threading.Event()
     held = daysets._WALKER.submit(busy.wait, 60)  # the walker thread is busy with another set
