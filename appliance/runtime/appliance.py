@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,12 @@ from appliance.query.stats import Stats
 from appliance.reports.definitions import Reports
 from appliance.reports.schedules import Schedules
 from appliance.runtime import collector
+from appliance.runtime.health import health_report
 from appliance.runtime.jobs import Jobs, MinuteJobs
 from appliance.runtime.ownership import WriterLock
 from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.runtime.rollup_setup import ensure_rollups
+from appliance.runtime.site_removal import delete_site_data
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
@@ -357,55 +360,20 @@ class Appliance:
         return [event for _, event in self.events(site, start, end)]
 
     # -- sites ----------------------------------------------------------------------------
-    def _delete_site_data(self, txn, site: Site) -> None:
-        self.recorder.delete_site(txn, site.id)
-        self.counters.delete_site(txn, site.id)
-        self.sketches.delete_site(txn, site.id)
-        self.eventlog.delete_range(txn, site.id, 0, 2**63 - 1)
-        self.columns.delete_site(txn, site.id)
-        self.stats.materialiser.delete_site(txn, site.id)
-        self.visits.delete_site(txn, site.id)
-        self.rederiver.delete_site(txn, site.id)
-        self.alert_rules.delete_site(txn, site.id)
-        self.alert_history.delete_site(txn, site.id)
-        self.imported.delete_site(txn, site.id)
-        prefix = f"{site.id:010d}/"
-        for key, _ in list(self.records.scan("schedule", txn)):  # the delivery ledgers of its schedules
-            if key.startswith(prefix):
-                self.records.delete_prefixed(txn, f"delivery/{key[len(prefix):]}", "")
-        for kind in ("goal", "funnel", "segment", "report", "schedule"):  # the site's definitions go with it
-            self.records.delete_prefixed(txn, kind, f"{site.id:010d}/")
-
     def delete_site(self, domain: str) -> Site | None:
         """Delete a site with all its data: unlisted first (ingest stops resolving it), then
         the writer is flushed so no event of it is still in flight, then its data goes."""
         site = self.sites.get(domain)
         if site is None:
             return None
-        self.sites.remove(domain, self._delete_site_data, flush=lambda: self.writer.write_sync([]))
+        self.sites.remove(domain, partial(delete_site_data, self), flush=lambda: self.writer.write_sync([]))
         self.accounts.forget_site(site.id)
         self.goals.forget_site(site.id)
         return site
 
     def health(self) -> dict[str, object]:
-        used, map_size = self.store.map_usage()
-        stalled = self.follower.apply_error if self.following else None  # a standby's disk is full
-        return {
-            "status": "ok" if self.writer.last_error is None and stalled is None else "degraded",
-            "uptime_seconds": round(time.time() - self.started_at, 1),
-            "events_accepted": self.writer.events_committed,
-            "batches_committed": self.writer.batches_committed,
-            "drops": self.pipeline.drop_counts(),
-            "storage": {"used_bytes": used, "map_bytes": map_size, "file_bytes": self.store.disk_bytes()},
-            "last_error": self.writer.last_error or stalled,
-            "sites": len(self.sites.all()),
-            "open_visits": len(self.visits),
-            # the role and lag only: /api/v1/replication/status (admin) has the rest
-            "replication": {
-                key: value for key, value in self.replication_status().items()
-                if key in ("role", "lag_events", "lag_seconds", "apply_error", "standby_lag_events", "standby_connected", "sync_timeouts", "sync_degraded")
-            },
-        }
+        """What ``/health`` answers: status, counts, storage and replication role."""
+        return health_report(self)
 
     # -- replication ------------------------------------------------------------------------
     @property
