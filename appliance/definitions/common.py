@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.errors import DomainError
-from appliance.filters import FilterError, check_pattern
+from appliance.filters import Filter, FilterError, check_pattern, make_filter
 from appliance.identifiers import control_character, normalised
 
 
@@ -27,3 +27,21 @@ def check_definition_pattern(pattern: str, field: str) -> None:
         check_pattern(pattern, field)
     except FilterError as error:
         raise DefinitionError(field, error.message) from None
+
+
+def checked_filters(raw_filters: list, nested_segment: str) -> list[Filter]:
+    """A definition's ``filters``, each ``[operator, dimension, values]``, as filters; a bad
+    one is a :class:`DefinitionError` naming ``filters[i]``. A ``segment`` filter is refused
+    with ``nested_segment`` as the message (a definition names its segment elsewhere, if at all)."""
+    filters = []
+    for index, raw in enumerate(raw_filters):
+        if not isinstance(raw, list) or len(raw) != 3:
+            raise DefinitionError(f"filters[{index}]", "each filter is [operator, dimension, values]")
+        try:
+            condition = make_filter(str(raw[0]), raw[1], raw[2])
+        except FilterError as error:
+            raise DefinitionError(f"filters[{index}]", error.message) from None
+        if condition.dimension == "segment":
+            raise DefinitionError(f"filters[{index}]", nested_segment)
+        filters.append(condition)
+    return filters

@@ -28,9 +28,14 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.definitions.common import DefinitionError, check_definition_pattern, checked_name
+from appliance.definitions.common import (
+    DefinitionError,
+    check_definition_pattern,
+    checked_filters,
+    checked_name,
+)
 from appliance.definitions.goals import Goals
-from appliance.filters import Filter, FilterError, make_filter
+from appliance.filters import Filter
 from storage import Store
 from storage.records import Records
 
@@ -73,17 +78,7 @@ def _checked(data: SegmentInput) -> tuple[str, list[Filter], list[Condition]]:
     name = checked_name(data.name)
     if data.visibility not in VISIBILITIES:
         raise DefinitionError("visibility", "site or private")
-    filters = []
-    for index, raw in enumerate(data.filters):
-        if not isinstance(raw, list) or len(raw) != 3:
-            raise DefinitionError(f"filters[{index}]", "each filter is [operator, dimension, values]")
-        try:
-            condition = make_filter(str(raw[0]), raw[1], raw[2])
-        except FilterError as error:
-            raise DefinitionError(f"filters[{index}]", error.message) from None
-        if condition.dimension == "segment":
-            raise DefinitionError(f"filters[{index}]", "a segment cannot contain a segment")
-        filters.append(condition)
+    filters = checked_filters(data.filters, "a segment cannot contain a segment")
     for index, condition in enumerate(data.conditions):
         where = f"conditions[{index}]"
         if condition.kind not in CONDITIONS:

@@ -16,9 +16,9 @@ from datetime import date
 import msgspec
 
 from appliance import dimensions as dims
-from appliance.definitions.common import DefinitionError, checked_name
+from appliance.definitions.common import DefinitionError, checked_filters, checked_name
 from appliance.definitions.segments import Segments
-from appliance.filters import Filter, FilterError, make_filter
+from appliance.filters import Filter
 from appliance.query.spec import INTERVALS, QueryError
 from appliance.reports.periods import COMPARISONS, PERIODS, resolve_period
 from storage import Store
@@ -98,17 +98,7 @@ def checked_report(data: ReportInput) -> dict[str, object]:
             raise DefinitionError(f"dimensions[{index}]", f"one of {', '.join(DIMENSIONS)}")
     if len(data.dimensions) == 2 and data.dimensions[0] == data.dimensions[1]:
         raise DefinitionError("dimensions[1]", "must differ from the first dimension")
-    filters = []
-    for index, raw in enumerate(data.filters):
-        if not isinstance(raw, list) or len(raw) != 3:
-            raise DefinitionError(f"filters[{index}]", "each filter is [operator, dimension, values]")
-        try:
-            condition = make_filter(str(raw[0]), raw[1], raw[2])
-        except FilterError as error:
-            raise DefinitionError(f"filters[{index}]", error.message) from None
-        if condition.dimension == "segment":
-            raise DefinitionError(f"filters[{index}]", "name the segment in the segment field")
-        filters.append(condition)
+    filters = checked_filters(data.filters, "name the segment in the segment field")
     if data.period not in PERIODS:
         raise DefinitionError("period", f"one of {', '.join(PERIODS)}")
     if data.period == "custom":
