@@ -146,7 +146,9 @@ def _table(table: Table) -> str:
     ]
     cell_class = ['<td class="number">' if number else "<td>" for number in numeric]
     head_class = ['<th class="number">' if number else "<th>" for number in numeric]
-    head = "".join(f"{head_class[i]}{escape(column)}</th>" for i, column in enumerate(table.columns))
+    # a metric's key as words ("views per visit"): a header may wrap instead of running into
+    # its neighbour (the CSV and JSON exports keep the keys)
+    head = "".join(f"{head_class[i]}{escape(column.replace('_', ' '))}</th>" for i, column in enumerate(table.columns))
     if not table.rows:
         body = f'<tr><td class="empty" colspan="{len(table.columns) or 1}">No data for this period.</td></tr>'
     else:

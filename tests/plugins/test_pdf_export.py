@@ -7,6 +7,7 @@ report's text showing in the next.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import UTC, datetime
 from xml.etree import ElementTree
@@ -128,3 +129,13 @@ def test_the_report_user_agent_stylesheet_prints_what_weasyprint_s_own_does():
     own = load_weasyprint().HTML(string=document, base_url=None).write_pdf(pdf_identifier=None)
     assert len(pdf_pages(ours.getvalue())) >= 2
     assert ours.getvalue() == own
+
+
+def test_a_metric_s_key_is_printed_as_words_so_a_header_can_wrap():
+    # "views_per_visit" was one unbreakable word and ran into "bounce_rate" beside it
+    totals = Table(title="Totals", columns=("visitors", "views_per_visit", "bounce_rate", "visit_duration"),
+                   rows=((1234, 2.5, 41.5, 123),))
+    with_totals = dataclasses.replace(report(), tables=(totals,))
+    headers = [th.text for th in ElementTree.fromstring(report_html(with_totals)).iter("th")]
+    assert headers == ["visitors", "views per visit", "bounce rate", "visit duration"]
+    assert "views per visit" in " ".join(rendered(with_totals)[0].split())
