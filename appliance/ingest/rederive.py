@@ -156,8 +156,9 @@ class Rederiver:
     def run(self, force: bool = False) -> int:
         """Re-derive the dirty days that are due (every one with ``force``); returns how
         many days were re-derived. Takes the write coordinator's mutex for one day at a time,
-        so ingest commits (and the tracker requests waiting for them) go through between the
-        days of a long run — the hourly job after an import re-derives dozens."""
+        and lets a thread waiting for it have it before the next day, so ingest commits (and
+        the tracker requests waiting for them) go through between the days of a long run —
+        the hourly job after an import re-derives dozens."""
         if not self._dirty:
             return 0
         if getattr(self._running, "now", False):  # reading the events flushes, which calls back here
@@ -174,6 +175,7 @@ class Rederiver:
                         break
                     for key in due:
                         done += self._rederive_one(key)
+                        self._coordinator.mutex.let_waiters_in()  # a commit between two days
                     force = False
         finally:
             self._running.now = False

@@ -47,6 +47,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import msgspec
 
@@ -93,7 +94,7 @@ class ReplicationSource:
         clock: Callable[[], float] = time.monotonic,
         journal_hours: float = 72,
         journal_always: bool = False,
-        mutex: threading.RLock | None = None,
+        mutex: AbstractContextManager | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store

@@ -9,10 +9,15 @@ answered well within a bound far below the query's duration. The query runs unti
 budget stops it (503 naming ``query``). With the query on the event loop the first ingest
 waited for the whole query.
 
-The 20,000 events are today's. Loaded into a day already closed (an hour ago, in the first
-hour of a UTC day) an ingest waited 1.5-2.3 s during the query: that stall is known and not
-yet explained (late events re-deriving their day under the write mutex, or the day's
-compaction, are the suspects).
+The 20,000 events are loaded into today or into yesterday (noon UTC, a closed day: the query
+reads it from the log and asks for its compaction, which the job runner does while the query
+runs; the first batch is late for its visitors, so the day is marked and re-derived). Once, in
+the first hour of a UTC day with the events an hour old (yesterday's), an ingest was seen
+waiting 1.5-2.3 s; that size did not recur in either variant, with the clock shifted to the
+first hour either. What did hold the writer as the query started is its settled read folding
+the load's backlog slice by slice: the mutex, taken straight back by the releasing thread,
+kept the writer out for 2-4 slices (0.3-0.6 s). Between two slices the read now lets a
+waiting commit in first (:meth:`appliance.events.coordinator.WriteMutex.let_waiters_in`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from tests.servers import BROWSER_UA
 
@@ -43,13 +49,19 @@ def _events(stamp: str):
         }
 
 
-def test_ingest_answers_while_a_slow_query_runs(own_server):
-    server = own_server(env={"FOOTFALL_QUERY_TIME_BUDGET_SECONDS": str(BUDGET_SECONDS)})
-    # an hour ago, but today: late in the first hour of a UTC day the events would fall on a
-    # closed day, a different scenario (see the module's note)
+def _stamp(day: str) -> str:
+    """An hour ago but today (in the first hour of a UTC day, halfway since midnight), or
+    yesterday at noon UTC: a closed day."""
     now = datetime.now(UTC)
-    since_midnight = now - now.replace(hour=0, minute=0, second=0, microsecond=0)
-    stamp = (now - min(timedelta(hours=1), since_midnight / 2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    moment = now - min(timedelta(hours=1), (now - midnight) / 2) if day == "today" else midnight - timedelta(hours=12)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("day", ["today", "yesterday"])
+def test_ingest_answers_while_a_slow_query_runs(own_server, day):
+    server = own_server(env={"FOOTFALL_QUERY_TIME_BUDGET_SECONDS": str(BUDGET_SECONDS)})
+    stamp = _stamp(day)
     with server.client() as client:
         assert client.post("/api/v1/sites", json={"domain": SITE}, headers=server.auth()).status_code == 201
         for goal in ({"name": "Signup", "kind": "event", "event": "signup"}, {"name": "Home", "kind": "page", "page": "/"}):
@@ -99,9 +111,11 @@ def test_ingest_answers_while_a_slow_query_runs(own_server):
     assert json.loads(outcome["body"])["error"]["field"] == "query"
     assert outcome["seconds"] >= MIN_QUERY_SECONDS, f"the query took only {outcome['seconds']:.2f} s"
     assert len(latencies) >= 3, f"only {len(latencies)} ingests during a {outcome['seconds']:.2f} s query"
-    slowest = max(latencies)
-    print(f"query {outcome['seconds']:.2f} s; {len(latencies)} ingests, slowest {slowest * 1000:.0f} ms")
+    ordered = sorted(latencies)
+    slowest = ordered[-1]
+    print(f"{day}: query {outcome['seconds']:.2f} s; {len(latencies)} ingests, slowest {slowest * 1000:.0f} ms, "
+          f"p99 {ordered[len(ordered) * 99 // 100] * 1000:.0f} ms, median {ordered[len(ordered) // 2] * 1000:.0f} ms")
     assert slowest < INGEST_BOUND, (
         f"an ingest took {slowest:.2f} s while a {outcome['seconds']:.2f} s query ran "
-        f"({len(latencies)} ingests, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms)"
+        f"({day}'s events; {len(latencies)} ingests, median {ordered[len(ordered) // 2] * 1000:.0f} ms)"
     )
