@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from storage import StorageFullError
 from storage.environment import Store
 
+LET_IN_SECONDS = 1.0  # at most this long a loop waits for a waiting thread to have the mutex
+
 
 class WriteMutex:
     """The coordinator's reentrant mutex. It knows whether threads are waiting for it, so a
@@ -84,7 +86,7 @@ class WriteMutex:
     def __exit__(self, *exc_info) -> None:
         self.release()
 
-    def let_waiters_in(self, timeout: float = 1.0) -> None:
+    def let_waiters_in(self, timeout: float | None = None) -> None:
         """Between two steps of a loop, the mutex released: if a thread waits for it, return
         once one has had it (at most ``timeout`` seconds), so the loop's next step queues
         behind it. Nothing to do in a thread that still holds it (an outer hold)."""
@@ -93,7 +95,7 @@ class WriteMutex:
         with self._state:
             if self._waiting:
                 granted = self._granted
-                self._state.wait_for(lambda: self._granted != granted, timeout)
+                self._state.wait_for(lambda: self._granted != granted, LET_IN_SECONDS if timeout is None else timeout)
 
 
 class WriteCoordinator:

@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import timedelta
 
+from appliance.events import coordinator as coordinator_module
 from appliance.ingest import recording as recording_module
 from appliance.ingest.writer import Writer
 from appliance.models import Event, EventKind
@@ -146,6 +147,7 @@ def test_a_commit_waiting_for_the_mutex_goes_between_a_settled_reads_slices(make
     took it straight back, and the commit waited for every slice (the first tracker request
     after a slow query began waited 0.3-0.6 s for 2-4 slices)."""
     monkeypatch.setattr(recording_module, "READ_SLICE_EVENTS", 5)  # 1,000 in service
+    monkeypatch.setattr(coordinator_module, "LET_IN_SECONDS", 30.0)  # a busy machine may not schedule the writer in 1 s
     appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
     site = appliance.sites.add("backlog.test")
     recorder, mutex = appliance.recorder, appliance.coordinator.mutex

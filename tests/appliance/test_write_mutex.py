@@ -38,7 +38,7 @@ def test_a_loop_lets_a_waiting_thread_have_the_mutex_before_its_next_step():
     order.append("step")
     waiter = _contender(mutex, order)
     mutex.release()
-    mutex.let_waiters_in()
+    mutex.let_waiters_in(timeout=30)  # the default second could pass unscheduled on a busy machine
     with mutex:
         order.append("step")
     waiter.join(30)
