@@ -54,7 +54,7 @@ class QuerySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time_budget_seconds: float = 10.0
     background_seconds: float = 30.0
     background_finishers: int = 1
-    background_workers: int = 2
+    background_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.background_seconds < 0 or self.background_finishers < 0:

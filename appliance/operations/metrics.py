@@ -102,8 +102,8 @@ class ApplianceCollector(Collector):
             yield finishing
         if self._background is not None:
             background = self._background
-            yield _gauge("footfall_background_workers_busy", "Background report work running now (day-set walks "
-                         "and finishers), at most [query] background_workers", background.busy)
+            yield _gauge("footfall_background_workers_busy", "Background report work running now (day-set walks, "
+                         "at most [query] background_workers, and finishers)", background.busy)
             yield _gauge("footfall_report_walks_queued", "Day-set walks waiting for a background worker",
                          background.queued)
             walks = CounterMetricFamily("footfall_report_walks", "Day-set walks (a filtered dashboard's reports in one "

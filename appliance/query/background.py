@@ -4,12 +4,16 @@ walks (:mod:`appliance.query.daysets`) and the refused reports finishing in the 
 
 Work a request started but no request waits for is bounded three ways:
 
-- at most ``workers`` at a time (``[query] background_workers``, 2 by default), walks and
-  finishers together. A walk waits its turn in a queue, first come first served, so a
-  second filter's walk runs beside the first one's instead of behind it; a finisher takes a
-  free place or is not started (its report stops as a refused one did). A walk holds about a
-  day's columns and its sums, a finisher a scan's arrays: two at most keep the heap's peak
-  where one walker and one finisher had it;
+- at most ``workers`` walks at a time (``[query] background_workers``, 1 by default); the
+  next waits its turn in a queue, first come first served, and a set pushed out of
+  :class:`~appliance.query.daysets.DaySets` before its turn is never walked. With 2, a
+  second filter's walk runs beside the first's instead of behind it; on a busy 2-core box
+  that made both pages slower (a walk already decodes its next day on the loader pool, so it
+  uses more than one core; ``scripts/bench_walks``, docs/architecture.md), hence 1. Refused
+  reports finishing in the background (:mod:`appliance.query.flights`) keep their own bound,
+  ``[query] background_finishers``, and register here (:meth:`BackgroundWork.claim`) to be
+  counted and stopped with the walks. A walk holds about a day's columns and its sums, a
+  finisher a scan's arrays;
 - each job runs under a deadline of its own, ``ceiling_seconds`` (``[query]
   background_seconds``, at least the request's time budget) from the moment it starts, which
   a walk checks at each day (:mod:`appliance.budget`): past it the job is *abandoned*, and
@@ -35,7 +39,7 @@ from typing import Any
 from appliance.budget import Deadline, under
 from appliance.errors import QueryTimeout
 
-WORKERS = 2  # a 2-core box: a second filter's walk beside the first's, not behind it
+WORKERS = 1  # two walks at once were slower on a busy 2-core box (see the module docstring)
 
 
 class _Job:
@@ -52,7 +56,7 @@ class BackgroundWork:
     """The pool (see the module docstring). Counters for ``/metrics``: jobs ``started``,
     ``completed``, ``abandoned`` (past their ceiling, or stopped at close), ``failed``, and
     ``dropped`` before their turn (their future cancelled: a newer set pushed them out, or
-    close); ``busy`` places taken now (jobs and finishers), ``finishing`` of them finishers."""
+    close); ``busy``: jobs running and finishers now, ``finishing`` of them finishers."""
 
     def __init__(self, *, workers: int = WORKERS, ceiling_seconds: float = math.inf) -> None:
         if workers < 1:
@@ -89,25 +93,24 @@ class BackgroundWork:
         return future
 
     def claim(self) -> bool:
-        """Take a free place for a refused report finishing in the background (its own
-        thread, its own deadline: :mod:`appliance.query.flights`), without waiting; False
-        when every place is taken or the pool is stopped. Give it back with :meth:`release`."""
+        """Count a refused report finishing in the background (its own thread, its own
+        deadline and bound: :mod:`appliance.query.flights`); False once the pool is stopped.
+        :meth:`release` when it ends."""
         with self._lock:
-            if self._stopped or self.busy >= self.workers:
+            if self._stopped:
                 return False
             self.finishing += 1
             return True
 
     def release(self) -> None:
-        """A finisher ended: its place goes to the next queued job."""
+        """A finisher ended."""
         with self._lock:
             self.finishing -= 1
-            self._dispatch()
             self._ended.notify_all()
 
     def _dispatch(self) -> None:
         """Start queued jobs while places are free (under the lock)."""
-        while self._queue and self.busy < self.workers and not self._stopped:
+        while self._queue and len(self._running) < self.workers and not self._stopped:
             job = self._queue.popleft()
             if not job.future.set_running_or_notify_cancel():
                 self.dropped += 1  # cancelled while it waited

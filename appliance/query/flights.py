@@ -12,10 +12,10 @@ into the kept answers, so the retry answers from them (Plausible and Matomo user
 slow report to keep computing). Bounds:
 
 - at most ``max_finishers`` (1 by default, ``[query] background_finishers``) finish at a
-  time — a scan's arrays are the heap's peak, so one extra at most — and each takes a place
-  among the appliance's background workers (:mod:`appliance.query.background`), which the
-  day-set walks share; a flight left alone while they are busy is stopped at its next
-  budget check, as a refused query was before;
+  time — a scan's arrays are the heap's peak, so one extra at most — counted and stopped
+  with the day-set walks by the appliance's background work
+  (:mod:`appliance.query.background`); a flight left alone while they are busy is stopped
+  at its next budget check, as a refused query was before;
 - each flight runs under a deadline of its own, ``finish_seconds`` (``[query]
   background_seconds``, at least the request's budget) from its start, past which it stops;
 - :meth:`Flights.close` (``Appliance.close``) stops every flight at its next check and waits
@@ -72,7 +72,7 @@ class Flights:
     ) -> None:
         self.finish_seconds = finish_seconds
         self.max_finishers = max_finishers
-        self.background = background if background is not None else BackgroundWork(workers=max(1, max_finishers))
+        self.background = background if background is not None else BackgroundWork()
         self._flights: dict[tuple, Flight] = {}
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # a flight ended

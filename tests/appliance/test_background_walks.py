@@ -107,7 +107,7 @@ def test_a_walk_past_its_ceiling_is_abandoned_and_its_waiters_compute_for_themse
 
 
 def test_two_filters_walks_proceed_side_by_side(filled, monkeypatch):
-    appliance, site = filled()
+    appliance, site = filled(query_background_workers="2")
     scans = appliance.stats.scans
     first, second = _week(site, "page==/blog/*"), _week(site, "country==FR")
     held, release = threading.Event(), threading.Event()
@@ -132,17 +132,18 @@ def test_two_filters_walks_proceed_side_by_side(filled, monkeypatch):
     assert scans.breakdown(second, "page", 5) == scans.breakdown_of(scans.select(second), "page", 5)
 
 
-def test_the_workers_bound_walks_and_finishers_together():
-    background = BackgroundWork(workers=2)
+def test_walks_wait_for_a_free_worker_and_finishers_are_counted_beside_them():
+    background = BackgroundWork(workers=1)
     release = threading.Event()
     running = background.submit(release.wait, WAIT)
-    assert background.claim()  # a finisher takes the second place
     queued = background.submit(release.wait, WAIT)
-    assert not background.claim() and background.queued == 1 and background.busy == 2
-    background.release()  # the finisher ended: the queued walk starts
-    assert _until(lambda: queued.running())
+    dropped = background.submit(release.wait, WAIT)
+    assert dropped.cancel()  # pushed out before its turn: never run
+    assert background.claim()  # a finisher has its own bound (flights): counted, not queued
+    assert (background.queued, background.busy, background.finishing) == (2, 2, 1)
     release.set()
     assert running.result(WAIT) and queued.result(WAIT)
-    assert background.join(WAIT) and (background.started, background.completed) == (2, 2)
+    background.release()
+    assert background.join(WAIT) and (background.started, background.completed, background.dropped) == (2, 2, 1)
     background.stop()
     assert background.submit(release.wait, WAIT).cancelled() and not background.claim()
