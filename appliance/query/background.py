@@ -65,8 +65,10 @@ class BackgroundWork:
         self.ceiling_seconds = ceiling_seconds if ceiling_seconds > 0 else math.inf
         self._queue: deque[_Job] = deque()
         self._running: set[_Job] = set()
+        self._threads = 0  # started: each lives until stop(), as an executor's would
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # a job ended
+        self._queued = threading.Condition(self._lock)  # a job was queued, or stop()
         self._stopped = False
         self.finishing = 0
         self.started = self.completed = self.abandoned = self.failed = self.dropped = 0
@@ -77,7 +79,9 @@ class BackgroundWork:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Jobs waiting for a worker (one cancelled meanwhile is counted dropped when its
+        turn comes)."""
+        return sum(not job.future.cancelled() for job in list(self._queue))
 
     def submit(self, call: Callable[..., Any], *args: Any) -> Future:
         """``call(*args)`` on a worker when one is free, under its own deadline; its future
@@ -89,7 +93,11 @@ class BackgroundWork:
                 self.dropped += 1
                 return future
             self._queue.append(_Job(future, call, args))
-            self._dispatch()
+            if self._threads < self.workers:
+                self._threads += 1
+                threading.Thread(target=self._serve, name="footfall-background", daemon=True).start()
+            else:
+                self._queued.notify()
         return future
 
     def claim(self) -> bool:
@@ -108,23 +116,30 @@ class BackgroundWork:
             self.finishing -= 1
             self._ended.notify_all()
 
-    def _dispatch(self) -> None:
-        """Start queued jobs while places are free (under the lock)."""
-        while self._queue and len(self._running) < self.workers and not self._stopped:
-            job = self._queue.popleft()
-            if not job.future.set_running_or_notify_cancel():
-                self.dropped += 1  # cancelled while it waited
-                continue
-            job.deadline = Deadline(self.ceiling_seconds)
-            self._running.add(job)
-            self.started += 1
-            threading.Thread(target=self._run, args=(job,), name="footfall-background", daemon=True).start()
+    def _serve(self) -> None:
+        """A worker: the queued jobs in turn, until stop(). One long-lived thread per worker,
+        not one per job: it keeps its malloc arena, as the executor's thread did."""
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopped:
+                    self._queued.wait()
+                if self._stopped:
+                    self._threads -= 1
+                    return
+                job = self._queue.popleft()
+                if not job.future.set_running_or_notify_cancel():
+                    self.dropped += 1  # cancelled while it waited
+                    continue
+                job.deadline = Deadline(self.ceiling_seconds)
+                self._running.add(job)
+                self.started += 1
+            self._run(job)
 
     def _run(self, job: _Job) -> None:
         result: Any = None
         error: BaseException | None = None
         try:
-            with under(job.deadline):  # a fresh thread: no request's context, only this deadline
+            with under(job.deadline):  # a worker's thread: no request's context, only this deadline
                 result = job.call(*job.args)
         except BaseException as raised:  # handed to the future's waiters
             error = raised
@@ -136,7 +151,6 @@ class BackgroundWork:
                 self.abandoned += 1
             else:
                 self.failed += 1
-            self._dispatch()
             self._ended.notify_all()
         if error is None:
             job.future.set_result(result)
@@ -153,6 +167,7 @@ class BackgroundWork:
                 job.deadline.cancel()
             for job in queued:  # their waiters compute for themselves
                 self.dropped += job.future.cancel()
+            self._queued.notify_all()  # idle workers end
 
     def join(self, timeout: float) -> bool:
         """Wait until nothing runs (jobs and finishers); False if something still does at
