@@ -1,6 +1,6 @@
-"""Background report work: one bounded pool of workers per appliance, shared by the day-set
-walks (:mod:`appliance.query.daysets`) and the refused reports finishing in the background
-(:mod:`appliance.query.flights`).
+"""Background report work, one per appliance: the day-set walks (:mod:`appliance.query.daysets`)
+run on its workers, and the refused reports finishing in the background
+(:mod:`appliance.query.flights`) are counted and stopped with them.
 
 Work a request started but no request waits for is bounded three ways:
 
@@ -8,8 +8,9 @@ Work a request started but no request waits for is bounded three ways:
   next waits its turn in a queue, first come first served, and a set pushed out of
   :class:`~appliance.query.daysets.DaySets` before its turn is never walked. With 2, a
   second filter's walk runs beside the first's instead of behind it; on a busy 2-core box
-  that made both pages slower (a walk already decodes its next day on the loader pool, so it
-  uses more than one core; ``scripts/bench_walks``, docs/architecture.md), hence 1. Refused
+  that made both pages slower and the heap's peak higher (a walk already decodes its next
+  day on the loader pool, so it uses more than one core; ``scripts/bench_walks``,
+  docs/architecture.md), hence 1. Refused
   reports finishing in the background (:mod:`appliance.query.flights`) keep their own bound,
   ``[query] background_finishers``, and register here (:meth:`BackgroundWork.claim`) to be
   counted and stopped with the walks. A walk holds about a day's columns and its sums, a
