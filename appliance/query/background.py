@@ -135,6 +135,7 @@ class BackgroundWork:
                 self._running.add(job)
                 self.started += 1
             self._run(job)
+            del job  # its arguments (a frame: its blocks) are not kept while this worker waits
 
     def _run(self, job: _Job) -> None:
         result: Any = None
@@ -144,6 +145,7 @@ class BackgroundWork:
                 result = job.call(*job.args)
         except BaseException as raised:  # handed to the future's waiters
             error = raised
+        job.call, job.args = None, ()  # what the job read goes with it, not with its record
         with self._lock:
             self._running.discard(job)
             if error is None:
