@@ -54,10 +54,13 @@ class QuerySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time_budget_seconds: float = 10.0
     background_seconds: float = 30.0
     background_finishers: int = 1
+    background_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.background_seconds < 0 or self.background_finishers < 0:
             raise ValueError("background_seconds and background_finishers must be 0 or more")
+        if self.background_workers < 1:
+            raise ValueError("background_workers must be 1 or more")
 
 
 class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -38,10 +38,11 @@ class ApplianceCollector(Collector):
 
     def __init__(
         self, *, writer, pipeline, recorder, store, visits: Sized, live: Sized,
-        replication: Callable[[], dict[str, object]] = dict, sketches=None, columns=None, memo=None,
+        replication: Callable[[], dict[str, object]] = dict, sketches=None, columns=None, memo=None, background=None,
     ) -> None:
         self._sketches, self._columns = sketches, columns  # the budgeted caches (appliance/memory.py)
         self._memo = memo  # kept answers of filtered reports (appliance/query/memo.py)
+        self._background = background  # day-set walks and finishers (appliance/query/background.py)
         self._writer = writer
         self._replication = replication
         self._pipeline = pipeline
@@ -99,6 +100,20 @@ class ApplianceCollector(Collector):
             finishing.add_metric(["finished_in_background"], flights.finished)
             finishing.add_metric(["dropped"], flights.dropped)
             yield finishing
+        if self._background is not None:
+            background = self._background
+            yield _gauge("footfall_background_workers_busy", "Background report work running now (day-set walks, "
+                         "at most [query] background_workers, and finishers)", background.busy)
+            yield _gauge("footfall_report_walks_queued", "Day-set walks waiting for a background worker",
+                         background.queued)
+            walks = CounterMetricFamily("footfall_report_walks", "Day-set walks (a filtered dashboard's reports in one "
+                                        "walk) started, and how they ended", labels=["result"])
+            walks.add_metric(["started"], background.started)
+            walks.add_metric(["completed"], background.completed)
+            walks.add_metric(["abandoned"], background.abandoned)  # past [query] background_seconds, or at close
+            walks.add_metric(["failed"], background.failed)
+            walks.add_metric(["dropped"], background.dropped)  # before their turn: newer sets, or close
+            yield walks
         yield _gauge("footfall_degraded", "1 while the last commit failed (see /api/v1/health)",
                      1 if self._writer.last_error else 0)
         for name, documentation, value in replication_gauges(self._replication()):

@@ -19,13 +19,15 @@ import pickle
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 
 import msgspec
 import numpy as np
 
 from appliance.budget import check_budget
+from appliance.errors import QueryTimeout
 from appliance.events.blocks import StaleBlock
+from appliance.query.background import BackgroundWork
 from appliance.query.daywise import Piece, Totals, walk
 from appliance.query.daywise_reports import (
     BreakdownSums,
@@ -38,8 +40,6 @@ from appliance.query.daywise_reports import (
     custom_events_answer,
 )
 from appliance.query.selection import counts_by, span_ms
-
-_WALKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="footfall-dayset")
 
 SET_DIMENSIONS = ("page", "source", "channel", "referrer", "country", "device", "browser", "os")
 
@@ -142,10 +142,13 @@ class DaySets:
     event acknowledged for the period, late ones included, makes a new key), the column
     cache's epoch, the query and the site's goals (a ``goal`` filter reads them). A set being computed is
     waited for, not computed again: a dashboard loading its widgets at once walks once. Sets
-    are walked one at a time on one thread (:data:`_WALKER`): a walk's memory is a day's
-    columns and its pairs, and two walks at once would only share the same cores."""
+    are walked on the appliance's background workers (:mod:`appliance.query.background`),
+    so two filters' walks run side by side, each under the workers' ceiling and stopped at
+    close; a walk abandoned there, or dropped before its turn, leaves its waiters to compute
+    for themselves within their own budgets."""
 
-    def __init__(self, size: int = 4) -> None:
+    def __init__(self, background: BackgroundWork, size: int = 4) -> None:
+        self.background = background
         self.size = size
         self._entries: OrderedDict[tuple, Future] = OrderedDict()
         self._lock = threading.Lock()
@@ -175,8 +178,8 @@ class DaySets:
             return None  # the caller's own walk reads the new blocks
 
     def get(self, scans, query) -> dict | None:
-        """The set of ``query``: kept, or being computed, or computed now, on the walker
-        thread (outside any request's time budget), while this thread waits within its own:
+        """The set of ``query``: kept, or being computed, or computed now, by a background
+        worker (under its ceiling, not any request's budget), while this thread waits within its own:
         a request refused for its budget leaves the walk running, and asking again gets its
         answers, instead of starting it over each time."""
         return _wait(self.start(scans, query, scans.frame_of(query.site.id, *span_ms(query))))
@@ -184,12 +187,12 @@ class DaySets:
     def start(self, scans, query, frame=None) -> Future:
         """Start walking the set of ``query`` unless it is kept or under way (a dashboard
         page asks for it before its first widget, so the walk overlaps the top line's);
-        ``frame``: the running report's, else the walker builds it."""
+        ``frame``: the running report's, else the walk builds it."""
         key = self._key(scans, query)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _WALKER.submit(self._walk, scans, query, frame, key)
+                entry = self._entries[key] = self.background.submit(self._walk, scans, query, frame, key)
                 while len(self._entries) > self.size:  # a set nobody keeps is not walked
                     self._entries.popitem(last=False)[1].cancel()
             else:
@@ -200,7 +203,7 @@ class DaySets:
         try:
             return day_set(scans, query, frame)
         except BaseException:
-            with self._lock:  # asked again, it walks again (a block rewritten meanwhile: StaleBlock)
+            with self._lock:  # asked again, it walks again (a block rewritten meanwhile, past its ceiling)
                 self._entries.pop(key, None)
             raise
         finally:
@@ -217,10 +220,13 @@ class DaySets:
 
 
 def _wait(entry: Future):
+    """The walk's answers, waited for within the caller's budget; None when the walk was
+    dropped before its turn (newer sets, close) or abandoned (its ceiling, close): the
+    caller then computes for itself."""
     while True:
         try:
             return entry.result(timeout=0.05)
         except TimeoutError:
             check_budget()  # the waiting request's own budget
-        except CancelledError:
-            return None  # dropped before its turn by newer sets: the caller scans itself
+        except (CancelledError, QueryTimeout):  # the walk's own deadline, not this caller's
+            return None

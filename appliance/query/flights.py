@@ -12,8 +12,10 @@ into the kept answers, so the retry answers from them (Plausible and Matomo user
 slow report to keep computing). Bounds:
 
 - at most ``max_finishers`` (1 by default, ``[query] background_finishers``) finish at a
-  time — a scan's arrays are the heap's peak, so one extra at most; a flight left alone
-  while they are busy is stopped at its next budget check, as a refused query was before;
+  time — a scan's arrays are the heap's peak, so one extra at most — counted and stopped
+  with the day-set walks by the appliance's background work
+  (:mod:`appliance.query.background`); a flight left alone while they are busy is stopped
+  at its next budget check, as a refused query was before;
 - each flight runs under a deadline of its own, ``finish_seconds`` (``[query]
   background_seconds``, at least the request's budget) from its start, past which it stops;
 - :meth:`Flights.close` (``Appliance.close``) stops every flight at its next check and waits
@@ -37,6 +39,7 @@ from typing import Any
 
 from appliance.budget import Deadline, current_deadline, under
 from appliance.errors import QueryTimeout
+from appliance.query.background import BackgroundWork
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,12 @@ class Flight:
 class Flights:
     """The registry of running flights (see the module docstring)."""
 
-    def __init__(self, *, finish_seconds: float = FINISH_SECONDS, max_finishers: int = 1) -> None:
+    def __init__(
+        self, *, finish_seconds: float = FINISH_SECONDS, max_finishers: int = 1, background: BackgroundWork | None = None
+    ) -> None:
         self.finish_seconds = finish_seconds
         self.max_finishers = max_finishers
+        self.background = background if background is not None else BackgroundWork()
         self._flights: dict[tuple, Flight] = {}
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # a flight ended
@@ -126,6 +132,7 @@ class Flights:
                     del self._flights[flight.key]
                 if flight.finishing:
                     self.finishers -= 1
+                    self.background.release()
                     if flight.error is None:
                         self.finished += 1
                     else:
@@ -139,7 +146,7 @@ class Flights:
         """A waiter ran out of time (under the lock): does the flight go on?"""
         if flight.waiters > 0 or flight.finishing:
             return True  # others still wait, or it finishes already
-        if self.finishers < self.max_finishers and not self._closed:
+        if self.finishers < self.max_finishers and not self._closed and self.background.claim():
             flight.finishing = True
             self.finishers += 1
             return True

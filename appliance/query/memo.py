@@ -43,7 +43,8 @@ from appliance.config import QuerySettings
 from appliance.events.blocks import DAY_MS
 from appliance.events.frames import Frame
 from appliance.heap import HeapTrimmer
-from appliance.query.flights import Flights
+from appliance.query.background import BackgroundWork
+from appliance.query.flights import CLOSE_WAIT_SECONDS, Flights
 from appliance.query.membership import RETURNING_LOOKBACK_DAYS
 from appliance.query.selection import span_ms
 
@@ -57,7 +58,7 @@ class ReportMemo:
 
     def __init__(
         self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, max_entry_bytes: int = MAX_ENTRY_BYTES,
-        settings: QuerySettings | None = None,
+        settings: QuerySettings | None = None, background: BackgroundWork | None = None,
     ) -> None:
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = threading.Lock()
@@ -70,7 +71,8 @@ class ReportMemo:
         self.computed = 0  # reports run (misses that found no computation to share)
         self._running = threading.local()  # the frame of the report this thread is answering
         settings = settings or QuerySettings()  # [query]: how a refused report finishes in the background
-        self.flights = Flights(finish_seconds=settings.background_seconds, max_finishers=settings.background_finishers)
+        self.flights = Flights(finish_seconds=settings.background_seconds, max_finishers=settings.background_finishers,
+                               background=background)
         self.trimmer = HeapTrimmer()  # malloc_trim after a report over a large frame (appliance/heap.py)
 
     def answer(self, scans, report, query, args: tuple, kwargs: dict):
@@ -152,9 +154,9 @@ class ReportMemo:
                 self.bytes -= len(self._entries.popitem(last=False)[1])
         return packed
 
-    def close(self) -> None:
+    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
         """Stop the reports still computing (Appliance.close), waiting a bounded time."""
-        self.flights.close()
+        self.flights.close(wait_seconds)
 
     def clear(self) -> None:
         with self._lock:

@@ -27,13 +27,16 @@ visitors who have a kept visit.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
 
 from appliance import dimensions as dims
 from appliance.channels import SEED_CATEGORIES, traffic_category
+from appliance.config import QuerySettings
 from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
 from appliance.events.blocks import StaleBlock
@@ -43,6 +46,7 @@ from appliance.events.sessions import Sessions
 from appliance.filters import Filter, event_mask, text_predicate
 from appliance.models import EventKind
 from appliance.query import daywise, daywise_reports
+from appliance.query.background import BackgroundWork
 from appliance.query.daysets import SET_DIMENSIONS, DaySets
 from appliance.query.daywise_reports import (
     breakdown_answer,
@@ -52,11 +56,14 @@ from appliance.query.daywise_reports import (
     day_groups,
     series_answer,
 )
+from appliance.query.flights import CLOSE_WAIT_SECONDS
 from appliance.query.membership import segment_visits
 from appliance.query.memo import ReportMemo
 from appliance.query.selection import Selection, counts_by, grouped_distinct, top_line
 from appliance.query.spec import QueryError
 from storage.strings import StringTable
+
+log = logging.getLogger(__name__)
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 SESSION_BYTES_PER_ROW = 48  # visits and the frame's joined columns they keep (tracemalloc, 3 M rows)
@@ -89,8 +96,23 @@ class Scans:
         self._strings = strings
         self._sessions_cache: OrderedDict[tuple, Sessions] = OrderedDict()
         self._sessions_lock = threading.Lock()
-        self.memo = ReportMemo(settings=settings)  # [query] settings: refused reports finish in the background
-        self.day_sets = DaySets()  # the dashboard's filtered reports, walked day by day at once
+        settings = settings or QuerySettings()
+        # walks and refused reports finishing: a few workers, each job under a ceiling, stopped at close
+        self.background = BackgroundWork(
+            workers=settings.background_workers,
+            ceiling_seconds=max(settings.background_seconds, settings.time_budget_seconds),
+        )
+        self.memo = ReportMemo(settings=settings, background=self.background)  # refused reports finish in the background
+        self.day_sets = DaySets(self.background)  # the dashboard's filtered reports, walked day by day at once
+
+    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
+        """Stop the background work (Appliance.close): queued walks are dropped, running
+        walks and finishers stop at their next check; waits for them ``wait_seconds`` at most."""
+        until = time.monotonic() + wait_seconds
+        self.background.stop()
+        self.memo.close(wait_seconds)
+        if not self.background.join(max(0.0, until - time.monotonic())):
+            log.warning("a day-set walk still running at close (in a step between two budget checks)")
 
     def answer(self, report, query, args: tuple, kwargs: dict):
         """``report(self, query, *args, **kwargs)``: answered from :attr:`memo` when the events

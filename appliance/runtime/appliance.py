@@ -234,7 +234,7 @@ class Appliance:
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
-            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns, memo=scans.memo,
+            live=self.live, replication=self.replication_status, sketches=sketches, columns=columns, memo=scans.memo, background=scans.background,
         ))
         if self.follower is not None:
             self.follower.start()
@@ -259,7 +259,7 @@ class Appliance:
         if not self._open:
             return
         self._open = False
-        self.scans.memo.close()  # reports finishing in the background stop at their next budget check
+        self.scans.close()  # day-set walks and reports finishing in the background stop at their next check
         self.minute_jobs.stop()
         self.scheduler.stop()
         self.metrics.remove_collectors()

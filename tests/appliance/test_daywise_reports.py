@@ -22,6 +22,7 @@ from appliance.definitions.goals import GoalInput
 from appliance.filters import parse_filters
 from appliance.periods import local_today
 from appliance.query import daysets, daywise, daywise_reports
+from appliance.query.background import BackgroundWork
 from appliance.query.goal_reports import filtered_goal_figures_of
 from appliance.query.spec import Query
 
@@ -227,9 +228,10 @@ def test_a_set_dropped_before_its_turn_is_not_walked(loaded, monkeypatch):  # no
     scans = appliance.stats.scans
     first, second = _week(sites[0], "page==/blog/*"), _week(sites[0], "country==DE")
     walks = _walks(monkeypatch)
-    sets = daysets.DaySets(size=1)
+    background = BackgroundWork(workers=1)
+    sets = daysets.DaySets(background, size=1)
     busy = threading.Event()
-    held = daysets._WALKER.submit(busy.wait, 60)  # the walker thread is busy with another set
+    held = background.submit(busy.wait, 60)  # the only worker is busy with another set
     try:
         dropped = sets.start(scans, first)
         kept = sets.start(scans, second)  # one set kept: the first is dropped before its turn
