@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from appliance.runtime.appliance import Appliance
 
 # the replication fields /health shows: the role and lag only (/api/v1/replication/status,
 # admin only, has the rest)
@@ -16,8 +12,8 @@ PUBLIC_REPLICATION = (
 )
 
 
-def health_report(appliance: Appliance) -> dict[str, object]:
-    """Status ("ok", or "degraded" after a writer error or while a standby cannot apply),
+def health_report(appliance) -> dict[str, object]:
+    """For an open :class:`~appliance.runtime.appliance.Appliance`: status ("ok", or "degraded" after a writer error or while a standby cannot apply),
     uptime, counts, storage use and the replication role."""
     used, map_size = appliance.store.map_usage()
     stalled = appliance.follower.apply_error if appliance.following else None  # a standby's disk is full

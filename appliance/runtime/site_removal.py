@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from appliance.models import Site
-    from appliance.runtime.appliance import Appliance
 
 
-def delete_site_data(appliance: Appliance, txn, site: Site) -> None:
-    """Delete every row of ``site`` in ``txn`` (an open write transaction)."""
+def delete_site_data(appliance, txn, site: Site) -> None:
+    """Delete every row of ``site`` in ``txn`` (an open write transaction), for an open
+    :class:`~appliance.runtime.appliance.Appliance`."""
     appliance.recorder.delete_site(txn, site.id)
     appliance.counters.delete_site(txn, site.id)
     appliance.sketches.delete_site(txn, site.id)
