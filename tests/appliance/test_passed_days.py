@@ -6,12 +6,14 @@ stays a log row beside its block, counted as ever."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.query.spec import Query
+from appliance.runtime.passed_days import QUIET_SECONDS, PassedDays
 
 SOURCES = ("Google", "Twitter", "")
 
@@ -81,3 +83,44 @@ def test_a_bulk_load_has_the_closed_days_it_moved_past_compacted(make_appliance)
     assert loaded.jobs.compactions.wait(timeout=60)
     assert _stored(loaded, site.id, today - 7, today - 1) == (days, [today - 4])
     assert _answers(loaded, site, today - 7, today)[0]["pageviews"] == 5 * 40 + 2
+
+
+class _Columns:
+    """What PassedDays reads of the column store: the threshold and which days are closed."""
+
+    compact_read_rows = 10
+    open_day = 99  # days before it are closed
+
+    def is_closed(self, day: int) -> bool:
+        return day < self.open_day
+
+
+def test_a_passed_day_waits_for_its_stragglers_and_for_its_close():
+    clock = [0.0]
+    asked: list[tuple[int, int, int]] = []
+    wake = threading.Event()
+    columns = _Columns()
+    passed = PassedDays(lambda *days: asked.append(days), columns, wake, clock=lambda: clock[0])
+
+    def commit(day_number: int, count: int) -> None:
+        passed.committed(_day(1, day_number, count, float("inf")))
+
+    commit(98, 30)
+    commit(97, 5)  # a few late ones for an older day: never worth a block by themselves
+    assert passed.next_poll() is None and not wake.is_set()  # nothing passed yet
+    commit(99, 12)  # the load moves on: 98 is passed
+    assert wake.is_set() and passed.next_poll() == clock[0] + QUIET_SECONDS
+    clock[0] += 3
+    commit(98, 2)  # a straggler of 98: quiet again from now
+    clock[0] += 3
+    assert passed.poll() == 0 and asked == []
+    clock[0] += 2
+    assert passed.poll() == 1 and asked == [(1, 98, 98)]
+    commit(100, 1)  # 99 is passed too, but not closed yet: looked at again a minute on
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() == clock[0] + 60
+    columns.open_day = 100  # 99 closes
+    assert passed.poll() == 1 and asked[-1] == (1, 99, 99)
+    commit(98, 3)  # late for a handed-over day: below the threshold, left to the sweep
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() is None
