@@ -165,7 +165,10 @@ class Jobs:
             self.compactions.wake.wait(max(0.0, min(due, sweep, passed or due) - time.monotonic()))
             if self._stop.is_set():
                 return
-            self.passed_days.poll()
+            try:
+                self.passed_days.poll()
+            except Exception:  # the sweep finds those days anyway
+                log.exception("handing over the days a load moved past failed")
             if time.monotonic() >= sweep:
                 sweep = time.monotonic() + self._sweep_seconds
                 self.sweep()
