@@ -84,9 +84,9 @@ class PassedDays:
                     del self._rows[key], self._last_seen[key]
                     if state == "due":
                         due.append(key)
+            self.days_handed_over += len(due)
         for site, day in due:
             self._request(site, day, day)
-        self.days_handed_over += len(due)
         return len(due)
 
     def next_poll(self) -> float | None:
