@@ -98,6 +98,9 @@ class Recorder:
         self._unaggregated: list[tuple[bytes, Event]] = []
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
+        #: told of every committed batch, after the commit (the job runner's
+        #: :class:`~appliance.runtime.passed_days.PassedDays`); must be quick and not raise
+        self.on_commit: Callable[[list[Event]], None] | None = None
         coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice))
 
     @property
@@ -178,6 +181,11 @@ class Recorder:
             else:
                 self._unaggregated.extend(zip(keys, bounded, strict=True))
             self._last_commit = len(events)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(bounded)
+            except Exception:  # the batch is durable: its answer must not fail now
+                log.exception("a commit observer failed")
         return keys
 
     # -- the aggregation step -------------------------------------------------------------

@@ -10,9 +10,11 @@ imported, nor the writer. :meth:`CompactionQueue.wait` blocks until every reques
 CLI's import waits before it exits; tests).
 
 Batches of history sent over the API (a site's backfill, a bulk load) leave closed days in the
-log the same way, with no importer to ask: :meth:`CompactionQueue.sweep`, run by the job runner
-every few minutes, queues each closed day holding many log rows once its event count has stopped
-changing between two sweeps (a day still being written would be compacted twice).
+log the same way, with no importer to ask. Sent oldest day first, each day is asked for as soon
+as the load has moved past it (:mod:`appliance.runtime.passed_days`); whatever else is left,
+:meth:`CompactionQueue.sweep`, run by the job runner every few minutes, queues: each closed day
+holding many log rows once its event count has stopped changing between two sweeps (a day still
+being written would be compacted twice).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ sketches, event-log rows, column-block rows and imported daily aggregates older 
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
 usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`;
 every sweep (``SWEEP_SECONDS``), a checkpoint of the open day: :func:`checkpoint_open_day`;
-between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`), the
+between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`,
+and the closed days a bulk load has moved past: :mod:`appliance.runtime.passed_days`), the
 materialisation of materialised segments' settled days (:func:`materialise_segments`), the
 purge of expired tokens and sessions, scheduled backups (``[backup]``), and the pruning of old
 scheduled-report delivery records (:meth:`appliance.reports.scheduler.Scheduler.prune`). Jobs write through ``Store.write``, which serialises them
@@ -23,6 +24,7 @@ from appliance.heap import HeapTrimmer
 from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from appliance.runtime.compaction_queue import CompactionQueue
+from appliance.runtime.passed_days import PassedDays
 from storage.retention import delete_buckets_before
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,9 @@ class Jobs:
         # the closed days an import wrote, compacted between the hourly runs (see the module)
         self.compactions = CompactionQueue(appliance.columns)
         appliance.columns.compaction_wanted = self.compactions.request  # closed days a query read from the log
+        # the closed days a bulk load has moved past, compacted during the load (see passed_days)
+        self.passed_days = PassedDays(self.compactions.request, appliance.columns, self.compactions.wake)
+        appliance.recorder.on_commit = self.passed_days.committed
         self.trimmer = HeapTrimmer()  # compaction reads a day's log rows at once; glibc keeps what it freed
 
     def start(self) -> None:
@@ -151,13 +156,19 @@ class Jobs:
     def _run(self) -> None:
         # First run a minute after start (a restart after downtime catches up), then hourly;
         # in between, the compactions an import asked for, as soon as it asks.
-        # Every sweep_seconds, closed days a bulk load left in the log are queued (see the queue).
+        # Every sweep_seconds, closed days a bulk load left in the log are queued (see the queue);
+        # the days a load has moved past as soon as they are quiet (see passed_days).
         due = time.monotonic() + min(60.0, self._interval)
         sweep = time.monotonic() + self._sweep_seconds
         while True:
-            self.compactions.wake.wait(max(0.0, min(due, sweep) - time.monotonic()))
+            passed = self.passed_days.next_poll()
+            self.compactions.wake.wait(max(0.0, min(due, sweep, passed or due) - time.monotonic()))
             if self._stop.is_set():
                 return
+            try:
+                self.passed_days.poll()
+            except Exception:  # the sweep finds those days anyway
+                log.exception("handing over the days a load moved past failed")
             if time.monotonic() >= sweep:
                 sweep = time.monotonic() + self._sweep_seconds
                 self.sweep()

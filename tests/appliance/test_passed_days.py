@@ -1,0 +1,126 @@
+"""Closed days a bulk load has moved past are compacted during the load
+(:mod:`appliance.runtime.passed_days`), not two sweeps after it: a month of history sent
+oldest day first through the batch path leaves no closed day in the event log, and every
+answer is the one the same events give read from the log. A late event for a compacted day
+stays a log row beside its block, counted as ever."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from appliance.filters import parse_filters
+from appliance.models import Event, EventKind
+from appliance.query.spec import Query
+from appliance.runtime.passed_days import QUIET_SECONDS, PassedDays
+
+SOURCES = ("Google", "Twitter", "")
+
+
+def _day(site_id: int, day: int, count: int, now: float) -> list[Event]:
+    """A day of page views in time order (the last of them before ``now``)."""
+    return [
+        Event(kind=EventKind.PAGEVIEW, site_id=site_id, timestamp=min(day * 86400 + 3600 + 60 * i, now - 1),
+              name="pageview", visitor_id=3000 + i % 37, path=f"/p/{i % 5}", source=SOURCES[i % 3])
+        for i in range(count)
+    ]
+
+
+def _load(appliance, site_id: int, days: list[int], now: float) -> None:
+    """The batch path: each day in batches of 40, oldest first, then a few of today's."""
+    for day in days:
+        events = _day(site_id, day, 120, now)
+        for start in range(0, len(events), 40):
+            appliance.writer.write_sync(events[start : start + 40])
+    appliance.writer.write_sync(_day(site_id, int(now // 86400), 3, now))
+
+
+def _answers(appliance, site, first: int, last: int) -> tuple:
+    query = Query(
+        site=site, date_from=datetime.fromtimestamp(first * 86400, UTC).date(),
+        date_to=datetime.fromtimestamp(last * 86400, UTC).date(), filters=parse_filters("source==Google"),
+    )
+    stats = appliance.stats
+    return stats.aggregate(query), stats.breakdown(query, "page"), stats.timeseries(query)
+
+
+def _stored(appliance, site_id: int, first: int, last: int) -> tuple[list[int], list[int]]:
+    with appliance.store.read() as txn:
+        return appliance.columns.blocks.days(txn, site_id, first, last), appliance.columns.log_days(txn, site_id, first, last)
+
+
+def test_a_bulk_load_has_the_closed_days_it_moved_past_compacted(make_appliance):
+    loaded = make_appliance()
+    unwatched = make_appliance()  # the same events, left in the log: the uncompacted path
+    now = time.time()
+    today = int(now // 86400)
+    days = [today - 6, today - 5, today - 4, today - 3, today - 2]  # closed whatever the hour
+    answers = []
+    for appliance in (loaded, unwatched):
+        appliance.columns.compact_read_rows = 100  # small days here; 20,000 log rows by default
+        appliance.columns.compaction_wanted = None  # no query asks: only the load's days are compacted
+        appliance.jobs.passed_days.quiet_seconds = 0  # the test's batches have no stragglers
+        site = appliance.sites.add("load.example")
+        if appliance is unwatched:
+            appliance.recorder.on_commit = None
+        _load(appliance, site.id, days, now)
+        assert appliance.jobs.compactions.wait(timeout=60)
+        answers.append(_answers(appliance, site, today - 7, today))
+    site = loaded.sites.get("load.example")
+
+    # every closed day is a block at once: no sweep looked, the hourly run has not happened
+    assert _stored(loaded, site.id, today - 7, today - 1) == (days, [])
+    assert loaded.jobs.passed_days.days_handed_over == 5
+    assert loaded.jobs.last_run == {}
+    assert _stored(unwatched, unwatched.sites.get("load.example").id, today - 7, today - 1) == ([], days)
+    assert answers[0] == answers[1]
+    assert answers[0][0]["pageviews"] == 5 * 40 + 1  # Google's third of each day, and one of today's
+
+    # a late event for a compacted day: a log row beside the block, counted as ever
+    late = _day(site.id, today - 4, 1, now)
+    loaded.writer.write_sync(late)
+    assert loaded.jobs.compactions.wait(timeout=60)
+    assert _stored(loaded, site.id, today - 7, today - 1) == (days, [today - 4])
+    assert _answers(loaded, site, today - 7, today)[0]["pageviews"] == 5 * 40 + 2
+
+
+class _Columns:
+    """What PassedDays reads of the column store: the threshold and which days are closed."""
+
+    compact_read_rows = 10
+    open_day = 99  # days before it are closed
+
+    def is_closed(self, day: int) -> bool:
+        return day < self.open_day
+
+
+def test_a_passed_day_waits_for_its_stragglers_and_for_its_close():
+    clock = [0.0]
+    asked: list[tuple[int, int, int]] = []
+    wake = threading.Event()
+    columns = _Columns()
+    passed = PassedDays(lambda *days: asked.append(days), columns, wake, clock=lambda: clock[0])
+
+    def commit(day_number: int, count: int) -> None:
+        passed.committed(_day(1, day_number, count, float("inf")))
+
+    commit(98, 30)
+    commit(97, 5)  # a few late ones for an older day: never worth a block by themselves
+    assert passed.next_poll() is None and not wake.is_set()  # nothing passed yet
+    commit(99, 12)  # the load moves on: 98 is passed
+    assert wake.is_set() and passed.next_poll() == clock[0] + QUIET_SECONDS
+    clock[0] += 3
+    commit(98, 2)  # a straggler of 98: quiet again from now
+    clock[0] += 3
+    assert passed.poll() == 0 and asked == []
+    clock[0] += 2
+    assert passed.poll() == 1 and asked == [(1, 98, 98)]
+    commit(100, 1)  # 99 is passed too, but not closed yet: looked at again a minute on
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() == clock[0] + 60
+    columns.open_day = 100  # 99 closes
+    assert passed.poll() == 1 and asked[-1] == (1, 99, 99)
+    commit(98, 3)  # late for a handed-over day: below the threshold, left to the sweep
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() is None
