@@ -142,8 +142,9 @@ class DaySets:
     event acknowledged for the period, late ones included, makes a new key), the column
     cache's epoch, the query and the site's goals (a ``goal`` filter reads them). A set being computed is
     waited for, not computed again: a dashboard loading its widgets at once walks once. Sets
-    are walked on the appliance's background workers (:mod:`appliance.query.background`),
-    so two filters' walks run side by side, each under the workers' ceiling and stopped at
+    are walked on the appliance's background workers (:mod:`appliance.query.background`:
+    one at a time by default, the next in turn; two filters' walks side by side with
+    ``[query] background_workers = 2``), each under the workers' ceiling and stopped at
     close; a walk abandoned there, or dropped before its turn, leaves its waiters to compute
     for themselves within their own budgets."""
 
