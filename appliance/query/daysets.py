@@ -39,6 +39,7 @@ from appliance.query.daywise_reports import (
     counts_by_pair,
     custom_events_answer,
 )
+from appliance.query.flights import waits_on
 from appliance.query.selection import counts_by, span_ms
 
 SET_DIMENSIONS = ("page", "source", "channel", "referrer", "country", "device", "browser", "os")
@@ -173,6 +174,7 @@ class DaySets:
             found = self._entries.get(self._key(scans, query))
         if found is None:
             return None
+        waits_on(found)
         try:
             return _wait(found)
         except StaleBlock:
@@ -182,8 +184,10 @@ class DaySets:
         """The set of ``query``: kept, or being computed, or computed now, by a background
         worker (under its ceiling, not any request's budget), while this thread waits within its own:
         a request refused for its budget leaves the walk running, and asking again gets its
-        answers, instead of starting it over each time."""
-        return _wait(self.start(scans, query, scans.frame_of(query.site.id, *span_ms(query))))
+        answers, instead of starting it over each time (and says so: :func:`waits_on`)."""
+        entry = self.start(scans, query, scans.frame_of(query.site.id, *span_ms(query)))
+        waits_on(entry)
+        return _wait(entry)
 
     def start(self, scans, query, frame=None) -> Future:
         """Start walking the set of ``query`` unless it is kept or under way (a dashboard

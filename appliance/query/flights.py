@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from appliance.budget import Deadline, current_deadline, under
@@ -45,13 +46,23 @@ log = logging.getLogger(__name__)
 
 FINISH_SECONDS = 30.0  # 3 x the default time budget: the first try and two retries
 CLOSE_WAIT_SECONDS = 5.0  # each step between two budget checks is small (one day's block)
-_in_flight: contextvars.ContextVar[bool] = contextvars.ContextVar("footfall_in_flight", default=False)
+_current: contextvars.ContextVar[Flight | None] = contextvars.ContextVar("footfall_flight", default=None)
+
+
+def waits_on(work: Future) -> None:
+    """Record that the running flight (if any) waits on background ``work`` (a day-set walk,
+    :mod:`appliance.query.daysets`): a flight stopped at its requests' deadline, with no
+    finisher free, still answers them "computing" (503 with Retry-After) while the walk it
+    waited on goes on into the kept answers, so a retry is answered from them."""
+    flight = _current.get()
+    if flight is not None:
+        flight.walks.append(work)
 
 
 class Flight:
     """One computation and the requests waiting for it."""
 
-    __slots__ = ("key", "deadline", "done", "result", "error", "waiters", "finishing", "thread")
+    __slots__ = ("key", "deadline", "done", "result", "error", "waiters", "finishing", "thread", "walks")
 
     def __init__(self, key: tuple, deadline: Deadline) -> None:
         self.key = key
@@ -62,6 +73,7 @@ class Flight:
         self.waiters = 0
         self.finishing = False  # no request waits: it goes on into the kept answers
         self.thread: threading.Thread | None = None
+        self.walks: list[Future] = []  # background work it waits on (:func:`waits_on`)
 
 
 class Flights:
@@ -89,7 +101,7 @@ class Flights:
         computation goes on in the background (a retry then waits for it or finds its answer
         kept) or was stopped."""
         deadline = current_deadline()
-        if deadline is None or _in_flight.get() or self._closed:
+        if deadline is None or _current.get() is not None or self._closed:
             return compute()  # nothing will refuse this caller: compute in its own thread
         with self._lock:
             flight = self._flights.get(key)
@@ -120,7 +132,7 @@ class Flights:
         return flight
 
     def _fly(self, flight: Flight, compute: Callable[[], Any]) -> None:
-        _in_flight.set(True)  # this thread's own copy of the context
+        _current.set(flight)  # this thread's own copy of the context
         try:
             with under(flight.deadline):
                 flight.result = compute()
@@ -154,7 +166,7 @@ class Flights:
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]  # the next request starts afresh, not on a stopping flight
         self.dropped += 1
-        return False
+        return any(not work.done() for work in flight.walks)  # its walk goes on into the kept answers
 
     def running(self) -> int:
         with self._lock:

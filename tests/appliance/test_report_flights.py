@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from concurrent.futures import Future
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from appliance.errors import QueryTimeout
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.periods import local_today
-from appliance.query.flights import Flights
+from appliance.query.flights import Flights, waits_on
 from appliance.query.spec import Query
 from tests.appliance.test_columns import _events
 
@@ -118,6 +119,33 @@ def test_with_no_finishers_a_refused_computation_stops_as_before() -> None:
     refused = _refused(flights, ("off",), held)
     assert not refused.computing and refused.retry_after is None
     assert held.ended.wait(WAIT) and isinstance(held.stopped, QueryTimeout) and flights.dropped == 1
+
+
+def test_a_refused_flight_that_waited_on_a_walk_still_says_computing() -> None:
+    """No finisher is free, so the flight stops; but the day-set walk it waited on goes on
+    into the kept answers, so the refusal asks for a retry (Retry-After) instead of saying
+    "narrow the period"."""
+    flights = Flights(max_finishers=0)
+    walk, done = Future(), Future()
+    done.set_result(None)
+
+    def waiting_on(work: Future) -> Held:
+        held = Held()
+        inner = held.__call__
+
+        def compute() -> object:
+            waits_on(work)
+            return inner()
+
+        compute.held = held  # type: ignore[attr-defined]
+        return compute
+
+    walking = waiting_on(walk)
+    refused = _refused(flights, ("walking",), walking)
+    assert refused.computing and refused.retry_after == 1 and "still being computed" in refused.message
+    assert walking.held.ended.wait(WAIT) and isinstance(walking.held.stopped, QueryTimeout)  # the flight stopped
+    finished = _refused(flights, ("finished",), waiting_on(done))
+    assert not finished.computing and finished.retry_after is None  # its walk is over: nothing goes on
 
 
 def test_a_finisher_over_its_ceiling_is_dropped_and_frees_its_place() -> None:
