@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import msgspec
@@ -87,3 +88,18 @@ def test_open_visits_are_bounded(appliance):
     appliance.visits.max_open = 10
     assert appliance.visits.expire(start + 60, keep=1) == 1  # the longest idle beyond ``keep``
     assert len(appliance.visits) == 1
+
+
+def test_an_idle_server_closes_visits_past_their_timeout(appliance):
+    """Visits were closed only after a commit: a server with no new events kept its last
+    visits open (in memory and in LMDB) until the next one. The idle writer closes them."""
+    site = appliance.sites.add("idle.test")
+    _process(appliance, site, time.time() - 2 * 3600, "/a")  # two hours idle: past the timeout
+    appliance.coordinator.flush()
+    assert len(appliance.visits) == 1
+    appliance._last_expiry = 0.0  # the next minute's check is due; no event follows
+    deadline = time.monotonic() + 30
+    while len(appliance.visits):
+        assert time.monotonic() < deadline, "the idle writer did not close the visit"
+        time.sleep(0.01)
+    assert _totals(appliance, site, time.time() - 2 * 3600)["visits"] == 1  # closed, still counted
