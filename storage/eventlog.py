@@ -17,6 +17,10 @@ from storage.keys import pack_event_key, pack_u64, unpack_event_key, unpack_u64
 _SEQUENCE_KEY = b"event_sequence"
 
 
+class MissingRow(LookupError):
+    """A row :meth:`EventLog.delete_rows` was to delete is not in the log (purged meanwhile)."""
+
+
 class EventLog:
     def __init__(self, store) -> None:
         self._db = store.db(b"events")
@@ -105,6 +109,27 @@ class EventLog:
                 break
             removed += 1
         return removed
+
+    def delete_rows(self, txn, keys: list[bytes]) -> None:
+        """Delete the rows of ``keys`` (ascending), every one of them or none: one cursor walk
+        in key order, stepping over the rows between them (kept: rows still pending, rows that
+        arrived after ``keys`` were read). Raises :class:`MissingRow` at the first key not in
+        the log; the rows before it are deleted by then, so the caller's transaction must be
+        aborted (``Store.write`` aborts on any exception). A walk, not a lookup per key: the
+        rows of one day are neighbours, so each step is the cursor's next, not a tree descent
+        (compaction's write transaction, which every tracker commit waits for, is mostly this)."""
+        if not keys:
+            return
+        cursor = txn.cursor(db=self._db)
+        cursor.set_range(keys[0])
+        for key in keys:
+            found = cursor.key()  # empty past the last row
+            while found and found < key:
+                cursor.next()
+                found = cursor.key()
+            if found != key:
+                raise MissingRow(key)
+            cursor.delete()  # and on to the next row
 
     @staticmethod
     def split_key(key: bytes) -> tuple[int, int, int]:

@@ -62,7 +62,7 @@ from appliance.models import Event
 from storage import Store
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.counters import Counters
-from storage.eventlog import EventLog
+from storage.eventlog import EventLog, MissingRow
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
 COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
@@ -245,20 +245,21 @@ class ColumnStore:
             info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms}
             expected = pointer.generation if pointer is not None else None
 
+            keys = [key for key, _ in tail]  # ascending, as scanned
+
             def write(txn):
                 current = self.blocks.pointer(txn, site, day)
                 if (current.generation if current is not None else None) != expected:
                     return False
-                if any(self._eventlog.get(txn, key) is None for key, _ in tail):
-                    return False  # purged meanwhile
+                self._eventlog.delete_rows(txn, keys)  # MissingRow (purged meanwhile): aborted
                 self.blocks.put(txn, site, day, encoded, info)
                 self.open_days.drop(txn, site, day)  # superseded by the block
-                events_db = self._store.db(b"events")
-                for key, _ in tail:
-                    txn.delete(key, db=events_db)
                 return True
 
-            written = self._store.write(write)
+            try:
+                written = self._store.write(write)
+            except MissingRow:
+                written = False  # nothing deleted, nothing stored: the next run reads the log again
         if written:
             self.compactions += 1
         return written

@@ -4,6 +4,7 @@ copy of record (the log rows leave; every reader gets the same events back)."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from appliance.definitions.goals import GoalInput
+from appliance.events import columns as columns_module
 from appliance.events.blocks import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
@@ -161,6 +163,111 @@ def test_pending_rows_are_never_compacted(appliance):
     with appliance.store.read() as txn:
         assert all(appliance.eventlog.get(txn, key) is None for key in waiting)
     assert len(appliance.read_events(site, 0, time.time())) == 5
+
+
+def _day_of_views(appliance, site, day, count):
+    """``count`` aggregated pageviews a minute apart on UTC day ``day`` (closed)."""
+    views = [
+        Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=day * 86400 + 10 + i * 60, name="pageview", visitor_id=i + 1, path=f"/{i % 7}")
+        for i in range(count)
+    ]
+    appliance.record_sync(views)
+    return views
+
+
+def _log_keys(appliance, site, day):
+    with appliance.store.read() as txn:
+        return [key for key, _ in appliance.eventlog.scan(txn, site.id, day * 86_400_000, (day + 1) * 86_400_000)]
+
+
+def test_rows_purged_between_compactions_read_and_write_abort_the_write(appliance, monkeypatch):
+    """The retention purge deletes log rows in a transaction of its own (an erasure cannot fall
+    there: it holds the write mutex, which compaction's settled read needs, and the compaction
+    lock): the compaction that read them must store nothing and delete nothing."""
+    site = appliance.sites.add("purged.test")
+    day = int(time.time() // 86400) - 3
+    _day_of_views(appliance, site, day, 300)
+    cutoff = day * 86400 + 9000  # mid-day: half the rows compaction read go
+    expected = [e for e in appliance.read_events(site, 0, time.time()) if e.timestamp >= cutoff]
+    assert len(expected) == 150
+    columns = appliance.columns
+    purge_before, check = columns.purge_before, columns_module.check_round_trip
+    log_purged = threading.Event()
+
+    def blocks_next(*args):  # the purge's log transaction has committed
+        log_purged.set()
+        return purge_before(*args)  # waits for the compaction lock
+
+    def purge_meanwhile(*args):  # after compaction's read, before its write transaction
+        purge.start()
+        assert log_purged.wait(60)
+        return check(*args)
+
+    purge = threading.Thread(target=purge_expired, args=(appliance, cutoff + site.retention_days * 86400))
+    monkeypatch.setattr(columns, "purge_before", blocks_next)
+    monkeypatch.setattr(columns_module, "check_round_trip", purge_meanwhile)
+    assert columns.compact_day(site.id, day) is False
+    purge.join()
+    monkeypatch.undo()
+    with appliance.store.read() as txn:
+        assert columns.blocks.days(txn, site.id) == []  # no block stored...
+    assert len(_log_keys(appliance, site, day)) == 150  # ...and no row deleted but the purged
+    assert appliance.read_events(site, 0, time.time()) == expected
+    assert columns.compact_day(site.id, day)  # the next run reads the log again
+    assert _log_keys(appliance, site, day) == []
+    columns.forget()
+    assert appliance.read_events(site, 0, time.time()) == expected
+
+
+def test_a_row_gone_from_the_middle_of_the_day_aborts_the_whole_write(appliance, monkeypatch):
+    """Whatever deletes a row compaction read (here a bare delete of one mid-day row), the rows
+    its write had deleted before reaching that one come back: the transaction is aborted."""
+    site = appliance.sites.add("gone.test")
+    day = int(time.time() // 86400) - 3
+    _day_of_views(appliance, site, day, 300)
+    gone = _log_keys(appliance, site, day)[200]
+    check = columns_module.check_round_trip
+
+    def delete_meanwhile(*args):
+        appliance.store.write(lambda txn: txn.delete(gone, db=appliance.store.db(b"events")))
+        return check(*args)
+
+    monkeypatch.setattr(columns_module, "check_round_trip", delete_meanwhile)
+    assert appliance.columns.compact_day(site.id, day) is False
+    monkeypatch.undo()
+    with appliance.store.read() as txn:
+        assert appliance.columns.blocks.days(txn, site.id) == []
+    assert len(_log_keys(appliance, site, day)) == 299
+
+
+def test_late_rows_between_a_compacted_days_rows_stay_in_the_log(appliance, monkeypatch):
+    site = appliance.sites.add("late.test")
+    day = int(time.time() // 86400) - 3
+    _day_of_views(appliance, site, day, 300)
+    # arriving after compaction's read, between its rows in key order, not aggregated yet
+    late = [
+        Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=day * 86400 + 40 + i * 600, name="pageview", visitor_id=1000 + i, path="/late")
+        for i in range(30)
+    ]
+    check = columns_module.check_round_trip
+
+    def arrive_meanwhile(*args):
+        appliance.writer.write_sync(late)  # durable, pending
+        return check(*args)
+
+    monkeypatch.setattr(columns_module, "check_round_trip", arrive_meanwhile)
+    assert appliance.columns.compact_day(site.id, day)
+    monkeypatch.undo()
+    with appliance.store.read() as txn:
+        left = [appliance.eventlog.get(txn, key) for key in _log_keys(appliance, site, day)]
+        pointer = appliance.columns.blocks.pointer(txn, site.id, day)
+    assert len(left) == 30 and pointer.info["count"] == 300  # the late rows beside the block
+    expected = sorted([(e.timestamp, e.visitor_id) for e in appliance.read_events(site, 0, time.time())])
+    assert len(expected) == 330 and sum(1 for e in appliance.read_events(site, 0, time.time()) if e.path == "/late") == 30
+    assert appliance.columns.compact_day(site.id, day)  # aggregated now, and folded in
+    assert _log_keys(appliance, site, day) == []
+    appliance.columns.forget()
+    assert sorted([(e.timestamp, e.visitor_id) for e in appliance.read_events(site, 0, time.time())]) == expected
 
 
 def test_a_goal_created_after_compaction_is_back_filled_from_blocks(filled):

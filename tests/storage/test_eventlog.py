@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from storage import Store
-from storage.eventlog import EventLog
+from storage.eventlog import EventLog, MissingRow
+from storage.keys import pack_event_key
 
 T0 = 1_772_380_800_000  # 2026-03-01T16:00:00Z in milliseconds
 
@@ -165,3 +166,20 @@ def test_rows_with_any_expected_count_equal_the_scan(store, expected):
             assert log.rows(txn, 1, start, end, expected) == list(log.scan(txn, 1, start, end))
         assert log.rows(txn, 2, T0, T0 + 1000, expected) == list(log.scan(txn, 2, T0, T0 + 1000))
         assert log.rows(txn, 3, T0, T0 + 1000, expected) == []
+
+
+def test_delete_rows_deletes_exactly_its_keys_or_none(store):
+    log = EventLog(store)
+    keys = append(store, log, [(1, T0 + offset, b"%d" % offset) for offset in range(0, 100, 2)])
+    between = append(store, log, [(1, T0 + offset, b"late") for offset in range(1, 100, 10)])  # later rows, interleaved
+    append(store, log, [(2, T0, b"other site")])
+    missing = keys[30]
+    store.write(lambda txn: txn.delete(missing, db=store.db(b"events")))  # purged meanwhile
+    with pytest.raises(MissingRow):
+        store.write(lambda txn: log.delete_rows(txn, keys))  # raises past deleted rows: aborted
+    assert len(scan(store, log, 1, 0, 2**63)) == 49 + 10
+    store.write(lambda txn: log.delete_rows(txn, [key for key in keys if key != missing]))
+    assert [value for _, _, value in scan(store, log, 1, 0, 2**63)] == [b"late"] * len(between)
+    assert len(scan(store, log, 2, 0, 2**63)) == 1
+    with pytest.raises(MissingRow):  # past the end of the log
+        store.write(lambda txn: log.delete_rows(txn, [pack_event_key(3, T0, 1)]))
