@@ -7,6 +7,7 @@ environment (``FOOTFALL_CONFIG`` and ``FOOTFALL_*``), which ``footfall serve`` s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -165,8 +166,9 @@ def create_app(settings: Settings) -> Litestar:
             log.exception("could not complete the OpenAPI schema")
         bind = settings.observability.metrics_bind
         stop_metrics = start_metrics_listener(bind, appliance.metrics) if bind else None
-        log.info("serving %s: %d sites%s", settings.data_dir, len(appliance.sites.all()),
-                 f", metrics also on {bind}" if bind else "")
+        loop = type(asyncio.get_running_loop())
+        log.info("serving %s: %d sites%s; event loop %s.%s", settings.data_dir, len(appliance.sites.all()),
+                 f", metrics also on {bind}" if bind else "", loop.__module__, loop.__qualname__)
         try:
             yield
         finally:
