@@ -107,7 +107,7 @@ class Store:
     ``MDB_NORDAHEAD`` (``madvise(MADV_RANDOM)``), so a read maps in only the page it touches.
     Measured alternately against on (a tenth of the seed's month, 3 pairs, load average 3-4):
     while the month loads, file-backed pages 0.90-0.95x, RSS at the peak 0.97x, heap the same;
-    but the first filtered top line right after the load took 2-3.6x as long (0.22-0.36 s
+    but the first filtered top line right after the load took 1.9-3.6x as long (0.22-0.36 s
     against 0.10-0.12 s) and the filtered 30-day page up to 2.1x; after a restart and the query
     suite, resident memory the same (the suite maps every page it reads either way). So it
     stays on; off suits a small server that loads much and reads little.
