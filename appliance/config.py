@@ -44,6 +44,7 @@ class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     initial_map_mb: int = 64
     grow_when_percent_full: int = 75
     min_free_disk_mb: int = 64
+    readahead: bool = True  # off: fewer pages resident while loading, slower first scans (storage/environment.py)
 
 
 class LiveSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

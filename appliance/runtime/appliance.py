@@ -112,6 +112,7 @@ class Appliance:
             initial_map_bytes=settings.storage.initial_map_mb << 20,
             grow_when_fraction=settings.storage.grow_when_percent_full / 100,
             min_free_disk_bytes=settings.storage.min_free_disk_mb << 20,
+            readahead=settings.storage.readahead,
         )
         records = self.records = Records(store)
         memory = self.memory = plan_memory(settings.memory.budget_mb, settings.sites.max_open_visits)

@@ -29,3 +29,10 @@ def test_an_appliance_takes_its_bounds_from_the_setting(make_appliance):
     assert appliance.strings.max_cached == appliance.memory.string_cache_entries
     assert appliance.sketches.cache_limit == appliance.memory.sketch_cache_bytes
     assert appliance.stats.counted.estimates.kept == appliance.memory.estimates_kept
+
+
+def test_readahead_is_on_by_default_and_the_storage_setting_turns_it_off(make_appliance):
+    # [storage] readahead: off opens the map with MDB_NORDAHEAD (fewer pages resident while
+    # a load writes; the first scans after it fault page by page), see storage/environment.py
+    assert make_appliance().store.env.flags()["readahead"] is True
+    assert make_appliance(storage_readahead="false").store.env.flags()["readahead"] is False
