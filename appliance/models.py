@@ -72,11 +72,13 @@ class EventKind(enum.IntEnum):
     ENGAGEMENT = 4
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One accepted event, as enriched by the pipeline and stored in the event log.
 
     Never holds a raw IP address or a raw user id: ``visitor_id`` is a keyed hash.
     ``revenue`` is in integer minor units of ``currency`` (cents for USD; see :mod:`appliance.money`).
+    Not tracked by the garbage collector (``gc=False``): texts, numbers and a dict of texts
+    can form no reference cycle, and a batch holds thousands of events.
     """
 
     kind: EventKind

@@ -150,8 +150,11 @@ def _referrer_cached(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{parts.path}"[:500]
 
 
-class Draft(msgspec.Struct, kw_only=True):
-    """The validated fields of an incoming item, before site, hooks and visitor id."""
+class Draft(msgspec.Struct, kw_only=True, gc=False):
+    """The validated fields of an incoming item, before site, hooks and visitor id.
+
+    Not tracked by the garbage collector (``gc=False``, as :class:`~appliance.models.Event`):
+    it holds texts, numbers, a shared parsed URL and a dict of such values, never itself."""
 
     kind: EventKind
     name: str
