@@ -29,8 +29,10 @@ a raw log lets a scan follow time order whatever the arrival order.
 Arrival order: the incremental counting above is exact only when each visitor's events
 arrive in time order (a batch is sorted by time first, so disorder inside one batch is
 harmless). An event *late* for its visitor — earlier than the open visit's last event, or,
-with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit already
-closed) — is still counted as above, and the local days it can touch (its own, the days of
+with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit closed
+before this process) or within the timeout after (or before) the end of the visitor's visits
+closed since (:mod:`appliance.ingest.closed_visits`: it may extend or alter one) — is still
+counted as above, and the local days it can touch (its own, the days of
 ``timestamp ± timeout`` and its open visit's start day) are listed in :attr:`VisitTable.late`
 for the aggregation step to mark *visits dirty*; :mod:`appliance.ingest.rederive` then derives
 those days' visit figures again from the time-ordered events and replaces the open visits it
@@ -49,6 +51,7 @@ import msgspec
 from appliance import dimensions as dims
 from appliance.heap import HeapTrimmer
 from appliance.ingest.aggregation_columns import spread_visit_deltas
+from appliance.ingest.closed_visits import ClosedVisits
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
     _PAGE,
@@ -73,7 +76,9 @@ TRIM_AFTER_CLOSING = 10_000
 
 
 class VisitTable:
-    def __init__(self, store, timeout_seconds: int, max_open: int = 500_000) -> None:
+    def __init__(
+        self, store, timeout_seconds: int, max_open: int = 500_000, max_closed: int = 500_000, fresh: bool = False
+    ) -> None:
         self._store = store
         self._db = store.db(b"visits")
         self.timeout = timeout_seconds
@@ -81,9 +86,11 @@ class VisitTable:
         self._open: dict[tuple[int, int], Visit] = {}
         self._pending: dict[tuple[int, int], Visit | None] = {}
         self._lock = threading.Lock()
-        #: events older than this with no open visit may belong to a visit already closed
-        #: (closed visits are forgotten): visits closed before this start, or by ``expire``
-        self.horizon = time.time()
+        #: events older than this with no open visit may belong to a visit closed before this
+        #: process (its start; nothing in a ``fresh`` store); those closed since: :attr:`closed`
+        self.horizon = 0.0 if fresh else time.time()
+        #: per visitor, the latest event of their visits closed in this process (bounded)
+        self.closed = ClosedVisits(timeout_seconds, max_closed)
         #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
         self.late: set[tuple[int, int]] = set()
         self.trimmer = HeapTrimmer()
@@ -110,6 +117,7 @@ class VisitTable:
         self._pending.clear()
         self.late = late = set()
         horizon = self.horizon
+        in_order = self.closed.in_order
         pending, opened = self._pending, self._open
         ids: dict[str, int] = {}  # per batch: each distinct text interned once
         # visit metric deltas per (site, day, metric, entry values), spread over the entry
@@ -130,7 +138,10 @@ class VisitTable:
             page_id = ids.get(event.path)
             if page_id is None:
                 page_id = ids[event.path] = intern(event.path)
-            if timestamp < (horizon if visit is None else visit.last):
+            if visit is None:
+                if timestamp < horizon or not in_order(event.site_id, event.visitor_id, timestamp):
+                    self._mark_late(late, event, visit, timezones)
+            elif timestamp < visit.last:
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit
@@ -140,6 +151,9 @@ class VisitTable:
                 or other_session(event.session_hint, visit.hint)
             )
             if new_visit:
+                if visit is not None and timestamp < visit.last:
+                    # a late event replaces an open visit that ends later: keep that end known
+                    self.closed.note(event.site_id, event.visitor_id, visit.last)
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
                 for text in _ENTRY_TEXTS(event):
@@ -270,6 +284,7 @@ class VisitTable:
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's open visits (inside the deleting transaction)."""
         delete_prefix(txn, self._db, site_id.to_bytes(4, "big"))
+        self.closed.delete_site(site_id)
         with self._lock:
             for key in [key for key in self._open if key[0] == site_id]:
                 del self._open[key]
@@ -287,8 +302,10 @@ class VisitTable:
         if not expired:
             return 0
         with self._lock:
-            latest = max((self._open[key].last for key in expired if key in self._open), default=0.0)
-        self.horizon = max(self.horizon, latest + self.timeout)
+            for key in expired:
+                visit = self._open.get(key)
+                if visit is not None:  # an event after it is judged by its end (ClosedVisits)
+                    self.closed.note(*key, visit.last)
 
         def delete(txn):
             for key in expired:

@@ -102,6 +102,7 @@ def test_re_deriving_a_large_day_trims_the_heap(appliance, monkeypatch):
     rederiver = appliance.rederiver
     rederiver.trimmer.min_interval_s = 0
     monkeypatch.setattr(rederive, "LARGE_FRAME_ROWS", 10**9)
+    appliance.visits.horizon = time.time()  # as in a store with events before this process
     appliance.record_sync(events[150:])  # history: its days are marked and re-derived (small days at once)
     assert rederiver.days_rederived >= 1 and rederiver.trimmer.trims == 0  # small frames: no trim
     monkeypatch.setattr(rederive, "LARGE_FRAME_ROWS", 100)
