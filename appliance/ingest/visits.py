@@ -28,7 +28,8 @@ a raw log lets a scan follow time order whatever the arrival order.
 
 Arrival order: the incremental counting above is exact only when each visitor's events
 arrive in time order (a batch is sorted by time first, so disorder inside one batch is
-harmless). An event *late* for its visitor — earlier than the open visit's last event, or,
+harmless). An event *late* for its visitor — earlier than the open visit's last event (unless
+it changes nothing there: :func:`~appliance.ingest.visit_state.changes_nothing_inside`), or,
 with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit closed
 before this process) or within the timeout after (or before) the end of the visitor's visits
 closed since (:mod:`appliance.ingest.closed_visits`: it may extend or alter one) — is still
@@ -58,6 +59,7 @@ from appliance.ingest.visit_state import (
     _VISIT_VALUES,
     Visit,
     _inherit,
+    changes_nothing_inside,
     other_session,
     seconds,
 )
@@ -141,7 +143,7 @@ class VisitTable:
             if visit is None:
                 if timestamp < horizon or not in_order(event.site_id, event.visitor_id, timestamp):
                     self._mark_late(late, event, visit, timezones)
-            elif timestamp < visit.last:
+            elif timestamp < visit.last and not changes_nothing_inside(event, visit, is_pageview):
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit

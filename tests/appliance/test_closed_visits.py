@@ -192,3 +192,31 @@ def test_the_bound_comes_from_the_memory_budget(make_appliance):
     assert plan.max_closed_visits == int((160 << 20) * SHARES["closed_visits"]) // BYTES_PER_CLOSED_VISIT
     appliance = make_appliance(memory_budget_mb=64)
     assert appliance.visits.closed.limit == plan_memory(64, 500_000).max_closed_visits
+
+
+def test_a_late_conversion_inside_its_open_visit_is_not_marked(make_appliance, monkeypatch):
+    """``scripts/bench`` sends a profile's conversions after its page views: one strictly inside
+    its open visit (not a page view, same session) changes nothing order-dependent there."""
+    appliance = make_appliance()
+    marked = _marked(appliance, monkeypatch)
+    site = appliance.sites.add("inside.test", timezone="UTC")
+    t0 = _start() + 10 * 3600
+    page = {"visitor": 1, "kind": EventKind.PAGEVIEW, "path": "/", "source": "Google", "channel": "Organic Search"}
+    appliance.record_sync([_event(site, dict(page, ts=t0 + offset, path=f"/{offset}")) for offset in (0, 600, 1200)])
+    appliance.record_sync([_event(site, dict(page, visitor=2, ts=t0))])  # a bounce, so far
+    appliance.record_sync([_event(site, dict(page, visitor=2, ts=t0 + 900, kind=EventKind.CUSTOM, source=""))])
+    conversion = dict(page, kind=EventKind.CONVERSION, source="", channel="Direct", path="/checkout")
+    appliance.record_sync([_event(site, dict(conversion, ts=t0 + 300)), _event(site, dict(conversion, visitor=2, ts=t0 + 60))])
+    assert not marked
+    day = day_from_number(day_bucket(t0))
+    counted = report(appliance, site, day, day)
+    assert counted["aggregate"]["bounce_rate"] == 0  # visitor 2's visit: no bounce any more
+    with appliance.coordinator.mutex:  # (it may change: a bounce counter gone to 0 is deleted)
+        appliance.rederiver.rederive_day(site.id, day_bucket(t0))
+    assert report(appliance, site, day, day) == counted
+    # what does change a written visit is marked: a page view inside it, an event before it
+    appliance.record_sync([_event(site, dict(page, ts=t0 + 700, path="/late"))])
+    assert (site.id, day_bucket(t0)) in marked
+    del marked[:]
+    appliance.record_sync([_event(site, dict(conversion, ts=t0 - 60))])
+    assert (site.id, day_bucket(t0)) in marked
