@@ -57,8 +57,8 @@ def changes_nothing_inside(event: Event, visit: Visit, is_pageview: bool) -> boo
     page view, strictly after its start, of its session, in a visit with a page view already.
     Then its entry values and pages (a page view's), exit page (the last page view's), span
     (so its duration) and first event (its visit properties) stay; the event only makes it
-    interactive (no bounce), as it would in time order. ``scripts/bench`` sends a profile's
-    conversions after its page views: so they arrive."""
+    interactive (no bounce), as it would in time order. So arrives a conversion that a
+    server-side queue sends later with the moment of the checkout inside the visit."""
     return (
         not is_pageview
         and visit.pageviews > 0

@@ -195,8 +195,8 @@ def test_the_bound_comes_from_the_memory_budget(make_appliance):
 
 
 def test_a_late_conversion_inside_its_open_visit_is_not_marked(make_appliance, monkeypatch):
-    """``scripts/bench`` sends a profile's conversions after its page views: one strictly inside
-    its open visit (not a page view, same session) changes nothing order-dependent there."""
+    """A conversion sent later (a server-side queue) but stamped strictly inside its open visit
+    (not a page view, same session) changes nothing order-dependent there."""
     appliance = make_appliance()
     marked = _marked(appliance, monkeypatch)
     site = appliance.sites.add("inside.test", timezone="UTC")
