@@ -42,10 +42,11 @@ re-derived (:meth:`VisitTable.replace`).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import msgspec
 
@@ -75,6 +76,10 @@ SPREAD_FROM = 128
 #: closing this many visits at once frees megabytes the allocator would keep (a bulk load of
 #: history closes every visit of the past minute at once): the heap is trimmed after it
 TRIM_AFTER_CLOSING = 10_000
+#: a visit touched this recently is not closed as idle: history is idle by the wall clock as
+#: soon as it is written, and its visitor's next events may be in the next batch (twice the
+#: appliance's expiry cadence)
+RECENT_SECONDS = 120
 
 
 class VisitTable:
@@ -88,6 +93,10 @@ class VisitTable:
         self._open: dict[tuple[int, int], Visit] = {}
         self._pending: dict[tuple[int, int], Visit | None] = {}
         self._lock = threading.Lock()
+        # ``_open`` is kept in touch order (a committed visit moves to the end); ``_touches``
+        # counts touches, ``_checkpoints`` holds (wall time, touches before) per commit
+        self._touches = 0
+        self._checkpoints: deque[tuple[float, int]] = deque(maxlen=4096)
         #: events older than this with no open visit may belong to a visit closed before this
         #: process (its start; nothing in a ``fresh`` store); those closed since: :attr:`closed`
         self.horizon = 0.0 if fresh else time.time()
@@ -273,12 +282,20 @@ class VisitTable:
 
     def committed(self) -> None:
         with self._lock:
+            self._checkpoints.append((time.time(), self._touches))
+            self._touches += len(self._pending)
             for key, visit in self._pending.items():
-                if visit is None:
-                    self._open.pop(key, None)
-                else:
+                self._open.pop(key, None)  # set again at the end: the most recently touched
+                if visit is not None:
                     self._open[key] = visit
         self._pending.clear()
+
+    def _touched_since(self, moment: float) -> int:
+        """At least how many of the last visits in touch order were touched after ``moment``."""
+        for at, before in self._checkpoints:
+            if at >= moment:
+                return self._touches - before
+        return 0
 
     def rolled_back(self) -> None:
         self._pending.clear()
@@ -292,11 +309,18 @@ class VisitTable:
                 del self._open[key]
 
     def expire(self, now: float, keep: int | None = None) -> int:
-        """Close visits idle longer than the timeout (memory and LMDB); over the bound, the
+        """Close visits idle longer than the timeout (memory and LMDB), but none touched in the
+        last :data:`RECENT_SECONDS` before ``now`` (a history visit is idle at once, and closing
+        it before its visitor's next events would have them marked late); over the bound, the
         longest idle ones too, down to ``keep`` (the bound itself by default); returns how many."""
         keep = self.max_open if keep is None else keep
         with self._lock:
-            expired = [key for key, visit in self._open.items() if now - visit.last > self.timeout]
+            count = len(self._open)
+            settled = count - min(count, self._touched_since(now - RECENT_SECONDS))
+            while self._checkpoints and self._checkpoints[0][0] < now - RECENT_SECONDS:
+                self._checkpoints.popleft()
+            idle = itertools.islice(self._open.items(), settled)
+            expired = [key for key, visit in idle if now - visit.last > self.timeout]
         if len(self._open) - len(expired) > keep:
             # Over the bound: close the longest-idle visits early rather than grow without end.
             by_idle = sorted(self._open.items(), key=lambda item: item[1].last)

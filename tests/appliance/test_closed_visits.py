@@ -4,7 +4,7 @@ without re-derivation, and a late event for a closed visit still marks its days.
 History goes through the real writer and recorder (``record_sync``) into a fresh appliance,
 one visitor at a time and day by day (each visitor's events in time order, the visitors not),
 with every open visit closed between visitors, as the jobs' expiry closes a bulk load's history
-visits (all idle by the wall clock). No day may be marked *visits dirty*, and re-deriving every
+visits (all idle by the wall clock) once no longer touched. No day may be marked *visits dirty*, and re-deriving every
 day from the time-ordered events must change nothing: counters, sketches and reports.
 """
 
@@ -17,6 +17,7 @@ import msgspec
 
 from appliance.ingest import rederive
 from appliance.ingest.closed_visits import ClosedVisits
+from appliance.ingest.visits import RECENT_SECONDS
 from appliance.memory import BYTES_PER_CLOSED_VISIT, SHARES, plan_memory
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_from_number
@@ -77,12 +78,17 @@ def _start() -> float:
     return moment - moment % 86400
 
 
+def _later() -> float:
+    """A moment when every visit written so far is closed: idle, and not touched recently."""
+    return time.time() + RECENT_SECONDS + 1
+
+
 def _load_in_order(appliance, site, days) -> None:
     """Day by day, one visitor's events per batch, every open visit closed after each."""
     for day in sorted(days):
         for specs in days[day].values():
             appliance.record_sync([_event(site, spec) for spec in specs])
-            appliance.visits.expire(time.time())  # every history visit is idle by the wall clock
+            appliance.visits.expire(_later())  # every history visit idle, none touched recently
 
 
 def test_in_order_history_marks_no_day_and_equals_its_rederivation(make_appliance):
@@ -134,7 +140,7 @@ def test_a_late_event_for_a_closed_visit_marks_its_day(make_appliance, monkeypat
     for late in (inside, extending):
         del marked[:]
         appliance.record_sync([_event(late_site, late)])
-        appliance.visits.expire(time.time())
+        appliance.visits.expire(_later())
         assert (late_site.id, day_bucket(start) + 1) in marked
     appliance.rederiver.run(force=True)
     assert not appliance.rederiver.dirty
@@ -163,7 +169,7 @@ def test_an_open_visit_replaced_by_a_late_session_keeps_its_end_known(make_appli
     monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", 0)  # the hourly job's: not re-derived yet
     send(t0 + 300, "b")  # late, another session: a new open visit that ends before the first
     assert marked
-    appliance.visits.expire(time.time())
+    appliance.visits.expire(_later())
     del marked[:]
     send(t0 + 1200 + 1500, "a")  # 25 minutes after the first visit's end: it joins that visit
     assert (site.id, day_bucket(t0)) in marked
@@ -220,3 +226,18 @@ def test_a_late_conversion_inside_its_open_visit_is_not_marked(make_appliance, m
     del marked[:]
     appliance.record_sync([_event(site, dict(conversion, ts=t0 - 60))])
     assert (site.id, day_bucket(t0)) in marked
+
+
+def test_a_history_visit_touched_recently_stays_open_at_the_expiry(make_appliance, monkeypatch):
+    """Idle by the wall clock at once, a history visit whose next events are still to come is
+    not closed by the expiry right after it was written: they join it, nothing is marked."""
+    appliance = make_appliance()
+    marked = _marked(appliance, monkeypatch)
+    site = appliance.sites.add("recent.test", timezone="UTC")
+    t0 = _start() + 10 * 3600
+    page = {"visitor": 1, "kind": EventKind.PAGEVIEW, "path": "/", "source": "", "channel": "Direct"}
+    appliance.record_sync([_event(site, dict(page, ts=t0))])
+    assert appliance.visits.expire(time.time()) == 0
+    appliance.record_sync([_event(site, dict(page, ts=t0 + 600))])
+    assert not marked and len(appliance.visits) == 1
+    assert appliance.visits.expire(_later()) == 1
