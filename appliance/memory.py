@@ -6,6 +6,10 @@ turned into each cache's own bound with a measured size per entry:
 - decoded column blocks (filtered queries): bytes, least recently used dropped first;
 - open visits (the visit table; idle visits are closed first when it is full): entries,
   about 1.1 KB each (tracemalloc, a visit with 20 entry values and its visit properties);
+- closed visits (each visitor's latest closed visit's end, :mod:`appliance.ingest.closed_visits`:
+  an event after it is judged in order or late exactly, instead of by one horizon): entries,
+  about 110 bytes each (tracemalloc); past it the oldest are dropped and their visitors' events judged by the
+  horizon again (marked dirty when older: correct, re-derived once more);
 - decoded sketches written back by the aggregation step: bytes, each sketch's estimated
   size (an exact set of up to 256 visitors takes up to ~17 KB, a precision-12 register array
   4 KB, a site's precision-14 one 16 KB; the soak found a bound in entries, at an assumed
@@ -34,10 +38,11 @@ DEFAULT_BUDGET_MB = 160
 MIN_BUDGET_MB = 32
 
 SHARES = {
-    "column_blocks": 0.43, "open_visits": 0.20, "sketches": 0.15, "strings": 0.15, "range_sums": 0.017,
+    "column_blocks": 0.39, "open_visits": 0.20, "closed_visits": 0.04, "sketches": 0.15, "strings": 0.15, "range_sums": 0.017,
     "estimates": 0.003, "aggregation_backlog": 0.05,
 }
 BYTES_PER_VISIT = 1_100
+BYTES_PER_CLOSED_VISIT = 110
 BYTES_PER_STRING = 300
 BYTES_PER_ESTIMATE = 120
 BYTES_PER_WAITING_EVENT = 1_200
@@ -50,6 +55,7 @@ class MemoryPlan(msgspec.Struct, frozen=True, kw_only=True):
     budget_bytes: int
     column_cache_bytes: int
     max_open_visits: int
+    max_closed_visits: int = 500_000
     sketch_cache_bytes: int
     string_cache_entries: int
     range_sums_bytes: int = 0
@@ -65,6 +71,7 @@ def plan_memory(budget_mb: int, max_open_visits: int) -> MemoryPlan:
         budget_bytes=budget,
         column_cache_bytes=int(budget * SHARES["column_blocks"]),
         max_open_visits=max(1_000, min(max_open_visits, int(budget * SHARES["open_visits"]) // BYTES_PER_VISIT)),
+        max_closed_visits=int(budget * SHARES["closed_visits"]) // BYTES_PER_CLOSED_VISIT,
         sketch_cache_bytes=int(budget * SHARES["sketches"]),
         string_cache_entries=max(10_000, int(budget * SHARES["strings"]) // BYTES_PER_STRING),
         range_sums_bytes=int(budget * SHARES["range_sums"]),

@@ -52,6 +52,22 @@ def other_session(event_hint: str, visit_hint: str) -> bool:
     return True
 
 
+def changes_nothing_inside(event: Event, visit: Visit, is_pageview: bool) -> bool:
+    """Whether an event earlier than ``visit``'s last joins it exactly as in time order: not a
+    page view, strictly after its start, of its session, in a visit with a page view already.
+    Then its entry values and pages (a page view's), exit page (the last page view's), span
+    (so its duration) and first event (its visit properties) stay; the event only makes it
+    interactive (no bounce), as it would in time order. So arrives a conversion that a
+    server-side queue sends later with the moment of the checkout inside the visit."""
+    return (
+        not is_pageview
+        and visit.pageviews > 0
+        and visit.start < event.timestamp
+        and not other_session(event.session_hint, visit.hint)
+        and len(visit.carried) == len(dims.VISIT_FIELDS)
+    )
+
+
 def _inherit(event: Event, visit: Visit) -> Event:
     """``event`` with its visit's properties (those of the visit's first event)."""
     carried = visit.carried

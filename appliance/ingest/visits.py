@@ -28,9 +28,12 @@ a raw log lets a scan follow time order whatever the arrival order.
 
 Arrival order: the incremental counting above is exact only when each visitor's events
 arrive in time order (a batch is sorted by time first, so disorder inside one batch is
-harmless). An event *late* for its visitor — earlier than the open visit's last event, or,
-with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit already
-closed) — is still counted as above, and the local days it can touch (its own, the days of
+harmless). An event *late* for its visitor — earlier than the open visit's last event (unless
+it changes nothing there: :func:`~appliance.ingest.visit_state.changes_nothing_inside`), or,
+with no open visit, older than :attr:`VisitTable.horizon` (it may belong to a visit closed
+before this process) or within the timeout after (or before) the end of the visitor's visits
+closed since (:mod:`appliance.ingest.closed_visits`: it may extend or alter one) — is still
+counted as above, and the local days it can touch (its own, the days of
 ``timestamp ± timeout`` and its open visit's start day) are listed in :attr:`VisitTable.late`
 for the aggregation step to mark *visits dirty*; :mod:`appliance.ingest.rederive` then derives
 those days' visit figures again from the time-ordered events and replaces the open visits it
@@ -39,22 +42,25 @@ re-derived (:meth:`VisitTable.replace`).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import msgspec
 
 from appliance import dimensions as dims
 from appliance.heap import HeapTrimmer
 from appliance.ingest.aggregation_columns import spread_visit_deltas
+from appliance.ingest.closed_visits import ClosedVisits
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
     _PAGE,
     _VISIT_VALUES,
     Visit,
     _inherit,
+    changes_nothing_inside,
     other_session,
     seconds,
 )
@@ -70,10 +76,16 @@ SPREAD_FROM = 128
 #: closing this many visits at once frees megabytes the allocator would keep (a bulk load of
 #: history closes every visit of the past minute at once): the heap is trimmed after it
 TRIM_AFTER_CLOSING = 10_000
+#: a visit touched this recently is not closed as idle: history is idle by the wall clock as
+#: soon as it is written, and its visitor's next events may be in the next batch (twice the
+#: appliance's expiry cadence)
+RECENT_SECONDS = 120
 
 
 class VisitTable:
-    def __init__(self, store, timeout_seconds: int, max_open: int = 500_000) -> None:
+    def __init__(
+        self, store, timeout_seconds: int, max_open: int = 500_000, max_closed: int = 500_000, fresh: bool = False
+    ) -> None:
         self._store = store
         self._db = store.db(b"visits")
         self.timeout = timeout_seconds
@@ -81,9 +93,15 @@ class VisitTable:
         self._open: dict[tuple[int, int], Visit] = {}
         self._pending: dict[tuple[int, int], Visit | None] = {}
         self._lock = threading.Lock()
-        #: events older than this with no open visit may belong to a visit already closed
-        #: (closed visits are forgotten): visits closed before this start, or by ``expire``
-        self.horizon = time.time()
+        # ``_open`` is kept in touch order (a committed visit moves to the end); ``_touches``
+        # counts touches, ``_checkpoints`` holds (wall time, touches before) per commit
+        self._touches = 0
+        self._checkpoints: deque[tuple[float, int]] = deque(maxlen=4096)
+        #: events older than this with no open visit may belong to a visit closed before this
+        #: process (its start; nothing in a ``fresh`` store); those closed since: :attr:`closed`
+        self.horizon = 0.0 if fresh else time.time()
+        #: per visitor, the latest event of their visits closed in this process (bounded)
+        self.closed = ClosedVisits(timeout_seconds, max_closed)
         #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
         self.late: set[tuple[int, int]] = set()
         self.trimmer = HeapTrimmer()
@@ -110,6 +128,7 @@ class VisitTable:
         self._pending.clear()
         self.late = late = set()
         horizon = self.horizon
+        in_order = self.closed.in_order
         pending, opened = self._pending, self._open
         ids: dict[str, int] = {}  # per batch: each distinct text interned once
         # visit metric deltas per (site, day, metric, entry values), spread over the entry
@@ -130,7 +149,10 @@ class VisitTable:
             page_id = ids.get(event.path)
             if page_id is None:
                 page_id = ids[event.path] = intern(event.path)
-            if timestamp < (horizon if visit is None else visit.last):
+            if visit is None:
+                if timestamp < horizon or not in_order(event.site_id, event.visitor_id, timestamp):
+                    self._mark_late(late, event, visit, timezones)
+            elif timestamp < visit.last and not changes_nothing_inside(event, visit, is_pageview):
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit
@@ -140,6 +162,9 @@ class VisitTable:
                 or other_session(event.session_hint, visit.hint)
             )
             if new_visit:
+                if visit is not None and timestamp < visit.last:
+                    # a late event replaces an open visit that ends later: keep that end known
+                    self.closed.note(event.site_id, event.visitor_id, visit.last)
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
                 for text in _ENTRY_TEXTS(event):
@@ -257,12 +282,20 @@ class VisitTable:
 
     def committed(self) -> None:
         with self._lock:
+            self._checkpoints.append((time.time(), self._touches))
+            self._touches += len(self._pending)
             for key, visit in self._pending.items():
-                if visit is None:
-                    self._open.pop(key, None)
-                else:
+                self._open.pop(key, None)  # set again at the end: the most recently touched
+                if visit is not None:
                     self._open[key] = visit
         self._pending.clear()
+
+    def _touched_since(self, moment: float) -> int:
+        """At least how many of the last visits in touch order were touched after ``moment``."""
+        for at, before in self._checkpoints:
+            if at >= moment:
+                return self._touches - before
+        return 0
 
     def rolled_back(self) -> None:
         self._pending.clear()
@@ -270,16 +303,24 @@ class VisitTable:
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's open visits (inside the deleting transaction)."""
         delete_prefix(txn, self._db, site_id.to_bytes(4, "big"))
+        self.closed.delete_site(site_id)
         with self._lock:
             for key in [key for key in self._open if key[0] == site_id]:
                 del self._open[key]
 
     def expire(self, now: float, keep: int | None = None) -> int:
-        """Close visits idle longer than the timeout (memory and LMDB); over the bound, the
+        """Close visits idle longer than the timeout (memory and LMDB), but none touched in the
+        last :data:`RECENT_SECONDS` before ``now`` (a history visit is idle at once, and closing
+        it before its visitor's next events would have them marked late); over the bound, the
         longest idle ones too, down to ``keep`` (the bound itself by default); returns how many."""
         keep = self.max_open if keep is None else keep
         with self._lock:
-            expired = [key for key, visit in self._open.items() if now - visit.last > self.timeout]
+            count = len(self._open)
+            settled = count - min(count, self._touched_since(now - RECENT_SECONDS))
+            while self._checkpoints and self._checkpoints[0][0] < now - RECENT_SECONDS:
+                self._checkpoints.popleft()
+            idle = itertools.islice(self._open.items(), settled)
+            expired = [key for key, visit in idle if now - visit.last > self.timeout]
         if len(self._open) - len(expired) > keep:
             # Over the bound: close the longest-idle visits early rather than grow without end.
             by_idle = sorted(self._open.items(), key=lambda item: item[1].last)
@@ -287,8 +328,10 @@ class VisitTable:
         if not expired:
             return 0
         with self._lock:
-            latest = max((self._open[key].last for key in expired if key in self._open), default=0.0)
-        self.horizon = max(self.horizon, latest + self.timeout)
+            for key in expired:
+                visit = self._open.get(key)
+                if visit is not None:  # an event after it is judged by its end (ClosedVisits)
+                    self.closed.note(*key, visit.last)
 
         def delete(txn):
             for key in expired:

@@ -138,7 +138,10 @@ class Appliance:
         self.audit = AuditLog(store, records)
         self.visitors = VisitorHasher(store, records)
         timeout_ms = settings.sites.visit_timeout_minutes * 60_000
-        visits = self.visits = VisitTable(store, timeout_ms // 1000, memory.max_open_visits)
+        visits = self.visits = VisitTable(
+            store, timeout_ms // 1000, memory.max_open_visits, memory.max_closed_visits,
+            fresh=eventlog.next_sequence == 1,  # no event ever stored: no visit closed before this process
+        )
         self._last_expiry = time.time()
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():

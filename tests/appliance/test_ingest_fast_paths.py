@@ -25,6 +25,7 @@ from appliance.ingest import visits as visits_module
 from appliance.ingest.aggregation import _DIMENSION_ITEMS, COLUMNS_FROM, BatchWrites, aggregate
 from appliance.ingest.aggregation_columns import aggregate_columns, spread_visit_deltas
 from appliance.ingest.cardinality import OTHER, CardinalityGuard
+from appliance.ingest.visit_state import changes_nothing_inside
 from appliance.ingest.visits import _VISIT_KEY, Visit, VisitTable, _inherit, other_session, seconds
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, hour_bucket
@@ -380,7 +381,10 @@ class PlainVisitTable(VisitTable):
             timestamp = event.timestamp
             is_pageview = event.kind is EventKind.PAGEVIEW
             page_id = intern(event.path)
-            if timestamp < (horizon if visit is None else visit.last):
+            if visit is None:
+                if timestamp < horizon or not self.closed.in_order(event.site_id, event.visitor_id, timestamp):
+                    self._mark_late(late, event, visit, timezones)
+            elif timestamp < visit.last and not changes_nothing_inside(event, visit, is_pageview):
                 self._mark_late(late, event, visit, timezones)
             if visit is not None and timestamp < visit.start - self.timeout:
                 continue  # an old back-filled event: counted in totals, not joined to a visit
@@ -390,6 +394,8 @@ class PlainVisitTable(VisitTable):
                 or other_session(event.session_hint, visit.hint)
             )
             if new_visit:
+                if visit is not None and timestamp < visit.last:
+                    self.closed.note(event.site_id, event.visitor_id, visit.last)
                 day = day_bucket(timestamp, timezones.get(event.site_id, "UTC"))
                 entry = []
                 for name, (field, _, _) in dimension_items:

@@ -88,7 +88,8 @@ def test_closing_many_visits_at_once_trims_the_heap(appliance, monkeypatch):
     table.trimmer.min_interval_s = 0
     open_visits = len(table)
     monkeypatch.setattr(visits, "TRIM_AFTER_CLOSING", open_visits + 1)
-    assert 0 < table.expire(time.time()) <= open_visits  # the idle ones: fewer than the threshold
+    later = time.time() + visits.RECENT_SECONDS + 1  # none touched recently by then
+    assert 0 < table.expire(later) <= open_visits  # the idle ones: fewer than the threshold
     assert table.trimmer.trims == 0
     appliance.record_sync(_events(site, random.Random(8), 200, time.time() - 4 * 3600, 3 * 3600))
     monkeypatch.setattr(visits, "TRIM_AFTER_CLOSING", 3)
@@ -102,6 +103,7 @@ def test_re_deriving_a_large_day_trims_the_heap(appliance, monkeypatch):
     rederiver = appliance.rederiver
     rederiver.trimmer.min_interval_s = 0
     monkeypatch.setattr(rederive, "LARGE_FRAME_ROWS", 10**9)
+    appliance.visits.horizon = time.time()  # as in a store with events before this process
     appliance.record_sync(events[150:])  # history: its days are marked and re-derived (small days at once)
     assert rederiver.days_rederived >= 1 and rederiver.trimmer.trims == 0  # small frames: no trim
     monkeypatch.setattr(rederive, "LARGE_FRAME_ROWS", 100)

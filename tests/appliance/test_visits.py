@@ -86,7 +86,8 @@ def test_open_visits_are_bounded(appliance):
         appliance.record_sync([appliance.pipeline.process(draft_from_event_body(body), context)])
         assert len(appliance.visits) <= 3  # checked after every commit (not once a minute): the bound + one batch
     appliance.visits.max_open = 10
-    assert appliance.visits.expire(start + 60, keep=1) == 1  # the longest idle beyond ``keep``
+    open_before = len(appliance.visits)  # (recently touched history visits are not closed as idle)
+    assert appliance.visits.expire(start + 60, keep=1) == open_before - 1  # the longest idle beyond ``keep``
     assert len(appliance.visits) == 1
 
 
