@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from appliance.ingest import visits
 from appliance.ingest.drafts import draft_from_event_body
 from appliance.models import EventBody, RequestContext
 from appliance.periods import day_bucket, day_from_number
@@ -91,9 +92,10 @@ def test_open_visits_are_bounded(appliance):
     assert len(appliance.visits) == 1
 
 
-def test_an_idle_server_closes_visits_past_their_timeout(appliance):
+def test_an_idle_server_closes_visits_past_their_timeout(appliance, monkeypatch):
     """Visits were closed only after a commit: a server with no new events kept its last
     visits open (in memory and in LMDB) until the next one. The idle writer closes them."""
+    monkeypatch.setattr(visits, "RECENT_SECONDS", 0)  # the visit was written a moment ago
     site = appliance.sites.add("idle.test")
     _process(appliance, site, time.time() - 2 * 3600, "/a")  # two hours idle: past the timeout
     appliance.coordinator.flush()
