@@ -269,7 +269,8 @@ class Counters:
         return span
 
     def _replace(self, txn, site: int, granularity: int, metric: int, bucket: int, values: dict[int, int]):
-        """Set one bucket exactly; returns its old ``{dimension: value}``, or None if unchanged."""
+        """Set one bucket exactly; returns its old ``{dimension: value}``, or None if no figure
+        changed (stored zeros, which deltas that cancel leave behind, are deleted either way)."""
         cursor = txn.cursor(db=self._db)
         old: dict[int, int] = {}
         start = pack_bucket_key(site, granularity, metric, bucket, 0)
@@ -287,7 +288,7 @@ class Counters:
         for dimension in sorted(new):
             if old.get(dimension) != new[dimension]:
                 cursor.put(pack_bucket_key(site, granularity, metric, bucket, dimension), _VALUE.pack(new[dimension]))
-        return old
+        return None if new == {dimension: value for dimension, value in old.items() if value} else old
 
     def metrics(self, txn, site: int, granularity: int) -> list[int]:
         """The metrics the site has counters of, at one granularity."""

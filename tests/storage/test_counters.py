@@ -136,6 +136,21 @@ def test_zero_deltas_write_nothing(store, counters):
         assert counters.get(txn, key()) == 0
 
 
+def test_replacing_a_bucket_that_differs_only_by_stored_zeros_changes_nothing(store, counters):
+    """Deltas that cancel leave a zero counter; re-deriving the day drops it, which changes no
+    figure: no rollup difference, and no neighbouring day re-derived in cascade."""
+    store.write(lambda txn: counters.apply(txn, {key(dimension=1): 4, key(dimension=2): 1}))
+    store.write(lambda txn: counters.apply(txn, {key(dimension=2): -1}))  # a stored zero
+    assert store.entries(b"counters") == 2
+
+    unchanged = store.write(lambda txn: counters.replace_bucket(txn, 1, DAY, PAGEVIEWS, 100, {1: 4}))
+    changed = store.write(lambda txn: counters.replace_bucket(txn, 1, DAY, PAGEVIEWS, 100, {1: 5}))
+
+    assert (unchanged, changed) == (False, True)
+    assert read(store, counters) == [(100, 1, 5)]
+    assert store.entries(b"counters") == 1
+
+
 class RecordingTransaction:
     """A write transaction that remembers the keys put through it or any of its cursors."""
 
