@@ -90,6 +90,10 @@ def sketch_bytes(sketch: Sketch) -> int:
 
 #: the two containers of a kept encoding, empty (measured with sys.getsizeof)
 _KEPT_OVERHEAD = 200
+#: up to this many new members (risen registers) a kept encoding is updated one by one; past
+#: it, rebuilt at once (numpy), which then costs less (in ``timeit``: ~0.35 µs a step, ~5 µs
+#: a rebuild of a 200-member set)
+_STEPWISE = 12
 
 
 class ExactMembers:
@@ -103,11 +107,19 @@ class ExactMembers:
         self.members = sorted(members)
         self.body = bytearray(exact_bytes(members))
 
-    def add(self, member: int) -> None:
-        """Take a new member (not one already held)."""
-        position = bisect_left(self.members, member)
-        self.members.insert(position, member)
-        self.body[8 * position:8 * position] = member.to_bytes(8, "big")
+    def add_all(self, fresh: list[int]) -> None:
+        """Take new members (distinct, none already held): one by one while they are few (a
+        binary search and two short inserts each, ~0.35 µs), at once past :data:`_STEPWISE`."""
+        members, body = self.members, self.body
+        if len(fresh) <= _STEPWISE:
+            for member in fresh:
+                position = bisect_left(members, member)
+                members.insert(position, member)
+                body[8 * position:8 * position] = member.to_bytes(8, "big")
+            return
+        members.extend(fresh)
+        members.sort()
+        self.body = bytearray(np.fromiter(members, dtype=np.uint64, count=len(members)).astype(">u8").tobytes())
 
     def encode(self) -> bytes:
         """The ``b"E"`` bytes, equal to :meth:`Sketch.to_bytes` of the same set."""
@@ -210,10 +222,9 @@ class Sketch:
             if kept is None:
                 members.update(hashes)
             else:
-                for value in hashes:
-                    if value not in members:
-                        members.add(value)
-                        kept.add(value)
+                fresh = [value for value in dict.fromkeys(hashes) if value not in members]
+                members.update(fresh)
+                kept.add_all(fresh)
             if len(members) > self.exact_limit:
                 self._to_hll()
                 return True
@@ -280,7 +291,7 @@ class Sketch:
                     registers[index] = rank
                     rising.append(value)
             return rising
-        indices, ranks = sparse.indices, sparse.ranks  # SparseRegisters.raise_to, inlined
+        raised = []
         for value in hashes:
             rank = top - (value >> precision).bit_length()
             index = value & mask
@@ -288,6 +299,12 @@ class Sketch:
             if rank > was:
                 registers[index] = rank
                 rising.append(value)
+                raised.append((index, rank, was))
+        if len(raised) > _STEPWISE:  # many: encoded again at once
+            sparse = self.encoding = SparseRegisters(self.hll.M)
+        else:
+            indices, ranks = sparse.indices, sparse.ranks  # SparseRegisters.raise_to, inlined
+            for index, rank, was in raised:
                 position = bisect_left(indices, index)
                 if was:
                     ranks[position] = rank
