@@ -79,21 +79,24 @@ def sketch_bytes(sketch: Sketch) -> int:
     this is an upper bound): an exact set grows to ~17.6 KB at 256 visitors, four times a
     precision-12 HyperLogLog (4.4 KB), so a cache bounded by entries is not bounded in bytes.
     A kept encoding (:meth:`Sketch.keep_encoding`) adds three bytes per filled register, or
-    sixteen per member (a list slot and eight bytes of encoding)."""
+    48 per member (a list slot, the member's own int object, eight bytes of encoding)."""
     kept = sketch.encoding
+    kept = kept is not None and kept is not KEEP
     if sketch.exact is not None:
         size = _EXACT_OVERHEAD + sys.getsizeof(sketch.exact) + _MEMBER_BYTES * len(sketch.exact)
-        return size if kept is None else size + _KEPT_OVERHEAD + 16 * len(sketch.exact)
+        return size + _KEPT_OVERHEAD + 48 * len(sketch.exact) if kept else size
     size = _HLL_OVERHEAD + sketch.hll.M.nbytes
-    return size if kept is None else size + _KEPT_OVERHEAD + 3 * len(kept.indices)
+    return size + _KEPT_OVERHEAD + 3 * len(sketch.encoding.indices) if kept else size
 
 
 #: the two containers of a kept encoding, empty (measured with sys.getsizeof)
 _KEPT_OVERHEAD = 200
 #: up to this many new members (risen registers) a kept encoding is updated one by one; past
-#: it, rebuilt at once (numpy), which then costs less (in ``timeit``: ~0.35 µs a step, ~5 µs
-#: a rebuild of a 200-member set)
+#: it, encoded afresh (numpy), which then costs less (in ``timeit``: ~0.35 µs a step, ~5 µs
+#: to encode a 200-member set)
 _STEPWISE = 12
+#: :attr:`Sketch.encoding` of a sketch whose encoding is to be kept from its next full one
+KEEP = object()
 
 
 class ExactMembers:
@@ -103,23 +106,18 @@ class ExactMembers:
 
     __slots__ = ("members", "body")
 
-    def __init__(self, members: set[int]) -> None:
-        self.members = sorted(members)
-        self.body = bytearray(exact_bytes(members))
+    def __init__(self, members: list[int], body: bytes) -> None:
+        self.members = members  # sorted
+        self.body = bytearray(body)
 
     def add_all(self, fresh: list[int]) -> None:
-        """Take new members (distinct, none already held): one by one while they are few (a
-        binary search and two short inserts each, ~0.35 µs), at once past :data:`_STEPWISE`."""
+        """Take new members (distinct, none already held), each a binary search and two
+        short inserts (~0.35 µs)."""
         members, body = self.members, self.body
-        if len(fresh) <= _STEPWISE:
-            for member in fresh:
-                position = bisect_left(members, member)
-                members.insert(position, member)
-                body[8 * position:8 * position] = member.to_bytes(8, "big")
-            return
-        members.extend(fresh)
-        members.sort()
-        self.body = bytearray(np.fromiter(members, dtype=np.uint64, count=len(members)).astype(">u8").tobytes())
+        for member in fresh:
+            position = bisect_left(members, member)
+            members.insert(position, member)
+            body[8 * position:8 * position] = member.to_bytes(8, "big")
 
     def encode(self) -> bytes:
         """The ``b"E"`` bytes, equal to :meth:`Sketch.to_bytes` of the same set."""
@@ -137,20 +135,9 @@ class SparseRegisters:
 
     __slots__ = ("indices", "ranks")
 
-    def __init__(self, registers: np.ndarray) -> None:
-        filled = (registers != 0).nonzero()[0]
+    def __init__(self, filled: np.ndarray, ranks: bytes) -> None:
         self.indices = array("H", filled.astype(np.uint16).tobytes())
-        self.ranks = bytearray(registers[filled].tobytes())
-
-    def raise_to(self, index: int, rank: int) -> None:
-        """Register ``index`` now holds ``rank`` (greater than before)."""
-        indices = self.indices
-        position = bisect_left(indices, index)
-        if position < len(indices) and indices[position] == index:
-            self.ranks[position] = rank
-        else:
-            indices.insert(position, index)
-            self.ranks.insert(position, rank)
+        self.ranks = bytearray(ranks)
 
     def fits(self, precision: int) -> bool:
         """Whether the sketch is still stored sparse (under a third of its registers filled)."""
@@ -197,20 +184,18 @@ class Sketch:
         self.exact: set[int] | None = set()
         self.hll: HyperLogLog | None = None
         #: the stored bytes kept up to date while a cached sketch takes a few hashes per batch
-        #: (:meth:`keep_encoding`); None: encoded from the set or the registers. A change other
-        #: than :meth:`add_many` to an exact set or :meth:`hll_add_few_changing` drops it.
-        self.encoding: SparseRegisters | ExactMembers | None = None
+        #: (:meth:`keep_encoding`); :data:`KEEP`: kept from the next full encoding on; None:
+        #: encoded from the set or the registers. A change other than :meth:`add_many` to an
+        #: exact set or :meth:`hll_add_few_changing` drops it.
+        self.encoding: SparseRegisters | ExactMembers | object | None = None
 
     def keep_encoding(self) -> None:
-        """Keep this sketch's encoding from now on, for :meth:`add_many` (an exact set) and
-        :meth:`hll_add_few_changing` (a sparse HyperLogLog, while it stays sparse) to update
-        and :meth:`to_bytes` to return."""
-        if self.encoding is not None:
-            return
-        if self.exact is not None:
-            self.encoding = ExactMembers(self.exact)
-        elif np.count_nonzero(self.hll.M) * 3 < len(self.hll.M):
-            self.encoding = SparseRegisters(self.hll.M)
+        """Keep this sketch's encoding from its next :meth:`to_bytes` on (built from that
+        encoding's own arrays, so at little more than its cost), for :meth:`add_many` (an exact
+        set) and :meth:`hll_add_few_changing` (a sparse HyperLogLog, while it stays sparse)
+        to update and :meth:`to_bytes` to return."""
+        if self.encoding is None:
+            self.encoding = KEEP
 
     # -- building ---------------------------------------------------------------------
     def add_many(self, hashes: Iterable[int]) -> bool:
@@ -219,12 +204,15 @@ class Sketch:
             members = self.exact
             before = len(members)
             kept = self.encoding
-            if kept is None:
+            if kept is None or kept is KEEP:
                 members.update(hashes)
             else:
                 fresh = [value for value in dict.fromkeys(hashes) if value not in members]
                 members.update(fresh)
-                kept.add_all(fresh)
+                if len(fresh) > _STEPWISE:
+                    self.encoding = KEEP  # many: encoded afresh, and kept from there
+                else:
+                    kept.add_all(fresh)
             if len(members) > self.exact_limit:
                 self._to_hll()
                 return True
@@ -283,7 +271,7 @@ class Sketch:
         top = 65 - precision
         sparse = self.encoding
         rising = []
-        if sparse is None:
+        if sparse is None or sparse is KEEP:
             for value in hashes:
                 rank = top - (value >> precision).bit_length()
                 index = value & mask
@@ -300,17 +288,17 @@ class Sketch:
                 registers[index] = rank
                 rising.append(value)
                 raised.append((index, rank, was))
-        if len(raised) > _STEPWISE:  # many: encoded again at once
-            sparse = self.encoding = SparseRegisters(self.hll.M)
-        else:
-            indices, ranks = sparse.indices, sparse.ranks  # SparseRegisters.raise_to, inlined
-            for index, rank, was in raised:
-                position = bisect_left(indices, index)
-                if was:
-                    ranks[position] = rank
-                else:
-                    indices.insert(position, index)
-                    ranks.insert(position, rank)
+        if len(raised) > _STEPWISE:  # many: encoded afresh, and kept from there
+            self.encoding = KEEP
+            return rising
+        indices, ranks = sparse.indices, sparse.ranks
+        for index, rank, was in raised:
+            position = bisect_left(indices, index)
+            if was:
+                ranks[position] = rank
+            else:
+                indices.insert(position, index)
+                ranks.insert(position, rank)
         if not sparse.fits(precision):
             self.encoding = None
         return rising
@@ -344,21 +332,28 @@ class Sketch:
 
     # -- bytes ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        if self.encoding is not None:
-            return self.encoding.encode() if self.exact is not None else self.encoding.encode(self.precision)
+        kept = self.encoding
+        if kept is not None and kept is not KEEP:
+            return kept.encode() if self.exact is not None else kept.encode(self.precision)
         if self.exact is not None:
-            return b"E" + exact_bytes(self.exact)
+            if kept is None:
+                return b"E" + exact_bytes(self.exact)
+            # exact_bytes, with the sorted members kept
+            values = np.fromiter(self.exact, dtype=np.uint64, count=len(self.exact))
+            values.sort()
+            body = values.astype(">u8").tobytes()
+            self.encoding = ExactMembers(values.tolist(), body)
+            return b"E" + body
         registers = self.hll.M
         if np.count_nonzero(registers) * 3 < len(registers):
             # (a boolean mask's nonzero: several times faster than int8's, the same indices)
             filled = (registers != 0).nonzero()[0]
+            ranks = registers[filled].astype(np.uint8).tobytes()
+            if kept is not None:
+                self.encoding = SparseRegisters(filled, ranks)
             # Sparse: (u16 index, u8 rank) pairs; most daily and per-value sketches are.
-            return (
-                b"S"
-                + bytes([self.precision])
-                + filled.astype(">u2").tobytes()
-                + registers[filled].astype(np.uint8).tobytes()
-            )
+            return b"S" + bytes([self.precision]) + filled.astype(">u2").tobytes() + ranks
+        self.encoding = None  # raw: nothing kept
         return b"R" + bytes([self.precision]) + registers.tobytes()
 
     @classmethod
@@ -587,7 +582,7 @@ class Sketches:
             members = sketch.exact
             if changed_by and stored:
                 changers = [value for value in hashes if value not in members]
-            if stored and len(hashes) <= _SMALL_ADD:
+            if stored:
                 sketch.keep_encoding()
             changed = sketch.add_many(hashes)
         if changed or not stored:
