@@ -582,7 +582,7 @@ class Sketches:
             members = sketch.exact
             if changed_by and stored:
                 changers = [value for value in hashes if value not in members]
-            if stored:
+            if stored and len(hashes) <= _SMALL_ADD:  # (many new members: encoded afresh anyway)
                 sketch.keep_encoding()
             changed = sketch.add_many(hashes)
         if changed or not stored:
