@@ -36,8 +36,10 @@ SITE = "slow-query.test"
 EVENTS = 20_000
 PATH_LENGTH = 400
 INGEST_BOUND = 1.0  # seconds, for each single event during the query
-MIN_QUERY_SECONDS = 2.0  # the scenario must really be slow, or it proves nothing
-BUDGET_SECONDS = 4  # the server's query time budget: the query ends there
+MIN_QUERY_SECONDS = 1.5  # the scenario must really be slow, or it proves nothing
+# the server's query time budget: the query ends there. The whole query takes ~3.7-4 s on a
+# quiet 2-core machine (a budget of 4 s let it answer 200 there), longer under load.
+BUDGET_SECONDS = 2
 
 
 def _events(stamp: str):
