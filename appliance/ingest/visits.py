@@ -59,8 +59,7 @@ from appliance.ingest.visit_state import (
     _PAGE,
     _VISIT_VALUES,
     Visit,
-    _inherit,  # noqa: F401  (imported from here by the fast-path tests)
-    _with_visit_values,
+    _inherit,
     changes_nothing_inside,
     other_session,
     seconds,
@@ -85,7 +84,6 @@ RECENT_SECONDS = 120
 _ENGAGEMENT, _PAGEVIEW = EventKind.ENGAGEMENT, EventKind.PAGEVIEW
 _VISITS, _BOUNCES, _VISIT_DURATION, _EXIT_PAGES = dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION, dims.EXIT_PAGES
 _copy = msgspec.structs.replace
-_CARRIED = len(dims.VISIT_FIELDS)
 
 
 class _Interned(dict):
@@ -206,16 +204,14 @@ class VisitTable:
                 if page_id:
                     counts[(site_id, DAY, _EXIT_PAGES, day, page_id)] += 1
                 continue
-            carried = visit.carried  # _inherit, inlined: the visit's properties unless the event has them
-            if len(carried) == _CARRIED and list(_VISIT_VALUES(event)) != carried:
-                out[index] = _with_visit_values(event, *carried)
+            out[index] = _inherit(event, visit)
             if not own:
                 visit = pending[key] = _copy(visit, entry=list(visit.entry))  # never mutate the committed copy
             pageviews = visit.pageviews
             was_bounce = pageviews == 1 and not visit.interactive
             if timestamp > last:
                 visit_deltas[(site_id, visit.day, _VISIT_DURATION, tuple(visit.entry))] += (
-                    round(int(timestamp * 1000) / 1000) - round(int(last * 1000) / 1000)  # seconds(), inlined
+                    seconds(timestamp) - seconds(last)
                 )
                 visit.last = timestamp
             if is_pageview and pageviews == 0:
