@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -198,11 +199,13 @@ def children_cpu_seconds() -> float:
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list (``fraction`` 0.95 for p95)."""
+    """Nearest-rank percentile of an ascending list (``fraction`` 0.95 for p95): the smallest
+    value with at least ``fraction`` of the values at or below it, so the p95 of 20 runs is the
+    19th, not the slowest."""
     if not sorted_values:
         return float("nan")
-    rank = max(1, min(len(sorted_values), round(fraction * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
+    rank = math.ceil(round(fraction * len(sorted_values), 9))  # round: 0.95 * 20 is 18.999999...
+    return sorted_values[max(1, min(len(sorted_values), rank)) - 1]
 
 
 def timing_summary(milliseconds: list[float]) -> dict:
