@@ -66,6 +66,7 @@ from storage.eventlog import EventLog, MissingRow
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
 COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
+COMPACTION_CHUNK_ROWS = 65_536  # log rows compaction decodes at a time (see ColumnStore._log_columns)
 
 
 class ColumnStore:
@@ -220,14 +221,9 @@ class ColumnStore:
                         if key >= end:
                             break
                         waiting.add(key)
-                tail = [
-                    (key, value)
-                    for key, value in self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
-                    if key not in waiting
-                ]
-                if not tail and (pointer is None or not self._outdated(pointer)):
+                keys, parts = self._log_columns(txn, site, day, waiting)
+                if not keys and (pointer is None or not self._outdated(pointer)):
                     return False
-                parts = [rows_to_columns(tail)]
                 if pointer is not None:
                     old = self._stored(txn, site, day, pointer)
                     try:
@@ -235,6 +231,7 @@ class ColumnStore:
                     except StaleBlock:
                         return False  # rewritten meanwhile: the next run sees the new one
                 columns = in_key_order(concatenate(parts))
+                del parts  # the chunks' columns: the whole day's are in ``columns`` now
             arrays = stored_columns(columns, day, self.timeout_ms)
             encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
             count = len(columns["ts"])
@@ -244,8 +241,6 @@ class ColumnStore:
             check_round_trip(check, columns, self.timeout_ms)
             info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms}
             expected = pointer.generation if pointer is not None else None
-
-            keys = [key for key, _ in tail]  # ascending, as scanned
 
             def write(txn):
                 current = self.blocks.pointer(txn, site, day)
@@ -263,6 +258,26 @@ class ColumnStore:
         if written:
             self.compactions += 1
         return written
+
+    def _log_columns(self, txn, site: int, day: int, waiting: set[bytes]) -> tuple[list[bytes], list]:
+        """The day's log rows not in ``waiting``: their keys (ascending, as scanned) and their
+        columns, decoded :data:`COMPACTION_CHUNK_ROWS` rows at a time, so a day's raw rows are
+        never all in memory at once (the seed's day: ~437,000 rows, ~110 MB as a list of
+        key-value pairs; the columns take ~40 MB)."""
+        keys: list[bytes] = []
+        parts = []
+        chunk: list[tuple[bytes, bytes]] = []
+        for key, value in self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS):
+            if key in waiting:
+                continue
+            keys.append(key)
+            chunk.append((key, value))
+            if len(chunk) == COMPACTION_CHUNK_ROWS:
+                parts.append(rows_to_columns(chunk))
+                chunk = []
+        if chunk or not parts:
+            parts.append(rows_to_columns(chunk))
+        return keys, parts
 
     def _outdated(self, pointer) -> bool:
         info = pointer.info

@@ -132,6 +132,28 @@ def test_compaction_moves_closed_days_out_of_the_log_and_changes_no_answer(fille
     assert compact_closed_days(appliance)["days"] == 0  # nothing left to do
 
 
+def test_compaction_decodes_a_day_in_bounded_chunks_with_the_same_result(filled, monkeypatch):
+    """A day's log rows are decoded a chunk at a time (a day of the seed's scale is ~437,000
+    rows: never all its raw rows in memory at once), and the blocks answer as the log did."""
+    appliance, site = filled
+    events_before = list(appliance.events(site, 0, time.time() + 10))
+    reports_before = _reports(appliance, site)
+    decoded = []
+    whole = columns_module.rows_to_columns
+
+    def counted(rows):
+        decoded.append(len(rows))
+        return whole(rows)
+
+    monkeypatch.setattr(columns_module, "COMPACTION_CHUNK_ROWS", 97)
+    monkeypatch.setattr(columns_module, "rows_to_columns", counted)
+    assert compact_closed_days(appliance)["days"] >= 4
+    assert max(decoded) == 97 and sum(decoded) > 4 * 97  # several chunks a day
+    appliance.stats.scans.forget()
+    assert list(appliance.events(site, 0, time.time() + 10)) == events_before
+    assert _reports(appliance, site) == reports_before
+
+
 def test_late_events_join_a_compacted_day_and_are_folded_in_later(filled):
     appliance, site = filled
     compact_closed_days(appliance)
