@@ -230,10 +230,10 @@ class ColumnStore:
                         parts.insert(0, old.plain())
                     except StaleBlock:
                         return False  # rewritten meanwhile: the next run sees the new one
-                columns = in_key_order(concatenate(parts))
-                del parts  # the chunks' columns: the whole day's are in ``columns`` now
+                columns = in_key_order(concatenate(parts, release=True))
             arrays = stored_columns(columns, day, self.timeout_ms)
             encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
+            del arrays  # encoded now; the round-trip check below decodes a copy of its own
             count = len(columns["ts"])
             check = Block(
                 site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=self.timeout_ms

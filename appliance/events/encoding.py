@@ -94,8 +94,10 @@ def _rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray
     return columns
 
 
-def concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """In-memory columns of several row sets, one after the other."""
+def concatenate(parts: list[dict[str, np.ndarray]], release: bool = False) -> dict[str, np.ndarray]:
+    """In-memory columns of several row sets, one after the other. With ``release`` each
+    column leaves ``parts`` once joined, so the parts and the whole are never both held in
+    full (compaction joins a day's chunks: ~60 MB of columns at the seed's scale)."""
     out = {}
     offset = 0
     offsets = []
@@ -108,6 +110,10 @@ def concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
             for part, start in zip(parts, offsets, strict=True)
         ]
         out[name] = np.concatenate(pieces) if pieces else _empty_columns()[name]
+        if release:
+            del pieces
+            for part in parts:
+                del part[name]
     return out
 
 
