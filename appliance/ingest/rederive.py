@@ -30,11 +30,16 @@ live there.
 every settled read — for a dirty day of at most ``IMMEDIATE_EVENTS`` events (the day and its
 margins, estimated from the hourly event counters, or as read by its last re-derivation):
 no read ever sees its figures before the late event's re-derivation. A bigger day is
-re-derived by the hourly job only: it takes seconds under the write mutex (measured on 2
-busy cores: 200,000 events 6.5 s from log rows, 2.4 s once compacted), which would hold every
-ingest commit that long if it ran with each batch of late events. A run takes the mutex for
-one day at a time, so commits go through between the days of a long run (after an import,
-dozens), and the writer re-derives small days that became dirty meanwhile. The staleness bound: zero
+re-derived by the hourly job only: it takes seconds (measured on 2 busy cores: 200,000 events
+6.5 s from log rows, 2.4 s once compacted), which it would add to each batch of late events.
+Reading and sessionising a day's window, most of that time, happens before the write mutex
+is taken, so ingest commits go on meanwhile; under the mutex the window's identity
+(:meth:`ColumnStore.frame_key <appliance.events.columns.ColumnStore.frame_key>`: each UTC
+day's block generation and event count) is read again, and only if it is unchanged are the
+open visits read and the figures written; if an event came for the window meanwhile, the day
+is derived again under the mutex, as it always was. A run takes the mutex for one day at a
+time, so commits go through between the days of a long run (after an import, dozens), and
+the writer re-derives small days that became dirty meanwhile. The staleness bound: zero
 for small days, the next hourly job (at most an hour) for big ones. Days older than the
 site's retention are not re-derived (their events are partly purged).
 """
@@ -47,6 +52,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,14 +63,14 @@ from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.sessions import Sessions
 from appliance.heap import LARGE_FRAME_ROWS, HeapTrimmer
+from appliance.ingest.rederived_figures import day_figures
 from appliance.ingest.visits import Visit, VisitTable
-from appliance.models import EventKind
 from appliance.periods import day_bucket, day_from_number, day_start_timestamp
 from appliance.sites import SiteRegistry
 from storage import Store
 from storage.counters import Counters
 from storage.keys import DAY
-from storage.sketches import DIMENSION_PRECISION, Sketch, Sketches
+from storage.sketches import Sketches
 from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
@@ -74,15 +80,30 @@ IMMEDIATE_EVENTS = 20_000  # a day with fewer events (and its margins) is re-der
 LOOK_MS = 6 * 3_600_000  # events read either side of the day (widened when a visit reaches the edge)
 _WIDEN_DAYS = 8
 _DIMENSIONS = tuple((name, field) for name, (field, _, _) in dims.DIMENSIONS.items())
-_VISIT_METRICS = tuple(
-    metric for base in (dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION)
-    for metric in (base, *(base + 1 + offset for offset in range(len(_DIMENSIONS))))
-)
-_PROPERTIES = tuple(
-    (field, counter, sketch, name in dims.COUNT_EMPTY)
-    for name, (field, counter, sketch) in dims.DIMENSIONS.items()
-    if name in dims.VISIT_PROPERTIES
-)
+
+
+@dataclass(slots=True)
+class _Derived:
+    """One day's re-derived figures, computed from the window of events ``frame_key`` names."""
+
+    site_id: int
+    day: int
+    timezone: str
+    lo: int
+    hi: int
+    frame_key: tuple
+    frame: object
+    sessions: Sessions
+    counters: dict
+    sketches: dict
+    started: float
+    crossing_before: bool
+    crossing_after: bool
+    visits: dict  # {session index: (visitor, Visit)}: the window's last visits open when derived
+
+    def key_now(self, columns: ColumnStore) -> tuple:
+        """What the window holds now (compared with ``frame_key`` under the mutex)."""
+        return columns.frame_key(self.site_id, self.lo, self.hi)
 
 
 class Rederiver:
@@ -141,7 +162,7 @@ class Rederiver:
     # -- scheduling -----------------------------------------------------------------------
     def _due(self, key, now: float) -> bool:
         """Small days now; a big day only from the hourly job (``force``): re-deriving it takes
-        seconds under the write mutex, which would hold every ingest commit that long."""
+        seconds, which the writer would add to the batch that marked it."""
         cost = self._cost.get(key)
         if cost is None:
             cost = self._cost[key] = (0.0, now, self._estimate(*key))
@@ -185,13 +206,25 @@ class Rederiver:
         return done
 
     def _rederive_one(self, key: tuple[int, int]) -> int:
-        """One day under the mutex, unless another thread did it meanwhile: 1 if re-derived;
-        a failure puts the day off."""
+        """One day, unless another thread did it meanwhile: 1 if re-derived; a failure puts
+        the day off. The day's events are read and sessionised *before* the mutex is taken
+        (seconds for a big day: commits go on meanwhile); under it, if the events it read are
+        still what the store holds (:meth:`ColumnStore.frame_key`: each day's block
+        generation and event count), only the open visits and the write remain, else the day
+        is derived again under the mutex, as it always was."""
+        started = time.monotonic()
+        try:
+            derived = self._derive(*key, started) if key in self._dirty else None
+        except StaleBlock:
+            derived = None  # compacted meanwhile: derived again below
         with self._coordinator.mutex:
             if key not in self._dirty:
                 return 0
             try:
-                self.rederive_day(*key)
+                if derived is not None and derived.key_now(self._columns) == derived.frame_key:
+                    self._apply(derived)
+                else:
+                    self.rederive_day(*key)
                 return 1
             except StaleBlock:
                 self._cost[key] = (1.0, time.monotonic(), IMMEDIATE_EVENTS + 1)  # compacted meanwhile: later
@@ -204,19 +237,27 @@ class Rederiver:
     def rederive_day(self, site_id: int, day: int) -> bool:
         """Replace one local day's order-dependent visit figures with those of its
         time-ordered events; returns whether anything changed. Under the coordinator mutex."""
-        started = time.monotonic()
-        key = (site_id, day)
-        site = self._sites.by_id(site_id)
-        timezone = site.timezone if site is not None else "UTC"
-        if site is None or day <= day_bucket(self._clock() - site.retention_days * 86400, timezone):
+        derived = self._derive(site_id, day, time.monotonic())
+        if derived is None:  # the site is gone, or the day is past its retention
+            key = (site_id, day)
             self._store.write(lambda txn: txn.delete(_KEY.pack(*key), db=self._db))
             self._dirty.discard(key)
             return False
+        return self._apply(derived)
+
+    def _derive(self, site_id: int, day: int, started: float) -> _Derived | None:
+        """Read the day's window of events and compute its figures (no write, no mutex
+        needed); None when the site is gone or the day is past its retention."""
+        site = self._sites.by_id(site_id)
+        timezone = site.timezone if site is not None else "UTC"
+        if site is None or day <= day_bucket(self._clock() - site.retention_days * 86400, timezone):
+            return None
         first_ms = int(day_start_timestamp(day_from_number(day), timezone) * 1000)
         end_ms = int(day_start_timestamp(day_from_number(day + 1), timezone) * 1000)
         lo, hi = first_ms - LOOK_MS, end_ms + LOOK_MS
         timeout = self.timeout_ms
         for _ in range(_WIDEN_DAYS):
+            frame_key = self._columns.frame_key(site_id, lo, hi)  # before the read: a change after it shows
             frame = self._columns.frame(site_id, lo, hi)
             sessions = Sessions(frame, timeout)
             start, end = sessions.start, sessions.end
@@ -226,10 +267,23 @@ class Rederiver:
                 break
             lo -= 86_400_000 if cut_before else 0
             hi += 86_400_000 if cut_after else 0
-        counters, sketches = _figures(frame, sessions, first_ms, end_ms)
-        reopened = self._open_visits(site_id, timezone, frame, sessions)
-        crossing_before = bool(((start < first_ms) & (end >= first_ms)).any())
-        crossing_after = bool(((start >= first_ms) & (start < end_ms) & (end >= end_ms)).any())
+        counters, sketches = day_figures(frame, sessions, first_ms, end_ms)
+        visits = self._built(timezone, frame, sessions, self._chosen(site_id, sessions))
+        return _Derived(
+            site_id=site_id, day=day, timezone=timezone, lo=lo, hi=hi, frame_key=frame_key, frame=frame,
+            sessions=sessions, counters=counters, sketches=sketches, started=started,
+            crossing_before=bool(((start < first_ms) & (end >= first_ms)).any()),
+            crossing_after=bool(((start >= first_ms) & (start < end_ms) & (end >= end_ms)).any()),
+            visits=visits,
+        )
+
+    def _apply(self, derived: _Derived) -> bool:
+        """Write what :meth:`_derive` computed, with the window's re-derived open visits (read
+        now: the table changes with every commit). Under the coordinator mutex."""
+        site_id, day = derived.site_id, derived.day
+        key = (site_id, day)
+        counters, sketches = derived.counters, derived.sketches
+        reopened = self._open_visits(derived)
 
         def write(txn):
             changed = False
@@ -241,7 +295,8 @@ class Rederiver:
             txn.delete(_KEY.pack(*key), db=self._db)
             cascade = []
             if changed:
-                cascade = [(site_id, d) for d, crossing in ((day - 1, crossing_before), (day + 1, crossing_after)) if crossing]
+                crossings = ((day - 1, derived.crossing_before), (day + 1, derived.crossing_after))
+                cascade = [(site_id, d) for d, crossing in crossings if crossing]
                 for neighbour in cascade:
                     txn.put(_KEY.pack(*neighbour), b"", db=self._db)
             return changed, cascade
@@ -254,16 +309,29 @@ class Rederiver:
         self._visits.committed()
         self._dirty.discard(key)
         self._dirty.update(cascade)
-        self._cost[key] = (time.monotonic() - started, time.monotonic(), frame.size)
-        self._rows_read += frame.size
+        self._cost[key] = (time.monotonic() - derived.started, time.monotonic(), derived.frame.size)
+        self._rows_read += derived.frame.size
         self.days_rederived += 1
         return changed
 
-    def _open_visits(self, site_id: int, timezone: str, frame, sessions: Sessions) -> dict[int, Visit]:
+    def _open_visits(self, derived: _Derived) -> dict[int, Visit]:
         """The re-derived last visit of each visitor of the window who has an open visit, in
-        the open-visit table's form (so in-order events that follow continue it exactly)."""
+        the open-visit table's form (so in-order events that follow continue it exactly).
+        Which visitors that is depends on the table now (under the mutex: a lookup each);
+        their visits were built by :meth:`_derive` for the visitors open then, and only a
+        visitor who has opened a visit since is built here."""
+        chosen = self._chosen(derived.site_id, derived.sessions)
+        built = derived.visits
+        missing = [index for index in chosen if index not in built]
+        if missing:
+            built = {**built, **self._built(derived.timezone, derived.frame, derived.sessions, missing)}
+        return dict(built[index] for index in chosen)
+
+    def _chosen(self, site_id: int, sessions: Sessions) -> list[int]:
+        """Sessions' indices of each window visitor's last visit, for the visitors whose open
+        visit (in the table now) that visit reaches."""
         if not sessions.count:
-            return {}
+            return []
         hashes = sessions.visitor_hash
         end = sessions.end
         order = np.lexsort((end, hashes))
@@ -275,9 +343,14 @@ class Rederiver:
             current = open_visit(site_id, visitor)
             if current is not None and int(ended) >= int(current.last * 1000) - 1:
                 chosen.append(index)
-        if not chosen:
+        return chosen
+
+    def _built(self, timezone: str, frame, sessions: Sessions, indices: list[int]) -> dict[int, tuple[int, Visit]]:
+        """``{session index: (visitor, Visit)}`` for the visits of ``indices``."""
+        if not indices:
             return {}
-        chosen = np.array(chosen, np.int64)
+        hashes, end = sessions.visitor_hash, sessions.end
+        chosen = np.array(indices, np.int64)
         rows = sessions.first_row[chosen]
         # Each column read once and turned into Python values at once (not a numpy scalar
         # per visit and field): the window's visitors are every imported visitor.
@@ -291,13 +364,13 @@ class Rederiver:
         carried_rows = zip(*([names[value_id] for value_id in column] for column in carried), strict=True)
         hints = frame.values_at("session", rows).tolist()
         out = {}
-        for visitor, started, ended, pageviews, interactive, exit_path, entry, visit_values, hint in zip(
-            hashes[chosen].tolist(), sessions.start[chosen].tolist(), end[chosen].tolist(),
+        for index, visitor, started, ended, pageviews, interactive, exit_path, entry, visit_values, hint in zip(
+            indices, hashes[chosen].tolist(), sessions.start[chosen].tolist(), end[chosen].tolist(),
             sessions.pageviews[chosen].tolist(), sessions.interactive[chosen].tolist(),
             sessions.exit_page[chosen].tolist(), entries, carried_rows, hints, strict=True,
         ):
             start = int(started) / 1000
-            out[int(visitor)] = Visit(
+            out[index] = int(visitor), Visit(
                 start=start,
                 last=int(ended) / 1000,
                 day=day_bucket(start, timezone),
@@ -309,61 +382,3 @@ class Rederiver:
                 carried=list(visit_values),
             )
         return out
-
-
-def _grouped(ids: np.ndarray, weights: dict[int, np.ndarray], out: dict[int, dict[int, int]], keep_empty=False) -> None:
-    """Per distinct id (0, the empty string, only with ``keep_empty``): ``out[metric][id]``
-    = the sum of ``weights[metric]`` over its entries."""
-    if not keep_empty:
-        nonzero = ids != 0
-        ids = ids[nonzero]
-        weights = {metric: values[nonzero] for metric, values in weights.items()}
-    distinct, inverse = np.unique(ids, return_inverse=True)
-    for metric, values in weights.items():
-        sums = np.bincount(inverse, weights=values, minlength=len(distinct)) if len(distinct) else []
-        out[metric] = {int(i): int(round(s)) for i, s in zip(distinct.tolist(), list(sums), strict=True)}
-
-
-def _figures(frame, sessions: Sessions, first_ms: int, end_ms: int):
-    """The order-dependent counters ``{metric: {dimension: value}}`` and sketches
-    ``{metric: {dimension: Sketch}}`` of the local day ``[first_ms, end_ms)``."""
-    counters: dict[int, dict[int, int]] = {metric: {} for metric in (*_VISIT_METRICS, dims.EXIT_PAGES)}
-    sketches: dict[int, dict[int, Sketch]] = {}
-    start = sessions.start
-    starting = np.flatnonzero((start >= first_ms) & (start < end_ms))
-    bounce = sessions.bounce[starting].astype(np.int64)
-    # whole seconds as the live table counts them (appliance.ingest.visits.seconds)
-    duration = (np.round(sessions.end[starting] / 1000) - np.round(start[starting] / 1000)).astype(np.int64)
-    ones = np.ones(len(starting), np.int64)
-    counters[dims.VISITS][0] = len(starting)
-    counters[dims.BOUNCES][0] = int(bounce.sum())
-    counters[dims.VISIT_DURATION][0] = int(duration.sum())
-    rows = sessions.first_row[starting]
-    for offset, (name, field) in enumerate(_DIMENSIONS):
-        ids = sessions.entry_page[starting] if name == "page" else frame.values_at(field, rows)
-        metrics = {dims.VISITS + 1 + offset: ones, dims.BOUNCES + 1 + offset: bounce, dims.VISIT_DURATION + 1 + offset: duration}
-        _grouped(ids, metrics, counters)
-    _grouped(sessions.exit_page[starting], {dims.EXIT_PAGES: ones}, counters)
-    # visit properties of each page view of the day: its visit's first event's
-    ts, kind = frame.column("ts"), frame.column("kind")
-    views = np.flatnonzero((ts >= first_ms) & (ts < end_ms) & (kind == EventKind.PAGEVIEW))
-    firsts = sessions.first_row[sessions.visit_of[views]]
-    visitors = frame.values_at("visitor", views)
-    for field, counter, sketch, keep_empty in _PROPERTIES:
-        values = frame.values_at(field, firsts)
-        if not keep_empty:
-            chosen = values != 0
-            values, who = values[chosen], visitors[chosen]
-        else:
-            who = visitors
-        _grouped(values, {counter: np.ones(len(values), np.int64)}, counters, keep_empty=True)
-        members: dict[int, Sketch] = {}
-        sketches[sketch] = members
-        if not len(values):
-            continue
-        order = np.argsort(values, kind="stable")
-        distinct, bounds = np.unique(values[order], return_index=True)
-        for value, group in zip(distinct.tolist(), np.split(who[order], bounds[1:]), strict=True):
-            members[value] = made = Sketch(DIMENSION_PRECISION)
-            made.add_many(group.tolist())
-    return counters, sketches

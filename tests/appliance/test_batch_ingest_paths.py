@@ -213,9 +213,9 @@ def test_rederived_open_visits_match_the_per_visit_build(make_appliance, monkeyp
     built = []
     fast_open_visits = rederiver._open_visits
 
-    def compared(site_id, timezone, frame, sessions):
-        fast = fast_open_visits(site_id, timezone, frame, sessions)
-        assert fast == plain_open_visits(rederiver, site_id, timezone, frame, sessions)
+    def compared(derived):
+        fast = fast_open_visits(derived)
+        assert fast == plain_open_visits(rederiver, derived.site_id, derived.timezone, derived.frame, derived.sessions)
         built.append(len(fast))
         return fast
 

@@ -12,7 +12,8 @@ import threading
 import time
 
 from appliance.ingest import rederive
-from tests.appliance.test_arrival_order import _days, report, script, send
+from appliance.models import EventKind
+from tests.appliance.test_arrival_order import _days, _event, report, script, send
 
 DAY = 86_400
 
@@ -52,5 +53,86 @@ def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatc
     monkeypatch.setattr(rederiver, "_rederive_one", watched)
     assert rederiver.run(force=True) >= 3
     assert not rederiver.dirty
+    first, last = _days([spec["ts"] for spec in specs])
+    assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
+
+
+def _shuffled_history(make_appliance, monkeypatch):
+    """An appliance with a site fed in time order and one fed shuffled (its days dirty, all
+    left for a forced run), and the events sent."""
+    monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", -1)
+    appliance = make_appliance()
+    ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
+    midnight = time.time() // DAY * DAY
+    specs = [spec for back in (4, 3, 2) for spec in script(back, midnight - back * DAY + 9 * 3600, visitors=12)]
+    appliance.visits.horizon = 0.0
+    send(appliance, ordered, specs, shuffled=False)
+    appliance.visits.horizon = time.time()
+    send(appliance, shuffled, specs, shuffled=True)
+    assert len(appliance.rederiver.dirty) >= 3
+    return appliance, ordered, shuffled, specs
+
+
+def _pausing_sessions(monkeypatch, meanwhile):
+    """Make the first sessionising of a run call ``meanwhile`` first (in the re-deriving thread)."""
+    real = rederive.Sessions
+    calls = []
+
+    def sessions(frame, timeout):
+        calls.append(1)
+        if len(calls) == 1:
+            meanwhile()
+        return real(frame, timeout)
+
+    monkeypatch.setattr(rederive, "Sessions", sessions)
+
+
+def test_ingest_commits_while_a_big_day_is_read_and_sessionised(make_appliance, monkeypatch):
+    """Reading and sessionising a day (seconds for a big one) happens before the mutex is
+    taken: a commit that comes meanwhile is durable and aggregated without waiting for it."""
+    appliance, ordered, shuffled, specs = _shuffled_history(make_appliance, monkeypatch)
+    live = appliance.sites.add("live.test")
+    committed = threading.Event()
+
+    def commit_elsewhere():
+        appliance.record_sync([_event(live, {"visitor": 1, "ts": time.time(), "kind": EventKind.PAGEVIEW,
+                                             "path": "/", "source": "", "channel": "Direct"})])
+        committed.set()
+
+    def meanwhile():
+        threading.Thread(target=commit_elsewhere, daemon=True).start()
+        assert committed.wait(30), "the commit waited for the day being read"
+
+    _pausing_sessions(monkeypatch, meanwhile)
+    assert appliance.rederiver.run(force=True) >= 3
+    assert committed.is_set() and not appliance.rederiver.dirty
+    first, last = _days([spec["ts"] for spec in specs])
+    assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
+
+
+def test_an_event_landing_in_the_window_while_it_is_read_is_counted(make_appliance, monkeypatch):
+    """A late event for the day committed while the day is read changes what the window
+    holds: the day is derived again under the mutex, so its figures include the event."""
+    appliance, ordered, shuffled, specs = _shuffled_history(make_appliance, monkeypatch)
+    first_day = min(spec["ts"] for spec in specs) // DAY * DAY
+    late = {"visitor": 99, "ts": first_day + 10 * 3600, "kind": EventKind.PAGEVIEW, "path": "/late",
+            "source": "", "channel": "Direct"}
+    landed = threading.Event()
+
+    def land_late_event():
+        appliance.record_sync([_event(shuffled, late)])
+        landed.set()
+
+    def meanwhile():
+        threading.Thread(target=land_late_event, daemon=True).start()
+        assert landed.wait(30)
+
+    appliance.visits.horizon = 0.0
+    send(appliance, ordered, [late], shuffled=False)
+    appliance.visits.horizon = time.time()
+    _pausing_sessions(monkeypatch, meanwhile)
+    appliance.rederiver.run(force=True)
+    appliance.rederiver.run(force=True)  # whatever the late event marked meanwhile
+    assert landed.is_set() and not appliance.rederiver.dirty
     first, last = _days([spec["ts"] for spec in specs])
     assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
