@@ -158,7 +158,7 @@ class Recorder:
                     txn.put(key, b"", db=self._pending_db)
             return keys, bounded
 
-        with self._coordinator.mutex:
+        with self._coordinator.mutex.ahead():  # its requests wait: before folds and reads
             combined = list(self._unaggregated) if self._store.tight else None
             try:
                 keys, bounded = self._store.write(transaction)

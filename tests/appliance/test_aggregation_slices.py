@@ -177,3 +177,26 @@ def test_a_commit_waiting_for_the_mutex_goes_between_a_settled_reads_slices(make
     today = local_today(site.timezone)
     both_days = appliance.stats.aggregate(Query(site=site, date_from=today - timedelta(days=1), date_to=today))
     assert both_days["pageviews"] == 22 and recorder.waiting == 0  # every event of both commits
+
+
+def test_a_commit_queued_for_the_mutex_goes_before_the_next_fold(make_appliance):
+    """A commit's tracker requests wait for it, so once the writer queues for the mutex behind a
+    query's fold, it commits before any fold or read takes the mutex next, the folding thread's
+    own next one included. With a plain lock that thread, still running, took it straight back:
+    paced at 1,000 events/s with two dashboard readers, 39 % of the writer's wait for the mutex
+    was behind folds that began after it queued."""
+    appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
+    site = appliance.sites.add("ahead.test")
+    recorder, mutex = appliance.recorder, appliance.coordinator.mutex
+    now = time.time()
+    recorder.commit(_events(site.id, now))
+    committer = threading.Thread(target=recorder.commit, args=(_events(site.id, now - 7200),), daemon=True)
+    with mutex:  # a query folding
+        committer.start()
+        deadline = time.monotonic() + 30
+        while not mutex.waiting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert mutex.waiting, "the committing thread never queued for the mutex"
+    appliance.coordinator.flush()  # the same thread's next fold, straight away
+    committer.join(30)
+    assert recorder.waiting == 0  # the commit went first: nothing of it is left unfolded

@@ -77,3 +77,34 @@ def test_only_the_owner_releases_it():
         assert len(failures) == 1
     assert mutex.acquire(blocking=False)  # the owner's release freed it
     mutex.release()
+
+
+def test_an_acquisition_ahead_goes_before_plain_ones_arriving_after_it():
+    """A commit takes the mutex ``ahead`` of the plain acquisitions arriving while it waits, the
+    releasing thread's own next one included (which a plain lock grants at once); a plain one
+    queued before it keeps its turn."""
+    mutex, order = WriteMutex(), []
+
+    def take(name: str, ahead: bool) -> threading.Thread:
+        def run() -> None:
+            mutex.acquire(ahead=ahead)
+            order.append(name)
+            mutex.release()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    mutex.acquire()
+    plain = take("plain waiter", ahead=False)
+    _until(lambda: mutex.waiting == 1)
+    commit = take("commit", ahead=True)
+    _until(lambda: mutex.waiting == 2)
+    mutex.release()
+    with mutex:  # straight back, as a folding loop's next step
+        order.append("next step")
+    commit.join(30)
+    plain.join(30)
+    assert sorted(order) == ["commit", "next step", "plain waiter"], order
+    assert order.index("commit") < order.index("next step"), order
+    assert mutex.waiting == 0
