@@ -36,7 +36,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
-from appliance.events.block_cache import BlockCache
+from appliance.events.block_cache import BlockCache, ScanBlocks
 from appliance.events.blocks import (
     CACHE_BYTES,
     CLOSE_GRACE_SECONDS,
@@ -141,18 +141,20 @@ class ColumnStore:
         return self._clock() * 1000 >= (day + 1) * DAY_MS + CLOSE_GRACE_SECONDS * 1000
 
     # -- blocks ---------------------------------------------------------------------------
-    def block(self, site: int, day: int) -> Block:
+    def block(self, site: int, day: int, scan: ScanBlocks | None = None) -> Block:
         """The current block of ``(site, day)``: cached, stored (plus late log rows), or read
-        from the log."""
+        from the log. A one-shot background ``scan`` keeps what it builds in its own
+        :class:`ScanBlocks`, not in the shared cache (whose current blocks it uses as they are)."""
         key = (site, day)
         with self._day_locks[hash(key) % len(self._day_locks)]:
             with self.settled() as txn:
                 total = self.day_count(txn, site, day)
                 pointer = self.blocks.pointer(txn, site, day)
                 generation = pointer.generation if pointer is not None else 0
-                cached = self.cache.requested(key)
+                cached = self.cache.requested(key) if scan is None else scan.requested(key) or self.cache.peek(key)
                 if cached is not None and cached.identity == (generation, total):
-                    self.cache.resize(cached)  # lazily loaded columns count against the cache
+                    if scan is None:
+                        self.cache.resize(cached)  # lazily loaded columns count against the cache
                     return cached
                 if pointer is not None:
                     block = self._stored(txn, site, day, pointer)
@@ -166,7 +168,10 @@ class ColumnStore:
                         self.compaction_wanted(site, day, day)
                 block.identity = (generation, total)
                 block.built_against = total
-            self._remember(block)
+            if scan is not None:
+                scan.remember(block)
+            else:
+                self._remember(block)
             return block
 
     def _loader(self, site: int, day: int, generation: int) -> Callable[[str], np.ndarray]:
@@ -382,12 +387,12 @@ class ColumnStore:
             yield from block.events(text, lo, hi)
 
     # -- frames ---------------------------------------------------------------------------
-    def frame(self, site: int, start_ms: int, end_ms: int) -> Frame:
-        """The site's events with ``start_ms <= ts < end_ms``, as a :class:`Frame`."""
+    def frame(self, site: int, start_ms: int, end_ms: int, scan: ScanBlocks | None = None) -> Frame:
+        """The site's events with ``start_ms <= ts < end_ms``, as a :class:`Frame` (``scan``: see :meth:`block`)."""
         parts = []
         for day in self.days_with_events(site, start_ms // DAY_MS, (end_ms - 1) // DAY_MS):
             check_budget()
-            block = self.block(site, day)
+            block = self.block(site, day, scan)
             if not block.count:
                 continue
             lo, hi = 0, block.count

@@ -52,6 +52,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import unbounded
+from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import StaleBlock
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
@@ -165,6 +166,7 @@ class Rederiver:
             return 0
         self._running.now = True  # per thread: the writer re-derives small days between the job's days
         done = 0
+        scan = ScanBlocks()  # the run's blocks: consecutive days share theirs, the shared cache gets none
         try:
             with unbounded():
                 for _ in range(64):  # a cascade to neighbouring days settles in a few rounds
@@ -174,24 +176,25 @@ class Rederiver:
                     if not due:
                         break
                     for key in due:
-                        done += self._rederive_one(key)
+                        done += self._rederive_one(key, scan)
                         self._coordinator.mutex.let_waiters_in()  # a commit between two days
                     force = False
         finally:
             self._running.now = False
+            scan.clear()
         if self._rows_read >= LARGE_FRAME_ROWS:  # outside the mutex: commits go on meanwhile
             self._rows_read = 0
             self.trimmer.trim()
         return done
 
-    def _rederive_one(self, key: tuple[int, int]) -> int:
+    def _rederive_one(self, key: tuple[int, int], scan: ScanBlocks) -> int:
         """One day under the mutex, unless another thread did it meanwhile: 1 if re-derived;
         a failure puts the day off."""
         with self._coordinator.mutex:
             if key not in self._dirty:
                 return 0
             try:
-                self.rederive_day(*key)
+                self.rederive_day(*key, scan=scan)
                 return 1
             except StaleBlock:
                 self._cost[key] = (1.0, time.monotonic(), IMMEDIATE_EVENTS + 1)  # compacted meanwhile: later
@@ -201,9 +204,11 @@ class Rederiver:
             return 0
 
     # -- one day --------------------------------------------------------------------------
-    def rederive_day(self, site_id: int, day: int) -> bool:
+    def rederive_day(self, site_id: int, day: int, scan: ScanBlocks | None = None) -> bool:
         """Replace one local day's order-dependent visit figures with those of its
-        time-ordered events; returns whether anything changed. Under the coordinator mutex."""
+        time-ordered events; returns whether anything changed. Under the coordinator mutex.
+        The blocks read are kept in ``scan`` (a run's), never in the shared block cache."""
+        scan = ScanBlocks() if scan is None else scan
         started = time.monotonic()
         key = (site_id, day)
         site = self._sites.by_id(site_id)
@@ -217,7 +222,7 @@ class Rederiver:
         lo, hi = first_ms - LOOK_MS, end_ms + LOOK_MS
         timeout = self.timeout_ms
         for _ in range(_WIDEN_DAYS):
-            frame = self._columns.frame(site_id, lo, hi)
+            frame = self._columns.frame(site_id, lo, hi, scan)
             sessions = Sessions(frame, timeout)
             start, end = sessions.start, sessions.end
             cut_before = ((start < lo + timeout) & (end >= first_ms)).any()
