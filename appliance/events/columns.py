@@ -151,7 +151,9 @@ class ColumnStore:
                 total = self.day_count(txn, site, day)
                 pointer = self.blocks.pointer(txn, site, day)
                 generation = pointer.generation if pointer is not None else 0
-                cached = self.cache.requested(key) if scan is None else scan.requested(key) or self.cache.peek(key)
+                cached = self.cache.requested(key) if scan is None else scan.requested(key)
+                if scan is not None and (cached is None or cached.identity != (generation, total)):
+                    cached = self.cache.peek(key) or cached  # a query's block, used, not counted
                 if cached is not None and cached.identity == (generation, total):
                     if scan is None:
                         self.cache.resize(cached)  # lazily loaded columns count against the cache
