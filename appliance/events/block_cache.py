@@ -54,6 +54,11 @@ class BlockCache:
                 self._blocks.move_to_end(key)
             return found
 
+    def peek(self, key: Key) -> Block | None:
+        """The cached block of ``key``, if any, without counting a request (a background scan's)."""
+        with self.lock:
+            return self._blocks.get(key)
+
     def remember(self, block: Block) -> None:
         """Cache a block just built (in place of the key's older one), if it earns its room."""
         key = (block.site, block.day)
@@ -94,3 +99,41 @@ class BlockCache:
             self.epoch += 1
             for key in [k for k in self._blocks if (site is None or k[0] == site) and (day is None or k[1] == day)]:
                 self.cached_bytes -= self._blocks.pop(key).cached_size
+
+
+class ScanBlocks:
+    """The blocks one background scan reads, kept for that scan's next reads only, never in
+    the shared :class:`BlockCache`.
+
+    Re-deriving visits (:mod:`appliance.ingest.rederive`) reads each local day with hours of
+    margin either side, so consecutive days share two of their three UTC days' blocks; kept
+    here, each is built once per run. In the shared cache they pushed out what queries read
+    and filled it to its bound while a bulk load was re-derived, for days nobody asked about.
+    At most ``limit`` blocks: on a miss the least recently requested goes before the new one
+    is built, so the scan's peak is ``limit`` blocks. Used by one thread at a time.
+    """
+
+    def __init__(self, limit: int = 3) -> None:
+        self.limit = limit
+        self._blocks: OrderedDict[Key, Block] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def requested(self, key: Key) -> Block | None:
+        found = self._blocks.get(key)
+        if found is not None:
+            self._blocks.move_to_end(key)
+            return found
+        while len(self._blocks) >= self.limit:
+            self._blocks.popitem(last=False)
+        return None
+
+    def remember(self, block: Block) -> None:
+        self._blocks[(block.site, block.day)] = block
+        self._blocks.move_to_end((block.site, block.day))
+        while len(self._blocks) > self.limit:
+            self._blocks.popitem(last=False)
+
+    def clear(self) -> None:
+        self._blocks.clear()

@@ -36,7 +36,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
-from appliance.events.block_cache import BlockCache
+from appliance.events.block_cache import BlockCache, ScanBlocks
 from appliance.events.blocks import (
     CACHE_BYTES,
     CLOSE_GRACE_SECONDS,
@@ -50,6 +50,7 @@ from appliance.events.blocks import (
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.encoding import (
     check_round_trip,
+    chunked_columns,
     concatenate,
     in_key_order,
     rows_to_columns,
@@ -66,7 +67,6 @@ from storage.eventlog import EventLog, MissingRow
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
 COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
-COMPACTION_CHUNK_ROWS = 65_536  # log rows compaction decodes at a time (see ColumnStore._log_columns)
 
 
 class ColumnStore:
@@ -142,18 +142,22 @@ class ColumnStore:
         return self._clock() * 1000 >= (day + 1) * DAY_MS + CLOSE_GRACE_SECONDS * 1000
 
     # -- blocks ---------------------------------------------------------------------------
-    def block(self, site: int, day: int) -> Block:
+    def block(self, site: int, day: int, scan: ScanBlocks | None = None) -> Block:
         """The current block of ``(site, day)``: cached, stored (plus late log rows), or read
-        from the log."""
+        from the log. A one-shot background ``scan`` keeps what it builds in its own
+        :class:`ScanBlocks`, not in the shared cache (whose current blocks it uses as they are)."""
         key = (site, day)
         with self._day_locks[hash(key) % len(self._day_locks)]:
             with self.settled() as txn:
                 total = self.day_count(txn, site, day)
                 pointer = self.blocks.pointer(txn, site, day)
                 generation = pointer.generation if pointer is not None else 0
-                cached = self.cache.requested(key)
+                cached = self.cache.requested(key) if scan is None else scan.requested(key)
+                if scan is not None and (cached is None or cached.identity != (generation, total)):
+                    cached = self.cache.peek(key) or cached  # a query's block, used, not counted
                 if cached is not None and cached.identity == (generation, total):
-                    self.cache.resize(cached)  # lazily loaded columns count against the cache
+                    if scan is None:
+                        self.cache.resize(cached)  # lazily loaded columns count against the cache
                     return cached
                 if pointer is not None:
                     block = self._stored(txn, site, day, pointer)
@@ -167,7 +171,10 @@ class ColumnStore:
                         self.compaction_wanted(site, day, day)
                 block.identity = (generation, total)
                 block.built_against = total
-            self._remember(block)
+            if scan is not None:
+                scan.remember(block)
+            else:
+                self._remember(block)
             return block
 
     def _loader(self, site: int, day: int, generation: int) -> Callable[[str], np.ndarray]:
@@ -221,7 +228,8 @@ class ColumnStore:
                         if key >= end:
                             break
                         waiting.add(key)
-                keys, parts = self._log_columns(txn, site, day, waiting)
+                rows = self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
+                keys, parts = chunked_columns((key, value) for key, value in rows if key not in waiting)
                 if not keys and (pointer is None or not self._outdated(pointer)):
                     return False
                 if pointer is not None:
@@ -258,26 +266,6 @@ class ColumnStore:
         if written:
             self.compactions += 1
         return written
-
-    def _log_columns(self, txn, site: int, day: int, waiting: set[bytes]) -> tuple[list[bytes], list]:
-        """The day's log rows not in ``waiting``: their keys (ascending, as scanned) and their
-        columns, decoded :data:`COMPACTION_CHUNK_ROWS` rows at a time, so a day's raw rows are
-        never all in memory at once (the seed's day: ~437,000 rows, ~110 MB as a list of
-        key-value pairs; the columns take ~40 MB)."""
-        keys: list[bytes] = []
-        parts = []
-        chunk: list[tuple[bytes, bytes]] = []
-        for key, value in self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS):
-            if key in waiting:
-                continue
-            keys.append(key)
-            chunk.append((key, value))
-            if len(chunk) == COMPACTION_CHUNK_ROWS:
-                parts.append(rows_to_columns(chunk))
-                chunk = []
-        if chunk or not parts:
-            parts.append(rows_to_columns(chunk))
-        return keys, parts
 
     def _outdated(self, pointer) -> bool:
         info = pointer.info
@@ -397,12 +385,12 @@ class ColumnStore:
             yield from block.events(text, lo, hi)
 
     # -- frames ---------------------------------------------------------------------------
-    def frame(self, site: int, start_ms: int, end_ms: int) -> Frame:
-        """The site's events with ``start_ms <= ts < end_ms``, as a :class:`Frame`."""
+    def frame(self, site: int, start_ms: int, end_ms: int, scan: ScanBlocks | None = None) -> Frame:
+        """The site's events with ``start_ms <= ts < end_ms``, as a :class:`Frame` (``scan``: see :meth:`block`)."""
         parts = []
         for day in self.days_with_events(site, start_ms // DAY_MS, (end_ms - 1) // DAY_MS):
             check_budget()
-            block = self.block(site, day)
+            block = self.block(site, day, scan)
             if not block.count:
                 continue
             lo, hi = 0, block.count

@@ -8,6 +8,8 @@ before compaction deletes the rows it replaces.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 import numpy as np
 
@@ -26,6 +28,7 @@ from appliance.events.sessions import local_visits, stored_edge_rows, with_deriv
 from storage.keys import unpack_event_key
 
 _decoder = msgspec.msgpack.Decoder()
+CHUNK_ROWS = 65_536  # log rows :func:`chunked_columns` decodes at a time
 _KEY = np.dtype([("site", ">u4"), ("ts", ">u8"), ("seq", ">u4")])  # storage.keys.pack_event_key
 
 
@@ -57,6 +60,25 @@ def rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]
             fast["i." + name] = ids
         return fast
     return _rows_to_columns(entries)
+
+
+def chunked_columns(entries: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], list[dict[str, np.ndarray]]]:
+    """The keys of log rows (in their order) and their columns, decoded
+    :data:`CHUNK_ROWS` rows at a time into parts to :func:`concatenate`: compaction reads a
+    whole day, and its raw rows are never all in memory at once (the seed's day: ~437,000
+    rows, ~110 MB as a list of key-value pairs; the columns take ~40 MB)."""
+    keys: list[bytes] = []
+    parts = []
+    chunk: list[tuple[bytes, bytes]] = []
+    for key, value in entries:
+        keys.append(key)
+        chunk.append((key, value))
+        if len(chunk) == CHUNK_ROWS:
+            parts.append(rows_to_columns(chunk))
+            chunk = []
+    if chunk or not parts:
+        parts.append(rows_to_columns(chunk))
+    return keys, parts
 
 
 def _rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]:

@@ -58,6 +58,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import unbounded
+from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import StaleBlock
 from appliance.events.columns import ColumnStore
 from appliance.events.coordinator import WriteCoordinator
@@ -186,6 +187,7 @@ class Rederiver:
             return 0
         self._running.now = True  # per thread: the writer re-derives small days between the job's days
         done = 0
+        scan = ScanBlocks()  # the run's blocks: consecutive days share theirs, the shared cache gets none
         try:
             with unbounded():
                 for _ in range(64):  # a cascade to neighbouring days settles in a few rounds
@@ -195,17 +197,18 @@ class Rederiver:
                     if not due:
                         break
                     for key in due:
-                        done += self._rederive_one(key)
+                        done += self._rederive_one(key, scan)
                         self._coordinator.mutex.let_waiters_in()  # a commit between two days
                     force = False
         finally:
             self._running.now = False
+            scan.clear()
         if self._rows_read >= LARGE_FRAME_ROWS:  # outside the mutex: commits go on meanwhile
             self._rows_read = 0
             self.trimmer.trim()
         return done
 
-    def _rederive_one(self, key: tuple[int, int]) -> int:
+    def _rederive_one(self, key: tuple[int, int], scan: ScanBlocks) -> int:
         """One day, unless another thread did it meanwhile: 1 if re-derived; a failure puts
         the day off. The day's events are read and sessionised *before* the mutex is taken
         (seconds for a big day: commits go on meanwhile); under it, if the events it read are
@@ -214,7 +217,7 @@ class Rederiver:
         is derived again under the mutex, as it always was."""
         started = time.monotonic()
         try:
-            derived = self._derive(*key, started) if key in self._dirty else None
+            derived = self._derive(*key, started, scan) if key in self._dirty else None
         except StaleBlock:
             derived = None  # compacted meanwhile: derived again below
         with self._coordinator.mutex:
@@ -224,7 +227,7 @@ class Rederiver:
                 if derived is not None and derived.key_now(self._columns) == derived.frame_key:
                     self._apply(derived)
                 else:
-                    self.rederive_day(*key)
+                    self.rederive_day(*key, scan=scan)
                 return 1
             except StaleBlock:
                 self._cost[key] = (1.0, time.monotonic(), IMMEDIATE_EVENTS + 1)  # compacted meanwhile: later
@@ -234,10 +237,11 @@ class Rederiver:
             return 0
 
     # -- one day --------------------------------------------------------------------------
-    def rederive_day(self, site_id: int, day: int) -> bool:
+    def rederive_day(self, site_id: int, day: int, scan: ScanBlocks | None = None) -> bool:
         """Replace one local day's order-dependent visit figures with those of its
-        time-ordered events; returns whether anything changed. Under the coordinator mutex."""
-        derived = self._derive(site_id, day, time.monotonic())
+        time-ordered events; returns whether anything changed. Under the coordinator mutex.
+        The blocks read are kept in ``scan`` (a run's), never in the shared block cache."""
+        derived = self._derive(site_id, day, time.monotonic(), ScanBlocks() if scan is None else scan)
         if derived is None:  # the site is gone, or the day is past its retention
             key = (site_id, day)
             self._store.write(lambda txn: txn.delete(_KEY.pack(*key), db=self._db))
@@ -245,7 +249,7 @@ class Rederiver:
             return False
         return self._apply(derived)
 
-    def _derive(self, site_id: int, day: int, started: float) -> _Derived | None:
+    def _derive(self, site_id: int, day: int, started: float, scan: ScanBlocks) -> _Derived | None:
         """Read the day's window of events and compute its figures (no write, no mutex
         needed); None when the site is gone or the day is past its retention."""
         site = self._sites.by_id(site_id)
@@ -258,7 +262,7 @@ class Rederiver:
         timeout = self.timeout_ms
         for _ in range(_WIDEN_DAYS):
             frame_key = self._columns.frame_key(site_id, lo, hi)  # before the read: a change after it shows
-            frame = self._columns.frame(site_id, lo, hi)
+            frame = self._columns.frame(site_id, lo, hi, scan)
             sessions = Sessions(frame, timeout)
             start, end = sessions.start, sessions.end
             cut_before = ((start < lo + timeout) & (end >= first_ms)).any()

@@ -13,6 +13,7 @@ import pytest
 
 from appliance.definitions.goals import GoalInput
 from appliance.events import columns as columns_module
+from appliance.events import encoding
 from appliance.events.blocks import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
@@ -139,14 +140,14 @@ def test_compaction_decodes_a_day_in_bounded_chunks_with_the_same_result(filled,
     events_before = list(appliance.events(site, 0, time.time() + 10))
     reports_before = _reports(appliance, site)
     decoded = []
-    whole = columns_module.rows_to_columns
+    whole = encoding.rows_to_columns
 
     def counted(rows):
         decoded.append(len(rows))
         return whole(rows)
 
-    monkeypatch.setattr(columns_module, "COMPACTION_CHUNK_ROWS", 97)
-    monkeypatch.setattr(columns_module, "rows_to_columns", counted)
+    monkeypatch.setattr(encoding, "CHUNK_ROWS", 97)
+    monkeypatch.setattr(encoding, "rows_to_columns", counted)
     assert compact_closed_days(appliance)["days"] >= 4
     assert max(decoded) == 97 and sum(decoded) > 4 * 97  # several chunks a day
     appliance.stats.scans.forget()

@@ -41,14 +41,14 @@ def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatc
     one_day = rederiver._rederive_one
     calls = []
 
-    def watched(key):
+    def watched(key, *rest):
         calls.append(key)
         if len(calls) == 1:
             threading.Thread(target=contend, daemon=True).start()
         elif len(calls) == 2:
             # between two days the run holds no mutex: the waiting thread gets it now
             assert contender_had_it.wait(30), "the run kept the mutex between days"
-        return one_day(key)
+        return one_day(key, *rest)
 
     monkeypatch.setattr(rederiver, "_rederive_one", watched)
     assert rederiver.run(force=True) >= 3

@@ -1,0 +1,85 @@
+"""Re-deriving visits reads column blocks for itself, never into the shared block cache.
+
+A bulk load's late events mark its days *visits dirty*; re-deriving them read every day's
+block (from the log, hundreds of thousands of rows a day at the seed's month) through the
+shared cache, which held them for days nobody asked about, up to its bound. A run keeps the
+blocks it reads in its own :class:`ScanBlocks` (consecutive days share two of their three UTC
+days), and the figures are those of in-order arrival.
+"""
+
+from __future__ import annotations
+
+import time
+
+from appliance.events.block_cache import ScanBlocks
+from appliance.events.blocks import Block
+from appliance.ingest import rederive
+from appliance.periods import day_bucket
+from tests.appliance.test_arrival_order import _days, report, script, send
+
+DAY = 86_400
+
+
+def _loaded(make_appliance, monkeypatch):
+    """An appliance with two sites of the same three days of history: in time order, and shuffled
+    (its days dirty, waiting for the job)."""
+    monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", -1)
+    appliance = make_appliance()
+    ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
+    midnight = time.time() // DAY * DAY
+    specs = [spec for back in (4, 3, 2) for spec in script(back, midnight - back * DAY + 9 * 3600, visitors=12)]
+    appliance.visits.horizon = 0.0
+    send(appliance, ordered, specs, shuffled=False)
+    appliance.visits.horizon = time.time()
+    send(appliance, shuffled, specs, shuffled=True)
+    assert len(appliance.rederiver.dirty) >= 3
+    return appliance, ordered, shuffled, specs
+
+
+def test_a_run_leaves_the_shared_block_cache_as_it_was(make_appliance, monkeypatch):
+    appliance, ordered, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    appliance.columns.forget()
+    assert len(appliance.columns.cache) == 0
+
+    assert appliance.rederiver.run(force=True) >= 3
+    assert not appliance.rederiver.dirty
+    assert len(appliance.columns.cache) == 0  # the run read every day's block, and kept none
+
+    first, last = _days([spec["ts"] for spec in specs])
+    assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
+
+
+def test_a_run_uses_the_blocks_the_shared_cache_holds_and_adds_none(make_appliance, monkeypatch):
+    appliance, _, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    columns = appliance.columns
+    days = range(day_bucket(min(s["ts"] for s in specs)), day_bucket(max(s["ts"] for s in specs)) + 1)
+    held = {day: columns.block(shuffled.id, day) for day in days}  # a query read them
+    before = len(columns.cache)
+
+    appliance.rederiver.run(force=True)
+
+    assert len(columns.cache) == before
+    assert all(columns.cache.holds(block) for block in held.values())
+
+
+def test_consecutive_days_of_a_run_share_their_blocks(make_appliance, monkeypatch):
+    appliance, _, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    appliance.columns.forget()
+    scan = ScanBlocks()
+    day = day_bucket(min(s["ts"] for s in specs)) + 1
+    appliance.rederiver.rederive_day(shuffled.id, day, scan=scan)
+    middle = appliance.columns.block(shuffled.id, day, scan)
+    appliance.rederiver.rederive_day(shuffled.id, day + 1, scan=scan)
+    assert appliance.columns.block(shuffled.id, day, scan) is middle  # read once for both days
+    assert len(scan) <= scan.limit and len(appliance.columns.cache) == 0
+
+
+def test_scan_blocks_make_room_before_a_block_is_built():
+    scan = ScanBlocks(limit=2)
+    for day in (1, 2):
+        assert scan.requested((1, day)) is None
+        scan.remember(Block(1, day, 0, {}))
+    assert scan.requested((1, 1)) is not None  # now the most recently requested
+    assert scan.requested((1, 3)) is None and len(scan) == 1  # day 2 went before day 3 is built
+    scan.remember(Block(1, 3, 0, {}))
+    assert scan.requested((1, 1)) is not None and scan.requested((1, 2)) is None
