@@ -80,14 +80,6 @@ TRIM_AFTER_CLOSING = 10_000
 #: soon as it is written, and its visitor's next events may be in the next batch (twice the
 #: appliance's expiry cadence)
 RECENT_SECONDS = 120
-#: at most this many visits close in one :meth:`VisitTable.expire` call (one write transaction
-#: on the writer's thread), besides what is over the bound
-CLOSE_AT_ONCE = 2_000
-#: over the bound, the table drains to this percentage of it, a chunk a call
-DRAIN_TO = 90
-#: over the bound, idle visits are looked for among this many chunks' worth of the least
-#: recently touched before others close
-SCAN_CHUNKS = 4
 
 _ENGAGEMENT, _PAGEVIEW = EventKind.ENGAGEMENT, EventKind.PAGEVIEW
 _VISITS, _BOUNCES, _VISIT_DURATION, _EXIT_PAGES = dims.VISITS, dims.BOUNCES, dims.VISIT_DURATION, dims.EXIT_PAGES
@@ -132,10 +124,6 @@ class VisitTable:
         #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
         self.late: set[tuple[int, int]] = set()
         self.trimmer = HeapTrimmer()
-        #: the last :meth:`expire` stopped at its limit: more is to close at the next call
-        self.due = False
-        self._floor: int | None = None  # over the bound, the table drains down to this
-        self._closed_untrimmed = 0
         decoder = msgspec.msgpack.Decoder(Visit)
         with store.read() as txn:
             for key, value in txn.cursor(db=self._db):
@@ -337,47 +325,37 @@ class VisitTable:
             for key in [key for key in self._open if key[0] == site_id]:
                 del self._open[key]
 
-    def expire(self, now: float, keep: int | None = None, limit: int | None = None) -> int:
+    def expire(self, now: float, keep: int | None = None) -> int:
         """Close visits idle longer than the timeout (memory and LMDB), but none touched in the
         last :data:`RECENT_SECONDS` before ``now`` (a history visit is idle at once, and closing
-        it before its visitor's next events would have them marked late); returns how many.
+        it before its visitor's next events would have them marked late); over the bound, every
+        idle one however recent, and the longest idle ones too, down to ``keep`` (the bound
+        itself by default); returns how many.
 
-        At most ``limit`` (:data:`CLOSE_AT_ONCE`) close in one call, one write transaction on
-        the writer's thread: past it :attr:`due` is set and the next call goes on. Closing every
-        idle visit of an over-bound table at once (a bulk load's whole table: ~30,000 deletes
-        and their notes) held the writer 0.26–1.3 s every ~8 s of the load, and every tracker
-        request behind it.
-
-        Over the bound (``max_open``) recency does not count: the table drains, over as many
-        calls as it takes, down to ``keep`` (:data:`DRAIN_TO` of the bound by default), closing
-        the least recently touched visits first (``_open`` is in touch order: no sort), the idle
-        ones among the first few chunks' worth before the others. Each call closes at least what
-        is over the bound, so the bound holds after every call whatever a commit opened. (Before,
-        over the bound every idle visit closed at once: a bulk load's whole table. Closing only
-        a tenth at a time *with a sort*, every few commits, had made paced tracker requests
-        after a load answer with p99 153 ms instead of ~20 ms, ``scripts/bench --paced``; the
-        chunks here are small and need no sort.)"""
-        limit = CLOSE_AT_ONCE if limit is None else limit
+        Over the bound recency does not count: a bulk load keeps the table at its bound, and
+        closing a tenth of it at a time (all its visits are recent) made every few commits wait
+        for an expiry — tracker requests paced at 1,000/s right after a load of the seed's month
+        answered with p99 153 ms instead of ~20 ms (``scripts/bench --paced``)."""
+        keep = self.max_open if keep is None else keep
         with self._lock:
             count = len(self._open)
-            if count > self.max_open or (keep is not None and count > keep):
-                self._floor = self.max_open * DRAIN_TO // 100 if keep is None else keep
+            recent = 0 if count > keep else self._touched_since(now - RECENT_SECONDS)
+            settled = count - min(count, recent)
             while self._checkpoints and self._checkpoints[0][0] < now - RECENT_SECONDS:
                 self._checkpoints.popleft()
-            if self._floor is not None and count > self._floor:
-                wanted = max(count - self.max_open, min(limit, count - self._floor))
-                expired = self._least_recent(now, wanted)
-                self.due = count - len(expired) > self._floor
-            else:
-                self._floor = None
-                settled = count - min(count, self._touched_since(now - RECENT_SECONDS))
-                idle = (key for key, visit in itertools.islice(self._open.items(), settled) if now - visit.last > self.timeout)
-                expired = list(itertools.islice(idle, limit))
-                self.due = len(expired) >= limit
-            for key in expired:  # an event after it is judged by its end (ClosedVisits)
-                self.closed.note(*key, self._open[key].last)
+            idle = itertools.islice(self._open.items(), settled)
+            expired = [key for key, visit in idle if now - visit.last > self.timeout]
+        if len(self._open) - len(expired) > keep:
+            # Over the bound: close the longest-idle visits early rather than grow without end.
+            by_idle = sorted(self._open.items(), key=lambda item: item[1].last)
+            expired = [key for key, _ in by_idle[: len(self._open) - keep]]
         if not expired:
             return 0
+        with self._lock:
+            for key in expired:
+                visit = self._open.get(key)
+                if visit is not None:  # an event after it is judged by its end (ClosedVisits)
+                    self.closed.note(*key, visit.last)
 
         def delete(txn):
             for key in expired:
@@ -387,22 +365,6 @@ class VisitTable:
         with self._lock:
             for key in expired:
                 self._open.pop(key, None)
-        self._closed_untrimmed += len(expired)
-        if not self.due and self._closed_untrimmed >= TRIM_AFTER_CLOSING:
-            self._closed_untrimmed = 0
+        if len(expired) >= TRIM_AFTER_CLOSING:
             self.trimmer.trim()
         return len(expired)
-
-    def _least_recent(self, now: float, count: int) -> list[tuple[int, int]]:
-        """``count`` open visits to close over the bound: the least recently touched idle ones
-        among the first ``SCAN_CHUNKS * count`` in touch order, then the least recently touched
-        of the others (a live visit still going on closes last)."""
-        idle, busy = [], []
-        for key, visit in itertools.islice(self._open.items(), SCAN_CHUNKS * count):
-            if now - visit.last > self.timeout:
-                idle.append(key)
-                if len(idle) >= count:
-                    break
-            else:
-                busy.append(key)
-        return idle + busy[: count - len(idle)]
