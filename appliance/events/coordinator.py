@@ -131,11 +131,15 @@ class WriteMutex:
         finally:
             self.release()
 
+    def held(self) -> bool:
+        """Whether the calling thread holds the mutex."""
+        return self._owner == threading.get_ident()
+
     def let_waiters_in(self, timeout: float | None = None) -> None:
         """Between two steps of a loop, the mutex released: if a thread waits for it, return
         once one has had it (at most ``timeout`` seconds), so the loop's next step queues
         behind it. Nothing to do in a thread that still holds it (an outer hold)."""
-        if self._owner == threading.get_ident():
+        if self.held():
             return
         with self._state:
             if self._waiting:

@@ -92,7 +92,7 @@ class _Derived:
     timezone: str
     lo: int
     hi: int
-    frame_key: tuple
+    frame_key: tuple | None  # None: derived under the mutex
     frame: object
     sessions: Sessions
     counters: dict
@@ -216,8 +216,9 @@ class Rederiver:
         generation and event count), only the open visits and the write remain, else the day
         is derived again under the mutex, as it always was."""
         started = time.monotonic()
+        early = key in self._dirty and not self._coordinator.mutex.held()  # the writer holds it already
         try:
-            derived = self._derive(*key, started, scan) if key in self._dirty else None
+            derived = self._derive(*key, started, scan, early=True) if early else None
         except StaleBlock:
             derived = None  # compacted meanwhile: derived again below
         with self._coordinator.mutex:
@@ -241,7 +242,7 @@ class Rederiver:
         """Replace one local day's order-dependent visit figures with those of its
         time-ordered events; returns whether anything changed. Under the coordinator mutex.
         The blocks read are kept in ``scan`` (a run's), never in the shared block cache."""
-        derived = self._derive(site_id, day, time.monotonic(), ScanBlocks() if scan is None else scan)
+        derived = self._derive(site_id, day, time.monotonic(), ScanBlocks() if scan is None else scan, early=False)
         if derived is None:  # the site is gone, or the day is past its retention
             key = (site_id, day)
             self._store.write(lambda txn: txn.delete(_KEY.pack(*key), db=self._db))
@@ -249,9 +250,12 @@ class Rederiver:
             return False
         return self._apply(derived)
 
-    def _derive(self, site_id: int, day: int, started: float, scan: ScanBlocks) -> _Derived | None:
+    def _derive(self, site_id: int, day: int, started: float, scan: ScanBlocks, early: bool) -> _Derived | None:
         """Read the day's window of events and compute its figures (no write, no mutex
-        needed); None when the site is gone or the day is past its retention."""
+        needed); None when the site is gone or the day is past its retention. ``early``:
+        before the mutex is taken, so the window's identity is noted (to compare under it) and
+        the visits to reopen are built for the visitors open now; under the mutex neither is
+        needed (:meth:`_open_visits` builds them)."""
         site = self._sites.by_id(site_id)
         timezone = site.timezone if site is not None else "UTC"
         if site is None or day <= day_bucket(self._clock() - site.retention_days * 86400, timezone):
@@ -261,7 +265,8 @@ class Rederiver:
         lo, hi = first_ms - LOOK_MS, end_ms + LOOK_MS
         timeout = self.timeout_ms
         for _ in range(_WIDEN_DAYS):
-            frame_key = self._columns.frame_key(site_id, lo, hi)  # before the read: a change after it shows
+            # noted before the read, so an event committed during it shows under the mutex
+            frame_key = self._columns.frame_key(site_id, lo, hi) if early else None
             frame = self._columns.frame(site_id, lo, hi, scan)
             sessions = Sessions(frame, timeout)
             start, end = sessions.start, sessions.end
@@ -272,7 +277,7 @@ class Rederiver:
             lo -= 86_400_000 if cut_before else 0
             hi += 86_400_000 if cut_after else 0
         counters, sketches = day_figures(frame, sessions, first_ms, end_ms)
-        visits = self._built(timezone, frame, sessions, self._chosen(site_id, sessions))
+        visits = self._built(timezone, frame, sessions, self._chosen(site_id, sessions)) if early else {}
         return _Derived(
             site_id=site_id, day=day, timezone=timezone, lo=lo, hi=hi, frame_key=frame_key, frame=frame,
             sessions=sessions, counters=counters, sketches=sketches, started=started,
@@ -322,8 +327,8 @@ class Rederiver:
         """The re-derived last visit of each visitor of the window who has an open visit, in
         the open-visit table's form (so in-order events that follow continue it exactly).
         Which visitors that is depends on the table now (under the mutex: a lookup each);
-        their visits were built by :meth:`_derive` for the visitors open then, and only a
-        visitor who has opened a visit since is built here."""
+        a derivation before the mutex built the visits of those open then, and only a visitor
+        who has opened one since is built here (every one, for a derivation under it)."""
         chosen = self._chosen(derived.site_id, derived.sessions)
         built = derived.visits
         missing = [index for index in chosen if index not in built]
