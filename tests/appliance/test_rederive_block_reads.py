@@ -9,35 +9,15 @@ days), and the figures are those of in-order arrival.
 
 from __future__ import annotations
 
-import time
-
 from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import Block
-from appliance.ingest import rederive
 from appliance.periods import day_bucket
-from tests.appliance.test_arrival_order import _days, report, script, send
-
-DAY = 86_400
-
-
-def _loaded(make_appliance, monkeypatch):
-    """An appliance with two sites of the same three days of history: in time order, and shuffled
-    (its days dirty, waiting for the job)."""
-    monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", -1)
-    appliance = make_appliance()
-    ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
-    midnight = time.time() // DAY * DAY
-    specs = [spec for back in (4, 3, 2) for spec in script(back, midnight - back * DAY + 9 * 3600, visitors=12)]
-    appliance.visits.horizon = 0.0
-    send(appliance, ordered, specs, shuffled=False)
-    appliance.visits.horizon = time.time()
-    send(appliance, shuffled, specs, shuffled=True)
-    assert len(appliance.rederiver.dirty) >= 3
-    return appliance, ordered, shuffled, specs
+from tests.appliance.test_arrival_order import _days, report
+from tests.appliance.test_rederive_yields import shuffled_history
 
 
 def test_a_run_leaves_the_shared_block_cache_as_it_was(make_appliance, monkeypatch):
-    appliance, ordered, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     appliance.columns.forget()
     assert len(appliance.columns.cache) == 0
 
@@ -50,7 +30,7 @@ def test_a_run_leaves_the_shared_block_cache_as_it_was(make_appliance, monkeypat
 
 
 def test_a_run_uses_the_blocks_the_shared_cache_holds_and_adds_none(make_appliance, monkeypatch):
-    appliance, _, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    appliance, _, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     columns = appliance.columns
     days = range(day_bucket(min(s["ts"] for s in specs)), day_bucket(max(s["ts"] for s in specs)) + 1)
     held = {day: columns.block(shuffled.id, day) for day in days}  # a query read them
@@ -63,7 +43,7 @@ def test_a_run_uses_the_blocks_the_shared_cache_holds_and_adds_none(make_applian
 
 
 def test_consecutive_days_of_a_run_share_their_blocks(make_appliance, monkeypatch):
-    appliance, _, shuffled, specs = _loaded(make_appliance, monkeypatch)
+    appliance, _, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     appliance.columns.forget()
     scan = ScanBlocks()
     day = day_bucket(min(s["ts"] for s in specs)) + 1

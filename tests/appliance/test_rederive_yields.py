@@ -1,9 +1,9 @@
-"""A long re-derivation run lets ingest commit between its days.
+"""A long re-derivation run lets ingest commit between its days and while it reads a day.
 
 The hourly job re-derives every dirty day (after an import, dozens), each taking up to
-seconds under the write coordinator's mutex. It takes the mutex one day at a time: another
-thread waiting for it (the writer with a batch to commit) gets it between two days, and the
-figures come out the same as with in-order arrival.
+seconds. It reads and sessionises a day before it takes the write coordinator's mutex, and
+takes the mutex one day at a time: another thread waiting for it (the writer with a batch to
+commit) gets it meanwhile, and the figures come out the same as with in-order arrival.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from tests.appliance.test_arrival_order import _days, _event, report, script, se
 DAY = 86_400
 
 
-def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatch):
+def shuffled_history(make_appliance, monkeypatch):
+    """An appliance with two sites of the same three days of history: one fed in time order,
+    one shuffled (its days dirty, every one left for a forced run); and the events sent."""
     monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", -1)  # every dirty day waits for the job
     appliance = make_appliance()
     ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
@@ -28,8 +30,13 @@ def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatc
     send(appliance, ordered, specs, shuffled=False)
     appliance.visits.horizon = time.time()
     send(appliance, shuffled, specs, shuffled=True)
+    assert len(appliance.rederiver.dirty) >= 3
+    return appliance, ordered, shuffled, specs
+
+
+def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatch):
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     rederiver = appliance.rederiver
-    assert len(rederiver.dirty) >= 3
 
     mutex = appliance.coordinator.mutex
     contender_had_it = threading.Event()
@@ -57,22 +64,6 @@ def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatc
     assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
 
 
-def _shuffled_history(make_appliance, monkeypatch):
-    """An appliance with a site fed in time order and one fed shuffled (its days dirty, all
-    left for a forced run), and the events sent."""
-    monkeypatch.setattr(rederive, "IMMEDIATE_EVENTS", -1)
-    appliance = make_appliance()
-    ordered, shuffled = appliance.sites.add("ordered.test"), appliance.sites.add("shuffled.test")
-    midnight = time.time() // DAY * DAY
-    specs = [spec for back in (4, 3, 2) for spec in script(back, midnight - back * DAY + 9 * 3600, visitors=12)]
-    appliance.visits.horizon = 0.0
-    send(appliance, ordered, specs, shuffled=False)
-    appliance.visits.horizon = time.time()
-    send(appliance, shuffled, specs, shuffled=True)
-    assert len(appliance.rederiver.dirty) >= 3
-    return appliance, ordered, shuffled, specs
-
-
 def _pausing_sessions(monkeypatch, meanwhile):
     """Make the first sessionising of a run call ``meanwhile`` first (in the re-deriving thread)."""
     real = rederive.Sessions
@@ -90,7 +81,7 @@ def _pausing_sessions(monkeypatch, meanwhile):
 def test_ingest_commits_while_a_big_day_is_read_and_sessionised(make_appliance, monkeypatch):
     """Reading and sessionising a day (seconds for a big one) happens before the mutex is
     taken: a commit that comes meanwhile is durable and aggregated without waiting for it."""
-    appliance, ordered, shuffled, specs = _shuffled_history(make_appliance, monkeypatch)
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     live = appliance.sites.add("live.test")
     committed = threading.Event()
 
@@ -113,7 +104,7 @@ def test_ingest_commits_while_a_big_day_is_read_and_sessionised(make_appliance, 
 def test_an_event_landing_in_the_window_while_it_is_read_is_counted(make_appliance, monkeypatch):
     """A late event for the day committed while the day is read changes what the window
     holds: the day is derived again under the mutex, so its figures include the event."""
-    appliance, ordered, shuffled, specs = _shuffled_history(make_appliance, monkeypatch)
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     first_day = min(spec["ts"] for spec in specs) // DAY * DAY
     late = {"visitor": 99, "ts": first_day + 10 * 3600, "kind": EventKind.PAGEVIEW, "path": "/late",
             "source": "", "channel": "Direct"}
