@@ -271,6 +271,16 @@ class VisitTable:
     def open_visit(self, site_id: int, visitor_id: int) -> Visit | None:
         return self._open.get((site_id, visitor_id))
 
+    def open_lasts(self, site_id: int) -> tuple[list[int], list[float]]:
+        """The site's open visitors and the time of each one's last event: one pass over the
+        table (bounded), where a lookup per visitor of a big day's window costs ~1 µs each."""
+        visitors, lasts = [], []
+        for (site, visitor), visit in self._open.items():
+            if site == site_id:
+                visitors.append(visitor)
+                lasts.append(visit.last)
+        return visitors, lasts
+
     @staticmethod
     def _move_entry_page(counts, site_id: int, visit: Visit, page_id: int) -> None:
         """Re-key a visit's entry-page counters (it has no page view yet, so no bounce)."""
