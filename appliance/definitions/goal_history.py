@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import DAY_MS
 from appliance.events.columns import ColumnStore
 from appliance.events.frames import Frame
@@ -43,10 +44,11 @@ def count_history(
     revenue: dict[tuple[int, str], list[int]] = {}
     days = columns.days_with_events(site.id, first_day, last_day)
     progress["days_total"] = len(days)
+    scan = ScanBlocks(limit=1)  # every day once: none of them kept in the shared cache
     for day in days:
         if not still_current():
             return None
-        frame = columns.frame(site.id, day * DAY_MS, (day + 1) * DAY_MS)
+        frame = columns.frame(site.id, day * DAY_MS, (day + 1) * DAY_MS, scan)
         if frame.size:
             rows = mask(frame, goal) & (frame.column("seq") < goal.backfill_before)
             if rows.any():

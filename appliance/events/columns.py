@@ -370,15 +370,17 @@ class ColumnStore:
     # -- events ---------------------------------------------------------------------------
     def events(self, site: int, start_ms: int, end_ms: int, text: Callable[[int], str]) -> Iterator[tuple[bytes, Event]]:
         """The site's events with ``start_ms <= ts < end_ms`` in log-key (time) order, from
-        blocks and log rows alike, as ``(log key, Event)``."""
+        blocks and log rows alike, as ``(log key, Event)``. A one-shot walk: the blocks it
+        builds stay out of the shared cache (:class:`ScanBlocks`)."""
         if end_ms <= start_ms:
             return
         first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
         with self.settled() as txn:
             stored = set(self.blocks.days(txn, site, first_day, last_day))
             log_days = set(self.log_days(txn, site, first_day, last_day))
+        scan = ScanBlocks(limit=1)  # day by day: a block is not read again
         for day in sorted(stored | log_days):
-            block = self.block(site, day)
+            block = self.block(site, day, scan)
             ts = block.scalar("ts")
             lo = int(np.searchsorted(ts, start_ms, "left"))
             hi = int(np.searchsorted(ts, end_ms, "left"))

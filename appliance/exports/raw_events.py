@@ -22,6 +22,7 @@ import numpy as np
 
 from appliance.budget import unbounded
 from appliance.errors import DomainError
+from appliance.events.block_cache import ScanBlocks
 from appliance.exports.event_lines import CSV_HEADER, Fragments, render
 from appliance.filters import Filter
 from appliance.models import Site
@@ -99,12 +100,13 @@ class RawEvents:
         remaining = limit if limit is not None else -1
         total = (date_to - date_from).days + 1
         text = self._strings.text
+        scan = ScanBlocks()  # a local day spans two UTC days' blocks, none kept in the shared cache
         for index in range(total):
             day = date_from + timedelta(days=index)
             end_ms = int(day_start_timestamp(day + timedelta(days=1), site.timezone) * 1000)
             if after is not None and end_ms <= after[0]:
                 continue
-            for block, rows, fragments in self._day(site, day, filters, after, csv):
+            for block, rows, fragments in self._day(site, day, filters, after, csv, scan):
                 if remaining >= 0:
                     rows = rows[:remaining]
                     remaining -= len(rows)
@@ -114,7 +116,7 @@ class RawEvents:
             if progress is not None:
                 progress(index + 1, total)
 
-    def _day(self, site: Site, day: date, filters: list[Filter], after, csv: bool):
+    def _day(self, site: Site, day: date, filters: list[Filter], after, csv: bool, scan: ScanBlocks):
         """``(block, row numbers, fragments)`` chunks of the day's (matching) events."""
         start_ms = int(day_start_timestamp(day, site.timezone) * 1000)
         end_ms = int(day_start_timestamp(day + timedelta(days=1), site.timezone) * 1000)
@@ -122,7 +124,7 @@ class RawEvents:
             selection = Selection(self._scans, Query(site=site, date_from=day, date_to=day, filters=filters), filters)
             frame, mask = selection.frame, selection.rows
         else:
-            frame = self._columns.frame(site.id, start_ms, end_ms)
+            frame = self._columns.frame(site.id, start_ms, end_ms, scan)
             mask = None
         offset = 0
         for block, lo, hi in frame.parts:

@@ -32,6 +32,7 @@ import msgspec
 import numpy as np
 
 from appliance.definitions.goals import Goals
+from appliance.events.block_cache import ScanBlocks
 from appliance.events.codec import row_person
 from appliance.events.columns import DAY_MS, ColumnStore
 from appliance.events.coordinator import WriteCoordinator
@@ -117,8 +118,9 @@ class PersonalEvents:
         found = []
         mask = self._mask(visitor)
         text = self._strings.text
+        scan = ScanBlocks(limit=1)  # every day once: none of them kept in the shared cache
         for day in self._columns.days_with_events(site.id, 0, 0xFFFFFFFF):
-            block = self._columns.block(site.id, day)
+            block = self._columns.block(site.id, day, scan)
             for row in np.flatnonzero(mask(block)).tolist():
                 found.extend(block.events(text, row, row + 1))
         return found
