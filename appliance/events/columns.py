@@ -238,7 +238,8 @@ class ColumnStore:
                         parts.insert(0, old.plain())
                     except StaleBlock:
                         return False  # rewritten meanwhile: the next run sees the new one
-                columns = in_key_order(concatenate(parts, release=True))
+                    old.release()  # its codes and dictionaries: the plain columns are all it needs
+                columns = in_key_order(concatenate(parts, release=True), release=True)
             arrays = stored_columns(columns, day, self.timeout_ms)
             encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
             del arrays  # encoded now; the round-trip check below decodes a copy of its own
@@ -247,6 +248,7 @@ class ColumnStore:
                 site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=self.timeout_ms
             )
             check_round_trip(check, columns, self.timeout_ms)
+            del columns, check  # not held through the write (it dirties a page for every row it deletes)
             info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms}
             expected = pointer.generation if pointer is not None else None
 

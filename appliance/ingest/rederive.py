@@ -241,6 +241,7 @@ class Rederiver:
                 if derived is not None and derived.key_now(self._columns) == derived.frame_key:
                     self._apply(derived)
                 else:
+                    derived = None  # the stale window goes first: not two windows' frames at once
                     self.rederive_day(*key, scan=scan)
                 return 1
             except StaleBlock:

@@ -8,8 +8,10 @@ commit) gets it meanwhile, and the figures come out the same as with in-order ar
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 from appliance.ingest import rederive
 from appliance.models import EventKind
@@ -127,3 +129,36 @@ def test_an_event_landing_in_the_window_while_it_is_read_is_counted(make_applian
     assert landed.is_set() and not appliance.rederiver.dirty
     first, last = _days([spec["ts"] for spec in specs])
     assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
+
+
+def test_a_window_read_again_under_the_mutex_is_not_held_twice(make_appliance, monkeypatch):
+    """When an event lands in the window while it is read, the day is derived again under the
+    mutex; the stale window (its frame, visits and figures: a big day's are tens of megabytes)
+    is let go first, so the heap never holds two windows of one day."""
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
+    first_day = min(spec["ts"] for spec in specs) // DAY * DAY
+    late = {"visitor": 99, "ts": first_day + 10 * 3600, "kind": EventKind.PAGEVIEW, "path": "/late",
+            "source": "", "channel": "Direct"}
+    windows = []
+    real = rederive.Sessions
+
+    def sessions(frame, timeout):
+        made = real(frame, timeout)
+        windows.append(weakref.ref(made))
+        if len(windows) == 1:  # the first day's early read: a late event lands in its window
+            appliance.record_sync([_event(shuffled, late)])
+        return made
+
+    rederiver = appliance.rederiver
+    again = rederiver.rederive_day
+    stale_alive = []
+
+    def rederive_day(*args, **kwargs):
+        gc.collect()
+        stale_alive.append(windows[0]() is not None)
+        return again(*args, **kwargs)
+
+    monkeypatch.setattr(rederive, "Sessions", sessions)
+    monkeypatch.setattr(rederiver, "rederive_day", rederive_day)
+    rederiver.run(force=True)
+    assert stale_alive and stale_alive[0] is False
