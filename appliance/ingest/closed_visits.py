@@ -9,8 +9,9 @@ judges such an event per visitor instead.
 
 *What it keeps*: per site, visitor id -> ``last``, the latest event time among the visits of
 theirs the table forgot in this process (a float: about 110 bytes an entry with its dict
-slot, measured with tracemalloc). The table notes a visit when :meth:`VisitTable.expire
-<appliance.ingest.visits.VisitTable.expire>` closes it, and an open visit that a late event
+slot, measured with tracemalloc). The table notes a visit when a transaction that closed it
+commits (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`, then
+``committed``), and an open visit that a late event
 with another session id replaces by an earlier one, so ``last`` is never below any event of
 the visitor the table saw and no longer holds open.
 

@@ -225,7 +225,7 @@ class Recorder:
         self._draining = True
         try:
             with self._coordinator.mutex:
-                self.aggregate_pending(max(self._slice, self._last_commit) if self._slice else None)
+                self.aggregate_pending(max(self._slice, self._last_commit) if self._slice else None, idle_visits=True)
         except StorageFullError as error:
             # The batch is stored: failing here would have it sent (or applied) again. Its
             # events stay pending, folded in by a later aggregation step.
@@ -235,10 +235,11 @@ class Recorder:
         self._draining = bool(self._unaggregated)
         return self._draining
 
-    def aggregate_pending(self, limit: int | None = None) -> int:
+    def aggregate_pending(self, limit: int | None = None, idle_visits: bool = False) -> int:
         """Fold committed events (the oldest ``limit``, or all) into counters, sketches,
         visits and goals; returns how many. Runs under the coordinator's mutex (call
-        :meth:`WriteCoordinator.flush`)."""
+        :meth:`WriteCoordinator.flush`). With ``idle_visits`` (the writer's slices, not a
+        settled read's) a chunk of idle visits closes in the same transaction when one is due."""
         if limit is None or limit >= len(self._unaggregated):
             batch, self._unaggregated = self._unaggregated, []
         else:
@@ -251,7 +252,7 @@ class Recorder:
 
         def transaction(txn):
             strings.rollback()
-            self._aggregate_in(txn, batch, timezones)
+            self._aggregate_in(txn, batch, timezones, idle_visits)
 
         try:
             self._store.write(transaction)
@@ -275,9 +276,13 @@ class Recorder:
         if self._rederiver is not None:
             self._rederiver.run()
 
-    def _aggregate_in(self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str]) -> None:
+    def _aggregate_in(
+        self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str], idle_visits: bool = False
+    ) -> None:
         """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
-        strike them from ``pending``, inside ``txn``."""
+        strike them from ``pending``, inside ``txn``; close what the batch puts over the visit
+        table's bound, and with ``idle_visits`` a chunk of idle visits when one is due
+        (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`)."""
         intern = self._interner(txn)
         writes = BatchWrites()
         # Visits first: an event that joins an open visit is counted with the visit's
@@ -286,6 +291,7 @@ class Recorder:
         if self._visits.late and self._rederiver is not None:
             # events late for their visitor: their days' visit figures are derived again
             self._rederiver.mark(txn, self._visits.late)
+        self._visits.close_in(txn, time.time(), idle=idle_visits)
         aggregate(events, timezones, intern, writes)
         self._goals.count(events, timezones, writes, intern)
         self._counters.apply(txn, writes.counters)

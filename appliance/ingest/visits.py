@@ -54,6 +54,7 @@ from appliance import dimensions as dims
 from appliance.heap import HeapTrimmer
 from appliance.ingest.aggregation_columns import spread_visit_deltas
 from appliance.ingest.closed_visits import ClosedVisits
+from appliance.ingest.visit_expiry import IdleVisits, least_recent
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
     _PAGE,
@@ -73,12 +74,13 @@ _VISIT_KEY = struct.Struct(">IQ")
 #: from this many visit metric deltas in a batch on, they are spread over the entry dimensions
 #: column-wise (:func:`appliance.ingest.aggregation_columns.spread_visit_deltas`)
 SPREAD_FROM = 128
-#: closing this many visits at once frees megabytes the allocator would keep (a bulk load of
-#: history closes every visit of the past minute at once): the heap is trimmed after it
+#: closing this many idle visits frees megabytes the allocator would keep (after a bulk load
+#: of history every visit of it is idle): the heap is trimmed once a drain of them ends (over
+#: the bound no: a load's new visits take the freed memory at once)
 TRIM_AFTER_CLOSING = 10_000
 #: a visit touched this recently is not closed as idle: history is idle by the wall clock as
 #: soon as it is written, and its visitor's next events may be in the next batch (twice the
-#: appliance's expiry cadence)
+#: cadence of the idle list, :data:`~appliance.ingest.visit_expiry.EXPIRY_SECONDS`)
 RECENT_SECONDS = 120
 
 _ENGAGEMENT, _PAGEVIEW = EventKind.ENGAGEMENT, EventKind.PAGEVIEW
@@ -124,6 +126,11 @@ class VisitTable:
         #: ``(site, local day)`` pairs touched by late events of the last :meth:`apply`
         self.late: set[tuple[int, int]] = set()
         self.trimmer = HeapTrimmer()
+        #: idle visits listed for closing, a chunk at a time (:meth:`close_in`)
+        self.idle = IdleVisits()
+        self._closing: list[tuple[int, int]] = []  # closed in the transaction under way
+        self._idle_closing = 0  # of which idle ones (the rest: over the bound)
+        self._closed_untrimmed = 0
         decoder = msgspec.msgpack.Decoder(Visit)
         with store.read() as txn:
             for key, value in txn.cursor(db=self._db):
@@ -308,6 +315,9 @@ class VisitTable:
                 counts[(site_id, DAY, dimension_metric, day, value_id)] += delta
 
     def committed(self) -> None:
+        closing, self._closing = self._closing, []
+        self._closed_untrimmed += self._idle_closing
+        self._idle_closing = 0
         with self._lock:
             self._checkpoints.append((time.time(), self._touches))
             self._touches += len(self._pending)
@@ -315,7 +325,15 @@ class VisitTable:
                 self._open.pop(key, None)  # set again at the end: the most recently touched
                 if visit is not None:
                     self._open[key] = visit
+            for key in closing:
+                visit = self._open.pop(key, None)
+                if visit is not None:  # an event after it is judged by its end (ClosedVisits)
+                    self.closed.note(*key, visit.last)
+            self.idle.taken()
         self._pending.clear()
+        if self._closed_untrimmed >= TRIM_AFTER_CLOSING and not self.idle:
+            self._closed_untrimmed = 0  # a drain is over: what it freed goes back to the system
+            self.trimmer.trim()
 
     def _touched_since(self, moment: float) -> int:
         """At least how many of the last visits in touch order were touched after ``moment``."""
@@ -326,6 +344,8 @@ class VisitTable:
 
     def rolled_back(self) -> None:
         self._pending.clear()
+        self._closing, self._idle_closing = [], 0
+        self.idle.untake()
 
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's open visits (inside the deleting transaction)."""
@@ -335,46 +355,69 @@ class VisitTable:
             for key in [key for key in self._open if key[0] == site_id]:
                 del self._open[key]
 
-    def expire(self, now: float, keep: int | None = None) -> int:
-        """Close visits idle longer than the timeout (memory and LMDB), but none touched in the
-        last :data:`RECENT_SECONDS` before ``now`` (a history visit is idle at once, and closing
-        it before its visitor's next events would have them marked late); over the bound, every
-        idle one however recent, and the longest idle ones too, down to ``keep`` (the bound
-        itself by default); returns how many.
-
-        Over the bound recency does not count: a bulk load keeps the table at its bound, and
-        closing a tenth of it at a time (all its visits are recent) made every few commits wait
-        for an expiry — tracker requests paced at 1,000/s right after a load of the seed's month
-        answered with p99 153 ms instead of ~20 ms (``scripts/bench --paced``)."""
-        keep = self.max_open if keep is None else keep
+    def close_in(self, txn, now: float, idle: bool = False) -> int:
+        """Close visits in ``txn`` (the aggregation step's, after :meth:`apply`: the deletes dirty
+        the pages its writes copy anyway, and share its fsync): what the batch puts over the
+        bound, the least recently touched first, and with ``idle`` a chunk of the listed idle
+        visits when one is due (:mod:`appliance.ingest.visit_expiry`); none the batch touched.
+        Gone from memory, and noted as closed, at :meth:`committed`; returns how many."""
+        pending, opened = self._pending, self._open
+        self._idle_closing = grown = 0
+        for key, visit in pending.items():
+            if key in opened:
+                grown -= visit is None
+            else:
+                grown += visit is not None
         with self._lock:
-            count = len(self._open)
-            recent = 0 if count > keep else self._touched_since(now - RECENT_SECONDS)
-            settled = count - min(count, recent)
             while self._checkpoints and self._checkpoints[0][0] < now - RECENT_SECONDS:
                 self._checkpoints.popleft()
-            idle = itertools.islice(self._open.items(), settled)
-            expired = [key for key, visit in idle if now - visit.last > self.timeout]
-        if len(self._open) - len(expired) > keep:
-            # Over the bound: close the longest-idle visits early rather than grow without end.
-            by_idle = sorted(self._open.items(), key=lambda item: item[1].last)
-            expired = [key for key, _ in by_idle[: len(self._open) - keep]]
-        if not expired:
+            excess = len(opened) + grown - self.max_open
+            closing = least_recent(opened, now, self.timeout, excess, pending) if excess > 0 else []
+            if idle and self.idle.chunk_due(now):
+                if self.idle.list_due(now):
+                    self.idle.list(now, self._idle_settled(now))
+                taken = self.idle.take(now, opened, pending.keys() | closing if closing else pending)
+                self._idle_closing = len(taken)
+                closing += taken
+        pack = _VISIT_KEY.pack
+        for key in closing:
+            txn.delete(pack(*key), db=self._db)
+        self._closing = closing
+        return len(closing)
+
+    def _idle_settled(self, now: float) -> list[tuple[tuple[int, int], Visit]]:
+        """Open visits idle past the timeout, but none touched in the last :data:`RECENT_SECONDS`
+        (a history visit is idle at once, and closing it before its visitor's next events would
+        have them marked late), in touch order. Under the lock."""
+        settled = len(self._open) - min(len(self._open), self._touched_since(now - RECENT_SECONDS))
+        idle = itertools.islice(self._open.items(), settled)
+        return [(key, visit) for key, visit in idle if now - visit.last > self.timeout]
+
+    def close_idle(self, now: float) -> int:
+        """The writer's idle tick (no aggregation step runs): a chunk of idle visits when one is
+        due, in a transaction of its own; returns how many closed."""
+        if not self.idle.chunk_due(now):
             return 0
-        with self._lock:
-            for key in expired:
-                visit = self._open.get(key)
-                if visit is not None:  # an event after it is judged by its end (ClosedVisits)
-                    self.closed.note(*key, visit.last)
+        try:
+            closed = self._store.write(lambda txn: self.close_in(txn, now, idle=True))
+        except BaseException:
+            self.rolled_back()
+            raise
+        self.committed()
+        return closed
 
-        def delete(txn):
-            for key in expired:
-                txn.delete(_VISIT_KEY.pack(*key), db=self._db)
-
-        self._store.write(delete)
+    def expire(self, now: float, keep: int | None = None) -> int:
+        """Close at once, in a transaction of its own, every idle visit untouched for
+        :data:`RECENT_SECONDS` and, over ``keep``, the least recently touched down to it
+        (tests and tools; the appliance closes a chunk at a time: :meth:`close_in`)."""
         with self._lock:
-            for key in expired:
-                self._open.pop(key, None)
-        if len(expired) >= TRIM_AFTER_CLOSING:
-            self.trimmer.trim()
+            expired = [key for key, _ in self._idle_settled(now)]
+        over = len(self._open) - len(expired) - (self.max_open if keep is None else keep)
+        if over > 0:
+            expired += least_recent(self._open, now, self.timeout, over, dict.fromkeys(expired))[:over]
+        if expired:
+            pack = _VISIT_KEY.pack
+            self._store.write(lambda txn: [txn.delete(pack(*key), db=self._db) for key in expired])
+            self._closing, self._idle_closing = expired, len(expired)
+            self.committed()
         return len(expired)

@@ -77,7 +77,6 @@ from storage.sketches import Sketches
 from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
-EXPIRY_SECONDS = 60  # how often idle visits are closed (their timeout: [sites] visit_timeout_minutes)
 
 
 class Appliance:
@@ -142,7 +141,6 @@ class Appliance:
             store, timeout_ms // 1000, memory.max_open_visits, memory.max_closed_visits,
             fresh=eventlog.next_sequence == 1,  # no event ever stored: no visit closed before this process
         )
-        self._last_expiry = time.time()
         plugin_directory = settings.plugins.directory
         if not plugin_directory and (data / "plugins").is_dir():
             plugin_directory = str(data / "plugins")
@@ -316,29 +314,17 @@ class Appliance:
         return self.coordinator.flush()
 
     def _idle(self) -> None:
-        """The writer had nothing to commit for a while: aggregate what waits, then close
-        visits past their timeout (a quiet server does not keep its last visits open)."""
+        """The writer had nothing to commit for a while: aggregate what waits, then close a
+        chunk of visits past their timeout (a quiet server does not keep its last visits open;
+        the aggregation step closes the others: :mod:`appliance.ingest.visit_expiry`)."""
         try:
             self.coordinator.flush()
+            with self.coordinator.mutex:  # the table's pending changes: one writer at a time
+                self.visits.close_idle(time.time())
         except Exception:
-            log.exception("aggregating pending events failed; they stay pending")
-            return
-        self._expire_visits()
-
-    def _expire_visits(self) -> None:
-        """Close idle visits once every ``EXPIRY_SECONDS``, and over the bound at once (the
-        writer's thread: after every commit, and while it is idle)."""
-        now = time.time()
-        over = len(self.visits) > self.visits.max_open  # the bound holds after every commit
-        if over or now - self._last_expiry > EXPIRY_SECONDS:
-            self._last_expiry = now
-            try:  # over the bound, a tenth below it: the next few commits need no sort
-                self.visits.expire(now, self.visits.max_open * 9 // 10 if over else None)
-            except Exception:
-                log.exception("expiring visits failed")
+            log.exception("aggregating pending events or closing idle visits failed")
 
     def _after_commit(self, events: list[Event], keys: list[bytes]) -> None:
-        self._expire_visits()
         self.live.extend(list(zip((event_id(key) for key in keys), events, strict=True)))
         self.replication.committed()
         try:

@@ -29,7 +29,7 @@ def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_ap
     recorder, coordinator = appliance.recorder, appliance.coordinator
     failures = []
 
-    def full_disk(limit: int | None = None) -> int:
+    def full_disk(limit: int | None = None, idle_visits: bool = False) -> int:
         failures.append(recorder.waiting)
         raise StorageFullError("disk error while writing: mdb_txn_commit: No space left on device")
 
