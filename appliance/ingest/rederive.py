@@ -353,8 +353,9 @@ class Rederiver:
 
     def _chosen(self, site_id: int, sessions: Sessions, last: np.ndarray) -> list[int]:
         """Sessions' indices of each window visitor's last visit (``last``), for the visitors
-        whose open visit (in the table now) that visit reaches. Under the mutex, so matched in
-        arrays: a big day's window has ~100,000 visitors (a lookup each took ~0.1 s)."""
+        whose open visit (in the table now) that visit reaches. Matched in arrays, as the
+        choice under the mutex holds every commit: a big day's window has ~100,000 visitors (a
+        lookup each took ~0.1 s)."""
         if not len(last):
             return []
         visitors, lasts = self._visits.open_lasts(site_id)

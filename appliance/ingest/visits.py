@@ -280,12 +280,15 @@ class VisitTable:
 
     def open_lasts(self, site_id: int) -> tuple[list[int], list[float]]:
         """The site's open visitors and the time of each one's last event: one pass over the
-        table (bounded), where a lookup per visitor of a big day's window costs ~1 µs each."""
+        table (bounded), where a lookup per visitor of a big day's window costs ~1 µs each.
+        Under the lock: a re-derivation reads it outside the write mutex, while the writer's
+        :meth:`committed` changes the table."""
         visitors, lasts = [], []
-        for (site, visitor), visit in self._open.items():
-            if site == site_id:
-                visitors.append(visitor)
-                lasts.append(visit.last)
+        with self._lock:
+            for (site, visitor), visit in self._open.items():
+                if site == site_id:
+                    visitors.append(visitor)
+                    lasts.append(visit.last)
         return visitors, lasts
 
     @staticmethod
