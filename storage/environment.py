@@ -145,7 +145,7 @@ class Store:
             max_readers=256,
             subdir=True,
             sync=True,
-            metasync=True,
+            metasync=False,  # a durable write syncs the meta page itself (``write``)
             readahead=readahead,
             lock=True,
         )
@@ -190,41 +190,56 @@ class Store:
                 self.tight = True
 
     # -- transactions -----------------------------------------------------------------
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> T:
         """Run ``fn`` in one write transaction, growing the map as needed.
 
         ``fn`` may run more than once (after a ``MapFullError``), so it must not have side
         effects outside the transaction.
+
+        LMDB flushes a transaction's pages before it writes the meta page that makes them
+        current, so a crash never finds half a transaction. The environment is opened without
+        the meta page's own flush (``MDB_NOMETASYNC``): a ``durable`` write (the default:
+        anything answered to a client) flushes it before it returns, as LMDB's default would;
+        a write of what can be derived again (``durable=False``: the aggregation step, whose
+        events stay in ``pending`` until it commits) saves that second flush. A system crash
+        can then undo only such writes made after the last durable one, each whole, since a
+        durable write's flush carries every transaction before it.
         """
         with self._write_lock:
-            self._ensure_headroom()
-            for _attempt in range(8):
-                txn = self.env.begin(write=True)
+            result = self._write(fn)
+            if durable:
+                self.env.sync(True)
+            return result
+
+    def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        self._ensure_headroom()
+        for _attempt in range(8):
+            txn = self.env.begin(write=True)
+            try:
+                result = fn(txn)
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                refused = None
                 try:
-                    result = fn(txn)
-                    txn.commit()
-                    return result
-                except lmdb.MapFullError:
-                    txn.abort()
-                    refused = None
-                    try:
-                        self._grow()
-                    except StorageFullError as error:
-                        refused = error
-                    if refused is not None:
-                        raise refused from None  # the full map is the whole story
-                except lmdb.DiskError as error:
-                    txn.abort()
-                    raise StorageFullError(f"disk error while writing: {error}") from error
-                except OSError as error:
-                    txn.abort()
-                    if error.errno == 28:  # ENOSPC
-                        raise StorageFullError("disk full while writing") from error
-                    raise
-                except BaseException:
-                    txn.abort()
-                    raise
-            raise StorageFullError("could not grow the store enough for one transaction")
+                    self._grow()
+                except StorageFullError as error:
+                    refused = error
+                if refused is not None:
+                    raise refused from None  # the full map is the whole story
+            except lmdb.DiskError as error:
+                txn.abort()
+                raise StorageFullError(f"disk error while writing: {error}") from error
+            except OSError as error:
+                txn.abort()
+                if error.errno == 28:  # ENOSPC
+                    raise StorageFullError("disk full while writing") from error
+                raise
+            except BaseException:
+                txn.abort()
+                raise
+        raise StorageFullError("could not grow the store enough for one transaction")
 
     def read(self) -> _ReadTransaction:
         """A read-only transaction, to be used as a context manager (``with store.read()``)."""
@@ -248,4 +263,5 @@ class Store:
         self.env.sync(True)
 
     def close(self) -> None:
+        self.env.sync(True)  # (a derived write's meta page, not flushed when it committed)
         self.env.close()

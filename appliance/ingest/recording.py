@@ -255,7 +255,7 @@ class Recorder:
             self._aggregate_in(txn, batch, timezones, idle_visits)
 
         try:
-            self._store.write(transaction)
+            self._store.write(transaction, durable=False)  # its events stay pending until it commits
         except BaseException:
             strings.rollback()
             self._visits.rolled_back()
