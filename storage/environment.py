@@ -136,6 +136,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._gate = _ResizeGate()
         self.tight = False  # the map is past its growth threshold and the disk refused more
+        self._flush_failed: BaseException | None = None
         existing = self.path / "data.mdb"
         map_size = max(initial_map_bytes, existing.stat().st_size if existing.exists() else 0)
         self.env = lmdb.open(
@@ -206,9 +207,18 @@ class Store:
         durable write's flush carries every transaction before it.
         """
         with self._write_lock:
+            if self._flush_failed is not None:
+                raise StorageFullError(f"writes stopped after a failed flush to disk: {self._flush_failed}")
             result = self._write(fn)
             if durable:
-                self.env.sync(True)
+                try:
+                    self.env.sync(True)
+                except (lmdb.Error, OSError) as error:
+                    # The transaction is committed but perhaps not on disk, and its caller
+                    # will take it as failed: no write may build on that (as LMDB stops
+                    # writes after a failed meta page write).
+                    self._flush_failed = error
+                    raise StorageFullError(f"flushing a commit to disk failed: {error}") from error
             return result
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:

@@ -8,9 +8,10 @@ writes, derived from events still listed in ``pending``, skip that second flush.
 
 from __future__ import annotations
 
+import lmdb
 import pytest
 
-from storage import Store
+from storage import StorageFullError, Store
 
 
 class _CountedEnvironment:
@@ -74,3 +75,19 @@ def test_a_failed_write_flushes_nothing(counted):
     with pytest.raises(RuntimeError):
         store.write(failing)
     assert store.env.flushes == []
+
+
+def test_a_failed_flush_stops_later_writes(counted):
+    store, db = counted
+
+    def failing_sync(force=False):
+        raise lmdb.DiskError("mdb_env_sync: Input/output error")
+
+    store.env.sync = failing_sync
+    with pytest.raises(StorageFullError, match="flushing a commit"):
+        store.write(lambda txn: txn.put(b"key", b"4", db=db))
+    del store.env.sync
+    with pytest.raises(StorageFullError, match="writes stopped"):
+        store.write(lambda txn: txn.put(b"key", b"5", db=db), durable=False)
+    with store.read() as txn:
+        assert txn.get(b"key", db=db) == b"4"  # committed, perhaps not on disk: nothing built on it
