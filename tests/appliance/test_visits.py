@@ -137,7 +137,7 @@ def test_over_the_bound_the_aggregation_closes_its_excess_in_its_own_transaction
     ])
     writes = []
     write = appliance.store.write
-    monkeypatch.setattr(appliance.store, "write", lambda fn: writes.append(fn) or write(fn))
+    monkeypatch.setattr(appliance.store, "write", lambda fn, **kw: writes.append(fn) or write(fn, **kw))
     appliance.coordinator.flush()  # the aggregation step, and nothing after it
     assert len(writes) == 1 and len(table) == 5
     assert list(table._open)[:2] == touch_order[3:]  # the three least recently touched closed
