@@ -91,3 +91,14 @@ def test_a_failed_flush_stops_later_writes(counted):
         store.write(lambda txn: txn.put(b"key", b"5", db=db), durable=False)
     with store.read() as txn:
         assert txn.get(b"key", db=db) == b"4"  # committed, perhaps not on disk: nothing built on it
+
+
+def test_closing_twice_is_harmless(tmp_path):
+    store = Store(tmp_path / "lmdb")
+    store.write(lambda txn: txn.put(b"key", b"6", db=store.db(b"counters")), durable=False)
+    store.close()
+    store.close()
+    reopened = Store(tmp_path / "lmdb")
+    with reopened.read() as txn:
+        assert txn.get(b"key", db=reopened.db(b"counters")) == b"6"
+    reopened.close()
