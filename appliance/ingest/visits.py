@@ -402,7 +402,8 @@ class VisitTable:
         if not self.idle.chunk_due(now):
             return 0
         try:
-            closed = self._store.write(lambda txn: self.close_in(txn, now, idle=True))
+            # (derived, as the aggregation step's writes: a crash can only undo it whole)
+            closed = self._store.write(lambda txn: self.close_in(txn, now, idle=True), durable=False)
         except BaseException:
             self.rolled_back()
             raise

@@ -38,5 +38,9 @@ def test_commits_are_durable_and_the_aggregation_step_is_not(make_appliance):
         appliance.coordinator.flush()  # a settled read folds what waits: a derived write
         assert appliance.recorder.waiting == 0
         assert counted.forced == [True]
+        table = appliance.visits  # the idle tick closing idle visits: derived too
+        table.idle.listed_at = 0.0
+        assert table.close_idle(now + 3 * 3600) == 2 and len(table) == 0
+        assert counted.forced == [True]
     finally:
         store.env = real
