@@ -12,6 +12,11 @@ like ``columns``), with the key (``last_key``) and the day's event count when it
 key, each column on first use (:class:`LazyColumns`: a query reads a few of them), and numbers
 the day's visitors from the checkpoint's sorted visitor hashes (:func:`visitor_coding`).
 
+A checkpoint is taken (again) when at least :data:`CHECKPOINT_ROWS` of the day's rows are not in
+one: by the job runner's sweep every two minutes, once a load or an import that wrote many of
+today's rows goes quiet (:mod:`appliance.runtime.passed_days`), and when the appliance closes, so
+the first filtered query of the next process, or right after a load, decodes few log rows.
+
 Only rows are stored, never visits: the open day's visits still change as rows arrive, so
 they are derived at read time from checkpoint and tail rows together, exactly as from log
 rows alone. The block a checkpoint gives is therefore the very block the log gives: the same
@@ -256,6 +261,8 @@ class OpenDays:
             if columns_store.blocks.pointer(txn, site, day) is not None:
                 return False
             total = columns_store.day_count(txn, site, day)
+            if total < self.checkpoint_rows:
+                return False  # not enough rows, in a checkpoint or not (no read of the log)
             previous = self.checkpoints.pointer(txn, site, day)
             found = self._current(txn, site, day, total)
             if found is not None:

@@ -60,7 +60,7 @@ from appliance.reports.definitions import Reports
 from appliance.reports.schedules import Schedules
 from appliance.runtime import collector
 from appliance.runtime.health import health_report
-from appliance.runtime.jobs import Jobs, MinuteJobs
+from appliance.runtime.jobs import Jobs, MinuteJobs, checkpoint_open_day
 from appliance.runtime.ownership import WriterLock
 from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.runtime.rollup_setup import ensure_rollups
@@ -274,6 +274,9 @@ class Appliance:
             self.coordinator.flush()
         except Exception:
             log.exception("aggregating at close failed; the events stay pending for next start")
+        # the next process's first filtered query then decodes the open day's checkpoint, not
+        # the rows a load sent since the last sweep (usually fewer than a checkpoint needs: no work)
+        checkpoint_open_day(self, [site.id for site in self.sites.all()])
         try:
             self.plugin_manager.hook.shutdown(appliance=self)
         finally:

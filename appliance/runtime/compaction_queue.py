@@ -15,6 +15,9 @@ as the load has moved past it (:mod:`appliance.runtime.passed_days`); whatever e
 :meth:`CompactionQueue.sweep`, run by the job runner every few minutes, queues: each closed day
 holding many log rows once its event count has stopped changing between two sweeps (a day still
 being written would be compacted twice).
+
+The open day a load ends on is not compacted but checkpointed (:mod:`appliance.events.openday`):
+:meth:`CompactionQueue.request_checkpoint` queues it the same way, for the same thread.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ class CompactionQueue:
     def __init__(self, columns) -> None:
         self._columns = columns
         self._requests: list[tuple[int, int, int]] = []
+        self._checkpoints: list[tuple[int, int]] = []  # (site, open day) to checkpoint
         self._busy = 0
         self._changed = threading.Condition()
         self.wake = threading.Event()  # set by a request: the job runner's thread waits on it
         self.days_compacted = 0
+        self.checkpoints_taken = 0
         self._last_counts: dict[tuple[int, int], int] = {}  # (site, day) -> events, at the last sweep
 
     def request(self, site_id: int, first_day: int, last_day: int) -> None:
@@ -42,6 +47,14 @@ class CompactionQueue:
             if (site_id, first_day, last_day) in self._requests:
                 return
             self._requests.append((site_id, first_day, last_day))
+        self.wake.set()
+
+    def request_checkpoint(self, site_id: int, day: int) -> None:
+        """Checkpoint a site's open day soon (a load or an import has just written many of its rows)."""
+        with self._changed:
+            if (site_id, day) in self._checkpoints:
+                return
+            self._checkpoints.append((site_id, day))
         self.wake.set()
 
     def sweep(self, site_ids, today: int) -> int:
@@ -66,19 +79,27 @@ class CompactionQueue:
         return len(quiet)
 
     def run(self) -> int:
-        """Compact every requested range (on the job runner's thread); returns blocks written."""
+        """Compact every requested range, then checkpoint every requested open day (on the job
+        runner's thread); returns blocks written."""
         total = 0
         while True:
             with self._changed:
-                if not self._requests:
+                if self._requests:
+                    site_id, first_day, last_day = self._requests.pop(0)
+                elif self._checkpoints:
+                    site_id, first_day = self._checkpoints.pop(0)
+                    last_day = None
+                else:
                     return total
-                site_id, first_day, last_day = self._requests.pop(0)
                 self._busy += 1
             written = 0
             try:
-                written = self._columns.compact(site_id, first_day, last_day)
-            except Exception:  # the hourly job compacts them anyway
-                log.exception("compacting imported days %s..%s of site %s failed", first_day, last_day, site_id)
+                if last_day is None:
+                    self.checkpoints_taken += self._columns.open_days.checkpoint(site_id, first_day)
+                else:
+                    written = self._columns.compact(site_id, first_day, last_day)
+            except Exception:  # the hourly job compacts them anyway, the sweep checkpoints
+                log.exception("compacting (or checkpointing) days from %s of site %s failed", first_day, site_id)
             finally:
                 with self._changed:
                     self._busy -= 1
@@ -87,6 +108,6 @@ class CompactionQueue:
             total += written
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every requested range is compacted; False on timeout."""
+        """Wait until every requested range is compacted (and open day checkpointed); False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._requests and not self._busy, timeout)
+            return self._changed.wait_for(lambda: not self._requests and not self._checkpoints and not self._busy, timeout)

@@ -123,7 +123,8 @@ class Jobs:
         self.compactions = CompactionQueue(appliance.columns)
         appliance.columns.compaction_wanted = self.compactions.request  # closed days a query read from the log
         # the closed days a bulk load has moved past, compacted during the load (see passed_days)
-        self.passed_days = PassedDays(self.compactions.request, appliance.columns, self.compactions.wake)
+        self.passed_days = PassedDays(self.compactions.request, appliance.columns, self.compactions.wake,
+                                      checkpoint=self.compactions.request_checkpoint)
         appliance.recorder.on_commit = self.passed_days.committed
         self.trimmer = HeapTrimmer()  # compaction reads a day's log rows at once; glibc keeps what it freed
 

@@ -249,3 +249,18 @@ def test_a_checkpoint_taken_before_an_erasure_is_not_written_after_it(opened, mo
         pointer = open_days.checkpoints.pointer(txn, site.id, today)
         stored = open_days.checkpoints.get(txn, site.id, today, pointer.generation, "d.visitor")
     assert alice not in stored.tolist() and len(stored)
+
+
+def test_closing_takes_the_checkpoint_the_next_process_resumes_from(opened, make_appliance):
+    appliance, site, today, now, rng, visitors = opened
+    open_days = appliance.columns.open_days
+    assert open_days.days(site.id) == []
+    expected, data_dir = _answers(appliance, site, today), appliance.settings.data_dir
+    appliance.close()
+    again = make_appliance(data_dir=data_dir)
+    again.jobs.stop()
+    assert again.columns.open_days.days(site.id) == [today]
+    assert _answers(again, site, today) == expected
+    assert again.columns.open_days.resumed >= 1
+    again.close()  # fewer new rows than a checkpoint needs: it stays as it is
+    assert make_appliance(data_dir=data_dir).columns.open_days.days(site.id) == [today]

@@ -124,3 +124,66 @@ def test_a_passed_day_waits_for_its_stragglers_and_for_its_close():
     commit(98, 3)  # late for a handed-over day: below the threshold, left to the sweep
     clock[0] += QUIET_SECONDS
     assert passed.poll() == 0 and passed.next_poll() is None
+
+
+class _OpenDays:
+    checkpoint_rows = 20
+
+
+def test_the_open_day_a_load_ends_on_is_checkpointed_once_quiet():
+    clock = [0.0]
+    compacted: list[tuple[int, int, int]] = []
+    checkpointed: list[tuple[int, int]] = []
+    wake = threading.Event()
+    columns = _Columns()
+    columns.open_days = _OpenDays()
+    passed = PassedDays(lambda *days: compacted.append(days), columns, wake, clock=lambda: clock[0],
+                        checkpoint=lambda *day: checkpointed.append(day))
+
+    def commit(day_number: int, count: int) -> None:
+        passed.committed(_day(1, day_number, count, float("inf")))
+
+    commit(99, 15)  # the open day (99), below the checkpoint's rows
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() is None and not wake.is_set()
+    commit(99, 10)  # 25 rows: the runner is woken to look once the day is quiet
+    assert wake.is_set() and passed.next_poll() == clock[0] + QUIET_SECONDS
+    clock[0] += QUIET_SECONDS - 1
+    commit(99, 5)  # still loading
+    clock[0] += QUIET_SECONDS - 1
+    assert passed.poll() == 0 and checkpointed == []
+    clock[0] += 1
+    assert passed.poll() == 1 and checkpointed == [(1, 99)] and compacted == []
+    assert passed.open_days_handed_over == 1
+    commit(99, 19)  # counted afresh after a hand-over: not enough for another
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 0 and passed.next_poll() is None
+    commit(99, 1)
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 1 and checkpointed == [(1, 99), (1, 99)]
+    commit(99, 30)
+    commit(100, 1)  # the day is passed before it was quiet: compaction's, never checkpointed
+    clock[0] += QUIET_SECONDS
+    columns.open_day = 100
+    passed.poll()
+    assert checkpointed == [(1, 99), (1, 99)] and compacted == [(1, 99, 99)]
+
+
+def test_a_load_ending_today_leaves_a_checkpoint_of_the_open_day(make_appliance):
+    appliance = make_appliance()
+    appliance.columns.compact_read_rows = 100
+    appliance.columns.open_days.checkpoint_rows = 100
+    appliance.jobs.passed_days.quiet_seconds = 0
+    site = appliance.sites.add("today.example")
+    now = time.time()
+    today = int(now // 86400)
+    events = _day(site.id, today, 150, now)
+    for start in range(0, len(events), 40):
+        appliance.writer.write_sync(events[start : start + 40])
+    assert appliance.jobs.compactions.wait(timeout=60)
+    assert appliance.columns.open_days.days(site.id) == [today]
+    assert appliance.jobs.compactions.checkpoints_taken == 1
+    appliance.stats.scans.forget()
+    resumed = appliance.columns.open_days.resumed
+    assert _answers(appliance, site, today, today)[0]["pageviews"] == 50
+    assert appliance.columns.open_days.resumed == resumed + 1
