@@ -108,7 +108,7 @@ class GoalSums:
         for index, goal_rows in enumerate(self.masks):
             hit = rows[piece.values(goal_rows, rows)]
             self.hits[index] += len(hit)
-            self.visitors.add(np.full(len(hit), index, np.int64), piece.codes_of(hit), piece.dictionary)
+            self.visitors.add(np.full(len(hit), index, np.int64), piece.numbers_of(hit))
             amounts = piece.values("revenue", hit)
             paid = amounts != 0
             if paid.any():

@@ -110,20 +110,55 @@ def _combine(masks: list[tuple[Filter, np.ndarray]], size: int) -> np.ndarray:
     return out
 
 
+class PeriodVisitors:
+    """The period's visitors numbered once: the sorted distinct hashes of every day's visitors
+    (each day's dictionary is sorted, so a stable sort merges them), for the reducers that count
+    distinct visitors per value (:class:`~appliance.query.daywise_reports.Pairs`): their pairs
+    are then one int64 each, merged across days without sorting hashes. Built when a reducer
+    first asks (the top line never does)."""
+
+    def __init__(self, dictionaries: list[Callable[[], np.ndarray]]) -> None:
+        self._dictionaries = dictionaries
+        self._hashes: np.ndarray | None = None
+
+    def numbers(self, dictionary: np.ndarray) -> np.ndarray:
+        """The period numbers of ``dictionary``'s hashes (sorted, all of the period's)."""
+        if self._hashes is None:
+            days = [make() for make in self._dictionaries]
+            merged = np.sort(np.concatenate(days), kind="stable") if days else np.zeros(0, np.uint64)
+            first = np.ones(len(merged), bool)
+            first[1:] = merged[1:] != merged[:-1]
+            self._hashes = merged[first]
+        return np.searchsorted(self._hashes, dictionary)
+
+
 class Piece:
     """What a reducer is given of one day (or of the stitched visits): the rows matching the
     query in the visits counted there (``rows``, boolean; engagement pings never), each row's
     ``kind`` and visit number ``visit_of``, per visit the arrays of
     :func:`appliance.events.sessions.part_visits` (``visitor`` a code into the sorted distinct
     visitor hashes ``dictionary``, ``bounce``, ``duration``, ``start``, ``first_row``,
-    ``entry_page``...), a field's values at some of its rows (``values(field, rows)``) and the
-    rows' times (``ts()``)."""
+    ``entry_page``...), a field's values at some of its rows (``values(field, rows)``), the
+    rows' times (``ts()``) and the visitor codes' period numbers (``numbering()``, from
+    ``number(dictionary)``: :class:`PeriodVisitors`)."""
 
-    def __init__(self, kind, rows, visit_of, visits, dictionary, values: Callable, ts: Callable) -> None:
+    def __init__(self, kind, rows, visit_of, visits, dictionary, values: Callable, ts: Callable, number: Callable) -> None:
         self.kind, self.rows, self.visit_of, self.visits, self.dictionary = kind, rows, visit_of, visits, dictionary
         self.values, self.ts = values, ts
         self.matched = np.zeros(len(visits["visitor"]), bool)  # visits with a matching row
         self.matched[visit_of[rows]] = True
+        self._number = number
+        self._numbering: np.ndarray | None = None
+
+    def numbering(self) -> np.ndarray:
+        """Per visitor code, the visitor's number in the period (the same on every day)."""
+        if self._numbering is None:
+            self._numbering = self._number(self.dictionary)
+        return self._numbering
+
+    def numbers_of(self, rows: np.ndarray) -> np.ndarray:
+        """The period numbers of the visitors of ``rows`` (a mask or row numbers, no pings)."""
+        return self.numbering()[self.codes_of(rows)]
 
     def hashes_of(self, rows: np.ndarray) -> np.ndarray:
         """The visitor hashes of ``rows`` (a mask or row numbers, no pings)."""
@@ -241,6 +276,7 @@ def walk(scans, query, reducer, frame: Frame | None = None) -> bool:
     conditions = _Conditions(scans, query.site, filters)
     preload([block for block, _, _ in parts], _MIDNIGHT_COLUMNS)
     local = [part_visits(block, lo, hi, timeout_ms) for block, lo, hi in parts]
+    period = PeriodVisitors([block.visitor_dictionary for block, _, _ in parts])
     crossing = _crossing(parts, local)
     nobody = np.zeros(0, np.uint64)
     stitching = any(len(hashes) for hashes in crossing)
@@ -267,17 +303,19 @@ def walk(scans, query, reducer, frame: Frame | None = None) -> bool:
             crossing[index] if index < len(crossing) else nobody,
             timeout_ms,
         )
-        _reduce_day(block, lo, hi, visits, conditions, edge, reducer, stitched, timeout_ms, fields)
+        _reduce_day(block, lo, hi, visits, conditions, edge, reducer, stitched, timeout_ms, fields, period.numbers)
         local[index] = None
         for done, _, _ in parts[: index + 1]:  # the cache may have dropped a block read earlier, too
             if (done.columns or done.derived) and not cache.holds(done):
                 done.release()
     if stitched:
-        _reduce_stitched(stitched, conditions, timeout_ms, reducer)
+        _reduce_stitched(stitched, conditions, timeout_ms, reducer, period.numbers)
     return True
 
 
-def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosses, reducer, stitched, timeout_ms: int, fields) -> None:
+def _reduce_day(
+    block, lo: int, hi: int, visits, conditions: _Conditions, crosses, reducer, stitched, timeout_ms: int, fields, number: Callable,
+) -> None:
     """Give ``reducer`` one day's matching rows of its own visits, and gather the rows of
     the visits ``crosses`` marks (see :func:`_edge_visits`) into ``stitched``."""
     day = Frame([(block, lo, hi)])
@@ -307,7 +345,7 @@ def _reduce_day(block, lo: int, hi: int, visits, conditions: _Conditions, crosse
             derived[field] = field(day)
         return derived[field][chosen]
 
-    reducer.add(Piece(kind, counted, visit_of, visits, dictionary, values, lambda: day.column("ts")))
+    reducer.add(Piece(kind, counted, visit_of, visits, dictionary, values, lambda: day.column("ts"), number))
     if crosses.any():
         taken = np.flatnonzero(np.append(crosses, False)[visit_of])
         gathered = {
@@ -351,7 +389,7 @@ def _visit_keep(conditions: _Conditions, visits, property_masks: dict[int, np.nd
     return _combine(masks, count)
 
 
-def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, reducer) -> None:
+def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, reducer, number: Callable) -> None:
     """Sessionise the crossing visitors' rows over the whole period and give ``reducer`` what matches."""
     rows_of = {name: np.concatenate(pieces) for name, pieces in stitched.items()}
     count = len(rows_of["kind"])
@@ -368,4 +406,7 @@ def _reduce_stitched(stitched: dict, conditions: _Conditions, timeout_ms: int, r
         "bounce": (built["pageviews"] == 1) & ~built["interactive"],
         "duration": built["end"] - built["start"],
     }
-    reducer.add(Piece(rows_of["kind"], counted, visit_of, visits, dictionary, lambda field, chosen: rows_of[("field", field)][chosen], lambda: rows_of["ts"]))
+    reducer.add(Piece(
+        rows_of["kind"], counted, visit_of, visits, dictionary,
+        lambda field, chosen: rows_of[("field", field)][chosen], lambda: rows_of["ts"], number,
+    ))

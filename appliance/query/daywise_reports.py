@@ -5,8 +5,8 @@ counted that day, then those of the visits stitched across midnights (a :class:`
 here the reducers of :meth:`appliance.query.scans.Scans.timeseries` and
 :meth:`~appliance.query.scans.Scans.breakdown` add them up: page views, visits, bounces and
 durations are sums per bucket or value, and the distinct visitors per bucket or value are
-kept as each day's distinct (bucket, visitor hash) pairs (:class:`Pairs`), counted once at
-the end. So the memory is a day's columns plus those pairs (no more than the matching rows'
+kept as each day's distinct (bucket, visitor) pairs (:class:`Pairs`; visitors numbered once
+for the period, :class:`~appliance.query.daywise.PeriodVisitors`), counted once at the end. So the memory is a day's columns plus those pairs (no more than the matching rows'
 and usually far fewer), not the period's rows, visits and visitor numbering. The answers are
 the plain path's exactly (``tests/appliance/test_daywise_reports.py``), and their shapes are
 built by the same functions (:func:`series_answer`, :func:`breakdown_answer`).
@@ -34,65 +34,73 @@ def _rate(part: int, whole: int) -> float:
     return round(100 * part / whole, 2) if whole else 0.0
 
 
-MERGE_PAIRS = 1 << 20  # the days' pairs kept apart up to this many (16 B each), then merged
+MERGE_PAIRS = 1 << 20  # the days' pairs kept apart up to this many (8 B each), then merged
+_GROUP_LIMIT = 1 << 31  # groups below it pack into a key's upper half as they are
 
 
 class Pairs:
-    """Distinct (group, visitor hash) pairs, deduplicated day by day as they come and merged
-    across days once there are many (a month's breakdown of a broad filter would otherwise
-    keep each returning visitor's pairs once per day); ``counts()`` gives per group how many
-    distinct visitors."""
+    """Distinct (group, visitor) pairs, deduplicated day by day as they come and merged across
+    days once there are many (a month's breakdown of a broad filter would otherwise keep each
+    returning visitor's pairs once per day); ``counts()`` gives per group how many distinct
+    visitors. Visitors are the period's numbers (:class:`~appliance.query.daywise.PeriodVisitors`),
+    so a pair is one int64 key, ``group << 32 | visitor``, and each day's keys are one sorted
+    run: merging days is a merge of runs (a stable sort), with no sort of visitor hashes. A
+    group outside ``[0, 2**31)`` is numbered densely first (never one of ours in practice)."""
 
     def __init__(self, merge_at: int = MERGE_PAIRS) -> None:
-        self._groups: list[np.ndarray] = []
-        self._hashes: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []  # each sorted and distinct
         self._count = 0
         self._floor = self._merge_at = merge_at
+        self._numbers: dict[int, int] | None = None  # group -> number, once a wide group came
+        self._next = 0
 
-    @staticmethod
-    def _distinct(groups: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct pairs, sorted (hashes numbered densely by one argsort, then the pairs
-        packed into one key: two plain sorts beat a lexsort, and numpy's hash-based unique)."""
-        if int(groups.max()) >= 1 << 31 or int(groups.min()) < 0:
-            order = np.lexsort((hashes, groups))
-            groups, hashes = groups[order], hashes[order]
-            first = np.ones(len(order), bool)
-            first[1:] = (groups[1:] != groups[:-1]) | (hashes[1:] != hashes[:-1])
-            return groups[first], hashes[first]
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        new = np.ones(len(order), bool)
-        new[1:] = ordered[1:] != ordered[:-1]
-        codes = np.empty(len(order), np.int64)
-        codes[order] = np.cumsum(new) - 1
-        keys = _sorted_distinct((groups << 32) | codes)
-        return keys >> 32, ordered[new][keys & 0xFFFFFFFF]
-
-    def add(self, groups: np.ndarray, codes: np.ndarray, dictionary: np.ndarray) -> None:
-        """Add the pairs of ``groups`` (non-negative) and visitor ``codes`` into the sorted
-        hashes ``dictionary``: deduplicated on one packed key, then given their hashes."""
+    def add(self, groups: np.ndarray, visitors: np.ndarray) -> None:
+        """Add the pairs of ``groups`` and period visitor numbers ``visitors`` (row by row)."""
         if not len(groups):
             return
         groups = np.asarray(groups, np.int64)
-        if int(groups.max()) < 1 << 31:
-            keys = _sorted_distinct((groups << 32) | np.asarray(codes, np.int64))
-            groups, hashes = keys >> 32, dictionary[keys & 0xFFFFFFFF]
-        else:
-            groups, hashes = self._distinct(groups, dictionary[codes])
-        self._groups.append(groups)
-        self._hashes.append(hashes)
-        self._count += len(groups)
+        if self._numbers is None and (int(groups.min()) < 0 or int(groups.max()) >= _GROUP_LIMIT):
+            self._renumber()
+        if self._numbers is not None:
+            distinct, inverse = np.unique(groups, return_inverse=True)
+            groups = np.array([self._number(group) for group in distinct.tolist()], np.int64)[inverse]
+        self._keys.append(_sorted_distinct((groups << 32) | np.asarray(visitors, np.int64)))
+        self._count += len(self._keys[-1])
         if self._count > self._merge_at:  # the days' pairs merged: a visitor back on other days counts once
-            merged = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
-            self._groups, self._hashes = [merged[0]], [merged[1]]
-            self._count = len(merged[0])
-            self._merge_at = max(self._floor, 2 * self._count)  # amortised: each pair sorted a few times
+            self._keys = [self._merged()]
+            self._count = len(self._keys[0])
+            self._merge_at = max(self._floor, 2 * self._count)  # amortised: each pair merged a few times
+
+    def _renumber(self) -> None:
+        """Switch to numbered groups: those added so far keep their values as their numbers,
+        new ones are numbered after the largest."""
+        seen = np.unique(self._merged() >> 32).tolist() if self._keys else []
+        self._numbers = {group: group for group in seen}
+        self._next = seen[-1] + 1 if seen else 0
+
+    def _number(self, group: int) -> int:
+        number = self._numbers.get(group)
+        if number is None:
+            number = self._numbers[group] = self._next
+            self._next += 1
+        return number
+
+    def _merged(self) -> np.ndarray:
+        if len(self._keys) == 1:
+            return self._keys[0]
+        keys = np.sort(np.concatenate(self._keys), kind="stable")  # sorted runs: merged, not sorted again
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return keys[first]
 
     def counts(self) -> dict[int, int]:
-        if not self._groups:
+        if not self._keys:
             return {}
-        groups, _ = self._distinct(np.concatenate(self._groups), np.concatenate(self._hashes))
-        return counts_by(groups)
+        found = counts_by(self._merged() >> 32)
+        if self._numbers is None:
+            return found
+        group_of = {number: group for group, number in self._numbers.items()}
+        return {group_of[number]: count for number, count in found.items()}
 
 
 def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
@@ -237,7 +245,7 @@ class SeriesSums:
     def add(self, piece: Piece) -> None:
         rows = np.flatnonzero(piece.rows)
         bucket = self._bucket(piece.ts()[rows])
-        self.visitors.add(bucket, piece.codes_of(rows), piece.dictionary)
+        self.visitors.add(bucket, piece.numbers_of(rows))
         self.views.update(counts_by(bucket[piece.kind[rows] == PAGEVIEW]))
         if not self.hourly:
             self.visits.update(counts_by(self._bucket(piece.visits["start"][piece.matched])))
@@ -273,16 +281,16 @@ class BreakdownSums:
             views = np.bincount(piece.visit_of[rows], minlength=len(visits["visitor"]))
             viewed = np.flatnonzero(views)
             values = piece.values(self.field, visits["first_row"][viewed])
-            codes, weights = visits["visitor"][viewed], views[viewed].astype(float)
+            codes, weights = piece.numbering()[visits["visitor"][viewed]], views[viewed].astype(float)
         else:
             values = piece.values(self.field, rows)
-            codes = piece.codes_of(rows)
+            codes = piece.numbers_of(rows)
         if self.dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values, codes = values[keep], codes[keep]
             weights = weights[keep] if weights is not None else None
         self.pageviews.update(counts_by(values, weights))
-        self.visitors.add(values, codes, piece.dictionary)
+        self.visitors.add(values, codes)
         matched = np.flatnonzero(piece.matched)
         if self.dimension == "page":
             entry = visits["entry_page"][matched]
@@ -317,7 +325,7 @@ class CustomEventSums:
         rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
         names = piece.values("name", rows)
         self.counts.update(counts_by(names))
-        self.visitors.add(names, piece.codes_of(rows), piece.dictionary)
+        self.visitors.add(names, piece.numbers_of(rows))
 
 
 class ConversionSums(CustomEventSums):
@@ -336,9 +344,9 @@ class ConversionSums(CustomEventSums):
     def add(self, piece: Piece) -> None:
         super().add(piece)
         visitor = piece.visits["visitor"][piece.matched]
-        self.site_visitors.add(np.zeros(len(visitor), np.int64), visitor, piece.dictionary)
+        self.site_visitors.add(np.zeros(len(visitor), np.int64), piece.numbering()[visitor])
         rows = np.flatnonzero(piece.rows & (piece.kind == self.kind))
-        self.converting.add(np.zeros(len(rows), np.int64), piece.codes_of(rows), piece.dictionary)
+        self.converting.add(np.zeros(len(rows), np.int64), piece.numbers_of(rows))
         amounts = piece.values("revenue", rows)
         paid = amounts != 0
         if paid.any():

@@ -185,17 +185,22 @@ def test_pairs_merged_across_days_count_as_brute_force():
     merge threshold) as counted by brute force."""
     import numpy as np
 
+    from appliance.query.daywise import PeriodVisitors
     from appliance.query.daywise_reports import Pairs
 
     rng = np.random.default_rng(5)
-    for merge_at in (1, 50, 1 << 20):
+    for merge_at, wide in ((1, 1 << 40), (50, -2), (1 << 20, 1 << 31), (50, None)):
+        days = [np.unique(np.concatenate([  # each day's sorted visitor hashes, the top bit set or not
+            rng.integers(0, 1 << 63, 40, dtype=np.int64).astype(np.uint64) | np.uint64(1 << 63),
+            rng.integers(1, 60, 30).astype(np.uint64),
+        ])) for _ in range(12)]
+        period = PeriodVisitors([lambda day=day: day for day in days])
         pairs, seen = Pairs(merge_at), set()
-        for _ in range(12):  # days: visitors (hashes) coming back, group ids big and small
-            dictionary = np.unique(rng.integers(0, 1 << 63, 40, dtype=np.int64).astype(np.uint64) | np.uint64(1 << 63))
-            dictionary = np.unique(np.concatenate([dictionary, np.arange(1, 30, dtype=np.uint64)]))
+        for number, dictionary in enumerate(days):  # visitors coming back; a wide group first on the 7th day
             codes = rng.integers(0, len(dictionary), 200)
-            groups = rng.choice([0, 3, 7, 1 << 20, 1 << 40], 200)
-            pairs.add(groups, codes, dictionary)
+            choices = [0, 3, 7, 1 << 20] + ([wide] if wide is not None and number >= 6 else [])
+            groups = rng.choice(choices, 200)
+            pairs.add(groups, period.numbers(dictionary)[codes])
             seen |= set(zip(groups.tolist(), dictionary[codes].tolist(), strict=True))
         expected: dict[int, int] = {}
         for group, _ in seen:
