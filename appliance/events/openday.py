@@ -35,7 +35,9 @@ standby takes its own.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -46,6 +48,8 @@ from appliance.events.codec import STRING_FIELDS
 from appliance.events.encoding import concatenate, rows_to_columns
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.keys import pack_event_key, unpack_event_key
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_ROWS = 20_000  # a checkpoint is taken (again) when this many log rows are not in one
@@ -256,6 +260,7 @@ class OpenDays:
         of them are not in the current one (none for a day with a compacted block); returns
         whether one was written. An existing checkpoint is extended, not read again from the log."""
         columns_store = self._columns
+        started = time.monotonic()
         erasures = self.erasures  # read before the snapshot (see erasing)
         with columns_store.settled() as txn:
             if columns_store.blocks.pointer(txn, site, day) is not None:
@@ -297,7 +302,10 @@ class OpenDays:
             self.checkpoints.put(txn, site, day, encoded, info)
             return True
 
-        return self._store.write(write)
+        written = self._store.write(write)
+        if written:
+            log.info("checkpointed day %s of site %s: %d rows in %.2f s", day, site, info["count"], time.monotonic() - started)
+        return written
 
     def stored_bytes(self, site: int, day: int) -> int:
         """Bytes the day's checkpoint takes (its arrays as stored)."""
