@@ -12,8 +12,8 @@ like ``columns``), with the key (``last_key``) and the day's event count when it
 key, each column on first use (:class:`LazyColumns`: a query reads a few of them), and numbers
 the day's visitors from the checkpoint's sorted visitor hashes (:func:`visitor_coding`).
 
-A checkpoint is taken (again) when at least :data:`CHECKPOINT_ROWS` of the day's rows are not in
-one: by the job runner's sweep every two minutes, once a load or an import that wrote many of
+A checkpoint is taken (again) when at least :data:`CHECKPOINT_ROWS` of the day's rows, and
+:data:`EXTEND_SHARE` of the rows it already holds, are not in one: by the job runner's sweep every two minutes, once a load or an import that wrote many of
 today's rows goes quiet (:mod:`appliance.runtime.passed_days`), and when the appliance closes, so
 the first filtered query of the next process, or right after a load, decodes few log rows.
 
@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_ROWS = 20_000  # a checkpoint is taken (again) when this many log rows are not in one
+#: ... and, to extend one, at least this share of the rows it holds: an extension decodes and
+#: encodes the whole day again (1.8 s for 20,000 rows on the seed's 374,000), so the days'
+#: extensions cost a few times the day in all, and a read decodes at most this share from the log
+EXTEND_SHARE = 0.25
 _DELTA = frozenset({"seq", "ts", "p.row"})
 _PLAIN = ("seq", "ts", "kind", "user", "revenue", "engaged", "scroll", "p.row", "p.key", "p.value")
 _CODED = ("visitor", "session")  # 64-bit hashes: a sorted dictionary and codes
@@ -271,7 +275,7 @@ class OpenDays:
             previous = self.checkpoints.pointer(txn, site, day)
             found = self._current(txn, site, day, total)
             if found is not None:
-                if len(found[2]) < self.checkpoint_rows:
+                if len(found[2]) < max(self.checkpoint_rows, EXTEND_SHARE * int(found[0].info["count"])):
                     return False
                 lazy = found[1].extended(rows_to_columns(found[2]), int(found[0].info["count"]))
                 columns, last_key = {name: lazy[name] for name in column_names()}, found[2][-1][0]
@@ -343,4 +347,4 @@ class OpenDays:
             return self.checkpoints.days(txn, site)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_ROWS", "OpenDays", "LazyColumns", "checkpoint_arrays"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_ROWS", "EXTEND_SHARE", "OpenDays", "LazyColumns", "checkpoint_arrays"]

@@ -264,3 +264,20 @@ def test_closing_takes_the_checkpoint_the_next_process_resumes_from(opened, make
     assert again.columns.open_days.resumed >= 1
     again.close()  # fewer new rows than a checkpoint needs: it stays as it is
     assert make_appliance(data_dir=data_dir).columns.open_days.days(site.id) == [today]
+
+
+def test_a_checkpoint_is_extended_once_a_share_of_its_rows_wait(opened):
+    appliance, site, today, now, rng, visitors = opened
+    open_days = appliance.columns.open_days
+    start = today * DAY
+    assert open_days.checkpoint(site.id, today)
+    with appliance.store.read() as txn:
+        held = int(open_days.checkpoints.pointer(txn, site.id, today).info["count"])
+    wanted = int(held * openday.EXTEND_SHARE + 0.999)
+    later = _events(site.id, rng, visitors, start + (now - start) * 0.5, now - 1, wanted)
+    appliance.record_sync(later[:-1])
+    assert not open_days.checkpoint(site.id, today)  # fewer than the share: read from the log
+    appliance.record_sync(later[-1:])
+    assert open_days.checkpoint(site.id, today)
+    with appliance.store.read() as txn:
+        assert int(open_days.checkpoints.pointer(txn, site.id, today).info["count"]) == held + wanted
