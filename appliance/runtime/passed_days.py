@@ -136,7 +136,8 @@ class PassedDays:
 
     def next_poll(self) -> float | None:
         """When (``clock`` time) to poll again: a passed day worth a block waits to become
-        quiet, or (quiet already) to be closed; None when none waits."""
+        quiet, or (quiet already) to be closed, or an open day worth a checkpoint to become
+        quiet; None when none waits."""
         now = self._clock()
         with self._lock:
             times = [
