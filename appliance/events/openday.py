@@ -13,9 +13,10 @@ key, each column on first use (:class:`LazyColumns`: a query reads a few of them
 the day's visitors from the checkpoint's sorted visitor hashes (:func:`visitor_coding`).
 
 A checkpoint is taken (again) when at least :data:`CHECKPOINT_ROWS` of the day's rows, and
-:data:`EXTEND_SHARE` of the rows it already holds, are not in one: by the job runner's sweep every two minutes, once a load or an import that wrote many of
-today's rows goes quiet (:mod:`appliance.runtime.passed_days`), and when the appliance closes, so
-the first filtered query of the next process, or right after a load, decodes few log rows.
+:data:`EXTEND_SHARE` of the rows it already holds, are not in one: by the job runner's sweep
+every two minutes, once a load or an import that wrote many of today's rows goes quiet
+(:mod:`appliance.runtime.passed_days`), and when the appliance closes, so the first filtered
+query of the next process, or right after a load, decodes few log rows.
 
 Only rows are stored, never visits: the open day's visits still change as rows arrive, so
 they are derived at read time from checkpoint and tail rows together, exactly as from log

@@ -6,8 +6,9 @@ here the reducers of :meth:`appliance.query.scans.Scans.timeseries` and
 :meth:`~appliance.query.scans.Scans.breakdown` add them up: page views, visits, bounces and
 durations are sums per bucket or value, and the distinct visitors per bucket or value are
 kept as each day's distinct (bucket, visitor) pairs (:class:`Pairs`; visitors numbered once
-for the period, :class:`~appliance.query.daywise.PeriodVisitors`), counted once at the end. So the memory is a day's columns plus those pairs (no more than the matching rows'
-and usually far fewer), not the period's rows, visits and visitor numbering. The answers are
+for the period, :class:`~appliance.query.daywise.PeriodVisitors`), counted once at the end.
+So the memory is a day's columns plus those pairs (no more than the matching rows' and usually
+far fewer), not the period's rows, visits and visitor numbering. The answers are
 the plain path's exactly (``tests/appliance/test_daywise_reports.py``), and their shapes are
 built by the same functions (:func:`series_answer`, :func:`breakdown_answer`).
 """
@@ -88,10 +89,7 @@ class Pairs:
     def _merged(self) -> np.ndarray:
         if len(self._keys) == 1:
             return self._keys[0]
-        keys = np.sort(np.concatenate(self._keys), kind="stable")  # sorted runs: merged, not sorted again
-        first = np.ones(len(keys), bool)
-        first[1:] = keys[1:] != keys[:-1]
-        return keys[first]
+        return _sorted_distinct(np.concatenate(self._keys), kind="stable")  # sorted runs: merged, not sorted again
 
     def counts(self) -> dict[int, int]:
         if not self._keys:
@@ -103,8 +101,8 @@ class Pairs:
         return {group_of[number]: count for number, count in found.items()}
 
 
-def _sorted_distinct(keys: np.ndarray) -> np.ndarray:
-    keys = np.sort(keys)
+def _sorted_distinct(keys: np.ndarray, kind: str = "quicksort") -> np.ndarray:
+    keys = np.sort(keys, kind=kind)
     first = np.ones(len(keys), bool)
     first[1:] = keys[1:] != keys[:-1]
     return keys[first]
