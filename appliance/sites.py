@@ -356,7 +356,7 @@ class SiteRegistry:
                     self._records.delete(txn, _SHARE, str(site.id))
                     return self._bump(txn)
 
-                previous = self._store.write(remove)
+                previous = self._store.write(remove, bulk=True)  # every row the site owns
                 self._wrote(previous, lambda: None)
             finally:
                 with self._memory:

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import lmdb
 
+from storage.handover import bulk_handover
+
 T = TypeVar("T")
 
 DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"pending", b"columns", b"visits_dirty",
@@ -192,7 +194,7 @@ class Store:
                 self.tight = True
 
     # -- transactions -----------------------------------------------------------------
-    def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True) -> T:
+    def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True, bulk: bool = False) -> T:
         """Run ``fn`` in one write transaction, growing the map as needed.
 
         ``fn`` may run more than once (after a ``MapFullError``), so it must not have side
@@ -206,8 +208,12 @@ class Store:
         events stay in ``pending`` until it commits) saves that second flush. A system crash
         can then undo only such writes made after the last durable one, each whole, since a
         durable write's flush carries every transaction before it.
+
+        ``bulk``: ``fn`` makes an LMDB call per row of thousands (a day's compaction, a purge);
+        the writing thread then gets the interpreter lock back quickly after each one
+        (:mod:`storage.handover`), so the write lock is not held long beside busy threads.
         """
-        with self._write_lock:
+        with self._write_lock, bulk_handover() if bulk else contextlib.nullcontext():
             if self._flush_failed is not None:
                 raise StorageFullError(f"writes stopped after a failed flush to disk: {self._flush_failed}")
             result = self._write(fn)

@@ -262,7 +262,7 @@ class ColumnStore:
                 return True
 
             try:
-                written = self._store.write(write)
+                written = self._store.write(write, bulk=True)  # a delete per log row
             except MissingRow:
                 written = False  # nothing deleted, nothing stored: the next run reads the log again
         if written:

@@ -54,7 +54,7 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
                 appliance.counters.sums.delete_before(txn, site.id, first_day)
             return counts
 
-        for kind, count in appliance.store.write(purge).items():
+        for kind, count in appliance.store.write(purge, bulk=True).items():
             removed[kind] += count
         removed["events"] += appliance.columns.purge_before(site.id, int(cutoff * 1000))
     if removed["sketches"]:
