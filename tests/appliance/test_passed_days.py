@@ -18,11 +18,12 @@ from appliance.runtime.passed_days import QUIET_SECONDS, PassedDays
 SOURCES = ("Google", "Twitter", "")
 
 
-def _day(site_id: int, day: int, count: int, now: float) -> list[Event]:
-    """A day of page views in time order (the last of them before ``now``)."""
+def _day(site_id: int, day: int, count: int, now: float, visitors: int = 37) -> list[Event]:
+    """A day of page views in time order (the last of them before ``now``: in the first hours
+    of a UTC day today's share one second, and a visitor's then make one visit)."""
     return [
         Event(kind=EventKind.PAGEVIEW, site_id=site_id, timestamp=min(day * 86400 + 3600 + 60 * i, now - 1),
-              name="pageview", visitor_id=3000 + i % 37, path=f"/p/{i % 5}", source=SOURCES[i % 3])
+              name="pageview", visitor_id=3000 + i % visitors, path=f"/p/{i % 5}", source=SOURCES[i % 3])
         for i in range(count)
     ]
 
@@ -177,7 +178,7 @@ def test_a_load_ending_today_leaves_a_checkpoint_of_the_open_day(make_appliance)
     site = appliance.sites.add("today.example")
     now = time.time()
     today = int(now // 86400)
-    events = _day(site.id, today, 150, now)
+    events = _day(site.id, today, 150, now, visitors=150)  # a visit each, at any hour: 50 from Google
     for start in range(0, len(events), 40):
         appliance.writer.write_sync(events[start : start + 40])
     assert appliance.jobs.compactions.wait(timeout=60)
