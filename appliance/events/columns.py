@@ -27,6 +27,7 @@ a new process starts today's from its stored checkpoint (:mod:`appliance.events.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -67,6 +68,8 @@ from storage.eventlog import EventLog, MissingRow
 from storage.keys import HOUR, pack_event_key, unpack_event_key
 
 COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
+
+log = logging.getLogger(__name__)
 
 
 class ColumnStore:
@@ -216,6 +219,7 @@ class ColumnStore:
         Rows still pending aggregation stay in the log. Returns whether a block was written."""
         if not self.is_closed(day):
             return False
+        started = time.monotonic()
         with self._compaction_lock:
             pending_db = self._store.db(b"pending")
             with self.settled() as txn:
@@ -267,6 +271,7 @@ class ColumnStore:
                 written = False  # nothing deleted, nothing stored: the next run reads the log again
         if written:
             self.compactions += 1
+            log.info("compacted day %s of site %s: %d rows in %.2f s", day, site, count, time.monotonic() - started)
         return written
 
     def _outdated(self, pointer) -> bool:

@@ -69,7 +69,7 @@ def test_a_shorter_interval_is_kept_and_one_set_meanwhile_is_not_undone(served_i
     assert sys.getswitchinterval() == pytest.approx(0.002)
 
 
-def test_compaction_deletes_its_log_rows_in_a_bulk_write(tmp_path, monkeypatch):
+def test_compaction_deletes_its_log_rows_in_a_bulk_write_and_logs_it(tmp_path, monkeypatch, caplog):
     from appliance.config import load_settings
     from appliance.models import Event, EventKind
     from appliance.runtime.appliance import Appliance
@@ -103,6 +103,8 @@ def test_compaction_deletes_its_log_rows_in_a_bulk_write(tmp_path, monkeypatch):
             )
 
         monkeypatch.setattr(opened.store, "write", write)
-        assert opened.columns.compact_day(site.id, day)
+        with caplog.at_level("INFO", logger="appliance.events.columns"):
+            assert opened.columns.compact_day(site.id, day)
+        assert f"compacted day {day} of site {site.id}: 50 rows in" in caplog.text
         bulk, interval = intervals[-1]  # the transaction that stores the block and deletes the rows
         assert bulk is True and interval <= BULK_SWITCH_SECONDS * 1.01
