@@ -72,6 +72,16 @@ COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which i
 log = logging.getLogger(__name__)
 
 
+def _content(pointer) -> int:
+    """Which rows a day holds (0: no block, the log's); a compaction stores the same rows and
+    keeps it, a rewrite without some (erasure, purge) or with new visit figures changes it."""
+    return 0 if pointer is None else int(pointer.info.get("content", pointer.generation))
+
+
+def _changed(pointer) -> int:
+    return max(_content(pointer), pointer.generation) + 1  # above every number the day had
+
+
 class ColumnStore:
     """Builds, stores, caches and serves column blocks (see the module docstring)."""
 
@@ -124,10 +134,9 @@ class ColumnStore:
             return sorted(found)
 
     def frame_key(self, site: int, start_ms: int, end_ms: int) -> tuple:
-        """What :meth:`frame` would read, without reading it: per day with events, its block
-        identity (the stored generation and the day's event count, as :meth:`block` checks)
-        and the part of the day in range. One settled read of counters and pointers; no
-        block is built or loaded (:mod:`appliance.query.memo` keys kept answers on it)."""
+        """What :meth:`frame` would read, without reading it: per day with events, which rows
+        (:func:`_content`: a compaction keeps it) and how many, and the part in range. One settled
+        read of counters and pointers, no block built (the memo and day sets key answers on it)."""
         first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
         totals: dict[int, int] = {}
         with self.settled() as txn:
@@ -136,9 +145,8 @@ class ColumnStore:
             days = {day for day, total in totals.items() if total} | set(self.blocks.days(txn, site, first_day, last_day))
             key = []
             for day in sorted(days):
-                pointer = self.blocks.pointer(txn, site, day)
-                generation = pointer.generation if pointer is not None else 0
-                key.append((day, generation, totals.get(day, 0), max(start_ms, day * DAY_MS), min(end_ms, (day + 1) * DAY_MS)))
+                content = _content(self.blocks.pointer(txn, site, day))
+                key.append((day, content, totals.get(day, 0), max(start_ms, day * DAY_MS), min(end_ms, (day + 1) * DAY_MS)))
         return (site, *key)
 
     def is_closed(self, day: int) -> bool:
@@ -248,12 +256,11 @@ class ColumnStore:
             encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
             del arrays  # encoded now; the round-trip check below decodes a copy of its own
             count = len(columns["ts"])
-            check = Block(
-                site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=self.timeout_ms
-            )
+            check = Block(site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=self.timeout_ms)
             check_round_trip(check, columns, self.timeout_ms)
             del columns, check  # not held through the write (it dirties a page for every row it deletes)
-            info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms}
+            content = _changed(pointer) if pointer and self._outdated(pointer) else _content(pointer)
+            info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms, "content": content}
             expected = pointer.generation if pointer is not None else None
 
             def write(txn):
@@ -358,7 +365,7 @@ class ColumnStore:
         columns = take(old.plain(), rows)
         arrays = stored_columns(columns, day, self.timeout_ms)
         encoded = {name: encode_array(a, delta=name in DELTA_COLUMNS) for name, a in arrays.items()}
-        info = {"format": FORMAT_VERSION, "count": len(rows), "timeout_ms": self.timeout_ms}
+        info = {"format": FORMAT_VERSION, "count": len(rows), "timeout_ms": self.timeout_ms, "content": _changed(pointer)}
 
         def write(txn):
             current = self.blocks.pointer(txn, site, day)
