@@ -110,6 +110,14 @@ def _combine(masks: list[tuple[Filter, np.ndarray]], size: int) -> np.ndarray:
     return out
 
 
+def sorted_distinct(keys: np.ndarray, kind: str = "quicksort") -> np.ndarray:
+    """``keys`` sorted, each once (``kind="stable"`` merges concatenated sorted runs)."""
+    keys = np.sort(keys, kind=kind)
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first]
+
+
 class PeriodVisitors:
     """The period's visitors numbered once: the sorted distinct hashes of every day's visitors
     (each day's dictionary is sorted, so a stable sort merges them), for the reducers that count
@@ -125,10 +133,7 @@ class PeriodVisitors:
         """The period numbers of ``dictionary``'s hashes (sorted, all of the period's)."""
         if self._hashes is None:
             days = [make() for make in self._dictionaries]
-            merged = np.sort(np.concatenate(days), kind="stable") if days else np.zeros(0, np.uint64)
-            first = np.ones(len(merged), bool)
-            first[1:] = merged[1:] != merged[:-1]
-            self._hashes = merged[first]
+            self._hashes = sorted_distinct(np.concatenate(days), kind="stable") if days else np.zeros(0, np.uint64)
         return np.searchsorted(self._hashes, dictionary)
 
 

@@ -25,7 +25,7 @@ from appliance import dimensions as dims
 from appliance.filters import EVENT_DIMENSIONS
 from appliance.models import EventKind
 from appliance.periods import day_start_timestamp, month_start, week_start, zone
-from appliance.query.daywise import Piece, walk
+from appliance.query.daywise import Piece, sorted_distinct, walk
 from appliance.query.selection import counts_by, span_ms
 
 PAGEVIEW = int(EventKind.PAGEVIEW)
@@ -65,7 +65,7 @@ class Pairs:
         if self._numbers is not None:
             distinct, inverse = np.unique(groups, return_inverse=True)
             groups = np.array([self._number(group) for group in distinct.tolist()], np.int64)[inverse]
-        self._keys.append(_sorted_distinct((groups << 32) | np.asarray(visitors, np.int64)))
+        self._keys.append(sorted_distinct((groups << 32) | np.asarray(visitors, np.int64)))
         self._count += len(self._keys[-1])
         if self._count > self._merge_at:  # the days' pairs merged: a visitor back on other days counts once
             self._keys = [self._merged()]
@@ -89,7 +89,7 @@ class Pairs:
     def _merged(self) -> np.ndarray:
         if len(self._keys) == 1:
             return self._keys[0]
-        return _sorted_distinct(np.concatenate(self._keys), kind="stable")  # sorted runs: merged, not sorted again
+        return sorted_distinct(np.concatenate(self._keys), kind="stable")  # sorted runs: merged, not sorted again
 
     def counts(self) -> dict[int, int]:
         if not self._keys:
@@ -99,13 +99,6 @@ class Pairs:
             return found
         group_of = {number: group for group, number in self._numbers.items()}
         return {group_of[number]: count for number, count in found.items()}
-
-
-def _sorted_distinct(keys: np.ndarray, kind: str = "quicksort") -> np.ndarray:
-    keys = np.sort(keys, kind=kind)
-    first = np.ones(len(keys), bool)
-    first[1:] = keys[1:] != keys[:-1]
-    return keys[first]
 
 
 def day_bounds(query) -> tuple[list[date], np.ndarray]:
