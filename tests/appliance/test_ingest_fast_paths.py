@@ -240,7 +240,12 @@ def test_spread_visit_deltas_matches_the_per_key_spread(deltas):
     for (site_id, day, metric, entry), delta in deltas.items():
         VisitTable._count(plain, site_id, day, entry, metric, delta)
     fast: dict[tuple, int] = defaultdict(int)
-    assert spread_visit_deltas(deltas, fast)
+    if not spread_visit_deltas(deltas, fast):
+        # only amounts whose sums could pass int64's safe range are left to the per-key spread
+        rows = len(deltas) * (len(dims.DIMENSIONS) + 1)
+        assert max(map(abs, deltas.values())) >= (1 << 62) // rows
+        assert not fast
+        return
     assert dict(fast) == dict(plain)
 
 
