@@ -41,34 +41,53 @@ def stored_metrics(txn, db, site: int, granularity: int) -> list[int]:
 
 
 class Counters:
-    def __init__(self, store, rolled_up: frozenset[int] = frozenset(), sums: RangeSums | None = None) -> None:
+    def __init__(
+        self, store, rolled_up: frozenset[int] = frozenset(), sums: RangeSums | None = None,
+        sealed: rollups.Sealed | None = None,
+    ) -> None:
         """``rolled_up``: the metrics whose day counters are also kept per week and month;
-        ``sums``: kept sums of closed day ranges (:mod:`storage.range_sums`), or None."""
+        ``sums``: kept sums of closed day ranges (:mod:`storage.range_sums`), or None;
+        ``sealed``: which periods have their rollups kept (:class:`storage.rollups.Sealed`;
+        None: every period)."""
         self._db = store.db(b"counters")
         self.rolled_up = rolled_up
         self.sums = sums
+        self.sealed = sealed
+
+    def sealed_through(self, txn, site: int) -> int | None:
+        """The site's sealed-through day as ``txn`` sees it (None: every period kept)."""
+        return self.sealed.through(txn, site) if self.sealed is not None else None
+
+    def _plan(self, txn, site: int, first_day: int, last_day: int, rolled: bool):
+        if not rolled:
+            return rollups.day_plan(first_day, last_day)
+        return rollups.plan(first_day, last_day, self.sealed_through(txn, site))
 
     def apply(self, txn, deltas: dict[bytes, int]) -> None:
         """Add each delta to its counter (keys from :func:`storage.keys.pack_bucket_key`),
         and a rolled-up metric's day deltas to its week and month."""
         if self.rolled_up:
             days: set[tuple[int, int]] = set()
-            deltas = self._with_rollups(deltas, days)
+            deltas = self._with_rollups(txn, deltas, days)
             if self.sums is not None:
                 for site in {site for site, _ in days}:
                     self.sums.bump(txn, site, [day for day_site, day in days if day_site == site])
         self._apply(txn, deltas)
 
-    def _with_rollups(self, deltas: dict[bytes, int], days: set[tuple[int, int]]) -> dict[bytes, int]:
-        """The deltas with their weeks' and months'; ``days`` gets each (site, day) changed."""
+    def _with_rollups(self, txn, deltas: dict[bytes, int], days: set[tuple[int, int]]) -> dict[bytes, int]:
+        """The deltas with their sealed weeks' and months'; ``days`` gets each (site, day)
+        changed."""
         rolled_up = self.rolled_up
         out = dict(deltas)
+        sealed: dict[int, int | None] = {}
         for key, delta in deltas.items():
             site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
             if granularity != DAY or metric not in rolled_up or not delta:
                 continue
             days.add((site, bucket))
-            for period, start, _, _ in rollups.periods_of(bucket):
+            if site not in sealed:
+                sealed[site] = self.sealed_through(txn, site)
+            for period, start, _, _ in rollups.periods_of(bucket, sealed[site]):
                 rollup = pack_bucket_key(site, period, metric, start, dimension)
                 out[rollup] = out.get(rollup, 0) + delta
         return out
@@ -110,11 +129,7 @@ class Counters:
     ) -> Iterator[tuple[int, int]]:
         """Yield ``(dimension, value)`` over the day range — a dimension once per piece of
         the plan, so callers sum — through the rollups when the metric has them."""
-        pieces = (
-            rollups.plan(first_day, last_day)
-            if use_rollups and metric in self.rolled_up
-            else rollups.day_plan(first_day, last_day)
-        )
+        pieces = self._plan(txn, site, first_day, last_day, use_rollups and metric in self.rolled_up)
         for granularity, first, last in pieces:
             for _, dimension, value in self.scan(txn, site, granularity, metric, first, last):
                 yield dimension, value
@@ -155,7 +170,7 @@ class Counters:
         self, txn, site: int, metric: int, first_day: int, last_day: int, rolled: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """(dimensions, totals) over the day range, read through the rollups if ``rolled``."""
-        pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
+        pieces = self._plan(txn, site, first_day, last_day, rolled)
         keys: list[bytes] = []
         values: list[bytes] = []
         add_key, add_value = keys.append, values.append  # today's pages: ~2,000 keys a read
@@ -197,7 +212,7 @@ class Counters:
                 for dimension, total in zip(wanted[hit].tolist(), kept[at[hit]].tolist(), strict=True):
                     out[dimension] = out.get(dimension, 0) + total
             return {dimension: total for dimension, total in out.items() if total}
-        pieces = rollups.plan(first_day, last_day) if rolled else rollups.day_plan(first_day, last_day)
+        pieces = self._plan(txn, site, first_day, last_day, rolled)
         wanted = sorted(dimensions)
         totals = dict.fromkeys(wanted, 0)
         get = txn.get
@@ -228,7 +243,7 @@ class Counters:
             for dimension, value in values.items():
                 difference[dimension] = difference.get(dimension, 0) + value
             deltas = {}
-            for period, start, _, _ in rollups.periods_of(bucket):
+            for period, start, _, _ in rollups.periods_of(bucket, self.sealed_through(txn, site)):
                 for dimension, delta in difference.items():
                     if delta:
                         deltas[pack_bucket_key(site, period, metric, start, dimension)] = delta
@@ -238,11 +253,17 @@ class Counters:
     def rebuild_rollups(self, txn, site: int, first_day: int, last_day: int) -> int:
         """Set every week and month overlapping the day range to the sum of its days (after
         days were deleted, or for a store written before rollups); returns buckets changed."""
-        changed = 0
         if self.sums is not None:  # days were deleted, or rollups written: every kept sum goes
             self.sums.bump_epoch(txn, site)
+        return self.rebuild_periods(txn, site, rollups.periods_between(first_day, last_day))
+
+    def rebuild_periods(self, txn, site: int, periods: list[tuple[int, int]]) -> int:
+        """Set each ``(granularity, bucket)`` week or month to the sum of its days (a period
+        being sealed: its figures are the days' already, so no kept sum changes); returns
+        buckets changed."""
+        changed = 0
         for metric in sorted(self.rolled_up):
-            for granularity, start in rollups.periods_between(first_day, last_day):
+            for granularity, start in periods:
                 first, last = rollups.period_span(granularity, start)
                 totals: dict[int, int] = {}
                 for _, dimension, value in self.scan(txn, site, DAY, metric, first, last):

@@ -9,6 +9,16 @@ key layout. They are maintained by the same calls that write the days
 its days: a late event for a closed day bumps its week and month with it, and a re-derived day
 passes its difference on. Deleting old days (retention) rebuilds the periods they cut.
 
+*Sealed periods.* Only the weeks and months that have ended are kept that way: each site has
+a *sealed-through* day (:class:`Sealed`), and a period is sealed when its last day is on or
+before it. Writes to a day keep only its sealed periods, and :func:`plan` reads only sealed
+ones, so today's traffic (whose week and month are still open) writes one counter per day key
+instead of three and one sketch instead of three, and a read of the open week or month reads
+its days. The job runner (:func:`appliance.runtime.rollup_setup.seal_rollups`) moves the day
+forward to yesterday, building each period that has ended since from its days, in the same
+transaction as the move. A site without the record (a store from before sealing, before the
+first job run) keeps and reads every period, as rollups did before.
+
 A read over ``[first_day, last_day]`` is planned by :func:`plan`: whole months where they fit,
 whole weeks where they fit without covering the start of a whole month, days at the edges. A
 12-month range is about 12 month buckets, a few weeks and a few days instead of 365 days.
@@ -44,11 +54,24 @@ def month_last(month: int) -> int:
     return (following - _EPOCH).days - 1
 
 
-def periods_of(day: int) -> tuple[tuple[int, int, int, int], ...]:
-    """``(granularity, bucket, first_day, last_day)`` of each rollup period holding ``day``."""
+def periods_of(day: int, sealed_through: int | None = None) -> tuple[tuple[int, int, int, int], ...]:
+    """``(granularity, bucket, first_day, last_day)`` of each rollup period holding ``day``;
+    with ``sealed_through``, only the periods sealed by then (see the module)."""
     week = week_of(day)
     month = month_of(day)
-    return ((WEEK, week, week, week + 6), (MONTH, month, month, month_last(month)))
+    found = ((WEEK, week, week, week + 6), (MONTH, month, month, month_last(month)))
+    if sealed_through is None:
+        return found
+    return tuple(period for period in found if period[3] <= sealed_through)
+
+
+def ended_between(after: int, through: int) -> list[tuple[int, int]]:
+    """``(granularity, bucket)`` of every week and month whose last day is in ``(after, through]``."""
+    return [
+        (granularity, start)
+        for granularity, start in periods_between(after + 1, through)
+        if after < period_span(granularity, start)[1] <= through
+    ]
 
 
 def periods_between(first_day: int, last_day: int) -> list[tuple[int, int]]:
@@ -89,24 +112,29 @@ def period_span(granularity: int, bucket: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=1024)
-def plan(first_day: int, last_day: int) -> tuple[tuple[int, int, int], ...]:
+def plan(first_day: int, last_day: int, sealed_through: int | None = None) -> tuple[tuple[int, int, int], ...]:
     """Read ``[first_day, last_day]`` as runs ``(granularity, first_bucket, last_bucket)``.
 
     Consecutive buckets of one granularity form one run (one cursor scan). The runs cover
-    every day of the range exactly once.
+    every day of the range exactly once. With ``sealed_through``, weeks and months ending
+    after it are read as their days (their rollups are not kept: see the module).
     """
+    if sealed_through is not None:
+        last_whole = min(last_day, sealed_through)  # the last day a period read whole may end on
+    else:
+        last_whole = last_day
     pieces: list[tuple[int, int]] = []
     day = first_day
     while day <= last_day:
-        if month_of(day) == day and month_last(day) <= last_day:
+        if month_of(day) == day and month_last(day) <= last_whole:
             pieces.append((MONTH, day))
             day = month_last(day) + 1
             continue
-        if week_of(day) == day and day + 6 <= last_day:
+        if week_of(day) == day and day + 6 <= last_whole:
             # A week that covers the start of a month which fits whole is read as days up to
             # that month instead: the month then saves more reads than the week would.
             inner = month_of(day + 6)
-            if not (inner > day and month_last(inner) <= last_day):
+            if not (inner > day and month_last(inner) <= last_whole):
                 pieces.append((WEEK, day))
                 day += 7
                 continue
@@ -124,3 +152,26 @@ def plan(first_day: int, last_day: int) -> tuple[tuple[int, int, int], ...]:
 def day_plan(first_day: int, last_day: int) -> tuple[tuple[int, int, int], ...]:
     """The plan without rollups: every day (what :func:`plan` is checked against)."""
     return ((DAY, first_day, last_day),) if first_day <= last_day else ()
+
+
+#: the :class:`~storage.records.Records` kind of the sealed-through days (never copied to a
+#: standby: it aggregates, and seals, on its own)
+SEALED_KIND = "rollups"
+
+
+class Sealed:
+    """Each site's sealed-through day (see the module), kept as a record."""
+
+    def __init__(self, records) -> None:
+        self._records = records
+
+    def through(self, txn, site: int) -> int | None:
+        """The site's sealed-through day in ``txn``'s snapshot, or None: every period kept."""
+        raw = self._records.get(SEALED_KIND, f"sealed-{site}", txn)
+        return None if raw is None else int.from_bytes(raw, "big", signed=True)
+
+    def set(self, txn, site: int, day: int) -> None:
+        self._records.put(txn, SEALED_KIND, f"sealed-{site}", day.to_bytes(4, "big", signed=True))
+
+    def forget(self, txn, site: int) -> None:
+        self._records.delete(txn, SEALED_KIND, f"sealed-{site}")

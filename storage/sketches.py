@@ -425,14 +425,17 @@ class Sketches:
     """
 
     def __init__(
-        self, store, cache_bytes: int = 24 << 20, rolled_up: dict[int, int] | None = None, sums: RangeSums | None = None
+        self, store, cache_bytes: int = 24 << 20, rolled_up: dict[int, int] | None = None, sums: RangeSums | None = None,
+        sealed: rollups.Sealed | None = None,
     ) -> None:
         """``cache_bytes``: the write-back cache's bound; ``rolled_up``: ``{metric: precision}``
         of the metrics kept per week and month; ``sums``: kept unions of closed day ranges
-        (:mod:`storage.range_sums`, shared with the counters), or None."""
+        (:mod:`storage.range_sums`, shared with the counters), or None; ``sealed``: which
+        periods have their rollups kept (:class:`storage.rollups.Sealed`; None: every period)."""
         self._db = store.db(b"sketches")
         self.rolled_up = rolled_up or {}
         self.sums = sums
+        self.sealed = sealed
         self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
         self.cache_limit = cache_bytes
         self.cached_bytes = 0  # sketch_bytes() of every cached sketch (none changes while cached)
@@ -480,6 +483,10 @@ class Sketches:
     def committed(self) -> None:
         self._uncommitted = False
 
+    def sealed_through(self, txn, site: int) -> int | None:
+        """The site's sealed-through day as ``txn`` sees it (None: every period kept)."""
+        return self.sealed.through(txn, site) if self.sealed is not None else None
+
     def forget(self) -> None:
         self._clear_cache()
         self._uncommitted = False
@@ -508,6 +515,7 @@ class Sketches:
         rolled_up = self.rolled_up
         periods: dict[bytes, tuple[int, list[list[int]]]] = {}  # rollup key: (precision, new hashes of its days)
         days: set[tuple[int, int]] = set()  # (site, day) of every rolled-up day written to
+        sealed: dict[int, int | None] = {}
         for key in sorted(additions):
             precision, hashes = additions[key]
             site, granularity, metric, bucket, dimension = unpack_bucket_key(key)
@@ -518,7 +526,9 @@ class Sketches:
             changed_by = self._add_to(cursor, key, precision, hashes, prepared, True)
             if changed_by is None or not len(changed_by):
                 continue
-            for period, start, _, _ in rollups.periods_of(bucket):
+            if site not in sealed:
+                sealed[site] = self.sealed_through(txn, site)
+            for period, start, _, _ in rollups.periods_of(bucket, sealed[site]):
                 rollup = pack_bucket_key(site, period, metric, start, dimension)
                 present = periods.get(rollup)
                 if present is None:
@@ -626,18 +636,23 @@ class Sketches:
             elif granularity != HOUR:
                 self.sums.bump_epoch(txn, site)
         if granularity == DAY and metric in self.rolled_up:
-            for period, start, first, last in rollups.periods_of(bucket):
+            for period, start, first, last in rollups.periods_of(bucket, self.sealed_through(txn, site)):
                 self._rebuild(txn, site, metric, period, start, first, last)
         return True
 
     def rebuild_rollups(self, txn, site: int, first_day: int, last_day: int) -> int:
         """Set every week and month overlapping the day range to the union of its days;
         returns how many buckets changed."""
-        changed = 0
         if self.sums is not None:  # days were deleted, or rollups written: every kept union goes
             self.sums.bump_epoch(txn, site)
+        return self.rebuild_periods(txn, site, rollups.periods_between(first_day, last_day))
+
+    def rebuild_periods(self, txn, site: int, periods: list[tuple[int, int]]) -> int:
+        """Set each ``(granularity, bucket)`` week or month to the union of its days (a period
+        being sealed: no kept union changes); returns buckets changed."""
+        changed = 0
         for metric in sorted(self.rolled_up):
-            for granularity, start in rollups.periods_between(first_day, last_day):
+            for granularity, start in periods:
                 changed += self._rebuild(txn, site, metric, granularity, start, *rollups.period_span(granularity, start))
         return changed
 
@@ -666,7 +681,7 @@ class Sketches:
             if len(dimensions) <= _POINT_READS:
                 return self._union_kept(txn, site, metric, first_day, last_day, precision, dimensions)
         pieces = (
-            rollups.plan(first_day, last_day)
+            rollups.plan(first_day, last_day, self.sealed_through(txn, site))
             if use_rollups and metric in self.rolled_up
             else rollups.day_plan(first_day, last_day)
         )
@@ -684,7 +699,7 @@ class Sketches:
         kept = sums.get(key, token)
         if kept is None:
             closed: dict[int, list[bytes]] = {}
-            for granularity, first, last in rollups.plan(first_day, last_day - 1):
+            for granularity, first, last in rollups.plan(first_day, last_day - 1, self.sealed_through(txn, site)):
                 self._collect(closed, txn, site, granularity, metric, first, last, None)
             kept = {dimension: Sketch.union_of(found, precision).to_bytes() for dimension, found in closed.items()}
             sums.put(key, token, kept, sum(len(raw) + 64 for raw in kept.values()))
@@ -705,7 +720,7 @@ class Sketches:
                 raws[dimension] = [kept]
         if missing:
             closed: dict[int, list[bytes]] = {}
-            for granularity, first, last in rollups.plan(first_day, last_day - 1):
+            for granularity, first, last in rollups.plan(first_day, last_day - 1, self.sealed_through(txn, site)):
                 self._collect(closed, txn, site, granularity, metric, first, last, missing)
             for dimension in missing:
                 found = closed.get(dimension)

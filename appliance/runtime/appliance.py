@@ -66,7 +66,7 @@ from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.runtime.rollup_setup import ensure_rollups
 from appliance.runtime.site_removal import delete_site_data
 from appliance.sites import SiteRegistry
-from storage import Store
+from storage import Store, rollups
 from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.imported import ImportedAggregates
@@ -117,9 +117,11 @@ class Appliance:
         memory = self.memory = plan_memory(settings.memory.budget_mb, settings.sites.max_open_visits)
         strings = self.strings = StringTable(store, max_cached=memory.string_cache_entries)
         kept_sums = RangeSums(store, memory.range_sums_bytes)  # kept sums and unions of closed days
-        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS, sums=kept_sums)
+        sealed = rollups.Sealed(records)  # which weeks and months keep their rollups
+        counters = self.counters = Counters(store, rolled_up=dims.ROLLED_UP_COUNTERS, sums=kept_sums, sealed=sealed)
         sketches = self.sketches = Sketches(
-            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES, sums=kept_sums
+            store, cache_bytes=memory.sketch_cache_bytes, rolled_up=dims.ROLLED_UP_SKETCHES, sums=kept_sums,
+            sealed=sealed,
         )
         eventlog = self.eventlog = EventLog(store)
         self.imported = ImportedAggregates(store)

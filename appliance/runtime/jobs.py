@@ -4,7 +4,8 @@ One daemon thread wakes every ``interval`` seconds and runs each due job: salt r
 (salts older than 48 hours are deleted), the retention purge (each site's counters,
 sketches, event-log rows, column-block rows and imported daily aggregates older than its retention period are deleted),
 the re-derivation of days whose visits late events left dirty (:mod:`appliance.ingest.rederive`;
-usually done by the aggregation step already), the compaction of closed days into column blocks (:func:`compact_closed_days`;
+usually done by the aggregation step already), the sealing of week and month rollups whose period
+ended (:func:`appliance.runtime.rollup_setup.seal_rollups`; also every sweep), the compaction of closed days into column blocks (:func:`compact_closed_days`;
 every sweep (``SWEEP_SECONDS``), a checkpoint of the open day: :func:`checkpoint_open_day`;
 between runs, the thread also compacts the days an import asks for: :mod:`appliance.runtime.compaction_queue`,
 and the closed days a bulk load has moved past: :mod:`appliance.runtime.passed_days`), the
@@ -25,6 +26,7 @@ from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from appliance.runtime.compaction_queue import CompactionQueue
 from appliance.runtime.passed_days import PassedDays
+from appliance.runtime.rollup_setup import seal_rollups
 from storage.retention import delete_buckets_before
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,11 @@ def purge_expired(appliance, now: float | None = None) -> dict[str, int]:
     if removed["sketches"]:
         appliance.sketches.forget()  # never write back a cached copy of a deleted sketch
     return removed
+
+
+def seal(appliance, now: float | None = None) -> int:
+    """Seal the weeks and months that have ended (:func:`appliance.runtime.rollup_setup.seal_rollups`)."""
+    return seal_rollups(appliance.store, appliance.sites, appliance.counters, appliance.sketches, now)
 
 
 def compact_closed_days(appliance) -> dict[str, int]:
@@ -138,6 +145,7 @@ class Jobs:
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
             ("rederive_visits", lambda: self._appliance.rederiver.run(force=True)),
+            ("seal_rollups", lambda: seal(self._appliance, now)),
             ("compact_columns", lambda: compact_closed_days(self._appliance)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
@@ -191,6 +199,10 @@ class Jobs:
             log.exception("looking for closed days to compact failed")
             return 0
         checkpoint_open_day(self._appliance, sites)
+        try:  # a week or month that ended today is sealed within a sweep
+            seal(self._appliance)
+        except Exception:  # the hourly run seals it
+            log.exception("sealing the rollups of ended periods failed")
         return queued
 
     def stop(self) -> None:
