@@ -119,10 +119,8 @@ def plan(first_day: int, last_day: int, sealed_through: int | None = None) -> tu
     every day of the range exactly once. With ``sealed_through``, weeks and months ending
     after it are read as their days (their rollups are not kept: see the module).
     """
-    if sealed_through is not None:
-        last_whole = min(last_day, sealed_through)  # the last day a period read whole may end on
-    else:
-        last_whole = last_day
+    # the last day a period read whole may end on
+    last_whole = min(last_day, sealed_through) if sealed_through is not None else last_day
     pieces: list[tuple[int, int]] = []
     day = first_day
     while day <= last_day:

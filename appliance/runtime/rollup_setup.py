@@ -9,11 +9,11 @@ same transaction (from then on the writes to those days keep them).
 
 from __future__ import annotations
 
-from appliance.sites import SiteRegistry
 import logging
 import time
 
 from appliance.periods import day_bucket
+from appliance.sites import SiteRegistry
 from storage import Store, rollups
 from storage.counters import Counters
 from storage.records import Records

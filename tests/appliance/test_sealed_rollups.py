@@ -20,7 +20,13 @@ from appliance.runtime.jobs import Jobs
 from appliance.runtime.rollup_setup import seal_rollups
 from storage import rollups
 from storage.keys import DAY, MONTH, WEEK, unpack_bucket_key
-from tests.appliance.test_range_rollups import _events, _ranges, _report, _stored_rollups, filled_days
+from tests.appliance.test_range_rollups import (
+    _events,
+    _ranges,
+    _report,
+    _stored_rollups,
+    filled_days,
+)
 
 
 def _seal(appliance, now: float) -> int:
