@@ -167,6 +167,10 @@ class Jobs:
         # in between, the compactions an import asked for, as soon as it asks.
         # Every sweep_seconds, closed days a bulk load left in the log are queued (see the queue);
         # the days a load has moved past as soon as they are quiet (see passed_days).
+        try:  # at once: today's writes keep only the rollups of ended periods from then on
+            seal(self._appliance)
+        except Exception:  # the first run seals them
+            log.exception("sealing the rollups of ended periods failed")
         due = time.monotonic() + min(60.0, self._interval)
         sweep = time.monotonic() + self._sweep_seconds
         while True:
