@@ -261,15 +261,28 @@ class Counters:
         """Set each ``(granularity, bucket)`` week or month to the sum of its days (a period
         being sealed: its figures are the days' already, so no kept sum changes); returns
         buckets changed."""
-        changed = 0
-        for metric in sorted(self.rolled_up):
-            for granularity, start in periods:
-                first, last = rollups.period_span(granularity, start)
-                totals: dict[int, int] = {}
-                for _, dimension, value in self.scan(txn, site, DAY, metric, first, last):
-                    totals[dimension] = totals.get(dimension, 0) + value
-                changed += self._replace(txn, site, granularity, metric, start, totals) is not None
-        return changed
+        return sum(
+            self.write_periods(txn, site, metric, self.period_totals(txn, site, metric, periods))
+            for metric in sorted(self.rolled_up)
+        )
+
+    def period_totals(self, txn, site: int, metric: int, periods: list[tuple[int, int]]) -> list:
+        """``[((granularity, bucket), {dimension: total of its days})]`` of one metric."""
+        out = []
+        for granularity, start in periods:
+            first, last = rollups.period_span(granularity, start)
+            totals: dict[int, int] = {}
+            for _, dimension, value in self.scan(txn, site, DAY, metric, first, last):
+                totals[dimension] = totals.get(dimension, 0) + value
+            out.append(((granularity, start), totals))
+        return out
+
+    def write_periods(self, txn, site: int, metric: int, built: list) -> int:
+        """Store :meth:`period_totals`' figures; returns buckets changed."""
+        return sum(
+            self._replace(txn, site, granularity, metric, start, totals) is not None
+            for (granularity, start), totals in built
+        )
 
     def day_span(self, txn, site: int) -> tuple[int, int] | None:
         """The first and last day bucket any rolled-up metric of ``site`` has, or None."""

@@ -650,11 +650,22 @@ class Sketches:
     def rebuild_periods(self, txn, site: int, periods: list[tuple[int, int]]) -> int:
         """Set each ``(granularity, bucket)`` week or month to the union of its days (a period
         being sealed: no kept union changes); returns buckets changed."""
-        changed = 0
-        for metric in sorted(self.rolled_up):
-            for granularity, start in periods:
-                changed += self._rebuild(txn, site, metric, granularity, start, *rollups.period_span(granularity, start))
-        return changed
+        return sum(
+            self.write_periods(txn, site, metric, self.period_unions(txn, site, metric, periods))
+            for metric in sorted(self.rolled_up)
+        )
+
+    def period_unions(self, txn, site: int, metric: int, periods: list[tuple[int, int]]) -> list:
+        """``[((granularity, bucket), {dimension: union of its days})]`` of one metric."""
+        return [
+            ((granularity, start), self.union(txn, site, DAY, metric, *rollups.period_span(granularity, start),
+                                              self.rolled_up[metric]))
+            for granularity, start in periods
+        ]
+
+    def write_periods(self, txn, site: int, metric: int, built: list) -> int:
+        """Store :meth:`period_unions`' sketches; returns buckets changed."""
+        return sum(self._replace(txn, site, granularity, metric, start, merged) for (granularity, start), merged in built)
 
     def _rebuild(self, txn, site: int, metric: int, granularity: int, bucket: int, first: int, last: int) -> bool:
         merged = self.union(txn, site, DAY, metric, first, last, self.rolled_up[metric])

@@ -50,7 +50,12 @@ def seal_rollups(
 ) -> int:
     """Seal every site's weeks and months that have ended by its local yesterday; returns
     the periods built. A site without a sealed-through day (its rollups kept for every
-    period, as before sealing) gets yesterday, with nothing to build."""
+    period, as before sealing) gets yesterday, with nothing to build.
+
+    A period's figures are computed in read transactions, one metric at a time, and written in
+    short write transactions while it is still open (no read uses it, no write keeps it); the
+    transaction that moves the day checks that none of the periods' days was written since
+    (their generations, :mod:`storage.range_sums`), else builds them there."""
     sealed = counters.sealed
     if sealed is None:
         return 0
@@ -58,14 +63,18 @@ def seal_rollups(
     built = 0
     for site in sites.all():
         yesterday = day_bucket(now, site.timezone) - 1
+        with store.read() as txn:
+            through = sealed.through(txn, site.id)
+        if through is not None and through >= yesterday:
+            continue  # (a timezone moved west: never unseal)
+        periods = rollups.ended_between(through, yesterday) if through is not None else []
+        token = _build_open(store, site.id, periods, counters, sketches) if periods else None
 
-        def seal(txn, site=site.id, yesterday=yesterday) -> int:
-            through = sealed.through(txn, site)
-            if through is not None and through >= yesterday:
-                return 0  # (a timezone moved west: never unseal)
-            periods = rollups.ended_between(through, yesterday) if through is not None else []
-            if periods:
-                counters.rebuild_periods(txn, site, periods)
+        def seal(txn, site=site.id, through=through, yesterday=yesterday, periods=periods, token=token) -> int:
+            if sealed.through(txn, site) != through:
+                return 0  # sealed meanwhile
+            if periods and (token is None or _token(counters, txn, site, periods) != token):
+                counters.rebuild_periods(txn, site, periods)  # days written since: built here
                 sketches.rebuild_periods(txn, site, periods)
             sealed.set(txn, site, yesterday)
             return len(periods)
@@ -75,3 +84,38 @@ def seal_rollups(
             log.info("sealed %d rollup periods of site %s through day %d", count, site.id, yesterday)
         built += count
     return built
+
+
+def _token(counters: Counters, txn, site: int, periods: list[tuple[int, int]]) -> bytes:
+    spans = [rollups.period_span(granularity, start) for granularity, start in periods]
+    return counters.sums.token(txn, site, min(first for first, _ in spans), max(last for _, last in spans))
+
+
+def _build_open(store: Store, site: int, periods, counters: Counters, sketches: Sketches) -> bytes | None:
+    """Write the (still open) periods' rollups metric by metric; returns the token of the days
+    they were built from, or None when a day was written meanwhile (or no tokens are kept)."""
+    if counters.sums is None:
+        return None
+    with store.read() as txn:
+        token = _token(counters, txn, site, periods)
+    steps = [(counters, metric) for metric in sorted(counters.rolled_up)]
+    steps += [(sketches, metric) for metric in sorted(sketches.rolled_up)]
+    for kind, metric in steps:
+        with store.read() as txn:
+            if _token(counters, txn, site, periods) != token:
+                return None
+            figures = (
+                kind.period_totals(txn, site, metric, periods)
+                if kind is counters
+                else kind.period_unions(txn, site, metric, periods)
+            )
+
+        def write(txn, kind=kind, metric=metric, figures=figures) -> bool:
+            if _token(counters, txn, site, periods) != token:
+                return False
+            kind.write_periods(txn, site, metric, figures)
+            return True
+
+        if not store.write(write, bulk=True):
+            return None
+    return token

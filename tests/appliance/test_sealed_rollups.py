@@ -87,7 +87,7 @@ def test_a_plan_reads_open_periods_as_days():
     assert len(ended) == len(set(ended))
 
 
-def test_writes_skip_open_periods_and_sealing_builds_them(make_appliance):
+def test_writes_skip_open_periods_and_sealing_builds_them(make_appliance, monkeypatch):
     # sealed through the history's 20th day before any event: the later days write no rollup
     made = []
 
@@ -106,9 +106,14 @@ def test_writes_skip_open_periods_and_sealing_builds_them(make_appliance):
     assert stored and all(_period_last(key) <= through for _, key in stored)
     _assert_sealed_equal_days(appliance, site, first, last)
 
-    # the job seals every period that ended since, from its days
+    # the job seals every period that ended since, from its days (built beforehand, metric by
+    # metric, not inside the transaction that moves the day)
+    inside = []
+    monkeypatch.setattr(appliance.counters, "rebuild_periods", lambda *args: inside.append(args))
     now = time.time()
     assert _seal(appliance, now) > 0
+    assert not inside
+    monkeypatch.undo()
     assert _through(appliance, site) == day_bucket(now) - 1
     assert len(_stored_rollups(appliance, site)) > len(stored)
     _assert_sealed_equal_days(appliance, site, first, last)
@@ -150,3 +155,43 @@ def test_todays_events_write_no_rollup_once_the_site_is_sealed(make_appliance):
     for a, b in ((day, day), (day - timedelta(days=6), day), (day.replace(day=1), day + timedelta(days=40))):
         assert _report(appliance, site, a, b, True) == _report(appliance, site, a, b, False)
     assert _report(appliance, site, day, day, True)["aggregate"]["pageviews"] == 20
+
+
+def test_a_day_written_while_periods_are_built_has_them_built_again_where_the_day_moves(make_appliance, monkeypatch):
+    import appliance.runtime.rollup_setup as setup
+
+    made = []
+
+    def factory(**settings):
+        made.append(make_appliance(**settings))
+        return made[0]
+
+    def events(site, first_ts):
+        _seal(made[0], first_ts + 20.5 * 86400)
+        return _events(site, first_ts, seed=11)
+
+    appliance, site, first, last, first_ts = filled_days(factory, "meanwhile.test", 70, events)
+    late = [
+        msgspec.structs.replace(event, timestamp=event.timestamp - 90, path="/meanwhile", visitor_id=event.visitor_id + 2)
+        for event in _events(site, first_ts, seed=11)[::40]
+        if first_ts + 30 * 86400 < event.timestamp < first_ts + 50 * 86400
+    ]
+    assert late
+    built_open = setup._build_open
+    rebuilt = []
+
+    def build_then_write_a_day(*args):
+        token = built_open(*args)
+        appliance.record_sync(late)  # a day of a period being sealed written after its build
+        return token
+
+    def counting(txn, site_id, periods, original=appliance.counters.rebuild_periods):
+        rebuilt.append(len(periods))
+        return original(txn, site_id, periods)
+
+    monkeypatch.setattr(setup, "_build_open", build_then_write_a_day)
+    monkeypatch.setattr(appliance.counters, "rebuild_periods", counting)
+    assert _seal(appliance, time.time()) > 0
+    assert rebuilt  # the moving transaction saw the day written and built the periods itself
+    assert _report(appliance, site, first, last, True)["page"] == _report(appliance, site, first, last, False)["page"]
+    _assert_sealed_equal_days(appliance, site, first, last)
