@@ -15,8 +15,9 @@ before it. Writes to a day keep only its sealed periods, and :func:`plan` reads 
 ones, so today's traffic (whose week and month are still open) writes one counter per day key
 instead of three and one sketch instead of three, and a read of the open week or month reads
 its days. The job runner (:func:`appliance.runtime.rollup_setup.seal_rollups`) moves the day
-forward to yesterday, building each period that has ended since from its days, in the same
-transaction as the move. A site without the record (a store from before sealing, before the
+forward to yesterday once each period that has ended since is built from its days (the
+transaction that moves it checks that none of those days was written since the build). A site
+without the record (a store from before sealing, before the
 first job run) keeps and reads every period, as rollups did before.
 
 A read over ``[first_day, last_day]`` is planned by :func:`plan`: whole months where they fit,

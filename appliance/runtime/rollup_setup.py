@@ -3,8 +3,8 @@ and seals the periods that have ended.
 
 :func:`ensure_rollups` runs once per data dir, at open, in one transaction, and records that it
 did. :func:`seal_rollups` runs on the job runner: it moves each site's sealed-through day to
-the site's yesterday, building every week and month that ended since from its days in the
-same transaction (from then on the writes to those days keep them).
+the site's yesterday, once every week and month that ended since is built from its days (from
+then on the writes to those days keep them).
 """
 
 from __future__ import annotations
