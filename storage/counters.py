@@ -335,6 +335,8 @@ class Counters:
     def delete_site(self, txn, site: int) -> int:
         if self.sums is not None:
             self.sums.delete_site(txn, site)
+        if self.sealed is not None:  # (the site's rollups go with its keys)
+            self.sealed.forget(txn, site)
         return delete_prefix(txn, self._db, struct.pack(">I", site))
 
 

@@ -155,6 +155,8 @@ def test_todays_events_write_no_rollup_once_the_site_is_sealed(make_appliance):
     for a, b in ((day, day), (day - timedelta(days=6), day), (day.replace(day=1), day + timedelta(days=40))):
         assert _report(appliance, site, a, b, True) == _report(appliance, site, a, b, False)
     assert _report(appliance, site, day, day, True)["aggregate"]["pageviews"] == 20
+    appliance.delete_site("today.test")  # its sealed-through day goes with it
+    assert _through(appliance, site) is None
 
 
 def test_a_day_written_while_periods_are_built_has_them_built_again_where_the_day_moves(make_appliance, monkeypatch):
