@@ -67,6 +67,22 @@ def _assert_sealed_equal_days(appliance, site, first, last) -> None:
         assert _report(appliance, site, a, b, True) == _report(appliance, site, a, b, False), (a, b)
 
 
+def _filled_sealed_early(make_appliance, domain: str):
+    """``filled_days`` of 70 days, the site sealed through the 20th before any event is
+    recorded (the later days' weeks and months open while they are written)."""
+    made = []
+
+    def factory(**settings):
+        made.append(make_appliance(**settings))
+        return made[0]
+
+    def events(site, first_ts):
+        _seal(made[0], first_ts + 20.5 * 86400)
+        return _events(site, first_ts, seed=11)
+
+    return filled_days(factory, domain, 70, events)
+
+
 def test_a_plan_reads_open_periods_as_days():
     rng = random.Random(7)
     for _ in range(500):
@@ -89,17 +105,7 @@ def test_a_plan_reads_open_periods_as_days():
 
 def test_writes_skip_open_periods_and_sealing_builds_them(make_appliance, monkeypatch):
     # sealed through the history's 20th day before any event: the later days write no rollup
-    made = []
-
-    def factory(**settings):
-        made.append(make_appliance(**settings))
-        return made[0]
-
-    def events(site, first_ts):
-        _seal(made[0], first_ts + 20.5 * 86400)
-        return _events(site, first_ts, seed=11)
-
-    appliance, site, first, last, first_ts = filled_days(factory, "sealed.test", 70, events)
+    appliance, site, first, last, first_ts = _filled_sealed_early(make_appliance, "sealed.test")
     through = _through(appliance, site)
     assert through == day_bucket(first_ts) + 19
     stored = _stored_rollups(appliance, site)
@@ -162,17 +168,7 @@ def test_todays_events_write_no_rollup_once_the_site_is_sealed(make_appliance):
 def test_a_day_written_while_periods_are_built_has_them_built_again_where_the_day_moves(make_appliance, monkeypatch):
     import appliance.runtime.rollup_setup as setup
 
-    made = []
-
-    def factory(**settings):
-        made.append(make_appliance(**settings))
-        return made[0]
-
-    def events(site, first_ts):
-        _seal(made[0], first_ts + 20.5 * 86400)
-        return _events(site, first_ts, seed=11)
-
-    appliance, site, first, last, first_ts = filled_days(factory, "meanwhile.test", 70, events)
+    appliance, site, first, last, first_ts = _filled_sealed_early(make_appliance, "meanwhile.test")
     late = [
         msgspec.structs.replace(event, timestamp=event.timestamp - 90, path="/meanwhile", visitor_id=event.visitor_id + 2)
         for event in _events(site, first_ts, seed=11)[::40]
