@@ -98,22 +98,18 @@ def _build_open(store: Store, site: int, periods, counters: Counters, sketches: 
         return None
     with store.read() as txn:
         token = _token(counters, txn, site, periods)
-    steps = [(counters, metric) for metric in sorted(counters.rolled_up)]
-    steps += [(sketches, metric) for metric in sorted(sketches.rolled_up)]
-    for kind, metric in steps:
+    steps = [(counters.period_totals, counters.write_periods, metric) for metric in sorted(counters.rolled_up)]
+    steps += [(sketches.period_unions, sketches.write_periods, metric) for metric in sorted(sketches.rolled_up)]
+    for build, store_built, metric in steps:
         with store.read() as txn:
             if _token(counters, txn, site, periods) != token:
                 return None
-            figures = (
-                kind.period_totals(txn, site, metric, periods)
-                if kind is counters
-                else kind.period_unions(txn, site, metric, periods)
-            )
+            figures = build(txn, site, metric, periods)
 
-        def write(txn, kind=kind, metric=metric, figures=figures) -> bool:
+        def write(txn, store_built=store_built, metric=metric, figures=figures) -> bool:
             if _token(counters, txn, site, periods) != token:
                 return False
-            kind.write_periods(txn, site, metric, figures)
+            store_built(txn, site, metric, figures)
             return True
 
         if not store.write(write, bulk=True):
