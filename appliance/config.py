@@ -34,6 +34,7 @@ class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     aggregate_interval_ms: int = 1000
     aggregate_max_events: int = 20000
     aggregate_slice_events: int = 100
+    intake: bool = True  # commits to an LMDB environment of their own, folded beside them (storage/intake.py)
     clock_skew_seconds: int = 300
     rate_limit_per_ip: int = 0
     rate_limit_per_site: int = 0

@@ -131,6 +131,7 @@ class Store:
         grow_when_fraction: float = 0.75,
         min_free_disk_bytes: int = 64 << 20,
         readahead: bool = True,
+        databases: tuple[bytes, ...] = DATABASES,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -145,7 +146,7 @@ class Store:
         self.env = lmdb.open(
             str(self.path),
             map_size=map_size,
-            max_dbs=len(DATABASES) + 8,
+            max_dbs=len(databases) + 8,
             max_readers=256,
             subdir=True,
             sync=True,
@@ -155,7 +156,7 @@ class Store:
         )
         self.dbs: dict[bytes, lmdb._Database] = {}
         with self.env.begin(write=True) as txn:
-            for name in DATABASES:
+            for name in databases:
                 self.dbs[name] = self.env.open_db(name, txn=txn)
 
     def db(self, name: bytes):

@@ -23,8 +23,11 @@ stuck unaggregated on a full disk.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+
+import msgspec
 
 from appliance.definitions.goals import Goals
 from appliance.events.codec import decode_event, encode_events
@@ -37,7 +40,9 @@ from appliance.models import Event
 from storage import StorageFullError, Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
+from storage.intake import Intake
 from storage.journal import Journal
+from storage.keys import pack_event_key
 from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
@@ -49,6 +54,9 @@ log = logging.getLogger(__name__)
 #: second's batch traffic in 100-event slices took longer than the read's 10 s budget
 #: (``scripts/bench``'s batch runs); 1,000 hold the mutex for about 0.1 s each.
 READ_SLICE_EVENTS = 1_000
+
+_encode_staged = msgspec.msgpack.Encoder().encode
+_decode_staged = msgspec.msgpack.Decoder(Event).decode
 
 
 class Recorder:
@@ -71,6 +79,7 @@ class Recorder:
         rederiver: Rederiver | None = None,
         journal: Journal | None = None,
         max_waiting: int = 0,
+        intake: Intake | None = None,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -95,7 +104,19 @@ class Recorder:
         self.journal = journal
         #: the global sequence of the last committed event (the replication journal's end)
         self.last_sequence = eventlog.next_sequence - 1
-        self._unaggregated: list[tuple[bytes, Event]] = []
+        #: committed events not yet folded: ``(log key, event, sequence)``, the sequence 0
+        #: for events already in the event log (and ``pending``), else the intake's
+        self._unaggregated: list[tuple[bytes, Event, int]] = []
+        self._queue_lock = threading.Lock()  # the queue between the committing and folding threads
+        self._folded = threading.Condition(self._queue_lock)  # notified as folds take events
+        self._intake = intake
+        #: the sequence the next staged event gets
+        self._next_staged = max(eventlog.next_sequence, intake.last_sequence() + 1 if intake else 0)
+        #: staged sequences at or below it are in the main store durably (the intake may drop them)
+        self.durable_through = 0
+        #: set while a thread folds on its own (:mod:`appliance.ingest.folding`): a commit
+        #: over the backlog's bound then waits for it instead of folding itself
+        self.folding_elsewhere = False
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
         #: told of every committed batch, after the commit (the job runner's
@@ -129,7 +150,16 @@ class Recorder:
     ) -> list[bytes]:
         """Append a batch durably (the writer thread's commit); returns the log keys. A
         standby gives the primary's ``sequences``, and ``also(txn)`` writes its cursor in the
-        same transaction."""
+        same transaction.
+
+        With an intake (and no journal kept, the main store not tight) the batch is staged
+        there (:meth:`_stage`); otherwise it goes to the event log and ``pending`` in the
+        main store, after whatever the intake staged before it."""
+        if (
+            self._intake is not None and sequences is None and also is None and self.journal is None
+            and not self._store.tight and not self._intake.tight
+        ):
+            return self._stage(events)
         timezones = self._timezones()
         strings = self._strings
 
@@ -152,13 +182,15 @@ class Recorder:
             if also is not None:
                 also(txn)
             if combined is not None:
-                self._aggregate_in(txn, combined + list(zip(keys, bounded, strict=True)), timezones)
+                self._aggregate_in(txn, combined + [(key, event, 0) for key, event in zip(keys, bounded, strict=True)], timezones)
             else:
                 for key in keys:
                     txn.put(key, b"", db=self._pending_db)
             return keys, bounded
 
         with self._coordinator.mutex.ahead():  # its requests wait: before folds and reads
+            if any(sequence for _, _, sequence in self._unaggregated):
+                self.aggregate_pending()  # the staged events first: the log keeps their order
             combined = list(self._unaggregated) if self._store.tight else None
             try:
                 keys, bounded = self._store.write(transaction)
@@ -173,20 +205,60 @@ class Recorder:
             strings.commit()
             self._eventlog.committed()
             self.last_sequence = self._eventlog.next_sequence - 1
-            if combined is not None:
-                self._visits.committed()
-                self._sketches.committed()
-                del self._unaggregated[: len(combined)]
-                self._last_flush = time.monotonic()
-            else:
-                self._unaggregated.extend(zip(keys, bounded, strict=True))
+            self._next_staged = max(self._next_staged, self._eventlog.next_sequence)
+            with self._queue_lock:
+                if combined is not None:
+                    self._visits.committed()
+                    self._sketches.committed()
+                    del self._unaggregated[: len(combined)]
+                    self._last_flush = time.monotonic()
+                else:
+                    self._unaggregated.extend((key, event, 0) for key, event in zip(keys, bounded, strict=True))
             self._last_commit = len(events)
+        self._committed(bounded)
+        return keys
+
+    def _committed(self, events: list[Event]) -> None:
         if self.on_commit is not None:
             try:
-                self.on_commit(bounded)
+                self.on_commit(events)
             except Exception:  # the batch is durable: its answer must not fail now
                 log.exception("a commit observer failed")
+
+    def _stage(self, events: list[Event]) -> list[bytes]:
+        """Commit a batch to the intake (:mod:`storage.intake`): durable once this returns,
+        with no lock of the main store taken, so it never waits for a fold. The events reach
+        the event log when they are folded (:meth:`_log_in`), under the sequences given here."""
+        if self.over_backlog():
+            self._wait_for_folds()
+        first = self._next_staged
+        sequences = range(first, first + len(events))
+        self._intake.stage(
+            [(sequence, _encode_staged(event)) for sequence, event in zip(sequences, events, strict=True)],
+            trim_through=self.durable_through,
+        )
+        self._next_staged = first + len(events)
+        keys = [
+            pack_event_key(event.site_id, int(event.timestamp * 1000), sequence & 0xFFFFFFFF)
+            for sequence, event in zip(sequences, events, strict=True)
+        ]
+        with self._folded:
+            self._unaggregated.extend(zip(keys, events, sequences, strict=True))
+            if len(self._unaggregated) >= self._max or self.over_backlog():
+                self._folded.notify_all()  # the folding thread: due now
+        self._last_commit = len(events)
+        self._committed(events)
         return keys
+
+    def _wait_for_folds(self) -> None:
+        """The backlog is at its bound: wait until the folding thread takes it below (or fold
+        a slice here when no thread folds on its own)."""
+        if not self.folding_elsewhere:
+            with self._coordinator.mutex:
+                self.aggregate_pending(max(self._slice or 0, READ_SLICE_EVENTS))
+            return
+        with self._folded:
+            self._folded.wait_for(lambda: not self.over_backlog() or not self.folding_elsewhere, timeout=10)
 
     # -- the aggregation step -------------------------------------------------------------
     def over_backlog(self) -> bool:
@@ -208,6 +280,21 @@ class Recorder:
     @property
     def _read_slice(self) -> int | None:
         return max(self._slice, READ_SLICE_EVENTS) if self._slice else None
+
+    def holds(self, site_id: int) -> bool:
+        """Whether a committed event of ``site_id`` waits to be folded."""
+        return any(event.site_id == site_id for _, event, _ in list(self._unaggregated))
+
+    def wait_until_due(self, timeout: float) -> None:
+        """Wait until an aggregation is due (at most ``timeout`` seconds; the folding thread)."""
+        with self._folded:
+            if not self.aggregation_due():
+                due_in = self._interval - (time.monotonic() - self._last_flush) if self._unaggregated else timeout
+                self._folded.wait(max(0.0, min(timeout, due_in)))
+
+    def wake_folding(self) -> None:
+        with self._folded:
+            self._folded.notify_all()
 
     def slices_waiting(self) -> int:
         """How many slices a settled read folds the waiting events in (1 unsliced)."""
@@ -240,10 +327,11 @@ class Recorder:
         visits and goals; returns how many. Runs under the coordinator's mutex (call
         :meth:`WriteCoordinator.flush`). With ``idle_visits`` (the writer's slices, not a
         settled read's) a chunk of idle visits closes in the same transaction when one is due."""
-        if limit is None or limit >= len(self._unaggregated):
-            batch, self._unaggregated = self._unaggregated, []
-        else:
-            batch, self._unaggregated = self._unaggregated[:limit], self._unaggregated[limit:]
+        with self._queue_lock:
+            if limit is None or limit >= len(self._unaggregated):
+                batch, self._unaggregated = self._unaggregated, []
+            else:
+                batch, self._unaggregated = self._unaggregated[:limit], self._unaggregated[limit:]
         if not batch:
             self._rederive()
             return 0
@@ -252,20 +340,28 @@ class Recorder:
 
         def transaction(txn):
             strings.rollback()
+            self._eventlog.rolled_back()
             self._aggregate_in(txn, batch, timezones, idle_visits)
 
         try:
             self._store.write(transaction, durable=False)  # its events stay pending until it commits
         except BaseException:
             strings.rollback()
+            self._eventlog.rolled_back()
+            self._cardinality.forget()
             self._visits.rolled_back()
             self._sketches.forget()
-            self._unaggregated[:0] = batch  # still pending, on disk and in memory
+            with self._folded:
+                self._unaggregated[:0] = batch  # still pending (or staged), on disk and in memory
             raise
         strings.commit()
+        self._eventlog.committed()
+        self.last_sequence = self._eventlog.next_sequence - 1
         self._visits.committed()
         self._sketches.committed()
         self._last_flush = time.monotonic()
+        with self._folded:
+            self._folded.notify_all()
         if not self._unaggregated:
             self._rederive()
         return len(batch)
@@ -285,9 +381,12 @@ class Recorder:
         (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`)."""
         intern = self._interner(txn)
         writes = BatchWrites()
+        logged = [event for _, event, _ in batch]
+        if batch[-1][2]:  # staged events (always the queue's tail): into the event log first
+            logged = self._log_in(txn, batch, logged, timezones, intern)
         # Visits first: an event that joins an open visit is counted with the visit's
         # properties (source, channel, referrer, UTM tags of its first event).
-        events = self._visits.apply(txn, [event for _, event in batch], timezones, writes.counter_deltas, intern)
+        events = self._visits.apply(txn, logged, timezones, writes.counter_deltas, intern)
         if self._visits.late and self._rederiver is not None:
             # events late for their visitor: their days' visit figures are derived again
             self._rederiver.mark(txn, self._visits.late)
@@ -296,8 +395,26 @@ class Recorder:
         self._goals.count(events, timezones, writes, intern)
         self._counters.apply(txn, writes.counters)
         self._sketches.add(txn, writes.sketches)
-        for key, _ in batch:
-            txn.delete(key, db=self._pending_db)
+        for key, _, sequence in batch:
+            if not sequence:
+                txn.delete(key, db=self._pending_db)
+
+    def _log_in(self, txn, batch, events: list[Event], timezones: dict[int, str], intern) -> list[Event]:
+        """Append the batch's staged events to the event log (and the journal while one is
+        kept) under their sequences, bounded by the cardinality guard as a commit to the main
+        store bounds them; returns the batch's events with those in place of the staged."""
+        start = next(index for index, (_, _, sequence) in enumerate(batch) if sequence)
+        bounded = self._cardinality.apply(txn, events[start:], timezones, intern)
+        entries = [
+            (event.site_id, int(event.timestamp * 1000), row)
+            for event, row in zip(bounded, encode_events(bounded, intern), strict=True)
+        ]
+        sequences = [sequence for _, _, sequence in batch[start:]]
+        self._eventlog.append(txn, entries, sequences)
+        if (journal := self.journal) is not None:
+            rows = [(n, site, ms, row) for n, (site, ms, row) in zip(sequences, entries, strict=True)]
+            journal.append(txn, rows, int(time.time()))
+        return events[:start] + bounded
 
     def replay_pending(self) -> int:
         """After a crash: queue the committed events that were never aggregated."""
@@ -309,10 +426,39 @@ class Recorder:
                     continue
                 site_id, timestamp_ms, _ = self._eventlog.split_key(key)
                 event = decode_event(site_id, timestamp_ms, value, lambda i: text(i, txn))
-                self._unaggregated.append((key, event))
+                self._unaggregated.append((key, event, 0))
+        if self._intake is not None:
+            self._replay_staged()
         return len(self._unaggregated)
+
+    def _replay_staged(self) -> None:
+        """Queue the staged events the main store does not hold (from the event log's next
+        sequence on; a deleted site's are dropped), after flushing the main store, so the rows
+        below it can go."""
+        self._store.sync()
+        folded = self._eventlog.next_sequence
+        self._intake.trim(folded - 1)
+        self.durable_through = folded - 1
+        sites = self._timezones()
+        for sequence, value in self._intake.rows_from(folded):
+            event = _decode_staged(value)
+            if event.site_id in sites:
+                key = pack_event_key(event.site_id, int(event.timestamp * 1000), sequence & 0xFFFFFFFF)
+                self._unaggregated.append((key, event, sequence))
 
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's waiting events (inside the deleting transaction)."""
-        self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site_id]
+        with self._queue_lock:
+            self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site_id]
         delete_prefix(txn, self._pending_db, site_id.to_bytes(4, "big"))
+        if self._intake is not None:  # a crash before the main store's commit replays none of them either
+            self._intake.delete_where(lambda value: _decode_staged(value).site_id == site_id)
+
+    def flush_to_disk(self) -> None:
+        """Flush the main store, then let the intake drop what the store now holds durably
+        (the folding thread calls this every second or so; off the write lock)."""
+        through = self._eventlog.next_sequence - 1
+        if self._intake is None or through <= self.durable_through:
+            return
+        self._store.sync()
+        self.durable_through = through

@@ -12,9 +12,11 @@ manifest's ``event_count`` and ``sites`` are read in the same transaction, so th
 exactly the copied state. ``event_count`` is the number of events accepted up to that state
 (the event log's sequence): a restored server holds exactly the first ``event_count`` events
 the source acknowledged. Events committed but not yet folded into counters are in the copy's
-``pending`` list, and the restored server folds them in when it opens.
+``pending`` list, and the restored server folds them in when it opens; events still only in
+the intake (:mod:`storage.intake`: the last second's, before their fold gave them a place in
+the event log) come after ``event_count`` and are not in the copy.
 
-Left out: the writer lock, LMDB's ``lock.mdb``, the first admin's password file (a secret
+Left out: the intake, the writer lock, LMDB's ``lock.mdb``, the first admin's password file (a secret
 that the store's users make unneeded) and any backups folder inside the data dir.
 """
 
@@ -35,6 +37,7 @@ from typing import BinaryIO
 
 from appliance.errors import DomainError
 from appliance.sites import stored_sites
+from storage.intake import INTAKE_DIRECTORY
 from storage.keys import unpack_u64
 from storage.records import Records
 from storage.snapshot import DATA_FILE, SnapshotError, compact_copy
@@ -105,7 +108,7 @@ def data_files(data_dir: Path, skip: tuple[Path, ...] = ()) -> Iterator[Path]:
         here = Path(root)
         directories[:] = sorted(
             name for name in directories
-            if not (here == data_dir and name == STORE_DIRECTORY)
+            if not (here == data_dir and name in (STORE_DIRECTORY, INTAKE_DIRECTORY))
             and (here / name).resolve() not in skipped
             and not (here / name / MANIFEST).exists()
             and not name.startswith(".restore-")

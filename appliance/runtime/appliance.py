@@ -39,6 +39,7 @@ from appliance.events.live import LiveBuffer
 from appliance.hooks.manager import make_plugin_manager
 from appliance.hooks.registry import collect_extensions
 from appliance.ingest.cardinality import CardinalityGuard
+from appliance.ingest.folding import FoldingThread
 from appliance.ingest.pipeline import Pipeline
 from appliance.ingest.recording import Recorder
 from appliance.ingest.rederive import Rederiver
@@ -70,6 +71,7 @@ from storage import Store, rollups
 from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.imported import ImportedAggregates
+from storage.intake import INTAKE_DIRECTORY, Intake
 from storage.journal import Journal
 from storage.range_sums import RangeSums
 from storage.records import Records
@@ -203,7 +205,9 @@ class Appliance:
             aggregate_max_events=settings.ingest.aggregate_max_events,
             aggregate_slice_events=settings.ingest.aggregate_slice_events,
             rederiver=self.rederiver, max_waiting=memory.max_waiting_events,
+            intake=(intake := self._open_intake(data)),
         )
+        self.intake = intake
         replication = settings.replication
         self.replication = ReplicationSource(
             store=store, journal=journal, strings=strings, records=records, recorder=self.recorder,
@@ -234,8 +238,12 @@ class Appliance:
             idle_seconds=max(0.05, settings.ingest.aggregate_interval_ms / 1000),
             interval_ms=settings.ingest.commit_interval_ms,
             max_events=settings.ingest.commit_max_events,
-            between=self.recorder.aggregate_slice, hold=self.recorder.over_backlog,
+            # without the intake the writer folds between its commits (they share the store's lock)
+            between=None if intake else self.recorder.aggregate_slice, hold=None if intake else self.recorder.over_backlog,
         )
+        self.folding = FoldingThread(self.recorder) if intake else None  # the aggregation step, beside the commits
+        if self.folding is not None:
+            self.folding.start()
         self.writer.start()
         self.metrics.add_collector(ApplianceCollector(
             writer=self.writer, pipeline=self.pipeline, recorder=self.recorder, store=store, visits=visits,
@@ -272,6 +280,8 @@ class Appliance:
             self.follower.stop()
         self.jobs.stop()
         self.writer.stop()
+        if self.folding is not None:
+            self.folding.stop()
         try:
             self.coordinator.flush()
         except Exception:
@@ -284,6 +294,8 @@ class Appliance:
         finally:
             try:
                 self.store.close()
+                if self.intake is not None:
+                    self.intake.close()
             finally:
                 self._ownership.release()
 
@@ -311,6 +323,12 @@ class Appliance:
         )
 
     # -- writing --------------------------------------------------------------------------
+    def _open_intake(self, data: Path) -> Intake | None:
+        """Where commits go (``[ingest] intake``; :mod:`storage.intake`), or None: the store."""
+        if not self.settings.ingest.intake:
+            return None
+        return Intake(data / INTAKE_DIRECTORY, min_free_disk_bytes=self.settings.storage.min_free_disk_mb << 20)
+
     def _timezones(self) -> dict[int, str]:
         return {site.id: site.timezone for site in self.sites.all()}
 
@@ -354,6 +372,8 @@ class Appliance:
         """Whether ``site`` has stored any event: a row in the event log (everything recent, at
         once after its commit: one cursor seek) or, failing that, a compacted day. No
         aggregation, no settled read."""
+        if self.recorder.holds(site.id):  # committed, not yet in the log
+            return True
         with self.store.read() as txn:
             if next(iter(self.eventlog.scan(txn, site.id, 0, 2**62)), None) is not None:
                 return True

@@ -23,7 +23,7 @@ class _Flushes:
 
 
 def test_commits_are_durable_and_the_aggregation_step_is_not(make_appliance):
-    appliance = make_appliance(ingest_aggregate_interval_ms=3_600_000, ingest_aggregate_max_events=1_000)
+    appliance = make_appliance(ingest_aggregate_interval_ms=3_600_000, ingest_aggregate_max_events=1_000, ingest_intake="false")
     site = appliance.sites.add("durable.test")
     store = appliance.store
     real = store.env

@@ -23,7 +23,7 @@ def test_the_backlog_bound_comes_from_the_budget():
 
 
 def test_an_appliance_bounds_its_backlog_by_the_setting(make_appliance):
-    appliance = make_appliance(memory_budget_mb=48)
+    appliance = make_appliance(memory_budget_mb=48, ingest_intake="false")  # the writer folds: tests/appliance/test_intake.py has the other
     assert appliance.recorder.max_waiting == plan_memory(48, 500_000).max_waiting_events
     site = appliance.sites.add("backlog.test", timezone="UTC")
     events = _events(site, random.Random(5), 300, time.time() - 3 * 86400, 3 * 86400 - 60)

@@ -124,15 +124,18 @@ def _views(site, count: int) -> list[Event]:
                   path="/") for i in range(count)]
 
 
-def test_a_records_session_beside_the_owner_leaves_its_pending_events_alone(tmp_path):
+@pytest.mark.parametrize("intake", ["true", "false"])
+def test_a_records_session_beside_the_owner_leaves_its_pending_events_alone(tmp_path, intake):
     """In another process, as ``footfall user create`` runs beside a server that has
-    committed but not yet aggregated events: they are counted once, by the owner."""
+    committed but not yet aggregated events (staged in the intake, or in the store's
+    ``pending``): they are counted once, by the owner."""
     settings = _settings(tmp_path, FOOTFALL_INGEST_AGGREGATE_INTERVAL_MS="3600000",
-                         FOOTFALL_INGEST_AGGREGATE_MAX_EVENTS="1000000")
+                         FOOTFALL_INGEST_AGGREGATE_MAX_EVENTS="1000000", FOOTFALL_INGEST_INTAKE=intake)
+    waiting = 0 if intake == "true" else 20  # in `pending`
     with Appliance(settings).open(role=SERVER_ROLE) as owner:
         site = owner.sites.add("pending.test")
         owner.writer.write_sync(_views(site, 20))
-        assert owner.store.entries(b"pending") == 20
+        assert owner.store.entries(b"pending") == waiting and owner.recorder.waiting == 20
         counters = owner.store.entries(b"counters")
         code = (
             "import sys; from appliance.config import load_settings; "
@@ -147,7 +150,7 @@ def test_a_records_session_beside_the_owner_leaves_its_pending_events_alone(tmp_
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert int(result.stdout) >= 1
-        assert owner.store.entries(b"pending") == 20  # nothing replayed, nothing aggregated
+        assert owner.store.entries(b"pending") == waiting  # nothing replayed, nothing aggregated
         assert owner.store.entries(b"counters") == counters
         other = owner.sites.get("other.test")
         assert other is not None  # a miss reloads the sites: no restart needed

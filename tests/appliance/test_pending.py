@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from appliance.config import load_settings
 from appliance.models import Event, EventKind
 from appliance.periods import day_bucket, day_from_number
@@ -19,16 +21,18 @@ def _views(site, count: int, now: float) -> list[Event]:
     ]
 
 
-def _settings(tmp_path):
+def _settings(tmp_path, intake: str = "true"):
     return load_settings(
-        environ={"FOOTFALL_INGEST_AGGREGATE_INTERVAL_MS": "3600000", "FOOTFALL_INGEST_AGGREGATE_MAX_EVENTS": "1000000"},
+        environ={"FOOTFALL_INGEST_AGGREGATE_INTERVAL_MS": "3600000", "FOOTFALL_INGEST_AGGREGATE_MAX_EVENTS": "1000000",
+                 "FOOTFALL_INGEST_INTAKE": intake},
         data_dir=str(tmp_path / "data"),
     )
 
 
-def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path):
+@pytest.mark.parametrize("intake", ["true", "false"])
+def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path, intake):
     now = time.time()
-    appliance = Appliance(_settings(tmp_path)).open()
+    appliance = Appliance(_settings(tmp_path, intake)).open()
     site = appliance.sites.add("crash.test")
     appliance.writer.write_sync(_views(site, 50, now))  # durable, not yet aggregated
     assert appliance.recorder.waiting == 50
@@ -38,16 +42,22 @@ def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path):
     appliance.scheduler.stop()
     appliance.jobs.stop()
     appliance.writer.stop()
+    if appliance.folding is not None:
+        appliance.folding.stop()
+        assert appliance.intake.store.entries(b"staged") == 50 and appliance.store.entries(b"pending") == 0
     appliance.store.close()
+    if appliance.intake is not None:
+        appliance.intake.close()
     appliance._ownership.release()  # as the kernel does when the process dies
 
-    reopened = Appliance(_settings(tmp_path)).open()
+    reopened = Appliance(_settings(tmp_path, intake)).open()
     try:
         day = day_from_number(day_bucket(now))
         totals = reopened.stats.aggregate(Query(site=reopened.sites.get("crash.test"), date_from=day, date_to=day))
         assert totals["pageviews"] == 50
         assert totals["visitors"] == 50
         assert reopened.store.entries(b"pending") == 0
+        assert reopened.eventlog.next_sequence == 51  # each event once in the log
     finally:
         reopened.close()
 
