@@ -1,7 +1,10 @@
 """The write coordinator: one data dir's discipline between commits, aggregation and reads.
 
-Three things share it. The ingest writer commits batches and the aggregation step folds them
-into counters, sketches, visits and goals, both under :attr:`WriteCoordinator.mutex`. A goal's
+Three things share it. The aggregation step folds committed batches into counters, sketches,
+visits and goals under :attr:`WriteCoordinator.mutex`; so does the ingest writer's commit when
+it writes to the store itself (with the intake, :mod:`storage.intake`, a commit takes no lock
+of the store and none of what follows holds it back: the rule for commits below is then for
+the journal's, a standby's and a tight disk's). A goal's
 activation holds the mutex too, so no batch falls between reading the next sequence number
 and counting the goal at ingest. And every read that must include each acknowledged event
 asks for a *settled* snapshot: the mutex is taken (so an aggregation another thread started is

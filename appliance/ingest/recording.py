@@ -1,23 +1,23 @@
 """Recording: the commit that makes a batch durable, and the aggregation step that follows it.
 
-A commit makes events durable by appending them to the event log and to the small
-``pending`` database, in one fsync'd transaction: the least that must be on disk before a
-request is answered. Folding them into counters, sketches, open visits and goals (many more
-pages) is the *aggregation step*: every ``aggregate_interval_ms`` or when
-``aggregate_max_events`` wait, the writer thread runs it between commits in slices of at most
-``aggregate_slice_events`` (:meth:`Recorder.aggregate_slice`), so a commit, and the requests
-waiting for it, never waits for more than one slice. The backlog itself is bounded
-(``max_waiting``, from ``[memory] budget_mb``: :mod:`appliance.memory`): past it the writer
-folds slices before it commits the next batch (:meth:`Recorder.over_backlog`), so a bulk load
-that sends faster than the step folds waits for it (its requests take longer) instead of
-queueing events in memory ahead of it; nothing is refused. A slice is never smaller than the last
-commit, so under a flood of batches (a commit after every slice) the step keeps pace instead
-of falling ever further behind. Before any settled read (see
-:class:`~appliance.events.coordinator.WriteCoordinator`) and at close it runs whole
-(:meth:`Recorder.aggregate_pending`). After a crash,
-:meth:`Recorder.replay_pending` queues whatever ``pending`` still lists. When the disk is
-tight the commit aggregates in its own transaction, so an acknowledged event can never be
-stuck unaggregated on a full disk.
+A commit makes events durable in one fsync'd transaction, the least that must be on disk
+before a request is answered: by default in the intake (:mod:`storage.intake`, an LMDB
+environment of its own, so it never waits for a fold), else (``[ingest] intake = false``,
+a kept replication journal, a standby, a tight disk) in the store's event log and its small
+``pending`` list. Folding them into counters, sketches, open visits and goals (and a staged
+event into the event log) is the *aggregation step*: every ``aggregate_interval_ms`` or when
+``aggregate_max_events`` wait, in slices of at most ``aggregate_slice_events``
+(:meth:`Recorder.aggregate_slice`), on a thread of its own (:mod:`appliance.ingest.folding`)
+or, without the intake, on the writer's between commits, so a commit waits for one slice at
+most. The backlog is bounded (``max_waiting``, from ``[memory] budget_mb``): past it a
+commit waits for the folds (:meth:`Recorder.over_backlog`), so a bulk load that sends faster
+than the step folds waits for it instead of queueing events in memory; nothing is refused.
+A slice is never smaller than the last commit, so a flood of batches cannot outrun the step.
+Before any settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and at
+close it runs whole (:meth:`Recorder.aggregate_pending`). After a crash
+:meth:`Recorder.replay_pending` queues what ``pending`` lists and what the intake holds past
+the event log's end. When the disk is tight the commit aggregates in its own transaction,
+so an acknowledged event can never be stuck unaggregated on a full disk.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import msgspec
-
 from appliance.definitions.goals import Goals
 from appliance.events.codec import decode_event, encode_events
 from appliance.events.coordinator import WriteCoordinator
+from appliance.ingest import staging
 from appliance.ingest.aggregation import BatchWrites, aggregate
 from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.rederive import Rederiver
@@ -42,7 +41,6 @@ from storage.counters import Counters
 from storage.eventlog import EventLog
 from storage.intake import Intake
 from storage.journal import Journal
-from storage.keys import pack_event_key
 from storage.retention import delete_prefix
 from storage.sketches import Sketches
 from storage.strings import StringTable
@@ -54,9 +52,6 @@ log = logging.getLogger(__name__)
 #: second's batch traffic in 100-event slices took longer than the read's 10 s budget
 #: (``scripts/bench``'s batch runs); 1,000 hold the mutex for about 0.1 s each.
 READ_SLICE_EVENTS = 1_000
-
-_encode_staged = msgspec.msgpack.Encoder().encode
-_decode_staged = msgspec.msgpack.Decoder(Event).decode
 
 
 class Recorder:
@@ -110,8 +105,8 @@ class Recorder:
         self._queue_lock = threading.Lock()  # the queue between the committing and folding threads
         self._folded = threading.Condition(self._queue_lock)  # notified as folds take events
         self._intake = intake
-        #: the sequence the next staged event gets
-        self._next_staged = max(eventlog.next_sequence, intake.last_sequence() + 1 if intake else 0)
+        #: the sequence the next committed event gets (in either place)
+        self.next_sequence = max(eventlog.next_sequence, intake.last_sequence() + 1 if intake else 0)
         #: staged sequences at or below it are in the main store durably (the intake may drop them)
         self.durable_through = 0
         #: set while a thread folds on its own (:mod:`appliance.ingest.folding`): a commit
@@ -205,7 +200,7 @@ class Recorder:
             strings.commit()
             self._eventlog.committed()
             self.last_sequence = self._eventlog.next_sequence - 1
-            self._next_staged = max(self._next_staged, self._eventlog.next_sequence)
+            self.next_sequence = max(self.next_sequence, self._eventlog.next_sequence)
             with self._queue_lock:
                 if combined is not None:
                     self._visits.committed()
@@ -231,17 +226,11 @@ class Recorder:
         the event log when they are folded (:meth:`_log_in`), under the sequences given here."""
         if self.over_backlog():
             self._wait_for_folds()
-        first = self._next_staged
+        first = self.next_sequence
         sequences = range(first, first + len(events))
-        self._intake.stage(
-            [(sequence, _encode_staged(event)) for sequence, event in zip(sequences, events, strict=True)],
-            trim_through=self.durable_through,
-        )
-        self._next_staged = first + len(events)
-        keys = [
-            pack_event_key(event.site_id, int(event.timestamp * 1000), sequence & 0xFFFFFFFF)
-            for sequence, event in zip(sequences, events, strict=True)
-        ]
+        self._intake.stage(staging.rows(events, sequences), trim_through=self.durable_through)
+        self.next_sequence = first + len(events)
+        keys = [staging.log_key(event, sequence) for sequence, event in zip(sequences, events, strict=True)]
         with self._folded:
             self._unaggregated.extend(zip(keys, events, sequences, strict=True))
             if len(self._unaggregated) >= self._max or self.over_backlog():
@@ -263,8 +252,8 @@ class Recorder:
     # -- the aggregation step -------------------------------------------------------------
     def over_backlog(self) -> bool:
         """Whether the committed events waiting for the aggregation step reach the bound: the
-        writer then folds before it commits more (:class:`~appliance.ingest.writer.Writer`'s
-        ``hold``)."""
+        next commit then waits for the folding thread, or without the intake the writer folds
+        before it commits more (:class:`~appliance.ingest.writer.Writer`'s ``hold``)."""
         return 0 < self.max_waiting <= len(self._unaggregated)
 
     def aggregation_due(self) -> bool:
@@ -285,8 +274,7 @@ class Recorder:
         """Whether a committed event of ``site_id`` waits to be folded."""
         return any(event.site_id == site_id for _, event, _ in list(self._unaggregated))
 
-    def wait_until_due(self, timeout: float) -> None:
-        """Wait until an aggregation is due (at most ``timeout`` seconds; the folding thread)."""
+    def wait_until_due(self, timeout: float) -> None:  # the folding thread, at most ``timeout`` seconds
         with self._folded:
             if not self.aggregation_due():
                 due_in = self._interval - (time.monotonic() - self._last_flush) if self._unaggregated else timeout
@@ -295,7 +283,6 @@ class Recorder:
     def wake_folding(self) -> None:
         with self._folded:
             self._folded.notify_all()
-
     def slices_waiting(self) -> int:
         """How many slices a settled read folds the waiting events in (1 unsliced)."""
         if not self._unaggregated:
@@ -304,7 +291,7 @@ class Recorder:
 
     def aggregate_slice(self) -> bool:
         """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one
-        transaction (the writer thread calls this between commits); returns whether more is
+        transaction (the folding thread, or the writer between commits); returns whether more is
         due. A commit that failed here is not the batch's: its events stay pending."""
         if not self.aggregation_due():
             self._draining = False
@@ -427,24 +414,10 @@ class Recorder:
                 site_id, timestamp_ms, _ = self._eventlog.split_key(key)
                 event = decode_event(site_id, timestamp_ms, value, lambda i: text(i, txn))
                 self._unaggregated.append((key, event, 0))
-        if self._intake is not None:
-            self._replay_staged()
+        if self._intake is not None:  # and the staged events the store does not hold
+            self.durable_through = self._eventlog.next_sequence - 1
+            self._unaggregated.extend(staging.replay(self._intake, self._store, self.durable_through, self._timezones()))
         return len(self._unaggregated)
-
-    def _replay_staged(self) -> None:
-        """Queue the staged events the main store does not hold (from the event log's next
-        sequence on; a deleted site's are dropped), after flushing the main store, so the rows
-        below it can go."""
-        self._store.sync()
-        folded = self._eventlog.next_sequence
-        self._intake.trim(folded - 1)
-        self.durable_through = folded - 1
-        sites = self._timezones()
-        for sequence, value in self._intake.rows_from(folded):
-            event = _decode_staged(value)
-            if event.site_id in sites:
-                key = pack_event_key(event.site_id, int(event.timestamp * 1000), sequence & 0xFFFFFFFF)
-                self._unaggregated.append((key, event, sequence))
 
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's waiting events (inside the deleting transaction)."""
@@ -452,7 +425,7 @@ class Recorder:
             self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site_id]
         delete_prefix(txn, self._pending_db, site_id.to_bytes(4, "big"))
         if self._intake is not None:  # a crash before the main store's commit replays none of them either
-            self._intake.delete_where(lambda value: _decode_staged(value).site_id == site_id)
+            staging.drop_site(self._intake, site_id)
 
     def flush_to_disk(self) -> None:
         """Flush the main store, then let the intake drop what the store now holds durably

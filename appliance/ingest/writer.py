@@ -3,13 +3,13 @@
 A request appends its events to the open :class:`Batch` and waits on it. The writer thread
 closes the batch when it holds ``commit_max_events`` events or ``commit_interval_ms`` has
 passed since its first event, hands it to the commit function (:meth:`Recorder.commit
-<appliance.ingest.recording.Recorder.commit>`: ONE LMDB transaction appending the batch to
-the event log and the ``pending`` list, all or nothing), and only then completes it, so a
+<appliance.ingest.recording.Recorder.commit>`: ONE LMDB transaction writing the batch to the
+intake, or to the event log and the ``pending`` list, all or nothing), and only then completes it, so a
 request is answered success only for events that are durable on disk. Counters and sketches
 follow in the aggregation step. After the commit the live buffer and the
 ``events_committed`` hook see the batch. On shutdown the open batch is committed once more.
 
-Work ``between`` commits (the aggregation step, in bounded slices: see
+Work ``between`` commits (without the intake, the aggregation step in bounded slices: see
 :meth:`Recorder.aggregate_slice <appliance.ingest.recording.Recorder.aggregate_slice>`) runs
 after a batch's waiters are woken, one slice at a time: a batch that is ready is committed
 before the next slice, so a request waits for at most one slice, never for the whole step —

@@ -332,7 +332,7 @@ class ReplicationSource:
             return {"version": self._records.version(txn), "records": items, "ids": self._records.ids(txn)}
 
     def status(self) -> dict[str, object]:
-        last = self._recorder.last_sequence
+        last = self._recorder.next_sequence - 1  # acknowledged, if still in the intake too
         return {
             "role": "primary",
             "last_sequence": last,
