@@ -184,8 +184,8 @@ class Recorder:
             return keys, bounded
 
         with self._coordinator.mutex.ahead():  # its requests wait: before folds and reads
-            if any(sequence for _, _, sequence in self._unaggregated):
-                self.aggregate_pending()  # the staged events first: the log keeps their order
+            if self._unaggregated and self._unaggregated[-1][2]:  # staged events (the queue's tail)
+                self.aggregate_pending()  # first: the log keeps their order
             combined = list(self._unaggregated) if self._store.tight else None
             try:
                 keys, bounded = self._store.write(transaction)
