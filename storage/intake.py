@@ -25,9 +25,10 @@ from storage.keys import pack_u64, unpack_u64
 
 INTAKE_DIRECTORY = "intake.lmdb"  # in the data dir, beside the store
 _STAGED = b"staged"
-#: how many rows older than ``trim_through`` one commit deletes beside its own (a bound on
-#: the extra work a commit does; a backlog is cleared over the following commits)
-TRIM_PER_COMMIT = 4_096
+#: how many rows older than ``trim_through`` one commit deletes beside its own, per row of its
+#: own (plus a few): a bound on the extra work a commit does (its requests wait for it) that
+#: still clears rows faster than they come
+TRIM_PER_ROW, TRIM_EXTRA = 2, 64
 
 
 class Intake:
@@ -53,11 +54,12 @@ class Intake:
 
     def stage(self, rows: list[tuple[int, bytes]], trim_through: int = 0) -> None:
         """Store ``(sequence, encoded event)`` rows durably, in one transaction; with
-        ``trim_through``, delete up to :data:`TRIM_PER_COMMIT` rows at or below it as well."""
+        ``trim_through``, delete some rows at or below it as well (:data:`TRIM_PER_ROW`)."""
 
         def write(txn) -> int:
             cursor = txn.cursor(db=self._db)
-            trimmed = self._trim_in(cursor, trim_through, TRIM_PER_COMMIT) if trim_through > self._trimmed_through else None
+            limit = TRIM_PER_ROW * len(rows) + TRIM_EXTRA
+            trimmed = self._trim_in(cursor, trim_through, limit) if trim_through > self._trimmed_through else None
             for sequence, value in rows:
                 txn.put(pack_u64(sequence), value, db=self._db, append=True)
             return trimmed
