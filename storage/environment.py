@@ -132,6 +132,7 @@ class Store:
         min_free_disk_bytes: int = 64 << 20,
         readahead: bool = True,
         databases: tuple[bytes, ...] = DATABASES,
+        metasync: bool = False,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,7 @@ class Store:
             max_readers=256,
             subdir=True,
             sync=True,
-            metasync=False,  # a durable write syncs the meta page itself (``write``)
+            metasync=metasync,  # off: a durable write syncs the meta page itself (``write``)
             readahead=readahead,
             lock=True,
         )

@@ -224,13 +224,14 @@ class Recorder:
         """Commit a batch to the intake (:mod:`storage.intake`): durable once this returns,
         with no lock of the main store taken, so it never waits for a fold. The events reach
         the event log when they are folded (:meth:`_log_in`), under the sequences given here."""
+        if not events:
+            return []
         if self.over_backlog():
             self._wait_for_folds()
         first = self.next_sequence
         sequences = range(first, first + len(events))
-        self._intake.stage(staging.rows(events, sequences), trim_through=self.durable_through)
+        keys = staging.stage(self._intake, events, first, self.durable_through)
         self.next_sequence = first + len(events)
-        keys = [staging.log_key(event, sequence) for sequence, event in zip(sequences, events, strict=True)]
         with self._folded:
             self._unaggregated.extend(zip(keys, events, sequences, strict=True))
             if len(self._unaggregated) >= self._max or self.over_backlog():
@@ -424,8 +425,6 @@ class Recorder:
         with self._queue_lock:
             self._unaggregated = [item for item in self._unaggregated if item[1].site_id != site_id]
         delete_prefix(txn, self._pending_db, site_id.to_bytes(4, "big"))
-        if self._intake is not None:  # a crash before the main store's commit replays none of them either
-            staging.drop_site(self._intake, site_id)
 
     def flush_to_disk(self) -> None:
         """Flush the main store, then let the intake drop what the store now holds durably

@@ -44,7 +44,7 @@ def test_committed_but_unaggregated_events_are_replayed_after_a_crash(tmp_path, 
     appliance.writer.stop()
     if appliance.folding is not None:
         appliance.folding.stop()
-        assert appliance.intake.store.entries(b"staged") == 50 and appliance.store.entries(b"pending") == 0
+        assert appliance.intake.last_sequence() == 50 and appliance.store.entries(b"pending") == 0
     appliance.store.close()
     if appliance.intake is not None:
         appliance.intake.close()
