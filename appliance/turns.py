@@ -97,10 +97,11 @@ class Turns:
             self._state.notify_all()
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold a turn for the block (again, in a thread that holds one); nothing to take
-        outside a request, on an event loop's thread (never made to wait) or without a limit."""
-        if not self.slots or not _request.get() or _get_running_loop() is not None:
+    def turn(self, request: bool = False) -> Iterator[None]:
+        """Hold a turn for the block (again, in a thread that holds one); ``request``: the
+        block is a request's (else the context says whether it is). Nothing to take outside a
+        request, on an event loop's thread (never made to wait) or without a limit."""
+        if not self.slots or not (request or _request.get()) or _get_running_loop() is not None:
             yield
             return
         depth = self._depth()
