@@ -1,28 +1,29 @@
-"""Turns: requests compute their reports one at a time (``[query] computing_requests``).
+"""Turns: requests compute their answers one at a time (``[query] computing_requests``).
 
 Every thread that runs Python shares one interpreter lock. A tracker request needs it a few
 times on its way (read, hand to the writer, answer), and each time waits for the thread that
 holds it to give it up, at the switch interval; with two dashboard requests computing beside
 it, the lock often goes to the other one first and the tracker waits again. Computing the two
-reports one after the other costs them nothing the lock did not already cost (they never ran
-Python at the same time), but leaves the tracker one thread to wait for. Measured with the
-request threads cut to one (``scripts/bench_paced``, two closed-loop dashboard readers, three
-rounds alternately): the tracker's p99 while read 8.7 / 9.2 / 9.3 ms against 10.0 / 11.0 /
-16.7, p50 3.3 against 4.3-5.3 ms, and 1.12x the queries answered.
+one after the other costs them nothing the lock did not already cost (they never ran Python
+at the same time), but leaves the tracker one thread to wait for. Measured
+(``scripts/bench_paced``, two closed-loop dashboard readers, three rounds alternately against
+the code before): the tracker's p99 while read 0.61-0.68x, p50 3.8-4.9 against 5.9-7.4 ms,
+and 1.06-1.11x the queries answered.
 
-A turn is taken where a request reads the store settled
-(:meth:`~appliance.events.coordinator.WriteCoordinator.settled`), in order of arrival, and
-only by a request's threads (the web room marks them: :func:`computing_request`; a report
-finished in the background copies its request's context): the job runner, compaction and the
-writer never wait for a turn. A request that holds its turn long lets the next one have it at
-its next budget check (:func:`appliance.budget.check_budget`) once it has held it
+Who takes a turn: a request handler running in a worker thread, for its whole run
+(:class:`web.interpreter.TurnTaking`, the executor Litestar runs them in), and a thread that
+computes for a request in its context (a report's flight, a walk: the web room's request
+middleware marks the context, :func:`computing_request`) at its settled reads
+(:meth:`~appliance.events.coordinator.WriteCoordinator.settled`). Never an event loop's
+thread, the job runner, compaction, the writer, or a thread that holds the write mutex. Turns
+go in order of arrival. A request that holds its turn long lets the next one have it at its
+next budget check (:func:`appliance.budget.check_budget`) once it has held it
 :data:`SLICE_SECONDS`, and lets it go while it waits for another thread's work
-(:func:`waiting`), so no request waits on one that waits on it. And none waits longer than
-:data:`WAIT_SECONDS` for a turn: past it, it computes beside the others, as without turns (a
-queue that long is an overload the order no longer helps, and a lock taken in another order
-elsewhere can never hold two requests waiting for each other).
+(:meth:`Turns.waiting`), so no request waits on one that waits on it. And none waits longer
+than :data:`WAIT_SECONDS` for a turn: past it, it computes beside the others, as without turns
+(a queue that long is an overload the order no longer helps, and a lock taken in another
+order elsewhere can never hold two requests waiting for each other).
 """
-
 from __future__ import annotations
 
 import contextlib
