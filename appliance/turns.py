@@ -66,6 +66,11 @@ class Turns:
         self._local = threading.local()
         self.timeouts = 0  # turns given up waiting for (WAIT_SECONDS)
 
+    @property
+    def waiting_now(self) -> int:
+        """How many requests wait for a turn."""
+        return len(self._queue)
+
     def _depth(self) -> int:
         return getattr(self._local, "depth", 0)
 
