@@ -40,14 +40,10 @@ WAIT_SECONDS = 0.5  # the longest a request waits for a turn before it computes 
 _request: ContextVar[bool] = ContextVar("footfall_computing_request", default=False)
 
 
-def computing_request() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def computing_request() -> Iterator[None]:
     """Mark the block as a request's (the web room's request middleware): its settled reads
     take turns."""
-    return _marked()
-
-
-@contextlib.contextmanager
-def _marked() -> Iterator[None]:
     token = _request.set(True)
     try:
         yield
@@ -73,6 +69,10 @@ class Turns:
 
     def _depth(self) -> int:
         return getattr(self._local, "depth", 0)
+
+    def _without(self) -> int:
+        """Whether this thread's request computes without a turn (it waited too long for one)."""
+        return getattr(self._local, "without", 0)
 
     def _acquire(self) -> bool:
         """Take a turn in order of arrival; False (and none taken) after :data:`WAIT_SECONDS`."""
@@ -107,21 +107,30 @@ class Turns:
         """Hold a turn for the block (again, in a thread that holds one); ``request``: the
         block is a request's (else the context says whether it is). Nothing to take outside a
         request, on an event loop's thread (never made to wait) or without a limit."""
-        if not self.slots or not (request or _request.get()) or _get_running_loop() is not None:
-            yield
+        if (
+            not self.slots or not (request or _request.get()) or self._without()
+            or _get_running_loop() is not None
+        ):
+            yield  # nothing to take (or the request gave up waiting for one: no second wait)
             return
         depth = self._depth()
         if not depth and not self._acquire():
-            yield  # waited too long: computes without a turn
+            self._local.without = 1  # waited too long: the block computes without a turn
+            try:
+                yield
+            finally:
+                self._local.without = 0
             return
         self._local.depth = depth + 1
         try:
             yield
         finally:
-            if self._local.depth:  # 0: let go while waiting and not taken back
+            if self._local.depth:
                 self._local.depth -= 1
                 if not self._local.depth:
                     self._release()
+            elif not depth:  # the outermost block, whose turn was let go and not taken back
+                self._local.without = 0
 
     def pause(self) -> None:
         """At a budget check: after :data:`SLICE_SECONDS`, let a waiting request have the turn
@@ -144,8 +153,9 @@ class Turns:
         finally:
             if self._acquire():
                 self._local.depth = depth
-            else:  # the blocks around go on without a turn: they release none at their ends
+            else:  # the blocks around go on without a turn (they release none at their ends)
                 self._local.depth = 0
+                self._local.without = 1
 
 
 #: the process's turns; the appliance sets ``slots`` from its settings as it opens

@@ -144,6 +144,42 @@ def test_no_request_waits_for_a_turn_for_ever(monkeypatch):
     assert turns._active == 0
 
 
+@pytest.mark.parametrize("gives_up", ["taking its turn", "taking it back after waiting"])
+def test_a_request_that_gave_up_waiting_does_not_wait_again(monkeypatch, gives_up):
+    """Its settled reads inside it would each wait again; and its thread (a pool's) takes
+    turns again for the next request."""
+    monkeypatch.setattr(turns_module, "WAIT_SECONDS", 0.2)
+    turns = Turns(1)
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: _hold(turns, release))
+    if gives_up == "taking its turn":
+        holder.start()
+        _wait_for(lambda: turns._active == 1)
+        started = time.monotonic()
+        with turns.turn(request=True):  # waits WAIT_SECONDS once
+            inner = time.monotonic()
+            with turns.turn(request=True), turns.turn(request=True):  # no wait
+                pass
+            assert time.monotonic() - inner < 0.15
+    else:
+        started = time.monotonic()
+        with turns.turn(request=True):
+            with turns.waiting():
+                holder.start()
+                _wait_for(lambda: turns._active == 1)
+            inner = time.monotonic()  # taking it back waited WAIT_SECONDS, in vain
+            with turns.turn(request=True):  # no wait
+                pass
+            assert time.monotonic() - inner < 0.15
+    assert time.monotonic() - started >= 0.15 and turns.timeouts == 1
+    release.set()
+    holder.join(10)
+    assert turns._active == 0
+    with turns.turn(request=True):  # the thread takes turns again
+        assert turns._active == 1
+    assert turns._active == 0
+
+
 def _hold(turns: Turns, release: threading.Event) -> None:
     with turns.turn(request=True):
         release.wait(10)
