@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from appliance.errors import QueryTimeout
+from appliance.turns import TURNS
 
 
 class Deadline:
@@ -53,7 +54,9 @@ def time_budget(seconds: float | None) -> Iterator[None]:
 
 
 def check_budget() -> None:
-    """Raise QueryTimeout if the current query is past its deadline."""
+    """Raise QueryTimeout if the current query is past its deadline (and, a request that held
+    its turn long, let the next one have it first: :mod:`appliance.turns`)."""
+    TURNS.pause()
     deadline = _deadline.get()
     if deadline is not None and time.monotonic() > deadline.at:
         raise QueryTimeout(deadline.seconds)

@@ -57,12 +57,15 @@ class QuerySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     background_seconds: float = 30.0
     background_finishers: int = 1
     background_workers: int = 1
+    computing_requests: int = 1  # requests computing at once; 0: no limit (appliance/turns.py)
 
     def __post_init__(self) -> None:
         if self.background_seconds < 0 or self.background_finishers < 0:
             raise ValueError("background_seconds and background_finishers must be 0 or more")
         if self.background_workers < 1:
             raise ValueError("background_workers must be 1 or more")
+        if self.computing_requests < 0:
+            raise ValueError("computing_requests must be 0 or more")
 
 
 class AuthSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

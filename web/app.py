@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from litestar import Litestar, Request, Response, Router, get
+from litestar.concurrency import set_asyncio_executor
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -54,7 +55,7 @@ from web.heap import freeze_startup_heap
 from web.ingest import ClientAddress, ingest_gate, make_ingest_handlers
 from web.ingest_compat import make_compat_handlers
 from web.ingest_dispatch import IngestFrontDoor
-from web.interpreter import set_switch_interval
+from web.interpreter import TurnTaking, set_switch_interval
 from web.live_view import LiveController as LiveViewController
 from web.login import SessionController, login_required_handler, register_template_helpers
 from web.observability import ObservabilityController, request_context, start_metrics_listener
@@ -256,5 +257,6 @@ def make_app() -> IngestFrontDoor:
     settings = load_settings()
     app = create_app(settings)
     set_switch_interval(settings.server.switch_interval_ms)  # logged: create_app set up logging
+    set_asyncio_executor(TurnTaking())  # handlers off the event loop compute in turns
     app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
     return IngestFrontDoor(app)

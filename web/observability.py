@@ -29,6 +29,7 @@ from prometheus_client import start_http_server
 from appliance.operations.logs import new_request_id, request_id
 from appliance.operations.metrics import CONTENT_TYPE, Metrics
 from appliance.runtime.appliance import Appliance
+from appliance.turns import computing_request
 from web.auth import can_manage_settings
 from web.dependencies import ApplianceDep
 
@@ -63,7 +64,8 @@ def request_context(metrics: Metrics):
                 await send(message)
 
             try:
-                await app(scope, receive, send_with_id)
+                with computing_request():  # its settled reads take turns (appliance.turns)
+                    await app(scope, receive, send_with_id)
             finally:
                 route = scope.get("path_template") or _UNMATCHED
                 metrics.observe_request(scope.get("method", ""), route, status, time.perf_counter() - started)

@@ -40,6 +40,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
+from appliance.turns import TURNS
 from storage import StorageFullError
 from storage.environment import Store
 
@@ -176,7 +177,14 @@ class WriteCoordinator:
     @contextlib.contextmanager
     def settled(self) -> Iterator:
         """A read transaction that sees every acknowledged event aggregated. On a full disk
-        the read still answers, from what is aggregated; the rest stays pending."""
+        the read still answers, from what is aggregated; the rest stays pending. A request
+        reads (and computes from the read) in its turn (:mod:`appliance.turns`), unless it
+        holds the mutex already."""
+        with contextlib.nullcontext() if self.mutex.held() else TURNS.turn(), self._settled() as txn:
+            yield txn
+
+    @contextlib.contextmanager
+    def _settled(self) -> Iterator:
         reader = self._store.read()
         with contextlib.suppress(StorageFullError):
             for _ in range(self._slices_waiting() - 1):  # the backlog, commits in between

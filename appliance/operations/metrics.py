@@ -24,6 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from appliance.turns import TURNS
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -66,6 +68,11 @@ class ApplianceCollector(Collector):
         yield ignored
         yield _gauge("footfall_aggregation_pending_events", "Committed events not yet folded into counters",
                      self._recorder.waiting)
+        yield _gauge("footfall_requests_waiting_for_turn", "Requests waiting for their turn to compute", TURNS.waiting_now)
+        gave_up = CounterMetricFamily(
+            "footfall_request_turn_timeouts", "Requests that waited half a second and computed without a turn")
+        gave_up.add_metric([], TURNS.timeouts)
+        yield gave_up
         yield _gauge("footfall_aggregation_lag_seconds", "How long the oldest unaggregated events have waited",
                      self._recorder.aggregation_lag_seconds)
         used, size = self._store.map_usage()

@@ -56,6 +56,7 @@ from appliance.events.codec import decode_event
 from appliance.ingest.recording import Recorder
 from appliance.models import Event
 from appliance.operations.backups import make_backup
+from appliance.turns import TURNS
 from storage import Store
 from storage.journal import Journal
 from storage.records import Records
@@ -221,7 +222,7 @@ class ReplicationSource:
         self.attach()
         self.confirm(after)
         deadline = time.monotonic() + wait
-        with self._condition:
+        with TURNS.waiting(), self._condition:  # a long poll: the requests behind it go first
             self._parked += 1
             try:
                 while self._recorder.last_sequence <= after and (left := deadline - time.monotonic()) > 0:
@@ -313,7 +314,7 @@ class ReplicationSource:
         if not self._must_wait(target):
             return self.confirmed >= target
         deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
-        with self._condition:
+        with TURNS.waiting(), self._condition:
             while self.confirmed < target and (left := deadline - time.monotonic()) > 0:
                 self._condition.wait(left)
             if self.confirmed >= target:

@@ -41,6 +41,7 @@ from appliance.query.daywise_reports import (
 )
 from appliance.query.flights import waits_on
 from appliance.query.selection import counts_by, span_ms
+from appliance.turns import TURNS
 
 SET_DIMENSIONS = ("page", "source", "channel", "referrer", "country", "device", "browser", "os")
 
@@ -230,7 +231,8 @@ def _wait(entry: Future):
     caller then computes for itself."""
     while True:
         try:
-            return entry.result(timeout=0.05)
+            with TURNS.waiting():
+                return entry.result(timeout=0.05)
         except TimeoutError:
             check_budget()  # the waiting request's own budget
         except (CancelledError, QueryTimeout):  # the walk's own deadline, not this caller's

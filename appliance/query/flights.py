@@ -41,6 +41,7 @@ from typing import Any
 from appliance.budget import Deadline, current_deadline, under
 from appliance.errors import QueryTimeout
 from appliance.query.background import BackgroundWork
+from appliance.turns import TURNS
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class Flights:
             flight.waiters += 1
         remaining = deadline.remaining()
         if remaining > 0:  # a caller already past its deadline is refused outright
-            flight.done.wait(remaining)
+            with TURNS.waiting():  # the flight's thread computes in this request's turn
+                flight.done.wait(remaining)
         with self._lock:
             flight.waiters -= 1
             if remaining <= 0 or not flight.done.is_set():

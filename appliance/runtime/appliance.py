@@ -67,6 +67,7 @@ from appliance.runtime.report_delivery import scheduler_clock, start_scheduler
 from appliance.runtime.rollup_setup import ensure_rollups
 from appliance.runtime.site_removal import delete_site_data
 from appliance.sites import SiteRegistry
+from appliance.turns import TURNS
 from storage import Store, rollups
 from storage.counters import Counters
 from storage.eventlog import EventLog
@@ -105,6 +106,7 @@ class Appliance:
 
     def _open_owned(self) -> Appliance:
         collector.apply()  # the writing process: fewer garbage collections per batch (see the module)
+        TURNS.slots = self.settings.query.computing_requests  # requests computing at once (appliance/turns.py)
         settings = self.settings
         data = Path(settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
