@@ -18,7 +18,8 @@ from storage import StorageFullError
 
 
 def test_a_commit_stays_acknowledged_when_the_aggregation_after_it_fails(make_appliance, monkeypatch):
-    appliance = make_appliance(ingest_aggregate_max_events=1)
+    # the writer's step between commits (no folding thread beside the test's own call)
+    appliance = make_appliance(ingest_aggregate_max_events=1, ingest_intake="false")
     site = appliance.sites.add("full.test")
     now = time.time()
     events = [
