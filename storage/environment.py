@@ -170,6 +170,14 @@ class Store:
         stat = self.env.stat()
         return (info["last_pgno"] + 1) * stat["psize"], info["map_size"]
 
+    def room(self) -> int:
+        """Bytes the store can still take: the map's pages the file holds unused, and what
+        the disk beyond ``min_free_disk_bytes`` lets it grow by."""
+        used, _ = self.map_usage()
+        current_file = (self.path / "data.mdb").stat().st_size
+        spare_disk = max(0, shutil.disk_usage(self.path).free - self._min_free_disk)
+        return max(0, current_file + spare_disk - used)
+
     def _grow(self, minimum_extra: int = 0) -> None:
         used, size = self.map_usage()
         new_size = max(size + minimum_extra, min(size * _GROWTH_STEP, size + _MAX_GROWTH_BYTES))

@@ -105,6 +105,7 @@ class Recorder:
         self._queue_lock = threading.Lock()  # the queue between the committing and folding threads
         self._folded = threading.Condition(self._queue_lock)  # notified as folds take events
         self._intake = intake
+        self._room = staging.Room(store, intake, max_waiting) if intake is not None else None
         #: the sequence the next committed event gets (in either place)
         self.next_sequence = max(eventlog.next_sequence, intake.last_sequence() + 1 if intake else 0)
         #: staged sequences at or below it are in the main store durably (the intake may drop them)
@@ -147,12 +148,13 @@ class Recorder:
         standby gives the primary's ``sequences``, and ``also(txn)`` writes its cursor in the
         same transaction.
 
-        With an intake (and no journal kept, the main store not tight) the batch is staged
-        there (:meth:`_stage`); otherwise it goes to the event log and ``pending`` in the
-        main store, after whatever the intake staged before it."""
+        With an intake (and no journal kept, room in the store for every event it may stage:
+        :class:`~appliance.ingest.staging.Room`) the batch is staged there (:meth:`_stage`);
+        otherwise it goes to the event log and ``pending`` in the main store, after whatever
+        the intake staged before it."""
         if (
             self._intake is not None and sequences is None and also is None and self.journal is None
-            and not self._store.tight and not self._intake.tight
+            and self._room.enough()
         ):
             return self._stage(events)
         timezones = self._timezones()

@@ -10,13 +10,22 @@ holds what follows them; a fold after a restart leaves them out (:func:`replay`)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import msgspec
 
 from appliance.models import Event
+from storage.environment import Store
 from storage.intake import Intake
 from storage.keys import pack_event_key
+
+#: what the store must have room for before a commit may go to the intake: a fold's own
+#: transaction (its copied pages) and, per event the backlog may hold, its log row, texts
+#: and aggregates with room to spare
+ROOM_FOR_A_FOLD = 64 << 20
+ROOM_PER_EVENT = 4 << 10
+ROOM_CHECK_SECONDS = 1.0  # the disk's free space is looked at no more often
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Event]).decode
@@ -48,3 +57,29 @@ def replay(intake: Intake, store, folded_through: int, sites: dict[int, str]) ->
     store.sync()
     intake.trim(folded_through)
     return list(staged_from(intake, folded_through + 1, sites))
+
+
+class Room:
+    """Whether the store could still fold everything the intake may hold: an event staged in
+    the intake is acknowledged, so the store must never be too full to take it. Commits go
+    to the intake only while the store's room (:meth:`storage.environment.Store.room`)
+    covers a fold and the whole backlog's bound (``max_waiting`` events, past which a commit
+    waits for the folds); below that they go to the store itself, which folds what the
+    intake holds first and, once tight, each batch in its own commit (nothing acknowledged is
+    left that the store could not take)."""
+
+    def __init__(self, store: Store, intake: Intake, max_waiting: int) -> None:
+        self._store = store
+        self._intake = intake
+        self._needed = ROOM_FOR_A_FOLD + ROOM_PER_EVENT * max(max_waiting, 20_000)
+        self._checked_at = -ROOM_CHECK_SECONDS
+        self._enough = False
+
+    def enough(self) -> bool:
+        if self._store.tight or self._intake.tight:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at >= ROOM_CHECK_SECONDS:
+            self._enough = self._store.room() >= self._needed
+            self._checked_at = now
+        return self._enough

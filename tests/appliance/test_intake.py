@@ -171,3 +171,22 @@ def test_switching_the_intake_off_and_on_keeps_one_sequence(tmp_path):
             assert _pageviews(appliance, "switch.test") == counts
             assert appliance.eventlog.next_sequence == counts + 1
             assert len(appliance.read_events(site, 0, time.time() + 10)) == counts
+
+
+def test_commits_go_to_the_store_while_it_lacks_room_for_what_the_intake_may_hold(make_appliance, tmp_path):
+    """An event in the intake is acknowledged, so the store must be able to take it: on a disk
+    too full for a fold and the backlog's bound, commits go to the store's own log, and what
+    was staged before is folded first (a full disk then refuses new events, never loses one)."""
+    deferred = {name.removeprefix("FOOTFALL_").lower(): value for name, value in DEFERRED.items()}
+    roomy = make_appliance(**deferred)
+    site = roomy.sites.add("roomy.test")
+    roomy.writer.write_sync(_views(site, 3))
+    assert _staged(roomy) == 3 and roomy.recorder.waiting == 3
+
+    spare_mb = shutil.disk_usage(tmp_path).free >> 20
+    cramped = make_appliance(storage_min_free_disk_mb=str(spare_mb + 1024), **deferred)
+    site = cramped.sites.add("cramped.test")
+    cramped.writer.write_sync(_views(site, 3))
+    assert _staged(cramped) == 0  # in the store's event log and `pending`
+    assert cramped.recorder.waiting == 3
+    assert _pageviews(cramped, "cramped.test") == 3
