@@ -277,7 +277,8 @@ class Recorder:
         """Whether a committed event of ``site_id`` waits to be folded."""
         return any(event.site_id == site_id for _, event, _ in list(self._unaggregated))
 
-    def wait_until_due(self, timeout: float) -> None:  # the folding thread, at most ``timeout`` seconds
+    def wait_until_due(self, timeout: float) -> None:
+        """Wait until an aggregation is due (at most ``timeout`` seconds; the folding thread)."""
         with self._folded:
             if not self.aggregation_due():
                 due_in = self._interval - (time.monotonic() - self._last_flush) if self._unaggregated else timeout
@@ -286,6 +287,7 @@ class Recorder:
     def wake_folding(self) -> None:
         with self._folded:
             self._folded.notify_all()
+
     def slices_waiting(self) -> int:
         """How many slices a settled read folds the waiting events in (1 unsliced)."""
         if not self._unaggregated:

@@ -26,6 +26,8 @@ from storage.keys import pack_event_key
 ROOM_FOR_A_FOLD = 64 << 20
 ROOM_PER_EVENT = 4 << 10
 ROOM_CHECK_SECONDS = 1.0  # the disk's free space is looked at no more often
+#: the backlog counted when it has no bound (``max_waiting`` 0, a plan built by hand) or a smaller one
+ROOM_MIN_BACKLOG = 20_000
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Event]).decode
@@ -71,7 +73,7 @@ class Room:
     def __init__(self, store: Store, intake: Intake, max_waiting: int) -> None:
         self._store = store
         self._intake = intake
-        self._needed = ROOM_FOR_A_FOLD + ROOM_PER_EVENT * max(max_waiting, 20_000)
+        self._needed = ROOM_FOR_A_FOLD + ROOM_PER_EVENT * max(max_waiting, ROOM_MIN_BACKLOG)
         self._checked_at = -ROOM_CHECK_SECONDS
         self._enough = False
 
