@@ -158,30 +158,31 @@ class ColumnStore:
         from the log. A one-shot background ``scan`` keeps what it builds in its own
         :class:`ScanBlocks`, not in the shared cache (whose current blocks it uses as they are)."""
         key = (site, day)
-        with self._day_locks[hash(key) % len(self._day_locks)]:
-            with self.settled() as txn:
-                total = self.day_count(txn, site, day)
-                pointer = self.blocks.pointer(txn, site, day)
-                generation = pointer.generation if pointer is not None else 0
-                cached = self.cache.requested(key) if scan is None else scan.requested(key)
-                if scan is not None and (cached is None or cached.identity != (generation, total)):
-                    cached = self.cache.peek(key) or cached  # a query's block, used, not counted
-                if cached is not None and cached.identity == (generation, total):
-                    if scan is None:
-                        self.cache.resize(cached)  # lazily loaded columns count against the cache
-                    return cached
-                if pointer is not None:
-                    block = self._stored(txn, site, day, pointer)
-                    tail = list(self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS))
-                    if tail:
-                        merged = in_key_order(concatenate([block.plain(), rows_to_columns(tail)]))
-                        block = Block(site, day, len(merged["ts"]), merged, generation=generation)
-                else:
-                    block = self._from_log(txn, site, day, total, cached)
-                    if self.compaction_wanted and block.count >= self.compact_read_rows and self.is_closed(day):
-                        self.compaction_wanted(site, day, day)
-                block.identity = (generation, total)
-                block.built_against = total
+        # the settled read first: it may wait for the write mutex, whose holder (the writer
+        # re-deriving a day) may want this day's lock, so no day lock is held while it waits
+        with self.settled() as txn, self._day_locks[hash(key) % len(self._day_locks)]:
+            total = self.day_count(txn, site, day)
+            pointer = self.blocks.pointer(txn, site, day)
+            generation = pointer.generation if pointer is not None else 0
+            cached = self.cache.requested(key) if scan is None else scan.requested(key)
+            if scan is not None and (cached is None or cached.identity != (generation, total)):
+                cached = self.cache.peek(key) or cached  # a query's block, used, not counted
+            if cached is not None and cached.identity == (generation, total):
+                if scan is None:
+                    self.cache.resize(cached)  # lazily loaded columns count against the cache
+                return cached
+            if pointer is not None:
+                block = self._stored(txn, site, day, pointer)
+                tail = list(self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS))
+                if tail:
+                    merged = in_key_order(concatenate([block.plain(), rows_to_columns(tail)]))
+                    block = Block(site, day, len(merged["ts"]), merged, generation=generation)
+            else:
+                block = self._from_log(txn, site, day, total, cached)
+                if self.compaction_wanted and block.count >= self.compact_read_rows and self.is_closed(day):
+                    self.compaction_wanted(site, day, day)
+            block.identity = (generation, total)
+            block.built_against = total
             if scan is not None:
                 scan.remember(block)
             else:
