@@ -35,6 +35,7 @@ class IngestSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     aggregate_max_events: int = 20000
     aggregate_slice_events: int = 100
     intake: bool = True  # commits to an LMDB environment of their own, folded beside them (storage/intake.py)
+    tracker_first: bool = True  # folds step aside while a tracker request is in flight (appliance/tracker_first.py)
     clock_skew_seconds: int = 300
     rate_limit_per_ip: int = 0
     rate_limit_per_site: int = 0

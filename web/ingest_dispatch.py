@@ -25,6 +25,7 @@ from litestar.handlers import ASGIRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.operations.logs import request_id
+from appliance.tracker_first import TRACKER_FIRST
 from web.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class IngestFrontDoor:
             handler = self.routes.get(scope["path"])
             if handler is not None:
                 scope["path_template"] = scope["path"]  # the latency metric's route label
-                await handler(scope, receive, send)
+                TRACKER_FIRST.enter()  # the folds step aside until it is answered
+                try:
+                    await handler(scope, receive, send)
+                finally:
+                    TRACKER_FIRST.leave()
                 return
         await self.app(scope, receive, send)

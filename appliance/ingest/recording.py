@@ -36,6 +36,7 @@ from appliance.ingest.cardinality import CardinalityGuard
 from appliance.ingest.rederive import Rederiver
 from appliance.ingest.visits import VisitTable
 from appliance.models import Event
+from appliance.tracker_first import TRACKER_FIRST, never
 from storage import StorageFullError, Store
 from storage.counters import Counters
 from storage.eventlog import EventLog
@@ -75,6 +76,7 @@ class Recorder:
         journal: Journal | None = None,
         max_waiting: int = 0,
         intake: Intake | None = None,
+        tracker_first: bool = True,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -113,6 +115,7 @@ class Recorder:
         #: set while a thread folds on its own (:mod:`appliance.ingest.folding`): a commit
         #: over the backlog's bound then waits for it instead of folding itself
         self.folding_elsewhere = False
+        self.tracker_first = tracker_first  # folds step aside for tracker requests (:mod:`appliance.tracker_first`)
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
         #: told of every committed batch, after the commit (the job runner's
@@ -152,10 +155,7 @@ class Recorder:
         :class:`~appliance.ingest.staging.Room`) the batch is staged there (:meth:`_stage`);
         otherwise it goes to the event log and ``pending`` in the main store, after whatever
         the intake staged before it."""
-        if (
-            self._intake is not None and sequences is None and also is None and self.journal is None
-            and self._room.enough()
-        ):
+        if sequences is None and also is None and self._staging():
             return self._stage(events)
         timezones = self._timezones()
         strings = self._strings
@@ -222,10 +222,20 @@ class Recorder:
             except Exception:  # the batch is durable: its answer must not fail now
                 log.exception("a commit observer failed")
 
+    def _staging(self) -> bool:
+        return self._intake is not None and self.journal is None and self._room.enough()
+
+    def folds_may_step_aside(self) -> bool:
+        """Whether a fold may wait for the tracker's requests (:mod:`appliance.tracker_first`):
+        while commits go to the intake, a thread folds them, and the backlog is under its bound
+        (no commit waits for the fold)."""
+        return self.tracker_first and self.folding_elsewhere and not self.over_backlog() and self._staging()
+
     def _stage(self, events: list[Event]) -> list[bytes]:
         """Commit a batch to the intake (:mod:`storage.intake`): durable once this returns,
         with no lock of the main store taken, so it never waits for a fold. The events reach
-        the event log when they are folded (:meth:`_log_in`), under the sequences given here."""
+        the event log when they are folded (:func:`~appliance.ingest.staging.log_staged`),
+        under the sequences given here."""
         if not events:
             return []
         if self.over_backlog():
@@ -319,6 +329,7 @@ class Recorder:
         visits and goals; returns how many. Runs under the coordinator's mutex (call
         :meth:`WriteCoordinator.flush`). With ``idle_visits`` (the writer's slices, not a
         settled read's) a chunk of idle visits closes in the same transaction when one is due."""
+        aside = TRACKER_FIRST.step_aside if self.folds_may_step_aside() else never  # the backlog before it is taken
         with self._queue_lock:
             if limit is None or limit >= len(self._unaggregated):
                 batch, self._unaggregated = self._unaggregated, []
@@ -333,7 +344,7 @@ class Recorder:
         def transaction(txn):
             strings.rollback()
             self._eventlog.rolled_back()
-            self._aggregate_in(txn, batch, timezones, idle_visits)
+            self._aggregate_in(txn, batch, timezones, idle_visits, aside)
 
         try:
             self._store.write(transaction, durable=False)  # its events stay pending until it commits
@@ -365,17 +376,19 @@ class Recorder:
             self._rederiver.run()
 
     def _aggregate_in(
-        self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str], idle_visits: bool = False
+        self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str], idle_visits: bool = False, aside=never
     ) -> None:
         """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
         strike them from ``pending``, inside ``txn``; close what the batch puts over the visit
         table's bound, and with ``idle_visits`` a chunk of idle visits when one is due
-        (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`)."""
+        (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`). Between
+        its stages it calls ``aside`` (:meth:`TrackerFirst.step_aside <appliance.tracker_first.TrackerFirst.step_aside>`)."""
         intern = self._interner(txn)
         writes = BatchWrites()
         logged = [event for _, event, _ in batch]
         if batch[-1][2]:  # staged events (always the queue's tail): into the event log first
-            logged = self._log_in(txn, batch, logged, timezones, intern)
+            logged = staging.log_staged(txn, batch, logged, timezones, intern, self._cardinality, self._eventlog, self.journal)
+            aside()
         # Visits first: an event that joins an open visit is counted with the visit's
         # properties (source, channel, referrer, UTM tags of its first event).
         events = self._visits.apply(txn, logged, timezones, writes.counter_deltas, intern)
@@ -383,30 +396,16 @@ class Recorder:
             # events late for their visitor: their days' visit figures are derived again
             self._rederiver.mark(txn, self._visits.late)
         self._visits.close_in(txn, time.time(), idle=idle_visits)
+        aside()
         aggregate(events, timezones, intern, writes)
         self._goals.count(events, timezones, writes, intern)
+        aside()
         self._counters.apply(txn, writes.counters)
+        aside()
         self._sketches.add(txn, writes.sketches)
         for key, _, sequence in batch:
             if not sequence:
                 txn.delete(key, db=self._pending_db)
-
-    def _log_in(self, txn, batch, events: list[Event], timezones: dict[int, str], intern) -> list[Event]:
-        """Append the batch's staged events to the event log (and the journal while one is
-        kept) under their sequences, bounded by the cardinality guard as a commit to the main
-        store bounds them; returns the batch's events with those in place of the staged."""
-        start = next(index for index, (_, _, sequence) in enumerate(batch) if sequence)
-        bounded = self._cardinality.apply(txn, events[start:], timezones, intern)
-        entries = [
-            (event.site_id, int(event.timestamp * 1000), row)
-            for event, row in zip(bounded, encode_events(bounded, intern), strict=True)
-        ]
-        sequences = [sequence for _, _, sequence in batch[start:]]
-        self._eventlog.append(txn, entries, sequences)
-        if (journal := self.journal) is not None:
-            rows = [(n, site, ms, row) for n, (site, ms, row) in zip(sequences, entries, strict=True)]
-            journal.append(txn, rows, int(time.time()))
-        return events[:start] + bounded
 
     def replay_pending(self) -> int:
         """After a crash: queue the committed events that were never aggregated."""

@@ -1,4 +1,4 @@
-"""Events in the intake (:mod:`storage.intake`): how a batch is staged and found again.
+"""Events in the intake (:mod:`storage.intake`): how a batch is staged, found again and logged.
 
 A staged batch is its events themselves (msgspec MessagePack of a list of
 :class:`~appliance.models.Event`, texts and all: interning its texts would take the store's
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from appliance.events.codec import encode_events
 from appliance.models import Event
 from storage.environment import Store
 from storage.intake import Intake
@@ -51,6 +52,25 @@ def staged_from(intake: Intake, first: int, sites: set[int] | dict[int, str]) ->
         for sequence, event in enumerate(_decode(encoded), start):
             if sequence >= first and event.site_id in sites:
                 yield log_key(event, sequence), event, sequence
+
+
+def log_staged(txn, batch, events: list[Event], timezones: dict[int, str], intern, cardinality, eventlog, journal) -> list[Event]:
+    """At a fold: append the batch's staged events (``(log key, event, sequence)``, the staged
+    ones at its tail) to the event log (and ``journal`` while one is kept) under their
+    sequences, bounded by the cardinality guard as a commit to the main store bounds them;
+    returns the batch's ``events`` with those in place of the staged."""
+    start = next(index for index, (_, _, sequence) in enumerate(batch) if sequence)
+    bounded = cardinality.apply(txn, events[start:], timezones, intern)
+    entries = [
+        (event.site_id, int(event.timestamp * 1000), row)
+        for event, row in zip(bounded, encode_events(bounded, intern), strict=True)
+    ]
+    sequences = [sequence for _, _, sequence in batch[start:]]
+    eventlog.append(txn, entries, sequences)
+    if journal is not None:
+        rows = [(n, site, ms, row) for n, (site, ms, row) in zip(sequences, entries, strict=True)]
+        journal.append(txn, rows, int(time.time()))
+    return events[:start] + bounded
 
 
 def replay(intake: Intake, store, folded_through: int, sites: dict[int, str]) -> list[tuple[bytes, Event, int]]:

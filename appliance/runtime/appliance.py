@@ -207,7 +207,7 @@ class Appliance:
             aggregate_max_events=settings.ingest.aggregate_max_events,
             aggregate_slice_events=settings.ingest.aggregate_slice_events,
             rederiver=self.rederiver, max_waiting=memory.max_waiting_events,
-            intake=(intake := self._open_intake(data)),
+            intake=(intake := self._open_intake(data)), tracker_first=settings.ingest.tracker_first,
         )
         self.intake = intake
         replication = settings.replication

@@ -87,3 +87,28 @@ def test_a_handler_bug_is_logged_and_answered_500_with_the_request_id():
 def test_an_app_without_the_ingest_routes_is_refused():
     with pytest.raises(RuntimeError, match="ingest routes not found"):
         IngestFrontDoor(Litestar(route_handlers=[other]))
+
+
+def test_the_folds_know_a_tracker_request_is_in_flight_until_it_is_answered():
+    # appliance.tracker_first: the folds step aside while the count is above 0
+    from appliance.tracker_first import TRACKER_FIRST
+
+    counted: list[int] = []
+
+    async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+        counted.append(TRACKER_FIRST.in_flight)
+        await _accept(scope, receive, send)
+
+    handlers = [
+        asgi("/api/v1/events", name="ingest_events", copy_scope=False)(counting),
+        asgi("/api/v1/conversions", name="ingest_conversions", copy_scope=False)(_broken),
+        asgi("/api/v1/collect", name="ingest_collect", copy_scope=False)(_accept),
+        other,
+    ]
+    door = IngestFrontDoor(Litestar(route_handlers=handlers, middleware=[request_context(Metrics())], logging_config=None))
+    before = TRACKER_FIRST.in_flight
+    with TestClient(door) as client:
+        assert client.post("/api/v1/events", content=b"{}").status_code == 202
+        assert client.post("/api/v1/conversions", content=b"{}").status_code == 500  # a handler's bug
+        assert client.get("/api/v1/other").status_code == 200
+    assert counted == [before + 1] and TRACKER_FIRST.in_flight == before
