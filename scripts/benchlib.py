@@ -134,6 +134,66 @@ def group_rss_bytes(pgid: int) -> dict[str, int]:
     return totals
 
 
+class MemoryCap:
+    """A memory control group with a hard limit, for a server started inside it
+    (:meth:`wrap`): what a small server's memory allows. The kernel charges the group its
+    processes' heap and the page cache their files bring in (the LMDB map's pages), and
+    reclaims that page cache within the limit, so a run inside it says whether the server
+    works in that much memory, not only what it keeps resident when nothing presses it.
+    Needs root and the cgroup v1 memory controller or cgroup v2 (``available`` says which)."""
+
+    V1 = Path("/sys/fs/cgroup/memory")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, limit_mb: int) -> None:
+        self.limit_mb = limit_mb
+        name = f"footfall-bench-{os.getpid()}-{time.monotonic_ns()}"
+        if (self.V1 / "memory.limit_in_bytes").exists():
+            self.version, self.path = 1, self.V1 / name
+        elif (self.V2 / "cgroup.controllers").exists() and "memory" in (self.V2 / "cgroup.controllers").read_text():
+            self.version, self.path = 2, self.V2 / name
+        else:
+            raise BenchError("no memory control group here (cgroup v1 memory controller or cgroup v2)")
+        self.path.mkdir()
+        limit = str(limit_mb << 20)
+        if self.version == 1:
+            (self.path / "memory.limit_in_bytes").write_text(limit)
+            swap = self.path / "memory.memsw.limit_in_bytes"
+            if swap.exists():
+                swap.write_text(limit)  # no swap beyond it either
+        else:
+            (self.path / "memory.max").write_text(limit)
+            (self.path / "memory.swap.max").write_text("0")
+
+    def wrap(self, command: list[str]) -> list[str]:
+        """``command`` started inside the group (its children follow it there)."""
+        procs = str(self.path / "cgroup.procs")
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *command]
+
+    def figures(self) -> dict:
+        """The group's peak charge (heap plus page cache) in MB, how often it reached the
+        limit, and processes the kernel killed for memory in it."""
+        def read(name: str) -> str:
+            path = self.path / name
+            return path.read_text() if path.exists() else ""
+        if self.version == 1:
+            oom = dict(line.split() for line in read("memory.oom_control").splitlines() if line.strip())
+            return {"limit_mb": self.limit_mb, "peak_charged_mb": round(int(read("memory.max_usage_in_bytes") or 0) / 2**20, 1),
+                    "limit_reached": int(read("memory.failcnt") or 0), "oom_kills": int(oom.get("oom_kill", 0))}
+        events = dict(line.split() for line in read("memory.events").splitlines() if line.strip())
+        peak = read("memory.peak")
+        return {"limit_mb": self.limit_mb, "peak_charged_mb": round(int(peak) / 2**20, 1) if peak else None,
+                "limit_reached": int(events.get("max", 0)), "oom_kills": int(events.get("oom_kill", 0))}
+
+    def remove(self) -> None:
+        for _ in range(50):  # once its processes have exited
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
 class MemorySampler:
     """Samples a process group's resident memory every ``interval`` seconds on a thread;
     :meth:`mark` starts a named phase so peaks and medians can be read per phase."""
