@@ -171,19 +171,21 @@ class MemoryCap:
         return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, *command]
 
     def figures(self) -> dict:
-        """The group's peak charge (heap plus page cache) in MB, how often it reached the
-        limit, and processes the kernel killed for memory in it."""
+        """The group's peak charge (heap plus page cache) in MB, whether it reached the limit
+        (the kernel then reclaimed page cache to stay under it; cgroup v1's ``failcnt`` stays 0
+        while reclaim succeeds, so the peak is what tells), and processes the kernel killed
+        for memory in it."""
         def read(name: str) -> str:
             path = self.path / name
             return path.read_text() if path.exists() else ""
         if self.version == 1:
             oom = dict(line.split() for line in read("memory.oom_control").splitlines() if line.strip())
-            return {"limit_mb": self.limit_mb, "peak_charged_mb": round(int(read("memory.max_usage_in_bytes") or 0) / 2**20, 1),
-                    "limit_reached": int(read("memory.failcnt") or 0), "oom_kills": int(oom.get("oom_kill", 0))}
-        events = dict(line.split() for line in read("memory.events").splitlines() if line.strip())
-        peak = read("memory.peak")
-        return {"limit_mb": self.limit_mb, "peak_charged_mb": round(int(peak) / 2**20, 1) if peak else None,
-                "limit_reached": int(events.get("max", 0)), "oom_kills": int(events.get("oom_kill", 0))}
+            peak, kills = int(read("memory.max_usage_in_bytes") or 0), int(oom.get("oom_kill", 0))
+        else:
+            events = dict(line.split() for line in read("memory.events").splitlines() if line.strip())
+            peak, kills = int(read("memory.peak") or 0), int(events.get("oom_kill", 0))
+        return {"limit_mb": self.limit_mb, "peak_charged_mb": round(peak / 2**20, 1),
+                "at_limit": peak >= (self.limit_mb - 1) << 20, "oom_kills": kills}
 
     def remove(self) -> None:
         for _ in range(50):  # once its processes have exited

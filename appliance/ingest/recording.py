@@ -223,6 +223,7 @@ class Recorder:
                 log.exception("a commit observer failed")
 
     def _staging(self) -> bool:
+        """Whether a commit now goes to the intake (no journal kept, room in the store)."""
         return self._intake is not None and self.journal is None and self._room.enough()
 
     def folds_may_step_aside(self) -> bool:

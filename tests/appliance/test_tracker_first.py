@@ -63,7 +63,7 @@ def test_a_step_aside_waits_until_every_request_in_flight_is_answered():
     assert not stepper.is_alive() and first.steps == 1 and first._waiting == 0
 
 
-def test_a_thread_waits_at_most_half_as_long_as_it_runs():
+def test_a_thread_goes_on_once_it_has_waited_its_budget():
     first = TrackerFirst(longest=0.2, share=0.5)  # a thread starts with twice the longest step to spend
     first.enter()
     began = time.monotonic()
