@@ -73,24 +73,28 @@ class EventLog:
                 return
             yield key, value
 
-    def rows(self, txn, site: int, start_ms: int, end_ms: int, expected: int = 0) -> list[tuple[bytes, bytes]]:
-        """:meth:`scan` as a list. ``expected`` (about how many rows the range holds) lets
-        the cursor yield that many without a comparison per row (a day's block built from
-        the log reads hundreds of thousands); the range's end is then found by bisection."""
+    def chunks(self, txn, site: int, start_ms: int, end_ms: int, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """:meth:`scan` in lists of at most ``size`` rows (none empty), so a whole day is never
+        one list: the seed's day as ``(key, value)`` pairs is ~110 MB of Python objects. A
+        chunk is taken without a comparison per row (a day built from the log reads hundreds
+        of thousands); only its last key is compared with the range's end, and the chunk cut
+        there by bisection."""
         cursor = txn.cursor(db=self._db)
         if not cursor.set_range(pack_event_key(site, start_ms, 0)):
-            return []
+            return
         end = pack_event_key(site, end_ms, 0)
-        found = list(itertools.islice(cursor.iternext(), expected + 1))
-        if found and found[-1][0] >= end:
-            return found[: bisect.bisect_left(found, (end,))]
-        if not found or not cursor.next():  # the cursor stays on the last row it yielded
-            return found
-        for key, value in cursor.iternext():  # more rows than expected: go on one by one
-            if key >= end:
-                break
-            found.append((key, value))
-        return found
+        rows = cursor.iternext()
+        while True:
+            found = list(itertools.islice(rows, size))
+            if found and found[-1][0] >= end:
+                found = found[: bisect.bisect_left(found, (end,))]
+                if found:
+                    yield found
+                return
+            if found:
+                yield found
+            if len(found) < size:
+                return
 
     def get(self, txn, key: bytes) -> bytes | None:
         return txn.get(key, db=self._db)

@@ -109,12 +109,19 @@ class ScanBlocks:
     margin either side, so consecutive days share two of their three UTC days' blocks; kept
     here, each is built once per run. In the shared cache they pushed out what queries read
     and filled it to its bound while a bulk load was re-derived, for days nobody asked about.
-    At most ``limit`` blocks: on a miss the least recently requested goes before the new one
-    is built, so the scan's peak is ``limit`` blocks. Used by one thread at a time.
+    At most ``limit`` blocks and, with ``limit_bytes``, at most that many bytes of arrays
+    (:meth:`Block.nbytes`, measured as the scan goes: a stored block decodes columns as they
+    are read): on a miss the least recently requested go before the new one is built, and
+    after it is built as many as its size needs, so the scan's peak is what it keeps plus one
+    block. A block read from the log holds every column decoded (~140 bytes a row: ~50 MB
+    for a day of the seed's month), three of them were most of the heap's peak while a bulk
+    load was re-derived. A block let go here is still whole for the frame that reads it.
+    Used by one thread at a time.
     """
 
-    def __init__(self, limit: int = 3) -> None:
+    def __init__(self, limit: int = 3, limit_bytes: int | None = None) -> None:
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self._blocks: OrderedDict[Key, Block] = OrderedDict()
 
     def __len__(self) -> int:
@@ -125,15 +132,22 @@ class ScanBlocks:
         if found is not None:
             self._blocks.move_to_end(key)
             return found
-        while len(self._blocks) >= self.limit:
-            self._blocks.popitem(last=False)
+        self._shrink(self.limit - 1)
         return None
 
     def remember(self, block: Block) -> None:
         self._blocks[(block.site, block.day)] = block
         self._blocks.move_to_end((block.site, block.day))
-        while len(self._blocks) > self.limit:
+        self._shrink(self.limit)
+
+    def _shrink(self, count: int) -> None:
+        """Let the least recently requested go until at most ``count`` blocks and
+        ``limit_bytes`` remain (the newest too, if it alone is larger)."""
+        while len(self._blocks) > count:
             self._blocks.popitem(last=False)
+        if self.limit_bytes is not None:
+            while self._blocks and sum(block.nbytes() for block in self._blocks.values()) > self.limit_bytes:
+                self._blocks.popitem(last=False)
 
     def clear(self) -> None:
         self._blocks.clear()

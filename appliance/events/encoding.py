@@ -81,6 +81,20 @@ def chunked_columns(entries: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes]
     return keys, parts
 
 
+def log_columns(chunks: Iterable[list[tuple[bytes, bytes]]]) -> tuple[dict[str, np.ndarray], bytes | None]:
+    """The columns of log rows read in chunks (:meth:`storage.eventlog.EventLog.chunks`), in
+    their order, and the last row's key (None without rows): each chunk is decoded and let go
+    before the next is read, so a day built from the log holds its columns (~40 MB at the
+    seed's day) and one chunk's rows, never the day's rows (~110 MB) as well."""
+    parts, last_key = [], None
+    for chunk in chunks:
+        parts.append(rows_to_columns(chunk))
+        last_key = chunk[-1][0]
+    if len(parts) == 1:
+        return parts[0], last_key
+    return (concatenate(parts, release=True) if parts else _empty_columns()), last_key
+
+
 def _rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]:
     """:func:`rows_to_columns`, one row at a time (any row shape the log ever held)."""
     count = len(entries)

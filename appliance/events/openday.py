@@ -46,7 +46,7 @@ import numpy as np
 
 from appliance.events.blocks import DAY_MS, SCALARS, Block, dictionary_of, narrow
 from appliance.events.codec import STRING_FIELDS
-from appliance.events.encoding import concatenate, rows_to_columns
+from appliance.events.encoding import CHUNK_ROWS, concatenate, log_columns, rows_to_columns
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.keys import pack_event_key, unpack_event_key
 
@@ -220,9 +220,9 @@ class OpenDays:
         resumed = self._resume(txn, site, day, total)
         if resumed is not None:
             return resumed
-        entries = self._eventlog.rows(txn, site, start, end, expected=total)
-        last_key = entries[-1][0] if entries else pack_event_key(site, start, 0)
-        return Block(site, day, len(entries), rows_to_columns(entries), last_key=last_key, built_against=total)
+        columns, last_key = log_columns(self._eventlog.chunks(txn, site, start, end, CHUNK_ROWS))
+        last_key = last_key or pack_event_key(site, start, 0)
+        return Block(site, day, len(columns["ts"]), columns, last_key=last_key, built_against=total)
 
     def _after(self, txn, site: int, day: int, last_key: bytes) -> list[tuple[bytes, bytes]]:
         _, last_ms, _ = unpack_event_key(last_key)
@@ -281,10 +281,9 @@ class OpenDays:
                 lazy = found[1].extended(rows_to_columns(found[2]), int(found[0].info["count"]))
                 columns, last_key = {name: lazy[name] for name in column_names()}, found[2][-1][0]
             else:
-                entries = self._eventlog.rows(txn, site, day * DAY_MS, (day + 1) * DAY_MS, expected=total)
-                if len(entries) < self.checkpoint_rows:
+                columns, last_key = log_columns(self._eventlog.chunks(txn, site, day * DAY_MS, (day + 1) * DAY_MS, CHUNK_ROWS))
+                if len(columns["ts"]) < self.checkpoint_rows:
                     return False
-                columns, last_key = rows_to_columns(entries), entries[-1][0]
         encoded = {
             name: encode_array(array, delta=name in _DELTA) for name, array in checkpoint_arrays(columns).items()
         }

@@ -136,6 +136,7 @@ class Rederiver:
         coordinator: WriteCoordinator,
         timeout_ms: int,
         clock: Callable[[], float] = time.time,
+        scan_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._db = store.db(b"visits_dirty")
@@ -148,6 +149,8 @@ class Rederiver:
         self._coordinator = coordinator
         self.timeout_ms = timeout_ms
         self._clock = clock
+        #: the decoded blocks a run keeps for its next days (:class:`ScanBlocks`), in bytes
+        self.scan_bytes = scan_bytes
         self._running = threading.local()
         self._cost: dict[tuple[int, int], tuple[float, float, int]] = {}  # key -> (seconds, done at, events)
         with store.read() as txn:
@@ -200,7 +203,8 @@ class Rederiver:
             return 0
         self._running.now = True  # per thread: the writer re-derives small days between the job's days
         done = 0
-        scan = ScanBlocks()  # the run's blocks: consecutive days share theirs, the shared cache gets none
+        # the run's blocks: consecutive days share theirs, the shared cache gets none
+        scan = ScanBlocks(limit_bytes=self.scan_bytes)
         try:
             with unbounded():
                 for _ in range(64):  # a cascade to neighbouring days settles in a few rounds
@@ -212,14 +216,19 @@ class Rederiver:
                     for key in due:
                         done += self._rederive_one(key, scan)
                         self._coordinator.mutex.let_waiters_in()  # a commit between two days
+                        self._trim()  # a big day's frame is freed: before the next one is read
                     force = False
         finally:
             self._running.now = False
             scan.clear()
-        if self._rows_read >= LARGE_FRAME_ROWS:  # outside the mutex: commits go on meanwhile
-            self._rows_read = 0
-            self.trimmer.trim()
+        self._trim()
         return done
+
+    def _trim(self) -> None:
+        """Give the heap's free pages back once large frames were read (not under the mutex,
+        unless the caller holds it: commits go on meanwhile)."""
+        if self._rows_read >= LARGE_FRAME_ROWS and self.trimmer.trim():
+            self._rows_read = 0
 
     def _rederive_one(self, key: tuple[int, int], scan: ScanBlocks) -> int:
         """One day, unless another thread did it meanwhile: 1 if re-derived; a failure puts

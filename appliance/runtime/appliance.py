@@ -196,7 +196,7 @@ class Appliance:
         )
         self.rederiver = Rederiver(
             store=store, columns=columns, counters=counters, sketches=sketches, strings=strings, visits=visits,
-            sites=sites, coordinator=coordinator, timeout_ms=timeout_ms,
+            sites=sites, coordinator=coordinator, timeout_ms=timeout_ms, scan_bytes=memory.column_cache_bytes,
         )
         self.recorder = Recorder(
             store=store, strings=strings, eventlog=eventlog, counters=counters, sketches=sketches,

@@ -102,3 +102,17 @@ def test_rows_read_in_several_passes_join_up(monkeypatch):
     monkeypatch.setattr(logrows, "CHUNK_ROWS", 37)  # 400 rows: eleven passes, properties in several
     entries = _rows(random.Random(11), 400)
     _assert_same(rows_to_columns(entries), _rows_to_columns(entries))
+
+
+@pytest.mark.parametrize("size", [1, 37, 399, 400, 1_000])
+def test_a_day_decoded_chunk_by_chunk_equals_it_decoded_at_once(size):
+    """What a day built from the log holds (``log_columns`` over the log's chunks): the same
+    columns, properties' row numbers counted across chunks, and the last row's key."""
+    entries = _rows(random.Random(size), 400)
+    chunks = [entries[at : at + size] for at in range(0, len(entries), size)]
+    columns, last_key = encoding.log_columns(chunks)
+    _assert_same(columns, rows_to_columns(entries))
+    assert last_key == entries[-1][0]
+    empty, none = encoding.log_columns([])
+    _assert_same(empty, rows_to_columns([]))
+    assert none is None

@@ -9,6 +9,8 @@ days), and the figures are those of in-order arrival.
 
 from __future__ import annotations
 
+import numpy as np
+
 from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import Block
 from appliance.periods import day_bucket
@@ -63,3 +65,24 @@ def test_scan_blocks_make_room_before_a_block_is_built():
     assert scan.requested((1, 3)) is None and len(scan) == 1  # day 2 went before day 3 is built
     scan.remember(Block(1, 3, 0, {}))
     assert scan.requested((1, 1)) is not None and scan.requested((1, 2)) is None
+
+
+def test_scan_blocks_keep_at_most_their_bytes():
+    def block(day: int, rows: int) -> Block:
+        return Block(1, day, rows, {"ts": np.zeros(rows, np.int64)})  # 8 bytes a row
+
+    scan = ScanBlocks(limit=3, limit_bytes=2_000)
+    for day in (1, 2):
+        assert scan.requested((1, day)) is None
+        scan.remember(block(day, 100))  # 800 bytes each: both kept
+    assert len(scan) == 2
+    assert scan.requested((1, 3)) is None
+    scan.remember(block(3, 100))  # 2,400 bytes: the least recently requested goes
+    assert len(scan) == 2 and scan.requested((1, 1)) is None
+    scan.remember(block(4, 1_000))  # larger than the bound alone: nothing kept, not even it
+    assert len(scan) == 0
+
+
+def test_the_appliance_bounds_a_runs_blocks_by_the_column_cache_share(make_appliance):
+    appliance = make_appliance()
+    assert appliance.rederiver.scan_bytes == appliance.memory.column_cache_bytes > 0

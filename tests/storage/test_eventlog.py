@@ -157,15 +157,18 @@ def test_delete_range_of_a_whole_site_at_the_end_of_the_log(store):
     assert scan(store, log, 2, 0, 2**63) == []
 
 
-@pytest.mark.parametrize("expected", [0, 1, 3, 4, 5, 100])
-def test_rows_with_any_expected_count_equal_the_scan(store, expected):
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 100])
+def test_chunks_of_any_size_join_to_the_scan(store, size):
     log = EventLog(store)
     append(store, log, [(1, T0 + t, b"x%d" % t) for t in (5, 10, 10, 20, 30)] + [(2, T0 + 15, b"y"), (1, T0 + 99, b"z")])
     with store.read() as txn:
-        for start, end in ((T0, T0 + 31), (T0 + 10, T0 + 20), (T0, T0 + 1000), (T0 + 40, T0 + 50), (T0 + 1000, T0 + 2000)):
-            assert log.rows(txn, 1, start, end, expected) == list(log.scan(txn, 1, start, end))
-        assert log.rows(txn, 2, T0, T0 + 1000, expected) == list(log.scan(txn, 2, T0, T0 + 1000))
-        assert log.rows(txn, 3, T0, T0 + 1000, expected) == []
+        for site, start, end in (
+            (1, T0, T0 + 31), (1, T0 + 10, T0 + 20), (1, T0, T0 + 1000), (1, T0 + 40, T0 + 50),
+            (1, T0 + 1000, T0 + 2000), (2, T0, T0 + 1000), (3, T0, T0 + 1000),
+        ):
+            chunks = list(log.chunks(txn, site, start, end, size))
+            assert all(0 < len(chunk) <= size for chunk in chunks)
+            assert [row for chunk in chunks for row in chunk] == list(log.scan(txn, site, start, end))
 
 
 def test_delete_rows_deletes_exactly_its_keys_or_none(store):
