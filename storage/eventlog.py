@@ -73,19 +73,25 @@ class EventLog:
                 return
             yield key, value
 
-    def chunks(self, txn, site: int, start_ms: int, end_ms: int, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    def chunks(
+        self, txn, site: int, start_ms: int, end_ms: int, size: int, expected: int = 0
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
         """:meth:`scan` in lists of at most ``size`` rows (none empty), so a whole day is never
         one list: the seed's day as ``(key, value)`` pairs is ~110 MB of Python objects. A
         chunk is taken without a comparison per row (a day built from the log reads hundreds
         of thousands); only its last key is compared with the range's end, and the chunk cut
-        there by bisection."""
+        there by bisection. ``expected`` (about how many rows the range holds) sizes the last
+        chunk, so it reads one row past the range rather than up to a chunk of the next day's."""
         cursor = txn.cursor(db=self._db)
         if not cursor.set_range(pack_event_key(site, start_ms, 0)):
             return
         end = pack_event_key(site, end_ms, 0)
         rows = cursor.iternext()
+        left = expected
         while True:
-            found = list(itertools.islice(rows, size))
+            want = min(size, left + 1) if left > 0 else size
+            found = list(itertools.islice(rows, want))
+            left -= len(found)
             if found and found[-1][0] >= end:
                 found = found[: bisect.bisect_left(found, (end,))]
                 if found:
@@ -93,7 +99,7 @@ class EventLog:
                 return
             if found:
                 yield found
-            if len(found) < size:
+            if len(found) < want:
                 return
 
     def get(self, txn, key: bytes) -> bytes | None:

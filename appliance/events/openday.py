@@ -220,7 +220,7 @@ class OpenDays:
         resumed = self._resume(txn, site, day, total)
         if resumed is not None:
             return resumed
-        columns, last_key = log_columns(self._eventlog.chunks(txn, site, start, end, CHUNK_ROWS))
+        columns, last_key = log_columns(self._eventlog.chunks(txn, site, start, end, CHUNK_ROWS, expected=total))
         last_key = last_key or pack_event_key(site, start, 0)
         return Block(site, day, len(columns["ts"]), columns, last_key=last_key, built_against=total)
 
@@ -281,7 +281,8 @@ class OpenDays:
                 lazy = found[1].extended(rows_to_columns(found[2]), int(found[0].info["count"]))
                 columns, last_key = {name: lazy[name] for name in column_names()}, found[2][-1][0]
             else:
-                columns, last_key = log_columns(self._eventlog.chunks(txn, site, day * DAY_MS, (day + 1) * DAY_MS, CHUNK_ROWS))
+                chunks = self._eventlog.chunks(txn, site, day * DAY_MS, (day + 1) * DAY_MS, CHUNK_ROWS, expected=total)
+                columns, last_key = log_columns(chunks)
                 if len(columns["ts"]) < self.checkpoint_rows:
                     return False
         encoded = {

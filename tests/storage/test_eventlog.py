@@ -157,8 +157,9 @@ def test_delete_range_of_a_whole_site_at_the_end_of_the_log(store):
     assert scan(store, log, 2, 0, 2**63) == []
 
 
+@pytest.mark.parametrize("expected", [0, 1, 3, 4, 5, 100])
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 100])
-def test_chunks_of_any_size_join_to_the_scan(store, size):
+def test_chunks_of_any_size_join_to_the_scan(store, size, expected):
     log = EventLog(store)
     append(store, log, [(1, T0 + t, b"x%d" % t) for t in (5, 10, 10, 20, 30)] + [(2, T0 + 15, b"y"), (1, T0 + 99, b"z")])
     with store.read() as txn:
@@ -166,7 +167,7 @@ def test_chunks_of_any_size_join_to_the_scan(store, size):
             (1, T0, T0 + 31), (1, T0 + 10, T0 + 20), (1, T0, T0 + 1000), (1, T0 + 40, T0 + 50),
             (1, T0 + 1000, T0 + 2000), (2, T0, T0 + 1000), (3, T0, T0 + 1000),
         ):
-            chunks = list(log.chunks(txn, site, start, end, size))
+            chunks = list(log.chunks(txn, site, start, end, size, expected))
             assert all(0 < len(chunk) <= size for chunk in chunks)
             assert [row for chunk in chunks for row in chunk] == list(log.scan(txn, site, start, end))
 
