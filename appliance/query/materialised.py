@@ -306,7 +306,7 @@ class Materialiser:
                     keys.append(key)
                 for (metric, bucket, dimension), members in sorted(sketches.items()):
                     sketch = Sketch(SITE_PRECISION)
-                    sketch.add_many(members.tolist())
+                    sketch.add_array(members)
                     key = pack_bucket_key(site.id, DAY, metric, bucket, strings.intern(txn, dimension))
                     txn.put(key, sketch.to_bytes(), db=sketches_db)
                     keys.append(key)

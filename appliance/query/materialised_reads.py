@@ -171,9 +171,9 @@ class MaterialisedReports:
                     continue
                 for name in ("pageviews", "events", "conversions"):
                     entry[name] += found[name]
-                entry["visitors"].add_many(found["visitors"].tolist())
+                entry["visitors"].add_array(found["visitors"])
                 for name, members in found["converters"].items():
-                    entry["converters"].setdefault(name, Sketch(SITE_PRECISION)).add_many(members.tolist())
+                    entry["converters"].setdefault(name, Sketch(SITE_PRECISION)).add_array(members)
         return per_day
 
     def aggregate(self, query, segment) -> dict[str, object] | None:
