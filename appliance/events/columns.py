@@ -286,15 +286,22 @@ class ColumnStore:
         info = pointer.info
         return info.get("format") != FORMAT_VERSION or info.get("timeout_ms") != self.timeout_ms
 
-    def compact(self, site: int, first_day: int, last_day: int) -> int:
+    def compact(self, site: int, first_day: int, last_day: int, stop: threading.Event | None = None) -> int:
         """Compact every closed day of the range that has log rows, and re-encode blocks of
-        an older format (or visit timeout); returns how many blocks were written."""
+        an older format (or visit timeout); returns how many blocks were written. Once
+        ``stop`` is set no further day is begun (the rest stay in the log for the next run)."""
         with self.settled() as txn:
             days = set(self.log_days(txn, site, first_day, last_day))
             for day in self.blocks.days(txn, site, first_day, last_day):
                 if self._outdated(self.blocks.pointer(txn, site, day)):
                     days.add(day)
-        return sum(self.compact_day(site, day) for day in sorted(days) if self.is_closed(day))
+        written = 0
+        for day in sorted(days):
+            if stop is not None and stop.is_set():
+                break
+            if self.is_closed(day):
+                written += self.compact_day(site, day)
+        return written
 
     def log_days(self, txn, site: int, first_day: int, last_day: int) -> list[int]:
         """UTC days of the range with rows in the event log (one cursor seek per day found)."""

@@ -191,12 +191,13 @@ class Rederiver:
         with self._store.read() as txn:
             return sum(self._columns.day_count(txn, site_id, utc_day) for utc_day in range(day - 1, day + 2))
 
-    def run(self, force: bool = False) -> int:
+    def run(self, force: bool = False, stop: threading.Event | None = None) -> int:
         """Re-derive the dirty days that are due (every one with ``force``); returns how
         many days were re-derived. Takes the write coordinator's mutex for one day at a time,
         and lets a thread waiting for it have it before the next day, so ingest commits (and
         the tracker requests waiting for them) go through between the days of a long run —
-        the hourly job after an import re-derives dozens."""
+        the hourly job after an import re-derives dozens. Once ``stop`` is set (the server
+        stops) no further day is begun: the rest stay dirty, in LMDB, for the next start."""
         if not self._dirty:
             return 0
         if getattr(self._running, "now", False):  # reading the events flushes, which calls back here
@@ -214,6 +215,8 @@ class Rederiver:
                     if not due:
                         break
                     for key in due:
+                        if stop is not None and stop.is_set():
+                            return done
                         done += self._rederive_one(key, scan)
                         self._coordinator.mutex.let_waiters_in()  # a commit between two days
                         self._trim()  # a big day's frame is freed: before the next one is read

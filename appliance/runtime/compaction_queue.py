@@ -78,11 +78,14 @@ class CompactionQueue:
             self.request(site, day, day)
         return len(quiet)
 
-    def run(self) -> int:
+    def run(self, stop: threading.Event | None = None) -> int:
         """Compact every requested range, then checkpoint every requested open day (on the job
-        runner's thread); returns blocks written."""
+        runner's thread); returns blocks written. Once ``stop`` is set no further request is
+        begun: the ones left wait for the next start's sweep (their days are still in the log)."""
         total = 0
         while True:
+            if stop is not None and stop.is_set():
+                return total
             with self._changed:
                 if self._requests:
                     site_id, first_day, last_day = self._requests.pop(0)
@@ -97,7 +100,7 @@ class CompactionQueue:
                 if last_day is None:
                     self.checkpoints_taken += self._columns.open_days.checkpoint(site_id, first_day)
                 else:
-                    written = self._columns.compact(site_id, first_day, last_day)
+                    written = self._columns.compact(site_id, first_day, last_day, stop)
             except Exception:  # the hourly job compacts them anyway, the sweep checkpoints
                 log.exception("compacting (or checkpointing) days from %s of site %s failed", first_day, site_id)
             finally:

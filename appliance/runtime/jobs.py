@@ -69,15 +69,17 @@ def seal(appliance, now: float | None = None) -> int:
     return seal_rollups(appliance.store, appliance.sites, appliance.counters, appliance.sketches, now)
 
 
-def compact_closed_days(appliance) -> dict[str, int]:
+def compact_closed_days(appliance, stop: threading.Event | None = None) -> dict[str, int]:
     """Fold every closed day's log rows into its column block (the block becomes the day's
     copy of record and the rows leave the log), then delete block generations retired long
-    enough ago; see :mod:`appliance.events.columns`."""
+    enough ago; see :mod:`appliance.events.columns`. Once ``stop`` is set, no further day."""
     columns = appliance.columns
     done = {"days": 0, "retired_generations": 0}
     for site in appliance.sites.all():
+        if stop is not None and stop.is_set():
+            break
         today = int(time.time() // 86400)
-        done["days"] += columns.compact(site.id, 0, today)
+        done["days"] += columns.compact(site.id, 0, today, stop)
         done["retired_generations"] += columns.collect(site.id)
     return done
 
@@ -144,15 +146,17 @@ class Jobs:
         for name, job in (
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
-            ("rederive_visits", lambda: self._appliance.rederiver.run(force=True)),
+            ("rederive_visits", lambda: self._appliance.rederiver.run(force=True, stop=self._stop)),
             ("seal_rollups", lambda: seal(self._appliance, now)),
-            ("compact_columns", lambda: compact_closed_days(self._appliance)),
+            ("compact_columns", lambda: compact_closed_days(self._appliance, self._stop)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),
             ("purge_credentials", lambda: self._appliance.accounts.purge_expired(now)),
             ("backup", lambda: scheduled_backup(self._appliance, now)),
             ("trim_journal", lambda: self._appliance.trim_journal(now)),
             ("prune_deliveries", lambda: self._appliance.scheduler.prune(now)),
         ):
+            if self._stop.is_set():  # the server stops: what is left waits for the next start's first run
+                break
             try:
                 results[name] = job()
                 self.last_run[name] = now
@@ -187,7 +191,7 @@ class Jobs:
                 self.sweep()
             if self.compactions.wake.is_set():
                 self.compactions.wake.clear()
-                if self.compactions.run():
+                if self.compactions.run(self._stop):
                     self.trimmer.trim()
             if time.monotonic() >= due:
                 self.run_once()
@@ -210,6 +214,7 @@ class Jobs:
         return queued
 
     def stop(self) -> None:
+        """Stop the thread; a run under way ends after the day (or job) it is on."""
         self._stop.set()
         self.compactions.wake.set()
         if self._thread.is_alive():
