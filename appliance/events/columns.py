@@ -295,13 +295,8 @@ class ColumnStore:
             for day in self.blocks.days(txn, site, first_day, last_day):
                 if self._outdated(self.blocks.pointer(txn, site, day)):
                     days.add(day)
-        written = 0
-        for day in sorted(days):
-            if stop is not None and stop.is_set():
-                break
-            if self.is_closed(day):
-                written += self.compact_day(site, day)
-        return written
+        stopped = stop.is_set if stop is not None else lambda: False
+        return sum(self.compact_day(site, day) for day in sorted(days) if self.is_closed(day) and not stopped())
 
     def log_days(self, txn, site: int, first_day: int, last_day: int) -> list[int]:
         """UTC days of the range with rows in the event log (one cursor seek per day found)."""
@@ -443,5 +438,3 @@ class ColumnStore:
             while len(self._spaces) > 2:  # each holds its blocks' visitor dictionaries
                 self._spaces.popitem(last=False)
         return found
-
-
