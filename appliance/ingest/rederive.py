@@ -191,13 +191,17 @@ class Rederiver:
         with self._store.read() as txn:
             return sum(self._columns.day_count(txn, site_id, utc_day) for utc_day in range(day - 1, day + 2))
 
-    def run(self, force: bool = False, stop: threading.Event | None = None) -> int:
+    def run(self, force: bool = False, stop: threading.Event | None = None,
+            defer: Callable[[int, int], bool] | None = None) -> int:
         """Re-derive the dirty days that are due (every one with ``force``); returns how
         many days were re-derived. Takes the write coordinator's mutex for one day at a time,
         and lets a thread waiting for it have it before the next day, so ingest commits (and
         the tracker requests waiting for them) go through between the days of a long run —
         the hourly job after an import re-derives dozens. Once ``stop`` is set (the server
-        stops) no further day is begun: the rest stay dirty, in LMDB, for the next start."""
+        stops) no further day is begun: the rest stay dirty, in LMDB, for the next start. A
+        day for which ``defer(site, day)`` is true stays dirty too (the hourly job's: a bulk
+        load still on around it, :meth:`PassedDays.loading
+        <appliance.runtime.passed_days.PassedDays.loading>`)."""
         if not self._dirty:
             return 0
         if getattr(self._running, "now", False):  # reading the events flushes, which calls back here
@@ -211,7 +215,8 @@ class Rederiver:
                 for _ in range(64):  # a cascade to neighbouring days settles in a few rounds
                     with self._coordinator.mutex:
                         now = time.monotonic()
-                        due = sorted(key for key in self._dirty if force or self._due(key, now))
+                        due = sorted(key for key in self._dirty
+                                     if (force or self._due(key, now)) and not (defer is not None and defer(*key)))
                     if not due:
                         break
                     for key in due:

@@ -146,7 +146,8 @@ class Jobs:
         for name, job in (
             ("rotate_salts", lambda: self._appliance.visitors.rotate(now)),
             ("purge_retention", lambda: purge_expired(self._appliance, now)),
-            ("rederive_visits", lambda: self._appliance.rederiver.run(force=True, stop=self._stop)),
+            ("rederive_visits", lambda: self._appliance.rederiver.run(force=True, stop=self._stop,
+                                                                      defer=self.passed_days.loading)),
             ("seal_rollups", lambda: seal(self._appliance, now)),
             ("compact_columns", lambda: compact_closed_days(self._appliance, self._stop)),
             ("materialise_segments", lambda: materialise_segments(self._appliance)),

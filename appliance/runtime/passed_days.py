@@ -111,6 +111,18 @@ class PassedDays:
             self._checkpoint(site, day)
         return len(due) + len(quiet_open)
 
+    def loading(self, site: int, day: int) -> bool:
+        """Whether a bulk load is still on around the local day ``day`` of ``site``: a closed
+        UTC day of its window (``day - 1`` to ``day + 1``) has a block's worth of events
+        committed and not handed over yet (the load writes it, or it waits for compaction).
+        The hourly job leaves such a day's visits dirty (:meth:`Rederiver.run
+        <appliance.ingest.rederive.Rederiver.run>`'s ``defer``): derived from the log while the
+        load goes on, it was marked again as its neighbours were, and the runner's thread was
+        kept from the compactions the load needs."""
+        with self._lock:
+            return any(self._rows.get((site, utc_day), 0) >= self._columns.compact_read_rows
+                       and self._columns.is_closed(utc_day) for utc_day in range(day - 1, day + 2))
+
     def _quiet_open_days(self, now: float) -> list[tuple[int, int]]:
         """The open days due for a checkpoint, forgotten as handed over (under the lock)."""
         due = []

@@ -189,3 +189,19 @@ def test_a_load_ending_today_leaves_a_checkpoint_of_the_open_day(make_appliance)
     resumed = appliance.columns.open_days.resumed
     assert _answers(appliance, site, today, today)[0]["pageviews"] == 50
     assert appliance.columns.open_days.resumed == resumed + 1
+
+
+def test_a_day_is_loading_while_a_closed_day_of_its_window_waits_to_be_handed_over():
+    clock = [0.0]
+    columns = _Columns()
+    passed = PassedDays(lambda *days: None, columns, threading.Event(), clock=lambda: clock[0])
+    passed.committed(_day(1, 97, 4, float("inf")))  # a few late events: not a load
+    assert not any(passed.loading(1, day) for day in range(95, 101))
+    passed.committed(_day(1, 97, 30, float("inf")))  # the load writes 97
+    assert [day for day in range(94, 101) if passed.loading(1, day)] == [96, 97, 98]
+    assert not passed.loading(2, 97)  # another site's
+    passed.committed(_day(1, 99, 30, float("inf")))  # and today's, 99 (open): not what loading asks
+    assert [day for day in range(94, 102) if passed.loading(1, day)] == [96, 97, 98]
+    clock[0] += QUIET_SECONDS
+    assert passed.poll() == 1  # 97 handed over to compaction: the load is past it
+    assert not any(passed.loading(1, day) for day in range(94, 102))
