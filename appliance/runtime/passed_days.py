@@ -41,6 +41,7 @@ from appliance.models import Event
 
 QUIET_SECONDS = 5.0  # a passed day with no event committed this long is handed over
 FORGET_SECONDS = 3600.0  # a quiet day never worth a block is left to the hourly job
+LOADING_SECONDS = 300.0  # loading(): a day with no event committed this long is not being loaded
 CLOSED_POLL_SECONDS = 60.0  # a passed, quiet day not closed yet (the grace after midnight) is looked at again
 
 
@@ -114,13 +115,16 @@ class PassedDays:
     def loading(self, site: int, day: int) -> bool:
         """Whether a bulk load is still on around the local day ``day`` of ``site``: a closed
         UTC day of its window (``day - 1`` to ``day + 1``) has a block's worth of events
-        committed and not handed over yet (the load writes it, or it waits for compaction).
-        The hourly job leaves such a day's visits dirty (:meth:`Rederiver.run
-        <appliance.ingest.rederive.Rederiver.run>`'s ``defer``): derived from the log while the
-        load goes on, it was marked again as its neighbours were, and the runner's thread was
-        kept from the compactions the load needs."""
+        committed and not handed over yet (the load writes it, or it waits for compaction),
+        one of them within :data:`LOADING_SECONDS` (the last day of a load no later day
+        follows is never handed over). The hourly job leaves such a day's visits dirty
+        (:meth:`Rederiver.run <appliance.ingest.rederive.Rederiver.run>`'s ``defer``): derived
+        from the log while the load goes on, it was marked again as its neighbours were, and
+        the runner's thread was kept from the compactions the load needs."""
+        now = self._clock()
         with self._lock:
             return any(self._rows.get((site, utc_day), 0) >= self._columns.compact_read_rows
+                       and now - self._last_seen[(site, utc_day)] < LOADING_SECONDS
                        and self._columns.is_closed(utc_day) for utc_day in range(day - 1, day + 2))
 
     def _quiet_open_days(self, now: float) -> list[tuple[int, int]]:

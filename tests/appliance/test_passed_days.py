@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
 from appliance.query.spec import Query
-from appliance.runtime.passed_days import QUIET_SECONDS, PassedDays
+from appliance.runtime.passed_days import LOADING_SECONDS, QUIET_SECONDS, PassedDays
 
 SOURCES = ("Google", "Twitter", "")
 
@@ -205,3 +205,14 @@ def test_a_day_is_loading_while_a_closed_day_of_its_window_waits_to_be_handed_ov
     clock[0] += QUIET_SECONDS
     assert passed.poll() == 1  # 97 handed over to compaction: the load is past it
     assert not any(passed.loading(1, day) for day in range(94, 102))
+
+
+def test_the_last_day_of_a_load_is_not_loading_long_after_its_last_event():
+    clock = [0.0]
+    passed = PassedDays(lambda *days: None, _Columns(), threading.Event(), clock=lambda: clock[0])
+    passed.committed(_day(1, 97, 30, float("inf")))  # a load of history that ends on 97: never passed
+    assert passed.loading(1, 97)
+    clock[0] += LOADING_SECONDS - 1
+    assert passed.loading(1, 97)
+    clock[0] += 1
+    assert not passed.loading(1, 97) and passed.poll() == 0  # not handed over: the sweep's and the hourly job's
