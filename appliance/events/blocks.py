@@ -61,18 +61,6 @@ ENGAGEMENT = int(EventKind.ENGAGEMENT)
 _decoder = msgspec.msgpack.Decoder()
 
 
-def distinct_values(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)``, by sorting: numpy 2.4's hash-based ``unique`` (used when no
-    inverse is asked for) is tens of times slower on millions of integers."""
-    if len(values) < 2:
-        return np.array(values, copy=True)
-    ordered = np.sort(values)
-    keep = np.empty(len(ordered), bool)
-    keep[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
-
-
 def dictionary_of(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(ids, return_inverse=True)`` of interned string ids as ``(uint32, small codes)``:
     ids are dense, so marking the present ones is several times faster than sorting."""

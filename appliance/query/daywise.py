@@ -38,13 +38,14 @@ from collections.abc import Callable
 import numpy as np
 
 from appliance.budget import check_budget
-from appliance.events.blocks import EDGE_COLUMNS, distinct_values
+from appliance.events.blocks import EDGE_COLUMNS
 from appliance.events.frames import Frame
 from appliance.events.preload import preload, preload_later
 from appliance.events.sessions import build, edge_chains, part_visits
 from appliance.filters import EVENT_DIMENSIONS, Filter, IdPredicate, text_predicate
 from appliance.models import EventKind
 from appliance.query.selection import grouped_distinct, span_ms, top_line
+from storage.arrays import distinct_values
 
 PAGEVIEW, CUSTOM, CONVERSION, ENGAGEMENT = (int(k) for k in EventKind)
 _MIDNIGHT_COLUMNS = ("s.visitor", "v.dict", "s.late", "s.early")

@@ -47,7 +47,6 @@ from appliance import dimensions as dims
 from appliance.definitions.goals import Goals
 from appliance.definitions.segments import Segments
 from appliance.definitions.tasks import BackgroundTasks
-from appliance.events.blocks import distinct_values
 from appliance.events.coordinator import WriteCoordinator
 from appliance.models import EventKind
 from appliance.periods import (
@@ -61,6 +60,7 @@ from appliance.query.scans import Scans
 from appliance.query.spec import FIRST_DAY, Query
 from appliance.sites import SiteRegistry
 from storage import Store
+from storage.arrays import distinct_values
 from storage.counters import Counters
 from storage.keys import DAY, HOUR, pack_bucket_key
 from storage.records import Records

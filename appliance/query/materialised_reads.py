@@ -15,7 +15,6 @@ from datetime import timedelta
 import msgspec
 import numpy as np
 
-from appliance.events.blocks import distinct_values
 from appliance.events.coordinator import WriteCoordinator
 from appliance.filters import make_filter
 from appliance.periods import (
@@ -39,6 +38,7 @@ from appliance.query.materialised import (
     by_day,
 )
 from appliance.query.scans import Scans
+from storage.arrays import distinct_values
 from storage.counters import Counters
 from storage.keys import DAY
 from storage.sketches import SITE_PRECISION, Sketch, Sketches

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.definitions.segments import Segment
-from appliance.events.blocks import DAY_MS, distinct_values
+from appliance.events.blocks import DAY_MS
 from appliance.filters import FilterError, IdPredicate, text_predicate
 from appliance.models import EventKind
+from storage.arrays import distinct_values
 
 RETURNING_LOOKBACK_DAYS = 30
 
