@@ -231,7 +231,7 @@ class ColumnStore:
         started = time.monotonic()
         with self._compaction_lock:
             pending_db = self._store.db(b"pending")
-            with self.settled() as txn:
+            with self._coordinator.folded() as txn:  # the closed day's rows came before
                 pointer = self.blocks.pointer(txn, site, day)
                 waiting = set()
                 cursor = txn.cursor(db=pending_db)
@@ -290,7 +290,7 @@ class ColumnStore:
         """Compact every closed day of the range that has log rows, and re-encode blocks of
         an older format (or visit timeout); returns how many blocks were written. Once
         ``stop`` is set no further day is begun (the rest stay in the log for the next run)."""
-        with self.settled() as txn:
+        with self._coordinator.folded() as txn:
             days = set(self.log_days(txn, site, first_day, last_day))
             for day in self.blocks.days(txn, site, first_day, last_day):
                 if self._outdated(self.blocks.pointer(txn, site, day)):

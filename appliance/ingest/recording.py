@@ -13,11 +13,10 @@ most. The backlog is bounded (``max_waiting``, from ``[memory] budget_mb``): pas
 commit waits for the folds (:meth:`Recorder.over_backlog`), so a bulk load that sends faster
 than the step folds waits for it instead of queueing events in memory; nothing is refused.
 A slice is never smaller than the last commit, so a flood of batches cannot outrun the step.
-Before any settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and at
-close it runs whole (:meth:`Recorder.aggregate_pending`). After a crash
-:meth:`Recorder.replay_pending` queues what ``pending`` lists and what the intake holds past
-the event log's end. When the disk is tight the commit aggregates in its own transaction,
-so an acknowledged event can never be stuck unaggregated on a full disk.
+Before any settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and at close
+it runs whole (:meth:`Recorder.aggregate_pending`). After a crash :meth:`Recorder.replay_pending`
+queues what ``pending`` lists and the intake holds past the event log's end. On a tight disk
+the commit aggregates in its own transaction: no acknowledged event is stuck unaggregated.
 """
 
 from __future__ import annotations
@@ -48,10 +47,8 @@ from storage.strings import StringTable
 
 log = logging.getLogger(__name__)
 
-#: A settled read folds a backlog in slices of at least this many events: each slice is a
-#: transaction of its own (an fsync, and every touched sketch rewritten), so a backlog of a
-#: second's batch traffic in 100-event slices took longer than the read's 10 s budget
-#: (``scripts/bench``'s batch runs); 1,000 hold the mutex for about 0.1 s each.
+#: A settled read folds a backlog in slices of at least this many events (each a transaction:
+#: 100-event slices of a second's batches took past the read's 10 s budget; 1,000 take ~0.1 s).
 READ_SLICE_EVENTS = 1_000
 
 
@@ -96,8 +93,7 @@ class Recorder:
         self._draining = False  # a due aggregation is under way, slice by slice
         self._last_commit = 0  # events in the last commit: the least a slice folds
         self._rederiver = rederiver
-        #: the replication journal while it is kept (None otherwise): replication switches it
-        #: on and off, holding the coordinator's mutex, so a commit sees one or the other
+        #: the replication journal while kept (None otherwise), switched under the coordinator's mutex
         self.journal = journal
         #: the global sequence of the last committed event (the replication journal's end)
         self.last_sequence = eventlog.next_sequence - 1
@@ -115,13 +111,14 @@ class Recorder:
         #: set while a thread folds on its own (:mod:`appliance.ingest.folding`): a commit
         #: over the backlog's bound then waits for it instead of folding itself
         self.folding_elsewhere = False
+        self.folds_taken = self.folds_done = 0  # events folds took off the backlog / committed, ever
         self.tracker_first = tracker_first  # folds step aside for tracker requests (:mod:`appliance.tracker_first`)
         self._last_flush = time.monotonic()
         self._pending_db = store.db(b"pending")
-        #: told of every committed batch, after the commit (the job runner's
-        #: :class:`~appliance.runtime.passed_days.PassedDays`); must be quick and not raise
+        #: told of every committed batch, after it (``PassedDays``); must be quick and not raise
         self.on_commit: Callable[[list[Event]], None] | None = None
-        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice))
+        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice),
+                         self._folded, lambda: (self.folds_taken, self.folds_done, len(self._unaggregated), self.folding_elsewhere))
 
     @property
     def waiting(self) -> int:
@@ -336,6 +333,7 @@ class Recorder:
                 batch, self._unaggregated = self._unaggregated, []
             else:
                 batch, self._unaggregated = self._unaggregated[:limit], self._unaggregated[limit:]
+            self.folds_taken += len(batch)
         if not batch:
             self._rederive()
             return 0
@@ -357,6 +355,7 @@ class Recorder:
             self._sketches.forget()
             with self._folded:
                 self._unaggregated[:0] = batch  # still pending (or staged), on disk and in memory
+                self.folds_taken -= len(batch)
             raise
         strings.commit()
         self._eventlog.committed()
@@ -365,6 +364,7 @@ class Recorder:
         self._sketches.committed()
         self._last_flush = time.monotonic()
         with self._folded:
+            self.folds_done += len(batch)
             self._folded.notify_all()
         if not self._unaggregated:
             self._rederive()
