@@ -48,6 +48,17 @@ def _bound(store, backlog: _Backlog) -> WriteCoordinator:
     return coordinator
 
 
+def _reader(coordinator: WriteCoordinator) -> tuple[threading.Thread, threading.Event]:
+    """A thread (not started) that opens a folded read and sets the event once inside it."""
+    entered = threading.Event()
+
+    def read() -> None:
+        with coordinator.folded():
+            entered.set()
+
+    return threading.Thread(target=read, daemon=True), entered
+
+
 def test_nothing_waiting_reads_at_once_without_settling(store):
     backlog = _Backlog(waiting=0)
     with _bound(store, backlog).folded() as txn:
@@ -58,13 +69,7 @@ def test_nothing_waiting_reads_at_once_without_settling(store):
 def test_it_waits_for_the_folding_thread_not_for_the_mutex(store):
     backlog = _Backlog(waiting=10)
     coordinator = _bound(store, backlog)
-    entered = threading.Event()
-
-    def read() -> None:
-        with coordinator.folded():
-            entered.set()
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader, entered = _reader(coordinator)
     with coordinator.mutex:  # the load's commits hold it: the folded read never asks for it
         reader.start()
         backlog.fold(4)
@@ -78,13 +83,7 @@ def test_it_waits_for_the_folding_thread_not_for_the_mutex(store):
 def test_events_committed_while_it_waits_are_not_waited_for(store):
     backlog = _Backlog(waiting=3)
     coordinator = _bound(store, backlog)
-    entered = threading.Event()
-
-    def read() -> None:
-        with coordinator.folded():
-            entered.set()
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader, entered = _reader(coordinator)
     reader.start()
     deadline = time.monotonic() + 10
     while not backlog.asked:  # the reader has taken its measure (holding the condition)
