@@ -106,7 +106,9 @@ class ColumnStore:
         self._spaces: OrderedDict[tuple, VisitorSpace] = OrderedDict()
         self._lock = threading.Lock()
         self._day_locks = [threading.Lock() for _ in range(64)]  # striped by (site, day)
-        self._compaction_lock = threading.Lock()
+        # held by each rewrite of a day's block (compaction, retention, erasure); taken before the
+        # write mutex, never under it (compaction's read may settle, which takes the mutex)
+        self.rewrite_lock = threading.RLock()
         self._clock = clock
         self.compactions = 0  # blocks written (for tests and the bench)
         # (site, first day, last day): a closed day a query read from the log, compacted soon (runtime.jobs)
@@ -178,7 +180,7 @@ class ColumnStore:
                     merged = in_key_order(concatenate([block.plain(), rows_to_columns(tail)]))
                     block = Block(site, day, len(merged["ts"]), merged, generation=generation)
             else:
-                block = self._from_log(txn, site, day, total, cached)
+                block = self.open_days.block(txn, site, day, total, cached)  # cached, a checkpoint, or the log
                 if self.compaction_wanted and block.count >= self.compact_read_rows and self.is_closed(day):
                     self.compaction_wanted(site, day, day)
             block.identity = (generation, total)
@@ -207,9 +209,6 @@ class ColumnStore:
         block.format = int(info.get("format", 0))
         return block
 
-    def _from_log(self, txn, site: int, day: int, total: int, cached: Block | None) -> Block:
-        return self.open_days.block(txn, site, day, total, cached)  # cached, a checkpoint, or the log
-
     def _remember(self, block: Block) -> None:
         if block.count:  # an empty day costs one counter scan to find again
             self.cache.remember(block)
@@ -229,7 +228,7 @@ class ColumnStore:
         if not self.is_closed(day):
             return False
         started = time.monotonic()
-        with self._compaction_lock:
+        with self.rewrite_lock:
             pending_db = self._store.db(b"pending")
             with self._coordinator.folded() as txn:  # the closed day's rows came before
                 pointer = self.blocks.pointer(txn, site, day)
@@ -326,7 +325,7 @@ class ColumnStore:
         and the older rows of the day the cutoff falls in); returns how many rows went."""
         cutoff_day = cutoff_ms // DAY_MS
         removed = 0
-        with self._compaction_lock:
+        with self.rewrite_lock:
             with self._store.read() as txn:
                 days = [d for d in self.blocks.days(txn, site, 0, cutoff_day)]
                 pointers = {d: self.blocks.pointer(txn, site, d) for d in days}
@@ -348,8 +347,9 @@ class ColumnStore:
 
     def erase_rows(self, site: int, day: int, doomed: Callable[[Block], np.ndarray]) -> int:
         """Rewrite the day's stored block without the rows ``doomed(block)`` marks (a boolean
-        mask; a person's erasure); returns how many went. Log rows are the caller's."""
-        with self._compaction_lock:
+        mask; a person's erasure); returns how many went. Log rows are the caller's, who holds
+        :attr:`rewrite_lock` from before it takes the write mutex."""
+        with self.rewrite_lock:
             self.open_days.erasing(site, day)  # the day's checkpoint goes; taken again without the rows
             with self._store.read() as txn:
                 pointer = self.blocks.pointer(txn, site, day)

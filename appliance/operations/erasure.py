@@ -9,18 +9,20 @@ can link back to a person once the salt is gone, so there is nothing to look up 
 
 *Export* returns every stored event of the person, from column blocks and log rows alike.
 
-*Erasure* runs under the write coordinator's mutex from start to end, so no batch is
-aggregated in between: pending events are folded in first; the person's rows leave the
-column blocks (a new block generation without them) and the event log; their open visit is
-closed without being counted; then every local day and UTC hour they had events in is
-rebuilt from the events that remain. A sketch cannot forget one visitor, and a counter of a
-visit figure cannot tell whose visit it counted, so a rebuilt bucket is replaced whole: each
-counter and sketch of those days and hours is set to what aggregating the remaining events
-gives (:func:`appliance.ingest.aggregation.aggregate` and the goals' own counting, the ingest
-path's code), and then the days' order-dependent visit figures are re-derived from the
-remaining events (:meth:`Rederiver.rederive_day <appliance.ingest.rederive.Rederiver.rederive_day>`).
-Afterwards every report reads as it would had the person's events never arrived. Materialised
-segments notice the changed hourly event counts and materialise those days again.
+*Erasure* runs under the write coordinator's mutex from start to end, so no batch is aggregated
+in between, and under the column store's lock for block rewrites, taken before the mutex as
+compaction takes them, so no compaction runs in between either: pending events are folded in
+first; the person's rows leave the column blocks (a new block generation without them) and the
+event log; their open visit is closed without being counted; then every local day and UTC hour
+they had events in is rebuilt from the events that remain. A sketch cannot forget one visitor,
+and a counter of a visit figure cannot tell whose visit it counted, so a rebuilt bucket is
+replaced whole: each counter and sketch of those days and hours is set to what aggregating the
+remaining events gives (:func:`appliance.ingest.aggregation.aggregate` and the goals' own
+counting, the ingest path's code), and then the days' order-dependent visit figures are
+re-derived from the remaining events (:meth:`Rederiver.rederive_day
+<appliance.ingest.rederive.Rederiver.rederive_day>`). Afterwards every report reads as it would
+had the person's events never arrived. Materialised segments notice the changed hourly event
+counts and materialise those days again.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class PersonalEvents:
         (``erasure/<site>/<visitor hash>``, never the user id), which a standby copies and
         carries out too."""
         coordinator = self._coordinator
-        with coordinator.mutex:
+        # the block rewrites' lock before the mutex, as compaction takes them (ColumnStore.rewrite_lock)
+        with self._columns.rewrite_lock, coordinator.mutex:
             coordinator.flush()
             found = self._find(site, visitor)
             if not found:

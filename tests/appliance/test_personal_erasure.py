@@ -11,6 +11,7 @@ breakdowns, entry and exit pages, custom events, goals — exactly as the second
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import msgspec
@@ -141,3 +142,50 @@ def test_gdpr_command_exports_and_deletes(make_appliance, tmp_path, capsys):
     reopened = make_appliance(data_dir=data)
     assert [e.path for e in reopened.read_events(site, now - 10, now + 1)] == ["/p2"]
     assert [entry.action for entry in reopened.audit.latest(5, "gdpr")] == ["gdpr.delete", "gdpr.export"]
+
+
+class _Announcing:
+    """The column store's rewrite lock, telling the test when the eraser asks for it."""
+
+    def __init__(self, lock) -> None:
+        self.lock, self.asked = lock, threading.Event()
+
+    def __enter__(self):
+        if threading.current_thread().name == "eraser":
+            self.asked.set()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
+def test_an_erasure_during_a_compaction_does_not_deadlock(make_appliance):
+    """Compaction holds the rewrite lock and then, settling its read, asks for the write mutex;
+    an erasure took the mutex first and then asked for the rewrite lock: each waited for the
+    other for good. Now the erasure asks for the rewrite lock before the mutex."""
+    appliance = make_appliance()
+    site = appliance.sites.add("order.test")
+    visitor = appliance.personal.visitor_of(site, "carol")
+    appliance.record_sync([Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=time.time() - 3 * 86400 + i,
+                                 name="pageview", visitor_id=visitor, user_hashed=True, path="/") for i in range(3)])
+    lock = appliance.columns.rewrite_lock
+    announcing = appliance.columns.rewrite_lock = _Announcing(lock)
+    go, settled = threading.Event(), threading.Event()
+
+    def compaction() -> None:
+        with lock:  # what compact_day holds while its read settles
+            go.wait(30)
+            with appliance.coordinator.mutex:
+                settled.set()
+
+    compacting = threading.Thread(target=compaction, daemon=True)
+    compacting.start()
+    result: list = []
+    eraser = threading.Thread(target=lambda: result.append(appliance.personal.erase(site, "carol")), name="eraser",
+                              daemon=True)
+    eraser.start()
+    assert announcing.asked.wait(30)  # the eraser waits for the rewrite lock now
+    go.set()
+    assert settled.wait(30), "the compaction waited for the mutex the erasure held"
+    eraser.join(30)
+    assert result and result[0].events == 3
