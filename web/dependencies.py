@@ -2,9 +2,12 @@
 
 ``appliance``: the open :class:`~appliance.runtime.appliance.Appliance` of the app.
 ``stats_query``: the :class:`~appliance.query.spec.Query` a stats or report route answers, built
-from the site its guard resolved and the ``start_date``, ``end_date`` and ``filters`` query
-parameters (documented in the OpenAPI schema of every route that takes it). Its interval is a
-day unless the route takes ``interval`` from the query string (:data:`INTERVAL_PARAMETER`).
+from the site its guard resolved and the ``period`` (or ``start_date`` and ``end_date``) and
+``filters`` query parameters (documented in the OpenAPI schema of every route that takes it).
+Its interval is a day unless the route takes ``interval`` from the query string
+(:data:`INTERVAL_PARAMETER`). A query parameter the route does not take is refused (400, naming
+it), not ignored: a client that sent Plausible's ``period=7d`` here was answered the default
+30 days before ``period`` was one of ours.
 ``form``: the request's parsed form, for the sync dashboard handlers.
 
 Handlers and providers name what they take explicitly, as Litestar 3 will require: a dependency
@@ -27,6 +30,7 @@ from litestar.params import QueryParameter
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today
 from appliance.query.spec import Query, QueryError, check_day
+from appliance.reports.periods import PERIODS, resolve_period
 from appliance.runtime.appliance import Appliance
 from web.auth import principal_of, request_form, site_of
 
@@ -44,6 +48,9 @@ StartParam = Annotated[
     QueryParameter(name="start_date", description="First day (inclusive, site time zone); default 29 days before end_date"),
 ]
 EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
+PeriodParam = Annotated[str | None, QueryParameter(
+    name="period", description=f"{', '.join(PERIODS)} (the dashboard's periods, up to today in the site's time zone); "
+    "custom takes start_date and end_date; default: start_date..end_date")]
 FiltersParam = Annotated[str | None, QueryParameter(name="filters", description=FILTERS_DESCRIPTION)]
 IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
 
@@ -94,6 +101,25 @@ def check_segments(appliance: Appliance, request: Request, filters: list[Filter]
                 segments.get(site.id, int(value), caller_id(request))
 
 
+# taken by every route besides its own: a shared link's token, Plausible's name for the site
+ANY_ROUTE_PARAMETERS = frozenset({"auth", "site_id"})
+_route_parameters: dict[object, frozenset[str]] = {}  # by route handler (a few dozen)
+
+
+def check_parameters(request: Request) -> None:
+    """Refuse (400) a query parameter the route does not take (its own and its dependencies',
+    as Litestar resolves them; each route's names are read once)."""
+    handler = request.route_handler
+    known = _route_parameters.get(handler)
+    if known is None:
+        names = {param.field_alias for param in handler.create_kwargs_model({}).expected_query_params}
+        known = _route_parameters[handler] = frozenset(names | ANY_ROUTE_PARAMETERS)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known - ANY_ROUTE_PARAMETERS))
+        raise QueryError(unknown[0], f"not a parameter of {request.url.path}; it takes {takes}", 400)
+
+
 def day_interval() -> str:
     """The ``interval`` of a route that does not take one from the query string."""
     return "day"
@@ -105,6 +131,7 @@ async def provide_query(
     site: SiteParam = None,  # documentation only: the route's guard resolved the site
     start_date: StartParam = None,
     end_date: EndParam = None,
+    period: PeriodParam = None,
     filters: FiltersParam = None,
 ) -> Query:
     """The ``stats_query`` dependency: the guard-resolved site over ``start_date``..``end_date``
@@ -115,7 +142,7 @@ async def provide_query(
     storage read. Only a filter naming a segment reads the segment's record, and that check
     runs in a worker thread. (Built wholly in a worker thread, every stats request paid a
     second thread hand-off before its handler's own; issue 17.)"""
-    return await _query(request, appliance, "day", start_date, end_date, filters)
+    return await _query(request, appliance, "day", period, start_date, end_date, filters)
 
 
 async def provide_query_by_interval(
@@ -124,20 +151,28 @@ async def provide_query_by_interval(
     site: SiteParam = None,  # documentation only: the route's guard resolved the site
     start_date: StartParam = None,
     end_date: EndParam = None,
+    period: PeriodParam = None,
     filters: FiltersParam = None,
     interval_value: IntervalParam = "day",
 ) -> Query:
     """``stats_query`` with its interval from the ``interval`` query parameter."""
-    return await _query(request, appliance, interval_value, start_date, end_date, filters)
+    return await _query(request, appliance, interval_value, period, start_date, end_date, filters)
 
 
 async def _query(
-    request: Request, appliance: Appliance, interval: str, start_date: date | None, end_date: date | None,
-    filters: str | None,
+    request: Request, appliance: Appliance, interval: str, period: str | None, start_date: date | None,
+    end_date: date | None, filters: str | None,
 ) -> Query:
+    check_parameters(request)
     site_record = site_of(request)
-    end = check_day("end_date", end_date or local_today(site_record.timezone))
-    start = start_date or (end - timedelta(days=29))
+    today = local_today(site_record.timezone)
+    if period is None:
+        end = check_day("end_date", end_date or today)
+        start = start_date or (end - timedelta(days=29))
+    elif period != "custom" and (start_date or end_date):
+        raise QueryError("start_date" if start_date else "end_date", f"only with period=custom, not period={period}", 400)
+    else:
+        start, end = resolve_period(period, today, start_date, end_date)
     conditions = parsed_filters(filters)
     if any(condition.dimension == "segment" for condition in conditions):
         await anyio.to_thread.run_sync(check_segments, appliance, request, conditions)

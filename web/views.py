@@ -38,8 +38,6 @@ TABS: dict[str, tuple[str, ...]] = {
 FILTERABLE = (*dims.DIMENSIONS, "event", "entry_page", "exit_page")
 MAX_FILTERS = 8
 
-# Query takes filters once the filters work lands; until then chips show and say "unfiltered".
-
 
 @dataclass(frozen=True)
 class View:

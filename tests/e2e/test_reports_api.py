@@ -301,6 +301,39 @@ def test_bad_report_parameters(client, scenario):
     assert unknown.json()["status"] == "error"
 
 
+def test_period_names_a_range_as_the_dashboard_does(client, scenario):
+    """``period`` (the dashboard's and saved reports' names) up to today; the scenario ended
+    20 days ago, so the last 7 days are empty and the last 12 months hold all of it."""
+    def visitors(**params) -> int:
+        return _get(client, "/api/v1/stats/aggregate", {"site": scenario.site, **params})["data"]["visitors"]
+
+    in_the_last_30_days = len({sent.user for sent in SCENARIO if sent.day >= SPAN - 10})
+    assert (visitors(period="7d"), visitors(period="30d"), visitors(period="12mo")) == (0, in_the_last_30_days, 7)
+    assert visitors(period="custom", start_date=scenario.first.isoformat(), end_date=scenario.last.isoformat()) == 7
+    series = _get(client, "/api/v1/stats/timeseries", {"site": scenario.site, "period": "7d"})["data"]
+    assert len(series) == 7
+
+
+def test_unknown_and_conflicting_parameters_are_refused(client, scenario):
+    """A parameter a route does not take is named in a 400, not ignored (a Plausible client's
+    ``metrics`` here got the default answer before); so is a period with dates of its own."""
+    bad = [
+        ("/api/v1/stats/aggregate", {"metrics": "visitors"}, 400, "metrics"),
+        ("/api/v1/stats/breakdown", {"property": "page", "date": "2026-01-01"}, 400, "date"),
+        ("/api/v1/reports/traffic", {"period": "7d", "start_date": scenario.first.isoformat()}, 400, "start_date"),
+        ("/api/v1/stats/aggregate", {"period": "fortnight"}, 422, "period"),
+        ("/api/v1/stats/aggregate", {"period": "custom"}, 422, "start_date"),
+    ]
+    for path, extra, status, field in bad:
+        response = client.get(path, params={"site": scenario.site, **extra})
+        assert response.status_code == status, (path, extra, response.text)
+        assert response.json()["error"]["field"] == field
+    message = client.get("/api/v1/stats/aggregate", params={"site": scenario.site, "metrics": "x"}).json()["error"]["message"]
+    assert "compare" in message and "period" in message  # what the route does take
+    every_own = client.get("/api/v1/stats/breakdown", params=scenario.params(property="page", limit="3", format="json"))
+    assert every_own.status_code == 200, every_own.text
+
+
 # -- stats --------------------------------------------------------------------------------------
 def test_aggregate(client, scenario):
     data = _get(client, "/api/v1/stats/aggregate", scenario.params())["data"]
