@@ -103,6 +103,7 @@ def check_segments(appliance: Appliance, request: Request, filters: list[Filter]
 
 # taken by every route besides its own: a shared link's token, Plausible's name for the site
 ANY_ROUTE_PARAMETERS = frozenset({"auth", "site_id"})
+PLAUSIBLE_ONLY = frozenset({"metrics", "date", "with_imported"})  # web/api_plausible.py takes them
 _route_parameters: dict[object, frozenset[str]] = {}  # by route handler (a few dozen)
 
 
@@ -117,7 +118,8 @@ def check_parameters(request: Request) -> None:
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         takes = ", ".join(sorted(known - ANY_ROUTE_PARAMETERS))
-        raise QueryError(unknown[0], f"not a parameter of {request.url.path}; it takes {takes}", 400)
+        hint = "; Plausible's Stats API is /api/plausible/v1/stats/..." if PLAUSIBLE_ONLY & set(unknown) else ""
+        raise QueryError(unknown[0], f"not a parameter of {request.url.path}; it takes {takes}{hint}", 400)
 
 
 def day_interval() -> str:

@@ -330,6 +330,7 @@ def test_unknown_and_conflicting_parameters_are_refused(client, scenario):
         assert response.json()["error"]["field"] == field
     message = client.get("/api/v1/stats/aggregate", params={"site": scenario.site, "metrics": "x"}).json()["error"]["message"]
     assert "compare" in message and "period" in message  # what the route does take
+    assert "/api/plausible/v1/stats" in message  # where a Plausible client's metrics= is taken
     every_own = client.get("/api/v1/stats/breakdown", params=scenario.params(property="page", limit="3", format="json"))
     assert every_own.status_code == 200, every_own.text
 
