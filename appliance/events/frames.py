@@ -160,6 +160,9 @@ class Frame:
         found = self._cache.get(name)
         if found is not None:
             return found[rows]
+        if len(self.parts) == 1:  # one block (a day's walk): gathered in any order, nothing sorted
+            block, lo, _ = self.parts[0]
+            return _gathered(name, block, rows + lo).astype(SCALARS.get(name, np.dtype(np.uint32)), copy=False)
         order = None
         if len(rows) > 1 and (np.diff(rows) < 0).any():
             order = np.argsort(rows, kind="stable")
@@ -169,15 +172,8 @@ class Frame:
         pieces = []
         for index, (block, lo, _) in enumerate(self.parts):
             local = rows[bounds[index] : bounds[index + 1]] - starts[index] + lo
-            if not len(local):
-                continue
-            if name == "visitor":
-                pieces.append(block.visitor_dictionary()[block.visitor_codes()[local]])
-            elif name in SCALARS:
-                pieces.append(block.scalar(name)[local])
-            else:
-                dictionary, codes = block.dictionary(name)
-                pieces.append(dictionary[codes[local]])
+            if len(local):
+                pieces.append(_gathered(name, block, local))
         dtype = SCALARS.get(name, np.dtype(np.uint32))
         out = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype)
         if order is not None:
@@ -217,3 +213,12 @@ class Frame:
             pieces.append(out)
         return np.concatenate(pieces) if pieces else np.zeros(0, bool)
 
+
+def _gathered(name: str, block, rows: np.ndarray) -> np.ndarray:
+    """Field ``name``'s values at a block's ``rows`` (its own row numbers, in any order)."""
+    if name == "visitor":
+        return block.visitor_dictionary()[block.visitor_codes()[rows]]
+    if name in SCALARS:
+        return block.scalar(name)[rows]
+    dictionary, codes = block.dictionary(name)
+    return dictionary[codes[rows]]

@@ -155,6 +155,15 @@ class Piece:
         self.matched[visit_of[rows]] = True
         self._number = number
         self._numbering: np.ndarray | None = None
+        self._made: dict[str, object] = {}
+
+    def once(self, key: str, make: Callable[[], object]):
+        """``make()``, made once for this piece: what several reducers of a set derive alike
+        (each breakdown's page view rows and their visitors' numbers)."""
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = make()
+        return found
 
     def numbering(self) -> np.ndarray:
         """Per visitor code, the visitor's number in the period (the same on every day)."""

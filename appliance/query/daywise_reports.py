@@ -265,33 +265,31 @@ class BreakdownSums:
         self.durations: Counter = Counter()
 
     def add(self, piece: Piece) -> None:
-        rows = np.flatnonzero(piece.rows & (piece.kind == PAGEVIEW))
+        rows = piece.once("views", lambda: np.flatnonzero(piece.rows & (piece.kind == PAGEVIEW)))
         visits = piece.visits
         weights = None
         if self.field in dims.VISIT_FIELDS:  # the visit's value for each of its page views: one pair a visit
-            views = np.bincount(piece.visit_of[rows], minlength=len(visits["visitor"]))
-            viewed = np.flatnonzero(views)
-            values = piece.values(self.field, visits["first_row"][viewed])
-            codes, weights = piece.numbering()[visits["visitor"][viewed]], views[viewed].astype(float)
+            first_rows, codes, weights = piece.once("viewed visits", lambda: _viewed_visits(piece, rows))
+            values = piece.values(self.field, first_rows)
         else:
             values = piece.values(self.field, rows)
-            codes = piece.numbers_of(rows)
+            codes = piece.once("views' visitors", lambda: piece.numbers_of(rows))
         if self.dimension not in dims.COUNT_EMPTY:
             keep = values != 0
             values, codes = values[keep], codes[keep]
             weights = weights[keep] if weights is not None else None
         self.pageviews.update(counts_by(values, weights))
         self.visitors.add(values, codes)
-        matched = np.flatnonzero(piece.matched)
+        matched, first_rows, bounce, duration = piece.once("matched visits", lambda: _matched_visits(piece))
         if self.dimension == "page":
             entry = visits["entry_page"][matched]
         else:
-            entry = piece.values(self.field, visits["first_row"][matched])
+            entry = piece.values(self.field, first_rows)
         inside = entry != 0
         entry = entry[inside]
         self.visit_counts.update(counts_by(entry))
-        self.bounces.update(counts_by(entry[visits["bounce"][matched][inside]]))
-        duration = np.asarray(visits["duration"][matched][inside], np.int64)
+        self.bounces.update(counts_by(entry[bounce[inside]]))
+        duration = duration[inside]
         if len(entry):
             for value, total in zip(*_sums(entry, duration), strict=True):
                 self.durations[value] += total
@@ -299,6 +297,22 @@ class BreakdownSums:
     def answer(self, text: Callable[[int], str], limit: int) -> dict[str, object]:
         return breakdown_answer(text, self.dimension, limit, dict(self.pageviews), self.visitors.counts(),
                                 self.visit_counts, self.bounces, self.durations)
+
+
+def _viewed_visits(piece: Piece, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of the visits with matching page views ``rows``: their first rows, their visitors'
+    period numbers and how many of the page views each has (a visit property's weights)."""
+    visits = piece.visits
+    views = np.bincount(piece.visit_of[rows], minlength=len(visits["visitor"]))
+    viewed = np.flatnonzero(views)
+    return visits["first_row"][viewed], piece.numbering()[visits["visitor"][viewed]], views[viewed].astype(float)
+
+
+def _matched_visits(piece: Piece) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The matching visits' numbers, first rows, bounces and durations."""
+    visits = piece.visits
+    matched = np.flatnonzero(piece.matched)
+    return matched, visits["first_row"][matched], visits["bounce"][matched], np.asarray(visits["duration"][matched], np.int64)
 
 
 class CustomEventSums:
@@ -352,6 +366,10 @@ class ConversionSums(CustomEventSums):
 
 def _sums(groups: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]:
     """Per distinct group, the exact integer sum of its ``values``."""
+    if len(groups) and groups.min() >= 0 and groups.max() < 1 << 24:  # ids: a dense sum beats sorting
+        present = np.flatnonzero(np.bincount(groups))
+        totals = np.bincount(groups, weights=values)[present]  # exact: every partial sum is far below 2**53
+        return present.tolist(), totals.astype(np.int64).tolist()
     order = np.argsort(groups, kind="stable")
     groups, values = groups[order], values[order]
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
