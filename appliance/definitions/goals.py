@@ -1,7 +1,6 @@
 """Goals: what counts as a conversion for a site, counted at ingest and back-filled from the log.
 
-A goal is one of
-
+A goal is one of:
 - ``page``: a page view whose path matches ``page`` (``*`` wildcards, as filters);
 - ``event``: a custom event named ``event``, optionally only with property ``prop_key`` equal
   to ``prop_value``;
@@ -9,21 +8,20 @@ A goal is one of
   ``event``, optionally with a property value.
 
 Completing a goal is one matching event. Per goal and local day the ingest path keeps the
-completions, a visitor sketch, and per currency the revenue (integer minor units) and the
-number of completions carrying it. Those counters are keyed by the goal's ``counter_id``,
-which is new whenever the definition changes, so a changed goal starts from clean counters.
+completions, a visitor sketch, and per currency the revenue (integer minor units) and the number
+of completions carrying it. Those counters are keyed by the goal's ``counter_id``, which is new
+whenever the definition changes, so a changed goal starts from clean counters.
 
 Back-fill: creating or changing a goal first aggregates every committed event, then, in one
-write transaction, stores the definition, reads the event-log sequence ``S`` that the next
-batch will receive and activates the goal for aggregation — all under the appliance's write
-mutex, so no batch is committed or aggregated in between. A background thread
-then counts the logged events with sequence ``< S`` from the column blocks and adds them in
-one transaction that also marks the goal back-filled: every event is counted exactly once,
-and an interrupted back-fill (a restart) starts again from nothing. Progress is reported in
-the goal's ``backfill`` field.
+write transaction, stores the definition, reads the event-log sequence ``S`` that the next batch
+will receive and activates the goal for aggregation — all under the appliance's write mutex, so
+no batch is committed or aggregated in between. A background thread then counts the logged
+events with sequence ``< S`` from the column blocks and adds them in one transaction that also
+marks the goal back-filled: every event is counted exactly once, and an interrupted back-fill (a
+restart) starts again from nothing. Progress is reported in the goal's ``backfill`` field.
 
-Conversion rate of a goal = unique visitors who completed it ÷ unique visitors, × 100, for
-the period (and, through the filtered path, per dimension value).
+Conversion rate of a goal = unique visitors who completed it ÷ unique visitors, × 100, for the
+period (and, through the filtered path, per dimension value).
 """
 
 from __future__ import annotations
@@ -343,19 +341,26 @@ class Goals:
                     counts[(event.site_id, DAY, GOAL_REVENUE_EVENTS, day, currency)] += 1
 
     # -- the filtered path ----------------------------------------------------------------
-    def mask(self, frame, goal: Goal) -> np.ndarray:
-        """Rows of ``frame`` that complete ``goal``."""
-        strings = self._strings
+    def mask(self, frame, goal: Goal, tests: dict | None = None) -> np.ndarray:
+        """Rows of ``frame`` that complete ``goal``; ``tests`` (a walk's, kept between its days)
+        keeps the goal's text tests, which remember their answer per string id."""
+        tests = {} if tests is None else tests
+
+        def test(field: str, operator: str, value: str) -> IdPredicate:
+            if (goal.id, field) not in tests:
+                tests[goal.id, field] = IdPredicate(text_predicate(operator, (value,)), self._strings.text)
+            return tests[goal.id, field]
+
         kind = {"page": EventKind.PAGEVIEW, "event": EventKind.CUSTOM, "conversion": EventKind.CONVERSION}[goal.kind]
         rows = frame.column("kind") == kind
         if goal.kind == "page":
-            return rows & frame.mask("path", IdPredicate(text_predicate("matches", (goal.page,)), strings.text))
-        rows &= frame.mask("name", IdPredicate(text_predicate("is", (goal.event,)), strings.text))
+            return rows & frame.mask("path", test("path", "matches", goal.page))
+        rows &= frame.mask("name", test("name", "is", goal.event))
         if goal.prop_key:
-            key_id = strings.lookup(goal.prop_key)
+            key_id = self._strings.lookup(goal.prop_key)
             if key_id is None:
                 return np.zeros(frame.size, bool)
-            rows &= frame.prop_mask([key_id], IdPredicate(text_predicate("is", (goal.prop_value,)), strings.text))
+            rows &= frame.prop_mask([key_id], test("prop", "is", goal.prop_value))
         return rows
 
     # -- back-fill ------------------------------------------------------------------------

@@ -95,7 +95,8 @@ class GoalSums:
 
     def __init__(self, goals: list, mask) -> None:
         self.goals = goals
-        self.masks = [(lambda day, goal=goal: mask(day, goal)) for goal in goals]  # per day: the goal's rows
+        tests: dict = {}  # the goals' text tests, kept across the days (Goals.mask)
+        self.masks = [(lambda day, goal=goal: mask(day, goal, tests)) for goal in goals]  # per day: the goal's rows
         self.fields = (*self.masks, "revenue", "currency") if goals else ()
         self.hits: Counter = Counter()
         self.visitors = Pairs()
