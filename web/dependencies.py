@@ -2,8 +2,8 @@
 
 ``appliance``: the open :class:`~appliance.runtime.appliance.Appliance` of the app.
 ``stats_query``: the :class:`~appliance.query.spec.Query` a stats or report route answers, built
-from the site its guard resolved and the ``period`` (or ``start_date`` and ``end_date``) and
-``filters`` query parameters (documented in the OpenAPI schema of every route that takes it).
+from the site its guard resolved and the ``period`` and ``date`` (or ``start_date`` and
+``end_date``) and ``filters`` query parameters (documented in the OpenAPI schema of every route that takes it).
 Its interval is a day unless the route takes ``interval`` from the query string
 (:data:`INTERVAL_PARAMETER`). A query parameter the route does not take is refused (400, naming
 it), not ignored: a client that sent Plausible's ``period=7d`` here was answered the default
@@ -51,6 +51,9 @@ EndParam = Annotated[date | None, QueryParameter(name="end_date", description="L
 PeriodParam = Annotated[str | None, QueryParameter(
     name="period", description=f"{', '.join(PERIODS)} (the dashboard's periods, up to today in the site's time zone); "
     "custom takes start_date and end_date; default: start_date..end_date")]
+DateParam = Annotated[str | None, QueryParameter(
+    name="date", description="With period: the day it is relative to, YYYY-MM-DD (default today), as Plausible's "
+    "date; with period=custom, YYYY-MM-DD,YYYY-MM-DD instead of start_date and end_date")]
 FiltersParam = Annotated[str | None, QueryParameter(name="filters", description=FILTERS_DESCRIPTION)]
 IntervalParam = Annotated[str, QueryParameter(name="interval", description="hour, day, week or month")]
 
@@ -103,7 +106,7 @@ def check_segments(appliance: Appliance, request: Request, filters: list[Filter]
 
 # taken by every route besides its own: a shared link's token, Plausible's name for the site
 ANY_ROUTE_PARAMETERS = frozenset({"auth", "site_id"})
-PLAUSIBLE_ONLY = frozenset({"metrics", "date", "with_imported"})  # web/api_plausible.py takes them
+PLAUSIBLE_ONLY = frozenset({"metrics", "with_imported"})  # web/api_plausible.py takes them
 _route_parameters: dict[object, frozenset[str]] = {}  # by route handler (a few dozen)
 
 
@@ -134,6 +137,7 @@ async def provide_query(
     start_date: StartParam = None,
     end_date: EndParam = None,
     period: PeriodParam = None,
+    date_text: DateParam = None,
     filters: FiltersParam = None,
 ) -> Query:
     """The ``stats_query`` dependency: the guard-resolved site over ``start_date``..``end_date``
@@ -144,7 +148,7 @@ async def provide_query(
     storage read. Only a filter naming a segment reads the segment's record, and that check
     runs in a worker thread. (Built wholly in a worker thread, every stats request paid a
     second thread hand-off before its handler's own; issue 17.)"""
-    return await _query(request, appliance, "day", period, start_date, end_date, filters)
+    return await _query(request, appliance, "day", period, date_text, start_date, end_date, filters)
 
 
 async def provide_query_by_interval(
@@ -154,31 +158,51 @@ async def provide_query_by_interval(
     start_date: StartParam = None,
     end_date: EndParam = None,
     period: PeriodParam = None,
+    date_text: DateParam = None,
     filters: FiltersParam = None,
     interval_value: IntervalParam = "day",
 ) -> Query:
     """``stats_query`` with its interval from the ``interval`` query parameter."""
-    return await _query(request, appliance, interval_value, period, start_date, end_date, filters)
+    return await _query(request, appliance, interval_value, period, date_text, start_date, end_date, filters)
 
 
 async def _query(
-    request: Request, appliance: Appliance, interval: str, period: str | None, start_date: date | None,
-    end_date: date | None, filters: str | None,
+    request: Request, appliance: Appliance, interval: str, period: str | None, date_text: str | None,
+    start_date: date | None, end_date: date | None, filters: str | None,
 ) -> Query:
     check_parameters(request)
     site_record = site_of(request)
-    today = local_today(site_record.timezone)
-    if period is None:
-        end = check_day("end_date", end_date or today)
-        start = start_date or (end - timedelta(days=29))
-    elif period != "custom" and (start_date or end_date):
-        raise QueryError("start_date" if start_date else "end_date", f"only with period=custom, not period={period}", 400)
-    else:
-        start, end = resolve_period(period, today, start_date, end_date)
+    start, end = _period(period, date_text, start_date, end_date, local_today(site_record.timezone))
     conditions = parsed_filters(filters)
     if any(condition.dimension == "segment" for condition in conditions):
         await anyio.to_thread.run_sync(check_segments, appliance, request, conditions)
     return Query(site=site_record, date_from=start, date_to=end, interval=interval, filters=conditions)
+
+
+def _period(period: str | None, date_text: str | None, start_date: date | None, end_date: date | None,
+            today: date) -> tuple[date, date]:
+    """The inclusive dates of ``start_date``..``end_date`` (default the 30 days to today) or of
+    ``period`` relative to ``date`` (default today; with ``custom``, ``date`` may hold both days)."""
+    if period is None:
+        if date_text is not None:
+            raise QueryError("date", "only with period (the day the period is relative to)", 400)
+        end = check_day("end_date", end_date or today)
+        return start_date or (end - timedelta(days=29)), end
+    if period != "custom" and (start_date or end_date):
+        raise QueryError("start_date" if start_date else "end_date", f"only with period=custom, not period={period}", 400)
+    if period == "custom" and date_text and not (start_date or end_date):
+        first, _, last = date_text.partition(",")
+        start_date, end_date = _day(first), _day(last)
+    elif date_text:
+        today = check_day("date", _day(date_text))
+    return resolve_period(period, today, start_date, end_date)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise QueryError("date", f"not a date (YYYY-MM-DD): {text!r}", 400) from None
 
 
 DEPENDENCIES = {

@@ -312,6 +312,11 @@ def test_period_names_a_range_as_the_dashboard_does(client, scenario):
     assert visitors(period="custom", start_date=scenario.first.isoformat(), end_date=scenario.last.isoformat()) == 7
     series = _get(client, "/api/v1/stats/timeseries", {"site": scenario.site, "period": "7d"})["data"]
     assert len(series) == 7
+    # relative to another day (Plausible's date): the scenario's last day, and the 30 days to it
+    last = scenario.last.isoformat()
+    assert visitors(period="day", date=last) == len({sent.user for sent in SCENARIO if sent.day == SPAN - 1})
+    assert visitors(period="30d", date=last) == len({sent.user for sent in SCENARIO if sent.day >= SPAN - 30})
+    assert visitors(period="custom", date=f"{scenario.first},{last}") == 7
 
 
 def test_unknown_and_conflicting_parameters_are_refused(client, scenario):
@@ -319,7 +324,9 @@ def test_unknown_and_conflicting_parameters_are_refused(client, scenario):
     ``metrics`` here got the default answer before); so is a period with dates of its own."""
     bad = [
         ("/api/v1/stats/aggregate", {"metrics": "visitors"}, 400, "metrics"),
-        ("/api/v1/stats/breakdown", {"property": "page", "date": "2026-01-01"}, 400, "date"),
+        ("/api/v1/stats/breakdown", {"property": "page", "with_imported": "true"}, 400, "with_imported"),
+        ("/api/v1/stats/breakdown", {"property": "page", "date": "2026-01-01"}, 400, "date"),  # date without period
+        ("/api/v1/stats/aggregate", {"period": "day", "date": "yesterday"}, 400, "date"),
         ("/api/v1/reports/traffic", {"period": "7d", "start_date": scenario.first.isoformat()}, 400, "start_date"),
         ("/api/v1/stats/aggregate", {"period": "fortnight"}, 422, "period"),
         ("/api/v1/stats/aggregate", {"period": "custom"}, 422, "start_date"),
