@@ -3,8 +3,8 @@
 ``appliance``: the open :class:`~appliance.runtime.appliance.Appliance` of the app.
 ``stats_query``: the :class:`~appliance.query.spec.Query` a stats or report route answers, built
 from the site its guard resolved and the ``period`` and ``date`` (or ``start_date`` and
-``end_date``) and ``filters`` query parameters (documented in the OpenAPI schema of every route that takes it).
-Its interval is a day unless the route takes ``interval`` from the query string
+``end_date``) and ``filters`` query parameters (documented in the OpenAPI schema of every route
+that takes it). Its interval is a day unless the route takes ``interval`` from the query string
 (:data:`INTERVAL_PARAMETER`). A query parameter the route does not take is refused (400, naming
 it), not ignored: a client that sent Plausible's ``period=7d`` here was answered the default
 30 days before ``period`` was one of ours.
@@ -50,7 +50,7 @@ StartParam = Annotated[
 EndParam = Annotated[date | None, QueryParameter(name="end_date", description="Last day (inclusive); default today")]
 PeriodParam = Annotated[str | None, QueryParameter(
     name="period", description=f"{', '.join(PERIODS)} (the dashboard's periods, up to today in the site's time zone); "
-    "custom takes start_date and end_date; default: start_date..end_date")]
+    "custom takes start_date and end_date (or date); default: start_date..end_date")]
 DateParam = Annotated[str | None, QueryParameter(
     name="date", description="With period: the day it is relative to, YYYY-MM-DD (default today), as Plausible's "
     "date; with period=custom, YYYY-MM-DD,YYYY-MM-DD instead of start_date and end_date")]
@@ -141,8 +141,9 @@ async def provide_query(
     filters: FiltersParam = None,
 ) -> Query:
     """The ``stats_query`` dependency: the guard-resolved site over ``start_date``..``end_date``
-    (default: the 30 days to today in the site's time zone), with the parsed ``filters``, by
-    day (a route that takes ``?interval=`` provides :func:`provide_query_by_interval`).
+    (default: the 30 days to today in the site's time zone) or ``period`` (:func:`_period`), with
+    the parsed ``filters``, by day (a route that takes ``?interval=`` provides
+    :func:`provide_query_by_interval`).
 
     Built on the event loop: the dates and the filters are parsed from the query string, no
     storage read. Only a filter naming a segment reads the segment's record, and that check
