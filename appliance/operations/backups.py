@@ -13,8 +13,9 @@ exactly the copied state. ``event_count`` is the number of events accepted up to
 (the event log's sequence): a restored server holds exactly the first ``event_count`` events
 the source acknowledged. Events committed but not yet folded into counters are in the copy's
 ``pending`` list, and the restored server folds them in when it opens; events still only in
-the intake (:mod:`storage.intake`: the last second's, before their fold gave them a place in
-the event log) come after ``event_count`` and are not in the copy.
+the intake (:mod:`storage.intake`: acknowledged, not yet given a place in the event log by a
+fold - usually the last second's, longer while a load keeps the folds busy) come after
+``event_count`` and are not in the copy.
 
 Left out: the intake, the writer lock, LMDB's ``lock.mdb``, the first admin's password file (a secret
 that the store's users make unneeded) and any backups folder inside the data dir.
