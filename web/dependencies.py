@@ -29,6 +29,7 @@ from litestar.params import QueryParameter
 
 from appliance.filters import Filter, FilterError, parse_filters
 from appliance.periods import local_today
+from appliance.query.plausible import parse_day
 from appliance.query.spec import Query, QueryError, check_day
 from appliance.reports.periods import PERIODS, resolve_period
 from appliance.runtime.appliance import Appliance
@@ -193,17 +194,10 @@ def _period(period: str | None, date_text: str | None, start_date: date | None, 
         raise QueryError("start_date" if start_date else "end_date", f"only with period=custom, not period={period}", 400)
     if period == "custom" and date_text and not (start_date or end_date):
         first, _, last = date_text.partition(",")
-        start_date, end_date = _day(first), _day(last)
+        start_date, end_date = parse_day(first), parse_day(last)
     elif date_text:
-        today = check_day("date", _day(date_text))
+        today = check_day("date", parse_day(date_text))
     return resolve_period(period, today, start_date, end_date)
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise QueryError("date", f"not a date (YYYY-MM-DD): {text!r}", 400) from None
 
 
 DEPENDENCIES = {

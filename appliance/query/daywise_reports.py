@@ -289,10 +289,7 @@ class BreakdownSums:
         entry = entry[inside]
         self.visit_counts.update(counts_by(entry))
         self.bounces.update(counts_by(entry[bounce[inside]]))
-        duration = duration[inside]
-        if len(entry):
-            for value, total in zip(*_sums(entry, duration), strict=True):
-                self.durations[value] += total
+        self.durations.update(counts_by(entry, duration[inside]))  # exact: sums far below 2**53
 
     def answer(self, text: Callable[[int], str], limit: int) -> dict[str, object]:
         return breakdown_answer(text, self.dimension, limit, dict(self.pageviews), self.visitors.counts(),
@@ -362,18 +359,6 @@ class ConversionSums(CustomEventSums):
         site_visitors = self.site_visitors.counts().get(0, 0)
         return conversions_answer(text, site_visitors, dict(self.counts), self.visitors.counts(), dict(self.revenue),
                                   sum(self.counts.values()), self.converting.counts().get(0, 0))
-
-
-def _sums(groups: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]:
-    """Per distinct group, the exact integer sum of its ``values``."""
-    if len(groups) and groups.min() >= 0 and groups.max() < 1 << 24:  # ids: a dense sum beats sorting
-        present = np.flatnonzero(np.bincount(groups))
-        totals = np.bincount(groups, weights=values)[present]  # exact: every partial sum is far below 2**53
-        return present.tolist(), totals.astype(np.int64).tolist()
-    order = np.argsort(groups, kind="stable")
-    groups, values = groups[order], values[order]
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    return groups[starts].tolist(), np.add.reduceat(values, starts).tolist()
 
 
 def timeseries(scans, query, frame=None) -> list[dict[str, object]] | None:

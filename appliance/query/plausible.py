@@ -70,7 +70,7 @@ def _error(field: str, message: str) -> QueryError:
     return QueryError(field, message, 400)
 
 
-def _day(text: str, field: str = "date") -> date:
+def parse_day(text: str, field: str = "date") -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
@@ -92,8 +92,8 @@ def date_range(site: Site, period: str, date_text: str | None) -> tuple[date, da
         first, comma, last = (date_text or "").partition(",")
         if not comma:
             raise _error("date", "custom period needs date=YYYY-MM-DD,YYYY-MM-DD")
-        return _day(first), _day(last)
-    anchor = _day(date_text) if date_text else local_today(site.timezone)
+        return parse_day(first), parse_day(last)
+    anchor = parse_day(date_text) if date_text else local_today(site.timezone)
     if period == "day":
         return anchor, anchor
     if period in ("7d", "30d"):

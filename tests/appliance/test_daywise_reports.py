@@ -248,17 +248,3 @@ def test_a_set_dropped_before_its_turn_is_not_walked(loaded, monkeypatch):  # no
     assert kept.result(timeout=60) is not None
     assert walks == [second]
 
-
-def test_sums_per_group_are_exact_by_ids_and_by_sorting():
-    """Durations summed per entry value: by a dense count for ids, by sorting beyond them."""
-    import numpy as np
-
-    rng = np.random.default_rng(3)
-    for top in (50, 1 << 30):
-        groups = rng.integers(0, top, 5_000).astype(np.int64)
-        values = rng.integers(0, 3_600_000 * 24, 5_000).astype(np.int64)
-        expected: dict[int, int] = {}
-        for group, value in zip(groups.tolist(), values.tolist(), strict=True):
-            expected[group] = expected.get(group, 0) + value
-        found, totals = daywise_reports._sums(groups, values)
-        assert dict(zip(found, totals, strict=True)) == expected and found == sorted(found)
