@@ -105,8 +105,9 @@ def check_segments(appliance: Appliance, request: Request, filters: list[Filter]
                 segments.get(site.id, int(value), caller_id(request))
 
 
-# taken by every route besides its own: a shared link's token, Plausible's name for the site
-ANY_ROUTE_PARAMETERS = frozenset({"auth", "site_id"})
+#: taken by every route besides its own: a shared link's token, Plausible's name for the site
+#: and a client's cache-buster (``_``, as jQuery's ``cache: false`` adds; its value is ignored)
+ANY_ROUTE_PARAMETERS = frozenset({"auth", "site_id", "_"})
 PLAUSIBLE_ONLY = frozenset({"metrics", "with_imported"})  # web/api_plausible.py takes them
 _route_parameters: dict[object, frozenset[str]] = {}  # by route handler (a few dozen)
 

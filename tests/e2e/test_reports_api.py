@@ -340,6 +340,9 @@ def test_unknown_and_conflicting_parameters_are_refused(client, scenario):
     assert "/api/plausible/v1/stats" in message  # where a Plausible client's metrics= is taken
     every_own = client.get("/api/v1/stats/breakdown", params=scenario.params(property="page", limit="3", format="json"))
     assert every_own.status_code == 200, every_own.text
+    busted = client.get("/api/v1/stats/aggregate", params=scenario.params(_="1733443200000"))  # a cache-buster
+    assert busted.status_code == 200, busted.text
+    assert busted.json() == client.get("/api/v1/stats/aggregate", params=scenario.params()).json()
 
 
 # -- stats --------------------------------------------------------------------------------------
