@@ -29,20 +29,19 @@ def _new_site(server, prefix: str) -> str:
     return domain
 
 
-def _today() -> str:
-    return datetime.now(UTC).date().isoformat()
-
-
 def _stamp(delta: timedelta) -> str:
     return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def snapshot(client, server, site: str) -> tuple[dict, int]:
-    """The site's totals over its whole retention window, and the server's accepted events."""
+    """The site's totals over its whole retention window, and the server's accepted events.
+    The window ends tomorrow: an event within the clock skew ahead, sent in a day's last
+    minutes, is tomorrow's."""
     start = (datetime.now(UTC) - timedelta(days=600)).date().isoformat()
+    end = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     aggregate = client.get(
         "/api/v1/stats/aggregate",
-        params={"site": site, "start_date": start, "end_date": _today()},
+        params={"site": site, "start_date": start, "end_date": end},
         headers=server.auth(),
     )
     assert aggregate.status_code == 200, aggregate.text
