@@ -63,6 +63,7 @@ class _CaddyLine(msgspec.Struct):
 _caddy = msgspec.json.Decoder(_CaddyLine)
 
 
+_CLOCK = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2}")
 _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
@@ -76,10 +77,12 @@ def _day_and_offset(day: str, offset: str) -> float:
 
 def _log_time(text: str) -> float:
     """``10/Oct/2025:13:55:36 +0200`` as a Unix time (strptime once per day and offset: it
-    costs tens of microseconds, and every line has a time)."""
-    if len(text) == 26 and text[11] == ":" and text[20] == " " and text[4:7] in _MONTHS:
-        clock = text[12:20]
-        return _day_and_offset(text[:11], text[21:]) + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:8])
+    costs tens of microseconds, and every line has a time; any other shape of the text goes
+    to strptime whole)."""
+    if len(text) == 26 and text[11] == ":" and text[20] == " " and text[3:6] in _MONTHS and _CLOCK.fullmatch(text, 12, 20):
+        hours, minutes, seconds = int(text[12:14]), int(text[15:17]), int(text[18:20])
+        if hours < 24 and minutes < 60 and seconds < 60:  # as strptime (a datetime has no leap second)
+            return _day_and_offset(text[:11], text[21:]) + hours * 3600 + minutes * 60 + seconds
     return datetime.strptime(text, "%d/%b/%Y:%H:%M:%S %z").timestamp()
 
 
