@@ -53,7 +53,7 @@ class CardinalityGuard:
         """The events with over-the-bound dimension values replaced by ``"(other)"``."""
         if self.max_values <= 0:
             return events
-        if len(events) >= COLUMNS_FROM and self._within(events, timezones, intern):
+        if len(events) >= COLUMNS_FROM and self._within(txn, events, timezones, intern):
             return list(events)
         out = []
         seen = self._seen
@@ -85,12 +85,15 @@ class CardinalityGuard:
             out.append(msgspec.structs.replace(event, **replaced) if replaced else event)
         return out
 
-    def _within(self, events: list[Event], timezones: dict[int, str], intern) -> bool:
+    def _within(self, txn, events: list[Event], timezones: dict[int, str], intern) -> bool:
         """The column-wise check of a batch: when every (site, dimension, day) set it touches
-        is in memory and has room for all the batch's distinct texts, no value can go past the
-        bound, so the per-event loop would replace nothing and only add the new ids. Then this
-        adds them (texts interned in the loop's order) and answers ``True``; otherwise it
-        changes nothing and answers ``False``, and the loop runs."""
+        has room for all the batch's distinct texts, no value can go past the bound, so the
+        per-event loop would replace nothing and only add the new ids. Then this adds them
+        (texts interned in the loop's order) and answers ``True``; otherwise it adds nothing
+        and answers ``False``, and the loop runs. Sets not in memory are read first, as the
+        loop reads them (an import's batch often begins a day), unless that would let one of
+        the batch's own days go from memory (a batch reaching back past the recent days kept):
+        then the loop decides, since which sets it keeps depends on the events' order."""
         viewed = [event for event in events if event.kind is EventKind.PAGEVIEW]
         if not viewed:
             return True
@@ -112,13 +115,25 @@ class CardinalityGuard:
         triples = np.unique((group_of.reshape(-1, 1) * _WIDTH + columns)[kept] * len(texts) + matrix[kept])
         cells, text_codes = np.divmod(triples, len(texts))
         cell_list, starts, counts = np.unique(cells, return_index=True, return_counts=True)
-        sets = []
-        for cell, count in zip(cell_list.tolist(), counts.tolist(), strict=True):
+        keys = []
+        for cell in cell_list.tolist():
             group, column = divmod(cell, _WIDTH)
             site, day = groups[group].tolist()
-            values = self._seen.get((site, _COUNTERS[column], day))
+            keys.append((site, _COUNTERS[column], day))
+        missing = [key for key in keys if key not in self._seen]
+        if missing:
+            # read them only if that lets none of the batch's days go: then the sets kept
+            # afterwards are the loop's, whatever the order they are read in
+            newest = max(key[2] for key in itertools.chain(self._seen, missing))
+            if any(key[2] < newest - _RECENT_DAYS for key in keys):
+                return False
+            for key in missing:
+                self._values(txn, *key)
+        sets = []
+        for key, count in zip(keys, counts.tolist(), strict=True):
+            values = self._seen.get(key)
             if values is None or len(values) + count > self.max_values:
-                return False  # a day to load first (in the loop's order), or near the bound
+                return False  # near the bound
             sets.append(values)
         ids = np.array([intern(text) for text in texts], dtype=np.int64)
         added = ids[text_codes].tolist()

@@ -29,9 +29,9 @@ change). Anything else may extend or alter a written visit and is marked as befo
 
 *The bound*: at most ``limit`` entries (``[memory] budget_mb``'s share,
 :func:`appliance.memory.plan_memory`). Past it the earliest noted entries of the largest
-site are dropped and their latest end plus the timeout raises :attr:`dropped_until`; an event
-with no open visit up to that time is not in order, whoever sent it: correct, only marked
-(and re-derived) more often. A bulk load in time order drops the oldest history first, so the
+site are dropped (a 64th of the bound at a time) and their latest end plus the timeout
+raises :attr:`dropped_until`; an event with no open visit up to that time is not in order,
+whoever sent it: correct, only marked (and re-derived) more often. A bulk load in time order drops the oldest history first, so the
 mark rarely reaches the day being loaded.
 """
 
@@ -69,7 +69,8 @@ class ClosedVisits:
             self._count += 1
         visitors[visitor_id] = last if known is None or last > known else known
         if self._count > self.limit:
-            self._drop(self._count - self.limit)
+            # a 64th of the bound at a time: a bulk load of history is over it at every note
+            self._drop(max(self._count - self.limit, self.limit // 64))
 
     def _drop(self, count: int) -> None:
         """Drop the ``count`` oldest noted entries of the site with the most (their ends move
