@@ -29,6 +29,8 @@ reader strips: a bijection, so the CSV round trip is exact too.
 
 from __future__ import annotations
 
+import operator
+
 import msgspec
 
 from appliance.events.codec import STRING_FIELDS
@@ -89,6 +91,7 @@ class Line(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
 
 COLUMNS: tuple[str, ...] = tuple(Line.__struct_fields__)
 assert COLUMNS[5 : 5 + len(STRING_FIELDS)] == STRING_FIELDS, "Line must list the string fields in log order"
+_STRINGS = operator.attrgetter(*STRING_FIELDS)  # a line's string fields, as one tuple
 
 _NUMBERS = frozenset({"v", "t", "revenue", "engaged_ms", "scroll_depth"})
 _RISKY = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -138,10 +141,11 @@ def event_of(line: Line, site_id: int) -> Event:
     if not visitor:
         raise InterchangeError("visitor: required")
     session = _hex64(line.session, "session")
-    fields = {name: getattr(line, name) for name in STRING_FIELDS}
-    for name, value in fields.items():
-        if len(value) > 2000:
-            raise InterchangeError(f"{name}: longer than 2000 characters")
+    values = _STRINGS(line)
+    if max(map(len, values)) > 2000:
+        name = next(name for name, value in zip(STRING_FIELDS, values, strict=True) if len(value) > 2000)
+        raise InterchangeError(f"{name}: longer than 2000 characters")
+    fields = dict(zip(STRING_FIELDS, values, strict=True))
     if line.revenue < 0 or line.engaged_ms < 0 or not 0 <= line.scroll_depth <= 100:
         raise InterchangeError("revenue, engaged_ms and scroll_depth must be non-negative (scroll_depth ≤ 100)")
     return Event(

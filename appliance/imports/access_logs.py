@@ -103,7 +103,8 @@ class AccessLogReader:
 
     def __init__(self, host: str, static_patterns: Sequence[str] = STATIC_PATTERNS) -> None:
         self._host = host  # pages are counted on the site's domain unless the log names a host
-        self._is_static = static_matcher(static_patterns)
+        # a log names few distinct paths: each is matched against the patterns once
+        self._is_static = functools.lru_cache(maxsize=4096)(static_matcher(static_patterns))
 
     def parse(self, lines: Iterator[SourceLine], site_id: int) -> Iterator[tuple[SourceLine, Parsed]]:
         for line in lines:

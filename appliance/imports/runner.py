@@ -40,11 +40,12 @@ from appliance.imports.plausible import PlausibleImport
 from appliance.imports.sources import SourceLine, read_lines
 from appliance.imports.tools import GoatCounterReader, UmamiReader
 from appliance.imports.visitor_ids import ImportVisitors
-from appliance.ingest.drafts import Dropped, InvalidInput, draft_from_collect_body
+from appliance.ingest.drafts import Draft, Dropped, InvalidInput, draft_from_collect_body
 from appliance.models import CollectBody, Event, EventKind, RequestContext, Site
 
 KINDS = ("footfall", "access-log", "umami", "goatcounter", "plausible")
 CHUNK_ITEMS = 5000
+_DRAFTS_KEPT = 4096  # distinct (page, referrer, event) drafts an import keeps at once
 _RECORD_KIND = "imported"
 _WIRE_NAMES = {"u": "page URL", "n": "event name", "r": "referrer", "p": "properties"}
 _COLLECT_KIND = {EventKind.PAGEVIEW: "pageview", EventKind.CUSTOM: "event", EventKind.CONVERSION: "conversion"}
@@ -102,6 +103,7 @@ class Importer:
         self._timeout = visit_timeout_seconds
         self._clock = clock
         self._imported = imported
+        self._drafts: dict[tuple, Draft | str] = {}  # per run: see _draft
 
     @classmethod
     def of(cls, appliance) -> Importer:
@@ -133,6 +135,7 @@ class Importer:
             return PlausibleImport(store=self._store, records=self._records, imported=self._imported).run(
                 path, site, report, dry_run=dry_run, progress=progress)
         reader = make_reader(kind, site, static_patterns)
+        self._drafts.clear()
         total, digest = self._validate(reader, path, site)
         if self._seen(site, "file", digest):
             report.already_imported = True
@@ -204,22 +207,36 @@ class Importer:
             return "in the future"
         return None
 
+    def _draft(self, hit: Hit, site: Site) -> Draft | str:
+        """The hit's draft, or why it is skipped: the same for every hit of one page, referrer
+        and event (most lines of a log), so kept per run (:attr:`_drafts`, bounded)."""
+        key = (hit.kind, hit.url, hit.referrer, hit.name, tuple(hit.props.items()), hit.language)
+        found = self._drafts.get(key)
+        if found is not None:
+            return found
+        try:
+            found = draft_from_collect_body(
+                CollectBody(k=_COLLECT_KIND.get(hit.kind, "event"), s=site.domain, u=hit.url, r=hit.referrer or None,
+                            n=hit.name, p=dict(hit.props), l=hit.language or None)
+            )
+            if self._pipeline.resolve_site(found).id != site.id:
+                found = "another site"
+        except InvalidInput as error:  # named as the file has it, not by the tracker's wire names
+            found = f"invalid {_WIRE_NAMES.get(error.field or '', error.field)}: {error.message}"
+        except Dropped as drop:
+            found = str(drop.reason)
+        if len(self._drafts) >= _DRAFTS_KEPT:
+            self._drafts.clear()
+        self._drafts[key] = found
+        return found
+
     def _through_pipeline(self, hit: Hit, site: Site, visitors: ImportVisitors, now: float) -> Event | str:
         """A hit through the pipeline's steps (as :meth:`Pipeline.process`, but with the
         hit's own time and the import visitor ids); returns the event or a skip reason."""
         pipeline = self._pipeline
-        try:
-            draft = draft_from_collect_body(
-                CollectBody(k=_COLLECT_KIND.get(hit.kind, "event"), s=site.domain, u=hit.url, r=hit.referrer or None,
-                            n=hit.name, p=dict(hit.props), l=hit.language or None)
-            )
-            resolved = pipeline.resolve_site(draft)
-        except InvalidInput as error:  # named as the file has it, not by the tracker's wire names
-            return f"invalid {_WIRE_NAMES.get(error.field or '', error.field)}: {error.message}"
-        except Dropped as drop:
-            return str(drop.reason)
-        if resolved.id != site.id:
-            return "another site"
+        draft = self._draft(hit, site)
+        if isinstance(draft, str):
+            return draft
         event = Event(
             kind=draft.kind, site_id=site.id, timestamp=hit.timestamp, name=draft.name,
             hostname=draft.page.hostname, path=draft.page.path, **draft.fields,

@@ -7,7 +7,9 @@ Fixture files (``tests/fixtures/imports``) are written by hand from the formats'
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
+import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -153,6 +155,17 @@ def test_footfall_export_round_trip_in_both_formats(make_appliance, tmp_path):
             assert source.stats.aggregate(left) == target.stats.aggregate(right)
             assert source.stats.breakdown(left, "page", 50) == target.stats.breakdown(right, "page", 50)
             assert source.stats.entry_pages(left, 50) == target.stats.entry_pages(right, 50)
+
+
+def test_a_footfall_line_with_an_over_long_field_is_refused_naming_it(appliance, site, tmp_path):
+    an_hour_ago = round((time.time() - 3600) * 1000)
+    line = {"v": 1, "id": "00", "t": an_hour_ago, "kind": "pageview", "visitor": "ab12", "path": "/"}
+    path = tmp_path / "export.ndjson"
+    path.write_text(json.dumps(line) + "\n" + json.dumps({**line, "referrer": "x" * 2001}) + "\n")
+    with pytest.raises(ImportFailure, match=r"export\.ndjson:2: .*referrer: longer than 2000 characters"):
+        Importer.of(appliance).run("footfall", str(path), site)
+    path.write_text(json.dumps({**line, "referrer": "x" * 2000}) + "\n")
+    assert Importer.of(appliance).run("footfall", str(path), site, dry_run=True).events == 1
 
 
 def test_umami_website_event_export(appliance, site):
