@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.nesting import MAX_JSON_DEPTH, json_too_deep
 
@@ -33,3 +35,29 @@ def test_decoder_would_have_failed_on_what_is_refused():
 
     with pytest.raises(RecursionError):
         msgspec.json.decode(b"[" * 100_000 + b"]" * 100_000)
+
+
+# -- against the true depth of any JSON document ------------------------------------------------
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_tricky_text = st.text(alphabet='[]{}"\\/abc\n\u00e9', max_size=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values, st.integers(0, 40), st.sampled_from([0, 1, 3, MAX_JSON_DEPTH]))
+def test_json_too_deep_is_exact_on_any_document(value, wrap, limit):
+    for _ in range(wrap):  # deeper than the recursion draws alone reach
+        value = [value] if wrap % 2 else {"k[\\\"": value}
+    document = json.dumps(value, ensure_ascii=False).encode()
+    assert json_too_deep(document, limit) is (_depth(value) > limit)
