@@ -31,8 +31,8 @@ change). Anything else may extend or alter a written visit and is marked as befo
 :func:`appliance.memory.plan_memory`). Past it the earliest noted entries of the largest
 site are dropped (a 64th of the bound at a time) and their latest end plus the timeout
 raises :attr:`dropped_until`; an event with no open visit up to that time is not in order,
-whoever sent it: correct, only marked (and re-derived) more often. A bulk load in time order drops the oldest history first, so the
-mark rarely reaches the day being loaded.
+whoever sent it: correct, only marked (and re-derived) more often. A bulk load in time order
+drops the oldest history first, so the mark rarely reaches the day being loaded.
 """
 
 from __future__ import annotations

@@ -193,6 +193,20 @@ def test_the_map_is_bounded_and_a_dropped_visitor_is_judged_by_the_horizon():
     assert len(closed) == 0
 
 
+def test_over_a_large_bound_a_64th_goes_at_once_oldest_first():
+    closed = ClosedVisits(timeout_seconds=1800, limit=6400)
+    for visitor in range(1, 6402):
+        closed.note(1, visitor, 10_000.0 + visitor)
+    # the 6,401st note went over: the 100 oldest went, not one
+    assert len(closed) == 6301 and closed.dropped == 100
+    assert closed.dropped_until == 10_100.0 + 1800  # the latest of them, plus the timeout
+    assert not closed.in_order(1, 100, 10_100.0 + 1800) and closed.in_order(1, 100, 10_100.0 + 1801)
+    assert not closed.in_order(1, 101, 10_101.0 + 1800)  # kept: judged by its own record
+    for visitor in range(6402, 6501):  # under the bound again until the next note over it
+        closed.note(1, visitor, 10_000.0 + visitor)
+    assert len(closed) == 6400 and closed.dropped == 100
+
+
 def test_the_bound_comes_from_the_memory_budget(make_appliance):
     plan = plan_memory(160, 500_000)
     assert plan.max_closed_visits == int((160 << 20) * SHARES["closed_visits"]) // BYTES_PER_CLOSED_VISIT
