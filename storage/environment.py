@@ -23,7 +23,7 @@ from storage.handover import bulk_handover
 
 T = TypeVar("T")
 
-DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"pending", b"columns", b"visits_dirty",
+DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"visit_changes", b"pending", b"columns", b"visits_dirty",
              b"journal", b"journal_meta", b"replication", b"imported",
              b"day_generations", b"checkpoints")
 _GROWTH_STEP = 2  # multiply the map by this much each time it grows

@@ -3,8 +3,8 @@
 Plausible's rule: a visit ends after ``visit_timeout_minutes`` (30) without an event — not a
 fixed window. A client-supplied ``session_id`` (seed API) that differs from the open visit's
 starts a new visit. Open visits live in a bounded in-process table; every change is written
-to LMDB in the same transaction as the batch that caused it, so a restart neither splits nor
-loses an open visit.
+to LMDB in the same transaction as the batch that caused it (appended to a log of changes:
+:mod:`appliance.ingest.visit_changes`), so a restart neither splits nor loses an open visit.
 
 Visit metrics are counted incrementally into day counters of the day the visit *started*
 (in the site's time zone): ``visits`` +1 when it opens; ``bounces`` +1 when it opens with a page
@@ -43,7 +43,6 @@ re-derived (:meth:`VisitTable.replace`).
 from __future__ import annotations
 
 import itertools
-import struct
 import threading
 import time
 from collections import defaultdict, deque
@@ -54,6 +53,7 @@ from appliance import dimensions as dims
 from appliance.heap import HeapTrimmer
 from appliance.ingest.aggregation_columns import spread_visit_deltas
 from appliance.ingest.closed_visits import ClosedVisits
+from appliance.ingest.visit_changes import VISIT_KEY, VisitChanges
 from appliance.ingest.visit_expiry import IdleVisits, least_recent
 from appliance.ingest.visit_state import (
     _ENTRY_TEXTS,
@@ -70,7 +70,7 @@ from appliance.periods import day_bucket
 from storage.keys import DAY
 from storage.retention import delete_prefix
 
-_VISIT_KEY = struct.Struct(">IQ")
+_VISIT_KEY = VISIT_KEY
 #: from this many visit metric deltas in a batch on, they are spread over the entry dimensions
 #: column-wise (:func:`appliance.ingest.aggregation_columns.spread_visit_deltas`)
 SPREAD_FROM = 128
@@ -105,10 +105,14 @@ class _Interned(dict):
 
 class VisitTable:
     def __init__(
-        self, store, timeout_seconds: int, max_open: int = 500_000, max_closed: int = 500_000, fresh: bool = False
+        self, store, timeout_seconds: int, max_open: int = 500_000, max_closed: int = 500_000, fresh: bool = False,
+        log_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._db = store.db(b"visits")
+        # the log of changes is folded down to ~256 bytes per visit the table may hold (a
+        # history visit closes, over the bound, before its change is folded into its row)
+        self._changes = VisitChanges(store, log_bytes or max(4 << 20, min(max_open, 500_000) * 256))
         self.timeout = timeout_seconds
         self.max_open = max_open
         self._open: dict[tuple[int, int], Visit] = {}
@@ -131,10 +135,8 @@ class VisitTable:
         self._closing: list[tuple[int, int]] = []  # closed in the transaction under way
         self._idle_closing = 0  # of which idle ones (the rest: over the bound)
         self._closed_untrimmed = 0
-        decoder = msgspec.msgpack.Decoder(Visit)
         with store.read() as txn:
-            for key, value in txn.cursor(db=self._db):
-                self._open[_VISIT_KEY.unpack(key)] = decoder.decode(value)
+            self._open = self._changes.load(txn)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -244,12 +246,8 @@ class VisitTable:
         return out
 
     def _write_pending(self, txn) -> None:
-        """Write the batch's changed visits, in key order (one ``putmulti``: a call per visit
-        was a tenth of the table's time at batches of 500)."""
-        encode = msgspec.msgpack.Encoder().encode
-        pack = _VISIT_KEY.pack
-        rows = sorted((pack(site_id, visitor_id), visit) for (site_id, visitor_id), visit in self._pending.items())
-        txn.cursor(db=self._db).putmulti([(key, encode(visit)) for key, visit in rows])
+        """Write the batch's changed visits (appended to the log of changes)."""
+        self._changes.write(txn, self._pending.items())
 
     def _mark_late(self, late: set, event: Event, visit: Visit | None, timezones: dict[int, str]) -> None:
         """List the local days a late event can change: its own, the days a visit joined
@@ -264,16 +262,15 @@ class VisitTable:
         """Replace open visits of ``site_id`` (by visitor) with re-derived ones, in ``txn``;
         pending until :meth:`committed`."""
         self._pending.clear()
-        encoder = msgspec.msgpack.Encoder()
         for visitor_id, visit in visits.items():
             self._pending[(site_id, visitor_id)] = visit
-            txn.put(_VISIT_KEY.pack(site_id, visitor_id), encoder.encode(visit), db=self._db)
+        self._changes.write(txn, self._pending.items())
 
     def forget_visitor(self, txn, site_id: int, visitor_id: int) -> None:
         """Close one visitor's open visit without counting anything more (an erasure), in
         ``txn``; gone from memory at :meth:`committed`."""
-        txn.delete(_VISIT_KEY.pack(site_id, visitor_id), db=self._db)
         self._pending[(site_id, visitor_id)] = None
+        self._changes.write(txn, [((site_id, visitor_id), None)])
 
     def open_visit(self, site_id: int, visitor_id: int) -> Visit | None:
         return self._open.get((site_id, visitor_id))
@@ -334,6 +331,7 @@ class VisitTable:
                     self.closed.note(*key, visit.last)
             self.idle.taken()
         self._pending.clear()
+        self._changes.committed()
         if self._closed_untrimmed >= TRIM_AFTER_CLOSING and not self.idle:
             self._closed_untrimmed = 0  # a drain is over: what it freed goes back to the system
             self.trimmer.trim()
@@ -349,10 +347,12 @@ class VisitTable:
         self._pending.clear()
         self._closing, self._idle_closing = [], 0
         self.idle.untake()
+        self._changes.rolled_back()
 
     def delete_site(self, txn, site_id: int) -> None:
         """Forget a deleted site's open visits (inside the deleting transaction)."""
         delete_prefix(txn, self._db, site_id.to_bytes(4, "big"))
+        self._changes.delete_site(txn, site_id, [key for key in list(self._open) if key[0] == site_id])
         self.closed.delete_site(site_id)
         with self._lock:
             for key in [key for key in self._open if key[0] == site_id]:
@@ -382,9 +382,8 @@ class VisitTable:
                 taken = self.idle.take(now, opened, pending.keys() | closing if closing else pending)
                 self._idle_closing = len(taken)
                 closing += taken
-        pack = _VISIT_KEY.pack
-        for key in closing:
-            txn.delete(pack(*key), db=self._db)
+        self._changes.write(txn, [(key, None) for key in closing])
+        self._changes.fold(txn, opened.get)  # the log's oldest changes into their rows, when it is over its bound
         self._closing = closing
         return len(closing)
 
@@ -420,8 +419,11 @@ class VisitTable:
         if over > 0:
             expired += least_recent(self._open, now, self.timeout, over, dict.fromkeys(expired))[:over]
         if expired:
-            pack = _VISIT_KEY.pack
-            self._store.write(lambda txn: [txn.delete(pack(*key), db=self._db) for key in expired])
+            try:
+                self._store.write(lambda txn: self._changes.write(txn, [(key, None) for key in expired]))
+            except BaseException:
+                self.rolled_back()
+                raise
             self._closing, self._idle_closing = expired, len(expired)
             self.committed()
         return len(expired)
