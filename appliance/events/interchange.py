@@ -128,8 +128,9 @@ def _hex64(text: str, field: str) -> int:
         raise InterchangeError(f"{field}: not hexadecimal") from None
 
 
-def event_of(line: Line, site_id: int) -> Event:
-    """The event a line describes, for ``site_id``; raises :class:`InterchangeError`."""
+def check_line(line: Line) -> tuple[EventKind, int, int]:
+    """Raise :class:`InterchangeError` unless ``line`` describes an event; returns its kind,
+    visitor and session as numbers (an import's validation pass needs no :class:`Event`)."""
     if line.v != VERSION:
         raise InterchangeError(f"v: format version {line.v} is not supported (this reader knows {VERSION})")
     kind = KINDS_BY_NAME.get(line.kind)
@@ -145,9 +146,18 @@ def event_of(line: Line, site_id: int) -> Event:
     if max(map(len, values)) > 2000:
         name = next(name for name, value in zip(STRING_FIELDS, values, strict=True) if len(value) > 2000)
         raise InterchangeError(f"{name}: longer than 2000 characters")
-    fields = dict(zip(STRING_FIELDS, values, strict=True))
     if line.revenue < 0 or line.engaged_ms < 0 or not 0 <= line.scroll_depth <= 100:
         raise InterchangeError("revenue, engaged_ms and scroll_depth must be non-negative (scroll_depth ≤ 100)")
+    return kind, visitor, session
+
+
+def event_of(line: Line, site_id: int) -> Event:
+    """The event a line describes, for ``site_id``; raises :class:`InterchangeError`.
+
+    The string fields are named one by one (a dict of them for ``**`` cost more than the
+    event itself: ~1.3 of ~7 µs a line); ``test_event_of_carries_every_string_field`` holds
+    the list to :data:`~appliance.events.codec.STRING_FIELDS`."""
+    kind, visitor, session = check_line(line)
     return Event(
         kind=kind,
         site_id=site_id,
@@ -161,7 +171,13 @@ def event_of(line: Line, site_id: int) -> Event:
         revenue=line.revenue,
         engaged_ms=line.engaged_ms,
         scroll_depth=line.scroll_depth,
-        **fields,
+        name=line.name, hostname=line.hostname, path=line.path, referrer=line.referrer,
+        referrer_host=line.referrer_host, source=line.source, medium=line.medium, channel=line.channel,
+        utm_source=line.utm_source, utm_medium=line.utm_medium, utm_campaign=line.utm_campaign,
+        utm_term=line.utm_term, utm_content=line.utm_content, browser=line.browser,
+        browser_version=line.browser_version, os=line.os, os_version=line.os_version, device=line.device,
+        country=line.country, region=line.region, screen=line.screen, language=line.language,
+        timezone=line.timezone, currency=line.currency, visitor_type=line.visitor_type,
     )
 
 

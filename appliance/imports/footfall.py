@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from appliance.events.interchange import (
     COLUMNS,
     InterchangeError,
+    check_line,
     decode_ndjson,
     event_of,
     line_of_csv,
@@ -29,23 +30,35 @@ class FootfallReader:
     kind = "footfall"
 
     def parse(self, lines: Iterator[SourceLine], site_id: int) -> Iterator[tuple[SourceLine, Parsed]]:
+        return self._parse(lines, site_id, build=True)
+
+    def check(self, lines: Iterator[SourceLine], site_id: int) -> Iterator[tuple[SourceLine, Parsed]]:
+        """As :meth:`parse`, but an NDJSON line's event is only checked, not built (``None``):
+        the importer's validation pass needs the failures and the count only."""
+        return self._parse(lines, site_id, build=False)
+
+    def _parse(self, lines: Iterator[SourceLine], site_id: int, build: bool) -> Iterator[tuple[SourceLine, Parsed]]:
         for first in lines:
             if not first.data.strip():
                 yield first, None
                 continue
             if first.data.lstrip().startswith(b"{"):
-                yield from self._ndjson(first, lines, site_id)
+                yield from self._ndjson(first, lines, site_id, build)
             else:
                 yield from self._csv(first, lines, site_id)
             return
 
-    def _ndjson(self, first: SourceLine, lines: Iterator[SourceLine], site_id: int):
+    def _ndjson(self, first: SourceLine, lines: Iterator[SourceLine], site_id: int, build: bool):
         for line in _chain(first, lines):
             if not line.data.strip():
                 yield line, None
                 continue
             try:
-                yield line, event_of(decode_ndjson(line.data), site_id)
+                if build:
+                    yield line, event_of(decode_ndjson(line.data), site_id)
+                else:
+                    check_line(decode_ndjson(line.data))
+                    yield line, None
             except InterchangeError as error:
                 raise ImportFailure(line.where, f"not a Footfall export line: {error}") from None
 

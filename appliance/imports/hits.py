@@ -44,7 +44,9 @@ Parsed = Event | Hit | str | None  # None: a line with nothing to import (blank,
 
 class Reader(Protocol):
     """Turns the lines of a source into parsed items; raises
-    :class:`~appliance.imports.sources.ImportFailure` naming the line on bad input."""
+    :class:`~appliance.imports.sources.ImportFailure` naming the line on bad input. A reader
+    may also have ``check(lines, site_id)``, the same items and failures with what is costly
+    to build left out (``None``), which the importer's validation pass then uses."""
 
     kind: str
 

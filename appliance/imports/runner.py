@@ -197,7 +197,8 @@ class Importer:
         """Parse everything once (raising :class:`ImportFailure` on the first bad line);
         returns how many items there are and the content's SHA-256."""
         digest = hashlib.sha256()
-        count = sum(1 for _ in reader.parse(_hashed(read_lines(path), digest), site.id))
+        check = getattr(reader, "check", reader.parse)  # (see Reader)
+        count = sum(1 for _ in check(_hashed(read_lines(path), digest), site.id))
         return count, digest.hexdigest()
 
     def _out_of_range(self, event: Event, site: Site, now: float) -> str | None:

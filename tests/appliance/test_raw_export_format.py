@@ -11,8 +11,19 @@ import random
 import time
 from datetime import date, timedelta
 
+import msgspec
+
 from appliance.cli.demo import fill_demo_site
-from appliance.events.interchange import COLUMNS, csv_row, encoder, line_of
+from appliance.events.codec import STRING_FIELDS
+from appliance.events.interchange import (
+    COLUMNS,
+    Line,
+    check_line,
+    csv_row,
+    encoder,
+    event_of,
+    line_of,
+)
 from appliance.exports.raw_events import RawEvents
 from appliance.models import Event, EventKind
 from appliance.runtime.jobs import compact_closed_days
@@ -80,3 +91,19 @@ def test_column_rendering_equals_line_encoding_across_chunks(make_appliance):
     writer.writerow(COLUMNS)
     writer.writerows(csv_row(line) for line in lines)
     assert b"".join(raw.stream(site, first, last, fmt="csv")) == out.getvalue().encode()
+
+
+def test_event_of_carries_every_string_field():
+    """``event_of`` names the string fields one by one: each of them, and every other field,
+    comes back as the line has it, and the check alone gives the same kind and ids."""
+    texts = {name: f"{name}-{index}" for index, name in enumerate(STRING_FIELDS)}
+    line = Line(v=1, t=1_760_000_000_250, kind="conversion", visitor="00000000000000ff", session="0000000000000abc",
+                user=True, props={"plan": "pro"}, revenue=1900, engaged_ms=30, scroll_depth=75, **texts)
+    event = event_of(line, 7)
+    assert {name: getattr(event, name) for name in STRING_FIELDS} == texts
+    assert (event.kind, event.site_id, event.timestamp, event.visitor_id, event.user_hashed) == (
+        EventKind.CONVERSION, 7, 1_760_000_000.25, 0xFF, True)
+    assert (event.session_hint, event.props, event.revenue, event.engaged_ms, event.scroll_depth) == (
+        "0000000000000abc", {"plan": "pro"}, 1900, 30, 75)
+    assert check_line(line) == (EventKind.CONVERSION, 0xFF, 0xABC)
+    assert line_of("00", event) == msgspec.structs.replace(line, id="00")  # and back
