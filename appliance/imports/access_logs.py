@@ -42,6 +42,12 @@ _LINE = re.compile(
 )
 # the same without escaped quotes: several times faster, and most lines have none
 _PLAIN_LINE = re.compile(r'^(\S+) \S+ (\S+) \[([^\]]+)\] "([^"\\]*)" (\d{3}) (\S+)(?: "([^"\\]*)" "([^"\\]*)")?')
+# a line the parse takes without a failure, with the usual shape of the time (its day and UTC
+# offset then checked once per distinct pair): what the validation pass needs to know
+_CHECKED_LINE = re.compile(
+    r'\S+ \S+ \S+ \[([0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}):(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] ([+-][0-9]{4})\] '
+    r'"[^"\\]*" [0-9]{3} \S'
+)
 
 
 class _CaddyRequest(msgspec.Struct):
@@ -115,6 +121,26 @@ class AccessLogReader:
                 yield line, self._caddy(line)
             else:
                 yield line, self._combined(line)
+
+    def check(self, lines: Iterator[SourceLine], site_id: int) -> Iterator[tuple[SourceLine, Parsed]]:
+        """As :meth:`parse`, but a combined or common line of the usual shape only checked
+        (``None``): the importer's validation pass needs the failures and the count only. Any
+        other line is parsed as :meth:`parse` does, which fails it or not."""
+        for line in lines:
+            try:
+                text = line.data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            match = _CHECKED_LINE.match(text) if "\\" not in text else None
+            if match is not None:
+                try:
+                    _day_and_offset(*match.groups())
+                except ValueError:
+                    match = None
+            if match is None:
+                yield from self.parse(iter((line,)), site_id)
+            else:
+                yield line, None
 
     def _page(self, line: SourceLine, method: str, status: int, target: str) -> str | None:
         """Why the request is not a page view, or None."""
