@@ -15,7 +15,7 @@ from appliance.events import coordinator as coordinator_module
 from appliance.ingest import recording as recording_module
 from appliance.ingest.writer import Writer
 from appliance.models import Event, EventKind
-from appliance.periods import local_today
+from appliance.periods import day_bucket, day_from_number, local_today
 from appliance.query.spec import Query
 
 # only the test aggregates; commits to the store itself, where the writer folds between them
@@ -35,9 +35,11 @@ def _events(site_id: int, now: float) -> list[Event]:
     return events
 
 
-def _report(appliance, site) -> tuple:
-    today = local_today(site.timezone)
-    query = Query(site=site, date_from=today, date_to=today)
+def _report(appliance, site, now: float) -> tuple:
+    """The reports of the days ``_events(site.id, now)`` stamps its events on (up to ten
+    minutes before ``now``): just after midnight (UTC), or across one, not the clock's today."""
+    first, last = (day_from_number(day_bucket(moment, site.timezone)) for moment in (now - 600, now))
+    query = Query(site=site, date_from=first, date_to=last)
     stats = appliance.stats
     return stats.aggregate(query), stats.breakdown(query, "page"), stats.timeseries(query, visit_metrics=True)
 
@@ -56,7 +58,7 @@ def test_slices_aggregate_what_one_step_does(make_appliance):
         while recorder.aggregate_slice():
             waiting.append(recorder.waiting)
         waiting.append(recorder.waiting)
-        reports.append((waiting, _report(appliance, site)))
+        reports.append((waiting, _report(appliance, site, now)))
     (sliced_waiting, sliced_report), (whole_waiting, whole_report) = reports
     assert sliced_waiting == [12, 7, 2, 0] and whole_waiting == [12, 0]
     assert sliced_report == whole_report
@@ -129,7 +131,8 @@ def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypa
     appliance = make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED)
     site = appliance.sites.add("backlog.test")
     recorder = appliance.recorder
-    recorder.commit(_events(site.id, time.time()))
+    now = time.time()
+    recorder.commit(_events(site.id, now))
     folds = []
     fold = recorder.aggregate_pending
 
@@ -138,7 +141,7 @@ def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypa
         return fold(limit)
 
     monkeypatch.setattr(recorder, "aggregate_pending", recording)
-    top = _report(appliance, site)[0]
+    top = _report(appliance, site, now)[0]
     assert folds[:2] == [(12, 5), (7, 5)] and recorder.waiting == 0
     assert (top["pageviews"], top["visits"]) == (11, 3)
 
@@ -174,7 +177,7 @@ def test_a_commit_waiting_for_the_mutex_goes_between_a_settled_reads_slices(make
         return fold(limit)
 
     monkeypatch.setattr(recorder, "aggregate_pending", recording)
-    _report(appliance, site)
+    _report(appliance, site, now)
     assert order[:3] == ["fold", "commit", "fold"], order
     today = local_today(site.timezone)
     both_days = appliance.stats.aggregate(Query(site=site, date_from=today - timedelta(days=1), date_to=today))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -28,8 +29,11 @@ def _views(site, count: int) -> list[Event]:
 
 
 def _pageviews(appliance, domain: str) -> int:
-    day = day_from_number(day_bucket(time.time()))
-    return appliance.stats.aggregate(Query(site=appliance.sites.get(domain), date_from=day, date_to=day))["pageviews"]
+    """The site's page views: all stamped during the test, so from yesterday (UTC) on, which
+    counts them on either side of a midnight the test crosses."""
+    today = day_from_number(day_bucket(time.time()))
+    query = Query(site=appliance.sites.get(domain), date_from=today - timedelta(days=1), date_to=today)
+    return appliance.stats.aggregate(query)["pageviews"]
 
 
 @pytest.fixture

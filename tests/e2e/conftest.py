@@ -1,10 +1,12 @@
-"""Fixtures for the end-to-end room: a real Chromium (Debian's, driven by Playwright), and
-small real disks.
+"""Fixtures for the end-to-end room: a real Chromium (Debian's, driven by Playwright), small
+real disks, and the days a test's events can be on.
 
 ``browser`` is one headless Chromium per test module. Tests skip cleanly where Debian's
 ``chromium`` is missing (``scripts/test`` installs it). ``tmpfs(path, size)`` mounts a real
 tmpfs of ``size`` (``"32k"``, ``"48m"``) for disk-full tests; it skips where mounting needs a
-root this run does not have.
+root this run does not have. ``utc_days_since(first)`` is the period from a UTC day taken
+before sending through today: the server stamps an event with its own clock on receipt, so a
+run that crosses midnight (UTC, a new site's time zone) must not ask one day fixed before it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,14 @@ def tmpfs(mount: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def utc_days_since(first: date) -> dict[str, str]:
+    """``start_date`` and ``end_date`` from ``first`` through today (UTC). With ``first`` taken
+    before the first event was sent, the period holds every event the server received since,
+    on either side of a midnight the run crossed."""
+    return {"start_date": first.isoformat(), "end_date": utc_today().isoformat()}

@@ -26,6 +26,10 @@ from tests.servers import BROWSER_UA, footfall_cli, start_server
 
 BATCH = 20
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+# Every report asks the days the events are stamped on (from BASE on, 400 ms apart: far less than
+# a day of them), so the source's and the copy's answers are of the same days even when midnight
+# (UTC) passes between them.
+PERIOD = {"site": "localhost", "start_date": BASE.date().isoformat(), "end_date": (BASE + timedelta(days=1)).date().isoformat()}
 REPORTS = [
     ("/api/v1/stats/aggregate", {}),
     ("/api/v1/stats/timeseries", {"interval": "hour"}),
@@ -84,12 +88,10 @@ class Poster:
 
 
 def reports(url: str, token: str) -> dict[str, object]:
-    today = datetime.now(UTC).date()
-    period = {"site": "localhost", "start_date": (today - timedelta(days=1)).isoformat(), "end_date": today.isoformat()}
     answers = {}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         for path, extra in REPORTS:
-            answer = client.get(path, params={**period, **extra})
+            answer = client.get(path, params={**PERIOD, **extra})
             assert answer.status_code == 200, (path, answer.text)
             answers[path] = answer.json()
     return answers

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.conftest import utc_days_since, utc_today
 from tests.servers import BROWSER_UA, free_port, start_server
 
 
@@ -44,6 +45,7 @@ def test_metrics_follow_ingest_and_queries(observed):
     handle, metrics_port = observed
     before = scrape(handle)
     accepted_before = before[("footfall_ingest_events_accepted_total", ())]
+    first_day = utc_today()  # before sending: the stats read below covers the page views' day
     with httpx.Client(base_url=handle.url, headers={"user-agent": BROWSER_UA}) as client:
         batch = [{"event_type": "page_view", "site": "localhost", "session_id": f"m{n}",
                   "metadata": {"page_url": f"http://localhost/m{n}"}} for n in range(7)]
@@ -51,7 +53,7 @@ def test_metrics_follow_ingest_and_queries(observed):
         ignored = client.post("/api/v1/events", headers={"user-agent": "curl/8.0"}, json=batch[0])
         assert ignored.status_code == 202
         reason = ignored.headers["x-footfall-ignored"]
-        stats = client.get("/api/v1/stats/aggregate", params={"site": "localhost", "period": "day"},
+        stats = client.get("/api/v1/stats/aggregate", params={"site": "localhost", **utc_days_since(first_day)},
                            headers=handle.auth())
         assert stats.status_code == 200, stats.text
     after = scrape(handle)

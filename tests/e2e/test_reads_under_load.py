@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 
+from tests.e2e.conftest import utc_days_since, utc_today
 from tests.servers import start_server
 
 WRITERS, READERS, ROUNDS, BATCH = 3, 3, 15, 150
@@ -22,8 +22,11 @@ def test_concurrent_http_reads_include_every_acknowledged_event(tmp_path):
     })
     try:
         domain = f"load-{uuid.uuid4().hex[:8]}.test"
-        today = datetime.now(UTC).date().isoformat()
-        params = {"site": domain, "start_date": today, "end_date": today}
+        first_day = utc_today()  # before the first event: each read asks from it through its own today
+
+        def params() -> dict[str, str]:
+            return {"site": domain, **utc_days_since(first_day)}
+
         with handle.client(headers=handle.auth()) as api:
             assert api.post("/api/v1/sites", json={"domain": domain, "timezone": "UTC"}).status_code == 201
             answer = api.post("/api/v1/goals", params={"site": domain},
@@ -57,12 +60,12 @@ def test_concurrent_http_reads_include_every_acknowledged_event(tmp_path):
                 while not done.is_set() and len(failures) < 5:
                     with lock:
                         pageviews = acknowledged["pageviews"]
-                    got = client.get("/api/v1/stats/aggregate", params=params).json()["data"]["pageviews"]
+                    got = client.get("/api/v1/stats/aggregate", params=params()).json()["data"]["pageviews"]
                     if got < pageviews:
                         failures.append(f"reader {number}: {got} page views, {pageviews} acknowledged before")
                     with lock:
                         signups = acknowledged["signups"]
-                    goals = client.get("/api/v1/reports/conversions", params=params).json()["data"]["goals"]
+                    goals = client.get("/api/v1/reports/conversions", params=params()).json()["data"]["goals"]
                     (row,) = [row for row in goals if row.get("name") == "Signed up"]
                     if row["conversions"] < signups:
                         failures.append(f"reader {number}: goal {row['conversions']}, {signups} acknowledged before")
@@ -80,7 +83,7 @@ def test_concurrent_http_reads_include_every_acknowledged_event(tmp_path):
         assert not failures, failures[:5]
         assert time.monotonic() - started < 180
         with handle.client(headers=handle.auth()) as api:
-            final = api.get("/api/v1/stats/aggregate", params=params).json()["data"]
+            final = api.get("/api/v1/stats/aggregate", params=params()).json()["data"]
         assert final["pageviews"] == acknowledged["pageviews"] == WRITERS * ROUNDS * BATCH
     finally:
         handle.stop()

@@ -1,9 +1,10 @@
 """The shortest end-to-end path: a page view in, the seed's traffic report out."""
 
-from datetime import UTC, datetime
+from tests.e2e.conftest import utc_days_since, utc_today
 
 
 def test_page_view_reaches_traffic_report(server):
+    first_day = utc_today()  # before sending: the server stamps the page view on receipt
     with server.client() as client:
         sent = client.post(
             "/api/v1/events",
@@ -16,10 +17,9 @@ def test_page_view_reaches_traffic_report(server):
         assert sent.status_code == 200, sent.text
         assert sent.json()["status"] == "success"
         assert sent.json()["event_id"].startswith("evt_")
-        today = datetime.now(UTC).date().isoformat()
         report = client.get(
             "/api/v1/reports/traffic",
-            params={"site": "localhost", "start_date": today, "end_date": today},
+            params={"site": "localhost", **utc_days_since(first_day)},
             headers=server.auth(),
         )
         assert report.status_code == 200, report.text

@@ -22,12 +22,14 @@ import re
 import subprocess
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.appliance.test_plausible_import import fixture_sum, make_zip
+from tests.e2e.conftest import utc_today
 from tests.servers import FOOTFALL, ROOT, ServerHandle, footfall_cli, free_port, start_server
 
 SITE = "ha.test"
@@ -136,7 +138,11 @@ def stored_ids(handle: ServerHandle, user: str) -> set[str]:
 
 
 def pageviews(handle: ServerHandle) -> int:
-    answer = httpx.get(f"{handle.url}/api/v1/stats/aggregate", headers=handle.auth(), params={"site": SITE, "period": "day"}, timeout=30)
+    """The page views the site was sent, all in the last minutes: from yesterday (UTC) on, so
+    they are counted on either side of a midnight the run crosses."""
+    today = utc_today()
+    since = {"start_date": (today - timedelta(days=1)).isoformat(), "end_date": today.isoformat()}
+    answer = httpx.get(f"{handle.url}/api/v1/stats/aggregate", headers=handle.auth(), params={"site": SITE, **since}, timeout=30)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     return (body.get("data") or body)["pageviews"]
@@ -179,8 +185,10 @@ def test_standby_follows_under_load_and_never_accepts_writes(async_pair):
     assert pageviews(standby) == pageviews(primary) == 60 * BATCH
     for user, ids in list(loader.acknowledged.items())[::7]:
         assert stored_ids(standby, user) == set(ids)  # the same event ids on both
-    for report in ("/api/v1/reports/traffic", "/api/v1/reports/conversions"):  # the same figures
-        answers = [httpx.get(f"{h.url}{report}", headers=h.auth(), params={"site": SITE}, timeout=30).json() for h in (primary, standby)]
+    # the same figures, of the same 30 days (their last named: not a day apart across a midnight)
+    same_days = {"site": SITE, "end_date": utc_today().isoformat()}
+    for report in ("/api/v1/reports/traffic", "/api/v1/reports/conversions"):
+        answers = [httpx.get(f"{h.url}{report}", headers=h.auth(), params=same_days, timeout=30).json() for h in (primary, standby)]
         assert answers[0] == answers[1], report
     conversions = answers[1]["data"]
     assert any(row["name"] == "Second page" and row["conversions"] == BATCH for row in conversions["goals"]), conversions

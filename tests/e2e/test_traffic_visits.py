@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tests.e2e.conftest import utc_days_since, utc_today
 from tests.servers import start_server
 
 CHROME_WINDOWS = (
@@ -172,6 +173,7 @@ def test_open_visits_survive_a_restart(tmp_path):
 
 def test_time_on_page_from_engagement_pings(proxied):
     site = _site(proxied)
+    first_day = utc_today()  # before sending: the server stamps the pings on receipt
     ip, agent = CAROL
     for engaged, depth in ((3000, 40), (5000, 80)):
         response = httpx.post(
@@ -180,10 +182,9 @@ def test_time_on_page_from_engagement_pings(proxied):
             headers={"user-agent": agent, "x-forwarded-for": ip, "content-type": "text/plain"},
         )
         assert response.status_code == 202, response.text
-    today = datetime.now(UTC).date().isoformat()
     response = httpx.get(
         f"{proxied.url}/api/v1/stats/time-on-page",
-        params={"site": site, "start_date": today, "end_date": today},
+        params={"site": site, **utc_days_since(first_day)},
         headers=proxied.auth(),
     )
     rows = response.json()["data"]
@@ -192,6 +193,7 @@ def test_time_on_page_from_engagement_pings(proxied):
 
 def test_new_and_returning_visitors_with_the_opt_in_marker(proxied):
     site = _site(proxied)
+    first_day = utc_today()  # before sending: the server stamps the page views on receipt
     for (ip, agent), marker in ((ALICE, 0), (BOB, 1), (CAROL, None)):
         body = f'{{"k":"pageview","s":"{site}","u":"https://{site}/"' + (f',"v":{marker}' if marker is not None else "") + "}"
         response = httpx.post(
@@ -200,10 +202,9 @@ def test_new_and_returning_visitors_with_the_opt_in_marker(proxied):
             headers={"user-agent": agent, "x-forwarded-for": ip, "content-type": "text/plain"},
         )
         assert response.status_code == 202, response.text
-    today = datetime.now(UTC).date().isoformat()
     response = httpx.get(
         f"{proxied.url}/api/v1/stats/breakdown",
-        params={"site": site, "start_date": today, "end_date": today, "property": "visitor_type"},
+        params={"site": site, **utc_days_since(first_day), "property": "visitor_type"},
         headers=proxied.auth(),
     )
     rows = {row["value"]: row["visitors"] for row in response.json()["data"]["results"]}
