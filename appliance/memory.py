@@ -6,6 +6,10 @@ turned into each cache's own bound with a measured size per entry:
 - decoded column blocks (filtered queries): bytes, least recently used dropped first;
 - open visits (the visit table; idle visits are closed first when it is full): entries,
   about 1.1 KB each (tracemalloc, a visit with 20 entry values and its visit properties);
+  the log of their changes on disk is folded at ~256 bytes per entry of this bound, and
+  its bookkeeping in memory (:mod:`appliance.ingest.visit_changes`: each logged visit's
+  latest sequence, each log transaction's keys) adds ~60 bytes per entry (measured after
+  ``scripts/bench_batch.py``: 1.8 MB for a full 7.8 MB log);
 - closed visits (each visitor's latest closed visit's end, :mod:`appliance.ingest.closed_visits`:
   an event after it is judged in order or late exactly, instead of by one horizon): entries,
   about 110 bytes each (tracemalloc); past it the oldest are dropped and their visitors' events judged by the
