@@ -101,26 +101,26 @@ class VisitChanges:
         """Append ``changes`` (a visit, or None for a closed one; each key once) to the log in
         ``txn``: counted from :meth:`committed`."""
         self._begin(txn)
-        cursor = txn.cursor(db=self._log)
-        sequence = _CHANGE_KEY.unpack(cursor.key())[0] + 1 if cursor.last() else 1
-        encode, pack, item = self._encode, _CHANGE_KEY.pack, _ITEM.pack
+        encode, item = self._encode, _ITEM.pack
         keys: list[Key] = []
-        rows: list[tuple[bytes, bytes]] = []
+        values: list[bytes] = []
         items: list[bytes] = []
         size = 0
         for key, visit in changes:
             keys.append(key)
             encoded = b"" if visit is None else encode(visit)
             if items and size + len(encoded) > _ROW_BYTES:
-                rows.append((pack(sequence, len(rows)), b"".join(items)))
+                values.append(b"".join(items))
                 items, size = [], 0
             items += item(key[0], key[1], len(encoded)), encoded
             size += _ITEM.size + len(encoded)
         if not items:
-            return
-        rows.append((pack(sequence, len(rows)), b"".join(items)))
-        cursor.putmulti(rows, append=True)
-        self._written.append((sequence, (keys, len(rows), sum(len(value) for _, value in rows))))
+            return  # (most steps close nothing: no cursor, no row)
+        values.append(b"".join(items))
+        cursor = txn.cursor(db=self._log)
+        sequence = _CHANGE_KEY.unpack(cursor.key())[0] + 1 if cursor.last() else 1
+        cursor.putmulti([(_CHANGE_KEY.pack(sequence, part), value) for part, value in enumerate(values)], append=True)
+        self._written.append((sequence, (keys, len(values), sum(map(len, values)))))
         self._changed.update(keys)
 
     def fold(self, txn, current: Callable[[Key], Visit | None]) -> int:
