@@ -81,21 +81,21 @@ class VisitChanges:
 
     def load(self, txn) -> dict[Key, Visit]:
         """The open visits as of the last commit: the rows, then the log replayed in order."""
-        decode = msgspec.msgpack.Decoder(Visit).decode
-        visits = {VISIT_KEY.unpack(key): decode(value) for key, value in txn.cursor(db=self._rows)}
+        encoded_visits = {VISIT_KEY.unpack(key): value for key, value in txn.cursor(db=self._rows)}
         latest, entries = self._latest, self._entries
         for key, value in txn.cursor(db=self._log):
             sequence = _CHANGE_KEY.unpack(key)[0]
             keys, rows, size = entries.get(sequence) or ([], 0, 0)
             for found, encoded in _items(value):
-                visits.pop(found, None)  # moved to the end: the most recently touched
+                encoded_visits.pop(found, None)  # moved to the end: the most recently touched
                 if encoded:
-                    visits[found] = decode(encoded)
+                    encoded_visits[found] = encoded
                 latest[found] = sequence
                 keys.append(found)
             entries[sequence] = keys, rows + 1, size + len(value)
         self._bytes = sum(size for _, _, size in entries.values())
-        return visits
+        decode = msgspec.msgpack.Decoder(Visit).decode  # each visit once, as its latest change left it
+        return {key: decode(encoded) for key, encoded in encoded_visits.items()}
 
     def write(self, txn, changes: Iterable[tuple[Key, Visit | None]]) -> None:
         """Append ``changes`` (a visit, or None for a closed one; each key once) to the log in

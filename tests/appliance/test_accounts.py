@@ -32,6 +32,16 @@ def test_passwords_are_argon2id_and_checked(appliance):
     assert accounts.verify_password("nobody", PASSWORD) is None
 
 
+def test_an_unknown_username_is_checked_against_a_hash_of_the_same_cost(appliance):
+    """The stand-in hash an unknown username is verified against has the hasher's own
+    parameters (memory, passes, lanes), so its check costs what a real user's does."""
+    accounts = appliance.accounts
+    real = accounts.create("Bo", PASSWORD, "viewer").password_hash
+    stand_in = accounts._dummy_hash
+    assert not accounts._hasher.check_needs_rehash(stand_in)
+    assert stand_in.split("$")[1:4] == real.split("$")[1:4]  # argon2id, version, m/t/p
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
