@@ -47,6 +47,7 @@ class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     grow_when_percent_full: int = 75
     min_free_disk_mb: int = 64
     readahead: bool = True  # off: fewer pages resident while loading, slower first scans (storage/environment.py)
+    compaction_helper: bool = True  # large days built in a process of their own (appliance/events/compaction_build.py)
 
 
 class LiveSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

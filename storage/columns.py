@@ -113,10 +113,11 @@ _pointer_decoder = msgspec.msgpack.Decoder(Pointer)
 
 
 class ColumnBlocks:
-    def __init__(self, store, name: bytes = b"columns") -> None:
+    def __init__(self, store, name: bytes = b"columns", *, migrate: bool = True) -> None:
         self._store = store
         self._db = store.db(name)  # "checkpoints": the open day's rows (appliance.events.openday)
-        store.write(self._migrate)
+        if migrate:  # (not by a reader of a store another process writes)
+            store.write(self._migrate)
 
     def _migrate(self, txn) -> None:
         """Blocks of the first format (no generations; the event log still held every row)

@@ -295,3 +295,37 @@ class Store:
         with contextlib.suppress(lmdb.Error):
             self.env.sync(True)
         self.env.close()
+
+
+class ReadOnlyStore:
+    """The store's environment opened read-only, in a process that is not its writer (the
+    compaction build helper, :mod:`appliance.events.compaction_build`): the named databases
+    and read transactions (``with store.read() as txn``), nothing else. LMDB serves readers in
+    any number of processes; when the writer has grown the map since, a transaction begins
+    again on the larger map."""
+
+    def __init__(self, path: str | os.PathLike[str], databases: tuple[bytes, ...] = DATABASES) -> None:
+        self.path = Path(path)
+        self.env = lmdb.open(str(self.path), readonly=True, lock=True, subdir=True, max_dbs=len(databases) + 8,
+                             max_readers=256)
+        # (each opened in a transaction of its own, committed: a handle opened in a read
+        # transaction that ends without a commit is closed with it)
+        self.dbs = {name: self.env.open_db(name, create=False) for name in databases}
+
+    def db(self, name: bytes):
+        return self.dbs[name]
+
+    @contextlib.contextmanager
+    def read(self):
+        try:
+            txn = self.env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            self.env.set_mapsize(0)  # the map the writer grew to
+            txn = self.env.begin(buffers=False)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def close(self) -> None:
+        self.env.close()

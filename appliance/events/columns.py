@@ -27,6 +27,7 @@ a new process starts today's from its stored checkpoint (:mod:`appliance.events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ import numpy as np
 
 from appliance import dimensions as dims
 from appliance.budget import check_budget
+from appliance.events import compaction_build as building
 from appliance.events.block_cache import BlockCache, ScanBlocks
 from appliance.events.blocks import (
     CACHE_BYTES,
@@ -50,8 +52,6 @@ from appliance.events.blocks import (
 )
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.encoding import (
-    check_round_trip,
-    chunked_columns,
     concatenate,
     in_key_order,
     rows_to_columns,
@@ -62,10 +62,10 @@ from appliance.events.frames import Frame, VisitorSpace
 from appliance.events.openday import OpenDays
 from appliance.models import Event
 from storage import Store
-from storage.columns import ColumnBlocks, decode_array, encode_array
+from storage.columns import ColumnBlocks, encode_array
 from storage.counters import Counters
 from storage.eventlog import EventLog, MissingRow
-from storage.keys import HOUR, pack_event_key, unpack_event_key
+from storage.keys import HOUR, unpack_event_key
 
 COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which it asks for compaction
 
@@ -95,6 +95,7 @@ class ColumnStore:
         timeout_ms: int,
         cache_bytes: int = CACHE_BYTES,
         clock: Callable[[], float] = time.time,
+        build_helper: bool = False,
     ) -> None:
         self._store = store
         self._eventlog = eventlog
@@ -115,6 +116,9 @@ class ColumnStore:
         self.compaction_wanted: Callable[[int, int, int], None] | None = None
         self.compact_read_rows = COMPACT_READ_ROWS  # ...if it has this many rows (fewer build fast)
         self.open_days = OpenDays(store, eventlog, self)  # days without a block; checkpoints
+        #: builds large days in a process of its own during compaction sessions (None: in process)
+        self.build_helper: building.BuildHelper | None = building.BuildHelper(store.path) if build_helper else None
+        self.helper_events = building.HELPER_EVENTS
 
     # -- freshness ------------------------------------------------------------------------
     def settled(self):
@@ -223,52 +227,26 @@ class ColumnStore:
     # -- compaction (background) ----------------------------------------------------------
     def compact_day(self, site: int, day: int) -> bool:
         """Fold the day's log rows into its block (a new generation) and delete them from the
-        log, in one transaction, after checking the encoded block decodes to the same rows.
-        Rows still pending aggregation stay in the log. Returns whether a block was written."""
+        log, in one transaction, after checking the encoded block decodes to the same rows
+        (:mod:`appliance.events.compaction_build`: a large day is built in the helper process
+        of a :meth:`compaction_session`). Rows still pending aggregation stay in the log.
+        Returns whether a block was written."""
         if not self.is_closed(day):
             return False
         started = time.monotonic()
         with self.rewrite_lock:
-            pending_db = self._store.db(b"pending")
-            with self._coordinator.folded() as txn:  # the closed day's rows came before
-                pointer = self.blocks.pointer(txn, site, day)
-                waiting = set()
-                cursor = txn.cursor(db=pending_db)
-                if cursor.set_range(pack_event_key(site, day * DAY_MS, 0)):
-                    end = pack_event_key(site, (day + 1) * DAY_MS, 0)
-                    for key in cursor.iternext(keys=True, values=False):
-                        if key >= end:
-                            break
-                        waiting.add(key)
-                rows = self._eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
-                keys, parts = chunked_columns((key, value) for key, value in rows if key not in waiting)
-                if not keys and (pointer is None or not self._outdated(pointer)):
-                    return False
-                if pointer is not None:
-                    old = self._stored(txn, site, day, pointer)
-                    try:
-                        parts.insert(0, old.plain())
-                    except StaleBlock:
-                        return False  # rewritten meanwhile: the next run sees the new one
-                    old.release()  # its codes and dictionaries: the plain columns are all it needs
-                columns = in_key_order(concatenate(parts, release=True), release=True)
-            arrays = stored_columns(columns, day, self.timeout_ms)
-            encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
-            del arrays  # encoded now; the round-trip check below decodes a copy of its own
-            count = len(columns["ts"])
-            check = Block(site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=self.timeout_ms)
-            check_round_trip(check, columns, self.timeout_ms)
-            del columns, check  # not held through the write (it dirties a page for every row it deletes)
-            content = _changed(pointer) if pointer and self._outdated(pointer) else _content(pointer)
-            info = {"format": FORMAT_VERSION, "count": count, "timeout_ms": self.timeout_ms, "content": content}
-            expected = pointer.generation if pointer is not None else None
+            built = self._build(site, day)
+            if built is None:
+                return False
 
             def write(txn):
                 current = self.blocks.pointer(txn, site, day)
-                if (current.generation if current is not None else None) != expected:
+                if (current.generation if current is not None else None) != built.generation:
                     return False
-                self._eventlog.delete_rows(txn, keys)  # MissingRow (purged meanwhile): aborted
-                self.blocks.put(txn, site, day, encoded, info)
+                content = _changed(current) if current and self._outdated(current) else _content(current)
+                info = {"format": FORMAT_VERSION, "count": built.count, "timeout_ms": self.timeout_ms, "content": content}
+                self._eventlog.delete_rows(txn, built.key_list())  # MissingRow (purged meanwhile): aborted
+                self.blocks.put(txn, site, day, built.encoded, info)
                 self.open_days.drop(txn, site, day)  # superseded by the block
                 return True
 
@@ -278,12 +256,30 @@ class ColumnStore:
                 written = False  # nothing deleted, nothing stored: the next run reads the log again
         if written:
             self.compactions += 1
-            log.info("compacted day %s of site %s: %d rows in %.2f s", day, site, count, time.monotonic() - started)
+            log.info("compacted day %s of site %s: %d rows in %.2f s", day, site, built.count, time.monotonic() - started)
         return written
 
+    def _build(self, site: int, day: int) -> building.Built | None:
+        """The day's new block, built by the session's helper when the day is large."""
+        helper = self.build_helper
+        if helper is not None and helper.in_session:
+            with self._store.read() as txn:
+                large = self.day_count(txn, site, day) >= self.helper_events
+            if large:
+                with self._coordinator.folded():
+                    pass  # the closed day's rows came before: the helper's snapshot is later still
+                try:
+                    return helper.build(site, day, self.timeout_ms)
+                except building.HelperFailed as failure:
+                    log.warning("%s; building day %s of site %s in process", failure, day, site)
+        return building.build_day(self._store, self.blocks, self._eventlog, site, day, self.timeout_ms, self._coordinator.folded())
+
+    def compaction_session(self):
+        """A run of compactions sharing one build helper (started on the first large day)."""
+        return self.build_helper.session() if self.build_helper is not None else contextlib.nullcontext()
+
     def _outdated(self, pointer) -> bool:
-        info = pointer.info
-        return info.get("format") != FORMAT_VERSION or info.get("timeout_ms") != self.timeout_ms
+        return building.outdated(pointer, self.timeout_ms)
 
     def compact(self, site: int, first_day: int, last_day: int, stop: threading.Event | None = None) -> int:
         """Compact every closed day of the range that has log rows, and re-encode blocks of
@@ -295,7 +291,8 @@ class ColumnStore:
                 if self._outdated(self.blocks.pointer(txn, site, day)):
                     days.add(day)
         stopped = stop.is_set if stop is not None else lambda: False
-        return sum(self.compact_day(site, day) for day in sorted(days) if self.is_closed(day) and not stopped())
+        with self.compaction_session():
+            return sum(self.compact_day(site, day) for day in sorted(days) if self.is_closed(day) and not stopped())
 
     def log_days(self, txn, site: int, first_day: int, last_day: int) -> list[int]:
         """UTC days of the range with rows in the event log (one cursor seek per day found)."""

@@ -156,7 +156,7 @@ class Appliance:
         coordinator = self.coordinator = WriteCoordinator(store)
         columns = self.columns = ColumnStore(
             store=store, eventlog=eventlog, counters=counters, coordinator=coordinator, timeout_ms=timeout_ms,
-            cache_bytes=memory.column_cache_bytes,
+            cache_bytes=memory.column_cache_bytes, build_helper=settings.storage.compaction_helper,
         )
         goals = self.goals = Goals(
             store=store, records=records, strings=strings, counters=counters, sketches=sketches,

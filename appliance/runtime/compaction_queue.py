@@ -82,6 +82,10 @@ class CompactionQueue:
         """Compact every requested range, then checkpoint every requested open day (on the job
         runner's thread); returns blocks written. Once ``stop`` is set no further request is
         begun: the ones left wait for the next start's sweep (their days are still in the log)."""
+        with self._columns.compaction_session():  # one build helper for the whole run
+            return self._run(stop)
+
+    def _run(self, stop: threading.Event | None) -> int:
         total = 0
         while True:
             if stop is not None and stop.is_set():

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from appliance.definitions.goals import GoalInput
-from appliance.events import columns as columns_module
-from appliance.events import encoding
+from appliance.events import compaction_build, encoding
 from appliance.events.blocks import StaleBlock, decode_visit_rows, encode_visit_rows
 from appliance.filters import parse_filters
 from appliance.models import Event, EventKind
@@ -216,7 +215,7 @@ def test_rows_purged_between_compactions_read_and_write_abort_the_write(applianc
     expected = [e for e in appliance.read_events(site, 0, time.time()) if e.timestamp >= cutoff]
     assert len(expected) == 150
     columns = appliance.columns
-    purge_before, check = columns.purge_before, columns_module.check_round_trip
+    purge_before, check = columns.purge_before, compaction_build.check_round_trip
     log_purged = threading.Event()
 
     def blocks_next(*args):  # the purge's log transaction has committed
@@ -230,7 +229,7 @@ def test_rows_purged_between_compactions_read_and_write_abort_the_write(applianc
 
     purge = threading.Thread(target=purge_expired, args=(appliance, cutoff + site.retention_days * 86400))
     monkeypatch.setattr(columns, "purge_before", blocks_next)
-    monkeypatch.setattr(columns_module, "check_round_trip", purge_meanwhile)
+    monkeypatch.setattr(compaction_build, "check_round_trip", purge_meanwhile)
     assert columns.compact_day(site.id, day) is False
     purge.join()
     monkeypatch.undo()
@@ -251,13 +250,13 @@ def test_a_row_gone_from_the_middle_of_the_day_aborts_the_whole_write(appliance,
     day = int(time.time() // 86400) - 3
     _day_of_views(appliance, site, day, 300)
     gone = _log_keys(appliance, site, day)[200]
-    check = columns_module.check_round_trip
+    check = compaction_build.check_round_trip
 
     def delete_meanwhile(*args):
         appliance.store.write(lambda txn: txn.delete(gone, db=appliance.store.db(b"events")))
         return check(*args)
 
-    monkeypatch.setattr(columns_module, "check_round_trip", delete_meanwhile)
+    monkeypatch.setattr(compaction_build, "check_round_trip", delete_meanwhile)
     assert appliance.columns.compact_day(site.id, day) is False
     monkeypatch.undo()
     with appliance.store.read() as txn:
@@ -275,13 +274,13 @@ def test_late_rows_between_a_compacted_days_rows_stay_in_the_log(make_appliance,
         Event(kind=EventKind.PAGEVIEW, site_id=site.id, timestamp=day * 86400 + 40 + i * 600, name="pageview", visitor_id=1000 + i, path="/late")
         for i in range(30)
     ]
-    check = columns_module.check_round_trip
+    check = compaction_build.check_round_trip
 
     def arrive_meanwhile(*args):
         appliance.writer.write_sync(late)  # durable, pending
         return check(*args)
 
-    monkeypatch.setattr(columns_module, "check_round_trip", arrive_meanwhile)
+    monkeypatch.setattr(compaction_build, "check_round_trip", arrive_meanwhile)
     assert appliance.columns.compact_day(site.id, day)
     monkeypatch.undo()
     with appliance.store.read() as txn:

@@ -1,0 +1,240 @@
+"""A closed day's new block, built from its log rows, in this process or in a helper process.
+
+Compaction (:meth:`ColumnStore.compact_day <appliance.events.columns.ColumnStore.compact_day>`)
+has two parts. :func:`build_day` reads the day's log rows and its stored block in one read
+transaction, lays them out as columns, encodes and compresses them and checks that the
+encoding decodes to the same rows; the caller then writes the result in one write transaction
+(the rows out of the log, the block in). The build is nearly all of it (a day of 40,000 rows:
+~0.24 of 0.27 s, the write the rest), and it is Python and numpy that hold the interpreter
+lock: in the serving process every request's hand-overs between threads waited behind it, so
+the dashboard answered in twice its usual time while the days a bulk load passed were
+compacted (docs/performance.md, nineteenth part).
+
+So a large day is built in a helper process (:class:`BuildHelper`: ``python -m
+appliance.events.compaction_build``, started for a run of compactions and ended after it),
+which opens the store read-only (:class:`storage.environment.ReadOnlyStore`) and returns the
+keys of the rows it read and the encoded columns. It reads a snapshot no older than the
+caller's (it starts after the caller waited for the folds), and the write checks that the
+day's block generation is still the one the build read, as ever. Anything that goes wrong
+with the helper (it cannot start, dies, answers an error) is logged and the day is built in
+process instead: the helper only moves the work, it never decides what is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.events.blocks import DAY_MS, DELTA_COLUMNS, FORMAT_VERSION, Block, StaleBlock
+from appliance.events.encoding import (
+    check_round_trip,
+    chunked_columns,
+    concatenate,
+    in_key_order,
+    stored_columns,
+)
+from storage.columns import ColumnBlocks, decode_array, encode_array
+from storage.eventlog import EventLog
+from storage.keys import EVENT_KEY_SIZE, pack_event_key
+
+log = logging.getLogger(__name__)
+
+#: a day with at least this many events is built in the helper process (fewer build in
+#: process faster than a helper starts: ~0.3 s)
+HELPER_EVENTS = 20_000
+_LENGTH = struct.Struct(">Q")
+_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the appliance package
+
+
+@dataclass
+class Built:
+    """A day's new block: the block generation it was built over (None: none), the log
+    rows it holds (their keys, ascending, as one string of fixed-size keys), its encoded
+    columns and its number of events."""
+
+    generation: int | None
+    keys: bytes
+    encoded: dict[str, bytes]
+    count: int
+
+    def key_list(self) -> list[bytes]:
+        return [self.keys[at:at + EVENT_KEY_SIZE] for at in range(0, len(self.keys), EVENT_KEY_SIZE)]
+
+
+def outdated(pointer, timeout_ms: int) -> bool:
+    """Whether a stored block is of an older format or visit timeout (rebuilt even without rows)."""
+    info = pointer.info
+    return info.get("format") != FORMAT_VERSION or info.get("timeout_ms") != timeout_ms
+
+
+def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: int, timeout_ms: int,
+              snapshot) -> Built | None:
+    """The day's new block from its log rows (rows still pending aggregation left out) and its
+    stored block, read in ``snapshot`` (a read transaction's context manager, held for the
+    reads only); None when there is nothing to do."""
+    pending_db = store.db(b"pending")
+    with snapshot as txn:
+        pointer = blocks.pointer(txn, site, day)
+        waiting = set()
+        cursor = txn.cursor(db=pending_db)
+        if cursor.set_range(pack_event_key(site, day * DAY_MS, 0)):
+            end = pack_event_key(site, (day + 1) * DAY_MS, 0)
+            for key in cursor.iternext(keys=True, values=False):
+                if key >= end:
+                    break
+                waiting.add(key)
+        rows = eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
+        keys, parts = chunked_columns((key, value) for key, value in rows if key not in waiting)
+        if not keys and (pointer is None or not outdated(pointer, timeout_ms)):
+            return None
+        if pointer is not None:
+            old = _stored(txn, blocks, site, day, pointer, timeout_ms)
+            try:
+                parts.insert(0, old.plain())
+            except StaleBlock:
+                return None
+            old.release()  # its codes and dictionaries: the plain columns are all it needs
+        columns = in_key_order(concatenate(parts, release=True), release=True)
+    arrays = stored_columns(columns, day, timeout_ms)
+    encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
+    del arrays  # encoded now; the round-trip check below decodes a copy of its own
+    count = len(columns["ts"])
+    check = Block(site, day, count, {}, loader=lambda name: decode_array(encoded[name]), timeout_ms=timeout_ms)
+    check_round_trip(check, columns, timeout_ms)
+    return Built(pointer.generation if pointer is not None else None, b"".join(keys), encoded, count)
+
+
+def _stored(txn, blocks: ColumnBlocks, site: int, day: int, pointer, timeout_ms: int) -> Block:
+    def load(name: str):
+        array = blocks.get(txn, site, day, pointer.generation, name)
+        if array is None:
+            raise StaleBlock(f"block generation {pointer.generation} of site {site} day {day} was replaced")
+        return array
+
+    info = pointer.info
+    block = Block(site, day, int(info.get("count", 0)), {}, generation=pointer.generation, loader=load,
+                  timeout_ms=int(info.get("timeout_ms", 0)))
+    block.format = int(info.get("format", 0))
+    return block
+
+
+class HelperFailed(RuntimeError):
+    """The helper process could not build the day (the caller builds it in process)."""
+
+
+class BuildHelper:
+    """The helper process, started on the first :meth:`build` of a :meth:`session` and ended
+    with the session (nothing of it stays between runs of compactions)."""
+
+    def __init__(self, store_path: str | os.PathLike[str]) -> None:
+        self._path = str(store_path)
+        self._process: subprocess.Popen | None = None
+        self._sessions = 0
+        self.builds = 0  # days built in the helper (tests, the bench)
+
+    @contextlib.contextmanager
+    def session(self):
+        """A run of compactions: the helper, once started, serves all of them."""
+        self._sessions += 1
+        try:
+            yield self
+        finally:
+            self._sessions -= 1
+            if not self._sessions:
+                self.close()
+
+    @property
+    def in_session(self) -> bool:
+        return self._sessions > 0
+
+    def build(self, site: int, day: int, timeout_ms: int) -> Built | None:
+        try:
+            process = self._started()
+            _send(process.stdin, (site, day, timeout_ms))
+            status, value = _receive(process.stdout)
+        except (OSError, EOFError, pickle.PickleError, struct.error) as error:
+            self.close()
+            raise HelperFailed(f"the build helper stopped: {error!r}") from error
+        if status != "ok":
+            raise HelperFailed(f"the build helper failed: {value}")
+        self.builds += 1
+        return None if value is None else Built(*value)
+
+    def _started(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            environment = dict(os.environ)
+            environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), environment.get("PYTHONPATH")]))
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "appliance.events.compaction_build", self._path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=str(_ROOT),
+            )
+        return self._process
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # end of input: the helper leaves
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def _send(stream, value) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream):
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("no answer")
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("a cut answer")
+    return pickle.loads(data)  # noqa: S301 - our own child process's answer, over its pipe
+
+
+def main(path: str) -> int:
+    """The helper: builds the days asked on stdin until it ends, answering on stdout."""
+    from storage.environment import ReadOnlyStore
+
+    # a stop signal sent to the server's process group is the server's to handle: this
+    # process leaves when the server closes its input (or dies)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    store = ReadOnlyStore(path)
+    blocks, eventlog = ColumnBlocks(store, migrate=False), EventLog(store)
+    requests = sys.stdin.buffer
+    answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
+    os.dup2(2, 1)
+    while True:
+        try:
+            site, day, timeout_ms = _receive(requests)
+        except EOFError:
+            return 0
+        try:
+            built = build_day(store, blocks, eventlog, site, day, timeout_ms, store.read())
+            answer = ("ok", None if built is None else (built.generation, built.keys, built.encoded, built.count))
+        except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
+            answer = ("error", f"{type(error).__name__}: {error}")
+        _send(answers, answer)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

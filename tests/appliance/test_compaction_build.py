@@ -1,0 +1,126 @@
+"""A closed day's block built in the helper process (appliance/events/compaction_build.py):
+the same block as built in process, the helper started for a run of compactions and gone after
+it, and a helper that fails leaving the day to be built in process."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from appliance.events import compaction_build
+from appliance.events.compaction_build import build_day
+from appliance.models import Event, EventKind
+
+
+def _history(site_id: int, day: int, count: int, now: float, offset: int = 0) -> list[Event]:
+    return [
+        Event(kind=EventKind.PAGEVIEW, site_id=site_id, timestamp=min(day * 86400 + 3600 + offset + i * 7, now - 1),
+              name="pageview", visitor_id=3000 + i % 53, path=f"/p/{i % 11}", referrer_host=f"r{i % 5}.example",
+              session_hint=f"s{i % 97}", engaged_ms=i % 13)
+        for i in range(count)
+    ]
+
+
+def _built_in_process(appliance, site_id: int, day: int):
+    columns = appliance.columns
+    return build_day(appliance.store, columns.blocks, appliance.eventlog, site_id, day, columns.timeout_ms,
+                     appliance.store.read())
+
+
+def _block(appliance, site_id: int, day: int) -> dict[str, np.ndarray]:
+    blocks = appliance.columns.blocks
+    with appliance.store.read() as txn:
+        pointer = blocks.pointer(txn, site_id, day)
+        return {name: blocks.get(txn, site_id, day, pointer.generation, name)
+                for name in blocks.names(txn, site_id, day, pointer.generation)}
+
+
+def test_the_helper_builds_the_block_the_process_builds(make_appliance):
+    appliance = make_appliance()
+    appliance.jobs.stop()  # this test compacts, not the job runner
+    columns = appliance.columns
+    columns.helper_events = 1  # every day through the helper (20,000 events by default)
+    site = appliance.sites.add("helper.example")
+    now = time.time()
+    day = int(now // 86400) - 3
+    appliance.record_sync(_history(site.id, day, 700, now))
+
+    with columns.compaction_session():
+        first = columns.build_helper.build(site.id, day, columns.timeout_ms)
+        process = columns.build_helper._process
+        assert first == _built_in_process(appliance, site.id, day)  # keys, encoded columns, count, generation
+        assert first.count == 700 and first.generation is None and len(first.key_list()) == 700
+        assert columns.compact(site.id, day, day) == 1  # the session's helper, not a second one
+        assert columns.build_helper._process is process and process.poll() is None
+    assert columns.build_helper._process is None and process.poll() == 0  # ended with the session
+    assert columns.build_helper.builds == 2
+    stored = _block(appliance, site.id, day)
+
+    # late rows for the compacted day: the helper folds them into the stored block as the process does
+    appliance.record_sync(_history(site.id, day, 40, now, offset=20_000))
+    again = _built_in_process(appliance, site.id, day)
+    assert again.count == 740 and again.generation is not None
+    with columns.compaction_session():
+        assert columns.build_helper.build(site.id, day, columns.timeout_ms) == again
+    assert columns.compact(site.id, day, day) == 1  # a session of its own
+    assert columns.build_helper.builds == 4 and columns.build_helper._process is None
+    assert len(_block(appliance, site.id, day)["ts"]) == 740 > len(stored["ts"])
+    with appliance.store.read() as txn:
+        assert columns.log_days(txn, site.id, 0, day) == []
+        assert columns.day_count(txn, site.id, day) == 740
+
+
+def test_a_small_day_is_built_in_process(make_appliance):
+    appliance = make_appliance()
+    appliance.jobs.stop()
+    columns = appliance.columns
+    site = appliance.sites.add("small.example")
+    now = time.time()
+    day = int(now // 86400) - 2
+    appliance.record_sync(_history(site.id, day, 50, now))
+    assert columns.compact(site.id, day, day) == 1
+    assert columns.build_helper.builds == 0  # under helper_events: no process started for it
+
+
+def test_a_helper_that_fails_leaves_the_day_to_the_process(make_appliance, monkeypatch, caplog):
+    appliance = make_appliance()
+    appliance.jobs.stop()
+    columns = appliance.columns
+    columns.helper_events = 1
+    site = appliance.sites.add("broken.example")
+    now = time.time()
+    day = int(now // 86400) - 3
+    appliance.record_sync(_history(site.id, day, 300, now))
+    expected = _built_in_process(appliance, site.id, day)
+    # a helper that exits at once, answering nothing
+    original = compaction_build.subprocess.Popen
+    monkeypatch.setattr(compaction_build.subprocess, "Popen",
+                        lambda command, **kw: original([sys.executable, "-c", "pass"], **kw))
+
+    assert columns.compact(site.id, day, day) == 1
+    assert columns.build_helper.builds == 0
+    assert "the build helper stopped" in caplog.text
+    assert len(_block(appliance, site.id, day)["ts"]) == expected.count == 300
+    with appliance.store.read() as txn:
+        assert columns.log_days(txn, site.id, 0, day) == []
+
+
+def test_a_helper_error_is_reported_and_the_helper_goes_on(make_appliance):
+    appliance = make_appliance()
+    appliance.jobs.stop()
+    columns = appliance.columns
+    columns.helper_events = 1
+    site = appliance.sites.add("error.example")
+    now = time.time()
+    day = int(now // 86400) - 3
+    appliance.record_sync(_history(site.id, day, 120, now))
+    with columns.compaction_session():
+        try:
+            columns.build_helper.build(site.id, day, "not a number")  # the day's timeout: its build fails
+        except compaction_build.HelperFailed as failure:
+            assert "TypeError" in str(failure) or "ValueError" in str(failure)
+        else:
+            raise AssertionError("the helper built with a broken timeout")
+        assert columns.build_helper._process.poll() is None  # an error answer leaves it serving
