@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 #: a day with at least this many events is built in the helper process (fewer build in
 #: process faster than a helper starts: ~0.3 s)
 HELPER_EVENTS = 20_000
+#: how much lower the helper's scheduling priority is than the server's (``nice``)
+HELPER_NICENESS = 10
 _LENGTH = struct.Struct(">Q")
 _ROOT = Path(__file__).resolve().parents[2]  # the directory holding the appliance package
 
@@ -240,6 +242,10 @@ def main(path: str) -> int:
     # process leaves when the server closes its input (or dies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # background work: on a small server the serving process's threads (the tracker's
+    # requests, the dashboard's) have the processor first
+    with contextlib.suppress(OSError):
+        os.nice(HELPER_NICENESS)
     store = ReadOnlyStore(path)
     blocks, eventlog = ColumnBlocks(store, migrate=False), EventLog(store)
     requests = sys.stdin.buffer
