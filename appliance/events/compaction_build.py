@@ -30,6 +30,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,30 +136,38 @@ class HelperFailed(RuntimeError):
 
 class BuildHelper:
     """The helper process, started on the first :meth:`build` of a :meth:`session` and ended
-    with the session (nothing of it stays between runs of compactions)."""
+    with the last session open (nothing of it stays between runs of compactions). Builds
+    and the helper's end take turns (one lock), so no thread ends it under another's build."""
 
     def __init__(self, store_path: str | os.PathLike[str]) -> None:
         self._path = str(store_path)
         self._process: subprocess.Popen | None = None
         self._sessions = 0
+        self._lock = threading.Lock()
         self.builds = 0  # days built in the helper (tests, the bench)
 
     @contextlib.contextmanager
     def session(self):
         """A run of compactions: the helper, once started, serves all of them."""
-        self._sessions += 1
+        with self._lock:
+            self._sessions += 1
         try:
             yield self
         finally:
-            self._sessions -= 1
-            if not self._sessions:
-                self.close()
+            with self._lock:
+                self._sessions -= 1
+                if not self._sessions:
+                    self._end()
 
     @property
     def in_session(self) -> bool:
         return self._sessions > 0
 
     def build(self, site: int, day: int, timeout_ms: int) -> Built | None:
+        with self._lock:
+            return self._build(site, day, timeout_ms)
+
+    def _build(self, site: int, day: int, timeout_ms: int) -> Built | None:
         try:
             process = self._started()
             _send(process.stdin, (site, day, timeout_ms))
@@ -168,7 +177,7 @@ class BuildHelper:
                 keys = _read(process.stdout, key_bytes)
                 value = Built(generation, keys, {name: _read(process.stdout, size) for name, size in sizes}, count)
         except (OSError, EOFError, pickle.PickleError, struct.error) as error:
-            self.close()
+            self._end()
             raise HelperFailed(f"the build helper stopped: {error!r}") from error
         if status != "ok":
             raise HelperFailed(f"the build helper failed: {value}")
@@ -186,6 +195,10 @@ class BuildHelper:
         return self._process
 
     def close(self) -> None:
+        with self._lock:
+            self._end()
+
+    def _end(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
