@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from appliance.events import compaction_build
 from appliance.events.compaction_build import build_day
@@ -21,6 +22,19 @@ def _history(site_id: int, day: int, count: int, now: float, offset: int = 0) ->
               session_hint=f"s{i % 97}", engaged_ms=i % 13)
         for i in range(count)
     ]
+
+
+def _closed_day(make_appliance, host: str, events: int, helper_events: int = 1):
+    """An appliance (its job runner stopped: the tests compact) with ``events`` on a closed
+    day of a new site; days of ``helper_events`` or more go through the helper."""
+    appliance = make_appliance()
+    appliance.jobs.stop()
+    appliance.columns.helper_events = helper_events  # 20,000 events by default
+    site = appliance.sites.add(host)
+    now = time.time()
+    day = int(now // 86400) - 3
+    appliance.record_sync(_history(site.id, day, events, now))
+    return appliance, appliance.columns, site, day
 
 
 def _built_in_process(appliance, site_id: int, day: int):
@@ -38,14 +52,7 @@ def _block(appliance, site_id: int, day: int) -> dict[str, np.ndarray]:
 
 
 def test_the_helper_builds_the_block_the_process_builds(make_appliance):
-    appliance = make_appliance()
-    appliance.jobs.stop()  # this test compacts, not the job runner
-    columns = appliance.columns
-    columns.helper_events = 1  # every day through the helper (20,000 events by default)
-    site = appliance.sites.add("helper.example")
-    now = time.time()
-    day = int(now // 86400) - 3
-    appliance.record_sync(_history(site.id, day, 700, now))
+    appliance, columns, site, day = _closed_day(make_appliance, "helper.example", 700)
 
     with columns.compaction_session():
         first = columns.build_helper.build(site.id, day, columns.timeout_ms)
@@ -59,7 +66,7 @@ def test_the_helper_builds_the_block_the_process_builds(make_appliance):
     stored = _block(appliance, site.id, day)
 
     # late rows for the compacted day: the helper folds them into the stored block as the process does
-    appliance.record_sync(_history(site.id, day, 40, now, offset=20_000))
+    appliance.record_sync(_history(site.id, day, 40, time.time(), offset=20_000))
     again = _built_in_process(appliance, site.id, day)
     assert again.count == 740 and again.generation is not None
     with columns.compaction_session():
@@ -73,26 +80,13 @@ def test_the_helper_builds_the_block_the_process_builds(make_appliance):
 
 
 def test_a_small_day_is_built_in_process(make_appliance):
-    appliance = make_appliance()
-    appliance.jobs.stop()
-    columns = appliance.columns
-    site = appliance.sites.add("small.example")
-    now = time.time()
-    day = int(now // 86400) - 2
-    appliance.record_sync(_history(site.id, day, 50, now))
+    appliance, columns, site, day = _closed_day(make_appliance, "small.example", 50, helper_events=20_000)
     assert columns.compact(site.id, day, day) == 1
     assert columns.build_helper.builds == 0  # under helper_events: no process started for it
 
 
 def test_a_helper_that_fails_leaves_the_day_to_the_process(make_appliance, monkeypatch, caplog):
-    appliance = make_appliance()
-    appliance.jobs.stop()
-    columns = appliance.columns
-    columns.helper_events = 1
-    site = appliance.sites.add("broken.example")
-    now = time.time()
-    day = int(now // 86400) - 3
-    appliance.record_sync(_history(site.id, day, 300, now))
+    appliance, columns, site, day = _closed_day(make_appliance, "broken.example", 300)
     expected = _built_in_process(appliance, site.id, day)
     # a helper that exits at once, answering nothing
     original = compaction_build.subprocess.Popen
@@ -108,19 +102,8 @@ def test_a_helper_that_fails_leaves_the_day_to_the_process(make_appliance, monke
 
 
 def test_a_helper_error_is_reported_and_the_helper_goes_on(make_appliance):
-    appliance = make_appliance()
-    appliance.jobs.stop()
-    columns = appliance.columns
-    columns.helper_events = 1
-    site = appliance.sites.add("error.example")
-    now = time.time()
-    day = int(now // 86400) - 3
-    appliance.record_sync(_history(site.id, day, 120, now))
+    _, columns, site, day = _closed_day(make_appliance, "error.example", 120)
     with columns.compaction_session():
-        try:
+        with pytest.raises(compaction_build.HelperFailed, match="TypeError|ValueError"):
             columns.build_helper.build(site.id, day, "not a number")  # the day's timeout: its build fails
-        except compaction_build.HelperFailed as failure:
-            assert "TypeError" in str(failure) or "ValueError" in str(failure)
-        else:
-            raise AssertionError("the helper built with a broken timeout")
         assert columns.build_helper._process.poll() is None  # an error answer leaves it serving
