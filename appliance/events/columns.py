@@ -48,7 +48,6 @@ from appliance.events.blocks import (
     FORMAT_VERSION,
     RETIRED_GRACE_MS,
     Block,
-    StaleBlock,
 )
 from appliance.events.coordinator import WriteCoordinator
 from appliance.events.encoding import (
@@ -195,23 +194,12 @@ class ColumnStore:
                 self._remember(block)
             return block
 
-    def _loader(self, site: int, day: int, generation: int) -> Callable[[str], np.ndarray]:
-        def load(name: str) -> np.ndarray:
-            with self._store.read() as txn:
-                array = self.blocks.get(txn, site, day, generation, name)
-            if array is None:
-                raise StaleBlock(f"block generation {generation} of site {site} day {day} was replaced")
-            return array
-
-        return load
-
     def _stored(self, txn, site: int, day: int, pointer) -> Block:
-        info = pointer.info
-        loader = self._loader(site, day, pointer.generation)
-        count, timeout_ms = int(info.get("count", 0)), int(info.get("timeout_ms", 0))
-        block = Block(site, day, count, {}, generation=pointer.generation, loader=loader, timeout_ms=timeout_ms)
-        block.format = int(info.get("format", 0))
-        return block
+        def read(name: str) -> np.ndarray | None:
+            with self._store.read() as txn:  # a transaction per column, as it is first used
+                return self.blocks.get(txn, site, day, pointer.generation, name)
+
+        return building.stored_block(site, day, pointer, read)
 
     def _remember(self, block: Block) -> None:
         if block.count:  # an empty day costs one counter scan to find again

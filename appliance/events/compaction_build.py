@@ -31,8 +31,11 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from appliance.events.blocks import DAY_MS, DELTA_COLUMNS, FORMAT_VERSION, Block, StaleBlock
 from appliance.events.encoding import (
@@ -100,7 +103,7 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
             return None
         keys = b"".join(keys)  # one string, not a list of ~50-byte objects (a seed day: ~20 MB less)
         if pointer is not None:
-            old = _stored(txn, blocks, site, day, pointer, timeout_ms)
+            old = stored_block(site, day, pointer, lambda name: blocks.get(txn, site, day, pointer.generation, name))
             try:
                 parts.insert(0, old.plain())
             except StaleBlock:
@@ -116,9 +119,11 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
     return Built(pointer.generation if pointer is not None else None, keys, encoded, count)
 
 
-def _stored(txn, blocks: ColumnBlocks, site: int, day: int, pointer, timeout_ms: int) -> Block:
-    def load(name: str):
-        array = blocks.get(txn, site, day, pointer.generation, name)
+def stored_block(site: int, day: int, pointer, read: Callable[[str], np.ndarray | None]) -> Block:
+    """The day's stored block as ``pointer`` describes it, each column loaded on first use by
+    ``read(name)``, which gives None once that generation was replaced (:class:`StaleBlock`)."""
+    def load(name: str) -> np.ndarray:
+        array = read(name)
         if array is None:
             raise StaleBlock(f"block generation {pointer.generation} of site {site} day {day} was replaced")
         return array
@@ -194,10 +199,6 @@ class BuildHelper:
             )
         return self._process
 
-    def close(self) -> None:
-        with self._lock:
-            self._end()
-
     def _end(self) -> None:
         process, self._process = self._process, None
         if process is None:
@@ -268,6 +269,7 @@ def main(path: str) -> int:
         try:
             site, day, timeout_ms = _receive(requests)
         except EOFError:
+            store.close()
             return 0
         try:
             built = build_day(store, blocks, eventlog, site, day, timeout_ms, store.read())
