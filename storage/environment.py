@@ -10,6 +10,7 @@ committed before stays intact.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import threading
@@ -22,12 +23,14 @@ import lmdb
 from storage.handover import bulk_handover
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"records", b"sequences", b"visits", b"visit_changes", b"pending", b"columns", b"visits_dirty",
              b"journal", b"journal_meta", b"replication", b"imported",
              b"day_generations", b"checkpoints")
 _GROWTH_STEP = 2  # multiply the map by this much each time it grows
 _MAX_GROWTH_BYTES = 4 << 30  # never grow by more than 4 GiB at once
+CLOSE_WAIT_SECONDS = 60.0  # how long close() waits for a write under way to end
 
 
 class StorageFullError(RuntimeError):
@@ -290,11 +293,26 @@ class Store:
         self.env.sync(True)
 
     def close(self) -> None:
-        # A derived write's meta page was not flushed when it committed. Closed already, or
-        # the disk refusing, loses nothing: every durable write was flushed by itself.
-        with contextlib.suppress(lmdb.Error):
-            self.env.sync(True)
-        self.env.close()
+        """Close the environment once a write under way on another thread has ended.
+
+        Closing under it would not end it: py-lmdb marks every transaction closed at once and
+        then waits for the thread that owns the write transaction to abort it, but an abort of
+        a transaction already marked closed does nothing, so the close waits until the
+        transaction object is freed, forever while an exception's traceback (kept, or in a
+        cycle the collector has not reached) holds it. Seen once as a test's teardown that
+        hung in ``Environment.close``."""
+        locked = self._write_lock.acquire(timeout=CLOSE_WAIT_SECONDS)
+        if not locked:
+            log.warning("a write still under way after %.0f s; closing the store under it", CLOSE_WAIT_SECONDS)
+        try:
+            # A derived write's meta page was not flushed when it committed. Closed already, or
+            # the disk refusing, loses nothing: every durable write was flushed by itself.
+            with contextlib.suppress(lmdb.Error):
+                self.env.sync(True)
+            self.env.close()
+        finally:
+            if locked:
+                self._write_lock.release()
 
 
 class ReadOnlyStore:
