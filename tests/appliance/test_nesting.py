@@ -30,6 +30,14 @@ def test_json_too_deep(document, deep):
     assert json_too_deep(document) is deep
 
 
+def test_strings_side_by_side_with_brackets_inside_do_not_count():
+    # adjacent quotes (an empty string, one string ending where the next begins) are taken
+    # out before the split at quotes; the brackets between them stay on their side
+    document = json.dumps(["]]]", "", "[", "]", [[["x", "[[", ""]]]]).encode()
+    assert json_too_deep(document, 3) is True
+    assert json_too_deep(document, 4) is False
+
+
 def test_decoder_would_have_failed_on_what_is_refused():
     import msgspec
 
