@@ -170,7 +170,7 @@ def main() -> int:
                     digest.update(value)
         # the open visits as a restart reads them from the store (whatever its layout there),
         # and whether that is the table the process holds
-        reread = type(appliance.visits)(appliance.store, appliance.visits.timeout)._open
+        reread = type(appliance.visits)(appliance.store, appliance.visits.timeout, appliance.visits.max_open)._open
         digest = digests["visits"] = hashlib.sha256()
         encode = msgspec.msgpack.Encoder().encode
         for key in sorted(reread):
