@@ -59,6 +59,7 @@ from appliance.events.encoding import (
 )
 from appliance.events.frames import Frame, VisitorSpace
 from appliance.events.openday import OpenDays
+from appliance.events.window_reader import content_of, frame_key_in, stored_block
 from appliance.models import Event
 from storage import Store
 from storage.columns import ColumnBlocks, encode_array
@@ -71,10 +72,7 @@ COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which i
 log = logging.getLogger(__name__)
 
 
-def _content(pointer) -> int:
-    """Which rows a day holds (0: no block, the log's); a compaction stores the same rows and
-    keeps it, a rewrite without some (erasure, purge) or with new visit figures changes it."""
-    return 0 if pointer is None else int(pointer.info.get("content", pointer.generation))
+_content = content_of  # which rows a day holds (appliance.events.window_reader)
 
 
 def _changed(pointer) -> int:
@@ -142,17 +140,8 @@ class ColumnStore:
         """What :meth:`frame` would read, without reading it: per day with events, which rows
         (:func:`_content`: a compaction keeps it) and how many, and the part in range. One settled
         read of counters and pointers, no block built (the memo and day sets key answers on it)."""
-        first_day, last_day = start_ms // DAY_MS, (end_ms - 1) // DAY_MS
-        totals: dict[int, int] = {}
         with self.settled() as txn:
-            for hour, _, value in self._counters.scan(txn, site, HOUR, dims.EVENTS_TOTAL, first_day * 24, last_day * 24 + 23):
-                totals[hour // 24] = totals.get(hour // 24, 0) + value
-            days = {day for day, total in totals.items() if total} | set(self.blocks.days(txn, site, first_day, last_day))
-            key = []
-            for day in sorted(days):
-                content = _content(self.blocks.pointer(txn, site, day))
-                key.append((day, content, totals.get(day, 0), max(start_ms, day * DAY_MS), min(end_ms, (day + 1) * DAY_MS)))
-        return (site, *key)
+            return frame_key_in(txn, self._counters, self.blocks, site, start_ms, end_ms)
 
     def is_closed(self, day: int) -> bool:
         return self._clock() * 1000 >= (day + 1) * DAY_MS + CLOSE_GRACE_SECONDS * 1000
@@ -199,7 +188,7 @@ class ColumnStore:
             with self._store.read() as txn:  # a transaction per column, as it is first used
                 return self.blocks.get(txn, site, day, pointer.generation, name)
 
-        return building.stored_block(site, day, pointer, read)
+        return stored_block(site, day, pointer, read)
 
     def _remember(self, block: Block) -> None:
         if block.count:  # an empty day costs one counter scan to find again

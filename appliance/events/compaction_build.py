@@ -18,6 +18,14 @@ caller's (it starts after the caller waited for the folds), and the write checks
 day's block generation is still the one the build read, as ever. Anything that goes wrong
 with the helper (it cannot start, dies, answers an error) is logged and the day is built in
 process instead: the helper only moves the work, it never decides what is stored.
+
+The same helper re-derives a visits-dirty day's figures for the job runner
+(:meth:`BuildHelper.derive`, :mod:`appliance.ingest.rederive`): it reads the day's window
+(:class:`appliance.events.window_reader.WindowReader`) and sessionises it
+(:func:`appliance.events.rederive_window.derive_window`, the code the process runs too), in one
+snapshot, and answers the figures, the window's key and its visitors' last visits; the caller
+matches them against its open visits and writes them under its write mutex only if the
+window's key is still the store's (docs/performance.md, twentieth part).
 """
 
 from __future__ import annotations
@@ -31,11 +39,8 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from appliance.events.blocks import DAY_MS, DELTA_COLUMNS, FORMAT_VERSION, Block, StaleBlock
 from appliance.events.encoding import (
@@ -45,6 +50,8 @@ from appliance.events.encoding import (
     in_key_order,
     stored_columns,
 )
+from appliance.events.rederive_window import derive_window
+from appliance.events.window_reader import WindowReader, stored_block
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.eventlog import EventLog
 from storage.keys import EVENT_KEY_SIZE, pack_event_key
@@ -119,30 +126,15 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
     return Built(pointer.generation if pointer is not None else None, keys, encoded, count)
 
 
-def stored_block(site: int, day: int, pointer, read: Callable[[str], np.ndarray | None]) -> Block:
-    """The day's stored block as ``pointer`` describes it, each column loaded on first use by
-    ``read(name)``, which gives None once that generation was replaced (:class:`StaleBlock`)."""
-    def load(name: str) -> np.ndarray:
-        array = read(name)
-        if array is None:
-            raise StaleBlock(f"block generation {pointer.generation} of site {site} day {day} was replaced")
-        return array
-
-    info = pointer.info
-    block = Block(site, day, int(info.get("count", 0)), {}, generation=pointer.generation, loader=load,
-                  timeout_ms=int(info.get("timeout_ms", 0)))
-    block.format = int(info.get("format", 0))
-    return block
-
-
 class HelperFailed(RuntimeError):
     """The helper process could not build the day (the caller builds it in process)."""
 
 
 class BuildHelper:
-    """The helper process, started on the first :meth:`build` of a :meth:`session` and ended
-    with the last session open (nothing of it stays between runs of compactions). Builds
-    and the helper's end take turns (one lock), so no thread ends it under another's build."""
+    """The helper process, started on the first :meth:`build` (or :meth:`derive`) of a
+    :meth:`session` and ended with the last session open (nothing of it stays between runs of
+    compactions). Requests and the helper's end take turns (one lock), so no thread ends it
+    under another's request."""
 
     def __init__(self, store_path: str | os.PathLike[str]) -> None:
         self._path = str(store_path)
@@ -150,6 +142,7 @@ class BuildHelper:
         self._sessions = 0
         self._lock = threading.Lock()
         self.builds = 0  # days built in the helper (tests, the bench)
+        self.derives = 0  # days' visits re-derived in the helper
 
     @contextlib.contextmanager
     def session(self):
@@ -172,10 +165,26 @@ class BuildHelper:
         with self._lock:
             return self._build(site, day, timeout_ms)
 
+    def derive(self, site: int, first_ms: int, end_ms: int, timeout_ms: int):
+        """The re-derived :class:`~appliance.events.rederive_window.Window` of the local day
+        ``[first_ms, end_ms)``, read and sessionised in the helper."""
+        with self._lock:
+            try:
+                process = self._started()
+                _send(process.stdin, ("derive", site, first_ms, end_ms, timeout_ms))
+                status, value = _receive(process.stdout)
+            except (OSError, EOFError, pickle.PickleError, struct.error) as error:
+                self._end()
+                raise HelperFailed(f"the build helper stopped: {error!r}") from error
+        if status != "ok":
+            raise HelperFailed(f"the build helper failed: {value}")
+        self.derives += 1
+        return value.restored()
+
     def _build(self, site: int, day: int, timeout_ms: int) -> Built | None:
         try:
             process = self._started()
-            _send(process.stdin, (site, day, timeout_ms))
+            _send(process.stdin, ("build", site, day, timeout_ms))
             status, value = _receive(process.stdout)
             if status == "ok" and value is not None:  # the keys and columns follow as they are
                 generation, count, key_bytes, sizes = value
@@ -249,7 +258,7 @@ def _send_built(stream, built: Built | None) -> None:
 
 
 def main(path: str) -> int:
-    """The helper: builds the days asked on stdin until it ends, answering on stdout."""
+    """The helper: builds (or re-derives) the days asked on stdin until it ends, answering on stdout."""
     from storage.environment import ReadOnlyStore
 
     # a stop signal sent to the server's process group is the server's to handle: this
@@ -265,19 +274,35 @@ def main(path: str) -> int:
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
     os.dup2(2, 1)
+    reader = None
     while True:
         try:
-            site, day, timeout_ms = _receive(requests)
+            kind, *request = _receive(requests)
         except EOFError:
             store.close()
             return 0
         try:
-            built = build_day(store, blocks, eventlog, site, day, timeout_ms, store.read())
+            if kind == "derive":
+                reader = reader or WindowReader(store)
+                window = _derive(store, reader, *request)
+            else:
+                built = build_day(store, blocks, eventlog, *request, store.read())
         except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
             _send(answers, ("error", f"{type(error).__name__}: {error}"))
             continue
-        _send_built(answers, built)
-        del built
+        if kind == "derive":
+            _send(answers, ("ok", window))
+        else:
+            _send_built(answers, built)
+        window = built = None
+
+
+def _derive(store, reader, site: int, first_ms: int, end_ms: int, timeout_ms: int):
+    """A re-derived window, read in one snapshot (its key and its events alike)."""
+    with store.read() as txn:
+        window = derive_window(lambda lo, hi: reader.frame(txn, site, lo, hi),
+                               lambda lo, hi: reader.frame_key(txn, site, lo, hi), first_ms, end_ms, timeout_ms)
+    return window.portable()
 
 
 if __name__ == "__main__":

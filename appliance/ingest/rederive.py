@@ -17,9 +17,10 @@ transaction that counts the event. In-order events never mark anything: they sta
 incremental path.
 
 *Re-deriving a day* (:meth:`Rederiver.rederive_day`): the site's events of the day plus
-:data:`LOOK_MS` either side (widened while a visit reaches the window's edge) are
-sessionised by the scan path's own code (:class:`appliance.events.sessions.Sessions`, over a
-column-store frame: blocks and log rows alike, so closed and compacted days too), and the
+:data:`~appliance.events.rederive_window.LOOK_MS` either side (widened while a visit
+reaches the window's edge) are sessionised by the scan path's own code
+(:class:`appliance.events.sessions.Sessions`, over a column-store frame: blocks and log rows
+alike, so closed and compacted days too), and the
 day's order-dependent counters and sketches listed above are replaced by what those visits
 give, with the open visits of the window's visitors, in one transaction. So the counted path
 and the filtered path agree by construction. If anything changed and a visit crosses the
@@ -37,8 +38,11 @@ is taken, so ingest commits go on meanwhile; under the mutex the window's identi
 (:meth:`ColumnStore.frame_key <appliance.events.columns.ColumnStore.frame_key>`: each UTC
 day's block generation and event count) is read again, and only if it is unchanged are the
 open visits read and the figures written; if an event came for the window meanwhile, the day
-is derived again under the mutex, as it always was. A run takes the mutex for one day at a
-time, so commits go through between the days of a long run (after an import, dozens), and
+is derived again under the mutex, as it always was. In a run of the job runner a window of
+20,000 events or more is read and sessionised by the build helper process
+(:mod:`appliance.events.compaction_build`, the same code over the store alone: the serving
+process's interpreter stays free for requests) and only matched and written here. A run
+takes the mutex for one day at a time, so commits go through between the days of a long run (after an import, dozens), and
 the writer re-derives small days that became dirty meanwhile. The staleness bound: zero
 for small days, the next hourly job (at most an hour) for big ones. Days older than the
 site's retention are not re-derived (their events are partly purged).
@@ -46,6 +50,7 @@ site's retention are not re-derived (their events are partly purged).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import struct
@@ -56,15 +61,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from appliance import dimensions as dims
 from appliance.budget import unbounded
 from appliance.events.block_cache import ScanBlocks
 from appliance.events.blocks import StaleBlock
 from appliance.events.columns import ColumnStore
+from appliance.events.compaction_build import HelperFailed
 from appliance.events.coordinator import WriteCoordinator
-from appliance.events.sessions import Sessions
+from appliance.events.rederive_window import LastVisits, Window, derive_window
 from appliance.heap import LARGE_FRAME_ROWS, HeapTrimmer
-from appliance.ingest.rederived_figures import day_figures
 from appliance.ingest.visits import Visit, VisitTable
 from appliance.periods import day_bucket, day_from_number, day_start_timestamp
 from appliance.sites import SiteRegistry
@@ -78,46 +82,23 @@ log = logging.getLogger(__name__)
 
 _KEY = struct.Struct(">Ii")  # site, local day
 IMMEDIATE_EVENTS = 20_000  # a day with fewer events (and its margins) is re-derived at once
-LOOK_MS = 6 * 3_600_000  # events read either side of the day (widened when a visit reaches the edge)
-_WIDEN_DAYS = 8
-_DIMENSIONS = tuple((name, field) for name, (field, _, _) in dims.DIMENSIONS.items())
 
 
 @dataclass(slots=True)
 class _Derived:
-    """One day's re-derived figures, computed from the window of events ``frame_key`` names."""
+    """One day's re-derived window (:class:`~appliance.events.rederive_window.Window`), and
+    the visits of its visitors open when it was derived before the mutex."""
 
     site_id: int
     day: int
     timezone: str
-    lo: int
-    hi: int
-    frame_key: tuple | None  # None: derived under the mutex
-    frame: object
-    sessions: Sessions
-    counters: dict
-    sketches: dict
+    window: Window
     started: float
-    crossing_before: bool
-    crossing_after: bool
-    visits: dict  # {session index: (visitor, Visit)}: the window's last visits open when derived
-    last_visits: np.ndarray  # each window visitor's last visit (session indices; see _last_visits)
+    visits: dict  # {position in window.last: (visitor, Visit)}
 
     def key_now(self, columns: ColumnStore) -> tuple:
-        """What the window holds now (compared with ``frame_key`` under the mutex)."""
-        return columns.frame_key(self.site_id, self.lo, self.hi)
-
-
-def _last_visits(sessions: Sessions) -> np.ndarray:
-    """Session indices of each window visitor's last visit, ordered by visitor hash (the
-    part of choosing the visits to reopen that does not depend on the open-visit table, so a
-    derivation before the mutex does it there)."""
-    if not sessions.count:
-        return np.zeros(0, np.int64)
-    hashes = sessions.visitor_hash
-    order = np.lexsort((sessions.end, hashes))
-    ordered = hashes[order]
-    return order[np.append(ordered[1:] != ordered[:-1], True)]
+        """What the window holds now (compared with its ``frame_key`` under the mutex)."""
+        return columns.frame_key(self.site_id, self.window.lo, self.window.hi)
 
 
 class Rederiver:
@@ -210,8 +191,10 @@ class Rederiver:
         done = 0
         # the run's blocks: consecutive days share theirs, the shared cache gets none
         scan = ScanBlocks(limit_bytes=self.scan_bytes)
+        # the job runner's run: a big day's window is read by the build helper
+        helped = self._columns.compaction_session() if force else contextlib.nullcontext()
         try:
-            with unbounded():
+            with unbounded(), helped:
                 for _ in range(64):  # a cascade to neighbouring days settles in a few rounds
                     with self._coordinator.mutex:
                         now = time.monotonic()
@@ -248,14 +231,14 @@ class Rederiver:
         started = time.monotonic()
         early = key in self._dirty and not self._coordinator.mutex.held()  # the writer holds it already
         try:
-            derived = self._derive(*key, started, scan, early=True) if early else None
+            derived = (self._derive_elsewhere(*key, started) or self._derive(*key, started, scan, early=True)) if early else None
         except StaleBlock:
             derived = None  # compacted meanwhile: derived again below
         with self._coordinator.mutex:
             if key not in self._dirty:
                 return 0
             try:
-                if derived is not None and derived.key_now(self._columns) == derived.frame_key:
+                if derived is not None and derived.key_now(self._columns) == derived.window.frame_key:
                     self._apply(derived)
                 else:
                     derived = None  # the stale window goes first: not two windows' frames at once
@@ -287,43 +270,63 @@ class Rederiver:
         before the mutex is taken, so the window's identity is noted (to compare under it) and
         the visits to reopen are built for the visitors open now; under the mutex neither is
         needed (:meth:`_open_visits` builds them)."""
-        site = self._sites.by_id(site_id)
-        timezone = site.timezone if site is not None else "UTC"
-        if site is None or day <= day_bucket(self._clock() - site.retention_days * 86400, timezone):
+        timezone = self._kept(site_id, day)
+        if timezone is None:
             return None
-        first_ms = int(day_start_timestamp(day_from_number(day), timezone) * 1000)
-        end_ms = int(day_start_timestamp(day_from_number(day + 1), timezone) * 1000)
-        lo, hi = first_ms - LOOK_MS, end_ms + LOOK_MS
-        timeout = self.timeout_ms
-        for _ in range(_WIDEN_DAYS):
-            # noted before the read, so an event committed during it shows under the mutex
-            frame_key = self._columns.frame_key(site_id, lo, hi) if early else None
-            frame = self._columns.frame(site_id, lo, hi, scan)
-            sessions = Sessions(frame, timeout)
-            start, end = sessions.start, sessions.end
-            cut_before = ((start < lo + timeout) & (end >= first_ms)).any()
-            cut_after = ((start >= first_ms) & (start < end_ms) & (end > hi - timeout)).any()
-            if not cut_before and not cut_after:
-                break
-            lo -= 86_400_000 if cut_before else 0
-            hi += 86_400_000 if cut_after else 0
-        counters, sketches = day_figures(frame, sessions, first_ms, end_ms)
-        last = _last_visits(sessions)
-        visits = self._built(timezone, frame, sessions, self._chosen(site_id, sessions, last)) if early else {}
-        return _Derived(
-            site_id=site_id, day=day, timezone=timezone, lo=lo, hi=hi, frame_key=frame_key, frame=frame,
-            sessions=sessions, counters=counters, sketches=sketches, started=started,
-            crossing_before=bool(((start < first_ms) & (end >= first_ms)).any()),
-            crossing_after=bool(((start >= first_ms) & (start < end_ms) & (end >= end_ms)).any()),
-            visits=visits, last_visits=last,
-        )
+        first_ms, end_ms = self._bounds(day, timezone)
+        frame_key = (lambda lo, hi: self._columns.frame_key(site_id, lo, hi)) if early else (lambda lo, hi: None)
+        window = derive_window(lambda lo, hi: self._columns.frame(site_id, lo, hi, scan), frame_key,
+                               first_ms, end_ms, self.timeout_ms)
+        return self._derived(site_id, day, timezone, window, started, early)
+
+    def _derive_elsewhere(self, site_id: int, day: int, started: float) -> _Derived | None:
+        """:meth:`_derive` (early) by the build helper, for a day whose window holds
+        ``ColumnStore.helper_events`` (20,000) events or more, while a run of the job runner
+        has one (:meth:`ColumnStore.compaction_session`); None: derive it
+        here (no helper, a small day, the site gone, or the helper failed)."""
+        helper = self._columns.build_helper
+        key = (site_id, day)
+        timezone = self._kept(site_id, day)
+        if helper is None or not helper.in_session or timezone is None:
+            return None
+        cost = self._cost.get(key)
+        if (cost[2] if cost is not None else self._estimate(site_id, day)) < self._columns.helper_events:
+            return None
+        with self._coordinator.folded():
+            pass  # the window's events folded: the helper's snapshot is no older
+        first_ms, end_ms = self._bounds(day, timezone)
+        try:
+            window = helper.derive(site_id, first_ms, end_ms, self.timeout_ms)
+        except HelperFailed as failure:
+            log.warning("%s; re-deriving day %s of site %s in process", failure, day, site_id)
+            return None
+        log.info("read the window of day %s of site %s in the helper: %d events", day, site_id, window.size)
+        return self._derived(site_id, day, timezone, window, started, early=True)
+
+    def _kept(self, site_id: int, day: int) -> str | None:
+        """The site's timezone, or None when the site is gone or the day past its retention."""
+        site = self._sites.by_id(site_id)
+        if site is None or day <= day_bucket(self._clock() - site.retention_days * 86400, site.timezone):
+            return None
+        return site.timezone
+
+    @staticmethod
+    def _bounds(day: int, timezone: str) -> tuple[int, int]:
+        """The local day's first and end millisecond."""
+        return (int(day_start_timestamp(day_from_number(day), timezone) * 1000),
+                int(day_start_timestamp(day_from_number(day + 1), timezone) * 1000))
+
+    def _derived(self, site_id: int, day: int, timezone: str, window: Window, started: float, early: bool) -> _Derived:
+        visits = self._built(timezone, window.last, self._chosen(site_id, window.last)) if early else {}
+        return _Derived(site_id=site_id, day=day, timezone=timezone, window=window, started=started, visits=visits)
 
     def _apply(self, derived: _Derived) -> bool:
         """Write what :meth:`_derive` computed, with the window's re-derived open visits (read
         now: the table changes with every commit). Under the coordinator mutex."""
         site_id, day = derived.site_id, derived.day
         key = (site_id, day)
-        counters, sketches = derived.counters, derived.sketches
+        window = derived.window
+        counters, sketches = window.counters, window.sketches
         reopened = self._open_visits(derived)
 
         def write(txn):
@@ -336,7 +339,7 @@ class Rederiver:
             txn.delete(_KEY.pack(*key), db=self._db)
             cascade = []
             if changed:
-                crossings = ((day - 1, derived.crossing_before), (day + 1, derived.crossing_after))
+                crossings = ((day - 1, window.crossing_before), (day + 1, window.crossing_after))
                 cascade = [(site_id, d) for d, crossing in crossings if crossing]
                 for neighbour in cascade:
                     txn.put(_KEY.pack(*neighbour), b"", db=self._db)
@@ -350,8 +353,8 @@ class Rederiver:
         self._visits.committed()
         self._dirty.discard(key)
         self._dirty.update(cascade)
-        self._cost[key] = (time.monotonic() - derived.started, time.monotonic(), derived.frame.size)
-        self._rows_read += derived.frame.size
+        self._cost[key] = (time.monotonic() - derived.started, time.monotonic(), window.size)
+        self._rows_read += window.size
         self.days_rederived += 1
         return changed
 
@@ -361,19 +364,20 @@ class Rederiver:
         Which visitors that is depends on the table now (under the mutex: matched in arrays);
         a derivation before the mutex built the visits of those open then, and only a visitor
         who has opened one since is built here (every one, for a derivation under it)."""
-        chosen = self._chosen(derived.site_id, derived.sessions, derived.last_visits)
+        last = derived.window.last
+        chosen = self._chosen(derived.site_id, last)
         built = derived.visits
-        missing = [index for index in chosen if index not in built]
+        missing = [position for position in chosen if position not in built]
         if missing:
-            built = {**built, **self._built(derived.timezone, derived.frame, derived.sessions, missing)}
-        return dict(built[index] for index in chosen)
+            built = {**built, **self._built(derived.timezone, last, missing)}
+        return dict(built[position] for position in chosen)
 
-    def _chosen(self, site_id: int, sessions: Sessions, last: np.ndarray) -> list[int]:
-        """Sessions' indices of each window visitor's last visit (``last``), for the visitors
-        whose open visit (in the table now) that visit reaches. Matched in arrays, as the
-        choice under the mutex holds every commit: a big day's window has ~100,000 visitors (a
-        lookup each took ~0.1 s)."""
-        if not len(last):
+    def _chosen(self, site_id: int, last: LastVisits) -> list[int]:
+        """Positions in ``last`` (each window visitor's last visit) of the visitors whose open
+        visit (in the table now) that visit reaches. Matched in arrays, as the choice under the
+        mutex holds every commit: a big day's window has ~100,000 visitors (a lookup each took
+        ~0.1 s)."""
+        if not len(last.visitor):
             return []
         visitors, lasts = self._visits.open_lasts(site_id)
         if not visitors:
@@ -383,37 +387,30 @@ class Rederiver:
         open_visitors = open_visitors[order]
         # int(last * 1000) of each open visit, as the table's float seconds truncate
         open_last_ms = (np.array(lasts, np.float64)[order] * 1000).astype(np.int64)
-        window = sessions.visitor_hash[last]
-        at = np.minimum(np.searchsorted(open_visitors, window), len(open_visitors) - 1)
-        reaches = (open_visitors[at] == window) & (sessions.end[last] >= open_last_ms[at] - 1)
-        return last[reaches].tolist()
+        at = np.minimum(np.searchsorted(open_visitors, last.visitor), len(open_visitors) - 1)
+        reaches = (open_visitors[at] == last.visitor) & (last.end >= open_last_ms[at] - 1)
+        return np.flatnonzero(reaches).tolist()
 
-    def _built(self, timezone: str, frame, sessions: Sessions, indices: list[int]) -> dict[int, tuple[int, Visit]]:
-        """``{session index: (visitor, Visit)}`` for the visits of ``indices``."""
-        if not indices:
+    def _built(self, timezone: str, last: LastVisits, positions: list[int]) -> dict[int, tuple[int, Visit]]:
+        """``{position: (visitor, Visit)}`` for the last visits at ``positions``."""
+        if not positions:
             return {}
-        hashes, end = sessions.visitor_hash, sessions.end
-        chosen = np.array(indices, np.int64)
-        rows = sessions.first_row[chosen]
-        # Each column read once and turned into Python values at once (not a numpy scalar
-        # per visit and field): the window's visitors are every imported visitor.
-        entries = np.column_stack([
-            (sessions.entry_page[chosen] if name == "page" else frame.values_at(field, rows)).astype(np.int64)
-            for name, field in _DIMENSIONS
-        ]).tolist()
-        carried = [frame.values_at(field, rows).tolist() for field in dims.VISIT_FIELDS]
+        chosen = np.array(positions, np.int64)
+        # Each column turned into Python values at once (not a numpy scalar per visit and
+        # field): the window's visitors are every imported visitor.
+        entries = last.entries[chosen].tolist()
+        carried = last.carried[chosen].T.tolist()
         text = self._strings.text
         names = {value_id: text(value_id) for value_id in set(itertools.chain.from_iterable(carried))}
         carried_rows = zip(*([names[value_id] for value_id in column] for column in carried), strict=True)
-        hints = frame.values_at("session", rows).tolist()
         out = {}
-        for index, visitor, started, ended, pageviews, interactive, exit_path, entry, visit_values, hint in zip(
-            indices, hashes[chosen].tolist(), sessions.start[chosen].tolist(), end[chosen].tolist(),
-            sessions.pageviews[chosen].tolist(), sessions.interactive[chosen].tolist(),
-            sessions.exit_page[chosen].tolist(), entries, carried_rows, hints, strict=True,
+        for position, visitor, started, ended, pageviews, interactive, exit_path, entry, visit_values, hint in zip(
+            positions, last.visitor[chosen].tolist(), last.start[chosen].tolist(), last.end[chosen].tolist(),
+            last.pageviews[chosen].tolist(), last.interactive[chosen].tolist(),
+            last.exit_page[chosen].tolist(), entries, carried_rows, last.hints[chosen].tolist(), strict=True,
         ):
             start = int(started) / 1000
-            out[index] = int(visitor), Visit(
+            out[position] = int(visitor), Visit(
                 start=start,
                 last=int(ended) / 1000,
                 day=day_bucket(start, timezone),

@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 
+from appliance.events import rederive_window
 from appliance.ingest import rederive
 from appliance.models import EventKind
 from tests.appliance.test_arrival_order import _days, _event, report, script, send
@@ -68,7 +69,7 @@ def test_a_forced_run_releases_the_mutex_between_days(make_appliance, monkeypatc
 
 def _pausing_sessions(monkeypatch, meanwhile):
     """Make the first sessionising of a run call ``meanwhile`` first (in the re-deriving thread)."""
-    real = rederive.Sessions
+    real = rederive_window.Sessions
     calls = []
 
     def sessions(frame, timeout):
@@ -77,7 +78,7 @@ def _pausing_sessions(monkeypatch, meanwhile):
             meanwhile()
         return real(frame, timeout)
 
-    monkeypatch.setattr(rederive, "Sessions", sessions)
+    monkeypatch.setattr(rederive_window, "Sessions", sessions)
 
 
 def test_ingest_commits_while_a_big_day_is_read_and_sessionised(make_appliance, monkeypatch):
@@ -140,7 +141,7 @@ def test_a_window_read_again_under_the_mutex_is_not_held_twice(make_appliance, m
     late = {"visitor": 99, "ts": first_day + 10 * 3600, "kind": EventKind.PAGEVIEW, "path": "/late",
             "source": "", "channel": "Direct"}
     windows = []
-    real = rederive.Sessions
+    real = rederive_window.Sessions
 
     def sessions(frame, timeout):
         made = real(frame, timeout)
@@ -158,7 +159,7 @@ def test_a_window_read_again_under_the_mutex_is_not_held_twice(make_appliance, m
         stale_alive.append(windows[0]() is not None)
         return again(*args, **kwargs)
 
-    monkeypatch.setattr(rederive, "Sessions", sessions)
+    monkeypatch.setattr(rederive_window, "Sessions", sessions)
     monkeypatch.setattr(rederiver, "rederive_day", rederive_day)
     rederiver.run(force=True)
     assert stale_alive and stale_alive[0] is False
