@@ -39,6 +39,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,39 +164,32 @@ class BuildHelper:
 
     def build(self, site: int, day: int, timeout_ms: int) -> Built | None:
         with self._lock:
-            return self._build(site, day, timeout_ms)
+            built = self._ask(("build", site, day, timeout_ms), _read_built)
+            self.builds += 1
+            return built
 
     def derive(self, site: int, first_ms: int, end_ms: int, timeout_ms: int):
         """The re-derived :class:`~appliance.events.rederive_window.Window` of the local day
         ``[first_ms, end_ms)``, read and sessionised in the helper."""
         with self._lock:
-            try:
-                process = self._started()
-                _send(process.stdin, ("derive", site, first_ms, end_ms, timeout_ms))
-                status, value = _receive(process.stdout)
-            except (OSError, EOFError, pickle.PickleError, struct.error) as error:
-                self._end()
-                raise HelperFailed(f"the build helper stopped: {error!r}") from error
-        if status != "ok":
-            raise HelperFailed(f"the build helper failed: {value}")
-        self.derives += 1
-        return value.restored()
+            window = self._ask(("derive", site, first_ms, end_ms, timeout_ms))
+            self.derives += 1
+        return window.restored()
 
-    def _build(self, site: int, day: int, timeout_ms: int) -> Built | None:
+    def _ask(self, request: tuple, more: Callable | None = None):
+        """Send ``request``; the answer's value (``more(stream, value)`` reads what follows an
+        ok answer). Under the lock."""
         try:
             process = self._started()
-            _send(process.stdin, ("build", site, day, timeout_ms))
+            _send(process.stdin, request)
             status, value = _receive(process.stdout)
-            if status == "ok" and value is not None:  # the keys and columns follow as they are
-                generation, count, key_bytes, sizes = value
-                keys = _read(process.stdout, key_bytes)
-                value = Built(generation, keys, {name: _read(process.stdout, size) for name, size in sizes}, count)
+            if status == "ok" and more is not None:
+                value = more(process.stdout, value)
         except (OSError, EOFError, pickle.PickleError, struct.error) as error:
             self._end()
             raise HelperFailed(f"the build helper stopped: {error!r}") from error
         if status != "ok":
             raise HelperFailed(f"the build helper failed: {value}")
-        self.builds += 1
         return value
 
     def _started(self) -> subprocess.Popen:
@@ -241,6 +235,15 @@ def _receive(stream):
     if len(head) < _LENGTH.size:
         raise EOFError("no answer")
     return pickle.loads(_read(stream, _LENGTH.unpack(head)[0]))  # noqa: S301 - our own child's, over its pipe
+
+
+def _read_built(stream, header) -> Built | None:
+    """:func:`_send_built`'s answer: after its header, the keys and columns as they are."""
+    if header is None:
+        return None
+    generation, count, key_bytes, sizes = header
+    keys = _read(stream, key_bytes)
+    return Built(generation, keys, {name: _read(stream, size) for name, size in sizes}, count)
 
 
 def _send_built(stream, built: Built | None) -> None:
