@@ -72,11 +72,8 @@ COMPACT_READ_ROWS = 20_000  # a closed day's log rows a query read, over which i
 log = logging.getLogger(__name__)
 
 
-_content = content_of  # which rows a day holds (appliance.events.window_reader)
-
-
 def _changed(pointer) -> int:
-    return max(_content(pointer), pointer.generation) + 1  # above every number the day had
+    return max(content_of(pointer), pointer.generation) + 1  # above every number the day had
 
 
 class ColumnStore:
@@ -138,7 +135,7 @@ class ColumnStore:
 
     def frame_key(self, site: int, start_ms: int, end_ms: int) -> tuple:
         """What :meth:`frame` would read, without reading it: per day with events, which rows
-        (:func:`_content`: a compaction keeps it) and how many, and the part in range. One settled
+        (:func:`~appliance.events.window_reader.content_of`: a compaction keeps it) and how many, and the part in range. One settled
         read of counters and pointers, no block built (the memo and day sets key answers on it)."""
         with self.settled() as txn:
             return frame_key_in(txn, self._counters, self.blocks, site, start_ms, end_ms)
@@ -220,7 +217,7 @@ class ColumnStore:
                 current = self.blocks.pointer(txn, site, day)
                 if (current.generation if current is not None else None) != built.generation:
                     return False
-                content = _changed(current) if current and self._outdated(current) else _content(current)
+                content = _changed(current) if current and self._outdated(current) else content_of(current)
                 info = {"format": FORMAT_VERSION, "count": built.count, "timeout_ms": self.timeout_ms, "content": content}
                 self._eventlog.delete_rows(txn, built.key_list())  # MissingRow (purged meanwhile): aborted
                 self.blocks.put(txn, site, day, built.encoded, info)

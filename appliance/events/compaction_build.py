@@ -273,11 +273,10 @@ def main(path: str) -> int:
     with contextlib.suppress(OSError):
         os.nice(HELPER_NICENESS)
     store = ReadOnlyStore(path)
-    blocks, eventlog = ColumnBlocks(store, migrate=False), EventLog(store)
+    reader = WindowReader(store)
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
     os.dup2(2, 1)
-    reader = None
     while True:
         try:
             kind, *request = _receive(requests)
@@ -286,25 +285,27 @@ def main(path: str) -> int:
             return 0
         try:
             if kind == "derive":
-                reader = reader or WindowReader(store)
-                window = _derive(store, reader, *request)
+                send, answer = _send, ("ok", _derive(store, reader, *request))
             else:
-                built = build_day(store, blocks, eventlog, *request, store.read())
+                send, answer = _send_built, build_day(store, reader.blocks, reader.eventlog, *request, store.read())
         except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
             _send(answers, ("error", f"{type(error).__name__}: {error}"))
             continue
-        if kind == "derive":
-            _send(answers, ("ok", window))
-        else:
-            _send_built(answers, built)
-        window = built = None
+        send(answers, answer)
+        answer = None  # the day's columns are not kept while the next request waits
 
 
-def _derive(store, reader, site: int, first_ms: int, end_ms: int, timeout_ms: int):
+def _derive(store, reader: WindowReader, site: int, first_ms: int, end_ms: int, timeout_ms: int):
     """A re-derived window, read in one snapshot (its key and its events alike)."""
+    keys: dict[tuple[int, int], tuple] = {}
+
+    def key_of(lo: int, hi: int) -> tuple:
+        keys[lo, hi] = reader.frame_key(txn, site, lo, hi)
+        return keys[lo, hi]
+
     with store.read() as txn:
-        window = derive_window(lambda lo, hi: reader.frame(txn, site, lo, hi),
-                               lambda lo, hi: reader.frame_key(txn, site, lo, hi), first_ms, end_ms, timeout_ms)
+        window = derive_window(lambda lo, hi: reader.frame(txn, site, lo, hi, keys.get((lo, hi))), key_of,
+                               first_ms, end_ms, timeout_ms)
     return window.portable()
 
 

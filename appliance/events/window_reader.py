@@ -64,9 +64,10 @@ class WindowReader:
     def frame_key(self, txn, site: int, start_ms: int, end_ms: int) -> tuple:
         return frame_key_in(txn, self.counters, self.blocks, site, start_ms, end_ms)
 
-    def frame(self, txn, site: int, start_ms: int, end_ms: int) -> Frame:
-        """The site's events with ``start_ms <= ts < end_ms``, as ``txn`` sees them."""
-        key = self.frame_key(txn, site, start_ms, end_ms)
+    def frame(self, txn, site: int, start_ms: int, end_ms: int, key: tuple | None = None) -> Frame:
+        """The site's events with ``start_ms <= ts < end_ms``, as ``txn`` sees them (``key``:
+        :meth:`frame_key` of the same, when already read in ``txn``)."""
+        key = key or self.frame_key(txn, site, start_ms, end_ms)
         parts = []
         for day, _, total, lo_ms, hi_ms in key[1:]:
             block = self._block(txn, site, day, total)

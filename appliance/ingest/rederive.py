@@ -282,8 +282,8 @@ class Rederiver:
     def _derive_elsewhere(self, site_id: int, day: int, started: float) -> _Derived | None:
         """:meth:`_derive` (early) by the build helper, for a day whose window holds
         ``ColumnStore.helper_events`` (20,000) events or more, while a run of the job runner
-        has one (:meth:`ColumnStore.compaction_session`); None: derive it
-        here (no helper, a small day, the site gone, or the helper failed)."""
+        has one (:meth:`ColumnStore.compaction_session`); None: derive it here (no helper, a
+        small day, the site gone, or the helper failed)."""
         helper = self._columns.build_helper
         key = (site_id, day)
         timezone = self._kept(site_id, day)

@@ -75,11 +75,15 @@ def test_a_helper_that_fails_leaves_the_day_to_the_process(make_appliance, monke
     appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
     appliance.columns.helper_events = 1
 
+    asked = []
+
     def failing(self, *args):
+        asked.append(args)
         raise HelperFailed("the build helper failed: a test")
 
     monkeypatch.setattr(BuildHelper, "derive", failing)
     assert appliance.rederiver.run(force=True) >= 3
+    assert len(asked) >= 3  # each day went to the helper first
     assert not appliance.rederiver.dirty
     first, last = _days([spec["ts"] for spec in specs])
     assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
