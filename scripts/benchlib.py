@@ -134,6 +134,53 @@ def group_rss_bytes(pgid: int) -> dict[str, int]:
     return totals
 
 
+_ROLLUP = {"Rss": "rss", "Pss": "pss", "Pss_Anon": "pss_anon", "Pss_File": "pss_file"}
+
+
+def process_memory(pid: str) -> dict[str, int]:
+    """One process's resident memory from /proc/PID/smaps_rollup, in bytes: ``rss`` and its
+    proportional share ``pss`` (each page shared with other processes counted as 1/n of it),
+    split into ``pss_anon`` and ``pss_file``. Empty when the process is gone."""
+    figures: dict[str, int] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            name, _, value = line.partition(":")
+            if name in _ROLLUP:
+                figures[_ROLLUP[name]] = int(value.split()[0]) * 1024
+    return figures
+
+
+def process_role(pid: str, pgid: int) -> str:
+    """What a process of ``footfall serve``'s group is: granian's ``supervisor`` (the group's
+    leader), the serving ``worker``, or compaction's ``helper`` (by its command line; a
+    helper between its fork and its exec still shows the worker's command line and pages)."""
+    if int(pid) == pgid:
+        return "supervisor"
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        if b"compaction_build" in cmdline.read():
+            return "helper"
+    return "worker"
+
+
+def group_memory(pgid: int) -> dict:
+    """:func:`group_rss_bytes` of the group, and beside it the group's proportional set size
+    (``pss``, ``pss_anon``, ``pss_file``: pages two of its processes both map, such as the
+    LMDB map's pages a helper reads, or a helper's pages between its fork and its exec,
+    counted once, not once a process) and each role's RSS (``roles``)."""
+    totals: dict = {"total": 0, "anon": 0, "file": 0, "pss": 0, "pss_anon": 0, "pss_file": 0, "roles": {}}
+    status = group_rss_bytes(pgid)
+    for pid, _ in _group_members(pgid):
+        figures = process_memory(pid)
+        if not figures:
+            continue
+        for key in ("pss", "pss_anon", "pss_file"):
+            totals[key] += figures.get(key, 0)
+        role = process_role(pid, pgid)
+        totals["roles"][role] = totals["roles"].get(role, 0) + figures.get("rss", 0)
+    totals.update(status)
+    return totals
+
+
 class MemoryCap:
     """A memory control group with a hard limit, for a server started inside it
     (:meth:`wrap`): what a small server's memory allows. The kernel charges the group its
@@ -205,6 +252,7 @@ class MemorySampler:
         self.interval = interval
         self.samples: list[tuple[float, str, dict[str, int]]] = []
         self.phase = ""
+        self.cpu_seconds = 0.0  # the sampler's own CPU (reading smaps_rollup walks page tables)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -221,7 +269,9 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = group_rss_bytes(self.pgid)
+            began = time.process_time()
+            rss = group_memory(self.pgid)
+            self.cpu_seconds += time.process_time() - began
             if rss["total"]:
                 self.samples.append((time.monotonic(), self.phase, rss))
             self._stop.wait(self.interval)
@@ -241,6 +291,16 @@ class MemorySampler:
             "peak_file_mb": round(max(rss["file"] for rss in chosen) / mb, 1),
             "steady_mb": round(statistics.median(rss["total"] for rss in second_half) / mb, 1),
             "steady_anon_mb": round(statistics.median(rss["anon"] for rss in second_half) / mb, 1),
+            # proportional set size: pages the group's processes share counted once
+            "peak_pss_mb": round(max(rss.get("pss", 0) for rss in chosen) / mb, 1),
+            "peak_pss_anon_mb": round(max(rss.get("pss_anon", 0) for rss in chosen) / mb, 1),
+            "peak_pss_file_mb": round(max(rss.get("pss_file", 0) for rss in chosen) / mb, 1),
+            "steady_pss_mb": round(statistics.median(rss.get("pss", 0) for rss in second_half) / mb, 1),
+            # each role's own peak RSS, and the roles' RSS in the sample of the summed peak
+            "role_peak_mb": {role: round(max(rss.get("roles", {}).get(role, 0) for rss in chosen) / mb, 1)
+                             for role in sorted({role for rss in chosen for role in rss.get("roles", {})})},
+            "at_peak_mb": {role: round(value / mb, 1) for role, value in
+                           sorted(max(chosen, key=lambda rss: rss["total"]).get("roles", {}).items())},
         }
 
 
