@@ -115,32 +115,37 @@ def group_cpu_seconds(pgid: int) -> float:
     return sum(int(fields[11]) + int(fields[12]) for _, fields in _group_members(pgid)) / CLK_TCK
 
 
+def _status_memory(pid: str) -> dict[str, int]:
+    """One process's ``total`` resident memory and its ``anon`` (heap) and ``file`` parts
+    (file-backed pages: the LMDB map, shared libraries) from /proc/PID/status, in bytes."""
+    figures = {"total": 0, "anon": 0, "file": 0}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "RssShmem:")):
+                name, value = line.split(":", 1)
+                key = {"VmRSS": "total", "RssAnon": "anon"}.get(name, "file")
+                figures[key] += int(value.split()[0]) * 1024
+    return figures
+
+
 def group_rss_bytes(pgid: int) -> dict[str, int]:
-    """Resident memory of process group ``pgid``: ``total`` and its ``anon`` (heap) and
-    ``file`` parts (file-backed pages: the LMDB map, shared libraries), from /proc status."""
+    """Resident memory of process group ``pgid``, summed over its processes: ``total`` and its
+    ``anon`` (heap) and ``file`` parts (file-backed pages: the LMDB map, shared libraries)."""
     totals = {"total": 0, "anon": 0, "file": 0}
     for pid, _ in _group_members(pgid):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "RssShmem:")):
-                    name, value = line.split(":", 1)
-                    kib = int(value.split()[0]) * 1024
-                    if name == "VmRSS":
-                        totals["total"] += kib
-                    elif name == "RssAnon":
-                        totals["anon"] += kib
-                    else:
-                        totals["file"] += kib
+        for key, value in _status_memory(pid).items():
+            totals[key] += value
     return totals
 
 
-_ROLLUP = {"Rss": "rss", "Pss": "pss", "Pss_Anon": "pss_anon", "Pss_File": "pss_file"}
+_ROLLUP = {"Pss": "pss", "Pss_Anon": "pss_anon", "Pss_File": "pss_file"}
 
 
-def process_memory(pid: str) -> dict[str, int]:
-    """One process's resident memory from /proc/PID/smaps_rollup, in bytes: ``rss`` and its
-    proportional share ``pss`` (each page shared with other processes counted as 1/n of it),
-    split into ``pss_anon`` and ``pss_file``. Empty when the process is gone."""
+def process_pss(pid: str) -> dict[str, int]:
+    """One process's proportional set size from /proc/PID/smaps_rollup, in bytes: ``pss``
+    (each resident page shared with other processes counted as 1/n of it) and its
+    ``pss_anon`` and ``pss_file`` parts. Empty when the process is gone. Reading it walks the
+    process's page tables: milliseconds for a big map, so samplers read it less often."""
     figures: dict[str, int] = {}
     with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
         for line in rollup:
@@ -162,22 +167,26 @@ def process_role(pid: str, pgid: int) -> str:
     return "worker"
 
 
-def group_memory(pgid: int) -> dict:
-    """:func:`group_rss_bytes` of the group, and beside it the group's proportional set size
-    (``pss``, ``pss_anon``, ``pss_file``: pages two of its processes both map, such as the
-    LMDB map's pages a helper reads, or a helper's pages between its fork and its exec,
-    counted once, not once a process) and each role's RSS (``roles``)."""
-    totals: dict = {"total": 0, "anon": 0, "file": 0, "pss": 0, "pss_anon": 0, "pss_file": 0, "roles": {}}
-    status = group_rss_bytes(pgid)
+def group_memory(pgid: int, proportional: bool = True) -> dict:
+    """:func:`group_rss_bytes` of the group, each role's RSS and heap (``roles``: role ->
+    ``{"total", "anon", "file"}``), and when ``proportional`` the group's proportional set
+    size (``pss``, ``pss_anon``, ``pss_file``): pages two of its processes both map, such as
+    the LMDB map's pages a helper reads, or a helper's pages between its fork and its exec,
+    counted once in all, not once a process."""
+    totals: dict = {"total": 0, "anon": 0, "file": 0, "roles": {}}
+    if proportional:
+        totals.update(pss=0, pss_anon=0, pss_file=0)
     for pid, _ in _group_members(pgid):
-        figures = process_memory(pid)
-        if not figures:
+        status = _status_memory(pid)
+        if not status["total"]:
             continue
-        for key in ("pss", "pss_anon", "pss_file"):
-            totals[key] += figures.get(key, 0)
-        role = process_role(pid, pgid)
-        totals["roles"][role] = totals["roles"].get(role, 0) + figures.get("rss", 0)
-    totals.update(status)
+        role = totals["roles"].setdefault(process_role(pid, pgid), {"total": 0, "anon": 0, "file": 0})
+        for key, value in status.items():
+            totals[key] += value
+            role[key] += value
+        if proportional:
+            for key, value in process_pss(pid).items():
+                totals[key] += value
     return totals
 
 
@@ -247,9 +256,10 @@ class MemorySampler:
     """Samples a process group's resident memory every ``interval`` seconds on a thread;
     :meth:`mark` starts a named phase so peaks and medians can be read per phase."""
 
-    def __init__(self, pgid: int, interval: float = 0.25) -> None:
+    def __init__(self, pgid: int, interval: float = 0.25, pss_interval: float = 1.0) -> None:
         self.pgid = pgid
         self.interval = interval
+        self.pss_interval = pss_interval
         self.samples: list[tuple[float, str, dict[str, int]]] = []
         self.phase = ""
         self.cpu_seconds = 0.0  # the sampler's own CPU (reading smaps_rollup walks page tables)
@@ -268,12 +278,20 @@ class MemorySampler:
         self.phase = phase
 
     def _run(self) -> None:
+        last_pss, highs = 0.0, {}
         while not self._stop.is_set():
-            began = time.process_time()
-            rss = group_memory(self.pgid)
+            began, now = time.process_time(), time.monotonic()
+            summed = group_rss_bytes(self.pgid)["total"]
+            # the proportional figures once a second, and whenever the summed RSS reaches a
+            # new high of its phase, so the peaks are read and the page walks stay cheap
+            proportional = now - last_pss >= self.pss_interval or summed > highs.get(self.phase, 0)
+            rss = group_memory(self.pgid, proportional)
+            if proportional:
+                last_pss = now
+                highs[self.phase] = max(highs.get(self.phase, 0), rss["total"])
             self.cpu_seconds += time.process_time() - began
             if rss["total"]:
-                self.samples.append((time.monotonic(), self.phase, rss))
+                self.samples.append((now, self.phase, rss))
             self._stop.wait(self.interval)
 
     def summary(self, phases: tuple[str, ...] | None = None) -> dict:
@@ -284,6 +302,7 @@ class MemorySampler:
             return {}
         mb = 1 << 20
         second_half = chosen[len(chosen) // 2 :]
+        peak = max(chosen, key=lambda rss: rss["total"])
         return {
             "samples": len(chosen),
             "peak_mb": round(max(rss["total"] for rss in chosen) / mb, 1),
@@ -291,16 +310,27 @@ class MemorySampler:
             "peak_file_mb": round(max(rss["file"] for rss in chosen) / mb, 1),
             "steady_mb": round(statistics.median(rss["total"] for rss in second_half) / mb, 1),
             "steady_anon_mb": round(statistics.median(rss["anon"] for rss in second_half) / mb, 1),
-            # proportional set size: pages the group's processes share counted once
-            "peak_pss_mb": round(max(rss.get("pss", 0) for rss in chosen) / mb, 1),
-            "peak_pss_anon_mb": round(max(rss.get("pss_anon", 0) for rss in chosen) / mb, 1),
-            "peak_pss_file_mb": round(max(rss.get("pss_file", 0) for rss in chosen) / mb, 1),
-            "steady_pss_mb": round(statistics.median(rss.get("pss", 0) for rss in second_half) / mb, 1),
-            # each role's own peak RSS, and the roles' RSS in the sample of the summed peak
-            "role_peak_mb": {role: round(max(rss.get("roles", {}).get(role, 0) for rss in chosen) / mb, 1)
-                             for role in sorted({role for rss in chosen for role in rss.get("roles", {})})},
-            "at_peak_mb": {role: round(value / mb, 1) for role, value in
-                           sorted(max(chosen, key=lambda rss: rss["total"]).get("roles", {}).items())},
+            # proportional set size (pages the group's processes share counted once), from
+            # the samples that read it; each role's own peak RSS, and the roles' RSS and heap
+            # in the sample of the summed peak
+            **self._proportional(chosen),
+            "role_peak_mb": {role: round(max(rss["roles"].get(role, {}).get("total", 0) for rss in chosen) / mb, 1)
+                             for role in sorted({role for rss in chosen for role in rss["roles"]})},
+            "at_peak_mb": {role: round(part["total"] / mb, 1) for role, part in sorted(peak["roles"].items())},
+            "at_peak_anon_mb": {role: round(part["anon"] / mb, 1) for role, part in sorted(peak["roles"].items())},
+        }
+
+    @staticmethod
+    def _proportional(chosen: list[dict]) -> dict:
+        read = [rss for rss in chosen if "pss" in rss]
+        if not read:
+            return {}
+        mb = 1 << 20
+        return {
+            "peak_pss_mb": round(max(rss["pss"] for rss in read) / mb, 1),
+            "peak_pss_anon_mb": round(max(rss["pss_anon"] for rss in read) / mb, 1),
+            "peak_pss_file_mb": round(max(rss["pss_file"] for rss in read) / mb, 1),
+            "steady_pss_mb": round(statistics.median(rss["pss"] for rss in read[len(read) // 2 :]) / mb, 1),
         }
 
 

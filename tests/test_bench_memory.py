@@ -49,13 +49,16 @@ def test_shared_pages_count_once_in_pss_and_roles_name_each_process(tmp_path):
         assert leader.stdout.readline().strip() == "ready"
         memory = group_memory(leader.pid)
         assert set(memory["roles"]) == {"supervisor", "helper"}
-        assert memory["roles"]["supervisor"] > SIZE_MB * MB
-        assert memory["roles"]["helper"] > SIZE_MB * MB
+        assert memory["roles"]["supervisor"]["file"] > SIZE_MB * MB
+        assert memory["roles"]["helper"]["file"] > SIZE_MB * MB
+        assert memory["total"] == sum(role["total"] for role in memory["roles"].values())
         # summed RSS holds the file's pages twice; PSS once, half in each process
         assert memory["file"] >= 2 * SIZE_MB * MB
         assert memory["pss_file"] < memory["file"] - SIZE_MB * MB * 0.8
         assert memory["pss"] < memory["total"] - SIZE_MB * MB * 0.8
         assert memory["pss_anon"] <= memory["anon"] + MB
+
+        assert "pss" not in group_memory(leader.pid, proportional=False)
 
         with MemorySampler(leader.pid, interval=0.01) as sampler:
             deadline = time.monotonic() + 10
@@ -65,6 +68,7 @@ def test_shared_pages_count_once_in_pss_and_roles_name_each_process(tmp_path):
         assert summary["peak_pss_mb"] < summary["peak_mb"] - SIZE_MB * 0.8
         assert set(summary["role_peak_mb"]) == set(summary["at_peak_mb"]) == {"supervisor", "helper"}
         assert summary["at_peak_mb"]["helper"] > SIZE_MB
+        assert set(summary["at_peak_anon_mb"]) == {"supervisor", "helper"}
         assert sampler.cpu_seconds > 0
     finally:
         os.killpg(leader.pid, signal.SIGKILL)
