@@ -129,12 +129,14 @@ def _status_memory(pid: str) -> dict[str, int]:
 
 
 def group_rss_bytes(pgid: int) -> dict[str, int]:
-    """Resident memory of process group ``pgid``, summed over its processes: ``total`` and its
-    ``anon`` (heap) and ``file`` parts (file-backed pages: the LMDB map, shared libraries)."""
+    """Resident memory of process group ``pgid``, summed over its processes but a copy between
+    its fork and its exec (:func:`group_roles`): ``total`` and its ``anon`` (heap) and ``file``
+    parts (file-backed pages: the LMDB map, shared libraries)."""
     totals = {"total": 0, "anon": 0, "file": 0}
-    for pid, _ in _group_members(pgid):
-        for key, value in _status_memory(pid).items():
-            totals[key] += value
+    for pid, role in group_roles(pgid):
+        if role != FORKING:
+            for key, value in _status_memory(pid).items():
+                totals[key] += value
     return totals
 
 
@@ -155,16 +157,34 @@ def process_pss(pid: str) -> dict[str, int]:
     return figures
 
 
-def process_role(pid: str, pgid: int) -> str:
-    """What a process of ``footfall serve``'s group is: granian's ``supervisor`` (the group's
-    leader), the serving ``worker``, or compaction's ``helper`` (by its command line; a
-    helper between its fork and its exec still shows the worker's command line and pages)."""
-    if int(pid) == pgid:
-        return "supervisor"
+FORKING = "forking"
+
+
+def _cmdline(pid: str) -> bytes | None:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-        if b"compaction_build" in cmdline.read():
-            return "helper"
-    return "worker"
+        return cmdline.read()
+    return None
+
+
+def group_roles(pgid: int) -> list[tuple[str, str]]:
+    """(pid, role) of every live process of ``footfall serve``'s group ``pgid``: granian's
+    ``supervisor`` (the group's leader), its serving ``worker``, compaction's ``helper`` (by
+    its command line), or ``forking``: a child of a process other than the leader that still
+    has its parent's command line, between ``subprocess.Popen``'s fork and its exec, which
+    /proc shows with its parent's memory (it shares it: counted, it would add the worker's
+    whole RSS again to a sum; docs/performance.md, twenty-first part)."""
+    roles = []
+    for pid, fields in _group_members(pgid):
+        parent, command = fields[1], _cmdline(pid)
+        if int(pid) == pgid:
+            roles.append((pid, "supervisor"))
+        elif command and b"compaction_build" in command:
+            roles.append((pid, "helper"))
+        elif int(parent) != pgid and command is not None and command == _cmdline(parent):
+            roles.append((pid, FORKING))
+        else:
+            roles.append((pid, "worker"))
+    return roles
 
 
 def group_memory(pgid: int, proportional: bool = True) -> dict:
@@ -172,15 +192,19 @@ def group_memory(pgid: int, proportional: bool = True) -> dict:
     ``{"total", "anon", "file"}``), and when ``proportional`` the group's proportional set
     size (``pss``, ``pss_anon``, ``pss_file``): pages two of its processes both map, such as
     the LMDB map's pages a helper reads, or a helper's pages between its fork and its exec,
-    counted once in all, not once a process."""
+    counted once in all, not once a process. A copy between its fork and its exec is left
+    out and counted in ``forking``."""
     totals: dict = {"total": 0, "anon": 0, "file": 0, "roles": {}}
     if proportional:
         totals.update(pss=0, pss_anon=0, pss_file=0)
-    for pid, _ in _group_members(pgid):
+    for pid, name in group_roles(pgid):
+        if name == FORKING:
+            totals["forking"] = totals.get("forking", 0) + 1
+            continue
         status = _status_memory(pid)
         if not status["total"]:
             continue
-        role = totals["roles"].setdefault(process_role(pid, pgid), {"total": 0, "anon": 0, "file": 0})
+        role = totals["roles"].setdefault(name, {"total": 0, "anon": 0, "file": 0})
         for key, value in status.items():
             totals[key] += value
             role[key] += value
@@ -318,6 +342,7 @@ class MemorySampler:
                              for role in sorted({role for rss in chosen for role in rss["roles"]})},
             "at_peak_mb": {role: round(part["total"] / mb, 1) for role, part in sorted(peak["roles"].items())},
             "at_peak_anon_mb": {role: round(part["anon"] / mb, 1) for role, part in sorted(peak["roles"].items())},
+            "forking_seen": sum(1 for rss in chosen if rss.get("forking")),
         }
 
     @staticmethod
