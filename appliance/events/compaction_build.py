@@ -272,8 +272,6 @@ def main(path: str) -> int:
     # requests, the dashboard's) have the processor first
     with contextlib.suppress(OSError):
         os.nice(HELPER_NICENESS)
-    store = ReadOnlyStore(path)
-    reader = WindowReader(store)
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
     os.dup2(2, 1)
@@ -281,16 +279,21 @@ def main(path: str) -> int:
         try:
             kind, *request = _receive(requests)
         except EOFError:
-            store.close()
             return 0
+        # the store opened for each request and closed after it: every page of the map the
+        # request read leaves this process's resident set with the map (a run of a load's
+        # passed days kept ~190 MB of them at the year's peak; the kernel keeps them cached)
+        store = ReadOnlyStore(path)
+        reader = WindowReader(store)
         try:
             if kind == "derive":
                 send, answer = _send, ("ok", _derive(store, reader, *request))
             else:
                 send, answer = _send_built, build_day(store, reader.blocks, reader.eventlog, *request, store.read())
         except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
-            _send(answers, ("error", f"{type(error).__name__}: {error}"))
-            continue
+            send, answer = _send, ("error", f"{type(error).__name__}: {error}")
+        finally:
+            store.close()
         send(answers, answer)
         answer = None  # the day's columns are not kept while the next request waits
 

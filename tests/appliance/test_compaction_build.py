@@ -4,6 +4,7 @@ it, and a helper that fails leaving the day to be built in process."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -107,3 +108,27 @@ def test_a_helper_error_is_reported_and_the_helper_goes_on(make_appliance):
         with pytest.raises(compaction_build.HelperFailed, match="TypeError|ValueError"):
             columns.build_helper.build(site.id, day, "not a number")  # the day's timeout: its build fails
         assert columns.build_helper._process.poll() is None  # an error answer leaves it serving
+        assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 120
+
+
+def _maps_the_store(pid: int, data_dir) -> bool:
+    with open(f"/proc/{pid}/maps") as maps:
+        return any(line.rstrip().endswith(f"{data_dir}/data.mdb") for line in maps)
+
+
+def test_the_helper_keeps_no_map_of_the_store_between_requests(make_appliance):
+    """Every page of the map a request read leaves the helper's resident set with the request:
+    the helper opens the store for each request and closes it after (a run of compactions
+    otherwise kept the pages of every day it built mapped until its end)."""
+    appliance, columns, site, day = _closed_day(make_appliance, "unmapped.example", 400)
+    data_dir = appliance.store.path
+    with columns.compaction_session():
+        assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 400
+        process = columns.build_helper._process
+        assert not _maps_the_store(process.pid, data_dir)
+        with pytest.raises(compaction_build.HelperFailed):
+            columns.build_helper.build(site.id, day, "not a number")
+        assert not _maps_the_store(process.pid, data_dir)  # closed after a failed request too
+        assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 400
+        assert not _maps_the_store(process.pid, data_dir)
+        assert _maps_the_store(os.getpid(), data_dir)  # the process's own store, for contrast
