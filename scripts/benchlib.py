@@ -191,9 +191,8 @@ def group_memory(pgid: int, proportional: bool = True) -> dict:
     """:func:`group_rss_bytes` of the group, each role's RSS and heap (``roles``: role ->
     ``{"total", "anon", "file"}``), and when ``proportional`` the group's proportional set
     size (``pss``, ``pss_anon``, ``pss_file``): pages two of its processes both map, such as
-    the LMDB map's pages a helper reads, or a helper's pages between its fork and its exec,
-    counted once in all, not once a process. A copy between its fork and its exec is left
-    out and counted in ``forking``."""
+    the LMDB map's pages the worker and a helper both read, counted once in all, not once a
+    process. A copy between its fork and its exec is left out and counted in ``forking``."""
     totals: dict = {"total": 0, "anon": 0, "file": 0, "roles": {}}
     if proportional:
         totals.update(pss=0, pss_anon=0, pss_file=0)
@@ -284,7 +283,7 @@ class MemorySampler:
         self.pgid = pgid
         self.interval = interval
         self.pss_interval = pss_interval
-        self.samples: list[tuple[float, str, dict[str, int]]] = []
+        self.samples: list[tuple[float, str, dict]] = []  # (when, phase, group_memory)
         self.phase = ""
         self.cpu_seconds = 0.0  # the sampler's own CPU (reading smaps_rollup walks page tables)
         self._stop = threading.Event()
