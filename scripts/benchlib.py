@@ -328,7 +328,7 @@ class MemorySampler:
         peak = max(chosen, key=lambda rss: rss["total"])
         return {
             "samples": len(chosen),
-            "peak_mb": round(max(rss["total"] for rss in chosen) / mb, 1),
+            "peak_mb": round(peak["total"] / mb, 1),
             "peak_anon_mb": round(max(rss["anon"] for rss in chosen) / mb, 1),
             "peak_file_mb": round(max(rss["file"] for rss in chosen) / mb, 1),
             "steady_mb": round(statistics.median(rss["total"] for rss in second_half) / mb, 1),
