@@ -54,26 +54,12 @@ READ_SLICE_EVENTS = 1_000
 
 class Recorder:
     def __init__(
-        self,
-        *,
-        store: Store,
-        strings: StringTable,
-        eventlog: EventLog,
-        counters: Counters,
-        sketches: Sketches,
-        visits: VisitTable,
-        goals: Goals,
-        cardinality: CardinalityGuard,
-        coordinator: WriteCoordinator,
-        timezones: Callable[[], dict[int, str]],
-        aggregate_interval_seconds: float,
-        aggregate_max_events: int,
-        aggregate_slice_events: int = 0,
-        rederiver: Rederiver | None = None,
-        journal: Journal | None = None,
-        max_waiting: int = 0,
-        intake: Intake | None = None,
-        tracker_first: bool = True,
+        self, *, store: Store, strings: StringTable, eventlog: EventLog, counters: Counters,
+        sketches: Sketches, visits: VisitTable, goals: Goals, cardinality: CardinalityGuard,
+        coordinator: WriteCoordinator, timezones: Callable[[], dict[int, str]],
+        aggregate_interval_seconds: float, aggregate_max_events: int, aggregate_slice_events: int = 0,
+        rederiver: Rederiver | None = None, journal: Journal | None = None, max_waiting: int = 0,
+        intake: Intake | None = None, tracker_first: bool = True,
     ) -> None:
         self._store = store
         self._strings = strings
@@ -100,6 +86,7 @@ class Recorder:
         #: committed events not yet folded: ``(log key, event, sequence)``, the sequence 0
         #: for events already in the event log (and ``pending``), else the intake's
         self._unaggregated: list[tuple[bytes, Event, int]] = []
+        self._folding: list[tuple[bytes, Event, int]] = []  # the batch a fold took, until it commits
         self._queue_lock = threading.Lock()  # the queue between the committing and folding threads
         self._folded = threading.Condition(self._queue_lock)  # notified as folds take events
         self._intake = intake
@@ -282,8 +269,11 @@ class Recorder:
         return max(self._slice, READ_SLICE_EVENTS) if self._slice else None
 
     def holds(self, site_id: int) -> bool:
-        """Whether a committed event of ``site_id`` waits to be folded."""
-        return any(event.site_id == site_id for _, event, _ in list(self._unaggregated))
+        """Whether a committed event of ``site_id`` waits to be folded, or is being folded (a
+        staged event reaches the event log only when its fold commits)."""
+        with self._queue_lock:
+            queued = (*self._unaggregated, *self._folding)
+        return any(event.site_id == site_id for _, event, _ in queued)
 
     def wait_until_due(self, timeout: float) -> None:
         """Wait until an aggregation is due (at most ``timeout`` seconds; the folding thread)."""
@@ -334,6 +324,7 @@ class Recorder:
             else:
                 batch, self._unaggregated = self._unaggregated[:limit], self._unaggregated[limit:]
             self.folds_taken += len(batch)
+            self._folding = batch
         if not batch:
             self._rederive()
             return 0
@@ -356,6 +347,7 @@ class Recorder:
             with self._folded:
                 self._unaggregated[:0] = batch  # still pending (or staged), on disk and in memory
                 self.folds_taken -= len(batch)
+                self._folding = []
             raise
         strings.commit()
         self._eventlog.committed()
@@ -365,6 +357,7 @@ class Recorder:
         self._last_flush = time.monotonic()
         with self._folded:
             self.folds_done += len(batch)
+            self._folding = []
             self._folded.notify_all()
         if not self._unaggregated:
             self._rederive()

@@ -194,3 +194,25 @@ def test_commits_go_to_the_store_while_it_lacks_room_for_what_the_intake_may_hol
     assert _staged(cramped) == 0  # in the store's event log and `pending`
     assert cramped.recorder.waiting == 3
     assert _pageviews(cramped, "cramped.test") == 3
+
+
+def test_a_site_has_events_while_its_first_staged_events_are_folded(make_appliance, monkeypatch):
+    """A staged event reaches the event log only when its fold commits: between the fold
+    taking it off the queue and that commit the site still has events (the dashboard's
+    onboarding check asks in that window)."""
+    appliance = make_appliance(**{name.removeprefix("FOOTFALL_").lower(): value for name, value in DEFERRED.items()})
+    site = appliance.sites.add("folding.test")
+    appliance.writer.write_sync(_views(site, 2))
+    assert appliance.has_events(site)
+    seen: list[bool] = []
+    fold = appliance.recorder._aggregate_in
+
+    def asking_mid_fold(txn, batch, *args, **kwargs):
+        asker = threading.Thread(target=lambda: seen.append(appliance.has_events(site)))  # a request's thread
+        asker.start()
+        asker.join(30)
+        fold(txn, batch, *args, **kwargs)
+
+    monkeypatch.setattr(appliance.recorder, "_aggregate_in", asking_mid_fold)
+    appliance.coordinator.flush()
+    assert seen == [True] and appliance.recorder.waiting == 0 and appliance.has_events(site)
