@@ -70,7 +70,7 @@ class WindowReader:
         key = key or self.frame_key(txn, site, start_ms, end_ms)
         parts = []
         for day, _, total, lo_ms, hi_ms in key[1:]:
-            block = self._block(txn, site, day, total)
+            block = self._block(txn, site, day, total, lo_ms, hi_ms)
             if not block.count:
                 continue
             ts = block.scalar("ts")
@@ -82,11 +82,16 @@ class WindowReader:
         frame.span = (start_ms, end_ms)
         return frame
 
-    def _block(self, txn, site: int, day: int, total: int) -> Block:
+    def _block(self, txn, site: int, day: int, total: int, lo_ms: int, hi_ms: int) -> Block:
         start, end = day * DAY_MS, (day + 1) * DAY_MS
         pointer = self.blocks.pointer(txn, site, day)
         if pointer is None:
-            columns, _ = log_columns(self.eventlog.chunks(txn, site, start, end, CHUNK_ROWS, expected=total))
+            # the log rows in range only (nothing here caches the day): a window's edge days
+            # decode their part, and the pages of the rest are never mapped (the helper's
+            # peak while a month loads: a window of 36 hours read three whole days)
+            whole = lo_ms <= start and hi_ms >= end
+            chunks = self.eventlog.chunks(txn, site, lo_ms, hi_ms, CHUNK_ROWS, expected=total if whole else 0)
+            columns, _ = log_columns(chunks)
             return Block(site, day, len(columns["ts"]), columns)
         block = stored_block(site, day, pointer, lambda name: self.blocks.get(txn, site, day, pointer.generation, name))
         tail = list(self.eventlog.scan(txn, site, start, end))

@@ -10,8 +10,10 @@ import dataclasses
 
 import numpy as np
 
+from appliance.events.blocks import DAY_MS
 from appliance.events.compaction_build import BuildHelper, HelperFailed
 from appliance.events.rederive_window import LastVisits, Window, derive_window
+from appliance.events.window_reader import WindowReader
 from appliance.models import EventKind
 from tests.appliance.test_arrival_order import _days, _event, report
 from tests.appliance.test_rederive_yields import DAY, shuffled_history
@@ -87,3 +89,21 @@ def test_a_helper_that_fails_leaves_the_day_to_the_process(make_appliance, monke
     assert not appliance.rederiver.dirty
     first, last = _days([spec["ts"] for spec in specs])
     assert report(appliance, shuffled, first, last) == report(appliance, ordered, first, last)
+
+
+def test_the_helper_decodes_only_a_log_days_rows_in_the_window(make_appliance, monkeypatch):
+    """A window that cuts two days still in the log decodes their rows in range only: nothing
+    in the helper caches a day, so the rest would be memory (and mapped pages) for nothing."""
+    appliance, ordered, shuffled, specs = shuffled_history(make_appliance, monkeypatch)
+    appliance.jobs.stop()
+    stamps = sorted(int(spec["ts"] * 1000) for spec in specs)
+    per_day = len(stamps) // 3
+    lo, hi = stamps[per_day // 2], stamps[per_day + per_day // 2]  # mid-first day to mid-second
+    reader = WindowReader(appliance.store)
+    with appliance.store.read() as txn:
+        in_range = sum(1 for _ in reader.eventlog.scan(txn, shuffled.id, lo, hi))
+        whole_days = sum(1 for _ in reader.eventlog.scan(txn, shuffled.id, lo // DAY_MS * DAY_MS, (hi // DAY_MS + 1) * DAY_MS))
+        frame = reader.frame(txn, shuffled.id, lo, hi)
+    assert 0 < in_range < whole_days and len(frame.parts) == 2
+    assert frame.size == in_range and sum(block.count for block, _, _ in frame.parts) == in_range
+    assert all(lo <= ts < hi for block, _, _ in frame.parts for ts in block.scalar("ts"))
