@@ -90,10 +90,11 @@ def outdated(pointer, timeout_ms: int) -> bool:
 
 
 def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: int, timeout_ms: int,
-              snapshot) -> Built | None:
+              snapshot, read: Callable[[], None] | None = None) -> Built | None:
     """The day's new block from its log rows (rows still pending aggregation left out) and its
     stored block, read in ``snapshot`` (a read transaction's context manager, held for the
-    reads only); None when there is nothing to do."""
+    reads only); None when there is nothing to do. ``read()`` is called once the store is no
+    longer read (the helper closes its map there, before the encoding's heap peak)."""
     pending_db = store.db(b"pending")
     with snapshot as txn:
         pointer = blocks.pointer(txn, site, day)
@@ -118,6 +119,8 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
                 return None
             old.release()  # its codes and dictionaries: the plain columns are all it needs
         columns = in_key_order(concatenate(parts, release=True), release=True)
+    if read is not None:
+        read()
     arrays = stored_columns(columns, day, timeout_ms)
     encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
     del arrays  # encoded now; the round-trip check below decodes a copy of its own
@@ -282,14 +285,18 @@ def main(path: str) -> int:
             return 0
         # the store opened for each request and closed after it: every page of the map the
         # request read leaves this process's resident set with the map, not at the end of the
-        # run (the kernel keeps them cached; the year's bench: the helper's peak 262 -> 172 MB)
+        # run (the kernel keeps them cached; the year's bench: the helper's peak 262 -> 172 MB).
+        # A build closes it as soon as the day is read, before the encoding's heap peak: a
+        # fault maps the pages around the one read too (64 KB, or a whole large folio), so a
+        # seed day's ~400,000 log rows map ~250 MB (docs/performance.md, twenty-second part)
         store = ReadOnlyStore(path)
         reader = WindowReader(store)
         try:
             if kind == "derive":
                 send, answer = _send, ("ok", _derive(store, reader, *request))
             else:
-                send, answer = _send_built, build_day(store, reader.blocks, reader.eventlog, *request, store.read())
+                send, answer = _send_built, build_day(store, reader.blocks, reader.eventlog, *request, store.read(),
+                                                      read=store.close)
         except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
             send, answer = _send, ("error", f"{type(error).__name__}: {error}")
         finally:

@@ -132,3 +132,38 @@ def test_the_helper_keeps_no_map_of_the_store_between_requests(make_appliance):
         assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 400
         assert not _maps_the_store(process.pid, data_dir)
         assert _maps_the_store(os.getpid(), data_dir)  # the process's own store, for contrast
+
+
+
+class _Guarded:
+    """A read transaction that refuses every use once ``done`` holds something."""
+
+    def __init__(self, txn, done: list) -> None:
+        self._txn, self._done = txn, done
+
+    def __getattr__(self, name):
+        assert not self._done, f"the store was read ({name}) after the build said it was done"
+        return getattr(self._txn, name)
+
+
+def test_a_build_reads_nothing_after_it_says_the_store_is_read(make_appliance):
+    """The helper closes its map when ``build_day`` says the day is read (before encoding):
+    a build from log rows, and from a stored block with late rows, reads nothing after it."""
+    import contextlib
+
+    appliance, columns, site, day = _closed_day(make_appliance, "read.example", 700, helper_events=10**9)
+    for late in (False, True):
+        if late:  # a stored block, then rows for its day: the block's columns are read too
+            assert columns.compact(site.id, day, day) == 1
+            appliance.record_sync(_history(site.id, day, 40, time.time(), offset=20_000))
+        expected = _built_in_process(appliance, site.id, day)
+        done: list[bool] = []
+
+        @contextlib.contextmanager
+        def snapshot(done=done):
+            with appliance.store.read() as txn:
+                yield _Guarded(txn, done)
+
+        built = build_day(appliance.store, columns.blocks, appliance.eventlog, site.id, day, columns.timeout_ms,
+                          snapshot(), read=lambda done=done: done.append(True))
+        assert done == [True] and built == expected and built.count == (740 if late else 700)
