@@ -94,7 +94,8 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
     """The day's new block from its log rows (rows still pending aggregation left out) and its
     stored block, read in ``snapshot`` (a read transaction's context manager, held for the
     reads only); None when there is nothing to do. ``read()`` is called once the store is no
-    longer read (the helper closes its map there, before the encoding's heap peak)."""
+    longer read, before the columns are merged, ordered and encoded (the helper closes its map
+    there: the heap's peak comes after it)."""
     pending_db = store.db(b"pending")
     with snapshot as txn:
         pointer = blocks.pointer(txn, site, day)
@@ -118,9 +119,9 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
             except StaleBlock:
                 return None
             old.release()  # its codes and dictionaries: the plain columns are all it needs
-        columns = in_key_order(concatenate(parts, release=True), release=True)
     if read is not None:
         read()
+    columns = in_key_order(concatenate(parts, release=True), release=True)
     arrays = stored_columns(columns, day, timeout_ms)
     encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
     del arrays  # encoded now; the round-trip check below decodes a copy of its own
@@ -286,7 +287,7 @@ def main(path: str) -> int:
         # the store opened for each request and closed after it: every page of the map the
         # request read leaves this process's resident set with the map, not at the end of the
         # run (the kernel keeps them cached; the year's bench: the helper's peak 262 -> 172 MB).
-        # A build closes it as soon as the day is read, before the encoding's heap peak: a
+        # A build closes it as soon as the day is read, before the heap's peak: a
         # fault maps the pages around the one read too (64 KB, or a whole large folio), so a
         # seed day's ~400,000 log rows map ~250 MB (docs/performance.md, twenty-second part)
         store = ReadOnlyStore(path)
