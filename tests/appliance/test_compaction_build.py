@@ -4,6 +4,7 @@ it, and a helper that fails leaving the day to be built in process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -134,7 +135,6 @@ def test_the_helper_keeps_no_map_of_the_store_between_requests(make_appliance):
         assert _maps_the_store(os.getpid(), data_dir)  # the process's own store, for contrast
 
 
-
 class _Guarded:
     """A read transaction that refuses every use once ``done`` holds something."""
 
@@ -149,8 +149,6 @@ class _Guarded:
 def test_a_build_reads_nothing_after_it_says_the_store_is_read(make_appliance):
     """The helper closes its map when ``build_day`` says the day is read (before encoding):
     a build from log rows, and from a stored block with late rows, reads nothing after it."""
-    import contextlib
-
     appliance, columns, site, day = _closed_day(make_appliance, "read.example", 700, helper_events=10**9)
     for late in (False, True):
         if late:  # a stored block, then rows for its day: the block's columns are read too
