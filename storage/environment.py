@@ -10,6 +10,8 @@ committed before stays intact.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -31,6 +33,7 @@ DATABASES = (b"counters", b"sketches", b"events", b"strings", b"string_ids", b"r
 _GROWTH_STEP = 2  # multiply the map by this much each time it grows
 _MAX_GROWTH_BYTES = 4 << 30  # never grow by more than 4 GiB at once
 CLOSE_WAIT_SECONDS = 60.0  # how long close() waits for a write under way to end
+_MADV_DONTNEED = 4  # Linux's madvise advice: drop the range's pages from the resident set
 
 
 class StorageFullError(RuntimeError):
@@ -345,5 +348,36 @@ class ReadOnlyStore:
         finally:
             txn.abort()
 
+    def release_pages(self) -> None:
+        """:func:`release_pages` of this store's map."""
+        release_pages(self.path)
+
     def close(self) -> None:
         self.env.close()
+
+
+def release_pages(path: str | os.PathLike[str]) -> None:
+    """Take every page of the store's map at ``path`` out of this process's resident set.
+    The pages stay in the kernel's cache (the map is read-only and shared), and a later read,
+    in a transaction open now or after, maps what it touches again. A read maps far more than
+    it reads: on ext4 a fault maps the 64 KB around the page, or its whole large folio, so a
+    build's read of a seed day's log rows, which lie among the pages the folds wrote, mapped
+    ~250 MB; the helper drops them after each chunk it decodes (docs/performance.md,
+    twenty-third part). Does nothing where ``/proc/self/maps`` or ``madvise`` is missing."""
+    data = os.path.realpath(Path(path) / "data.mdb")
+    try:
+        madvise = _libc().madvise
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            spans = [line.split(None, 1)[0] for line in maps if line.rstrip("\n").endswith(" " + data)]
+    except (OSError, AttributeError):
+        return
+    for span in spans:
+        start, end = (int(edge, 16) for edge in span.split("-"))
+        madvise(start, end - start, _MADV_DONTNEED)
+
+
+@functools.cache
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc

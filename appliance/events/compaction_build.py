@@ -90,12 +90,14 @@ def outdated(pointer, timeout_ms: int) -> bool:
 
 
 def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: int, timeout_ms: int,
-              snapshot, read: Callable[[], None] | None = None) -> Built | None:
+              snapshot, read: Callable[[], None] | None = None,
+              decoded: Callable[[], None] | None = None) -> Built | None:
     """The day's new block from its log rows (rows still pending aggregation left out) and its
     stored block, read in ``snapshot`` (a read transaction's context manager, held for the
     reads only); None when there is nothing to do. ``read()`` is called once the store is no
     longer read, before the columns are merged, ordered and encoded (the helper closes its map
-    there: the heap's peak comes after it)."""
+    there: the heap's peak comes after it); ``decoded()`` after each chunk of log rows is
+    decoded (the helper drops the pages its read mapped)."""
     pending_db = store.db(b"pending")
     with snapshot as txn:
         pointer = blocks.pointer(txn, site, day)
@@ -108,7 +110,7 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
                     break
                 waiting.add(key)
         rows = eventlog.scan(txn, site, day * DAY_MS, (day + 1) * DAY_MS)
-        keys, parts = chunked_columns((key, value) for key, value in rows if key not in waiting)
+        keys, parts = chunked_columns(((key, value) for key, value in rows if key not in waiting), decoded)
         if not keys and (pointer is None or not outdated(pointer, timeout_ms)):
             return None
         keys = b"".join(keys)  # one string, not a list of ~50-byte objects (a seed day: ~20 MB less)
@@ -297,7 +299,7 @@ def main(path: str) -> int:
                 send, answer = _send, ("ok", _derive(store, reader, *request))
             else:
                 send, answer = _send_built, build_day(store, reader.blocks, reader.eventlog, *request, store.read(),
-                                                      read=store.close)
+                                                      read=store.close, decoded=store.release_pages)
         except Exception as error:  # noqa: BLE001 - reported to the caller, which builds in process
             send, answer = _send, ("error", f"{type(error).__name__}: {error}")
         finally:

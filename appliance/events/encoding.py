@@ -8,7 +8,7 @@ before compaction deletes the rows it replaces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 import numpy as np
@@ -62,11 +62,13 @@ def rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]
     return _rows_to_columns(entries)
 
 
-def chunked_columns(entries: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], list[dict[str, np.ndarray]]]:
+def chunked_columns(entries: Iterable[tuple[bytes, bytes]], decoded: Callable[[], None] | None = None,
+                    ) -> tuple[list[bytes], list[dict[str, np.ndarray]]]:
     """The keys of log rows (in their order) and their columns, decoded
     :data:`CHUNK_ROWS` rows at a time into parts to :func:`concatenate`: compaction reads a
     whole day, and its raw rows are never all in memory at once (the seed's day: ~437,000
-    rows, ~110 MB as a list of key-value pairs; the columns take ~40 MB)."""
+    rows, ~110 MB as a list of key-value pairs; the columns take ~40 MB). ``decoded()`` is
+    called after each chunk is decoded."""
     keys: list[bytes] = []
     parts = []
     chunk: list[tuple[bytes, bytes]] = []
@@ -76,6 +78,8 @@ def chunked_columns(entries: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes]
         if len(chunk) == CHUNK_ROWS:
             parts.append(rows_to_columns(chunk))
             chunk = []
+            if decoded is not None:
+                decoded()
     if chunk or not parts:
         parts.append(rows_to_columns(chunk))
     return keys, parts
