@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from appliance.events import compaction_build
+from appliance.events import compaction_build, encoding
 from appliance.events.compaction_build import build_day
 from appliance.models import Event, EventKind
+from storage.environment import release_pages
 
 
 def _history(site_id: int, day: int, count: int, now: float, offset: int = 0) -> list[Event]:
@@ -165,3 +166,22 @@ def test_a_build_reads_nothing_after_it_says_the_store_is_read(make_appliance):
         built = build_day(appliance.store, columns.blocks, appliance.eventlog, site.id, day, columns.timeout_ms,
                           snapshot(), read=lambda done=done: done.append(True))
         assert done == [True] and built == expected and built.count == (740 if late else 700)
+
+
+def test_a_build_that_drops_its_mapped_pages_after_each_chunk_builds_the_same_block(make_appliance, monkeypatch):
+    """The helper takes the store's pages out of its resident set after each chunk of log rows
+    a build decodes (a read maps ~16 times the pages it reads), in the middle of the build's
+    read transaction: a day read in seven chunks, its pages dropped after each, builds the
+    block read in one."""
+    appliance, columns, site, day = _closed_day(make_appliance, "dropped.example", 700, helper_events=10**9)
+    expected = _built_in_process(appliance, site.id, day)
+    monkeypatch.setattr(encoding, "CHUNK_ROWS", 100)
+    chunks: list[int] = []
+
+    def decoded():
+        chunks.append(1)
+        release_pages(appliance.store.path)
+
+    built = build_day(appliance.store, columns.blocks, appliance.eventlog, site.id, day, columns.timeout_ms,
+                      appliance.store.read(), decoded=decoded)
+    assert len(chunks) == 7 and built == expected and built.count == 700
