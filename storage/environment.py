@@ -363,7 +363,12 @@ def release_pages(path: str | os.PathLike[str]) -> None:
     it reads: on ext4 a fault maps the 64 KB around the page, or its whole large folio, so a
     build's read of a seed day's log rows, which lie among the pages the folds wrote, mapped
     ~250 MB; the helper drops them after each chunk it decodes (docs/performance.md,
-    twenty-third part). Does nothing where ``/proc/self/maps`` or ``madvise`` is missing."""
+    twenty-third part). Does nothing where ``/proc/self/maps`` or ``madvise`` is missing.
+
+    Only where nothing can unmap or move the map between the read of ``/proc/self/maps`` and
+    the advice (the helper: one thread, inside its read transaction): advised on anonymous
+    memory that had taken the range's place, DONTNEED would zero it. So the serving process,
+    whose writer grows its map, does not use it (docs/performance.md, fourth part)."""
     data = os.path.realpath(Path(path) / "data.mdb")
     try:
         madvise = _libc().madvise
