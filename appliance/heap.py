@@ -8,6 +8,10 @@ heap, and glibc keeps what they freed: measured in-process at the seed's month, 
 stayed 60–80 MB above what was still in use after the query suite. ``malloc_trim(0)``
 returns every free page (about 8 ms for 60 MB there), so it runs after a report that read a
 large frame, at most once per :data:`MIN_INTERVAL_S`. Elsewhere than glibc it does nothing.
+
+The store's map is given back the same way once reads stop (:class:`MapReleaser`): the pages
+queries mapped stay in the process's resident set until the kernel wants them back, though
+they are clean page cache (after the seed month's query suite ~430 of the server's ~770 MB).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import time
 
 LARGE_FRAME_ROWS = 500_000  # a frame this large leaves tens of megabytes freed behind it
 MIN_INTERVAL_S = 1.0
+MAP_QUIET_S = 5.0  # seconds with no read transaction begun before the store's map is released
+MAP_POLL_S = 2.0  # how often the job thread asks (:meth:`MapReleaser.poll`)
 
 
 def _malloc_trim():
@@ -62,4 +68,37 @@ class HeapTrimmer:
             self._last = now
         self._trim(0)
         self.trims += 1
+        return True
+
+
+class MapReleaser:
+    """Releases the store's map (:meth:`storage.environment.Store.release_map`) once no read
+    transaction has begun for ``quiet_s`` seconds, once per quiet spell: what the dashboard's
+    queries mapped leaves the resident set a few seconds after they stop, and while reads go
+    on (a bulk load's folds read too) nothing is released, so nothing is mapped twice. A
+    release costs a few milliseconds, and the next queries' first reads a minor fault per
+    page (docs/performance.md, twenty-third part). The job thread polls it every
+    :data:`MAP_POLL_S` seconds."""
+
+    def __init__(self, store, quiet_s: float = MAP_QUIET_S, clock=time.monotonic) -> None:
+        self._store = store
+        self.quiet_s = quiet_s
+        self._clock = clock
+        self._seen = store.reads_begun
+        self._since = clock()
+        self._released = False  # what the start read is released after the first quiet spell
+        self.releases = 0  # times the map was released (tests, the bench)
+
+    def poll(self) -> bool:
+        """Release the map if reads have stopped for ``quiet_s`` since the last release."""
+        now, reads = self._clock(), self._store.reads_begun
+        if reads != self._seen:
+            self._seen, self._since, self._released = reads, now, False
+            return False
+        if self._released or now - self._since < self.quiet_s:
+            return False
+        self._released = True
+        if not self._store.release_map():
+            return False
+        self.releases += 1
         return True

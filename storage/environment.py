@@ -52,14 +52,16 @@ class _ResizeGate:
         self._readers = 0
         self._resizing = False
         self._local = threading.local()
+        self.entered = 0  # read transactions begun (it moves while the store is read)
 
-    def enter_read(self) -> None:
+    def enter_read(self, count: bool = True) -> None:
         held = getattr(self._local, "held", 0)
         with self._condition:
             # A thread that already reads must not wait (the resize waits for it): no deadlock.
             while self._resizing and not held:
                 self._condition.wait()
             self._readers += 1
+            self.entered += count
         self._local.held = held + 1
 
     def leave_read(self) -> None:
@@ -148,6 +150,8 @@ class Store:
         self._gate = _ResizeGate()
         self.tight = False  # the map is past its growth threshold and the disk refused more
         self._flush_failed: BaseException | None = None
+        self._map_lock = threading.Lock()  # release_map against close
+        self._closed = False
         existing = self.path / "data.mdb"
         map_size = max(initial_map_bytes, existing.stat().st_size if existing.exists() else 0)
         self.env = lmdb.open(
@@ -208,6 +212,27 @@ class Store:
                 # The map cannot grow, but its last quarter is still free: keep writing and
                 # let callers know space is tight (``tight``), so they can spend it wisely.
                 self.tight = True
+
+    @property
+    def reads_begun(self) -> int:
+        """Read transactions begun since the store opened: while it stays the same, nothing reads."""
+        return self._gate.entered
+
+    def release_map(self) -> bool:
+        """Take the pages reads have mapped out of this process's resident set
+        (:func:`release_pages`); False when nothing was advised. The map can neither grow (so
+        move) nor close meanwhile: this holds the resize gate's read side and a lock
+        :meth:`close` takes first, and only the one mapping of the data file of exactly the
+        map's size is advised. The serving process calls it once reads have stopped for a few
+        seconds (:class:`appliance.heap.MapReleaser`)."""
+        with self._map_lock:
+            if self._closed:
+                return False
+            self._gate.enter_read(count=False)
+            try:
+                return release_pages(self.path, self.env.info()["map_size"])
+            finally:
+                self._gate.leave_read()
 
     # -- transactions -----------------------------------------------------------------
     def write(self, fn: Callable[[lmdb.Transaction], T], *, durable: bool = True, bulk: bool = False) -> T:
@@ -304,6 +329,8 @@ class Store:
         transaction object is freed, forever while an exception's traceback (kept, or in a
         cycle the collector has not reached) holds it. Seen once as a test's teardown that
         hung in ``Environment.close``."""
+        with self._map_lock:  # no release of the map from here on
+            self._closed = True
         locked = self._write_lock.acquire(timeout=CLOSE_WAIT_SECONDS)
         if not locked:
             log.warning("a write still under way after %.0f s; closing the store under it", CLOSE_WAIT_SECONDS)
@@ -348,37 +375,43 @@ class ReadOnlyStore:
         finally:
             txn.abort()
 
-    def release_pages(self) -> None:
-        """:func:`release_pages` of this store's map."""
-        release_pages(self.path)
+    def release_pages(self) -> bool:
+        """:func:`release_pages` of this store's map (the helper: one thread, inside its read transaction)."""
+        return release_pages(self.path, self.env.info()["map_size"])
 
     def close(self) -> None:
         self.env.close()
 
 
-def release_pages(path: str | os.PathLike[str]) -> None:
-    """Take every page of the store's map at ``path`` out of this process's resident set.
-    The pages stay in the kernel's cache (the map is read-only and shared), and a later read,
-    in a transaction open now or after, maps what it touches again. A read maps far more than
-    it reads: on ext4 a fault maps the 64 KB around the page, or its whole large folio, so a
-    build's read of a seed day's log rows, which lie among the pages the folds wrote, mapped
-    ~250 MB; the helper drops them after each chunk it decodes (docs/performance.md,
-    twenty-third part). Does nothing where ``/proc/self/maps`` or ``madvise`` is missing.
+def release_pages(path: str | os.PathLike[str], size: int) -> bool:
+    """Take every page of the store's map at ``path`` (``size`` bytes) out of this process's
+    resident set; False when nothing was advised. The pages stay in the kernel's cache (the
+    map is read-only and shared), and a later read, in a transaction open now or after, maps
+    what it touches again with a minor fault. A read maps far more than it reads: on ext4 a
+    fault maps the 64 KB around the page, or its whole large folio, so a build's read of a
+    seed day's log rows, which lie among the pages the folds wrote, mapped ~250 MB, and the
+    serving process keeps what its queries mapped (~430 MB after the seed month's query suite)
+    until the kernel wants it back (docs/performance.md, twenty-third part).
 
     Only where nothing can unmap or move the map between the read of ``/proc/self/maps`` and
-    the advice (the helper: one thread, inside its read transaction): advised on anonymous
-    memory that had taken the range's place, DONTNEED would zero it. So the serving process,
-    whose writer grows its map, does not use it (docs/performance.md, fourth part)."""
+    the advice (:meth:`Store.release_map`; the helper: one thread, inside its read
+    transaction): advised on anonymous memory that had taken the range's place, DONTNEED
+    would zero it. So exactly one mapping must be the data file's with the map's size, or
+    nothing is done. Nothing is done either where ``/proc/self/maps`` or ``madvise`` is
+    missing."""
     data = os.path.realpath(Path(path) / "data.mdb")
     try:
         madvise = _libc().madvise
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             spans = [line.split(None, 1)[0] for line in maps if line.rstrip("\n").endswith(" " + data)]
     except (OSError, AttributeError):
-        return
-    for span in spans:
-        start, end = (int(edge, 16) for edge in span.split("-"))
-        madvise(start, end - start, _MADV_DONTNEED)
+        return False
+    edges = [tuple(int(edge, 16) for edge in span.split("-")) for span in spans]
+    matching = [(start, end) for start, end in edges if end - start == size]
+    if len(matching) != 1:
+        return False
+    start, end = matching[0]
+    return madvise(start, end - start, _MADV_DONTNEED) == 0
 
 
 @functools.cache

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 
-from appliance.heap import HeapTrimmer
+from appliance.heap import MAP_POLL_S, HeapTrimmer, MapReleaser
 from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from appliance.runtime.compaction_queue import CompactionQueue
@@ -136,6 +136,7 @@ class Jobs:
                                       checkpoint=self.compactions.request_checkpoint)
         appliance.recorder.on_commit = self.passed_days.committed
         self.trimmer = HeapTrimmer()  # compaction reads a day's log rows at once; glibc keeps what it freed
+        self.map_releaser = MapReleaser(appliance.store)  # the pages reads mapped, once they stop
 
     def start(self) -> None:
         self._thread.start()
@@ -180,9 +181,14 @@ class Jobs:
         sweep = time.monotonic() + self._sweep_seconds
         while True:
             passed = self.passed_days.next_poll()
-            self.compactions.wake.wait(max(0.0, min(due, sweep, passed or due) - time.monotonic()))
+            release = time.monotonic() + MAP_POLL_S
+            self.compactions.wake.wait(max(0.0, min(due, sweep, passed or due, release) - time.monotonic()))
             if self._stop.is_set():
                 return
+            try:
+                self.map_releaser.poll()
+            except Exception:  # the next poll tries again
+                log.exception("releasing the store's map failed")
             try:
                 self.passed_days.poll()
             except Exception:  # the sweep finds those days anyway

@@ -15,7 +15,6 @@ import pytest
 from appliance.events import compaction_build, encoding
 from appliance.events.compaction_build import build_day
 from appliance.models import Event, EventKind
-from storage.environment import release_pages
 
 
 def _history(site_id: int, day: int, count: int, now: float, offset: int = 0) -> list[Event]:
@@ -180,7 +179,7 @@ def test_a_build_that_drops_its_mapped_pages_after_each_chunk_builds_the_same_bl
 
     def decoded():
         chunks.append(1)
-        release_pages(appliance.store.path)
+        assert appliance.store.release_map()
 
     built = build_day(appliance.store, columns.blocks, appliance.eventlog, site.id, day, columns.timeout_ms,
                       appliance.store.read(), decoded=decoded)
