@@ -130,7 +130,8 @@ class SiteRegistry:
     def reload_if_changed(self) -> bool:
         """Reload every site if the stored generation moved; True if it did."""
         self._next_check = time.monotonic() + RECHECK_SECONDS
-        with self._store.read() as txn:
+        # light: one record, every second while the tracker is busy (appliance/heap.py MapReleaser)
+        with self._store.read(light=True) as txn:
             generation = self._records.generation(_GENERATION, txn)
             if generation == self._generation:
                 return False

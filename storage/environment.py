@@ -86,14 +86,15 @@ class _ResizeGate:
 class _ReadTransaction:
     """``with store.read() as txn``: a read-only transaction that holds off map resizes."""
 
-    __slots__ = ("_store", "_txn")
+    __slots__ = ("_light", "_store", "_txn")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, light: bool = False) -> None:
         self._store = store
+        self._light = light
         self._txn = None
 
     def __enter__(self) -> lmdb.Transaction:
-        self._store._gate.enter_read()
+        self._store._gate.enter_read(count=not self._light)
         try:
             self._txn = self._store.env.begin(write=False, buffers=False)
         except BaseException:
@@ -299,9 +300,12 @@ class Store:
                 raise
         raise StorageFullError("could not grow the store enough for one transaction")
 
-    def read(self) -> _ReadTransaction:
-        """A read-only transaction, to be used as a context manager (``with store.read()``)."""
-        return _ReadTransaction(self)
+    def read(self, light: bool = False) -> _ReadTransaction:
+        """A read-only transaction, to be used as a context manager (``with store.read()``).
+        ``light``: a read of a few pages, done often (the site registry's check, every second
+        while the tracker is busy), which does not count in :attr:`reads_begun`, so it does not
+        keep the map from being released."""
+        return _ReadTransaction(self, light)
 
     def disk_bytes(self) -> int:
         return (self.path / "data.mdb").stat().st_size

@@ -50,3 +50,17 @@ def test_the_job_thread_releases_the_map_once_reads_stop(make_appliance):
     while releaser.releases == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert releaser.releases >= 1
+
+
+def test_the_site_registrys_checks_under_tracker_traffic_are_not_reads_that_hold_the_map(make_appliance):
+    """The registry looks for other processes' site changes every second while the tracker
+    is busy: one record, read light, so a busy tracker does not keep the map from release."""
+    appliance = make_appliance()
+    appliance.jobs.stop()
+    appliance.sites.add("light.example")
+    before = appliance.store.reads_begun
+    assert appliance.sites.reload_if_changed() is False  # read, nothing changed
+    assert appliance.store.reads_begun == before
+    with appliance.store.read():
+        pass
+    assert appliance.store.reads_begun == before + 1
