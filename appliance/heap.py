@@ -75,7 +75,8 @@ class MapReleaser:
     """Releases the store's map (:meth:`storage.environment.Store.release_map`) once no read
     transaction has begun for ``quiet_s`` seconds, once per quiet spell: what the dashboard's
     queries mapped leaves the resident set a few seconds after they stop, and while reads go
-    on (a bulk load's folds read too) nothing is released, so nothing is mapped twice. A
+    on (during a bulk load: the compactions of the days it passed, among others) nothing is
+    released, so nothing is mapped twice. A
     release costs a few milliseconds, and the next queries' first reads a minor fault per
     page (docs/performance.md, twenty-third part). The job thread polls it every
     :data:`MAP_POLL_S` seconds."""
