@@ -291,7 +291,8 @@ def main(path: str) -> int:
         # run (the kernel keeps them cached; the year's bench: the helper's peak 262 -> 172 MB).
         # A build closes it as soon as the day is read, before the heap's peak: a
         # fault maps the pages around the one read too (64 KB, or a whole large folio), so a
-        # seed day's ~400,000 log rows map ~250 MB (docs/performance.md, twenty-second part)
+        # seed day's ~400,000 log rows map ~250 MB (docs/performance.md, twenty-second part);
+        # while it reads, it drops them after each chunk of rows (twenty-third part)
         store = ReadOnlyStore(path)
         reader = WindowReader(store)
         try:

@@ -9,36 +9,28 @@ from appliance.heap import MapReleaser
 from storage import Store
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_map_is_released_once_per_quiet_spell_and_never_while_reads_go_on(tmp_path):
     store = Store(tmp_path / "lmdb")
-    clock = _Clock()
-    releaser = MapReleaser(store, quiet_s=5.0, clock=clock)
+    now = [1000.0]
+    releaser = MapReleaser(store, quiet_s=5.0, clock=lambda: now[0])
     try:
         assert not releaser.poll()  # the start's reads: not quiet for 5 s yet
-        clock.now += 5.0
+        now[0] += 5.0
         assert releaser.poll() and releaser.releases == 1
-        clock.now += 60.0
+        now[0] += 60.0
         assert not releaser.poll()  # nothing read since: nothing mapped to release again
 
         for _ in range(4):  # reads every 3 s: never 5 s quiet
             with store.read():
                 pass
             assert not releaser.poll()
-            clock.now += 3.0
+            now[0] += 3.0
         assert not releaser.poll()  # 3 s after the last read
-        clock.now += 2.0
+        now[0] += 2.0
         assert releaser.poll() and releaser.releases == 2
     finally:
         store.close()
-    clock.now += 60.0
+    now[0] += 60.0
     assert not releaser.poll() and releaser.releases == 2  # a closed store is not released
 
 

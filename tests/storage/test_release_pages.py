@@ -81,6 +81,7 @@ def test_releases_while_the_writer_grows_the_map_lose_nothing(tmp_path):
     done = threading.Event()
     problems: list[str] = []
     released = 0
+    committed = [0]  # rows whose write has committed
 
     def release():
         nonlocal released
@@ -89,10 +90,11 @@ def test_releases_while_the_writer_grows_the_map_lose_nothing(tmp_path):
 
     def read():
         while not done.is_set():
+            floor = committed[0]
             with store.read() as txn:
                 rows = dict(txn.cursor(db=db))
-            if any(value != _ROWS[key] for key, value in rows.items()):
-                problems.append(f"a row read wrong among {len(rows)}")
+            if len(rows) < floor or any(value != _ROWS[key] for key, value in rows.items()):
+                problems.append(f"{len(rows)} rows read, {floor} committed before")
 
     threads = [threading.Thread(target=release), threading.Thread(target=read)]
     for thread in threads:
@@ -101,6 +103,7 @@ def test_releases_while_the_writer_grows_the_map_lose_nothing(tmp_path):
         items = list(_ROWS.items())
         for at in range(0, len(items), 2_000):
             store.write(lambda txn, part=items[at:at + 2_000]: [txn.put(key, value, db=db) for key, value in part])
+            committed[0] = at + 2_000
     finally:
         done.set()
         for thread in threads:
