@@ -13,7 +13,8 @@ Pango line, then the drawing), about 0.4 ms of CPU per cell here, and the 30-day
 ~900 cells are nine tenths of its render. Around that work, the document is written as
 well-formed XML and read by the standard library's C parser instead of weasyprint's pure-Python
 HTML5 one (:func:`parsed_document_type`), and the fonts' configuration is kept warm from one
-export to the next (:class:`FontConfigurations`).
+export to the next (:class:`FontConfigurations`). The layout runs in a helper process
+(:mod:`plugins.pdf_process`): the server writes the document, the helper answers the PDF.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import functools
 import logging
 import queue
 import re
+import sys
 from contextlib import contextmanager
 from html import escape
 from typing import BinaryIO
@@ -29,6 +31,9 @@ from xml.etree import ElementTree
 
 from appliance import hookimpl
 from appliance.extensions import Cell, Exporter, Report, Table
+from plugins.pdf_process import HelperFailed, PdfHelpers, serve
+
+log = logging.getLogger(__name__)
 
 # weasyprint reports every CSS property it does not know (the SVG's ``role``/``tabindex``
 # attributes are fine) at warning level; keep its chatter out of the server's log.
@@ -241,6 +246,7 @@ class FontConfigurations:
 
 
 FONT_CONFIGURATIONS = FontConfigurations()
+PDF_HELPERS = PdfHelpers()  # the server's PDF helper processes (plugins/pdf_process.py)
 
 
 @functools.cache
@@ -275,7 +281,19 @@ def parsed_document_type() -> type:
 
 
 def render_pdf(report: Report, stream: BinaryIO) -> None:
+    """The exporter: the document written here, laid out by a helper process
+    (:mod:`plugins.pdf_process`), or here if no helper could answer."""
     document = report_html(report)
+    try:
+        stream.write(PDF_HELPERS.render(document))
+    except HelperFailed:
+        log.exception("the PDF helper failed: laid out in the server instead")
+        render_document(document, stream)
+
+
+def render_document(document: str, stream: BinaryIO) -> None:
+    """Lay out a :func:`report_html` document with weasyprint, in this process (the helper's
+    work, and the server's when no helper answers)."""
     with FONT_CONFIGURATIONS.borrowed() as fonts:
         try:
             html = parsed_document_type()(ElementTree.fromstring(document))
@@ -292,3 +310,7 @@ def register_exporters(appliance) -> list[Exporter]:
             description="A printable PDF (weasyprint): context, top line, vector charts, tables, page numbers",
         )
     ]
+
+
+if __name__ == "__main__":  # a PDF helper process (plugins/pdf_process.py)
+    sys.exit(serve(render_document))

@@ -2,7 +2,8 @@
 library's parser (whatever text the public sent), weasyprint's own parser for a chart that is
 only HTML, the report's trimmed user-agent stylesheet printing the same bytes as weasyprint's
 own, the site on every page, and font configurations reused across exports without one
-report's text showing in the next.
+report's text showing in the next. (The helper process the layout runs in:
+``test_pdf_process.py``.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from plugins.pdf_export import (
     FONT_CONFIGURATIONS,
     FontConfigurations,
     load_weasyprint,
+    render_document,
     render_pdf,
     report_html,
 )
@@ -84,10 +86,17 @@ def test_font_configurations_are_lent_one_per_render_at_a_time():
         assert again in (first, second) and len(pool) == 1  # kept for the next render
 
 
+def rendered_here(a_report: Report) -> list[str]:
+    """Laid out in this process (a helper's work, and the server's when no helper answers)."""
+    stream = io.BytesIO()
+    render_document(report_html(a_report), stream)
+    return pdf_pages(stream.getvalue())
+
+
 def test_a_reused_font_configuration_prints_each_report_s_own_text():
-    first = rendered(report(site="first.example", page="/alpha"))
+    first = rendered_here(report(site="first.example", page="/alpha"))
     idle = len(FONT_CONFIGURATIONS)
-    second = rendered(report(site="second.example", page="/beta"))
+    second = rendered_here(report(site="second.example", page="/beta"))
     assert idle >= 1 and len(FONT_CONFIGURATIONS) == idle  # the second render made none: it reused one
     assert "/alpha/0" in first[0] and "first.example 1 / 1" in first[0]
     assert "/beta/0" in second[0] and "second.example 1 / 1" in second[0]
@@ -124,7 +133,7 @@ def test_the_report_user_agent_stylesheet_prints_what_weasyprint_s_own_does():
     root = ElementTree.fromstring(document)
     assert {element.tag for element in root.iter() if not element.tag.startswith("{")} <= KNOWN_ELEMENTS
     ours = io.BytesIO()
-    render_pdf(report_, ours)
+    render_pdf(report_, ours)  # (laid out in a helper process)
     # weasyprint's own way: its HTML5 parser and its whole user-agent stylesheet
     own = load_weasyprint().HTML(string=document, base_url=None).write_pdf(pdf_identifier=None)
     assert len(pdf_pages(ours.getvalue())) >= 2
