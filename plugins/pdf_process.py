@@ -21,16 +21,16 @@ work, it never decides the PDF.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from appliance.pipes import end_helper, read_exactly, read_message, send_message
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ IDLE_S = 10.0  # a helper no export used for this long ends (exports come in bur
 MAX_HELPERS = 2  # helpers at once: a small server's cores
 HELPER_MODULE = "plugins.pdf_export"  # run with -m: the helper (its __main__ calls serve)
 _ROOT = Path(__file__).resolve().parents[1]  # the directory holding the plugins package
-_LENGTH = struct.Struct(">I")
 _OK, _FAILED = b"o", b"e"
 
 
@@ -64,9 +63,9 @@ class Helper:
 
     def render(self, document: str) -> bytes:
         try:
-            _send(self.process.stdin, document.encode())
-            status = _read(self.process.stdout, 1)
-            answer = _read(self.process.stdout, _LENGTH.unpack(_read(self.process.stdout, _LENGTH.size))[0])
+            send_message(self.process.stdin, document.encode())
+            status = read_exactly(self.process.stdout, 1)
+            answer = read_message(self.process.stdout)
         except (OSError, EOFError) as error:
             raise HelperFailed(f"the PDF helper stopped: {error!r}") from error
         if status != _OK:
@@ -74,14 +73,7 @@ class Helper:
         return answer
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()  # end of input: the helper leaves
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process.stdout.close()
+        end_helper(self.process)  # end of input: the helper leaves
 
 
 class PdfHelpers:
@@ -167,24 +159,6 @@ class PdfHelpers:
             helper.close()
 
 
-def _send(stream, data: bytes) -> None:
-    stream.write(_LENGTH.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def _read(stream, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("a cut message")
-    return data
-
-
-def _answer(stream, status: bytes, data: bytes) -> None:
-    stream.write(status)
-    _send(stream, data)
-
-
 def serve(render) -> int:
     """The helper: lays out the documents on stdin with ``render(document, stream)`` until its
     input ends, answering on stdout."""
@@ -198,14 +172,16 @@ def serve(render) -> int:
     answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
     os.dup2(2, 1)
     while True:
-        head = requests.read(_LENGTH.size)
-        if len(head) < _LENGTH.size:
+        try:
+            document = read_message(requests).decode()
+        except EOFError:
             return 0
-        document = _read(requests, _LENGTH.unpack(head)[0]).decode()
         stream = io.BytesIO()
         try:
             render(document, stream)
         except Exception as error:  # noqa: BLE001 - answered: the server raises it as a render's failure
-            _answer(answers, _FAILED, f"{type(error).__name__}: {error}".encode())
+            answers.write(_FAILED)
+            send_message(answers, f"{type(error).__name__}: {error}".encode())
             continue
-        _answer(answers, _OK, stream.getvalue())
+        answers.write(_OK)
+        send_message(answers, stream.getvalue())

@@ -53,6 +53,7 @@ from appliance.events.encoding import (
 )
 from appliance.events.rederive_window import derive_window
 from appliance.events.window_reader import WindowReader, stored_block
+from appliance.pipes import end_helper, read_exactly, read_message, send_message
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.eventlog import EventLog
 from storage.keys import EVENT_KEY_SIZE, pack_event_key
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 HELPER_EVENTS = 20_000
 #: how much lower the helper's scheduling priority is than the server's (``nice``)
 HELPER_NICENESS = 10
-_LENGTH = struct.Struct(">Q")
 _ROOT = Path(__file__).resolve().parents[2]  # the directory holding the appliance package
 
 
@@ -210,37 +210,16 @@ class BuildHelper:
 
     def _end(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        with contextlib.suppress(OSError):
-            process.stdin.close()  # end of input: the helper leaves
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        if process is not None:
+            end_helper(process)  # end of input: the helper leaves
 
 
 def _send(stream, value) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def _read(stream, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("a cut answer")
-    return data
+    send_message(stream, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _receive(stream):
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        raise EOFError("no answer")
-    return pickle.loads(_read(stream, _LENGTH.unpack(head)[0]))  # noqa: S301 - our own child's, over its pipe
+    return pickle.loads(read_message(stream))  # noqa: S301 - our own child's, over its pipe
 
 
 def _read_built(stream, header) -> Built | None:
@@ -248,8 +227,8 @@ def _read_built(stream, header) -> Built | None:
     if header is None:
         return None
     generation, count, key_bytes, sizes = header
-    keys = _read(stream, key_bytes)
-    return Built(generation, keys, {name: _read(stream, size) for name, size in sizes}, count)
+    keys = read_exactly(stream, key_bytes)
+    return Built(generation, keys, {name: read_exactly(stream, size) for name, size in sizes}, count)
 
 
 def _send_built(stream, built: Built | None) -> None:
