@@ -168,8 +168,8 @@ def _cmdline(pid: str) -> bytes | None:
 
 def group_roles(pgid: int) -> list[tuple[str, str]]:
     """(pid, role) of every live process of ``footfall serve``'s group ``pgid``: granian's
-    ``supervisor`` (the group's leader), its serving ``worker``, compaction's ``helper`` (by
-    its command line), or ``forking``: a child of a process other than the leader that still
+    ``supervisor`` (the group's leader), its serving ``worker``, compaction's ``helper`` and
+    the PDF helper ``pdf`` (by their command lines), or ``forking``: a child of a process other than the leader that still
     has its parent's command line, between ``subprocess.Popen``'s fork and its exec, which
     /proc shows with its parent's memory (it shares it: counted, it would add the worker's
     whole RSS again to a sum; docs/performance.md, twenty-first part)."""
@@ -180,6 +180,8 @@ def group_roles(pgid: int) -> list[tuple[str, str]]:
             roles.append((pid, "supervisor"))
         elif command and b"compaction_build" in command:
             roles.append((pid, "helper"))
+        elif command and b"plugins.pdf_export" in command:
+            roles.append((pid, "pdf"))
         elif int(parent) != pgid and command is not None and command == _cmdline(parent):
             roles.append((pid, FORKING))
         else:
