@@ -21,7 +21,7 @@ work, it never decides the PDF.
 
 from __future__ import annotations
 
-import logging
+import io
 import os
 import signal
 import subprocess
@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 
 from appliance.pipes import end_helper, read_exactly, read_message, send_message
-
-log = logging.getLogger(__name__)
 
 IDLE_S = 10.0  # a helper no export used for this long ends (exports come in bursts)
 MAX_HELPERS = 2  # helpers at once: a small server's cores
@@ -100,14 +98,13 @@ class PdfHelpers:
             helper = self._borrow()
             try:
                 pdf = helper.render(document)
-            except HelperFailed:
-                helper.close()
-                raise
-            except BaseException:
+            except RenderFailed:  # the helper answered: it serves the next one
                 self._give_back(helper)
                 raise
-            self._give_back(helper)
-            self.renders += 1
+            except BaseException:  # it stopped, or this thread left mid-message
+                helper.close()
+                raise
+            self._give_back(helper, rendered=True)
             return pdf
 
     def close(self) -> None:
@@ -131,12 +128,14 @@ class PdfHelpers:
             helper = Helper()
         except OSError as error:
             raise HelperFailed(f"the PDF helper did not start: {error!r}") from error
-        self.started += 1
+        with self._lock:
+            self.started += 1
         return helper
 
-    def _give_back(self, helper: Helper) -> None:
+    def _give_back(self, helper: Helper, rendered: bool = False) -> None:
         helper.idle_since = time.monotonic()
         with self._lock:
+            self.renders += rendered
             self._idle.append(helper)
             if self._timer is None:
                 self._schedule(self.idle_s)
@@ -162,8 +161,6 @@ class PdfHelpers:
 def serve(render) -> int:
     """The helper: lays out the documents on stdin with ``render(document, stream)`` until its
     input ends, answering on stdout."""
-    import io
-
     # a stop signal sent to the server's process group is the server's to handle: this
     # process leaves when the server closes its input (or dies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,7 +1,8 @@
 """The PDF helper processes: the PDF a helper answers is the one the server would have laid
 out, consecutive exports share a warm helper, an idle one ends, renders at once take one each,
 a helper killed while idle is replaced, one that cannot answer leaves the server to lay the
-document out itself, and the server's process never imports weasyprint.
+document out itself, a render that fails in a helper is the caller's error while the helper
+serves on, and the server's process never imports weasyprint.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from plugins import pdf_export
+from plugins import pdf_export, pdf_process
 from plugins.pdf_export import render_document, render_pdf, report_html
-from plugins.pdf_process import HelperFailed, PdfHelpers
+from plugins.pdf_process import HelperFailed, PdfHelpers, RenderFailed
 from tests.plugins.test_pdf_export import everything_report, pdf_pages, report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +123,31 @@ def test_the_server_s_process_never_imports_weasyprint():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+FAILING_HELPER = """
+from plugins.pdf_process import serve
+
+
+def render(document, stream):
+    if "fail" in document:
+        raise ValueError("no layout for this one")
+    stream.write(document.upper().encode())
+
+
+serve(render)
+"""
+
+
+def test_a_render_that_fails_in_the_helper_is_the_caller_s_error_and_the_helper_serves_on(tmp_path, monkeypatch):
+    (tmp_path / "failing_helper.py").write_text(FAILING_HELPER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(pdf_process, "HELPER_MODULE", "failing_helper")
+    pool = PdfHelpers()
+    try:
+        with pytest.raises(RenderFailed, match="ValueError: no layout for this one"):
+            pool.render("please fail")
+        assert pool.render("then this") == b"THEN THIS"
+        assert pool.started == 1 and pool.renders == 1 and len(pool) == 1
+    finally:
+        pool.close()
