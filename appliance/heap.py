@@ -103,3 +103,40 @@ class MapReleaser:
             return False
         self.releases += 1
         return True
+
+
+class UnusedCaches:
+    """Lets go of the cached column blocks and write-back sketches nobody used for
+    ``unused_s`` seconds (``[memory] release_unused_seconds``; 0: never), then trims the heap:
+    the caches fill to their shares of the memory budget while the dashboard is read or a
+    load is folded, and a server nobody looks at gives that memory back instead of holding it
+    until the budget pushes it out. What is let go is read again on the next use (a filtered
+    query after a pause: its blocks decoded again, as after a restart). The job thread polls
+    it every :data:`MAP_POLL_S` seconds; the sketches are the writer's, so they are let go
+    only while the coordinator's ``mutex`` is free (the next poll tries again)."""
+
+    def __init__(self, blocks, sketches, mutex, unused_s: float, trimmer: HeapTrimmer,
+                 clock=time.monotonic) -> None:
+        self._blocks = blocks  # appliance.events.block_cache.BlockCache
+        self._sketches = sketches  # storage.sketches.Sketches
+        self._mutex = mutex
+        self.unused_s = unused_s
+        self._trimmer = trimmer
+        self._clock = clock
+        self.released_bytes = 0  # let go so far (metrics, the bench)
+
+    def poll(self) -> int:
+        """Let go of what went unused; returns the (estimated) bytes let go now."""
+        if self.unused_s <= 0:
+            return 0
+        before = self._clock() - self.unused_s
+        freed = self._blocks.let_go_unused(before)
+        if self._mutex.acquire(blocking=False):
+            try:
+                freed += self._sketches.let_go_unused(before)
+            finally:
+                self._mutex.release()
+        if freed:
+            self.released_bytes += freed
+            self._trimmer.trim()
+        return freed

@@ -26,6 +26,7 @@ import itertools
 import struct
 import sys
 import threading
+import time
 import zlib
 from array import array
 from bisect import bisect_left
@@ -457,6 +458,8 @@ class Sketches:
     so after a transaction that did not commit the cache is dropped (:meth:`add` notices).
     It is bounded in bytes (:func:`sketch_bytes`, least recently used dropped first): by
     entries alone it grew with its exact sets, each up to four times a sketch's registers.
+    A sketch no write touched for ``[memory] release_unused_seconds`` is let go
+    (:meth:`let_go_unused`: after a bulk load of history, every day's but the last few).
 
     A rolled-up metric's day sketches are also kept per week and month
     (:mod:`storage.rollups`): :meth:`add` adds a day's members to its week and month, and a
@@ -465,7 +468,7 @@ class Sketches:
 
     def __init__(
         self, store, cache_bytes: int = 24 << 20, rolled_up: dict[int, int] | None = None, sums: RangeSums | None = None,
-        sealed: rollups.Sealed | None = None,
+        sealed: rollups.Sealed | None = None, clock=time.monotonic,
     ) -> None:
         """``cache_bytes``: the write-back cache's bound; ``rolled_up``: ``{metric: precision}``
         of the metrics kept per week and month; ``sums``: kept unions of closed day ranges
@@ -475,7 +478,10 @@ class Sketches:
         self.rolled_up = rolled_up or {}
         self.sums = sums
         self.sealed = sealed
-        self._cache: OrderedDict[bytes, Sketch] = OrderedDict()
+        self._cache: OrderedDict[bytes, Sketch] = OrderedDict()  # least recently written first
+        self._written: dict[bytes, float] = {}  # when each cached sketch was last written (``clock``)
+        self._clock = clock
+        self._now = 0.0  # the clock when the current add() began
         self.cache_limit = cache_bytes
         self.cached_bytes = 0  # sketch_bytes() of every cached sketch (none changes while cached)
         self._uncommitted = False
@@ -506,13 +512,30 @@ class Sketches:
 
     def _clear_cache(self) -> None:
         self._cache.clear()
+        self._written.clear()
         self.cached_bytes = 0
 
     def _uncache(self, key: bytes) -> Sketch | None:
         sketch = self._cache.pop(key, None)
         if sketch is not None:
             self.cached_bytes -= sketch_bytes(sketch)
+            self._written.pop(key, None)
         return sketch
+
+    def let_go_unused(self, before: float) -> int:
+        """Drop the cached sketches last written before ``before`` (on this object's clock);
+        returns their estimated bytes. Call it where :meth:`add` may be called (under the
+        coordinator's mutex): the cache is the writer's."""
+        cache, written = self._cache, self._written
+        freed = 0
+        while cache:
+            key = next(iter(cache))
+            if written.get(key, 0.0) >= before:
+                break
+            freed += sketch_bytes(cache.pop(key))
+            written.pop(key, None)
+        self.cached_bytes -= freed
+        return freed
 
     def delete_site(self, txn, site: int) -> int:
         """Delete every sketch of ``site`` (inside ``txn``), and forget cached copies."""
@@ -544,6 +567,7 @@ class Sketches:
         if self._uncommitted:  # the previous transaction aborted: cached objects are dirty
             self._clear_cache()
         self._uncommitted = True
+        self._now = self._clock()
         cursor = txn.cursor(db=self._db)
         # A batch of one day hands its day, week and month sketches the same list of hashes:
         # their registers and ranks are computed once (keyed by the list, alive meanwhile).
@@ -637,9 +661,11 @@ class Sketches:
         if changed or not stored:
             cursor.put(key, sketch.to_bytes())
         cache[key] = sketch
+        self._written[key] = self._now
         self.cached_bytes += sketch_bytes(sketch)
         while self.cached_bytes > self.cache_limit and cache:  # within the bound at every step
-            _, dropped = cache.popitem(last=False)
+            dropped_key, dropped = cache.popitem(last=False)
+            self._written.pop(dropped_key, None)
             self.cached_bytes -= sketch_bytes(dropped)
         if not changed_by:
             return None

@@ -1,4 +1,4 @@
-"""The decoded column blocks kept in memory, bounded in bytes (45 % of ``[memory] budget_mb``).
+"""The decoded column blocks kept in memory, bounded in bytes (39 % of ``[memory] budget_mb``).
 
 Not least-recently-used: a period read again and again that is a little larger than the
 cache would, under LRU, push out block by block exactly the block the next read needs first,
@@ -7,11 +7,16 @@ cached or not, and halves every count after a few requests per entry, so old hab
 drops the least requested block first, the least recently read among equals; a block just
 built is admitted only if it was requested more often than the block it would push out. A
 period that does not fit keeps the part that does, and only the rest is loaded each time.
+
+A block nobody requested for ``[memory] release_unused_seconds`` is let go
+(:meth:`BlockCache.let_go_unused`, polled by :class:`appliance.heap.UnusedCaches`): the cache
+is kept in request order, so those are the first ones.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 from appliance.events.blocks import Block
@@ -20,8 +25,9 @@ Key = tuple[int, int]  # (site, day)
 
 
 class BlockCache:
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, clock=time.monotonic) -> None:
         self.limit_bytes = limit_bytes
+        self._clock = clock
         self.cached_bytes = 0  # what the budget bounds: each block's arrays, measured
         self.epoch = 0  # calls of forget() so far (appliance/query/memo.py keys on it)
         self.lock = threading.Lock()
@@ -52,6 +58,7 @@ class BlockCache:
             found = self._blocks.get(key)
             if found is not None:
                 self._blocks.move_to_end(key)
+                found.used = self._clock()
             return found
 
     def peek(self, key: Key) -> Block | None:
@@ -68,6 +75,7 @@ class BlockCache:
                 self.cached_bytes -= replaced.cached_size
             block.cached_size = block.nbytes() + (block.count * 8 if block.stored else 0)  # room for lazy columns
             block.on_grow = self.resize  # each column or result it loads later counts at once
+            block.used = self._clock()
             self._blocks[key] = block
             self.cached_bytes += block.cached_size
             self._shrink(newcomer=key)
@@ -92,6 +100,21 @@ class BlockCache:
             if newcomer in self._blocks and seen.get(newcomer, 0) <= seen.get(victim, 0):
                 victim, newcomer = newcomer, None
             self.cached_bytes -= self._blocks.pop(victim).cached_size
+
+    def let_go_unused(self, before: float) -> int:
+        """Drop the blocks last requested before ``before`` (on this cache's clock); returns
+        their bytes. Unlike :meth:`forget`, what is dropped is still current (no new epoch)."""
+        freed = 0
+        with self.lock:
+            blocks = self._blocks
+            while blocks:
+                key, block = next(iter(blocks.items()))
+                if block.used >= before:
+                    break
+                del blocks[key]
+                self.cached_bytes -= block.cached_size
+                freed += block.cached_size
+        return freed
 
     def forget(self, site: int | None = None, day: int | None = None) -> None:
         """Drop the blocks of ``site`` (and ``day``), or all; bumps ``epoch``."""

@@ -156,6 +156,7 @@ class Block:
         self.identity: tuple = (generation, built_against)
         self.derived: dict = {}  # per-block results cached by their users (visits, codes)
         self.cached_size = 0
+        self.used = 0.0  # when the block cache last handed it out (its clock)
         self.on_grow = None  # the block cache's resize, while cached: lazily loaded arrays count at once
         self._sized: tuple[int, int] = (-1, 0)  # (how many arrays, their bytes) when last measured
         self._lock = threading.Lock()

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 
-from appliance.heap import MAP_POLL_S, HeapTrimmer, MapReleaser
+from appliance.heap import MAP_POLL_S, HeapTrimmer, MapReleaser, UnusedCaches
 from appliance.operations.backup_schedule import run_scheduled_backup
 from appliance.periods import day_bucket, hour_bucket
 from appliance.runtime.compaction_queue import CompactionQueue
@@ -137,6 +137,9 @@ class Jobs:
         appliance.recorder.on_commit = self.passed_days.committed
         self.trimmer = HeapTrimmer()  # compaction reads a day's log rows at once; glibc keeps what it freed
         self.map_releaser = MapReleaser(appliance.store)  # the pages reads mapped, once they stop
+        self.unused_caches = UnusedCaches(  # cached blocks and sketches nobody used for a while
+            appliance.columns.cache, appliance.sketches, appliance.coordinator.mutex,
+            appliance.settings.memory.release_unused_seconds, self.trimmer)
 
     def start(self) -> None:
         self._thread.start()
@@ -189,6 +192,10 @@ class Jobs:
                 self.map_releaser.poll()
             except Exception:  # the next poll tries again
                 log.exception("releasing the store's map failed")
+            try:
+                self.unused_caches.poll()
+            except Exception:  # the next poll tries again
+                log.exception("letting go of unused cached blocks and sketches failed")
             try:
                 self.passed_days.poll()
             except Exception:  # the sweep finds those days anyway
