@@ -686,6 +686,24 @@ def read_counts(server: Server) -> Counts:
     )
 
 
+#: the gauges of the caches [memory] budget_mb bounds, and what else grows with traffic
+CACHE_GAUGES = ("footfall_column_cache_bytes", "footfall_sketch_cache_bytes", "footfall_sketch_cache_entries",
+                "footfall_report_memo_bytes", "footfall_open_visits", "footfall_string_table_entries")
+
+
+def cache_gauges(server: Server) -> dict[str, float]:
+    """The caches' gauges from ``/metrics`` (:data:`CACHE_GAUGES`), by name."""
+    request = urllib.request.Request(server.url + "/metrics", headers={"Authorization": f"Bearer {server.token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in CACHE_GAUGES:
+            found[name] = float(value)
+    return found
+
+
 def settled_counts(server: Server, quiet_seconds: float = 0.5, limit: float = 20) -> Counts:
     """Counts once events_accepted stopped moving (requests still in flight when wrk stopped
     are processed and committed by the server after wrk has gone)."""

@@ -30,7 +30,7 @@ FIGURES = (
     "bytes_per_event_visits", "bytes_per_event_columns", "bytes_per_event_strings",
     "bytes_per_event_other_databases", "bytes_per_event_free_pages",
     "bytes_per_event_total", "year_gb",
-    "rss_peak_mb", "rss_steady_mb", "reopen_open_s", "reopen_serve_s",
+    "rss_peak_mb", "rss_steady_mb", "pss_settled_mb", "pss_released_mb", "filtered_released_ms", "reopen_open_s", "reopen_serve_s",
     "dashboard_page_today_p95_ms", "dashboard_page_7days_p95_ms", "dashboard_page_30days_p95_ms",
     "dashboard_api_today_p95_ms", "dashboard_api_7days_p95_ms", "dashboard_api_30days_p95_ms",
     "traffic_report_p95_ms", "conversions_report_p95_ms",
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not 
 @pytest.mark.timeout(LIMIT_SECONDS + 30)
 def test_quick_suite_reports_every_figure_and_loses_nothing(tmp_path):
     results, printed = run_benchmark(
-        "bench", "--quick", "--scale", "0.002", results_path=tmp_path / "results.json", limit_seconds=LIMIT_SECONDS
+        "bench", "--quick", "--scale", "0.002", "--release-unused", "1", results_path=tmp_path / "results.json", limit_seconds=LIMIT_SECONDS
     )
     assert results["config"]["scale"] == 0.002
 
