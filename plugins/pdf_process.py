@@ -14,13 +14,15 @@ A helper starts at the first export, serves the exports that follow (its fonts a
 stylesheets warm: a warm render costs what one in the server did), and ends once none has come
 for :data:`IDLE_S` seconds; the next export starts another (about a second: weasyprint's
 import, as the server's first export paid before). Renders at the same time take a helper
-each, at most :data:`MAX_HELPERS` (more wait their turn). If a helper cannot start or dies, the
+each, at most :data:`MAX_HELPERS` (more wait their turn), each at a lower scheduling priority
+(:data:`HELPER_NICENESS`: while PDFs export, the tracker's requests have the cores first). If a helper cannot start or dies, the
 document is laid out in the server as before, and the failure logged: the helper moves the
 work, it never decides the PDF.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -34,6 +36,7 @@ from appliance.pipes import end_helper, read_exactly, read_message, send_message
 
 IDLE_S = 10.0  # a helper no export used for this long ends (exports come in bursts)
 MAX_HELPERS = 2  # helpers at once: a small server's cores
+HELPER_NICENESS = 10  # how much lower a helper's scheduling priority is than the server's (``nice``)
 HELPER_MODULE = "plugins.pdf_export"  # run with -m: the helper (its __main__ calls serve)
 _ROOT = Path(__file__).resolve().parents[1]  # the directory holding the plugins package
 _OK, _FAILED = b"o", b"e"
@@ -165,6 +168,10 @@ def serve(render) -> int:
     # process leaves when the server closes its input (or dies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # a report is a user's wait, the tracker's requests a page's: on a small server the
+    # serving process's threads have the processor first (as compaction's helper leaves them)
+    with contextlib.suppress(OSError):
+        os.nice(HELPER_NICENESS)
     requests = sys.stdin.buffer
     answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
     os.dup2(2, 1)

@@ -1,5 +1,5 @@
 """The PDF helper processes: the PDF a helper answers is the one the server would have laid
-out, consecutive exports share a warm helper, an idle one ends, renders at once take one each,
+out, consecutive exports share a warm helper (at a lower priority), an idle one ends, renders at once take one each,
 a helper killed while idle is replaced, one that cannot answer leaves the server to lay the
 document out itself, a render that fails in a helper is the caller's error while the helper
 serves on, and the server's process never imports weasyprint.
@@ -8,6 +8,7 @@ serves on, and the server's process never imports weasyprint.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -52,6 +53,9 @@ def test_a_helper_answers_the_pdf_the_server_would_have_laid_out(helpers):
     again = report_html(report(site="again.example", page="/again"))
     assert "/again/0" in pdf_pages(helpers.render(again))[0]
     assert helpers.started == 1 and helpers.renders == 2 and len(helpers) == 1  # one warm helper served both
+    # at a lower scheduling priority than the server's: the tracker has the cores first
+    helper = helpers._idle[0].process.pid
+    assert os.getpriority(os.PRIO_PROCESS, helper) == os.getpriority(os.PRIO_PROCESS, 0) + pdf_process.HELPER_NICENESS
 
 
 def test_a_helper_no_export_used_for_its_idle_time_ends():
