@@ -15,28 +15,25 @@ stylesheets warm: a warm render costs what one in the server did), and ends once
 for :data:`IDLE_S` seconds; the next export starts another (about a second: weasyprint's
 import, as the server's first export paid before). Renders at the same time take a helper
 each, at most :data:`MAX_HELPERS` (more wait their turn), each at a lower scheduling priority
-(:data:`HELPER_NICENESS`: while PDFs export, the tracker's requests have the cores first). If a helper cannot start or dies, the
+(:data:`appliance.pipes.HELPER_NICENESS`: while PDFs export, the tracker's requests have the cores first). If a helper cannot start or dies, the
 document is laid out in the server as before, and the failure logged: the helper moves the
 work, it never decides the PDF.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from appliance.pipes import end_helper, read_exactly, read_message, send_message
+from appliance.pipes import end_helper, helper_pipes, read_exactly, read_message, send_message
 
 IDLE_S = 10.0  # a helper no export used for this long ends (exports come in bursts)
 MAX_HELPERS = 2  # helpers at once: a small server's cores
-HELPER_NICENESS = 10  # how much lower a helper's scheduling priority is than the server's (``nice``)
 HELPER_MODULE = "plugins.pdf_export"  # run with -m: the helper (its __main__ calls serve)
 _ROOT = Path(__file__).resolve().parents[1]  # the directory holding the plugins package
 _OK, _FAILED = b"o", b"e"
@@ -164,17 +161,7 @@ class PdfHelpers:
 def serve(render) -> int:
     """The helper: lays out the documents on stdin with ``render(document, stream)`` until its
     input ends, answering on stdout."""
-    # a stop signal sent to the server's process group is the server's to handle: this
-    # process leaves when the server closes its input (or dies)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # a report is a user's wait, the tracker's requests a page's: on a small server the
-    # serving process's threads have the processor first (as compaction's helper leaves them)
-    with contextlib.suppress(OSError):
-        os.nice(HELPER_NICENESS)
-    requests = sys.stdin.buffer
-    answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
-    os.dup2(2, 1)
+    requests, answers = helper_pipes()  # (at a lower priority: a report is a user's wait, the tracker's a page's)
     while True:
         try:
             document = read_message(requests).decode()

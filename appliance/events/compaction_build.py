@@ -34,7 +34,6 @@ import contextlib
 import logging
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
@@ -53,7 +52,7 @@ from appliance.events.encoding import (
 )
 from appliance.events.rederive_window import derive_window
 from appliance.events.window_reader import WindowReader, stored_block
-from appliance.pipes import end_helper, read_exactly, read_message, send_message
+from appliance.pipes import end_helper, helper_pipes, read_exactly, read_message, send_message
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.eventlog import EventLog
 from storage.keys import EVENT_KEY_SIZE, pack_event_key
@@ -63,8 +62,6 @@ log = logging.getLogger(__name__)
 #: a day with at least this many events is built in the helper process (fewer build in
 #: process faster than a helper starts: ~0.3 s)
 HELPER_EVENTS = 20_000
-#: how much lower the helper's scheduling priority is than the server's (``nice``)
-HELPER_NICENESS = 10
 _ROOT = Path(__file__).resolve().parents[2]  # the directory holding the appliance package
 
 
@@ -249,17 +246,7 @@ def main(path: str) -> int:
     """The helper: builds (or re-derives) the days asked on stdin until it ends, answering on stdout."""
     from storage.environment import ReadOnlyStore
 
-    # a stop signal sent to the server's process group is the server's to handle: this
-    # process leaves when the server closes its input (or dies)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # background work: on a small server the serving process's threads (the tracker's
-    # requests, the dashboard's) have the processor first
-    with contextlib.suppress(OSError):
-        os.nice(HELPER_NICENESS)
-    requests = sys.stdin.buffer
-    answers = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor: a stray print goes to stderr
-    os.dup2(2, 1)
+    requests, answers = helper_pipes()
     while True:
         try:
             kind, *request = _receive(requests)

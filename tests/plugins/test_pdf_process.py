@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.pipes import HELPER_NICENESS
 from plugins import pdf_export, pdf_process
 from plugins.pdf_export import render_document, render_pdf, report_html
 from plugins.pdf_process import HelperFailed, PdfHelpers, RenderFailed
@@ -55,7 +56,7 @@ def test_a_helper_answers_the_pdf_the_server_would_have_laid_out(helpers):
     assert helpers.started == 1 and helpers.renders == 2 and len(helpers) == 1  # one warm helper served both
     # at a lower scheduling priority than the server's: the tracker has the cores first
     helper = helpers._idle[0].process.pid
-    assert os.getpriority(os.PRIO_PROCESS, helper) == os.getpriority(os.PRIO_PROCESS, 0) + pdf_process.HELPER_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, helper) == os.getpriority(os.PRIO_PROCESS, 0) + HELPER_NICENESS
 
 
 def test_a_helper_no_export_used_for_its_idle_time_ends():
