@@ -123,7 +123,7 @@ class UnusedCaches:
         self.unused_s = unused_s
         self._trimmer = trimmer
         self._clock = clock
-        self.released_bytes = 0  # let go so far (metrics, the bench)
+        self.released_bytes = 0  # let go so far (tests)
 
     def poll(self) -> int:
         """Let go of what went unused; returns the (estimated) bytes let go now."""
