@@ -1,10 +1,9 @@
 """Recording: the commit that makes a batch durable, and the aggregation step that follows it.
 
-A commit makes events durable in one fsync'd transaction, the least that must be on disk
-before a request is answered: by default in the intake (:mod:`storage.intake`, an LMDB
-environment of its own, so it never waits for a fold), else (``[ingest] intake = false``,
-a kept replication journal, a standby, a tight disk) in the store's event log and its small
-``pending`` list. Folding them into counters, sketches, open visits and goals (and a staged
+A commit makes events durable in one fsync'd transaction, the least that must be on disk before
+a request is answered: by default in the intake (:mod:`storage.intake`, an LMDB environment of its
+own, so it never waits for a fold), else (``[ingest] intake = false``, a kept replication journal,
+a standby, a tight disk) in the store's event log and its small ``pending`` list. Folding them into counters, sketches, open visits and goals (and a staged
 event into the event log) is the *aggregation step*: every ``aggregate_interval_ms`` or when
 ``aggregate_max_events`` wait, in slices of at most ``aggregate_slice_events``
 (:meth:`Recorder.aggregate_slice`), on a thread of its own (:mod:`appliance.ingest.folding`)
@@ -12,11 +11,11 @@ or, without the intake, on the writer's between commits, so a commit waits for o
 most. The backlog is bounded (``max_waiting``, from ``[memory] budget_mb``): past it a
 commit waits for the folds (:meth:`Recorder.over_backlog`), so a bulk load that sends faster
 than the step folds waits for it instead of queueing events in memory; nothing is refused.
-A slice is never smaller than the last commit, so a flood of batches cannot outrun the step.
-Before any settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and at close
-it runs whole (:meth:`Recorder.aggregate_pending`). After a crash :meth:`Recorder.replay_pending`
-queues what ``pending`` lists and the intake holds past the event log's end. On a tight disk
-the commit aggregates in its own transaction: no acknowledged event is stuck unaggregated.
+A slice is never smaller than the last commit, so a flood of batches cannot outrun the step; a
+settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and the close fold what
+waits in read slices (:meth:`Recorder.fold_waiting`). After a crash :meth:`Recorder.replay_pending`
+queues what ``pending`` lists and the intake holds past the event log's end. On a tight disk the
+commit aggregates in its own transaction: no acknowledged event is stuck unaggregated.
 """
 
 from __future__ import annotations
@@ -104,7 +103,7 @@ class Recorder:
         self._pending_db = store.db(b"pending")
         #: told of every committed batch, after it (``PassedDays``); must be quick and not raise
         self.on_commit: Callable[[list[Event]], None] | None = None
-        coordinator.bind(self.aggregate_pending, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice),
+        coordinator.bind(self.fold_waiting, self.slices_waiting, lambda: self.aggregate_pending(self._read_slice),
                          self._folded, lambda: (self.folds_taken, self.folds_done, len(self._unaggregated), self.folding_elsewhere))
 
     @property
@@ -292,6 +291,16 @@ class Recorder:
             return 0
         return -(-len(self._unaggregated) // self._read_slice) if self._read_slice else 1
 
+    def fold_waiting(self) -> int:
+        """The coordinator's flush: the events waiting now, a read slice per transaction (LMDB
+        keeps a buffer, for good, per page its largest write transaction dirtied: ``Store``)."""
+        left, folded = len(self._unaggregated), 0
+        size = self._read_slice or left
+        while done := self.aggregate_pending(max(1, min(size, left - folded))):  # not those committed since
+            if (folded := folded + done) >= left:
+                break
+        return folded
+
     def aggregate_slice(self) -> bool:
         """When due, aggregate at most ``aggregate_slice_events`` of the waiting events in one
         transaction (the folding thread, or the writer between commits); returns whether more is
@@ -372,19 +381,17 @@ class Recorder:
     def _aggregate_in(
         self, txn, batch: list[tuple[bytes, Event]], timezones: dict[int, str], idle_visits: bool = False, aside=never
     ) -> None:
-        """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and
-        strike them from ``pending``, inside ``txn``; close what the batch puts over the visit
-        table's bound, and with ``idle_visits`` a chunk of idle visits when one is due
-        (:meth:`VisitTable.close_in <appliance.ingest.visits.VisitTable.close_in>`). Between
-        its stages it calls ``aside`` (:meth:`TrackerFirst.step_aside <appliance.tracker_first.TrackerFirst.step_aside>`)."""
+        """Fold ``(log key, event)`` pairs into counters, sketches, goals and visits, and strike them
+        from ``pending``, inside ``txn``; close what the batch puts over the visit table's bound, and
+        with ``idle_visits`` a chunk of idle visits when due (:meth:`VisitTable.close_in
+        <appliance.ingest.visits.VisitTable.close_in>`). Between its stages it calls ``aside`` (:meth:`TrackerFirst.step_aside <appliance.tracker_first.TrackerFirst.step_aside>`)."""
         intern = self._interner(txn)
         writes = BatchWrites()
         logged = [event for _, event, _ in batch]
         if batch[-1][2]:  # staged events (always the queue's tail): into the event log first
             logged = staging.log_staged(txn, batch, logged, timezones, intern, self._cardinality, self._eventlog, self.journal)
             aside()
-        # Visits first: an event that joins an open visit is counted with the visit's
-        # properties (source, channel, referrer, UTM tags of its first event).
+        # Visits first: an event joining an open visit counts with its visit's properties (source, UTM tags...)
         events = self._visits.apply(txn, logged, timezones, writes.counter_deltas, intern)
         if self._visits.late and self._rederiver is not None:
             # events late for their visitor: their days' visit figures are derived again
