@@ -2,7 +2,8 @@
 
 Runs ``scripts/bench --quick --scale 0.002`` (the ceiling app and real Footfall servers under
 wrk for two seconds per scenario, a month of 20,000 generated events through the batch path,
-the queries, the live stream, reopening) and checks the JSON it writes: every figure present
+the queries, paced single events alone and while the dashboard is read, the live stream,
+reopening) and checks the JSON it writes: every figure present
 with a value, the environment recorded, and zero acknowledged events lost. Speed is never
 asserted here (targets are the suite's business). Skipped without wrk.
 """
@@ -18,7 +19,7 @@ from tests.servers import run_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "scripts" / "bench"
-LIMIT_SECONDS = 90
+LIMIT_SECONDS = 120
 
 FIGURES = (
     "ceiling_c16_rps", "ceiling_c64_rps",
@@ -30,7 +31,7 @@ FIGURES = (
     "bytes_per_event_visits", "bytes_per_event_columns", "bytes_per_event_strings",
     "bytes_per_event_other_databases", "bytes_per_event_free_pages",
     "bytes_per_event_total", "year_gb",
-    "rss_peak_mb", "rss_steady_mb", "pss_settled_mb", "pss_released_mb", "filtered_released_ms", "reopen_open_s", "reopen_serve_s",
+    "rss_peak_mb", "rss_steady_mb", "pss_settled_mb", "pss_released_mb", "filtered_released_ms", "pss_paced_mb", "reopen_open_s", "reopen_serve_s",
     "dashboard_page_today_p95_ms", "dashboard_page_7days_p95_ms", "dashboard_page_30days_p95_ms",
     "dashboard_api_today_p95_ms", "dashboard_api_7days_p95_ms", "dashboard_api_30days_p95_ms",
     "traffic_report_p95_ms", "conversions_report_p95_ms",
@@ -50,7 +51,8 @@ pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not 
 @pytest.mark.timeout(LIMIT_SECONDS + 30)
 def test_quick_suite_reports_every_figure_and_loses_nothing(tmp_path):
     results, printed = run_benchmark(
-        "bench", "--quick", "--scale", "0.002", "--release-unused", "1", results_path=tmp_path / "results.json", limit_seconds=LIMIT_SECONDS
+        "bench", "--quick", "--scale", "0.002", "--release-unused", "1", "--paced", "200", "--paced-seconds", "2",
+        results_path=tmp_path / "results.json", limit_seconds=LIMIT_SECONDS
     )
     assert results["config"]["scale"] == 0.002
 
@@ -84,6 +86,12 @@ def test_quick_suite_reports_every_figure_and_loses_nothing(tmp_path):
     totals = month["stored_totals"]
     assert totals["visitors"] > 0 and totals["visits"] >= totals["visitors"] * 0.9
     assert 0 < totals["bounce_rate"] < 100
+
+    paced = results["paced"]
+    for run in ("alone", "while_querying"):
+        assert paced[run]["accepted"] > 0 and paced[run]["errors"]["status"] == 0, paced
+    assert paced["queries_answered"] > 0 and paced["query_errors"] == 0 and not paced["reader_failures"], paced
+    assert results["memory"]["paced"]["samples"] > 0
 
     live = results["live"]
     assert live["acknowledged"] == live["posted"]
