@@ -44,6 +44,7 @@ from pathlib import Path
 
 from appliance.events.blocks import DAY_MS, DELTA_COLUMNS, FORMAT_VERSION, Block, StaleBlock
 from appliance.events.encoding import (
+    CodedColumns,
     check_round_trip,
     chunked_columns,
     concatenate,
@@ -110,7 +111,6 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
         keys, parts = chunked_columns(((key, value) for key, value in rows if key not in waiting), decoded)
         if not keys and (pointer is None or not outdated(pointer, timeout_ms)):
             return None
-        keys = b"".join(keys)  # one string, not a list of ~50-byte objects (a seed day: ~20 MB less)
         if pointer is not None:
             old = stored_block(site, day, pointer, lambda name: blocks.get(txn, site, day, pointer.generation, name))
             try:
@@ -120,8 +120,8 @@ def build_day(store, blocks: ColumnBlocks, eventlog: EventLog, site: int, day: i
             old.release()  # its codes and dictionaries: the plain columns are all it needs
     if read is not None:
         read()
-    columns = in_key_order(concatenate(parts, release=True), release=True)
-    arrays = stored_columns(columns, day, timeout_ms)
+    columns = CodedColumns(in_key_order(concatenate(parts, release=True), release=True))
+    arrays = stored_columns(columns, day, timeout_ms)  # lets the string fields' ids go as it codes them
     encoded = {name: encode_array(array, delta=name in DELTA_COLUMNS) for name, array in arrays.items()}
     del arrays  # encoded now; the round-trip check below decodes a copy of its own
     count = len(columns["ts"])

@@ -63,26 +63,28 @@ def rows_to_columns(entries: list[tuple[bytes, bytes]]) -> dict[str, np.ndarray]
 
 
 def chunked_columns(entries: Iterable[tuple[bytes, bytes]], decoded: Callable[[], None] | None = None,
-                    ) -> tuple[list[bytes], list[dict[str, np.ndarray]]]:
-    """The keys of log rows (in their order) and their columns, decoded
-    :data:`CHUNK_ROWS` rows at a time into parts to :func:`concatenate`: compaction reads a
-    whole day, and its raw rows are never all in memory at once (the seed's day: ~437,000
-    rows, ~110 MB as a list of key-value pairs; the columns take ~40 MB). ``decoded()`` is
-    called after each chunk is decoded."""
-    keys: list[bytes] = []
+                    ) -> tuple[bytes, list[dict[str, np.ndarray]]]:
+    """The keys of log rows (in their order, as one string of fixed-size keys) and their
+    columns, decoded :data:`CHUNK_ROWS` rows at a time into parts to :func:`concatenate`:
+    compaction reads a whole day, and its raw rows are never all in memory at once (the seed's
+    day: ~437,000 rows, ~110 MB as a list of key-value pairs; the columns take ~40 MB; its keys
+    as a list of objects ~25 MB, joined a chunk at a time 7 MB). ``decoded()`` is called after
+    each chunk is decoded."""
+    keys: list[bytes] = []  # each chunk's, joined
     parts = []
     chunk: list[tuple[bytes, bytes]] = []
-    for key, value in entries:
-        keys.append(key)
-        chunk.append((key, value))
+    for entry in entries:
+        chunk.append(entry)
         if len(chunk) == CHUNK_ROWS:
+            keys.append(b"".join(key for key, _ in chunk))
             parts.append(rows_to_columns(chunk))
             chunk = []
             if decoded is not None:
                 decoded()
     if chunk or not parts:
+        keys.append(b"".join(key for key, _ in chunk))
         parts.append(rows_to_columns(chunk))
-    return keys, parts
+    return b"".join(keys), parts
 
 
 def log_columns(chunks: Iterable[list[tuple[bytes, bytes]]]) -> tuple[dict[str, np.ndarray], bytes | None]:
@@ -189,16 +191,48 @@ def in_key_order(columns: dict[str, np.ndarray], release: bool = False) -> dict[
     return take(columns, order, release)
 
 
+class CodedColumns(dict):
+    """In-memory columns whose string fields :func:`stored_columns` lets go once it has coded
+    them: ``columns["i.<field>"]`` is then made again from the field's dictionary and codes,
+    a new array each time it is asked for. A seed day's build (330,000 rows) held its 25 id
+    columns (4 bytes a row each, 33 MB) through the visits' sessionisation, its peak; their
+    codes take a byte or two a row (compaction's helper, docs/performance.md, twenty-sixth part)."""
+
+    def __init__(self, columns: dict[str, np.ndarray]) -> None:
+        super().__init__(columns)
+        self._coded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __missing__(self, name: str) -> np.ndarray:
+        dictionary, codes = self._coded[name]
+        return dictionary[codes]
+
+    def let_go(self, field: str, dictionary: np.ndarray, codes: np.ndarray) -> None:
+        """Keep ``field``'s ids as its dictionary and codes from now on; they must give back
+        exactly the ids held (checked here: the round-trip check compares with them later)."""
+        name = "i." + field
+        if not np.array_equal(dictionary[codes], super().__getitem__(name)):
+            raise AssertionError(f"the codes of {field} do not give back its ids")
+        self._coded[name] = dictionary, codes
+        del self[name]
+
+
 def stored_columns(columns: dict[str, np.ndarray], day: int, timeout_ms: int) -> dict[str, np.ndarray]:
-    """What a block stores for in-memory ``columns`` (see the module docstring)."""
+    """What a block stores for in-memory ``columns`` (see the module docstring); of
+    :class:`CodedColumns` each string field's ids are let go once coded (the page path's once
+    the visits and edge rows are made)."""
     out = {name: columns[name] for name in STORED_SCALARS}
+    coded = isinstance(columns, CodedColumns)
     for name in STRING_FIELDS:
         dictionary, codes = np.unique(columns["i." + name], return_inverse=True)
         out["d." + name] = dictionary.astype(np.uint32)
         out["c." + name] = codes.astype(codes_dtype(len(dictionary)))
+        del dictionary, codes
+        if coded and name != "path":
+            columns.let_go(name, out["d." + name], out["c." + name])
     sessions, session_codes = np.unique(columns["session"], return_inverse=True)
     out["d.session"] = sessions.astype(np.uint64)
     out["c.session"] = session_codes.astype(codes_dtype(len(sessions)))
+    del sessions, session_codes
     for name in PROPS:
         out[name] = columns[name]
     visitors, visitor_codes = np.unique(columns["visitor"], return_inverse=True)
@@ -230,6 +264,8 @@ def stored_columns(columns: dict[str, np.ndarray], day: int, timeout_ms: int) ->
         pages = visits[key]
         codes = np.searchsorted(path_dictionary, pages) + 1
         out[name] = narrow(np.where(pages == 0, 0, codes))
+    if coded:
+        columns.let_go("path", path_dictionary, out["c.path"])
     return out
 
 

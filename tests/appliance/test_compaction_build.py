@@ -184,3 +184,37 @@ def test_a_build_that_drops_its_mapped_pages_after_each_chunk_builds_the_same_bl
     built = build_day(appliance.store, columns.blocks, appliance.eventlog, site.id, day, columns.timeout_ms,
                       appliance.store.read(), decoded=decoded)
     assert len(chunks) == 7 and built == expected and built.count == 700
+
+
+def _day_columns(appliance, site_id: int, day: int) -> tuple[bytes, dict[str, np.ndarray]]:
+    with appliance.store.read() as txn:
+        keys, parts = encoding.chunked_columns(appliance.eventlog.scan(txn, site_id, day * 86_400_000, (day + 1) * 86_400_000))
+    return keys, encoding.in_key_order(encoding.concatenate(parts))
+
+
+def test_a_build_lets_each_string_fields_ids_go_once_coded_and_stores_the_same_arrays(make_appliance, monkeypatch):
+    """A build holds each string field's codes, not its ids, from the moment it has coded it
+    (the ids were a seed day's largest columns through the visits' sessionisation, the build's
+    peak): the arrays stored are the same, and the ids are given back from the codes, equal."""
+    appliance, columns, site, day = _closed_day(make_appliance, "coded.example", 700, helper_events=10**9)
+    monkeypatch.setattr(encoding, "CHUNK_ROWS", 100)
+    keys, plain = _day_columns(appliance, site.id, day)
+    with appliance.store.read() as txn:
+        assert keys == b"".join(key for key, _ in appliance.eventlog.scan(txn, site.id, 0, (day + 1) * 86_400_000))
+    ids = {name: array.copy() for name, array in plain.items() if name.startswith("i.")}
+    coded = encoding.CodedColumns(plain)
+    expected = encoding.stored_columns(dict(plain), day, columns.timeout_ms)
+    arrays = encoding.stored_columns(coded, day, columns.timeout_ms)
+    assert arrays.keys() == expected.keys()
+    assert all(np.array_equal(arrays[name], expected[name]) and arrays[name].dtype == expected[name].dtype
+               for name in expected)
+    assert not [name for name in dict.keys(coded) if name.startswith("i.")]  # every field's ids let go
+    assert len(ids) == 25 and all(np.array_equal(coded[name], array) for name, array in ids.items())
+
+
+def test_codes_that_do_not_give_back_a_fields_ids_are_refused():
+    columns = encoding.CodedColumns({"i.path": np.array([5, 7, 5], np.uint32)})
+    with pytest.raises(AssertionError, match="path"):
+        columns.let_go("path", np.array([5, 7], np.uint32), np.array([0, 1, 1], np.uint8))
+    columns.let_go("path", np.array([5, 7], np.uint32), np.array([0, 1, 0], np.uint8))
+    assert columns["i.path"].tolist() == [5, 7, 5] and "i.path" not in dict.keys(columns)
