@@ -161,7 +161,7 @@ def test_a_flush_folds_a_backlog_a_read_slice_per_transaction(make_appliance, mo
         appliance.recorder.commit(_events(site.id, now))
         write = appliance.store.write
         counted = []
-        monkeypatch.setattr(appliance.store, "write", lambda fn, **kw: counted.append(1) or write(fn, **kw))
+        monkeypatch.setattr(appliance.store, "write", lambda fn, counted=counted, write=write, **kw: counted.append(1) or write(fn, **kw))
         assert appliance.coordinator.flush() == 12 and appliance.recorder.waiting == 0
         writes.append(len(counted))
         monkeypatch.undo()
