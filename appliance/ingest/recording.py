@@ -1,21 +1,21 @@
 """Recording: the commit that makes a batch durable, and the aggregation step that follows it.
 
-A commit makes events durable in one fsync'd transaction, the least that must be on disk before
-a request is answered: by default in the intake (:mod:`storage.intake`, an LMDB environment of its
-own, so it never waits for a fold), else (``[ingest] intake = false``, a kept replication journal,
-a standby, a tight disk) in the store's event log and its small ``pending`` list. Folding them into counters, sketches, open visits and goals (and a staged
-event into the event log) is the *aggregation step*: every ``aggregate_interval_ms`` or when
-``aggregate_max_events`` wait, in slices of at most ``aggregate_slice_events``
-(:meth:`Recorder.aggregate_slice`), on a thread of its own (:mod:`appliance.ingest.folding`)
-or, without the intake, on the writer's between commits, so a commit waits for one slice at
-most. The backlog is bounded (``max_waiting``, from ``[memory] budget_mb``): past it a
-commit waits for the folds (:meth:`Recorder.over_backlog`), so a bulk load that sends faster
-than the step folds waits for it instead of queueing events in memory; nothing is refused.
-A slice is never smaller than the last commit, so a flood of batches cannot outrun the step; a
-settled read (:class:`~appliance.events.coordinator.WriteCoordinator`) and the close fold what
-waits in read slices (:meth:`Recorder.fold_waiting`). After a crash :meth:`Recorder.replay_pending`
-queues what ``pending`` lists and the intake holds past the event log's end. On a tight disk the
-commit aggregates in its own transaction: no acknowledged event is stuck unaggregated.
+A commit makes events durable in one fsync'd transaction, the least that must be on disk before a
+request is answered: by default in the intake (:mod:`storage.intake`, an LMDB environment of its own, so
+it never waits for a fold), else (``[ingest] intake = false``, a kept replication journal, a standby, a
+tight disk) in the store's event log and its small ``pending`` list. Folding them into counters,
+sketches, open visits and goals (and a staged event into the event log) is the *aggregation step*: every
+``aggregate_interval_ms`` or when ``aggregate_max_events`` wait, in slices of at most
+``aggregate_slice_events`` (:meth:`Recorder.aggregate_slice`), on a thread of its own
+(:mod:`appliance.ingest.folding`) or, without the intake, on the writer's between commits, so a commit
+waits for one slice at most. The backlog is bounded (``max_waiting``, from ``[memory] budget_mb``): past
+it a commit waits for the folds (:meth:`Recorder.over_backlog`), so a bulk load that sends faster than
+the step folds waits for it instead of queueing events in memory; nothing is refused. A slice is never
+smaller than the last commit, so a flood of batches cannot outrun the step; a settled read
+(:class:`~appliance.events.coordinator.WriteCoordinator`) and the close fold what waits in read slices
+(:meth:`Recorder.fold_waiting`). After a crash :meth:`Recorder.replay_pending` queues what ``pending``
+lists and the intake holds past the event log's end. On a tight disk the commit aggregates in its own
+transaction: no acknowledged event is stuck unaggregated.
 """
 
 from __future__ import annotations
