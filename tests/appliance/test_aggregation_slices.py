@@ -147,28 +147,31 @@ def test_a_settled_read_folds_a_backlog_in_slices_first(make_appliance, monkeypa
     assert (top["pageviews"], top["visits"]) == (11, 3)
 
 
+def _flushed(appliance, monkeypatch) -> tuple[int, tuple]:
+    """Commit ``_events`` to a new site, flush them in: the write transactions the flush took,
+    and the site's reports after it."""
+    site = appliance.sites.add("flush.test")
+    now = time.time()
+    appliance.recorder.commit(_events(site.id, now))
+    writes = []
+    with monkeypatch.context() as patched:
+        write = appliance.store.write
+        patched.setattr(appliance.store, "write", lambda fn, **kw: writes.append(fn) or write(fn, **kw))
+        assert appliance.coordinator.flush() == 12 and appliance.recorder.waiting == 0
+    return len(writes), _report(appliance, site, now)
+
+
 def test_a_flush_folds_a_backlog_a_read_slice_per_transaction(make_appliance, monkeypatch):
     """LMDB keeps a buffer, for good, for every page the largest write transaction since start
     dirtied: a flush (retention's purge, a settled read's last part, the close) folds what waits
     a read slice per write transaction, not the whole backlog in one. Unsliced, in one."""
     monkeypatch.setattr(recording_module, "READ_SLICE_EVENTS", 5)
-    reports, writes = [], []
-    for slice_events in (5, 0):
-        appliance = make_appliance(ingest_aggregate_slice_events=slice_events, ingest_aggregate_max_events=100,
-                                   **DEFERRED)
-        site = appliance.sites.add("flush.test")
-        now = time.time()
-        appliance.recorder.commit(_events(site.id, now))
-        write = appliance.store.write
-        counted = []
-        monkeypatch.setattr(appliance.store, "write", lambda fn, counted=counted, write=write, **kw: counted.append(1) or write(fn, **kw))
-        assert appliance.coordinator.flush() == 12 and appliance.recorder.waiting == 0
-        writes.append(len(counted))
-        monkeypatch.undo()
-        monkeypatch.setattr(recording_module, "READ_SLICE_EVENTS", 5)
-        reports.append(_report(appliance, site, now))
-    assert writes == [3, 1]
-    assert reports[0] == reports[1] and (reports[0][0]["pageviews"], reports[0][0]["visits"]) == (11, 3)
+    sliced = _flushed(make_appliance(ingest_aggregate_slice_events=5, ingest_aggregate_max_events=100, **DEFERRED),
+                      monkeypatch)
+    whole = _flushed(make_appliance(ingest_aggregate_slice_events=0, ingest_aggregate_max_events=100, **DEFERRED),
+                     monkeypatch)
+    assert (sliced[0], whole[0]) == (3, 1)
+    assert sliced[1] == whole[1] and (sliced[1][0]["pageviews"], sliced[1][0]["visits"]) == (11, 3)
 
 
 def test_a_commit_waiting_for_the_mutex_goes_between_a_settled_reads_slices(make_appliance, monkeypatch):
