@@ -21,6 +21,7 @@ import ctypes.util
 import threading
 import time
 
+SERVER_MMAP_THRESHOLD = "262144"  # ``footfall serve``'s MALLOC_MMAP_THRESHOLD_ (appliance/cli/serving.py)
 LARGE_FRAME_ROWS = 500_000  # a frame this large leaves tens of megabytes freed behind it
 MIN_INTERVAL_S = 1.0
 MAP_QUIET_S = 5.0  # seconds with no read transaction begun before the store's map is released
@@ -37,6 +38,27 @@ def _malloc_trim():
         trim.argtypes = [ctypes.c_size_t]
         trim.restype = ctypes.c_int
     return trim
+
+
+def helper_environment(environ) -> dict[str, str]:
+    """The environment for a helper process started by the server: the server's own, less
+    the fixed mmap threshold ``footfall serve`` set for the server (one an operator set is
+    kept). A compaction build makes thousands of medium numpy arrays; mapped and unmapped
+    one by one each, a seed day's build took 1.45x as long (1.8 against 1.25 s). The helper
+    trims its heap after each request instead (:func:`trim_now`)."""
+    environment = dict(environ)
+    if environment.get("MALLOC_MMAP_THRESHOLD_") == SERVER_MMAP_THRESHOLD:
+        del environment["MALLOC_MMAP_THRESHOLD_"]
+    return environment
+
+
+def trim_now() -> bool:
+    """``malloc_trim(0)`` at once (False where there is no glibc)."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 class HeapTrimmer:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from appliance.cli.demo import fill_demo_site
 from appliance.config import ConfigError, Settings, load_settings
+from appliance.heap import SERVER_MMAP_THRESHOLD
 from appliance.operations.backups import BackupError
 from appliance.operations.following import promoted_at, refusal_to_follow
 from appliance.operations.seeding import needs_seed, seed_standby
@@ -205,7 +206,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # so a query's big numpy arrays soon come from the heap, and what they leave behind stays
     # resident. Fixed at 256 KiB they are mapped and unmapped: after the same filtered queries
     # over the seed's month, anonymous memory 257 against 411 MB (bench_filters data, in process, one pair).
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "262144")
+    # Compaction's helper process is started without it (appliance.heap.helper_environment).
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", SERVER_MMAP_THRESHOLD)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(sys.executable, command)

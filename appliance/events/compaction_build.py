@@ -53,6 +53,7 @@ from appliance.events.encoding import (
 )
 from appliance.events.rederive_window import derive_window
 from appliance.events.window_reader import WindowReader, stored_block
+from appliance.heap import helper_environment, trim_now
 from appliance.pipes import end_helper, helper_pipes, read_exactly, read_message, send_message
 from storage.columns import ColumnBlocks, decode_array, encode_array
 from storage.eventlog import EventLog
@@ -197,7 +198,7 @@ class BuildHelper:
 
     def _started(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
-            environment = dict(os.environ)
+            environment = helper_environment(os.environ)
             environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), environment.get("PYTHONPATH")]))
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "appliance.events.compaction_build", self._path],
@@ -273,6 +274,7 @@ def main(path: str) -> int:
             store.close()
         send(answers, answer)
         answer = None  # the day's columns are not kept while the next request waits
+        trim_now()  # nor the heap they freed: between builds 85 -> 34 MB resident (a seed day's)
 
 
 def _derive(store, reader: WindowReader, site: int, first_ms: int, end_ms: int, timeout_ms: int):

@@ -5,16 +5,20 @@ it, and a helper that fails leaving the day to be built in process."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import pickle
 import sys
 import time
 
 import numpy as np
 import pytest
 
+from appliance import heap
 from appliance.events import compaction_build, encoding
 from appliance.events.compaction_build import build_day
 from appliance.models import Event, EventKind
+from appliance.pipes import send_message
 
 
 def _history(site_id: int, day: int, count: int, now: float, offset: int = 0) -> list[Event]:
@@ -133,6 +137,47 @@ def test_the_helper_keeps_no_map_of_the_store_between_requests(make_appliance):
         assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 400
         assert not _maps_the_store(process.pid, data_dir)
         assert _maps_the_store(os.getpid(), data_dir)  # the process's own store, for contrast
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        return dict(entry.decode().split("=", 1) for entry in environ.read().split(b"\0") if entry)
+
+
+@pytest.mark.parametrize(("threshold", "kept"), [(heap.SERVER_MMAP_THRESHOLD, False), ("131072", True)])
+def test_the_helper_runs_without_the_servers_fixed_mmap_threshold(make_appliance, monkeypatch, threshold, kept):
+    """``footfall serve`` fixes glibc's mmap threshold for the server; the helper, whose builds
+    that slowed 1.45x, is started without it (an operator's own value is kept)."""
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", threshold)
+    _, columns, site, day = _closed_day(make_appliance, f"threshold{kept}.example", 100)
+    with columns.compaction_session():
+        assert columns.build_helper.build(site.id, day, columns.timeout_ms).count == 100
+        helper = _environ(columns.build_helper._process.pid)
+    assert ("MALLOC_MMAP_THRESHOLD_" in helper) is kept
+    assert helper.get("MALLOC_MMAP_THRESHOLD_", threshold) == threshold
+
+
+def test_the_helper_trims_its_heap_after_each_request(make_appliance, monkeypatch):
+    """What a build freed is given back before the helper waits for the next request
+    (``malloc_trim``): the helper's loop run in this process over a closed store, its pipes
+    in memory."""
+    appliance, columns, site, day = _closed_day(make_appliance, "trimmed.example", 150)
+    path, timeout_ms = appliance.store.path, columns.timeout_ms
+    appliance.close()  # the helper's loop opens the store itself; one open environment a process
+    requests = io.BytesIO()
+    for request in (("build", site.id, day, timeout_ms), ("build", site.id, day, "not a number")):
+        send_message(requests, pickle.dumps(request))
+    requests.seek(0)
+    answers = io.BytesIO()
+    trims = []
+    monkeypatch.setattr(compaction_build, "helper_pipes", lambda: (requests, answers))
+    monkeypatch.setattr(compaction_build, "trim_now", lambda: trims.append(len(answers.getvalue())))
+    assert compaction_build.main(path) == 0
+    answers.seek(0)
+    built = compaction_build._read_built(answers, compaction_build._receive(answers)[1])
+    assert built.count == 150
+    assert compaction_build._receive(answers)[0] == "error"
+    assert trims == [trims[0], len(answers.getvalue())] and 0 < trims[0] < trims[1]  # after each answer
 
 
 class _Guarded:
