@@ -57,24 +57,29 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
         hints = session[order]
         if hints.any():
             new |= _hint_splits(hints, new)
+        del hints
     visit_sorted = np.cumsum(new) - 1
-    visits = int(new.sum())
     first = np.flatnonzero(new)
+    del new
+    visits = len(first)
     last = np.empty_like(first)
     if len(first):
         last[:-1] = first[1:] - 1
         last[-1] = count - 1
-    kinds = kind[order]
-    is_pageview = kinds == EventKind.PAGEVIEW
+    # (row-sized temporaries let go as soon as used: a compaction build's peak is here)
+    positions = np.flatnonzero(kind[order] == EventKind.PAGEVIEW)  # the page views, in visit order
+    viewed = visit_sorted[positions]  # their visits, ascending
     first_row = order[first]
     # Entry / exit page: the first / last page view's page, or without any page view the
     # page of the visit's first / last event.
     entry_page = path[first_row].astype(np.uint32)
     exit_page = path[order[last]].astype(np.uint32)
-    positions = np.flatnonzero(is_pageview)
-    backwards = positions[::-1]
-    entry_page[visit_sorted[backwards]] = path[order[backwards]]  # the last assignment wins
-    exit_page[visit_sorted[positions]] = path[order[positions]]
+    viewed_pages = path[order[positions]]
+    entry_page[viewed[::-1]] = viewed_pages[::-1]  # the last assignment wins: each visit's first view
+    exit_page[viewed] = viewed_pages
+    del viewed_pages
+    pageviews = np.bincount(viewed, minlength=visits).astype(np.int64)
+    del positions, viewed
     return {
         "order": order,
         "visit_sorted": visit_sorted,
@@ -82,8 +87,9 @@ def build(kind, visitor, ts, session, path, rows: np.ndarray, timeout_ms: int) -
         "start": t[first],
         "end": t[last],
         "first_row": first_row,
-        "pageviews": np.bincount(visit_sorted, weights=is_pageview, minlength=visits).astype(np.int64),
-        "interactive": np.bincount(visit_sorted, weights=~is_pageview, minlength=visits) > 0,
+        "pageviews": pageviews,
+        # any event not a page view (a custom event) makes the visit interactive
+        "interactive": np.bincount(visit_sorted, minlength=visits) > pageviews,
         "entry_page": entry_page,
         "exit_page": exit_page,
     }
@@ -133,10 +139,11 @@ def local_visits(kind, visitor, ts, session, path, timeout_ms: int) -> dict[str,
     number = np.empty(len(rank), np.int64)
     number[rank] = np.arange(len(rank))
     visit_of = np.full(len(kind), -1, np.int32)
-    visit_of[built["order"]] = number[built["visit_sorted"]]
+    visit_of[built.pop("order")] = number[built.pop("visit_sorted")]
+    del number
     out = {"visit_of": visit_of}
-    for name in _VISIT_ARRAYS:
-        out[name] = built[name][rank]
+    for name in _VISIT_ARRAYS:  # each array in build's order let go once put in first-row order
+        out[name] = built.pop(name)[rank]
     return out
 
 
