@@ -44,21 +44,12 @@ def helper_environment(environ) -> dict[str, str]:
     """The environment for a helper process started by the server: the server's own, less
     the fixed mmap threshold ``footfall serve`` set for the server (one an operator set is
     kept). A compaction build makes thousands of medium numpy arrays; mapped and unmapped
-    one by one each, a seed day's build took 1.45x as long (1.8 against 1.25 s). The helper
-    trims its heap after each request instead (:func:`trim_now`)."""
+    one by one each, a seed day's build took ~1.3-1.45x as long. The helper trims its heap
+    after each request instead (a :class:`HeapTrimmer`)."""
     environment = dict(environ)
     if environment.get("MALLOC_MMAP_THRESHOLD_") == SERVER_MMAP_THRESHOLD:
         del environment["MALLOC_MMAP_THRESHOLD_"]
     return environment
-
-
-def trim_now() -> bool:
-    """``malloc_trim(0)`` at once (False where there is no glibc)."""
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
 
 
 class HeapTrimmer:
