@@ -9,17 +9,15 @@ stayed 60–80 MB above what was still in use after the query suite. ``malloc_tr
 returns every free page (about 8 ms for 60 MB there), so it runs after a report that read a
 large frame, at most once per :data:`MIN_INTERVAL_S`. Elsewhere than glibc it does nothing.
 
-The store's map is given back the same way once reads stop, or while they go on once it holds
-more than a bound (:class:`MapReleaser`): the pages queries mapped stay in the process's
-resident set until the kernel wants them back, though they are clean page cache (after the
-seed month's query suite ~430 of the server's ~770 MB).
+The store's map is given back the same way once reads stop (:class:`MapReleaser`): the pages
+queries mapped stay in the process's resident set until the kernel wants them back, though
+they are clean page cache (after the seed month's query suite ~430 of the server's ~770 MB).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import resource
 import threading
 import time
 
@@ -28,20 +26,6 @@ LARGE_FRAME_ROWS = 500_000  # a frame this large leaves tens of megabytes freed 
 MIN_INTERVAL_S = 1.0
 MAP_QUIET_S = 5.0  # seconds with no read transaction begun before the store's map is released
 MAP_POLL_S = 2.0  # how often the job thread asks (:meth:`MapReleaser.poll`)
-MAP_BOUND_MB = 128  # file pages mapped since the last release over which it is released while reads go on
-MAP_BOUND_INTERVAL_S = 10.0  # ... at most this often
-PAGE_BYTES = resource.getpagesize()
-
-
-def mapped_file_bytes() -> int | None:
-    """This process's resident file-backed pages (``RssFile`` + ``RssShmem``: the store's map,
-    the libraries' code), from ``/proc/self/statm``, whose counters the kernel keeps: reading
-    it walks no page table. None where there is no such file."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[2]) * PAGE_BYTES
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _malloc_trim():
@@ -101,67 +85,35 @@ class HeapTrimmer:
 
 
 class MapReleaser:
-    """Releases the store's map (:meth:`storage.environment.Store.release_map`): once no read
-    transaction has begun for ``quiet_s`` seconds, once per quiet spell, so what the
-    dashboard's queries mapped leaves the resident set a few seconds after they stop; and,
-    while reads go on, whenever the process holds more than ``bound_bytes`` of file pages over
-    what it held right after the last release, at most once per ``bound_interval_s``. A
-    dashboard read all day (or a tracker's folds beside it) would otherwise keep every page
-    any query ever touched mapped, ~400 MB after the seed month's query suite, where the next
-    queries touch a few. A release costs a few milliseconds, and the next reads a minor fault
-    per page they touch again (docs/performance.md, twenty-third and twenty-eighth parts).
-    The job thread polls it every :data:`MAP_POLL_S` seconds."""
+    """Releases the store's map (:meth:`storage.environment.Store.release_map`) once no read
+    transaction has begun for ``quiet_s`` seconds, once per quiet spell: what the dashboard's
+    queries mapped leaves the resident set a few seconds after they stop, and while reads go
+    on (during a bulk load: the compactions of the days it passed, among others) nothing is
+    released, so nothing is mapped twice. A
+    release costs a few milliseconds, and the next queries' first reads a minor fault per
+    page (docs/performance.md, twenty-third part). The job thread polls it every
+    :data:`MAP_POLL_S` seconds."""
 
-    def __init__(self, store, quiet_s: float = MAP_QUIET_S, bound_bytes: int = MAP_BOUND_MB << 20,
-                 bound_interval_s: float = MAP_BOUND_INTERVAL_S, clock=time.monotonic,
-                 mapped=mapped_file_bytes) -> None:
+    def __init__(self, store, quiet_s: float = MAP_QUIET_S, clock=time.monotonic) -> None:
         self._store = store
         self.quiet_s = quiet_s
-        self.bound_bytes = bound_bytes  # 0: released only once reads stop
-        self.bound_interval_s = bound_interval_s
         self._clock = clock
-        self._mapped = mapped
         self._seen = store.reads_begun
         self._since = clock()
         self._released = False  # what the start read is released after the first quiet spell
-        self._last = float("-inf")  # when the map was last released
-        self._floor = None  # the file pages mapped right after the last release (the libraries' and so on)
         self.releases = 0  # times the map was released (tests, the bench)
-        self.bound_releases = 0  # ... of them while reads went on, over the bound
 
     def poll(self) -> bool:
-        """Release the map if reads have stopped for ``quiet_s`` since the last release, or
-        if more than the bound is mapped; True if it was released."""
+        """Release the map if reads have stopped for ``quiet_s`` since the last release."""
         now, reads = self._clock(), self._store.reads_begun
         if reads != self._seen:
             self._seen, self._since, self._released = reads, now, False
-            return self._over_bound(now)
+            return False
         if self._released or now - self._since < self.quiet_s:
-            return self._over_bound(now)
+            return False
         self._released = True
-        return self._release(now)
-
-    def _over_bound(self, now: float) -> bool:
-        if self.bound_bytes <= 0 or now - self._last < self.bound_interval_s:
-            return False
-        mapped = self._mapped()
-        if mapped is None:
-            return False
-        if self._floor is None:  # no release yet: what is mapped now counts from here
-            self._floor = mapped
-            return False
-        if mapped - self._floor <= self.bound_bytes:
-            return False
-        if not self._release(now):
-            return False
-        self.bound_releases += 1
-        return True
-
-    def _release(self, now: float) -> bool:
         if not self._store.release_map():
             return False
-        self._last = now
-        self._floor = self._mapped()
         self.releases += 1
         return True
 
