@@ -65,6 +65,7 @@ from web.privacy import PRIVACY_CONTROLLERS, PRIVACY_PAGES
 from web.replication import REPLICATION_CONTROLLERS, read_only_while_following
 from web.security import security_headers
 from web.trackers import TRACKER_ROUTES
+from web.worker_signals import leave_interrupts_to_the_supervisor
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -259,4 +260,5 @@ def make_app() -> IngestFrontDoor:
     set_switch_interval(settings.server.switch_interval_ms)  # logged: create_app set up logging
     set_asyncio_executor(TurnTaking())  # handlers off the event loop compute in turns
     app.on_startup.append(freeze_startup_heap)  # after the lifespan opened the appliance
+    app.on_startup.append(leave_interrupts_to_the_supervisor)  # its stop: granian's SIGTERM
     return IngestFrontDoor(app)
