@@ -167,8 +167,9 @@ def _children(pid: int) -> list[int]:
 def test_ctrl_c_stops_the_worker_through_granian_and_closes_cleanly(tmp_path):
     """Ctrl-C sends SIGINT to the whole process group, granian's worker included, and granian's
     main process then sends the worker SIGTERM: two stop signals close together left granian's
-    worker stuck in about one stop in ten, killed 8 s later without the appliance's close. The
-    worker ignores SIGINT, so its one stop signal is the main process's SIGTERM."""
+    worker stuck (4 of ~66 group stops of a smoke server), killed 8 s later without the
+    appliance's close. The worker ignores SIGINT, so its one stop signal is the main process's
+    SIGTERM. The race itself is too rare to fail this test every time; the signal masks are not."""
     data, port = tmp_path / "data", free_port()
     process = _serve(data, port, _clean_env(FOOTFALL_DEMO="true", FOOTFALL_DEMO_DAYS="0"))
     try:
@@ -191,7 +192,7 @@ def test_ctrl_c_stops_the_worker_through_granian_and_closes_cleanly(tmp_path):
     assert status == 0, log
     assert "refused to gracefully stop" not in log, log
     assert "Traceback" not in log, log
-    WriterLock(data, "test").acquire().release()  # the worker closed the data dir
+    WriterLock(data, "test").acquire().release()  # the data dir is free
 
 
 def test_footfall_health_probes_the_server_the_settings_describe(own_server, tmp_path):
