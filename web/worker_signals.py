@@ -27,6 +27,6 @@ def leave_interrupts_to_the_supervisor() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     with contextlib.suppress(RuntimeError, NotImplementedError):
-        # granian's handler on the loop (a loop without signal handlers: installed with signal.signal)
+        # granian's handler on the loop (where the loop has none, signal.signal below replaces it)
         asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,5 +1,6 @@
 """``footfall serve``'s start: a production start is empty, a stop during start-up is prompt
-(even as PID 1 of a PID namespace, as in a container), and ``footfall health`` probes it."""
+(even as PID 1 of a PID namespace, as in a container), Ctrl-C stops the worker through
+granian's main process, and ``footfall health`` probes it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,10 @@ import pytest
 
 from appliance.runtime.ownership import WriterLock
 from tests.servers import FOOTFALL, ROOT, footfall_cli, free_port
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib import group_roles  # noqa: E402  (the bench's roles of footfall serve's processes)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -151,19 +157,6 @@ def _signals(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_ctrl_c_stops_the_worker_through_granian_and_closes_cleanly(tmp_path):
     """Ctrl-C sends SIGINT to the whole process group, granian's worker included, and granian's
     main process then sends the worker SIGTERM: two stop signals close together left granian's
@@ -174,7 +167,7 @@ def test_ctrl_c_stops_the_worker_through_granian_and_closes_cleanly(tmp_path):
     process = _serve(data, port, _clean_env(FOOTFALL_DEMO="true", FOOTFALL_DEMO_DAYS="0"))
     try:
         _wait_healthy(port, process)
-        (worker,) = _children(process.pid)
+        (worker,) = [int(pid) for pid, role in group_roles(process.pid) if role == "worker"]
         assert _signals(worker, "SigIgn") & 1 << (signal.SIGINT - 1), "the worker still takes SIGINT"
         assert _signals(worker, "SigCgt") & 1 << (signal.SIGTERM - 1), "the worker lost its SIGTERM handler"
         assert not _signals(process.pid, "SigIgn") & 1 << (signal.SIGINT - 1), "granian's main ignores SIGINT"
