@@ -140,7 +140,7 @@ class ReplicationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 
 class MemorySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     budget_mb: int = 160  # every cache together (appliance/memory.py splits it)
-    release_unused_seconds: float = 120.0  # cached blocks and sketches unused this long are let go; 0: never
+    release_unused_seconds: float = 120.0  # cached blocks unused this long are let go (sketches after 30 s at most); 0: never
 
     def __post_init__(self) -> None:
         if self.release_unused_seconds < 0:

@@ -119,38 +119,50 @@ class MapReleaser:
         return True
 
 
+#: a write-back sketch no fold wrote for this long is let go (at most ``[memory]
+#: release_unused_seconds``): the sketches serve only the folds, never a query, and after a
+#: load of history every day's but the last is one no fold will write again
+SKETCHES_UNUSED_S = 30.0
+#: the heap is trimmed after a poll that let go at least this much (a load lets go of a few
+#: passed days' sketches at every poll: a trim each time would cost more than it gives back)
+TRIM_FROM_BYTES = 4 << 20
+
+
 class UnusedCaches:
-    """Lets go of the cached column blocks and write-back sketches nobody used for
-    ``unused_s`` seconds (``[memory] release_unused_seconds``; 0: never), then trims the heap:
-    the caches fill to their shares of the memory budget while the dashboard is read or a
-    load is folded, and a server nobody looks at gives that memory back instead of holding it
-    until the budget pushes it out. What is let go is read again on the next use (a filtered
-    query after a pause: its blocks decoded again, as after a restart). The job thread polls
-    it every :data:`MAP_POLL_S` seconds; the sketches are the writer's, so they are let go
-    only while the coordinator's ``mutex`` is free (the next poll tries again)."""
+    """Lets go of the cached column blocks nobody requested for ``unused_s`` seconds
+    (``[memory] release_unused_seconds``; 0: never) and the write-back sketches no fold wrote
+    for :data:`SKETCHES_UNUSED_S` (or ``unused_s``, if shorter), then trims the heap: the
+    caches fill to their shares of the memory budget while the dashboard is read or a load is
+    folded, and a server nobody looks at gives that memory back instead of holding it until
+    the budget pushes it out. What is let go is read again on the next use (a filtered query
+    after a pause: its blocks decoded again, as after a restart; a fold: the sketch read from
+    the store). The job thread polls it every :data:`MAP_POLL_S` seconds; the sketches are the
+    writer's, so they are let go only while the coordinator's ``mutex`` is free (the next poll
+    tries again)."""
 
     def __init__(self, blocks, sketches, mutex, unused_s: float, trimmer: HeapTrimmer,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, trim_from: int = TRIM_FROM_BYTES) -> None:
         self._blocks = blocks  # appliance.events.block_cache.BlockCache
         self._sketches = sketches  # storage.sketches.Sketches
         self._mutex = mutex
         self.unused_s = unused_s
         self._trimmer = trimmer
         self._clock = clock
+        self._trim_from = trim_from
         self.released_bytes = 0  # let go so far (tests)
 
     def poll(self) -> int:
         """Let go of what went unused; returns the (estimated) bytes let go now."""
         if self.unused_s <= 0:
             return 0
-        before = self._clock() - self.unused_s
-        freed = self._blocks.let_go_unused(before)
+        now = self._clock()
+        freed = self._blocks.let_go_unused(now - self.unused_s)
         if self._mutex.acquire(blocking=False):
             try:
-                freed += self._sketches.let_go_unused(before)
+                freed += self._sketches.let_go_unused(now - min(self.unused_s, SKETCHES_UNUSED_S))
             finally:
                 self._mutex.release()
-        if freed:
-            self.released_bytes += freed
+        self.released_bytes += freed
+        if freed and freed >= self._trim_from:
             self._trimmer.trim()
         return freed

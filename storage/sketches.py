@@ -458,8 +458,8 @@ class Sketches:
     so after a transaction that did not commit the cache is dropped (:meth:`add` notices).
     It is bounded in bytes (:func:`sketch_bytes`, least recently used dropped first): by
     entries alone it grew with its exact sets, each up to four times a sketch's registers.
-    A sketch no write touched for ``[memory] release_unused_seconds`` is let go
-    (:meth:`let_go_unused`: after a bulk load of history, every day's but the last few).
+    A sketch no write touched for half a minute is let go (:meth:`let_go_unused`, polled by
+    :class:`appliance.heap.UnusedCaches`: after a bulk load of history, every passed day's).
 
     A rolled-up metric's day sketches are also kept per week and month
     (:mod:`storage.rollups`): :meth:`add` adds a day's members to its week and month, and a

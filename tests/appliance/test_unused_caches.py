@@ -14,7 +14,7 @@ import numpy as np
 from appliance.events.block_cache import BlockCache
 from appliance.events.blocks import Block
 from appliance.filters import parse_filters
-from appliance.heap import HeapTrimmer, UnusedCaches
+from appliance.heap import SKETCHES_UNUSED_S, HeapTrimmer, UnusedCaches
 from appliance.periods import local_today
 from appliance.query.spec import Query
 from storage.keys import DAY, pack_bucket_key
@@ -111,7 +111,7 @@ def test_an_idle_server_lets_go_of_its_caches_and_answers_the_same_after(applian
     assert blocks.cached_bytes > 0 and sketches.cached_bytes > 0
     trimmer = HeapTrimmer(min_interval_s=0)
     releaser = UnusedCaches(blocks, sketches, appliance.coordinator.mutex, 60, trimmer,
-                            clock=lambda: time.monotonic() + 61)
+                            clock=lambda: time.monotonic() + 61, trim_from=1)
 
     # while the writer holds its mutex the sketches are not touched (the next poll tries again)
     held, release = threading.Event(), threading.Event()
@@ -143,3 +143,26 @@ def test_zero_keeps_the_caches(appliance):
     blocks.remember(_block(1))
     releaser = UnusedCaches(blocks, appliance.sketches, appliance.coordinator.mutex, 0, HeapTrimmer())
     assert releaser.poll() == 0 and len(blocks) == 1
+
+
+def test_sketches_no_fold_wrote_for_half_a_minute_go_before_the_blocks(appliance):
+    """The write-back sketches serve only the folds: after a load of history they are the
+    passed days', let go after SKETCHES_UNUSED_S though the blocks stay the setting's 120 s;
+    a poll that let go of less than its trim threshold does not trim the heap."""
+    site = appliance.sites.add("sketches.test", timezone="UTC")
+    appliance.record_sync(_events(site, random.Random(12), 300, time.time() - 2 * 86400, 2 * 86400 - 60))
+    blocks, sketches = BlockCache(1 << 30), appliance.sketches
+    blocks.remember(_block(1))
+    assert sketches.cached_bytes > 0
+    clock = Clock()
+    clock.now = time.monotonic() + SKETCHES_UNUSED_S - 5
+    trimmer = HeapTrimmer(min_interval_s=0)
+    releaser = UnusedCaches(blocks, sketches, appliance.coordinator.mutex, 120, trimmer, clock=clock)
+    assert releaser.poll() == 0 and sketches.cached_bytes > 0  # written under half a minute ago
+
+    clock.now += 10
+    cached = sketches.cached_bytes
+    assert releaser.poll() == cached  # every sketch; the block (requested just now) stays
+    assert sketches.cached_entries == 0 and len(blocks) == 1
+    assert trimmer.trims == 0  # a few kilobytes: not worth a trim
+    assert releaser.poll() == 0
