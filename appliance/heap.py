@@ -93,7 +93,11 @@ class MapReleaser:
     begins reads only now and then (the seed month's: a few every 10-30 s), so its writer's
     map is released between them and mapped again within 2 s; releasing while reads go on,
     over a bound, held nothing either: the dashboard's readers map ~250 MB again as fast
-    (twenty-eighth part). The job thread polls it every :data:`MAP_POLL_S` seconds."""
+    (twenty-eighth part). Writes map pages too (those they copy, and their neighbours): once
+    the map was released, writes and then ``quiet_s`` with neither reads nor writes release it
+    again (closing the visits a load of history left open maps ~220 MB at the seed's month,
+    with no read after it; thirtieth part), while a server written every second keeps what
+    its writes use. The job thread polls it every :data:`MAP_POLL_S` seconds."""
 
     def __init__(self, store, quiet_s: float = MAP_QUIET_S, clock=time.monotonic) -> None:
         self._store = store
@@ -101,18 +105,26 @@ class MapReleaser:
         self._clock = clock
         self._seen = store.reads_begun
         self._since = clock()
+        self._writes_seen = store.writes_done
+        self._written_at = float("-inf")  # the last poll that saw new writes
+        self._written = False  # writes since the last release
         self._released = False  # what the start read is released after the first quiet spell
         self.releases = 0  # times the map was released (tests, the bench)
 
     def poll(self) -> bool:
-        """Release the map if reads have stopped for ``quiet_s`` since the last release."""
-        now, reads = self._clock(), self._store.reads_begun
+        """Release the map if reads have stopped for ``quiet_s`` since the last release, or
+        once it was, if writes came and then ``quiet_s`` of neither."""
+        now, reads, writes = self._clock(), self._store.reads_begun, self._store.writes_done
+        if writes != self._writes_seen:
+            self._writes_seen, self._written_at, self._written = writes, now, True
         if reads != self._seen:
             self._seen, self._since, self._released = reads, now, False
             return False
-        if self._released or now - self._since < self.quiet_s:
+        if now - self._since < self.quiet_s:
             return False
-        self._released = True
+        if self._released and not (self._written and now - self._written_at >= self.quiet_s):
+            return False
+        self._released, self._written = True, False
         if not self._store.release_map():
             return False
         self.releases += 1
@@ -123,8 +135,9 @@ class MapReleaser:
 #: release_unused_seconds``): the sketches serve only the folds, never a query, and after a
 #: load of history every day's but the last is one no fold will write again
 SKETCHES_UNUSED_S = 30.0
-#: the heap is trimmed after a poll that let go at least this much (a load lets go of a few
-#: passed days' sketches at every poll: a trim each time would cost more than it gives back)
+#: the heap is trimmed once the polls have let go of this much since its last trim (a load
+#: lets go of a passed day's sketches a few hundred kilobytes a poll: a trim each time would
+#: cost more than it gives back, and none at all would keep what they freed)
 TRIM_FROM_BYTES = 4 << 20
 
 
@@ -149,6 +162,7 @@ class UnusedCaches:
         self._trimmer = trimmer
         self._clock = clock
         self._trim_from = trim_from
+        self._untrimmed = 0  # let go since the last trim
         self.released_bytes = 0  # let go so far (tests)
 
     def poll(self) -> int:
@@ -163,6 +177,7 @@ class UnusedCaches:
             finally:
                 self._mutex.release()
         self.released_bytes += freed
-        if freed and freed >= self._trim_from:
-            self._trimmer.trim()
+        self._untrimmed += freed
+        if freed and self._untrimmed >= self._trim_from and self._trimmer.trim():
+            self._untrimmed = 0
         return freed

@@ -149,6 +149,7 @@ class Store:
         self._min_free_disk = min_free_disk_bytes
         self._write_lock = threading.Lock()
         self._gate = _ResizeGate()
+        self._writes_done = 0  # write transactions run (:attr:`writes_done`)
         self.tight = False  # the map is past its growth threshold and the disk refused more
         self._flush_failed: BaseException | None = None
         self._map_lock = threading.Lock()  # release_map against close
@@ -219,6 +220,11 @@ class Store:
         """Read transactions begun since the store opened: while it stays the same, nothing reads."""
         return self._gate.entered
 
+    @property
+    def writes_done(self) -> int:
+        """Write transactions run since the store opened (a write maps the pages it copies)."""
+        return self._writes_done
+
     def release_map(self) -> bool:
         """Take the pages reads have mapped out of this process's resident set
         (:func:`release_pages`); False when nothing was advised. The map can neither grow (so
@@ -259,6 +265,7 @@ class Store:
             if self._flush_failed is not None:
                 raise StorageFullError(f"writes stopped after a failed flush to disk: {self._flush_failed}")
             result = self._write(fn)
+            self._writes_done += 1
             if durable:
                 try:
                     self.env.sync(True)

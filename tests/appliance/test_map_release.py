@@ -34,6 +34,40 @@ def test_the_map_is_released_once_per_quiet_spell_and_never_while_reads_go_on(tm
     assert not releaser.poll() and releaser.releases == 2  # a closed store is not released
 
 
+def test_writes_after_a_release_are_released_once_they_stop_too(tmp_path):
+    """Writes map the pages they copy: after a release, writes with no read (the visits a
+    load of history left open, closing) are released once neither has come for 5 s; while
+    writes go on every second they are kept, and the reads' own rule stays as it was."""
+    store = Store(tmp_path / "lmdb")
+    now = [1000.0]
+    releaser = MapReleaser(store, quiet_s=5.0, clock=lambda: now[0])
+    db = store.db(b"visits")
+    try:
+        now[0] += 5.0
+        assert releaser.poll() and releaser.releases == 1
+        for second in range(8):  # a write every second, no read: its pages are in use
+            store.write(lambda txn, second=second: txn.put(b"k%d" % second, b"v", db=db))
+            now[0] += 1.0
+            assert not releaser.poll()
+        now[0] += 4.0
+        assert not releaser.poll()  # 4 s (and a poll's second) since the last write
+        now[0] += 1.0
+        assert releaser.poll() and releaser.releases == 2
+        now[0] += 60.0
+        assert not releaser.poll()  # nothing since: nothing to release
+
+        store.write(lambda txn: txn.put(b"late", b"v", db=db))
+        with store.read():  # a read and a write: the reads' rule, once, 5 s after the read
+            pass
+        assert not releaser.poll()
+        now[0] += 5.0
+        assert releaser.poll() and releaser.releases == 3
+        now[0] += 60.0
+        assert not releaser.poll()  # that write was released with the reads' pages
+    finally:
+        store.close()
+
+
 def test_the_job_thread_releases_the_map_once_reads_stop(make_appliance):
     appliance = make_appliance()
     releaser = appliance.jobs.map_releaser

@@ -164,5 +164,26 @@ def test_sketches_no_fold_wrote_for_half_a_minute_go_before_the_blocks(appliance
     cached = sketches.cached_bytes
     assert releaser.poll() == cached  # every sketch; the block (requested just now) stays
     assert sketches.cached_entries == 0 and len(blocks) == 1
-    assert trimmer.trims == 0  # a few kilobytes: not worth a trim
+    assert trimmer.trims == 0  # a few kilobytes: not worth a trim on their own
     assert releaser.poll() == 0
+
+
+def test_what_the_polls_let_go_is_trimmed_once_it_adds_up_to_the_threshold(appliance):
+    """A load lets go of its passed days' sketches a little at every poll: the heap is
+    trimmed once those add up to the threshold, not at every poll, nor never."""
+    clock = Clock()
+    blocks = BlockCache(1 << 30, clock=clock)
+    trimmer = HeapTrimmer(min_interval_s=0)
+    probe = _block(0)
+    BlockCache(1 << 30).remember(probe)
+    one = probe.cached_size  # what a block counts once cached
+    releaser = UnusedCaches(blocks, appliance.sketches, appliance.coordinator.mutex, 10, trimmer, clock=clock,
+                            trim_from=int(2.5 * one))
+    trims = []
+    for day in range(1, 7):
+        blocks.remember(_block(day))
+        clock.now += 11  # the block before this one went unused
+        releaser.poll()
+        trims.append(trimmer.trims)
+    assert releaser.released_bytes == 6 * one
+    assert trims == [0, 0, 1, 1, 1, 2]  # after the 3rd block let go, and the 6th
