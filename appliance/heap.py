@@ -178,6 +178,6 @@ class UnusedCaches:
                 self._mutex.release()
         self.released_bytes += freed
         self._untrimmed += freed
-        if freed and self._untrimmed >= self._trim_from and self._trimmer.trim():
+        if self._untrimmed >= max(1, self._trim_from) and self._trimmer.trim():  # else the next poll tries
             self._untrimmed = 0
         return freed

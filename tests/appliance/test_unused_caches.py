@@ -187,3 +187,20 @@ def test_what_the_polls_let_go_is_trimmed_once_it_adds_up_to_the_threshold(appli
         trims.append(trimmer.trims)
     assert releaser.released_bytes == 6 * one
     assert trims == [0, 0, 1, 1, 1, 2]  # after the 3rd block let go, and the 6th
+
+
+def test_a_trim_the_interval_held_back_comes_at_a_later_poll(appliance):
+    """The trimmer runs at most once a second (its other callers share it): what the polls let
+    go is trimmed at a later poll, even one that lets go of nothing more."""
+    clock = Clock()
+    blocks = BlockCache(1 << 30, clock=clock)
+    trimmer = HeapTrimmer(min_interval_s=3600)
+    assert trimmer.trim()  # another caller just trimmed: the next trim is held back
+    releaser = UnusedCaches(blocks, appliance.sketches, appliance.coordinator.mutex, 10, trimmer, clock=clock,
+                            trim_from=1)
+    blocks.remember(_block(1))
+    clock.now += 11
+    assert releaser.poll() > 0 and trimmer.trims == 1  # let go; its trim held back
+    trimmer.min_interval_s = 0
+    assert releaser.poll() == 0 and trimmer.trims == 2  # nothing more let go: the trim comes now
+    assert releaser.poll() == 0 and trimmer.trims == 2  # and only once
