@@ -31,7 +31,8 @@ turned into each cache's own bound with a measured size per entry:
 
 The interpreter, the libraries and LMDB's page cache (the kernel's, shared, and given back
 under pressure) come on top: about 110 MB for ``footfall serve`` idle. The default, 160 MB,
-keeps the whole server near 300 MB under load: a 1 GB server with room for the rest.
+keeps the whole server near 300 MB under steady traffic; a bulk load of the seed's month, with
+the store's mapped pages, peaks near 650 MB (README *Performance*): a 1 GB server, with room.
 """
 
 from __future__ import annotations
